@@ -1,0 +1,5 @@
+"""``python -m alerts`` → the ``alerts`` console script."""
+
+from alerts.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Loopback Telegram Bot API server fixtures (filled in by the telegram channel work)."""

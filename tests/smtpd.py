@@ -1,0 +1,1 @@
+"""Loopback SMTP server fixtures (filled in by the email channel work)."""
