@@ -1,0 +1,206 @@
+"""Telegram: python-telegram-bot ``Bot`` with global and per-chat rate limits; errors → Outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import warnings
+from datetime import timedelta
+from typing import ClassVar
+
+import httpx
+from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
+
+from alerts.config import TelegramSettings
+from alerts.errors import ConfigError, ValidationError
+from alerts.states import SuppressionReason
+from alerts.types import Outcome, OutcomeKind, RenderedMessage
+from channels.ratelimit import Pacer, PerKeyInterval
+
+logger = logging.getLogger(__name__)
+
+#: Telegram allows ~1,000 messages/s to a bot sending with ``allow_paid_broadcast``.
+PAID_BROADCAST_RATE = 1000.0
+
+_CHAT_ID = re.compile(r"-?[0-9]{1,20}")
+_CHANNEL_NAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
+
+_Rule = tuple[type[TelegramError], str, OutcomeKind, SuppressionReason | None]
+
+
+def parse_chat_id(address: str) -> int | str:
+    """A contact's Telegram address as the Bot API takes it: a numeric chat id or an @channel name."""
+    text = address.strip()
+    if _CHAT_ID.fullmatch(text):
+        return int(text)
+    if _CHANNEL_NAME.fullmatch(text):
+        return text
+    raise ValidationError(
+        "telegram: not a numeric chat id or an @channel name (@ and 4-32 letters, digits or _).",
+        details={"field": "telegram"},
+    )
+
+
+class TelegramChannel:
+    """Sends HTML text messages through the Bot API, within Telegram's rate limits."""
+
+    name: ClassVar[str] = "telegram"
+
+    #: Error → outcome. The first rule whose class matches and whose text occurs in the
+    #: error's description (compared in lower case; "" matches any) decides. Subclasses come
+    #: before their bases: BadRequest and TimedOut are NetworkErrors. Errors that carry data
+    #: are handled in ``_classify``: RetryAfter (TRANSIENT, pauses the bot) and ChatMigrated
+    #: (sent again once to the new chat). Anything else (InvalidToken, Conflict…) propagates.
+    OUTCOMES: ClassVar[tuple[_Rule, ...]] = (
+        (Forbidden, "bot was blocked by the user", OutcomeKind.PERMANENT, SuppressionReason.BLOCKED),
+        (Forbidden, "user is deactivated", OutcomeKind.PERMANENT, SuppressionReason.BLOCKED),
+        (Forbidden, "bot was kicked", OutcomeKind.PERMANENT, SuppressionReason.BLOCKED),
+        (Forbidden, "", OutcomeKind.PERMANENT, None),  # e.g. "bot can't initiate conversation"
+        (BadRequest, "chat not found", OutcomeKind.PERMANENT, None),
+        (BadRequest, "", OutcomeKind.PERMANENT, None),  # message too long, bad HTML…
+        (TimedOut, "", OutcomeKind.UNKNOWN, None),  # the request may have reached Telegram
+        (NetworkError, "", OutcomeKind.TRANSIENT, None),  # connection errors, HTTP 5xx
+    )
+
+    def __init__(self, options: TelegramSettings, *, timeout: float = 10.0) -> None:
+        self.options = options
+        self.timeout = timeout
+        rate = options.rate_per_second
+        if options.allow_paid_broadcast:
+            rate = max(rate, PAID_BROADCAST_RATE)
+        self.rate = rate
+        self._pacer = Pacer(rate)
+        self._chats = PerKeyInterval(options.per_chat_interval)
+        self._slots = asyncio.Semaphore(max(1, options.concurrency))
+        self._requests: tuple[HTTPXRequest, ...] = ()
+        self._bot: Bot | None = None
+
+    async def open(self) -> None:
+        """Create the bot and its HTTP connection pool (no network call is made here)."""
+        if not self.options.token:
+            raise ConfigError(
+                "[telegram] token is empty: set it in the config file or ALERTS_TELEGRAM_TOKEN.",
+                details={"key": "telegram.token"},
+            )
+        # httpx logs every request URL at INFO, and Bot API URLs contain the bot token.
+        httpx_logger = logging.getLogger("httpx")
+        if httpx_logger.level < logging.WARNING:
+            httpx_logger.setLevel(logging.WARNING)
+        # PTB 22 warns, whenever Telegram answers 429, that ``RetryAfter.retry_after`` will become
+        # a timedelta; ``_retry_after`` reads both forms, so the warning is only noise.
+        warnings.filterwarnings(
+            "ignore", message=r".*attribute `retry_after` will be of type", category=PTBDeprecationWarning
+        )
+        t = self.timeout
+        # One connection per concurrent send: more only slows python-telegram-bot down.
+        request = HTTPXRequest(
+            connection_pool_size=max(1, self.options.concurrency),
+            read_timeout=t,
+            write_timeout=t,
+            connect_timeout=t,
+            pool_timeout=t,
+        )
+        updates_request = HTTPXRequest(connection_pool_size=1)  # unused: we never poll updates
+        self._requests = (request, updates_request)
+        for req in self._requests:
+            await req.initialize()
+        self._bot = Bot(
+            self.options.token,
+            base_url=self.options.base_url,
+            request=request,
+            get_updates_request=updates_request,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool; safe to call twice."""
+        requests, self._requests, self._bot = self._requests, (), None
+        for req in requests:
+            await req.shutdown()
+
+    async def send(self, message: RenderedMessage) -> Outcome:
+        """Send the message's text to its chat and classify Telegram's answer."""
+        try:
+            chat = parse_chat_id(message.recipient.address)
+        except ValidationError as exc:
+            return Outcome(kind=OutcomeKind.PERMANENT, detail=exc.message)
+        try:
+            sent = await self._send_to(chat, message)
+        except ChatMigrated as exc:
+            # The group became a supergroup with a new id: send there once, and report the new
+            # id so the dispatcher updates the contact.
+            new_chat = exc.new_chat_id
+            logger.info("Telegram group migrated to a supergroup; sending to its new chat id")
+            try:
+                outcome = Outcome.sent(provider_id=str((await self._send_to(new_chat, message)).message_id))
+            except TelegramError as again:
+                outcome = self._classify(again)
+            return dataclasses.replace(outcome, new_address=str(new_chat))
+        except TelegramError as exc:
+            return self._classify(exc)
+        return Outcome.sent(provider_id=str(sent.message_id))
+
+    async def _send_to(self, chat: int | str, message: RenderedMessage) -> Message:
+        bot = self._bot
+        if bot is None:
+            raise RuntimeError("TelegramChannel.send() called before open()")
+        reply = None
+        if message.reply_to_provider_id:
+            reply = ReplyParameters(int(message.reply_to_provider_id), allow_sending_without_reply=True)
+        key = chat.lower() if isinstance(chat, str) else chat  # @names are case-insensitive
+        async with self._chats.hold(key), self._slots:
+            await self._pacer.wait()
+            logger.debug("Telegram sendMessage to chat %s (delivery %s)", chat, message.delivery_id)
+            try:
+                return await bot.send_message(
+                    chat_id=chat,
+                    text=message.content.text,
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    reply_parameters=reply,
+                    allow_paid_broadcast=True if self.options.allow_paid_broadcast else None,
+                )
+            except RetryAfter as exc:
+                # Flood control applies to the whole bot: pause every send, not just this chat.
+                delay = _retry_after(exc)
+                self._pacer.pause(delay.total_seconds())
+                logger.warning("Telegram flood control: pausing all sends for %.1f s", delay.total_seconds())
+                raise
+
+    def _classify(self, exc: TelegramError) -> Outcome:
+        detail = self._scrub(exc.message)
+        if isinstance(exc, RetryAfter):
+            return Outcome(kind=OutcomeKind.TRANSIENT, retry_after=_retry_after(exc), detail=detail)
+        if isinstance(exc, ChatMigrated):  # migrated again right after migrating: give up
+            return Outcome(kind=OutcomeKind.PERMANENT, detail=detail)
+        if isinstance(exc, TimedOut) and isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout):
+            # No connection was made, so the request never left: safe to retry.
+            return Outcome(kind=OutcomeKind.TRANSIENT, detail=detail)
+        text = exc.message.lower()
+        for cls, words, kind, suppress in self.OUTCOMES:
+            if isinstance(exc, cls) and words in text:
+                return Outcome(kind=kind, suppress=suppress, detail=detail)
+        raise exc
+
+    def _scrub(self, text: str) -> str:
+        # Error texts are stored with the delivery; the token must never be among them.
+        token = self.options.token
+        return text.replace(token, "***") if token else text
+
+
+def _retry_after(exc: RetryAfter) -> timedelta:
+    value = exc.retry_after  # int today, timedelta with PTB_TIMEDELTA=1 and in PTB 23
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
