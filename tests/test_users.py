@@ -64,7 +64,9 @@ async def test_wrong_token_is_refused(session: AsyncSession, token: str) -> None
     assert err.value.message == "invalid API token"
 
 
-async def test_new_token_replaces_the_old_one_and_deactivated_users_are_refused(session: AsyncSession) -> None:
+async def test_new_token_replaces_the_old_one_and_deactivated_users_are_refused(
+    session: AsyncSession,
+) -> None:
     admin, _ = await create_user(session, name="root", role="admin", now=NOW)
     user, old = await create_user(session, name="olga", role="officer", with_token=True, now=NOW)
     assert old is not None
@@ -165,7 +167,11 @@ def test_permission_table_covers_every_action_and_role() -> None:
 @pytest.mark.parametrize(
     ("role", "action", "message"),
     [
-        ("officer", "alert.approve", "user 'u' (officer) may not alert.approve; allowed roles: admin, reviewer"),
+        (
+            "officer",
+            "alert.approve",
+            "user 'u' (officer) may not alert.approve; allowed roles: admin, reviewer",
+        ),
         ("viewer", "alert.create", "user 'u' (viewer) may not alert.create; allowed roles: admin, officer"),
         ("reviewer", "alert.send", "user 'u' (reviewer) may not alert.send; allowed roles: admin, officer"),
         ("officer", "users.manage", "user 'u' (officer) may not users.manage; allowed roles: admin"),

@@ -1,0 +1,311 @@
+"""Drafts: audience validation, alert creation, versions on every edit, refusals that write nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from alerts import audit
+from alerts.approval import approve, approved_languages, ready_to_send, set_status, submit
+from alerts.drafts import Audience, create_alert, current_version, edit_alert, get_alert
+from alerts.errors import ApprovalRequired, Conflict, NotFound, PermissionDenied, ValidationError
+from alerts.models import Alert, AlertVersion, Approval, AuditEntry, Consent, User
+from alerts.states import AlertStatus
+from alerts.users import create_user
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+CASE = {"defender": "Ana Pérez", "country": "Honduras", "summary": "Arrested at dawn."}
+AUDIENCE = Audience(kinds=("authority", "media"), languages=("en", "es"))
+
+
+def validate_case(family: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A small real validator: the family must exist and two variables are required."""
+    if family != "urgent-appeal":
+        raise ValidationError(f"template family {family!r} does not exist")
+    for name in ("defender", "country"):
+        if not data.get(name):
+            raise ValidationError(f"case data: variable {name!r} is missing")
+    return dict(data)
+
+
+@dataclass
+class People:
+    officer: User
+    other_officer: User
+    reviewer: User
+    admin: User
+    viewer: User
+
+
+async def make_people(session: AsyncSession) -> People:
+    """One user of every role, committed."""
+    made = {}
+    for name, role in [("olga", "officer"), ("omar", "officer"), ("rita", "reviewer"), ("root", "admin"),
+                       ("vic", "viewer")]:  # fmt: skip
+        made[name], _ = await create_user(session, name=name, role=role, now=NOW)
+    await session.commit()
+    return People(made["olga"], made["omar"], made["rita"], made["root"], made["vic"])
+
+
+async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+    """Row counts of every workflow table and each alert's status, read in a fresh session."""
+    async with sessions() as s:
+        counts = {
+            model.__tablename__: await s.scalar(select(func.count()).select_from(model))
+            for model in (User, Alert, AlertVersion, Approval, Consent, AuditEntry)
+        }
+        statuses = {row[0]: row[1] for row in await s.execute(select(Alert.id, Alert.status))}
+        versions = {row[0]: row[1] for row in await s.execute(select(Alert.id, Alert.current_version))}
+    return {"counts": counts, "statuses": statuses, "versions": versions}
+
+
+async def new_alert(session: AsyncSession, author: User, audience: Audience = AUDIENCE, **kw: Any) -> Alert:
+    alert = await create_alert(
+        session, author=author, family="urgent-appeal", case_data=CASE, audience=audience,
+        validate_case=validate_case, now=NOW, **kw,
+    )  # fmt: skip
+    await session.commit()
+    return alert
+
+
+@pytest.fixture
+async def people(session: AsyncSession) -> People:
+    return await make_people(session)
+
+
+# -- Audience -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"kinds": ("police",)},
+            "audience: unknown kind 'police'; kinds are authority, media, press, partner, public",
+        ),
+        (
+            {"channels": ("sms",)},
+            "audience: unknown channel 'sms'; channels are email, telegram, press, webhook",
+        ),
+        ({"languages": ("EN",)}, "audience: language 'EN' is not a two-letter lowercase code such as 'en'"),
+        ({"languages": ("eng",)}, "audience: language 'eng' is not a two-letter lowercase code such as 'en'"),
+        ({"languages": ()}, "audience: at least one language is needed"),
+        ({"kinds": ()}, "audience: name at least one list or contact kind"),
+        ({"kinds": "media"}, "audience: kinds must be a list of names, not a string"),
+        ({"lists": (" ",)}, "audience: ' ' is not a valid list name"),
+    ],
+)
+def test_bad_audience_is_refused(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        Audience(**({"kinds": ("media",)} | fields))
+    assert err.value.message == message
+
+
+def test_audience_round_trips_through_json_and_drops_repeats() -> None:
+    audience = Audience(lists=("press-hn", "press-hn"), kinds=("public",), channels=("email",))
+    assert audience.to_json() == {"lists": ["press-hn"], "kinds": ["public"], "channels": ["email"],
+                                  "languages": ["en"]}  # fmt: skip
+    assert Audience.from_json(audience.to_json()) == audience
+    assert Audience.from_json({"lists": ["partners"]}).languages == ("en",)
+    with pytest.raises(ValidationError) as err:
+        Audience.from_json({"lists": ["x"], "kind": ["media"]})
+    assert err.value.message == "audience: unknown key 'kind'"
+    with pytest.raises(ValidationError) as err:
+        Audience.from_json({"lists": "x"})
+    assert err.value.message == "audience: lists must be a list of names"
+
+
+# -- create ---------------------------------------------------------------------------------
+
+
+async def test_create_alert_makes_version_one_and_an_audit_entry(
+    session: AsyncSession, people: People
+) -> None:
+    alert = await new_alert(session, people.officer)
+    assert (alert.status, alert.title, alert.family, alert.languages) == (
+        "draft", "Ana Pérez (Honduras)", "urgent-appeal", ["en", "es"])  # fmt: skip
+    assert (alert.is_public, alert.current_version, alert.author_id) == (False, 1, people.officer.id)
+    assert alert.audience == {
+        "lists": [],
+        "kinds": ["authority", "media"],
+        "channels": [],
+        "languages": ["en", "es"],
+    }
+    version = await current_version(session, alert)
+    assert (version.number, version.case_data, version.created_by) == (1, CASE, people.officer.id)
+    [entry] = await audit.list_entries(session, object_type="alert", object_id=alert.id)
+    assert (entry.action, entry.user_id, entry.at) == ("alert.create", people.officer.id, NOW)
+    assert entry.details == {
+        "family": "urgent-appeal",
+        "version": 1,
+        "languages": ["en", "es"],
+        "is_public": False,
+    }
+    assert (await get_alert(session, alert.id)).id == alert.id
+
+
+async def test_public_kind_makes_the_alert_public_unless_told_otherwise(
+    session: AsyncSession, people: People
+) -> None:
+    public = Audience(kinds=("public",))
+    assert (await new_alert(session, people.officer, public)).is_public is True
+    assert (await new_alert(session, people.officer, public, is_public=False)).is_public is False
+    assert (await new_alert(session, people.officer, title=" Ana ")).title == "Ana"
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        ({"case_data": {"defender": "Ana"}}, ValidationError, "case data: variable 'country' is missing"),
+        ({"family": "../etc"}, ValidationError, "template family: '../etc' is not a valid family name"),
+        ({"family": "nope"}, ValidationError, "template family 'nope' does not exist"),
+        ({"title": "  "}, ValidationError, "title: must not be empty"),
+        ({"case_data": CASE | {"born": date(1990, 1, 2)}}, ValidationError,
+         "case data: born holds a date, which cannot be stored"),
+        ({"author": "viewer"}, PermissionDenied,
+         "user 'vic' (viewer) may not alert.create; allowed roles: admin, officer"),
+    ],
+)  # fmt: skip
+async def test_refused_create_writes_nothing(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People,
+    kw: dict[str, Any], error: type[Exception], message: str,
+) -> None:  # fmt: skip
+    before = await snapshot(sessions)
+    args: dict[str, Any] = {"family": "urgent-appeal", "case_data": CASE} | kw
+    args["author"] = people.viewer if kw.get("author") == "viewer" else people.officer
+    with pytest.raises(error) as err:
+        await create_alert(session, audience=AUDIENCE, validate_case=validate_case, now=NOW, **args)
+    assert str(err.value) == message
+    await session.rollback()
+    assert await snapshot(sessions) == before
+
+
+async def test_unknown_alert(session: AsyncSession) -> None:
+    with pytest.raises(NotFound) as err:
+        await get_alert(session, 99)
+    assert err.value.message == "alert 99 does not exist"
+
+
+# -- edit -----------------------------------------------------------------------------------
+
+
+async def test_every_edit_makes_a_new_version(session: AsyncSession, people: People) -> None:
+    alert = await new_alert(session, people.officer)
+    v2 = await edit_alert(session, alert, user=people.other_officer, case_data=CASE | {"summary": "Charged."},
+                          validate_case=validate_case, now=NOW)  # fmt: skip
+    v3 = await edit_alert(
+        session, alert, user=people.officer, title="Ana Pérez", validate_case=validate_case, now=NOW
+    )
+    await session.commit()
+    assert (v2.number, v2.created_by, v2.case_data["summary"]) == (2, people.other_officer.id, "Charged.")
+    assert (v3.number, v3.case_data, alert.title) == (3, v2.case_data, "Ana Pérez")
+    assert (alert.current_version, alert.status) == (3, "draft")
+    assert [v.number for v in (await get_alert(session, alert.id)).versions] == [1, 2, 3]
+    actions = [e.action for e in await audit.list_entries(session, object_type="alert", object_id=alert.id)]
+    assert actions == ["alert.edit", "alert.edit", "alert.create"]
+
+
+async def test_editing_an_approved_alert_resets_its_approval(session: AsyncSession, people: People) -> None:
+    alert = await new_alert(session, people.officer)
+    await submit(session, alert, user=people.officer, now=NOW)
+    await approve(session, alert, user=people.reviewer, now=NOW)
+    await session.commit()
+    assert alert.status == "approved"
+
+    new_audience = Audience(kinds=("authority", "public"), languages=("en", "fr"))
+    version = await edit_alert(session, alert, user=people.officer, audience=new_audience,
+                               validate_case=validate_case, now=NOW)  # fmt: skip
+    await session.commit()
+    fresh = await get_alert(session, alert.id)
+    assert (fresh.status, fresh.current_version, version.case_data) == ("draft", 2, CASE)
+    assert (fresh.languages, fresh.is_public) == (["en", "fr"], True)
+    assert await approved_languages(session, fresh) == []
+    with pytest.raises(ApprovalRequired) as err:
+        await ready_to_send(session, fresh)
+    assert err.value.message == f"alert {alert.id} is draft: it must be approved before sending"
+    [entry] = await audit.list_entries(session, object_type="alert", object_id=alert.id, limit=1)
+    assert entry.details == {"version": 2, "changed": ["audience"], "from": "approved", "to": "draft"}
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ([AlertStatus.SCHEDULED], "alert {id} is scheduled: unschedule it before editing"),
+        ([AlertStatus.SENDING], "alert {id} is sending: it can no longer be edited; send an update instead"),
+        ([AlertStatus.SENDING, AlertStatus.SENT],
+         "alert {id} is sent: it can no longer be edited; send an update instead"),
+        ([AlertStatus.CLOSED], "alert {id} is closed: it can no longer be edited; send an update instead"),
+    ],
+)  # fmt: skip
+async def test_edit_refused_once_scheduled_or_sent(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People,
+    path: list[AlertStatus], message: str,
+) -> None:  # fmt: skip
+    alert = await new_alert(session, people.officer)
+    await submit(session, alert, user=people.officer, now=NOW)
+    await approve(session, alert, user=people.reviewer, now=NOW)
+    for status in path:
+        send_at = datetime(2025, 3, 2, tzinfo=UTC)
+        await set_status(session, alert, status, user=people.officer, send_at=send_at, now=NOW)
+    await session.commit()
+    before = await snapshot(sessions)
+    with pytest.raises(Conflict) as err:
+        await edit_alert(
+            session, alert, user=people.officer, case_data=CASE, validate_case=validate_case, now=NOW
+        )
+    assert err.value.message == message.format(id=alert.id)
+    await session.rollback()
+    assert await snapshot(sessions) == before
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        ({}, ValidationError, "alert {id}: nothing to change (give case data, a title or an audience)"),
+        ({"case_data": {"defender": "Ana"}}, ValidationError, "case data: variable 'country' is missing"),
+        ({"user": "reviewer", "title": "x"}, PermissionDenied,
+         "user 'rita' (reviewer) may not alert.edit; allowed roles: admin, officer"),
+    ],
+)  # fmt: skip
+async def test_refused_edit_writes_nothing(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People,
+    kw: dict[str, Any], error: type[Exception], message: str,
+) -> None:  # fmt: skip
+    alert = await new_alert(session, people.officer)
+    await submit(session, alert, user=people.officer, now=NOW)
+    await session.commit()
+    alert_id = alert.id
+    before = await snapshot(sessions)
+    user = people.reviewer if kw.pop("user", None) else people.officer
+    with pytest.raises(error) as err:
+        await edit_alert(session, alert, user=user, validate_case=validate_case, now=NOW, **kw)
+    assert str(err.value) == message.format(id=alert.id)
+    await session.rollback()
+    assert await snapshot(sessions) == before
+    assert before["statuses"] == {alert_id: "in_review"}
+
+
+async def test_a_stale_alert_loses_to_a_concurrent_change(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
+) -> None:
+    alert = await new_alert(session, people.officer)
+    async with sessions() as other:
+        mine = await get_alert(other, alert.id)
+        await edit_alert(other, mine, user=people.other_officer, title="Changed", validate_case=validate_case,
+                         now=NOW)  # fmt: skip
+        await other.commit()
+    before = await snapshot(sessions)
+    with pytest.raises(Conflict) as err:
+        await submit(session, alert, user=people.officer, now=NOW)  # still thinks version 1 is current
+    assert (
+        err.value.message
+        == f"alert {alert.id} was changed by someone else meanwhile; reload it and try again"
+    )
+    await session.rollback()
+    assert await snapshot(sessions) == before
