@@ -143,6 +143,8 @@ def _validate_title(title: str) -> str:
 
 
 def _text(value: object) -> str:
+    if isinstance(value, Mapping):  # a per-language value: {"en": ..., "fr": ...}
+        value = value.get("en") or next((v for v in value.values() if isinstance(v, str) and v.strip()), "")
     return value.strip() if isinstance(value, str) else ""
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts import audit
 from alerts.approval import approve, approved_languages, ready_to_send, set_status, submit
-from alerts.drafts import Audience, create_alert, current_version, edit_alert, get_alert
+from alerts.drafts import Audience, create_alert, current_version, default_title, edit_alert, get_alert
 from alerts.errors import ApprovalRequired, Conflict, NotFound, PermissionDenied, ValidationError
 from alerts.models import Alert, AlertVersion, Approval, AuditEntry, Consent, User
 from alerts.states import AlertStatus
@@ -184,6 +184,19 @@ async def test_refused_create_writes_nothing(
     assert str(err.value) == message
     await session.rollback()
     assert await snapshot(sessions) == before
+
+
+@pytest.mark.parametrize(
+    ("data", "title"),
+    [
+        ({"defender": "Ana", "country": {"fr": "Honduras", "en": "Honduras (en)"}}, "Ana (Honduras (en))"),
+        ({"defender": {"name": "Ana", "country": "Peru"}}, "Ana (Peru)"),
+        ({"defender_name": "Ana", "country": {"es": "Perú"}}, "Ana (Perú)"),
+        ({"summary": "x"}, "Urgent appeal"),
+    ],
+)
+def test_default_title(data: dict[str, Any], title: str) -> None:
+    assert default_title("urgent-appeal", data) == title
 
 
 async def test_unknown_alert(session: AsyncSession) -> None:

@@ -127,6 +127,10 @@ async def test_duplicate_name_is_refused_and_nothing_written(
         ({"password": "short"}, "password: shorter than 8 characters"),
         ({"telegram": "olga"}, "telegram: must be a numeric chat id or an @name"),
         ({"email": "olga-at-example.org"}, "email: An email address must have an @-sign."),
+        (
+            {"email": "ol ga@localhost"},
+            "email: The email address contains invalid characters before the @-sign: SPACE.",
+        ),
     ],
 )
 async def test_bad_user_fields_are_refused_and_nothing_written(
@@ -144,6 +148,8 @@ async def test_get_user_by_name_or_id(session: AsyncSession) -> None:
     user, _ = await create_user(session, name="olga", role="officer", telegram="@olga_hrd", now=NOW)
     assert (await get_user(session, "olga")).id == user.id
     assert (await get_user(session, user.id)).name == "olga"
+    local, _ = await create_user(session, name="demo", role="viewer", email="demo@LocalHost", now=NOW)
+    assert local.email == "demo@localhost"  # the local capture server's mailbox (demo)
     with pytest.raises(NotFound) as err:
         await get_user(session, "x")
     assert err.value.message == "user 'x' does not exist"
