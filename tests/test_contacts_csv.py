@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from alerts.errors import ValidationError
 from alerts.models import Contact, ContactList, ListMember
 
 HEADER = "name,email,telegram,kind,language,organisation,country,lists"
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data"
 
 
@@ -113,8 +113,8 @@ LONG = "x" * 201
         (",a@example.org,,media,,,,x", "name is required"),
         ("A,,,media,,,,x", "an email or a telegram is required"),
         ("A,not-an-email,,media,,,,x", "email is not a valid address: An email address must have an @-sign."),
-        ("A,a@b,,media,,,,x", "email is not a valid address: The part after the @-sign is not valid. "
-                              "It should have a period."),
+        ("A,a@b,,media,,,,x", ("email is not a valid address: The part after the @-sign is not valid. "
+                              "It should have a period.")),
         ("A,,@abc,media,,,,x", "telegram must be a numeric chat id or an @name of 5-32 letters, digits or underscores"),
         ("A,,12ab,media,,,,x", "telegram must be a numeric chat id or an @name of 5-32 letters, digits or underscores"),
         ("A,a@example.org,,minister,,,,x", "kind 'minister' is not one of authority, media, press, partner, public"),
@@ -164,8 +164,8 @@ async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionma
         ("name,email,telegram,kind,language,organisation,country",
          "row 1: missing column 'lists'"),
         ("name,email,telegram,kind,language,organisation,country,lists,phone",
-         "row 1: unknown column 'phone'; the columns are name, email, telegram, kind, language, "
-         "organisation, country, lists, title, form_of_address"),
+         ("row 1: unknown column 'phone'; the columns are name, email, telegram, kind, language, "
+         "organisation, country, lists, title, form_of_address")),
         ("name,email,EMAIL,telegram,kind,language,organisation,country,lists",
          "row 1: column 'email' appears twice"),
     ],
