@@ -1,0 +1,67 @@
+"""App: everything a running service holds, opened and closed in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from alerts.config import Settings
+from alerts.db import create_engine, make_sessionmaker
+from alerts.messages import MessageBuilder, message_domain
+from alerts.migrate import upgrade
+from alerts.render import Renderer
+from channels import build_channels
+from channels.base import Channel
+
+
+@dataclass
+class App:
+    """The open service: settings, database, renderer, channels (no global state)."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    renderer: Renderer
+    channels: dict[str, Channel]
+    builder: MessageBuilder
+    extras: dict[str, Any] = field(default_factory=dict)  # dispatcher, scheduler, capture…
+
+    def channel_concurrency(self) -> dict[str, int]:
+        """Senders per channel: one per pooled SMTP connection, the bot's cap for Telegram."""
+        s = self.settings
+        return {"email": s.email.pool_size, "press": max(2, s.email.pool_size // 4),
+                "telegram": s.telegram.concurrency, "webhook": 4, "memory": s.dispatcher.concurrency}
+
+
+@asynccontextmanager
+async def open_app(
+    settings: Settings,
+    *,
+    channels: Mapping[str, Channel] | None = None,
+    migrate: bool = False,
+) -> AsyncIterator[App]:
+    """Open the engine, renderer and channels; close them in reverse order."""
+    engine = create_engine(settings.database.url, echo=settings.database.echo)
+    try:
+        if migrate:
+            await upgrade(engine)
+        renderer = Renderer()
+        chans = dict(channels) if channels is not None else build_channels(settings)
+        builder = MessageBuilder(renderer, public_url=settings.server.public_url,
+                                 domain=message_domain(settings.email.from_))
+        opened: list[Channel] = []
+        try:
+            for ch in chans.values():
+                await ch.open()
+                opened.append(ch)
+            yield App(settings=settings, engine=engine, sessions=make_sessionmaker(engine), renderer=renderer,
+                      channels=chans, builder=builder)
+        finally:
+            for ch in reversed(opened):
+                await ch.close()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,114 @@
+"""Append a DeliveryEvent for every state change, and refuse changes states.py forbids.
+
+The dispatcher records outcomes in batches through ``event_row()`` dicts; everything else
+(bounces, responses, resend-failed, cancellations) changes one delivery at a time through
+``transition()``. Both check ``alerts.states.can_transition``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.errors import Conflict
+from alerts.models import Delivery, DeliveryEvent
+from alerts.states import DeliveryState, EventType, can_transition
+
+
+def event_row(
+    *,
+    delivery_id: int,
+    alert_id: int,
+    type: EventType | str,
+    at: datetime,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    attempt: int = 0,
+    detail: str = "",
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One DeliveryEvent as a dict, for bulk inserts."""
+    return {
+        "delivery_id": delivery_id,
+        "alert_id": alert_id,
+        "type": str(type),
+        "at": at,
+        "from_state": from_state,
+        "to_state": to_state,
+        "attempt": attempt,
+        "detail": detail[:2000],
+        "payload": payload,
+    }
+
+
+async def append_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert many events in one statement."""
+    if rows:
+        await session.execute(insert(DeliveryEvent), rows)
+
+
+def check_transition(delivery_id: int, old: str, new: DeliveryState) -> None:
+    """Raise Conflict unless states.py allows old -> new."""
+    if not can_transition(DeliveryState(old), new):
+        raise Conflict(
+            f"delivery {delivery_id}: cannot change from {old} to {new}.",
+            details={"delivery": delivery_id, "from": old, "to": str(new)},
+        )
+
+
+async def transition(
+    session: AsyncSession,
+    delivery: Delivery,
+    new: DeliveryState,
+    *,
+    now: datetime,
+    type: EventType | None = None,
+    detail: str = "",
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Move one delivery to ``new`` and append its event (caller commits)."""
+    old = delivery.state
+    check_transition(delivery.id, old, new)
+    delivery.state = str(new)
+    delivery.updated_at = now
+    session.add(
+        DeliveryEvent(
+            delivery_id=delivery.id,
+            alert_id=delivery.alert_id,
+            type=str(type or EventType(str(new))),
+            at=now,
+            from_state=old,
+            to_state=str(new),
+            attempt=delivery.attempts,
+            detail=detail[:2000],
+            payload=payload,
+        )
+    )
+
+
+async def engagement(
+    session: AsyncSession,
+    delivery: Delivery,
+    type: EventType,
+    *,
+    now: datetime,
+    detail: str = "",
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Record an engagement event (opened, clicked, unsubscribed…) that leaves the state alone."""
+    session.add(
+        DeliveryEvent(
+            delivery_id=delivery.id,
+            alert_id=delivery.alert_id,
+            type=str(type),
+            at=now,
+            from_state=delivery.state,
+            to_state=delivery.state,
+            attempt=delivery.attempts,
+            detail=detail[:2000],
+            payload=payload,
+        )
+    )

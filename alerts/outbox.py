@@ -1,0 +1,103 @@
+"""fan_out(): one Delivery per (alert, contact, channel), written in ONE transaction.
+
+The rows come from ``audience.audience_select`` through ``INSERT … SELECT … ON CONFLICT DO
+NOTHING``: the database does the expansion, so a 100,000-recipient audience never sits in
+Python memory, and publishing twice creates nothing twice (the unique constraint on
+(alert_id, contact_id, channel) absorbs the repeat). Each new row gets its ``queued`` event
+in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.audience import audience_select
+from alerts.models import Alert, Delivery, DeliveryEvent
+from alerts.states import DeliveryState, EventType
+
+logger = logging.getLogger(__name__)
+
+CONTACT_CHANNELS = ("email", "press", "telegram")
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Delivery)
+
+
+async def fan_out(
+    session: AsyncSession,
+    alert: Alert,
+    *,
+    approved_languages: Sequence[str],
+    now: datetime,
+    webhook_url: str = "",
+) -> int:
+    """Write the alert's outbox rows (caller commits); returns how many were new."""
+    audience = alert.audience or {}
+    requested = audience.get("channels") or [*CONTACT_CHANNELS, "webhook"]  # empty: every channel
+    channels = [c for c in requested if c in CONTACT_CHANNELS or c == "webhook"]
+    before = (await session.execute(select(func.coalesce(func.max(Delivery.id), 0)))).scalar_one()
+    cols = ["alert_id", "contact_id", "channel", "audience", "language", "address"]
+    for channel in channels:
+        if channel == "webhook":
+            continue
+        sel = audience_select(
+            alert_id=alert.id,
+            channel=channel,
+            lists=audience.get("lists", []),
+            kinds=audience.get("kinds", []),
+            channels=channels,
+            approved_languages=approved_languages,
+        ).add_columns(
+            literal(str(DeliveryState.QUEUED)).label("state"),
+            literal(0).label("attempts"),
+            literal(0).label("unknown_outcomes"),
+            literal(now, Delivery.next_attempt_at.type).label("next_attempt_at"),
+            literal(now, Delivery.created_at.type).label("created_at"),
+            literal(now, Delivery.updated_at.type).label("updated_at"),
+        )
+        stmt = _insert(session).from_select(
+            [*cols, "state", "attempts", "unknown_outcomes", "next_attempt_at", "created_at", "updated_at"], sel
+        ).on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
+        await session.execute(stmt)
+    if "webhook" in channels and webhook_url:
+        exists_already = (
+            await session.execute(
+                select(Delivery.id).where(Delivery.alert_id == alert.id, Delivery.channel == "webhook")
+            )
+        ).first()
+        if exists_already is None:
+            session.add(
+                Delivery(
+                    alert_id=alert.id, contact_id=None, channel="webhook", audience="partner",
+                    language=approved_languages[0], address=webhook_url, state=str(DeliveryState.QUEUED),
+                    attempts=0, unknown_outcomes=0, next_attempt_at=now, created_at=now, updated_at=now,
+                )
+            )
+            await session.flush()
+    events = select(
+        Delivery.id,
+        Delivery.alert_id,
+        literal(str(EventType.QUEUED)),
+        literal(now, DeliveryEvent.at.type),
+        literal(None),
+        literal(str(DeliveryState.QUEUED)),
+        literal(0),
+        literal("fan-out"),
+    ).where(Delivery.alert_id == alert.id, Delivery.id > before)
+    result = await session.execute(
+        insert(DeliveryEvent).from_select(
+            ["delivery_id", "alert_id", "type", "at", "from_state", "to_state", "attempt", "detail"], events
+        )
+    )
+    created = int(result.rowcount or 0)
+    alert.fanned_out_at = alert.fanned_out_at or now
+    logger.info("alert %s: fan-out wrote %d new deliveries", alert.id, created)
+    return created

@@ -1,0 +1,116 @@
+"""Publish an approved alert: check it may go, fan it out, mark it sending — now or at its
+embargo time. Scheduled alerts are published by whichever dispatcher first sees them due;
+the status change ``scheduled → sending`` is a guarded UPDATE, so exactly one does."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts import approval
+from alerts.errors import Conflict
+from alerts.messages import AlertInfo
+from alerts.models import Alert, AlertAttachment, AlertVersion
+from alerts.outbox import fan_out
+from alerts.states import AlertStatus
+from alerts.types import Attachment
+
+logger = logging.getLogger(__name__)
+
+
+async def publish(session: AsyncSession, alert: Alert, *, now: datetime, webhook_url: str = "") -> int:
+    """Fan the alert out now (caller commits); returns the number of new deliveries."""
+    if alert.status not in (AlertStatus.APPROVED, AlertStatus.SCHEDULED, AlertStatus.SENDING):
+        raise Conflict(
+            f"alert {alert.id} is {alert.status}; only an approved alert can be sent.",
+            details={"alert": alert.id, "status": alert.status},
+        )
+    await approval.ready_to_send(session, alert)
+    languages = await approval.approved_languages(session, alert)
+    created = await fan_out(session, alert, approved_languages=languages, now=now, webhook_url=webhook_url)
+    alert.status = str(AlertStatus.SENDING)
+    alert.published_at = alert.published_at or now
+    alert.updated_at = now
+    return created
+
+
+async def schedule(session: AsyncSession, alert: Alert, *, at: datetime, now: datetime) -> None:
+    """Publish the alert at ``at`` (its embargo time) instead of now (caller commits)."""
+    if alert.status not in (AlertStatus.APPROVED, AlertStatus.SCHEDULED):
+        raise Conflict(f"alert {alert.id} is {alert.status}; only an approved alert can be scheduled.")
+    if at <= now:
+        raise Conflict(f"alert {alert.id}: the send time {at.isoformat()} is in the past.")
+    await approval.ready_to_send(session, alert)
+    alert.status = str(AlertStatus.SCHEDULED)
+    alert.send_at = at
+    alert.updated_at = now
+
+
+async def publish_due(session: AsyncSession, *, now: datetime, webhook_url: str = "") -> list[int]:
+    """Publish every scheduled alert whose time has come; exactly once across processes."""
+    due = (
+        await session.execute(
+            select(Alert.id).where(Alert.status == str(AlertStatus.SCHEDULED), Alert.send_at <= now)
+        )
+    ).scalars().all()
+    published = []
+    for alert_id in due:
+        won = await session.execute(
+            update(Alert)
+            .where(Alert.id == alert_id, Alert.status == str(AlertStatus.SCHEDULED))
+            .values(status=str(AlertStatus.APPROVED))
+            .execution_options(synchronize_session=False)
+        )
+        if not won.rowcount:
+            continue
+        alert = await session.get(Alert, alert_id, populate_existing=True)
+        assert alert is not None
+        n = await publish(session, alert, now=now, webhook_url=webhook_url)
+        lateness = (now - alert.send_at).total_seconds() if alert.send_at else 0.0
+        logger.info("alert %s published at its scheduled time (%.1f s late): %d deliveries", alert_id, lateness, n)
+        published.append(alert_id)
+    return published
+
+
+async def load_alert_info(session: AsyncSession, alert_id: int) -> AlertInfo:
+    """What the dispatcher needs to render and thread an alert's messages."""
+    alert = await session.get(Alert, alert_id)
+    if alert is None:
+        raise LookupError(f"alert {alert_id} vanished while sending")
+    version = (
+        await session.execute(
+            select(AlertVersion).where(AlertVersion.alert_id == alert_id, AlertVersion.number == alert.current_version)
+        )
+    ).scalar_one()
+    ancestors: list[int] = []
+    root = alert
+    parent_id = alert.parent_id
+    while parent_id is not None and parent_id not in ancestors:
+        ancestors.append(parent_id)
+        parent = await session.get(Alert, parent_id)
+        if parent is None:
+            break
+        root = parent
+        parent_id = parent.parent_id
+    files = (
+        await session.execute(select(AlertAttachment).where(AlertAttachment.alert_id == alert_id))
+    ).scalars().all()
+    original = None
+    if ancestors:
+        original = {"id": root.id, "title": root.title,
+                    "date": (root.published_at or root.created_at).strftime("%Y-%m-%d")}
+    return AlertInfo(
+        id=alert.id,
+        title=alert.title,
+        family=alert.family,
+        version=version.number,
+        case_data=dict(version.case_data),
+        ancestors=tuple(ancestors),
+        embargo_until=alert.embargo_until,
+        attachments=tuple(Attachment(filename=f.filename, content_type=f.content_type, data=f.data) for f in files),
+        fallback_email=alert.fallback_email,
+        original=original,
+    )

@@ -1,0 +1,182 @@
+"""One writer that records send outcomes in batches.
+
+A commit per status change caps tracking at a few hundred rows per second; one transaction
+per batch (flushed every few tens of milliseconds) reaches tens of thousands. A crash can
+then repeat only what was sent since the last flush, plus what was in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.audience import suppression_channel
+from alerts.events import append_events, event_row
+from alerts.messages import AlertInfo, Claimed
+from alerts.models import Contact, Delivery, Suppression
+from alerts.retry import RetryPolicy
+from alerts.states import DeliveryState, EventType, SuppressionReason
+from alerts.types import Outcome, OutcomeKind
+
+logger = logging.getLogger(__name__)
+
+_table = Delivery.__table__
+_UPDATE = (
+    update(_table)
+    .where(_table.c.id == bindparam("b_id"))
+    .where(_table.c.claimed_by == bindparam("b_worker"))
+    .where(_table.c.state == str(DeliveryState.SENDING))
+    .values(
+        state=bindparam("b_state"),
+        next_attempt_at=bindparam("b_next"),
+        lease_until=None,
+        provider_id=bindparam("b_provider"),
+        message_id=bindparam("b_message_id"),
+        unknown_outcomes=bindparam("b_unknown"),
+        last_error=bindparam("b_error"),
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """A send's outcome waiting to be recorded."""
+
+    item: Claimed
+    outcome: Outcome
+    message_id: str
+    at: datetime
+
+
+def decide(result: Result, policy: RetryPolicy) -> tuple[DeliveryState, datetime | None, EventType]:
+    """The delivery's next state, retry time and event type for one outcome."""
+    o, item = result.outcome, result.item
+    if o.kind is OutcomeKind.SENT:
+        return DeliveryState.SENT, None, EventType.SENT
+    if o.kind is OutcomeKind.PERMANENT:
+        if o.suppress is not None:
+            return DeliveryState.SUPPRESSED, None, EventType.SUPPRESSED
+        return DeliveryState.FAILED, None, EventType.FAILED
+    retry_at = policy.decide(
+        attempts=item.attempts, unknown_before=item.unknown_outcomes, outcome=o, now=result.at
+    )
+    event = EventType.UNKNOWN if o.kind is OutcomeKind.UNKNOWN else EventType.DEFERRED
+    if retry_at is None:
+        return DeliveryState.FAILED, None, event if o.kind is OutcomeKind.UNKNOWN else EventType.FAILED
+    return DeliveryState.DEFERRED, retry_at, event
+
+
+def _insert(session: AsyncSession, model: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+async def record(
+    session: AsyncSession,
+    results: list[Result],
+    *,
+    worker: str,
+    policy: RetryPolicy,
+    alerts: dict[int, AlertInfo],
+    now: datetime,
+) -> None:
+    """Write a batch of outcomes: delivery rows, events, suppressions, fallbacks (caller commits)."""
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    suppressions: list[dict[str, Any]] = []
+    fallbacks: list[Claimed] = []
+    for res in results:
+        state, retry_at, event = decide(res, policy)
+        o, item = res.outcome, res.item
+        unknown = item.unknown_outcomes + (1 if o.kind is OutcomeKind.UNKNOWN else 0)
+        detail = o.detail
+        if o.kind is OutcomeKind.UNKNOWN:
+            detail = f"outcome unknown: {o.detail}" + ("" if retry_at else "; not retried again")
+        updates.append(
+            {
+                "b_id": item.id, "b_worker": worker, "b_state": str(state), "b_next": retry_at,
+                "b_provider": o.provider_id, "b_message_id": res.message_id, "b_unknown": unknown,
+                "b_error": None if state is DeliveryState.SENT else detail[:2000], "b_now": res.at,
+            }
+        )
+        events.append(
+            event_row(
+                delivery_id=item.id, alert_id=item.alert_id, type=event, at=res.at,
+                from_state=str(DeliveryState.SENDING), to_state=str(state), attempt=item.attempts,
+                detail=detail, payload={"outcome": str(o.kind), "provider_id": o.provider_id,
+                                        "retry_after": o.retry_after.total_seconds() if o.retry_after else None},
+            )
+        )
+        if o.suppress is not None and item.address:
+            key = item.address.lower() if item.channel in ("email", "press") else item.address
+            suppressions.append(
+                {"channel": suppression_channel(item.channel), "address_key": key,
+                 "reason": str(o.suppress), "detail": o.detail[:500], "created_at": now}
+            )
+        if o.new_address and item.contact_id is not None:
+            await _migrate_chat(session, item, o.new_address, now=now)
+        info = alerts.get(item.alert_id)
+        if (
+            info is not None and info.fallback_email and item.channel == "telegram"
+            and state in (DeliveryState.FAILED, DeliveryState.SUPPRESSED)
+        ):
+            fallbacks.append(item)
+    if updates:
+        await session.execute(_UPDATE, updates)
+    await append_events(session, events)
+    if suppressions:
+        stmt = _insert(session, Suppression).on_conflict_do_nothing(index_elements=["channel", "address_key"])
+        await session.execute(stmt, suppressions)
+    for item in fallbacks:
+        await _fallback_to_email(session, item, now=now)
+
+
+async def _migrate_chat(session: AsyncSession, item: Claimed, new_chat: str, *, now: datetime) -> None:
+    """Telegram moved the group to a supergroup: follow it, for this and later alerts."""
+    await session.execute(update(Contact).where(Contact.id == item.contact_id).values(telegram=new_chat, updated_at=now))
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.contact_id == item.contact_id, Delivery.channel == "telegram")
+        .where(Delivery.state.in_([str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED)]))
+        .values(address=new_chat)
+    )
+
+
+async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datetime) -> None:
+    """A permanent Telegram failure: queue the email version for the same contact, once."""
+    contact = (
+        await session.execute(select(Contact.email, Contact.status).where(Contact.id == item.contact_id))
+    ).first()
+    if contact is None or not contact.email or contact.status != "active":
+        return
+    suppressed = (
+        await session.execute(
+            select(Suppression.id).where(Suppression.channel == "email", Suppression.address_key == contact.email.lower())
+        )
+    ).first()
+    if suppressed is not None:
+        return
+    stmt = (
+        _insert(session, Delivery)
+        .values(
+            alert_id=item.alert_id, contact_id=item.contact_id, channel="email", audience=item.audience,
+            language=item.language, address=contact.email, state=str(DeliveryState.QUEUED), attempts=0,
+            unknown_outcomes=0, next_attempt_at=now, created_at=now, updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
+        .returning(_table.c.id)
+    )
+    new_id = (await session.execute(stmt)).scalar()
+    if new_id is not None:
+        await append_events(
+            session,
+            [event_row(delivery_id=new_id, alert_id=item.alert_id, type=EventType.QUEUED, at=now,
+                       to_state=str(DeliveryState.QUEUED), detail=f"fallback for telegram delivery {item.id}")],
+        )

@@ -1,0 +1,78 @@
+"""``alerts serve`` and ``alerts worker``: run the web app, dispatcher and scheduler until a
+signal, then stop them in order (web first, dispatcher last so in-flight sends finish)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from alerts.app import App, open_app
+from alerts.config import Settings
+from alerts.dispatch import Dispatcher
+
+logger = logging.getLogger(__name__)
+
+
+def make_dispatcher(app: App) -> Dispatcher:
+    """The dispatcher for this process, from the app's settings."""
+    return Dispatcher(
+        sessions=app.sessions, channels=app.channels, builder=app.builder, settings=app.settings.dispatcher,
+        concurrency=app.channel_concurrency(), webhook_url=app.settings.webhook.url,
+    )
+
+
+async def run_service(settings: Settings, *, web_ui: bool = True, stop: asyncio.Event | None = None,
+                      ready: asyncio.Event | None = None, extras: dict[str, object] | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop``)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    async with open_app(settings, migrate=True) as app:
+        dispatcher = make_dispatcher(app)
+        app.extras["dispatcher"] = dispatcher
+        app.extras.update(extras or {})
+        runner: web.AppRunner | None = None
+        if web_ui:
+            from alerts.web import make_web_app
+
+            runner = web.AppRunner(make_web_app(app), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.server.host, settings.server.port)
+            await site.start()
+            logger.info("serving on http://%s:%s", settings.server.host, settings.server.port)
+        scheduler = None
+        if web_ui:
+            try:
+                from alerts.scheduler import start_scheduler
+            except ImportError:
+                start_scheduler = None  # type: ignore[assignment]
+            if start_scheduler is not None:
+                scheduler = await start_scheduler(app)
+        bounce_server = None
+        if settings.bounces.listen:
+            from alerts.inbound import start_listener
+
+            bounce_server = await start_listener(app.sessions, host=settings.bounces.host, port=settings.bounces.port)
+            logger.info("bounce listener (LMTP) on %s:%s", settings.bounces.host, settings.bounces.port)
+        dispatch_task = asyncio.create_task(dispatcher.run(stop), name="dispatcher")
+        if ready is not None:
+            ready.set()
+        logger.info("dispatcher %s running", dispatcher.worker)
+        try:
+            await stop.wait()
+        finally:
+            logger.info("shutting down")
+            if runner is not None:
+                await runner.cleanup()
+            if scheduler is not None:
+                await scheduler.stop()
+            if bounce_server is not None:
+                bounce_server.close()
+            await dispatch_task

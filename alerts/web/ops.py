@@ -1,0 +1,71 @@
+"""/healthz and /metrics (Prometheus text format)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from sqlalchemy import func, select, text
+
+from alerts.models import Delivery
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Database reachable, dispatcher alive."""
+    from alerts.web import APP
+
+    app = request.app[APP]
+    checks: dict[str, str] = {}
+    try:
+        async with app.sessions() as session:
+            await session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, don't crash the probe
+        checks["database"] = f"error: {type(exc).__name__}"
+    dispatcher = app.extras.get("dispatcher")
+    if dispatcher is not None:
+        checks["dispatcher"] = "ok" if time.monotonic() - dispatcher.alive_at < 10 else "stalled"
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Deliveries by channel and state, queue depth, dispatcher counters."""
+    from alerts.web import APP
+
+    app = request.app[APP]
+    lines = [
+        "# HELP alerts_deliveries Deliveries by channel and state.",
+        "# TYPE alerts_deliveries gauge",
+    ]
+    async with app.sessions() as session:
+        rows = (
+            await session.execute(select(Delivery.channel, Delivery.state, func.count()).group_by(Delivery.channel, Delivery.state))
+        ).all()
+    depth = 0
+    for channel, state, n in rows:
+        lines.append(f'alerts_deliveries{{channel="{channel}",state="{state}"}} {n}')
+        if state in ("queued", "deferred", "sending"):
+            depth += n
+    lines += ["# HELP alerts_queue_depth Deliveries not yet final.", "# TYPE alerts_queue_depth gauge",
+              f"alerts_queue_depth {depth}"]
+    dispatcher = app.extras.get("dispatcher")
+    if dispatcher is not None:
+        c = dispatcher.counters
+        lines += [
+            "# HELP alerts_dispatcher_sends_total Sends attempted by this process, by outcome.",
+            "# TYPE alerts_dispatcher_sends_total counter",
+            f'alerts_dispatcher_sends_total{{outcome="sent"}} {c.sent}',
+            f'alerts_dispatcher_sends_total{{outcome="failed"}} {c.failed}',
+            f'alerts_dispatcher_sends_total{{outcome="deferred"}} {c.deferred}',
+            "# HELP alerts_send_seconds_total Time spent in channel sends.",
+            "# TYPE alerts_send_seconds_total counter",
+            f"alerts_send_seconds_total {c.send_seconds:.3f}",
+        ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
+def setup(webapp: web.Application) -> None:
+    """Add the operations routes."""
+    webapp.router.add_get("/healthz", healthz)
+    webapp.router.add_get("/metrics", metrics)

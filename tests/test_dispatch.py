@@ -1,0 +1,196 @@
+"""The dispatcher against the in-memory channel: every outcome ends in the right state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from alerts.claim import claim_due
+from alerts.config import DispatcherSettings
+from alerts.controls import resend_failed, set_paused
+from alerts.dispatch import Dispatcher
+from alerts.messages import MessageBuilder
+from alerts.models import Alert, Delivery, DeliveryEvent, Suppression
+from alerts.states import SuppressionReason
+from alerts.timeutil import utcnow
+from alerts.types import Outcome, OutcomeKind
+from channels.memory import MemoryChannel
+from tests.factories import RENDERER, published_alert
+
+FAST = DispatcherSettings(backoff_base=0.05, backoff_max=0.1, unknown_grace_seconds=0.1, flush_interval=0.01,
+                          lease_seconds=30, max_attempts=3)
+
+
+def dispatcher(sessions: async_sessionmaker[AsyncSession], channels: dict[str, MemoryChannel],
+               settings: DispatcherSettings = FAST, **kw: object) -> Dispatcher:
+    builder = MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test")
+    return Dispatcher(sessions=sessions, channels=channels, builder=builder, settings=settings, **kw)  # type: ignore[arg-type]
+
+
+async def states(sessions: async_sessionmaker[AsyncSession], alert_id: int) -> Counter[str]:
+    async with sessions() as session:
+        rows = (await session.execute(select(Delivery.state).where(Delivery.alert_id == alert_id))).scalars().all()
+    return Counter(rows)
+
+
+async def test_every_recipient_gets_exactly_one_message(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 300)
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    assert await states(sessions, alert_id) == Counter({"sent": 300})
+    addresses = [m.recipient.address for m in email.sent]
+    assert len(addresses) == len(set(addresses)) == 300
+    ids = {m.message_id for m in email.sent}
+    assert len(ids) == 300 and all(i.startswith(f"<alert-{alert_id}.c") for i in ids)
+    async with sessions() as session:
+        events = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
+        alert = await session.get(Alert, alert_id)
+    assert events == Counter({"queued": 300, "sending": 300, "sent": 300})
+    # the shared body was rendered once: every message carries the very same content object
+    assert len({id(m.content) for m in email.sent}) == 1
+    for _ in range(50):  # housekeeping marks the alert sent shortly after
+        async with sessions() as session:
+            alert = await session.get(Alert, alert_id)
+        if alert is not None and alert.status == "sent":
+            break
+        await asyncio.sleep(0.05)
+
+
+async def test_transient_then_success_permanent_and_suppressed(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 4)
+    email = MemoryChannel(script={
+        "person0@example.org": [Outcome(kind=OutcomeKind.TRANSIENT, detail="451 try later")],
+        "person1@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554 rejected")],
+        "person2@example.org": [Outcome(kind=OutcomeKind.PERMANENT, suppress=SuppressionReason.BOUNCED,
+                                        detail="550 5.1.1 no such user")],
+        "person3@example.org": [Outcome(kind=OutcomeKind.TRANSIENT)] * 5,
+    })
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        by_addr = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
+        suppressed = (await session.execute(select(Suppression.address_key, Suppression.reason))).all()
+        history = (await session.execute(
+            select(DeliveryEvent.type).join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+            .where(Delivery.address == "person0@example.org").order_by(DeliveryEvent.id))).scalars().all()
+    assert by_addr == {"person0@example.org": "sent", "person1@example.org": "failed",
+                       "person2@example.org": "suppressed", "person3@example.org": "failed"}
+    assert suppressed == [("person2@example.org", "bounced")]
+    assert history == ["queued", "sending", "deferred", "sending", "sent"]
+    assert [m.recipient.address for m in email.sent] == ["person0@example.org"]
+
+
+async def test_unknown_outcome_is_retried_once_after_grace_with_same_message_id(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    email = MemoryChannel(script={
+        "person0@example.org": [Outcome(kind=OutcomeKind.UNKNOWN, detail="timeout after DATA")],
+        "person1@example.org": [Outcome(kind=OutcomeKind.UNKNOWN), Outcome(kind=OutcomeKind.UNKNOWN)],
+    })
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        rows = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
+        unknown_events = (await session.execute(
+            select(func.count()).where(DeliveryEvent.type == "unknown"))).scalar_one()
+    assert rows == {"person0@example.org": "sent", "person1@example.org": "failed"}
+    assert unknown_events == 3
+    assert [m.message_id for m in email.sent] == [f"<alert-{alert_id}.c1@alerts.test>"]
+
+
+async def test_unexpected_exception_is_recorded_and_retried(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 1)
+    email = MemoryChannel(script={"person0@example.org": [RuntimeError("adapter bug")]})
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        details = (await session.execute(select(DeliveryEvent.detail).where(DeliveryEvent.type == "deferred"))).scalars().all()
+    assert details == ["RuntimeError: adapter bug"]
+    assert await states(sessions, alert_id) == Counter({"sent": 1})
+
+
+async def test_expired_leases_are_reclaimed_and_sent(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 10)
+    now = utcnow()
+    async with sessions.begin() as session:  # a worker that claimed and then died
+        claimed = await claim_due(session, channel="email", limit=10, worker="dead",
+                                  lease=timedelta(milliseconds=300), now=now)
+    assert len(claimed) == 10
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    assert await states(sessions, alert_id) == Counter({"sent": 10})
+    assert len(email.sent) == 10
+    async with sessions() as session:
+        released = (await session.execute(select(func.count()).where(DeliveryEvent.type == "released"))).scalar_one()
+    assert released == 10
+
+
+async def test_pause_stops_claims_and_resume_finishes(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 20)
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        await set_paused(session, alert, True, user=None, now=utcnow())
+    email = MemoryChannel()
+    stop = asyncio.Event()
+    d = dispatcher(sessions, {"email": email})
+    task = asyncio.create_task(d.run(stop))
+    await asyncio.sleep(0.5)
+    assert email.sent == []
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        await set_paused(session, alert, False, user=None, now=utcnow())
+    for _ in range(200):
+        if len(email.sent) == 20:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert len(email.sent) == 20
+
+
+async def test_resend_failed_only_touches_failed(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 3)
+    email = MemoryChannel(script={"person1@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554")]})
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    assert await states(sessions, alert_id) == Counter({"sent": 2, "failed": 1})
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(status="sent"))
+        await session.refresh(alert)
+        assert await resend_failed(session, alert, user=None, now=utcnow()) == 1
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    assert await states(sessions, alert_id) == Counter({"sent": 3})
+    assert Counter(m.recipient.address for m in email.sent) == Counter(
+        {"person0@example.org": 1, "person1@example.org": 1, "person2@example.org": 1})
+
+
+async def test_telegram_permanent_failure_falls_back_to_email(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 2, channels=("telegram",), fallback_email=True)
+    telegram = MemoryChannel(script={"100000": [Outcome(kind=OutcomeKind.PERMANENT, suppress=SuppressionReason.BLOCKED,
+                                                        detail="Forbidden: bot was blocked by the user")]})
+    email = MemoryChannel()
+    await dispatcher(sessions, {"telegram": telegram, "email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        rows = sorted((await session.execute(select(Delivery.channel, Delivery.address, Delivery.state))).all())
+    assert rows == [("email", "person0@example.org", "sent"), ("telegram", "100000", "suppressed"),
+                    ("telegram", "100001", "sent")]
+    assert [m.recipient.address for m in email.sent] == ["person0@example.org"]
+
+
+async def test_shutdown_releases_what_was_claimed_but_not_sent(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 40)
+    slow = MemoryChannel(delay=0.2)
+    stop = asyncio.Event()
+    d = dispatcher(sessions, {"email": slow}, concurrency={"email": 2})
+    task = asyncio.create_task(d.run(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    counts = await states(sessions, alert_id)
+    assert counts["sending"] == 0
+    assert counts["sent"] == len(slow.sent) and counts["queued"] == 40 - len(slow.sent)
