@@ -456,3 +456,19 @@ def test_building_a_message_costs_far_less_than_the_email_package() -> None:
         full.as_bytes(policy=email.policy.SMTP)
     scratch = (time.perf_counter() - started) / 200
     assert ours * 10 < scratch, (ours, scratch)
+
+
+async def test_benchmark_sink_counts_what_the_channel_sends() -> None:
+    from bench.smtp_sink import start_sink
+
+    server, stats = await start_sink()
+    port = server.sockets[0].getsockname()[1]
+    channel = EmailChannel(EmailSettings(host="127.0.0.1", port=port, pool_size=3))
+    await channel.open()
+    content = dataclasses.replace(CONTENT, text="x\r\n.\r\n.\nend\n")  # lone dots must not end DATA early
+    outcomes = await asyncio.gather(*(channel.send(make_message(n, content=content)) for n in range(30)))
+    await channel.close()
+    server.close()
+    await server.wait_closed()
+    assert [o.kind for o in outcomes] == [OutcomeKind.SENT] * 30
+    assert (stats.messages, stats.connections) == (30, 3)
