@@ -163,11 +163,11 @@ async def restore_erased(
     Called when an address comes back (import, new contact) so the one-query exclusion in
     the fan-out sees it. Returns the (channel, address) pairs found erased.
     """
-    by_hash = {hashed_key(c, a): (c, a) for c, a in addresses}
+    by_hash = {(c, hashed_key(c, a)): (c, a) for c, a in addresses}
     if not by_hash:
         return set()
     found: set[tuple[str, str]] = set()
-    hashes = list(by_hash)
+    hashes = sorted({key for _, key in by_hash})
     for start in range(0, len(hashes), 500):
         rows = await session.execute(
             select(Suppression.channel, Suppression.address_key).where(
@@ -175,9 +175,8 @@ async def restore_erased(
             )
         )
         for channel, key in rows:
-            pair = by_hash[key]
-            if pair[0] == channel:
-                found.add(pair)
+            if (channel, key) in by_hash:
+                found.add(by_hash[(channel, key)])
     for channel, address in sorted(found):
         await _upsert(session, channel=channel, key=address_key(channel, address),
                       reason=SuppressionReason.ERASED, detail="previously erased", now=now)

@@ -1,0 +1,100 @@
+"""Suppressions: keys, idempotent upsert, hashed erased keys, and the fan-out selectable."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.errors import ValidationError
+from alerts.models import Contact, Suppression
+from alerts.states import SuppressionReason
+from alerts.suppressions import (
+    address_key,
+    hash_for_erasure,
+    hashed_key,
+    is_suppressed,
+    restore_erased,
+    suppress,
+    suppressed_keys,
+    unsuppress,
+)
+
+NOW = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def test_address_key() -> None:
+    assert address_key("email", " Ana@Example.ORG ") == "ana@example.org"
+    assert address_key("press", "Ana@Example.ORG") == "ana@example.org"
+    assert address_key("telegram", "@Chan_Name") == "@Chan_Name"
+    assert hashed_key("email", "ANA@example.org") == "sha256:" + hashlib.sha256(b"ana@example.org").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("channel", "address", "message"),
+    [("fax", "123", "channel 'fax' is not one of email, press, telegram, webhook"),
+     ("email", "  ", "address is empty")],
+)
+def test_address_key_refuses(channel: str, address: str, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        address_key(channel, address)
+    assert caught.value.message == message
+
+
+async def test_suppress_is_idempotent_and_case_insensitive(session: AsyncSession) -> None:
+    await suppress(session, channel="email", address="Ana@Example.org", reason=SuppressionReason.UNSUBSCRIBED)
+    await suppress(session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED,
+                   detail="5.1.1")
+    await session.commit()
+    rows = list(await session.scalars(select(Suppression)))
+    assert [(r.channel, r.address_key, r.reason, r.detail) for r in rows] == [
+        ("email", "ana@example.org", "bounced", "5.1.1")]
+    assert await is_suppressed(session, "email", "ANA@EXAMPLE.ORG")
+    assert not await is_suppressed(session, "telegram", "ana@example.org")
+    assert not await is_suppressed(session, "email", "bob@example.org")
+
+
+async def test_unsuppress(session: AsyncSession) -> None:
+    await suppress(session, channel="telegram", address="12345", reason=SuppressionReason.BLOCKED)
+    assert await unsuppress(session, channel="telegram", address="12345")
+    assert not await unsuppress(session, channel="telegram", address="12345")
+    assert not await is_suppressed(session, "telegram", "12345")
+
+
+async def test_erased_addresses_are_kept_only_as_hashes(session: AsyncSession) -> None:
+    await suppress(session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED,
+                   detail="550 <ana@example.org> unknown")
+    assert await hash_for_erasure(session, [("email", "Ana@example.org"), ("telegram", "@ana_chan")], now=NOW) == 2
+    rows = list(await session.scalars(select(Suppression).order_by(Suppression.channel)))
+    assert [(r.channel, r.address_key, r.reason, r.detail) for r in rows] == [
+        ("email", hashed_key("email", "ana@example.org"), "erased", ""),
+        ("telegram", hashed_key("telegram", "@ana_chan"), "erased", ""),
+    ]
+    assert await is_suppressed(session, "email", "ANA@example.org")
+    assert await is_suppressed(session, "telegram", "@ana_chan")
+    # an ordinary unsuppress does not lift an erasure; explicit new consent does
+    assert not await unsuppress(session, channel="email", address="ana@example.org")
+    assert await unsuppress(session, channel="email", address="ana@example.org", include_erased=True)
+    assert not await is_suppressed(session, "email", "ana@example.org")
+
+
+async def test_restore_erased_writes_the_plain_key_back(session: AsyncSession) -> None:
+    await hash_for_erasure(session, [("email", "ana@example.org")], now=NOW)
+    found = await restore_erased(session, [("email", "ANA@example.org"), ("email", "bob@example.org")], now=NOW)
+    assert found == {("email", "ANA@example.org")}
+    keys = set(await session.scalars(suppressed_keys("email")))
+    assert keys == {"ana@example.org", hashed_key("email", "ana@example.org")}
+
+
+async def test_suppressed_keys_excludes_in_one_query(session: AsyncSession) -> None:
+    for i, email in enumerate(["a@example.org", "b@example.org", "c@example.org"]):
+        session.add(Contact(name=email, email=email, email_key=email, kind="public", token=f"t{i}"))
+    await suppress(session, channel="email", address="B@example.org", reason=SuppressionReason.UNSUBSCRIBED)
+    await suppress(session, channel="telegram", address="c@example.org", reason=SuppressionReason.BLOCKED)
+    await session.flush()
+    stmt = select(Contact.email_key).where(Contact.email_key.not_in(suppressed_keys("email")))
+    assert sorted(await session.scalars(stmt)) == ["a@example.org", "c@example.org"]
+    assert await session.scalar(select(func.count()).select_from(Suppression)) == 2
