@@ -90,7 +90,7 @@ class SinkProtocol(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-async def start_sink(host: str = "127.0.0.1", port: int = 0) -> tuple[asyncio.AbstractServer, SinkStats]:
+async def start_sink(host: str = "127.0.0.1", port: int = 0) -> tuple[asyncio.Server, SinkStats]:
     """Listen on ``host:port`` in the running loop; returns the server and its live stats."""
     stats = SinkStats()
     loop = asyncio.get_running_loop()

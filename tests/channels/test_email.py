@@ -263,6 +263,23 @@ async def test_disconnect_before_data_is_transient(
     assert outcome.detail.startswith("SMTPServerDisconnected: ")
     assert outcome.detail.endswith("(before the message data)")
     assert smtpd_server.messages() == []
+    assert smtpd_server.connections == 1  # a fresh connection is not retried
+
+
+async def test_idle_connection_closed_by_the_server_is_replaced_once(
+    smtpd_settings: EmailSettings, smtpd_server: SMTPTestServer
+) -> None:
+    channel = EmailChannel(dataclasses.replace(smtpd_settings, pool_size=1))
+    await channel.open()
+    assert (await channel.send(make_message(1))).kind is OutcomeKind.SENT
+    for session in list(smtpd_server.capture.sessions):  # the server times the idle session out…
+        assert session.transport is not None
+        session.transport.close()
+    outcome = await channel.send(make_message(2))  # …before the client has noticed
+    await channel.close()
+    assert outcome.kind is OutcomeKind.SENT
+    assert [m.rcpt_tos for m in smtpd_server.messages()] == [("contact1@example.org",), ("contact2@example.org",)]
+    assert smtpd_server.connections == 2
 
 
 @pytest.mark.smtpd_options(drop_at="data_end")
@@ -301,6 +318,8 @@ def test_unrecognised_errors_propagate() -> None:
         ("address", "victim@example.org\r\nBcc: spy@evil.example", "recipient address: not a single valid email address"),
         ("address", "a@example.org, spy@evil.example", "recipient address: not a single valid email address"),
         ("address", "Spy <spy@evil.example>", "recipient address: not a single valid email address"),
+        ("address", "spy@evil.example>\r\n", "recipient address: not a single valid email address"),
+        ("address", "zoë@example.org", "recipient address: not a single valid email address"),
         ("unsubscribe_url", "https://x.example/u\r\nBcc: spy@evil.example", "unsubscribe_url: not a plain http(s)"),
         ("unsubscribe_url", "https://x.example/u> <https://evil.example", "unsubscribe_url: not a plain http(s)"),
     ],
@@ -315,6 +334,14 @@ async def test_unsafe_address_or_url_is_permanent_and_nothing_sent(
     assert outcome.detail.startswith(detail)
     assert smtpd_server.messages() == []
     assert smtpd_server.connections == 0
+
+
+@pytest.mark.parametrize("address", ["officer@localhost", "o.brien+alerts@Mail.Example.ORG", "x@bücher.example"])
+async def test_valid_addresses_are_sent(address: str, channel: EmailChannel, smtpd_server: SMTPTestServer) -> None:
+    outcome = await channel.send(make_message(1, address=address))
+    assert outcome.kind is OutcomeKind.SENT
+    expected = "x@xn--bcher-kva.example" if "ü" in address else address
+    assert smtpd_server.messages()[0].rcpt_tos == (expected,)
 
 
 async def test_crlf_in_name_subject_and_thread_ids_never_adds_a_header(
