@@ -322,3 +322,29 @@ async def test_a_stale_alert_loses_to_a_concurrent_change(
     )
     await session.rollback()
     assert await snapshot(sessions) == before
+
+
+async def test_the_real_renderer_validates_the_example_case(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
+) -> None:
+    from alerts.render import Renderer
+
+    renderer = Renderer()
+    example = renderer.example("urgent-appeal")
+    audience = Audience(lists=("urgent-appeals",), languages=("en", "fr", "es"))
+    alert = await create_alert(
+        session, author=people.officer, family="urgent-appeal", case_data=example, audience=audience,
+        validate_case=renderer.validate_case, now=NOW,
+    )  # fmt: skip
+    await session.commit()
+    version = await current_version(session, alert)
+    assert (alert.title, version.case_data["date"]) == ("Lucía Marenco (Calvera)", "2025-03-12")  # JSON-ready
+    await session.commit()  # end the read: on SQLite every transaction holds the write lock
+
+    before = await snapshot(sessions)
+    with pytest.raises(ValidationError) as err:
+        await edit_alert(session, alert, user=people.officer, case_data=example | {"defendant": "x"},
+                         validate_case=renderer.validate_case, now=NOW)  # fmt: skip
+    assert err.value.message == "case data: unknown variable 'defendant' (did you mean 'defender'?)"
+    await session.rollback()
+    assert await snapshot(sessions) == before
