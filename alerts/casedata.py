@@ -188,7 +188,7 @@ def validate(variables: Mapping[str, VariableSpec], data: Mapping[str, Any]) -> 
     cleaned: dict[str, Any] = {}
     for name, spec in variables.items():
         value = data.get(name)
-        if value is None or value == "" or value == [] or value == {}:
+        if value is None or (isinstance(value, str) and not value.strip()) or value in ([], {}):
             if spec.required:
                 raise _fail(name, "{path} is required")
             continue

@@ -190,15 +190,18 @@ class _Hardener(NodeTransformer):
         call = nodes.Call(nodes.EnvironmentAttribute(function), [cast(nodes.Expr, arg)], [], None, None)
         return call.set_lineno(arg.lineno).set_environment(self.environment)  # type: ignore[return-value]
 
+    # Children first, so a chain is reported at its first unsafe step, as it reads.
     def visit_Getattr(self, node: nodes.Getattr) -> nodes.Node:
+        node = self.generic_visit(node)  # type: ignore[assignment]
         if node.attr.startswith("_"):
             raise _unsafe(node.attr, self.name)
-        return self.generic_visit(node)
+        return node
 
     def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        node = self.generic_visit(node)  # type: ignore[assignment]
         if isinstance(node.arg, nodes.Const) and str(node.arg.value).startswith("_"):
             raise _unsafe(node.arg.value, self.name)
-        return self.generic_visit(node)
+        return node
 
     def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
         for arg in node.args:
@@ -293,7 +296,10 @@ class AlertSandbox(ImmutableSandboxedEnvironment):
         super().__init__(
             loader=loader,
             undefined=StrictUndefined,
-            autoescape=select_autoescape(["html", "html.j2"], default_for_string=html_strings),
+            # html_strings: an environment for officer-edited HTML only, where everything escapes.
+            autoescape=True
+            if html_strings
+            else select_autoescape(["html", "html.j2"], default_for_string=False),
             finalize=_finalize,
             trim_blocks=True,
             lstrip_blocks=True,

@@ -1,0 +1,353 @@
+"""Template families rendered for real: every family × audience × channel × language, case-data
+validation with exact messages, escaping of case data, the Telegram length cap."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+
+from alerts.errors import NotFound, TemplateError, ValidationError
+from alerts.render import CHANNELS, TELEGRAM_LIMIT, Renderer, default_templates_dir, fit_telegram
+from alerts.states import ContactKind
+
+RENDERER = Renderer()
+FAMILIES = ["closure", "update", "urgent-appeal"]
+AUDIENCES = [kind.value for kind in ContactKind]
+ORIGINAL = {"title": "Lawyer Lucía Marenco detained", "date": "2025-03-12", "id": 17}
+# Words that only appear in that language's catalogue (checked in every rendered text).
+LANGUAGE_WORDS = {
+    "en": re.compile(r"\b(the|and|to|of)\b"),
+    "fr": re.compile(r"\b(les|des|de la|aux|du|Merci|vous)\b"),
+    "es": re.compile(r"\b(las|los|del|para|Gracias)\b"),
+}
+
+
+def extra_for(family: str, **more: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"original": ORIGINAL} if family != "urgent-appeal" else {}
+    return {**base, **more}
+
+
+def case(family: str = "urgent-appeal", **changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(RENDERER.example(family))
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+def test_default_templates_dir_is_the_repository_folder() -> None:
+    assert default_templates_dir() == RENDERER.templates_dir
+    assert (default_templates_dir() / "_base").is_dir()
+
+
+def test_families_and_their_info() -> None:
+    assert RENDERER.families() == FAMILIES
+    info = RENDERER.family("urgent-appeal")
+    assert info.languages == ("en", "es", "fr")
+    assert info.variables["defender"].required and info.variables["defender"].type == "string"
+    assert info.variables["authorities"].type == "authorities"
+    assert not info.variables["background"].required
+    assert RENDERER.family("update").requires == ("original",)
+
+
+def test_unknown_family_is_not_found() -> None:
+    with pytest.raises(NotFound, match=r"^template family 'appeal' does not exist$"):
+        RENDERER.family("appeal")
+    with pytest.raises(NotFound, match=r"^template family '../etc' does not exist$"):
+        RENDERER.validate_case("../etc", {})
+    with pytest.raises(NotFound, match=r"^template family '_base' does not exist$"):
+        RENDERER.render("_base", {}, audience="public", channel="email", language="en")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("language", ["en", "fr", "es"])
+def test_every_form_renders_in_its_language(family: str, language: str) -> None:
+    data = RENDERER.example(family)
+    for audience in AUDIENCES:
+        for channel in CHANNELS:
+            content = RENDERER.render(
+                family, data, audience=audience, channel=channel, language=language, extra=extra_for(family)
+            )
+            where = f"{family}/{audience}/{channel}/{language}"
+            assert content.language == language, where
+            assert (content.channel, content.audience) == (channel, audience), where
+            assert content.subject and "\n" not in content.subject, where
+            assert "Lucía Marenco" in content.text, where
+            assert LANGUAGE_WORDS[language].search(content.text), where
+            assert (content.html is not None) == (channel == "email"), where
+            if content.html is not None:
+                assert content.html.startswith("<!DOCTYPE html>"), where
+                assert f'<html lang="{language}">' in content.html, where
+            if channel == "telegram":
+                assert len(content.text) <= TELEGRAM_LIMIT, where
+
+
+def test_french_and_spanish_forms_use_their_own_words() -> None:
+    data = RENDERER.example("urgent-appeal")
+    fr = RENDERER.render("urgent-appeal", data, audience="authority", channel="email", language="fr")
+    assert fr.subject == "Appel urgent en faveur de Lucía Marenco, Calvera"
+    assert "Mesdames, Messieurs," in fr.text
+    assert "Nous vous prions respectueusement de :" in fr.text
+    assert "Daniel Ostrova, Ministre de la Justice" in fr.text
+    es = RENDERER.render("urgent-appeal", data, audience="press", channel="press", language="es")
+    assert es.text.startswith("PARA DIFUSIÓN INMEDIATA\n")
+    assert "PORT HALDEN, Calvera, 12 de marzo de 2025 –" in es.text
+
+
+def test_unknown_language_falls_back_to_english() -> None:
+    content = RENDERER.render(
+        "urgent-appeal", RENDERER.example("urgent-appeal"), audience="public", channel="email", language="de"
+    )
+    assert content.language == "en"
+    assert content.subject == "Urgent action: Lucía Marenco at risk in Calvera"
+    assert "Write to the authorities, politely urging them to:" in content.text
+
+
+def test_text_variable_without_the_language_uses_english() -> None:
+    data = case(summary="Detained on 10 March; whereabouts unknown.")
+    content = RENDERER.render("urgent-appeal", data, audience="partner", channel="email", language="fr")
+    assert content.language == "fr"
+    assert "Detained on 10 March; whereabouts unknown." in content.text
+    assert "Écrivez aux autorités" in content.text
+
+
+def test_authority_form_is_a_formal_appeal() -> None:
+    one = case(authorities=[case()["authorities"][0]])
+    content = RENDERER.render("urgent-appeal", one, audience="authority", channel="email", language="en")
+    lines = content.text.splitlines()
+    assert lines[:4] == ["To:", "Daniel Ostrova, Minister of Justice", "", "Dear Minister,"]
+    assert "We respectfully urge you to:" in content.text
+    assert "  - Allow her immediate access to a lawyer of her choice and to her family." in content.text
+    assert content.text.rstrip().endswith("Ana Ferreira <press@example.org>")
+    two = RENDERER.render("urgent-appeal", case(), audience="authority", channel="email", language="en")
+    assert "\nExcellencies,\n" in two.text
+
+
+def test_press_release_form() -> None:
+    data = case()
+    content = RENDERER.render("urgent-appeal", data, audience="media", channel="press", language="en")
+    assert content.text.startswith("FOR IMMEDIATE RELEASE\n\nCALVERA: LUCÍA MARENCO AT RISK")
+    assert "\nPORT HALDEN, Calvera, 12 March 2025 – Defenders Watch (example) today called" in content.text
+    assert "\nEnds\n" in content.text and "\nNotes to editors\n" in content.text
+    assert (
+        content.text.index("Ends")
+        < content.text.index("Notes to editors")
+        < content.text.index("Press contact")
+    )
+    assert "Phone: +44 20 7946 0000" in content.text
+    embargoed = RENDERER.render(
+        "urgent-appeal",
+        data,
+        audience="press",
+        channel="press",
+        language="en",
+        extra={"embargo_until": "15 March 2025 00:01 UTC"},
+    )
+    assert embargoed.text.startswith("EMBARGOED UNTIL 15 March 2025 00:01 UTC\n")
+    assert "FOR IMMEDIATE RELEASE" not in embargoed.text
+
+
+def test_webhook_carries_the_email_text_without_html() -> None:
+    data = case()
+    email = RENDERER.render("urgent-appeal", data, audience="partner", channel="email", language="es")
+    webhook = RENDERER.render("urgent-appeal", data, audience="partner", channel="webhook", language="es")
+    assert (webhook.subject, webhook.text, webhook.html) == (email.subject, email.text, None)
+
+
+def test_update_and_closure_refer_to_the_original() -> None:
+    update = RENDERER.render(
+        "update", case("update"), audience="public", channel="email", language="en", extra=extra_for("update")
+    )
+    assert update.subject == "Update: Lawyer Lucía Marenco detained"
+    assert (
+        "This is an update to our alert “Lawyer Lucía Marenco detained” of 12 March 2025 (reference 17)."
+        in (update.text)
+    )
+    assert "What has changed:" in update.text
+    closure = RENDERER.render(
+        "closure", case("closure", thanks=None), audience="public", channel="telegram", language="fr",
+        extra=extra_for("closure"),
+    )  # fmt: skip
+    assert closure.text.startswith("<b>AFFAIRE CLOSE : Lucía Marenco (Calvera)</b>")
+    assert "Merci à toutes celles et ceux qui se sont mobilisés." in closure.text
+
+
+def test_update_without_original_is_refused() -> None:
+    with pytest.raises(
+        ValidationError, match=r"^extra: 'original' is required for template family 'update'$"
+    ):
+        RENDERER.render("update", case("update"), audience="public", channel="email", language="en")
+    with pytest.raises(
+        ValidationError, match=r"^extra: 'original' must be a table with the original alert's"
+    ):
+        RENDERER.render(
+            "update", case("update"), audience="public", channel="email", language="en",
+            extra={"original": {"title": "x"}},
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match=r"^extra: unknown key 'embargo'$"):
+        RENDERER.render("urgent-appeal", case(), audience="public", channel="email", language="en",
+                        extra={"embargo": "soon"})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("audience", "channel", "message"),
+    [
+        ("minister", "email",
+         "audience: unknown audience 'minister' (expected one of authority, media, press, partner, public)"),
+        ("public", "sms", "channel: unknown channel 'sms' (expected one of email, telegram, press, webhook)"),
+    ],
+)  # fmt: skip
+def test_unknown_audience_or_channel(audience: str, channel: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        RENDERER.render("urgent-appeal", case(), audience=audience, channel=channel, language="en")
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("changes", "message", "variable"),
+    [
+        ({"defender": None}, "case data: 'defender' is required", "defender"),
+        ({"defender": "   "}, "case data: 'defender' is required", "defender"),
+        ({"date": "soon"}, "case data: 'date' must be a date (YYYY-MM-DD), got 'soon'", "date"),
+        ({"date": "2025-02-30"}, "case data: 'date' must be a date (YYYY-MM-DD), got '2025-02-30'", "date"),
+        ({"defendr": "x"}, "case data: unknown variable 'defendr' (did you mean 'defender'?)", "defendr"),
+        ({"zzz": "x"}, "case data: unknown variable 'zzz'", "zzz"),
+        ({"defender": 42}, "case data: 'defender' must be a string, got int", "defender"),
+        ({"demands": "free her"}, "case data: 'demands' must be a list of strings, got str", "demands"),
+        ({"demands": ["ok", ""]}, "case data: 'demands[1]' must not be empty", "demands[1]"),
+        ({"summary": {"fr": "Texte"}},
+         "case data: 'summary' must have an English ('en') version, the fallback for other languages", "summary"),
+        ({"summary": {"en": "x", "French": "y"}},
+         "case data: 'summary' has 'French', which is not a language code like 'en' or 'fr'", "summary"),
+        ({"summary": "x" * 20_001}, "case data: 'summary' is too long (20001 characters, at most 20000)", "summary"),
+        ({"authorities": [{"name": "A", "form_of_address": "Sir"}]},
+         "case data: 'authorities[0].title' is required", "authorities[0].title"),
+        ({"authorities": [{"name": "A", "title": "T", "form_of_address": "Sir", "adress": "x"}]},
+         "case data: unknown field 'authorities[0].adress'", "authorities[0].adress"),
+        ({"authorities": {"name": "A"}}, "case data: 'authorities' must be a list of tables, got dict", "authorities"),
+        ({"contact": {"name": "Ana", "email": "not-an-address"}},
+         "case data: 'contact.email' is not a valid email address: ", "contact.email"),
+        ({"action_url": "javascript:alert(1)"},
+         "case data: 'action_url' must be an http(s) URL, got 'javascript:alert(1)'", "action_url"),
+    ],
+)  # fmt: skip
+def test_bad_case_data_is_refused_naming_the_variable(
+    changes: dict[str, Any], message: str, variable: str
+) -> None:
+    data = case(**changes)
+    with pytest.raises(ValidationError) as info:
+        RENDERER.validate_case("urgent-appeal", data)
+    assert info.value.message.startswith(message) if message.endswith(": ") else info.value.message == message
+    assert info.value.details == {"variable": variable}
+    with pytest.raises(ValidationError):  # and nothing is rendered from it either
+        RENDERER.render("urgent-appeal", data, audience="public", channel="email", language="en")
+
+
+def test_case_data_must_be_a_table() -> None:
+    with pytest.raises(ValidationError, match=r"^case data: must be a table of variables, got list$"):
+        RENDERER.validate_case("urgent-appeal", [])  # type: ignore[arg-type]
+
+
+def test_validate_case_returns_json_ready_data() -> None:
+    cleaned = RENDERER.validate_case("urgent-appeal", case(defender="  Lucía Marenco "))
+    assert cleaned["defender"] == "Lucía Marenco"
+    assert cleaned["date"] == "2025-03-12"  # TOML date → ISO string
+    assert cleaned["contact"] == {
+        "name": "Ana Ferreira",
+        "email": "press@example.org",
+        "phone": "+44 20 7946 0000",
+    }
+    assert cleaned["summary"]["fr"].startswith("Lucía Marenco a été arrêtée")
+    assert "background" not in cleaned
+    assert RENDERER.validate_case("urgent-appeal", cleaned) == cleaned
+
+
+HOSTILE = "{{ 7*7 }} <script>alert('x')</script> {% if 1 %}&amp; “quoted”{% endif %}"
+
+
+def test_case_data_is_never_evaluated_and_is_escaped() -> None:
+    data = case(summary=HOSTILE, defender="Ana <b>Bold</b> & Co")
+    text = RENDERER.render("urgent-appeal", data, audience="partner", channel="webhook", language="en").text
+    assert HOSTILE in text and "49" not in text
+    assert "Ana <b>Bold</b> & Co" in text  # plain text keeps the characters as written
+    email = RENDERER.render("urgent-appeal", data, audience="partner", channel="email", language="en")
+    assert email.html is not None
+    assert "<script>" not in email.html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in email.html
+    assert "{{ 7*7 }}" in email.html and "{% if 1 %}&amp;amp;" in email.html
+    assert "Ana &lt;b&gt;Bold&lt;/b&gt; &amp; Co" in email.html
+    assert (
+        "<title>Urgent action: Ana &lt;b&gt;Bold&lt;/b&gt; &amp; Co at risk in Calvera</title>" in email.html
+    )
+    telegram = RENDERER.render("urgent-appeal", data, audience="public", channel="telegram", language="en")
+    assert "<script>" not in telegram.text and "&lt;script&gt;" in telegram.text
+    assert "Ana &lt;b&gt;Bold&lt;/b&gt; &amp; Co at risk" in telegram.text
+    tags = set(re.findall(r"</?([a-z]+)", telegram.text))
+    assert tags <= {"b", "i", "a"}
+
+
+def test_telegram_is_cut_at_a_line_with_a_link_to_the_full_alert() -> None:
+    demands = [f"Demand number {i}: " + "release her now and guarantee her safety " * 2 for i in range(50)]
+    data = case(demands={"en": demands}, summary="Short & clear <summary>.")
+    url = "https://alerts.example.org/alerts/17?a=1&b=2"
+    content = RENDERER.render(
+        "urgent-appeal", data, audience="public", channel="telegram", language="en", extra={"alert_url": url}
+    )
+    text = content.text
+    assert len(text.encode("utf-16-le")) // 2 <= TELEGRAM_LIMIT
+    assert text.endswith(
+        '\n…\n<a href="https://alerts.example.org/alerts/17?a=1&amp;b=2">Read the full alert</a>'
+    )
+    kept = text.rsplit("\n…\n", 1)[0]
+    assert kept.splitlines()[-1] in {f"• {d.strip()}" for d in demands}  # whole lines only
+    assert "Short &amp; clear &lt;summary&gt;." in kept
+    assert "Demand number 0:" in kept and "Demand number 49:" not in kept
+
+
+def test_fit_telegram_closes_tags_and_cuts_long_paragraphs_at_a_word() -> None:
+    short = "<b>Title</b>\nbody"
+    assert fit_telegram(short, more="more") == short
+    html = "<b>Title</b>\n<i>" + "word &amp; " * 1000 + "</i>"
+    fitted = fit_telegram(html, more="(shortened)", limit=500)
+    assert len(fitted) <= 500
+    assert fitted.startswith("<b>Title</b>\n<i>word &amp; word")
+    assert fitted.endswith("</i>\n…\n(shortened)")
+    assert not re.search(r"&[a-z]*</i>", fitted)  # never half an entity
+    no_link = RENDERER.render(
+        "urgent-appeal", case(demands=["x " * 400] * 12), audience="public", channel="telegram", language="es"
+    )
+    assert no_link.text.endswith("\n…\n(Este mensaje ha sido abreviado.)")
+
+
+def test_render_string_for_officer_text() -> None:
+    context = {"name": "Ana <Co>", "items": ["a", "b"]}
+    source = "Dear {{ name }}, {{ items|join(', ') }}{% for i in items %}!{% endfor %}"
+    assert RENDERER.render_string(source, context) == "Dear Ana <Co>, a, b!!"
+    assert RENDERER.render_string(source, context, html=True) == "Dear Ana &lt;Co&gt;, a, b!!"
+    with pytest.raises(TemplateError, match=r"^template 'custom text': 'nobody' is undefined$"):
+        RENDERER.render_string("{{ nobody }}", {})
+    with pytest.raises(
+        TemplateError,
+        match=r"^template 'custom text', line 1: Expected an expression, got 'end of print statement'$",
+    ):
+        RENDERER.render_string("{{ }} }}", {})
+
+
+def test_broken_family_files_are_reported(tmp_path: Any) -> None:
+    root = tmp_path / "templates"
+    (root / "_base" / "messages").mkdir(parents=True)
+    (root / "_base" / "messages" / "en.toml").write_text('a = "A"\nb = "B"\n')
+    (root / "_base" / "messages" / "fr.toml").write_text('a = "A"\n')
+    (root / "x" / "messages").mkdir(parents=True)
+    (root / "x" / "family.toml").write_text('[variables.v]\ntype = "string"\n')
+    (root / "x" / "messages" / "en.toml").write_text("")
+    (root / "x" / "messages" / "fr.toml").write_text("")
+    with pytest.raises(TemplateError, match=r"^x/messages/fr.toml: missing b$"):
+        Renderer(root).family("x")
+    (root / "x" / "family.toml").write_text('[variables.v]\ntype = "number"\n')
+    with pytest.raises(TemplateError, match=r"^x/family.toml: variable 'v' has unknown type 'number'$"):
+        Renderer(root).family("x")
