@@ -3,7 +3,7 @@
 Two limits, both strict (no bursts), because providers count over short windows:
 
 - ``Pacer``: at most ``rate`` calls per second overall. Every caller reserves the next free
-  slot, spaced exactly ``1 / rate`` apart, and sleeps until it. ``pause(seconds)`` (a server's
+  slot, spaced ``1 / rate`` apart (less a few milliseconds of tolerance), and sleeps until it. ``pause(seconds)`` (a server's
   ``retry_after``) moves every slot not yet used to after the pause, including those of
   callers already asleep: nothing is sent until the pause ends.
 - ``PerKeyInterval``: at most one call per key (a chat) per ``interval`` seconds. Calls for
@@ -23,28 +23,37 @@ from dataclasses import dataclass, field
 
 
 class Pacer:
-    """At most ``rate`` calls per second, evenly spaced; ``rate <= 0`` means no limit."""
+    """At most ``rate`` calls per second, evenly spaced; ``rate <= 0`` means no limit.
 
-    def __init__(self, rate: float) -> None:
+    A generic cell rate algorithm: a call may start up to ``tolerance`` seconds before its
+    exact slot, so a task that woke late (the event loop rounds timers to 1 ms) is caught up
+    by the next one instead of the time being lost. Any window of ``w`` seconds therefore holds
+    at most ``(w + tolerance) * rate + 1`` calls.
+    """
+
+    def __init__(self, rate: float, *, tolerance: float = 0.005) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0  # the next free slot (monotonic seconds)
+        self.tolerance = min(tolerance, self.interval)
+        self._tat = 0.0  # theoretical arrival time of the next call (monotonic seconds)
         self._paused_until = 0.0
 
     @property
     def paused_until(self) -> float:
-        """The monotonic time before which no slot is given out."""
+        """The monotonic time before which no call may start."""
         return self._paused_until
 
     def pause(self, seconds: float) -> None:
-        """Give out no slot for ``seconds`` from now (never shortens a pause already running)."""
+        """Let no call start for ``seconds`` from now (never shortens a pause already running)."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        # No catching up after a pause: the first slot after it is exact.
+        self._tat = max(self._tat, self._paused_until + self.tolerance)
 
     async def wait(self) -> None:
         """Sleep until this caller's slot; return when it may make its call."""
         while True:
             now = time.monotonic()
-            slot = max(now, self._next, self._paused_until)
-            self._next = slot + self.interval
+            slot = max(now, self._tat - self.tolerance, self._paused_until)
+            self._tat = max(self._tat, slot) + self.interval
             if slot > now:
                 await asyncio.sleep(slot - now)
             # A pause that began while we slept and covers our slot: take a new slot after it.

@@ -224,8 +224,9 @@ async def test_global_rate_is_held(botapi: BotApiServer, open_channel: list[Tele
     times = sorted(c.at for c in botapi.calls)
     rate = (n - 1) / (times[-1] - times[0])
     assert 190 <= rate <= 210
-    # No burst either: no 1/10 s window holds more than its share (20) plus one.
-    assert max(sum(1 for t in times if s <= t < s + 0.1) for s in times) <= 21
+    # No burst either: a 1/10 s window holds at most its share (20), plus the pacer's 5 ms of
+    # tolerance (1) and one.
+    assert max(sum(1 for t in times if s <= t < s + 0.1) for s in times) <= 22
 
 
 async def test_per_chat_interval_holds_under_concurrency(
@@ -262,7 +263,7 @@ async def test_token_never_reaches_the_logs(
     for chat in ("1001", "1001", "-4001", "2002"):
         await channel.send(message(chat))
     assert len(botapi.calls) == 5
-    assert logging.getLogger("httpx").level == logging.WARNING
     assert caplog.records, "expected the flood-control warning"
     assert botapi.token not in caplog.text
+    assert logging.getLogger("httpx").level == logging.WARNING
     assert not [r for r in caplog.records if "1001" in r.getMessage() or TEXT in r.getMessage()]
