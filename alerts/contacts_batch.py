@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -96,6 +96,7 @@ class BatchWriter:
         self.seen: dict[str, int] = {}
         self.unchanged: set[int] = set()
         self.list_ids: dict[str, int] = {}
+        self.batches = 0
 
     async def write(self, rows: Sequence[PendingRow]) -> None:
         """Merge the rows by identity and write them in one transaction (retried once on a race)."""
@@ -120,6 +121,9 @@ class BatchWriter:
                 if attempt == 2:
                     raise
                 logger.warning("contacts import: concurrent change to the same contacts; retrying the batch")
+        self.batches += 1
+        if self.batches & (self.batches - 1) == 0:  # after batches 1, 2, 4, 8...
+            await self._analyze()
         report = self.report
         report.merged_in_file += repeats
         report.created += delta.created
@@ -130,6 +134,18 @@ class BatchWriter:
         self.unchanged -= delta.promoted
         self.seen.update(delta.ids)
         self.list_ids.update(delta.list_ids)
+
+    async def _analyze(self) -> None:
+        """Refresh PostgreSQL's statistics while the tables grow.
+
+        A new table has none until autovacuum runs (up to a minute later); meanwhile the planner
+        takes it for tiny and reads it whole for every ``IN (...)`` lookup, which makes a large
+        import quadratic. SQLite plans by the indexes alone.
+        """
+        async with self.sessions() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(text("ANALYZE contacts, list_members, lists"))
+                await session.commit()
 
     async def _existing(self, session: AsyncSession, keys: list[str]) -> dict[str, Any]:
         """Stored rows for the keys: by id when seen earlier in the file, else by email / Telegram id."""
@@ -171,10 +187,13 @@ class BatchWriter:
                 changed.add(key)
                 updates.append({"b_id": row.id, "b_updated_at": self.now, **{f"b_{f}": v for f, v in values.items()}})
         if inserts:
-            stmt = insert(CONTACTS).returning(CONTACTS.c.id, sort_by_parameter_order=True)
-            result = await session.execute(stmt, [values for _, values in inserts])
-            for (key, _), new_id in zip(inserts, result.scalars(), strict=True):
-                delta.ids[key] = new_id
+            # One executemany without RETURNING (RETURNING in parameter order makes SQLite run one
+            # statement per row), then the new ids by the unique random tokens we just generated.
+            await session.execute(insert(CONTACTS), [values for _, values in inserts])
+            key_of = {values["token"]: key for key, values in inserts}
+            for chunk in _chunks(list(key_of)):
+                rows = await session.execute(select(CONTACTS.c.token, CONTACTS.c.id).where(CONTACTS.c.token.in_(chunk)))
+                delta.ids.update((key_of[token], new_id) for token, new_id in rows)
         if updates:
             targets: dict[str, Any] = {f: bindparam(f"b_{f}") for f in (*_STORED, "updated_at")}
             stmt_u = update(CONTACTS).where(CONTACTS.c.id == bindparam("b_id")).values(targets)
@@ -203,11 +222,9 @@ class BatchWriter:
             delta.list_ids.update({name: list_id for name, list_id in rows})
             new = [n for n in missing if n not in delta.list_ids]
             if new:
-                stmt = insert(LISTS).returning(LISTS.c.id, sort_by_parameter_order=True)
-                result = await session.execute(
-                    stmt, [{"name": n, "description": "", "created_at": self.now} for n in new]
-                )
-                delta.list_ids.update(zip(new, result.scalars(), strict=True))
+                await session.execute(insert(LISTS), [{"name": n, "description": "", "created_at": self.now} for n in new])
+                rows = await session.execute(select(LISTS.c.name, LISTS.c.id).where(LISTS.c.name.in_(new)))
+                delta.list_ids.update({name: list_id for name, list_id in rows})
                 logger.info("contacts import: %d lists created", len(new))
             ids.update({name: delta.list_ids[name] for name in missing})
         return ids
