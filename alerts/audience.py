@@ -10,6 +10,7 @@ Who gets what:
 - ``telegram``: contacts with a Telegram chat; two contacts sharing one chat count once;
 - a contact that chose its channels (``Contact.channels``) gets only those;
 - suppressed addresses (unsubscribed, blocked, bounced) are left out;
+- without the defender's consent to publicity, public contacts are left out (``exclude_kinds``);
 - language: the contact's language when the alert has an approved text in it, else English,
   else the alert's first approved language.
 
@@ -43,6 +44,50 @@ def choose_language(approved: Sequence[str]) -> Any:
     return case((Contact.language.in_(list(approved)), Contact.language), else_=literal(fallback))
 
 
+def previous_recipients_select(
+    *,
+    alert_id: int,
+    parent_id: int,
+    kinds: Sequence[str],
+    approved_languages: Sequence[str],
+    exclude_kinds: Sequence[str] = (),
+) -> Select[Any]:
+    """Rows for an update: exactly the contacts the parent alert reached, on the same channels.
+
+    Only deliveries that were sent (or confirmed delivered) count; contacts who unsubscribed
+    or were suppressed since are left out; ``kinds`` narrows to a subset (e.g. authorities).
+    """
+    from alerts.models import Delivery
+
+    address = case((Delivery.channel == "telegram", Contact.telegram), else_=Contact.email)
+    key = case((Delivery.channel == "telegram", Contact.telegram), else_=func.lower(Contact.email))
+    conditions: list[Any] = [
+        Delivery.alert_id == parent_id,
+        Delivery.state.in_(["sent", "delivered"]),
+        Contact.status == "active",
+        address.is_not(None),
+        ~exists()
+        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
+        .where(Suppression.address_key == key),
+    ]
+    if kinds:
+        conditions.append(Contact.kind.in_(list(kinds)))
+    if exclude_kinds:
+        conditions.append(Contact.kind.not_in(list(exclude_kinds)))
+    return (
+        select(
+            literal(alert_id).label("alert_id"),
+            Contact.id.label("contact_id"),
+            Delivery.channel.label("channel"),
+            Contact.kind.label("audience"),
+            choose_language(approved_languages).label("language"),
+            address.label("address"),
+        )
+        .join(Contact, Contact.id == Delivery.contact_id)
+        .where(*conditions)
+    )
+
+
 def audience_select(
     *,
     alert_id: int,
@@ -51,6 +96,7 @@ def audience_select(
     kinds: Sequence[str],
     channels: Sequence[str],
     approved_languages: Sequence[str],
+    exclude_kinds: Sequence[str] = (),
 ) -> Select[Any]:
     """Rows (alert_id, contact_id, channel, audience, language, address) for one channel."""
     if channel in EMAIL_CHANNELS:
@@ -69,6 +115,8 @@ def audience_select(
         )
     if kinds:
         conditions.append(Contact.kind.in_(list(kinds)))
+    if exclude_kinds:
+        conditions.append(Contact.kind.not_in(list(exclude_kinds)))
     if channel == "press":
         conditions.append(Contact.kind.in_(PRESS_KINDS))
     elif channel == "email" and "press" in channels:

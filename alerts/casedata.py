@@ -7,7 +7,7 @@ A family declares its variables in ``templates/<family>/family.toml``::
     required = true
     description = "Full name of the defender, as they agreed to be named"
 
-``text`` values (and ``list`` values, and an authority's title and form of address) are
+``string`` and ``text`` values (and ``list`` values, and an authority's title and form of address) are
 either one string or a per-language table ``{en = "...", fr = "..."}``; a table must hold
 English, the fallback. ``validate()`` returns JSON-ready data (dates as ``YYYY-MM-DD``);
 ``localize()`` picks one language and turns dates into ``datetime.date`` for templates.
@@ -163,8 +163,12 @@ def _contact(path: str, value: object) -> dict[str, str]:
     return contact
 
 
+def _line(path: str, value: object) -> Any:
+    return _per_language(path, value, _string)
+
+
 _CHECKS: dict[str, Callable[[str, object], Any]] = {
-    "string": _string,
+    "string": _line,
     "text": _text,
     "url": _url,
     "date": _date,
@@ -182,9 +186,11 @@ def validate(variables: Mapping[str, VariableSpec], data: Mapping[str, Any]) -> 
         )
     for key in data:
         if key not in variables:
+            details: dict[str, Any] = {"variable": key}
             close = difflib.get_close_matches(str(key), list(variables), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValidationError(f"case data: unknown variable {key!r}{hint}", details={"variable": key})
+            if close:
+                details["did_you_mean"] = close[0]
+            raise ValidationError(f"case data: unknown variable {key!r}", details=details)
     cleaned: dict[str, Any] = {}
     for name, spec in variables.items():
         value = data.get(name)
@@ -216,7 +222,7 @@ def localize(
             result[name] = date.fromisoformat(value)
         elif spec.type == "authorities":
             result[name] = [{key: pick(item, language) for key, item in entry.items()} for entry in value]
-        elif spec.type in ("text", "list"):
+        elif spec.type in ("string", "text", "list"):
             result[name] = pick(value, language)
         else:
             result[name] = value

@@ -166,9 +166,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alerts`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    long_running = args.command in ("serve", "worker", "demo")
+    level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
+    logging.basicConfig(level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio"):
+    for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)

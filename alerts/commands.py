@@ -19,13 +19,12 @@ from alerts.app import App, open_app
 from alerts.cli import print_json, read_case_file
 from alerts.config import Settings
 from alerts.contacts_csv import import_csv
-from alerts.controls import resend_failed, set_paused, test_send
+from alerts.controls import cancel_pending, resend_failed, set_paused, test_send
 from alerts.db import create_engine
 from alerts.errors import NotFound, ValidationError
 from alerts.migrate import upgrade
 from alerts.models import User
 from alerts.publish import load_alert_info, publish, schedule
-from alerts.states import AlertStatus
 from alerts.timeutil import parse_when, utcnow
 
 
@@ -135,11 +134,8 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
 
 async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions() as session:
-        alert = await drafts.get_alert(session, args.id)
-        version = await drafts.current_version(session, alert)
-        content = app.renderer.render(alert.family, version.case_data, audience=args.audience,
-                                      channel=args.channel, language=args.language,
-                                      extra={"alert_title": alert.title})
+        info = await load_alert_info(session, args.id)
+        content = app.builder.content(info, audience=args.audience, channel=args.channel, language=args.language)
     if content.subject:
         print(f"Subject: {content.subject}\n")
     print(content.text)
@@ -219,7 +215,8 @@ async def alert_control(args: argparse.Namespace, settings: Settings) -> int:
             print(f"alert {args.id}: {n} failed deliveries queued again", file=sys.stderr)
         else:
             await approval.close_alert(session, alert, user=user, now=now)
-            print(f"alert {args.id} closed", file=sys.stderr)
+            withdrawn = await cancel_pending(session, alert, now=now)
+            print(f"alert {args.id} closed; {withdrawn} unsent deliveries withdrawn", file=sys.stderr)
     return 0
 
 
@@ -287,5 +284,3 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
     await run_demo(settings, port=args.port, smtp_port=args.smtp_port, database=args.database)
     return 0
 
-
-_ = AlertStatus

@@ -61,6 +61,7 @@ class TelegramSettings:
     per_chat_interval: float = 1.0
     allow_paid_broadcast: bool = False
     concurrency: int = 8
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

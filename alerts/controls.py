@@ -60,6 +60,27 @@ async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | Non
     return len(rows)
 
 
+async def cancel_pending(session: AsyncSession, alert: Alert, *, now: datetime) -> int:
+    """Withdraw every delivery of a closed alert that has not gone out (queued or deferred)."""
+    open_states = [str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED)]
+    rows = (
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.alert_id == alert.id, Delivery.state.in_(open_states))
+            .values(state=str(DeliveryState.CANCELLED), next_attempt_at=None, updated_at=now)
+            .returning(Delivery.id, Delivery.attempts)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    await append_events(
+        session,
+        [event_row(delivery_id=r.id, alert_id=alert.id, type=EventType.CANCELLED, at=now, from_state=None,
+                   to_state=str(DeliveryState.CANCELLED), attempt=r.attempts, detail="alert closed")
+         for r in rows],
+    )
+    return len(rows)
+
+
 async def test_send(
     channel: Channel,
     builder: MessageBuilder,

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -153,6 +153,8 @@ class Dispatcher:
         finally:
             stop.set()
             await runner
+        self._touched.add(alert_id)
+        await self._complete_alerts(self.clock())
 
     async def open_count(self, alert_id: int) -> int:
         """Deliveries of the alert not yet in a final state."""
@@ -318,8 +320,6 @@ class Dispatcher:
             info = self._alerts[item.alert_id]
             key = (info.ancestors[-1], item.contact_id) if info.ancestors and item.contact_id is not None else None
             if key is not None and key in replies:
-                from dataclasses import replace
-
                 item = replace(item, reply_to=replies[key])
             out.append(item)
         return out

@@ -95,7 +95,8 @@ class MessageBuilder:
             return hit
         extra: dict[str, Any] = {"alert_title": alert.title, "alert_url": f"{self.public_url}/alerts/{alert.id}"}
         if alert.embargo_until is not None:
-            extra["embargo_until"] = alert.embargo_until.strftime("%d %B %Y %H:%M UTC")
+            # language-neutral: the template's own (translated) embargo line wraps it
+            extra["embargo_until"] = alert.embargo_until.strftime("%Y-%m-%d %H:%M UTC")
         if alert.original is not None:
             extra["original"] = alert.original
         content = self.renderer.render(
@@ -119,9 +120,6 @@ class MessageBuilder:
             unsubscribe_url=unsubscribe,
         )
         threads = tuple(message_id(a, item.contact_id, self.domain) for a in reversed(alert.ancestors))
-        embargo = (
-            f"EMBARGOED UNTIL {alert.embargo_until:%d %B %Y %H:%M} UTC" if alert.embargo_until is not None else None
-        )
         return RenderedMessage(
             delivery_id=item.id,
             alert_id=item.alert_id,
@@ -130,7 +128,7 @@ class MessageBuilder:
             message_id=message_id(item.alert_id, item.contact_id, self.domain),
             thread_ids=threads,
             reply_to_provider_id=item.reply_to,
-            embargo=embargo if item.channel == "press" else None,
+            embargo=None,  # the press template already carries the embargo line, translated
             attachments=alert.attachments if item.channel == "press" else (),
             attempt=item.attempts,
         )

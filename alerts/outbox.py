@@ -17,7 +17,7 @@ from sqlalchemy import func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.audience import audience_select
+from alerts.audience import audience_select, previous_recipients_select
 from alerts.models import Alert, Delivery, DeliveryEvent
 from alerts.states import DeliveryState, EventType
 
@@ -38,6 +38,7 @@ async def fan_out(
     approved_languages: Sequence[str],
     now: datetime,
     webhook_url: str = "",
+    exclude_kinds: Sequence[str] = (),
 ) -> int:
     """Write the alert's outbox rows (caller commits); returns how many were new."""
     audience = alert.audience or {}
@@ -45,17 +46,21 @@ async def fan_out(
     channels = [c for c in requested if c in CONTACT_CHANNELS or c == "webhook"]
     before = (await session.execute(select(func.coalesce(func.max(Delivery.id), 0)))).scalar_one()
     cols = ["alert_id", "contact_id", "channel", "audience", "language", "address"]
-    for channel in channels:
-        if channel == "webhook":
-            continue
-        sel = audience_select(
-            alert_id=alert.id,
-            channel=channel,
-            lists=audience.get("lists", []),
-            kinds=audience.get("kinds", []),
-            channels=channels,
-            approved_languages=approved_languages,
-        ).add_columns(
+    if alert.parent_id is not None:
+        # an update goes to exactly the people the original reached, threaded under it
+        selects = [previous_recipients_select(alert_id=alert.id, parent_id=alert.parent_id,
+                                              kinds=audience.get("kinds", []), approved_languages=approved_languages,
+                                              exclude_kinds=exclude_kinds)]
+    else:
+        selects = [
+            audience_select(alert_id=alert.id, channel=channel, lists=audience.get("lists", []),
+                            kinds=audience.get("kinds", []), channels=channels, approved_languages=approved_languages,
+                            exclude_kinds=exclude_kinds)
+            for channel in channels
+            if channel != "webhook"
+        ]
+    for base in selects:
+        sel = base.add_columns(
             literal(str(DeliveryState.QUEUED)).label("state"),
             literal(0).label("attempts"),
             literal(0).label("unknown_outcomes"),

@@ -11,9 +11,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval
-from alerts.errors import Conflict
+from alerts.errors import Conflict, NotFound
 from alerts.messages import AlertInfo
-from alerts.models import Alert, AlertAttachment, AlertVersion
+from alerts.models import Alert, AlertAttachment, AlertVersion, User
 from alerts.outbox import fan_out
 from alerts.states import AlertStatus
 from alerts.types import Attachment
@@ -21,7 +21,9 @@ from alerts.types import Attachment
 logger = logging.getLogger(__name__)
 
 
-async def publish(session: AsyncSession, alert: Alert, *, now: datetime, webhook_url: str = "") -> int:
+async def publish(
+    session: AsyncSession, alert: Alert, *, now: datetime, webhook_url: str = "", user: User | None = None
+) -> int:
     """Fan the alert out now (caller commits); returns the number of new deliveries."""
     if alert.status not in (AlertStatus.APPROVED, AlertStatus.SCHEDULED, AlertStatus.SENDING):
         raise Conflict(
@@ -30,23 +32,25 @@ async def publish(session: AsyncSession, alert: Alert, *, now: datetime, webhook
         )
     await approval.ready_to_send(session, alert)
     languages = await approval.approved_languages(session, alert)
-    created = await fan_out(session, alert, approved_languages=languages, now=now, webhook_url=webhook_url)
-    alert.status = str(AlertStatus.SENDING)
+    # without the defender's consent to publicity, public contacts never get it (even via a list)
+    public_ok = await approval.consent_scope(session, alert) == "public"
+    created = await fan_out(session, alert, approved_languages=languages, now=now, webhook_url=webhook_url,
+                            exclude_kinds=() if public_ok else ("public",))
+    if alert.status != AlertStatus.SENDING:
+        await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)
     alert.published_at = alert.published_at or now
-    alert.updated_at = now
     return created
 
 
-async def schedule(session: AsyncSession, alert: Alert, *, at: datetime, now: datetime) -> None:
+async def schedule(
+    session: AsyncSession, alert: Alert, *, at: datetime, now: datetime, user: User | None = None
+) -> None:
     """Publish the alert at ``at`` (its embargo time) instead of now (caller commits)."""
     if alert.status not in (AlertStatus.APPROVED, AlertStatus.SCHEDULED):
         raise Conflict(f"alert {alert.id} is {alert.status}; only an approved alert can be scheduled.")
     if at <= now:
         raise Conflict(f"alert {alert.id}: the send time {at.isoformat()} is in the past.")
-    await approval.ready_to_send(session, alert)
-    alert.status = str(AlertStatus.SCHEDULED)
-    alert.send_at = at
-    alert.updated_at = now
+    await approval.set_status(session, alert, AlertStatus.SCHEDULED, user=user, send_at=at, now=now)
 
 
 async def publish_due(session: AsyncSession, *, now: datetime, webhook_url: str = "") -> list[int]:
@@ -79,7 +83,7 @@ async def load_alert_info(session: AsyncSession, alert_id: int) -> AlertInfo:
     """What the dispatcher needs to render and thread an alert's messages."""
     alert = await session.get(Alert, alert_id)
     if alert is None:
-        raise LookupError(f"alert {alert_id} vanished while sending")
+        raise NotFound(f"alert {alert_id} does not exist", details={"alert": alert_id})
     version = (
         await session.execute(
             select(AlertVersion).where(AlertVersion.alert_id == alert_id, AlertVersion.number == alert.current_version)

@@ -5,7 +5,8 @@ A family is a folder under ``templates/`` (``urgent-appeal``, ``update``, ``clos
     family.toml           description, the extra values it needs, its variables (alerts.casedata)
     example.toml          a complete fictional case, used by the demo and the tests
     messages/<lang>.toml  the family's sentences in one language (merged over _base/messages)
-    subject.txt.j2  email.txt.j2  email.html.j2  press.txt.j2  telegram.html.j2
+    subject.txt.j2  body.txt.j2  body.html.j2  telegram.html.j2  (and any _base layout to override:
+    email.txt.j2  email.html.j2  press.txt.j2  press.html.j2)
 
 One template per channel serves every audience: the audience picks a ``form`` (authority →
 ``appeal``, media/press → ``release``, partner/public → ``action``) and the language picks a
@@ -168,7 +169,10 @@ class Renderer:
         """One family's description, variables and languages (``NotFound`` if there is none)."""
         if name not in self._families:
             if not _FAMILY_NAME.match(name) or not (self.templates_dir / name / "family.toml").is_file():
-                raise NotFound(f"template family {name!r} does not exist", details={"family": name})
+                known = ", ".join(self.families())
+                raise NotFound(
+                    f"template family {name!r} does not exist; known: {known}", details={"family": name}
+                )
             self._families[name] = self._load_family(name)
         return self._families[name]
 
@@ -191,7 +195,7 @@ class Renderer:
         language: str,
         extra: Mapping[str, Any] | None = None,
     ) -> RenderedContent:
-        """One form of an alert: subject, text and (email only) HTML."""
+        """One form of an alert: subject, text and (email and press) HTML."""
         info = self.family(family)
         if audience not in FORMS:
             expected = ", ".join(FORMS)
@@ -230,6 +234,7 @@ class Renderer:
             text = fit_telegram(self._render_file(f"{family}/telegram.html.j2", context).strip(), more=more)
         elif channel == "press":
             text = self._render_file(self._layout(family, "press.txt.j2"), context)
+            html = self._render_file(self._layout(family, "press.html.j2"), context)
         else:
             text = self._render_file(self._layout(family, "email.txt.j2"), context)
             if channel == "email":
@@ -240,10 +245,10 @@ class Renderer:
         )
 
     def render_string(
-        self, source: str, context: Mapping[str, Any], *, html: bool = False, name: str = "custom text"
+        self, source: str, context: Mapping[str, Any], *, autoescape: bool = False, name: str = "<string>"
     ) -> str:
         """Render template source that is not a file (officer-edited text) in the same sandbox."""
-        env = self._html_env if html else self._env
+        env = self._html_env if autoescape else self._env
         return render_metered(env.compile_string(source, name), dict(context), name=name)
 
     def _layout(self, family: str, filename: str) -> str:

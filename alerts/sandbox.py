@@ -45,6 +45,7 @@ MAX_PRODUCED = 4 * MAX_OUTPUT  # characters written during one render, hidden bu
 MAX_STEPS = 200_000  # loop iterations, calls, lookups, operators and filtered items per render
 MAX_SECONDS = 2.0  # wall-clock time for one render
 MAX_POWER_BITS = 4096  # largest integer ``**`` may build
+MAX_RANGE = 10_000  # items in one ``range()`` (jinja's own limit is 100,000)
 
 SAFE_FILTERS = frozenset(
     {
@@ -89,8 +90,13 @@ def _violation(what: str, template: str | None = None) -> SandboxViolation:
     return SandboxViolation(f"template {name!r} {what}", details={"template": name})
 
 
-def _unsafe(attribute: object, template: str | None = None) -> SandboxViolation:
-    return _violation(f"tried to reach {attribute!r}, which is unsafe", template)
+def _refused(reason: str, template: str | None = None) -> SandboxViolation:
+    return _violation(f"tried to reach something unsafe: {reason}", template)
+
+
+def _unsafe(attribute: object, template: str | None = None, *, owner: object = None) -> SandboxViolation:
+    of = f" of {type(owner).__name__!r} object" if owner is not None else ""
+    return _refused(f"access to attribute {attribute!r}{of} is unsafe", template)
 
 
 def _too_big() -> SandboxViolation:
@@ -175,6 +181,14 @@ def _checked_concat(eval_ctx: EvalContext, parts: list[Any]) -> str:
     return markup_join(parts) if eval_ctx.autoescape else str_join(parts)
 
 
+def _range(*args: int) -> range:
+    """``range()`` for templates: at most MAX_RANGE items."""
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise _violation(f"asked for a range of {len(numbers)} items (at most {MAX_RANGE})")
+    return numbers
+
+
 def _finalize(value: Any) -> Any:
     _check_size(value)
     return value
@@ -211,12 +225,12 @@ class _Hardener(NodeTransformer):
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
         if isinstance(node.node, nodes.Getattr) and node.node.attr in FORMATTING:
-            raise _unsafe(node.node.attr, self.name)
+            raise _refused(f"calling {node.node.attr}() is not allowed; join text with '~'", self.name)
         return self.generic_visit(node)
 
     def visit_Name(self, node: nodes.Name) -> nodes.Node:
         if node.name.startswith("__"):
-            raise _unsafe(node.name, self.name)
+            raise _refused(f"access to variable {node.name!r} is unsafe", self.name)
         return node
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
@@ -310,6 +324,7 @@ class AlertSandbox(ImmutableSandboxedEnvironment):
         self.filters["join"] = _guard_filter(_bounded_join(self.filters["join"].__wrapped__))
         self.filters["replace"] = _guard_filter(_bounded_replace(self.filters["replace"].__wrapped__))
         self.globals = {name: value for name, value in self.globals.items() if name in SAFE_GLOBALS}
+        self.globals["range"] = _range
         self.output_buffer = _CountingBuffer
         self.checked_iter = _checked_iter
         self.checked_concat = _checked_concat
@@ -329,7 +344,7 @@ class AlertSandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         _tick()
         if str(attribute).startswith("_") or (isinstance(obj, str) and attribute in FORMATTING):
-            raise _unsafe(attribute)
+            raise _unsafe(attribute, owner=obj)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -337,16 +352,16 @@ class AlertSandbox(ImmutableSandboxedEnvironment):
         if isinstance(argument, str) and (
             argument.startswith("_") or (isinstance(obj, str) and argument in FORMATTING)
         ):
-            raise _unsafe(argument)
+            raise _unsafe(argument, owner=obj)
         return super().getitem(obj, argument)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
-        raise _unsafe(attribute)
+        raise _unsafe(attribute, owner=obj)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _tick()
         if operator == "%" and isinstance(left, str):
-            raise _unsafe("%", None)
+            raise _refused("string formatting with '%' is not allowed; join text with '~'")
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
             too_big = max(abs(left).bit_length(), 1) * right > MAX_POWER_BITS
         elif operator == "*":
@@ -363,7 +378,7 @@ class AlertSandbox(ImmutableSandboxedEnvironment):
         if isinstance(owner, str):
             _tick(_cost(owner))
             if obj.__name__ not in SAFE_STR_METHODS:
-                raise _unsafe(f"str.{obj.__name__}")
+                raise _refused(f"calling str.{obj.__name__}() is not allowed")
         else:
             _tick()
         result = super().call(context, obj, *args, **kwargs)
@@ -381,7 +396,7 @@ def render_metered(template: Template, context: dict[str, Any], *, name: str | N
         for chunk in template.generate(context):
             size += len(chunk)
             if size > MAX_OUTPUT:
-                raise _violation(f"produced more than {MAX_OUTPUT} characters")
+                raise _violation(f"output exceeds {MAX_OUTPUT} characters")
             chunks.append(chunk)
         return "".join(chunks)
     except AlertsError:

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from channels.base import Channel
+from channels.email import EmailChannel, dkim_from_settings
+from channels.memory import MemoryChannel
+from channels.press import PressChannel
+from channels.telegram import TelegramChannel
+from channels.webhook import WebhookChannel
+from alerts.config import Settings
 
-if TYPE_CHECKING:
-    from alerts.config import Settings
+CHANNELS: dict[str, type] = {
+    "email": EmailChannel,
+    "press": PressChannel,
+    "telegram": TelegramChannel,
+    "webhook": WebhookChannel,
+    "memory": MemoryChannel,
+}
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    """One adapter per configured channel, built from its config section."""
-    from channels.email import EmailChannel
-    from channels.press import PressChannel
-    from channels.telegram import TelegramChannel
-    from channels.webhook import WebhookChannel
+    """One adapter per configured channel, built from its config section.
 
+    Email and press share one SMTP connection pool (the email channel closes it).
+    """
+    dkim = dkim_from_settings(settings.email)
+    email = EmailChannel(settings.email, dkim=dkim)
     out: dict[str, Channel] = {
-        "email": EmailChannel(settings.email),
-        "press": PressChannel(settings.email, settings.press),
+        "email": email,
+        "press": PressChannel(settings.email, settings.press, dkim=dkim, pool=email.pool),
     }
     if settings.telegram.token:
-        out["telegram"] = TelegramChannel(settings.telegram)
+        out["telegram"] = TelegramChannel(settings.telegram, timeout=settings.telegram.timeout)
     if settings.webhook.url:
         out["webhook"] = WebhookChannel(settings.webhook)
     return out

@@ -194,3 +194,31 @@ async def test_shutdown_releases_what_was_claimed_but_not_sent(sessions: async_s
     counts = await states(sessions, alert_id)
     assert counts["sending"] == 0
     assert counts["sent"] == len(slow.sent) and counts["queued"] == 40 - len(slow.sent)
+
+
+async def test_update_reaches_exactly_the_original_recipients_threaded(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.publish import publish
+    from alerts import users
+    from tests.factories import add_contacts, approved_alert
+
+    alert_id = await published_alert(sessions, 3, channels=("email", "telegram"))
+    email, telegram = MemoryChannel(), MemoryChannel()
+    await dispatcher(sessions, {"email": email, "telegram": telegram}).run_until_done(alert_id, timeout=30)
+    async with sessions.begin() as session:
+        await add_contacts(session, 2, start=50)  # joined the list after the original went out
+        officer = await users.get_user(session, "olga")
+        reviewer = await users.get_user(session, "rafael")
+        update_alert = await approved_alert(session, author=officer, reviewer=reviewer, family="update",
+                                            channels=("email", "telegram"), parent_id=alert_id)
+        assert await publish(session, update_alert, now=utcnow()) == 6
+        update_id = update_alert.id
+    email2, telegram2 = MemoryChannel(), MemoryChannel()
+    await dispatcher(sessions, {"email": email2, "telegram": telegram2}).run_until_done(update_id, timeout=30)
+    originals = {m.recipient.address: m for m in email.sent + telegram.sent}
+    assert sorted(m.recipient.address for m in email2.sent + telegram2.sent) == sorted(originals)
+    for m in email2.sent:
+        assert m.thread_ids == (originals[m.recipient.address].message_id,)
+    for m in telegram2.sent:  # replies to the original Telegram message in the same chat
+        assert m.reply_to_provider_id is not None and m.reply_to_provider_id.startswith("mem-")

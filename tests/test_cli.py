@@ -1,0 +1,144 @@
+"""The `alerts` command as a new user runs it: real processes, a real database, a real SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from alerts.capture import CaptureServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "templates" / "urgent-appeal" / "example.toml"
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+class CLI:
+    def __init__(self, db_url: str, cwd: Path, smtp_port: int = 8025) -> None:
+        self.env = {**os.environ, "ALERTS_DATABASE_URL": db_url, "ALERTS_EMAIL_PORT": str(smtp_port),
+                    "ALERTS_DISPATCHER_FLUSH_INTERVAL": "0.01"}
+        self.env.pop("ALERTS_CONFIG", None)
+        self.cwd = cwd
+
+    async def __call__(self, *args: str, stdin: bytes | None = None) -> Run:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "alerts", *args, cwd=self.cwd, env=self.env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=120)
+        assert proc.returncode is not None
+        return Run(proc.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+async def smtp() -> CaptureServer:
+    server = CaptureServer()
+    await server.start()
+    yield server  # type: ignore[misc]
+    await server.stop()
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path, smtp: CaptureServer) -> CLI:
+    return CLI(db_url, tmp_path, smtp.port)
+
+
+CSV = """name,email,telegram,kind,language,organisation,country,lists
+Minister A,minister@example.org,,authority,fr,Ministry,Freedonia,urgent-appeals
+Journalist B,journo@example.org,,media,en,Daily,Freedonia,urgent-appeals
+Bad Row,not-an-email,,authority,en,,,urgent-appeals
+Partner C,partner@example.org,,partner,es,NGO,Freedonia,urgent-appeals
+"""
+
+
+async def test_new_user_flow_from_init_to_delivered(cli: CLI, tmp_path: Path, smtp: CaptureServer) -> None:
+    first = await cli("init", "--password", "correct horse battery")
+    assert first.code == 0, first.err
+    assert "First admin: admin" in first.out
+    again = await cli("init")
+    assert again.code == 0 and "up to date" in again.err
+    assert (await cli("users", "add", "olga", "--role", "officer", "--password", "olga-password")).code == 0
+    assert (await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")).code == 0
+
+    (tmp_path / "contacts.csv").write_text(CSV)
+    imported = await cli("contacts", "import", "contacts.csv", "--no-progress")
+    assert imported.code == 0, imported.err
+    assert imported.out.splitlines()[1].startswith("row 4: ")  # the header is row 1
+    assert "3 created" in imported.out
+
+    created = await cli("alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE), "--as", "olga",
+                        "--list", "urgent-appeals", "--channel", "email", "--language", "en", "--language", "fr")
+    assert created.code == 0, created.err
+    assert created.out.strip().isdigit()  # only the id, for scripts
+    alert_id = created.out.strip()
+
+    preview = await cli("alert", "preview", alert_id, "--channel", "email", "--audience", "authority",
+                        "--language", "fr")
+    assert preview.code == 0 and preview.out.startswith("Subject: ")
+
+    assert (await cli("alert", "submit", alert_id, "--as", "olga")).code == 0
+    officer = await cli("alert", "approve", alert_id, "--as", "olga")
+    assert officer.err == "alerts: user 'olga' (officer) may not alert.approve; allowed roles: admin, reviewer\n"
+    assert (await cli("alert", "approve", alert_id, "--as", "rafael")).code == 0
+
+    sent = await cli("alert", "send", alert_id, "--wait")
+    assert sent.code == 0, sent.err
+    status = await cli("alert", "status", alert_id, "--json")
+    doc = json.loads(status.out)
+    assert doc["id"] == int(alert_id) and doc["state"] == "sent"
+    assert doc["channels"]["email"]["sent"] == 3
+    messages = smtp.messages()
+    assert sorted(m.rcpt_tos[0] for m in messages) == ["journo@example.org", "minister@example.org",
+                                                       "partner@example.org"]
+    assert all(len(m.rcpt_tos) == 1 for m in messages)
+    by_rcpt = {m.rcpt_tos[0]: m for m in messages}
+    assert b"journo@example.org" not in by_rcpt["minister@example.org"].raw
+    # sending again creates nothing twice
+    resent = await cli("alert", "send", alert_id)
+    assert resent.code != 0 or "0 deliveries" in resent.err
+
+
+async def test_refusals_are_one_line_and_write_nothing(cli: CLI, tmp_path: Path) -> None:
+    assert (await cli("init", "--password", "correct horse battery")).code == 0
+    (tmp_path / "bad.toml").write_text('country = "Freedonia"\n')
+    bad = await cli("alert", "create", "--template", "urgent-appeal", "--data", "bad.toml", "--kind", "authority")
+    assert bad.code != 0
+    assert bad.err.startswith("alerts: case data: ") and bad.err.count("\n") == 1
+    assert (await cli("alert", "status", "1")).err == "alerts: alert 1 does not exist\n"
+    own = (await cli("alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE), "--kind", "authority")).out
+    assert (await cli("alert", "submit", own.strip())).code == 0
+    author = await cli("alert", "approve", own.strip(), "--as", "admin")
+    assert author.code != 0 and "second person" in author.err and author.err.count("\n") == 1
+    assert json.loads((await cli("alert", "status", own.strip(), "--json")).out)["state"] == "in_review"
+    missing = await cli("alert", "create", "--template", "nope", "--data", str(EXAMPLE), "--kind", "authority")
+    assert missing.code != 0 and "nope" in missing.err
+    config = tmp_path / "alerts.toml"
+    config.write_text("[email]\npool_size = 'x'\n")
+    broken = await cli("--config", str(config), "alert", "status", "1")
+    assert broken.err == f"alerts: {config}: [email] pool_size has value 'x'. Not a valid int.\n"
+
+
+async def test_public_alert_needs_consent_before_sending(cli: CLI, tmp_path: Path) -> None:
+    assert (await cli("init", "--password", "correct horse battery")).code == 0
+    assert (await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")).code == 0
+    alert_id = (await cli("alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE),
+                          "--kind", "public")).out.strip()
+    assert (await cli("alert", "submit", alert_id)).code == 0
+    assert (await cli("alert", "approve", alert_id, "--as", "rafael")).code == 0
+    refused = await cli("alert", "send", alert_id)
+    assert refused.code != 0 and "consent" in refused.err
+    status = json.loads((await cli("alert", "status", alert_id, "--json")).out)
+    assert status["state"] == "approved" and status["channels"] == {}
+    assert (await cli("alert", "consent", alert_id, "--recorded-by", "admin", "--scope", "public")).code == 0
+    assert (await cli("alert", "send", alert_id)).code == 0
