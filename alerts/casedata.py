@@ -190,7 +190,8 @@ def validate(variables: Mapping[str, VariableSpec], data: Mapping[str, Any]) -> 
             close = difflib.get_close_matches(str(key), list(variables), n=1)
             if close:
                 details["did_you_mean"] = close[0]
-            raise ValidationError(f"case data: unknown variable {key!r}", details=details)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValidationError(f"case data: unknown variable {key!r}{hint}", details=details)
     cleaned: dict[str, Any] = {}
     for name, spec in variables.items():
         value = data.get(name)
