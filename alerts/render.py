@@ -52,7 +52,6 @@ FORMS = {
 }
 EXTRA_KEYS = ("alert_title", "alert_url", "embargo_until", "original")
 TELEGRAM_LIMIT = 4096  # UTF-16 code units, as Telegram counts them
-_FAMILY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _TAG = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>")
@@ -159,16 +158,22 @@ class Renderer:
 
     def families(self) -> list[str]:
         """Names of the template families, sorted."""
-        return sorted(
-            path.name
-            for path in self.templates_dir.iterdir()
-            if (path / "family.toml").is_file() and not path.name.startswith("_")
+        return list(self._family_names)
+
+    @cached_property
+    def _family_names(self) -> tuple[str, ...]:
+        return tuple(
+            sorted(
+                path.name
+                for path in self.templates_dir.iterdir()
+                if (path / "family.toml").is_file() and not path.name.startswith("_")
+            )
         )
 
     def family(self, name: str) -> FamilyInfo:
         """One family's description, variables and languages (``NotFound`` if there is none)."""
         if name not in self._families:
-            if not _FAMILY_NAME.match(name) or not (self.templates_dir / name / "family.toml").is_file():
+            if name not in self._family_names:
                 known = ", ".join(self.families())
                 raise NotFound(
                     f"template family {name!r} does not exist; known: {known}", details={"family": name}

@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from jinja2 import BaseLoader, StrictUndefined, Template, TemplateSyntaxError, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.exceptions import SecurityError, TemplateNotFound, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.nodes import EvalContext
 from jinja2.runtime import markup_join, str_join
@@ -407,6 +407,10 @@ def render_metered(template: Template, context: dict[str, Any], *, name: str | N
         raise _violation(f"built a value too large: {exc}") from exc
     except RecursionError as exc:
         raise _violation("recursed too deeply") from exc
+    except TemplateNotFound as exc:
+        raise TemplateError(
+            f"template {name!r} uses template {exc.name!r}, which does not exist", details={"template": name}
+        ) from exc
     except UndefinedError as exc:
         raise TemplateError(f"template {name!r}: {exc.message}", details={"template": name}) from exc
     except (JinjaTemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:

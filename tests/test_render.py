@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from typing import Any
 
 import pytest
@@ -351,3 +352,45 @@ def test_broken_family_files_are_reported(tmp_path: Any) -> None:
     (root / "x" / "family.toml").write_text('[variables.v]\ntype = "number"\n')
     with pytest.raises(TemplateError, match=r"^x/family.toml: variable 'v' has unknown type 'number'$"):
         Renderer(root).family("x")
+
+
+def test_press_release_has_an_html_version() -> None:
+    data = case(defender="Ana <b>Bold</b> & Co")
+    content = RENDERER.render(
+        "urgent-appeal", data, audience="press", channel="press", language="fr",
+        extra={"embargo_until": "15 mars 2025 00:01 UTC"},
+    )  # fmt: skip
+    assert content.html is not None and content.html.startswith("<!DOCTYPE html>")
+    assert "SOUS EMBARGO JUSQU’AU 15 mars 2025 00:01 UTC" in content.text
+    html = content.html
+    assert "SOUS EMBARGO JUSQU’AU 15 mars 2025 00:01 UTC" in html
+    assert "POUR DIFFUSION IMMÉDIATE" not in html
+    assert html.index("Fin") < html.index("Notes aux rédactions") < html.index("Contact presse")
+    assert "Ana &lt;b&gt;Bold&lt;/b&gt; &amp; Co" in html and "<b>Bold</b>" not in html
+    now = RENDERER.render("urgent-appeal", case(), audience="media", channel="press", language="en")
+    assert now.html is not None and "FOR IMMEDIATE RELEASE" in now.html
+
+
+def test_string_variable_may_be_given_per_language() -> None:
+    data = case(organisation={"en": "Defenders Watch", "fr": "Veille des défenseurs"})
+    assert RENDERER.validate_case("urgent-appeal", data)["organisation"] == data["organisation"]
+    fr = RENDERER.render("urgent-appeal", data, audience="media", channel="email", language="fr")
+    es = RENDERER.render("urgent-appeal", data, audience="media", channel="email", language="es")
+    assert "Veille des défenseurs" in fr.text and "Defenders Watch" not in fr.text
+    assert "Defenders Watch" in es.text  # no Spanish version: English
+
+
+def test_repeated_rendering_is_fast() -> None:
+    data = case()
+    RENDERER.render("urgent-appeal", data, audience="public", channel="email", language="en")
+    started = time.perf_counter()
+    for _ in range(200):
+        RENDERER.render("urgent-appeal", data, audience="public", channel="email", language="en")
+    assert time.perf_counter() - started < 2.0  # ~0.5 ms each once the templates are compiled
+
+
+def test_render_string_names_a_missing_include() -> None:
+    with pytest.raises(
+        TemplateError, match=r"^template 'note' uses template '\.\./pyproject\.toml', which does not exist$"
+    ):
+        RENDERER.render_string('{% include "../pyproject.toml" %}', {}, name="note")
