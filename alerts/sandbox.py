@@ -13,7 +13,8 @@ so this module closes what the stock sandbox leaves open:
   (``*``, ``+``, ``~``), ``join`` and ``replace``, values printed with ``{{ }}``, and every
   character written, including into the hidden buffers of macros, ``{% set %}`` blocks and
   ``{% filter %}`` blocks. Filters and globals are an allow-list: the ones that build output
-  from a number (``center``, ``indent``, ``batch``, ``lipsum``, ``format``…) are absent.
+  from a number (``center``, ``indent``, ``batch``, ``lipsum``, ``format``…) are absent,
+  and ``range()`` stops at MAX_RANGE items.
 
 ``render_metered()`` is the one way to run a template here: it installs the budget and
 turns every failure into an ``alerts.errors`` class.
@@ -403,7 +404,7 @@ def render_metered(template: Template, context: dict[str, Any], *, name: str | N
         raise
     except SecurityError as exc:
         raise _violation(f"tried to reach something unsafe: {exc}") from exc
-    except OverflowError as exc:  # jinja's range() beyond MAX_RANGE
+    except OverflowError as exc:  # a float out of range, e.g. 10.0 ** 400
         raise _violation(f"built a value too large: {exc}") from exc
     except RecursionError as exc:
         raise _violation("recursed too deeply") from exc

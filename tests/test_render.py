@@ -86,6 +86,7 @@ def test_every_form_renders_in_its_language(family: str, language: str) -> None:
                 assert f'<html lang="{language}">' in content.html, where
             if channel == "telegram":
                 assert len(content.text) <= TELEGRAM_LIMIT, where
+                assert set(re.findall(r"</?([a-z]+)", content.text)) <= {"b", "i", "a"}, where
 
 
 def test_french_and_spanish_forms_use_their_own_words() -> None:
@@ -394,3 +395,9 @@ def test_render_string_names_a_missing_include() -> None:
         TemplateError, match=r"^template 'note' uses template '\.\./pyproject\.toml', which does not exist$"
     ):
         RENDERER.render_string('{% include "../pyproject.toml" %}', {}, name="note")
+
+
+def test_placeholders_in_case_data_are_not_filled() -> None:
+    data = case(defender="{country} {organisation}", country="Calvera")
+    content = RENDERER.render("urgent-appeal", data, audience="public", channel="email", language="en")
+    assert content.subject == "Urgent action: {country} {organisation} at risk in Calvera"
