@@ -401,3 +401,12 @@ def test_placeholders_in_case_data_are_not_filled() -> None:
     data = case(defender="{country} {organisation}", country="Calvera")
     content = RENDERER.render("urgent-appeal", data, audience="public", channel="email", language="en")
     assert content.subject == "Urgent action: {country} {organisation} at risk in Calvera"
+
+
+def test_closure_letter_thanks_without_asking_for_a_reply() -> None:
+    content = RENDERER.render(
+        "closure", case("closure"), audience="authority", channel="email", language="fr",
+        extra=extra_for("closure"),
+    )  # fmt: skip
+    assert "Nous vous remercions de l’attention que vous avez portée à cette affaire." in content.text
+    assert "réponse" not in content.text
