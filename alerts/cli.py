@@ -160,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     s = bounces.add_parser("process", help="apply a bounce report (RFC 3464) from FILE or stdin")
     s.add_argument("file", nargs="?", default="-")
     s.set_defaults(handler="bounces_process")
+    _followup_parsers(sub)
     return p
 
 
@@ -199,3 +200,33 @@ def read_case_file(path: Path) -> dict[str, Any]:
 def print_json(data: Any) -> None:
     """JSON on stdout, for scripts."""
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _followup_parsers(sub: Any) -> None:
+    """``alerts followup add|list|cancel``."""
+    followup = sub.add_parser("followup", help="reminders, update alerts, scheduled sends and weekly digests")
+    cmds = followup.add_subparsers(dest="followup_cmd", required=True)
+    s = cmds.add_parser("add", help="schedule a follow-up; prints its id")
+    s.add_argument("alert", metavar="ALERT_ID", help="the alert followed up ('-' for a digest, which covers all)")
+    when = s.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", metavar="ISO-8601", help="due time (naive times are UTC)")
+    when.add_argument("--in", dest="in_", metavar="DURATION", help="due after 7d, 36h, 90m, 1w2d…")
+    s.add_argument("--kind", required=True, choices=["reminder", "update", "send", "digest"])
+    s.add_argument("--note", default="", help="what is to be done (shown in the reminder)")
+    s.add_argument("--data", type=Path, metavar="CASE.toml",
+                   help="update: the update's case data (family = \"closure\" for a closure)")
+    s.add_argument("--if", dest="condition", choices=["no-response", "case-open"],
+                   help="reminder only if no response was recorded / the case is still open")
+    s.add_argument("--kind-filter", dest="kind_filter", action="append", default=[], metavar="KIND",
+                   help="no-response: only responses from these contact kinds count (repeatable)")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who schedules it (default: the first admin)")
+    s.set_defaults(handler="followup_add")
+    s = cmds.add_parser("list", help="pending follow-ups (--all: fired and cancelled too)")
+    s.add_argument("--alert", type=int, metavar="ID", help="only this alert's")
+    s.add_argument("--all", action="store_true", help="include fired and cancelled follow-ups")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler="followup_list")
+    s = cmds.add_parser("cancel", help="cancel a pending follow-up (a scheduled send is unscheduled)")
+    s.add_argument("id", type=int, metavar="FOLLOWUP_ID")
+    s.add_argument("--as", dest="as_user", metavar="USER")
+    s.set_defaults(handler="followup_cancel")

@@ -9,6 +9,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -284,3 +285,68 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
     await run_demo(settings, port=args.port, smtp_port=args.smtp_port, database=args.database)
     return 0
 
+
+
+# -- follow-ups -----------------------------------------------------------------------------
+
+
+async def followup_add(args: argparse.Namespace, settings: Settings) -> int:
+    from zoneinfo import ZoneInfo
+
+    from alerts.followups import add_followup, parse_duration
+
+    now = utcnow()
+    due = parse_when(args.at, field="--at") if args.at else now + parse_duration(args.in_)
+    data = read_case_file(args.data) if args.data is not None else None
+    if args.alert != "-" and not args.alert.isdigit():
+        raise ValidationError(f"ALERT_ID: {args.alert!r} is not an alert id (or '-' for a digest).")
+    async with _app(settings) as app, app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, int(args.alert)) if args.alert != "-" else None
+        f = await add_followup(session, alert=alert, kind=args.kind, due_at=due, note=args.note, data=data,
+                               condition=args.condition, kinds=args.kind_filter,
+                               user=await _user(session, args.as_user), now=now,
+                               validate_case=app.renderer.validate_case)
+        fid, due_at, extra = f.id, f.due_at, dict(f.data or {})
+    local = due_at.astimezone(ZoneInfo(settings.scheduler.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    print(f"follow-up {fid}: {args.kind} due {local}", file=sys.stderr)
+    if "update_alert_id" in extra:
+        print(f"update draft: alert {extra['update_alert_id']} — submit and approve it before it is due",
+              file=sys.stderr)
+    print(fid)
+    return 0
+
+
+async def followup_list(args: argparse.Namespace, settings: Settings) -> int:
+    from zoneinfo import ZoneInfo
+
+    from alerts.followups import list_followups, to_json
+
+    tz = ZoneInfo(settings.scheduler.timezone)
+    async with _app(settings) as app, app.sessions() as session:
+        rows = [to_json(f, tz) for f in await list_followups(session, alert_id=args.alert, include_done=args.all)]
+    if args.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        due = datetime.fromisoformat(r["due_local"]).strftime("%Y-%m-%d %H:%M %Z")
+        target = f"alert {r['alert_id']}" if r["alert_id"] is not None else "all cases"
+        line = f"{r['id']}\t{due}\t{r['kind']}\t{target}\t{r['status']}"
+        if r["condition"]:
+            line += f"\tif {r['condition'].replace('_', '-')}"
+        if r["note"]:
+            line += f"\t{r['note']}"
+        if r["result"] and r["status"] != "pending":
+            line += f"\t[{r['result']}]"
+        print(line)
+    return 0
+
+
+async def followup_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.followups import cancel_followup
+
+    async with _app(settings) as app, app.sessions.begin() as session:
+        f = await cancel_followup(session, args.id, user=await _user(session, args.as_user), now=utcnow())
+        kind = f.kind
+    print(f"follow-up {args.id} ({kind}) cancelled" + (": the alert is no longer scheduled" if kind == "send" else ""),
+          file=sys.stderr)
+    return 0
