@@ -92,7 +92,9 @@ class Dispatcher:
         self.lanes: dict[str, ChannelLane] = {}
         for name, ch in channels.items():
             conc = max(1, (concurrency or {}).get(name, settings.concurrency))
-            self.lanes[name] = ChannelLane(channel=ch, concurrency=conc, capacity=max(2 * conc, 16))
+            # enough local work for several claim round trips to overlap with sending
+            capacity = min(max(16 * conc, 64), settings.batch_size)
+            self.lanes[name] = ChannelLane(channel=ch, concurrency=conc, capacity=capacity)
         self._results: list[Result] = []
         self._alerts: dict[int, AlertInfo] = {}
         self._touched: set[int] = set()

@@ -209,7 +209,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("alert_id", "contact_id", "channel"),
-        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_due", "state", "channel", "next_attempt_at"),
         Index("ix_deliveries_alert_state", "alert_id", "channel", "state"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

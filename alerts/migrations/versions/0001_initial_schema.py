@@ -195,7 +195,7 @@ def upgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_alert_state', ['alert_id', 'channel', 'state'], unique=False)
         batch_op.create_index(batch_op.f('ix_deliveries_contact_id'), ['contact_id'], unique=False)
-        batch_op.create_index('ix_deliveries_due', ['state', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_deliveries_due', ['state', 'channel', 'next_attempt_at'], unique=False)
 
     op.create_table('followups',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),

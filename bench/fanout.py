@@ -1,0 +1,222 @@
+"""End-to-end fan-out benchmark: N recipients through the real service pipeline.
+
+    python bench/fanout.py [--n 10000] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+                           [--telegram N] [--telegram-rate-check]
+
+In one run, against local servers in their own processes (bench/smtp_sink.py, a low-CPU
+SMTP sink; bench/botapi_server.py, a local Bot API server), it measures:
+- fan-out: expanding the audience into N outbox rows (one transaction);
+- email end to end: claim → render (cached) → per-recipient build → pooled SMTP → batched
+  durable tracking, until every delivery is final;
+- the raw transport limit: the same number of SMTP connections sending the same messages
+  with plain aiosmtplib and no database — and the ratio of the two;
+- peak RSS of this process after the end-to-end run;
+- Telegram (with --telegram N): messages/s with allow_paid_broadcast against the local Bot
+  API server, the busiest 1 s window and the smallest gap between two messages to one chat;
+  with --telegram-rate-check, how precisely the default 25/s is held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alerts.config import DispatcherSettings, Settings  # noqa: E402
+from alerts.db import create_engine, make_sessionmaker  # noqa: E402
+from alerts.dispatch import Dispatcher  # noqa: E402
+from alerts.messages import Claimed, MessageBuilder  # noqa: E402
+from alerts.migrate import upgrade  # noqa: E402
+from alerts.publish import load_alert_info, publish  # noqa: E402
+from alerts.render import Renderer  # noqa: E402
+from alerts.timeutil import utcnow  # noqa: E402
+from bench.raw_smtp import raw_send  # noqa: E402
+from channels.email import EmailChannel  # noqa: E402
+from channels.telegram import TelegramChannel  # noqa: E402
+from tests.factories import add_contacts, approved_alert, make_users  # noqa: E402
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def start_server(script: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    return proc, int(line[1])
+
+
+async def make_database(postgres: str | None) -> tuple[str, Any]:
+    if postgres:
+        import asyncpg
+
+        name = f"alerts_bench_{uuid.uuid4().hex[:8]}"
+        dsn = postgres.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+        async def drop() -> None:
+            c = await asyncpg.connect(dsn)
+            await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await c.close()
+
+        return postgres.rsplit("/", 1)[0] + "/" + name, drop
+    folder = tempfile.mkdtemp(prefix="alerts-bench-")
+
+    async def nothing() -> None:
+        return None
+
+    return f"sqlite+aiosqlite:///{folder}/bench.db", nothing
+
+
+async def prepare(sessions: Any, n: int, channels: tuple[str, ...]) -> int:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        step = 20_000
+        for start in range(0, n, step):
+            await add_contacts(session, min(step, n - start), start=start, telegram="telegram" in channels)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=channels)
+        return alert.id
+
+
+async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dict[str, float]:
+    settings = Settings().replace("email", port=smtp_port, pool_size=args.connections)
+    engine = create_engine(url)
+    await upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    alert_id = await prepare(sessions, args.n, ("email",))
+    started = time.perf_counter()
+    async with sessions.begin() as session:
+        from alerts.models import Alert
+
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        created = await publish(session, alert, now=utcnow())
+    fanout_s = time.perf_counter() - started
+    assert created == args.n, created
+    renderer = Renderer()
+    builder = MessageBuilder(renderer, public_url="http://127.0.0.1:8080", domain="localhost")
+    email = EmailChannel(settings.email)
+    await email.open()
+    dispatcher = Dispatcher(sessions=sessions, channels={"email": email}, builder=builder,
+                            settings=DispatcherSettings(), concurrency={"email": args.connections},
+                            alert_id=alert_id, publish_scheduled=False)
+    started = time.perf_counter()
+    await dispatcher.run_until_done(alert_id)
+    e2e_s = time.perf_counter() - started
+    peak = rss_mb()
+    async with sessions() as session:
+        from alerts.tracking import counts
+
+        states = (await counts(session, alert_id))["email"]
+        info = await load_alert_info(session, alert_id)
+    assert states["sent"] == args.n, states
+    # the raw limit, measured now: same connections, same messages, no database
+    sample = min(args.n, 20_000)
+    messages = []
+    for i in range(sample):
+        item = Claimed(id=i, alert_id=alert_id, contact_id=i + 1, channel="email", audience="authority",
+                       language="en", address=f"person{i}@example.org", attempts=1, unknown_outcomes=0,
+                       from_state="queued", name=f"Person {i}", token="t" * 32)
+        messages.append(email.build(builder.build(item, info))[1])
+    await email.close()
+    raw = await raw_send("127.0.0.1", smtp_port, messages, connections=args.connections)
+    await engine.dispose()
+    return {"fanout_s": fanout_s, "e2e_rate": args.n / e2e_s, "e2e_s": e2e_s, "raw_rate": raw, "peak_rss_mb": peak}
+
+
+async def bench_telegram(n: int, paid: bool) -> dict[str, Any]:
+    proc, port = start_server("botapi_server.py")
+    try:
+        settings = Settings().replace("telegram", token="123:bench", base_url=f"http://127.0.0.1:{port}/bot",
+                                      allow_paid_broadcast=paid)
+        channel = TelegramChannel(settings.telegram)
+        await channel.open()
+        renderer = Renderer()
+        content = renderer.render("urgent-appeal", renderer.example("urgent-appeal"), audience="public",
+                                  channel="telegram", language="en", extra={"alert_title": "Bench"})
+        from alerts.types import RenderedMessage, Recipient
+
+        def message(i: int) -> RenderedMessage:
+            return RenderedMessage(delivery_id=i, alert_id=1, content=content, message_id=f"<b{i}@x>",
+                                   recipient=Recipient(contact_id=i, name="", address=str(100000 + i),
+                                                       language="en", kind="public"))
+
+        sem = asyncio.Semaphore(settings.telegram.concurrency * 4)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await channel.send(message(i))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = time.perf_counter() - started
+        await channel.close()
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/stats") as resp:
+            stats = await resp.json()
+        return {"rate": n / elapsed, "configured": 1000.0 if paid else settings.telegram.rate_per_second, **stats}
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="recipients (default 10,000)")
+    parser.add_argument("--connections", type=int, default=16, help="SMTP connections (default 16)")
+    parser.add_argument("--postgres", metavar="URL", help="run on a fresh database on this PostgreSQL server")
+    parser.add_argument("--telegram", type=int, default=0, metavar="N", help="also N Telegram messages (paid broadcast)")
+    parser.add_argument("--telegram-rate-check", action="store_true", help="also 250 messages at the default 25/s")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    sink, smtp_port = start_server("smtp_sink.py")
+    url, drop = await make_database(args.postgres)
+    try:
+        result: dict[str, Any] = {"n": args.n, "database": "postgresql" if args.postgres else "sqlite"}
+        result.update(await bench_email(args, url, smtp_port))
+        result["ratio"] = result["e2e_rate"] / result["raw_rate"]
+        if args.telegram:
+            result["telegram_paid"] = await bench_telegram(args.telegram, paid=True)
+        if args.telegram_rate_check:
+            result["telegram_default"] = await bench_telegram(250, paid=False)
+    finally:
+        sink.terminate()
+        sink.wait()
+        await drop()
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"recipients: {args.n:,} on {result['database']}")
+    print(f"fan-out into the outbox: {result['fanout_s']:.2f} s")
+    print(f"email end to end with durable tracking: {result['e2e_rate']:,.0f} messages/s ({result['e2e_s']:.1f} s)")
+    print(f"raw aiosmtplib limit, same run ({args.connections} connections): {result['raw_rate']:,.0f} messages/s")
+    print(f"ratio end-to-end / raw: {result['ratio']:.0%}")
+    print(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
+    for key in ("telegram_paid", "telegram_default"):
+        if key in result:
+            t = result[key]
+            print(f"telegram ({key}): {t['rate']:,.0f} messages/s against a limit of {t['configured']:,.0f}/s; "
+                  f"busiest 1 s window {t.get('max_rate_1s')}, smallest gap to one chat {t.get('min_chat_gap')}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    asyncio.run(main())
