@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
     logging.basicConfig(level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio", "alembic"):
+    for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)

@@ -66,7 +66,12 @@ async def run_demo(settings: Settings, *, port: int, smtp_port: int, database: s
     async with CaptureServer(host="127.0.0.1", port=smtp_port) as capture:
         ready = asyncio.Event()
         service = asyncio.create_task(run_service(settings, web_ui=True, ready=ready, extras={"capture": capture}))
-        await ready.wait()
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({waiter, service}, return_when=asyncio.FIRST_COMPLETED)
+        if service.done():  # it failed before it was ready: show why
+            waiter.cancel()
+            await service
+            return
         url = f"http://127.0.0.1:{port}"
         print(f"Urgent Alerts demo running at {url}")
         for role, (name, password) in LOGINS.items():

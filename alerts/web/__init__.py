@@ -42,11 +42,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def make_web_app(app: App) -> web.Application:
     """Build the aiohttp application for an open App."""
-    from alerts.web import api, api_followups, ops
+    from alerts.web import api, api_followups, ops, ui
 
     webapp = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     webapp[APP] = app
     ops.setup(webapp)
     api.setup(webapp)
+    ui.setup(webapp)
     api_followups.setup(webapp)
     return webapp

@@ -1,0 +1,60 @@
+"""The web app: health, metrics, API stats/deliveries with bearer tokens, the alerts page."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from alerts import users
+from alerts.app import open_app
+from alerts.config import Settings
+from alerts.timeutil import utcnow
+from alerts.web import make_web_app
+from tests.factories import published_alert
+
+
+@pytest.fixture
+async def server(db_url: str):  # type: ignore[no-untyped-def]
+    settings = Settings().replace("database", url=db_url)
+    async with open_app(settings, channels={}) as app:
+        srv = TestServer(make_web_app(app))
+        await srv.start_server()
+        yield app, srv
+        await srv.close()
+
+
+async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-untyped-def]
+    app, srv = server
+    alert_id = await published_alert(app.sessions, 3)
+    async with app.sessions.begin() as session:
+        _, token = await users.create_user(session, name="vera", role="viewer", with_token=True, now=utcnow())
+    base = str(srv.make_url(""))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as r:
+            assert r.status == 200 and (await r.json())["checks"]["database"] == "ok"
+        async with http.get(f"{base}/metrics") as r:
+            assert 'alerts_deliveries{channel="email",state="queued"} 3' in await r.text()
+        async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats") as r:
+            assert r.status == 401
+            assert (await r.json())["error"]["code"] == "unauthorized"
+        async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats", headers={"Authorization": "Bearer forged"}) as r:
+            assert r.status == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats", headers=auth) as r:
+            doc = await r.json()
+            assert doc["id"] == alert_id and doc["channels"]["email"]["queued"] == 3
+        async with http.get(f"{base}/api/v1/alerts/{alert_id}/deliveries?state=queued&channel=email",
+                            headers=auth) as r:
+            assert len((await r.json())["deliveries"]) == 3
+        async with http.get(f"{base}/api/v1/alerts/{alert_id}/deliveries?state=bogus", headers=auth) as r:
+            assert r.status == 422
+            assert (await r.json())["error"]["message"] == "state: 'bogus' is not a delivery state."
+        async with http.get(f"{base}/api/v1/alerts/999/stats", headers=auth) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+        async with http.get(f"{base}/") as r:  # no sign-in yet: the page is off outside the demo
+            assert r.status == 404
+        app.extras["capture"] = object()
+        async with http.get(f"{base}/") as r:
+            page = await r.text()
+            assert "queued 3" in page and "<script>alert" not in page
