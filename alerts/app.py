@@ -33,8 +33,13 @@ class App:
     def channel_concurrency(self) -> dict[str, int]:
         """Senders per channel: one per pooled SMTP connection, the bot's cap for Telegram."""
         s = self.settings
-        return {"email": s.email.pool_size, "press": max(2, s.email.pool_size // 4),
-                "telegram": s.telegram.concurrency, "webhook": 4, "memory": s.dispatcher.concurrency}
+        return {
+            "email": s.email.pool_size,
+            "press": max(2, s.email.pool_size // 4),
+            "telegram": s.telegram.concurrency,
+            "webhook": 4,
+            "memory": s.dispatcher.concurrency,
+        }
 
 
 @asynccontextmanager
@@ -51,15 +56,22 @@ async def open_app(
             await upgrade(engine)
         renderer = Renderer()
         chans = dict(channels) if channels is not None else build_channels(settings)
-        builder = MessageBuilder(renderer, public_url=settings.server.public_url,
-                                 domain=message_domain(settings.email.from_))
+        builder = MessageBuilder(
+            renderer, public_url=settings.server.public_url, domain=message_domain(settings.email.from_)
+        )
         opened: list[Channel] = []
         try:
             for ch in chans.values():
                 await ch.open()
                 opened.append(ch)
-            yield App(settings=settings, engine=engine, sessions=make_sessionmaker(engine), renderer=renderer,
-                      channels=chans, builder=builder)
+            yield App(
+                settings=settings,
+                engine=engine,
+                sessions=make_sessionmaker(engine),
+                renderer=renderer,
+                channels=chans,
+                builder=builder,
+            )
         finally:
             for ch in reversed(opened):
                 await ch.close()

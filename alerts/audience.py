@@ -27,7 +27,7 @@ from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, sel
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
-from alerts.models import Contact, ListMember, ContactList, Suppression
+from alerts.models import Contact, ContactList, ListMember, Suppression
 
 EMAIL_CHANNELS = ("email", "press")
 PRESS_KINDS = ("press", "media")
@@ -123,9 +123,7 @@ def audience_select(
         conditions.append(Contact.kind.not_in(PRESS_KINDS))
     # Contact.channels is a JSON list; LIKE on its text form works on SQLite and PostgreSQL.
     pref = "email" if channel == "press" else channel
-    conditions.append(
-        or_(Contact.channels.is_(None), cast(Contact.channels, String).like(f'%"{pref}"%'))
-    )
+    conditions.append(or_(Contact.channels.is_(None), cast(Contact.channels, String).like(f'%"{pref}"%')))
     key = func.lower(address) if channel in EMAIL_CHANNELS else address
     conditions.append(
         ~exists()

@@ -66,34 +66,60 @@ async def claim_due(
                 updated_at=now,
             )
             .returning(
-                Delivery.id, Delivery.alert_id, Delivery.contact_id, Delivery.channel, Delivery.audience,
-                Delivery.language, Delivery.address, Delivery.attempts, Delivery.unknown_outcomes,
+                Delivery.id,
+                Delivery.alert_id,
+                Delivery.contact_id,
+                Delivery.channel,
+                Delivery.audience,
+                Delivery.language,
+                Delivery.address,
+                Delivery.attempts,
+                Delivery.unknown_outcomes,
             )
             .execution_options(synchronize_session=False)
         )
     ).all()
     contact_ids = [r.contact_id for r in rows if r.contact_id is not None]
-    people: dict[int, tuple[str, str]] = {}
+    people: dict[int, tuple[str, str | None]] = {}
     if contact_ids:
-        for cid, name, token in (
-            await session.execute(select(Contact.id, Contact.name, Contact.token).where(Contact.id.in_(contact_ids)))
+        for cid, cname, ctoken in (
+            await session.execute(
+                select(Contact.id, Contact.name, Contact.token).where(Contact.id.in_(contact_ids))
+            )
         ).all():
-            people[cid] = (name, token)
+            people[cid] = (str(cname), ctoken)
     claimed = []
     events = []
     for r in sorted(rows, key=lambda r: r.id):
-        name, token = people.get(r.contact_id, ("", None)) if r.contact_id is not None else ("", None)
+        person: tuple[str, str | None] = ("", None)
+        if r.contact_id is not None:
+            person = people.get(r.contact_id, person)
+        name, token = person
         claimed.append(
             Claimed(
-                id=r.id, alert_id=r.alert_id, contact_id=r.contact_id, channel=r.channel, audience=r.audience,
-                language=r.language, address=r.address or "", attempts=r.attempts,
-                unknown_outcomes=r.unknown_outcomes, from_state=before[r.id], name=name, token=token,
+                id=r.id,
+                alert_id=r.alert_id,
+                contact_id=r.contact_id,
+                channel=r.channel,
+                audience=r.audience,
+                language=r.language,
+                address=r.address or "",
+                attempts=r.attempts,
+                unknown_outcomes=r.unknown_outcomes,
+                from_state=before[r.id],
+                name=name,
+                token=token,
             )
         )
         events.append(
             event_row(
-                delivery_id=r.id, alert_id=r.alert_id, type=EventType.SENDING, at=now,
-                from_state=before[r.id], to_state=str(DeliveryState.SENDING), attempt=r.attempts,
+                delivery_id=r.id,
+                alert_id=r.alert_id,
+                type=EventType.SENDING,
+                at=now,
+                from_state=before[r.id],
+                to_state=str(DeliveryState.SENDING),
+                attempt=r.attempts,
                 detail=f"claimed by {worker}",
             )
         )
@@ -108,10 +134,16 @@ async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: st
     ids = [i.id for i in items]
     result = await session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.claimed_by == worker, Delivery.state == str(DeliveryState.SENDING))
+        .where(
+            Delivery.id.in_(ids), Delivery.claimed_by == worker, Delivery.state == str(DeliveryState.SENDING)
+        )
         .values(
-            state=str(DeliveryState.QUEUED), lease_until=None, claimed_by=None,
-            attempts=Delivery.attempts - 1, next_attempt_at=now, updated_at=now,
+            state=str(DeliveryState.QUEUED),
+            lease_until=None,
+            claimed_by=None,
+            attempts=Delivery.attempts - 1,
+            next_attempt_at=now,
+            updated_at=now,
         )
         .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
         .execution_options(synchronize_session=False)
@@ -121,9 +153,14 @@ async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: st
         session,
         [
             event_row(
-                delivery_id=r.id, alert_id=r.alert_id, type=EventType.RELEASED, at=now,
-                from_state=str(DeliveryState.SENDING), to_state=str(DeliveryState.QUEUED),
-                attempt=r.attempts, detail=f"released by {worker} on shutdown",
+                delivery_id=r.id,
+                alert_id=r.alert_id,
+                type=EventType.RELEASED,
+                at=now,
+                from_state=str(DeliveryState.SENDING),
+                to_state=str(DeliveryState.QUEUED),
+                attempt=r.attempts,
+                detail=f"released by {worker} on shutdown",
             )
             for r in rows
         ],
@@ -138,13 +175,17 @@ async def reclaim_expired(session: AsyncSession, *, now: datetime, limit: int = 
     same Message-ID, which is the bounded repeat DESIGN.md allows.
     """
     picked = (
-        await session.execute(
-            select(Delivery.id)
-            .where(Delivery.state == str(DeliveryState.SENDING), Delivery.lease_until < now)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        (
+            await session.execute(
+                select(Delivery.id)
+                .where(Delivery.state == str(DeliveryState.SENDING), Delivery.lease_until < now)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     if not picked:
         return 0
     rows = (
@@ -160,8 +201,13 @@ async def reclaim_expired(session: AsyncSession, *, now: datetime, limit: int = 
         session,
         [
             event_row(
-                delivery_id=r.id, alert_id=r.alert_id, type=EventType.RELEASED, at=now,
-                from_state=str(DeliveryState.SENDING), to_state=str(DeliveryState.QUEUED), attempt=r.attempts,
+                delivery_id=r.id,
+                alert_id=r.alert_id,
+                type=EventType.RELEASED,
+                at=now,
+                from_state=str(DeliveryState.SENDING),
+                to_state=str(DeliveryState.QUEUED),
+                attempt=r.attempts,
                 detail=f"lease of {r.claimed_by} expired; reclaimed",
             )
             for r in rows

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from alerts.errors import AlertsError, ValidationError
 
 logger = logging.getLogger("alerts")
 
-Handler = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("init", help="create or upgrade the database; create the first admin")
-    s.add_argument("--admin", default="admin", metavar="NAME", help="name of the first admin (default: admin)")
+    s.add_argument(
+        "--admin", default="admin", metavar="NAME", help="name of the first admin (default: admin)"
+    )
     s.add_argument("--password", help="the first admin's password (default: generated and printed once)")
     s.set_defaults(handler="init")
 
@@ -56,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="everything on embedded defaults with sample data; prints URL and logins")
     s.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
     s.add_argument("--smtp-port", type=int, default=8025, help="local capture SMTP port (default 8025)")
-    s.add_argument("--database", default="sqlite+aiosqlite:///alerts-demo.db", help="database URL for the demo")
+    s.add_argument(
+        "--database", default="sqlite+aiosqlite:///alerts-demo.db", help="database URL for the demo"
+    )
     s.set_defaults(handler="demo")
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
@@ -71,10 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     s = users.add_parser("list", help="list users")
     s.set_defaults(handler="users_list")
 
-    contacts = sub.add_parser("contacts", help="contacts and lists").add_subparsers(dest="contacts_cmd", required=True)
+    contacts = sub.add_parser("contacts", help="contacts and lists").add_subparsers(
+        dest="contacts_cmd", required=True
+    )
     s = contacts.add_parser("import", help="import contacts from CSV; one line per refused row")
     s.add_argument("file", type=Path)
-    s.add_argument("--list", dest="list_name", metavar="NAME", help="also add every imported contact to this list")
+    s.add_argument(
+        "--list", dest="list_name", metavar="NAME", help="also add every imported contact to this list"
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(handler="contacts_import")
     s = contacts.add_parser("export", help="everything held about one contact, as JSON")
@@ -96,8 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", dest="kinds", action="append", default=[], metavar="K")
     s.add_argument("--channel", dest="channels", action="append", default=[], metavar="C")
     s.add_argument("--language", dest="languages", action="append", default=[], metavar="L")
-    s.add_argument("--public", action=argparse.BooleanOptionalAction, default=None,
-                   help="list in the public archive (default: when the audience includes the public)")
+    s.add_argument(
+        "--public",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="list in the public archive (default: when the audience includes the public)",
+    )
     s.add_argument("--parent", type=int, metavar="ID", help="the alert this one updates (threaded under it)")
     s.add_argument("--embargo", metavar="ISO-8601", help="press embargo time")
     s.add_argument("--fallback-email", action="store_true", help="email those whose Telegram delivery fails")
@@ -133,12 +145,16 @@ def _parser() -> argparse.ArgumentParser:
     s = alert.add_parser("send", help="publish now (or --at a time); --wait shows live progress")
     s.add_argument("id", type=int)
     s.add_argument("--at", metavar="ISO-8601")
-    s.add_argument("--wait", action="store_true", help="send from this process and wait until every delivery is final")
+    s.add_argument(
+        "--wait", action="store_true", help="send from this process and wait until every delivery is final"
+    )
     s.set_defaults(handler="alert_send")
-    for name, help_ in (("pause", "stop sending the alert's remaining deliveries"),
-                        ("resume", "continue a paused alert"),
-                        ("resend-failed", "new attempt for failed deliveries only"),
-                        ("close", "close the case's alert")):
+    for name, help_ in (
+        ("pause", "stop sending the alert's remaining deliveries"),
+        ("resume", "continue a paused alert"),
+        ("resend-failed", "new attempt for failed deliveries only"),
+        ("close", "close the case's alert"),
+    ):
         s = alert.add_parser(name, help=help_)
         s.add_argument("id", type=int)
         s.add_argument("--as", dest="as_user", metavar="USER")
@@ -169,8 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     long_running = args.command in ("serve", "worker", "demo")
     level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
-    logging.basicConfig(level=level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -207,18 +224,34 @@ def _followup_parsers(sub: Any) -> None:
     followup = sub.add_parser("followup", help="reminders, update alerts, scheduled sends and weekly digests")
     cmds = followup.add_subparsers(dest="followup_cmd", required=True)
     s = cmds.add_parser("add", help="schedule a follow-up; prints its id")
-    s.add_argument("alert", metavar="ALERT_ID", help="the alert followed up ('-' for a digest, which covers all)")
+    s.add_argument(
+        "alert", metavar="ALERT_ID", help="the alert followed up ('-' for a digest, which covers all)"
+    )
     when = s.add_mutually_exclusive_group(required=True)
     when.add_argument("--at", metavar="ISO-8601", help="due time (naive times are UTC)")
     when.add_argument("--in", dest="in_", metavar="DURATION", help="due after 7d, 36h, 90m, 1w2d…")
     s.add_argument("--kind", required=True, choices=["reminder", "update", "send", "digest"])
     s.add_argument("--note", default="", help="what is to be done (shown in the reminder)")
-    s.add_argument("--data", type=Path, metavar="CASE.toml",
-                   help="update: the update's case data (family = \"closure\" for a closure)")
-    s.add_argument("--if", dest="condition", choices=["no-response", "case-open"],
-                   help="reminder only if no response was recorded / the case is still open")
-    s.add_argument("--kind-filter", dest="kind_filter", action="append", default=[], metavar="KIND",
-                   help="no-response: only responses from these contact kinds count (repeatable)")
+    s.add_argument(
+        "--data",
+        type=Path,
+        metavar="CASE.toml",
+        help='update: the update\'s case data (family = "closure" for a closure)',
+    )
+    s.add_argument(
+        "--if",
+        dest="condition",
+        choices=["no-response", "case-open"],
+        help="reminder only if no response was recorded / the case is still open",
+    )
+    s.add_argument(
+        "--kind-filter",
+        dest="kind_filter",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="no-response: only responses from these contact kinds count (repeatable)",
+    )
     s.add_argument("--as", dest="as_user", metavar="USER", help="who schedules it (default: the first admin)")
     s.set_defaults(handler="followup_add")
     s = cmds.add_parser("list", help="pending follow-ups (--all: fired and cancelled too)")

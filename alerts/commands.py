@@ -39,7 +39,9 @@ async def _user(session: AsyncSession, name: str | None) -> User:
     """The named user, or (no name) the first admin."""
     if name:
         return await users.get_user(session, name)
-    admin = (await session.execute(select(User).where(User.role == "admin").order_by(User.id))).scalars().first()
+    admin = (
+        (await session.execute(select(User).where(User.role == "admin").order_by(User.id))).scalars().first()
+    )
     if admin is None:
         raise NotFound("no admin user exists: run `alerts init` first, or pass --as USER.")
     return admin
@@ -57,8 +59,9 @@ async def init(args: argparse.Namespace, settings: Settings) -> int:
             print("database is up to date; users exist already", file=sys.stderr)
             return 0
         password = args.password or secrets.token_urlsafe(12)
-        _, token = await users.create_user(session, name=args.admin, role="admin", password=password,
-                                           with_token=True, now=utcnow())
+        _, token = await users.create_user(
+            session, name=args.admin, role="admin", password=password, with_token=True, now=utcnow()
+        )
     print(f"database ready. First admin: {args.admin}")
     if not args.password:
         print(f"password (shown once): {password}")
@@ -69,8 +72,13 @@ async def init(args: argparse.Namespace, settings: Settings) -> int:
 async def users_add(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions.begin() as session:
         _, token = await users.create_user(
-            session, name=args.name, role=args.role, email=args.email, telegram=args.telegram,
-            password=args.password or os.environ.get("ALERTS_NEW_PASSWORD") or None, with_token=args.token,
+            session,
+            name=args.name,
+            role=args.role,
+            email=args.email,
+            telegram=args.telegram,
+            password=args.password or os.environ.get("ALERTS_NEW_PASSWORD") or None,
+            with_token=args.token,
             now=utcnow(),
         )
     print(f"user {args.name} ({args.role}) added", file=sys.stderr)
@@ -90,8 +98,12 @@ async def contacts_import(args: argparse.Namespace, settings: Settings) -> int:
     if not args.file.exists():
         raise ValidationError(f"{args.file}: file not found.")
     async with _app(settings) as app:
-        report = await import_csv(app.sessions, args.file, list_name=args.list_name,
-                                  progress=not args.no_progress and sys.stderr.isatty())
+        report = await import_csv(
+            app.sessions,
+            args.file,
+            list_name=args.list_name,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
     print(report.summary())
     for err in report.refused:
         print(f"row {err.row}: {err.reason}")
@@ -113,13 +125,24 @@ async def contacts_erase(args: argparse.Namespace, settings: Settings) -> int:
 
 async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
     case = read_case_file(args.data)
-    audience = drafts.Audience(lists=tuple(args.lists), kinds=tuple(args.kinds), channels=tuple(args.channels),
-                               languages=tuple(args.languages or ["en"]))
+    audience = drafts.Audience(
+        lists=tuple(args.lists),
+        kinds=tuple(args.kinds),
+        channels=tuple(args.channels),
+        languages=tuple(args.languages or ["en"]),
+    )
     async with _app(settings) as app, app.sessions.begin() as session:
         author = await _user(session, args.as_user)
         alert = await drafts.create_alert(
-            session, author=author, family=args.template, case_data=case, title=args.title, audience=audience,
-            is_public=args.public, validate_case=app.renderer.validate_case, now=utcnow(),
+            session,
+            author=author,
+            family=args.template,
+            case_data=case,
+            title=args.title,
+            audience=audience,
+            is_public=args.public,
+            validate_case=app.renderer.validate_case,
+            now=utcnow(),
         )
         if args.parent is not None:
             await drafts.get_alert(session, args.parent)
@@ -136,7 +159,9 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
 async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions() as session:
         info = await load_alert_info(session, args.id)
-        content = app.builder.content(info, audience=args.audience, channel=args.channel, language=args.language)
+        content = app.builder.content(
+            info, audience=args.audience, channel=args.channel, language=args.language
+        )
     if content.subject:
         print(f"Subject: {content.subject}\n")
     print(content.text)
@@ -147,7 +172,9 @@ async def alert_consent(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions.begin() as session:
         alert = await drafts.get_alert(session, args.id)
         user = await users.get_user(session, args.recorded_by)
-        await approval.record_consent(session, alert, user=user, scope=args.scope, note=args.note, now=utcnow())
+        await approval.record_consent(
+            session, alert, user=user, scope=args.scope, note=args.note, now=utcnow()
+        )
     print(f"alert {args.id}: consent ({args.scope}) recorded", file=sys.stderr)
     return 0
 
@@ -155,7 +182,9 @@ async def alert_consent(args: argparse.Namespace, settings: Settings) -> int:
 async def alert_submit(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions.begin() as session:
         alert = await drafts.get_alert(session, args.id)
-        reviewers = await approval.submit(session, alert, user=await _user(session, args.as_user), now=utcnow())
+        reviewers = await approval.submit(
+            session, alert, user=await _user(session, args.as_user), now=utcnow()
+        )
     print(f"alert {args.id} is in review; {len(reviewers)} reviewer(s) to notify", file=sys.stderr)
     return 0
 
@@ -164,11 +193,18 @@ async def alert_approve(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions.begin() as session:
         alert = await drafts.get_alert(session, args.id)
         user = await users.get_user(session, args.as_user)
-        pending = await approval.approve(session, alert, user=user, languages=args.languages,
-                                         require_second_approver=settings.workflow.require_second_approver,
-                                         now=utcnow())
-    print(f"alert {args.id}: " + (f"still to approve: {', '.join(pending)}" if pending else "approved"),
-          file=sys.stderr)
+        pending = await approval.approve(
+            session,
+            alert,
+            user=user,
+            languages=args.languages,
+            require_second_approver=settings.workflow.require_second_approver,
+            now=utcnow(),
+        )
+    print(
+        f"alert {args.id}: " + (f"still to approve: {', '.join(pending)}" if pending else "approved"),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -179,8 +215,15 @@ async def alert_test(args: argparse.Namespace, settings: Settings) -> int:
             raise ValidationError(f"--channel: {args.channel} is not configured.")
         async with app.sessions() as session:
             info = await load_alert_info(session, args.id)
-        outcome = await test_send(channel, app.builder, info, address=args.to, audience=args.audience,
-                                  language=args.language, channel_name=args.channel)
+        outcome = await test_send(
+            channel,
+            app.builder,
+            info,
+            address=args.to,
+            audience=args.audience,
+            language=args.language,
+            channel_name=args.channel,
+        )
     print(f"test message: {outcome.kind}" + (f" ({outcome.detail})" if outcome.detail else ""))
     return 0 if outcome.kind == "sent" else 1
 
@@ -192,7 +235,9 @@ async def alert_send(args: argparse.Namespace, settings: Settings) -> int:
             alert = await drafts.get_alert(session, args.id)
             if args.at:
                 await schedule(session, alert, at=parse_when(args.at, field="--at"), now=now)
-                print(f"alert {args.id} scheduled for {alert.send_at.isoformat() if alert.send_at else args.at}")
+                print(
+                    f"alert {args.id} scheduled for {alert.send_at.isoformat() if alert.send_at else args.at}"
+                )
                 return 0
             created = await publish(session, alert, now=now, webhook_url=settings.webhook.url)
         print(f"alert {args.id}: {created} deliveries queued", file=sys.stderr)
@@ -228,8 +273,10 @@ async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"id": doc["id"], "state": doc["state"], "channels": doc["channels"]}))
         return 0
-    print(f"alert {doc['id']}: {doc['state']}{' (paused)' if doc['paused'] else ''}; "
-          f"{doc['total']} deliveries, {doc['open']} open")
+    print(
+        f"alert {doc['id']}: {doc['state']}{' (paused)' if doc['paused'] else ''}; "
+        f"{doc['total']} deliveries, {doc['open']} open"
+    )
     for channel, states in doc["channels"].items():
         shown = ", ".join(f"{s} {n}" for s, n in states.items() if n)
         print(f"  {channel}: {shown or 'none'}")
@@ -241,8 +288,9 @@ async def alert_respond(args: argparse.Namespace, settings: Settings) -> int:
         alert = await drafts.get_alert(session, args.id)
         contact = await contacts.get_contact(session, args.contact)
         user = await _user(session, args.as_user)
-        await tracking.record_response(session, alert, contact_id=contact.id, summary=args.summary,
-                                       recorded_by=user.id, now=utcnow())
+        await tracking.record_response(
+            session, alert, contact_id=contact.id, summary=args.summary, recorded_by=user.id, now=utcnow()
+        )
     print(f"alert {args.id}: response recorded", file=sys.stderr)
     return 0
 
@@ -286,7 +334,6 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-
 # -- follow-ups -----------------------------------------------------------------------------
 
 
@@ -302,16 +349,27 @@ async def followup_add(args: argparse.Namespace, settings: Settings) -> int:
         raise ValidationError(f"ALERT_ID: {args.alert!r} is not an alert id (or '-' for a digest).")
     async with _app(settings) as app, app.sessions.begin() as session:
         alert = await drafts.get_alert(session, int(args.alert)) if args.alert != "-" else None
-        f = await add_followup(session, alert=alert, kind=args.kind, due_at=due, note=args.note, data=data,
-                               condition=args.condition, kinds=args.kind_filter,
-                               user=await _user(session, args.as_user), now=now,
-                               validate_case=app.renderer.validate_case)
+        f = await add_followup(
+            session,
+            alert=alert,
+            kind=args.kind,
+            due_at=due,
+            note=args.note,
+            data=data,
+            condition=args.condition,
+            kinds=args.kind_filter,
+            user=await _user(session, args.as_user),
+            now=now,
+            validate_case=app.renderer.validate_case,
+        )
         fid, due_at, extra = f.id, f.due_at, dict(f.data or {})
     local = due_at.astimezone(ZoneInfo(settings.scheduler.timezone)).strftime("%Y-%m-%d %H:%M %Z")
     print(f"follow-up {fid}: {args.kind} due {local}", file=sys.stderr)
     if "update_alert_id" in extra:
-        print(f"update draft: alert {extra['update_alert_id']} — submit and approve it before it is due",
-              file=sys.stderr)
+        print(
+            f"update draft: alert {extra['update_alert_id']} — submit and approve it before it is due",
+            file=sys.stderr,
+        )
     print(fid)
     return 0
 
@@ -323,7 +381,9 @@ async def followup_list(args: argparse.Namespace, settings: Settings) -> int:
 
     tz = ZoneInfo(settings.scheduler.timezone)
     async with _app(settings) as app, app.sessions() as session:
-        rows = [to_json(f, tz) for f in await list_followups(session, alert_id=args.alert, include_done=args.all)]
+        rows = [
+            to_json(f, tz) for f in await list_followups(session, alert_id=args.alert, include_done=args.all)
+        ]
     if args.json:
         print_json(rows)
         return 0
@@ -347,6 +407,9 @@ async def followup_cancel(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions.begin() as session:
         f = await cancel_followup(session, args.id, user=await _user(session, args.as_user), now=utcnow())
         kind = f.kind
-    print(f"follow-up {args.id} ({kind}) cancelled" + (": the alert is no longer scheduled" if kind == "send" else ""),
-          file=sys.stderr)
+    print(
+        f"follow-up {args.id} ({kind}) cancelled"
+        + (": the alert is no longer scheduled" if kind == "send" else ""),
+        file=sys.stderr,
+    )
     return 0

@@ -13,9 +13,10 @@ import dataclasses
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from alerts.errors import ConfigError
 
@@ -161,10 +162,15 @@ def _coerce(source: str, section: str, key: str, raw: object, annotation: Any) -
             return raw
         if isinstance(raw, str) and raw.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
             return raw.lower() in {"1", "true", "yes", "on"}
-        raise ConfigError(f"{where} has value {shown}. Not a valid bool.", details={"key": f"{section}.{key}"})
+        raise ConfigError(
+            f"{where} has value {shown}. Not a valid bool.", details={"key": f"{section}.{key}"}
+        )
     if annotation in (int, float):
         if isinstance(raw, bool):
-            raise ConfigError(f"{where} has value {shown}. Not a valid {annotation.__name__}.", details={"key": f"{section}.{key}"})
+            raise ConfigError(
+                f"{where} has value {shown}. Not a valid {annotation.__name__}.",
+                details={"key": f"{section}.{key}"},
+            )
         try:
             value = annotation(raw)
         except (TypeError, ValueError):
@@ -173,13 +179,19 @@ def _coerce(source: str, section: str, key: str, raw: object, annotation: Any) -
                 details={"key": f"{section}.{key}"},
             ) from None
         if isinstance(raw, float) and annotation is int and raw != int(raw):
-            raise ConfigError(f"{where} has value {shown}. Not a valid int.", details={"key": f"{section}.{key}"})
+            raise ConfigError(
+                f"{where} has value {shown}. Not a valid int.", details={"key": f"{section}.{key}"}
+            )
         if value < 0:
-            raise ConfigError(f"{where} has value {shown}. Must not be negative.", details={"key": f"{section}.{key}"})
+            raise ConfigError(
+                f"{where} has value {shown}. Must not be negative.", details={"key": f"{section}.{key}"}
+            )
         return value
     if annotation is str:
         if not isinstance(raw, str):
-            raise ConfigError(f"{where} has value {shown}. Not a valid string.", details={"key": f"{section}.{key}"})
+            raise ConfigError(
+                f"{where} has value {shown}. Not a valid string.", details={"key": f"{section}.{key}"}
+            )
         return raw
     raise AssertionError(f"unsupported config type {annotation!r}")  # pragma: no cover
 
@@ -250,7 +262,7 @@ def _check(settings: Settings) -> None:
     """Cross-field checks."""
     src = settings.source
     url = settings.database.url
-    if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError(
             f"{src}: [database] url must start with sqlite+aiosqlite:// or postgresql+asyncpg://.",
             details={"key": "database.url"},
@@ -258,7 +270,9 @@ def _check(settings: Settings) -> None:
     if settings.server.port > 65535 or settings.email.port > 65535:
         raise ConfigError(f"{src}: a port must be at most 65535.")
     if settings.email.pool_size < 1:
-        raise ConfigError(f"{src}: [email] pool_size has value {settings.email.pool_size}. Must be at least 1.")
+        raise ConfigError(
+            f"{src}: [email] pool_size has value {settings.email.pool_size}. Must be at least 1."
+        )
     if settings.dispatcher.max_attempts < 1:
         raise ConfigError(f"{src}: [dispatcher] max_attempts must be at least 1.")
     try:
@@ -280,4 +294,3 @@ def as_toml_defaults() -> dict[str, dict[str, Any]]:
         section = getattr(defaults, name)
         out[name] = {_key_name(f): getattr(section, f.name) for f in dataclasses.fields(section)}
     return out
-

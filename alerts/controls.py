@@ -19,7 +19,9 @@ from channels.base import Channel
 RUNNING = (AlertStatus.SENDING, AlertStatus.SCHEDULED, AlertStatus.APPROVED, AlertStatus.SENT)
 
 
-async def set_paused(session: AsyncSession, alert: Alert, paused: bool, *, user: User | None, now: datetime) -> None:
+async def set_paused(
+    session: AsyncSession, alert: Alert, paused: bool, *, user: User | None, now: datetime
+) -> None:
     """Pause (dispatchers stop claiming its deliveries) or resume a fan-out (caller commits)."""
     if alert.status == AlertStatus.CLOSED:
         raise Conflict(f"alert {alert.id} is closed.")
@@ -27,36 +29,70 @@ async def set_paused(session: AsyncSession, alert: Alert, paused: bool, *, user:
         raise Conflict(f"alert {alert.id} is already {'paused' if paused else 'running'}.")
     alert.paused = paused
     alert.updated_at = now
-    await audit.record(session, user_id=user.id if user else None, action="alert.pause" if paused else "alert.resume",
-                       object_type="alert", object_id=str(alert.id), now=now)
+    await audit.record(
+        session,
+        user_id=user.id if user else None,
+        action="alert.pause" if paused else "alert.resume",
+        object_type="alert",
+        object_id=str(alert.id),
+        now=now,
+    )
 
 
 async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | None, now: datetime) -> int:
     """Give every failed delivery of the alert a new attempt; never touches those sent."""
     if alert.status not in (AlertStatus.SENDING, AlertStatus.SENT):
-        raise Conflict(f"alert {alert.id} is {alert.status}; only a sent or sending alert has failed deliveries.")
-    rows = (
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.alert_id == alert.id, Delivery.state == str(DeliveryState.FAILED))
-            .values(state=str(DeliveryState.QUEUED), next_attempt_at=now, attempts=0, unknown_outcomes=0,
-                    last_error=None, updated_at=now)
-            .returning(Delivery.id)
-            .execution_options(synchronize_session=False)
+        raise Conflict(
+            f"alert {alert.id} is {alert.status}; only a sent or sending alert has failed deliveries."
         )
-    ).scalars().all()
+    rows = (
+        (
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.alert_id == alert.id, Delivery.state == str(DeliveryState.FAILED))
+                .values(
+                    state=str(DeliveryState.QUEUED),
+                    next_attempt_at=now,
+                    attempts=0,
+                    unknown_outcomes=0,
+                    last_error=None,
+                    updated_at=now,
+                )
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        .scalars()
+        .all()
+    )
     await append_events(
         session,
-        [event_row(delivery_id=i, alert_id=alert.id, type=EventType.QUEUED, at=now,
-                   from_state=str(DeliveryState.FAILED), to_state=str(DeliveryState.QUEUED), detail="resend-failed")
-         for i in rows],
+        [
+            event_row(
+                delivery_id=i,
+                alert_id=alert.id,
+                type=EventType.QUEUED,
+                at=now,
+                from_state=str(DeliveryState.FAILED),
+                to_state=str(DeliveryState.QUEUED),
+                detail="resend-failed",
+            )
+            for i in rows
+        ],
     )
     if rows:
         alert.status = str(AlertStatus.SENDING)
         alert.completed_at = None
         alert.updated_at = now
-    await audit.record(session, user_id=user.id if user else None, action="alert.resend_failed",
-                       object_type="alert", object_id=str(alert.id), details={"requeued": len(rows)}, now=now)
+    await audit.record(
+        session,
+        user_id=user.id if user else None,
+        action="alert.resend_failed",
+        object_type="alert",
+        object_id=str(alert.id),
+        details={"requeued": len(rows)},
+        now=now,
+    )
     return len(rows)
 
 
@@ -74,9 +110,19 @@ async def cancel_pending(session: AsyncSession, alert: Alert, *, now: datetime) 
     ).all()
     await append_events(
         session,
-        [event_row(delivery_id=r.id, alert_id=alert.id, type=EventType.CANCELLED, at=now, from_state=None,
-                   to_state=str(DeliveryState.CANCELLED), attempt=r.attempts, detail="alert closed")
-         for r in rows],
+        [
+            event_row(
+                delivery_id=r.id,
+                alert_id=alert.id,
+                type=EventType.CANCELLED,
+                at=now,
+                from_state=None,
+                to_state=str(DeliveryState.CANCELLED),
+                attempt=r.attempts,
+                detail="alert closed",
+            )
+            for r in rows
+        ],
     )
     return len(rows)
 
@@ -98,17 +144,32 @@ async def test_send(
     if not address.strip():
         raise ValidationError("--to: an address is required.")
     item = Claimed(
-        id=0, alert_id=info.id, contact_id=None, channel=channel_name, audience=audience, language=language,
-        address=address.strip(), attempts=1, unknown_outcomes=0, from_state="queued", name="",
+        id=0,
+        alert_id=info.id,
+        contact_id=None,
+        channel=channel_name,
+        audience=audience,
+        language=language,
+        address=address.strip(),
+        attempts=1,
+        unknown_outcomes=0,
+        from_state="queued",
+        name="",
     )
     message = builder.build(item, info)
     test_content = message.content.__class__(
-        channel=message.content.channel, audience=message.content.audience, language=message.content.language,
-        subject=f"[TEST] {message.content.subject}", text=message.content.text, html=message.content.html,
+        channel=message.content.channel,
+        audience=message.content.audience,
+        language=message.content.language,
+        subject=f"[TEST] {message.content.subject}",
+        text=message.content.text,
+        html=message.content.html,
     )
     from dataclasses import replace
 
-    message = replace(message, content=test_content, message_id=message.message_id.replace("<alert-", "<test-alert-"))
+    message = replace(
+        message, content=test_content, message_id=message.message_id.replace("<alert-", "<test-alert-")
+    )
     return await channel.send(message)
 
 

@@ -22,8 +22,11 @@ from alerts.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
-LOGINS = {"officer": ("officer", "demo-officer"), "reviewer": ("reviewer", "demo-reviewer"),
-          "admin": ("admin", "demo-admin")}
+LOGINS = {
+    "officer": ("officer", "demo-officer"),
+    "reviewer": ("reviewer", "demo-reviewer"),
+    "admin": ("admin", "demo-admin"),
+}
 
 
 async def seed(settings: Settings) -> int | None:
@@ -32,8 +35,14 @@ async def seed(settings: Settings) -> int | None:
         async with app.sessions.begin() as session:
             if (await session.execute(select(func.count()).select_from(User))).scalar_one() == 0:
                 for role, (name, password) in LOGINS.items():
-                    await users.create_user(session, name=name, role=role, password=password,
-                                            email=f"{name}@localhost", now=utcnow())
+                    await users.create_user(
+                        session,
+                        name=name,
+                        role=role,
+                        password=password,
+                        email=f"{name}@localhost",
+                        now=utcnow(),
+                    )
         async with app.sessions() as session:
             have_contacts = (await session.execute(select(func.count()).select_from(Contact))).scalar_one()
         if not have_contacts:
@@ -46,10 +55,18 @@ async def seed(settings: Settings) -> int | None:
             reviewer = await users.get_user(session, "reviewer")
             now = utcnow()
             alert = await drafts.create_alert(
-                session, author=officer, family="urgent-appeal", case_data=app.renderer.example("urgent-appeal"),
-                audience=drafts.Audience(lists=("urgent-appeals", "press"), channels=("email", "press"),
-                                         languages=("en", "fr", "es")),
-                is_public=False, validate_case=app.renderer.validate_case, now=now,
+                session,
+                author=officer,
+                family="urgent-appeal",
+                case_data=app.renderer.example("urgent-appeal"),
+                audience=drafts.Audience(
+                    lists=("urgent-appeals", "press"),
+                    channels=("email", "press"),
+                    languages=("en", "fr", "es"),
+                ),
+                is_public=False,
+                validate_case=app.renderer.validate_case,
+                now=now,
             )
             await approval.submit(session, alert, user=officer, now=now)
             await approval.approve(session, alert, user=reviewer, now=now)
@@ -61,11 +78,15 @@ async def run_demo(settings: Settings, *, port: int, smtp_port: int, database: s
     """Seed, start the capture server and serve until interrupted."""
     settings = settings.replace("database", url=database)
     settings = settings.replace("server", port=port, public_url=f"http://127.0.0.1:{port}")
-    settings = settings.replace("email", host="127.0.0.1", port=smtp_port, security="none", username="", password="")
+    settings = settings.replace(
+        "email", host="127.0.0.1", port=smtp_port, security="none", username="", password=""
+    )
     alert_id = await seed(settings)
     async with CaptureServer(host="127.0.0.1", port=smtp_port) as capture:
         ready = asyncio.Event()
-        service = asyncio.create_task(run_service(settings, web_ui=True, ready=ready, extras={"capture": capture}))
+        service = asyncio.create_task(
+            run_service(settings, web_ui=True, ready=ready, extras={"capture": capture})
+        )
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({waiter, service}, return_when=asyncio.FIRST_COMPLETED)
         if service.done():  # it failed before it was ready: show why
@@ -77,7 +98,7 @@ async def run_demo(settings: Settings, *, port: int, smtp_port: int, database: s
         for role, (name, password) in LOGINS.items():
             print(f"  sign in as {role}: {name} / {password}")
         if alert_id is not None:
-            print(f"  sample alert {alert_id} is being sent to the local capture SMTP server on port {smtp_port}")
+            print(f"  sample alert {alert_id} is being sent to the capture SMTP server on port {smtp_port}")
         print(f"  watch it: ALERTS_DATABASE_URL={database} alerts alert status {alert_id or 1}")
         print("Press Ctrl+C to stop.", flush=True)
         await service

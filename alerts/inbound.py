@@ -28,19 +28,32 @@ EMAIL_LIKE = ("email", "press")
 async def _find_delivery(session: AsyncSession, report: BounceReport) -> Delivery | None:
     if report.original_message_id:
         found = (
-            await session.execute(select(Delivery).where(Delivery.message_id == report.original_message_id.strip()))
-        ).scalars().first()
+            (
+                await session.execute(
+                    select(Delivery).where(Delivery.message_id == report.original_message_id.strip())
+                )
+            )
+            .scalars()
+            .first()
+        )
         if found is not None:
             return found
     # no usable Message-ID: the latest sent email to that address
     return (
-        await session.execute(
-            select(Delivery)
-            .where(Delivery.channel.in_(EMAIL_LIKE), Delivery.address == report.recipient,
-                   Delivery.state.in_([str(DeliveryState.SENT), str(DeliveryState.DELIVERED)]))
-            .order_by(Delivery.id.desc())
+        (
+            await session.execute(
+                select(Delivery)
+                .where(
+                    Delivery.channel.in_(EMAIL_LIKE),
+                    Delivery.address == report.recipient,
+                    Delivery.state.in_([str(DeliveryState.SENT), str(DeliveryState.DELIVERED)]),
+                )
+                .order_by(Delivery.id.desc())
+            )
         )
-    ).scalars().first()
+        .scalars()
+        .first()
+    )
 
 
 async def apply_reports(session: AsyncSession, reports: Sequence[BounceReport], *, now: datetime) -> int:
@@ -49,14 +62,29 @@ async def apply_reports(session: AsyncSession, reports: Sequence[BounceReport], 
     for report in reports:
         if not report.hard:
             continue
-        await suppress(session, channel="email", address=report.recipient, reason=SuppressionReason.BOUNCED,
-                       detail=f"{report.status} {report.diagnostic}"[:500], now=now)
+        await suppress(
+            session,
+            channel="email",
+            address=report.recipient,
+            reason=SuppressionReason.BOUNCED,
+            detail=f"{report.status} {report.diagnostic}"[:500],
+            now=now,
+        )
         delivery = await _find_delivery(session, report)
         if delivery is not None and delivery.state in (DeliveryState.SENT, DeliveryState.DELIVERED):
-            payload: dict[str, Any] = {"status": report.status, "action": report.action,
-                                       "diagnostic": report.diagnostic}
-            await transition(session, delivery, DeliveryState.BOUNCED, now=now,
-                             detail=f"hard bounce {report.status}", payload=payload)
+            payload: dict[str, Any] = {
+                "status": report.status,
+                "action": report.action,
+                "diagnostic": report.diagnostic,
+            }
+            await transition(
+                session,
+                delivery,
+                DeliveryState.BOUNCED,
+                now=now,
+                detail=f"hard bounce {report.status}",
+                payload=payload,
+            )
         applied += 1
     return applied
 
@@ -67,7 +95,7 @@ class BounceHandler:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         try:
             reports = parse_dsn(envelope.original_content or envelope.content)
         except AlertsError as exc:
@@ -79,7 +107,9 @@ class BounceHandler:
         return "250 OK"
 
 
-async def start_listener(sessions: async_sessionmaker[AsyncSession], *, host: str, port: int) -> asyncio.Server:
+async def start_listener(
+    sessions: async_sessionmaker[AsyncSession], *, host: str, port: int
+) -> asyncio.Server:
     """Serve LMTP on this event loop (so the handler can use the app's database engine)."""
     from aiosmtpd.lmtp import LMTP
 

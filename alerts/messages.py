@@ -10,7 +10,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any, Protocol
 
-from alerts.types import Attachment, RenderedContent, RenderedMessage, Recipient
+from alerts.types import Attachment, Recipient, RenderedContent, RenderedMessage
 
 
 class RendererLike(Protocol):
@@ -78,7 +78,9 @@ def message_id(alert_id: int, contact_id: int | None, domain: str) -> str:
 class MessageBuilder:
     """Builds messages; renders each shared form once (LRU-cached)."""
 
-    def __init__(self, renderer: RendererLike, *, public_url: str, domain: str, cache_size: int = 256) -> None:
+    def __init__(
+        self, renderer: RendererLike, *, public_url: str, domain: str, cache_size: int = 256
+    ) -> None:
         self.renderer = renderer
         self.public_url = public_url.rstrip("/")
         self.domain = domain
@@ -93,14 +95,22 @@ class MessageBuilder:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        extra: dict[str, Any] = {"alert_title": alert.title, "alert_url": f"{self.public_url}/alerts/{alert.id}"}
+        extra: dict[str, Any] = {
+            "alert_title": alert.title,
+            "alert_url": f"{self.public_url}/alerts/{alert.id}",
+        }
         if alert.embargo_until is not None:
             # language-neutral: the template's own (translated) embargo line wraps it
             extra["embargo_until"] = alert.embargo_until.strftime("%Y-%m-%d %H:%M UTC")
         if alert.original is not None:
             extra["original"] = alert.original
         content = self.renderer.render(
-            alert.family, alert.case_data, audience=audience, channel=render_channel, language=language, extra=extra
+            alert.family,
+            alert.case_data,
+            audience=audience,
+            channel=render_channel,
+            language=language,
+            extra=extra,
         )
         self._cache[key] = content
         if len(self._cache) > self._cache_size:

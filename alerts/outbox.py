@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import CursorResult, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,14 +49,26 @@ async def fan_out(
     cols = ["alert_id", "contact_id", "channel", "audience", "language", "address"]
     if alert.parent_id is not None:
         # an update goes to exactly the people the original reached, threaded under it
-        selects = [previous_recipients_select(alert_id=alert.id, parent_id=alert.parent_id,
-                                              kinds=audience.get("kinds", []), approved_languages=approved_languages,
-                                              exclude_kinds=exclude_kinds)]
+        selects = [
+            previous_recipients_select(
+                alert_id=alert.id,
+                parent_id=alert.parent_id,
+                kinds=audience.get("kinds", []),
+                approved_languages=approved_languages,
+                exclude_kinds=exclude_kinds,
+            )
+        ]
     else:
         selects = [
-            audience_select(alert_id=alert.id, channel=channel, lists=audience.get("lists", []),
-                            kinds=audience.get("kinds", []), channels=channels, approved_languages=approved_languages,
-                            exclude_kinds=exclude_kinds)
+            audience_select(
+                alert_id=alert.id,
+                channel=channel,
+                lists=audience.get("lists", []),
+                kinds=audience.get("kinds", []),
+                channels=channels,
+                approved_languages=approved_languages,
+                exclude_kinds=exclude_kinds,
+            )
             for channel in channels
             if channel != "webhook"
         ]
@@ -68,9 +81,22 @@ async def fan_out(
             literal(now, Delivery.created_at.type).label("created_at"),
             literal(now, Delivery.updated_at.type).label("updated_at"),
         )
-        stmt = _insert(session).from_select(
-            [*cols, "state", "attempts", "unknown_outcomes", "next_attempt_at", "created_at", "updated_at"], sel
-        ).on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
+        stmt = (
+            _insert(session)
+            .from_select(
+                [
+                    *cols,
+                    "state",
+                    "attempts",
+                    "unknown_outcomes",
+                    "next_attempt_at",
+                    "created_at",
+                    "updated_at",
+                ],
+                sel,
+            )
+            .on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
+        )
         await session.execute(stmt)
     if "webhook" in channels and webhook_url:
         exists_already = (
@@ -81,9 +107,18 @@ async def fan_out(
         if exists_already is None:
             session.add(
                 Delivery(
-                    alert_id=alert.id, contact_id=None, channel="webhook", audience="partner",
-                    language=approved_languages[0], address=webhook_url, state=str(DeliveryState.QUEUED),
-                    attempts=0, unknown_outcomes=0, next_attempt_at=now, created_at=now, updated_at=now,
+                    alert_id=alert.id,
+                    contact_id=None,
+                    channel="webhook",
+                    audience="partner",
+                    language=approved_languages[0],
+                    address=webhook_url,
+                    state=str(DeliveryState.QUEUED),
+                    attempts=0,
+                    unknown_outcomes=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
             await session.flush()
@@ -102,7 +137,7 @@ async def fan_out(
             ["delivery_id", "alert_id", "type", "at", "from_state", "to_state", "attempt", "detail"], events
         )
     )
-    created = int(result.rowcount or 0)
+    created = int(cast(CursorResult[Any], result).rowcount or 0)
     alert.fanned_out_at = alert.fanned_out_at or now
     logger.info("alert %s: fan-out wrote %d new deliveries", alert.id, created)
     return created

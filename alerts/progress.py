@@ -18,14 +18,24 @@ async def wait_with_progress(app: App, alert_id: int, *, poll: float = 0.25) -> 
     Exit status: 0 when every delivery ended sent/delivered/suppressed, 1 if any failed.
     """
     dispatcher = Dispatcher(
-        sessions=app.sessions, channels=app.channels, builder=app.builder, settings=app.settings.dispatcher,
-        concurrency=app.channel_concurrency(), alert_id=alert_id, publish_scheduled=False,
+        sessions=app.sessions,
+        channels=app.channels,
+        builder=app.builder,
+        settings=app.settings.dispatcher,
+        concurrency=app.channel_concurrency(),
+        alert_id=alert_id,
+        publish_scheduled=False,
     )
     runner = asyncio.create_task(dispatcher.run_until_done(alert_id))
     async with app.sessions() as session:
         doc = await tracking.stats(session, await drafts.get_alert(session, alert_id))
-    bar = tqdm(total=doc["total"], unit="msg", desc=f"alert {alert_id}", file=sys.stderr,
-               disable=not sys.stderr.isatty())
+    bar = tqdm(
+        total=doc["total"],
+        unit="msg",
+        desc=f"alert {alert_id}",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+    )
     try:
         while True:
             async with app.sessions() as session:

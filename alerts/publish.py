@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval
@@ -34,8 +35,14 @@ async def publish(
     languages = await approval.approved_languages(session, alert)
     # without the defender's consent to publicity, public contacts never get it (even via a list)
     public_ok = await approval.consent_scope(session, alert) == "public"
-    created = await fan_out(session, alert, approved_languages=languages, now=now, webhook_url=webhook_url,
-                            exclude_kinds=() if public_ok else ("public",))
+    created = await fan_out(
+        session,
+        alert,
+        approved_languages=languages,
+        now=now,
+        webhook_url=webhook_url,
+        exclude_kinds=() if public_ok else ("public",),
+    )
     if alert.status != AlertStatus.SENDING:
         await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)
     alert.published_at = alert.published_at or now
@@ -56,10 +63,14 @@ async def schedule(
 async def publish_due(session: AsyncSession, *, now: datetime, webhook_url: str = "") -> list[int]:
     """Publish every scheduled alert whose time has come; exactly once across processes."""
     due = (
-        await session.execute(
-            select(Alert.id).where(Alert.status == str(AlertStatus.SCHEDULED), Alert.send_at <= now)
+        (
+            await session.execute(
+                select(Alert.id).where(Alert.status == str(AlertStatus.SCHEDULED), Alert.send_at <= now)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     published = []
     for alert_id in due:
         won = await session.execute(
@@ -68,13 +79,15 @@ async def publish_due(session: AsyncSession, *, now: datetime, webhook_url: str 
             .values(status=str(AlertStatus.APPROVED))
             .execution_options(synchronize_session=False)
         )
-        if not won.rowcount:
+        if not cast(CursorResult[Any], won).rowcount:
             continue
         alert = await session.get(Alert, alert_id, populate_existing=True)
         assert alert is not None
         n = await publish(session, alert, now=now, webhook_url=webhook_url)
         lateness = (now - alert.send_at).total_seconds() if alert.send_at else 0.0
-        logger.info("alert %s published at its scheduled time (%.1f s late): %d deliveries", alert_id, lateness, n)
+        logger.info(
+            "alert %s published at its scheduled time (%.1f s late): %d deliveries", alert_id, lateness, n
+        )
         published.append(alert_id)
     return published
 
@@ -86,7 +99,9 @@ async def load_alert_info(session: AsyncSession, alert_id: int) -> AlertInfo:
         raise NotFound(f"alert {alert_id} does not exist", details={"alert": alert_id})
     version = (
         await session.execute(
-            select(AlertVersion).where(AlertVersion.alert_id == alert_id, AlertVersion.number == alert.current_version)
+            select(AlertVersion).where(
+                AlertVersion.alert_id == alert_id, AlertVersion.number == alert.current_version
+            )
         )
     ).scalar_one()
     ancestors: list[int] = []
@@ -100,12 +115,17 @@ async def load_alert_info(session: AsyncSession, alert_id: int) -> AlertInfo:
         root = parent
         parent_id = parent.parent_id
     files = (
-        await session.execute(select(AlertAttachment).where(AlertAttachment.alert_id == alert_id))
-    ).scalars().all()
+        (await session.execute(select(AlertAttachment).where(AlertAttachment.alert_id == alert_id)))
+        .scalars()
+        .all()
+    )
     original = None
     if ancestors:
-        original = {"id": root.id, "title": root.title,
-                    "date": (root.published_at or root.created_at).strftime("%Y-%m-%d")}
+        original = {
+            "id": root.id,
+            "title": root.title,
+            "date": (root.published_at or root.created_at).strftime("%Y-%m-%d"),
+        }
     return AlertInfo(
         id=alert.id,
         title=alert.title,
@@ -114,7 +134,9 @@ async def load_alert_info(session: AsyncSession, alert_id: int) -> AlertInfo:
         case_data=dict(version.case_data),
         ancestors=tuple(ancestors),
         embargo_until=alert.embargo_until,
-        attachments=tuple(Attachment(filename=f.filename, content_type=f.content_type, data=f.data) for f in files),
+        attachments=tuple(
+            Attachment(filename=f.filename, content_type=f.content_type, data=f.data) for f in files
+        ),
         fallback_email=alert.fallback_email,
         original=original,
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,12 +21,12 @@ from alerts.events import append_events, event_row
 from alerts.messages import AlertInfo, Claimed
 from alerts.models import Contact, Delivery, Suppression
 from alerts.retry import RetryPolicy
-from alerts.states import DeliveryState, EventType, SuppressionReason
+from alerts.states import DeliveryState, EventType
 from alerts.types import Outcome, OutcomeKind
 
 logger = logging.getLogger(__name__)
 
-_table = Delivery.__table__
+_table = cast(Table, Delivery.__table__)  # Core table: executemany UPDATE, no ORM bulk semantics
 _UPDATE = (
     update(_table)
     .where(_table.c.id == bindparam("b_id"))
@@ -101,30 +101,52 @@ async def record(
             detail = f"outcome unknown: {o.detail}" + ("" if retry_at else "; not retried again")
         updates.append(
             {
-                "b_id": item.id, "b_worker": worker, "b_state": str(state), "b_next": retry_at,
-                "b_provider": o.provider_id, "b_message_id": res.message_id, "b_unknown": unknown,
-                "b_error": None if state is DeliveryState.SENT else detail[:2000], "b_now": res.at,
+                "b_id": item.id,
+                "b_worker": worker,
+                "b_state": str(state),
+                "b_next": retry_at,
+                "b_provider": o.provider_id,
+                "b_message_id": res.message_id,
+                "b_unknown": unknown,
+                "b_error": None if state is DeliveryState.SENT else detail[:2000],
+                "b_now": res.at,
             }
         )
         events.append(
             event_row(
-                delivery_id=item.id, alert_id=item.alert_id, type=event, at=res.at,
-                from_state=str(DeliveryState.SENDING), to_state=str(state), attempt=item.attempts,
-                detail=detail, payload={"outcome": str(o.kind), "provider_id": o.provider_id,
-                                        "retry_after": o.retry_after.total_seconds() if o.retry_after else None},
+                delivery_id=item.id,
+                alert_id=item.alert_id,
+                type=event,
+                at=res.at,
+                from_state=str(DeliveryState.SENDING),
+                to_state=str(state),
+                attempt=item.attempts,
+                detail=detail,
+                payload={
+                    "outcome": str(o.kind),
+                    "provider_id": o.provider_id,
+                    "retry_after": o.retry_after.total_seconds() if o.retry_after else None,
+                },
             )
         )
         if o.suppress is not None and item.address:
             key = item.address.lower() if item.channel in ("email", "press") else item.address
             suppressions.append(
-                {"channel": suppression_channel(item.channel), "address_key": key,
-                 "reason": str(o.suppress), "detail": o.detail[:500], "created_at": now}
+                {
+                    "channel": suppression_channel(item.channel),
+                    "address_key": key,
+                    "reason": str(o.suppress),
+                    "detail": o.detail[:500],
+                    "created_at": now,
+                }
             )
         if o.new_address and item.contact_id is not None:
             await _migrate_chat(session, item, o.new_address, now=now)
         info = alerts.get(item.alert_id)
         if (
-            info is not None and info.fallback_email and item.channel == "telegram"
+            info is not None
+            and info.fallback_email
+            and item.channel == "telegram"
             and state in (DeliveryState.FAILED, DeliveryState.SUPPRESSED)
         ):
             fallbacks.append(item)
@@ -140,7 +162,9 @@ async def record(
 
 async def _migrate_chat(session: AsyncSession, item: Claimed, new_chat: str, *, now: datetime) -> None:
     """Telegram moved the group to a supergroup: follow it, for this and later alerts."""
-    await session.execute(update(Contact).where(Contact.id == item.contact_id).values(telegram=new_chat, updated_at=now))
+    await session.execute(
+        update(Contact).where(Contact.id == item.contact_id).values(telegram=new_chat, updated_at=now)
+    )
     await session.execute(
         update(Delivery)
         .where(Delivery.contact_id == item.contact_id, Delivery.channel == "telegram")
@@ -158,7 +182,9 @@ async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datet
         return
     suppressed = (
         await session.execute(
-            select(Suppression.id).where(Suppression.channel == "email", Suppression.address_key == contact.email.lower())
+            select(Suppression.id).where(
+                Suppression.channel == "email", Suppression.address_key == contact.email.lower()
+            )
         )
     ).first()
     if suppressed is not None:
@@ -166,9 +192,18 @@ async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datet
     stmt = (
         _insert(session, Delivery)
         .values(
-            alert_id=item.alert_id, contact_id=item.contact_id, channel="email", audience=item.audience,
-            language=item.language, address=contact.email, state=str(DeliveryState.QUEUED), attempts=0,
-            unknown_outcomes=0, next_attempt_at=now, created_at=now, updated_at=now,
+            alert_id=item.alert_id,
+            contact_id=item.contact_id,
+            channel="email",
+            audience=item.audience,
+            language=item.language,
+            address=contact.email,
+            state=str(DeliveryState.QUEUED),
+            attempts=0,
+            unknown_outcomes=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
         .returning(_table.c.id)
@@ -177,6 +212,14 @@ async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datet
     if new_id is not None:
         await append_events(
             session,
-            [event_row(delivery_id=new_id, alert_id=item.alert_id, type=EventType.QUEUED, at=now,
-                       to_state=str(DeliveryState.QUEUED), detail=f"fallback for telegram delivery {item.id}")],
+            [
+                event_row(
+                    delivery_id=new_id,
+                    alert_id=item.alert_id,
+                    type=EventType.QUEUED,
+                    at=now,
+                    to_state=str(DeliveryState.QUEUED),
+                    detail=f"fallback for telegram delivery {item.id}",
+                )
+            ],
         )

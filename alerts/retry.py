@@ -36,7 +36,9 @@ class RetryPolicy:
             unknown_grace=timedelta(seconds=s.unknown_grace_seconds),
         )
 
-    def decide(self, *, attempts: int, unknown_before: int, outcome: Outcome, now: datetime) -> datetime | None:
+    def decide(
+        self, *, attempts: int, unknown_before: int, outcome: Outcome, now: datetime
+    ) -> datetime | None:
         """When to try again, or None to give up (the delivery fails)."""
         if outcome.kind is OutcomeKind.UNKNOWN:
             return now + self.unknown_grace if unknown_before == 0 else None

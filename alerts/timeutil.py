@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from alerts.errors import ValidationError
 
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_when(text: str, *, field: str = "time") -> datetime:
@@ -19,5 +19,5 @@ def parse_when(text: str, *, field: str = "time") -> datetime:
     except ValueError:
         raise ValidationError(f"{field}: {text!r} is not an ISO-8601 date and time.") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -43,8 +43,14 @@ async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
         if ch != "responses"
         for s in (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
     )
-    return {"id": alert.id, "state": alert.status, "paused": alert.paused, "total": total, "open": open_,
-            "channels": by_channel}
+    return {
+        "id": alert.id,
+        "state": alert.status,
+        "paused": alert.paused,
+        "total": total,
+        "open": open_,
+        "channels": by_channel,
+    }
 
 
 async def deliveries(
@@ -59,7 +65,13 @@ async def deliveries(
     """Deliveries of an alert, filterable; addresses are included only for officers' views."""
     if state is not None and state not in {str(s) for s in DeliveryState}:
         raise ValidationError(f"state: {state!r} is not a delivery state.", details={"field": "state"})
-    query = select(Delivery).where(Delivery.alert_id == alert_id).order_by(Delivery.id).limit(limit).offset(offset)
+    query = (
+        select(Delivery)
+        .where(Delivery.alert_id == alert_id)
+        .order_by(Delivery.id)
+        .limit(limit)
+        .offset(offset)
+    )
     if state:
         query = query.where(Delivery.state == state)
     if channel:
@@ -67,10 +79,17 @@ async def deliveries(
     rows = (await session.execute(query)).scalars().all()
     return [
         {
-            "id": d.id, "contact_id": d.contact_id, "channel": d.channel, "audience": d.audience,
-            "language": d.language, "state": d.state, "attempts": d.attempts,
+            "id": d.id,
+            "contact_id": d.contact_id,
+            "channel": d.channel,
+            "audience": d.audience,
+            "language": d.language,
+            "state": d.state,
+            "attempts": d.attempts,
             "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
-            "provider_id": d.provider_id, "last_error": d.last_error, "updated_at": d.updated_at.isoformat(),
+            "provider_id": d.provider_id,
+            "last_error": d.last_error,
+            "updated_at": d.updated_at.isoformat(),
         }
         for d in rows
     ]
@@ -79,13 +98,25 @@ async def deliveries(
 async def history(session: AsyncSession, delivery_id: int) -> list[dict[str, Any]]:
     """The append-only event history of one delivery."""
     rows = (
-        await session.execute(
-            select(DeliveryEvent).where(DeliveryEvent.delivery_id == delivery_id).order_by(DeliveryEvent.id)
+        (
+            await session.execute(
+                select(DeliveryEvent)
+                .where(DeliveryEvent.delivery_id == delivery_id)
+                .order_by(DeliveryEvent.id)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return [
-        {"at": e.at.isoformat(), "type": e.type, "from": e.from_state, "to": e.to_state, "attempt": e.attempt,
-         "detail": e.detail}
+        {
+            "at": e.at.isoformat(),
+            "type": e.type,
+            "from": e.from_state,
+            "to": e.to_state,
+            "attempt": e.attempt,
+            "detail": e.detail,
+        }
         for e in rows
     ]
 
@@ -103,15 +134,31 @@ async def record_response(
     """An authority answered: keep who, when and what; mark their deliveries ``responded``."""
     if not summary.strip():
         raise ValidationError("summary: a response needs a summary.", details={"field": "summary"})
-    response = Response(alert_id=alert.id, contact_id=contact_id, summary=summary.strip(),
-                        responded_at=responded_at or now, recorded_by=recorded_by)
+    response = Response(
+        alert_id=alert.id,
+        contact_id=contact_id,
+        summary=summary.strip(),
+        responded_at=responded_at or now,
+        recorded_by=recorded_by,
+    )
     session.add(response)
     if contact_id is not None:
         for d in (
-            await session.execute(select(Delivery).where(Delivery.alert_id == alert.id, Delivery.contact_id == contact_id))
+            await session.execute(
+                select(Delivery).where(Delivery.alert_id == alert.id, Delivery.contact_id == contact_id)
+            )
         ).scalars():
-            session.add(DeliveryEvent(delivery_id=d.id, alert_id=alert.id, type=str(EventType.RESPONDED), at=now,
-                                      from_state=d.state, to_state=d.state, attempt=d.attempts,
-                                      detail="response recorded"))
+            session.add(
+                DeliveryEvent(
+                    delivery_id=d.id,
+                    alert_id=alert.id,
+                    type=str(EventType.RESPONDED),
+                    at=now,
+                    from_state=d.state,
+                    to_state=d.state,
+                    attempt=d.attempts,
+                    detail="response recorded",
+                )
+            )
     await session.flush()
     return response

@@ -24,13 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alerts.capture import CaptureServer  # noqa: E402
-from alerts.db import create_engine, make_sessionmaker  # noqa: E402
-from alerts.migrate import upgrade  # noqa: E402
-from alerts.models import Alert  # noqa: E402
-from alerts.publish import publish  # noqa: E402
-from alerts.timeutil import utcnow  # noqa: E402
-from tests.factories import add_contacts, approved_alert, make_users  # noqa: E402
+from alerts.capture import CaptureServer
+from alerts.db import create_engine, make_sessionmaker
+from alerts.migrate import upgrade
+from alerts.models import Alert
+from alerts.publish import publish
+from alerts.timeutil import utcnow
+from tests.factories import add_contacts, approved_alert, make_users
 
 
 async def prepare(url: str, n: int) -> int:
@@ -65,12 +65,24 @@ async def main() -> None:
     url = f"sqlite+aiosqlite:///{folder}/crash.db"
     alert_id = await prepare(url, args.n)
     async with CaptureServer(limit=args.n * 2) as smtp:
-        env = {**os.environ, "ALERTS_DATABASE_URL": url, "ALERTS_EMAIL_PORT": str(smtp.port),
-               "ALERTS_DISPATCHER_LEASE_SECONDS": "3", "ALERTS_EMAIL_POOL_SIZE": "16"}
+        env = {
+            **os.environ,
+            "ALERTS_DATABASE_URL": url,
+            "ALERTS_EMAIL_PORT": str(smtp.port),
+            "ALERTS_DISPATCHER_LEASE_SECONDS": "3",
+            "ALERTS_EMAIL_POOL_SIZE": "16",
+        }
 
         async def worker() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(sys.executable, "-m", "alerts", "worker", cwd=folder, env=env,
-                                                        stderr=asyncio.subprocess.DEVNULL)
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "alerts",
+                "worker",
+                cwd=folder,
+                env=env,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
 
         first = await worker()
         while not smtp.messages():
@@ -92,7 +104,9 @@ async def main() -> None:
     rate = before_kill / args.kill_after
     print(f"recipients {args.n:,}; killed after {before_kill:,} messages ({rate:,.0f}/s)")
     print(f"lost: {lost}; repeated: {repeats}; finished {recovered:.1f} s after the kill (lease 3 s)")
-    print(f"target bound: 16 in flight + 100 ms of sending ({rate * 0.1:.0f}) = {16 + rate * 0.1:.0f} repeats")
+    print(
+        f"target bound: 16 in flight + 100 ms of sending ({rate * 0.1:.0f}) = {16 + rate * 0.1:.0f} repeats"
+    )
 
 
 if __name__ == "__main__":

@@ -36,18 +36,18 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alerts.config import DispatcherSettings, Settings  # noqa: E402
-from alerts.db import create_engine, make_sessionmaker  # noqa: E402
-from alerts.dispatch import Dispatcher  # noqa: E402
-from alerts.messages import Claimed, MessageBuilder  # noqa: E402
-from alerts.migrate import upgrade  # noqa: E402
-from alerts.publish import load_alert_info, publish  # noqa: E402
-from alerts.render import Renderer  # noqa: E402
-from alerts.timeutil import utcnow  # noqa: E402
-from bench.raw_smtp import raw_send  # noqa: E402
-from channels.email import EmailChannel  # noqa: E402
-from channels.telegram import TelegramChannel  # noqa: E402
-from tests.factories import add_contacts, approved_alert, make_users  # noqa: E402
+from alerts.config import DispatcherSettings, Settings
+from alerts.db import create_engine, make_sessionmaker
+from alerts.dispatch import Dispatcher
+from alerts.messages import Claimed, MessageBuilder
+from alerts.migrate import upgrade
+from alerts.publish import load_alert_info, publish
+from alerts.render import Renderer
+from alerts.timeutil import utcnow
+from bench.raw_smtp import raw_send
+from channels.email import EmailChannel
+from channels.telegram import TelegramChannel
+from tests.factories import add_contacts, approved_alert, make_users
 
 
 def rss_mb() -> float:
@@ -56,8 +56,9 @@ def rss_mb() -> float:
 
 
 def start_server(script: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / script), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
     return proc, int(line[1])
@@ -116,9 +117,15 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
     builder = MessageBuilder(renderer, public_url="http://127.0.0.1:8080", domain="localhost")
     email = EmailChannel(settings.email)
     await email.open()
-    dispatcher = Dispatcher(sessions=sessions, channels={"email": email}, builder=builder,
-                            settings=DispatcherSettings(), concurrency={"email": args.connections},
-                            alert_id=alert_id, publish_scheduled=False)
+    dispatcher = Dispatcher(
+        sessions=sessions,
+        channels={"email": email},
+        builder=builder,
+        settings=DispatcherSettings(),
+        concurrency={"email": args.connections},
+        alert_id=alert_id,
+        publish_scheduled=False,
+    )
     started = time.perf_counter()
     await dispatcher.run_until_done(alert_id)
     e2e_s = time.perf_counter() - started
@@ -133,32 +140,62 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
     sample = min(args.n, 20_000)
     messages = []
     for i in range(sample):
-        item = Claimed(id=i, alert_id=alert_id, contact_id=i + 1, channel="email", audience="authority",
-                       language="en", address=f"person{i}@example.org", attempts=1, unknown_outcomes=0,
-                       from_state="queued", name=f"Person {i}", token="t" * 32)
+        item = Claimed(
+            id=i,
+            alert_id=alert_id,
+            contact_id=i + 1,
+            channel="email",
+            audience="authority",
+            language="en",
+            address=f"person{i}@example.org",
+            attempts=1,
+            unknown_outcomes=0,
+            from_state="queued",
+            name=f"Person {i}",
+            token="t" * 32,
+        )
         messages.append(email.build(builder.build(item, info))[1])
     await email.close()
     raw = await raw_send("127.0.0.1", smtp_port, messages, connections=args.connections)
     await engine.dispose()
-    return {"fanout_s": fanout_s, "e2e_rate": args.n / e2e_s, "e2e_s": e2e_s, "raw_rate": raw, "peak_rss_mb": peak}
+    return {
+        "fanout_s": fanout_s,
+        "e2e_rate": args.n / e2e_s,
+        "e2e_s": e2e_s,
+        "raw_rate": raw,
+        "peak_rss_mb": peak,
+    }
 
 
 async def bench_telegram(n: int, paid: bool) -> dict[str, Any]:
     proc, port = start_server("botapi_server.py")
     try:
-        settings = Settings().replace("telegram", token="123:bench", base_url=f"http://127.0.0.1:{port}/bot",
-                                      allow_paid_broadcast=paid)
+        settings = Settings().replace(
+            "telegram", token="123:bench", base_url=f"http://127.0.0.1:{port}/bot", allow_paid_broadcast=paid
+        )
         channel = TelegramChannel(settings.telegram)
         await channel.open()
         renderer = Renderer()
-        content = renderer.render("urgent-appeal", renderer.example("urgent-appeal"), audience="public",
-                                  channel="telegram", language="en", extra={"alert_title": "Bench"})
-        from alerts.types import RenderedMessage, Recipient
+        content = renderer.render(
+            "urgent-appeal",
+            renderer.example("urgent-appeal"),
+            audience="public",
+            channel="telegram",
+            language="en",
+            extra={"alert_title": "Bench"},
+        )
+        from alerts.types import Recipient, RenderedMessage
 
         def message(i: int) -> RenderedMessage:
-            return RenderedMessage(delivery_id=i, alert_id=1, content=content, message_id=f"<b{i}@x>",
-                                   recipient=Recipient(contact_id=i, name="", address=str(100000 + i),
-                                                       language="en", kind="public"))
+            return RenderedMessage(
+                delivery_id=i,
+                alert_id=1,
+                content=content,
+                message_id=f"<b{i}@x>",
+                recipient=Recipient(
+                    contact_id=i, name="", address=str(100000 + i), language="en", kind="public"
+                ),
+            )
 
         sem = asyncio.Semaphore(settings.telegram.concurrency * 4)
 
@@ -172,7 +209,11 @@ async def bench_telegram(n: int, paid: bool) -> dict[str, Any]:
         await channel.close()
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/stats") as resp:
             stats = await resp.json()
-        return {"rate": n / elapsed, "configured": 1000.0 if paid else settings.telegram.rate_per_second, **stats}
+        return {
+            "rate": n / elapsed,
+            "configured": 1000.0 if paid else settings.telegram.rate_per_second,
+            **stats,
+        }
     finally:
         proc.terminate()
         proc.wait()
@@ -183,8 +224,12 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=10_000, help="recipients (default 10,000)")
     parser.add_argument("--connections", type=int, default=16, help="SMTP connections (default 16)")
     parser.add_argument("--postgres", metavar="URL", help="run on a fresh database on this PostgreSQL server")
-    parser.add_argument("--telegram", type=int, default=0, metavar="N", help="also N Telegram messages (paid broadcast)")
-    parser.add_argument("--telegram-rate-check", action="store_true", help="also 250 messages at the default 25/s")
+    parser.add_argument(
+        "--telegram", type=int, default=0, metavar="N", help="also N Telegram messages (paid broadcast)"
+    )
+    parser.add_argument(
+        "--telegram-rate-check", action="store_true", help="also 250 messages at the default 25/s"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     sink, smtp_port = start_server("smtp_sink.py")
@@ -206,15 +251,18 @@ async def main() -> None:
         return
     print(f"recipients: {args.n:,} on {result['database']}")
     print(f"fan-out into the outbox: {result['fanout_s']:.2f} s")
-    print(f"email end to end with durable tracking: {result['e2e_rate']:,.0f} messages/s ({result['e2e_s']:.1f} s)")
-    print(f"raw aiosmtplib limit, same run ({args.connections} connections): {result['raw_rate']:,.0f} messages/s")
+    e2e, raw = result["e2e_rate"], result["raw_rate"]
+    print(f"email end to end with durable tracking: {e2e:,.0f} messages/s ({result['e2e_s']:.1f} s)")
+    print(f"raw aiosmtplib limit, same run ({args.connections} connections): {raw:,.0f} messages/s")
     print(f"ratio end-to-end / raw: {result['ratio']:.0%}")
     print(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
     for key in ("telegram_paid", "telegram_default"):
         if key in result:
             t = result[key]
-            print(f"telegram ({key}): {t['rate']:,.0f} messages/s against a limit of {t['configured']:,.0f}/s; "
-                  f"busiest 1 s window {t.get('max_rate_1s')}, smallest gap to one chat {t.get('min_chat_gap')}")
+            print(
+                f"telegram ({key}): {t['rate']:,.0f} messages/s against a limit of {t['configured']:,.0f}/s; "
+                f"busiest 1 s window {t.get('max_rate_1s')}, smallest gap to one chat {t.get('min_chat_gap')}"
+            )
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from alerts.config import Settings
 from channels.base import Channel
 from channels.email import EmailChannel, dkim_from_settings
 from channels.memory import MemoryChannel
 from channels.press import PressChannel
 from channels.telegram import TelegramChannel
 from channels.webhook import WebhookChannel
-from alerts.config import Settings
 
 CHANNELS: dict[str, type] = {
     "email": EmailChannel,

@@ -18,7 +18,9 @@ from alerts.migrate import upgrade
 
 pytest_plugins = ["tests.smtpd", "tests.botapi"]
 
-PG_ADMIN_URL = os.environ.get("ALERTS_TEST_DATABASE_URL", "")  # e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test
+PG_ADMIN_URL = os.environ.get(
+    "ALERTS_TEST_DATABASE_URL", ""
+)  # e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 
 def _pg_url(name: str) -> str:

@@ -38,7 +38,9 @@ async def add_contacts(
     start: int = 0,
 ) -> list[int]:
     """n contacts in one list, bulk-inserted."""
-    lst = (await session.execute(select(ContactList).where(ContactList.name == list_name))).scalar_one_or_none()
+    lst = (
+        await session.execute(select(ContactList).where(ContactList.name == list_name))
+    ).scalar_one_or_none()
     if lst is None:
         lst = ContactList(name=list_name)
         session.add(lst)
@@ -47,11 +49,20 @@ async def add_contacts(
     rows: list[dict[str, Any]] = []
     for i in range(start, start + n):
         addr = f"person{i}@example.org" if email else None
-        rows.append({
-            "name": f"Person {i}", "email": addr, "email_key": addr, "telegram": str(100000 + i) if telegram else None,
-            "kind": kind, "language": language, "status": "active", "token": secrets.token_urlsafe(16),
-            "created_at": now, "updated_at": now,
-        })
+        rows.append(
+            {
+                "name": f"Person {i}",
+                "email": addr,
+                "email_key": addr,
+                "telegram": str(100000 + i) if telegram else None,
+                "kind": kind,
+                "language": language,
+                "status": "active",
+                "token": secrets.token_urlsafe(16),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     ids = list((await session.execute(insert(Contact).returning(Contact.id), rows)).scalars().all())
     await session.execute(insert(ListMember), [{"list_id": lst.id, "contact_id": i} for i in ids])
     return ids
@@ -73,10 +84,16 @@ async def approved_alert(
     """A draft from the family's example case, submitted and approved by a second person."""
     now = utcnow()
     alert = await drafts.create_alert(
-        session, author=author, family=family, case_data=RENDERER.example(family),
-        audience=drafts.Audience(lists=tuple(lists), kinds=tuple(kinds), channels=tuple(channels),
-                                 languages=tuple(languages)),
-        is_public=False, validate_case=RENDERER.validate_case, now=now,
+        session,
+        author=author,
+        family=family,
+        case_data=RENDERER.example(family),
+        audience=drafts.Audience(
+            lists=tuple(lists), kinds=tuple(kinds), channels=tuple(channels), languages=tuple(languages)
+        ),
+        is_public=False,
+        validate_case=RENDERER.validate_case,
+        now=now,
     )
     alert.parent_id = parent_id
     alert.fallback_email = fallback_email

@@ -26,15 +26,26 @@ class Run:
 
 class CLI:
     def __init__(self, db_url: str, cwd: Path, smtp_port: int = 8025) -> None:
-        self.env = {**os.environ, "ALERTS_DATABASE_URL": db_url, "ALERTS_EMAIL_PORT": str(smtp_port),
-                    "ALERTS_DISPATCHER_FLUSH_INTERVAL": "0.01"}
+        self.env = {
+            **os.environ,
+            "ALERTS_DATABASE_URL": db_url,
+            "ALERTS_EMAIL_PORT": str(smtp_port),
+            "ALERTS_DISPATCHER_FLUSH_INTERVAL": "0.01",
+        }
         self.env.pop("ALERTS_CONFIG", None)
         self.cwd = cwd
 
     async def __call__(self, *args: str, stdin: bytes | None = None) -> Run:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "alerts", *args, cwd=self.cwd, env=self.env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "alerts",
+            *args,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=120)
         assert proc.returncode is not None
@@ -69,7 +80,9 @@ async def test_new_user_flow_from_init_to_delivered(cli: CLI, tmp_path: Path, sm
     again = await cli("init")
     assert again.code == 0 and "up to date" in again.err
     assert (await cli("users", "add", "olga", "--role", "officer", "--password", "olga-password")).code == 0
-    assert (await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")).code == 0
+    assert (
+        await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")
+    ).code == 0
 
     (tmp_path / "contacts.csv").write_text(CSV)
     imported = await cli("contacts", "import", "contacts.csv", "--no-progress")
@@ -77,19 +90,38 @@ async def test_new_user_flow_from_init_to_delivered(cli: CLI, tmp_path: Path, sm
     assert imported.out.splitlines()[1].startswith("row 4: ")  # the header is row 1
     assert "3 created" in imported.out
 
-    created = await cli("alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE), "--as", "olga",
-                        "--list", "urgent-appeals", "--channel", "email", "--language", "en", "--language", "fr")
+    created = await cli(
+        "alert",
+        "create",
+        "--template",
+        "urgent-appeal",
+        "--data",
+        str(EXAMPLE),
+        "--as",
+        "olga",
+        "--list",
+        "urgent-appeals",
+        "--channel",
+        "email",
+        "--language",
+        "en",
+        "--language",
+        "fr",
+    )
     assert created.code == 0, created.err
     assert created.out.strip().isdigit()  # only the id, for scripts
     alert_id = created.out.strip()
 
-    preview = await cli("alert", "preview", alert_id, "--channel", "email", "--audience", "authority",
-                        "--language", "fr")
+    preview = await cli(
+        "alert", "preview", alert_id, "--channel", "email", "--audience", "authority", "--language", "fr"
+    )
     assert preview.code == 0 and preview.out.startswith("Subject: ")
 
     assert (await cli("alert", "submit", alert_id, "--as", "olga")).code == 0
     officer = await cli("alert", "approve", alert_id, "--as", "olga")
-    assert officer.err == "alerts: user 'olga' (officer) may not alert.approve; allowed roles: admin, reviewer\n"
+    assert (
+        officer.err == "alerts: user 'olga' (officer) may not alert.approve; allowed roles: admin, reviewer\n"
+    )
     assert (await cli("alert", "approve", alert_id, "--as", "rafael")).code == 0
 
     sent = await cli("alert", "send", alert_id, "--wait")
@@ -99,8 +131,11 @@ async def test_new_user_flow_from_init_to_delivered(cli: CLI, tmp_path: Path, sm
     assert doc["id"] == int(alert_id) and doc["state"] == "sent"
     assert doc["channels"]["email"]["sent"] == 3
     messages = smtp.messages()
-    assert sorted(m.rcpt_tos[0] for m in messages) == ["journo@example.org", "minister@example.org",
-                                                       "partner@example.org"]
+    assert sorted(m.rcpt_tos[0] for m in messages) == [
+        "journo@example.org",
+        "minister@example.org",
+        "partner@example.org",
+    ]
     assert all(len(m.rcpt_tos) == 1 for m in messages)
     by_rcpt = {m.rcpt_tos[0]: m for m in messages}
     assert b"journo@example.org" not in by_rcpt["minister@example.org"].raw
@@ -112,16 +147,24 @@ async def test_new_user_flow_from_init_to_delivered(cli: CLI, tmp_path: Path, sm
 async def test_refusals_are_one_line_and_write_nothing(cli: CLI, tmp_path: Path) -> None:
     assert (await cli("init", "--password", "correct horse battery")).code == 0
     (tmp_path / "bad.toml").write_text('country = "Freedonia"\n')
-    bad = await cli("alert", "create", "--template", "urgent-appeal", "--data", "bad.toml", "--kind", "authority")
+    bad = await cli(
+        "alert", "create", "--template", "urgent-appeal", "--data", "bad.toml", "--kind", "authority"
+    )
     assert bad.code != 0
     assert bad.err.startswith("alerts: case data: ") and bad.err.count("\n") == 1
     assert (await cli("alert", "status", "1")).err == "alerts: alert 1 does not exist\n"
-    own = (await cli("alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE), "--kind", "authority")).out
+    own = (
+        await cli(
+            "alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE), "--kind", "authority"
+        )
+    ).out
     assert (await cli("alert", "submit", own.strip())).code == 0
     author = await cli("alert", "approve", own.strip(), "--as", "admin")
     assert author.code != 0 and "second person" in author.err and author.err.count("\n") == 1
     assert json.loads((await cli("alert", "status", own.strip(), "--json")).out)["state"] == "in_review"
-    missing = await cli("alert", "create", "--template", "nope", "--data", str(EXAMPLE), "--kind", "authority")
+    missing = await cli(
+        "alert", "create", "--template", "nope", "--data", str(EXAMPLE), "--kind", "authority"
+    )
     assert missing.code != 0 and "nope" in missing.err
     config = tmp_path / "alerts.toml"
     config.write_text("[email]\npool_size = 'x'\n")
@@ -131,9 +174,14 @@ async def test_refusals_are_one_line_and_write_nothing(cli: CLI, tmp_path: Path)
 
 async def test_public_alert_needs_consent_before_sending(cli: CLI, tmp_path: Path) -> None:
     assert (await cli("init", "--password", "correct horse battery")).code == 0
-    assert (await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")).code == 0
-    alert_id = (await cli("alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE),
-                          "--kind", "public")).out.strip()
+    assert (
+        await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")
+    ).code == 0
+    alert_id = (
+        await cli(
+            "alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE), "--kind", "public"
+        )
+    ).out.strip()
     assert (await cli("alert", "submit", alert_id)).code == 0
     assert (await cli("alert", "approve", alert_id, "--as", "rafael")).code == 0
     refused = await cli("alert", "send", alert_id)

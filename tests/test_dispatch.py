@@ -21,19 +21,33 @@ from alerts.types import Outcome, OutcomeKind
 from channels.memory import MemoryChannel
 from tests.factories import RENDERER, published_alert
 
-FAST = DispatcherSettings(backoff_base=0.05, backoff_max=0.1, unknown_grace_seconds=0.1, flush_interval=0.01,
-                          lease_seconds=30, max_attempts=3)
+FAST = DispatcherSettings(
+    backoff_base=0.05,
+    backoff_max=0.1,
+    unknown_grace_seconds=0.1,
+    flush_interval=0.01,
+    lease_seconds=30,
+    max_attempts=3,
+)
 
 
-def dispatcher(sessions: async_sessionmaker[AsyncSession], channels: dict[str, MemoryChannel],
-               settings: DispatcherSettings = FAST, **kw: object) -> Dispatcher:
+def dispatcher(
+    sessions: async_sessionmaker[AsyncSession],
+    channels: dict[str, MemoryChannel],
+    settings: DispatcherSettings = FAST,
+    **kw: object,
+) -> Dispatcher:
     builder = MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test")
     return Dispatcher(sessions=sessions, channels=channels, builder=builder, settings=settings, **kw)  # type: ignore[arg-type]
 
 
 async def states(sessions: async_sessionmaker[AsyncSession], alert_id: int) -> Counter[str]:
     async with sessions() as session:
-        rows = (await session.execute(select(Delivery.state).where(Delivery.alert_id == alert_id))).scalars().all()
+        rows = (
+            (await session.execute(select(Delivery.state).where(Delivery.alert_id == alert_id)))
+            .scalars()
+            .all()
+        )
     return Counter(rows)
 
 
@@ -60,24 +74,46 @@ async def test_every_recipient_gets_exactly_one_message(sessions: async_sessionm
         await asyncio.sleep(0.05)
 
 
-async def test_transient_then_success_permanent_and_suppressed(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_transient_then_success_permanent_and_suppressed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     alert_id = await published_alert(sessions, 4)
-    email = MemoryChannel(script={
-        "person0@example.org": [Outcome(kind=OutcomeKind.TRANSIENT, detail="451 try later")],
-        "person1@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554 rejected")],
-        "person2@example.org": [Outcome(kind=OutcomeKind.PERMANENT, suppress=SuppressionReason.BOUNCED,
-                                        detail="550 5.1.1 no such user")],
-        "person3@example.org": [Outcome(kind=OutcomeKind.TRANSIENT)] * 5,
-    })
+    email = MemoryChannel(
+        script={
+            "person0@example.org": [Outcome(kind=OutcomeKind.TRANSIENT, detail="451 try later")],
+            "person1@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554 rejected")],
+            "person2@example.org": [
+                Outcome(
+                    kind=OutcomeKind.PERMANENT,
+                    suppress=SuppressionReason.BOUNCED,
+                    detail="550 5.1.1 no such user",
+                )
+            ],
+            "person3@example.org": [Outcome(kind=OutcomeKind.TRANSIENT)] * 5,
+        }
+    )
     await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
     async with sessions() as session:
         by_addr = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
         suppressed = (await session.execute(select(Suppression.address_key, Suppression.reason))).all()
-        history = (await session.execute(
-            select(DeliveryEvent.type).join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
-            .where(Delivery.address == "person0@example.org").order_by(DeliveryEvent.id))).scalars().all()
-    assert by_addr == {"person0@example.org": "sent", "person1@example.org": "failed",
-                       "person2@example.org": "suppressed", "person3@example.org": "failed"}
+        history = (
+            (
+                await session.execute(
+                    select(DeliveryEvent.type)
+                    .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+                    .where(Delivery.address == "person0@example.org")
+                    .order_by(DeliveryEvent.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert by_addr == {
+        "person0@example.org": "sent",
+        "person1@example.org": "failed",
+        "person2@example.org": "suppressed",
+        "person3@example.org": "failed",
+    }
     assert suppressed == [("person2@example.org", "bounced")]
     assert history == ["queued", "sending", "deferred", "sending", "sent"]
     assert [m.recipient.address for m in email.sent] == ["person0@example.org"]
@@ -87,26 +123,35 @@ async def test_unknown_outcome_is_retried_once_after_grace_with_same_message_id(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     alert_id = await published_alert(sessions, 2)
-    email = MemoryChannel(script={
-        "person0@example.org": [Outcome(kind=OutcomeKind.UNKNOWN, detail="timeout after DATA")],
-        "person1@example.org": [Outcome(kind=OutcomeKind.UNKNOWN), Outcome(kind=OutcomeKind.UNKNOWN)],
-    })
+    email = MemoryChannel(
+        script={
+            "person0@example.org": [Outcome(kind=OutcomeKind.UNKNOWN, detail="timeout after DATA")],
+            "person1@example.org": [Outcome(kind=OutcomeKind.UNKNOWN), Outcome(kind=OutcomeKind.UNKNOWN)],
+        }
+    )
     await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
     async with sessions() as session:
         rows = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
-        unknown_events = (await session.execute(
-            select(func.count()).where(DeliveryEvent.type == "unknown"))).scalar_one()
+        unknown_events = (
+            await session.execute(select(func.count()).where(DeliveryEvent.type == "unknown"))
+        ).scalar_one()
     assert rows == {"person0@example.org": "sent", "person1@example.org": "failed"}
     assert unknown_events == 3
     assert [m.message_id for m in email.sent] == [f"<alert-{alert_id}.c1@alerts.test>"]
 
 
-async def test_unexpected_exception_is_recorded_and_retried(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_unexpected_exception_is_recorded_and_retried(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     alert_id = await published_alert(sessions, 1)
     email = MemoryChannel(script={"person0@example.org": [RuntimeError("adapter bug")]})
     await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
     async with sessions() as session:
-        details = (await session.execute(select(DeliveryEvent.detail).where(DeliveryEvent.type == "deferred"))).scalars().all()
+        details = (
+            (await session.execute(select(DeliveryEvent.detail).where(DeliveryEvent.type == "deferred")))
+            .scalars()
+            .all()
+        )
     assert details == ["RuntimeError: adapter bug"]
     assert await states(sessions, alert_id) == Counter({"sent": 1})
 
@@ -115,15 +160,18 @@ async def test_expired_leases_are_reclaimed_and_sent(sessions: async_sessionmake
     alert_id = await published_alert(sessions, 10)
     now = utcnow()
     async with sessions.begin() as session:  # a worker that claimed and then died
-        claimed = await claim_due(session, channel="email", limit=10, worker="dead",
-                                  lease=timedelta(milliseconds=300), now=now)
+        claimed = await claim_due(
+            session, channel="email", limit=10, worker="dead", lease=timedelta(milliseconds=300), now=now
+        )
     assert len(claimed) == 10
     email = MemoryChannel()
     await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
     assert await states(sessions, alert_id) == Counter({"sent": 10})
     assert len(email.sent) == 10
     async with sessions() as session:
-        released = (await session.execute(select(func.count()).where(DeliveryEvent.type == "released"))).scalar_one()
+        released = (
+            await session.execute(select(func.count()).where(DeliveryEvent.type == "released"))
+        ).scalar_one()
     assert released == 10
 
 
@@ -166,23 +214,42 @@ async def test_resend_failed_only_touches_failed(sessions: async_sessionmaker[As
     await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
     assert await states(sessions, alert_id) == Counter({"sent": 3})
     assert Counter(m.recipient.address for m in email.sent) == Counter(
-        {"person0@example.org": 1, "person1@example.org": 1, "person2@example.org": 1})
+        {"person0@example.org": 1, "person1@example.org": 1, "person2@example.org": 1}
+    )
 
 
-async def test_telegram_permanent_failure_falls_back_to_email(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_telegram_permanent_failure_falls_back_to_email(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     alert_id = await published_alert(sessions, 2, channels=("telegram",), fallback_email=True)
-    telegram = MemoryChannel(script={"100000": [Outcome(kind=OutcomeKind.PERMANENT, suppress=SuppressionReason.BLOCKED,
-                                                        detail="Forbidden: bot was blocked by the user")]})
+    telegram = MemoryChannel(
+        script={
+            "100000": [
+                Outcome(
+                    kind=OutcomeKind.PERMANENT,
+                    suppress=SuppressionReason.BLOCKED,
+                    detail="Forbidden: bot was blocked by the user",
+                )
+            ]
+        }
+    )
     email = MemoryChannel()
     await dispatcher(sessions, {"telegram": telegram, "email": email}).run_until_done(alert_id, timeout=30)
     async with sessions() as session:
-        rows = sorted((await session.execute(select(Delivery.channel, Delivery.address, Delivery.state))).all())
-    assert rows == [("email", "person0@example.org", "sent"), ("telegram", "100000", "suppressed"),
-                    ("telegram", "100001", "sent")]
+        rows = sorted(
+            (await session.execute(select(Delivery.channel, Delivery.address, Delivery.state))).all()
+        )
+    assert rows == [
+        ("email", "person0@example.org", "sent"),
+        ("telegram", "100000", "suppressed"),
+        ("telegram", "100001", "sent"),
+    ]
     assert [m.recipient.address for m in email.sent] == ["person0@example.org"]
 
 
-async def test_shutdown_releases_what_was_claimed_but_not_sent(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_shutdown_releases_what_was_claimed_but_not_sent(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     alert_id = await published_alert(sessions, 40)
     slow = MemoryChannel(delay=0.2)
     stop = asyncio.Event()
@@ -199,8 +266,8 @@ async def test_shutdown_releases_what_was_claimed_but_not_sent(sessions: async_s
 async def test_update_reaches_exactly_the_original_recipients_threaded(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    from alerts.publish import publish
     from alerts import users
+    from alerts.publish import publish
     from tests.factories import add_contacts, approved_alert
 
     alert_id = await published_alert(sessions, 3, channels=("email", "telegram"))
@@ -210,8 +277,14 @@ async def test_update_reaches_exactly_the_original_recipients_threaded(
         await add_contacts(session, 2, start=50)  # joined the list after the original went out
         officer = await users.get_user(session, "olga")
         reviewer = await users.get_user(session, "rafael")
-        update_alert = await approved_alert(session, author=officer, reviewer=reviewer, family="update",
-                                            channels=("email", "telegram"), parent_id=alert_id)
+        update_alert = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            channels=("email", "telegram"),
+            parent_id=alert_id,
+        )
         assert await publish(session, update_alert, now=utcnow()) == 6
         update_id = update_alert.id
     email2, telegram2 = MemoryChannel(), MemoryChannel()

@@ -21,7 +21,9 @@ async def test_publishing_twice_creates_nothing_twice(sessions: async_sessionmak
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
         await add_contacts(session, 50, telegram=True)
-        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email", "telegram"))
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
         assert await publish(session, alert, now=utcnow()) == 100
         assert await publish(session, alert, now=utcnow()) == 0
         assert await _count(session, Delivery.alert_id == alert.id) == 100
@@ -37,9 +39,12 @@ async def test_audience_filters_lists_kinds_suppressions_and_languages(
         authorities = await add_contacts(session, 5, kind="authority", language="fr")
         await add_contacts(session, 5, kind="media", start=100)
         await add_contacts(session, 5, kind="authority", list_name="other", start=200)
-        await suppress(session, channel="email", address="PERSON0@example.org", reason=SuppressionReason.UNSUBSCRIBED)
-        alert = await approved_alert(session, author=officer, reviewer=reviewer, kinds=("authority",),
-                                     languages=("en", "fr"))
+        await suppress(
+            session, channel="email", address="PERSON0@example.org", reason=SuppressionReason.UNSUBSCRIBED
+        )
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, kinds=("authority",), languages=("en", "fr")
+        )
         assert await publish(session, alert, now=utcnow()) == 4
         rows = (await session.execute(select(Delivery.contact_id, Delivery.language))).all()
         assert sorted(r.contact_id for r in rows) == authorities[1:]
@@ -59,7 +64,9 @@ async def test_press_contacts_get_the_press_form_not_a_second_email(
         assert await _count(session, Delivery.channel == "email") == 2
 
 
-async def test_language_falls_back_to_english_when_not_approved(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_language_falls_back_to_english_when_not_approved(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
         await add_contacts(session, 2, language="de")

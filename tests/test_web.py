@@ -38,14 +38,17 @@ async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-u
         async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats") as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "unauthorized"
-        async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats", headers={"Authorization": "Bearer forged"}) as r:
+        async with http.get(
+            f"{base}/api/v1/alerts/{alert_id}/stats", headers={"Authorization": "Bearer forged"}
+        ) as r:
             assert r.status == 401
         auth = {"Authorization": f"Bearer {token}"}
         async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats", headers=auth) as r:
             doc = await r.json()
             assert doc["id"] == alert_id and doc["channels"]["email"]["queued"] == 3
-        async with http.get(f"{base}/api/v1/alerts/{alert_id}/deliveries?state=queued&channel=email",
-                            headers=auth) as r:
+        async with http.get(
+            f"{base}/api/v1/alerts/{alert_id}/deliveries?state=queued&channel=email", headers=auth
+        ) as r:
             assert len((await r.json())["deliveries"]) == 3
         async with http.get(f"{base}/api/v1/alerts/{alert_id}/deliveries?state=bogus", headers=auth) as r:
             assert r.status == 422

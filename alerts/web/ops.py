@@ -20,13 +20,15 @@ async def healthz(request: web.Request) -> web.Response:
         async with app.sessions() as session:
             await session.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as exc:  # report, don't crash the probe
+    except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
         checks["database"] = f"error: {type(exc).__name__}"
     dispatcher = app.extras.get("dispatcher")
     if dispatcher is not None:
         checks["dispatcher"] = "ok" if time.monotonic() - dispatcher.alive_at < 10 else "stalled"
     ok = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)
+    return web.json_response(
+        {"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -40,15 +42,22 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     async with app.sessions() as session:
         rows = (
-            await session.execute(select(Delivery.channel, Delivery.state, func.count()).group_by(Delivery.channel, Delivery.state))
+            await session.execute(
+                select(Delivery.channel, Delivery.state, func.count()).group_by(
+                    Delivery.channel, Delivery.state
+                )
+            )
         ).all()
     depth = 0
     for channel, state, n in rows:
         lines.append(f'alerts_deliveries{{channel="{channel}",state="{state}"}} {n}')
         if state in ("queued", "deferred", "sending"):
             depth += n
-    lines += ["# HELP alerts_queue_depth Deliveries not yet final.", "# TYPE alerts_queue_depth gauge",
-              f"alerts_queue_depth {depth}"]
+    lines += [
+        "# HELP alerts_queue_depth Deliveries not yet final.",
+        "# TYPE alerts_queue_depth gauge",
+        f"alerts_queue_depth {depth}",
+    ]
     dispatcher = app.extras.get("dispatcher")
     if dispatcher is not None:
         c = dispatcher.counters
