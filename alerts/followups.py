@@ -94,15 +94,22 @@ def to_json(f: Followup, tz: ZoneInfo | None = None) -> dict[str, Any]:
     """The API / ``followup list --json`` form of a follow-up (times in UTC, plus local due time)."""
     data = dict(f.data or {})
     return {
-        "id": f.id, "alert_id": f.alert_id, "kind": f.kind, "status": status_of(f),
+        "id": f.id,
+        "alert_id": f.alert_id,
+        "kind": f.kind,
+        "status": status_of(f),
         "due_at": f.due_at.isoformat(),
         "due_local": f.due_at.astimezone(tz).isoformat() if tz is not None else None,
-        "note": f.note, "condition": f.condition, "kinds": data.get("kinds", []),
-        "update_alert_id": data.get("update_alert_id"), "created_by": f.created_by,
+        "note": f.note,
+        "condition": f.condition,
+        "kinds": data.get("kinds", []),
+        "update_alert_id": data.get("update_alert_id"),
+        "created_by": f.created_by,
         "created_at": f.created_at.isoformat(),
         "fired_at": f.fired_at.isoformat() if f.fired_at else None,
         "cancelled_at": f.cancelled_at.isoformat() if f.cancelled_at else None,
-        "late_seconds": f.late_seconds, "result": f.result,
+        "late_seconds": f.late_seconds,
+        "result": f.result,
     }
 
 
@@ -120,13 +127,17 @@ def _check_kinds(kinds: Sequence[str], condition: str | None) -> list[str]:
     out: list[str] = []
     for kind in kinds:
         if kind not in names:
-            raise ValidationError(f"kind filter: unknown contact kind {kind!r}; kinds are {', '.join(names)}.",
-                                  details={"field": "kinds"})
+            raise ValidationError(
+                f"kind filter: unknown contact kind {kind!r}; kinds are {', '.join(names)}.",
+                details={"field": "kinds"},
+            )
         if kind not in out:
             out.append(kind)
     if out and condition != "no_response":
-        raise ValidationError("kind filter: only a no-response condition can be narrowed to contact kinds.",
-                              details={"field": "kinds"})
+        raise ValidationError(
+            "kind filter: only a no-response condition can be narrowed to contact kinds.",
+            details={"field": "kinds"},
+        )
     return out
 
 
@@ -152,59 +163,95 @@ async def add_followup(
     """
     check(user, "followup.manage")
     if kind not in {k.value for k in FollowupKind}:
-        raise ValidationError(f"kind: {kind!r} is not a follow-up kind; kinds are "
-                              f"{', '.join(k.value for k in FollowupKind)}.", details={"field": "kind"})
+        raise ValidationError(
+            f"kind: {kind!r} is not a follow-up kind; kinds are {', '.join(k.value for k in FollowupKind)}.",
+            details={"field": "kind"},
+        )
     if due_at.tzinfo is None:
-        raise ValidationError("due time: needs a time zone (or is taken as UTC by the CLI).",
-                              details={"field": "due_at"})
+        raise ValidationError(
+            "due time: needs a time zone (or is taken as UTC by the CLI).", details={"field": "due_at"}
+        )
     if due_at < now - PAST_GRACE:
         raise ValidationError(
             f"due time: {due_at.isoformat()} is in the past; give a future time "
-            "(a time within the last minute fires at once).", details={"field": "due_at"},
+            "(a time within the last minute fires at once).",
+            details={"field": "due_at"},
         )
     note = _clean_note(note)
     cond = normalise_condition(condition)
     if cond is not None and kind != K.REMINDER:
-        raise ValidationError(f"condition: only reminders are conditional, not {kind} follow-ups.",
-                              details={"field": "condition"})
+        raise ValidationError(
+            f"condition: only reminders are conditional, not {kind} follow-ups.",
+            details={"field": "condition"},
+        )
     stored: dict[str, Any] = {}
     kind_filter = _check_kinds(kinds, cond)
     if kind_filter:
         stored["kinds"] = kind_filter
     if data is not None and kind != K.UPDATE:
-        raise ValidationError(f"data: only update follow-ups take case data, not {kind} follow-ups.",
-                              details={"field": "data"})
+        raise ValidationError(
+            f"data: only update follow-ups take case data, not {kind} follow-ups.", details={"field": "data"}
+        )
     if kind == K.DIGEST:
         if alert is not None:
-            raise ValidationError("alert: a digest covers every open case; give no alert (CLI: '-').",
-                                  details={"field": "alert"})
+            raise ValidationError(
+                "alert: a digest covers every open case; give no alert (CLI: '-').",
+                details={"field": "alert"},
+            )
         stored["every_days"] = DIGEST_EVERY.days
     else:
         if alert is None:
-            raise ValidationError(f"alert: a {kind} follow-up needs the alert it follows up.",
-                                  details={"field": "alert"})
+            raise ValidationError(
+                f"alert: a {kind} follow-up needs the alert it follows up.", details={"field": "alert"}
+            )
         if alert.status == A.CLOSED:
-            raise Conflict(f"alert {alert.id} is closed: no more follow-ups on a closed case.",
-                           details={"alert": alert.id})
+            raise Conflict(
+                f"alert {alert.id} is closed: no more follow-ups on a closed case.",
+                details={"alert": alert.id},
+            )
     if kind == K.UPDATE:
         assert alert is not None
-        stored.update(await _create_update_draft(session, alert, data=data, user=user, now=now,
-                                                 validate_case=validate_case))
+        stored.update(
+            await _create_update_draft(
+                session, alert, data=data, user=user, now=now, validate_case=validate_case
+            )
+        )
     elif kind == K.SEND:
         assert alert is not None
         await _check_no_pending_send(session, alert.id)
         if due_at <= now:
-            raise ValidationError(f"due time: {due_at.isoformat()} is not in the future; to send alert "
-                                  f"{alert.id} now, use `alerts alert send {alert.id}`.", details={"field": "due_at"})
+            raise ValidationError(
+                f"due time: {due_at.isoformat()} is not in the future; to send alert "
+                f"{alert.id} now, use `alerts alert send {alert.id}`.",
+                details={"field": "due_at"},
+            )
         await schedule(session, alert, at=due_at, now=now)
-    followup = Followup(alert_id=alert.id if alert is not None else None, kind=kind, due_at=max(due_at, now),
-                        note=note, data=stored or None, condition=cond, created_by=user.id, created_at=now)
+    followup = Followup(
+        alert_id=alert.id if alert is not None else None,
+        kind=kind,
+        due_at=max(due_at, now),
+        note=note,
+        data=stored or None,
+        condition=cond,
+        created_by=user.id,
+        created_at=now,
+    )
     session.add(followup)
     await session.flush()
-    await audit.record(session, user_id=user.id, action="followup.add", object_type="followup",
-                       object_id=followup.id, now=now,
-                       details={"alert": followup.alert_id, "kind": kind, "due_at": followup.due_at.isoformat(),
-                                "condition": cond})
+    await audit.record(
+        session,
+        user_id=user.id,
+        action="followup.add",
+        object_type="followup",
+        object_id=followup.id,
+        now=now,
+        details={
+            "alert": followup.alert_id,
+            "kind": kind,
+            "due_at": followup.due_at.isoformat(),
+            "condition": cond,
+        },
+    )
     return followup
 
 
@@ -218,22 +265,33 @@ async def _create_update_draft(
     validate_case: drafts.CaseValidator | None,
 ) -> dict[str, Any]:
     if not data:
-        raise ValidationError("data: an update follow-up needs the update's case data "
-                              "(like templates/update/example.toml).", details={"field": "data"})
+        raise ValidationError(
+            "data: an update follow-up needs the update's case data (like templates/update/example.toml).",
+            details={"field": "data"},
+        )
     if validate_case is None:
         raise ValueError("validate_case is required for update follow-ups")  # a programming error
     if parent.status not in (A.SCHEDULED, A.SENDING, A.SENT):
-        raise Conflict(f"alert {parent.id} is {parent.status}: an update follows an alert that is sent "
-                       "or scheduled.", details={"alert": parent.id, "status": parent.status})
+        raise Conflict(
+            f"alert {parent.id} is {parent.status}: an update follows an alert that is sent or scheduled.",
+            details={"alert": parent.id, "status": parent.status},
+        )
     case = dict(data)
     family = case.pop("family", "update")
     if family not in UPDATE_FAMILIES:
-        raise ValidationError(f"data: family {family!r} is not an update family; use update or closure.",
-                              details={"field": "family"})
+        raise ValidationError(
+            f"data: family {family!r} is not an update family; use update or closure.",
+            details={"field": "family"},
+        )
     draft = await drafts.create_alert(
-        session, author=user, family=family, case_data=case,
-        audience=drafts.Audience.from_json(parent.audience), is_public=parent.is_public,
-        validate_case=validate_case, now=now,
+        session,
+        author=user,
+        family=family,
+        case_data=case,
+        audience=drafts.Audience.from_json(parent.audience),
+        is_public=parent.is_public,
+        validate_case=validate_case,
+        now=now,
     )
     draft.parent_id = parent.id
     await session.flush()
@@ -242,12 +300,18 @@ async def _create_update_draft(
 
 async def _check_no_pending_send(session: AsyncSession, alert_id: int) -> None:
     pending = await session.scalar(
-        select(Followup.id).where(Followup.alert_id == alert_id, Followup.kind == K.SEND.value,
-                                  Followup.fired_at.is_(None), Followup.cancelled_at.is_(None))
+        select(Followup.id).where(
+            Followup.alert_id == alert_id,
+            Followup.kind == K.SEND.value,
+            Followup.fired_at.is_(None),
+            Followup.cancelled_at.is_(None),
+        )
     )
     if pending is not None:
-        raise Conflict(f"alert {alert_id} already has a scheduled send (follow-up {pending}): cancel it first.",
-                       details={"followup": pending})
+        raise Conflict(
+            f"alert {alert_id} already has a scheduled send (follow-up {pending}): cancel it first.",
+            details={"followup": pending},
+        )
 
 
 async def get_followup(session: AsyncSession, followup_id: int) -> Followup:
@@ -273,19 +337,24 @@ async def list_followups(
 async def cancel_followup(session: AsyncSession, followup_id: int, *, user: User, now: datetime) -> Followup:
     """Cancel a pending follow-up (a scheduled send is unscheduled too); refused once it has fired."""
     check(user, "followup.manage")
-    result = cast(CursorResult[Any], await session.execute(
-        update(Followup)
-        .where(Followup.id == followup_id, Followup.fired_at.is_(None), Followup.cancelled_at.is_(None))
-        .values(cancelled_at=now, result=f"cancelled by {user.name}")
-        .execution_options(synchronize_session=False)
-    ))
+    result = cast(
+        CursorResult[Any],
+        await session.execute(
+            update(Followup)
+            .where(Followup.id == followup_id, Followup.fired_at.is_(None), Followup.cancelled_at.is_(None))
+            .values(cancelled_at=now, result=f"cancelled by {user.name}")
+            .execution_options(synchronize_session=False)
+        ),
+    )
     f = await get_followup(session, followup_id)
     if result.rowcount != 1:
         if f.cancelled_at is not None:
             raise Conflict(f"follow-up {followup_id} was already cancelled at {f.cancelled_at.isoformat()}.")
         assert f.fired_at is not None
-        raise Conflict(f"follow-up {followup_id} fired at {f.fired_at.isoformat()}: it can no longer be cancelled.",
-                       details={"result": f.result})
+        raise Conflict(
+            f"follow-up {followup_id} fired at {f.fired_at.isoformat()}: it can no longer be cancelled.",
+            details={"result": f.result},
+        )
     if f.kind == K.SEND and f.alert_id is not None:
         # Unschedule the alert, unless someone rescheduled it for another time meanwhile.
         await session.execute(
@@ -294,15 +363,24 @@ async def cancel_followup(session: AsyncSession, followup_id: int, *, user: User
             .values(status=A.APPROVED.value, send_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    await audit.record(session, user_id=user.id, action="followup.cancel", object_type="followup",
-                       object_id=followup_id, details={"alert": f.alert_id, "kind": f.kind}, now=now)
+    await audit.record(
+        session,
+        user_id=user.id,
+        action="followup.cancel",
+        object_type="followup",
+        object_id=followup_id,
+        details={"alert": f.alert_id, "kind": f.kind},
+        now=now,
+    )
     return f
 
 
 async def pending(session: AsyncSession) -> dict[int, datetime]:
     """{id: due_at} of every follow-up neither fired nor cancelled (what the scheduler must hold)."""
     rows = await session.execute(
-        select(Followup.id, Followup.due_at).where(Followup.fired_at.is_(None), Followup.cancelled_at.is_(None))
+        select(Followup.id, Followup.due_at).where(
+            Followup.fired_at.is_(None), Followup.cancelled_at.is_(None)
+        )
     )
     return {fid: due for fid, due in rows.all()}
 
@@ -319,12 +397,15 @@ async def due_followups(session: AsyncSession, now: datetime) -> list[int]:
 
 async def rearm_stalled(session: AsyncSession, now: datetime) -> list[int]:
     """Follow-ups claimed but never finished (the process died while sending): fire them again."""
-    rows = (await session.scalars(
-        select(Followup.id).where(Followup.result == FIRING, Followup.fired_at < now - STALLED_AFTER)
-    )).all()
+    rows = (
+        await session.scalars(
+            select(Followup.id).where(Followup.result == FIRING, Followup.fired_at < now - STALLED_AFTER)
+        )
+    ).all()
     for fid in rows:
         await session.execute(
-            update(Followup).where(Followup.id == fid, Followup.result == FIRING)
+            update(Followup)
+            .where(Followup.id == fid, Followup.result == FIRING)
             .values(fired_at=None, result="interrupted while sending; fired again")
             .execution_options(synchronize_session=False)
         )
@@ -346,12 +427,17 @@ class Fired:
 async def fire(app: App, followup_id: int, now: datetime) -> Fired | None:
     """Claim and act on one follow-up; None if another caller claimed it (or it was cancelled)."""
     async with app.sessions.begin() as session:
-        won = cast(CursorResult[Any], await session.execute(
-            update(Followup)
-            .where(Followup.id == followup_id, Followup.fired_at.is_(None), Followup.cancelled_at.is_(None))
-            .values(fired_at=now, result=FIRING)
-            .execution_options(synchronize_session=False)
-        ))
+        won = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Followup)
+                .where(
+                    Followup.id == followup_id, Followup.fired_at.is_(None), Followup.cancelled_at.is_(None)
+                )
+                .values(fired_at=now, result=FIRING)
+                .execution_options(synchronize_session=False)
+            ),
+        )
         if won.rowcount != 1:
             return None
         f = await get_followup(session, followup_id)
@@ -364,12 +450,19 @@ async def fire(app: App, followup_id: int, now: datetime) -> Fired | None:
         result = await reminders.deliver(app, followup_id, plan, now=now)
     else:
         result = plan.result
-    logger.info("follow-up %s (%s) fired %.0f s after its due time: %s", followup_id, kind, late,
-                result.splitlines()[0] if result else "")
+    logger.info(
+        "follow-up %s (%s) fired %.0f s after its due time: %s",
+        followup_id,
+        kind,
+        late,
+        result.splitlines()[0] if result else "",
+    )
     return Fired(followup_id=followup_id, kind=kind, result=result, late_seconds=late)
 
 
-async def act_on_alert(session: AsyncSession, app: App, f: Followup, *, now: datetime) -> tuple[str, Alert | None]:
+async def act_on_alert(
+    session: AsyncSession, app: App, f: Followup, *, now: datetime
+) -> tuple[str, Alert | None]:
     """The database effect of an update or send follow-up, inside the claim's transaction.
 
     Returns (result text, the update alert still waiting for approval or None). A refusal
@@ -386,10 +479,15 @@ async def act_on_alert(session: AsyncSession, app: App, f: Followup, *, now: dat
     if f.kind == K.SEND:
         # The same guarded change as the dispatcher's publish_due: whoever moves it off
         # ``scheduled`` first publishes it; the other finds it already going.
-        won = cast(CursorResult[Any], await session.execute(
-            update(Alert).where(Alert.id == alert.id, Alert.status == A.SCHEDULED.value)
-            .values(status=A.APPROVED.value).execution_options(synchronize_session=False)
-        ))
+        won = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Alert)
+                .where(Alert.id == alert.id, Alert.status == A.SCHEDULED.value)
+                .values(status=A.APPROVED.value)
+                .execution_options(synchronize_session=False)
+            ),
+        )
         await session.refresh(alert)
         if won.rowcount != 1:
             if alert.status in (A.SENDING, A.SENT):

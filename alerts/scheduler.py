@@ -71,6 +71,7 @@ class RunningScheduler:
         self._lock_conn: AsyncConnection | None = None
         self._campaign: asyncio.Task[None] | None = None
         self._firing: set[asyncio.Task[None]] = set()
+        self._in_flight: set[int] = set()  # ids whose job is running (its trigger is already spent)
         self._stopping = False
 
     # -- leadership ----------------------------------------------------------------------
@@ -81,15 +82,18 @@ class RunningScheduler:
         if is_sqlite(str(self.app.engine.url)):
             await self._lead()
         elif not await self._try_lock():
-            logger.info("another process schedules follow-ups; retrying the leader lock every %.0f s",
-                        self.lock_retry_seconds)
+            logger.info(
+                "another process schedules follow-ups; retrying the leader lock every %.0f s",
+                self.lock_retry_seconds,
+            )
             self._campaign = asyncio.create_task(self._campaign_loop(), name="scheduler-leader-lock")
 
     async def _try_lock(self) -> bool:
         conn = await self.app.engine.connect()
         try:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK_KEY})).scalar()
+            query = text("SELECT pg_try_advisory_lock(:k)")
+            got = (await conn.execute(query, {"k": LEADER_LOCK_KEY})).scalar()
         except Exception:
             await conn.close()
             raise
@@ -113,8 +117,13 @@ class RunningScheduler:
         self.is_leader = True
         logger.info("this process schedules follow-ups")
         await self.reconcile()
-        self.scheduler.add_job(self._reconcile_job, "interval", seconds=self.reconcile_seconds, id=RECONCILE_JOB,
-                               replace_existing=True)
+        self.scheduler.add_job(
+            self._reconcile_job,
+            "interval",
+            seconds=self.reconcile_seconds,
+            id=RECONCILE_JOB,
+            replace_existing=True,
+        )
 
     async def _lock_alive(self) -> bool:
         if self._lock_conn is None:
@@ -162,6 +171,8 @@ class RunningScheduler:
             wanted = await followups.pending(session)
         changed = 0
         for fid, due in wanted.items():
+            if fid in self._in_flight:
+                continue
             job_id = f"{JOB_PREFIX}{fid}"
             job: Job | None = self.scheduler.get_job(job_id)
             if job is not None and self._due.get(fid) == due:
@@ -170,8 +181,15 @@ class RunningScheduler:
             if job is not None:
                 job.reschedule(trigger)
             else:
-                self.scheduler.add_job(self._fire_job, trigger, args=[fid], id=job_id, replace_existing=True,
-                                       misfire_grace_time=None, coalesce=True)
+                self.scheduler.add_job(
+                    self._fire_job,
+                    trigger,
+                    args=[fid],
+                    id=job_id,
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                    coalesce=True,
+                )
             self._due[fid] = due
             changed += 1
         for job in self.scheduler.get_jobs():
@@ -193,6 +211,7 @@ class RunningScheduler:
         task = asyncio.current_task()
         if task is not None:
             self._firing.add(task)
+        self._in_flight.add(followup_id)
         try:
             async with self._slots:
                 if not self.is_leader:
@@ -204,6 +223,7 @@ class RunningScheduler:
             logger.exception("follow-up %s could not be fired; the reconcile will retry it", followup_id)
             self._due.pop(followup_id, None)
         finally:
+            self._in_flight.discard(followup_id)
             if task is not None:
                 self._firing.discard(task)
 
@@ -241,8 +261,13 @@ async def start_scheduler(
     clock: Callable[[], datetime] = utcnow,
 ) -> RunningScheduler:
     """Start this process's follow-up scheduler (see the module docstring)."""
-    running = RunningScheduler(app, reconcile_seconds=reconcile_seconds, lock_retry_seconds=lock_retry_seconds,
-                               concurrency=concurrency, clock=clock)
+    running = RunningScheduler(
+        app,
+        reconcile_seconds=reconcile_seconds,
+        lock_retry_seconds=lock_retry_seconds,
+        concurrency=concurrency,
+        clock=clock,
+    )
     await running.start()
     app.extras["scheduler"] = running
     return running

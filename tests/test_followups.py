@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval, drafts, tracking, users
 from alerts.app import App, open_app
-from alerts.capture import CaptureServer, CapturedMessage, RecordingHandler
+from alerts.capture import CapturedMessage, CaptureServer, RecordingHandler
 from alerts.config import DispatcherSettings, Settings
 from alerts.dispatch import Dispatcher
 from alerts.errors import Conflict, PermissionDenied, ValidationError
@@ -25,7 +25,7 @@ from alerts.timeutil import utcnow
 from channels.email import EmailChannel
 from tests.factories import RENDERER, add_contacts, approved_alert
 
-T0 = datetime(2030, 3, 20, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2030, 3, 20, 8, 0, tzinfo=UTC)
 FAST = DispatcherSettings(backoff_base=0.05, backoff_max=0.1, flush_interval=0.01, lease_seconds=30, max_attempts=3)
 
 

@@ -13,7 +13,7 @@ from alerts.capture import CaptureServer
 from alerts.models import Followup
 from alerts.scheduler import start_scheduler
 from alerts.timeutil import utcnow
-from tests.test_followups import add, app, capture, row, sent_alert  # noqa: F401 - fixtures
+from tests.test_followups import add, app, capture, row, sent_alert
 
 __all__ = ["app", "capture"]
 

@@ -1,13 +1,13 @@
 """JSON API for follow-ups and responses under /api/v1 (bearer tokens).
 
-    GET    /api/v1/alerts/{id}/followups      view            the alert's follow-ups
-    POST   /api/v1/alerts/{id}/followups      followup.manage {"kind", "at"|"in", "note", "data",
-                                                               "condition", "kinds"} → 201
-    GET    /api/v1/followups?status=pending   view            every follow-up (pending only)
-    POST   /api/v1/followups                  followup.manage a digest (no alert) → 201
-    DELETE /api/v1/followups/{id}             followup.manage cancel
-    POST   /api/v1/alerts/{id}/responses      alert.respond   {"contact_id", "summary",
-                                                               "responded_at"} → 201
+GET    /api/v1/alerts/{id}/followups      view            the alert's follow-ups
+POST   /api/v1/alerts/{id}/followups      followup.manage {"kind", "at"|"in", "note", "data",
+                                                           "condition", "kinds"} → 201
+GET    /api/v1/followups?status=pending   view            every follow-up (pending only)
+POST   /api/v1/followups                  followup.manage a digest (no alert) → 201
+DELETE /api/v1/followups/{id}             followup.manage cancel
+POST   /api/v1/alerts/{id}/responses      alert.respond   {"contact_id", "summary",
+                                                           "responded_at"} → 201
 """
 
 from __future__ import annotations
@@ -63,12 +63,16 @@ async def _create(request: web.Request, alert_id: int | None) -> web.Response:
     body = await _body(request)
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
-        raise ValidationError(f"{unknown[0]}: unknown field; fields are {', '.join(sorted(_FIELDS))}.",
-                              details={"field": unknown[0]})
+        raise ValidationError(
+            f"{unknown[0]}: unknown field; fields are {', '.join(sorted(_FIELDS))}.",
+            details={"field": unknown[0]},
+        )
     now = utcnow()
     at, in_ = _text(body, "at"), _text(body, "in")
     if (at is None) == (in_ is None):
-        raise ValidationError("at, in: give exactly one of at (ISO-8601) or in (e.g. 7d).", details={"field": "at"})
+        raise ValidationError(
+            "at, in: give exactly one of at (ISO-8601) or in (e.g. 7d).", details={"field": "at"}
+        )
     due = parse_when(at, field="at") if at is not None else now + parse_duration(in_ or "", field="in")
     data = body.get("data")
     if data is not None and not isinstance(data, dict):
@@ -79,10 +83,19 @@ async def _create(request: web.Request, alert_id: int | None) -> web.Response:
     app = request.app[APP]
     async with app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id) if alert_id is not None else None
-        f = await add_followup(session, alert=alert, kind=_text(body, "kind") or "", due_at=due,
-                               note=_text(body, "note", default="") or "", data=data,
-                               condition=_text(body, "condition"), kinds=kinds, user=user, now=now,
-                               validate_case=app.renderer.validate_case)
+        f = await add_followup(
+            session,
+            alert=alert,
+            kind=_text(body, "kind") or "",
+            due_at=due,
+            note=_text(body, "note", default="") or "",
+            data=data,
+            condition=_text(body, "condition"),
+            kinds=kinds,
+            user=user,
+            now=now,
+            validate_case=app.renderer.validate_case,
+        )
         doc = to_json(f, _tz(request))
     return web.json_response(doc, status=201, dumps=_dumps)
 
@@ -143,8 +156,9 @@ async def add_response(request: web.Request) -> web.Response:
     body = await _body(request)
     contact_id = body.get("contact_id")
     if contact_id is not None and (not isinstance(contact_id, int) or isinstance(contact_id, bool)):
-        raise ValidationError("contact_id: must be a contact id (a whole number) or null.",
-                              details={"field": "contact_id"})
+        raise ValidationError(
+            "contact_id: must be a contact id (a whole number) or null.", details={"field": "contact_id"}
+        )
     responded = _text(body, "responded_at")
     now = utcnow()
     async with request.app[APP].sessions.begin() as session:
@@ -152,12 +166,21 @@ async def add_response(request: web.Request) -> web.Response:
         if contact_id is not None and await session.get(Contact, contact_id) is None:
             raise NotFound(f"contact {contact_id} does not exist.")
         response = await tracking.record_response(
-            session, alert, contact_id=contact_id, summary=_text(body, "summary", default="") or "",
-            recorded_by=user.id, now=now,
+            session,
+            alert,
+            contact_id=contact_id,
+            summary=_text(body, "summary", default="") or "",
+            recorded_by=user.id,
+            now=now,
             responded_at=parse_when(responded, field="responded_at") if responded else None,
         )
-        doc = {"id": response.id, "alert_id": alert.id, "contact_id": response.contact_id,
-               "summary": response.summary, "responded_at": response.responded_at.isoformat()}
+        doc = {
+            "id": response.id,
+            "alert_id": alert.id,
+            "contact_id": response.contact_id,
+            "summary": response.summary,
+            "responded_at": response.responded_at.isoformat(),
+        }
     return web.json_response(doc, status=201, dumps=_dumps)
 
 
