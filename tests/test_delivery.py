@@ -182,7 +182,7 @@ async def test_telegram_error_payloads(
     }
     assert [c.chat_id for c in botapi.sent() if c.chat_id in ("100004", "-1009999")] == ["100004", "-1009999"]
     ok_chats = Counter(chat for _, chat, behaviour in botapi.answered if behaviour == "ok")
-    assert len(ok_chats) == 8 and all(n == 1 for n in ok_chats.values())  # one copy per chat
+    assert len(ok_chats) == 7 and all(n == 1 for n in ok_chats.values())  # one copy per chat
     async with sessions() as session:
         migrated = (
             await session.execute(select(Contact.telegram).where(Contact.name == "Person 4"))
