@@ -263,13 +263,16 @@ class Dispatcher:
         )
 
     async def _recorder(self, stop: asyncio.Event) -> None:
+        # a fixed cadence: the time a flush takes (waiting for SQLite's write lock, say) is not
+        # added to the interval, so at most about one interval's sends await recording
         while True:
-            await asyncio.sleep(self.settings.flush_interval)
+            started = time.monotonic()
             try:
                 await self._flush()
             except Exception:
                 logger.exception("recording outcomes failed; will retry")
                 await asyncio.sleep(0.5)
+            await asyncio.sleep(max(0.0, self.settings.flush_interval - (time.monotonic() - started)))
 
     async def _flush(self) -> None:
         if not self._results:
