@@ -113,6 +113,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--parent", type=int, metavar="ID", help="the alert this one updates (threaded under it)")
     s.add_argument("--embargo", metavar="ISO-8601", help="press embargo time")
     s.add_argument("--fallback-email", action="store_true", help="email those whose Telegram delivery fails")
+    s.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a PDF or image sent with the press release (repeatable)",
+    )
     s.set_defaults(handler="alert_create")
     s = alert.add_parser("preview", help="show the rendered alert for one audience, channel and language")
     s.add_argument("id", type=int)

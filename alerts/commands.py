@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval, contacts, drafts, erasure, tracking, users
 from alerts.app import App, open_app
+from alerts.attachments import attach
 from alerts.cli import print_json, read_case_file
 from alerts.config import Settings
 from alerts.contacts_csv import import_csv
@@ -151,6 +152,7 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
             alert.embargo_until = parse_when(args.embargo, field="--embargo")
         alert.fallback_email = args.fallback_email
         await session.flush()
+        await attach(session, alert, args.attach, now=utcnow())
         alert_id = alert.id
     print(alert_id)
     return 0

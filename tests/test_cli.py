@@ -190,3 +190,77 @@ async def test_public_alert_needs_consent_before_sending(cli: CLI, tmp_path: Pat
     assert status["state"] == "approved" and status["channels"] == {}
     assert (await cli("alert", "consent", alert_id, "--recorded-by", "admin", "--scope", "public")).code == 0
     assert (await cli("alert", "send", alert_id)).code == 0
+
+
+PRESS_CSV = """name,email,telegram,kind,language,organisation,country,lists
+Reporter D,reporter@example.org,,press,en,Wire,Freedonia,press
+"""
+
+
+async def test_test_send_then_press_release_with_attachment(
+    cli: CLI, tmp_path: Path, smtp: CaptureServer
+) -> None:
+    import email as email_pkg
+
+    assert (await cli("init", "--password", "correct horse battery")).code == 0
+    assert (
+        await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")
+    ).code == 0
+    (tmp_path / "press.csv").write_text(PRESS_CSV)
+    assert (await cli("contacts", "import", "press.csv", "--no-progress")).code == 0
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    (tmp_path / "run.sh").write_text("echo no")
+    refused = await cli(
+        "alert",
+        "create",
+        "--template",
+        "urgent-appeal",
+        "--data",
+        str(EXAMPLE),
+        "--list",
+        "press",
+        "--channel",
+        "press",
+        "--attach",
+        "run.sh",
+    )
+    assert refused.code != 0 and refused.err.startswith("alerts: --attach run.sh: type ")
+    assert (
+        await cli("alert", "status", "1")
+    ).err == "alerts: alert 1 does not exist\n"  # nothing half-written
+    created = await cli(
+        "alert",
+        "create",
+        "--template",
+        "urgent-appeal",
+        "--data",
+        str(EXAMPLE),
+        "--list",
+        "press",
+        "--channel",
+        "press",
+        "--attach",
+        "photo.png",
+        "--embargo",
+        "2030-01-02T09:00:00Z",
+    )
+    alert_id = created.out.strip()
+    assert alert_id.isdigit(), created.err
+
+    tested = await cli(
+        "alert", "test", alert_id, "--to", "officer@example.org", "--channel", "press", "--audience", "press"
+    )
+    assert tested.code == 0, tested.err
+    [test_msg] = smtp.messages()
+    assert list(test_msg.rcpt_tos) == ["officer@example.org"] and test_msg.subject.startswith("[TEST] ")
+
+    assert (await cli("alert", "submit", alert_id)).code == 0
+    assert (await cli("alert", "approve", alert_id, "--as", "rafael")).code == 0
+    assert (await cli("alert", "send", alert_id, "--wait")).code == 0
+    release = [m for m in smtp.messages() if list(m.rcpt_tos) == ["reporter@example.org"]]
+    assert len(release) == 1
+    parsed = email_pkg.message_from_bytes(release[0].raw)
+    files = [(p.get_filename(), p.get_content_type()) for p in parsed.walk() if p.get_filename()]
+    assert files == [("photo.png", "image/png")]
+    text = next(p for p in parsed.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert b"EMBARGOED UNTIL 2030-01-02 09:00 UTC" in text
