@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.events import append_events, event_row
+from alerts.events import append_events, event_row, record_moves
 from alerts.messages import Claimed
 from alerts.models import Alert, Contact, Delivery
 from alerts.states import CLAIMABLE_STATES, DeliveryState, EventType
@@ -149,23 +149,27 @@ async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: st
         .execution_options(synchronize_session=False)
     )
     rows = result.all()
-    await append_events(
+    await record_moves(
         session,
-        [
-            event_row(
-                delivery_id=r.id,
-                alert_id=r.alert_id,
-                type=EventType.RELEASED,
-                at=now,
-                from_state=str(DeliveryState.SENDING),
-                to_state=str(DeliveryState.QUEUED),
-                attempt=r.attempts,
-                detail=f"released by {worker} on shutdown",
-            )
-            for r in rows
-        ],
+        rows,
+        type=EventType.RELEASED,
+        from_state=DeliveryState.SENDING,
+        to_state=DeliveryState.QUEUED,
+        at=now,
+        detail=f"released by {worker} on shutdown",
     )
     return len(rows)
+
+
+async def extend_leases(session: AsyncSession, *, worker: str, until: datetime) -> int:
+    """Heartbeat: push back the lease of every delivery this (living) worker holds."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.state == str(DeliveryState.SENDING), Delivery.claimed_by == worker)
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
 
 
 async def reclaim_expired(session: AsyncSession, *, now: datetime, limit: int = 5000) -> int:
@@ -197,20 +201,13 @@ async def reclaim_expired(session: AsyncSession, *, now: datetime, limit: int = 
             .execution_options(synchronize_session=False)
         )
     ).all()
-    await append_events(
+    await record_moves(
         session,
-        [
-            event_row(
-                delivery_id=r.id,
-                alert_id=r.alert_id,
-                type=EventType.RELEASED,
-                at=now,
-                from_state=str(DeliveryState.SENDING),
-                to_state=str(DeliveryState.QUEUED),
-                attempt=r.attempts,
-                detail=f"lease of {r.claimed_by} expired; reclaimed",
-            )
-            for r in rows
-        ],
+        rows,
+        type=EventType.RELEASED,
+        from_state=DeliveryState.SENDING,
+        to_state=DeliveryState.QUEUED,
+        at=now,
+        detail=lambda r: f"lease of {r.claimed_by} expired; reclaimed",
     )
     return len(rows)

@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts import audit
+from alerts import approval, audit
 from alerts.errors import Conflict, ValidationError
-from alerts.events import append_events, event_row
+from alerts.events import record_moves
 from alerts.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.models import Alert, Delivery, User
 from alerts.states import AlertStatus, DeliveryState, EventType
@@ -46,44 +46,33 @@ async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | Non
             f"alert {alert.id} is {alert.status}; only a sent or sending alert has failed deliveries."
         )
     rows = (
-        (
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.alert_id == alert.id, Delivery.state == str(DeliveryState.FAILED))
-                .values(
-                    state=str(DeliveryState.QUEUED),
-                    next_attempt_at=now,
-                    attempts=0,
-                    unknown_outcomes=0,
-                    last_error=None,
-                    updated_at=now,
-                )
-                .returning(Delivery.id)
-                .execution_options(synchronize_session=False)
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.alert_id == alert.id, Delivery.state == str(DeliveryState.FAILED))
+            .values(
+                state=str(DeliveryState.QUEUED),
+                next_attempt_at=now,
+                attempts=0,
+                unknown_outcomes=0,
+                last_error=None,
+                updated_at=now,
             )
+            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
+            .execution_options(synchronize_session=False)
         )
-        .scalars()
-        .all()
-    )
-    await append_events(
+    ).all()
+    await record_moves(
         session,
-        [
-            event_row(
-                delivery_id=i,
-                alert_id=alert.id,
-                type=EventType.QUEUED,
-                at=now,
-                from_state=str(DeliveryState.FAILED),
-                to_state=str(DeliveryState.QUEUED),
-                detail="resend-failed",
-            )
-            for i in rows
-        ],
+        rows,
+        type=EventType.QUEUED,
+        from_state=DeliveryState.FAILED,
+        to_state=DeliveryState.QUEUED,
+        at=now,
+        detail="resend-failed",
     )
-    if rows:
-        alert.status = str(AlertStatus.SENDING)
+    if rows and alert.status != AlertStatus.SENDING:
+        await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)
         alert.completed_at = None
-        alert.updated_at = now
     await audit.record(
         session,
         user_id=user.id if user else None,
@@ -104,25 +93,18 @@ async def cancel_pending(session: AsyncSession, alert: Alert, *, now: datetime) 
             update(Delivery)
             .where(Delivery.alert_id == alert.id, Delivery.state.in_(open_states))
             .values(state=str(DeliveryState.CANCELLED), next_attempt_at=None, updated_at=now)
-            .returning(Delivery.id, Delivery.attempts)
+            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
             .execution_options(synchronize_session=False)
         )
     ).all()
-    await append_events(
+    await record_moves(
         session,
-        [
-            event_row(
-                delivery_id=r.id,
-                alert_id=alert.id,
-                type=EventType.CANCELLED,
-                at=now,
-                from_state=None,
-                to_state=str(DeliveryState.CANCELLED),
-                attempt=r.attempts,
-                detail="alert closed",
-            )
-            for r in rows
-        ],
+        rows,
+        type=EventType.CANCELLED,
+        from_state=None,
+        to_state=DeliveryState.CANCELLED,
+        at=now,
+        detail="alert closed",
     )
     return len(rows)
 

@@ -7,6 +7,7 @@ The dispatcher records outcomes in batches through ``event_row()`` dicts; everyt
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,35 @@ async def append_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     """Insert many events in one statement."""
     if rows:
         await session.execute(insert(DeliveryEvent), rows)
+
+
+async def record_moves(
+    session: AsyncSession,
+    rows: Sequence[Any],
+    *,
+    type: EventType,
+    from_state: DeliveryState | None,
+    to_state: DeliveryState,
+    at: datetime,
+    detail: str | Callable[[Any], str],
+) -> None:
+    """One event per row moved by a bulk UPDATE … RETURNING (rows carry id, alert_id, attempts)."""
+    await append_events(
+        session,
+        [
+            event_row(
+                delivery_id=r.id,
+                alert_id=r.alert_id,
+                type=type,
+                at=at,
+                from_state=str(from_state) if from_state is not None else None,
+                to_state=str(to_state),
+                attempt=r.attempts,
+                detail=detail(r) if callable(detail) else detail,
+            )
+            for r in rows
+        ],
+    )
 
 
 def check_transition(delivery_id: int, old: str, new: DeliveryState) -> None:

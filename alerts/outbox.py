@@ -15,21 +15,16 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, insert, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.audience import audience_select, previous_recipients_select
+from alerts.db import dialect_insert
 from alerts.models import Alert, Delivery, DeliveryEvent
 from alerts.states import DeliveryState, EventType
 
 logger = logging.getLogger(__name__)
 
 CONTACT_CHANNELS = ("email", "press", "telegram")
-
-
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Delivery)
 
 
 async def fan_out(
@@ -82,7 +77,7 @@ async def fan_out(
             literal(now, Delivery.updated_at.type).label("updated_at"),
         )
         stmt = (
-            _insert(session)
+            dialect_insert(session, Delivery)
             .from_select(
                 [
                     *cols,

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.audience import suppression_channel
+from alerts.db import dialect_insert
 from alerts.events import append_events, event_row
 from alerts.messages import AlertInfo, Claimed
 from alerts.models import Contact, Delivery, Suppression
@@ -71,11 +71,6 @@ def decide(result: Result, policy: RetryPolicy) -> tuple[DeliveryState, datetime
     if retry_at is None:
         return DeliveryState.FAILED, None, event if o.kind is OutcomeKind.UNKNOWN else EventType.FAILED
     return DeliveryState.DEFERRED, retry_at, event
-
-
-def _insert(session: AsyncSession, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 async def record(
@@ -154,7 +149,9 @@ async def record(
         await session.execute(_UPDATE, updates)
     await append_events(session, events)
     if suppressions:
-        stmt = _insert(session, Suppression).on_conflict_do_nothing(index_elements=["channel", "address_key"])
+        stmt = dialect_insert(session, Suppression).on_conflict_do_nothing(
+            index_elements=["channel", "address_key"]
+        )
         await session.execute(stmt, suppressions)
     for item in fallbacks:
         await _fallback_to_email(session, item, now=now)
@@ -190,7 +187,7 @@ async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datet
     if suppressed is not None:
         return
     stmt = (
-        _insert(session, Delivery)
+        dialect_insert(session, Delivery)
         .values(
             alert_id=item.alert_id,
             contact_id=item.contact_id,

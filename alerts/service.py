@@ -19,13 +19,23 @@ logger = logging.getLogger(__name__)
 def make_dispatcher(app: App) -> Dispatcher:
     """The dispatcher for this process, from the app's settings."""
     return Dispatcher(
-        sessions=app.sessions, channels=app.channels, builder=app.builder, settings=app.settings.dispatcher,
-        concurrency=app.channel_concurrency(), webhook_url=app.settings.webhook.url,
+        sessions=app.sessions,
+        channels=app.channels,
+        builder=app.builder,
+        settings=app.settings.dispatcher,
+        concurrency=app.channel_concurrency(),
+        webhook_url=app.settings.webhook.url,
     )
 
 
-async def run_service(settings: Settings, *, web_ui: bool = True, stop: asyncio.Event | None = None,
-                      ready: asyncio.Event | None = None, extras: dict[str, object] | None = None) -> None:
+async def run_service(
+    settings: Settings,
+    *,
+    web_ui: bool = True,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    extras: dict[str, object] | None = None,
+) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,7 +69,9 @@ async def run_service(settings: Settings, *, web_ui: bool = True, stop: asyncio.
         if settings.bounces.listen:
             from alerts.inbound import start_listener
 
-            bounce_server = await start_listener(app.sessions, host=settings.bounces.host, port=settings.bounces.port)
+            bounce_server = await start_listener(
+                app.sessions, host=settings.bounces.host, port=settings.bounces.port
+            )
             logger.info("bounce listener (LMTP) on %s:%s", settings.bounces.host, settings.bounces.port)
         dispatch_task = asyncio.create_task(dispatcher.run(stop), name="dispatcher")
         if ready is not None:

@@ -20,12 +20,11 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.db import dialect_insert
 from alerts.errors import ValidationError
 from alerts.models import Suppression
 from alerts.states import SuppressionReason
@@ -58,10 +57,6 @@ def hashed_key(channel: str, address: str) -> str:
     return HASH_PREFIX + digest
 
 
-def _insert(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    name = session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(Suppression)
 
 
 async def suppress(
@@ -83,7 +78,7 @@ async def _upsert(
     session: AsyncSession, *, channel: str, key: str, reason: SuppressionReason, detail: str,
     now: datetime | None,
 ) -> None:
-    stmt = _insert(session).values(
+    stmt = dialect_insert(session, Suppression).values(
         channel=channel, address_key=key, reason=reason.value, detail=detail, created_at=now or utcnow()
     )
     stmt = stmt.on_conflict_do_update(
