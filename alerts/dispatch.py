@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.claim import claim_due, reclaim_expired, release
+from alerts.claim import claim_due, extend_leases, reclaim_expired, release
 from alerts.config import DispatcherSettings
 from alerts.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.models import Alert, Delivery
@@ -303,9 +303,12 @@ class Dispatcher:
             self.alive_at = time.monotonic()
             try:
                 now = self.clock()
-                if time.monotonic() - last_reclaim > max(1.0, self.lease.total_seconds() / 4):
+                if time.monotonic() - last_reclaim > min(max(0.5, self.lease.total_seconds() / 4), 15.0):
                     last_reclaim = time.monotonic()
                     async with self.sessions.begin() as session:
+                        # our own claims stay ours while we live, however long they wait in a
+                        # local queue behind a slow server; only a dead worker's leases expire
+                        await extend_leases(session, worker=self.worker, until=now + self.lease)
                         n = await reclaim_expired(session, now=now)
                     if n:
                         logger.warning("reclaimed %d deliveries whose lease expired", n)
