@@ -50,4 +50,7 @@ def make_web_app(app: App) -> web.Application:
     api.setup(webapp)
     ui.setup(webapp)
     api_followups.setup(webapp)
+    from alerts.web import public
+
+    public.setup(webapp)
     return webapp
