@@ -1,0 +1,323 @@
+"""Officers' sign-in: signed session cookies, CSRF tokens, login rate limits, role checks.
+
+There is no session table: a session is a cookie ``<user id>.<issued>.<nonce>.<fingerprint>.<mac>``
+signed with HMAC-SHA256 under a key derived from ``[server] secret_key``. It expires
+``SESSION_MAX_AGE`` after sign-in, stops working when the user's password changes (the
+fingerprint is a MAC of the stored hash) or the user is deactivated, and ``/logout`` revokes
+its nonce in this process until it would have expired anyway.
+
+CSRF tokens are a MAC of the session nonce (or, before sign-in, of a random ``ua_pre`` cookie):
+every form carries one and every state-changing request of the officers' pages checks it.
+Failed sign-ins are counted per account and per client address; past ``LOGIN_LIMIT`` failures
+in ``LOGIN_WINDOW`` the sign-in is refused with 429 and ``Retry-After`` before any password is
+checked. The message for an unknown user and a wrong password is the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from alerts import users
+from alerts.errors import AlertsError, PermissionDenied, Unauthorized
+from alerts.models import User
+
+logger = logging.getLogger(__name__)
+
+SESSION_COOKIE = "ua_session"
+PRE_COOKIE = "ua_pre"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_MAX_AGE = 8 * 3600
+LOGIN_LIMIT = 5
+LOGIN_WINDOW = 15 * 60
+DEFAULT_SECRET = "change-me-in-production"
+BAD_CSRF = "the form's security token is missing or invalid; reload the page and try again"
+TOO_MANY = "too many failed sign-in attempts; try again in {minutes} minutes"
+
+
+class CsrfRefused(PermissionDenied):
+    """A state-changing request without a valid CSRF token."""
+
+    code = "csrf_failed"
+
+
+class TooManyAttempts(AlertsError):
+    """Sign-in refused for a while after repeated failures."""
+
+    code, http_status = "rate_limited", 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            TOO_MANY.format(minutes=max(1, -(-retry_after // 60))), details={"retry_after": retry_after}
+        )
+        self.retry_after = retry_after
+
+
+class LoginLimiter:
+    """Failed sign-ins per key in a sliding window (in memory, per process)."""
+
+    MAX_KEYS = 100_000  # beyond this, the oldest keys are forgotten (memory bound)
+
+    def __init__(
+        self,
+        *,
+        limit: int = LOGIN_LIMIT,
+        window: float = LOGIN_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def retry_after(self, *keys: str) -> int:
+        """Seconds until a sign-in may be tried again for these keys (0: now)."""
+        now = self.clock()
+        wait = 0.0
+        for key in keys:
+            times = self._recent(key, now)
+            if len(times) >= self.limit:
+                wait = max(wait, times[-self.limit] + self.window - now)
+        return int(wait) + 1 if wait > 0 else 0
+
+    def fail(self, *keys: str) -> None:
+        """Count one failure against every key."""
+        now = self.clock()
+        for key in keys:
+            times = self._recent(key, now)
+            if not times:
+                if len(self._failures) >= self.MAX_KEYS:
+                    self._failures.pop(next(iter(self._failures)))
+                self._failures[key] = times
+            times.append(now)
+
+    def reset(self, key: str) -> None:
+        """Forget the failures of one key (an account that signed in)."""
+        self._failures.pop(key, None)
+
+
+@dataclass
+class AuthState:
+    """Per-process sign-in state: the signing key, login limits, revoked sessions."""
+
+    key: bytes
+    secure: bool
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    revoked: dict[str, float] = field(default_factory=dict)  # nonce -> when it expires anyway
+
+    def mac(self, purpose: str, value: str) -> str:
+        """A URL-safe HMAC-SHA256 of ``value`` for one purpose."""
+        digest = hmac.new(self.key, f"{purpose}|{value}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def revoke(self, nonce: str, until: float) -> None:
+        """Refuse this session from now on (until it would have expired anyway)."""
+        now = time.time()
+        for old in [n for n, t in self.revoked.items() if t < now]:
+            del self.revoked[old]
+        self.revoked[nonce] = until
+
+
+AUTH = web.AppKey("auth", AuthState)
+
+
+@dataclass
+class Visitor:
+    """What this request knows about its visitor (cached on the request)."""
+
+    signed: tuple[User, Session] | None = None
+    pre: str | None = None  # a pre-sign-in cookie minted on this request
+
+
+VISITOR = web.RequestKey("ua_visitor", Visitor)
+
+
+def visitor(request: web.Request) -> Visitor:
+    """The request's visitor record (created empty on first use)."""
+    found = request.get(VISITOR)
+    if found is None:
+        found = request[VISITOR] = Visitor()
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A verified session cookie."""
+
+    user_id: int
+    issued: int
+    nonce: str
+
+
+def make_state(secret_key: str, public_url: str) -> AuthState:
+    """The sign-in state for a web app; a random key when the secret is the shipped default."""
+    if not secret_key or secret_key == DEFAULT_SECRET:
+        # Anyone can read the default in the source: never sign sessions with it.
+        logger.warning(
+            "[server] secret_key is not set: sessions are signed with a random key and "
+            "end when the service restarts"
+        )
+        secret_key = secrets.token_urlsafe(32)
+    key = hmac.new(secret_key.encode(), b"alerts.web.session", hashlib.sha256).digest()
+    return AuthState(key=key, secure=public_url.lower().startswith("https://"))
+
+
+def _fingerprint(state: AuthState, user: User) -> str:
+    return state.mac("pw", user.password_hash or "")[:16]
+
+
+def issue(state: AuthState, user: User, *, now: float | None = None) -> str:
+    """A signed session cookie value for ``user``."""
+    issued = int(time.time() if now is None else now)
+    payload = f"{user.id}.{issued}.{secrets.token_urlsafe(16)}.{_fingerprint(state, user)}"
+    return f"{payload}.{state.mac('session', payload)}"
+
+
+def parse(state: AuthState, value: str, *, now: float | None = None) -> tuple[Session, str] | None:
+    """The session and password fingerprint in a cookie value, or None if forged or expired."""
+    payload, _, mac = value.rpartition(".")
+    if not payload or not hmac.compare_digest(mac.encode(), state.mac("session", payload).encode()):
+        return None
+    uid, issued, nonce, fingerprint = payload.split(".")
+    age = (time.time() if now is None else now) - int(issued)
+    if not 0 <= age <= SESSION_MAX_AGE or nonce in state.revoked:
+        return None
+    return Session(user_id=int(uid), issued=int(issued), nonce=nonce), fingerprint
+
+
+async def session_user(request: web.Request) -> tuple[User, Session] | None:
+    """The signed-in, active user of this request (cached on the request)."""
+    if VISITOR in request:
+        return request[VISITOR].signed
+    from alerts.web import APP
+
+    found: tuple[User, Session] | None = None
+    state = request.app[AUTH]
+    raw = request.cookies.get(SESSION_COOKIE)
+    parsed = parse(state, raw) if raw else None
+    if parsed is not None:
+        session, fingerprint = parsed
+        async with request.app[APP].sessions() as db:
+            user = await db.get(User, session.user_id)
+        if user is not None and user.active and hmac.compare_digest(fingerprint, _fingerprint(state, user)):
+            found = (user, session)
+    visitor(request).signed = found
+    return found
+
+
+def csrf_token(request: web.Request) -> str:
+    """The CSRF token for forms on this request's page."""
+    state = request.app[AUTH]
+    seen = visitor(request)
+    if seen.signed:
+        return state.mac("csrf", seen.signed[1].nonce)
+    pre = seen.pre or request.cookies.get(PRE_COOKIE)
+    if not pre:
+        pre = seen.pre = secrets.token_urlsafe(16)
+    return state.mac("csrf-pre", pre)
+
+
+def check_csrf(request: web.Request, form: MultiDictProxy[Any] | None) -> None:
+    """Refuse (403) a state-changing request whose token does not match this visitor's."""
+    given = request.headers.get(CSRF_HEADER) or (form.get(CSRF_FIELD) if form is not None else None)
+    state = request.app[AUTH]
+    signed = visitor(request).signed
+    if signed:
+        expected = state.mac("csrf", signed[1].nonce)
+    elif request.cookies.get(PRE_COOKIE):
+        expected = state.mac("csrf-pre", request.cookies[PRE_COOKIE])
+    else:
+        raise CsrfRefused(BAD_CSRF)
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise CsrfRefused(BAD_CSRF)
+
+
+def set_cookies(request: web.Request, response: web.StreamResponse) -> None:
+    """Set the pre-sign-in cookie if this page minted one."""
+    pre = visitor(request).pre
+    if pre:
+        response.set_cookie(
+            PRE_COOKIE,
+            pre,
+            httponly=True,
+            samesite="Lax",
+            path="/",
+            secure=request.app[AUTH].secure,
+            max_age=SESSION_MAX_AGE,
+        )
+
+
+def sign_in(request: web.Request, response: web.StreamResponse, user: User) -> None:
+    """Give the browser a new session cookie (a fresh nonce: no session fixation)."""
+    state = request.app[AUTH]
+    response.set_cookie(
+        SESSION_COOKIE,
+        issue(state, user),
+        httponly=True,
+        samesite="Lax",
+        path="/",
+        secure=state.secure,
+        max_age=SESSION_MAX_AGE,
+    )
+    response.del_cookie(PRE_COOKIE, path="/")
+
+
+def sign_out(request: web.Request, response: web.StreamResponse) -> None:
+    """Revoke the request's session and delete its cookie."""
+    signed = visitor(request).signed
+    if signed:
+        request.app[AUTH].revoke(signed[1].nonce, signed[1].issued + SESSION_MAX_AGE)
+    response.del_cookie(SESSION_COOKIE, path="/")
+
+
+def client_address(request: web.Request) -> str:
+    """The peer address (forwarding headers are not trusted: they are the client's to forge)."""
+    return request.remote or "unknown"
+
+
+async def attempt_sign_in(request: web.Request, name: str, password: str) -> User:
+    """Check the limits, then the password; count a failure. Raises TooManyAttempts or Unauthorized."""
+    from alerts.web import APP
+
+    state = request.app[AUTH]
+    account, address = f"user:{name.strip().lower()}", f"addr:{client_address(request)}"
+    wait = state.limiter.retry_after(account, address)
+    if wait:
+        logger.info("sign-in refused: too many failures")
+        raise TooManyAttempts(wait)
+    try:
+        async with request.app[APP].sessions.begin() as db:
+            user = await users.authenticate_password(db, name, password)
+    except Unauthorized:
+        state.limiter.fail(account, address)
+        logger.info("failed sign-in")
+        raise
+    state.limiter.reset(account)
+    return user
+
+
+def require(user: User, action: str) -> None:
+    """users.check, named for the pages: PermissionDenied (403) unless ``user`` may do ``action``."""
+    users.check(user, action)

@@ -1,0 +1,90 @@
+// Urgent Alerts officers' pages: live preview, live counts (SSE), confirmations. No framework.
+"use strict";
+(function () {
+  var csrf = (document.querySelector("input[name=csrf_token]") || {}).value || "";
+
+  document.addEventListener("submit", function (ev) {
+    var btn = ev.submitter;
+    var msg = btn && btn.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) { ev.preventDefault(); }
+  });
+
+  var familySwitch = document.querySelector("[data-family-switch]");
+  if (familySwitch) {
+    familySwitch.addEventListener("change", function () {
+      window.location.search = "?family=" + encodeURIComponent(familySwitch.value);
+    });
+  }
+
+  var panel = document.querySelector("[data-preview]");
+  if (panel) {
+    var url = panel.getAttribute("data-preview");
+    var post = panel.hasAttribute("data-post");
+    var editor = document.getElementById("editor");
+    var pick = function (name) { return panel.querySelector("[data-p=" + name + "]").value; };
+    var show = function (sel, text) { panel.querySelector(sel).textContent = text; };
+    var timer = null;
+    var refresh = function () {
+      var req;
+      if (post) {
+        var body = new FormData(editor);
+        body.set("audience", pick("audience"));
+        body.set("channel", pick("channel"));
+        body.set("language", pick("language"));
+        req = fetch(url, { method: "POST", body: body, headers: { "X-CSRF-Token": csrf, "Accept": "application/json" } });
+      } else {
+        var q = new URLSearchParams({ audience: pick("audience"), channel: pick("channel"), language: pick("language") });
+        req = fetch(url + "?" + q.toString(), { headers: { "Accept": "application/json" } });
+      }
+      req.then(function (r) { return r.json().then(function (doc) { return [r.ok, doc]; }); })
+        .then(function (res) {
+          var err = panel.querySelector("[data-p-error]");
+          var frame = panel.querySelector("[data-p-html]");
+          if (!res[0]) {
+            err.hidden = false; err.textContent = res[1].error ? res[1].error.message : "preview failed";
+            return;
+          }
+          err.hidden = true;
+          show("[data-p-subject]", res[1].subject || "(none)");
+          show("[data-p-text]", res[1].text);
+          if (res[1].html) { frame.hidden = false; frame.srcdoc = res[1].html; } else { frame.hidden = true; }
+          panel.setAttribute("data-ready", "1");
+        })
+        .catch(function () { show("[data-p-error]", "preview failed: network error"); });
+    };
+    panel.querySelectorAll("select").forEach(function (s) { s.addEventListener("change", refresh); });
+    panel.querySelector("[data-refresh]").addEventListener("click", refresh);
+    if (editor) {
+      editor.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refresh, 600); });
+    }
+    refresh();
+  }
+
+  var live = document.querySelector("[data-live]");
+  if (live && window.EventSource) {
+    var states = ["queued", "sending", "sent", "delivered", "deferred", "failed", "bounced", "suppressed", "cancelled"];
+    var render = function (doc) {
+      live.hidden = doc.total === 0;
+      var body = live.querySelector("[data-counts]");
+      body.textContent = "";
+      Object.keys(doc.channels).forEach(function (ch) {
+        if (ch === "responses") { return; }
+        var tr = document.createElement("tr");
+        var th = document.createElement("th"); th.scope = "row"; th.textContent = ch; tr.appendChild(th);
+        states.forEach(function (s) {
+          var td = document.createElement("td");
+          td.setAttribute("data-cell", ch + ":" + s);
+          td.textContent = doc.channels[ch][s] || 0;
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+      live.querySelector("[data-live-state]").textContent = doc.open ? doc.open + " still to send" : "all final";
+    };
+    var source = new EventSource(live.getAttribute("data-live"));
+    source.addEventListener("counts", function (ev) { render(JSON.parse(ev.data)); });
+    source.addEventListener("done", function (ev) {
+      render(JSON.parse(ev.data)); live.setAttribute("data-done", "1"); source.close();
+    });
+  }
+})();

@@ -1,0 +1,232 @@
+"""Sign-in, sessions, CSRF and login rate limits of the officers' pages, over real HTTP."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import pytest
+from yarl import URL
+from sqlalchemy import func, select
+
+from alerts import users
+from alerts.models import AuditEntry
+from alerts.timeutil import utcnow
+from alerts.web import auth
+from tests.web import P, PASSWORD, Client, csrf_in, make_staff, running, signed_in
+
+
+@pytest.fixture
+async def web(db_url: str):  # type: ignore[no-untyped-def]
+    async with running(db_url) as (app, base):
+        await make_staff(app)
+        yield app, base
+
+
+async def test_pages_need_sign_in(web) -> None:  # type: ignore[no-untyped-def]
+    _, base = web
+    client = Client(base)
+    try:
+        status, _ = await client.get("/")
+        assert status == 303
+        async with client.http.get(base + f"{P}/alerts/1", headers={"Accept": "text/html"},
+                                   allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/login?next=%2Foffice%2Falerts%2F1"
+        async with client.http.get(base + "/") as r:  # a script, not a browser: the JSON error
+            assert r.status == 401
+            assert await r.json() == {"error": {"code": "unauthorized", "message": "sign in first", "details": {}}}
+    finally:
+        await client.close()
+
+
+async def test_sign_in_sets_a_safe_cookie_and_sign_out_revokes_it(web) -> None:  # type: ignore[no-untyped-def]
+    _, base = web
+    client = Client(base)
+    try:
+        await client.get("/login?next=/office/audit")
+        r = await client.post("/login", {"name": "officer", "password": PASSWORD, "next": "/office/audit"})
+        assert r.status == 303 and r.headers["Location"] == "/office/audit"
+        cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+        assert "Max-Age=28800" in cookie
+        value = client.http.cookie_jar.filter_cookies(URL(base))[auth.SESSION_COOKIE].value
+        status, page = await client.get("/")
+        assert status == 200 and "officer (officer)" in page
+        r = await client.post("/logout", {})
+        assert r.status == 303 and r.headers["Location"] == "/login"
+        # the old cookie, replayed after sign-out, no longer works
+        replay = Client(base)
+        replay.http.cookie_jar.update_cookies({auth.SESSION_COOKIE: value})
+        status, _ = await replay.get("/")
+        assert status == 303
+        await replay.close()
+    finally:
+        await client.close()
+
+
+async def test_next_never_leaves_the_site(web) -> None:  # type: ignore[no-untyped-def]
+    _, base = web
+    client = Client(base)
+    try:
+        await client.get("/login")
+        r = await client.post("/login", {"name": "viewer", "password": PASSWORD, "next": "//evil.example/x"})
+        assert r.headers["Location"] == "/"
+    finally:
+        await client.close()
+
+
+async def test_secure_cookie_when_public_url_is_https(db_url: str) -> None:
+    async with running(db_url, public_url="https://alerts.example.org") as (app, base):
+        await make_staff(app)
+        client = Client(base)
+        try:
+            async with client.http.get(base + "/login") as r:
+                assert "Secure" in r.headers["Set-Cookie"] and "HttpOnly" in r.headers["Set-Cookie"]
+                page = await r.text()
+            # a browser would send the Secure cookie back over https only: hand it over as it would
+            client.http.cookie_jar.update_cookies({auth.PRE_COOKIE: r.cookies[auth.PRE_COOKIE].value})
+            client.token = csrf_in(page)
+            r2 = await client.post("/login", {"name": "officer", "password": PASSWORD})
+            assert r2.status == 303 and "Secure" in r2.headers["Set-Cookie"]
+        finally:
+            await client.close()
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_answer(web) -> None:  # type: ignore[no-untyped-def]
+    _, base = web
+    client = Client(base)
+    try:
+        await client.get("/login")
+        wrong = await client.post("/login", {"name": "officer", "password": "wrong password"})
+        unknown = await client.post("/login", {"name": "nobody", "password": "wrong password"})
+        assert wrong.status == unknown.status == 401
+        _, page = await client.get("/login")
+        r = await client.post("/login", {"name": "nobody", "password": "x"}, html=False)
+        assert (await r.json())["error"]["message"] == users.BAD_CREDENTIALS
+    finally:
+        await client.close()
+
+
+async def test_login_rate_limited_per_account_and_per_address(web) -> None:  # type: ignore[no-untyped-def]
+    app, base = web
+    client = Client(base)
+    try:
+        await client.get("/login")
+        for _ in range(auth.LOGIN_LIMIT):
+            r = await client.post("/login", {"name": "officer", "password": "wrong password"})
+            assert r.status == 401
+        # even the right password is refused now, before it is checked
+        r = await client.post("/login", {"name": "officer", "password": PASSWORD}, html=False)
+        assert r.status == 429
+        assert 0 < int(r.headers["Retry-After"]) <= auth.LOGIN_WINDOW + 1
+        body = await r.json()
+        assert body["error"]["code"] == "rate_limited"
+        assert body["error"]["message"] == "too many failed sign-in attempts; try again in 15 minutes"
+        # the same address trying another account is refused too (per-address limit)
+        r = await client.post("/login", {"name": "reviewer", "password": PASSWORD})
+        assert r.status == 429 and "Retry-After" in r.headers
+    finally:
+        await client.close()
+
+
+def test_limiter_window_slides() -> None:
+    now = [1000.0]
+    limiter = auth.LoginLimiter(limit=2, window=60, clock=lambda: now[0])
+    limiter.fail("user:a")
+    limiter.fail("user:a")
+    assert limiter.retry_after("user:a") == 61
+    now[0] += 30
+    assert limiter.retry_after("user:a", "addr:x") == 31
+    now[0] += 31
+    assert limiter.retry_after("user:a") == 0
+    limiter.fail("user:b")
+    limiter.reset("user:b")
+    assert limiter.retry_after("user:b") == 0
+
+
+async def test_forged_and_expired_session_cookies_are_refused(web) -> None:  # type: ignore[no-untyped-def]
+    app, base = web
+    state = auth.make_state("test-secret-key-0123456789", "http://x")
+    other = auth.make_state("another-secret", "http://x")
+    async with app.sessions() as session:
+        admin = await users.get_user(session, "admin")
+    good = auth.issue(state, admin)
+    assert auth.parse(state, good) is not None
+    forged_mac = auth.issue(other, admin)  # signed with another key
+    uid, issued, nonce, fp, mac = good.split(".")
+    tampered = ".".join([str(admin.id + 1), issued, nonce, fp, mac])  # another user, same MAC
+    expired = auth.issue(state, admin, now=time.time() - auth.SESSION_MAX_AGE - 5)
+    for value in (forged_mac, tampered, expired, "garbage", good + "x"):
+        client = Client(base)
+        client.http.cookie_jar.update_cookies({auth.SESSION_COOKIE: value})
+        status, _ = await client.get("/")
+        assert status == 303, value
+        r = await client.post(f"{P}/alerts/new", {"family": "urgent-appeal"}, csrf=False, html=False)
+        assert r.status in (401, 403)
+        await client.close()
+    # the genuine one works
+    client = Client(base)
+    client.http.cookie_jar.update_cookies({auth.SESSION_COOKIE: good})
+    status, _ = await client.get("/")
+    assert status == 200
+    await client.close()
+
+
+async def test_password_change_and_deactivation_end_sessions(web) -> None:  # type: ignore[no-untyped-def]
+    app, base = web
+    client = await signed_in(base, "officer")
+    other = await signed_in(base, "officer2")
+    try:
+        async with app.sessions.begin() as session:
+            officer = await users.get_user(session, "officer")
+            await users.set_password(session, officer, "a brand new password", now=utcnow())
+            admin = await users.get_user(session, "admin")
+            await users.set_active(session, await users.get_user(session, "officer2"), False, by=admin, now=utcnow())
+        assert (await client.get("/"))[0] == 303
+        assert (await other.get("/"))[0] == 303
+    finally:
+        await client.close()
+        await other.close()
+
+
+async def test_posts_without_a_valid_csrf_token_are_refused(web) -> None:  # type: ignore[no-untyped-def]
+    app, base = web
+    client = await signed_in(base, "officer")
+    try:
+        async with app.sessions() as session:
+            before = await session.scalar(select(func.count()).select_from(AuditEntry))
+        form = {"family": "urgent-appeal", "case_toml": 'defender = "X"', "kinds": "authority", "languages": "en"}
+        r = await client.post(f"{P}/alerts/new", form, csrf=False, html=False)
+        assert r.status == 403
+        assert (await r.json())["error"] == {"code": "csrf_failed", "message": auth.BAD_CSRF, "details": {}}
+        r = await client.post(f"{P}/alerts/new", form | {"csrf_token": "forged"}, csrf=False)
+        assert r.status == 403 and html.escape(auth.BAD_CSRF) in await r.text()
+        # a token from another user's session does not work either
+        other = await signed_in(base, "officer2")
+        r = await client.post(f"{P}/alerts/new", form | {"csrf_token": other.token}, csrf=False)
+        assert r.status == 403
+        await other.close()
+        # sign-in and sign-out need it too
+        r = await client.post("/logout", {}, csrf=False)
+        assert r.status == 403
+        anonymous = Client(base)
+        r = await anonymous.post("/login", {"name": "officer", "password": PASSWORD}, csrf=False)
+        assert r.status == 403
+        await anonymous.close()
+        async with app.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(AuditEntry)) == before
+    finally:
+        await client.close()
+
+
+async def test_pages_send_security_headers(web) -> None:  # type: ignore[no-untyped-def]
+    _, base = web
+    client = await signed_in(base, "viewer")
+    try:
+        async with client.http.get(base + "/", headers={"Accept": "text/html"}) as r:
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+            assert "script-src" not in r.headers["Content-Security-Policy"]  # default-src 'self': no inline
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            assert r.headers["Cache-Control"] == "no-store"
+    finally:
+        await client.close()
