@@ -245,10 +245,10 @@ async def test_contacts_crud_lists_templates_and_import(site: Site) -> None:
     assert {"urgent-appeal", "update", "closure"} <= set(families)
     assert "fr" in families["urgent-appeal"]["languages"]
     assert any(v["name"] == "defender" and v["required"] for v in families["urgent-appeal"]["variables"])
-    csv = ("name,email,telegram,kind,language,organisation,country,lists\n"
-           "Ana,ana@example.org,,media,es,Diario,Calvera,press\n"
-           "Bad,not-an-email,,media,en,,,\n"
-           "Min,minister@example.org,,authority,fr,,,authorities\n").encode()
+    csv = (b"name,email,telegram,kind,language,organisation,country,lists\n"
+           b"Ana,ana@example.org,,media,es,Diario,Calvera,press\n"
+           b"Bad,not-an-email,,media,en,,,\n"
+           b"Min,minister@example.org,,authority,fr,,,authorities\n")
     status, doc = await site.call("POST", "/api/v1/contacts/import?list=imported", user="olga", data=csv,
                                   headers={"Content-Type": "text/csv"})
     assert status == 200, doc

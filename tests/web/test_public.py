@@ -1,0 +1,259 @@
+"""Public pages: double opt-in with a real SMTP capture server, signed links, one-click unsubscribe,
+preferences; the archive shows only public, consented alerts; Atom and CAP 1.2 are well formed."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from alerts import approval
+from alerts.app import open_app
+from alerts.capture import CaptureServer
+from alerts.models import Alert, Contact, DeliveryEvent, Suppression, User
+from alerts.publish import publish
+from alerts.states import AlertStatus
+from alerts.subscriptions import Signer
+from alerts.timeutil import utcnow
+from alerts.web import make_web_app
+from tests.factories import add_contacts, approved_alert, make_users
+from tests.web.conftest import SECRET, Site, site_settings
+
+CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
+ATOM = "{http://www.w3.org/2005/Atom}"
+INVALID = "This link is not valid or has expired."
+
+
+@pytest.fixture
+async def mail_site(db_url: str) -> AsyncIterator[tuple[Site, CaptureServer]]:
+    """The web app with a real email channel delivering to a loopback capture server."""
+    async with CaptureServer() as capture:
+        settings = site_settings(db_url).replace("email", host="127.0.0.1", port=capture.port, pool_size=1)
+        async with open_app(settings) as app:
+            server = TestServer(make_web_app(app))
+            await server.start_server()
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+                yield Site(app=app, base=str(server.make_url("")).rstrip("/"), http=http), capture
+            await server.close()
+
+
+def _link(raw: bytes) -> str:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    body = message.get_body(("plain",))
+    assert body is not None
+    found = re.search(r"http://alerts\.test(/subscribe/confirm/\S+)", body.get_content())
+    assert found is not None
+    return found.group(1)
+
+
+async def _contact(site: Site, address: str) -> Contact:
+    async with site.app.sessions() as session:
+        found = await session.scalar(select(Contact).where(Contact.email_key == address))
+        assert found is not None
+        return found
+
+
+async def _public_alert(site: Site, *, scope: str = "public", sent: bool = True, is_public: bool = True,
+                        parent_id: int | None = None, note: str = "") -> int:
+    async with site.app.sessions.begin() as session:
+        officer = await session.scalar(select(User).where(User.name == "olga"))
+        reviewer = await session.scalar(select(User).where(User.name == "rafael"))
+        if officer is None or reviewer is None:
+            officer, reviewer = await make_users(session)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, lists=(), kinds=("public",),
+                                     languages=("en", "fr"), parent_id=parent_id,
+                                     family="update" if parent_id else "urgent-appeal")
+        alert.is_public = is_public
+        await approval.record_consent(session, alert, user=reviewer, scope="public", note=note, now=utcnow())
+        if sent:
+            await publish(session, alert, now=utcnow())
+            await approval.set_status(session, alert, AlertStatus.SENT, user=None, now=utcnow())
+        if scope != "public":  # consent withdrawn after sending: the archive must drop it
+            await approval.record_consent(session, alert, user=reviewer, scope=scope, now=utcnow())
+        return alert.id
+
+
+async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(mail_site: tuple[Site, CaptureServer]) -> None:
+    site, capture = mail_site
+    status, page = await site.call("GET", "/subscribe")
+    assert status == 200 and 'name="email"' in page
+    form = {"email": "Reader@Example.org", "language": "fr", "kinds": "urgent-appeal", "countries": "Calvera, Tarsis"}
+    status, page = await site.call("POST", "/subscribe", data=form)
+    assert status == 202 and "Check your inbox" in page
+    assert [m.rcpt_tos for m in capture.messages()] == [("Reader@example.org",)]
+    assert capture.messages()[0].subject == "Confirmez votre abonnement aux alertes urgentes"
+    contact = await _contact(site, "reader@example.org")
+    assert (contact.status, contact.kind, contact.language) == ("pending", "public", "fr")
+    assert contact.topics == ["kind:urgent-appeal", "country:Calvera", "country:Tarsis"]
+    # nothing else reaches a pending contact: a public alert goes out before confirmation
+    first = await _public_alert(site)
+    async with site.app.sessions() as session:
+        from alerts.models import Delivery
+
+        assert await session.scalar(select(Delivery.id).where(Delivery.contact_id == contact.id)) is None
+    # asking again at once sends nothing more (no mail-bombing), and says the same thing
+    status, again = await site.call("POST", "/subscribe", data=form)
+    assert status == 202 and again == page and len(capture.messages()) == 1
+    link = _link(capture.messages()[0].raw)
+    status, page = await site.call("GET", link)
+    assert status == 200 and "Confirm my subscription" in page
+    assert (await _contact(site, "reader@example.org")).status == "pending"  # a GET changes nothing
+    status, page = await site.call("POST", link)
+    assert status == 200 and "Your subscription is confirmed." in page
+    assert (await _contact(site, "reader@example.org")).status == "active"
+    status, page = await site.call("POST", link)  # replayed: harmless
+    assert status == 200 and "You are already subscribed." in page
+    # a tampered confirmation token
+    status, page = await site.call("POST", link[:-3] + ("xyz" if not link.endswith("xyz") else "abc"))
+    assert status == 404 and INVALID in page
+    # the contact now gets the next public alert; then unsubscribes in one click (RFC 8058)
+    async with site.app.sessions.begin() as session:
+        alert = await session.get(Alert, first)
+        assert alert is not None
+    second = await _public_alert(site)
+    token = Signer(SECRET).link_token(contact.token)
+    status, page = await site.call("GET", f"/unsubscribe/{token}")
+    assert status == 200 and 'method="post"' in page
+    status, page = await site.call("POST", f"/unsubscribe/{token}", data=b"List-Unsubscribe=One-Click",
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and "You are unsubscribed" in page
+    assert (await _contact(site, "reader@example.org")).status == "unsubscribed"
+    async with site.app.sessions() as session:
+        suppressed = (await session.execute(select(Suppression.channel, Suppression.address_key, Suppression.reason)))
+        assert suppressed.all() == [("email", "reader@example.org", "unsubscribed")]
+        events = (await session.scalars(select(DeliveryEvent).where(DeliveryEvent.type == "unsubscribed"))).all()
+        assert [e.alert_id for e in events] == [second]
+    # again: nothing more is written; an old confirmation link cannot resubscribe
+    status, _ = await site.call("POST", f"/unsubscribe/{token}", data=b"List-Unsubscribe=One-Click",
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200
+    status, page = await site.call("POST", link)
+    assert status == 404 and INVALID in page
+    assert (await _contact(site, "reader@example.org")).status == "unsubscribed"
+    # subscribing again takes a new confirmation; confirming lifts the suppression
+    await site.call("POST", "/subscribe", data=form)
+    assert len(capture.messages()) == 2
+    status, page = await site.call("POST", _link(capture.messages()[1].raw))
+    assert "Your subscription is confirmed." in page
+    async with site.app.sessions() as session:
+        assert (await session.execute(select(Suppression))).all() == []
+    # the token from before the new subscription no longer works
+    status, page = await site.call("GET", f"/unsubscribe/{token}")
+    assert status == 404 and INVALID in page
+
+
+async def test_forged_tokens_get_the_same_404(site: Site) -> None:
+    status, page = await site.call("POST", "/subscribe", data={"email": "someone@example.org", "language": "en"})
+    assert status == 202
+    contact = await _contact(site, "someone@example.org")
+    forged_mac = f"{contact.token}.{'A' * 43}"
+    other_key = Signer("another-secret").link_token(contact.token)
+    unknown = Signer(SECRET).link_token("Z" * 32)
+    pages = set()
+    for token in (forged_mac, other_key, unknown, "nonsense", "a.b.c"):
+        for method, path in (("GET", "/unsubscribe/"), ("POST", "/unsubscribe/"), ("GET", "/preferences/"),
+                             ("POST", "/preferences/"), ("GET", "/subscribe/confirm/"), ("POST", "/subscribe/confirm/")):
+            status, page = await site.call(method, path + token)
+            assert status == 404, (method, path, token)
+            pages.add(page)
+    assert len(pages) == 1 and INVALID in pages.pop()
+    assert (await _contact(site, "someone@example.org")).status == "pending"
+    forged_confirm = Signer("another-secret").confirm_token(contact)
+    status, _ = await site.call("POST", f"/subscribe/confirm/{forged_confirm}")
+    assert status == 404 and (await _contact(site, "someone@example.org")).status == "pending"
+
+
+async def test_subscribe_refuses_bad_input_and_never_says_whether_an_address_is_known(site: Site) -> None:
+    status, page = await site.call("POST", "/subscribe", data={"email": "not-an-address", "language": "en"})
+    assert status == 422 and "email" in page
+    status, page = await site.call("POST", "/subscribe", data={"email": "x@example.org", "language": "xx"})
+    assert status == 422 and "language &#39;xx&#39; is not a two-letter ISO 639-1 code" in page
+    async with site.app.sessions.begin() as session:
+        await add_contacts(session, 1)  # person0@example.org, an active authority
+    _, known = await site.call("POST", "/subscribe", data={"email": "person0@example.org", "language": "en"})
+    _, new = await site.call("POST", "/subscribe", data={"email": "new@example.org", "language": "en"})
+    assert known == new
+    async with site.app.sessions() as session:
+        person = await session.scalar(select(Contact).where(Contact.email_key == "person0@example.org"))
+        assert person is not None and (person.kind, person.status) == ("authority", "active")
+
+
+async def test_preferences(site: Site) -> None:
+    await site.call("POST", "/subscribe", data={"email": "p@example.org", "language": "en"})
+    contact = await _contact(site, "p@example.org")
+    token = Signer(SECRET).link_token(contact.token)
+    status, page = await site.call("GET", f"/preferences/{token}")
+    assert status == 200 and "Your preferences" in page
+    status, page = await site.call("POST", f"/preferences/{token}", data={
+        "channels": "email", "language": "es", "kinds": "update", "countries": "Calvera"})
+    assert status == 200 and "Your preferences are saved." in page
+    contact = await _contact(site, "p@example.org")
+    assert (contact.channels, contact.language, contact.topics) == (["email"], "es", ["kind:update",
+                                                                                      "country:Calvera"])
+    status, page = await site.call("POST", f"/preferences/{token}", data={"channels": "fax", "language": "es"})
+    assert status == 422 and "fax" in page
+    assert (await _contact(site, "p@example.org")).channels == ["email"]
+
+
+def _children(el: ET.Element) -> list[str]:
+    return [c.tag.removeprefix(CAP) for c in el]
+
+
+async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site) -> None:
+    async with site.app.sessions.begin() as session:
+        await add_contacts(session, 2, kind="public")
+    shown = await _public_alert(site, note="INTERNAL: family lives at 12 Harbour Road")
+    restricted = await _public_alert(site, scope="restricted")
+    private = await _public_alert(site, is_public=False)
+    draft = await _public_alert(site, sent=False)
+    update = await _public_alert(site, parent_id=shown)
+    status, page = await site.call("GET", "/alerts")
+    assert status == 200
+    linked = set(re.findall(r'href="/alerts/(\d+)"', page))
+    assert linked == {str(shown), str(update)}
+    for alert_id in (restricted, private, draft):
+        assert (await site.call("GET", f"/alerts/{alert_id}"))[0] == 404
+        assert (await site.call("GET", f"/alerts/{alert_id}.cap.xml"))[0] == 404
+    status, page = await site.call("GET", f"/alerts/{shown}?lang=fr")
+    assert status == 200 and 'lang="fr"' in page and "Lucía Marenco" in page
+    assert "person0@example.org" not in page and "person1@example.org" not in page  # recipients
+    assert "Harbour Road" not in page and "queued" not in page  # consent notes, counts
+    assert f'href="/alerts/{shown}?lang=en"' in page
+    async with site.http.get(site.base + "/feed.atom") as r:
+        assert r.content_type == "application/atom+xml"
+        feed = ET.fromstring(await r.read())
+    entries = feed.findall(f"{ATOM}entry")
+    assert {e.findtext(f"{ATOM}id") for e in entries} == {f"http://alerts.test/alerts/{i}" for i in (shown, update)}
+    assert feed.findtext(f"{ATOM}title") == "Urgent Alerts" and feed.find(f"{ATOM}updated") is not None
+    assert all(e.find(f"{ATOM}updated") is not None and e.findtext(f"{ATOM}title") for e in entries)
+    async with site.http.get(site.base + "/alerts/cap.atom") as r:
+        index = ET.fromstring(await r.read())
+    hrefs = {link.get("href") for link in index.iter(f"{ATOM}link") if link.get("type") == "application/cap+xml"}
+    assert hrefs == {f"http://alerts.test/alerts/{i}.cap.xml" for i in (shown, update)}
+    async with site.http.get(site.base + f"/alerts/{update}.cap.xml") as r:
+        assert r.content_type == "application/cap+xml"
+        cap = ET.fromstring(await r.read())
+    assert cap.tag == f"{CAP}alert"
+    assert _children(cap) == ["identifier", "sender", "sent", "status", "msgType", "scope", "references",
+                              "info", "info"]
+    assert cap.findtext(f"{CAP}status") == "Actual" and cap.findtext(f"{CAP}msgType") == "Update"
+    assert cap.findtext(f"{CAP}scope") == "Public"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", cap.findtext(f"{CAP}sent") or "")
+    sender, identifier, sent = (cap.findtext(f"{CAP}references") or "").split(",")
+    assert (sender, identifier) == ("alerts.test", f"alerts.test-alert-{shown}")
+    infos = cap.findall(f"{CAP}info")
+    assert [i.findtext(f"{CAP}language") for i in infos] == ["en", "fr"]
+    for info in infos:
+        assert _children(info) == ["language", "category", "event", "urgency", "severity", "certainty",
+                                   "senderName", "headline", "description", "web"]
+        assert "person0@example.org" not in (info.findtext(f"{CAP}description") or "")
+    async with site.http.get(site.base + f"/alerts/{shown}.cap.xml") as r:
+        original = ET.fromstring(await r.read())
+    assert original.findtext(f"{CAP}msgType") == "Alert" and original.find(f"{CAP}references") is None
