@@ -15,6 +15,7 @@ from alerts.timeutil import parse_when, utcnow
 from alerts.web.api import (
     ID_PATH,
     LIMIT,
+    MAX_ID,
     OFFSET,
     PREFIX,
     Ctx,
@@ -51,7 +52,12 @@ CREATE: Schema = {
         "title": {"type": "string", "maxLength": drafts.MAX_TITLE},
         **AUDIENCE_PROPS,
         "is_public": {"type": "boolean", "description": "publish in the archive (needs public consent)"},
-        "parent_id": {"type": ["integer", "null"], "minimum": 1, "description": "the alert this one updates"},
+        "parent_id": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_ID,
+            "description": "the alert this one updates",
+        },
         "embargo_until": {**TIME, "type": ["string", "null"]},
         "fallback_email": {"type": "boolean"},
     },
