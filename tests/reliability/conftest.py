@@ -179,7 +179,7 @@ def _toml(value: Any) -> str:
 
 async def _pump(proc: Proc, on_line: Callable[[Proc, str], None] | None) -> None:
     assert proc.process.stdout is not None
-    with proc.log.open("w") as fh:
+    with proc.log.open("w", buffering=1) as fh:
         while True:
             raw = await proc.process.stdout.readline()
             if not raw:
