@@ -74,6 +74,11 @@ async def run_service(
             )
             logger.info("bounce listener (LMTP) on %s:%s", settings.bounces.host, settings.bounces.port)
         dispatch_task = asyncio.create_task(dispatcher.run(stop), name="dispatcher")
+        bot_task = None
+        if settings.telegram.token and web_ui:
+            from alerts.bot import run_bot
+
+            bot_task = asyncio.create_task(run_bot(app, stop), name="telegram-bot")
         if ready is not None:
             ready.set()
         logger.info("dispatcher %s running", dispatcher.worker)
@@ -81,6 +86,9 @@ async def run_service(
             await stop.wait()
         finally:
             logger.info("shutting down")
+            if bot_task is not None:
+                bot_task.cancel()
+                await asyncio.gather(bot_task, return_exceptions=True)
             if runner is not None:
                 await runner.cleanup()
             if scheduler is not None:

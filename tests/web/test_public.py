@@ -247,6 +247,7 @@ async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site
     assert cap.findtext(f"{CAP}scope") == "Public"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", cap.findtext(f"{CAP}sent") or "")
     sender, identifier, sent = (cap.findtext(f"{CAP}references") or "").split(",")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", sent)
     assert (sender, identifier) == ("alerts.test", f"alerts.test-alert-{shown}")
     infos = cap.findall(f"{CAP}info")
     assert [i.findtext(f"{CAP}language") for i in infos] == ["en", "fr"]
