@@ -56,7 +56,10 @@ class Client:
         """POST a form with the current CSRF token (unless ``csrf`` is False); the body is read."""
         form = aiohttp.FormData()
         for key, value in (data.items() if isinstance(data, dict) else (data or [])):
-            form.add_field(key, value) if not isinstance(value, tuple) else form.add_field(key, *value)
+            if isinstance(value, tuple):  # a file: (filename, bytes, content type)
+                form.add_field(key, value[1], filename=value[0], content_type=value[2])
+            else:
+                form.add_field(key, value)
         if csrf:
             form.add_field("csrf_token", self.token)
         r = await self.http.post(self.base + path, data=form, headers=HTML if html else {}, allow_redirects=False,
