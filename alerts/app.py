@@ -14,6 +14,7 @@ from alerts.db import create_engine, make_sessionmaker
 from alerts.messages import MessageBuilder, message_domain
 from alerts.migrate import upgrade
 from alerts.render import Renderer
+from alerts.subscriptions import Signer
 from channels import build_channels
 from channels.base import Channel
 
@@ -57,7 +58,10 @@ async def open_app(
         renderer = Renderer()
         chans = dict(channels) if channels is not None else build_channels(settings)
         builder = MessageBuilder(
-            renderer, public_url=settings.server.public_url, domain=message_domain(settings.email.from_)
+            renderer,
+            public_url=settings.server.public_url,
+            domain=message_domain(settings.email.from_),
+            link_token=Signer(settings.server.secret_key).link_token,
         )
         opened: list[Channel] = []
         try:

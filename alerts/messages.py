@@ -4,7 +4,7 @@ cached per alert version × audience × channel × language) plus per-recipient 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -79,11 +79,19 @@ class MessageBuilder:
     """Builds messages; renders each shared form once (LRU-cached)."""
 
     def __init__(
-        self, renderer: RendererLike, *, public_url: str, domain: str, cache_size: int = 256
+        self,
+        renderer: RendererLike,
+        *,
+        public_url: str,
+        domain: str,
+        cache_size: int = 256,
+        link_token: Callable[[str], str] | None = None,
     ) -> None:
         self.renderer = renderer
         self.public_url = public_url.rstrip("/")
         self.domain = domain
+        # signs the contact's token in unsubscribe links, so they cannot be forged
+        self.link_token = link_token or (lambda token: token)
         self._cache: OrderedDict[tuple[Any, ...], RenderedContent] = OrderedDict()
         self._cache_size = cache_size
 
@@ -120,7 +128,7 @@ class MessageBuilder:
     def build(self, item: Claimed, alert: AlertInfo) -> RenderedMessage:
         """The message for one claimed delivery."""
         content = self.content(alert, audience=item.audience, channel=item.channel, language=item.language)
-        unsubscribe = f"{self.public_url}/unsubscribe/{item.token}" if item.token else None
+        unsubscribe = f"{self.public_url}/unsubscribe/{self.link_token(item.token)}" if item.token else None
         recipient = Recipient(
             contact_id=item.contact_id or 0,
             name=item.name,

@@ -1,4 +1,4 @@
-"""The web app: health, metrics, API stats/deliveries with bearer tokens, the alerts page."""
+"""The web app: health, metrics, API stats/deliveries with bearer tokens, signed unsubscribe links."""
 
 from __future__ import annotations
 
@@ -55,9 +55,23 @@ async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-u
             assert (await r.json())["error"]["message"] == "state: 'bogus' is not a delivery state."
         async with http.get(f"{base}/api/v1/alerts/999/stats", headers=auth) as r:
             assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
-        async with http.get(f"{base}/") as r:  # no sign-in yet: the page is off outside the demo
-            assert r.status == 404
-        app.extras["capture"] = object()
-        async with http.get(f"{base}/") as r:
-            page = await r.text()
-            assert "queued 3" in page and "<script>alert" not in page
+
+
+
+async def test_unsubscribe_links_in_messages_are_signed(server) -> None:  # type: ignore[no-untyped-def]
+    from alerts.messages import Claimed
+    from alerts.publish import load_alert_info
+    from alerts.subscriptions import Signer
+
+    app, _ = server
+    alert_id = await published_alert(app.sessions, 1)
+    async with app.sessions() as session:
+        info = await load_alert_info(session, alert_id)
+    item = Claimed(id=1, alert_id=alert_id, contact_id=1, channel="email", audience="authority", language="en",
+                   address="person0@example.org", attempts=1, unknown_outcomes=0, from_state="queued",
+                   token="abcdefghijklmnopqrstuvwxyz012345")
+    url = app.builder.build(item, info).recipient.unsubscribe_url
+    token = url.rsplit("/", 1)[1]
+    signer = Signer(app.settings.server.secret_key)
+    assert token != item.token and signer.read_link(token) == item.token
+    assert signer.read_link(token[:-2] + "xx") is None  # a forged signature is refused
