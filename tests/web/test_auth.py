@@ -6,14 +6,14 @@ import html
 import time
 
 import pytest
-from yarl import URL
 from sqlalchemy import func, select
+from yarl import URL
 
 from alerts import users
 from alerts.models import AuditEntry
 from alerts.timeutil import utcnow
 from alerts.web import auth
-from tests.web import P, PASSWORD, Client, csrf_in, make_staff, running, signed_in
+from tests.web import PASSWORD, Client, P, csrf_in, make_staff, running, signed_in
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(web) -> None:
         wrong = await client.post("/login", {"name": "officer", "password": "wrong password"})
         unknown = await client.post("/login", {"name": "nobody", "password": "wrong password"})
         assert wrong.status == unknown.status == 401
-        _, page = await client.get("/login")
+        _, _page = await client.get("/login")
         r = await client.post("/login", {"name": "nobody", "password": "x"}, html=False)
         assert (await r.json())["error"]["message"] == users.BAD_CREDENTIALS
     finally:
@@ -108,7 +108,7 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(web) -> None:
 
 
 async def test_login_rate_limited_per_account_and_per_address(web) -> None:  # type: ignore[no-untyped-def]
-    app, base = web
+    _app, base = web
     client = Client(base)
     try:
         await client.get("/login")
@@ -153,7 +153,7 @@ async def test_forged_and_expired_session_cookies_are_refused(web) -> None:  # t
     good = auth.issue(state, admin)
     assert auth.parse(state, good) is not None
     forged_mac = auth.issue(other, admin)  # signed with another key
-    uid, issued, nonce, fp, mac = good.split(".")
+    _uid, issued, nonce, fp, mac = good.split(".")
     tampered = ".".join([str(admin.id + 1), issued, nonce, fp, mac])  # another user, same MAC
     expired = auth.issue(state, admin, now=time.time() - auth.SESSION_MAX_AGE - 5)
     for value in (forged_mac, tampered, expired, "garbage", good + "x"):

@@ -18,7 +18,7 @@ from alerts.render import Renderer
 from alerts.timeutil import utcnow
 from alerts.web.ui_toml import dumps, loads
 from tests.factories import add_contacts
-from tests.web import P, ROLES, Client, make_staff, running, signed_in
+from tests.web import ROLES, Client, P, make_staff, running, signed_in
 
 RENDERER = Renderer()
 EXAMPLE = (RENDERER.templates_dir / "urgent-appeal" / "example.toml").read_text(encoding="utf-8")
@@ -59,7 +59,7 @@ async def create(client: Client, **extra: object) -> int:
 
 
 async def test_every_page_for_every_role(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, _ = web
+    _app, _base, clients, _ids, _ = web
     alert_id = await create(clients["officer"])
     pages = {
         "/": ROLES, f"{P}/alerts/{alert_id}": ROLES, f"{P}/alerts/{alert_id}/deliveries": ROLES,
@@ -87,7 +87,7 @@ async def test_every_page_for_every_role(web) -> None:  # type: ignore[no-untype
 
 
 async def test_refused_actions_name_the_reason_and_write_nothing(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, _ = web
+    app, _base, clients, _ids, _ = web
     alert_id = await create(clients["officer"])
     refusals = [
         ("reviewer", f"{P}/alerts/new", draft_form(), "alert.create"),
@@ -121,7 +121,7 @@ async def test_refused_actions_name_the_reason_and_write_nothing(web) -> None:  
 
 
 async def test_editor_shows_validation_errors_beside_the_field(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, _ = web
+    app, _base, clients, _ids, _ = web
     officer = clients["officer"]
     await officer.get(f"{P}/alerts/new")
     r = await officer.post(f"{P}/alerts/new", [("family", "urgent-appeal"), ("case_toml", "defender = ")])
@@ -138,7 +138,7 @@ async def test_editor_shows_validation_errors_beside_the_field(web) -> None:  # 
 
 
 async def test_case_data_with_script_is_shown_escaped(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, _ = web
+    _app, _base, clients, _ids, _ = web
     evil = "<script>alert(1)</script>"
     case = loads(EXAMPLE) | {"defender": evil}
     alert_id = await create(clients["officer"], title=f"Case {evil}")
@@ -158,7 +158,7 @@ async def test_case_data_with_script_is_shown_escaped(web) -> None:  # type: ign
 
 
 async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, capture = web
+    app, base, clients, _ids, capture = web
     officer, reviewer = clients["officer"], clients["reviewer"]
     alert_id = await create(officer)
     # unsaved preview from the editor (POST with the CSRF header, nothing written)
@@ -228,7 +228,7 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
 
 
 async def test_schedule_in_the_scheduler_timezone_and_consent(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, _ = web
+    app, _base, clients, _ids, _ = web
     officer, reviewer = clients["officer"], clients["reviewer"]
     alert_id = await create(officer, kinds="public")
     await officer.get(f"{P}/alerts/{alert_id}")
@@ -246,14 +246,14 @@ async def test_schedule_in_the_scheduler_timezone_and_consent(web) -> None:  # t
     async with app.sessions() as session:
         alert = await drafts.get_alert(session, alert_id)
         assert alert.status == "scheduled" and alert.send_at.strftime("%Y-%m-%dT%H:%M") == at  # UTC here
-    status, page = await officer.get(f"{P}/alerts/{alert_id}")
+    _status, page = await officer.get(f"{P}/alerts/{alert_id}")
     assert f"scheduled for <strong>{at.replace('T', ' ')} UTC</strong>" in page
     r = await officer.post(f"{P}/alerts/{alert_id}/unschedule", [])
     assert r.status == 303 and "notice=unscheduled" in r.headers["Location"]
 
 
 async def test_contacts_search_edit_and_import_report(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, _ = web
+    _app, _base, clients, _ids, _ = web
     officer = clients["officer"]
     status, page = await officer.get(f"{P}/contacts?q=person1")
     assert status == 200 and "person1@example.org" in page and "person2@example.org" not in page
@@ -276,14 +276,14 @@ async def test_contacts_search_edit_and_import_report(web) -> None:  # type: ign
 
 
 async def test_followups_add_cancel_and_responses(web) -> None:  # type: ignore[no-untyped-def]
-    app, base, clients, ids, _ = web
+    _app, _base, clients, _ids, _ = web
     officer = clients["officer"]
     alert_id = await create(officer)
     await officer.get(f"{P}/followups")
     r = await officer.post(f"{P}/followups", [("alert", str(alert_id)), ("kind", "reminder"),
                                              ("due", "2099-01-01T09:30"), ("note", "call the ministry")])
     assert r.status == 303
-    status, page = await officer.get(f"{P}/followups")
+    _status, page = await officer.get(f"{P}/followups")
     assert "2099-01-01 09:30" in page and "call the ministry" in page
     r = await officer.post(f"{P}/followups", [("alert", "abc"), ("kind", "reminder"), ("due", "2099-01-01T09:30")])
     assert r.status == 422 and "alert: 'abc' is not an alert number" in text(await r.text())
@@ -296,9 +296,9 @@ async def test_followups_add_cancel_and_responses(web) -> None:  # type: ignore[
     r = await officer.post(f"{P}/alerts/{alert_id}/responses", [("contact", "person1@example.org"),
                                                                  ("summary", "The ministry replied")])
     assert r.status == 303
-    status, page = await officer.get(f"{P}/alerts/{alert_id}")
+    _status, page = await officer.get(f"{P}/alerts/{alert_id}")
     assert "The ministry replied" in page
-    status, page = await officer.get(f"{P}/audit?type=alert&id={alert_id}")
+    _status, page = await officer.get(f"{P}/audit?type=alert&id={alert_id}")
     assert "alert.create" in page
 
 
