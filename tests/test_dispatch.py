@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from datetime import timedelta
 
@@ -165,7 +166,8 @@ async def test_expired_leases_are_reclaimed_and_sent(sessions: async_sessionmake
         )
     assert len(claimed) == 10
     email = MemoryChannel()
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    short_lease = dataclasses.replace(FAST, lease_seconds=2)  # housekeeping looks every lease/4
+    await dispatcher(sessions, {"email": email}, short_lease).run_until_done(alert_id, timeout=30)
     assert await states(sessions, alert_id) == Counter({"sent": 10})
     assert len(email.sent) == 10
     async with sessions() as session:
