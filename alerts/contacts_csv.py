@@ -101,9 +101,20 @@ def _seekable(source: BinaryIO | Path) -> Iterator[BinaryIO]:
             yield spool  # type: ignore[misc]
 
 
+#: A contact's row is a few hundred bytes; a longer line is junk, refused before it is parsed.
+MAX_LINE = 64 * 1024
+
+
 def _lines(fh: BinaryIO) -> Iterator[str]:
     first = True
-    for raw in fh:
+    number = 0
+    while raw := fh.readline(MAX_LINE + 1):
+        number += 1
+        if len(raw) > MAX_LINE:
+            raise ValidationError(
+                f"line {number}: longer than {MAX_LINE:,} bytes; is this a contacts CSV file?",
+                details={"line": number},
+            )
         if first:
             raw = raw.removeprefix(_BOM)
             first = False

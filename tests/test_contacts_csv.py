@@ -327,3 +327,12 @@ async def test_fixture_file_with_mixed_rows(sessions: async_sessionmaker[AsyncSe
         "row 6: language 'english' is not a two-letter ISO 639-1 code",
     ]
     assert (report.created, report.merged_in_file) == (3, 1)
+
+
+async def test_an_overlong_line_refuses_the_file_before_parsing(sessions: async_sessionmaker[AsyncSession]) -> None:
+    data = (HEADER + "\nAna,ana@example.org,,media,en,,,press\n" + "x" * 70_000 + "\n").encode()
+    with pytest.raises(ValidationError) as info:
+        await import_csv(sessions, io.BytesIO(data))
+    assert info.value.message == "line 3: longer than 65,536 bytes; is this a contacts CSV file?"
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(Contact))).scalar_one() == 0
