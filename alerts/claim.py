@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.events import append_events, event_row, record_moves
@@ -169,7 +170,7 @@ async def extend_leases(session: AsyncSession, *, worker: str, until: datetime) 
         .values(lease_until=until)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 async def reclaim_expired(session: AsyncSession, *, now: datetime, limit: int = 5000) -> int:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from alerts.claim import claim_due, extend_leases, reclaim_expired, release
 from alerts.config import DispatcherSettings
 from alerts.messages import AlertInfo, Claimed, MessageBuilder
+from alerts.metrics import Histogram
 from alerts.models import Alert, Delivery
 from alerts.publish import load_alert_info, publish_due
 from alerts.recorder import Result, record
@@ -60,6 +61,7 @@ class Counters:
     deferred: int = 0
     recorded: int = 0
     send_seconds: float = 0.0
+    latency: dict[str, Histogram] = field(default_factory=dict)  # per channel
 
 
 class Dispatcher:
@@ -251,7 +253,9 @@ class Dispatcher:
             logger.warning("delivery %s: %s raised %s", item.id, item.channel, type(exc).__name__)
             logger.debug("delivery %s: %s", item.id, exc)
             outcome = Outcome(kind=OutcomeKind.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
-        self.counters.send_seconds += time.monotonic() - started
+        elapsed = time.monotonic() - started
+        self.counters.send_seconds += elapsed
+        self.counters.latency.setdefault(item.channel, Histogram()).observe(elapsed)
         if outcome.kind is OutcomeKind.SENT:
             self.counters.sent += 1
         elif outcome.kind is OutcomeKind.PERMANENT:

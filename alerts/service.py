@@ -12,6 +12,7 @@ from aiohttp import web
 from alerts.app import App, open_app
 from alerts.config import Settings
 from alerts.dispatch import Dispatcher
+from alerts.scheduler import start_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +59,9 @@ async def run_service(
             await site.start()
             logger.info("serving on http://%s:%s", settings.server.host, settings.server.port)
         scheduler = None
-        if web_ui:
-            try:
-                from alerts.scheduler import start_scheduler
-            except ImportError:
-                start_scheduler = None  # type: ignore[assignment]
-            if start_scheduler is not None:
-                scheduler = await start_scheduler(app)
+        if web_ui:  # `alerts worker` only sends; the scheduler runs in `alerts serve`
+            scheduler = await start_scheduler(app)
+            app.extras["scheduler"] = scheduler
         bounce_server = None
         if settings.bounces.listen:
             from alerts.inbound import start_listener

@@ -57,7 +57,6 @@ async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-u
             assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
 
 
-
 async def test_unsubscribe_links_in_messages_are_signed(server) -> None:  # type: ignore[no-untyped-def]
     from alerts.messages import Claimed
     from alerts.publish import load_alert_info
@@ -67,11 +66,49 @@ async def test_unsubscribe_links_in_messages_are_signed(server) -> None:  # type
     alert_id = await published_alert(app.sessions, 1)
     async with app.sessions() as session:
         info = await load_alert_info(session, alert_id)
-    item = Claimed(id=1, alert_id=alert_id, contact_id=1, channel="email", audience="authority", language="en",
-                   address="person0@example.org", attempts=1, unknown_outcomes=0, from_state="queued",
-                   token="abcdefghijklmnopqrstuvwxyz012345")
+    item = Claimed(
+        id=1,
+        alert_id=alert_id,
+        contact_id=1,
+        channel="email",
+        audience="authority",
+        language="en",
+        address="person0@example.org",
+        attempts=1,
+        unknown_outcomes=0,
+        from_state="queued",
+        token="abcdefghijklmnopqrstuvwxyz012345",
+    )
     url = app.builder.build(item, info).recipient.unsubscribe_url
     token = url.rsplit("/", 1)[1]
     signer = Signer(app.settings.server.secret_key)
     assert token != item.token and signer.read_link(token) == item.token
     assert signer.read_link(token[:-2] + "xx") is None  # a forged signature is refused
+
+
+async def test_metrics_report_send_latency_and_health_reports_parts(server) -> None:  # type: ignore[no-untyped-def]
+    from alerts.scheduler import start_scheduler
+    from alerts.service import make_dispatcher
+    from channels.memory import MemoryChannel
+
+    app, srv = server
+    alert_id = await published_alert(app.sessions, 4)
+    app.channels["email"] = MemoryChannel()
+    dispatcher = make_dispatcher(app)
+    app.extras["dispatcher"] = dispatcher
+    await dispatcher.run_until_done(alert_id, timeout=30)
+    scheduler = await start_scheduler(app)
+    app.extras["scheduler"] = scheduler
+    base = str(srv.make_url(""))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/metrics") as r:
+                text = await r.text()
+            async with http.get(f"{base}/healthz") as r:
+                health = await r.json()
+    finally:
+        await scheduler.stop()
+    assert 'alerts_send_latency_seconds_count{channel="email"} 4' in text
+    assert 'alerts_send_latency_seconds_bucket{channel="email",le="+Inf"} 4' in text
+    assert 'alerts_deliveries{channel="email",state="sent"} 4' in text
+    assert health == {"status": "ok", "checks": {"database": "ok", "dispatcher": "ok", "scheduler": "ok"}}

@@ -25,6 +25,10 @@ async def healthz(request: web.Request) -> web.Response:
     dispatcher = app.extras.get("dispatcher")
     if dispatcher is not None:
         checks["dispatcher"] = "ok" if time.monotonic() - dispatcher.alive_at < 10 else "stalled"
+    scheduler = app.extras.get("scheduler")
+    if scheduler is not None:
+        # a follower waiting for the PostgreSQL leader lock is healthy too
+        checks["scheduler"] = "ok" if scheduler.scheduler.running else "stopped"
     ok = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503
@@ -70,7 +74,11 @@ async def metrics(request: web.Request) -> web.Response:
             "# HELP alerts_send_seconds_total Time spent in channel sends.",
             "# TYPE alerts_send_seconds_total counter",
             f"alerts_send_seconds_total {c.send_seconds:.3f}",
+            "# HELP alerts_send_latency_seconds Time from handing a message to its channel to its answer.",
+            "# TYPE alerts_send_latency_seconds histogram",
         ]
+        for channel, histogram in sorted(c.latency.items()):
+            lines += histogram.lines("alerts_send_latency_seconds", f'channel="{channel}"')
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
 
