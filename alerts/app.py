@@ -15,6 +15,7 @@ from alerts.messages import MessageBuilder, message_domain
 from alerts.migrate import upgrade
 from alerts.render import Renderer
 from alerts.subscriptions import Signer
+from alerts.tracking_links import TrackingLinks
 from channels import build_channels
 from channels.base import Channel
 
@@ -62,6 +63,12 @@ async def open_app(
             public_url=settings.server.public_url,
             domain=message_domain(settings.email.from_),
             link_token=Signer(settings.server.secret_key).link_token,
+            tracking=TrackingLinks(
+                settings.server.secret_key,
+                public_url=settings.server.public_url,
+                opens=settings.tracking.opens,
+                clicks=settings.tracking.clicks,
+            ),
         )
         opened: list[Channel] = []
         try:

@@ -10,6 +10,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any, Protocol
 
+from alerts.tracking_links import TrackingLinks
 from alerts.types import Attachment, Recipient, RenderedContent, RenderedMessage
 
 
@@ -86,12 +87,15 @@ class MessageBuilder:
         domain: str,
         cache_size: int = 256,
         link_token: Callable[[str], str] | None = None,
+        tracking: TrackingLinks | None = None,
     ) -> None:
         self.renderer = renderer
         self.public_url = public_url.rstrip("/")
         self.domain = domain
         # signs the contact's token in unsubscribe links, so they cannot be forged
         self.link_token = link_token or (lambda token: token)
+        # opt-in ([tracking] opens clicks): per-recipient pixel and tracked links, email only
+        self.tracking = tracking if tracking is not None and (tracking.opens or tracking.clicks) else None
         self._cache: OrderedDict[tuple[Any, ...], RenderedContent] = OrderedDict()
         self._cache_size = cache_size
 
@@ -138,6 +142,7 @@ class MessageBuilder:
             unsubscribe_url=unsubscribe,
         )
         threads = tuple(message_id(a, item.contact_id, self.domain) for a in reversed(alert.ancestors))
+        tracking = self.tracking if item.channel == "email" else None
         return RenderedMessage(
             delivery_id=item.id,
             alert_id=item.alert_id,
@@ -149,4 +154,5 @@ class MessageBuilder:
             embargo=None,  # the press template already carries the embargo line, translated
             attachments=alert.attachments if item.channel == "press" else (),
             attempt=item.attempts,
+            extra=tracking.extra(item.id, content.html) if tracking is not None else {},
         )

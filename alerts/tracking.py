@@ -33,6 +33,23 @@ async def counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, in
     return out
 
 
+async def engagement_counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
+    """{channel: {"opened": n, "clicked": n}}: deliveries with each engagement (opt-in tracking)."""
+    kinds = (str(EventType.OPENED), str(EventType.CLICKED))
+    rows = (
+        await session.execute(
+            select(Delivery.channel, DeliveryEvent.type, func.count(func.distinct(DeliveryEvent.delivery_id)))
+            .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+            .where(DeliveryEvent.alert_id == alert_id, DeliveryEvent.type.in_(kinds))
+            .group_by(Delivery.channel, DeliveryEvent.type)
+        )
+    ).all()
+    out: dict[str, dict[str, int]] = {}
+    for channel, kind, n in rows:
+        out.setdefault(channel, dict.fromkeys(kinds, 0))[kind] = int(n)
+    return out
+
+
 async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
     """The ``alert status --json`` / ``GET alerts/{id}/stats`` document."""
     by_channel = await counts(session, alert.id)
@@ -50,6 +67,7 @@ async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
         "total": total,
         "open": open_,
         "channels": by_channel,
+        "engagement": await engagement_counts(session, alert.id),
     }
 
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import base64
 import email.policy
+import html
 import logging
 import re
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from email import quoprimime
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
@@ -29,6 +32,7 @@ import dkim
 import email_validator
 
 from alerts.errors import ValidationError
+from alerts.tracking_links import link_spans, pixel_position
 from alerts.types import Attachment, RenderedContent, RenderedMessage
 
 logger = logging.getLogger(__name__)
@@ -73,6 +77,35 @@ class _Body:
     subject: bytes  # b"Subject: ...\r\n"
     raw: bytes  # MIME-Version, Content-Type… headers, blank line, body (CRLF)
     stuffed: bytes  # raw with leading dots doubled and the final b".\r\n" (ready for DATA)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tracked:
+    """A shared body with per-recipient slots in its HTML part (opt-in tracking).
+
+    The HTML part goes out quoted-printable, and a soft line break (``=CRLF``) decodes to
+    nothing, so a recipient's pixel and tracked links are spliced in between pre-encoded
+    pieces, each put on its own lines: the body is still built and encoded once per content.
+    """
+
+    subject: bytes
+    before: bytes  # MIME headers and parts up to the HTML part's payload
+    pieces: tuple[bytes, ...]  # the HTML, QP-encoded, between the slots (one more than slots)
+    slots: tuple[tuple[str, str] | None, ...]  # (original attribute text, URL) per link; None: the pixel
+    after: bytes  # the rest of the MIME body after the HTML payload
+
+
+_SOFT_BREAK = b"=\r\n"
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable, CRLF lines of at most 76 characters (as email.contentmanager does)."""
+    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), 76, "\r\n").encode("ascii")
+
+
+def pixel_tag(url: str) -> str:
+    """The 1x1 open-tracking image."""
+    return f'<img src="{html.escape(url)}" width="1" height="1" alt="" style="display:block;border:0;">'
 
 
 def clean_text(text: str, *, limit: int) -> str:
@@ -133,11 +166,17 @@ def _subject_line(subject: str) -> bytes:
     return f"Subject: {encoded}\r\n".encode("ascii")
 
 
-def build_body(content: RenderedContent, attachments: tuple[Attachment, ...] = ()) -> bytes:
-    """The MIME entity shared by all recipients: text (+ HTML) (+ attachments), CRLF lines."""
+def build_body(
+    content: RenderedContent, attachments: tuple[Attachment, ...] = (), *, html_placeholder: str | None = None
+) -> bytes:
+    """The MIME entity shared by all recipients: text (+ HTML) (+ attachments), CRLF lines.
+
+    With ``html_placeholder``, the HTML part holds only that line, quoted-printable (see _Tracked)."""
     part = EmailMessage(policy=_POLICY)
     part.set_content(content.text, charset="utf-8")
-    if content.html is not None:
+    if content.html is not None and html_placeholder is not None:
+        part.add_alternative(html_placeholder + "\n", subtype="html", charset="utf-8", cte="quoted-printable")
+    elif content.html is not None:
         part.add_alternative(content.html, subtype="html", charset="utf-8")
     for attachment in attachments:
         ctype = attachment.content_type.lower()
@@ -161,6 +200,9 @@ class MessageBuilder:
             self._fixed += f"Reply-To: {reply_header}\r\n".encode("ascii")
         self._dkim = dkim_options
         self._cache: OrderedDict[tuple[RenderedContent, tuple[Attachment, ...]], _Body] = OrderedDict()
+        self._tracked: OrderedDict[tuple[RenderedContent, tuple[Attachment, ...], bool, bool], _Tracked] = (
+            OrderedDict()
+        )
         self._cache_size = cache_size
         self._date_second = -1
         self._date = b""
@@ -180,6 +222,68 @@ class MessageBuilder:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return body
+
+    def _tracked_body(self, message: RenderedMessage, *, pixel: bool, links: bool) -> _Tracked:
+        key = (message.content, message.attachments, pixel, links)
+        found = self._tracked.get(key)
+        if found is not None:
+            self._tracked.move_to_end(key)
+            return found
+        text = message.content.html or ""
+        cuts: list[tuple[int, int, tuple[str, str] | None]] = []
+        if links:
+            cuts.extend((start, end, (text[start:end], url)) for start, end, url in link_spans(text))
+        if pixel:
+            at = pixel_position(text)
+            cuts.append((at, at, None))
+        cuts.sort(key=lambda cut: cut[0])
+        pieces, position = [], 0
+        for start, end, _ in cuts:
+            pieces.append(_qp(text[position:start]))
+            position = end
+        pieces.append(_qp(text[position:]))
+        placeholder = f"alerts-html-{secrets.token_hex(16)}"
+        before, found_at, after = build_body(
+            message.content, message.attachments, html_placeholder=placeholder
+        ).partition(placeholder.encode("ascii"))
+        if not found_at:  # pragma: no cover - the email package keeps a short ASCII line as is
+            raise AssertionError("HTML placeholder not found in the serialised body")
+        body = _Tracked(
+            subject=_subject_line(message.content.subject),
+            before=before,
+            pieces=tuple(pieces),
+            slots=tuple(cut[2] for cut in cuts),
+            after=after,
+        )
+        self._tracked[key] = body
+        if len(self._tracked) > self._cache_size:
+            self._tracked.popitem(last=False)
+        return body
+
+    def _body_for(self, message: RenderedMessage) -> _Body:
+        """The shared body, or (opt-in tracking) the shared body with this recipient's pixel and links."""
+        pixel_url = message.extra.get("pixel_url")
+        link_urls: dict[str, str] = message.extra.get("link_urls") or {}
+        if message.content.html is None or (pixel_url is None and not link_urls):
+            return self._body(message)
+        for url in (pixel_url, *link_urls.values()):
+            if url is not None and not _URL.fullmatch(url):
+                raise ValidationError("tracking: not a plain http(s) URL.", details={"field": "tracking_url"})
+        shared = self._tracked_body(message, pixel=pixel_url is not None, links=bool(link_urls))
+        parts = [shared.before, shared.pieces[0]]
+        for slot, piece in zip(shared.slots, shared.pieces[1:], strict=True):
+            if slot is None:
+                value = pixel_tag(str(pixel_url))
+            else:
+                tracked = link_urls.get(slot[1])
+                value = html.escape(tracked) if tracked is not None else slot[0]
+            parts += (_SOFT_BREAK, _qp(value), _SOFT_BREAK, piece)
+        parts.append(shared.after)
+        raw = b"".join(parts)
+        stuffed = _LEADING_DOT.sub(b"..", raw)
+        if not stuffed.endswith(b"\r\n"):
+            stuffed += b"\r\n"
+        return _Body(subject=shared.subject, raw=raw, stuffed=stuffed + b".\r\n")
 
     def _date_header(self, now: float) -> bytes:
         second = int(now)
@@ -208,7 +312,7 @@ class MessageBuilder:
                 f"List-Unsubscribe: <{recipient.unsubscribe_url}>\r\n"
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             )
-        body = self._body(message)
+        body = self._body_for(message)
         head = b"".join(
             (self._fixed, "".join(lines).encode("ascii"), body.subject, self._date_header(now or time.time()))
         )

@@ -53,4 +53,5 @@ def make_web_app(app: App) -> web.Application:
     from alerts.web import public
 
     public.setup(webapp)
+    __import__("alerts.web.engagement", fromlist=["setup"]).setup(webapp)
     return webapp

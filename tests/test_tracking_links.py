@@ -1,0 +1,200 @@
+"""Opt-in engagement tracking: off by default (no tracking URL in any byte sent); when on, a
+per-recipient pixel and tracked links spliced into the shared body, recorded once, redirecting
+only to the signed URL; forged tokens get 404 before the database is asked."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from sqlalchemy import event, select
+
+from alerts import approval, drafts, tracking
+from alerts.app import App, open_app
+from alerts.capture import CaptureServer
+from alerts.config import Settings
+from alerts.models import Delivery, DeliveryEvent
+from alerts.publish import publish
+from alerts.service import make_dispatcher
+from alerts.timeutil import utcnow
+from alerts.tracking_links import TrackingLinks, TrackKind, is_trackable
+from alerts.web import make_web_app
+from channels.mime import pixel_tag
+from tests.factories import add_contacts, approved_alert, make_users
+
+PUBLIC = "https://alerts.test"
+SECRET = "tracking-test-secret-0123456789"
+ACTION_URL = "https://alerts.example.org/a/2025-017"  # templates/urgent-appeal/example.toml
+TRACKING_URL = re.compile(rb"/t/[oc]/")
+
+
+@asynccontextmanager
+async def sent(db_url: str, *, opens: bool = False, clicks: bool = False) -> AsyncIterator[Any]:
+    """The real service parts: an alert to 2 contacts sent to a real SMTP capture server, and the web app."""
+    async with CaptureServer() as capture:
+        settings = (
+            Settings()
+            .replace("database", url=db_url)
+            .replace("server", public_url=PUBLIC, secret_key=SECRET)
+            .replace("email", host="127.0.0.1", port=capture.port, pool_size=2)
+        )
+        if opens or clicks:
+            settings = settings.replace("tracking", opens=opens, clicks=clicks)
+        async with open_app(settings) as app:
+            async with app.sessions.begin() as session:  # public contacts get the form with the action link
+                officer, reviewer = await make_users(session)
+                await add_contacts(session, 2, kind="public")
+                alert = await approved_alert(session, author=officer, reviewer=reviewer)
+                await approval.record_consent(session, alert, user=officer, scope="public", now=utcnow())
+                await publish(session, alert, now=utcnow())
+                alert_id = alert.id
+            await make_dispatcher(app).run_until_done(alert_id, timeout=30)
+            srv = TestServer(make_web_app(app))
+            await srv.start_server()
+            try:
+                async with aiohttp.ClientSession() as http:
+                    yield app, alert_id, capture.messages(), str(srv.make_url("")).rstrip("/"), http
+            finally:
+                await srv.close()
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def html_of(raw: bytes) -> str:
+    part = parsed(raw).get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def text_of(raw: bytes) -> str:
+    part = parsed(raw).get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def shared_body(raw: bytes) -> bytes:
+    return raw[raw.index(b"MIME-Version:") :]
+
+
+async def events(app: App, kind: str) -> list[DeliveryEvent]:
+    async with app.sessions() as session:
+        return list((await session.scalars(select(DeliveryEvent).where(DeliveryEvent.type == kind))).all())
+
+
+async def test_default_off_no_tracking_url_in_any_byte_sent(db_url: str) -> None:
+    async with sent(db_url) as (app, alert_id, messages, _, _):
+        assert len(messages) == 2
+        for m in messages:
+            assert TRACKING_URL.search(m.raw) is None
+            assert f'href="{ACTION_URL}"' in html_of(m.raw)
+            assert "<img" not in html_of(m.raw)
+        # nothing per recipient below the headers: one shared body, byte for byte
+        assert shared_body(messages[0].raw) == shared_body(messages[1].raw)
+        async with app.sessions() as session:
+            doc = await tracking.stats(session, await drafts.get_alert(session, alert_id))
+        assert doc["engagement"] == {} and doc["channels"]["email"]["sent"] == 2
+
+
+async def test_opens_on_pixel_per_recipient_recorded_once(db_url: str) -> None:
+    async with sent(db_url, opens=True) as (app, alert_id, messages, base, http):
+        pixels = []
+        for m in messages:
+            html = html_of(m.raw)
+            found = re.findall(rf'<img src="({re.escape(PUBLIC)}/t/o/[^"]+\.gif)"', html)
+            assert len(found) == 1
+            assert pixel_tag(found[0]) + "</body>" in html  # just before </body>
+            assert f'href="{ACTION_URL}"' in html  # clicks are off: links untouched
+            assert "/t/" not in text_of(m.raw)
+            pixels.append(found[0])
+        assert pixels[0] != pixels[1]
+        links = TrackingLinks(SECRET, public_url=PUBLIC)
+        opened = links.read(pixels[0].rsplit("/", 1)[1].removesuffix(".gif"), TrackKind.OPEN)
+        assert opened is not None
+        for _ in range(2):  # fetched twice (two mail clients): one event
+            async with http.get(base + pixels[0].removeprefix(PUBLIC)) as r:
+                assert r.status == 200 and r.content_type == "image/gif"
+                assert (await r.read()).startswith(b"GIF89a")
+                assert "no-store" in r.headers["Cache-Control"]
+        recorded = await events(app, "opened")
+        assert [e.delivery_id for e in recorded] == [opened.delivery_id]
+        async with app.sessions() as session:
+            delivery = await session.get(Delivery, opened.delivery_id)
+            assert delivery is not None and delivery.state == "sent"  # engagement leaves the state alone
+            doc = await tracking.stats(session, await drafts.get_alert(session, alert_id))
+        assert doc["engagement"] == {"email": {"opened": 1, "clicked": 0}}
+        assert doc["channels"]["email"]["sent"] == 2 and "engagement" not in doc["channels"]
+
+
+async def test_click_redirects_only_to_the_bound_url(db_url: str) -> None:
+    async with sent(db_url, clicks=True) as (app, alert_id, messages, base, http):
+        html = html_of(messages[0].raw)
+        tracked = re.findall(rf'href="({re.escape(PUBLIC)}/t/c/[^"]+)"', html)
+        assert len(tracked) == 1 and ACTION_URL not in html and "<img" not in html
+        assert ACTION_URL in text_of(messages[0].raw)  # the text part shows the real address
+        path = tracked[0].removeprefix(PUBLIC)
+        for query in ("", "?url=https://evil.example/", "?next=//evil.example"):
+            async with http.get(base + path + query, allow_redirects=False) as r:
+                assert r.status == 302 and r.headers["Location"] == ACTION_URL
+        assert len(await events(app, "clicked")) == 1
+        # the same token with another URL in its payload: the signature no longer matches
+        payload, mac = path.rsplit("/", 1)[1].split(".")
+        delivery = payload_delivery(payload)
+        evil = base64.urlsafe_b64encode(f"c:{delivery}:https://evil.example/".encode()).rstrip(b"=").decode()
+        async with http.get(f"{base}/t/c/{evil}.{mac}", allow_redirects=False) as r:
+            assert r.status == 404 and "Location" not in r.headers
+            assert "This link is not valid or has expired." in await r.text()
+        async with app.sessions() as session:
+            doc = await tracking.stats(session, await drafts.get_alert(session, alert_id))
+        assert doc["engagement"] == {"email": {"opened": 0, "clicked": 1}}
+
+
+def payload_delivery(payload: str) -> int:
+    return int(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode().split(":")[1])
+
+
+async def test_forged_and_garbled_tokens_404_without_touching_the_database(db_url: str) -> None:
+    async with sent(db_url, opens=True, clicks=True) as (app, _, _, base, http):
+        statements: list[str] = []
+        event.listen(app.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        other = TrackingLinks("another-secret", public_url=PUBLIC)
+        ours = TrackingLinks(SECRET, public_url=PUBLIC)
+        forged = [
+            f"/t/o/{other.token(TrackKind.OPEN, 1)}.gif",
+            f"/t/c/{other.token(TrackKind.CLICK, 1, 'https://evil.example/')}",
+            f"/t/c/{ours.token(TrackKind.OPEN, 1)}",  # an open token is no click token
+            f"/t/o/{ours.token(TrackKind.CLICK, 1, ACTION_URL)}.gif",
+            "/t/o/garbled.gif",
+            "/t/o/%00%ff.gif",
+            "/t/c/not-a-token",
+            "/t/c/....",
+            "/t/c/" + "A" * 5000 + ".x",
+        ]
+        for path in forged:
+            async with http.get(base + path, allow_redirects=False) as r:
+                assert r.status == 404, path
+                assert "Location" not in r.headers
+        assert statements == []
+        assert await events(app, "opened") == [] and await events(app, "clicked") == []
+
+
+def test_tokens_bind_kind_delivery_and_url() -> None:
+    links = TrackingLinks(SECRET, public_url=PUBLIC)
+    token = links.token(TrackKind.CLICK, 42, "https://example.org/a?b=1&c=d:e")
+    found = links.read(token, TrackKind.CLICK)
+    assert found is not None and found.delivery_id == 42 and found.url == "https://example.org/a?b=1&c=d:e"
+    assert links.read(token[:-1] + ("A" if token[-1] != "A" else "B"), TrackKind.CLICK) is None
+    assert links.read(token, TrackKind.OPEN) is None
+    for url in ("javascript:alert(1)", "//evil.example", "data:text/html,x", "https://a b", "https://é.example"):
+        assert not is_trackable(url)
