@@ -5,7 +5,9 @@ The ``Followup`` table is the truth and the scheduler holds only an in-memory co
 table at start-up and brought in line with it every few seconds, so follow-ups added or
 cancelled by other processes (CLI, API) are picked up, and an overdue one fires at once,
 late, after a restart. Jobs carry only the follow-up's id; ``followups.fire`` claims the
-row with a guarded UPDATE, so a job that runs twice, or in two processes, acts once.
+row with a guarded UPDATE, so a job that runs twice, or in two processes, acts once. The
+leader's reconcile also gives every active officer and admin their pending weekly digest
+(``followups.ensure_digests``), so nobody has to create the first one.
 
 Why not APScheduler's ``SQLAlchemyJobStore``: it is synchronous SQLAlchemy (it would need a
 second, sync driver — psycopg2 is not a dependency) and it would make a pickled job the
@@ -22,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
@@ -60,6 +63,7 @@ class RunningScheduler:
         self.reconcile_seconds = reconcile_seconds
         self.lock_retry_seconds = lock_retry_seconds
         self.clock = clock
+        self.tz = ZoneInfo(app.settings.scheduler.timezone)
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
@@ -163,9 +167,16 @@ class RunningScheduler:
     async def reconcile(self) -> int:
         """Make the jobs match the table: add new or re-armed follow-ups, drop cancelled ones.
 
-        Returns the number of jobs added or moved.
+        The leader first makes sure every officer has a pending digest (in a transaction of
+        its own, so no row lock is held while it waits for the digest lock). Returns the
+        number of jobs added or moved.
         """
         now = self.clock()
+        if self.is_leader:
+            async with self.app.sessions.begin() as session:
+                added = await followups.ensure_digests(session, now=now, tz=self.tz)
+            if added:
+                logger.info("scheduled the first weekly digest of %d officer(s)", len(added))
         async with self.app.sessions.begin() as session:
             await followups.rearm_stalled(session, now)
             wanted = await followups.pending(session)

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -208,7 +208,12 @@ async def test_reminder_due_while_down_fires_once_after_restart(
     assert (done[answered][0] or "").startswith("skipped: a response was recorded on ")
     assert done[cancelled][0] == "cancelled by olga"
     code, out, _ = await cli(config, "followup", "list", "--all")
-    assert code == 0 and [line.split("\t")[4] for line in out.splitlines()] == ["fired", "fired", "cancelled"]
+    # and the service gave olga (the only officer) her weekly digest, due next Monday 08:00
+    assert code == 0 and [tuple(line.split("\t")[2:5]) for line in out.splitlines()] == [
+        ("reminder", "alert " + str(alert_id), "fired"), ("reminder", "alert " + str(alert_id), "fired"),
+        ("reminder", "alert " + str(alert_id), "cancelled"), ("digest", "all cases", "pending")]
+    digest_due = out.splitlines()[-1].split("\t")[1]  # "YYYY-MM-DD 08:00 CET" (or CEST), a Monday
+    assert digest_due[11:16] == "08:00" and date.fromisoformat(digest_due[:10]).weekday() == 0
 
 
 @pytest.mark.skipif(not PG_ADMIN_URL, reason="needs PostgreSQL: set ALERTS_TEST_DATABASE_URL")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from alerts import users
 from alerts.app import App
 from alerts.capture import CaptureServer
-from alerts.models import Followup
+from alerts.models import Followup, User
 from alerts.scheduler import start_scheduler
 from alerts.timeutil import utcnow
 from tests.test_followups import add, app, capture, row, sent_alert
@@ -83,3 +84,59 @@ async def test_two_schedulers_on_one_database_fire_once(app: App, capture: Captu
     assert first.fired + second.fired == 20
     assert len(capture.messages()) == 20
     assert sorted(int(m.headers["message-id"].split("-")[1].split(".")[0]) for m in capture.messages()) == ids
+
+
+async def pending_digests(app: App) -> dict[str, list[Followup]]:
+    """Each officer's pending digests, by name."""
+    async with app.sessions() as session:
+        rows = (await session.execute(
+            select(User.name, Followup).join(Followup, Followup.created_by == User.id)
+            .where(Followup.kind == "digest", Followup.fired_at.is_(None), Followup.cancelled_at.is_(None))
+            .order_by(Followup.id))).all()
+    out: dict[str, list[Followup]] = {}
+    for name, f in rows:
+        out.setdefault(name, []).append(f)
+    return out
+
+
+async def test_two_schedulers_give_each_officer_one_digest_then_one_next(app: App, capture: CaptureServer) -> None:
+    await sent_alert(app, 1)  # olga (officer, one open case) and rafael (reviewer)
+    async with app.sessions.begin() as session:
+        await users.create_user(session, name="ada", role="admin", email="ada@example.org", now=utcnow())
+        otto, _ = await users.create_user(session, name="otto", role="officer", email="otto@example.org",
+                                          now=utcnow())
+        otto.active = False
+        await users.create_user(session, name="vera", role="viewer", email="vera@example.org", now=utcnow())
+    capture.handler.clear()
+    tz = ZoneInfo("Europe/Paris")  # [scheduler] timezone of the test settings
+    start = utcnow()
+    first = await start_scheduler(app, reconcile_seconds=0.1)
+    second = await start_scheduler(app, reconcile_seconds=0.1)  # SQLite: both lead; PostgreSQL: one waits
+    try:
+        await asyncio.sleep(0.6)  # several reconciles by both
+        created = await pending_digests(app)
+        assert {name: len(fs) for name, fs in created.items()} == {"olga": 1, "ada": 1}
+        for [f] in created.values():
+            local = f.due_at.astimezone(tz)
+            assert (local.weekday(), local.hour, local.minute) == (0, 8, 0)
+            assert start < f.due_at <= start + timedelta(days=7)
+        soon = utcnow() + timedelta(seconds=0.3)
+        async with app.sessions.begin() as session:  # let both fall due now
+            await session.execute(update(Followup).where(Followup.kind == "digest").values(due_at=soon))
+        await wait_for(lambda: first.fired + second.fired >= 2)
+        await asyncio.sleep(0.6)  # more reconciles by both after the firing
+    finally:
+        await first.stop()
+        await second.stop()
+    assert first.fired + second.fired == 2
+    nxt = await pending_digests(app)
+    assert {name: len(fs) for name, fs in nxt.items()} == {"olga": 1, "ada": 1}
+    for name, [f] in nxt.items():
+        assert f.due_at == (soon.astimezone(tz) + timedelta(days=7)).astimezone(UTC), name
+    # each digest goes to its own officer only; ada has no open case, so nothing to send her
+    assert [m.rcpt_tos for m in capture.messages()] == [("olga@example.org",)]
+    assert capture.messages()[0].subject.startswith("Weekly digest: your open cases")
+    async with app.sessions() as session:
+        results = sorted(r or "" for r in (await session.scalars(
+            select(Followup.result).where(Followup.kind == "digest", Followup.fired_at.is_not(None)))).all())
+    assert results == ["digest sent; sent to olga", "digest: ada has no open cases."]

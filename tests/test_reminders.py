@@ -1,0 +1,103 @@
+"""Reminders through Telegram: the real TelegramChannel against the loopback Bot API (``botapi``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from alerts.app import App, open_app
+from alerts.capture import CaptureServer
+from alerts.followups import fire
+from alerts.models import Alert, Contact, User
+from channels.base import Channel
+from channels.email import EmailChannel
+from channels.telegram import TelegramChannel
+from tests.botapi import BotApiServer
+from tests.test_followups import T0, add, body, capture, row, sent_alert, settings_for
+
+__all__ = ["capture"]
+
+CHAT = "424242"
+
+
+@pytest.fixture
+async def app(db_url: str, capture: CaptureServer, botapi: BotApiServer) -> AsyncIterator[App]:
+    """The open App with the real email and Telegram channels, on the capture server and the Bot API."""
+    settings = settings_for(db_url, capture.port)
+    channels: dict[str, Channel] = {"email": EmailChannel(settings.email), "telegram": TelegramChannel(botapi.settings())}
+    async with open_app(settings, channels=channels) as opened:
+        yield opened
+
+
+async def reminder(app: App, *, public: bool = False) -> tuple[int, int, str, list[str]]:
+    """A sent alert whose author olga has a Telegram chat, and a reminder on it; (alert, follow-up, title,
+    every contact address)."""
+    alert_id, _ = await sent_alert(app, 2)
+    async with app.sessions.begin() as session:
+        await session.execute(update(User).where(User.name == "olga").values(telegram=CHAT))
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(is_public=public))
+        title = (await session.scalar(select(Alert.title).where(Alert.id == alert_id))) or ""
+        addresses = [a for a in (await session.scalars(select(Contact.email))).all() if a]
+    fid = await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(hours=1), note="Call the ministry")
+    return alert_id, fid, title, addresses
+
+
+async def test_reminder_reaches_the_officers_telegram_chat(
+    app: App, capture: CaptureServer, botapi: BotApiServer
+) -> None:
+    alert_id, fid, title, addresses = await reminder(app)
+    capture.handler.clear()
+    fired = await fire(app, fid, T0 + timedelta(hours=1))
+    assert fired is not None and fired.result == "reminder sent; sent to olga"
+    [call] = botapi.sent(CHAT)
+    text = call.text or ""
+    assert text.startswith(f"Follow-up due: alert {alert_id}\n")
+    assert f"A follow-up is due on alert {alert_id} (sent)." in text and "Due: 2030-03-20 10:00 CET" in text
+    assert "Note: Call the ministry" in text and f"https://alerts.example.org/ui/alerts/{alert_id}" in text
+    assert call.params.get("parse_mode") == "HTML"
+    # the alert is not public: its title (the defender's name) stays out of Telegram, not out of email
+    assert title and title not in text and "Marenco" not in text
+    [message] = capture.messages()
+    assert title in message.subject and title in body(message)
+    assert addresses and not any(a in text or a in message.raw.decode() for a in addresses)
+    assert "@" not in text  # no address of any kind
+    assert (await row(app, fid)).result == "reminder sent; sent to olga"
+
+
+async def test_public_alert_reminder_names_it_on_telegram(app: App, botapi: BotApiServer) -> None:
+    alert_id, fid, title, _ = await reminder(app, public=True)
+    await fire(app, fid, T0 + timedelta(hours=1))
+    [call] = botapi.sent(CHAT)
+    assert (call.text or "").startswith(f"Follow-up due: alert {alert_id} {title}\n")
+
+
+@pytest.mark.botapi_options(script={CHAT: ["blocked"]})
+async def test_blocked_bot_does_not_hold_back_the_email(
+    app: App, capture: CaptureServer, botapi: BotApiServer
+) -> None:
+    _, fid, _, _ = await reminder(app)
+    capture.handler.clear()
+    fired = await fire(app, fid, T0 + timedelta(hours=1))
+    assert fired is not None and fired.result == (
+        "reminder sent; sent to olga; refused for olga (telegram): Forbidden: bot was blocked by the user")
+    assert [m.rcpt_tos for m in capture.messages()] == [("olga@example.org",)]
+    assert len(botapi.sent(CHAT)) == 1
+    f = await row(app, fid)
+    assert f.fired_at is not None and f.result == fired.result  # final: a refusal is not retried
+    assert await fire(app, fid, T0 + timedelta(hours=2)) is None
+    assert len(capture.messages()) == 1 and len(botapi.sent(CHAT)) == 1
+
+
+@pytest.mark.botapi_options(script={CHAT: ["server_error", "ok"]})
+async def test_telegram_outage_retries_telegram_only(app: App, capture: CaptureServer, botapi: BotApiServer) -> None:
+    _, fid, _, _ = await reminder(app)
+    capture.handler.clear()
+    first = await fire(app, fid, T0 + timedelta(hours=1))
+    assert first is not None and first.result.startswith("retrying at 2030-03-20T09:00:30+00:00: olga (telegram)")
+    assert len(capture.messages()) == 1  # the email went out at once
+    second = await fire(app, fid, T0 + timedelta(hours=1, seconds=30))
+    assert second is not None and second.result == "reminder sent; sent to olga"
+    assert len(capture.messages()) == 1 and len(botapi.sent(CHAT)) == 2  # no second email
