@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import String, case, cast, exists, func, literal, or_, select
 from sqlalchemy.sql import Select
 
 from alerts.models import Contact, ContactList, ListMember, Suppression
@@ -51,6 +50,7 @@ def previous_recipients_select(
     kinds: Sequence[str],
     approved_languages: Sequence[str],
     exclude_kinds: Sequence[str] = (),
+    channels: Sequence[str] = (),
 ) -> Select[Any]:
     """Rows for an update: exactly the contacts the parent alert reached, on the same channels.
 
@@ -70,6 +70,16 @@ def previous_recipients_select(
         .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
         .where(Suppression.address_key == key),
     ]
+    if channels:  # the update's own channel choice narrows the original's
+        conditions.append(Delivery.channel.in_(list(channels)))
+    # and so does what the contact chose since (Contact.channels; press arrives by email)
+    pref = case((Delivery.channel == "press", literal("email")), else_=Delivery.channel)
+    conditions.append(
+        or_(
+            Contact.channels.is_(None),
+            cast(Contact.channels, String).like(literal('%"') + pref + literal('"%')),
+        )
+    )
     if kinds:
         conditions.append(Contact.kind.in_(list(kinds)))
     if exclude_kinds:
@@ -130,15 +140,7 @@ def audience_select(
         .where(Suppression.channel == suppression_channel(channel))
         .where(Suppression.address_key == key)
     )
-    if channel == "telegram":
-        # one delivery per chat even if several contacts share it: keep the lowest id
-        other = aliased(Contact)
-        conditions.append(
-            ~exists().where(
-                and_(other.telegram == Contact.telegram, other.id < Contact.id, other.status == "active")
-            )
-        )
-    return select(
+    rows = select(
         literal(alert_id).label("alert_id"),
         Contact.id.label("contact_id"),
         literal(channel).label("channel"),
@@ -146,3 +148,18 @@ def audience_select(
         choose_language(approved_languages).label("language"),
         address.label("address"),
     ).where(*conditions)
+    if channel != "telegram":
+        return rows
+    # One delivery per chat even if several contacts share it: the lowest id among those IN
+    # this audience (deduplicating against all contacts could leave the chat with nothing).
+    ranked = rows.add_columns(
+        func.row_number().over(partition_by=Contact.telegram, order_by=Contact.id).label("rank")
+    ).subquery()
+    return select(
+        ranked.c.alert_id,
+        ranked.c.contact_id,
+        ranked.c.channel,
+        ranked.c.audience,
+        ranked.c.language,
+        ranked.c.address,
+    ).where(ranked.c.rank == 1)

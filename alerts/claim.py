@@ -8,16 +8,17 @@ begins with ``BEGIN IMMEDIATE`` (see db.py), which serialises claimers just the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.events import append_events, event_row, record_moves
 from alerts.messages import Claimed
-from alerts.models import Alert, Contact, Delivery
+from alerts.models import Alert, Contact, Delivery, Suppression
 from alerts.states import CLAIMABLE_STATES, DeliveryState, EventType
 
 _CLAIMABLE = [str(s) for s in CLAIMABLE_STATES]
@@ -34,9 +35,29 @@ async def claim_due(
     alert_id: int | None = None,
 ) -> list[Claimed]:
     """Mark up to ``limit`` due deliveries of one channel as ``sending`` for this worker."""
+    suppressed = (
+        exists()
+        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
+        .where(
+            Suppression.address_key
+            == case((Delivery.channel == "telegram", Delivery.address), else_=func.lower(Delivery.address))
+        )
+    )
     query = (
-        select(Delivery.id, Delivery.state)
+        select(
+            Delivery.id,
+            Delivery.state,
+            Delivery.alert_id,
+            Delivery.attempts,
+            Delivery.contact_id,
+            Delivery.channel,
+            Delivery.address,
+            Alert.status.label("alert_status"),
+            Contact.status.label("contact_status"),
+            suppressed.label("suppressed"),
+        )
         .join(Alert, Alert.id == Delivery.alert_id)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
         .where(
             Delivery.channel == channel,
             Delivery.state.in_(_CLAIMABLE),
@@ -51,6 +72,9 @@ async def claim_due(
     if alert_id is not None:
         query = query.where(Delivery.alert_id == alert_id)
     picked = (await session.execute(query)).all()
+    if not picked:
+        return []
+    picked = await _withdraw_stale(session, picked, now=now)
     if not picked:
         return []
     ids = [row.id for row in picked]
@@ -128,6 +152,59 @@ async def claim_due(
     return claimed
 
 
+def _stale_reason(row: Any) -> tuple[DeliveryState, str] | None:
+    """Why a due delivery must not go out any more, if it must not.
+
+    Fan-out checked all this once; the claim checks again because minutes or hours can pass
+    before a delivery is due: the recipient may have unsubscribed, bounced or blocked the bot,
+    the contact may have been deleted or erased, the case closed.
+    """
+    if row.alert_status == "closed":
+        return DeliveryState.CANCELLED, "alert closed"
+    if row.channel == "webhook":
+        return None
+    if row.contact_id is None or not row.address:
+        return DeliveryState.CANCELLED, "contact deleted or erased"
+    if row.contact_status == "unsubscribed":
+        return DeliveryState.SUPPRESSED, "recipient unsubscribed"
+    if row.contact_status != "active":
+        return DeliveryState.CANCELLED, f"contact is {row.contact_status}"
+    if row.suppressed:
+        return DeliveryState.SUPPRESSED, "address suppressed since fan-out"
+    return None
+
+
+async def _withdraw_stale(session: AsyncSession, picked: Sequence[Any], *, now: datetime) -> list[Any]:
+    """Settle the picked rows that must not be sent; return the others."""
+    keep, events = [], []
+    for row in picked:
+        stale = _stale_reason(row)
+        if stale is None:
+            keep.append(row)
+            continue
+        state, why = stale
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == row.id)
+            .values(state=str(state), next_attempt_at=None, last_error=why, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        events.append(
+            event_row(
+                delivery_id=row.id,
+                alert_id=row.alert_id,
+                type=EventType(str(state)),
+                at=now,
+                from_state=row.state,
+                to_state=str(state),
+                attempt=row.attempts,
+                detail=why,
+            )
+        )
+    await append_events(session, events)
+    return keep
+
+
 async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: str, now: datetime) -> int:
     """Give claimed-but-unsent deliveries back to the queue (graceful shutdown)."""
     if not items:
@@ -173,42 +250,58 @@ async def extend_leases(session: AsyncSession, *, worker: str, until: datetime) 
     return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
-async def reclaim_expired(session: AsyncSession, *, now: datetime, limit: int = 5000) -> int:
+def _lease_note(why: str, row: Any) -> str:
+    return f"lease of {row.claimed_by} {why}"
+
+
+async def reclaim_expired(
+    session: AsyncSession, *, now: datetime, limit: int = 5000, max_attempts: int | None = None
+) -> int:
     """Put deliveries whose lease expired (their worker died) back in the queue.
 
     Such a message may or may not have gone out before the crash: it is sent again with the
-    same Message-ID, which is the bounded repeat DESIGN.md allows.
+    same Message-ID, which is the bounded repeat DESIGN.md allows. A delivery that has used up
+    ``max_attempts`` fails instead, so a message that kills its worker cannot loop forever.
     """
     picked = (
-        (
-            await session.execute(
-                select(Delivery.id)
-                .where(Delivery.state == str(DeliveryState.SENDING), Delivery.lease_until < now)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    if not picked:
-        return 0
-    rows = (
         await session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(list(picked)))
-            .values(state=str(DeliveryState.QUEUED), lease_until=None, next_attempt_at=now, updated_at=now)
-            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts, Delivery.claimed_by)
-            .execution_options(synchronize_session=False)
+            select(Delivery.id, Delivery.attempts)
+            .where(Delivery.state == str(DeliveryState.SENDING), Delivery.lease_until < now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
     ).all()
-    await record_moves(
-        session,
-        rows,
-        type=EventType.RELEASED,
-        from_state=DeliveryState.SENDING,
-        to_state=DeliveryState.QUEUED,
-        at=now,
-        detail=lambda r: f"lease of {r.claimed_by} expired; reclaimed",
-    )
-    return len(rows)
+    if not picked:
+        return 0
+    spent = [r.id for r in picked if max_attempts is not None and r.attempts >= max_attempts]
+    retry = [r.id for r in picked if r.id not in set(spent)]
+    for ids, state, why in (
+        (retry, DeliveryState.QUEUED, "expired; reclaimed"),
+        (spent, DeliveryState.FAILED, "expired on the last attempt; failed"),
+    ):
+        if not ids:
+            continue
+        rows = (
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(
+                    state=str(state),
+                    lease_until=None,
+                    next_attempt_at=now if state is DeliveryState.QUEUED else None,
+                    updated_at=now,
+                )
+                .returning(Delivery.id, Delivery.alert_id, Delivery.attempts, Delivery.claimed_by)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        await record_moves(
+            session,
+            rows,
+            type=EventType.RELEASED if state is DeliveryState.QUEUED else EventType.FAILED,
+            from_state=DeliveryState.SENDING,
+            to_state=state,
+            at=now,
+            detail=functools.partial(_lease_note, why),
+        )
+    return len(picked)

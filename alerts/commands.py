@@ -28,6 +28,7 @@ from alerts.migrate import upgrade
 from alerts.models import User
 from alerts.publish import load_alert_info, publish, schedule
 from alerts.timeutil import parse_when, utcnow
+from channels import configured_channels
 
 
 @asynccontextmanager
@@ -241,7 +242,13 @@ async def alert_send(args: argparse.Namespace, settings: Settings) -> int:
                     f"alert {args.id} scheduled for {alert.send_at.isoformat() if alert.send_at else args.at}"
                 )
                 return 0
-            created = await publish(session, alert, now=now, webhook_url=settings.webhook.url)
+            created = await publish(
+                session,
+                alert,
+                now=now,
+                webhook_url=settings.webhook.url,
+                available=configured_channels(settings),
+            )
         print(f"alert {args.id}: {created} deliveries queued", file=sys.stderr)
         if not args.wait:
             return 0

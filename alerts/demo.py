@@ -18,6 +18,7 @@ from alerts.models import Alert, Contact, User
 from alerts.publish import publish
 from alerts.service import run_service
 from alerts.timeutil import utcnow
+from channels import configured_channels
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ async def seed(settings: Settings) -> int | None:
             )
             await approval.submit(session, alert, user=officer, now=now)
             await approval.approve(session, alert, user=reviewer, now=now)
-            await publish(session, alert, now=now)
+            await publish(session, alert, now=now, available=configured_channels(settings))
             return alert.id
 
 

@@ -88,7 +88,8 @@ class Dispatcher:
         self.publish_scheduled = publish_scheduled
         self.webhook_url = webhook_url
         self.clock = clock
-        self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:x}"
+        # fits Delivery.claimed_by (64) whatever the host's name
+        self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) & 0xFFFF:x}"
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.counters = Counters()
         self.lanes: dict[str, ChannelLane] = {}
@@ -313,12 +314,14 @@ class Dispatcher:
                         # our own claims stay ours while we live, however long they wait in a
                         # local queue behind a slow server; only a dead worker's leases expire
                         await extend_leases(session, worker=self.worker, until=now + self.lease)
-                        n = await reclaim_expired(session, now=now)
+                        n = await reclaim_expired(session, now=now, max_attempts=self.settings.max_attempts)
                     if n:
                         logger.warning("reclaimed %d deliveries whose lease expired", n)
                 if self.publish_scheduled and self.alert_id is None:
                     async with self.sessions.begin() as session:
-                        await publish_due(session, now=now, webhook_url=self.webhook_url)
+                        await publish_due(
+                            session, now=now, webhook_url=self.webhook_url, available=set(self.lanes)
+                        )
                 await self._complete_alerts(now)
             except Exception:
                 logger.exception("dispatcher housekeeping failed; continuing")

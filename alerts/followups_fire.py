@@ -25,6 +25,7 @@ from alerts.followups_notices import FIRING, deliver
 from alerts.models import Alert, Followup
 from alerts.publish import publish
 from alerts.states import AlertStatus, FollowupKind
+from channels import configured_channels
 
 if TYPE_CHECKING:
     from alerts.app import App
@@ -166,7 +167,13 @@ async def act_on_alert(
         return f"skipped: update alert {alert.id} is closed.", None
     try:
         async with session.begin_nested():
-            n = await publish(session, alert, now=now, webhook_url=app.settings.webhook.url)
+            n = await publish(
+                session,
+                alert,
+                now=now,
+                webhook_url=app.settings.webhook.url,
+                available=configured_channels(app.settings),
+            )
     except AlertsError as exc:
         return f"failed: {exc.message}", None
     return f"{what} {alert.id} published: {n} deliveries queued.", None

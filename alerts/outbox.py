@@ -10,7 +10,7 @@ in the same transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.audience import audience_select, previous_recipients_select
 from alerts.db import dialect_insert
+from alerts.errors import Conflict
 from alerts.models import Alert, Delivery, DeliveryEvent
 from alerts.states import DeliveryState, EventType
 
@@ -35,10 +36,27 @@ async def fan_out(
     now: datetime,
     webhook_url: str = "",
     exclude_kinds: Sequence[str] = (),
+    available: Collection[str] | None = None,
 ) -> int:
-    """Write the alert's outbox rows (caller commits); returns how many were new."""
+    """Write the alert's outbox rows (caller commits); returns how many were new.
+
+    ``available``: the channels this deployment has configured (None: all). An alert that
+    asks for a channel nobody can send on is refused, rather than queued for ever; an alert
+    that names no channel goes out on every configured one.
+    """
     audience = alert.audience or {}
-    requested = audience.get("channels") or [*CONTACT_CHANNELS, "webhook"]  # empty: every channel
+    explicit = list(audience.get("channels") or ())
+    if available is not None:
+        missing = [c for c in explicit if c not in available]
+        if missing:
+            raise Conflict(
+                f"alert {alert.id}: channel {', '.join(missing)} is not configured on this service "
+                f"(see [{missing[0]}] in the config); remove it from the alert or configure it.",
+                details={"alert": alert.id, "channels": missing},
+            )
+    requested = explicit or [
+        c for c in (*CONTACT_CHANNELS, "webhook") if available is None or c in available
+    ]  # empty: every channel
     channels = [c for c in requested if c in CONTACT_CHANNELS or c == "webhook"]
     before = (await session.execute(select(func.coalesce(func.max(Delivery.id), 0)))).scalar_one()
     cols = ["alert_id", "contact_id", "channel", "audience", "language", "address"]
@@ -51,6 +69,7 @@ async def fan_out(
                 kinds=audience.get("kinds", []),
                 approved_languages=approved_languages,
                 exclude_kinds=exclude_kinds,
+                channels=channels,
             )
         ]
     else:

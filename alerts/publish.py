@@ -5,14 +5,15 @@ the status change ``scheduled → sending`` is a guarded UPDATE, so exactly one 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts import approval
-from alerts.errors import Conflict, NotFound
+from alerts import approval, audit
+from alerts.errors import AlertsError, Conflict, NotFound
 from alerts.messages import AlertInfo
 from alerts.models import Alert, AlertAttachment, AlertVersion, User
 from alerts.outbox import fan_out
@@ -23,7 +24,13 @@ logger = logging.getLogger(__name__)
 
 
 async def publish(
-    session: AsyncSession, alert: Alert, *, now: datetime, webhook_url: str = "", user: User | None = None
+    session: AsyncSession,
+    alert: Alert,
+    *,
+    now: datetime,
+    webhook_url: str = "",
+    user: User | None = None,
+    available: Collection[str] | None = None,
 ) -> int:
     """Fan the alert out now (caller commits); returns the number of new deliveries."""
     if alert.status not in (AlertStatus.APPROVED, AlertStatus.SCHEDULED, AlertStatus.SENDING):
@@ -42,6 +49,7 @@ async def publish(
         now=now,
         webhook_url=webhook_url,
         exclude_kinds=() if public_ok else ("public",),
+        available=available,
     )
     if alert.status != AlertStatus.SENDING:
         await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)
@@ -60,8 +68,14 @@ async def schedule(
     await approval.set_status(session, alert, AlertStatus.SCHEDULED, user=user, send_at=at, now=now)
 
 
-async def publish_due(session: AsyncSession, *, now: datetime, webhook_url: str = "") -> list[int]:
-    """Publish every scheduled alert whose time has come; exactly once across processes."""
+async def publish_due(
+    session: AsyncSession, *, now: datetime, webhook_url: str = "", available: Collection[str] | None = None
+) -> list[int]:
+    """Publish every scheduled alert whose time has come; exactly once across processes.
+
+    One that can no longer go (its consent was withdrawn, a channel unconfigured) is left
+    ``approved`` with the reason logged and audited, instead of failing every other one.
+    """
     due = (
         (
             await session.execute(
@@ -83,7 +97,23 @@ async def publish_due(session: AsyncSession, *, now: datetime, webhook_url: str 
             continue
         alert = await session.get(Alert, alert_id, populate_existing=True)
         assert alert is not None
-        n = await publish(session, alert, now=now, webhook_url=webhook_url)
+        send_at = alert.send_at
+        try:
+            async with session.begin_nested():
+                n = await publish(session, alert, now=now, webhook_url=webhook_url, available=available)
+        except AlertsError as exc:
+            logger.error("scheduled alert %s was not sent: %s", alert_id, exc.message)
+            await audit.record(
+                session,
+                user_id=None,
+                action="alert.schedule_failed",
+                object_type="alert",
+                object_id=str(alert_id),
+                details={"reason": exc.message},
+                now=now,
+            )
+            continue
+        alert.send_at = alert.send_at or send_at
         lateness = (now - alert.send_at).total_seconds() if alert.send_at else 0.0
         logger.info(
             "alert %s published at its scheduled time (%.1f s late): %d deliveries", alert_id, lateness, n

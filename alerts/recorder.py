@@ -8,6 +8,7 @@ then repeat only what was sent since the last flush, plus what was in flight.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -19,7 +20,7 @@ from alerts.audience import suppression_channel
 from alerts.db import dialect_insert
 from alerts.events import append_events, event_row
 from alerts.messages import AlertInfo, Claimed
-from alerts.models import Contact, Delivery, Suppression
+from alerts.models import Alert, Contact, Delivery, Suppression
 from alerts.retry import RetryPolicy
 from alerts.states import DeliveryState, EventType
 from alerts.types import Outcome, OutcomeKind
@@ -55,6 +56,13 @@ class Result:
     at: datetime
 
 
+def redact(text: str, address: str) -> str:
+    """The text with the recipient's address replaced by ``<recipient>``."""
+    if not address or not text:
+        return text
+    return re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
+
+
 def decide(result: Result, policy: RetryPolicy) -> tuple[DeliveryState, datetime | None, EventType]:
     """The delivery's next state, retry time and event type for one outcome."""
     o, item = result.outcome, result.item
@@ -87,11 +95,31 @@ async def record(
     events: list[dict[str, Any]] = []
     suppressions: list[dict[str, Any]] = []
     fallbacks: list[Claimed] = []
+    # Only rows this worker still holds: if our lease expired and another worker took a row
+    # over, its outcome is that worker's to record (no events, fallbacks or suppressions here).
+    owned = set(
+        (
+            await session.execute(
+                select(Delivery.id)
+                .where(Delivery.id.in_([r.item.id for r in results]))
+                .where(Delivery.claimed_by == worker, Delivery.state == str(DeliveryState.SENDING))
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
     for res in results:
+        if res.item.id not in owned:
+            logger.warning(
+                "delivery %s was taken over after our lease expired; outcome not recorded", res.item.id
+            )
+            continue
         state, retry_at, event = decide(res, policy)
         o, item = res.outcome, res.item
         unknown = item.unknown_outcomes + (1 if o.kind is OutcomeKind.UNKNOWN else 0)
-        detail = o.detail
+        # provider texts often quote the address ("550 <jane@…>: unknown"); viewers see details
+        detail = redact(o.detail, item.address)
         if o.kind is OutcomeKind.UNKNOWN:
             detail = f"outcome unknown: {o.detail}" + ("" if retry_at else "; not retried again")
         updates.append(
@@ -131,7 +159,7 @@ async def record(
                     "channel": suppression_channel(item.channel),
                     "address_key": key,
                     "reason": str(o.suppress),
-                    "detail": o.detail[:500],
+                    "detail": detail[:500],
                     "created_at": now,
                 }
             )
@@ -173,10 +201,24 @@ async def _migrate_chat(session: AsyncSession, item: Claimed, new_chat: str, *, 
 async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datetime) -> None:
     """A permanent Telegram failure: queue the email version for the same contact, once."""
     contact = (
-        await session.execute(select(Contact.email, Contact.status).where(Contact.id == item.contact_id))
+        await session.execute(
+            select(Contact.email, Contact.status, Contact.channels).where(Contact.id == item.contact_id)
+        )
     ).first()
     if contact is None or not contact.email or contact.status != "active":
         return
+    if contact.channels is not None and "email" not in contact.channels:
+        return  # they chose not to get email
+    closed = await session.scalar(select(Alert.status).where(Alert.id == item.alert_id)) == "closed"
+    has_email_form = await session.scalar(
+        select(Delivery.id).where(
+            Delivery.alert_id == item.alert_id,
+            Delivery.contact_id == item.contact_id,
+            Delivery.channel.in_(["email", "press"]),
+        )
+    )
+    if closed or has_email_form is not None:
+        return  # one emailed copy per alert at most (press contacts already have the release)
     suppressed = (
         await session.execute(
             select(Suppression.id).where(

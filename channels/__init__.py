@@ -19,6 +19,16 @@ CHANNELS: dict[str, type] = {
 }
 
 
+def configured_channels(settings: Settings) -> frozenset[str]:
+    """The channels this configuration can send on (email and press always)."""
+    names = {"email", "press"}
+    if settings.telegram.token:
+        names.add("telegram")
+    if settings.webhook.url:
+        names.add("webhook")
+    return frozenset(names)
+
+
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """One adapter per configured channel, built from its config section.
 

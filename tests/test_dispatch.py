@@ -297,3 +297,164 @@ async def test_update_reaches_exactly_the_original_recipients_threaded(
         assert m.thread_ids == (originals[m.recipient.address].message_id,)
     for m in telegram2.sent:  # replies to the original Telegram message in the same chat
         assert m.reply_to_provider_id is not None and m.reply_to_provider_id.startswith("mem-")
+
+
+async def test_a_recipient_who_left_after_fan_out_gets_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Unsubscribed, suppressed, deleted, erased or closed since fan-out: settled at the claim."""
+    from alerts.contacts import delete_contact
+    from alerts.models import Contact
+    from alerts.suppressions import suppress
+
+    alert_id = await published_alert(sessions, 5)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Contact).where(Contact.email == "person0@example.org").values(status="unsubscribed")
+        )
+        await suppress(
+            session, channel="email", address="PERSON1@example.org", reason=SuppressionReason.BOUNCED
+        )
+        await delete_contact(session, "person2@example.org")
+        await session.execute(
+            update(Contact).where(Contact.email == "person3@example.org").values(status="pending")
+        )
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        rows = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
+        details = dict((await session.execute(select(Delivery.address, Delivery.last_error))).all())
+    assert rows == {
+        "person0@example.org": "suppressed",
+        "person1@example.org": "suppressed",
+        "person2@example.org": "cancelled",
+        "person3@example.org": "cancelled",
+        "person4@example.org": "sent",
+    }
+    assert details["person2@example.org"] == "contact deleted or erased"
+    assert [m.recipient.address for m in email.sent] == ["person4@example.org"]
+
+
+async def test_closed_alert_sends_nothing_more(sessions: async_sessionmaker[AsyncSession]) -> None:
+    alert_id = await published_alert(sessions, 3)
+    async with sessions.begin() as session:
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(status="closed"))
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    assert email.sent == []
+    assert await states(sessions, alert_id) == Counter({"cancelled": 3})
+
+
+async def test_provider_text_quoting_the_address_is_redacted(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 1)
+    email = MemoryChannel(
+        script={
+            "person0@example.org": [
+                Outcome(
+                    kind=OutcomeKind.PERMANENT,
+                    detail="550 5.1.1 <Person0@Example.org>: Recipient address rejected",
+                )
+            ]
+        }
+    )
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        texts = (await session.execute(select(DeliveryEvent.detail))).scalars().all()
+        error = (await session.execute(select(Delivery.last_error))).scalar_one()
+    assert error == "550 5.1.1 <<recipient>>: Recipient address rejected"
+    assert not any("person0" in t.lower() for t in texts)
+
+
+async def test_outcomes_of_rows_taken_over_are_not_recorded(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker whose lease expired must not write events for a row another worker now holds."""
+    from alerts.claim import reclaim_expired
+    from alerts.recorder import Result, record
+    from alerts.retry import RetryPolicy
+
+    await published_alert(sessions, 1)
+    now = utcnow()
+    async with sessions.begin() as session:
+        [mine] = await claim_due(
+            session, channel="email", limit=1, worker="slow", lease=timedelta(seconds=1), now=now
+        )
+    later = now + timedelta(seconds=5)
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=later) == 1
+        [theirs] = await claim_due(
+            session, channel="email", limit=1, worker="fast", lease=timedelta(seconds=60), now=later
+        )
+    async with sessions.begin() as session:
+        await record(
+            session,
+            [
+                Result(
+                    item=mine,
+                    outcome=Outcome(kind=OutcomeKind.PERMANENT, detail="late"),
+                    message_id="<x>",
+                    at=later,
+                )
+            ],
+            worker="slow",
+            policy=RetryPolicy(),
+            alerts={},
+            now=later,
+        )
+    async with sessions() as session:
+        types = (await session.execute(select(DeliveryEvent.type).order_by(DeliveryEvent.id))).scalars().all()
+        state = (await session.execute(select(Delivery.state, Delivery.claimed_by))).one()
+    assert types == ["queued", "sending", "released", "sending"]
+    assert tuple(state) == ("sending", "fast") and theirs.id == mine.id
+
+
+async def test_a_lease_that_expires_on_the_last_attempt_fails(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.claim import reclaim_expired
+
+    alert_id = await published_alert(sessions, 1)
+    now = utcnow()
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).values(attempts=2))
+        await claim_due(session, channel="email", limit=1, worker="dead", lease=timedelta(seconds=1), now=now)
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=now + timedelta(seconds=5), max_attempts=3) == 1
+    assert await states(sessions, alert_id) == Counter({"failed": 1})
+
+
+async def test_fallback_never_gives_a_press_contact_a_second_email(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.models import Contact
+
+    alert_id = await published_alert(sessions, 1, channels=("telegram",), fallback_email=True)
+    async with sessions.begin() as session:  # the same contact also got the press release
+        contact_id = (await session.execute(select(Contact.id))).scalar_one()
+        session.add(
+            Delivery(
+                alert_id=alert_id,
+                contact_id=contact_id,
+                channel="press",
+                audience="press",
+                language="en",
+                address="person0@example.org",
+                state="sent",
+                attempts=1,
+                unknown_outcomes=0,
+                next_attempt_at=utcnow(),
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    telegram = MemoryChannel(
+        script={"100000": [Outcome(kind=OutcomeKind.PERMANENT, detail="chat not found")]}
+    )
+    email = MemoryChannel()
+    await dispatcher(sessions, {"telegram": telegram, "email": email}).run_until_done(alert_id, timeout=30)
+    assert email.sent == []
+    async with sessions() as session:
+        channels = sorted((await session.execute(select(Delivery.channel))).scalars().all())
+    assert channels == ["press", "telegram"]

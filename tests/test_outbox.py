@@ -74,3 +74,92 @@ async def test_language_falls_back_to_english_when_not_approved(
         await publish(session, alert, now=utcnow())
         langs = (await session.execute(select(Delivery.language))).scalars().all()
         assert langs == ["en", "en"]
+
+
+async def test_a_shared_chat_gets_one_copy_even_when_its_first_contact_is_out_of_the_audience(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from sqlalchemy import update
+
+    from alerts.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        [outsider] = await add_contacts(session, 1, list_name="other", telegram=True)
+        insiders = await add_contacts(session, 2, telegram=True, start=10)
+        # all three share one group chat; the lowest id is not in the alert's list
+        await session.execute(update(Contact).values(telegram="-100777"))
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        assert await publish(session, alert, now=utcnow()) == 1
+        rows = (await session.execute(select(Delivery.contact_id, Delivery.address))).all()
+    assert rows == [(insiders[0], "-100777")] and outsider < insiders[0]
+
+
+async def test_a_channel_this_service_cannot_send_on_is_refused_up_front(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    import pytest
+
+    from alerts.errors import Conflict
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, telegram=True)
+        explicit = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        with pytest.raises(Conflict) as info:
+            await publish(session, explicit, now=utcnow(), available={"email", "press"})
+        assert info.value.message.startswith(f"alert {explicit.id}: channel telegram is not configured")
+        assert await _count(session, Delivery.alert_id == explicit.id) == 0
+        every = await approved_alert(session, author=officer, reviewer=reviewer, channels=())
+        assert await publish(session, every, now=utcnow(), available={"email", "press"}) == 2
+        assert await _count(session, Delivery.alert_id == every.id, Delivery.channel == "telegram") == 0
+
+
+async def test_an_update_respects_channels_chosen_since(sessions: async_sessionmaker[AsyncSession]) -> None:
+    from sqlalchemy import update
+
+    from alerts.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, telegram=True)
+        original = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).values(state="sent"))
+        await session.execute(
+            update(Contact).where(Contact.email == "person0@example.org").values(channels=["email"])
+        )
+        follow = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            channels=("email", "telegram"),
+            parent_id=original.id,
+        )
+        assert await publish(session, follow, now=utcnow()) == 3
+        only_email = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            channels=("email",),
+            parent_id=original.id,
+        )
+        assert await publish(session, only_email, now=utcnow()) == 2
+        rows = sorted(
+            (
+                await session.execute(
+                    select(Delivery.address, Delivery.channel).where(Delivery.alert_id == follow.id)
+                )
+            ).all()
+        )
+    assert rows == [
+        ("100001", "telegram"),
+        ("person0@example.org", "email"),
+        ("person1@example.org", "email"),
+    ]

@@ -18,7 +18,9 @@ APP = web.AppKey("app", App)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, code: str, message: str, details: dict[str, object] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, details: dict[str, object] | None = None
+) -> web.Response:
     """The one JSON error format."""
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
@@ -42,7 +44,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def make_web_app(app: App) -> web.Application:
     """Build the aiohttp application for an open App."""
-    from alerts.web import api, api_followups, ops, ui
+    from alerts.web import api, api_followups, engagement, ops, public, ui
 
     webapp = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     webapp[APP] = app
@@ -50,8 +52,6 @@ def make_web_app(app: App) -> web.Application:
     api.setup(webapp)
     ui.setup(webapp)
     api_followups.setup(webapp)
-    from alerts.web import public
-
     public.setup(webapp)
-    __import__("alerts.web.engagement", fromlist=["setup"]).setup(webapp)
+    engagement.setup(webapp)
     return webapp

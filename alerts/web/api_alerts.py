@@ -26,6 +26,7 @@ from alerts.web.api import (
     alert_stats,
     json_response,
 )
+from channels import configured_channels
 
 LANGUAGE: Schema = {"type": "string", "pattern": "^[a-z]{2}$", "minLength": 2, "maxLength": 2}
 NAMES: Schema = {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 100}
@@ -285,7 +286,12 @@ async def send(ctx: Ctx) -> web.Response:
             doc: dict[str, Any] = {"id": alert.id, "status": alert.status, "send_at": _iso(alert.send_at)}
         else:
             queued = await publish.publish(
-                session, alert, now=now, webhook_url=ctx.app.settings.webhook.url, user=ctx.user
+                session,
+                alert,
+                now=now,
+                webhook_url=ctx.app.settings.webhook.url,
+                user=ctx.user,
+                available=configured_channels(ctx.app.settings),
             )
             doc = {"id": alert.id, "status": alert.status, "queued": queued}
     return json_response(doc, status=202)

@@ -22,6 +22,7 @@ from alerts.web import notify
 from alerts.web.ui import PREFIX as P
 from alerts.web.ui import Ctx, page, redirect
 from alerts.web.ui_alerts import CHANNELS, alert_id
+from channels import configured_channels
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
@@ -98,7 +99,14 @@ async def send(c: Ctx) -> web.Response:
                 )
             await schedule(session, alert, at=parse_local(at, c, field="send at"), now=now, user=c.user)
             return _back(c, "scheduled")
-        created = await publish(session, alert, now=now, webhook_url=c.app.settings.webhook.url, user=c.user)
+        created = await publish(
+            session,
+            alert,
+            now=now,
+            webhook_url=c.app.settings.webhook.url,
+            user=c.user,
+            available=configured_channels(c.app.settings),
+        )
     logger.info("alert %s published from the web: %d deliveries", alert_id(c), created)
     return _back(c, "sending", n=created)
 
