@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import audit
 from alerts.drafts import ALERT_TRANSITIONS, current_version, move
 from alerts.errors import ApprovalRequired, Conflict, ConsentRequired, PermissionDenied, ValidationError
-from alerts.models import Alert, AlertVersion, Approval, Consent, User
-from alerts.states import AlertStatus, ContactKind, Role
+from alerts.events import record_moves
+from alerts.models import Alert, AlertVersion, Approval, Consent, Delivery, User
+from alerts.states import AlertStatus, ContactKind, DeliveryState, EventType, Role
 from alerts.users import check
 
 A = AlertStatus
@@ -99,7 +100,8 @@ async def approve(
     if require_second_approver:
         if user.id == alert.author_id:
             raise PermissionDenied(
-                f"alert {alert.id}: the author cannot approve their own alert; a second person must approve it"
+                f"alert {alert.id}: the author cannot approve their own alert; "
+                "a second person must approve it"
             )
         if user.id == version.created_by:
             raise PermissionDenied(
@@ -140,7 +142,11 @@ async def approve(
 async def record_consent(
     session: AsyncSession, alert: Alert, *, user: User, scope: str, note: str = "", now: datetime
 ) -> Consent:
-    """Record the defender's consent to publicity; the latest record is the one that counts."""
+    """Record the defender's consent to publicity; the latest record is the one that counts.
+
+    When the latest scope becomes ``restricted``, the alert's deliveries to public contacts
+    that have not gone out yet (queued, deferred) are cancelled: consent is withdrawn.
+    """
     check(user, "alert.consent")
     if scope not in CONSENT_SCOPES:
         raise ValidationError(f"consent scope: {scope!r} is not one of {', '.join(CONSENT_SCOPES)}")
@@ -158,7 +164,37 @@ async def record_consent(
         details={"scope": scope},
         now=now,
     )
+    if await consent_scope(session, alert) == "restricted":
+        await _cancel_public(session, alert, now=now)
     return consent
+
+
+async def _cancel_public(session: AsyncSession, alert: Alert, *, now: datetime) -> int:
+    """Withdraw the alert's deliveries to public contacts that have not gone out (queued or deferred)."""
+    open_states = [str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED)]
+    rows = (
+        await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.alert_id == alert.id,
+                Delivery.audience == ContactKind.PUBLIC.value,
+                Delivery.state.in_(open_states),
+            )
+            .values(state=str(DeliveryState.CANCELLED), next_attempt_at=None, updated_at=now)
+            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    await record_moves(
+        session,
+        rows,
+        type=EventType.CANCELLED,
+        from_state=None,
+        to_state=DeliveryState.CANCELLED,
+        at=now,
+        detail="consent withdrawn",
+    )
+    return len(rows)
 
 
 async def consent_scope(session: AsyncSession, alert: Alert) -> str | None:

@@ -306,7 +306,11 @@ async def update_preferences(
     countries: Sequence[str] = (),
     now: datetime,
 ) -> None:
-    """Change what a subscriber receives; choosing no channel at all is unsubscribing."""
+    """Change what a subscriber receives; choosing no channel at all is unsubscribing.
+
+    An empty choice goes through ``unsubscribe`` (status, suppressions, event), so nothing
+    further reaches the contact; the stored channels are kept for a later re-subscription.
+    """
     chosen = [c for c in SUBSCRIBER_CHANNELS if c in channels]
     unknown = sorted(set(channels) - set(SUBSCRIBER_CHANNELS))
     if unknown:
@@ -316,6 +320,9 @@ async def update_preferences(
         )
     contact.language = clean_language(language)
     contact.topics = clean_topics(kinds, countries)
+    if not chosen:
+        await unsubscribe(session, contact, now=now, via="preferences")
+        return
     contact.channels = chosen
     contact.updated_at = now
     await session.flush()

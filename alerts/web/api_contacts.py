@@ -278,7 +278,7 @@ ROUTES: list[Route] = [
         path=C,
         handler=list_contacts,
         summary="Search contacts",
-        action="view",
+        action="contacts.edit",  # addresses: the same permission as the UI's contact pages
         tag="contacts",
         query=(
             Param(
@@ -337,7 +337,7 @@ ROUTES: list[Route] = [
         path=f"{C}/{ID_PATH}",
         handler=get_contact,
         summary="One contact",
-        action="view",
+        action="contacts.edit",  # addresses: the same permission as the UI's contact pages
         tag="contacts",
         response=CONTACT,
         errors=(404,),

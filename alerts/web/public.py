@@ -11,8 +11,10 @@ cannot confirm a subscription on the owner's behalf.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -48,6 +50,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 PRIVATE = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+#: Confirmation mails being sent in the background (a reference keeps each task alive).
+CONFIRMATIONS = web.AppKey("confirmations", set[asyncio.Task[bool]])
+#: How long shutdown waits for confirmation mails still being sent.
+CONFIRM_DRAIN_SECONDS = 10.0
 
 #: The confirmation mail, per language (English for any other).
 CONFIRM_MAIL = {
@@ -181,6 +187,34 @@ async def send_confirmation(app: App, contact: Contact) -> bool:
     return True
 
 
+def _in_background(webapp: web.Application, mail: Coroutine[Any, Any, bool]) -> None:
+    tasks = webapp[CONFIRMATIONS]
+    task = asyncio.create_task(mail)
+    tasks.add(task)
+    task.add_done_callback(_done)
+    task.add_done_callback(tasks.discard)
+
+
+def _done(task: asyncio.Task[bool]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        # send_confirmation logs its own failures; this is anything it did not catch (no address)
+        logger.warning("confirmation mail task failed: %s", type(exc).__name__)
+
+
+async def _drain_confirmations(webapp: web.Application) -> None:
+    """On shutdown: let confirmation mails still being sent finish (cancel them after a while)."""
+    running: set[asyncio.Task[bool]] = webapp[CONFIRMATIONS]
+    tasks = set(running)
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=CONFIRM_DRAIN_SECONDS)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+        logger.warning("%d confirmation mail(s) not sent: the server stopped", len(pending))
+
+
 async def subscribe(request: web.Request) -> web.Response:
     """Record the request; mail a confirmation link. The same answer whether the address is known or not."""
     from alerts.web import APP
@@ -217,7 +251,8 @@ async def subscribe(request: web.Request) -> web.Response:
             **_choices(app),
         )
     if contact is not None:
-        await send_confirmation(app, contact)
+        # In the background, so a new address answers as fast as a known one (no timing oracle).
+        _in_background(request.app, send_confirmation(app, contact))
     return _message(
         "Check your inbox",
         "If this address can be subscribed, we have sent it a message with a confirmation link.",
@@ -473,6 +508,8 @@ async def cap_document(request: web.Request) -> web.Response:
 
 def setup(webapp: web.Application) -> None:
     """Add the public routes."""
+    webapp[CONFIRMATIONS] = set()
+    webapp.on_shutdown.append(_drain_confirmations)
     r = webapp.router
     r.add_get("/subscribe", subscribe_form)
     r.add_post("/subscribe", subscribe)

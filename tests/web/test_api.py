@@ -100,6 +100,25 @@ async def test_viewer_reads_but_role_refusal_example_is_exact(site: Site) -> Non
         "details": {"action": "alert.submit", "role": "viewer"}}})
 
 
+async def test_viewer_cannot_read_contacts_addresses(site: Site) -> None:
+    """Like the UI's contact pages, reading contacts (their addresses) needs contacts.edit."""
+    async with site.app.sessions.begin() as session:
+        contact = (await add_contacts(session, 1, telegram=True))[0]
+    refusal = {"error": {
+        "code": "forbidden", "message": "user 'vera' (viewer) may not contacts.edit; allowed roles: admin, officer",
+        "details": {"action": "contacts.edit", "role": "viewer"}}}
+    for path in ("/api/v1/contacts", "/api/v1/contacts?q=person", f"/api/v1/contacts/{contact}"):
+        assert await site.call("GET", path, user="vera") == (403, refusal), path
+    status, doc = await site.call("GET", f"/api/v1/contacts/{contact}", user="olga")
+    assert status == 200 and (doc["email"], doc["telegram"]) == ("person0@example.org", "100000")
+    status, doc = await site.call("GET", "/api/v1/contacts", user="rafael")
+    assert status == 403 and doc["error"]["details"] == {"action": "contacts.edit", "role": "reviewer"}
+    status, doc = await site.call("GET", "/api/v1/openapi.json")
+    for path in ("/api/v1/contacts", "/api/v1/contacts/{id}"):
+        assert doc["paths"][path]["get"]["x-permission"] == "contacts.edit"
+    assert doc["paths"]["/api/v1/lists"]["get"]["x-permission"] == "view"  # names and counts only
+
+
 async def test_workflow_create_preview_submit_approve_consent_send(site: Site) -> None:
     async with site.app.sessions.begin() as session:
         await add_contacts(session, 3)
@@ -209,7 +228,7 @@ async def test_not_found_and_path_limits(site: Site) -> None:
                                              "details": {}}})
     status, doc = await site.call("GET", "/api/v1/alerts/9999999999999999", user="vera")
     assert (status, doc["error"]["code"]) == (404, "not_found")
-    status, doc = await site.call("GET", "/api/v1/contacts?limit=5000", user="vera")
+    status, doc = await site.call("GET", "/api/v1/contacts?limit=5000", user="olga")
     assert (status, doc["error"]["message"]) == (422, "limit: must be between 1 and 1000.")
     status, doc = await site.call("GET", "/api/v1/nowhere", user="vera")
     assert status == 404 and doc["error"]["code"] == "not_found"
@@ -234,7 +253,7 @@ async def test_contacts_crud_lists_templates_and_import(site: Site) -> None:
     status, doc = await site.call("PATCH", f"/api/v1/contacts/{cid}", user="olga", json={"organisation": "MoJ",
                                                                                         "country": None})
     assert status == 200 and doc["organisation"] == "MoJ" and doc["country"] is None
-    status, doc = await site.call("GET", "/api/v1/contacts?q=minist", user="vera")
+    status, doc = await site.call("GET", "/api/v1/contacts?q=minist", user="olga")
     assert [c["id"] for c in doc["contacts"]] == [cid]
     status, doc = await site.call("GET", "/api/v1/lists", user="vera")
     assert doc == {"lists": [{"id": doc["lists"][0]["id"], "name": "authorities", "description": "", "members": 1}]}
@@ -259,4 +278,4 @@ async def test_contacts_crud_lists_templates_and_import(site: Site) -> None:
     assert (status, doc["error"]["code"]) == (415, "unsupported_media_type")
     status, doc = await site.call("DELETE", f"/api/v1/contacts/{cid}", user="olga")
     assert (status, doc) == (200, {"id": cid, "deleted": True})
-    assert (await site.call("GET", f"/api/v1/contacts/{cid}", user="vera"))[0] == 404
+    assert (await site.call("GET", f"/api/v1/contacts/{cid}", user="olga"))[0] == 404

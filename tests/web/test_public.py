@@ -3,20 +3,24 @@ preferences; the archive shows only public, consented alerts; Atom and CAP 1.2 a
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy import select
 
 from alerts import approval
 from alerts.app import open_app
-from alerts.capture import CaptureServer
+from alerts.capture import CapturedMessage, CaptureServer, RecordingHandler
 from alerts.models import Alert, Contact, DeliveryEvent, Suppression, User
 from alerts.publish import publish
 from alerts.states import AlertStatus
@@ -42,6 +46,15 @@ async def mail_site(db_url: str) -> AsyncIterator[tuple[Site, CaptureServer]]:
             async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
                 yield Site(app=app, base=str(server.make_url("")).rstrip("/"), http=http), capture
             await server.close()
+
+
+async def _mails(capture: CaptureServer, n: int, *, timeout: float = 5.0) -> list[CapturedMessage]:
+    """The captured messages once there are ``n`` (confirmations are mailed in the background)."""
+    deadline = time.monotonic() + timeout
+    while len(capture.messages()) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert len(capture.messages()) == n, capture.messages()
+    return capture.messages()
 
 
 def _link(raw: bytes) -> str:
@@ -87,7 +100,7 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(mail_site: 
     form = {"email": "Reader@Example.org", "language": "fr", "kinds": "urgent-appeal", "countries": "Calvera, Tarsis"}
     status, page = await site.call("POST", "/subscribe", data=form)
     assert status == 202 and "Check your inbox" in page
-    assert [m.rcpt_tos for m in capture.messages()] == [("Reader@example.org",)]
+    assert [m.rcpt_tos for m in await _mails(capture, 1)] == [("Reader@example.org",)]
     assert capture.messages()[0].subject == "Confirmez votre abonnement aux alertes urgentes"
     contact = await _contact(site, "reader@example.org")
     assert (contact.status, contact.kind, contact.language) == ("pending", "public", "fr")
@@ -139,7 +152,7 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(mail_site: 
     assert (await _contact(site, "reader@example.org")).status == "unsubscribed"
     # subscribing again takes a new confirmation; confirming lifts the suppression
     await site.call("POST", "/subscribe", data=form)
-    assert len(capture.messages()) == 2
+    await _mails(capture, 2)
     status, page = await site.call("POST", _link(capture.messages()[1].raw))
     assert "Your subscription is confirmed." in page
     async with site.app.sessions() as session:
@@ -147,6 +160,45 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(mail_site: 
     # the token from before the new subscription no longer works
     status, page = await site.call("GET", f"/unsubscribe/{token}")
     assert status == 404 and INVALID in page
+
+
+class _HeldHandler(RecordingHandler):
+    """Accepts a message only once ``release`` is set: a slow mail server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.arrived = asyncio.Event()
+
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
+        self.arrived.set()
+        await self.release.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_subscribe_answers_before_the_confirmation_is_mailed(db_url: str) -> None:
+    """New and known addresses answer alike: the confirmation goes out after the answer, not within it."""
+    handler = _HeldHandler()
+    async with CaptureServer(handler=handler) as capture:
+        settings = site_settings(db_url).replace("email", host="127.0.0.1", port=capture.port, pool_size=1)
+        async with open_app(settings) as app:
+            server = TestServer(make_web_app(app))
+            await server.start_server()
+            async with aiohttp.ClientSession() as http:
+                site = Site(app=app, base=str(server.make_url("")).rstrip("/"), http=http)
+                form = {"email": "new@example.org", "language": "en"}
+                status, page = await asyncio.wait_for(site.call("POST", "/subscribe", data=form), 3)
+                assert status == 202 and "Check your inbox" in page
+                await asyncio.wait_for(handler.arrived.wait(), 5)  # the mail is on its way, held by the server
+                assert capture.messages() == []
+                handler.release.set()
+                assert [m.rcpt_tos for m in await _mails(capture, 1)] == [("new@example.org",)]
+                from alerts.web.public import CONFIRMATIONS
+
+                tasks = server.app[CONFIRMATIONS]
+                assert all(await asyncio.wait_for(asyncio.gather(*tasks), 5))  # sent
+                assert not tasks  # and let go
+            await server.close()
 
 
 async def test_forged_tokens_get_the_same_404(site: Site) -> None:

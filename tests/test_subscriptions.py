@@ -1,0 +1,63 @@
+"""Subscribers' preferences: choosing no channel at all is unsubscribing."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from alerts import approval, subscriptions
+from alerts.models import Contact, Delivery, DeliveryEvent, Suppression
+from alerts.publish import publish
+from alerts.subscriptions import Confirmation, Signer
+from alerts.timeutil import utcnow
+from tests.factories import approved_alert, make_users
+
+SECRET = "test-secret-key-0123456789"
+
+
+async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[AsyncSession]) -> None:
+    signer = Signer(SECRET)
+    async with sessions.begin() as session:
+        contact = await subscriptions.subscribe(session, email="reader@example.org", language="en", now=utcnow())
+        assert contact is not None
+        result, _ = await subscriptions.confirm(session, signer, signer.confirm_token(contact), now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        officer, reviewer = await make_users(session)
+        first = await approved_alert(session, author=officer, reviewer=reviewer, lists=(), kinds=("public",))
+        first.is_public = True
+        await approval.record_consent(session, first, user=reviewer, scope="public", now=utcnow())
+        assert await publish(session, first, now=utcnow()) == 1
+        contact_id, first_id = contact.id, first.id
+    async with sessions.begin() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None
+        await subscriptions.update_preferences(
+            session, contact, channels=[], language="fr", kinds=("update",), countries=(), now=utcnow()
+        )
+    async with sessions() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None
+        assert (contact.status, contact.language, contact.topics) == ("unsubscribed", "fr", ["kind:update"])
+        suppressed = (
+            await session.execute(select(Suppression.channel, Suppression.address_key, Suppression.reason))
+        ).all()
+        assert [tuple(s) for s in suppressed] == [("email", "reader@example.org", "unsubscribed")]
+        events = (
+            await session.execute(
+                select(DeliveryEvent.alert_id, DeliveryEvent.detail).where(DeliveryEvent.type == "unsubscribed")
+            )
+        ).all()
+        assert [tuple(e) for e in events] == [(first_id, "unsubscribed via preferences")]
+    # nothing further reaches the contact
+    async with sessions.begin() as session:
+        second = await approved_alert(session, author=officer, reviewer=reviewer, lists=(), kinds=("public",))
+        second.is_public = True
+        await approval.record_consent(session, second, user=reviewer, scope="public", now=utcnow())
+        await publish(session, second, now=utcnow())
+        second_id = second.id
+    async with sessions() as session:
+        assert (
+            await session.scalar(
+                select(Delivery.id).where(Delivery.alert_id == second_id, Delivery.contact_id == contact_id)
+            )
+        ) is None
