@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from alerts import __version__
 from alerts.config import Settings, load_settings
 from alerts.errors import AlertsError, ValidationError
@@ -209,6 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if isinstance(exc, ValidationError) else 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file that cannot be read, a port in use…
+        print(f"alerts: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database is unreachable, locked, or not migrated
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(
+            f"alerts: database error: {reason} (is the database up? did `alerts init` run?)", file=sys.stderr
+        )
+        return 1
 
 
 def read_case_file(path: Path) -> dict[str, Any]:

@@ -289,6 +289,8 @@ async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
     for channel, states in doc["channels"].items():
         shown = ", ".join(f"{s} {n}" for s, n in states.items() if n)
         print(f"  {channel}: {shown or 'none'}")
+    if doc["responses"]:
+        print(f"  responses recorded: {doc['responses']}")
     return 0
 
 

@@ -50,15 +50,13 @@ async def wait_with_progress(app: App, alert_id: int, *, poll: float = 0.25) -> 
     finally:
         bar.close()
     print(f"alert {alert_id}: {_summary(doc['channels'])}")
-    failed = sum(states.get("failed", 0) for ch, states in doc["channels"].items() if ch != "responses")
+    failed = sum(states.get("failed", 0) for states in doc["channels"].values())
     return 1 if failed else 0
 
 
 def _summary(channels: dict[str, dict[str, int]]) -> str:
     totals: dict[str, int] = {}
-    for ch, states in channels.items():
-        if ch == "responses":
-            continue
+    for states in channels.values():
         for state, n in states.items():
             if n:
                 totals[state] = totals.get(state, 0) + n

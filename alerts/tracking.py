@@ -25,12 +25,18 @@ async def counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, in
     out: dict[str, dict[str, int]] = {}
     for channel, state, n in rows:
         out.setdefault(channel, {str(s): 0 for s in DeliveryState})[state] = int(n)
-    responded = (
-        await session.execute(select(func.count()).select_from(Response).where(Response.alert_id == alert_id))
-    ).scalar_one()
-    if responded:
-        out.setdefault("responses", {})["responded"] = int(responded)
     return out
+
+
+async def responses_count(session: AsyncSession, alert_id: int) -> int:
+    """How many responses (an authority answered) are recorded for the alert."""
+    return int(
+        (
+            await session.execute(
+                select(func.count()).select_from(Response).where(Response.alert_id == alert_id)
+            )
+        ).scalar_one()
+    )
 
 
 async def engagement_counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
@@ -53,11 +59,10 @@ async def engagement_counts(session: AsyncSession, alert_id: int) -> dict[str, d
 async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
     """The ``alert status --json`` / ``GET alerts/{id}/stats`` document."""
     by_channel = await counts(session, alert.id)
-    total = sum(n for ch, states in by_channel.items() if ch != "responses" for n in states.values())
+    total = sum(n for states in by_channel.values() for n in states.values())
     open_ = sum(
         states.get(s, 0)
-        for ch, states in by_channel.items()
-        if ch != "responses"
+        for states in by_channel.values()
         for s in (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
     )
     return {
@@ -68,6 +73,7 @@ async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
         "open": open_,
         "channels": by_channel,
         "engagement": await engagement_counts(session, alert.id),
+        "responses": await responses_count(session, alert.id),  # authorities that answered
     }
 
 

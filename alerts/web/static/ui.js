@@ -68,7 +68,6 @@
       var body = live.querySelector("[data-counts]");
       body.textContent = "";
       Object.keys(doc.channels).forEach(function (ch) {
-        if (ch === "responses") { return; }
         var tr = document.createElement("tr");
         var th = document.createElement("th"); th.scope = "row"; th.textContent = ch; tr.appendChild(th);
         states.forEach(function (s) {
