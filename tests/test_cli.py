@@ -264,3 +264,36 @@ async def test_test_send_then_press_release_with_attachment(
     assert files == [("photo.png", "image/png")]
     text = next(p for p in parsed.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
     assert b"EMBARGOED UNTIL 2030-01-02 09:00 UTC" in text
+
+
+async def test_wait_stops_with_a_reason_when_the_alert_cannot_finish(cli: CLI, tmp_path: Path) -> None:
+    assert (await cli("init", "--password", "correct horse battery")).code == 0
+    assert (
+        await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")
+    ).code == 0
+    (tmp_path / "contacts.csv").write_text(CSV)
+    assert (await cli("contacts", "import", "contacts.csv", "--no-progress")).code == 0
+    alert_id = (
+        await cli(
+            "alert",
+            "create",
+            "--template",
+            "urgent-appeal",
+            "--data",
+            str(EXAMPLE),
+            "--list",
+            "urgent-appeals",
+            "--channel",
+            "email",
+        )
+    ).out.strip()
+    assert (await cli("alert", "submit", alert_id)).code == 0
+    assert (await cli("alert", "approve", alert_id, "--as", "rafael")).code == 0
+    assert (await cli("alert", "pause", alert_id)).code == 0
+    waited = await cli("alert", "send", alert_id, "--wait")
+    assert waited.code == 3
+    assert waited.err.splitlines()[-1].startswith(
+        f"alerts: alert {alert_id}: it is paused (alerts alert resume ID)"
+    )
+    assert (await cli("alert", "resume", alert_id)).code == 0
+    assert (await cli("alert", "send", alert_id, "--wait")).code == 0
