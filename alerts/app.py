@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts.config import Settings
-from alerts.db import create_engine, make_sessionmaker
+from alerts.db import create_engine, make_read_sessionmaker, make_sessionmaker
 from alerts.messages import MessageBuilder, message_domain
 from alerts.migrate import upgrade
 from alerts.render import Renderer
@@ -30,6 +30,7 @@ class App:
     renderer: Renderer
     channels: dict[str, Channel]
     builder: MessageBuilder
+    reads: async_sessionmaker[AsyncSession]  # pure reads (polls, metrics, live counts): no write lock
     extras: dict[str, Any] = field(default_factory=dict)  # dispatcher, scheduler, capture…
 
     def channel_concurrency(self) -> dict[str, int]:
@@ -79,6 +80,7 @@ async def open_app(
                 settings=settings,
                 engine=engine,
                 sessions=make_sessionmaker(engine),
+                reads=make_read_sessionmaker(engine),
                 renderer=renderer,
                 channels=chans,
                 builder=builder,

@@ -106,8 +106,10 @@ def _recipient(number: int, block: Message, message_id: str | None) -> BounceRep
         raise _malformed(f"recipient {number} has no Final-Recipient")
     action = str(block.get("Action", "")).strip().lower()
     if action not in ACTIONS:
-        raise _malformed(f"recipient {number} has action {action or 'missing'!r}, expected one of "
-                         f"{', '.join(sorted(ACTIONS))}")
+        raise _malformed(
+            f"recipient {number} has action {action or 'missing'!r}, expected one of "
+            f"{', '.join(sorted(ACTIONS))}"
+        )
     found = _STATUS.search(str(block.get("Status", "")))
     if found is None:
         raise _malformed(f"recipient {number} has no valid Status (like 5.1.1)")

@@ -107,7 +107,9 @@ class RecordingHandler:
     def record(self, session: Session, envelope: Envelope) -> CapturedMessage:
         """Keep one message."""
         peer = session.peer
-        message = capture(envelope, peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""))
+        message = capture(
+            envelope, peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        )
         self.received.append(message)
         self.count += 1
         logger.debug("captured message %s for %s", self.count, message.rcpt_tos)

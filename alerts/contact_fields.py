@@ -16,11 +16,27 @@ from alerts.errors import ValidationError
 from alerts.states import ContactKind
 
 #: Text fields of a contact, in CSV column order (``title`` and ``form_of_address`` optional there).
-TEXT_FIELDS = ("name", "email", "telegram", "kind", "language", "organisation", "country", "title",
-               "form_of_address")
+TEXT_FIELDS = (
+    "name",
+    "email",
+    "telegram",
+    "kind",
+    "language",
+    "organisation",
+    "country",
+    "title",
+    "form_of_address",
+)
 MAX_LENGTHS = {
-    "name": 200, "email": 320, "telegram": 64, "kind": 200, "language": 200, "organisation": 200,
-    "country": 64, "title": 200, "form_of_address": 200,
+    "name": 200,
+    "email": 320,
+    "telegram": 64,
+    "kind": 200,
+    "language": 200,
+    "organisation": 200,
+    "country": 64,
+    "title": 200,
+    "form_of_address": 200,
 }
 LIST_NAME_MAX = 100
 DEFAULT_LANGUAGE = "en"
@@ -29,20 +45,194 @@ STATUSES = ("active", "pending", "unsubscribed")  # "erased" is set by erasure o
 CHANNEL_NAMES = ("email", "press", "telegram", "webhook")
 
 # ISO 639-1 (two-letter) language codes.
-ISO_639_1 = frozenset({
-    "aa", "ab", "ae", "af", "ak", "am", "an", "ar", "as", "av", "ay", "az", "ba", "be", "bg", "bh",
-    "bi", "bm", "bn", "bo", "br", "bs", "ca", "ce", "ch", "co", "cr", "cs", "cu", "cv", "cy", "da",
-    "de", "dv", "dz", "ee", "el", "en", "eo", "es", "et", "eu", "fa", "ff", "fi", "fj", "fo", "fr",
-    "fy", "ga", "gd", "gl", "gn", "gu", "gv", "ha", "he", "hi", "ho", "hr", "ht", "hu", "hy", "hz",
-    "ia", "id", "ie", "ig", "ii", "ik", "io", "is", "it", "iu", "ja", "jv", "ka", "kg", "ki", "kj",
-    "kk", "kl", "km", "kn", "ko", "kr", "ks", "ku", "kv", "kw", "ky", "la", "lb", "lg", "li", "ln",
-    "lo", "lt", "lu", "lv", "mg", "mh", "mi", "mk", "ml", "mn", "mr", "ms", "mt", "my", "na", "nb",
-    "nd", "ne", "ng", "nl", "nn", "no", "nr", "nv", "ny", "oc", "oj", "om", "or", "os", "pa", "pi",
-    "pl", "ps", "pt", "qu", "rm", "rn", "ro", "ru", "rw", "sa", "sc", "sd", "se", "sg", "si", "sk",
-    "sl", "sm", "sn", "so", "sq", "sr", "ss", "st", "su", "sv", "sw", "ta", "te", "tg", "th", "ti",
-    "tk", "tl", "tn", "to", "tr", "ts", "tt", "tw", "ty", "ug", "uk", "ur", "uz", "ve", "vi", "vo",
-    "wa", "wo", "xh", "yi", "yo", "za", "zh", "zu",
-})
+ISO_639_1 = frozenset(
+    {
+        "aa",
+        "ab",
+        "ae",
+        "af",
+        "ak",
+        "am",
+        "an",
+        "ar",
+        "as",
+        "av",
+        "ay",
+        "az",
+        "ba",
+        "be",
+        "bg",
+        "bh",
+        "bi",
+        "bm",
+        "bn",
+        "bo",
+        "br",
+        "bs",
+        "ca",
+        "ce",
+        "ch",
+        "co",
+        "cr",
+        "cs",
+        "cu",
+        "cv",
+        "cy",
+        "da",
+        "de",
+        "dv",
+        "dz",
+        "ee",
+        "el",
+        "en",
+        "eo",
+        "es",
+        "et",
+        "eu",
+        "fa",
+        "ff",
+        "fi",
+        "fj",
+        "fo",
+        "fr",
+        "fy",
+        "ga",
+        "gd",
+        "gl",
+        "gn",
+        "gu",
+        "gv",
+        "ha",
+        "he",
+        "hi",
+        "ho",
+        "hr",
+        "ht",
+        "hu",
+        "hy",
+        "hz",
+        "ia",
+        "id",
+        "ie",
+        "ig",
+        "ii",
+        "ik",
+        "io",
+        "is",
+        "it",
+        "iu",
+        "ja",
+        "jv",
+        "ka",
+        "kg",
+        "ki",
+        "kj",
+        "kk",
+        "kl",
+        "km",
+        "kn",
+        "ko",
+        "kr",
+        "ks",
+        "ku",
+        "kv",
+        "kw",
+        "ky",
+        "la",
+        "lb",
+        "lg",
+        "li",
+        "ln",
+        "lo",
+        "lt",
+        "lu",
+        "lv",
+        "mg",
+        "mh",
+        "mi",
+        "mk",
+        "ml",
+        "mn",
+        "mr",
+        "ms",
+        "mt",
+        "my",
+        "na",
+        "nb",
+        "nd",
+        "ne",
+        "ng",
+        "nl",
+        "nn",
+        "no",
+        "nr",
+        "nv",
+        "ny",
+        "oc",
+        "oj",
+        "om",
+        "or",
+        "os",
+        "pa",
+        "pi",
+        "pl",
+        "ps",
+        "pt",
+        "qu",
+        "rm",
+        "rn",
+        "ro",
+        "ru",
+        "rw",
+        "sa",
+        "sc",
+        "sd",
+        "se",
+        "sg",
+        "si",
+        "sk",
+        "sl",
+        "sm",
+        "sn",
+        "so",
+        "sq",
+        "sr",
+        "ss",
+        "st",
+        "su",
+        "sv",
+        "sw",
+        "ta",
+        "te",
+        "tg",
+        "th",
+        "ti",
+        "tk",
+        "tl",
+        "tn",
+        "to",
+        "tr",
+        "ts",
+        "tt",
+        "tw",
+        "ty",
+        "ug",
+        "uk",
+        "ur",
+        "uz",
+        "ve",
+        "vi",
+        "vo",
+        "wa",
+        "wo",
+        "xh",
+        "yi",
+        "yo",
+        "za",
+        "zh",
+        "zu",
+    }
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TELEGRAM = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32}")
@@ -73,8 +263,9 @@ def clean_email(value: str) -> str:
     except EmailNotValidError as exc:
         raise ValidationError(f"email is not a valid address: {exc}", details={"field": "email"}) from None
     if len(normalized) > MAX_LENGTHS["email"]:
-        raise ValidationError(f"email is longer than {MAX_LENGTHS['email']} characters",
-                              details={"field": "email"})
+        raise ValidationError(
+            f"email is longer than {MAX_LENGTHS['email']} characters", details={"field": "email"}
+        )
     return normalized
 
 
@@ -114,15 +305,18 @@ def clean_fields(raw: Mapping[str, str | None], *, complete: bool) -> dict[str, 
     if kind is not None:
         kind = kind.lower()
         if kind not in KINDS:
-            raise ValidationError(f"kind {out['kind']!r} is not one of {', '.join(KINDS)}",
-                                  details={"field": "kind"})
+            raise ValidationError(
+                f"kind {out['kind']!r} is not one of {', '.join(KINDS)}", details={"field": "kind"}
+            )
         out["kind"] = kind
     language = out.get("language")
     if language is not None:
         language = language.lower()
         if language not in ISO_639_1:
-            raise ValidationError(f"language {out['language']!r} is not a two-letter ISO 639-1 code",
-                                  details={"field": "language"})
+            raise ValidationError(
+                f"language {out['language']!r} is not a two-letter ISO 639-1 code",
+                details={"field": "language"},
+            )
         out["language"] = language
     return out
 
@@ -150,8 +344,9 @@ def clean_list_name(name: str, *, required: bool = True) -> str:
 def clean_status(value: str) -> str:
     """A contact status a user may set: active, pending or unsubscribed."""
     if value not in STATUSES:
-        raise ValidationError(f"status {value!r} is not one of {', '.join(STATUSES)}",
-                              details={"field": "status"})
+        raise ValidationError(
+            f"status {value!r} is not one of {', '.join(STATUSES)}", details={"field": "status"}
+        )
     return value
 
 
@@ -167,8 +362,9 @@ def clean_names(field: str, values: object, *, allowed: tuple[str, ...] | None =
         if not name or len(name) > LIST_NAME_MAX or _CONTROL.search(name):
             raise ValidationError(f"{field} has an invalid entry", details={"field": field})
         if allowed is not None and name not in allowed:
-            raise ValidationError(f"{field}: {name!r} is not one of {', '.join(allowed)}",
-                                  details={"field": field})
+            raise ValidationError(
+                f"{field}: {name!r} is not one of {', '.join(allowed)}", details={"field": field}
+            )
         if name not in out:
             out.append(name)
     return out

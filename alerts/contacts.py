@@ -103,8 +103,9 @@ async def _by_telegram(session: AsyncSession, telegram: str, ref: str) -> Contac
     if not found:
         raise NotFound(f"no contact with Telegram id {telegram}", details={"contact": ref})
     if len(found) > 1:
-        raise Conflict(f"several contacts have Telegram id {telegram}; give the contact id",
-                       details={"contact": ref})
+        raise Conflict(
+            f"several contacts have Telegram id {telegram}; give the contact id", details={"contact": ref}
+        )
     return found[0]
 
 
@@ -146,11 +147,14 @@ async def create_contact(
 async def _refuse_taken_email(session: AsyncSession, email_key: str | None, own_id: int | None) -> None:
     other = await session.scalar(select(Contact.id).where(Contact.email_key == email_key))
     if other is not None and other != own_id:
-        raise Conflict(f"email is already used by contact {other}", details={"field": "email", "contact": other})
+        raise Conflict(
+            f"email is already used by contact {other}", details={"field": "email", "contact": other}
+        )
 
 
-async def update_contact(session: AsyncSession, ref: ContactRef, *, now: datetime | None = None,
-                         **changes: Any) -> Contact:
+async def update_contact(
+    session: AsyncSession, ref: ContactRef, *, now: datetime | None = None, **changes: Any
+) -> Contact:
     """Change some fields of a contact; empty values clear optional fields."""
     contact = await get_contact(session, ref)
     extra = {k: changes.pop(k) for k in ("status", "channels", "topics") if k in changes}
@@ -212,15 +216,21 @@ async def search_contacts(
     stmt = select(Contact)
     if query.strip():
         pattern = f"%{_escape_like(query.strip().lower())}%"
-        stmt = stmt.where(or_(*(
-            func.lower(col).like(pattern, escape="\\")
-            for col in (Contact.name, Contact.email_key, Contact.organisation, Contact.telegram)
-        )))
+        stmt = stmt.where(
+            or_(
+                *(
+                    func.lower(col).like(pattern, escape="\\")
+                    for col in (Contact.name, Contact.email_key, Contact.organisation, Contact.telegram)
+                )
+            )
+        )
     if kind is not None:
         stmt = stmt.where(Contact.kind == clean_fields({"kind": kind}, complete=False)["kind"])
     if list_name is not None:
         the_list = await get_list(session, list_name)
-        stmt = stmt.join(ListMember, ListMember.contact_id == Contact.id).where(ListMember.list_id == the_list.id)
+        stmt = stmt.join(ListMember, ListMember.contact_id == Contact.id).where(
+            ListMember.list_id == the_list.id
+        )
     stmt = stmt.order_by(Contact.name, Contact.id).limit(limit).offset(offset)
     return list(await session.scalars(stmt))
 
@@ -258,16 +268,15 @@ async def get_or_create_list(session: AsyncSession, name: str, description: str 
 
 async def list_lists(session: AsyncSession) -> list[ListSummary]:
     """Every list, by name, with its member count."""
-    counts = (
-        select(ListMember.list_id, func.count().label("n")).group_by(ListMember.list_id).subquery()
-    )
+    counts = select(ListMember.list_id, func.count().label("n")).group_by(ListMember.list_id).subquery()
     rows = await session.execute(
         select(ContactList, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.list_id == ContactList.id)
         .order_by(ContactList.name)
     )
-    return [ListSummary(id=lst.id, name=lst.name, description=lst.description, members=int(n))
-            for lst, n in rows]
+    return [
+        ListSummary(id=lst.id, name=lst.name, description=lst.description, members=int(n)) for lst, n in rows
+    ]
 
 
 async def add_to_list(session: AsyncSession, ref: ContactRef, list_name: str) -> bool:
@@ -294,7 +303,9 @@ async def remove_from_list(session: AsyncSession, ref: ContactRef, list_name: st
 async def contact_lists(session: AsyncSession, contact_id: int) -> list[str]:
     """Names of the lists a contact belongs to, sorted."""
     rows = await session.scalars(
-        select(ContactList.name).join(ListMember, ListMember.list_id == ContactList.id)
-        .where(ListMember.contact_id == contact_id).order_by(ContactList.name)
+        select(ContactList.name)
+        .join(ListMember, ListMember.list_id == ContactList.id)
+        .where(ListMember.contact_id == contact_id)
+        .order_by(ContactList.name)
     )
     return list(rows)

@@ -37,7 +37,7 @@ _CHUNK = 500  # bound parameters per IN (...) query
 
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), _CHUNK):
-        yield items[start:start + _CHUNK]
+        yield items[start : start + _CHUNK]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +89,9 @@ class _Delta:
 class BatchWriter:
     """Writes batches of one import; counts into the import's report."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, report: ImportReport, now: datetime) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, report: ImportReport, now: datetime
+    ) -> None:
         self.sessions = sessions
         self.report = report
         self.now = now
@@ -185,14 +187,18 @@ class BatchWriter:
             delta.ids[key] = row.id
             if any(values[f] != current[f] for f in _STORED):
                 changed.add(key)
-                updates.append({"b_id": row.id, "b_updated_at": self.now, **{f"b_{f}": v for f, v in values.items()}})
+                updates.append(
+                    {"b_id": row.id, "b_updated_at": self.now, **{f"b_{f}": v for f, v in values.items()}}
+                )
         if inserts:
             # One executemany without RETURNING (RETURNING in parameter order makes SQLite run one
             # statement per row), then the new ids by the unique random tokens we just generated.
             await session.execute(insert(CONTACTS), [values for _, values in inserts])
             key_of = {values["token"]: key for key, values in inserts}
             for chunk in _chunks(list(key_of)):
-                rows = await session.execute(select(CONTACTS.c.token, CONTACTS.c.id).where(CONTACTS.c.token.in_(chunk)))
+                rows = await session.execute(
+                    select(CONTACTS.c.token, CONTACTS.c.id).where(CONTACTS.c.token.in_(chunk))
+                )
                 delta.ids.update((key_of[token], new_id) for token, new_id in rows)
         if updates:
             targets: dict[str, Any] = {f: bindparam(f"b_{f}") for f in (*_STORED, "updated_at")}
@@ -222,7 +228,9 @@ class BatchWriter:
             delta.list_ids.update({name: list_id for name, list_id in rows})
             new = [n for n in missing if n not in delta.list_ids]
             if new:
-                await session.execute(insert(LISTS), [{"name": n, "description": "", "created_at": self.now} for n in new])
+                await session.execute(
+                    insert(LISTS), [{"name": n, "description": "", "created_at": self.now} for n in new]
+                )
                 rows = await session.execute(select(LISTS.c.name, LISTS.c.id).where(LISTS.c.name.in_(new)))
                 delta.list_ids.update({name: list_id for name, list_id in rows})
                 logger.info("contacts import: %d lists created", len(new))

@@ -137,7 +137,7 @@ def _records(fh: BinaryIO) -> Iterator[tuple[int, list[str]]]:
     except _Undecodable as exc:
         bad = exc.exc.object[exc.exc.start]
         raise ValidationError(
-            f"row {row + 1}: not valid UTF-8 (byte 0x{bad:02x}); save the file as \"CSV UTF-8\"",
+            f'row {row + 1}: not valid UTF-8 (byte 0x{bad:02x}); save the file as "CSV UTF-8"',
             details={"row": row + 1},
         ) from None
     except csv.Error as exc:
@@ -154,7 +154,9 @@ def _header(cells: list[str]) -> list[str]:
                 details={"row": 1, "column": column},
             )
         if columns.count(column) > 1:
-            raise ValidationError(f"row 1: column {column!r} appears twice", details={"row": 1, "column": column})
+            raise ValidationError(
+                f"row 1: column {column!r} appears twice", details={"row": 1, "column": column}
+            )
     for column in REQUIRED_COLUMNS:
         if column not in columns:
             raise ValidationError(f"row 1: missing column {column!r}", details={"row": 1, "column": column})
@@ -234,10 +236,12 @@ async def import_csv(
     return report
 
 
-def _parse_row(row: int, cells: list[str], columns: list[str], extra_lists: list[str]) -> PendingRow | RowError:
+def _parse_row(
+    row: int, cells: list[str], columns: list[str], extra_lists: list[str]
+) -> PendingRow | RowError:
     if len(cells) != len(columns):
         return RowError(row, f"the row has {len(cells)} columns, the header {len(columns)}")
-    values = {col: _unescape(cell) for col, cell in zip(columns, cells)}
+    values = {col: _unescape(cell) for col, cell in zip(columns, cells, strict=True)}
     raw_lists = values.pop("lists")
     try:
         clean = PendingRow.validate(row, values, raw_lists, extra_lists)
@@ -252,8 +256,9 @@ def _protect(value: str | None) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-async def export_contacts_csv(session: AsyncSession, out: TextIO, *, list_name: str | None = None,
-                              page_size: int = 1000) -> int:
+async def export_contacts_csv(
+    session: AsyncSession, out: TextIO, *, list_name: str | None = None, page_size: int = 1000
+) -> int:
     """Write contacts in the import format, safe to open in a spreadsheet; returns the row count."""
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
@@ -264,20 +269,34 @@ async def export_contacts_csv(session: AsyncSession, out: TextIO, *, list_name: 
     while True:
         stmt = select(Contact).where(Contact.id > last_id).order_by(Contact.id).limit(page_size)
         if list_id is not None:
-            stmt = stmt.join(ListMember, ListMember.contact_id == Contact.id).where(ListMember.list_id == list_id)
+            stmt = stmt.join(ListMember, ListMember.contact_id == Contact.id).where(
+                ListMember.list_id == list_id
+            )
         page = list(await session.scalars(stmt))
         if not page:
             return count
         memberships: dict[int, list[str]] = {}
         rows = await session.execute(
-            select(ListMember.contact_id, ContactList.name).join(ContactList, ContactList.id == ListMember.list_id)
-            .where(ListMember.contact_id.in_([c.id for c in page])).order_by(ContactList.name)
+            select(ListMember.contact_id, ContactList.name)
+            .join(ContactList, ContactList.id == ListMember.list_id)
+            .where(ListMember.contact_id.in_([c.id for c in page]))
+            .order_by(ContactList.name)
         )
         for contact_id, name in rows:
             memberships.setdefault(contact_id, []).append(name)
         for c in page:
-            values = [c.name, c.email, c.telegram, c.kind, c.language, c.organisation, c.country,
-                      ";".join(memberships.get(c.id, [])), c.title, c.form_of_address]
+            values = [
+                c.name,
+                c.email,
+                c.telegram,
+                c.kind,
+                c.language,
+                c.organisation,
+                c.country,
+                ";".join(memberships.get(c.id, [])),
+                c.title,
+                c.form_of_address,
+            ]
             writer.writerow([_protect(v) for v in values])
         count += len(page)
         last_id = page[-1].id

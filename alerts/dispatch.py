@@ -71,6 +71,7 @@ class Dispatcher:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
+        reads: async_sessionmaker[AsyncSession] | None = None,
         channels: Mapping[str, Channel],
         builder: MessageBuilder,
         settings: DispatcherSettings,
@@ -81,6 +82,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
+        self.reads = reads or sessions  # the completion polls only read
         self.builder = builder
         self.settings = settings
         self.policy = RetryPolicy.from_settings(settings)
@@ -167,7 +169,7 @@ class Dispatcher:
 
     async def open_count(self, alert_id: int) -> int:
         """Deliveries of the alert not yet in a final state."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return int(
                 (
                     await session.execute(

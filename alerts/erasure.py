@@ -22,8 +22,21 @@ from alerts.suppressions import address_key, hash_for_erasure, hashed_key
 
 logger = logging.getLogger(__name__)
 
-_EXPORTED_FIELDS = ("id", "name", "email", "telegram", "kind", "language", "organisation", "country", "title",
-                    "form_of_address", "channels", "topics", "status")
+_EXPORTED_FIELDS = (
+    "id",
+    "name",
+    "email",
+    "telegram",
+    "kind",
+    "language",
+    "organisation",
+    "country",
+    "title",
+    "form_of_address",
+    "channels",
+    "topics",
+    "status",
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -37,21 +50,32 @@ async def export_contact(session: AsyncSession, ref: ContactRef) -> dict[str, An
     data["created_at"] = _iso(contact.created_at)
     data["updated_at"] = _iso(contact.updated_at)
     deliveries = []
-    rows = await session.scalars(select(Delivery).where(Delivery.contact_id == contact.id).order_by(Delivery.id))
+    rows = await session.scalars(
+        select(Delivery).where(Delivery.contact_id == contact.id).order_by(Delivery.id)
+    )
     for d in rows:
         events = await session.execute(
-            select(DeliveryEvent.type, DeliveryEvent.at).where(DeliveryEvent.delivery_id == d.id)
+            select(DeliveryEvent.type, DeliveryEvent.at)
+            .where(DeliveryEvent.delivery_id == d.id)
             .order_by(DeliveryEvent.id)
         )
-        deliveries.append({
-            "alert_id": d.alert_id, "channel": d.channel, "address": d.address, "language": d.language,
-            "state": d.state, "attempts": d.attempts, "created_at": _iso(d.created_at),
-            "updated_at": _iso(d.updated_at),
-            "events": [{"type": t, "at": _iso(at)} for t, at in events],
-        })
+        deliveries.append(
+            {
+                "alert_id": d.alert_id,
+                "channel": d.channel,
+                "address": d.address,
+                "language": d.language,
+                "state": d.state,
+                "attempts": d.attempts,
+                "created_at": _iso(d.created_at),
+                "updated_at": _iso(d.updated_at),
+                "events": [{"type": t, "at": _iso(at)} for t, at in events],
+            }
+        )
     responses = await session.execute(
         select(Response.alert_id, Response.summary, Response.responded_at)
-        .where(Response.contact_id == contact.id).order_by(Response.id)
+        .where(Response.contact_id == contact.id)
+        .order_by(Response.id)
     )
     return {
         "contact": data,
@@ -70,8 +94,15 @@ async def _suppressions_of(session: AsyncSession, contact: Contact) -> list[dict
             select(Suppression).where(Suppression.channel == channel, Suppression.address_key.in_(keys))
         )
         for row in rows:
-            out.append({"channel": channel, "address": address, "reason": row.reason, "detail": row.detail,
-                        "created_at": _iso(row.created_at)})
+            out.append(
+                {
+                    "channel": channel,
+                    "address": address,
+                    "reason": row.reason,
+                    "detail": row.detail,
+                    "created_at": _iso(row.created_at),
+                }
+            )
     return out
 
 
@@ -91,13 +122,14 @@ async def erase_contact(session: AsyncSession, ref: ContactRef, *, now: datetime
     addresses = contact_addresses(contact.email, contact.telegram)
     delivery_ids = list(await session.scalars(select(Delivery.id).where(Delivery.contact_id == contact_id)))
     for start in range(0, len(delivery_ids), 500):
-        chunk = delivery_ids[start:start + 500]
+        chunk = delivery_ids[start : start + 500]
         # Provider answers often quote the recipient ("550 <x@y>: unknown user"): clear them too.
         await session.execute(
             update(DeliveryEvent).where(DeliveryEvent.delivery_id.in_(chunk)).values(detail="", payload=None)
         )
         await session.execute(
-            update(Delivery).where(Delivery.id.in_(chunk))
+            update(Delivery)
+            .where(Delivery.id.in_(chunk))
             .values(contact_id=None, address=None, last_error=None, updated_at=now)
         )
     hashed = await hash_for_erasure(session, addresses, now=now)
@@ -106,4 +138,6 @@ async def erase_contact(session: AsyncSession, ref: ContactRef, *, now: datetime
     await session.delete(contact)
     await session.flush()
     logger.info("contact %d erased (%d deliveries anonymised)", contact_id, len(delivery_ids))
-    return ErasureReport(contact_id=contact_id, deliveries_anonymised=len(delivery_ids), suppressions_hashed=hashed)
+    return ErasureReport(
+        contact_id=contact_id, deliveries_anonymised=len(delivery_ids), suppressions_hashed=hashed
+    )

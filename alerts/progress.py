@@ -23,6 +23,7 @@ async def wait_with_progress(app: App, alert_id: int, *, poll: float = 0.25) -> 
     """
     dispatcher = Dispatcher(
         sessions=app.sessions,
+        reads=app.reads,
         channels=app.channels,
         builder=app.builder,
         settings=app.settings.dispatcher,
@@ -31,7 +32,7 @@ async def wait_with_progress(app: App, alert_id: int, *, poll: float = 0.25) -> 
         publish_scheduled=False,
     )
     runner = asyncio.create_task(dispatcher.run_until_done(alert_id))
-    async with app.sessions() as session:
+    async with app.reads() as session:
         doc = await tracking.stats(session, await drafts.get_alert(session, alert_id))
     bar = tqdm(
         total=doc["total"],
@@ -42,7 +43,7 @@ async def wait_with_progress(app: App, alert_id: int, *, poll: float = 0.25) -> 
     )
     try:
         while True:
-            async with app.sessions() as session:
+            async with app.reads() as session:
                 doc = await tracking.stats(session, await drafts.get_alert(session, alert_id))
             bar.n = doc["total"] - doc["open"]
             bar.set_postfix_str(_summary(doc["channels"]), refresh=False)

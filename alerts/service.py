@@ -21,6 +21,7 @@ def make_dispatcher(app: App) -> Dispatcher:
     """The dispatcher for this process, from the app's settings."""
     return Dispatcher(
         sessions=app.sessions,
+        reads=app.reads,
         channels=app.channels,
         builder=app.builder,
         settings=app.settings.dispatcher,

@@ -57,8 +57,6 @@ def hashed_key(channel: str, address: str) -> str:
     return HASH_PREFIX + digest
 
 
-
-
 async def suppress(
     session: AsyncSession,
     *,
@@ -69,13 +67,19 @@ async def suppress(
     now: datetime | None = None,
 ) -> None:
     """Record that ``address`` on ``channel`` gets nothing more (idempotent; the latest reason wins)."""
-    await _upsert(session, channel=channel, key=address_key(channel, address), reason=reason, detail=detail,
-                  now=now)
+    await _upsert(
+        session, channel=channel, key=address_key(channel, address), reason=reason, detail=detail, now=now
+    )
     logger.info("suppressed an address on %s (%s)", channel, reason.value)
 
 
 async def _upsert(
-    session: AsyncSession, *, channel: str, key: str, reason: SuppressionReason, detail: str,
+    session: AsyncSession,
+    *,
+    channel: str,
+    key: str,
+    reason: SuppressionReason,
+    detail: str,
     now: datetime | None,
 ) -> None:
     stmt = dialect_insert(session, Suppression).values(
@@ -92,7 +96,9 @@ async def is_suppressed(session: AsyncSession, channel: str, address: str) -> bo
     """Whether ``address`` on ``channel`` is suppressed (plainly, or as an erased hash)."""
     keys = (address_key(channel, address), hashed_key(channel, address))
     found = await session.scalar(
-        select(Suppression.id).where(Suppression.channel == channel, Suppression.address_key.in_(keys)).limit(1)
+        select(Suppression.id)
+        .where(Suppression.channel == channel, Suppression.address_key.in_(keys))
+        .limit(1)
     )
     return found is not None
 
@@ -136,8 +142,14 @@ async def hash_for_erasure(
                 Suppression.channel == channel, Suppression.address_key == address_key(channel, address)
             )
         )
-        await _upsert(session, channel=channel, key=hashed_key(channel, address),
-                      reason=SuppressionReason.ERASED, detail="", now=now)
+        await _upsert(
+            session,
+            channel=channel,
+            key=hashed_key(channel, address),
+            reason=SuppressionReason.ERASED,
+            detail="",
+            now=now,
+        )
         count += 1
     return count
 
@@ -166,15 +178,21 @@ async def restore_erased(
     for start in range(0, len(hashes), 500):
         rows = await session.execute(
             select(Suppression.channel, Suppression.address_key).where(
-                Suppression.address_key.in_(hashes[start:start + 500])
+                Suppression.address_key.in_(hashes[start : start + 500])
             )
         )
         for channel, key in rows:
             if (channel, key) in by_hash:
                 found.add(by_hash[(channel, key)])
     for channel, address in sorted(found):
-        await _upsert(session, channel=channel, key=address_key(channel, address),
-                      reason=SuppressionReason.ERASED, detail="previously erased", now=now)
+        await _upsert(
+            session,
+            channel=channel,
+            key=address_key(channel, address),
+            reason=SuppressionReason.ERASED,
+            detail="previously erased",
+            now=now,
+        )
     if found:
         logger.info("%d erased addresses came back; kept suppressed", len(found))
     return found

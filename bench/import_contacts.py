@@ -43,8 +43,10 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
             email = f"Person.{j}@Example.org" if j != i else f"person.{i}@example.org"
             telegram = str(100000 + i) if i % 3 == 0 else ""
             lists = "urgent-appeals;press" if i % 10 == 0 else f"region-{i % 20}"
-            out.write(f"Person {i},{email},{telegram},{KINDS[i % 5]},{LANGS[i % 5]},Org {i % 997},"
-                      f"Country {i % 50},{lists}\n")
+            out.write(
+                f"Person {i},{email},{telegram},{KINDS[i % 5]},{LANGS[i % 5]},Org {i % 997},"
+                f"Country {i % 50},{lists}\n"
+            )
 
 
 def rss_mb() -> float:
@@ -64,8 +66,10 @@ async def run(url: str, path: Path, n: int, batch_size: int) -> None:
         report = await import_csv(sessions, path, batch_size=batch_size)
         elapsed = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
-        print(f"{url.split(':')[0]}: {n} rows in {elapsed:.2f} s = {n / elapsed:,.0f} rows/s; "
-              f"RSS before {before:.0f} MB, peak {peak:.0f} MB")
+        print(
+            f"{url.split(':')[0]}: {n} rows in {elapsed:.2f} s = {n / elapsed:,.0f} rows/s; "
+            f"RSS before {before:.0f} MB, peak {peak:.0f} MB"
+        )
         print(f"  {report.summary()}")
     finally:
         await engine.dispose()

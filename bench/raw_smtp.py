@@ -25,7 +25,10 @@ RECIPIENT = "sink@example.org"
 
 async def raw_send(host: str, port: int, messages: list[bytes], connections: int = 16) -> float:
     """Send every message with plain aiosmtplib over ``connections`` reused sessions; messages/s."""
-    clients = [aiosmtplib.SMTP(hostname=host, port=port, local_hostname="bench", timeout=30) for _ in range(connections)]
+    clients = [
+        aiosmtplib.SMTP(hostname=host, port=port, local_hostname="bench", timeout=30)
+        for _ in range(connections)
+    ]
     await asyncio.gather(*(client.connect() for client in clients))
     work = iter(messages)
 
@@ -105,7 +108,8 @@ def main() -> None:
         port = int(line[1])
         messages = [_sample(n) for n in range(args.messages)]
         rate = asyncio.run(raw_send("127.0.0.1", port, messages, args.connections))
-        print(f"raw aiosmtplib: {args.messages} messages over {args.connections} connections: {rate:,.0f} messages/s")
+        sent = f"{args.messages} messages over {args.connections} connections"
+        print(f"raw aiosmtplib: {sent}: {rate:,.0f} messages/s")
         rate = asyncio.run(channel_send("127.0.0.1", port, args.messages, args.connections))
         print(f"EmailChannel (build + pooled send, pool {args.connections}): {rate:,.0f} messages/s")
     finally:

@@ -29,16 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+import asyncpg
+from sqlalchemy import func, select
 
-from alerts.db import create_engine, make_sessionmaker  # noqa: E402
-from alerts.migrate import upgrade  # noqa: E402
-from alerts.models import Alert, Delivery  # noqa: E402
-from alerts.publish import publish  # noqa: E402
-from alerts.timeutil import utcnow  # noqa: E402
-from bench.smtp_sink import start_sink  # noqa: E402
-from tests.factories import add_contacts, approved_alert, make_users  # noqa: E402
+from alerts.db import create_engine, make_sessionmaker
+from alerts.migrate import upgrade
+from alerts.models import Alert, Delivery
+from alerts.publish import publish
+from alerts.timeutil import utcnow
+from bench.smtp_sink import start_sink
+from tests.factories import add_contacts, approved_alert, make_users
 
 
 async def admin(url: str, sql: str) -> None:
@@ -67,9 +67,18 @@ async def one_run(server: str, n: int, workers: int, sink_port: int) -> dict[str
         env = {**os.environ, "ALERTS_DATABASE_URL": url, "ALERTS_EMAIL_PORT": str(sink_port)}
         env.pop("ALERTS_CONFIG", None)
         for _ in range(workers):
-            procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "alerts", "worker", cwd=folder, env=env,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "alerts",
+                    "worker",
+                    cwd=folder,
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
         await asyncio.sleep(3.0)  # every worker up and polling
         started = time.monotonic()
         async with sessions.begin() as session:
@@ -79,17 +88,31 @@ async def one_run(server: str, n: int, workers: int, sink_port: int) -> dict[str
         published = time.monotonic() - started
         while True:
             async with sessions() as session:
-                status = (await session.execute(select(Alert.status).where(Alert.id == alert.id))).scalar_one()
+                status = (
+                    await session.execute(select(Alert.status).where(Alert.id == alert.id))
+                ).scalar_one()
             if status == "sent":
                 break
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - started
         async with sessions() as session:
-            per_worker = (await session.execute(
-                select(func.count()).group_by(Delivery.claimed_by).where(Delivery.alert_id == alert.id)
-            )).scalars().all()
-        return {"seconds": elapsed, "rate": n / elapsed, "fanout_seconds": published,
-                "busiest_share": max(per_worker) / n}
+            per_worker = (
+                (
+                    await session.execute(
+                        select(func.count())
+                        .group_by(Delivery.claimed_by)
+                        .where(Delivery.alert_id == alert.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return {
+            "seconds": elapsed,
+            "rate": n / elapsed,
+            "fanout_seconds": published,
+            "busiest_share": max(per_worker) / n,
+        }
     finally:
         for p in procs:
             if p.returncode is None:
@@ -104,8 +127,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--workers", default="1,3", help="comma-separated worker counts (default 1,3)")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "ALERTS_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "ALERTS_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     args = parser.parse_args()
     server, stats = await start_sink("127.0.0.1", 0)  # counts messages, parses nothing: low CPU
     port = server.sockets[0].getsockname()[1]
@@ -114,10 +141,12 @@ async def main() -> None:
             before = stats.messages
             r = await one_run(args.postgres, args.n, k, port)
             got = stats.messages - before
-            print(f"{k} worker(s): {args.n:,} recipients in {r['seconds']:.1f} s = {r['rate']:,.0f} msg/s "
-                  f"(fan-out {r['fanout_seconds']:.2f} s; busiest worker {r['busiest_share']:.0%}); "
-                  f"sink received {got:,} (lost {max(args.n - got, 0)}, repeated {max(got - args.n, 0)})",
-                  flush=True)
+            print(
+                f"{k} worker(s): {args.n:,} recipients in {r['seconds']:.1f} s = {r['rate']:,.0f} msg/s "
+                f"(fan-out {r['fanout_seconds']:.2f} s; busiest worker {r['busiest_share']:.0%}); "
+                f"sink received {got:,} (lost {max(args.n - got, 0)}, repeated {max(got - args.n, 0)})",
+                flush=True,
+            )
     finally:
         server.close()
         await server.wait_closed()

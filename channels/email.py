@@ -54,7 +54,9 @@ def dkim_from_settings(options: EmailSettings) -> DkimOptions | None:
     try:
         key = Path(options.dkim_key_file).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"[email] dkim_key_file: cannot read {options.dkim_key_file!r}: {exc.strerror}.") from None
+        raise ConfigError(
+            f"[email] dkim_key_file: cannot read {options.dkim_key_file!r}: {exc.strerror}."
+        ) from None
     return DkimOptions(selector=options.dkim_selector, domain=options.dkim_domain, private_key=key)
 
 
@@ -125,7 +127,9 @@ class EmailChannel:
         self.pool = SMTPPool(options, tls_context=tls_context) if pool is None else pool
         rate = options.rate_per_second
         # aiolimiter needs max_rate >= 1: below one message a second, space them instead.
-        self._limiter = None if rate <= 0 else AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1 / rate)
+        self._limiter = (
+            None if rate <= 0 else AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1 / rate)
+        )
 
     async def open(self) -> None:
         """Prepare the pool (connections open lazily, on first use)."""
@@ -146,8 +150,12 @@ class EmailChannel:
             recipient, data = self.build(message)
         except ValidationError as exc:
             # The reason may quote part of the address: only the field name above DEBUG.
-            logger.info("%s delivery %s refused before sending: unsafe %s", self.name, message.delivery_id,
-                        exc.details.get("field", "field"))
+            logger.info(
+                "%s delivery %s refused before sending: unsafe %s",
+                self.name,
+                message.delivery_id,
+                exc.details.get("field", "field"),
+            )
             logger.debug("%s delivery %s: %s", self.name, message.delivery_id, exc.message)
             return Outcome(kind=OutcomeKind.PERMANENT, detail=exc.message)
         if self._limiter is not None:
@@ -180,7 +188,11 @@ class EmailChannel:
         if isinstance(cause, SMTPResponseException):
             detail = f"{cause.code} {cause.message}"
         else:
-            where = "after the message data was sent" if failed.phase is Phase.AFTER else "before the message data"
+            where = (
+                "after the message data was sent"
+                if failed.phase is Phase.AFTER
+                else "before the message data"
+            )
             detail = f"{type(cause).__name__}: {cause} ({where})"
         logger.info("%s delivery %s: %s (%s)", self.name, delivery_id, kind, type(cause).__name__)
         return Outcome(kind=kind, suppress=suppress, detail=detail)

@@ -58,8 +58,18 @@ MAX_SUBJECT = 500
 
 #: Headers covered by the DKIM signature (absent ones are signed as absent).
 DKIM_HEADERS = (
-    b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"in-reply-to", b"references",
-    b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type",
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"in-reply-to",
+    b"references",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"mime-version",
+    b"content-type",
 )
 
 
@@ -180,7 +190,9 @@ def build_body(
         part.add_alternative(content.html, subtype="html", charset="utf-8")
     for attachment in attachments:
         ctype = attachment.content_type.lower()
-        maintype, subtype = ctype.split("/") if _CONTENT_TYPE.fullmatch(ctype) else ("application", "octet-stream")
+        maintype, subtype = (
+            ctype.split("/") if _CONTENT_TYPE.fullmatch(ctype) else ("application", "octet-stream")
+        )
         part.add_attachment(
             attachment.data, maintype=maintype, subtype=subtype, filename=safe_filename(attachment.filename)
         )
@@ -191,7 +203,12 @@ class MessageBuilder:
     """Turns RenderedMessages into DATA payloads; caches each content's body (bounded LRU)."""
 
     def __init__(
-        self, *, from_: str, reply_to: str = "", dkim_options: DkimOptions | None = None, cache_size: int = 256
+        self,
+        *,
+        from_: str,
+        reply_to: str = "",
+        dkim_options: DkimOptions | None = None,
+        cache_size: int = 256,
     ) -> None:
         from_header, self.sender = parse_mailbox(from_, field="from")
         self._fixed = f"From: {from_header}\r\n".encode("ascii")
@@ -298,7 +315,9 @@ class MessageBuilder:
         recipient = message.recipient
         address = check_address(recipient.address, field="recipient address")
         if not _MSG_ID.fullmatch(message.message_id):
-            raise ValidationError("message_id: not a valid <id@domain> Message-ID.", details={"field": "message_id"})
+            raise ValidationError(
+                "message_id: not a valid <id@domain> Message-ID.", details={"field": "message_id"}
+            )
         lines = [f"To: {format_address(recipient.name, address)}\r\nMessage-ID: {message.message_id}\r\n"]
         thread = [mid for mid in message.thread_ids if _MSG_ID.fullmatch(mid)]
         if thread:
@@ -306,7 +325,8 @@ class MessageBuilder:
         if recipient.unsubscribe_url is not None:
             if not _URL.fullmatch(recipient.unsubscribe_url):
                 raise ValidationError(
-                    "unsubscribe_url: not a plain http(s) or mailto URL.", details={"field": "unsubscribe_url"}
+                    "unsubscribe_url: not a plain http(s) or mailto URL.",
+                    details={"field": "unsubscribe_url"},
                 )
             lines.append(
                 f"List-Unsubscribe: <{recipient.unsubscribe_url}>\r\n"

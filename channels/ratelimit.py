@@ -3,9 +3,9 @@
 Two limits, both strict (no bursts), because providers count over short windows:
 
 - ``Pacer``: at most ``rate`` calls per second overall. Every caller reserves the next free
-  slot, spaced ``1 / rate`` apart (less a few milliseconds of tolerance), and sleeps until it. ``pause(seconds)`` (a server's
-  ``retry_after``) moves every slot not yet used to after the pause, including those of
-  callers already asleep: nothing is sent until the pause ends.
+  slot, spaced ``1 / rate`` apart (less a few milliseconds of tolerance), and sleeps until
+  it. ``pause(seconds)`` (a server's ``retry_after``) moves every slot not yet used to after
+  the pause, including those of callers already asleep: nothing is sent until the pause ends.
 - ``PerKeyInterval``: at most one call per key (a chat) per ``interval`` seconds. Calls for
   one key run one at a time, and the next starts ``interval`` after the previous one
   *finished*, so the server, whatever the network delay, never sees two within ``interval``.

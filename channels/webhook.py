@@ -130,7 +130,9 @@ class WebhookChannel:
             )
         url = URL(message.recipient.address or self.options.url)
         if url.scheme not in ("http", "https") or not url.host:
-            return Outcome(kind=OutcomeKind.PERMANENT, detail="webhook: recipient address is not an http(s) URL")
+            return Outcome(
+                kind=OutcomeKind.PERMANENT, detail="webhook: recipient address is not an http(s) URL"
+            )
         body = self.body(message)
         timestamp = str(int(time.time()))
         headers = {
@@ -143,7 +145,9 @@ class WebhookChannel:
         try:
             async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 excerpt = (await resp.content.read(300)).decode("utf-8", "replace")
-                return self._classify_status(resp.status, resp.reason, resp.headers.get("Retry-After"), excerpt)
+                return self._classify_status(
+                    resp.status, resp.reason, resp.headers.get("Retry-After"), excerpt
+                )
         except Exception as exc:
             for cls, kind in self.ERROR_OUTCOMES:
                 if isinstance(exc, cls):
@@ -165,11 +169,13 @@ class WebhookChannel:
         }
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def _classify_status(self, status: int, reason: str | None, retry_after: str | None, excerpt: str) -> Outcome:
+    def _classify_status(
+        self, status: int, reason: str | None, retry_after: str | None, excerpt: str
+    ) -> Outcome:
         detail = f"HTTP {status} {reason or ''}".rstrip()
         if excerpt:
             detail += f": {excerpt}"
-        for statuses, kind in self.STATUS_OUTCOMES:
+        for statuses, kind in self.STATUS_OUTCOMES:  # noqa: B007 - the match is used after the loop
             if status in statuses:
                 break
         else:

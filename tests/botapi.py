@@ -43,7 +43,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "deactivated": (403, "Forbidden: user is deactivated"),
     "kicked": (403, "Forbidden: bot was kicked from the group chat"),
     "chat_not_found": (400, "Bad Request: chat not found"),
-    "bad_html": (400, "Bad Request: can't parse entities: unsupported start tag \"foo\" at byte offset 0"),
+    "bad_html": (400, 'Bad Request: can\'t parse entities: unsupported start tag "foo" at byte offset 0'),
     "server_error": (500, "Internal Server Error"),
 }
 
@@ -115,7 +115,9 @@ class BotApiServer:
             return _error(429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds})
         if name == "migrate":
             return _error(
-                400, "Bad Request: group chat was upgraded to a supergroup chat", {"migrate_to_chat_id": int(arg)}
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": int(arg)},
             )
         if name == "stall":
             await self.release.wait()
@@ -126,8 +128,12 @@ class BotApiServer:
     def _message(self, chat_id: str, params: dict[str, Any]) -> dict[str, Any]:
         self._message_ids[chat_id] = message_id = self._message_ids.get(chat_id, 0) + 1
         if chat_id.startswith("@"):
-            chat: dict[str, Any] = {"id": -1001000000000 - len(chat_id), "type": "channel",
-                                    "title": "Alerts", "username": chat_id[1:]}
+            chat: dict[str, Any] = {
+                "id": -1001000000000 - len(chat_id),
+                "type": "channel",
+                "title": "Alerts",
+                "username": chat_id[1:],
+            }
         elif chat_id.startswith("-"):
             chat = {"id": int(chat_id), "type": "supergroup", "title": "Partners"}
         else:

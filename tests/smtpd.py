@@ -242,7 +242,8 @@ async def smtpd_server(request: pytest.FixtureRequest) -> AsyncIterator[SMTPTest
             server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
         ) -> AuthResult:
             ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
-                user.encode(), password.encode()
+                user.encode(),
+                password.encode(),
             )
             return AuthResult(success=ok, handled=False)
 

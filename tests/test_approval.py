@@ -328,30 +328,63 @@ async def test_withdrawing_consent_cancels_pending_deliveries_to_the_public(
         officer, reviewer = await make_users(session)
         authorities = await add_contacts(session, 2, kind="authority")
         public = await add_contacts(session, 4, kind="public", start=10)
-        alert = await approved_alert(session, author=officer, reviewer=reviewer, kinds=("authority", "public"))
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, kinds=("authority", "public")
+        )
         alert.is_public = True
         await record_consent(session, alert, user=reviewer, scope="public", now=utcnow())
         assert await publish(session, alert, now=utcnow()) == 6
         alert_id, reviewer_id = alert.id, reviewer.id
     async with sessions.begin() as session:
-        by_contact = {c: d for c, d in (await session.execute(
-            select(Delivery.contact_id, Delivery.id).where(Delivery.alert_id == alert_id))).all()}
+        by_contact = {
+            c: d
+            for c, d in (
+                await session.execute(
+                    select(Delivery.contact_id, Delivery.id).where(Delivery.alert_id == alert_id)
+                )
+            ).all()
+        }
         # one public delivery is retrying, one has already gone out (a final state stays as it is)
         for contact, state in ((public[0], "deferred"), (public[1], "sent")):
-            await session.execute(update(Delivery).where(Delivery.id == by_contact[contact]).values(state=state))
+            await session.execute(
+                update(Delivery).where(Delivery.id == by_contact[contact]).values(state=state)
+            )
     async with sessions.begin() as session:
         sending = await session.get(Alert, alert_id)
         withdrawn_by = await session.get(User, reviewer_id)
         assert sending is not None and withdrawn_by is not None
-        await record_consent(session, sending, user=withdrawn_by, scope="restricted", note="family asked",
-                             now=utcnow())
+        await record_consent(
+            session, sending, user=withdrawn_by, scope="restricted", note="family asked", now=utcnow()
+        )
     async with sessions() as session:
-        states = {c: st for c, st in (await session.execute(
-            select(Delivery.contact_id, Delivery.state).where(Delivery.alert_id == alert_id))).all()}
-        assert states == {authorities[0]: "queued", authorities[1]: "queued", public[0]: "cancelled",
-                          public[1]: "sent", public[2]: "cancelled", public[3]: "cancelled"}
-        events = (await session.execute(
-            select(DeliveryEvent.delivery_id, DeliveryEvent.type, DeliveryEvent.from_state, DeliveryEvent.to_state,
-                   DeliveryEvent.detail).where(DeliveryEvent.type == "cancelled"))).all()
-        assert sorted(tuple(e) for e in events) == sorted((by_contact[c], "cancelled", None, "cancelled", "consent withdrawn")
-                                        for c in (public[0], public[2], public[3]))
+        states = {
+            c: st
+            for c, st in (
+                await session.execute(
+                    select(Delivery.contact_id, Delivery.state).where(Delivery.alert_id == alert_id)
+                )
+            ).all()
+        }
+        assert states == {
+            authorities[0]: "queued",
+            authorities[1]: "queued",
+            public[0]: "cancelled",
+            public[1]: "sent",
+            public[2]: "cancelled",
+            public[3]: "cancelled",
+        }
+        events = (
+            await session.execute(
+                select(
+                    DeliveryEvent.delivery_id,
+                    DeliveryEvent.type,
+                    DeliveryEvent.from_state,
+                    DeliveryEvent.to_state,
+                    DeliveryEvent.detail,
+                ).where(DeliveryEvent.type == "cancelled")
+            )
+        ).all()
+        assert sorted(tuple(e) for e in events) == sorted(
+            (by_contact[c], "cancelled", None, "cancelled", "consent withdrawn")
+            for c in (public[0], public[2], public[3])
+        )

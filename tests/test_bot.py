@@ -29,18 +29,38 @@ class Updates:
         self.answered: list[str] = []
 
     def message(self, chat_id: int, text: str) -> None:
-        self.queue.append({"update_id": self.next_id, "message": {
-            "message_id": self.next_id, "date": int(time.time()), "text": text,
-            "chat": {"id": chat_id, "type": "private", "first_name": "Ana"},
-            "from": {"id": chat_id, "is_bot": False, "first_name": "Ana"}}})
+        self.queue.append(
+            {
+                "update_id": self.next_id,
+                "message": {
+                    "message_id": self.next_id,
+                    "date": int(time.time()),
+                    "text": text,
+                    "chat": {"id": chat_id, "type": "private", "first_name": "Ana"},
+                    "from": {"id": chat_id, "is_bot": False, "first_name": "Ana"},
+                },
+            }
+        )
         self.next_id += 1
 
     def callback(self, chat_id: int, data: str) -> None:
-        self.queue.append({"update_id": self.next_id, "callback_query": {
-            "id": str(self.next_id), "chat_instance": "1", "data": data,
-            "from": {"id": chat_id, "is_bot": False, "first_name": "Ana"},
-            "message": {"message_id": 99, "date": int(time.time()), "text": "Choose",
-                        "chat": {"id": chat_id, "type": "private", "first_name": "Ana"}}}})
+        self.queue.append(
+            {
+                "update_id": self.next_id,
+                "callback_query": {
+                    "id": str(self.next_id),
+                    "chat_instance": "1",
+                    "data": data,
+                    "from": {"id": chat_id, "is_bot": False, "first_name": "Ana"},
+                    "message": {
+                        "message_id": 99,
+                        "date": int(time.time()),
+                        "text": "Choose",
+                        "chat": {"id": chat_id, "type": "private", "first_name": "Ana"},
+                    },
+                },
+            }
+        )
         self.next_id += 1
 
 
@@ -82,10 +102,15 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_start_language_keyboard_stop_and_help(db_url: str, polled: tuple[BotApiServer, Updates]) -> None:
+async def test_start_language_keyboard_stop_and_help(
+    db_url: str, polled: tuple[BotApiServer, Updates]
+) -> None:
     server, updates = polled
-    settings = Settings().replace("database", url=db_url).replace("telegram", token=server.token,
-                                                                  base_url=server.base_url)
+    settings = (
+        Settings()
+        .replace("database", url=db_url)
+        .replace("telegram", token=server.token, base_url=server.base_url)
+    )
     async with open_app(settings, channels={}) as app:
         stop = asyncio.Event()
         task = asyncio.create_task(run_bot(app, stop, poll_timeout=0))
@@ -98,21 +123,32 @@ async def test_start_language_keyboard_stop_and_help(db_url: str, polled: tuple[
             updates.message(4242, "/start fr")
             await _until(lambda: _has(contact, "4242", "active"))
             found = await contact("4242")
-            assert found is not None and (found.kind, found.language, found.channels) == ("public", "fr", ["telegram"])
+            assert found is not None and (found.kind, found.language, found.channels) == (
+                "public",
+                "fr",
+                ["telegram"],
+            )
             await _until(lambda: _sent(server, "4242", 1))
             assert server.sent("4242")[0].text.startswith("Vous êtes abonné")
             updates.message(5151, "/start")
             await _until(lambda: _sent(server, "5151", 1))
             keyboard = server.sent("5151")[0].params["reply_markup"]
-            assert [b["callback_data"] for b in keyboard["inline_keyboard"][0]] == ["lang:en", "lang:fr", "lang:es"]
+            assert [b["callback_data"] for b in keyboard["inline_keyboard"][0]] == [
+                "lang:en",
+                "lang:fr",
+                "lang:es",
+            ]
             updates.callback(5151, "lang:es")
             await _until(lambda: _has(contact, "5151", "active"))
             assert (await contact("5151")).language == "es"  # type: ignore[union-attr]
             updates.message(4242, "/stop")
             await _until(lambda: _has(contact, "4242", "unsubscribed"))
             async with app.sessions() as session:
-                rows = (await session.execute(select(Suppression.channel, Suppression.address_key,
-                                                     Suppression.reason))).all()
+                rows = (
+                    await session.execute(
+                        select(Suppression.channel, Suppression.address_key, Suppression.reason)
+                    )
+                ).all()
             assert rows == [("telegram", "4242", "unsubscribed")]
             updates.message(4242, "/help")
             await _until(lambda: _sent(server, "4242", 3))

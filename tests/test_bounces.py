@@ -21,7 +21,7 @@ def test_postfix_hard_bounce() -> None:
             action="failed",
             status="5.1.1",
             diagnostic="550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual "
-                       "mailbox table",
+            "mailbox table",
             original_message_id="<alert-12.contact-34@alerts.example.org>",
         )
     ]
@@ -41,7 +41,11 @@ def test_exim_two_recipients_with_rfc822_headers() -> None:
 def test_delayed_report_is_not_hard() -> None:
     (report,) = parse_dsn((DATA / "dsn_delayed.eml").read_bytes())
     assert (report.recipient, report.action, report.status, report.hard) == (
-        "slow@example.com", "delayed", "4.4.1", False)
+        "slow@example.com",
+        "delayed",
+        "4.4.1",
+        False,
+    )
     assert report.diagnostic == "connect to mx.example.com[192.0.2.20]:25: Connection timed out"
     assert report.original_message_id == "<alert-3.contact-5@alerts.example.org>"
 
@@ -60,14 +64,24 @@ NOT_DSN = "not a delivery status notification: "
     [
         (b"", NOT_DSN + "the message is empty"),
         (b"\x00\xff\xfe garbage \x89PNG", NOT_DSN + "content type is text/plain, expected multipart/report"),
-        (b"From: a@example.org\r\nSubject: hello\r\n\r\nJust a letter.\r\n",
-         NOT_DSN + "content type is text/plain, expected multipart/report"),
-        ((b"Content-Type: multipart/report; report-type=feedback-report; boundary=x\r\n\r\n--x\r\n"
-         b"Content-Type: text/plain\r\n\r\nspam\r\n--x--\r\n"),
-         NOT_DSN + "report type is feedback-report, expected delivery-status"),
-        ((b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x\r\n"
-         b"Content-Type: text/plain\r\n\r\nsorry\r\n--x--\r\n"),
-         NOT_DSN + "it has no message/delivery-status part"),
+        (
+            b"From: a@example.org\r\nSubject: hello\r\n\r\nJust a letter.\r\n",
+            NOT_DSN + "content type is text/plain, expected multipart/report",
+        ),
+        (
+            (
+                b"Content-Type: multipart/report; report-type=feedback-report; boundary=x\r\n\r\n--x\r\n"
+                b"Content-Type: text/plain\r\n\r\nspam\r\n--x--\r\n"
+            ),
+            NOT_DSN + "report type is feedback-report, expected delivery-status",
+        ),
+        (
+            (
+                b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x\r\n"
+                b"Content-Type: text/plain\r\n\r\nsorry\r\n--x--\r\n"
+            ),
+            NOT_DSN + "it has no message/delivery-status part",
+        ),
     ],
 )
 def test_not_a_dsn(raw: bytes, message: str) -> None:
@@ -79,13 +93,24 @@ def test_not_a_dsn(raw: bytes, message: str) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        (b"Final-Recipient: rfc822; nobody@example.com\n", b"",
-         "malformed delivery status notification: recipient 1 has no Final-Recipient"),
-        (b"Action: failed", b"Action: exploded",
-         ("malformed delivery status notification: recipient 1 has action 'exploded', expected one of "
-         "delayed, delivered, expanded, failed, relayed")),
-        (b"Status: 5.1.1", b"Status: bad",
-         "malformed delivery status notification: recipient 1 has no valid Status (like 5.1.1)"),
+        (
+            b"Final-Recipient: rfc822; nobody@example.com\n",
+            b"",
+            "malformed delivery status notification: recipient 1 has no Final-Recipient",
+        ),
+        (
+            b"Action: failed",
+            b"Action: exploded",
+            (
+                "malformed delivery status notification: recipient 1 has action 'exploded', expected one of "
+                "delayed, delivered, expanded, failed, relayed"
+            ),
+        ),
+        (
+            b"Status: 5.1.1",
+            b"Status: bad",
+            "malformed delivery status notification: recipient 1 has no valid Status (like 5.1.1)",
+        ),
     ],
 )
 def test_malformed_dsn(old: bytes, new: bytes, message: str) -> None:

@@ -37,13 +37,20 @@ async def count(session: AsyncSession, model: type[object]) -> int:
 
 
 async def test_create_and_get_by_every_kind_of_reference(session: AsyncSession) -> None:
-    ana = await create_contact(session, name=" Ana ", email="Ana@EXAMPLE.org", kind="Media", language="ES",
-                               lists=["press"], now=NOW)
+    ana = await create_contact(
+        session, name=" Ana ", email="Ana@EXAMPLE.org", kind="Media", language="ES", lists=["press"], now=NOW
+    )
     chan = await create_contact(session, name="Chan", telegram="@chan_name", kind="partner")
     group = await create_contact(session, name="Group", telegram="-100200", kind="partner")
     await session.commit()
     assert (ana.name, ana.email, ana.email_key, ana.kind, ana.language, ana.status) == (
-        "Ana", "Ana@example.org", "ana@example.org", "media", "es", "active")
+        "Ana",
+        "Ana@example.org",
+        "ana@example.org",
+        "media",
+        "es",
+        "active",
+    )
     assert chan.language == "en" and ana.token != chan.token
     for ref in (ana.id, str(ana.id), f"id:{ana.id}", "ANA@example.org"):
         assert (await get_contact(session, ref)).id == ana.id
@@ -54,9 +61,12 @@ async def test_create_and_get_by_every_kind_of_reference(session: AsyncSession) 
 
 @pytest.mark.parametrize(
     ("ref", "message"),
-    [(999, "no contact with id 999"), ("nobody@example.org", "no contact with email nobody@example.org"),
-     ("@nobody_here", "no contact with Telegram id @nobody_here"),
-     ("Jane", "no contact 'Jane': give an id, an email or a Telegram id")],
+    [
+        (999, "no contact with id 999"),
+        ("nobody@example.org", "no contact with email nobody@example.org"),
+        ("@nobody_here", "no contact with Telegram id @nobody_here"),
+        ("Jane", "no contact 'Jane': give an id, an email or a Telegram id"),
+    ],
 )
 async def test_get_contact_not_found(session: AsyncSession, ref: int | str, message: str) -> None:
     with pytest.raises(NotFound) as caught:
@@ -71,7 +81,8 @@ async def test_ambiguous_numeric_reference_is_refused(session: AsyncSession) -> 
         await get_contact(session, str(first.id))
     assert caught.value.message == (
         f"contact reference {first.id} is ambiguous: it is contact id {first.id} and the Telegram chat of "
-        f"contact {other.id}; write id:{first.id} or telegram:{first.id}")
+        f"contact {other.id}; write id:{first.id} or telegram:{first.id}"
+    )
     assert (await get_contact(session, f"telegram:{first.id}")).id == other.id
 
 
@@ -80,18 +91,28 @@ async def test_ambiguous_numeric_reference_is_refused(session: AsyncSession) -> 
     [
         ({"email": "a@example.org", "kind": "public"}, "name is required"),
         ({"name": "A", "kind": "public"}, "an email or a telegram is required"),
-        ({"name": "A", "email": "a@example.org", "kind": "king"},
-         "kind 'king' is not one of authority, media, press, partner, public"),
+        (
+            {"name": "A", "email": "a@example.org", "kind": "king"},
+            "kind 'king' is not one of authority, media, press, partner, public",
+        ),
         ({"name": "A", "email": "a@example.org", "kind": "public", "phone": "1"}, "unknown field 'phone'"),
-        ({"name": "A", "email": "a@example.org", "kind": "public", "status": "erased"},
-         "status 'erased' is not one of active, pending, unsubscribed"),
-        ({"name": "A", "email": "a@example.org", "kind": "public", "channels": ["fax"]},
-         "channels: 'fax' is not one of email, press, telegram, webhook"),
-        ({"name": "A", "email": "a@example.org", "kind": "public", "lists": ["a;b"]},
-         "a list name may not contain ';'"),
+        (
+            {"name": "A", "email": "a@example.org", "kind": "public", "status": "erased"},
+            "status 'erased' is not one of active, pending, unsubscribed",
+        ),
+        (
+            {"name": "A", "email": "a@example.org", "kind": "public", "channels": ["fax"]},
+            "channels: 'fax' is not one of email, press, telegram, webhook",
+        ),
+        (
+            {"name": "A", "email": "a@example.org", "kind": "public", "lists": ["a;b"]},
+            "a list name may not contain ';'",
+        ),
     ],
 )
-async def test_create_refusals_write_nothing(session: AsyncSession, fields: dict[str, object], message: str) -> None:
+async def test_create_refusals_write_nothing(
+    session: AsyncSession, fields: dict[str, object], message: str
+) -> None:
     with pytest.raises(ValidationError) as caught:
         await create_contact(session, **fields)  # type: ignore[arg-type]
     assert caught.value.message == message
@@ -108,11 +129,25 @@ async def test_duplicate_email_is_a_conflict(session: AsyncSession) -> None:
 
 
 async def test_update_contact(session: AsyncSession) -> None:
-    ana = await create_contact(session, name="Ana", email="ana@example.org", kind="media", organisation="Diario")
-    updated = await update_contact(session, "ana@example.org", organisation="", telegram="@ana_ruiz",
-                                   status="unsubscribed", channels=["telegram"], now=NOW)
+    ana = await create_contact(
+        session, name="Ana", email="ana@example.org", kind="media", organisation="Diario"
+    )
+    updated = await update_contact(
+        session,
+        "ana@example.org",
+        organisation="",
+        telegram="@ana_ruiz",
+        status="unsubscribed",
+        channels=["telegram"],
+        now=NOW,
+    )
     assert (updated.id, updated.organisation, updated.telegram, updated.status, updated.channels) == (
-        ana.id, None, "@ana_ruiz", "unsubscribed", ["telegram"])
+        ana.id,
+        None,
+        "@ana_ruiz",
+        "unsubscribed",
+        ["telegram"],
+    )
     assert updated.updated_at == NOW
     with pytest.raises(ValidationError, match="^name is required$"):
         await update_contact(session, ana.id, name="  ")
@@ -125,7 +160,9 @@ async def test_update_contact(session: AsyncSession) -> None:
 async def test_search_contacts(session: AsyncSession) -> None:
     await create_contact(session, name="Ana Ruiz", email="ana@example.org", kind="media", lists=["press"])
     await create_contact(session, name="Bob", email="bob@diario.example.org", kind="public")
-    await create_contact(session, name="Carla", telegram="@carla_100", kind="media", organisation="Diario Sur")
+    await create_contact(
+        session, name="Carla", telegram="@carla_100", kind="media", organisation="Diario Sur"
+    )
     await create_contact(session, name="Dan_x%", email="dan@example.org", kind="public")
     names = [c.name for c in await search_contacts(session, "DIARIO")]
     assert names == ["Bob", "Carla"]
@@ -143,7 +180,9 @@ async def test_lists(session: AsyncSession) -> None:
     assert await add_to_list(session, ana.id, "press")
     assert not await add_to_list(session, "ana@example.org", "press")
     assert [(s.name, s.members, s.description) for s in await list_lists(session)] == [
-        ("empty", 0, "nobody yet"), ("press", 1, "")]
+        ("empty", 0, "nobody yet"),
+        ("press", 1, ""),
+    ]
     assert await remove_from_list(session, ana.id, "press")
     assert not await remove_from_list(session, ana.id, "press")
     with pytest.raises(NotFound, match="^no list named 'ghost'$"):
@@ -166,32 +205,66 @@ async def _alert_with_delivery(session: AsyncSession, contact: Contact) -> Deliv
     alert = Alert(title="Journalist detained", family="detention", author_id=user.id)
     session.add(alert)
     await session.flush()
-    delivery = Delivery(alert_id=alert.id, contact_id=contact.id, channel="email", audience="media",
-                        language="es", address=contact.email, state="bounced",
-                        last_error="550 5.1.1 <ana@example.org>: unknown", created_at=NOW, updated_at=NOW)
+    delivery = Delivery(
+        alert_id=alert.id,
+        contact_id=contact.id,
+        channel="email",
+        audience="media",
+        language="es",
+        address=contact.email,
+        state="bounced",
+        last_error="550 5.1.1 <ana@example.org>: unknown",
+        created_at=NOW,
+        updated_at=NOW,
+    )
     session.add(delivery)
     await session.flush()
-    session.add(DeliveryEvent(delivery_id=delivery.id, alert_id=alert.id, type="bounced", at=NOW,
-                              detail="550 <ana@example.org>", payload={"rcpt": "ana@example.org"}))
+    session.add(
+        DeliveryEvent(
+            delivery_id=delivery.id,
+            alert_id=alert.id,
+            type="bounced",
+            at=NOW,
+            detail="550 <ana@example.org>",
+            payload={"rcpt": "ana@example.org"},
+        )
+    )
     await session.flush()
     return delivery
 
 
 async def test_export_contact_holds_everything(session: AsyncSession) -> None:
-    ana = await create_contact(session, name="Ana", email="ana@example.org", telegram="@ana_ruiz", kind="media",
-                               lists=["press", "urgent"], now=NOW)
+    ana = await create_contact(
+        session,
+        name="Ana",
+        email="ana@example.org",
+        telegram="@ana_ruiz",
+        kind="media",
+        lists=["press", "urgent"],
+        now=NOW,
+    )
     delivery = await _alert_with_delivery(session, ana)
-    await suppress(session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED, now=NOW)
+    await suppress(
+        session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED, now=NOW
+    )
     data = await export_contact(session, ana.id)
     json.dumps(data)  # JSON-able
     assert data["contact"]["email"] == "ana@example.org" and data["contact"]["telegram"] == "@ana_ruiz"
     assert "token" not in data["contact"]
     assert data["lists"] == ["press", "urgent"]
-    assert data["deliveries"] == [{
-        "alert_id": delivery.alert_id, "channel": "email", "address": "ana@example.org", "language": "es",
-        "state": "bounced", "attempts": 0, "created_at": NOW.isoformat(), "updated_at": NOW.isoformat(),
-        "events": [{"type": "bounced", "at": NOW.isoformat()}],
-    }]
+    assert data["deliveries"] == [
+        {
+            "alert_id": delivery.alert_id,
+            "channel": "email",
+            "address": "ana@example.org",
+            "language": "es",
+            "state": "bounced",
+            "attempts": 0,
+            "created_at": NOW.isoformat(),
+            "updated_at": NOW.isoformat(),
+            "events": [{"type": "bounced", "at": NOW.isoformat()}],
+        }
+    ]
     assert [(s["channel"], s["reason"]) for s in data["suppressions"]] == [("email", "bounced")]
 
 
@@ -199,11 +272,17 @@ async def test_erase_contact(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
     async with sessions() as s, s.begin():
-        ana = await create_contact(s, name="Ana Ruiz", email="Ana@example.org", telegram="@ana_ruiz",
-                                   kind="media", lists=["press"])
+        ana = await create_contact(
+            s, name="Ana Ruiz", email="Ana@example.org", telegram="@ana_ruiz", kind="media", lists=["press"]
+        )
         delivery = await _alert_with_delivery(s, ana)
-        await suppress(s, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED,
-                       detail="550 <ana@example.org>")
+        await suppress(
+            s,
+            channel="email",
+            address="ana@example.org",
+            reason=SuppressionReason.BOUNCED,
+            detail="550 <ana@example.org>",
+        )
     caplog.set_level(logging.DEBUG, logger="alerts")
     async with sessions() as s, s.begin():
         report = await erase_contact(s, "ana@example.org", now=NOW)
@@ -217,14 +296,19 @@ async def test_erase_contact(
         event = await s.scalar(select(DeliveryEvent))
         assert event is not None and (event.detail, event.payload, event.type) == ("", None, "bounced")
         keys = set(await s.scalars(select(Suppression.address_key)))
-        assert keys == {hashed_key("email", "ana@example.org"), hashed_key("press", "ana@example.org"),
-                        hashed_key("telegram", "@ana_ruiz")}
+        assert keys == {
+            hashed_key("email", "ana@example.org"),
+            hashed_key("press", "ana@example.org"),
+            hashed_key("telegram", "@ana_ruiz"),
+        }
         assert {r for r in await s.scalars(select(Suppression.reason))} == {"erased"}
         assert await is_suppressed(s, "email", "ANA@example.org")
         with pytest.raises(NotFound):
             await export_contact(s, "ana@example.org")
     # a later import brings the address back: it stays suppressed, in the fan-out's one-query form too
-    csv_text = "name,email,telegram,kind,language,organisation,country,lists\nAna,ana@example.org,,media,,,,\n"
+    csv_text = (
+        "name,email,telegram,kind,language,organisation,country,lists\nAna,ana@example.org,,media,,,,\n"
+    )
     imported = await import_csv(sessions, io.BytesIO(csv_text.encode()))
     assert (imported.created, imported.previously_erased) == (1, 1)
     assert imported.summary().endswith("; 1 previously erased (kept suppressed)")

@@ -39,25 +39,45 @@ async def contacts_by_email(sessions: async_sessionmaker[AsyncSession]) -> dict[
 async def lists_of(sessions: async_sessionmaker[AsyncSession], email_key: str) -> list[str]:
     async with sessions() as s:
         rows = await s.scalars(
-            select(ContactList.name).join(ListMember, ListMember.list_id == ContactList.id)
-            .join(Contact, Contact.id == ListMember.contact_id).where(Contact.email_key == email_key)
+            select(ContactList.name)
+            .join(ListMember, ListMember.list_id == ContactList.id)
+            .join(Contact, Contact.id == ListMember.contact_id)
+            .where(Contact.email_key == email_key)
             .order_by(ContactList.name)
         )
         return list(rows)
 
 
 async def test_imports_rows_normalised(sessions: async_sessionmaker[AsyncSession]) -> None:
-    report = await import_csv(sessions, csv_bytes(
-        "Ana Ruiz,Ana.Ruiz@EXAMPLE.org,,media,ES,Diario,Spain,press; urgent-appeals ;",
-        "Ministry,,-1001234567,authority,,,,",
-        "Bob,,@bob_channel,public,fr,,,",
-    ), now=NOW)
-    assert (report.total, report.created, report.updated, report.unchanged, report.refused) == (3, 3, 0, 0, [])
-    assert report.summary() == "3 rows: 3 created, 0 updated, 0 unchanged, 0 merged with an earlier row, 0 refused"
+    report = await import_csv(
+        sessions,
+        csv_bytes(
+            "Ana Ruiz,Ana.Ruiz@EXAMPLE.org,,media,ES,Diario,Spain,press; urgent-appeals ;",
+            "Ministry,,-1001234567,authority,,,,",
+            "Bob,,@bob_channel,public,fr,,,",
+        ),
+        now=NOW,
+    )
+    assert (report.total, report.created, report.updated, report.unchanged, report.refused) == (
+        3,
+        3,
+        0,
+        0,
+        [],
+    )
+    assert (
+        report.summary()
+        == "3 rows: 3 created, 0 updated, 0 unchanged, 0 merged with an earlier row, 0 refused"
+    )
     by_email = await contacts_by_email(sessions)
     ana = by_email["ana.ruiz@example.org"]
     assert (ana.email, ana.language, ana.kind, ana.organisation, ana.status) == (
-        "Ana.Ruiz@example.org", "es", "media", "Diario", "active")
+        "Ana.Ruiz@example.org",
+        "es",
+        "media",
+        "Diario",
+        "active",
+    )
     assert ana.created_at == NOW and len(ana.token) == 32
     async with sessions() as s:
         langs = {t: lang for t, lang in await s.execute(select(Contact.telegram, Contact.language)) if t}
@@ -75,7 +95,11 @@ async def test_bom_semicolons_and_header_case(sessions: async_sessionmaker[Async
     report = await import_csv(sessions, io.BytesIO(text.encode("utf-8")))
     assert report.created == 1 and report.refused == []
     judge = (await contacts_by_email(sessions))["juge@example.org"]
-    assert (judge.name, judge.title, judge.form_of_address) == ("Juge Martin", "Président", "Monsieur le Président")
+    assert (judge.name, judge.title, judge.form_of_address) == (
+        "Juge Martin",
+        "Président",
+        "Monsieur le Président",
+    )
     assert await lists_of(sessions, "juge@example.org") == ["press", "urgent"]
 
 
@@ -113,11 +137,25 @@ LONG = "x" * 201
         (",a@example.org,,media,,,,x", "name is required"),
         ("A,,,media,,,,x", "an email or a telegram is required"),
         ("A,not-an-email,,media,,,,x", "email is not a valid address: An email address must have an @-sign."),
-        ("A,a@b,,media,,,,x", ("email is not a valid address: The part after the @-sign is not valid. "
-                              "It should have a period.")),
-        ("A,,@abc,media,,,,x", "telegram must be a numeric chat id or an @name of 5-32 letters, digits or underscores"),
-        ("A,,12ab,media,,,,x", "telegram must be a numeric chat id or an @name of 5-32 letters, digits or underscores"),
-        ("A,a@example.org,,minister,,,,x", "kind 'minister' is not one of authority, media, press, partner, public"),
+        (
+            "A,a@b,,media,,,,x",
+            (
+                "email is not a valid address: The part after the @-sign is not valid. "
+                "It should have a period."
+            ),
+        ),
+        (
+            "A,,@abc,media,,,,x",
+            "telegram must be a numeric chat id or an @name of 5-32 letters, digits or underscores",
+        ),
+        (
+            "A,,12ab,media,,,,x",
+            "telegram must be a numeric chat id or an @name of 5-32 letters, digits or underscores",
+        ),
+        (
+            "A,a@example.org,,minister,,,,x",
+            "kind 'minister' is not one of authority, media, press, partner, public",
+        ),
         ("A,a@example.org,,,,,,x", "kind is required (one of authority, media, press, partner, public)"),
         ("A,a@example.org,,media,xx,,,x", "language 'xx' is not a two-letter ISO 639-1 code"),
         ("A,a@example.org,,media,eng,,,x", "language 'eng' is not a two-letter ISO 639-1 code"),
@@ -142,13 +180,16 @@ async def test_refused_row_reports_reason_and_writes_nothing(
 
 
 async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionmaker[AsyncSession]) -> None:
-    report = await import_csv(sessions, csv_bytes(
-        "A,a@example.org,,media,,,,",
-        "B,,,media,,,,",
-        "",  # a blank line: skipped, but it is still a row of the file
-        'C,c@example.org,,media,,"multi\nline org",,',
-        "D,d@example.org,,nobody,,,,",
-    ))
+    report = await import_csv(
+        sessions,
+        csv_bytes(
+            "A,a@example.org,,media,,,,",
+            "B,,,media,,,,",
+            "",  # a blank line: skipped, but it is still a row of the file
+            'C,c@example.org,,media,,"multi\nline org",,',
+            "D,d@example.org,,nobody,,,,",
+        ),
+    )
     assert [str(e) for e in report.refused] == [
         "row 3: an email or a telegram is required",
         "row 5: organisation contains a control character",  # one record over two lines
@@ -161,13 +202,18 @@ async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionma
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        ("name,email,telegram,kind,language,organisation,country",
-         "row 1: missing column 'lists'"),
-        ("name,email,telegram,kind,language,organisation,country,lists,phone",
-         ("row 1: unknown column 'phone'; the columns are name, email, telegram, kind, language, "
-         "organisation, country, lists, title, form_of_address")),
-        ("name,email,EMAIL,telegram,kind,language,organisation,country,lists",
-         "row 1: column 'email' appears twice"),
+        ("name,email,telegram,kind,language,organisation,country", "row 1: missing column 'lists'"),
+        (
+            "name,email,telegram,kind,language,organisation,country,lists,phone",
+            (
+                "row 1: unknown column 'phone'; the columns are name, email, telegram, kind, language, "
+                "organisation, country, lists, title, form_of_address"
+            ),
+        ),
+        (
+            "name,email,EMAIL,telegram,kind,language,organisation,country,lists",
+            "row 1: column 'email' appears twice",
+        ),
     ],
 )
 async def test_bad_header_refuses_the_file(
@@ -186,10 +232,13 @@ async def test_empty_file_is_refused(sessions: async_sessionmaker[AsyncSession])
         await import_csv(sessions, io.BytesIO(b""))
 
 
-async def test_non_utf8_file_names_the_row_and_writes_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_non_utf8_file_names_the_row_and_writes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     lines = [f"P{i},p{i}@example.org,,public,,,," for i in range(1500)]
-    body = (HEADER + "\n" + "\n".join(lines) + "\n").encode("utf-8") + "José,jose@example.org,,public,,,,\n".encode(
-        "latin-1")
+    body = (HEADER + "\n" + "\n".join(lines) + "\n").encode(
+        "utf-8"
+    ) + "José,jose@example.org,,public,,,,\n".encode("latin-1")
     with pytest.raises(ValidationError) as caught:
         await import_csv(sessions, io.BytesIO(body), batch_size=100)
     assert caught.value.message == 'row 1502: not valid UTF-8 (byte 0xe9); save the file as "CSV UTF-8"'
@@ -197,38 +246,63 @@ async def test_non_utf8_file_names_the_row_and_writes_nothing(sessions: async_se
 
 
 @pytest.mark.parametrize("batch_size", [1, 1000])
-async def test_duplicates_in_file_are_merged(sessions: async_sessionmaker[AsyncSession], batch_size: int) -> None:
-    report = await import_csv(sessions, csv_bytes(
-        "Ana,ana@example.org,,media,es,Diario,,press",
-        "Bob,bob@example.org,,public,,,,",
-        "Ana Ruiz,ANA@Example.org,@ana_ruiz,media,,,Spain,urgent",
-        "Ana R.,ana@example.org,,,,,,press",
-    ), batch_size=batch_size)
-    assert report.refused == [RowError(5, "kind is required (one of authority, media, press, partner, public)")]
+async def test_duplicates_in_file_are_merged(
+    sessions: async_sessionmaker[AsyncSession], batch_size: int
+) -> None:
+    report = await import_csv(
+        sessions,
+        csv_bytes(
+            "Ana,ana@example.org,,media,es,Diario,,press",
+            "Bob,bob@example.org,,public,,,,",
+            "Ana Ruiz,ANA@Example.org,@ana_ruiz,media,,,Spain,urgent",
+            "Ana R.,ana@example.org,,,,,,press",
+        ),
+        batch_size=batch_size,
+    )
+    assert report.refused == [
+        RowError(5, "kind is required (one of authority, media, press, partner, public)")
+    ]
     assert (report.total, report.created, report.merged_in_file) == (4, 2, 1)
     ana = (await contacts_by_email(sessions))["ana@example.org"]
     # later non-empty values win; empty cells keep earlier ones
     assert (ana.name, ana.email, ana.telegram, ana.language, ana.organisation, ana.country) == (
-        "Ana Ruiz", "ANA@example.org", "@ana_ruiz", "es", "Diario", "Spain")
+        "Ana Ruiz",
+        "ANA@example.org",
+        "@ana_ruiz",
+        "es",
+        "Diario",
+        "Spain",
+    )
     assert await lists_of(sessions, "ana@example.org") == ["press", "urgent"]
     assert await count(sessions, Contact) == 2
 
 
-async def test_existing_contacts_are_updated_not_duplicated(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_existing_contacts_are_updated_not_duplicated(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     async with sessions() as s, s.begin():
-        await create_contact(s, name="Ana", email="ana@example.org", kind="media", language="es", lists=["press"])
+        await create_contact(
+            s, name="Ana", email="ana@example.org", kind="media", language="es", lists=["press"]
+        )
         await create_contact(s, name="Bob", email="bob@example.org", kind="public")
         await create_contact(s, name="Cy", email="cy@example.org", kind="public")
         await update_contact(s, "bob@example.org", status="unsubscribed")
-    report = await import_csv(sessions, csv_bytes(
-        "Ana,ANA@example.org,,media,,Diario,,",  # new organisation -> updated; empty language kept
-        "Bob,bob@example.org,,public,,,,",  # same -> unchanged (and stays unsubscribed)
-        "Cy,cy@example.org,,public,,,,urgent",  # joins a list -> updated
-        "Dee,dee@example.org,,public,,,,",
-    ), now=NOW)
+    report = await import_csv(
+        sessions,
+        csv_bytes(
+            "Ana,ANA@example.org,,media,,Diario,,",  # new organisation -> updated; empty language kept
+            "Bob,bob@example.org,,public,,,,",  # same -> unchanged (and stays unsubscribed)
+            "Cy,cy@example.org,,public,,,,urgent",  # joins a list -> updated
+            "Dee,dee@example.org,,public,,,,",
+        ),
+        now=NOW,
+    )
     assert (report.created, report.updated, report.unchanged, report.merged_in_file) == (1, 2, 1, 0)
     by_email = await contacts_by_email(sessions)
-    assert (by_email["ana@example.org"].organisation, by_email["ana@example.org"].language) == ("Diario", "es")
+    assert (by_email["ana@example.org"].organisation, by_email["ana@example.org"].language) == (
+        "Diario",
+        "es",
+    )
     assert by_email["ana@example.org"].updated_at == NOW
     assert by_email["bob@example.org"].status == "unsubscribed"
     assert await lists_of(sessions, "ana@example.org") == ["press"]
@@ -238,27 +312,41 @@ async def test_existing_contacts_are_updated_not_duplicated(sessions: async_sess
 async def test_reimport_is_idempotent_and_late_duplicate_promotes_to_updated(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    lines = ["Ana,ana@example.org,,media,,,,press", "Chan,,@chan_name,partner,,,,", "Grp,,-100200,partner,,,,"]
+    lines = [
+        "Ana,ana@example.org,,media,,,,press",
+        "Chan,,@chan_name,partner,,,,",
+        "Grp,,-100200,partner,,,,",
+    ]
     first = await import_csv(sessions, csv_bytes(*lines))
     again = await import_csv(sessions, csv_bytes(*lines))
     assert (first.created, again.created, again.unchanged) == (3, 0, 3)
     assert await count(sessions, Contact) == 3
-    later = await import_csv(sessions, csv_bytes(*lines, "Ana,ana@example.org,,media,,,,urgent"), batch_size=1)
+    later = await import_csv(
+        sessions, csv_bytes(*lines, "Ana,ana@example.org,,media,,,,urgent"), batch_size=1
+    )
     assert (later.unchanged, later.updated, later.merged_in_file) == (2, 1, 1)
 
 
 async def test_list_name_adds_every_imported_contact(sessions: async_sessionmaker[AsyncSession]) -> None:
-    report = await import_csv(sessions, csv_bytes(
-        "A,a@example.org,,public,,,,press", "B,b@example.org,,public,,,,", "C,,,public,,,,",
-    ), list_name="campaign-7")
+    report = await import_csv(
+        sessions,
+        csv_bytes(
+            "A,a@example.org,,public,,,,press",
+            "B,b@example.org,,public,,,,",
+            "C,,,public,,,,",
+        ),
+        list_name="campaign-7",
+    )
     assert report.created == 2
     assert await lists_of(sessions, "a@example.org") == ["campaign-7", "press"]
     assert await lists_of(sessions, "b@example.org") == ["campaign-7"]
 
 
 async def test_bulk_import(sessions: async_sessionmaker[AsyncSession]) -> None:
-    lines = [f"Person {i},person{i}@example.org,{i if i % 3 == 0 else ''},public,fr,Org {i % 50},,bulk;l{i % 5}"
-             for i in range(3000)]
+    lines = [
+        f"Person {i},person{i}@example.org,{i if i % 3 == 0 else ''},public,fr,Org {i % 50},,bulk;l{i % 5}"
+        for i in range(3000)
+    ]
     lines += ["Bad,,,public,,,,", "Person 7,PERSON7@example.org,,public,,,,"]
     started = time.perf_counter()
     report = await import_csv(sessions, csv_bytes(*lines), batch_size=500)
@@ -280,8 +368,15 @@ async def test_progress_bar_goes_to_stderr(
 
 async def test_export_protects_formulas_and_round_trips(sessions: async_sessionmaker[AsyncSession]) -> None:
     async with sessions() as s, s.begin():
-        await create_contact(s, name="=HYPERLINK(\"http://evil\")", email="a@example.org", kind="public",
-                             organisation="+33 1 23", country="-France", lists=["press", "urgent"])
+        await create_contact(
+            s,
+            name='=HYPERLINK("http://evil")',
+            email="a@example.org",
+            kind="public",
+            organisation="+33 1 23",
+            country="-France",
+            lists=["press", "urgent"],
+        )
         await create_contact(s, name="Chan", telegram="@chan_name", kind="media", title="@Minister")
         await create_contact(s, name="Group", telegram="-100200", kind="partner", language="fr")
     out = io.StringIO()
@@ -289,8 +384,18 @@ async def test_export_protects_formulas_and_round_trips(sessions: async_sessionm
         assert await export_contacts_csv(s, out) == 3
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert rows[0] == list(EXPORT_COLUMNS)
-    assert rows[1] == ["'=HYPERLINK(\"http://evil\")", "a@example.org", "", "public", "en", "'+33 1 23", "'-France",
-                       "press;urgent", "", ""]
+    assert rows[1] == [
+        '\'=HYPERLINK("http://evil")',
+        "a@example.org",
+        "",
+        "public",
+        "en",
+        "'+33 1 23",
+        "'-France",
+        "press;urgent",
+        "",
+        "",
+    ]
     assert rows[2][2] == "'@chan_name" and rows[2][8] == "'@Minister"
     assert rows[3][2] == "'-100200"
     again = await import_csv(sessions, io.BytesIO(out.getvalue().encode("utf-8")))
@@ -329,7 +434,9 @@ async def test_fixture_file_with_mixed_rows(sessions: async_sessionmaker[AsyncSe
     assert (report.created, report.merged_in_file) == (3, 1)
 
 
-async def test_an_overlong_line_refuses_the_file_before_parsing(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_an_overlong_line_refuses_the_file_before_parsing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     data = (HEADER + "\nAna,ana@example.org,,media,en,,,press\n" + "x" * 70_000 + "\n").encode()
     with pytest.raises(ValidationError) as info:
         await import_csv(sessions, io.BytesIO(data))

@@ -26,7 +26,9 @@ from channels.email import EmailChannel
 from tests.factories import RENDERER, add_contacts, approved_alert
 
 T0 = datetime(2030, 3, 20, 8, 0, tzinfo=UTC)
-FAST = DispatcherSettings(backoff_base=0.05, backoff_max=0.1, flush_interval=0.01, lease_seconds=30, max_attempts=3)
+FAST = DispatcherSettings(
+    backoff_base=0.05, backoff_max=0.1, flush_interval=0.01, lease_seconds=30, max_attempts=3
+)
 
 
 class FlakyHandler(RecordingHandler):
@@ -52,8 +54,11 @@ async def capture(request: pytest.FixtureRequest) -> AsyncIterator[CaptureServer
 
 def settings_for(db_url: str, smtp_port: int, **server: object) -> Settings:
     """Settings pointing at the test database and the capture server."""
-    s = Settings().replace("database", url=db_url).replace("email", host="127.0.0.1", port=smtp_port, pool_size=2,
-                                                           timeout=5.0)
+    s = (
+        Settings()
+        .replace("database", url=db_url)
+        .replace("email", host="127.0.0.1", port=smtp_port, pool_size=2, timeout=5.0)
+    )
     s = s.replace("server", public_url="https://alerts.example.org", **server)
     return s.replace("scheduler", timezone="Europe/Paris")
 
@@ -68,9 +73,12 @@ async def app(db_url: str, capture: CaptureServer) -> AsyncIterator[App]:
 
 async def people(session: AsyncSession) -> tuple[User, User]:
     """An officer and a reviewer, both with mailboxes."""
-    officer, _ = await users.create_user(session, name="olga", role="officer", email="olga@example.org", now=T0)
-    reviewer, _ = await users.create_user(session, name="rafael", role="reviewer", email="rafael@example.org",
-                                          now=T0)
+    officer, _ = await users.create_user(
+        session, name="olga", role="officer", email="olga@example.org", now=T0
+    )
+    reviewer, _ = await users.create_user(
+        session, name="rafael", role="reviewer", email="rafael@example.org", now=T0
+    )
     return officer, reviewer
 
 
@@ -87,8 +95,13 @@ async def sent_alert(app: App, n: int = 3, *, kind: str = "authority") -> tuple[
 
 
 async def dispatch(app: App, alert_id: int) -> None:
-    d = Dispatcher(sessions=app.sessions, channels={"email": app.channels["email"]}, builder=app.builder,
-                   settings=FAST, publish_scheduled=False)
+    d = Dispatcher(
+        sessions=app.sessions,
+        channels={"email": app.channels["email"]},
+        builder=app.builder,
+        settings=FAST,
+        publish_scheduled=False,
+    )
     await d.run_until_done(alert_id, timeout=30)
 
 
@@ -96,8 +109,14 @@ async def add(app: App, alert_id: int | None, **kw: object) -> int:
     async with app.sessions.begin() as session:
         user = await users.get_user(session, str(kw.pop("user", "olga")))
         alert = await drafts.get_alert(session, alert_id) if alert_id is not None else None
-        f = await add_followup(session, alert=alert, user=user, now=kw.pop("now", T0),  # type: ignore[arg-type]
-                               validate_case=RENDERER.validate_case, **kw)  # type: ignore[arg-type]
+        f = await add_followup(
+            session,
+            alert=alert,
+            user=user,
+            now=kw.pop("now", T0),  # type: ignore[arg-type]
+            validate_case=RENDERER.validate_case,
+            **kw,
+        )  # type: ignore[arg-type]
         return f.id
 
 
@@ -124,29 +143,62 @@ def header(message: CapturedMessage, name: str) -> str | None:
 async def test_refusals_name_what_is_wrong(app: App) -> None:
     alert_id, _ = await sent_alert(app, 1)
     cases: list[tuple[dict[str, object], type[Exception], str]] = [
-        ({"kind": "reminder", "due_at": T0 - timedelta(minutes=2)}, ValidationError,
-         "due time: 2030-03-20T07:58:00+00:00 is in the past; give a future time "
-         "(a time within the last minute fires at once)."),
-        ({"kind": "nudge", "due_at": T0}, ValidationError,
-         "kind: 'nudge' is not a follow-up kind; kinds are reminder, update, send, digest."),
-        ({"kind": "update", "due_at": T0 + timedelta(days=1)}, ValidationError,
-         "data: an update follow-up needs the update's case data (like templates/update/example.toml)."),
-        ({"kind": "update", "due_at": T0, "condition": "no-response", "data": {"x": 1}}, ValidationError,
-         "condition: only reminders are conditional, not update follow-ups."),
-        ({"kind": "reminder", "due_at": T0, "condition": "maybe"}, ValidationError,
-         "condition: 'maybe' is not a condition; conditions are no-response, case-open."),
-        ({"kind": "reminder", "due_at": T0, "kinds": ["authority"]}, ValidationError,
-         "kind filter: only a no-response condition can be narrowed to contact kinds."),
-        ({"kind": "reminder", "due_at": T0, "condition": "no-response", "kinds": ["minister"]}, ValidationError,
-         "kind filter: unknown contact kind 'minister'; kinds are authority, media, press, partner, public."),
-        ({"kind": "reminder", "due_at": T0, "data": {"a": 1}}, ValidationError,
-         "data: only update follow-ups take case data, not reminder follow-ups."),
-        ({"kind": "update", "due_at": T0, "data": {"family": "urgent-appeal"}}, ValidationError,
-         "data: family 'urgent-appeal' is not an update family; use update or closure."),
-        ({"kind": "send", "due_at": T0 + timedelta(hours=1)}, Conflict,
-         f"alert {alert_id} is sent; only an approved alert can be scheduled."),
-        ({"kind": "reminder", "due_at": T0, "user": "rafael"}, PermissionDenied,
-         "user 'rafael' (reviewer) may not followup.manage; allowed roles: admin, officer"),
+        (
+            {"kind": "reminder", "due_at": T0 - timedelta(minutes=2)},
+            ValidationError,
+            "due time: 2030-03-20T07:58:00+00:00 is in the past; give a future time "
+            "(a time within the last minute fires at once).",
+        ),
+        (
+            {"kind": "nudge", "due_at": T0},
+            ValidationError,
+            "kind: 'nudge' is not a follow-up kind; kinds are reminder, update, send, digest.",
+        ),
+        (
+            {"kind": "update", "due_at": T0 + timedelta(days=1)},
+            ValidationError,
+            "data: an update follow-up needs the update's case data (like templates/update/example.toml).",
+        ),
+        (
+            {"kind": "update", "due_at": T0, "condition": "no-response", "data": {"x": 1}},
+            ValidationError,
+            "condition: only reminders are conditional, not update follow-ups.",
+        ),
+        (
+            {"kind": "reminder", "due_at": T0, "condition": "maybe"},
+            ValidationError,
+            "condition: 'maybe' is not a condition; conditions are no-response, case-open.",
+        ),
+        (
+            {"kind": "reminder", "due_at": T0, "kinds": ["authority"]},
+            ValidationError,
+            "kind filter: only a no-response condition can be narrowed to contact kinds.",
+        ),
+        (
+            {"kind": "reminder", "due_at": T0, "condition": "no-response", "kinds": ["minister"]},
+            ValidationError,
+            "kind filter: unknown contact kind 'minister'; kinds are authority, media, press, partner, public.",
+        ),
+        (
+            {"kind": "reminder", "due_at": T0, "data": {"a": 1}},
+            ValidationError,
+            "data: only update follow-ups take case data, not reminder follow-ups.",
+        ),
+        (
+            {"kind": "update", "due_at": T0, "data": {"family": "urgent-appeal"}},
+            ValidationError,
+            "data: family 'urgent-appeal' is not an update family; use update or closure.",
+        ),
+        (
+            {"kind": "send", "due_at": T0 + timedelta(hours=1)},
+            Conflict,
+            f"alert {alert_id} is sent; only an approved alert can be scheduled.",
+        ),
+        (
+            {"kind": "reminder", "due_at": T0, "user": "rafael"},
+            PermissionDenied,
+            "user 'rafael' (reviewer) may not followup.manage; allowed roles: admin, officer",
+        ),
     ]
     for kw, error, message in cases:
         with pytest.raises(error) as info:
@@ -154,7 +206,9 @@ async def test_refusals_name_what_is_wrong(app: App) -> None:
         assert str(info.value) == message, kw
     with pytest.raises(ValidationError, match=r"^alert: a digest covers every open case; give no alert"):
         await add(app, alert_id, kind="digest", due_at=T0)
-    with pytest.raises(ValidationError, match=r"^alert: a reminder follow-up needs the alert it follows up\.$"):
+    with pytest.raises(
+        ValidationError, match=r"^alert: a reminder follow-up needs the alert it follows up\.$"
+    ):
         await add(app, None, kind="reminder", due_at=T0)
     async with app.sessions() as session:
         assert await list_followups(session) == []  # nothing half-written
@@ -179,7 +233,9 @@ def test_durations() -> None:
 async def test_reminder_reaches_the_author_late_with_link(app: App, capture: CaptureServer) -> None:
     alert_id, _ = await sent_alert(app, 2)
     capture.handler.clear()
-    fid = await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(hours=1), note="Call the ministry again")
+    fid = await add(
+        app, alert_id, kind="reminder", due_at=T0 + timedelta(hours=1), note="Call the ministry again"
+    )
     fired = await fire(app, fid, T0 + timedelta(hours=1, minutes=20))
     assert fired is not None and fired.late_seconds == 1200
     [message] = capture.messages()
@@ -229,9 +285,13 @@ async def test_cancelled_never_fires_and_fired_cannot_be_cancelled(app: App, cap
     assert len(capture.messages()) == 1
     async with app.sessions.begin() as session:
         olga = await users.get_user(session, "olga")
-        with pytest.raises(Conflict, match=rf"^follow-up {drop} was already cancelled at 2030-03-20T08:00:00\+00:00\.$"):
+        with pytest.raises(
+            Conflict, match=rf"^follow-up {drop} was already cancelled at 2030-03-20T08:00:00\+00:00\.$"
+        ):
             await cancel_followup(session, drop, user=olga, now=T0)
-        with pytest.raises(Conflict, match=rf"^follow-up {keep} fired at 2030-03-20T10:00:00\+00:00: it can no longer"):
+        with pytest.raises(
+            Conflict, match=rf"^follow-up {keep} fired at 2030-03-20T10:00:00\+00:00: it can no longer"
+        ):
             await cancel_followup(session, keep, user=olga, now=T0)
     assert (await row(app, drop)).result == "cancelled by olga"
 
@@ -242,17 +302,34 @@ async def test_cancelled_never_fires_and_fired_cannot_be_cancelled(app: App, cap
 async def test_no_response_condition_uses_recorded_responses(app: App, capture: CaptureServer) -> None:
     alert_id, _ = await sent_alert(app, 2)
     capture.handler.clear()
-    any_reply = await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(days=7), condition="no-response")
-    media_reply = await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(days=7), condition="no-response",
-                            kinds=["media"])
+    any_reply = await add(
+        app, alert_id, kind="reminder", due_at=T0 + timedelta(days=7), condition="no-response"
+    )
+    media_reply = await add(
+        app,
+        alert_id,
+        kind="reminder",
+        due_at=T0 + timedelta(days=7),
+        condition="no-response",
+        kinds=["media"],
+    )
     async with app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id)
-        contact_id = (await session.scalars(select(Delivery.contact_id).where(Delivery.alert_id == alert_id))).first()
-        await tracking.record_response(session, alert, contact_id=contact_id, summary="The ministry replied",
-                                       recorded_by=None, now=T0 + timedelta(days=2))
+        contact_id = (
+            await session.scalars(select(Delivery.contact_id).where(Delivery.alert_id == alert_id))
+        ).first()
+        await tracking.record_response(
+            session,
+            alert,
+            contact_id=contact_id,
+            summary="The ministry replied",
+            recorded_by=None,
+            now=T0 + timedelta(days=2),
+        )
     skipped = await fire(app, any_reply, T0 + timedelta(days=7))
     assert skipped is not None and skipped.result == (
-        "skipped: a response was recorded on 2030-03-22 09:00 CET (condition: no response).")
+        "skipped: a response was recorded on 2030-03-22 09:00 CET (condition: no response)."
+    )
     reminded = await fire(app, media_reply, T0 + timedelta(days=7))  # the answer came from an authority
     assert reminded is not None and reminded.result == "reminder sent; sent to olga"
     [message] = capture.messages()
@@ -289,7 +366,11 @@ async def test_update_followup_publishes_to_the_original_recipients_threaded(
     async with app.sessions.begin() as session:
         await add_contacts(session, 2, start=50)  # joined the list after the original went out
         update_alert = await drafts.get_alert(session, update_id)
-        assert (update_alert.parent_id, update_alert.family, update_alert.status) == (alert_id, "update", "draft")
+        assert (update_alert.parent_id, update_alert.family, update_alert.status) == (
+            alert_id,
+            "update",
+            "draft",
+        )
         await approval.submit(session, update_alert, user=await users.get_user(session, "olga"), now=T0)
         await approval.approve(session, update_alert, user=await users.get_user(session, "rafael"), now=T0)
     fired = await fire(app, fid, start)
@@ -305,8 +386,13 @@ async def test_update_followup_publishes_to_the_original_recipients_threaded(
 async def test_unapproved_update_reminds_officers(app: App, capture: CaptureServer) -> None:
     alert_id, _ = await sent_alert(app, 2)
     capture.handler.clear()
-    fid = await add(app, alert_id, kind="update", due_at=T0 + timedelta(days=3),
-                    data={**RENDERER.example("closure"), "family": "closure"})
+    fid = await add(
+        app,
+        alert_id,
+        kind="update",
+        due_at=T0 + timedelta(days=3),
+        data={**RENDERER.example("closure"), "family": "closure"},
+    )
     update_id = ((await row(app, fid)).data or {})["update_alert_id"]
     fired = await fire(app, fid, T0 + timedelta(days=3))
     assert fired is not None
@@ -331,13 +417,19 @@ async def test_send_followup_and_the_dispatcher_publish_once(app: App) -> None:
     async with app.sessions() as session:
         alert = await drafts.get_alert(session, alert_id)
         assert (alert.status, alert.send_at) == ("scheduled", due)
-    with pytest.raises(Conflict, match=rf"already has a scheduled send \(follow-up {fid}\): cancel it first\.$"):
+    with pytest.raises(
+        Conflict, match=rf"already has a scheduled send \(follow-up {fid}\): cancel it first\.$"
+    ):
         await add(app, alert_id, kind="send", due_at=due + timedelta(hours=1))
     fired = await fire(app, fid, due)
     assert fired is not None and fired.result == f"alert {alert_id} published: 2 deliveries queued."
     async with app.sessions.begin() as session:
-        assert await publish_due(session, now=due + timedelta(seconds=1)) == []  # the dispatcher finds it gone
-        assert len((await session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id))).all()) == 2
+        assert (
+            await publish_due(session, now=due + timedelta(seconds=1)) == []
+        )  # the dispatcher finds it gone
+        assert (
+            len((await session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id))).all()) == 2
+        )
 
 
 async def test_cancelling_a_send_unschedules_the_alert(app: App) -> None:
@@ -365,13 +457,20 @@ async def test_transient_smtp_failure_rearms_and_sends_once(db_url: str) -> None
                 officer, _ = await people(session)
                 await add_contacts(session, 1)
                 alert = await drafts.create_alert(
-                    session, author=officer, family="urgent-appeal", case_data=RENDERER.example("urgent-appeal"),
-                    audience=drafts.Audience(lists=("urgent-appeals",)), validate_case=RENDERER.validate_case,
-                    now=T0)
+                    session,
+                    author=officer,
+                    family="urgent-appeal",
+                    case_data=RENDERER.example("urgent-appeal"),
+                    audience=drafts.Audience(lists=("urgent-appeals",)),
+                    validate_case=RENDERER.validate_case,
+                    now=T0,
+                )
                 alert_id = alert.id
             fid = await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(hours=1))
             first = await fire(app, fid, T0 + timedelta(hours=1))
-            assert first is not None and first.result.startswith("retrying at 2030-03-20T09:00:30+00:00: olga (email)")
+            assert first is not None and first.result.startswith(
+                "retrying at 2030-03-20T09:00:30+00:00: olga (email)"
+            )
             f = await row(app, fid)
             assert f.fired_at is None and f.due_at == T0 + timedelta(hours=1, seconds=30)
             second = await fire(app, fid, T0 + timedelta(hours=1, seconds=30))
@@ -379,14 +478,20 @@ async def test_transient_smtp_failure_rearms_and_sends_once(db_url: str) -> None
             assert [m.rcpt_tos for m in flaky.messages()] == [("olga@example.org",)]
 
 
-async def test_weekly_digest_lists_open_cases_and_silent_authorities(app: App, capture: CaptureServer) -> None:
+async def test_weekly_digest_lists_open_cases_and_silent_authorities(
+    app: App, capture: CaptureServer
+) -> None:
     alert_id, _ = await sent_alert(app, 3)
     async with app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id)
-        first = (await session.scalars(select(Delivery.contact_id).where(Delivery.alert_id == alert_id)
-                                       .order_by(Delivery.contact_id))).first()
-        await tracking.record_response(session, alert, contact_id=first, summary="Acknowledged", recorded_by=None,
-                                       now=T0)
+        first = (
+            await session.scalars(
+                select(Delivery.contact_id).where(Delivery.alert_id == alert_id).order_by(Delivery.contact_id)
+            )
+        ).first()
+        await tracking.record_response(
+            session, alert, contact_id=first, summary="Acknowledged", recorded_by=None, now=T0
+        )
     await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(days=2), note="Check the trial date")
     capture.handler.clear()
     fid = await add(app, None, kind="digest", due_at=T0 + timedelta(days=1))
@@ -394,10 +499,12 @@ async def test_weekly_digest_lists_open_cases_and_silent_authorities(app: App, c
     assert fired is not None and fired.result == "digest sent; sent to olga"
     [message] = capture.messages()
     text = body(message)
-    assert f"alert {alert_id} \"" in text and "Open cases (1):" in text
+    assert f'alert {alert_id} "' in text and "Open cases (1):" in text
     assert "Check the trial date" in text
     assert "Authorities that have not responded (2):" in text
     assert "Person 1" in text and "Person 2" in text and "Person 0" not in text
     async with app.sessions() as session:
         upcoming = await list_followups(session, include_done=False)
-    assert [(f.kind, f.due_at) for f in upcoming if f.kind == "digest"] == [("digest", T0 + timedelta(days=8))]
+    assert [(f.kind, f.due_at) for f in upcoming if f.kind == "digest"] == [
+        ("digest", T0 + timedelta(days=8))
+    ]

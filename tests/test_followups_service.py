@@ -53,8 +53,17 @@ class Service:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ALERTS_SERVER_PORT": str(self.port)}
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "alerts", "--config", str(self.config), "serve", env=env,
-                cwd=self.config.parent, stdout=log, stderr=log)
+                sys.executable,
+                "-m",
+                "alerts",
+                "--config",
+                str(self.config),
+                "serve",
+                env=env,
+                cwd=self.config.parent,
+                stdout=log,
+                stderr=log,
+            )
         async with aiohttp.ClientSession() as http:
             for _ in range(300):
                 if self.proc.returncode is not None:
@@ -83,8 +92,16 @@ class Service:
 
 async def cli(config: Path, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alerts", "--config", str(config), *args, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "alerts",
+        "--config",
+        str(config),
+        *args,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -109,13 +126,19 @@ async def setup(db_url: str, tmp_path: Path, capture: CaptureServer) -> AsyncIte
     engine = create_engine(db_url)
     try:
         async with make_sessionmaker(engine).begin() as session:
-            officer, token = await users.create_user(session, name="olga", role="officer", email="olga@example.org",
-                                                     with_token=True, now=utcnow())
+            officer, token = await users.create_user(
+                session, name="olga", role="officer", email="olga@example.org", with_token=True, now=utcnow()
+            )
             await add_contacts(session, 1)
             alert = await drafts.create_alert(
-                session, author=officer, family="urgent-appeal", case_data=RENDERER.example("urgent-appeal"),
-                audience=drafts.Audience(lists=("urgent-appeals",)), validate_case=RENDERER.validate_case,
-                now=utcnow())
+                session,
+                author=officer,
+                family="urgent-appeal",
+                case_data=RENDERER.example("urgent-appeal"),
+                audience=drafts.Audience(lists=("urgent-appeals",)),
+                validate_case=RENDERER.validate_case,
+                now=utcnow(),
+            )
             alert_id = alert.id
     finally:
         await engine.dispose()
@@ -128,8 +151,11 @@ async def set_due(db_url: str, followup_id: int, minutes_ago: float) -> None:
     engine = create_engine(db_url)
     try:
         async with make_sessionmaker(engine).begin() as session:
-            await session.execute(update(Followup).where(Followup.id == followup_id)
-                                  .values(due_at=utcnow() - timedelta(minutes=minutes_ago)))
+            await session.execute(
+                update(Followup)
+                .where(Followup.id == followup_id)
+                .values(due_at=utcnow() - timedelta(minutes=minutes_ago))
+            )
     finally:
         await engine.dispose()
 
@@ -162,23 +188,33 @@ async def test_reminder_due_while_down_fires_once_after_restart(
         await service.start()
         async with aiohttp.ClientSession(headers=auth) as http:
             base = f"{service.url}/api/v1"
-            async with http.post(f"{base}/alerts/{alert_id}/followups",
-                                 json={"kind": "reminder", "in": "1h", "note": "Call the ministry"}) as r:
+            async with http.post(
+                f"{base}/alerts/{alert_id}/followups",
+                json={"kind": "reminder", "in": "1h", "note": "Call the ministry"},
+            ) as r:
                 assert r.status == 201, await r.text()
                 late_one = (await r.json())["id"]
-            async with http.post(f"{base}/alerts/{alert_id}/followups",
-                                 json={"kind": "reminder", "in": "1h", "condition": "no-response"}) as r:
+            async with http.post(
+                f"{base}/alerts/{alert_id}/followups",
+                json={"kind": "reminder", "in": "1h", "condition": "no-response"},
+            ) as r:
                 answered = (await r.json())["id"]
-            async with http.post(f"{base}/alerts/{alert_id}/followups", json={"kind": "reminder", "in": "yesterday"}) as r:
+            async with http.post(
+                f"{base}/alerts/{alert_id}/followups", json={"kind": "reminder", "in": "yesterday"}
+            ) as r:
                 assert r.status == 422
                 assert (await r.json())["error"]["message"] == (
-                    "in: 'yesterday' is not a duration such as 7d, 36h, 90m or 1w2d.")
-            async with http.post(f"{base}/alerts/{alert_id}/responses", json={"summary": "The ministry called"}) as r:
+                    "in: 'yesterday' is not a duration such as 7d, 36h, 90m or 1w2d."
+                )
+            async with http.post(
+                f"{base}/alerts/{alert_id}/responses", json={"summary": "The ministry called"}
+            ) as r:
                 assert r.status == 201, await r.text()
             async with http.get(f"{base}/alerts/{alert_id}/followups") as r:
                 assert [f["status"] for f in (await r.json())["followups"]] == ["pending", "pending"]
-        code, out, err = await cli(config, "followup", "add", str(alert_id), "--in", "1h", "--kind", "reminder",
-                                   "--as", "olga")
+        code, out, err = await cli(
+            config, "followup", "add", str(alert_id), "--in", "1h", "--kind", "reminder", "--as", "olga"
+        )
         assert code == 0, err
         cancelled = int(out.strip())
         await service.stop()
@@ -210,8 +246,11 @@ async def test_reminder_due_while_down_fires_once_after_restart(
     code, out, _ = await cli(config, "followup", "list", "--all")
     # and the service gave olga (the only officer) her weekly digest, due next Monday 08:00
     assert code == 0 and [tuple(line.split("\t")[2:5]) for line in out.splitlines()] == [
-        ("reminder", "alert " + str(alert_id), "fired"), ("reminder", "alert " + str(alert_id), "fired"),
-        ("reminder", "alert " + str(alert_id), "cancelled"), ("digest", "all cases", "pending")]
+        ("reminder", "alert " + str(alert_id), "fired"),
+        ("reminder", "alert " + str(alert_id), "fired"),
+        ("reminder", "alert " + str(alert_id), "cancelled"),
+        ("digest", "all cases", "pending"),
+    ]
     digest_due = out.splitlines()[-1].split("\t")[1]  # "YYYY-MM-DD 08:00 CET" (or CEST), a Monday
     assert digest_due[11:16] == "08:00" and date.fromisoformat(digest_due[:10]).weekday() == 0
 
@@ -227,8 +266,9 @@ async def test_two_services_on_postgresql_fire_each_once_and_fail_over(
         await second.start()
         ids = []
         for _ in range(10):
-            code, out, err = await cli(config, "followup", "add", str(alert_id), "--in", "2s", "--kind", "reminder",
-                                       "--as", "olga")
+            code, out, err = await cli(
+                config, "followup", "add", str(alert_id), "--in", "2s", "--kind", "reminder", "--as", "olga"
+            )
             assert code == 0, err
             ids.append(int(out))
         await wait_messages(capture, 10, timeout=15)
@@ -236,8 +276,9 @@ async def test_two_services_on_postgresql_fire_each_once_and_fail_over(
         assert len(capture.messages()) == 10
         assert "this process schedules follow-ups" in first.log.read_text()
         await first.stop()  # the leader goes: the other takes the lock
-        code, out, _ = await cli(config, "followup", "add", str(alert_id), "--in", "1s", "--kind", "reminder",
-                                 "--as", "olga")
+        code, out, _ = await cli(
+            config, "followup", "add", str(alert_id), "--in", "1s", "--kind", "reminder", "--as", "olga"
+        )
         await wait_messages(capture, 11, timeout=20)
         await asyncio.sleep(1.0)
     finally:

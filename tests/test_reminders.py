@@ -27,7 +27,10 @@ CHAT = "424242"
 async def app(db_url: str, capture: CaptureServer, botapi: BotApiServer) -> AsyncIterator[App]:
     """The open App with the real email and Telegram channels, on the capture server and the Bot API."""
     settings = settings_for(db_url, capture.port)
-    channels: dict[str, Channel] = {"email": EmailChannel(settings.email), "telegram": TelegramChannel(botapi.settings())}
+    channels: dict[str, Channel] = {
+        "email": EmailChannel(settings.email),
+        "telegram": TelegramChannel(botapi.settings()),
+    }
     async with open_app(settings, channels=channels) as opened:
         yield opened
 
@@ -82,7 +85,8 @@ async def test_blocked_bot_does_not_hold_back_the_email(
     capture.handler.clear()
     fired = await fire(app, fid, T0 + timedelta(hours=1))
     assert fired is not None and fired.result == (
-        "reminder sent; sent to olga; refused for olga (telegram): Forbidden: bot was blocked by the user")
+        "reminder sent; sent to olga; refused for olga (telegram): Forbidden: bot was blocked by the user"
+    )
     assert [m.rcpt_tos for m in capture.messages()] == [("olga@example.org",)]
     assert len(botapi.sent(CHAT)) == 1
     f = await row(app, fid)
@@ -92,11 +96,15 @@ async def test_blocked_bot_does_not_hold_back_the_email(
 
 
 @pytest.mark.botapi_options(script={CHAT: ["server_error", "ok"]})
-async def test_telegram_outage_retries_telegram_only(app: App, capture: CaptureServer, botapi: BotApiServer) -> None:
+async def test_telegram_outage_retries_telegram_only(
+    app: App, capture: CaptureServer, botapi: BotApiServer
+) -> None:
     _, fid, _, _ = await reminder(app)
     capture.handler.clear()
     first = await fire(app, fid, T0 + timedelta(hours=1))
-    assert first is not None and first.result.startswith("retrying at 2030-03-20T09:00:30+00:00: olga (telegram)")
+    assert first is not None and first.result.startswith(
+        "retrying at 2030-03-20T09:00:30+00:00: olga (telegram)"
+    )
     assert len(capture.messages()) == 1  # the email went out at once
     second = await fire(app, fid, T0 + timedelta(hours=1, seconds=30))
     assert second is not None and second.result == "reminder sent; sent to olga"

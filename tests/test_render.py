@@ -57,11 +57,17 @@ def test_families_and_their_info() -> None:
 
 
 def test_unknown_family_is_not_found() -> None:
-    with pytest.raises(NotFound, match=r"^template family 'appeal' does not exist; known: closure, update, urgent-appeal$"):
+    with pytest.raises(
+        NotFound, match=r"^template family 'appeal' does not exist; known: closure, update, urgent-appeal$"
+    ):
         RENDERER.family("appeal")
-    with pytest.raises(NotFound, match=r"^template family '\.\./etc' does not exist; known: closure, update, urgent-appeal$"):
+    with pytest.raises(
+        NotFound, match=r"^template family '\.\./etc' does not exist; known: closure, update, urgent-appeal$"
+    ):
         RENDERER.validate_case("../etc", {})
-    with pytest.raises(NotFound, match=r"^template family '_base' does not exist; known: closure, update, urgent-appeal$"):
+    with pytest.raises(
+        NotFound, match=r"^template family '_base' does not exist; known: closure, update, urgent-appeal$"
+    ):
         RENDERER.render("_base", {}, audience="public", channel="email", language="en")
 
 
@@ -245,7 +251,10 @@ def test_bad_case_data_is_refused_naming_the_variable(
     with pytest.raises(ValidationError) as info:
         RENDERER.validate_case("urgent-appeal", data)
     assert info.value.message.startswith(message) if message.endswith(": ") else info.value.message == message
-    assert info.value.details == {"variable": variable, **({"did_you_mean": "defender"} if variable == "defendr" else {})}
+    assert info.value.details == {
+        "variable": variable,
+        **({"did_you_mean": "defender"} if variable == "defendr" else {}),
+    }
     with pytest.raises(ValidationError):  # and nothing is rendered from it either
         RENDERER.render("urgent-appeal", data, audience="public", channel="email", language="en")
 

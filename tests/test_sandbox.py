@@ -26,56 +26,49 @@ def quick() -> Iterator[None]:
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ("{{ ''.__class__.__mro__[1].__subclasses__() }}",
-         "access to attribute '__class__' is unsafe"),
-        ("{{ ''.__class__ }}",
-         "access to attribute '__class__' is unsafe"),
-        ("{{ ''|attr('__class__') }}",
-         "access to attribute '__class__' is unsafe"),
-        ("{{ ''|attr('\\x5f\\x5fclass\\x5f\\x5f') }}",
-         "access to attribute '__class__' is unsafe"),
-        ("{{ ()|attr(['_', '_class_', '_']|join) }}",
-         "access to attribute '__class__' of 'tuple' object is unsafe"),  # name built at run time
-        ("{% set n = '_' ~ '_class__' %}{{ ''[n] }}",
-         "access to attribute '__class__' of 'str' object is unsafe"),
-        ("{{ ''['__class__'] }}",
-         "access to attribute '__class__' is unsafe"),
-        ("{{ cycler.__init__.__globals__.os.popen('id').read() }}",
-         "access to attribute '__init__' is unsafe"),
-        ("{{ joiner.__init__.__globals__ }}",
-         "access to attribute '__init__' is unsafe"),
-        ("{{ self._TemplateReference__context.cycler }}",
-         "access to attribute '_TemplateReference__context' is unsafe"),
-        ("{{ self.__dict__ }}",
-         "access to attribute '__dict__' is unsafe"),
-        ("{{ lipsum.__globals__['os'].popen('id').read() }}",
-         "access to attribute '__globals__' is unsafe"),
-        ("{{ request.application.__globals__.__builtins__.__import__('os') }}",
-         "access to attribute '__globals__' is unsafe"),
-        ("{{ config.__class__.__init__.__globals__['os'] }}",
-         "access to attribute '__class__' is unsafe"),
-        ("{{ namespace.__init__.__globals__ }}",
-         "access to attribute '__init__' is unsafe"),
-        ("{{ '{0.__class__.__mro__}'.format(1) }}",
-         "calling format() is not allowed; join text with '~'"),
-        ("{{ '{x}'.format_map({}) }}",
-         "calling format_map() is not allowed; join text with '~'"),
-        ("{{ (''|attr('format'))('{0.__class__}', 1) }}",
-         "access to attribute 'format' of 'str' object is unsafe"),
-        ("{{ '%s and %s' % ('a', 'b') }}",
-         "string formatting with '%' is not allowed; join text with '~'"),
-        ("{{ [].append(1) }}",
-         "access to attribute 'append' of 'list' object is unsafe"),
-        ("{{ {}.update(a=1) }}",
-         "access to attribute 'update' of 'dict' object is unsafe"),
-        ("{{ ''.join(['a']) }}",
-         "calling str.join() is not allowed"),
-        ("{{ ''.center(10) }}",
-         "calling str.center() is not allowed"),
-        ("{{ __builtins__ }}",
-         "access to variable '__builtins__' is unsafe"),
-        ("{{ range.__self__ }}",
-         "access to attribute '__self__' is unsafe"),
+        ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "access to attribute '__class__' is unsafe"),
+        ("{{ ''.__class__ }}", "access to attribute '__class__' is unsafe"),
+        ("{{ ''|attr('__class__') }}", "access to attribute '__class__' is unsafe"),
+        ("{{ ''|attr('\\x5f\\x5fclass\\x5f\\x5f') }}", "access to attribute '__class__' is unsafe"),
+        (
+            "{{ ()|attr(['_', '_class_', '_']|join) }}",
+            "access to attribute '__class__' of 'tuple' object is unsafe",
+        ),  # name built at run time
+        (
+            "{% set n = '_' ~ '_class__' %}{{ ''[n] }}",
+            "access to attribute '__class__' of 'str' object is unsafe",
+        ),
+        ("{{ ''['__class__'] }}", "access to attribute '__class__' is unsafe"),
+        (
+            "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+            "access to attribute '__init__' is unsafe",
+        ),
+        ("{{ joiner.__init__.__globals__ }}", "access to attribute '__init__' is unsafe"),
+        (
+            "{{ self._TemplateReference__context.cycler }}",
+            "access to attribute '_TemplateReference__context' is unsafe",
+        ),
+        ("{{ self.__dict__ }}", "access to attribute '__dict__' is unsafe"),
+        ("{{ lipsum.__globals__['os'].popen('id').read() }}", "access to attribute '__globals__' is unsafe"),
+        (
+            "{{ request.application.__globals__.__builtins__.__import__('os') }}",
+            "access to attribute '__globals__' is unsafe",
+        ),
+        ("{{ config.__class__.__init__.__globals__['os'] }}", "access to attribute '__class__' is unsafe"),
+        ("{{ namespace.__init__.__globals__ }}", "access to attribute '__init__' is unsafe"),
+        ("{{ '{0.__class__.__mro__}'.format(1) }}", "calling format() is not allowed; join text with '~'"),
+        ("{{ '{x}'.format_map({}) }}", "calling format_map() is not allowed; join text with '~'"),
+        (
+            "{{ (''|attr('format'))('{0.__class__}', 1) }}",
+            "access to attribute 'format' of 'str' object is unsafe",
+        ),
+        ("{{ '%s and %s' % ('a', 'b') }}", "string formatting with '%' is not allowed; join text with '~'"),
+        ("{{ [].append(1) }}", "access to attribute 'append' of 'list' object is unsafe"),
+        ("{{ {}.update(a=1) }}", "access to attribute 'update' of 'dict' object is unsafe"),
+        ("{{ ''.join(['a']) }}", "calling str.join() is not allowed"),
+        ("{{ ''.center(10) }}", "calling str.center() is not allowed"),
+        ("{{ __builtins__ }}", "access to variable '__builtins__' is unsafe"),
+        ("{{ range.__self__ }}", "access to attribute '__self__' is unsafe"),
     ],
 )
 def test_ssti_payloads_are_refused(payload: str, reason: str) -> None:
@@ -89,8 +82,9 @@ def test_ssti_payloads_are_refused(payload: str, reason: str) -> None:
 
 def test_violation_names_the_template() -> None:
     with pytest.raises(
-        SandboxViolation, match=r"^template 'officer note' tried to reach something unsafe: "
-        r"access to attribute '__class__' of 'int' object is unsafe$"
+        SandboxViolation,
+        match=r"^template 'officer note' tried to reach something unsafe: "
+        r"access to attribute '__class__' of 'int' object is unsafe$",
     ):
         RENDERER.render_string("{{ x|attr(y) }}", {"x": 1, "y": "__class__"}, name="officer note")
 

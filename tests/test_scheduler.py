@@ -31,12 +31,19 @@ async def test_jobs_are_rebuilt_from_the_table_and_fire_once(app: App, capture: 
     alert_id, _ = await sent_alert(app, 1)
     capture.handler.clear()
     now = utcnow()
-    overdue = await add(app, alert_id, kind="reminder", due_at=now + timedelta(seconds=1), now=now, note="overdue")
+    overdue = await add(
+        app, alert_id, kind="reminder", due_at=now + timedelta(seconds=1), now=now, note="overdue"
+    )
     async with app.sessions.begin() as session:  # as if it fell due while the service was down
-        await session.execute(update(Followup).where(Followup.id == overdue)
-                              .values(due_at=now - timedelta(minutes=10)))
-    soon = await add(app, alert_id, kind="reminder", due_at=now + timedelta(seconds=1.5), now=now, note="soon")
-    doomed = await add(app, alert_id, kind="reminder", due_at=now + timedelta(seconds=2), now=now, note="doomed")
+        await session.execute(
+            update(Followup).where(Followup.id == overdue).values(due_at=now - timedelta(minutes=10))
+        )
+    soon = await add(
+        app, alert_id, kind="reminder", due_at=now + timedelta(seconds=1.5), now=now, note="soon"
+    )
+    doomed = await add(
+        app, alert_id, kind="reminder", due_at=now + timedelta(seconds=2), now=now, note="doomed"
+    )
     scheduler = await start_scheduler(app, reconcile_seconds=0.2)
     try:
         assert scheduler.is_leader
@@ -48,8 +55,14 @@ async def test_jobs_are_rebuilt_from_the_table_and_fire_once(app: App, capture: 
         async with app.sessions.begin() as session:
             await cancel_followup(session, doomed, user=await users.get_user(session, "olga"), now=utcnow())
         # added by another process while the scheduler runs
-        later = await add(app, alert_id, kind="reminder", due_at=utcnow() + timedelta(seconds=0.5), now=utcnow(),
-                          note="added later")
+        later = await add(
+            app,
+            alert_id,
+            kind="reminder",
+            due_at=utcnow() + timedelta(seconds=0.5),
+            now=utcnow(),
+            note="added later",
+        )
         await wait_for(lambda: len(capture.messages()) >= 3)
         await asyncio.sleep(1.0)  # the cancelled one's time passes
     finally:
@@ -72,7 +85,10 @@ async def test_two_schedulers_on_one_database_fire_once(app: App, capture: Captu
     alert_id, _ = await sent_alert(app, 1)
     capture.handler.clear()
     now = utcnow()
-    ids = [await add(app, alert_id, kind="reminder", due_at=now + timedelta(seconds=0.3), now=now) for _ in range(20)]
+    ids = [
+        await add(app, alert_id, kind="reminder", due_at=now + timedelta(seconds=0.3), now=now)
+        for _ in range(20)
+    ]
     first = await start_scheduler(app, reconcile_seconds=0.1)
     second = await start_scheduler(app, reconcile_seconds=0.1)  # SQLite: both lead; the claim decides
     try:
@@ -89,22 +105,31 @@ async def test_two_schedulers_on_one_database_fire_once(app: App, capture: Captu
 async def pending_digests(app: App) -> dict[str, list[Followup]]:
     """Each officer's pending digests, by name."""
     async with app.sessions() as session:
-        rows = (await session.execute(
-            select(User.name, Followup).join(Followup, Followup.created_by == User.id)
-            .where(Followup.kind == "digest", Followup.fired_at.is_(None), Followup.cancelled_at.is_(None))
-            .order_by(Followup.id))).all()
+        rows = (
+            await session.execute(
+                select(User.name, Followup)
+                .join(Followup, Followup.created_by == User.id)
+                .where(
+                    Followup.kind == "digest", Followup.fired_at.is_(None), Followup.cancelled_at.is_(None)
+                )
+                .order_by(Followup.id)
+            )
+        ).all()
     out: dict[str, list[Followup]] = {}
     for name, f in rows:
         out.setdefault(name, []).append(f)
     return out
 
 
-async def test_two_schedulers_give_each_officer_one_digest_then_one_next(app: App, capture: CaptureServer) -> None:
+async def test_two_schedulers_give_each_officer_one_digest_then_one_next(
+    app: App, capture: CaptureServer
+) -> None:
     await sent_alert(app, 1)  # olga (officer, one open case) and rafael (reviewer)
     async with app.sessions.begin() as session:
         await users.create_user(session, name="ada", role="admin", email="ada@example.org", now=utcnow())
-        otto, _ = await users.create_user(session, name="otto", role="officer", email="otto@example.org",
-                                          now=utcnow())
+        otto, _ = await users.create_user(
+            session, name="otto", role="officer", email="otto@example.org", now=utcnow()
+        )
         otto.active = False
         await users.create_user(session, name="vera", role="viewer", email="vera@example.org", now=utcnow())
     capture.handler.clear()
@@ -137,6 +162,12 @@ async def test_two_schedulers_give_each_officer_one_digest_then_one_next(app: Ap
     assert [m.rcpt_tos for m in capture.messages()] == [("olga@example.org",)]
     assert capture.messages()[0].subject.startswith("Weekly digest: your open cases")
     async with app.sessions() as session:
-        results = sorted(r or "" for r in (await session.scalars(
-            select(Followup.result).where(Followup.kind == "digest", Followup.fired_at.is_not(None)))).all())
+        results = sorted(
+            r or ""
+            for r in (
+                await session.scalars(
+                    select(Followup.result).where(Followup.kind == "digest", Followup.fired_at.is_not(None))
+                )
+            ).all()
+        )
     assert results == ["digest sent; sent to olga", "digest: ada has no open cases."]

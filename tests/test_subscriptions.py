@@ -18,7 +18,9 @@ SECRET = "test-secret-key-0123456789"
 async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[AsyncSession]) -> None:
     signer = Signer(SECRET)
     async with sessions.begin() as session:
-        contact = await subscriptions.subscribe(session, email="reader@example.org", language="en", now=utcnow())
+        contact = await subscriptions.subscribe(
+            session, email="reader@example.org", language="en", now=utcnow()
+        )
         assert contact is not None
         result, _ = await subscriptions.confirm(session, signer, signer.confirm_token(contact), now=utcnow())
         assert result is Confirmation.CONFIRMED
@@ -44,7 +46,9 @@ async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[Asy
         assert [tuple(s) for s in suppressed] == [("email", "reader@example.org", "unsubscribed")]
         events = (
             await session.execute(
-                select(DeliveryEvent.alert_id, DeliveryEvent.detail).where(DeliveryEvent.type == "unsubscribed")
+                select(DeliveryEvent.alert_id, DeliveryEvent.detail).where(
+                    DeliveryEvent.type == "unsubscribed"
+                )
             )
         ).all()
         assert [tuple(e) for e in events] == [(first_id, "unsubscribed via preferences")]

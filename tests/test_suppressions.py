@@ -30,13 +30,17 @@ def test_address_key() -> None:
     assert address_key("email", " Ana@Example.ORG ") == "ana@example.org"
     assert address_key("press", "Ana@Example.ORG") == "ana@example.org"
     assert address_key("telegram", "@Chan_Name") == "@Chan_Name"
-    assert hashed_key("email", "ANA@example.org") == "sha256:" + hashlib.sha256(b"ana@example.org").hexdigest()
+    assert (
+        hashed_key("email", "ANA@example.org") == "sha256:" + hashlib.sha256(b"ana@example.org").hexdigest()
+    )
 
 
 @pytest.mark.parametrize(
     ("channel", "address", "message"),
-    [("fax", "123", "channel 'fax' is not one of email, press, telegram, webhook"),
-     ("email", "  ", "address is empty")],
+    [
+        ("fax", "123", "channel 'fax' is not one of email, press, telegram, webhook"),
+        ("email", "  ", "address is empty"),
+    ],
 )
 def test_address_key_refuses(channel: str, address: str, message: str) -> None:
     with pytest.raises(ValidationError) as caught:
@@ -46,12 +50,14 @@ def test_address_key_refuses(channel: str, address: str, message: str) -> None:
 
 async def test_suppress_is_idempotent_and_case_insensitive(session: AsyncSession) -> None:
     await suppress(session, channel="email", address="Ana@Example.org", reason=SuppressionReason.UNSUBSCRIBED)
-    await suppress(session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED,
-                   detail="5.1.1")
+    await suppress(
+        session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED, detail="5.1.1"
+    )
     await session.commit()
     rows = list(await session.scalars(select(Suppression)))
     assert [(r.channel, r.address_key, r.reason, r.detail) for r in rows] == [
-        ("email", "ana@example.org", "bounced", "5.1.1")]
+        ("email", "ana@example.org", "bounced", "5.1.1")
+    ]
     assert await is_suppressed(session, "email", "ANA@EXAMPLE.ORG")
     assert not await is_suppressed(session, "telegram", "ana@example.org")
     assert not await is_suppressed(session, "email", "bob@example.org")
@@ -65,9 +71,17 @@ async def test_unsuppress(session: AsyncSession) -> None:
 
 
 async def test_erased_addresses_are_kept_only_as_hashes(session: AsyncSession) -> None:
-    await suppress(session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED,
-                   detail="550 <ana@example.org> unknown")
-    assert await hash_for_erasure(session, [("email", "Ana@example.org"), ("telegram", "@ana_chan")], now=NOW) == 2
+    await suppress(
+        session,
+        channel="email",
+        address="ana@example.org",
+        reason=SuppressionReason.BOUNCED,
+        detail="550 <ana@example.org> unknown",
+    )
+    assert (
+        await hash_for_erasure(session, [("email", "Ana@example.org"), ("telegram", "@ana_chan")], now=NOW)
+        == 2
+    )
     rows = list(await session.scalars(select(Suppression).order_by(Suppression.channel)))
     assert [(r.channel, r.address_key, r.reason, r.detail) for r in rows] == [
         ("email", hashed_key("email", "ana@example.org"), "erased", ""),
@@ -83,7 +97,9 @@ async def test_erased_addresses_are_kept_only_as_hashes(session: AsyncSession) -
 
 async def test_restore_erased_writes_the_plain_key_back(session: AsyncSession) -> None:
     await hash_for_erasure(session, [("email", "ana@example.org")], now=NOW)
-    found = await restore_erased(session, [("email", "ANA@example.org"), ("email", "bob@example.org")], now=NOW)
+    found = await restore_erased(
+        session, [("email", "ANA@example.org"), ("email", "bob@example.org")], now=NOW
+    )
     assert found == {("email", "ANA@example.org")}
     keys = set(await session.scalars(suppressed_keys("email")))
     assert keys == {"ana@example.org", hashed_key("email", "ana@example.org")}

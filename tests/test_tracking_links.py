@@ -196,5 +196,11 @@ def test_tokens_bind_kind_delivery_and_url() -> None:
     assert found is not None and found.delivery_id == 42 and found.url == "https://example.org/a?b=1&c=d:e"
     assert links.read(token[:-1] + ("A" if token[-1] != "A" else "B"), TrackKind.CLICK) is None
     assert links.read(token, TrackKind.OPEN) is None
-    for url in ("javascript:alert(1)", "//evil.example", "data:text/html,x", "https://a b", "https://é.example"):
+    for url in (
+        "javascript:alert(1)",
+        "//evil.example",
+        "data:text/html,x",
+        "https://a b",
+        "https://é.example",
+    ):
         assert not is_trackable(url)

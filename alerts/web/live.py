@@ -37,7 +37,7 @@ def finished(doc: dict[str, object]) -> bool:
 async def live(c: Ctx) -> web.StreamResponse:
     """GET …/live: the event stream."""
     aid = int(c.request.match_info["id"])
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         await drafts.get_alert(session, aid)  # 404 before the stream starts
     response = web.StreamResponse(
         headers={
@@ -52,7 +52,7 @@ async def live(c: Ctx) -> web.StreamResponse:
     try:
         await response.write(b"retry: 2000\n\n")
         while not stopping.is_set() and time.monotonic() - started < MAX_STREAM:
-            async with c.app.sessions() as session:
+            async with c.app.reads() as session:
                 alert = await drafts.get_alert(session, aid)
                 doc = await tracking.stats(session, alert)
             data = json.dumps(doc, sort_keys=True)

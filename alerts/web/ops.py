@@ -17,7 +17,7 @@ async def healthz(request: web.Request) -> web.Response:
     app = request.app[APP]
     checks: dict[str, str] = {}
     try:
-        async with app.sessions() as session:
+        async with app.reads() as session:
             await session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
@@ -44,7 +44,7 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP alerts_deliveries Deliveries by channel and state.",
         "# TYPE alerts_deliveries gauge",
     ]
-    async with app.sessions() as session:
+    async with app.reads() as session:
         rows = (
             await session.execute(
                 select(Delivery.channel, Delivery.state, func.count()).group_by(

@@ -22,8 +22,13 @@ from alerts.timeutil import utcnow
 from tests.factories import add_contacts
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-gpu"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 PASSWORD = "correct horse battery"
 CONTACTS = 25
@@ -48,8 +53,9 @@ def free_port() -> int:
 async def seed(settings: Settings) -> None:
     async with open_app(settings, channels={}) as app, app.sessions.begin() as session:
         for name, role in (("olga", "officer"), ("rafael", "reviewer")):
-            await users.create_user(session, name=name, role=role, password=PASSWORD, email=f"{name}@localhost",
-                                    now=utcnow())
+            await users.create_user(
+                session, name=name, role=role, password=PASSWORD, email=f"{name}@localhost", now=utcnow()
+            )
         await add_contacts(session, CONTACTS)
 
 
@@ -57,13 +63,22 @@ async def test_officer_flow(db_url: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     async with CaptureServer() as capture:
-        settings = (Settings().replace("database", url=db_url)
-                    .replace("server", port=port, public_url=f"http://127.0.0.1:{port}",
-                             secret_key="browser-test-secret-0123456789")
-                    .replace("email", host="127.0.0.1", port=capture.port, pool_size=2))
+        settings = (
+            Settings()
+            .replace("database", url=db_url)
+            .replace(
+                "server",
+                port=port,
+                public_url=f"http://127.0.0.1:{port}",
+                secret_key="browser-test-secret-0123456789",
+            )
+            .replace("email", host="127.0.0.1", port=capture.port, pool_size=2)
+        )
         await seed(settings)
         stop, ready = asyncio.Event(), asyncio.Event()
-        service = asyncio.create_task(run_service(settings, ready=ready, stop=stop, extras={"capture": capture}))
+        service = asyncio.create_task(
+            run_service(settings, ready=ready, stop=stop, extras={"capture": capture})
+        )
         await asyncio.wait_for(ready.wait(), 30)
         base = f"http://127.0.0.1:{port}"
         try:

@@ -31,8 +31,13 @@ from alerts.timeutil import utcnow
 from tests.factories import approved_alert, make_users
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-gpu"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 ADDRESS = "ana.subscriber@example.org"
 
@@ -83,11 +88,16 @@ async def test_subscribe_confirm_unsubscribe(db_url: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     async with CaptureServer() as capture:
-        settings = (Settings().replace("database", url=db_url)
-                    .replace("server", port=port, public_url=base, secret_key="browser-test-secret-0123456789")
-                    .replace("email", host="127.0.0.1", port=capture.port, pool_size=2))
+        settings = (
+            Settings()
+            .replace("database", url=db_url)
+            .replace("server", port=port, public_url=base, secret_key="browser-test-secret-0123456789")
+            .replace("email", host="127.0.0.1", port=capture.port, pool_size=2)
+        )
         stop, ready = asyncio.Event(), asyncio.Event()
-        service = asyncio.create_task(run_service(settings, ready=ready, stop=stop, extras={"capture": capture}))
+        service = asyncio.create_task(
+            run_service(settings, ready=ready, stop=stop, extras={"capture": capture})
+        )
         await asyncio.wait_for(ready.wait(), 30)
         try:
             async with async_playwright() as pw:
@@ -139,8 +149,9 @@ async def run_flow(browser, base: str, capture: CaptureServer, settings: Setting
     # an alert to the public reaches the new subscriber, with a List-Unsubscribe link
     async with open_app(settings, channels={}) as app, app.sessions.begin() as session:
         officer, reviewer = await make_users(session)
-        alert = await approved_alert(session, author=officer, reviewer=reviewer, lists=(), kinds=("public",),
-                                     languages=("fr",))
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, lists=(), kinds=("public",), languages=("fr",)
+        )
         await approval.record_consent(session, alert, user=officer, scope="public", now=utcnow())
         await publish(session, alert, now=utcnow())
     sent = await mail_to(capture, ADDRESS, 2)

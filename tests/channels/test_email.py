@@ -101,7 +101,9 @@ async def test_headers_message_id_unsubscribe_and_threading(
     channel = EmailChannel(settings)
     await channel.open()
     original = "<alert-6.contact-1@alerts.example.org>"
-    message = make_message(1, unsubscribe_url="https://alerts.example.org/unsubscribe/tok123", thread_ids=(original,))
+    message = make_message(
+        1, unsubscribe_url="https://alerts.example.org/unsubscribe/tok123", thread_ids=(original,)
+    )
     outcome = await channel.send(message)
     await channel.close()
     assert outcome.kind is OutcomeKind.SENT
@@ -203,7 +205,9 @@ async def test_other_5xx_recipient_is_permanent_without_suppression(channel: Ema
 
 
 @pytest.mark.smtpd_options(fail_first=2, fail_at="rcpt", fail_reply="451 4.7.1 Greylisted")
-async def test_4xx_recipient_is_transient_then_sent(channel: EmailChannel, smtpd_server: SMTPTestServer) -> None:
+async def test_4xx_recipient_is_transient_then_sent(
+    channel: EmailChannel, smtpd_server: SMTPTestServer
+) -> None:
     kinds = [(await channel.send(make_message(1))).kind for _ in range(3)]
     assert kinds == [OutcomeKind.TRANSIENT, OutcomeKind.TRANSIENT, OutcomeKind.SENT]
     assert len(smtpd_server.messages()) == 1
@@ -278,7 +282,10 @@ async def test_idle_connection_closed_by_the_server_is_replaced_once(
     outcome = await channel.send(make_message(2))  # …before the client has noticed
     await channel.close()
     assert outcome.kind is OutcomeKind.SENT
-    assert [m.rcpt_tos for m in smtpd_server.messages()] == [("contact1@example.org",), ("contact2@example.org",)]
+    assert [m.rcpt_tos for m in smtpd_server.messages()] == [
+        ("contact1@example.org",),
+        ("contact2@example.org",),
+    ]
     assert smtpd_server.connections == 2
 
 
@@ -315,13 +322,25 @@ def test_unrecognised_errors_propagate() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "detail"),
     [
-        ("address", "victim@example.org\r\nBcc: spy@evil.example", "recipient address: not a single valid email address"),
+        (
+            "address",
+            "victim@example.org\r\nBcc: spy@evil.example",
+            "recipient address: not a single valid email address",
+        ),
         ("address", "a@example.org, spy@evil.example", "recipient address: not a single valid email address"),
         ("address", "Spy <spy@evil.example>", "recipient address: not a single valid email address"),
         ("address", "spy@evil.example>\r\n", "recipient address: not a single valid email address"),
         ("address", "zoë@example.org", "recipient address: not a single valid email address"),
-        ("unsubscribe_url", "https://x.example/u\r\nBcc: spy@evil.example", "unsubscribe_url: not a plain http(s)"),
-        ("unsubscribe_url", "https://x.example/u> <https://evil.example", "unsubscribe_url: not a plain http(s)"),
+        (
+            "unsubscribe_url",
+            "https://x.example/u\r\nBcc: spy@evil.example",
+            "unsubscribe_url: not a plain http(s)",
+        ),
+        (
+            "unsubscribe_url",
+            "https://x.example/u> <https://evil.example",
+            "unsubscribe_url: not a plain http(s)",
+        ),
     ],
 )
 async def test_unsafe_address_or_url_is_permanent_and_nothing_sent(
@@ -336,8 +355,12 @@ async def test_unsafe_address_or_url_is_permanent_and_nothing_sent(
     assert smtpd_server.connections == 0
 
 
-@pytest.mark.parametrize("address", ["officer@localhost", "o.brien+alerts@Mail.Example.ORG", "x@bücher.example"])
-async def test_valid_addresses_are_sent(address: str, channel: EmailChannel, smtpd_server: SMTPTestServer) -> None:
+@pytest.mark.parametrize(
+    "address", ["officer@localhost", "o.brien+alerts@Mail.Example.ORG", "x@bücher.example"]
+)
+async def test_valid_addresses_are_sent(
+    address: str, channel: EmailChannel, smtpd_server: SMTPTestServer
+) -> None:
     outcome = await channel.send(make_message(1, address=address))
     assert outcome.kind is OutcomeKind.SENT
     expected = "x@xn--bcher-kva.example" if "ü" in address else address
@@ -392,7 +415,9 @@ async def test_implicit_tls_and_login(channel: EmailChannel, smtpd_server: SMTPT
 async def test_wrong_password_is_transient_and_logged(
     smtpd_settings: EmailSettings, smtpd_server: SMTPTestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    channel = EmailChannel(dataclasses.replace(smtpd_settings, password="wrong"), tls_context=smtpd_server.client_tls)
+    channel = EmailChannel(
+        dataclasses.replace(smtpd_settings, password="wrong"), tls_context=smtpd_server.client_tls
+    )
     await channel.open()
     with caplog.at_level(logging.ERROR, logger="channels.email"):
         outcome = await channel.send(make_message(1))
@@ -421,7 +446,9 @@ def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
         pytest.skip("DKIM tests need the openssl command to make an RSA key")
     folder: Path = tmp_path_factory.mktemp("dkim")
     key = folder / "dkim.pem"
-    subprocess.run([openssl, "genrsa", "-traditional", "-out", str(key), "2048"], check=True, capture_output=True)
+    subprocess.run(
+        [openssl, "genrsa", "-traditional", "-out", str(key), "2048"], check=True, capture_output=True
+    )
     public = subprocess.run(
         [openssl, "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
     ).stdout
@@ -448,8 +475,18 @@ async def test_dkim_signature_verifies(
     assert dkim.verify(raw, dnsfunc=dnsfunc)
     assert asked == [b"alerts._domainkey.example.org."]
     signature = parse(raw)["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
-    signed = next(part for part in signature.split(";") if part.startswith("h=")).removeprefix("h=").split(":")
-    for header in ("from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"):
+    signed = (
+        next(part for part in signature.split(";") if part.startswith("h=")).removeprefix("h=").split(":")
+    )
+    for header in (
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ):
         assert header in signed
     tampered = raw.replace(b"Subject: ", b"Subject: Fwd: ", 1)
     assert not dkim.verify(tampered, dnsfunc=dnsfunc)
@@ -457,7 +494,9 @@ async def test_dkim_signature_verifies(
 
 def test_bad_dkim_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
-        EmailChannel(EmailSettings(), dkim=DkimOptions(selector="s", domain="example.org", private_key=b"nope"))
+        EmailChannel(
+            EmailSettings(), dkim=DkimOptions(selector="s", domain="example.org", private_key=b"nope")
+        )
     assert info.value.message == "[email] dkim_key_file: not a PEM RSA private key."
 
 

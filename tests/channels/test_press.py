@@ -62,7 +62,9 @@ async def test_press_release_with_attachments_and_embargo(
     channel = PressChannel(smtpd_settings, PRESS)
     await channel.open()
     attachments = (
-        Attachment(filename="../../etc/passwd\r\nX-Evil: 1 release.pdf", content_type="application/pdf", data=PDF),
+        Attachment(
+            filename="../../etc/passwd\r\nX-Evil: 1 release.pdf", content_type="application/pdf", data=PDF
+        ),
         Attachment(filename="C:\\photos\\défenseure.png", content_type="image/png", data=PNG),
         Attachment(filename="notes.bin", content_type="not a type\r\nX-Evil: 2", data=b"\x00\x01"),
     )
@@ -79,7 +81,10 @@ async def test_press_release_with_attachments_and_embargo(
     body = parsed.get_body(("plain",))
     assert body is not None
     assert body.get_content().splitlines()[0] == EMBARGO
-    found = [(part.get_filename(), part.get_content_type(), part.get_content()) for part in parsed.iter_attachments()]
+    found = [
+        (part.get_filename(), part.get_content_type(), part.get_content())
+        for part in parsed.iter_attachments()
+    ]
     assert found == [
         ("passwd X-Evil: 1 release.pdf", "application/pdf", PDF),
         ("défenseure.png", "image/png", PNG),
@@ -100,7 +105,9 @@ async def test_embargo_missing_from_the_text_is_put_first(
     assert text == f"{EMBARGO}\n\nThe defender was detained on 3 May.\n"
 
 
-async def test_press_shares_the_email_pool(smtpd_settings: EmailSettings, smtpd_server: SMTPTestServer) -> None:
+async def test_press_shares_the_email_pool(
+    smtpd_settings: EmailSettings, smtpd_server: SMTPTestServer
+) -> None:
     email_channel = EmailChannel(dataclasses.replace(smtpd_settings, pool_size=1))
     press = PressChannel(smtpd_settings, PRESS, pool=email_channel.pool)
     await email_channel.open()

@@ -26,8 +26,12 @@ def message(chat: str = "1001", *, reply_to: str | None = None, n: int = 1) -> R
     content = RenderedContent(channel="telegram", audience="public", language="en", text=TEXT)
     recipient = Recipient(contact_id=n, name="Contact", address=chat, language="en", kind="public")
     return RenderedMessage(
-        delivery_id=n, alert_id=7, content=content, recipient=recipient,
-        message_id=f"<alert-7.contact-{n}@example.org>", reply_to_provider_id=reply_to,
+        delivery_id=n,
+        alert_id=7,
+        content=content,
+        recipient=recipient,
+        message_id=f"<alert-7.contact-{n}@example.org>",
+        reply_to_provider_id=reply_to,
     )
 
 
@@ -39,15 +43,18 @@ async def open_channel() -> AsyncIterator[list[TelegramChannel]]:
         await channel.close()
 
 
-async def opened(holder: list[TelegramChannel], botapi: BotApiServer, timeout: float = 10.0,
-                 **overrides: Any) -> TelegramChannel:
+async def opened(
+    holder: list[TelegramChannel], botapi: BotApiServer, timeout: float = 10.0, **overrides: Any
+) -> TelegramChannel:
     channel = TelegramChannel(botapi.settings(**overrides), timeout=timeout)
     await channel.open()
     holder.append(channel)
     return channel
 
 
-async def test_sends_html_text_without_link_preview(botapi: BotApiServer, open_channel: list[TelegramChannel]) -> None:
+async def test_sends_html_text_without_link_preview(
+    botapi: BotApiServer, open_channel: list[TelegramChannel]
+) -> None:
     channel = await opened(open_channel, botapi, per_chat_interval=0.01)
     outcome = await channel.send(message("1001"))
     assert outcome == Outcome(kind=OutcomeKind.SENT, provider_id="1")
@@ -65,7 +72,9 @@ async def test_channel_name_is_sent_as_is(botapi: BotApiServer, open_channel: li
     assert botapi.calls[0].chat_id == "@hrd_alerts"
 
 
-async def test_update_replies_to_the_original(botapi: BotApiServer, open_channel: list[TelegramChannel]) -> None:
+async def test_update_replies_to_the_original(
+    botapi: BotApiServer, open_channel: list[TelegramChannel]
+) -> None:
     channel = await opened(open_channel, botapi)
     await channel.send(message("1001", reply_to="42"))
     [call] = botapi.calls
@@ -73,7 +82,9 @@ async def test_update_replies_to_the_original(botapi: BotApiServer, open_channel
     assert call.params["reply_parameters"] == {"message_id": 42, "allow_sending_without_reply": True}
 
 
-async def test_paid_broadcast_flag_is_passed(botapi: BotApiServer, open_channel: list[TelegramChannel]) -> None:
+async def test_paid_broadcast_flag_is_passed(
+    botapi: BotApiServer, open_channel: list[TelegramChannel]
+) -> None:
     channel = await opened(open_channel, botapi, allow_paid_broadcast=True)
     assert channel.rate == 1000.0
     await channel.send(message("1001"))
@@ -83,19 +94,36 @@ async def test_paid_broadcast_flag_is_passed(botapi: BotApiServer, open_channel:
 @pytest.mark.parametrize(
     ("behaviour", "kind", "suppress", "detail"),
     [
-        ("blocked", OutcomeKind.PERMANENT, SuppressionReason.BLOCKED, "Forbidden: bot was blocked by the user"),
+        (
+            "blocked",
+            OutcomeKind.PERMANENT,
+            SuppressionReason.BLOCKED,
+            "Forbidden: bot was blocked by the user",
+        ),
         ("deactivated", OutcomeKind.PERMANENT, SuppressionReason.BLOCKED, "Forbidden: user is deactivated"),
-        ("kicked", OutcomeKind.PERMANENT, SuppressionReason.BLOCKED,
-         "Forbidden: bot was kicked from the group chat"),
+        (
+            "kicked",
+            OutcomeKind.PERMANENT,
+            SuppressionReason.BLOCKED,
+            "Forbidden: bot was kicked from the group chat",
+        ),
         ("chat_not_found", OutcomeKind.PERMANENT, None, "Chat not found"),
-        ("bad_html", OutcomeKind.PERMANENT, None,
-         "Can't parse entities: unsupported start tag \"foo\" at byte offset 0"),
+        (
+            "bad_html",
+            OutcomeKind.PERMANENT,
+            None,
+            'Can\'t parse entities: unsupported start tag "foo" at byte offset 0',
+        ),
         ("server_error", OutcomeKind.TRANSIENT, None, "Internal Server Error"),
     ],
 )
 async def test_error_payloads_map_to_outcomes(
-    botapi: BotApiServer, open_channel: list[TelegramChannel],
-    behaviour: str, kind: OutcomeKind, suppress: SuppressionReason | None, detail: str,
+    botapi: BotApiServer,
+    open_channel: list[TelegramChannel],
+    behaviour: str,
+    kind: OutcomeKind,
+    suppress: SuppressionReason | None,
+    detail: str,
 ) -> None:
     channel = await opened(open_channel, botapi)
     botapi.script["1001"] = [behaviour]
@@ -114,7 +142,9 @@ async def test_retry_after_is_transient_with_the_servers_delay(
 
 
 @pytest.mark.botapi_options(script={"1001": ["retry_after=1"]})
-async def test_retry_after_pauses_every_chat(botapi: BotApiServer, open_channel: list[TelegramChannel]) -> None:
+async def test_retry_after_pauses_every_chat(
+    botapi: BotApiServer, open_channel: list[TelegramChannel]
+) -> None:
     channel = await opened(open_channel, botapi, rate_per_second=1000)
     assert (await channel.send(message("1001"))).retry_after == timedelta(seconds=1)
     flood_at = botapi.answered[0][0]
@@ -136,7 +166,9 @@ async def test_retry_after_also_stops_sends_already_waiting_for_their_slot(
 
 
 @pytest.mark.botapi_options(script={"-4001": ["migrate=-1004001"]})
-async def test_migrated_group_is_sent_to_its_new_id(botapi: BotApiServer, open_channel: list[TelegramChannel]) -> None:
+async def test_migrated_group_is_sent_to_its_new_id(
+    botapi: BotApiServer, open_channel: list[TelegramChannel]
+) -> None:
     channel = await opened(open_channel, botapi)
     outcome = await channel.send(message("-4001", reply_to="9"))
     assert outcome == Outcome(kind=OutcomeKind.SENT, provider_id="1", new_address="-1004001")
@@ -151,12 +183,17 @@ async def test_migrated_group_reports_the_new_id_even_when_that_send_fails(
     channel = await opened(open_channel, botapi)
     outcome = await channel.send(message("-4001"))
     assert (outcome.kind, outcome.suppress, outcome.new_address) == (
-        OutcomeKind.PERMANENT, SuppressionReason.BLOCKED, "-1004001")
+        OutcomeKind.PERMANENT,
+        SuppressionReason.BLOCKED,
+        "-1004001",
+    )
     assert len(botapi.calls) == 2
 
 
 @pytest.mark.botapi_options(default="stall")
-async def test_no_answer_in_time_is_unknown(botapi: BotApiServer, open_channel: list[TelegramChannel]) -> None:
+async def test_no_answer_in_time_is_unknown(
+    botapi: BotApiServer, open_channel: list[TelegramChannel]
+) -> None:
     channel = await opened(open_channel, botapi, timeout=0.3)
     outcome = await channel.send(message("1001"))
     assert (outcome.kind, outcome.detail) == (OutcomeKind.UNKNOWN, "Timed out")

@@ -21,10 +21,17 @@ TEXT = "Défenseur détenu — agissez maintenant"
 
 
 def message(url: str, *, n: int = 1) -> RenderedMessage:
-    content = RenderedContent(channel="webhook", audience="partner", language="fr", subject="Alerte", text=TEXT)
+    content = RenderedContent(
+        channel="webhook", audience="partner", language="fr", subject="Alerte", text=TEXT
+    )
     recipient = Recipient(contact_id=n, name="Partner", address=url, language="fr", kind="partner")
-    return RenderedMessage(delivery_id=100 + n, alert_id=7, content=content, recipient=recipient,
-                           message_id=f"<alert-7.contact-{n}@example.org>")
+    return RenderedMessage(
+        delivery_id=100 + n,
+        alert_id=7,
+        content=content,
+        recipient=recipient,
+        message_id=f"<alert-7.contact-{n}@example.org>",
+    )
 
 
 @pytest.fixture
@@ -59,8 +66,13 @@ async def test_posts_signed_json(webhook_sink: WebhookSink, channels: list[Webho
     body = req.json()
     sent_at = body.pop("sent_at")
     assert body == {
-        "alert_id": 7, "delivery_id": 101, "message_id": "<alert-7.contact-1@example.org>", "language": "fr",
-        "audience": "partner", "subject": "Alerte", "text": TEXT,
+        "alert_id": 7,
+        "delivery_id": 101,
+        "message_id": "<alert-7.contact-1@example.org>",
+        "language": "fr",
+        "audience": "partner",
+        "subject": "Alerte",
+        "text": TEXT,
     }
     assert sent_at.endswith("+00:00") and len(sent_at) == 25
 
@@ -97,8 +109,11 @@ async def test_empty_address_uses_the_configured_url(
     ],
 )
 async def test_status_mapping(
-    webhook_sink: WebhookSink, channels: list[WebhookChannel],
-    answer: int | tuple[int, dict[str, str]], kind: OutcomeKind, retry_after: timedelta | None,
+    webhook_sink: WebhookSink,
+    channels: list[WebhookChannel],
+    answer: int | tuple[int, dict[str, str]],
+    kind: OutcomeKind,
+    retry_after: timedelta | None,
 ) -> None:
     channel = await opened(channels, webhook_sink)
     webhook_sink.script.append(answer)
@@ -146,7 +161,9 @@ async def test_address_that_is_not_an_http_url_is_permanent(
 ) -> None:
     channel = await opened(channels, webhook_sink)
     outcome = await channel.send(message(address))
-    assert outcome == Outcome(kind=OutcomeKind.PERMANENT, detail="webhook: recipient address is not an http(s) URL")
+    assert outcome == Outcome(
+        kind=OutcomeKind.PERMANENT, detail="webhook: recipient address is not an http(s) URL"
+    )
 
 
 async def test_empty_secret_is_refused(webhook_sink: WebhookSink, channels: list[WebhookChannel]) -> None:

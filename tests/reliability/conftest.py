@@ -107,8 +107,12 @@ class Services:
         """alerts.toml for the children; ``sections`` add or replace keys."""
         base: dict[str, dict[str, Any]] = {
             "database": {"url": self.db_url},
-            "server": {"host": "127.0.0.1", "port": self.http_port,
-                       "public_url": f"http://127.0.0.1:{self.http_port}", "secret_key": "test-secret-key-reliability"},
+            "server": {
+                "host": "127.0.0.1",
+                "port": self.http_port,
+                "public_url": f"http://127.0.0.1:{self.http_port}",
+                "secret_key": "test-secret-key-reliability",
+            },
             "email": {"host": "127.0.0.1", "port": self.smtp_port, "pool_size": 16, "timeout": 5.0},
         }
         for name, values in sections.items():
@@ -126,18 +130,34 @@ class Services:
         self.write_config()
 
     async def start(
-        self, *args: str, name: str | None = None, env: dict[str, str] | None = None,
+        self,
+        *args: str,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
         on_line: Callable[[Proc, str], None] | None = None,
     ) -> Proc:
         """Start ``python -m alerts --config alerts.toml ARGS…`` in its own process group."""
-        full_env = {**os.environ, **self.env, **(env or {}), "ALERTS_CONFIG": str(self.config),
-                    "PYTHONUNBUFFERED": "1"}
+        full_env = {
+            **os.environ,
+            **self.env,
+            **(env or {}),
+            "ALERTS_CONFIG": str(self.config),
+            "PYTHONUNBUFFERED": "1",
+        }
         full_env.pop("ALERTS_DATABASE_URL", None)
         label = name or f"{args[0]}-{len(self.procs)}"
         log = self.dir / f"{label}.log"
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "alerts", *args, cwd=self.dir, env=full_env, start_new_session=True,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "alerts",
+            *args,
+            cwd=self.dir,
+            env=full_env,
+            start_new_session=True,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         proc = Proc(label, tuple(args), process, log)
         proc.reader = asyncio.create_task(_pump(proc, on_line))
@@ -149,8 +169,9 @@ class Services:
 
     async def serve(self, **kw: Any) -> Proc:
         proc = await self.start("serve", "--port", str(self.http_port), **kw)
-        await wait_for(lambda: _port_open(self.http_port), timeout=60, what="alerts serve listening",
-                       proc=proc)
+        await wait_for(
+            lambda: _port_open(self.http_port), timeout=60, what="alerts serve listening", proc=proc
+        )
         return proc
 
     async def run(self, *args: str, timeout: float = 120, **kw: Any) -> tuple[int, str]:
@@ -165,8 +186,10 @@ class Services:
                 proc.kill()
 
     def report(self) -> str:
-        return "\n".join(f"--- {p.name} {' '.join(p.args)} (exit {p.process.returncode}) ---\n{p.output()[-3000:]}"
-                         for p in self.procs)
+        return "\n".join(
+            f"--- {p.name} {' '.join(p.args)} (exit {p.process.returncode}) ---\n{p.output()[-3000:]}"
+            for p in self.procs
+        )
 
 
 def _toml(value: Any) -> str:
@@ -197,8 +220,12 @@ def _port_open(port: int) -> bool:
 
 
 async def wait_for(
-    check: Callable[[], Any] | Callable[[], Awaitable[Any]], *, timeout: float, what: str,
-    interval: float = 0.1, proc: Proc | None = None,
+    check: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    proc: Proc | None = None,
 ) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -209,7 +236,9 @@ async def wait_for(
         if value:
             return value
         if proc is not None and not proc.running():
-            raise AssertionError(f"{what}: {proc.name} exited with {proc.process.returncode}:\n{proc.output()[-3000:]}")
+            raise AssertionError(
+                f"{what}: {proc.name} exited with {proc.process.returncode}:\n{proc.output()[-3000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
@@ -253,14 +282,21 @@ class DB:
         self.engine = create_engine(url)
         self.sessions = make_sessionmaker(self.engine)
 
-    async def prepare(self, n: int, *, publish_now: bool = True, channels: tuple[str, ...] = ("email",),
-                      telegram: bool = False) -> int:
+    async def prepare(
+        self,
+        n: int,
+        *,
+        publish_now: bool = True,
+        channels: tuple[str, ...] = ("email",),
+        telegram: bool = False,
+    ) -> int:
         """n contacts in one list, an approved alert to them (published unless told not to)."""
         async with self.sessions.begin() as session:
             officer, reviewer = await make_users(session)
             for start in range(0, n, 5000):
-                await add_contacts(session, min(5000, n - start), start=start, telegram=telegram,
-                                   email="email" in channels)
+                await add_contacts(
+                    session, min(5000, n - start), start=start, telegram=telegram, email="email" in channels
+                )
             alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=channels)
             if publish_now:
                 await publish(session, alert, now=utcnow())
@@ -269,7 +305,9 @@ class DB:
     async def states(self, alert_id: int) -> collections.Counter[str]:
         async with self.sessions() as session:
             rows = await session.execute(
-                select(Delivery.state, func.count()).where(Delivery.alert_id == alert_id).group_by(Delivery.state)
+                select(Delivery.state, func.count())
+                .where(Delivery.alert_id == alert_id)
+                .group_by(Delivery.state)
             )
             return collections.Counter({state: n for state, n in rows.all()})
 
@@ -309,8 +347,12 @@ class KillingHandler(RecordingHandler):
         reply = await super().handle_DATA(server, session, envelope)
         if self.first_at is None:
             self.first_at = time.monotonic()
-        if self.victim is not None and self.kill_at is not None and self.count >= self.kill_at \
-                and self.killed_at_count is None:
+        if (
+            self.victim is not None
+            and self.kill_at is not None
+            and self.count >= self.kill_at
+            and self.killed_at_count is None
+        ):
             self.victim.kill()
             self.killed_at_count = self.count
             self.killed.set()

@@ -33,8 +33,14 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _poll(session: aiohttp.ClientSession, url: str, headers: dict[str, str], stop: asyncio.Event,
-                samples: list[float], statuses: list[int]) -> None:
+async def _poll(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    stop: asyncio.Event,
+    samples: list[float],
+    statuses: list[int],
+) -> None:
     while not stop.is_set():
         started = time.monotonic()
         async with session.get(url, headers=headers) as resp:
@@ -48,7 +54,9 @@ async def _poll(session: aiohttp.ClientSession, url: str, headers: dict[str, str
 async def test_healthz_and_stats_answer_during_fan_out(services: Services, db: DB, n: int) -> None:
     alert_id = await db.prepare(n, publish_now=False)
     async with db.sessions.begin() as session:
-        _, token = await users.create_user(session, name="watcher", role="viewer", with_token=True, now=utcnow())
+        _, token = await users.create_user(
+            session, name="watcher", role="viewer", with_token=True, now=utcnow()
+        )
     assert token
     handler = RecordingHandler(limit=n * 2)
     async with CaptureServer(handler=handler) as smtp:
@@ -66,15 +74,17 @@ async def test_healthz_and_stats_answer_during_fan_out(services: Services, db: D
                 assert resp.status == 200, await resp.text()
             pollers = [
                 asyncio.create_task(_poll(http, f"{base}/healthz", {}, stop, health, codes)),
-                asyncio.create_task(_poll(http, f"{base}/api/v1/alerts/{alert_id}/stats", headers, stop, stats,
-                                          codes)),
+                asyncio.create_task(
+                    _poll(http, f"{base}/api/v1/alerts/{alert_id}/stats", headers, stop, stats, codes)
+                ),
             ]
             started = time.monotonic()
             code, out = await services.run("alert", "send", str(alert_id), name="send")
             assert code == 0, out
             try:
-                await wait_for(lambda: _sent(db, alert_id), timeout=300, what="alert sent", proc=serve,
-                               interval=0.25)
+                await wait_for(
+                    lambda: _sent(db, alert_id), timeout=300, what="alert sent", proc=serve, interval=0.25
+                )
             finally:
                 stop.set()
                 await asyncio.gather(*pollers, return_exceptions=True)
@@ -84,8 +94,16 @@ async def test_healthz_and_stats_answer_during_fan_out(services: Services, db: D
         assert await serve.stop() == 0
     h, s = _summary(health), _summary(stats)
     print(f"\n{n:,} recipients sent by `alerts serve` in {elapsed:.1f} s ({n / elapsed:,.0f}/s)")
-    print("GET /healthz                 n={n:.0f} p50={p50:.1f} ms p95={p95:.1f} ms max={max:.1f} ms".format(**h))
-    print("GET /api/v1/alerts/{{id}}/stats n={n:.0f} p50={p50:.1f} ms p95={p95:.1f} ms max={max:.1f} ms".format(**s))
+    print(
+        "GET /healthz                 n={n:.0f} p50={p50:.1f} ms p95={p95:.1f} ms max={max:.1f} ms".format(
+            **h
+        )
+    )
+    print(
+        "GET /api/v1/alerts/{{id}}/stats n={n:.0f} p50={p50:.1f} ms p95={p95:.1f} ms max={max:.1f} ms".format(
+            **s
+        )
+    )
     assert set(codes) == {200}, f"non-200 answers during the send: {sorted(set(codes))}"
     assert doc["channels"]["email"]["sent"] == n
     assert h["n"] >= 20 and s["n"] >= 20

@@ -26,8 +26,9 @@ async def _finish(services: Services, db: DB, alert_id: int, n: int, *, timeout:
     """A fresh worker completes the alert; seconds it took."""
     started = time.monotonic()
     worker = await services.worker(name="worker-restarted")
-    await wait_for(lambda: _sent(db, alert_id), timeout=timeout, what=f"alert {alert_id} sent", proc=worker,
-                   interval=0.2)
+    await wait_for(
+        lambda: _sent(db, alert_id), timeout=timeout, what=f"alert {alert_id} sent", proc=worker, interval=0.2
+    )
     states = await db.states(alert_id)
     assert states == {"sent": n}, states
     await worker.stop()
@@ -62,8 +63,14 @@ async def test_kill_during_fan_out_then_publish_again(services: Services, db: DB
                 seen.append(time.monotonic())
                 proc.kill()
 
-        send = await services.start("alert", "send", str(alert_id), name="send-killed",
-                                    env={"ALERTS_DATABASE_ECHO": "true"}, on_line=on_line)
+        send = await services.start(
+            "alert",
+            "send",
+            str(alert_id),
+            name="send-killed",
+            env={"ALERTS_DATABASE_ECHO": "true"},
+            on_line=on_line,
+        )
         code = await send.wait(60)
         assert seen, "the fan-out INSERT never started:\n" + send.output()[-2000:]
         assert code == -9
@@ -97,8 +104,10 @@ async def test_kill_worker_mid_send(services: Services, db: DB, fraction: float)
         recovery = await _finish(services, db, alert_id, N)
         bound = POOL + math.ceil(rate * FLUSH) + (received - handler.killed_at_count)  # type: ignore[operator]
         lost, repeats = _check(handler, N, may_repeat=max(in_flight, 0))
-        print(f"mid-send kill at {handler.killed_at_count}: rate {rate:.0f}/s, unrecorded {in_flight}, "
-              f"repeats {repeats} (design bound {bound}), recovered in {recovery:.1f} s")
+        print(
+            f"mid-send kill at {handler.killed_at_count}: rate {rate:.0f}/s, unrecorded {in_flight}, "
+            f"repeats {repeats} (design bound {bound}), recovered in {recovery:.1f} s"
+        )
         assert repeats <= bound * 2, f"{repeats} repeats, far above pool + one flush interval ({bound})"
 
 
@@ -110,7 +119,12 @@ async def test_kill_worker_while_recording(services: Services, db: DB) -> None:
 
     def on_line(proc: Proc, line: str) -> None:
         # the recorder's UPDATE is the only statement that sets provider_id
-        if not killed and handler.count >= N // 2 and "UPDATE deliveries SET" in line and "provider_id" in line:
+        if (
+            not killed
+            and handler.count >= N // 2
+            and "UPDATE deliveries SET" in line
+            and "provider_id" in line
+        ):
             proc.kill()
             killed.append(handler.count)
             handler.killed_at_count = handler.count
@@ -118,9 +132,12 @@ async def test_kill_worker_while_recording(services: Services, db: DB) -> None:
 
     async with CaptureServer(handler=handler) as smtp:
         services.use_smtp(smtp.port)
-        first = await services.worker(name="worker-killed", env={"ALERTS_DATABASE_ECHO": "true"}, on_line=on_line)
-        await wait_for(handler.killed.is_set, timeout=120, what="a recorder UPDATE after half the sends",
-                       proc=first)
+        first = await services.worker(
+            name="worker-killed", env={"ALERTS_DATABASE_ECHO": "true"}, on_line=on_line
+        )
+        await wait_for(
+            handler.killed.is_set, timeout=120, what="a recorder UPDATE after half the sends", proc=first
+        )
         rate = handler.rate()
         await first.wait()
         await asyncio.sleep(0.2)
@@ -128,5 +145,7 @@ async def test_kill_worker_while_recording(services: Services, db: DB) -> None:
         recorded = (await db.states(alert_id))["sent"]
         recovery = await _finish(services, db, alert_id, N)
         lost, repeats = _check(handler, N, may_repeat=max(received - recorded, 0))
-        print(f"recording kill at {killed[0]}: rate {rate:.0f}/s, unrecorded {received - recorded}, "
-              f"repeats {repeats}, recovered in {recovery:.1f} s")
+        print(
+            f"recording kill at {killed[0]}: rate {rate:.0f}/s, unrecorded {received - recorded}, "
+            f"repeats {repeats}, recovered in {recovery:.1f} s"
+        )

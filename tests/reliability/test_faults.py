@@ -42,20 +42,26 @@ async def _all_final(db: DB, alert_id: int, n: int, timeout: float = 120) -> dic
 async def _events(db: DB, alert_id: int) -> dict[str, int]:
     async with db.sessions() as session:
         rows = await session.execute(
-            select(DeliveryEvent.type, func.count()).where(DeliveryEvent.alert_id == alert_id)
-            .group_by(DeliveryEvent.type))
+            select(DeliveryEvent.type, func.count())
+            .where(DeliveryEvent.alert_id == alert_id)
+            .group_by(DeliveryEvent.type)
+        )
         return dict(rows.all())
 
 
 class FlakyHandler(RecordingHandler):
     """Answers RCPT with ``reply`` until ``until`` (monotonic), optionally slow at DATA."""
 
-    def __init__(self, *, reply: str = "451 4.3.0 Try again later", until: float = 0.0, delay: float = 0.0) -> None:
+    def __init__(
+        self, *, reply: str = "451 4.3.0 Try again later", until: float = 0.0, delay: float = 0.0
+    ) -> None:
         super().__init__(limit=100_000)
         self.reply, self.until, self.delay = reply, until, delay
         self.refused = 0
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
         if time.monotonic() < self.until:
             self.refused += 1
             return self.reply
@@ -75,7 +81,9 @@ async def test_smtp_server_down_then_back(services: Services, db: DB) -> None:
     services.use_smtp(port)
     worker = await services.worker()
     # nothing listens: every attempt is refused at connect and deferred
-    await wait_for(lambda: _deferred(db, alert_id), timeout=60, what="deferrals while SMTP is down", proc=worker)
+    await wait_for(
+        lambda: _deferred(db, alert_id), timeout=60, what="deferrals while SMTP is down", proc=worker
+    )
     down_for = 3.0
     await asyncio.sleep(down_for)
     assert (await db.states(alert_id)).get("sent", 0) == 0
@@ -87,8 +95,10 @@ async def test_smtp_server_down_then_back(services: Services, db: DB) -> None:
     assert states == {"sent": n}
     assert len(per) == n and set(per.values()) == {1}
     events = await _events(db, alert_id)
-    print(f"SMTP down {down_for:.0f}+ s: {events.get('deferred', 0)} deferrals; all {n} sent {recovered:.1f} s "
-          "after it came back")
+    print(
+        f"SMTP down {down_for:.0f}+ s: {events.get('deferred', 0)} deferrals; all {n} sent {recovered:.1f} s "
+        "after it came back"
+    )
     assert await worker.stop() == 0
 
 
@@ -137,16 +147,23 @@ async def test_slow_smtp_and_stalls_past_the_timeout(services: Services, db: DB)
     assert events.get("unknown", 0) >= 1
     repeated = [r for r, c in per.items() if c > 1]
     assert len(ids) == len(repeated)  # a repeat carries the same Message-ID as the first copy
-    print(f"slow SMTP: {events.get('unknown', 0)} unknown outcomes, {len(repeated)} recipients got a second copy "
-          f"(same Message-ID), states {states}")
+    print(
+        f"slow SMTP: {events.get('unknown', 0)} unknown outcomes, {len(repeated)} recipients got a second copy "
+        f"(same Message-ID), states {states}"
+    )
     assert await worker.stop() == 0
 
 
 async def test_telegram_429_storm_and_500s(services: Services, db: DB, botapi: BotApiServer) -> None:
     n = 300
     alert_id = await db.prepare(n, channels=("telegram",), telegram=True)
-    services.env.update({"ALERTS_TELEGRAM_TOKEN": botapi.token, "ALERTS_TELEGRAM_BASE_URL": botapi.base_url,
-                         "ALERTS_TELEGRAM_RATE_PER_SECOND": "500"})
+    services.env.update(
+        {
+            "ALERTS_TELEGRAM_TOKEN": botapi.token,
+            "ALERTS_TELEGRAM_BASE_URL": botapi.base_url,
+            "ALERTS_TELEGRAM_RATE_PER_SECOND": "500",
+        }
+    )
     botapi.default = "retry_after=1"
     worker = await services.worker()
     await wait_for(lambda: len(botapi.calls) >= 20, timeout=60, what="429 answers", proc=worker)
@@ -162,7 +179,9 @@ async def test_telegram_429_storm_and_500s(services: Services, db: DB, botapi: B
     ok_chats = [chat for _, chat, b in botapi.answered if b == "ok"]
     assert states == {"sent": n}
     assert len(set(ok_chats)) == n and len(ok_chats) == n, "a chat got the alert twice"
-    print(f"Telegram storm: answers {answers}; all {n} sent once, {time.monotonic() - started:.1f} s after it ended")
+    print(
+        f"Telegram storm: answers {answers}; all {n} sent once, {time.monotonic() - started:.1f} s after it ended"
+    )
     assert await worker.stop() == 0
 
 
@@ -191,8 +210,17 @@ class PrivatePostgres:
         subprocess.run([*self.prefix, *args], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-o",
-                  f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -205,7 +233,9 @@ class PrivatePostgres:
             shutil.chown(self.sock, "postgres")
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         self.start()
-        self._run(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "alerts")
+        self._run(
+            str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "alerts"
+        )
 
     @property
     def url(self) -> str:
@@ -227,8 +257,11 @@ def private_pg() -> Iterator[PrivatePostgres]:
         try:
             yield pg
         finally:
-            subprocess.run([*pg.prefix, str(PG_BIN / "pg_ctl"), "-D", str(pg.data), "-m", "immediate", "stop"],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                [*pg.prefix, str(PG_BIN / "pg_ctl"), "-D", str(pg.data), "-m", "immediate", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -243,8 +276,9 @@ async def pg_db(private_pg: PrivatePostgres) -> AsyncIterator[DB]:
     await handle.close()
 
 
-async def test_postgres_restarted_mid_send(tmp_path: Path, private_pg: PrivatePostgres, pg_db: DB,
-                                           request: pytest.FixtureRequest) -> None:
+async def test_postgres_restarted_mid_send(
+    tmp_path: Path, private_pg: PrivatePostgres, pg_db: DB, request: pytest.FixtureRequest
+) -> None:
     n = 3000
     alert_id = await pg_db.prepare(n)
     services = Services(tmp_path, private_pg.url)
@@ -275,6 +309,8 @@ async def test_postgres_restarted_mid_send(tmp_path: Path, private_pg: PrivatePo
     repeats = sum(c - 1 for c in per.values())
     assert states == {"sent": n}
     assert lost == 0
-    print(f"PostgreSQL crashed+restarted after {at_restart} sends: lost {lost}, repeats {repeats}, "
-          f"complete {recovered:.1f} s after the crash")
+    print(
+        f"PostgreSQL crashed+restarted after {at_restart} sends: lost {lost}, repeats {repeats}, "
+        f"complete {recovered:.1f} s after the crash"
+    )
     assert repeats <= 200, f"{repeats} repeats"

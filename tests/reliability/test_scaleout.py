@@ -26,8 +26,11 @@ async def _scale_out(services: Services, db: DB, n: int) -> None:
         services.use_smtp(smtp.port)
         procs = [await services.serve()] + [await services.worker(name=f"worker-{i}") for i in range(3)]
         # let every worker come up and poll before there is anything to claim
-        await wait_for(lambda: all("dispatcher" in p.output() and "running" in p.output() for p in procs),
-                       timeout=60, what="four dispatchers running")
+        await wait_for(
+            lambda: all("dispatcher" in p.output() and "running" in p.output() for p in procs),
+            timeout=60,
+            what="four dispatchers running",
+        )
         started = time.monotonic()
         code, out = await services.run("alert", "send", str(alert_id), name="send")
         assert code == 0, out
@@ -35,9 +38,15 @@ async def _scale_out(services: Services, db: DB, n: int) -> None:
         elapsed = time.monotonic() - started
         per = copies(handler)
         async with db.sessions() as session:
-            workers = dict((await session.execute(
-                select(Delivery.claimed_by, func.count()).where(Delivery.alert_id == alert_id)
-                .group_by(Delivery.claimed_by))).all())
+            workers = dict(
+                (
+                    await session.execute(
+                        select(Delivery.claimed_by, func.count())
+                        .where(Delivery.alert_id == alert_id)
+                        .group_by(Delivery.claimed_by)
+                    )
+                ).all()
+            )
         for p in procs:
             assert p.running(), f"{p.name} died:\n{p.output()[-2000:]}"
             assert await p.stop() == 0
@@ -45,8 +54,10 @@ async def _scale_out(services: Services, db: DB, n: int) -> None:
     assert collections.Counter(per.values()) == {1: n}, "some recipient got more than one copy"
     assert await db.states(alert_id) == {"sent": n}
     busy = [w for w, k in workers.items() if k > n // 20]
-    print(f"scale-out {n:,}: {elapsed:.1f} s ({n / elapsed:,.0f}/s); deliveries per dispatcher: "
-          f"{sorted(workers.values(), reverse=True)}")
+    print(
+        f"scale-out {n:,}: {elapsed:.1f} s ({n / elapsed:,.0f}/s); deliveries per dispatcher: "
+        f"{sorted(workers.values(), reverse=True)}"
+    )
     assert len(busy) >= 3, f"the work was not shared: {workers}"
 
 

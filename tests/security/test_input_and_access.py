@@ -47,15 +47,18 @@ async def _import_bounded(sessions: async_sessionmaker[AsyncSession], data: byte
     return outcome, peak
 
 
-@pytest.mark.parametrize("name,data", [
-    ("binary junk", os.urandom(2 * MB)),
-    ("NUL bytes", HEADER + b"a\x00b,a@example.org,,authority,en,,,x\n" * 1000),
-    ("10 MB line", HEADER + b"A" * (10 * MB) + b",x@example.org,,authority,en,,,l\n"),
-    ("10 MB quoted cell", HEADER + b'"' + b"A" * (10 * MB) + b'",x@example.org,,authority,en,,,l\n'),
-    ("unterminated quote", HEADER + b'"never closed,' + b"x" * MB),
-    ("1M columns", HEADER + b",".join([b"x"] * 1_000_000) + b"\n"),
-    ("1M columns header", b",".join([b"name"] * 1_000_000) + b"\n"),
-])
+@pytest.mark.parametrize(
+    "name,data",
+    [
+        ("binary junk", os.urandom(2 * MB)),
+        ("NUL bytes", HEADER + b"a\x00b,a@example.org,,authority,en,,,x\n" * 1000),
+        ("10 MB line", HEADER + b"A" * (10 * MB) + b",x@example.org,,authority,en,,,l\n"),
+        ("10 MB quoted cell", HEADER + b'"' + b"A" * (10 * MB) + b'",x@example.org,,authority,en,,,l\n'),
+        ("unterminated quote", HEADER + b'"never closed,' + b"x" * MB),
+        ("1M columns", HEADER + b",".join([b"x"] * 1_000_000) + b"\n"),
+        ("1M columns header", b",".join([b"name"] * 1_000_000) + b"\n"),
+    ],
+)
 async def test_hostile_csv_is_refused_with_bounded_memory(
     sessions: async_sessionmaker[AsyncSession], name: str, data: bytes
 ) -> None:
@@ -88,8 +91,21 @@ async def test_exported_csv_cannot_run_formulas(sessions: async_sessionmaker[Asy
 
 # -- the HTTP surface ---------------------------------------------------------------------------
 
-PUBLIC_PREFIXES = ("/healthz", "/metrics", "/subscribe", "/unsubscribe", "/preferences", "/alerts", "/feed",
-                   "/login", "/logout", "/static", "/api/v1/openapi.json", "/favicon", "/mailbox")
+PUBLIC_PREFIXES = (
+    "/healthz",
+    "/metrics",
+    "/subscribe",
+    "/unsubscribe",
+    "/preferences",
+    "/alerts",
+    "/feed",
+    "/login",
+    "/logout",
+    "/static",
+    "/api/v1/openapi.json",
+    "/favicon",
+    "/mailbox",
+)
 
 
 @pytest.fixture
@@ -113,10 +129,18 @@ async def test_every_api_route_refuses_anonymous_and_bad_tokens(client: tuple[Te
     checked, gaps = [], []
     for route in c.server.app.router.routes():
         path = _concrete(route.resource) if route.resource else ""
-        if not path.startswith("/api/") or path.startswith(PUBLIC_PREFIXES) or route.method in ("HEAD", "OPTIONS"):
+        if (
+            not path.startswith("/api/")
+            or path.startswith(PUBLIC_PREFIXES)
+            or route.method in ("HEAD", "OPTIONS")
+        ):
             continue
         method = "GET" if route.method == "*" else route.method
-        for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer not-a-token"},
+            {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        ):
             resp = await c.request(method, path, headers=headers, json={} if method != "GET" else None)
             body = await resp.text()
             if resp.status != 401:
@@ -134,7 +158,12 @@ async def test_officer_pages_need_sign_in(client: tuple[TestClient, App]) -> Non
     open_pages = []
     for route in c.server.app.router.routes():
         path = _concrete(route.resource) if route.resource else ""
-        if route.method != "GET" or path.startswith("/api/") or path.startswith(PUBLIC_PREFIXES) or path == "":
+        if (
+            route.method != "GET"
+            or path.startswith("/api/")
+            or path.startswith(PUBLIC_PREFIXES)
+            or path == ""
+        ):
             continue
         resp = await c.get(path, allow_redirects=False)
         if resp.status == 200:
@@ -145,15 +174,25 @@ async def test_officer_pages_need_sign_in(client: tuple[TestClient, App]) -> Non
 async def test_malformed_and_oversized_json_are_refused_as_json(client: tuple[TestClient, App]) -> None:
     c, app = client
     async with app.sessions.begin() as session:
-        _, token = await users.create_user(session, name="admin2", role="admin", with_token=True, now=utcnow())
+        _, token = await users.create_user(
+            session, name="admin2", role="admin", with_token=True, now=utcnow()
+        )
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    posts = [r for r in c.server.app.router.routes()
-             if r.method == "POST" and r.resource is not None and _concrete(r.resource).startswith("/api/")]
+    posts = [
+        r
+        for r in c.server.app.router.routes()
+        if r.method == "POST" and r.resource is not None and _concrete(r.resource).startswith("/api/")
+    ]
     assert posts, "no POST API routes to test"
     for route in posts:
         path = _concrete(route.resource)  # type: ignore[arg-type]
-        for body in (b"{not json", b"\xff\xfe\x00", b"[1,2,3]", b"{" * 100_000 + b"}" * 100_000,
-                     b'{"a": "' + b"x" * (9 * MB) + b'"}'):
+        for body in (
+            b"{not json",
+            b"\xff\xfe\x00",
+            b"[1,2,3]",
+            b"{" * 100_000 + b"}" * 100_000,
+            b'{"a": "' + b"x" * (9 * MB) + b'"}',
+        ):
             resp = await c.post(path, data=io.BytesIO(body), headers=auth)
             text = await resp.text()
             assert 400 <= resp.status < 500, f"POST {path} with {body[:20]!r}… -> {resp.status}: {text[:200]}"
@@ -163,27 +202,37 @@ async def test_malformed_and_oversized_json_are_refused_as_json(client: tuple[Te
 
 async def test_sign_in_brute_force_is_throttled(client: tuple[TestClient, App]) -> None:
     c, app = client
-    if not any(_concrete(r.resource) == "/login" and r.method == "POST"
-               for r in c.server.app.router.routes() if r.resource is not None):
+    if not any(
+        _concrete(r.resource) == "/login" and r.method == "POST"
+        for r in c.server.app.router.routes()
+        if r.resource is not None
+    ):
         pytest.skip("no POST /login route in this version")
     async with app.sessions.begin() as session:
-        await users.create_user(session, name="olga", role="officer", password="a long enough passphrase",
-                                now=utcnow())
+        await users.create_user(
+            session, name="olga", role="officer", password="a long enough passphrase", now=utcnow()
+        )
     statuses = []
     for i in range(12):
         page = await (await c.get("/login")).text()
         match = re.search(r'name="csrf_token" value="([^"]+)"', page)
         assert match, page[:300]
-        resp = await c.post("/login", data={"name": "olga", "password": f"guess-{i}", "csrf_token": match.group(1)},
-                            allow_redirects=False)
+        resp = await c.post(
+            "/login",
+            data={"name": "olga", "password": f"guess-{i}", "csrf_token": match.group(1)},
+            allow_redirects=False,
+        )
         statuses.append(resp.status)
     assert 429 in statuses, statuses
     assert statuses.index(429) <= 6, statuses
     # even the right password is refused while the account is throttled
     page = await (await c.get("/login")).text()
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    resp = await c.post("/login", data={"name": "olga", "password": "a long enough passphrase",
-                                        "csrf_token": token}, allow_redirects=False)
+    resp = await c.post(
+        "/login",
+        data={"name": "olga", "password": "a long enough passphrase", "csrf_token": token},
+        allow_redirects=False,
+    )
     assert resp.status == 429
 
 
@@ -211,6 +260,7 @@ async def test_no_address_token_or_secret_in_info_logs_during_a_fan_out(
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
+
         class Flaky(CaptureServer):
             pass
 
@@ -219,15 +269,20 @@ async def test_no_address_token_or_secret_in_info_logs_during_a_fan_out(
         class Mixed(RecordingHandler):
             async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
                 if address.startswith("person1"):  # person1, person10…: some bounce, some defer
-                    return "550 5.1.1 no such user" if address.endswith("0@example.org") else "451 4.3.0 later"
+                    return (
+                        "550 5.1.1 no such user" if address.endswith("0@example.org") else "451 4.3.0 later"
+                    )
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
 
         async with CaptureServer(handler=Mixed(limit=10_000)) as smtp:
-            settings = (Settings().replace("database", url=db_url)
-                        .replace("email", port=smtp.port, password=password, username="")
-                        .replace("server", secret_key=secret)
-                        .replace("dispatcher", backoff_base=0.05, backoff_max=0.1, max_attempts=2))
+            settings = (
+                Settings()
+                .replace("database", url=db_url)
+                .replace("email", port=smtp.port, password=password, username="")
+                .replace("server", secret_key=secret)
+                .replace("dispatcher", backoff_base=0.05, backoff_max=0.1, max_attempts=2)
+            )
             async with open_app(settings) as app:
                 await make_dispatcher(app).run_until_done(alert_id, timeout=120)
     finally:

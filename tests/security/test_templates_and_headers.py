@@ -53,7 +53,9 @@ def test_render_string_refuses_escapes_and_bombs_quickly(payload: str) -> None:
         pass  # refused with a message (the sandbox or the output meter)
     else:
         # allowed only if harmless: no class/module internals, no huge output
-        assert "class" not in out and "module" not in out and "uid=" not in out and len(out) < 1_000_000, out[:200]
+        assert "class" not in out and "module" not in out and "uid=" not in out and len(out) < 1_000_000, out[
+            :200
+        ]
     assert time.monotonic() - started < 5, "a bomb took too long to refuse"
 
 
@@ -67,8 +69,13 @@ def test_case_data_is_text_never_template(payload: str, channel: str) -> None:
     data["city"] = payload
     data["summary"] = {"en": payload}
     data["facts"] = {"en": [payload]}
-    content = RENDERER.render("urgent-appeal", data, audience="media" if channel == "press" else "authority",
-                              channel=channel, language="en")
+    content = RENDERER.render(
+        "urgent-appeal",
+        data,
+        audience="media" if channel == "press" else "authority",
+        channel=channel,
+        language="en",
+    )
     for rendered in (content.text, content.subject, content.html or ""):
         assert "uid=" not in rendered and "<class" not in rendered and "root:" not in rendered
         assert "subprocess" not in rendered and "Popen" not in rendered
@@ -76,15 +83,37 @@ def test_case_data_is_text_never_template(payload: str, channel: str) -> None:
     assert ("{{" in content.text or "{%" in content.text) or channel == "telegram"
 
 
-def _message(*, name: str, address: str, subject: str, unsubscribe: str | None,
-             attachments: tuple[Attachment, ...] = (), channel: str = "email") -> RenderedMessage:
-    content = RenderedContent(channel=channel, audience="authority", language="en", subject=subject,
-                              text="Body line\r\nBcc: evil@attacker.example\r\n", html="<p>hi</p>")
+def _message(
+    *,
+    name: str,
+    address: str,
+    subject: str,
+    unsubscribe: str | None,
+    attachments: tuple[Attachment, ...] = (),
+    channel: str = "email",
+) -> RenderedMessage:
+    content = RenderedContent(
+        channel=channel,
+        audience="authority",
+        language="en",
+        subject=subject,
+        text="Body line\r\nBcc: evil@attacker.example\r\n",
+        html="<p>hi</p>",
+    )
     return RenderedMessage(
-        delivery_id=1, alert_id=1, content=content,
-        recipient=Recipient(contact_id=1, name=name, address=address, language="en", kind="authority",
-                            unsubscribe_url=unsubscribe),
-        message_id="<alert-1.c1@example.org>", attachments=attachments,
+        delivery_id=1,
+        alert_id=1,
+        content=content,
+        recipient=Recipient(
+            contact_id=1,
+            name=name,
+            address=address,
+            language="en",
+            kind="authority",
+            unsubscribe_url=unsubscribe,
+        ),
+        message_id="<alert-1.c1@example.org>",
+        attachments=attachments,
     )
 
 
@@ -122,12 +151,30 @@ async def test_names_subjects_and_urls_cannot_add_headers(injection: str) -> Non
         await channel.open()
         try:
             outcomes = [
-                await channel.send(_message(name=f"Minister{injection}", address="minister@example.org",
-                                            subject="Urgent", unsubscribe=None)),
-                await channel.send(_message(name="Minister", address="minister@example.org",
-                                            subject=f"Urgent: release{injection}", unsubscribe=None)),
-                await channel.send(_message(name="Minister", address="minister@example.org", subject="Urgent",
-                                            unsubscribe=f"http://127.0.0.1/unsubscribe/tok{injection}")),
+                await channel.send(
+                    _message(
+                        name=f"Minister{injection}",
+                        address="minister@example.org",
+                        subject="Urgent",
+                        unsubscribe=None,
+                    )
+                ),
+                await channel.send(
+                    _message(
+                        name="Minister",
+                        address="minister@example.org",
+                        subject=f"Urgent: release{injection}",
+                        unsubscribe=None,
+                    )
+                ),
+                await channel.send(
+                    _message(
+                        name="Minister",
+                        address="minister@example.org",
+                        subject="Urgent",
+                        unsubscribe=f"http://127.0.0.1/unsubscribe/tok{injection}",
+                    )
+                ),
             ]
         finally:
             await channel.close()
@@ -140,20 +187,25 @@ async def test_names_subjects_and_urls_cannot_add_headers(injection: str) -> Non
         _assert_clean(m.raw, "minister@example.org")
 
 
-@pytest.mark.parametrize("address", [
-    "victim@example.org\r\nBcc: evil@attacker.example",
-    "victim@example.org, evil@attacker.example",
-    "victim@example.org>\r\nRCPT TO:<evil@attacker.example",
-    "Victim <victim@example.org>, <evil@attacker.example>",
-    "evil@attacker.example\nvictim@example.org",
-    "\"a\r\nb\"@example.org",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "victim@example.org\r\nBcc: evil@attacker.example",
+        "victim@example.org, evil@attacker.example",
+        "victim@example.org>\r\nRCPT TO:<evil@attacker.example",
+        "Victim <victim@example.org>, <evil@attacker.example>",
+        "evil@attacker.example\nvictim@example.org",
+        '"a\r\nb"@example.org',
+    ],
+)
 async def test_hostile_addresses_are_refused_before_smtp(address: str) -> None:
     async with CaptureServer() as smtp:
         channel = EmailChannel(EmailSettings(port=smtp.port, pool_size=1, timeout=5))
         await channel.open()
         try:
-            outcome = await channel.send(_message(name="V", address=address, subject="Urgent", unsubscribe=None))
+            outcome = await channel.send(
+                _message(name="V", address=address, subject="Urgent", unsubscribe=None)
+            )
         finally:
             await channel.close()
         received = smtp.messages()
@@ -161,18 +213,35 @@ async def test_hostile_addresses_are_refused_before_smtp(address: str) -> None:
     assert received == [], "a hostile address reached the SMTP server"
 
 
-@pytest.mark.parametrize("filename", ["../../etc/passwd", "..\\..\\windows\\win.ini", "/etc/shadow",
-                                      "report\r\nContent-Type: text/html.pdf", "....//....//x.pdf",
-                                      ".htaccess", "a/../../b.pdf\x00.txt"])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "../../etc/passwd",
+        "..\\..\\windows\\win.ini",
+        "/etc/shadow",
+        "report\r\nContent-Type: text/html.pdf",
+        "....//....//x.pdf",
+        ".htaccess",
+        "a/../../b.pdf\x00.txt",
+    ],
+)
 async def test_press_attachment_names_lose_their_paths(filename: str) -> None:
     async with CaptureServer() as smtp:
         channel = PressChannel(EmailSettings(port=smtp.port, pool_size=1, timeout=5), PressSettings())
         await channel.open()
         try:
-            outcome = await channel.send(_message(
-                name="Desk", address="desk@example.org", subject="Press release", unsubscribe=None,
-                channel="press", attachments=(Attachment(filename=filename, content_type="application/pdf",
-                                                         data=b"%PDF-1.4 test"),)))
+            outcome = await channel.send(
+                _message(
+                    name="Desk",
+                    address="desk@example.org",
+                    subject="Press release",
+                    unsubscribe=None,
+                    channel="press",
+                    attachments=(
+                        Attachment(filename=filename, content_type="application/pdf", data=b"%PDF-1.4 test"),
+                    ),
+                )
+            )
         finally:
             await channel.close()
         received = smtp.messages()

@@ -45,25 +45,29 @@ class Client:
 
     async def get(self, path: str, *, html: bool = True, **kw: Any) -> tuple[int, str]:
         """GET a page; returns (status, body) and keeps its CSRF token."""
-        async with self.http.get(self.base + path, headers=HTML if html else {}, allow_redirects=False, **kw) as r:
+        async with self.http.get(
+            self.base + path, headers=HTML if html else {}, allow_redirects=False, **kw
+        ) as r:
             body = await r.text()
             if match := _CSRF.search(body):
                 self.token = match.group(1)
             return r.status, body
 
-    async def post(self, path: str, data: Any = None, *, csrf: bool = True, html: bool = True,
-                   **kw: Any) -> aiohttp.ClientResponse:
+    async def post(
+        self, path: str, data: Any = None, *, csrf: bool = True, html: bool = True, **kw: Any
+    ) -> aiohttp.ClientResponse:
         """POST a form with the current CSRF token (unless ``csrf`` is False); the body is read."""
         form = aiohttp.FormData()
-        for key, value in (data.items() if isinstance(data, dict) else (data or [])):
+        for key, value in data.items() if isinstance(data, dict) else (data or []):
             if isinstance(value, tuple):  # a file: (filename, bytes, content type)
                 form.add_field(key, value[1], filename=value[0], content_type=value[2])
             else:
                 form.add_field(key, value)
         if csrf:
             form.add_field("csrf_token", self.token)
-        r = await self.http.post(self.base + path, data=form, headers=HTML if html else {}, allow_redirects=False,
-                                 **kw)
+        r = await self.http.post(
+            self.base + path, data=form, headers=HTML if html else {}, allow_redirects=False, **kw
+        )
         await r.read()
         r.release()
         return r
@@ -74,8 +78,9 @@ class Client:
 
 
 @asynccontextmanager
-async def running(db_url: str, *, capture: CaptureServer | None = None,
-                  **server: Any) -> AsyncIterator[tuple[App, str]]:
+async def running(
+    db_url: str, *, capture: CaptureServer | None = None, **server: Any
+) -> AsyncIterator[tuple[App, str]]:
     """The web app over ``db_url``; with ``capture``, an email channel that delivers there."""
     settings = Settings().replace("database", url=db_url)
     settings = settings.replace("server", secret_key="test-secret-key-0123456789", **server)
@@ -97,11 +102,13 @@ async def make_staff(app: App) -> dict[str, int]:
     ids = {}
     async with app.sessions.begin() as session:
         for role in ROLES:
-            user, _ = await users.create_user(session, name=role, role=role, password=PASSWORD,
-                                              email=f"{role}@localhost", now=utcnow())
+            user, _ = await users.create_user(
+                session, name=role, role=role, password=PASSWORD, email=f"{role}@localhost", now=utcnow()
+            )
             ids[role] = user.id
-        second, _ = await users.create_user(session, name="officer2", role="officer", password=PASSWORD,
-                                            now=utcnow())
+        second, _ = await users.create_user(
+            session, name="officer2", role="officer", password=PASSWORD, now=utcnow()
+        )
         ids["officer2"] = second.id
     return ids
 

@@ -56,8 +56,10 @@ async def row_counts(app: App) -> dict[str, int]:
 
 def site_settings(db_url: str, **server: Any) -> Settings:
     """Settings for a test server (the public URL is fixed so links are predictable)."""
-    return Settings().replace("database", url=db_url).replace(
-        "server", secret_key=SECRET, public_url="http://alerts.test", **server
+    return (
+        Settings()
+        .replace("database", url=db_url)
+        .replace("server", secret_key=SECRET, public_url="http://alerts.test", **server)
     )
 
 
@@ -68,7 +70,9 @@ async def site(db_url: str) -> AsyncIterator[Site]:
         async with app.sessions.begin() as session:
             tokens = {}
             for name, role in ROLES.items():
-                _, token = await users.create_user(session, name=name, role=role, with_token=True, now=utcnow())
+                _, token = await users.create_user(
+                    session, name=name, role=role, with_token=True, now=utcnow()
+                )
                 assert token is not None
                 tokens[name] = token
         server = TestServer(make_web_app(app))

@@ -29,14 +29,18 @@ def _path(path: str, ids: dict[str, int]) -> str:
     from alerts.web.openapi import openapi_path
 
     p = openapi_path(path)
-    return p.replace("{id}", str(ids["followup"] if "/followups/" in p else ids["contact"] if "/contacts/" in p
-                                 else ids["alert"]))
+    return p.replace(
+        "{id}",
+        str(ids["followup"] if "/followups/" in p else ids["contact"] if "/contacts/" in p else ids["alert"]),
+    )
 
 
 def _request(route: Any) -> dict[str, Any]:
     if route.request_type == "text/csv":
-        return {"data": b"name,email,telegram,kind,language,organisation,country,lists\n",
-                "headers": {"Content-Type": "text/csv"}}
+        return {
+            "data": b"name,email,telegram,kind,language,organisation,country,lists\n",
+            "headers": {"Content-Type": "text/csv"},
+        }
     if route.request is not None:
         return {"json": {}}
     return {}
@@ -61,11 +65,16 @@ async def test_every_route_checks_the_role(site: Site, user: str) -> None:
             assert status not in (401, 403), (route.method, path, body)
         else:
             roles = ", ".join(sorted(PERMISSIONS[route.action]))
-            assert (status, body) == (403, {"error": {
-                "code": "forbidden",
-                "message": f"user {user!r} ({role}) may not {route.action}; allowed roles: {roles}",
-                "details": {"action": route.action, "role": role},
-            }}), (route.method, path)
+            assert (status, body) == (
+                403,
+                {
+                    "error": {
+                        "code": "forbidden",
+                        "message": f"user {user!r} ({role}) may not {route.action}; allowed roles: {roles}",
+                        "details": {"action": route.action, "role": role},
+                    }
+                },
+            ), (route.method, path)
             assert await row_counts(site.app) == before, (route.method, path)
         checked += 1
     assert checked == len([r for r in all_routes() if r.action is not None]) >= 30
@@ -78,15 +87,24 @@ async def test_missing_and_forged_tokens(site: Site) -> None:
             continue
         path = _path(route.path, {"alert": 1, "contact": 1, "followup": 1})
         status, body = await site.call(route.method, path, **_request(route))
-        assert (status, body) == (401, {"error": {
-            "code": "unauthorized", "message": "an API token is required: Authorization: Bearer <token>.",
-            "details": {}}}), (route.method, path)
+        assert (status, body) == (
+            401,
+            {
+                "error": {
+                    "code": "unauthorized",
+                    "message": "an API token is required: Authorization: Bearer <token>.",
+                    "details": {},
+                }
+            },
+        ), (route.method, path)
         forged = site.tokens["ada"][:-2] + ("AA" if not site.tokens["ada"].endswith("AA") else "BB")
         kw = _request(route)
         headers = {**kw.pop("headers", {}), "Authorization": f"Bearer {forged}"}
         status, body = await site.call(route.method, path, headers=headers, **kw)
-        assert (status, body) == (401, {"error": {"code": "unauthorized", "message": "invalid API token",
-                                                  "details": {}}}), (route.method, path)
+        assert (status, body) == (
+            401,
+            {"error": {"code": "unauthorized", "message": "invalid API token", "details": {}}},
+        ), (route.method, path)
     assert await row_counts(site.app) == before
 
 
@@ -95,18 +113,29 @@ async def test_viewer_reads_but_role_refusal_example_is_exact(site: Site) -> Non
     status, doc = await site.call("GET", f"/api/v1/alerts/{alert}", user="vera")
     assert status == 200 and doc["id"] == alert and doc["status"] == "draft" and doc["data"]["defender"]
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/submit", user="vera")
-    assert (status, doc) == (403, {"error": {
-        "code": "forbidden", "message": "user 'vera' (viewer) may not alert.submit; allowed roles: admin, officer",
-        "details": {"action": "alert.submit", "role": "viewer"}}})
+    assert (status, doc) == (
+        403,
+        {
+            "error": {
+                "code": "forbidden",
+                "message": "user 'vera' (viewer) may not alert.submit; allowed roles: admin, officer",
+                "details": {"action": "alert.submit", "role": "viewer"},
+            }
+        },
+    )
 
 
 async def test_viewer_cannot_read_contacts_addresses(site: Site) -> None:
     """Like the UI's contact pages, reading contacts (their addresses) needs contacts.edit."""
     async with site.app.sessions.begin() as session:
         contact = (await add_contacts(session, 1, telegram=True))[0]
-    refusal = {"error": {
-        "code": "forbidden", "message": "user 'vera' (viewer) may not contacts.edit; allowed roles: admin, officer",
-        "details": {"action": "contacts.edit", "role": "viewer"}}}
+    refusal = {
+        "error": {
+            "code": "forbidden",
+            "message": "user 'vera' (viewer) may not contacts.edit; allowed roles: admin, officer",
+            "details": {"action": "contacts.edit", "role": "viewer"},
+        }
+    }
     for path in ("/api/v1/contacts", "/api/v1/contacts?q=person", f"/api/v1/contacts/{contact}"):
         assert await site.call("GET", path, user="vera") == (403, refusal), path
     status, doc = await site.call("GET", f"/api/v1/contacts/{contact}", user="olga")
@@ -123,27 +152,41 @@ async def test_workflow_create_preview_submit_approve_consent_send(site: Site) -
     async with site.app.sessions.begin() as session:
         await add_contacts(session, 3)
     alert = await _alert(site)
-    status, doc = await site.call("GET", f"/api/v1/alerts/{alert}/preview?channel=email&audience=authority&language=fr",
-                                  user="vera")
+    status, doc = await site.call(
+        "GET", f"/api/v1/alerts/{alert}/preview?channel=email&audience=authority&language=fr", user="vera"
+    )
     assert status == 200 and doc["language"] == "fr" and "Lucía Marenco" in doc["text"] and doc["subject"]
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/send", user="olga")
     assert status == 409 and doc["error"]["message"] == (
-        f"alert {alert} is draft; only an approved alert can be sent.")
-    assert (await site.call("POST", f"/api/v1/alerts/{alert}/submit", user="olga"))[1]["status"] == "in_review"
-    status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/approve", user="ada", json={"languages": ["de"]})
+        f"alert {alert} is draft; only an approved alert can be sent."
+    )
+    assert (await site.call("POST", f"/api/v1/alerts/{alert}/submit", user="olga"))[1][
+        "status"
+    ] == "in_review"
+    status, doc = await site.call(
+        "POST", f"/api/v1/alerts/{alert}/approve", user="ada", json={"languages": ["de"]}
+    )
     assert status == 422 and "'de' is not one of the alert's languages" in doc["error"]["message"]
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/approve", user="rafael")
     assert (status, doc) == (200, {"id": alert, "status": "approved", "remaining": []})
-    status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/consent", user="rafael",
-                                  json={"scope": "restricted", "note": "family asked"})
+    status, doc = await site.call(
+        "POST",
+        f"/api/v1/alerts/{alert}/consent",
+        user="rafael",
+        json={"scope": "restricted", "note": "family asked"},
+    )
     assert status == 201 and doc["scope"] == "restricted"
-    status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/send", user="olga", json={"at": "2000-01-01T00:00"})
+    status, doc = await site.call(
+        "POST", f"/api/v1/alerts/{alert}/send", user="olga", json={"at": "2000-01-01T00:00"}
+    )
     assert status == 409 and "is in the past" in doc["error"]["message"]
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/send", user="olga")
     assert (status, doc) == (202, {"id": alert, "status": "sending", "queued": 3})
     status, doc = await site.call("GET", f"/api/v1/alerts/{alert}/stats", user="vera")
     assert doc["channels"]["email"]["queued"] == 3
-    status, doc = await site.call("GET", f"/api/v1/alerts/{alert}/deliveries?state=queued&channel=email", user="vera")
+    status, doc = await site.call(
+        "GET", f"/api/v1/alerts/{alert}/deliveries?state=queued&channel=email", user="vera"
+    )
     assert len(doc["deliveries"]) == 3 and "address" not in doc["deliveries"][0]
     assert (await site.call("POST", f"/api/v1/alerts/{alert}/pause", user="olga"))[1]["paused"] is True
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/pause", user="olga")
@@ -167,50 +210,104 @@ async def test_schedule_and_author_cannot_approve(site: Site) -> None:
     await site.call("POST", f"/api/v1/alerts/{alert2}/submit", user="olga")
     before = await row_counts(site.app)
     # olga (officer) may not approve at all; an admin author may not approve their own alert
-    status, doc = await site.call("POST", "/api/v1/alerts", user="ada",
-                                  json={"family": "urgent-appeal", "data": CASE_JSON, "kinds": ["authority"]})
+    status, doc = await site.call(
+        "POST",
+        "/api/v1/alerts",
+        user="ada",
+        json={"family": "urgent-appeal", "data": CASE_JSON, "kinds": ["authority"]},
+    )
     own = doc["id"]
     await site.call("POST", f"/api/v1/alerts/{own}/submit", user="ada")
     before = await row_counts(site.app)
     status, doc = await site.call("POST", f"/api/v1/alerts/{own}/approve", user="ada")
     assert (status, doc["error"]["code"]) == (403, "forbidden")
-    assert doc["error"]["message"] == f"alert {own}: the author cannot approve their own alert; " \
-                                      "a second person must approve it"
+    assert (
+        doc["error"]["message"] == f"alert {own}: the author cannot approve their own alert; "
+        "a second person must approve it"
+    )
     assert await row_counts(site.app) == before
-    status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/send", user="olga",
-                                  json={"at": "2999-01-01T09:00:00+00:00"})
-    assert (status, doc) == (202, {"id": alert, "status": "scheduled", "send_at": "2999-01-01T09:00:00+00:00"})
+    status, doc = await site.call(
+        "POST", f"/api/v1/alerts/{alert}/send", user="olga", json={"at": "2999-01-01T09:00:00+00:00"}
+    )
+    assert (status, doc) == (
+        202,
+        {"id": alert, "status": "scheduled", "send_at": "2999-01-01T09:00:00+00:00"},
+    )
 
 
 async def test_malformed_bodies_are_refused_with_exact_errors_and_nothing_written(site: Site) -> None:
     before = await row_counts(site.app)
     cases: list[tuple[dict[str, Any], int, dict[str, Any]]] = [
-        ({"data": b'{"family": ', "headers": {"Content-Type": "application/json"}}, 400,
-         {"code": "bad_request", "message": "body: not valid JSON: Expecting value at line 1 column 12.",
-          "details": {"line": 1, "column": 12}}),
-        ({"data": b'{"family": NaN}', "headers": {"Content-Type": "application/json"}}, 400,
-         {"code": "bad_request", "message": "body: not valid JSON: NaN is not valid JSON.", "details": {}}),
-        ({"data": b'{"family": "x"}', "headers": {"Content-Type": "text/plain"}}, 415,
-         {"code": "unsupported_media_type",
-          "message": "Content-Type: text/plain is not supported; send application/json.",
-          "details": {"content_type": "text/plain"}}),
-        ({"json": [1, 2]}, 422, {"code": "invalid", "message": "body: must be a JSON object.",
-                                 "details": {"field": "body"}}),
-        ({"json": {"data": {}}}, 422, {"code": "invalid", "message": "family: is required.",
-                                       "details": {"field": "family"}}),
-        ({"json": {"family": 3, "data": {}}}, 422,
-         {"code": "invalid", "message": "family: must be a string.", "details": {"field": "family"}}),
-        ({"json": {"family": "urgent-appeal", "data": {}, "colour": "red"}}, 422,
-         {"code": "invalid", "message": "colour: unknown field; fields are channels, data, embargo_until, "
-          "fallback_email, family, is_public, kinds, languages, lists, parent_id, title.",
-          "details": {"field": "colour"}}),
-        ({"json": {"family": "urgent-appeal", "data": CASE_JSON, "kinds": ["minister"]}}, 422,
-         {"code": "invalid", "message": "kinds[0]: 'minister' is not one of authority, media, press, partner, "
-          "public.", "details": {"field": "kinds[0]"}}),
+        (
+            {"data": b'{"family": ', "headers": {"Content-Type": "application/json"}},
+            400,
+            {
+                "code": "bad_request",
+                "message": "body: not valid JSON: Expecting value at line 1 column 12.",
+                "details": {"line": 1, "column": 12},
+            },
+        ),
+        (
+            {"data": b'{"family": NaN}', "headers": {"Content-Type": "application/json"}},
+            400,
+            {"code": "bad_request", "message": "body: not valid JSON: NaN is not valid JSON.", "details": {}},
+        ),
+        (
+            {"data": b'{"family": "x"}', "headers": {"Content-Type": "text/plain"}},
+            415,
+            {
+                "code": "unsupported_media_type",
+                "message": "Content-Type: text/plain is not supported; send application/json.",
+                "details": {"content_type": "text/plain"},
+            },
+        ),
+        (
+            {"json": [1, 2]},
+            422,
+            {"code": "invalid", "message": "body: must be a JSON object.", "details": {"field": "body"}},
+        ),
+        (
+            {"json": {"data": {}}},
+            422,
+            {"code": "invalid", "message": "family: is required.", "details": {"field": "family"}},
+        ),
+        (
+            {"json": {"family": 3, "data": {}}},
+            422,
+            {"code": "invalid", "message": "family: must be a string.", "details": {"field": "family"}},
+        ),
+        (
+            {"json": {"family": "urgent-appeal", "data": {}, "colour": "red"}},
+            422,
+            {
+                "code": "invalid",
+                "message": "colour: unknown field; fields are channels, data, embargo_until, "
+                "fallback_email, family, is_public, kinds, languages, lists, parent_id, title.",
+                "details": {"field": "colour"},
+            },
+        ),
+        (
+            {"json": {"family": "urgent-appeal", "data": CASE_JSON, "kinds": ["minister"]}},
+            422,
+            {
+                "code": "invalid",
+                "message": "kinds[0]: 'minister' is not one of authority, media, press, partner, public.",
+                "details": {"field": "kinds[0]"},
+            },
+        ),
         ({"json": {"family": "urgent-appeal", "data": {"defender": ""}, "kinds": ["authority"]}}, 422, None),
-        ({"data": b"{" + b" " * (MAX_JSON_BYTES + 1) + b"}", "headers": {"Content-Type": "application/json"}}, 413,
-         {"code": "payload_too_large", "message": f"body: larger than the limit of {MAX_JSON_BYTES} bytes.",
-          "details": {"limit": MAX_JSON_BYTES}}),
+        (
+            {
+                "data": b"{" + b" " * (MAX_JSON_BYTES + 1) + b"}",
+                "headers": {"Content-Type": "application/json"},
+            },
+            413,
+            {
+                "code": "payload_too_large",
+                "message": f"body: larger than the limit of {MAX_JSON_BYTES} bytes.",
+                "details": {"limit": MAX_JSON_BYTES},
+            },
+        ),
     ]
     for kw, status, error in cases:
         got_status, got = await site.call("POST", "/api/v1/alerts", user="olga", **kw)
@@ -224,8 +321,10 @@ async def test_malformed_bodies_are_refused_with_exact_errors_and_nothing_writte
 
 async def test_not_found_and_path_limits(site: Site) -> None:
     status, doc = await site.call("GET", "/api/v1/alerts/999", user="vera")
-    assert (status, doc) == (404, {"error": {"code": "not_found", "message": "alert 999 does not exist",
-                                             "details": {}}})
+    assert (status, doc) == (
+        404,
+        {"error": {"code": "not_found", "message": "alert 999 does not exist", "details": {}}},
+    )
     status, doc = await site.call("GET", "/api/v1/alerts/9999999999999999", user="vera")
     assert (status, doc["error"]["code"]) == (404, "not_found")
     status, doc = await site.call("GET", "/api/v1/contacts?limit=5000", user="olga")
@@ -235,28 +334,57 @@ async def test_not_found_and_path_limits(site: Site) -> None:
 
 
 async def test_contacts_crud_lists_templates_and_import(site: Site) -> None:
-    status, doc = await site.call("POST", "/api/v1/contacts", user="olga", json={
-        "name": "Ministry of Justice", "email": "Minister@Example.org", "kind": "authority", "language": "fr",
-        "lists": ["authorities"], "country": "Calvera"})
+    status, doc = await site.call(
+        "POST",
+        "/api/v1/contacts",
+        user="olga",
+        json={
+            "name": "Ministry of Justice",
+            "email": "Minister@Example.org",
+            "kind": "authority",
+            "language": "fr",
+            "lists": ["authorities"],
+            "country": "Calvera",
+        },
+    )
     assert status == 201 and doc["email"] == "Minister@example.org" and doc["lists"] == ["authorities"]
     assert "token" not in doc
     cid = doc["id"]
     before = await row_counts(site.app)
-    status, doc = await site.call("POST", "/api/v1/contacts", user="olga", json={
-        "name": "Again", "email": "minister@example.org", "kind": "authority"})
-    assert (status, doc) == (409, {"error": {"code": "conflict", "message": f"email is already used by contact {cid}",
-                                             "details": {"field": "email", "contact": cid}}})
-    status, doc = await site.call("POST", "/api/v1/contacts", user="olga", json={"name": "X", "kind": "authority"})
-    assert (status, doc["error"]) == (422, {"code": "invalid", "message": "an email or a telegram is required",
-                                            "details": {"field": "email"}})
+    status, doc = await site.call(
+        "POST",
+        "/api/v1/contacts",
+        user="olga",
+        json={"name": "Again", "email": "minister@example.org", "kind": "authority"},
+    )
+    assert (status, doc) == (
+        409,
+        {
+            "error": {
+                "code": "conflict",
+                "message": f"email is already used by contact {cid}",
+                "details": {"field": "email", "contact": cid},
+            }
+        },
+    )
+    status, doc = await site.call(
+        "POST", "/api/v1/contacts", user="olga", json={"name": "X", "kind": "authority"}
+    )
+    assert (status, doc["error"]) == (
+        422,
+        {"code": "invalid", "message": "an email or a telegram is required", "details": {"field": "email"}},
+    )
     assert await row_counts(site.app) == before
-    status, doc = await site.call("PATCH", f"/api/v1/contacts/{cid}", user="olga", json={"organisation": "MoJ",
-                                                                                        "country": None})
+    status, doc = await site.call(
+        "PATCH", f"/api/v1/contacts/{cid}", user="olga", json={"organisation": "MoJ", "country": None}
+    )
     assert status == 200 and doc["organisation"] == "MoJ" and doc["country"] is None
     status, doc = await site.call("GET", "/api/v1/contacts?q=minist", user="olga")
     assert [c["id"] for c in doc["contacts"]] == [cid]
     status, doc = await site.call("GET", "/api/v1/lists", user="vera")
-    assert doc == {"lists": [{"id": doc["lists"][0]["id"], "name": "authorities", "description": "", "members": 1}]}
+    assert doc == {
+        "lists": [{"id": doc["lists"][0]["id"], "name": "authorities", "description": "", "members": 1}]
+    }
     status, doc = await site.call("POST", "/api/v1/lists", user="olga", json={"name": "authorities"})
     assert (status, doc["error"]["message"]) == (409, "list 'authorities' already exists")
     status, doc = await site.call("GET", "/api/v1/templates", user="vera")
@@ -264,17 +392,25 @@ async def test_contacts_crud_lists_templates_and_import(site: Site) -> None:
     assert {"urgent-appeal", "update", "closure"} <= set(families)
     assert "fr" in families["urgent-appeal"]["languages"]
     assert any(v["name"] == "defender" and v["required"] for v in families["urgent-appeal"]["variables"])
-    csv = (b"name,email,telegram,kind,language,organisation,country,lists\n"
-           b"Ana,ana@example.org,,media,es,Diario,Calvera,press\n"
-           b"Bad,not-an-email,,media,en,,,\n"
-           b"Min,minister@example.org,,authority,fr,,,authorities\n")
-    status, doc = await site.call("POST", "/api/v1/contacts/import?list=imported", user="olga", data=csv,
-                                  headers={"Content-Type": "text/csv"})
+    csv = (
+        b"name,email,telegram,kind,language,organisation,country,lists\n"
+        b"Ana,ana@example.org,,media,es,Diario,Calvera,press\n"
+        b"Bad,not-an-email,,media,en,,,\n"
+        b"Min,minister@example.org,,authority,fr,,,authorities\n"
+    )
+    status, doc = await site.call(
+        "POST",
+        "/api/v1/contacts/import?list=imported",
+        user="olga",
+        data=csv,
+        headers={"Content-Type": "text/csv"},
+    )
     assert status == 200, doc
     assert (doc["total"], doc["created"], doc["updated"] + doc["unchanged"]) == (3, 1, 1)
     assert len(doc["lines"]) == 1 and doc["lines"][0].startswith("row 3: ")
-    status, doc = await site.call("POST", "/api/v1/contacts/import", user="olga", data=csv,
-                                  headers={"Content-Type": "application/json"})
+    status, doc = await site.call(
+        "POST", "/api/v1/contacts/import", user="olga", data=csv, headers={"Content-Type": "application/json"}
+    )
     assert (status, doc["error"]["code"]) == (415, "unsupported_media_type")
     status, doc = await site.call("DELETE", f"/api/v1/contacts/{cid}", user="olga")
     assert (status, doc) == (200, {"id": cid, "deleted": True})

@@ -29,12 +29,15 @@ async def test_pages_need_sign_in(web) -> None:  # type: ignore[no-untyped-def]
     try:
         status, _ = await client.get("/")
         assert status == 303
-        async with client.http.get(base + f"{P}/alerts/1", headers={"Accept": "text/html"},
-                                   allow_redirects=False) as r:
+        async with client.http.get(
+            base + f"{P}/alerts/1", headers={"Accept": "text/html"}, allow_redirects=False
+        ) as r:
             assert r.status == 303 and r.headers["Location"] == "/login?next=%2Foffice%2Falerts%2F1"
         async with client.http.get(base + "/") as r:  # a script, not a browser: the JSON error
             assert r.status == 401
-            assert await r.json() == {"error": {"code": "unauthorized", "message": "sign in first", "details": {}}}
+            assert await r.json() == {
+                "error": {"code": "unauthorized", "message": "sign in first", "details": {}}
+            }
     finally:
         await client.close()
 
@@ -181,7 +184,9 @@ async def test_password_change_and_deactivation_end_sessions(web) -> None:  # ty
             officer = await users.get_user(session, "officer")
             await users.set_password(session, officer, "a brand new password", now=utcnow())
             admin = await users.get_user(session, "admin")
-            await users.set_active(session, await users.get_user(session, "officer2"), False, by=admin, now=utcnow())
+            await users.set_active(
+                session, await users.get_user(session, "officer2"), False, by=admin, now=utcnow()
+            )
         assert (await client.get("/"))[0] == 303
         assert (await other.get("/"))[0] == 303
     finally:
@@ -195,7 +200,12 @@ async def test_posts_without_a_valid_csrf_token_are_refused(web) -> None:  # typ
     try:
         async with app.sessions() as session:
             before = await session.scalar(select(func.count()).select_from(AuditEntry))
-        form = {"family": "urgent-appeal", "case_toml": 'defender = "X"', "kinds": "authority", "languages": "en"}
+        form = {
+            "family": "urgent-appeal",
+            "case_toml": 'defender = "X"',
+            "kinds": "authority",
+            "languages": "en",
+        }
         r = await client.post(f"{P}/alerts/new", form, csrf=False, html=False)
         assert r.status == 403
         assert (await r.json())["error"] == {"code": "csrf_failed", "message": auth.BAD_CSRF, "details": {}}

@@ -56,14 +56,21 @@ def _fuzz(doc: dict[str, Any], base: str, token: str) -> list[str]:
         operation = result.ok()
         operations += 1
 
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def run(case: Any) -> None:
             response = case.call(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}"
+                )
             raw = response.headers.get("content-type") or [""]  # schemathesis: lower-case names, lists
             ctype = raw[0] if isinstance(raw, list) else raw
             if response.status_code >= 400 and not ctype.startswith("application/json"):

@@ -73,16 +73,30 @@ async def _contact(site: Site, address: str) -> Contact:
         return found
 
 
-async def _public_alert(site: Site, *, scope: str = "public", sent: bool = True, is_public: bool = True,
-                        parent_id: int | None = None, note: str = "") -> int:
+async def _public_alert(
+    site: Site,
+    *,
+    scope: str = "public",
+    sent: bool = True,
+    is_public: bool = True,
+    parent_id: int | None = None,
+    note: str = "",
+) -> int:
     async with site.app.sessions.begin() as session:
         officer = await session.scalar(select(User).where(User.name == "olga"))
         reviewer = await session.scalar(select(User).where(User.name == "rafael"))
         if officer is None or reviewer is None:
             officer, reviewer = await make_users(session)
-        alert = await approved_alert(session, author=officer, reviewer=reviewer, lists=(), kinds=("public",),
-                                     languages=("en", "fr"), parent_id=parent_id,
-                                     family="update" if parent_id else "urgent-appeal")
+        alert = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            lists=(),
+            kinds=("public",),
+            languages=("en", "fr"),
+            parent_id=parent_id,
+            family="update" if parent_id else "urgent-appeal",
+        )
         alert.is_public = is_public
         await approval.record_consent(session, alert, user=reviewer, scope="public", note=note, now=utcnow())
         if sent:
@@ -93,11 +107,18 @@ async def _public_alert(site: Site, *, scope: str = "public", sent: bool = True,
         return alert.id
 
 
-async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(mail_site: tuple[Site, CaptureServer]) -> None:
+async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(
+    mail_site: tuple[Site, CaptureServer],
+) -> None:
     site, capture = mail_site
     status, page = await site.call("GET", "/subscribe")
     assert status == 200 and 'name="email"' in page
-    form = {"email": "Reader@Example.org", "language": "fr", "kinds": "urgent-appeal", "countries": "Calvera, Tarsis"}
+    form = {
+        "email": "Reader@Example.org",
+        "language": "fr",
+        "kinds": "urgent-appeal",
+        "countries": "Calvera, Tarsis",
+    }
     status, page = await site.call("POST", "/subscribe", data=form)
     assert status == 202 and "Check your inbox" in page
     assert [m.rcpt_tos for m in await _mails(capture, 1)] == [("Reader@example.org",)]
@@ -134,18 +155,30 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(mail_site: 
     token = Signer(SECRET).link_token(contact.token)
     status, page = await site.call("GET", f"/unsubscribe/{token}")
     assert status == 200 and 'method="post"' in page
-    status, page = await site.call("POST", f"/unsubscribe/{token}", data=b"List-Unsubscribe=One-Click",
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, page = await site.call(
+        "POST",
+        f"/unsubscribe/{token}",
+        data=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 200 and "You are unsubscribed" in page
     assert (await _contact(site, "reader@example.org")).status == "unsubscribed"
     async with site.app.sessions() as session:
-        suppressed = (await session.execute(select(Suppression.channel, Suppression.address_key, Suppression.reason)))
+        suppressed = await session.execute(
+            select(Suppression.channel, Suppression.address_key, Suppression.reason)
+        )
         assert suppressed.all() == [("email", "reader@example.org", "unsubscribed")]
-        events = (await session.scalars(select(DeliveryEvent).where(DeliveryEvent.type == "unsubscribed"))).all()
+        events = (
+            await session.scalars(select(DeliveryEvent).where(DeliveryEvent.type == "unsubscribed"))
+        ).all()
         assert [e.alert_id for e in events] == [second]
     # again: nothing more is written; an old confirmation link cannot resubscribe
-    status, _ = await site.call("POST", f"/unsubscribe/{token}", data=b"List-Unsubscribe=One-Click",
-                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, _ = await site.call(
+        "POST",
+        f"/unsubscribe/{token}",
+        data=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 200
     status, page = await site.call("POST", link)
     assert status == 404 and INVALID in page
@@ -189,7 +222,9 @@ async def test_subscribe_answers_before_the_confirmation_is_mailed(db_url: str) 
                 form = {"email": "new@example.org", "language": "en"}
                 status, page = await asyncio.wait_for(site.call("POST", "/subscribe", data=form), 3)
                 assert status == 202 and "Check your inbox" in page
-                await asyncio.wait_for(handler.arrived.wait(), 5)  # the mail is on its way, held by the server
+                await asyncio.wait_for(
+                    handler.arrived.wait(), 5
+                )  # the mail is on its way, held by the server
                 assert capture.messages() == []
                 handler.release.set()
                 assert [m.rcpt_tos for m in await _mails(capture, 1)] == [("new@example.org",)]
@@ -202,7 +237,9 @@ async def test_subscribe_answers_before_the_confirmation_is_mailed(db_url: str) 
 
 
 async def test_forged_tokens_get_the_same_404(site: Site) -> None:
-    status, page = await site.call("POST", "/subscribe", data={"email": "someone@example.org", "language": "en"})
+    status, page = await site.call(
+        "POST", "/subscribe", data={"email": "someone@example.org", "language": "en"}
+    )
     assert status == 202
     contact = await _contact(site, "someone@example.org")
     forged_mac = f"{contact.token}.{'A' * 43}"
@@ -210,8 +247,14 @@ async def test_forged_tokens_get_the_same_404(site: Site) -> None:
     unknown = Signer(SECRET).link_token("Z" * 32)
     pages = set()
     for token in (forged_mac, other_key, unknown, "nonsense", "a.b.c"):
-        for method, path in (("GET", "/unsubscribe/"), ("POST", "/unsubscribe/"), ("GET", "/preferences/"),
-                             ("POST", "/preferences/"), ("GET", "/subscribe/confirm/"), ("POST", "/subscribe/confirm/")):
+        for method, path in (
+            ("GET", "/unsubscribe/"),
+            ("POST", "/unsubscribe/"),
+            ("GET", "/preferences/"),
+            ("POST", "/preferences/"),
+            ("GET", "/subscribe/confirm/"),
+            ("POST", "/subscribe/confirm/"),
+        ):
             status, page = await site.call(method, path + token)
             assert status == 404, (method, path, token)
             pages.add(page)
@@ -243,13 +286,21 @@ async def test_preferences(site: Site) -> None:
     token = Signer(SECRET).link_token(contact.token)
     status, page = await site.call("GET", f"/preferences/{token}")
     assert status == 200 and "Your preferences" in page
-    status, page = await site.call("POST", f"/preferences/{token}", data={
-        "channels": "email", "language": "es", "kinds": "update", "countries": "Calvera"})
+    status, page = await site.call(
+        "POST",
+        f"/preferences/{token}",
+        data={"channels": "email", "language": "es", "kinds": "update", "countries": "Calvera"},
+    )
     assert status == 200 and "Your preferences are saved." in page
     contact = await _contact(site, "p@example.org")
-    assert (contact.channels, contact.language, contact.topics) == (["email"], "es", ["kind:update",
-                                                                                      "country:Calvera"])
-    status, page = await site.call("POST", f"/preferences/{token}", data={"channels": "fax", "language": "es"})
+    assert (contact.channels, contact.language, contact.topics) == (
+        ["email"],
+        "es",
+        ["kind:update", "country:Calvera"],
+    )
+    status, page = await site.call(
+        "POST", f"/preferences/{token}", data={"channels": "fax", "language": "es"}
+    )
     assert status == 422 and "fax" in page
     assert (await _contact(site, "p@example.org")).channels == ["email"]
 
@@ -282,19 +333,32 @@ async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site
         assert r.content_type == "application/atom+xml"
         feed = ET.fromstring(await r.read())
     entries = feed.findall(f"{ATOM}entry")
-    assert {e.findtext(f"{ATOM}id") for e in entries} == {f"http://alerts.test/alerts/{i}" for i in (shown, update)}
+    assert {e.findtext(f"{ATOM}id") for e in entries} == {
+        f"http://alerts.test/alerts/{i}" for i in (shown, update)
+    }
     assert feed.findtext(f"{ATOM}title") == "Urgent Alerts" and feed.find(f"{ATOM}updated") is not None
     assert all(e.find(f"{ATOM}updated") is not None and e.findtext(f"{ATOM}title") for e in entries)
     async with site.http.get(site.base + "/alerts/cap.atom") as r:
         index = ET.fromstring(await r.read())
-    hrefs = {link.get("href") for link in index.iter(f"{ATOM}link") if link.get("type") == "application/cap+xml"}
+    hrefs = {
+        link.get("href") for link in index.iter(f"{ATOM}link") if link.get("type") == "application/cap+xml"
+    }
     assert hrefs == {f"http://alerts.test/alerts/{i}.cap.xml" for i in (shown, update)}
     async with site.http.get(site.base + f"/alerts/{update}.cap.xml") as r:
         assert r.content_type == "application/cap+xml"
         cap = ET.fromstring(await r.read())
     assert cap.tag == f"{CAP}alert"
-    assert _children(cap) == ["identifier", "sender", "sent", "status", "msgType", "scope", "references",
-                              "info", "info"]
+    assert _children(cap) == [
+        "identifier",
+        "sender",
+        "sent",
+        "status",
+        "msgType",
+        "scope",
+        "references",
+        "info",
+        "info",
+    ]
     assert cap.findtext(f"{CAP}status") == "Actual" and cap.findtext(f"{CAP}msgType") == "Update"
     assert cap.findtext(f"{CAP}scope") == "Public"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", cap.findtext(f"{CAP}sent") or "")
@@ -304,8 +368,18 @@ async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site
     infos = cap.findall(f"{CAP}info")
     assert [i.findtext(f"{CAP}language") for i in infos] == ["en", "fr"]
     for info in infos:
-        assert _children(info) == ["language", "category", "event", "urgency", "severity", "certainty",
-                                   "senderName", "headline", "description", "web"]
+        assert _children(info) == [
+            "language",
+            "category",
+            "event",
+            "urgency",
+            "severity",
+            "certainty",
+            "senderName",
+            "headline",
+            "description",
+            "web",
+        ]
         assert "person0@example.org" not in (info.findtext(f"{CAP}description") or "")
     async with site.http.get(site.base + f"/alerts/{shown}.cap.xml") as r:
         original = ET.fromstring(await r.read())

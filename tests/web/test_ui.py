@@ -34,8 +34,14 @@ async def count(app, model) -> int:  # type: ignore[no-untyped-def]
 
 
 def draft_form(**extra: object) -> list[tuple[str, str]]:
-    form = [("family", "urgent-appeal"), ("case_toml", EXAMPLE), ("title", ""), ("lists", "urgent-appeals"),
-            ("channels", "email"), ("languages", "en")]
+    form = [
+        ("family", "urgent-appeal"),
+        ("case_toml", EXAMPLE),
+        ("title", ""),
+        ("lists", "urgent-appeals"),
+        ("channels", "email"),
+        ("languages", "en"),
+    ]
     return form + [(k, str(v)) for k, v in extra.items()]
 
 
@@ -62,10 +68,15 @@ async def test_every_page_for_every_role(web) -> None:  # type: ignore[no-untype
     _app, _base, clients, _ids, _ = web
     alert_id = await create(clients["officer"])
     pages = {
-        "/": ROLES, f"{P}/alerts/{alert_id}": ROLES, f"{P}/alerts/{alert_id}/deliveries": ROLES,
-        f"{P}/followups": ROLES, f"{P}/audit": ROLES,
-        f"{P}/alerts/new": ("admin", "officer"), f"{P}/alerts/{alert_id}/edit": ("admin", "officer"),
-        f"{P}/contacts": ("admin", "officer"), f"{P}/contacts/new": ("admin", "officer"),
+        "/": ROLES,
+        f"{P}/alerts/{alert_id}": ROLES,
+        f"{P}/alerts/{alert_id}/deliveries": ROLES,
+        f"{P}/followups": ROLES,
+        f"{P}/audit": ROLES,
+        f"{P}/alerts/new": ("admin", "officer"),
+        f"{P}/alerts/{alert_id}/edit": ("admin", "officer"),
+        f"{P}/contacts": ("admin", "officer"),
+        f"{P}/contacts/new": ("admin", "officer"),
         f"{P}/contacts/import": ("admin", "officer"),
     }
     for path, allowed in pages.items():
@@ -79,7 +90,8 @@ async def test_every_page_for_every_role(web) -> None:  # type: ignore[no-untype
     # previews (JSON) are for every role
     for role in ROLES:
         status, body = await clients[role].get(
-            f"{P}/alerts/{alert_id}/preview?audience=authority&channel=email&language=en", html=False)
+            f"{P}/alerts/{alert_id}/preview?audience=authority&channel=email&language=en", html=False
+        )
         assert status == 200 and json.loads(body)["subject"]
     # the mailbox exists only in the demo
     status, page = await clients["viewer"].get(f"{P}/mailbox")
@@ -100,10 +112,18 @@ async def test_refused_actions_name_the_reason_and_write_nothing(web) -> None:  
         ("viewer", f"{P}/alerts/{alert_id}/close", [], "alert.close"),
         ("reviewer", f"{P}/alerts/{alert_id}/pause", [], "alert.send"),
         ("viewer", f"{P}/alerts/{alert_id}/responses", [("summary", "x")], "alert.respond"),
-        ("viewer", f"{P}/followups", [("alert", str(alert_id)), ("kind", "reminder"), ("due", "2030-01-01T09:00")],
-         "followup.manage"),
-        ("reviewer", f"{P}/contacts/new", [("name", "X"), ("email", "x@example.org"), ("kind", "media")],
-         "contacts.edit"),
+        (
+            "viewer",
+            f"{P}/followups",
+            [("alert", str(alert_id)), ("kind", "reminder"), ("due", "2030-01-01T09:00")],
+            "followup.manage",
+        ),
+        (
+            "reviewer",
+            f"{P}/contacts/new",
+            [("name", "X"), ("email", "x@example.org"), ("kind", "media")],
+            "contacts.edit",
+        ),
         ("officer", f"{P}/contacts/1/erase", [], "contacts.erase"),
     ]
     audit_before, alerts_before = await count(app, AuditEntry), await count(app, Alert)
@@ -129,8 +149,9 @@ async def test_editor_shows_validation_errors_beside_the_field(web) -> None:  # 
     page = text(await r.text())
     assert 'id="case-error"' in page and "case data: not valid TOML: " in page
     assert "Nothing was saved" in page
-    r = await officer.post(f"{P}/alerts/new", [("family", "urgent-appeal"), ("case_toml", EXAMPLE),
-                                               ("languages", "en")])
+    r = await officer.post(
+        f"{P}/alerts/new", [("family", "urgent-appeal"), ("case_toml", EXAMPLE), ("languages", "en")]
+    )
     page = text(await r.text())
     assert r.status == 422 and 'id="audience-error"' in page
     assert "audience: name at least one list or contact kind" in page
@@ -143,9 +164,16 @@ async def test_case_data_with_script_is_shown_escaped(web) -> None:  # type: ign
     case = loads(EXAMPLE) | {"defender": evil}
     alert_id = await create(clients["officer"], title=f"Case {evil}")
     await clients["officer"].get(f"{P}/alerts/{alert_id}/edit")
-    r = await clients["officer"].post(f"{P}/alerts/{alert_id}/edit", [
-        ("family", "urgent-appeal"), ("case_toml", dumps(case)), ("title", f"Case {evil}"),
-        ("lists", "urgent-appeals"), ("languages", "en")])
+    r = await clients["officer"].post(
+        f"{P}/alerts/{alert_id}/edit",
+        [
+            ("family", "urgent-appeal"),
+            ("case_toml", dumps(case)),
+            ("title", f"Case {evil}"),
+            ("lists", "urgent-appeals"),
+            ("languages", "en"),
+        ],
+    )
     assert r.status == 303
     for path in ("/", f"{P}/alerts/{alert_id}", f"{P}/alerts/{alert_id}/edit", f"{P}/audit"):
         status, page = await clients["officer"].get(path)
@@ -153,7 +181,8 @@ async def test_case_data_with_script_is_shown_escaped(web) -> None:  # type: ign
         if path != f"{P}/audit":  # there, details are JSON with "<" written as \u003c
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, path
     status, body = await clients["viewer"].get(
-        f"{P}/alerts/{alert_id}/preview?audience=authority&channel=email&language=en", html=False)
+        f"{P}/alerts/{alert_id}/preview?audience=authority&channel=email&language=en", html=False
+    )
     assert evil not in json.loads(body)["html"]
 
 
@@ -163,14 +192,26 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
     alert_id = await create(officer)
     # unsaved preview from the editor (POST with the CSRF header, nothing written)
     await officer.get(f"{P}/alerts/new")
-    r = await officer.http.post(base + f"{P}/preview", data={
-        "family": "urgent-appeal", "case_toml": EXAMPLE, "audience": "media", "channel": "telegram",
-        "language": "fr"}, headers={"X-CSRF-Token": officer.token})
+    r = await officer.http.post(
+        base + f"{P}/preview",
+        data={
+            "family": "urgent-appeal",
+            "case_toml": EXAMPLE,
+            "audience": "media",
+            "channel": "telegram",
+            "language": "fr",
+        },
+        headers={"X-CSRF-Token": officer.token},
+    )
     doc = await r.json()
-    assert r.status == 200 and doc["language"] == "fr" and doc["html"] is None and "Lucía Marenco" in doc["text"]
-    r = await officer.http.post(base + f"{P}/preview", data={"family": "urgent-appeal", "case_toml": "x = ",
-                                                             "audience": "media", "channel": "email"},
-                                headers={"X-CSRF-Token": officer.token})
+    assert (
+        r.status == 200 and doc["language"] == "fr" and doc["html"] is None and "Lucía Marenco" in doc["text"]
+    )
+    r = await officer.http.post(
+        base + f"{P}/preview",
+        data={"family": "urgent-appeal", "case_toml": "x = ", "audience": "media", "channel": "email"},
+        headers={"X-CSRF-Token": officer.token},
+    )
     assert r.status == 422 and (await r.json())["error"]["message"].startswith("case data: not valid TOML")
     # submit: the reviewer and the admin are told at once by email, without the case
     await officer.get(f"{P}/alerts/{alert_id}")
@@ -188,8 +229,10 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
     await clients["admin"].get(f"{P}/alerts/{admin_alert}")
     r = await clients["admin"].post(f"{P}/alerts/{admin_alert}/approve", [])
     assert r.status == 403
-    assert (f"alert {admin_alert}: the author cannot approve their own alert; a second person must approve it"
-            in text(await r.text()))
+    assert (
+        f"alert {admin_alert}: the author cannot approve their own alert; a second person must approve it"
+        in text(await r.text())
+    )
     # the reviewer approves; the officer sends; the deliveries are queued
     await reviewer.get(f"{P}/alerts/{alert_id}")
     r = await reviewer.post(f"{P}/alerts/{alert_id}/approve", [("languages", "en")])
@@ -209,7 +252,7 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
         first = b""
         while b"event: counts" not in first:
             first += await r.content.readline()
-        data = json.loads((await r.content.readline()).decode()[len("data: "):])
+        data = json.loads((await r.content.readline()).decode()[len("data: ") :])
         assert data["channels"]["email"]["queued"] == 3 and data["open"] == 3
     async with app.sessions.begin() as session:
         for d in (await session.scalars(select(Delivery).where(Delivery.alert_id == alert_id))).all():
@@ -218,13 +261,20 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
         stream = (await asyncio.wait_for(r.content.read(), 10)).decode()
     assert "event: done" in stream and '"sent": 3' in stream
     # pause, resume, resend failed, close
-    for action, notice in (("pause", "paused"), ("resume", "resumed"), ("resend-failed", "resent"),
-                           ("close", "closed")):
+    for action, notice in (
+        ("pause", "paused"),
+        ("resume", "resumed"),
+        ("resend-failed", "resent"),
+        ("close", "closed"),
+    ):
         await officer.get(f"{P}/alerts/{alert_id}")
         r = await officer.post(f"{P}/alerts/{alert_id}/{action}", [])
         assert r.status == 303 and f"notice={notice}" in r.headers["Location"], action
     r = await officer.post(f"{P}/alerts/{alert_id}/close", [], html=False)
-    assert r.status == 409 and (await r.json())["error"]["message"] == f"alert {alert_id} is closed: it cannot become closed"
+    assert (
+        r.status == 409
+        and (await r.json())["error"]["message"] == f"alert {alert_id} is closed: it cannot become closed"
+    )
 
 
 async def test_schedule_in_the_scheduler_timezone_and_consent(web) -> None:  # type: ignore[no-untyped-def]
@@ -258,19 +308,33 @@ async def test_contacts_search_edit_and_import_report(web) -> None:  # type: ign
     status, page = await officer.get(f"{P}/contacts?q=person1")
     assert status == 200 and "person1@example.org" in page and "person2@example.org" not in page
     await officer.get(f"{P}/contacts/new")
-    r = await officer.post(f"{P}/contacts/new", [("name", "Nadia"), ("email", "nadia@example.org"),
-                                                 ("kind", "media"), ("language", "fr"), ("new_lists", "press")])
+    r = await officer.post(
+        f"{P}/contacts/new",
+        [
+            ("name", "Nadia"),
+            ("email", "nadia@example.org"),
+            ("kind", "media"),
+            ("language", "fr"),
+            ("new_lists", "press"),
+        ],
+    )
     assert r.status == 303
     contact_path = r.headers["Location"].split("?")[0]
     status, page = await officer.get(contact_path)
     assert 'value="nadia@example.org"' in page and 'value="press" checked' in page
-    r = await officer.post(contact_path, [("name", "Nadia K."), ("email", "person0@example.org"), ("kind", "media")])
+    r = await officer.post(
+        contact_path, [("name", "Nadia K."), ("email", "person0@example.org"), ("kind", "media")]
+    )
     assert r.status == 409 and "email is already used by contact" in text(await r.text())
-    csv = ("name,email,telegram,kind,language,organisation,country,lists\n"
-           "Ana,ana@example.org,,media,es,Diario,PE,press\n"
-           "Bad,not-an-email,,media,en,,,\n")
+    csv = (
+        "name,email,telegram,kind,language,organisation,country,lists\n"
+        "Ana,ana@example.org,,media,es,Diario,PE,press\n"
+        "Bad,not-an-email,,media,en,,,\n"
+    )
     await officer.get(f"{P}/contacts/import")
-    r = await officer.post(f"{P}/contacts/import", [("file", ("c.csv", csv.encode(), "text/csv")), ("list", "")])
+    r = await officer.post(
+        f"{P}/contacts/import", [("file", ("c.csv", csv.encode(), "text/csv")), ("list", "")]
+    )
     page = text(await r.text())
     assert r.status == 200 and "2 rows: 1 created" in page and "row 3: " in page
 
@@ -280,21 +344,34 @@ async def test_followups_add_cancel_and_responses(web) -> None:  # type: ignore[
     officer = clients["officer"]
     alert_id = await create(officer)
     await officer.get(f"{P}/followups")
-    r = await officer.post(f"{P}/followups", [("alert", str(alert_id)), ("kind", "reminder"),
-                                             ("due", "2099-01-01T09:30"), ("note", "call the ministry")])
+    r = await officer.post(
+        f"{P}/followups",
+        [
+            ("alert", str(alert_id)),
+            ("kind", "reminder"),
+            ("due", "2099-01-01T09:30"),
+            ("note", "call the ministry"),
+        ],
+    )
     assert r.status == 303
     _status, page = await officer.get(f"{P}/followups")
     assert "2099-01-01 09:30" in page and "call the ministry" in page
-    r = await officer.post(f"{P}/followups", [("alert", "abc"), ("kind", "reminder"), ("due", "2099-01-01T09:30")])
+    r = await officer.post(
+        f"{P}/followups", [("alert", "abc"), ("kind", "reminder"), ("due", "2099-01-01T09:30")]
+    )
     assert r.status == 422 and "alert: 'abc' is not an alert number" in text(await r.text())
     fid = page.split(f"{P}/followups/")[1].split("/")[0]
     r = await officer.post(f"{P}/followups/{fid}/cancel", [])
     assert r.status == 303
     r = await officer.post(f"{P}/followups/{fid}/cancel", [], html=False)
-    assert r.status == 409 and (await r.json())["error"]["message"].startswith(f"follow-up {fid} was already cancelled")
+    assert r.status == 409 and (await r.json())["error"]["message"].startswith(
+        f"follow-up {fid} was already cancelled"
+    )
     await officer.get(f"{P}/alerts/{alert_id}")
-    r = await officer.post(f"{P}/alerts/{alert_id}/responses", [("contact", "person1@example.org"),
-                                                                 ("summary", "The ministry replied")])
+    r = await officer.post(
+        f"{P}/alerts/{alert_id}/responses",
+        [("contact", "person1@example.org"), ("summary", "The ministry replied")],
+    )
     assert r.status == 303
     _status, page = await officer.get(f"{P}/alerts/{alert_id}")
     assert "The ministry replied" in page
