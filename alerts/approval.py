@@ -264,6 +264,12 @@ async def set_status(
         await ready_to_send(session, alert)
     if old is A.SCHEDULED and status is A.APPROVED:
         values["send_at"] = None
+        # a send follow-up for the old time must not publish it later (same transaction)
+        from alerts.followups_sends import cancel_stale_sends
+
+        await cancel_stale_sends(
+            session, alert.id, keep_at=None, now=now, reason="cancelled: the alert was unscheduled"
+        )
     if status is A.SENDING and alert.published_at is None:
         values["published_at"] = now
     if status is A.SENT:

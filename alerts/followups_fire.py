@@ -149,13 +149,20 @@ async def act_on_alert(
             CursorResult[Any],
             await session.execute(
                 update(Alert)
-                .where(Alert.id == alert.id, Alert.status == A.SCHEDULED.value)
+                .where(
+                    Alert.id == alert.id,
+                    Alert.status == A.SCHEDULED.value,
+                    Alert.send_at == f.due_at,  # rescheduled since: its new time rules
+                )
                 .values(status=A.APPROVED.value)
                 .execution_options(synchronize_session=False)
             ),
         )
         await session.refresh(alert)
         if won.rowcount != 1:
+            if alert.status == A.SCHEDULED:
+                at = alert.send_at.isoformat() if alert.send_at else "another time"
+                return f"skipped: rescheduled; alert {alert.id} is now scheduled for {at}.", None
             if alert.status in (A.SENDING, A.SENT):
                 return f"alert {alert.id} was already published (at its scheduled time).", None
             return f"skipped: alert {alert.id} is {alert.status}, no longer scheduled.", None

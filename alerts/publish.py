@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval, audit
 from alerts.errors import AlertsError, Conflict, NotFound
+from alerts.followups_sends import cancel_stale_sends
 from alerts.messages import AlertInfo
 from alerts.models import Alert, AlertAttachment, AlertVersion, User
 from alerts.outbox import fan_out
@@ -65,6 +66,15 @@ async def schedule(
         raise Conflict(f"alert {alert.id} is {alert.status}; only an approved alert can be scheduled.")
     if at <= now:
         raise Conflict(f"alert {alert.id}: the send time {at.isoformat()} is in the past.")
+    # a send follow-up for another time must not publish it before (or after) the new one;
+    # cancelled first (follow-up, then alert: the lock order of ``followups.fire``)
+    await cancel_stale_sends(
+        session,
+        alert.id,
+        keep_at=at,
+        now=now,
+        reason=f"cancelled: the alert was rescheduled for {at.isoformat()}",
+    )
     await approval.set_status(session, alert, AlertStatus.SCHEDULED, user=user, send_at=at, now=now)
 
 

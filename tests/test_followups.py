@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval, drafts, tracking, users
@@ -20,7 +20,8 @@ from alerts.dispatch import Dispatcher
 from alerts.errors import Conflict, PermissionDenied, ValidationError
 from alerts.followups import add_followup, cancel_followup, fire, get_followup, list_followups, parse_duration
 from alerts.models import Alert, Delivery, Followup, User
-from alerts.publish import publish, publish_due
+from alerts.publish import publish, publish_due, schedule
+from alerts.states import AlertStatus
 from alerts.timeutil import utcnow
 from channels.email import EmailChannel
 from tests.factories import RENDERER, add_contacts, approved_alert
@@ -508,3 +509,63 @@ async def test_weekly_digest_lists_open_cases_and_silent_authorities(
     assert [(f.kind, f.due_at) for f in upcoming if f.kind == "digest"] == [
         ("digest", T0 + timedelta(days=8))
     ]
+
+
+async def test_send_followup_left_over_after_a_reschedule_publishes_nothing(app: App) -> None:
+    monday, wednesday = T0 + timedelta(days=5), T0 + timedelta(days=7)
+    async with app.sessions.begin() as session:
+        officer, reviewer = await people(session)
+        await add_contacts(session, 2)
+        alert_id = (await approved_alert(session, author=officer, reviewer=reviewer)).id
+    fid = await add(app, alert_id, kind="send", due_at=monday)
+    async with app.sessions.begin() as session:  # unschedule (web/API/CLI all go through set_status)
+        alert = await drafts.get_alert(session, alert_id)
+        await approval.set_status(session, alert, AlertStatus.APPROVED, user=officer, now=T0)
+    assert (await row(app, fid)).result == "cancelled: the alert was unscheduled"
+    async with app.sessions.begin() as session:
+        await schedule(session, await drafts.get_alert(session, alert_id), at=wednesday, now=T0)
+    assert await fire(app, fid, monday) is None  # cancelled with the unscheduling
+    async with app.sessions() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        assert (alert.status, alert.send_at) == ("scheduled", wednesday)
+        assert (await session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id))).all() == []
+
+
+async def test_rescheduling_cancels_the_send_followup_for_the_old_time(app: App) -> None:
+    monday, wednesday = T0 + timedelta(days=5), T0 + timedelta(days=7)
+    async with app.sessions.begin() as session:
+        officer, reviewer = await people(session)
+        await add_contacts(session, 1)
+        alert_id = (await approved_alert(session, author=officer, reviewer=reviewer)).id
+    fid = await add(app, alert_id, kind="send", due_at=monday)
+    async with app.sessions.begin() as session:  # back to approved behind the follow-up's back
+        await session.execute(
+            update(Alert).where(Alert.id == alert_id).values(status="approved", send_at=None)
+        )
+    async with app.sessions.begin() as session:
+        await schedule(session, await drafts.get_alert(session, alert_id), at=wednesday, now=T0)
+    f = await row(app, fid)
+    assert f.cancelled_at is not None
+    assert f.result == f"cancelled: the alert was rescheduled for {wednesday.isoformat()}"
+    assert await fire(app, fid, monday) is None
+
+
+async def test_send_followup_whose_alert_moved_to_another_time_is_skipped(app: App) -> None:
+    """Even a left-over (not cancelled) send follow-up checks the alert's time before publishing."""
+    monday, wednesday = T0 + timedelta(days=5), T0 + timedelta(days=7)
+    async with app.sessions.begin() as session:
+        officer, reviewer = await people(session)
+        await add_contacts(session, 2)
+        alert_id = (await approved_alert(session, author=officer, reviewer=reviewer)).id
+    fid = await add(app, alert_id, kind="send", due_at=monday)
+    async with app.sessions.begin() as session:  # as a version without the cancellation left it
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(send_at=wednesday))
+    fired = await fire(app, fid, monday)
+    assert fired is not None
+    assert fired.result == (
+        f"skipped: rescheduled; alert {alert_id} is now scheduled for {wednesday.isoformat()}."
+    )
+    async with app.sessions() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        assert (alert.status, alert.send_at) == ("scheduled", wednesday)
+        assert (await session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id))).all() == []
