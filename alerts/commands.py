@@ -19,7 +19,7 @@ from alerts import approval, contacts, drafts, erasure, tracking, users
 from alerts.app import App, open_app
 from alerts.attachments import attach
 from alerts.cli import print_json, read_case_file
-from alerts.config import Settings
+from alerts.config import Settings, require_secret
 from alerts.contacts_csv import import_csv
 from alerts.controls import cancel_pending, resend_failed, set_paused, test_send
 from alerts.db import create_engine
@@ -212,6 +212,7 @@ async def alert_approve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_test(args: argparse.Namespace, settings: Settings) -> int:
+    require_secret(settings)
     async with open_app(settings) as app:
         channel = app.channels.get(args.channel)
         if channel is None:
@@ -233,6 +234,8 @@ async def alert_test(args: argparse.Namespace, settings: Settings) -> int:
 
 async def alert_send(args: argparse.Namespace, settings: Settings) -> int:
     now = utcnow()
+    if args.wait:  # this process will sign unsubscribe links
+        require_secret(settings)
     async with open_app(settings, channels=None if args.wait else {}) as app:
         async with app.sessions.begin() as session:
             alert = await drafts.get_alert(session, args.id)

@@ -21,6 +21,8 @@ from typing import Any, Literal
 from alerts.errors import ConfigError
 
 SECRET_KEYS = frozenset({"password", "secret_key", "token", "secret"})
+DEFAULT_SECRET = "change-me-in-production"
+MIN_SECRET_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +36,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
-    secret_key: str = field(default="change-me-in-production", repr=False)
+    secret_key: str = field(default=DEFAULT_SECRET, repr=False)
+    trusted_proxies: str = ""  # comma-separated addresses whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,6 +287,28 @@ def _check(settings: Settings) -> None:
             f"{src}: [scheduler] timezone has value {settings.scheduler.timezone!r}. Not a known time zone.",
             details={"key": "scheduler.timezone"},
         ) from None
+
+
+def require_secret(settings: Settings) -> None:
+    """Refuse to send or serve with a guessable ``[server] secret_key``.
+
+    It signs unsubscribe, preference and tracking links and sign-in sessions: with the
+    shipped default anyone could forge them (unsubscribe a partner, redirect through our
+    domain). ``alerts demo`` makes its own.
+    """
+    key = settings.server.secret_key
+    if key == DEFAULT_SECRET or len(key) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{settings.source}: [server] secret_key is "
+            + (
+                "the shipped default"
+                if key == DEFAULT_SECRET
+                else f"shorter than {MIN_SECRET_LENGTH} characters"
+            )
+            + "; set ALERTS_SERVER_SECRET_KEY to a long random value (e.g. `python3 -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'`).",
+            details={"key": "server.secret_key"},
+        )
 
 
 def as_toml_defaults() -> dict[str, dict[str, Any]]:

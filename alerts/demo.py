@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from alerts import approval, drafts, users
 from alerts.app import open_app
 from alerts.capture import CaptureServer
-from alerts.config import Settings
+from alerts.config import DEFAULT_SECRET, Settings
 from alerts.contacts_csv import import_csv
 from alerts.models import Alert, Contact, User
 from alerts.publish import publish
@@ -28,6 +29,16 @@ LOGINS = {
     "reviewer": ("reviewer", "demo-reviewer"),
     "admin": ("admin", "demo-admin"),
 }
+
+
+def demo_secret(path: Path) -> str:
+    """A random secret for the demo, kept beside its database so links survive a restart."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
 
 
 async def seed(settings: Settings) -> int | None:
@@ -78,6 +89,8 @@ async def seed(settings: Settings) -> int | None:
 async def run_demo(settings: Settings, *, port: int, smtp_port: int, database: str) -> None:
     """Seed, start the capture server and serve until interrupted."""
     settings = settings.replace("database", url=database)
+    if settings.server.secret_key == DEFAULT_SECRET:
+        settings = settings.replace("server", secret_key=demo_secret(Path(".alerts-demo-secret")))
     settings = settings.replace("server", port=port, public_url=f"http://127.0.0.1:{port}")
     settings = settings.replace(
         "email", host="127.0.0.1", port=smtp_port, security="none", username="", password=""

@@ -10,7 +10,7 @@ import signal
 from aiohttp import web
 
 from alerts.app import App, open_app
-from alerts.config import Settings
+from alerts.config import Settings, require_secret
 from alerts.dispatch import Dispatcher
 from alerts.scheduler import start_scheduler
 
@@ -39,6 +39,7 @@ async def run_service(
     extras: dict[str, object] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``)."""
+    require_secret(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -70,6 +70,7 @@ async def main() -> None:
             "ALERTS_DATABASE_URL": url,
             "ALERTS_EMAIL_PORT": str(smtp.port),
             "ALERTS_DISPATCHER_LEASE_SECONDS": "3",
+            "ALERTS_SERVER_SECRET_KEY": "bench-secret-0123456789abcdef",
             "ALERTS_EMAIL_POOL_SIZE": "16",
         }
 

@@ -64,7 +64,12 @@ async def one_run(server: str, n: int, workers: int, sink_port: int) -> dict[str
                 await add_contacts(session, min(5000, n - start), start=start)
             alert = await approved_alert(session, author=officer, reviewer=reviewer)
         folder = tempfile.mkdtemp(prefix="alerts-scaleout-")
-        env = {**os.environ, "ALERTS_DATABASE_URL": url, "ALERTS_EMAIL_PORT": str(sink_port)}
+        env = {
+            **os.environ,
+            "ALERTS_DATABASE_URL": url,
+            "ALERTS_EMAIL_PORT": str(sink_port),
+            "ALERTS_SERVER_SECRET_KEY": "bench-secret-0123456789abcdef",
+        }
         env.pop("ALERTS_CONFIG", None)
         for _ in range(workers):
             procs.append(

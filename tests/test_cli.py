@@ -31,6 +31,7 @@ class CLI:
             "ALERTS_DATABASE_URL": db_url,
             "ALERTS_EMAIL_PORT": str(smtp_port),
             "ALERTS_DISPATCHER_FLUSH_INTERVAL": "0.01",
+            "ALERTS_SERVER_SECRET_KEY": "cli-test-secret-0123456789",
         }
         self.env.pop("ALERTS_CONFIG", None)
         self.cwd = cwd

@@ -96,3 +96,20 @@ def test_secret_values_are_never_repeated_in_errors(tmp_path: Path) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.toml: config file not found\."):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("change-me-in-production", "the shipped default"), ("tiny-key", "shorter than 16 characters")],
+)
+def test_serving_with_a_guessable_secret_is_refused(key: str, problem: str) -> None:
+    from alerts.config import require_secret
+
+    settings = load_settings(environ={"ALERTS_SERVER_SECRET_KEY": key})
+    with pytest.raises(ConfigError) as info:
+        require_secret(settings)
+    assert str(info.value).startswith(
+        f"{settings.source}: [server] secret_key is {problem}; set ALERTS_SERVER"
+    )
+    assert "tiny-key" not in str(info.value)  # a secret is never repeated
+    require_secret(load_settings(environ={"ALERTS_SERVER_SECRET_KEY": "x" * 32}))  # a real one passes

@@ -119,7 +119,7 @@ async def setup(db_url: str, tmp_path: Path, capture: CaptureServer) -> AsyncIte
     config = tmp_path / "alerts.toml"
     config.write_text(
         f'[database]\nurl = "{db_url}"\n'
-        f'[server]\npublic_url = "https://alerts.example.org"\n'
+        f'[server]\npublic_url = "https://alerts.example.org"\nsecret_key = "service-test-secret-0123456789"\n'
         f'[email]\nhost = "127.0.0.1"\nport = {capture.port}\npool_size = 2\n'
         '[scheduler]\ntimezone = "Europe/Paris"\n'
     )
