@@ -121,7 +121,7 @@ async def record(
         # provider texts often quote the address ("550 <jane@…>: unknown"); viewers see details
         detail = redact(o.detail, item.address)
         if o.kind is OutcomeKind.UNKNOWN:
-            detail = f"outcome unknown: {o.detail}" + ("" if retry_at else "; not retried again")
+            detail = f"outcome unknown: {detail}" + ("" if retry_at else "; not retried again")
         updates.append(
             {
                 "b_id": item.id,
