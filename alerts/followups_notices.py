@@ -73,8 +73,11 @@ def lateness(late_seconds: float | None) -> str:
 
 
 def alert_link(app: App, alert_id: int) -> str:
-    """The officer page of an alert."""
-    return f"{app.settings.server.public_url.rstrip('/')}/ui/alerts/{alert_id}"
+    """The officer page of an alert (under the officer UI's prefix)."""
+    # imported here: the web package imports the App, which imports the follow-ups
+    from alerts.web.ui import PREFIX
+
+    return f"{app.settings.server.public_url.rstrip('/')}{PREFIX}/alerts/{alert_id}"
 
 
 def footer(f: Followup) -> str:

@@ -5,8 +5,10 @@ tells (checking a reminder's condition; weekly digests are planned by
 ``alerts.followups_digest``). ``alerts.followups_notices.deliver`` sends the notices after
 the claim commits. Notices name the alert and what is due, never a contact's address. An
 alert's title is usually the defender's name, and Telegram chats with a bot are not
-end-to-end encrypted: the Telegram form of a notice about an alert that is not public names
-the alert by its number only (the email form keeps the title).
+end-to-end encrypted: the Telegram form of a notice names the alert by its number only
+unless the public archive shows it (marked public, the latest consent ``public``, sent or
+closed: ``alerts.feeds.is_public``), and never carries the officer's free-text note (the
+email form keeps both).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.feeds import is_public
 from alerts.followups_digest import plan_digest
 from alerts.followups_notices import (
     FIRING,
@@ -51,8 +54,9 @@ __all__ = [
 ]
 
 K = FollowupKind
-#: (subject, text) of a notice, given how to name an alert: with its title, or by number only.
-_Compose = Callable[[Callable[[Alert], str]], tuple[str, str]]
+#: (subject, text) of a notice, given how to name an alert (with its title, or by number only)
+#: and whether the officer's note may be included.
+_Compose = Callable[[Callable[[Alert], str], bool], tuple[str, str]]
 
 
 def _titled(alert: Alert) -> str:
@@ -73,13 +77,14 @@ async def _officers(session: AsyncSession, ids: Sequence[int | None]) -> list[Us
     return list(rows.all())
 
 
-def _notices(users: Sequence[User], alert: Alert, compose: _Compose) -> tuple[Notice, ...]:
-    subject, text = compose(_titled)
-    if alert.is_public:
-        telegram_text = None  # the same words as the email
-    else:
-        short_subject, short_text = compose(_numbered)
-        telegram_text = f"{short_subject[:SUBJECT_MAX]}\n\n{short_text}"
+async def _notices(
+    session: AsyncSession, users: Sequence[User], alert: Alert, compose: _Compose
+) -> tuple[Notice, ...]:
+    subject, text = compose(_titled, True)
+    # Telegram: the title only when the archive shows the alert anyway; the note never
+    public = await is_public(session, alert.id)
+    short_subject, short_text = compose(_titled if public else _numbered, False)
+    telegram_text = f"{short_subject[:SUBJECT_MAX]}\n\n{short_text}"
     return tuple(
         Notice(
             user_id=u.id,
@@ -134,7 +139,7 @@ async def plan(
             return Plan(result=result)
         target = waiting.id if waiting is not None else alert.id
 
-        def compose_acted(name: Callable[[Alert], str]) -> tuple[str, str]:
+        def compose_acted(name: Callable[[Alert], str], with_note: bool) -> tuple[str, str]:
             if waiting is not None:
                 subject = f"Update waiting for approval: alert {waiting.id} (follows alert {alert.id})"
                 body = (
@@ -150,10 +155,12 @@ async def plan(
                     f"The {f.kind} follow-up on {name(alert)}, due at {when(f.due_at, tz)} "
                     f"{late}\ncould not be carried out: {result.removeprefix('failed: ')}\n"
                 )
-            return subject, body + note + f"\nOpen it: {alert_link(app, target)}\n" + footer(f)
+            return subject, body + (
+                note if with_note else ""
+            ) + f"\nOpen it: {alert_link(app, target)}\n" + footer(f)
 
         users = await _officers(session, [alert.author_id, f.created_by])
-        notices = _notices(users, alert, compose_acted)
+        notices = await _notices(session, users, alert, compose_acted)
         return Plan(result=result, notices=notices, already=already, attempts=attempts)
     # a reminder
     if f.condition == "no_response":
@@ -166,12 +173,12 @@ async def plan(
     if f.condition == "case_open" and alert.status == AlertStatus.CLOSED:
         return Plan(result="skipped: the case is closed (condition: case open).")
 
-    def compose_reminder(name: Callable[[Alert], str]) -> tuple[str, str]:
+    def compose_reminder(name: Callable[[Alert], str], with_note: bool) -> tuple[str, str]:
         lines = [
             f"A follow-up is due on {name(alert)} ({alert.status}).",
             f"Due: {when(f.due_at, tz)} {late}".rstrip(),
         ]
-        if f.note:
+        if f.note and with_note:
             lines.append(f"Note: {f.note}")
         if f.condition == "no_response":
             who = " or ".join(data.get("kinds", [])) or "anyone"
@@ -181,7 +188,7 @@ async def plan(
         return subject, "\n".join(lines) + "\n" + footer(f)
 
     users = await _officers(session, [alert.author_id, f.created_by])
-    notices = _notices(users, alert, compose_reminder)
+    notices = await _notices(session, users, alert, compose_reminder)
     if not notices:
         return Plan(
             result=f"not delivered: no active officer of alert {alert.id} has an email address "

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +25,7 @@ from alerts.models import Alert, Delivery, Followup, User
 from alerts.publish import publish, publish_due, schedule
 from alerts.states import AlertStatus
 from alerts.timeutil import utcnow
+from alerts.web import make_web_app
 from channels.email import EmailChannel
 from tests.factories import RENDERER, add_contacts, approved_alert
 
@@ -231,6 +234,20 @@ def test_durations() -> None:
 # -- firing exactly once ----------------------------------------------------------------------
 
 
+async def test_notice_links_resolve_to_the_officer_alert_page(app: App, capture: CaptureServer) -> None:
+    """The link in a reminder (and a digest: the same ``alert_link``) opens a page the web app serves."""
+    alert_id, _ = await sent_alert(app, 1)
+    capture.handler.clear()
+    fid = await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(hours=1))
+    await fire(app, fid, T0 + timedelta(hours=1))
+    [message] = capture.messages()
+    [link] = re.findall(r"https://alerts\.example\.org(/\S*)", body(message))
+    webapp = make_web_app(app)
+    match = await webapp.router.resolve(make_mocked_request("GET", link, app=webapp))
+    assert match.http_exception is None, link
+    assert match.route.method == "GET" and match.get("id") == str(alert_id)
+
+
 async def test_reminder_reaches_the_author_late_with_link(app: App, capture: CaptureServer) -> None:
     alert_id, _ = await sent_alert(app, 2)
     capture.handler.clear()
@@ -243,7 +260,7 @@ async def test_reminder_reaches_the_author_late_with_link(app: App, capture: Cap
     assert message.rcpt_tos == ("olga@example.org",)
     assert message.subject.startswith(f"Follow-up due: alert {alert_id} ")
     text = body(message)
-    assert f"https://alerts.example.org/ui/alerts/{alert_id}" in text
+    assert f"https://alerts.example.org/office/alerts/{alert_id}" in text
     assert "Due: 2030-03-20 10:00 CET (late by 20 min: the service was down)" in text  # [scheduler] timezone
     assert "Note: Call the ministry again" in text
     assert header(message, "Message-ID") == f"<followup-{fid}.u1@localhost>"

@@ -238,7 +238,7 @@ async def test_reminder_due_while_down_fires_once_after_restart(
     text = message.raw.decode()
     assert message.rcpt_tos == ("olga@example.org",) and "Note: Call the ministry" in text
     assert "(late by 7 min: the service was down)" in text
-    assert f"https://alerts.example.org/ui/alerts/{alert_id}" in text
+    assert f"https://alerts.example.org/office/alerts/{alert_id}" in text
     done = await results(db_url)
     assert done[late_one][0] == "reminder sent; sent to olga" and (done[late_one][1] or 0) >= 420
     assert (done[answered][0] or "").startswith("skipped: a response was recorded on ")

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from alerts.app import App, open_app
 from alerts.capture import CaptureServer
 from alerts.followups import fire
-from alerts.models import Alert, Contact, User
+from alerts.models import Alert, Consent, Contact, User
 from channels.base import Channel
 from channels.email import EmailChannel
 from channels.telegram import TelegramChannel
@@ -35,13 +35,19 @@ async def app(db_url: str, capture: CaptureServer, botapi: BotApiServer) -> Asyn
         yield opened
 
 
-async def reminder(app: App, *, public: bool = False) -> tuple[int, int, str, list[str]]:
+async def reminder(
+    app: App, *, public: bool = False, consent: str | None = None
+) -> tuple[int, int, str, list[str]]:
     """A sent alert whose author olga has a Telegram chat, and a reminder on it; (alert, follow-up, title,
-    every contact address)."""
+    every contact address). ``consent``: the scope of the defender's consent recorded (none if None)."""
     alert_id, _ = await sent_alert(app, 2)
     async with app.sessions.begin() as session:
         await session.execute(update(User).where(User.name == "olga").values(telegram=CHAT))
         await session.execute(update(Alert).where(Alert.id == alert_id).values(is_public=public))
+        if consent is not None:
+            olga = await session.scalar(select(User.id).where(User.name == "olga"))
+            assert olga is not None
+            session.add(Consent(alert_id=alert_id, scope=consent, recorded_by=olga, recorded_at=T0))
         title = (await session.scalar(select(Alert.title).where(Alert.id == alert_id))) or ""
         addresses = [a for a in (await session.scalars(select(Contact.email))).all() if a]
     fid = await add(app, alert_id, kind="reminder", due_at=T0 + timedelta(hours=1), note="Call the ministry")
@@ -59,22 +65,41 @@ async def test_reminder_reaches_the_officers_telegram_chat(
     text = call.text or ""
     assert text.startswith(f"Follow-up due: alert {alert_id}\n")
     assert f"A follow-up is due on alert {alert_id} (sent)." in text and "Due: 2030-03-20 10:00 CET" in text
-    assert "Note: Call the ministry" in text and f"https://alerts.example.org/ui/alerts/{alert_id}" in text
+    assert f"https://alerts.example.org/office/alerts/{alert_id}" in text
+    assert "Call the ministry" not in text  # the officer's note stays out of Telegram
     assert call.params.get("parse_mode") == "HTML"
     # the alert is not public: its title (the defender's name) stays out of Telegram, not out of email
     assert title and title not in text and "Marenco" not in text
     [message] = capture.messages()
     assert title in message.subject and title in body(message)
+    assert "Note: Call the ministry" in body(message)
     assert addresses and not any(a in text or a in message.raw.decode() for a in addresses)
     assert "@" not in text  # no address of any kind
     assert (await row(app, fid)).result == "reminder sent; sent to olga"
 
 
 async def test_public_alert_reminder_names_it_on_telegram(app: App, botapi: BotApiServer) -> None:
-    alert_id, fid, title, _ = await reminder(app, public=True)
+    alert_id, fid, title, _ = await reminder(app, public=True, consent="public")
     await fire(app, fid, T0 + timedelta(hours=1))
     [call] = botapi.sent(CHAT)
     assert (call.text or "").startswith(f"Follow-up due: alert {alert_id} {title}\n")
+    assert "Call the ministry" not in (call.text or "")  # not even for a public alert
+
+
+@pytest.mark.parametrize("consent", [None, "restricted"])
+async def test_public_audience_without_consent_keeps_the_name_off_telegram(
+    app: App, capture: CaptureServer, botapi: BotApiServer, consent: str | None
+) -> None:
+    """Marked public (the public is in the audience) is not enough: the defender must have consented."""
+    alert_id, fid, title, _ = await reminder(app, public=True, consent=consent)
+    capture.handler.clear()
+    await fire(app, fid, T0 + timedelta(hours=1))
+    [call] = botapi.sent(CHAT)
+    text = call.text or ""
+    assert text.startswith(f"Follow-up due: alert {alert_id}\n")
+    assert title and title not in text and "Call the ministry" not in text
+    [message] = capture.messages()  # the email keeps both
+    assert title in message.subject and "Note: Call the ministry" in body(message)
 
 
 @pytest.mark.botapi_options(script={CHAT: ["blocked"]})
