@@ -8,16 +8,24 @@ its nonce in this process until it would have expired anyway.
 
 CSRF tokens are a MAC of the session nonce (or, before sign-in, of a random ``ua_pre`` cookie):
 every form carries one and every state-changing request of the officers' pages checks it.
-Failed sign-ins are counted per account and per client address; past ``LOGIN_LIMIT`` failures
-in ``LOGIN_WINDOW`` the sign-in is refused with 429 and ``Retry-After`` before any password is
-checked. The message for an unknown user and a wrong password is the same.
+Failed sign-ins are counted per account *at* a client address (``LOGIN_LIMIT``: someone
+elsewhere guessing cannot lock a real officer out) and per client address (``ADDRESS_LIMIT``,
+any account); past either limit in ``LOGIN_WINDOW`` the sign-in is refused with 429 and
+``Retry-After`` before any password is checked. An attempt is reserved before its password is
+checked (attempts in flight count as failures until they end), so parallel requests cannot
+slip past the limit. The message for an unknown user and a wrong password is the same.
+
+The client address is the peer's, unless the peer is one of ``[server] trusted_proxies``: then
+it is the right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -30,7 +38,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from alerts import users
-from alerts.errors import AlertsError, PermissionDenied, Unauthorized
+from alerts.errors import AlertsError, ConfigError, PermissionDenied, Unauthorized
 from alerts.models import User
 
 logger = logging.getLogger(__name__)
@@ -40,8 +48,10 @@ PRE_COOKIE = "ua_pre"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_MAX_AGE = 8 * 3600
-LOGIN_LIMIT = 5
+LOGIN_LIMIT = 5  # failures per account at one client address
+ADDRESS_LIMIT = 20  # failures per client address, whatever the account
 LOGIN_WINDOW = 15 * 60
+IN_FLIGHT_WAIT = 0.5  # Retry-After base when only attempts still being checked fill the limit
 DEFAULT_SECRET = "change-me-in-production"
 BAD_CSRF = "the form's security token is missing or invalid; reload the page and try again"
 TOO_MANY = "too many failed sign-in attempts; try again in {minutes} minutes"
@@ -66,7 +76,11 @@ class TooManyAttempts(AlertsError):
 
 
 class LoginLimiter:
-    """Failed sign-ins per key in a sliding window (in memory, per process)."""
+    """Failed sign-ins per key in a sliding window (in memory, per process).
+
+    ``reserve`` counts an attempt in flight against its keys before its password is checked;
+    ``release`` ends it (then ``fail`` counts a failure, or ``reset`` forgets them).
+    """
 
     MAX_KEYS = 100_000  # beyond this, the oldest keys are forgotten (memory bound)
 
@@ -81,6 +95,7 @@ class LoginLimiter:
         self.window = window
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._pending: dict[str, int] = {}  # attempts being checked right now
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.get(key)
@@ -100,7 +115,30 @@ class LoginLimiter:
             times = self._recent(key, now)
             if len(times) >= self.limit:
                 wait = max(wait, times[-self.limit] + self.window - now)
+            elif len(times) + self._pending.get(key, 0) >= self.limit:
+                wait = max(wait, IN_FLIGHT_WAIT)  # full of attempts not yet answered
         return int(wait) + 1 if wait > 0 else 0
+
+    def reserve(self, *keys: str) -> int:
+        """Count an attempt in flight against every key, unless one is full: its Retry-After then.
+
+        Check and reservation happen without yielding to the event loop, so concurrent
+        requests cannot all see room for themselves.
+        """
+        wait = self.retry_after(*keys)
+        if not wait:
+            for key in keys:
+                self._pending[key] = self._pending.get(key, 0) + 1
+        return wait
+
+    def release(self, *keys: str) -> None:
+        """End an attempt reserved with ``reserve`` (count its failure first with ``fail``)."""
+        for key in keys:
+            left = self._pending.get(key, 0) - 1
+            if left > 0:
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)
 
     def fail(self, *keys: str) -> None:
         """Count one failure against every key."""
@@ -124,7 +162,8 @@ class AuthState:
 
     key: bytes
     secure: bool
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)  # per account at an address
+    addresses: LoginLimiter = field(default_factory=lambda: LoginLimiter(limit=ADDRESS_LIMIT))
     revoked: dict[str, float] = field(default_factory=dict)  # nonce -> when it expires anyway
 
     def mac(self, purpose: str, value: str) -> str:
@@ -292,18 +331,71 @@ def sign_out(request: web.Request, response: web.StreamResponse) -> None:
     response.del_cookie(SESSION_COOKIE, path="/")
 
 
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=8)
+def trusted_networks(text: str) -> tuple[_Network, ...]:
+    """``[server] trusted_proxies`` (comma-separated addresses or networks) parsed; ConfigError if bad."""
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"[server] trusted_proxies: {item!r} is not an IP address or network",
+                details={"key": "server.trusted_proxies"},
+            ) from None
+    return tuple(out)
+
+
+def _trusted(address: str, networks: tuple[_Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
 def client_address(request: web.Request) -> str:
-    """The peer address (forwarding headers are not trusted: they are the client's to forge)."""
-    return request.remote or "unknown"
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
+    ``X-Forwarded-For`` entry that is not a trusted proxy (entries further left are the
+    client's to forge). Sign-in and subscribe limits are keyed on it."""
+    from alerts.web import APP
+
+    remote = request.remote or "unknown"
+    networks = trusted_networks(request.app[APP].settings.server.trusted_proxies)
+    if not networks or not _trusted(remote, networks):
+        return remote
+    forwarded = request.headers.getall("X-Forwarded-For", [])
+    hops = [hop.strip() for value in forwarded for hop in value.split(",")]
+    for hop in reversed(hops):
+        try:
+            ip = ipaddress.ip_address(hop)
+        except ValueError:
+            break  # garbage from a proxy: fall back to the proxy itself
+        if not any(ip in net for net in networks):
+            return str(ip)
+    return remote
 
 
 async def attempt_sign_in(request: web.Request, name: str, password: str) -> User:
-    """Check the limits, then the password; count a failure. Raises TooManyAttempts or Unauthorized."""
+    """Reserve an attempt within the limits, then check the password; count a failure.
+
+    Raises TooManyAttempts or Unauthorized.
+    """
     from alerts.web import APP
 
     state = request.app[AUTH]
-    account, address = f"user:{name.strip().lower()}", f"addr:{client_address(request)}"
-    wait = state.limiter.retry_after(account, address)
+    address = client_address(request)
+    account, per_address = f"user:{name.strip().lower()}@{address}", f"addr:{address}"
+    wait = state.limiter.reserve(account)
+    if not wait:
+        wait = state.addresses.reserve(per_address)
+        if wait:
+            state.limiter.release(account)
     if wait:
         logger.info("sign-in refused: too many failures")
         raise TooManyAttempts(wait)
@@ -311,9 +403,13 @@ async def attempt_sign_in(request: web.Request, name: str, password: str) -> Use
         async with request.app[APP].sessions.begin() as db:
             user = await users.authenticate_password(db, name, password)
     except Unauthorized:
-        state.limiter.fail(account, address)
+        state.limiter.fail(account)
+        state.addresses.fail(per_address)
         logger.info("failed sign-in")
         raise
+    finally:
+        state.limiter.release(account)
+        state.addresses.release(per_address)
     state.limiter.reset(account)
     return user
 

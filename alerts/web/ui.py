@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -185,9 +186,27 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, **SECURITY_HEADERS})
 
 
+def _unsafe_char(ch: str) -> bool:
+    # whitespace and control/format characters: browsers drop some (``/\t/x`` is ``//x``), and
+    # CR/LF in a Location header break the response; a backslash is a slash to browsers
+    return ch.isspace() or ch == "\\" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
 def safe_next(target: str) -> str:
-    """A local path to go to after sign-in (never another site)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or "\n" in target:
+    """A path of the officers' pages (``/`` or under ``/office``) to go to after sign-in; ``/``
+    for anything else (another site, a scheme, control characters or whitespace, in the path
+    even percent-encoded)."""
+    if any(_unsafe_char(ch) for ch in target):
+        return "/"
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "/"
+    if any(_unsafe_char(ch) for ch in unquote(parts.path)):
+        return "/"
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if parts.path != "/" and parts.path != PREFIX and not parts.path.startswith(PREFIX + "/"):
         return "/"
     return target
 
@@ -256,6 +275,7 @@ def setup(webapp: web.Application) -> None:
 
     settings = webapp[APP].settings
     webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
+    auth.trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
     webapp.router.add_get("/login", login_form)
     webapp.router.add_post("/login", login)
     webapp.router.add_post("/logout", logout)

@@ -35,9 +35,9 @@ def csrf_in(page: str) -> str:
 class Client:
     """A browser-like HTTP client: keeps cookies, remembers the last page's CSRF token."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, *, headers: dict[str, str] | None = None) -> None:
         self.base = base
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers)
         self.token = ""
 
     async def close(self) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select
@@ -67,13 +70,44 @@ async def test_sign_in_sets_a_safe_cookie_and_sign_out_revokes_it(web) -> None: 
         await client.close()
 
 
-async def test_next_never_leaves_the_site(web) -> None:  # type: ignore[no-untyped-def]
+EVIL_NEXTS = (
+    "//evil.example/x",
+    "/\t/evil.example",
+    "/%09/evil.example",
+    "\r\n",
+    "/office\rx",
+    "/office\r\nSet-Cookie: x=1",
+    "https://evil.example",
+    "/\\evil.example",
+    "/%5Cevil.example",
+    "javascript:alert(1)",
+    "/login",  # local, but not an officers' page
+    "/ /evil.example",
+)
+
+
+@pytest.mark.parametrize("target", EVIL_NEXTS)
+async def test_next_never_leaves_the_site(web, target: str) -> None:  # type: ignore[no-untyped-def]
+    _, base = web
+    client = Client(base)
+    try:
+        status, page = await client.get("/login?" + urlencode({"next": target}))
+        assert status == 200
+        assert 'name="next" value="/"' in page
+        r = await client.post("/login", {"name": "viewer", "password": PASSWORD, "next": target})
+        assert r.status == 303 and r.headers["Location"] == "/"
+    finally:
+        await client.close()
+
+
+async def test_next_goes_to_officers_pages(web) -> None:  # type: ignore[no-untyped-def]
     _, base = web
     client = Client(base)
     try:
         await client.get("/login")
-        r = await client.post("/login", {"name": "viewer", "password": PASSWORD, "next": "//evil.example/x"})
-        assert r.headers["Location"] == "/"
+        target = f"{P}/contacts?q=Ana%20Maria"
+        r = await client.post("/login", {"name": "viewer", "password": PASSWORD, "next": target})
+        assert r.status == 303 and r.headers["Location"] == target
     finally:
         await client.close()
 
@@ -125,11 +159,113 @@ async def test_login_rate_limited_per_account_and_per_address(web) -> None:  # t
         body = await r.json()
         assert body["error"]["code"] == "rate_limited"
         assert body["error"]["message"] == "too many failed sign-in attempts; try again in 15 minutes"
-        # the same address trying another account is refused too (per-address limit)
+        # another account from the same address is not locked by those failures…
+        r = await client.post("/login", {"name": "reviewer", "password": "wrong password"})
+        assert r.status == 401
+        # …but the address as a whole has its own limit, whatever the account
+        for i in range(auth.ADDRESS_LIMIT - auth.LOGIN_LIMIT - 1):
+            r = await client.post("/login", {"name": f"nobody{i}", "password": "wrong password"})
+            assert r.status == 401
         r = await client.post("/login", {"name": "reviewer", "password": PASSWORD})
         assert r.status == 429 and "Retry-After" in r.headers
     finally:
         await client.close()
+
+
+async def test_parallel_wrong_passwords_cannot_pass_the_limit(web, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    checked = 0
+    real = users.authenticate_password
+
+    async def slow_check(*args: Any, **kw: Any) -> Any:
+        nonlocal checked
+        checked += 1
+        await asyncio.sleep(0.2)  # a slow hash: every request is in flight at once
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(users, "authenticate_password", slow_check)
+    _app, base = web
+    client = Client(base)
+    try:
+        await client.get("/login")
+        answers = await asyncio.gather(
+            *(client.post("/login", {"name": "officer", "password": f"guess {i}"}) for i in range(20))
+        )
+        statuses = sorted(r.status for r in answers)
+        assert checked <= auth.LOGIN_LIMIT
+        assert statuses == [401] * checked + [429] * (20 - checked)
+        assert all(int(r.headers["Retry-After"]) > 0 for r in answers if r.status == 429)
+        # when they are over, the failures count as usual
+        r = await client.post("/login", {"name": "officer", "password": PASSWORD})
+        assert r.status == 429
+    finally:
+        await client.close()
+
+
+async def test_a_success_releases_its_reservation(web) -> None:  # type: ignore[no-untyped-def]
+    _app, base = web
+    for _ in range(auth.LOGIN_LIMIT + 2):
+        client = await signed_in(base, "officer")
+        await client.close()
+
+
+async def test_others_cannot_lock_an_officer_out_behind_a_trusted_proxy(db_url: str) -> None:
+    async with running(db_url, trusted_proxies="10.9.8.7, 127.0.0.1") as (app, base):
+        await make_staff(app)
+        attacker = Client(base, headers={"X-Forwarded-For": "203.0.113.5"})
+        # forged left-most entries are ignored: the right-most untrusted one is the client
+        officer = Client(base, headers={"X-Forwarded-For": "203.0.113.5, 198.51.100.7, 10.9.8.7"})
+        try:
+            await attacker.get("/login")
+            for _ in range(auth.LOGIN_LIMIT):
+                r = await attacker.post("/login", {"name": "officer", "password": "wrong password"})
+                assert r.status == 401
+            r = await attacker.post("/login", {"name": "officer", "password": PASSWORD})
+            assert r.status == 429
+            # the real officer, at another address behind the same proxy, still signs in
+            r = await officer.sign_in("officer")
+            assert r.status == 303 and r.headers["Location"] == "/"
+        finally:
+            await attacker.close()
+            await officer.close()
+
+
+async def test_forwarded_for_is_ignored_from_untrusted_peers(web) -> None:  # type: ignore[no-untyped-def]
+    _app, base = web
+    attacker = Client(base, headers={"X-Forwarded-For": "203.0.113.5"})
+    other = Client(base, headers={"X-Forwarded-For": "198.51.100.7"})
+    try:
+        await attacker.get("/login")
+        for _ in range(auth.LOGIN_LIMIT):
+            r = await attacker.post("/login", {"name": "officer", "password": "wrong password"})
+            assert r.status == 401
+        # both are the same peer (no trusted proxy): a header cannot buy a fresh allowance
+        r = await other.sign_in("officer")
+        assert r.status == 429
+    finally:
+        await attacker.close()
+        await other.close()
+
+
+async def test_a_bad_trusted_proxy_entry_stops_the_start(db_url: str) -> None:
+    from alerts.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        async with running(db_url, trusted_proxies="127.0.0.1, not-an-ip"):
+            pass
+
+
+def test_limiter_counts_attempts_in_flight() -> None:
+    limiter = auth.LoginLimiter(limit=2, window=60, clock=lambda: 1000.0)
+    assert limiter.reserve("k") == 0
+    assert limiter.reserve("k") == 0
+    assert limiter.reserve("k") > 0  # two in flight fill the limit
+    limiter.release("k")
+    assert limiter.reserve("k") == 0
+    limiter.fail("k")
+    limiter.release("k")
+    limiter.release("k")
+    assert limiter.retry_after("k") == 0  # one failure, nothing in flight
+    assert limiter.reserve("k") == 0
 
 
 def test_limiter_window_slides() -> None:
