@@ -33,7 +33,7 @@ async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-u
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/healthz") as r:
             assert r.status == 200 and (await r.json())["checks"]["database"] == "ok"
-        async with http.get(f"{base}/metrics") as r:
+        async with http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}) as r:
             assert 'alerts_deliveries{channel="email",state="queued"} 3' in await r.text()
         async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats") as r:
             assert r.status == 401
@@ -100,9 +100,11 @@ async def test_metrics_report_send_latency_and_health_reports_parts(server) -> N
     scheduler = await start_scheduler(app)
     app.extras["scheduler"] = scheduler
     base = str(srv.make_url(""))
+    async with app.sessions.begin() as session:
+        _, token = await users.create_user(session, name="vera", role="viewer", with_token=True, now=utcnow())
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{base}/metrics") as r:
+            async with http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}) as r:
                 text = await r.text()
             async with http.get(f"{base}/healthz") as r:
                 health = await r.json()

@@ -1,17 +1,26 @@
-"""/healthz and /metrics (Prometheus text format)."""
+"""/healthz (public: ok/degraded per part, nothing more) and /metrics (Prometheus text format,
+for a bearer token of a user allowed to "view")."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
 from sqlalchemy import func, select, text
 
+from alerts import users
+from alerts.errors import AlertsError
 from alerts.models import Delivery
+
+logger = logging.getLogger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Database reachable, dispatcher alive."""
+    """Database reachable, dispatcher alive, scheduler running: "ok" or "degraded" each.
+
+    Anyone can ask, so the answer says nothing more; the reason of a degraded part is logged.
+    """
     from alerts.web import APP
 
     app = request.app[APP]
@@ -21,14 +30,20 @@ async def healthz(request: web.Request) -> web.Response:
             await session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
-        checks["database"] = f"error: {type(exc).__name__}"
+        logger.warning("health check: the database is not reachable: %s", type(exc).__name__)
+        checks["database"] = "degraded"
     dispatcher = app.extras.get("dispatcher")
     if dispatcher is not None:
-        checks["dispatcher"] = "ok" if time.monotonic() - dispatcher.alive_at < 10 else "stalled"
+        alive = time.monotonic() - dispatcher.alive_at < 10
+        if not alive:
+            logger.warning("health check: the dispatcher has stalled")
+        checks["dispatcher"] = "ok" if alive else "degraded"
     scheduler = app.extras.get("scheduler")
     if scheduler is not None:
         # a follower waiting for the PostgreSQL leader lock is healthy too
-        checks["scheduler"] = "ok" if scheduler.scheduler.running else "stopped"
+        if not scheduler.scheduler.running:
+            logger.warning("health check: the scheduler has stopped")
+        checks["scheduler"] = "ok" if scheduler.scheduler.running else "degraded"
     ok = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503
@@ -36,9 +51,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Deliveries by channel and state, queue depth, dispatcher counters."""
-    from alerts.web import APP
+    """Deliveries by channel and state, queue depth, dispatcher counters (bearer token: "view")."""
+    from alerts.web import APP, error_response
+    from alerts.web.api import authenticate
 
+    try:
+        users.check(await authenticate(request), "view")
+    except AlertsError as exc:
+        response = error_response(exc.http_status, exc.code, exc.message, exc.details)
+        if exc.http_status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     app = request.app[APP]
     lines = [
         "# HELP alerts_deliveries Deliveries by channel and state.",
