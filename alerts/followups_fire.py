@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import reminders
 from alerts.errors import AlertsError, NotFound
-from alerts.followups_notices import FIRING, deliver
+from alerts.followups_notices import FIRING, deliver, new_claim
 from alerts.models import Alert, Followup
 from alerts.publish import publish
 from alerts.states import AlertStatus, FollowupKind
@@ -61,21 +61,30 @@ async def due_followups(session: AsyncSession, now: datetime) -> list[int]:
 
 async def rearm_stalled(session: AsyncSession, now: datetime) -> list[int]:
     """Follow-ups claimed but never finished (the process died while sending): fire them again."""
-    rows = (
-        await session.scalars(
-            select(Followup.id).where(Followup.result == FIRING, Followup.fired_at < now - STALLED_AFTER)
+    claimed = (
+        await session.execute(
+            select(Followup.id, Followup.result).where(
+                Followup.result.like(f"{FIRING}%"), Followup.fired_at < now - STALLED_AFTER
+            )
         )
     ).all()
-    for fid in rows:
-        await session.execute(
-            update(Followup)
-            .where(Followup.id == fid, Followup.result == FIRING)
-            .values(fired_at=None, result="interrupted while sending; fired again")
-            .execution_options(synchronize_session=False)
+    rows = []
+    for fid, claim in claimed:
+        # guarded by the stalled firing's own claim: a firing that finished meanwhile stays
+        done = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Followup)
+                .where(Followup.id == fid, Followup.result == claim)
+                .values(fired_at=None, result="interrupted while sending; fired again")
+                .execution_options(synchronize_session=False)
+            ),
         )
+        if done.rowcount == 1:
+            rows.append(fid)
     if rows:
         logger.warning("%d follow-up(s) were interrupted while sending; firing them again", len(rows))
-    return list(rows)
+    return rows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +99,7 @@ class Fired:
 
 async def fire(app: App, followup_id: int, now: datetime) -> Fired | None:
     """Claim and act on one follow-up; None if another caller claimed it (or it was cancelled)."""
+    claim = new_claim()
     async with app.sessions.begin() as session:
         won = cast(
             CursorResult[Any],
@@ -98,7 +108,7 @@ async def fire(app: App, followup_id: int, now: datetime) -> Fired | None:
                 .where(
                     Followup.id == followup_id, Followup.fired_at.is_(None), Followup.cancelled_at.is_(None)
                 )
-                .values(fired_at=now, result=FIRING)
+                .values(fired_at=now, result=claim)
                 .execution_options(synchronize_session=False)
             ),
         )
@@ -110,10 +120,10 @@ async def fire(app: App, followup_id: int, now: datetime) -> Fired | None:
         f.late_seconds = max(0.0, (now - f.due_at).total_seconds())
         acted = await act_on_alert(session, app, f, now=now) if f.kind in (K.UPDATE, K.SEND) else None
         plan = await reminders.plan(session, app, f, now=now, acted=acted)
-        f.result = plan.result if not plan.notices else FIRING
+        f.result = plan.result if not plan.notices else claim
         kind, late = f.kind, f.late_seconds
     if plan.notices:
-        result = await deliver(app, followup_id, plan, now=now)
+        result = await deliver(app, followup_id, plan, now=now, claim=claim)
     else:
         result = plan.result
     logger.info(

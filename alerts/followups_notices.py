@@ -7,12 +7,21 @@ chat) after the claim commits, and records the result, re-arming the row on a tr
 failure for the officers not yet reached. Each message has a deterministic Message-ID per
 (follow-up, officer), so the rare repeat after a crash collapses in mail clients. A failure
 on one channel never holds back another. Officers' addresses are never logged above DEBUG.
+
+Each firing claims the row with its own token (``result`` is ``"firing <token>"``): every
+write ``deliver`` makes is guarded by that token, so a firing that was given up as stalled
+(``followups_fire.rearm_stalled``) and finishes late changes nothing the next firing owns.
+Each send is bounded (``SEND_TIMEOUT``) and so is a whole delivery (``DELIVER_BUDGET``), well
+under the stall window; who was reached is recorded after every successful send, so a
+firing that replaces a stalled one does not reach the same officer twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -30,8 +39,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SUBJECT_MAX = 200
-#: ``Followup.result`` while a claimed follow-up's notices are being sent.
+#: ``Followup.result`` while a claimed follow-up's notices are being sent (then a claim token).
 FIRING = "firing"
+#: Longest wait for one message to one officer on one channel (seconds).
+SEND_TIMEOUT = 30.0
+#: Longest a whole delivery may take (seconds): well under ``followups_fire.STALLED_AFTER``.
+DELIVER_BUDGET = 120.0
 #: Attempts at reaching officers before a notice is given up as undelivered.
 MAX_ATTEMPTS = 5
 
@@ -58,6 +71,11 @@ class Plan:
     notices: tuple[Notice, ...] = ()
     already: frozenset[str] = field(default_factory=frozenset)  # "email:3" reached on an earlier attempt
     attempts: int = 0
+
+
+def new_claim() -> str:
+    """The ``Followup.result`` of a row claimed by one firing: FIRING and a token of its own."""
+    return f"{FIRING} {secrets.token_hex(8)}"
 
 
 def when(value: datetime, tz: ZoneInfo) -> str:
@@ -107,22 +125,61 @@ def _message(app: App, f_id: int, alert_id: int | None, notice: Notice, channel:
     )
 
 
-async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime) -> str:
-    """Send the plan's notices, then record the result (re-arming the row on a transient failure)."""
+async def _guarded(app: App, followup_id: int, claim: str, values: dict[str, Any]) -> bool:
+    """Write ``values`` to the row if this firing's claim still holds it."""
+    async with app.sessions.begin() as session:
+        done = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Followup)
+                .where(Followup.id == followup_id, Followup.result == claim)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+    return done.rowcount == 1
+
+
+async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime, claim: str) -> str:
+    """Send the plan's notices, then record the result (re-arming the row on a transient failure).
+
+    ``claim`` is the row's ``result`` as this firing claimed it; once another firing has taken
+    the row over, nothing more is sent and nothing is written.
+    """
     reached, retry, failed = set(plan.already), [], []
     async with app.sessions() as session:
         f = await session.get(Followup, followup_id)
         assert f is not None
         alert_id = f.alert_id
+    data: dict[str, Any] = dict(f.data or {})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DELIVER_BUDGET
+    owned = True
     for notice in plan.notices:
         for channel, address in (("email", notice.email), ("telegram", notice.telegram)):
             key = f"{channel}:{notice.user_id}"
-            if address is None or key in reached or channel not in app.channels:
+            if not owned or address is None or key in reached or channel not in app.channels:
                 continue
+            left = deadline - loop.time()
+            if left <= 0:
+                retry.append(f"{notice.name} ({channel}): not tried, out of time")
+                continue
+            timeout = min(SEND_TIMEOUT, left)
             try:
-                outcome = await app.channels[channel].send(
-                    _message(app, followup_id, alert_id, notice, channel)
+                outcome = await asyncio.wait_for(
+                    app.channels[channel].send(_message(app, followup_id, alert_id, notice, channel)),
+                    timeout,
                 )
+            except TimeoutError:
+                logger.warning(
+                    "follow-up %s: %s to user %s timed out after %.1f s",
+                    followup_id,
+                    channel,
+                    notice.user_id,
+                    timeout,
+                )
+                retry.append(f"{notice.name} ({channel}): no answer within {timeout:.1f} s")
+                continue
             except Exception as exc:  # noqa: BLE001 - an adapter bug or unclassified network error: retry later
                 logger.warning(
                     "follow-up %s: %s to user %s raised %s",
@@ -135,6 +192,11 @@ async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime) -> s
                 continue
             if outcome.kind is OutcomeKind.SENT:
                 reached.add(key)
+                # recorded at once: a firing that takes over from this one skips this officer
+                data["notified"] = sorted(reached)
+                owned = await _guarded(app, followup_id, claim, {"data": dict(data)})
+                if not owned:
+                    logger.warning("follow-up %s: another firing took over; stopping", followup_id)
             elif outcome.kind is OutcomeKind.PERMANENT:
                 failed.append(f"{notice.name} ({channel}): {outcome.detail}")
             else:
@@ -144,7 +206,6 @@ async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime) -> s
     result = f"{lead}; sent to {', '.join(names) or 'nobody'}"
     if failed:
         result += "; refused for " + "; ".join(failed)
-    data: dict[str, Any] = dict(f.data or {})
     data["notified"] = sorted(reached)
     values: dict[str, Any] = {"data": data}
     if retry and plan.attempts + 1 < MAX_ATTEMPTS:
@@ -164,16 +225,7 @@ async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime) -> s
             result += "; gave up on " + "; ".join(retry)
             logger.error("follow-up %s: gave up reaching %d officer(s)", followup_id, len(retry))
         values["result"] = result
-    async with app.sessions.begin() as session:
-        done = cast(
-            CursorResult[Any],
-            await session.execute(
-                update(Followup)
-                .where(Followup.id == followup_id, Followup.result == FIRING)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ),
-        )
-        if done.rowcount != 1:
-            logger.warning("follow-up %s changed while its notices were sent", followup_id)
+    if not owned or not await _guarded(app, followup_id, claim, values):
+        logger.warning("follow-up %s changed while its notices were sent", followup_id)
+        return f"superseded: another firing took over ({result})"
     return result

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
+from alerts import followups_notices
 from alerts.app import App, open_app
 from alerts.capture import CaptureServer
-from alerts.followups import fire
+from alerts.followups import STALLED_AFTER, fire, rearm_stalled
 from alerts.models import Alert, Consent, Contact, User
 from channels.base import Channel
 from channels.email import EmailChannel
@@ -134,3 +136,60 @@ async def test_telegram_outage_retries_telegram_only(
     second = await fire(app, fid, T0 + timedelta(hours=1, seconds=30))
     assert second is not None and second.result == "reminder sent; sent to olga"
     assert len(capture.messages()) == 1 and len(botapi.sent(CHAT)) == 2  # no second email
+
+
+@pytest.mark.botapi_options(script={CHAT: ["stall", "ok"]})
+async def test_stalled_firing_taken_over_sends_nothing_twice(
+    app: App, db_url: str, capture: CaptureServer, botapi: BotApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A firing stuck on Telegram is re-armed as stalled and fired by another process; that one reaches
+    only whom the first had not, and the first one's late end (its send timed out) leaves the second
+    one's result alone."""
+    monkeypatch.setattr(followups_notices, "SEND_TIMEOUT", 2.0)
+    _, fid, _, _ = await reminder(app)
+    capture.handler.clear()
+    due = T0 + timedelta(hours=1)
+    first = asyncio.create_task(fire(app, fid, due))
+    for _ in range(200):  # until the first firing's Telegram message hangs (its email went out)
+        if botapi.sent(CHAT):
+            break
+        await asyncio.sleep(0.01)
+    assert len(botapi.sent(CHAT)) == 1 and len(capture.messages()) == 1
+    assert (await row(app, fid)).data == {"notified": ["email:1"]}  # recorded before the stall
+    later = due + STALLED_AFTER + timedelta(minutes=1)
+    settings = settings_for(db_url, capture.port)
+    channels: dict[str, Channel] = {
+        "email": EmailChannel(settings.email),
+        "telegram": TelegramChannel(botapi.settings()),
+    }
+    async with open_app(settings, channels=channels) as other:  # the other process
+        async with other.sessions.begin() as session:
+            assert await rearm_stalled(session, later) == [fid]
+        second = await fire(other, fid, later)
+    assert second is not None and second.result == "reminder sent; sent to olga"
+    late = await first
+    assert late is not None and late.result.startswith("superseded: another firing took over")
+    f = await row(app, fid)
+    assert f.result == "reminder sent; sent to olga" and f.fired_at == later
+    assert (f.data or {})["notified"] == ["email:1", "telegram:1"]
+    assert [m.rcpt_tos for m in capture.messages()] == [("olga@example.org",)]  # one email
+    # one Telegram message delivered: the stalled request was abandoned unanswered
+    assert [b for _, chat, b in botapi.answered if chat == CHAT and b != "stall"] == ["ok"]
+
+
+@pytest.mark.botapi_options(script={CHAT: ["stall", "ok"]})
+async def test_a_stalled_send_is_bounded_and_retried(
+    app: App, capture: CaptureServer, botapi: BotApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delivering never outlasts the stall window: a send with no answer is given up and retried."""
+    assert followups_notices.DELIVER_BUDGET < STALLED_AFTER.total_seconds() / 2
+    monkeypatch.setattr(followups_notices, "SEND_TIMEOUT", 0.2)
+    _, fid, _, _ = await reminder(app)
+    capture.handler.clear()
+    first = await fire(app, fid, T0 + timedelta(hours=1))
+    assert first is not None
+    assert first.result == "retrying at 2030-03-20T09:00:30+00:00: olga (telegram): no answer within 0.2 s"
+    await asyncio.sleep(1.0)  # the channel's per-chat interval
+    second = await fire(app, fid, T0 + timedelta(hours=1, seconds=30))
+    assert second is not None and second.result == "reminder sent; sent to olga"
+    assert len(capture.messages()) == 1
