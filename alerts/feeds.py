@@ -11,15 +11,17 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval
+from alerts.messages import AlertInfo
 from alerts.models import Alert, Consent
 from alerts.publish import load_alert_info
 from alerts.states import AlertStatus
+from alerts.types import RenderedContent
 
 if TYPE_CHECKING:
     from alerts.app import App
@@ -86,6 +88,29 @@ async def is_public(session: AsyncSession, alert_id: int) -> bool:
     return await session.scalar(_public_query().where(Alert.id == alert_id)) is not None
 
 
+#: ``original`` of an update whose first alert is not public: a blank title (the templates then
+#: leave out the line naming it) and no reference.
+HIDDEN_TITLE = " "
+
+
+async def _public_content(session: AsyncSession, app: App, info: AlertInfo, language: str) -> RenderedContent:
+    """The public form of one language, naming the thread's first alert only if it is public too."""
+    original = info.original
+    if original is None or await is_public(session, int(original["id"])):
+        return app.builder.content(info, audience=PUBLIC_AUDIENCE, channel="email", language=language)
+    # rendered here, not through the builder's cache: the dispatcher's form names the original
+    extra: dict[str, Any] = {
+        "alert_title": info.title,
+        "alert_url": f"{app.builder.public_url}/alerts/{info.id}",
+        "original": {"title": HIDDEN_TITLE, "date": original["date"], "id": "-"},
+    }
+    if info.embargo_until is not None:
+        extra["embargo_until"] = info.embargo_until.strftime("%Y-%m-%d %H:%M UTC")
+    return app.builder.renderer.render(
+        info.family, info.case_data, audience=PUBLIC_AUDIENCE, channel="email", language=language, extra=extra
+    )
+
+
 async def public_alert(session: AsyncSession, app: App, alert_id: int) -> PublicAlert | None:
     """The public form of an alert, or None when it is not public (or does not exist)."""
     alert = await session.scalar(_public_query().where(Alert.id == alert_id))
@@ -95,7 +120,7 @@ async def public_alert(session: AsyncSession, app: App, alert_id: int) -> Public
     info = await load_alert_info(session, alert.id)
     texts = []
     for language in languages:
-        content = app.builder.content(info, audience=PUBLIC_AUDIENCE, channel="email", language=language)
+        content = await _public_content(session, app, info, language)
         texts.append(PublicText(language=language, subject=content.subject, text=content.text))
     parent_id = (
         alert.parent_id if alert.parent_id is not None and await is_public(session, alert.parent_id) else None

@@ -384,3 +384,103 @@ async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site
     async with site.http.get(site.base + f"/alerts/{shown}.cap.xml") as r:
         original = ET.fromstring(await r.read())
     assert original.findtext(f"{CAP}msgType") == "Alert" and original.find(f"{CAP}references") is None
+
+
+@pytest.fixture
+async def proxied_site(db_url: str) -> AsyncIterator[Site]:
+    """The web app behind a trusted reverse proxy on loopback (clients named by X-Forwarded-For)."""
+    async with open_app(site_settings(db_url, trusted_proxies="127.0.0.1"), channels={}) as app:
+        server = TestServer(make_web_app(app))
+        await server.start_server()
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            yield Site(app=app, base=str(server.make_url("")).rstrip("/"), http=http)
+        await server.close()
+
+
+async def _subscribers(site: Site) -> int:
+    async with site.app.sessions() as session:
+        return len((await session.scalars(select(Contact.id))).all())
+
+
+async def test_subscribe_is_limited_per_client_address(proxied_site: Site) -> None:
+    from alerts.web.public import SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW
+
+    site = proxied_site
+    one, other = {"X-Forwarded-For": "203.0.113.5"}, {"X-Forwarded-For": "198.51.100.7"}
+    for i in range(SUBSCRIBE_LIMIT):
+        status, _ = await site.call(
+            "POST", "/subscribe", data={"email": f"s{i}@example.org", "language": "en"}, headers=one
+        )
+        assert status == 202
+    before = await _subscribers(site)
+    async with site.http.post(
+        site.base + "/subscribe", data={"email": "late@example.org", "language": "en"}, headers=one
+    ) as r:
+        assert r.status == 429
+        assert 0 < int(r.headers["Retry-After"]) <= SUBSCRIBE_WINDOW + 1
+        assert "Too many requests" in await r.text()
+        assert r.headers["Cache-Control"] == "no-store"
+    assert await _subscribers(site) == before  # nothing recorded
+    # another client behind the same proxy is not held up
+    status, page = await site.call(
+        "POST", "/subscribe", data={"email": "other@example.org", "language": "en"}, headers=other
+    )
+    assert status == 202 and "Check your inbox" in page
+
+
+@pytest.fixture
+def two_mails_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alerts.web import public
+
+    monkeypatch.setattr(public, "CONFIRM_MAILS_PER_HOUR", 2, raising=False)
+
+
+async def test_confirmation_mails_stop_at_the_hourly_cap(
+    two_mails_an_hour: None, mail_site: tuple[Site, CaptureServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    site, capture = mail_site
+    pages = []
+    for address in ("a@example.org", "b@example.org", "c@example.org"):
+        status, page = await site.call("POST", "/subscribe", data={"email": address, "language": "en"})
+        assert status == 202
+        pages.append(page)
+    assert pages[0] == pages[1] == pages[2]  # the same answer, mailed or not
+    assert sorted(m.rcpt_tos for m in await _mails(capture, 2)) == [("a@example.org",), ("b@example.org",)]
+    await asyncio.sleep(0.2)
+    assert len(capture.messages()) == 2
+    assert any("over 2 per hour" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert "c@example.org" not in caplog.text
+
+
+async def test_update_of_an_alert_whose_consent_was_withdrawn_does_not_name_it(site: Site) -> None:
+    """An update stays public on its own consent, but no longer names its original (archive, Atom, CAP)."""
+    async with site.app.sessions.begin() as session:
+        await add_contacts(session, 1, kind="public")
+    root = await _public_alert(site)
+    update = await _public_alert(site, parent_id=root)
+    async with site.app.sessions() as session:
+        title = await session.scalar(select(Alert.title).where(Alert.id == root))
+    assert title
+    status, page = await site.call("GET", f"/alerts/{update}")
+    assert status == 200 and title in page and "This is an update to our alert" in page  # while public
+    async with site.app.sessions.begin() as session:
+        alert = await session.get(Alert, root)
+        reviewer = await session.scalar(select(User).where(User.name == "rafael"))
+        assert alert is not None and reviewer is not None
+        await approval.record_consent(session, alert, user=reviewer, scope="restricted", now=utcnow())
+    for lang in ("en", "fr"):
+        status, page = await site.call("GET", f"/alerts/{update}?lang={lang}")
+        assert status == 200 and title not in page and f"{root})" not in page
+    assert "This is an update to our alert" not in page
+    status, page = await site.call("GET", "/alerts")
+    assert status == 200 and title not in page
+    async with site.http.get(site.base + "/feed.atom") as r:
+        feed = (await r.read()).decode()
+    assert f"/alerts/{update}" in feed and title not in feed and f"/alerts/{root}<" not in feed
+    async with site.http.get(site.base + f"/alerts/{update}.cap.xml") as r:
+        assert r.status == 200
+        cap = ET.fromstring(await r.read())
+    text = ET.tostring(cap, encoding="unicode")
+    assert title not in text and cap.find(f"{CAP}references") is None
+    headlines = [i.findtext(f"{CAP}headline") for i in cap.findall(f"{CAP}info")]
+    assert all(headlines) and not any(h and title in h for h in headlines), headlines
