@@ -7,6 +7,12 @@ whatever the reason, so nobody learns whether an address is subscribed. The one-
 unsubscribe POST needs no cookie and no CSRF token: the token in the URL is the credential.
 Confirmation is a POST too (the GET shows a button), so mail scanners that open links
 cannot confirm a subscription on the owner's behalf.
+
+``POST /subscribe`` is limited per client address (``SUBSCRIBE_LIMIT`` in ``SUBSCRIBE_WINDOW``,
+then 429 with ``Retry-After``; the address as sign-in reads it, ``auth.client_address``), and
+the service mails at most ``CONFIRM_MAILS_PER_HOUR`` confirmations: past that, subscribe
+answers the same page but sends nothing (and logs a warning), so nobody can use the form to
+mail-bomb strangers or burn the sending reputation.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,6 +39,7 @@ from alerts.models import Contact
 from alerts.subscriptions import Confirmation, Signer
 from alerts.timeutil import utcnow
 from alerts.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.web import auth
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +62,23 @@ PRIVATE = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
 CONFIRMATIONS = web.AppKey("confirmations", set[asyncio.Task[bool]])
 #: How long shutdown waits for confirmation mails still being sent.
 CONFIRM_DRAIN_SECONDS = 10.0
+
+#: Subscribe requests per client address in SUBSCRIBE_WINDOW seconds; more get 429.
+SUBSCRIBE_LIMIT = 5
+SUBSCRIBE_WINDOW = 10 * 60
+#: Confirmation mails per hour for the whole service; more are not sent.
+CONFIRM_MAILS_PER_HOUR = 200
+
+
+@dataclass
+class SubscribeLimits:
+    """Sliding windows (in memory, per process): requests per address, confirmation mails."""
+
+    addresses: auth.LoginLimiter
+    mails: auth.LoginLimiter
+
+
+SUBSCRIBE_LIMITS = web.AppKey("subscribe_limits", SubscribeLimits)
 
 #: The confirmation mail, per language (English for any other).
 CONFIRM_MAIL = {
@@ -220,6 +245,19 @@ async def subscribe(request: web.Request) -> web.Response:
     from alerts.web import APP
 
     app = request.app[APP]
+    limits = request.app[SUBSCRIBE_LIMITS]
+    client = f"addr:{auth.client_address(request)}"
+    wait = limits.addresses.retry_after(client)
+    if wait:
+        logger.info("subscribe refused: too many requests from one address")
+        response = _message(
+            "Too many requests",
+            f"Please try again in {max(1, -(-wait // 60))} minutes.",
+            status=429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
+    limits.addresses.fail(client)  # every request counts, accepted or not
     form = await _form(request)
     email, language = _first(form, "email").strip(), _first(form, "language", "en")
     kinds, countries = form.get("kinds", []), _first(form, "countries")
@@ -251,8 +289,16 @@ async def subscribe(request: web.Request) -> web.Response:
             **_choices(app),
         )
     if contact is not None:
-        # In the background, so a new address answers as fast as a known one (no timing oracle).
-        _in_background(request.app, send_confirmation(app, contact))
+        if limits.mails.retry_after("mails"):
+            logger.warning(
+                "confirmation mails are over %d per hour: the one for contact %d was not sent",
+                CONFIRM_MAILS_PER_HOUR,
+                contact.id,
+            )
+        else:
+            limits.mails.fail("mails")
+            # In the background, so a new address answers as fast as a known one (no timing oracle).
+            _in_background(request.app, send_confirmation(app, contact))
     return _message(
         "Check your inbox",
         "If this address can be subscribed, we have sent it a message with a confirmation link.",
@@ -509,6 +555,10 @@ async def cap_document(request: web.Request) -> web.Response:
 def setup(webapp: web.Application) -> None:
     """Add the public routes."""
     webapp[CONFIRMATIONS] = set()
+    webapp[SUBSCRIBE_LIMITS] = SubscribeLimits(
+        addresses=auth.LoginLimiter(limit=SUBSCRIBE_LIMIT, window=SUBSCRIBE_WINDOW),
+        mails=auth.LoginLimiter(limit=CONFIRM_MAILS_PER_HOUR, window=3600),
+    )
     webapp.on_shutdown.append(_drain_confirmations)
     r = webapp.router
     r.add_get("/subscribe", subscribe_form)
