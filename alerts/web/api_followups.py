@@ -1,5 +1,9 @@
 """JSON API for follow-ups and responses under /api/v1 (bearer tokens).
 
+Declared as ``Route``s of the shared table (``ROUTES``, registered by ``alerts.web.api``): the
+same token, role, size, content-type and schema checks as every API route, and in the
+OpenAPI document.
+
 GET    /api/v1/alerts/{id}/followups      view            the alert's follow-ups
 POST   /api/v1/alerts/{id}/followups      followup.manage {"kind", "at"|"in", "note", "data",
                                                            "condition", "kinds"} → 201
@@ -12,183 +16,226 @@ POST   /api/v1/alerts/{id}/responses      alert.respond   {"contact_id", "summar
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from alerts import drafts, tracking, users
+from alerts import drafts, tracking
 from alerts.errors import NotFound, ValidationError
 from alerts.followups import add_followup, cancel_followup, list_followups, parse_duration, to_json
 from alerts.models import Alert, Contact
 from alerts.timeutil import parse_when, utcnow
-from alerts.web.api import authenticate
+from alerts.web.api import ID_PATH, MAX_ID, PREFIX, Ctx, Param, Route, Schema, json_response
 
-_FIELDS = frozenset({"kind", "at", "in", "note", "data", "condition", "kinds"})
+FOLLOWUP: Schema = {"type": "object"}
+FOLLOWUP_BODY: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kind"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["reminder", "update", "send", "digest"]},
+        "at": {"type": "string", "format": "date-time", "maxLength": 64},
+        "in": {"type": "string", "maxLength": 16, "description": "e.g. 7d, 12h"},
+        "note": {"type": "string", "maxLength": 2000},
+        "data": {"type": "object"},
+        "condition": {
+            "type": ["string", "null"],
+            "maxLength": 32,
+            "description": "no_response or case_open (no-response, case-open also accepted)",
+        },
+        "kinds": {"type": "array", "items": {"type": "string", "maxLength": 32}, "maxItems": 5},
+    },
+}
+RESPONSE_BODY: Schema = {
+    "type": "object",
+    "required": ["summary"],
+    "properties": {
+        "contact_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID},
+        "summary": {"type": "string", "maxLength": 5000},
+        "responded_at": {"type": "string", "format": "date-time", "maxLength": 64},
+    },
+}
+_LIST: Schema = {"type": "object", "properties": {"followups": {"type": "array", "items": FOLLOWUP}}}
+_ALERT = f"{PREFIX}/alerts/{ID_PATH}"
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)
+def _tz(ctx: Ctx) -> ZoneInfo:
+    return ZoneInfo(ctx.app.settings.scheduler.timezone)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValidationError("body: not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise ValidationError("body: must be a JSON object.")
-    return body
-
-
-def _text(body: dict[str, Any], key: str, *, default: str | None = None) -> str | None:
-    value = body.get(key, default)
-    if value is not None and not isinstance(value, str):
-        raise ValidationError(f"{key}: must be a string.", details={"field": key})
-    return value
-
-
-def _tz(request: web.Request) -> ZoneInfo:
-    from alerts.web import APP
-
-    return ZoneInfo(request.app[APP].settings.scheduler.timezone)
-
-
-async def _create(request: web.Request, alert_id: int | None) -> web.Response:
-    from alerts.web import APP
-
-    user = await authenticate(request)
-    users.check(user, "followup.manage")
-    body = await _body(request)
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationError(
-            f"{unknown[0]}: unknown field; fields are {', '.join(sorted(_FIELDS))}.",
-            details={"field": unknown[0]},
-        )
+async def _create(ctx: Ctx, alert_id: int | None) -> web.Response:
+    body, user = ctx.body, ctx.user
+    assert user is not None
     now = utcnow()
-    at, in_ = _text(body, "at"), _text(body, "in")
+    at, in_ = body.get("at"), body.get("in")
     if (at is None) == (in_ is None):
         raise ValidationError(
             "at, in: give exactly one of at (ISO-8601) or in (e.g. 7d).", details={"field": "at"}
         )
     due = parse_when(at, field="at") if at is not None else now + parse_duration(in_ or "", field="in")
-    data = body.get("data")
-    if data is not None and not isinstance(data, dict):
-        raise ValidationError("data: must be a JSON object of case data.", details={"field": "data"})
-    kinds = body.get("kinds", [])
-    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
-        raise ValidationError("kinds: must be a list of contact kinds.", details={"field": "kinds"})
-    app = request.app[APP]
-    async with app.sessions.begin() as session:
+    async with ctx.app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id) if alert_id is not None else None
         f = await add_followup(
             session,
             alert=alert,
-            kind=_text(body, "kind") or "",
+            kind=body.get("kind") or "",
             due_at=due,
-            note=_text(body, "note", default="") or "",
-            data=data,
-            condition=_text(body, "condition"),
-            kinds=kinds,
+            note=body.get("note") or "",
+            data=body.get("data"),
+            condition=body.get("condition"),
+            kinds=body.get("kinds", []),
             user=user,
             now=now,
-            validate_case=app.renderer.validate_case,
+            validate_case=ctx.app.renderer.validate_case,
         )
-        doc = to_json(f, _tz(request))
-    return web.json_response(doc, status=201, dumps=_dumps)
+        doc = to_json(f, _tz(ctx))
+    return json_response(doc, status=201)
 
 
-async def alert_followups(request: web.Request) -> web.Response:
+async def alert_followups(ctx: Ctx) -> web.Response:
     """GET /api/v1/alerts/{id}/followups"""
-    from alerts.web import APP
-
-    user = await authenticate(request)
-    users.check(user, "view")
-    async with request.app[APP].sessions() as session:
-        alert = await drafts.get_alert(session, int(request.match_info["id"]))
-        rows = [to_json(f, _tz(request)) for f in await list_followups(session, alert_id=alert.id)]
-    return web.json_response({"followups": rows}, dumps=_dumps)
+    async with ctx.app.sessions() as session:
+        alert = await drafts.get_alert(session, ctx.id)
+        rows = [to_json(f, _tz(ctx)) for f in await list_followups(session, alert_id=alert.id)]
+    return json_response({"followups": rows})
 
 
-async def add_alert_followup(request: web.Request) -> web.Response:
+async def add_alert_followup(ctx: Ctx) -> web.Response:
     """POST /api/v1/alerts/{id}/followups"""
-    return await _create(request, int(request.match_info["id"]))
+    return await _create(ctx, ctx.id)
 
 
-async def add_digest(request: web.Request) -> web.Response:
+async def add_digest(ctx: Ctx) -> web.Response:
     """POST /api/v1/followups (a follow-up that names no alert: the weekly digest)"""
-    return await _create(request, None)
+    return await _create(ctx, None)
 
 
-async def all_followups(request: web.Request) -> web.Response:
+async def all_followups(ctx: Ctx) -> web.Response:
     """GET /api/v1/followups?status=pending|all"""
-    from alerts.web import APP
-
-    user = await authenticate(request)
-    users.check(user, "view")
-    status = request.query.get("status", "pending")
-    if status not in ("pending", "all"):
-        raise ValidationError(f"status: {status!r} is not pending or all.", details={"field": "status"})
-    async with request.app[APP].sessions() as session:
-        rows = [to_json(f, _tz(request)) for f in await list_followups(session, include_done=status == "all")]
-    return web.json_response({"followups": rows}, dumps=_dumps)
+    async with ctx.app.sessions() as session:
+        done = ctx.query["status"] == "all"
+        rows = [to_json(f, _tz(ctx)) for f in await list_followups(session, include_done=done)]
+    return json_response({"followups": rows})
 
 
-async def cancel(request: web.Request) -> web.Response:
+async def cancel(ctx: Ctx) -> web.Response:
     """DELETE /api/v1/followups/{id}"""
-    from alerts.web import APP
-
-    user = await authenticate(request)
-    async with request.app[APP].sessions.begin() as session:
-        f = await cancel_followup(session, int(request.match_info["id"]), user=user, now=utcnow())
-        doc = to_json(f, _tz(request))
-    return web.json_response(doc, dumps=_dumps)
+    assert ctx.user is not None
+    async with ctx.app.sessions.begin() as session:
+        f = await cancel_followup(session, ctx.id, user=ctx.user, now=utcnow())
+        doc = to_json(f, _tz(ctx))
+    return json_response(doc)
 
 
-async def add_response(request: web.Request) -> web.Response:
+async def add_response(ctx: Ctx) -> web.Response:
     """POST /api/v1/alerts/{id}/responses"""
-    from alerts.web import APP
-
-    user = await authenticate(request)
-    users.check(user, "alert.respond")
-    body = await _body(request)
+    body, user = ctx.body, ctx.user
+    assert user is not None
     contact_id = body.get("contact_id")
-    if contact_id is not None and (not isinstance(contact_id, int) or isinstance(contact_id, bool)):
-        raise ValidationError(
-            "contact_id: must be a contact id (a whole number) or null.", details={"field": "contact_id"}
-        )
-    responded = _text(body, "responded_at")
+    responded: str | None = body.get("responded_at")
     now = utcnow()
-    async with request.app[APP].sessions.begin() as session:
-        alert: Alert = await drafts.get_alert(session, int(request.match_info["id"]))
+    async with ctx.app.sessions.begin() as session:
+        alert: Alert = await drafts.get_alert(session, ctx.id)
         if contact_id is not None and await session.get(Contact, contact_id) is None:
             raise NotFound(f"contact {contact_id} does not exist.")
         response = await tracking.record_response(
             session,
             alert,
             contact_id=contact_id,
-            summary=_text(body, "summary", default="") or "",
+            summary=body.get("summary") or "",
             recorded_by=user.id,
             now=now,
             responded_at=parse_when(responded, field="responded_at") if responded else None,
         )
-        doc = {
+        doc: dict[str, Any] = {
             "id": response.id,
             "alert_id": alert.id,
             "contact_id": response.contact_id,
             "summary": response.summary,
             "responded_at": response.responded_at.isoformat(),
         }
-    return web.json_response(doc, status=201, dumps=_dumps)
+    return json_response(doc, status=201)
+
+
+ROUTES: list[Route] = [
+    Route(
+        method="GET",
+        path=f"{_ALERT}/followups",
+        handler=alert_followups,
+        summary="The alert's follow-ups",
+        action="view",
+        tag="followups",
+        errors=(404,),
+        response=_LIST,
+    ),
+    Route(
+        method="POST",
+        path=f"{_ALERT}/followups",
+        handler=add_alert_followup,
+        summary="Schedule a follow-up of the alert",
+        action="followup.manage",
+        tag="followups",
+        request=FOLLOWUP_BODY,
+        required_body=True,
+        status=201,
+        response=FOLLOWUP,
+        errors=(404, 409),
+    ),
+    Route(
+        method="POST",
+        path=f"{_ALERT}/responses",
+        handler=add_response,
+        summary="Record an authority's response",
+        action="alert.respond",
+        tag="followups",
+        request=RESPONSE_BODY,
+        required_body=True,
+        status=201,
+        errors=(404,),
+        response={"type": "object"},
+    ),
+    Route(
+        method="GET",
+        path=f"{PREFIX}/followups",
+        handler=all_followups,
+        summary="Every follow-up (pending by default)",
+        action="view",
+        tag="followups",
+        query=(
+            Param(
+                name="status",
+                schema={"type": "string", "enum": ["pending", "all"], "default": "pending"},
+                description="pending (the default) or all",
+            ),
+        ),
+        response=_LIST,
+    ),
+    Route(
+        method="POST",
+        path=f"{PREFIX}/followups",
+        handler=add_digest,
+        summary="Schedule a digest (no alert)",
+        action="followup.manage",
+        tag="followups",
+        request=FOLLOWUP_BODY,
+        required_body=True,
+        status=201,
+        response=FOLLOWUP,
+        errors=(409,),
+    ),
+    Route(
+        method="DELETE",
+        path=f"{PREFIX}/followups/{ID_PATH}",
+        handler=cancel,
+        summary="Cancel a follow-up",
+        action="followup.manage",
+        tag="followups",
+        response=FOLLOWUP,
+        errors=(404, 409),
+    ),
+]
 
 
 def setup(webapp: web.Application) -> None:
-    """Add the follow-up and response routes."""
-    webapp.router.add_get(r"/api/v1/alerts/{id:\d+}/followups", alert_followups)
-    webapp.router.add_post(r"/api/v1/alerts/{id:\d+}/followups", add_alert_followup)
-    webapp.router.add_post(r"/api/v1/alerts/{id:\d+}/responses", add_response)
-    webapp.router.add_get("/api/v1/followups", all_followups)
-    webapp.router.add_post("/api/v1/followups", add_digest)
-    webapp.router.add_delete(r"/api/v1/followups/{id:\d+}", cancel)
+    """Nothing to add: ``ROUTES`` are registered with the rest of the API table (``api.setup``)."""

@@ -1,8 +1,7 @@
 """``GET /api/v1/openapi.json``: an OpenAPI 3.1 document built from the one route table.
 
-The follow-up routes are registered by ``alerts.web.api_followups``; they are declared here
-(``EXTERNAL``, without a handler) so the document covers every API route. A test compares
-the document with the aiohttp router both ways.
+Every API route, the follow-up routes (``alerts.web.api_followups.ROUTES``) included, is in
+``alerts.web.api.all_routes``. A test compares the document with the aiohttp router both ways.
 """
 
 from __future__ import annotations
@@ -43,104 +42,6 @@ _ERROR_TEXT = {
     422: "A field or parameter does not fit; details.field names it.",
 }
 _VAR = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
-
-FOLLOWUP: Schema = {"type": "object"}
-_FOLLOWUP_BODY: Schema = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["kind"],
-    "properties": {
-        "kind": {"type": "string", "enum": ["reminder", "update", "send", "digest"]},
-        "at": {"type": "string", "format": "date-time", "maxLength": 64},
-        "in": {"type": "string", "maxLength": 16, "description": "e.g. 7d, 12h"},
-        "note": {"type": "string", "maxLength": 2000},
-        "data": {"type": "object"},
-        "condition": {"type": ["string", "null"], "enum": ["no_response", "case_open", None]},
-        "kinds": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
-    },
-}
-_ALERT = rf"{PREFIX}/alerts/{{id:\d+}}"
-
-#: Routes another module registers (api_followups), documented here.
-EXTERNAL: list[Route] = [
-    Route(
-        method="GET",
-        path=f"{_ALERT}/followups",
-        handler=None,
-        summary="The alert's follow-ups",
-        action="view",
-        tag="followups",
-        errors=(404,),
-        response={"type": "object", "properties": {"followups": {"type": "array", "items": FOLLOWUP}}},
-    ),
-    Route(
-        method="POST",
-        path=f"{_ALERT}/followups",
-        handler=None,
-        summary="Schedule a follow-up of the alert",
-        action="followup.manage",
-        tag="followups",
-        request=_FOLLOWUP_BODY,
-        required_body=True,
-        status=201,
-        response=FOLLOWUP,
-        errors=(404, 409),
-    ),
-    Route(
-        method="POST",
-        path=f"{_ALERT}/responses",
-        handler=None,
-        summary="Record an authority's response",
-        action="alert.respond",
-        tag="followups",
-        required_body=True,
-        status=201,
-        errors=(404,),
-        request={
-            "type": "object",
-            "required": ["summary"],
-            "properties": {
-                "contact_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID},
-                "summary": {"type": "string", "maxLength": 5000},
-                "responded_at": {"type": "string", "format": "date-time", "maxLength": 64},
-            },
-        },
-        response={"type": "object"},
-    ),
-    Route(
-        method="GET",
-        path=f"{PREFIX}/followups",
-        handler=None,
-        summary="Every follow-up (pending by default)",
-        action="view",
-        tag="followups",
-        query=(),
-        response={"type": "object", "properties": {"followups": {"type": "array", "items": FOLLOWUP}}},
-    ),
-    Route(
-        method="POST",
-        path=f"{PREFIX}/followups",
-        handler=None,
-        summary="Schedule a digest (no alert)",
-        action="followup.manage",
-        tag="followups",
-        request=_FOLLOWUP_BODY,
-        required_body=True,
-        status=201,
-        response=FOLLOWUP,
-        errors=(409,),
-    ),
-    Route(
-        method="DELETE",
-        path=rf"{PREFIX}/followups/{{id:\d+}}",
-        handler=None,
-        summary="Cancel a follow-up",
-        action="followup.manage",
-        tag="followups",
-        response=FOLLOWUP,
-        errors=(404, 409),
-    ),
-]
 
 
 def openapi_path(path: str) -> str:

@@ -3,6 +3,7 @@ and nothing written when a request is refused."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -415,3 +416,50 @@ async def test_contacts_crud_lists_templates_and_import(site: Site) -> None:
     status, doc = await site.call("DELETE", f"/api/v1/contacts/{cid}", user="olga")
     assert (status, doc) == (200, {"id": cid, "deleted": True})
     assert (await site.call("GET", f"/api/v1/contacts/{cid}", user="olga"))[0] == 404
+
+
+async def test_followup_routes_get_the_shared_request_checks(site: Site) -> None:
+    """Huge ids, deeply nested JSON, oversized bodies and other content types: 4xx, never 500."""
+    alert = await _alert(site)
+    huge = "9" * 16  # fits the path pattern, names no row (and would overflow BIGINT)
+    for method, path in (
+        ("GET", f"/api/v1/alerts/{huge}/followups"),
+        ("POST", f"/api/v1/alerts/{huge}/followups"),
+        ("POST", f"/api/v1/alerts/{huge}/responses"),
+        ("DELETE", f"/api/v1/followups/{huge}"),
+    ):
+        body = {"kind": "reminder", "in": "1d"} if "followups" in path else {"summary": "x"}
+        status, doc = await site.call(method, path, user="olga", json=body if method == "POST" else None)
+        assert (status, doc["error"]["code"]) == (404, "not_found"), (method, path, doc)
+    nested = "[" * 100_000 + "]" * 100_000
+    for path in (
+        f"/api/v1/alerts/{alert}/followups",
+        "/api/v1/followups",
+        f"/api/v1/alerts/{alert}/responses",
+    ):
+        status, doc = await site.call(
+            "POST", path, user="olga", data=nested, headers={"Content-Type": "application/json"}
+        )
+        assert (status, doc["error"]["code"]) == (400, "bad_request"), (path, doc)
+        status, doc = await site.call(
+            "POST",
+            path,
+            user="olga",
+            data=io.BytesIO(b'{"kind": "reminder", "note": "' + b"x" * (8 * 1024 * 1024) + b'"}'),
+            headers={"Content-Type": "application/json"},
+        )
+        assert (status, doc["error"]["code"]) == (413, "payload_too_large"), (path, doc)
+        status, doc = await site.call(
+            "POST", path, user="olga", data=b'{"kind": "reminder"}', headers={"Content-Type": "text/plain"}
+        )
+        assert (status, doc["error"]["code"]) == (415, "unsupported_media_type"), (path, doc)
+    status, doc = await site.call("GET", "/api/v1/followups?status=some", user="olga")
+    assert (status, doc["error"]["details"]) == (422, {"field": "status"})
+    # the checks change nothing that worked: the same follow-up and response as before
+    status, doc = await site.call(
+        "POST",
+        f"/api/v1/alerts/{alert}/followups",
+        user="olga",
+        json={"kind": "reminder", "in": "1d", "condition": "no-response"},
+    )
+    assert status == 201 and doc["condition"] == "no_response", doc
