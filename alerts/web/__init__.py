@@ -44,14 +44,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def make_web_app(app: App) -> web.Application:
     """Build the aiohttp application for an open App."""
-    from alerts.web import api, api_followups, engagement, ops, public, ui
+    from alerts.web import api, engagement, ops, public, ui
 
     webapp = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     webapp[APP] = app
     ops.setup(webapp)
     api.setup(webapp)
     ui.setup(webapp)
-    api_followups.setup(webapp)
     public.setup(webapp)
     engagement.setup(webapp)
     return webapp

@@ -235,7 +235,3 @@ ROUTES: list[Route] = [
         errors=(404, 409),
     ),
 ]
-
-
-def setup(webapp: web.Application) -> None:
-    """Nothing to add: ``ROUTES`` are registered with the rest of the API table (``api.setup``)."""
