@@ -140,8 +140,10 @@ class Replies:
     def for_app(cls, app: App, bot: Bot, *, interval: float = REPLY_INTERVAL) -> Replies:
         """Through the app's Telegram channel (its bot and limits), or ``bot`` with limits of its own."""
         channel = app.channels.get("telegram")
-        if isinstance(channel, TelegramChannel) and channel._bot is not None:
-            return cls(channel._bot, pacer=channel._pacer, chats=channel._chats, interval=interval)
+        shared = channel.shared_limits() if isinstance(channel, TelegramChannel) else None
+        if shared is not None:
+            bot, pacer, chats = shared
+            return cls(bot, pacer=pacer, chats=chats, interval=interval)
         settings = app.settings.telegram
         return cls(
             bot,

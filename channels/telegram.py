@@ -89,6 +89,11 @@ class TelegramChannel:
         self._requests: tuple[HTTPXRequest, ...] = ()
         self._bot: Bot | None = None
 
+    def shared_limits(self) -> tuple[Bot, Pacer, PerKeyInterval] | None:
+        """The open bot and its rate limiters, for other senders on the same token (the
+        subscribers' bot replies) so that they count against the same Telegram limits."""
+        return None if self._bot is None else (self._bot, self._pacer, self._chats)
+
     async def open(self) -> None:
         """Create the bot and its HTTP connection pool (no network call is made here)."""
         if not self.options.token:
