@@ -225,8 +225,8 @@ class RunningScheduler:
         self._in_flight.add(followup_id)
         try:
             async with self._slots:
-                if not self.is_leader:
-                    return
+                if not self.is_leader or self._stopping:
+                    return  # a job that starts while we stop is fired by the next start
                 fired = await followups.fire(self.app, followup_id, self.clock())
                 if fired is not None:
                     self.fired += 1
@@ -246,12 +246,14 @@ class RunningScheduler:
         if self._campaign is not None:
             self._campaign.cancel()
             await asyncio.gather(self._campaign, return_exceptions=True)
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        # Let follow-ups being fired finish first: APScheduler's asyncio executor cancels the
+        # jobs still running when it shuts down, which would leave a half-fired row behind.
         if self._firing:
             _, late = await asyncio.wait(set(self._firing), timeout=timeout)
             if late:
                 logger.warning("%d follow-up(s) still firing at shutdown", len(late))
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         self.is_leader = False
         if self._lock_conn is not None:
             try:

@@ -171,3 +171,20 @@ async def test_two_schedulers_give_each_officer_one_digest_then_one_next(
             ).all()
         )
     assert results == ["digest sent; sent to olga", "digest: ada has no open cases."]
+
+
+async def test_stopping_lets_a_follow_up_being_fired_finish(app: App, capture: CaptureServer) -> None:
+    """Shutting down mid-firing must not leave a half-fired row (APScheduler cancels its jobs)."""
+    from channels.memory import MemoryChannel
+
+    alert_id, _ = await sent_alert(app, 1)
+    slow = MemoryChannel(delay=0.5)  # the officer's email takes a while
+    app.channels["email"] = slow
+    now = utcnow()
+    fid = await add(app, alert_id, kind="reminder", due_at=now + timedelta(seconds=0.3), now=now, note="due")
+    scheduler = await start_scheduler(app, reconcile_seconds=0.2)
+    await wait_for(lambda: scheduler._in_flight)  # it is being fired now
+    await scheduler.stop()
+    assert len(slow.sent) == 1
+    result = (await row(app, fid)).result or ""
+    assert result.startswith("reminder sent"), result
