@@ -358,9 +358,15 @@ async def alert_deliveries(ctx: Ctx) -> web.Response:
 
 def all_routes() -> list[Route]:
     """Every API route: alerts, contacts, follow-ups (registered by their module), the document."""
-    from alerts.web import api_alerts, api_contacts, api_followups, openapi
+    from alerts.web import api_alerts, api_contacts, api_followups, api_workflow, openapi
 
-    return [*api_contacts.ROUTES, *api_alerts.ROUTES, *api_followups.ROUTES, openapi.ROUTE]
+    return [
+        *api_contacts.ROUTES,
+        *api_alerts.ROUTES,
+        *api_workflow.ROUTES,
+        *api_followups.ROUTES,
+        openapi.ROUTE,
+    ]
 
 
 def setup(webapp: web.Application) -> None:
