@@ -255,15 +255,17 @@ async def test_close_is_idempotent(botapi: BotApiServer) -> None:
 
 async def test_global_rate_is_held(botapi: BotApiServer, open_channel: list[TelegramChannel]) -> None:
     channel = await opened(open_channel, botapi, rate_per_second=200, concurrency=8)
-    n = 100
+    n = 300
     outcomes = await asyncio.gather(*(channel.send(message(str(5000 + i), n=i)) for i in range(n)))
     assert all(o.kind is OutcomeKind.SENT for o in outcomes)
     times = sorted(c.at for c in botapi.calls)
     rate = (n - 1) / (times[-1] - times[0])
     assert 190 <= rate <= 210
-    # No burst either: a 1/10 s window holds at most its share (20), plus the pacer's 5 ms of
-    # tolerance (1) and one.
-    assert max(sum(1 for t in times if s <= t < s + 0.1) for s in times) <= 22
+    # What Telegram counts: no 1 s window over the rate by more than 5 %.
+    assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 210
+    # No burst either. These are arrival times at a server in the same busy process, so
+    # a 1/10 s window may see some bunching from the event loop, never a flood.
+    assert max(sum(1 for t in times if s <= t < s + 0.1) for s in times) <= 30
 
 
 async def test_per_chat_interval_holds_under_concurrency(
