@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import audit
 from alerts.drafts import ALERT_TRANSITIONS, current_version, move
 from alerts.errors import ApprovalRequired, Conflict, ConsentRequired, PermissionDenied, ValidationError
-from alerts.events import record_moves
-from alerts.models import Alert, AlertVersion, Approval, Consent, Delivery, User
-from alerts.states import AlertStatus, ContactKind, DeliveryState, EventType, Role
+from alerts.events import cancel_unsent
+from alerts.models import Alert, AlertVersion, Approval, Consent, User
+from alerts.states import AlertStatus, ContactKind, Role
 from alerts.users import check
 
 A = AlertStatus
@@ -165,36 +165,10 @@ async def record_consent(
         now=now,
     )
     if await consent_scope(session, alert) == "restricted":
-        await _cancel_public(session, alert, now=now)
-    return consent
-
-
-async def _cancel_public(session: AsyncSession, alert: Alert, *, now: datetime) -> int:
-    """Withdraw the alert's deliveries to public contacts that have not gone out (queued or deferred)."""
-    open_states = [str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED)]
-    rows = (
-        await session.execute(
-            update(Delivery)
-            .where(
-                Delivery.alert_id == alert.id,
-                Delivery.audience == ContactKind.PUBLIC.value,
-                Delivery.state.in_(open_states),
-            )
-            .values(state=str(DeliveryState.CANCELLED), next_attempt_at=None, updated_at=now)
-            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
-            .execution_options(synchronize_session=False)
+        await cancel_unsent(
+            session, alert.id, now=now, detail="consent withdrawn", audience=ContactKind.PUBLIC.value
         )
-    ).all()
-    await record_moves(
-        session,
-        rows,
-        type=EventType.CANCELLED,
-        from_state=None,
-        to_state=DeliveryState.CANCELLED,
-        at=now,
-        detail="consent withdrawn",
-    )
-    return len(rows)
+    return consent
 
 
 async def consent_scope(session: AsyncSession, alert: Alert) -> str | None:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import approval, audit
 from alerts.errors import Conflict, ValidationError
-from alerts.events import record_moves
+from alerts.events import cancel_unsent, record_moves
 from alerts.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.models import Alert, Delivery, User
 from alerts.states import AlertStatus, DeliveryState, EventType
@@ -87,26 +87,7 @@ async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | Non
 
 async def cancel_pending(session: AsyncSession, alert: Alert, *, now: datetime) -> int:
     """Withdraw every delivery of a closed alert that has not gone out (queued or deferred)."""
-    open_states = [str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED)]
-    rows = (
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.alert_id == alert.id, Delivery.state.in_(open_states))
-            .values(state=str(DeliveryState.CANCELLED), next_attempt_at=None, updated_at=now)
-            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
-    await record_moves(
-        session,
-        rows,
-        type=EventType.CANCELLED,
-        from_state=None,
-        to_state=DeliveryState.CANCELLED,
-        at=now,
-        detail="alert closed",
-    )
-    return len(rows)
+    return await cancel_unsent(session, alert.id, now=now, detail="alert closed")
 
 
 async def test_send(

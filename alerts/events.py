@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.errors import Conflict
@@ -78,6 +78,38 @@ async def record_moves(
             for r in rows
         ],
     )
+
+
+async def cancel_unsent(
+    session: AsyncSession, alert_id: int, *, now: datetime, detail: str, audience: str | None = None
+) -> int:
+    """Withdraw the alert's deliveries that have not gone out (queued or deferred), optionally
+    only those to one audience kind; one ``cancelled`` event each."""
+    conditions = [
+        Delivery.alert_id == alert_id,
+        Delivery.state.in_([str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED)]),
+    ]
+    if audience is not None:
+        conditions.append(Delivery.audience == audience)
+    rows = (
+        await session.execute(
+            update(Delivery)
+            .where(*conditions)
+            .values(state=str(DeliveryState.CANCELLED), next_attempt_at=None, updated_at=now)
+            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    await record_moves(
+        session,
+        rows,
+        type=EventType.CANCELLED,
+        from_state=None,
+        to_state=DeliveryState.CANCELLED,
+        at=now,
+        detail=detail,
+    )
+    return len(rows)
 
 
 def check_transition(delivery_id: int, old: str, new: DeliveryState) -> None:
