@@ -13,28 +13,37 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, exists, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    Table,
+    Text,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from alerts.events import append_events, event_row, record_moves
 from alerts.messages import Claimed
-from alerts.models import Alert, Contact, Delivery, Suppression
+from alerts.models import Alert, Contact, Delivery, DeliveryEvent, Suppression, UTCDateTime
 from alerts.states import CLAIMABLE_STATES, DeliveryState, EventType
 
 _CLAIMABLE = [str(s) for s in CLAIMABLE_STATES]
+_deliveries = cast(Table, Delivery.__table__)
+_IDS: BindParameter[list[int]] = bindparam("c_ids", expanding=True)
 
 
-async def claim_due(
-    session: AsyncSession,
-    *,
-    channel: str,
-    limit: int,
-    worker: str,
-    lease: timedelta,
-    now: datetime,
-    alert_id: int | None = None,
-) -> list[Claimed]:
-    """Mark up to ``limit`` due deliveries of one channel as ``sending`` for this worker."""
+@functools.cache
+def _candidates(for_alert: bool) -> Executable:
+    """Due deliveries of one channel with what sending and the stale check need (built once)."""
     suppressed = (
         exists()
         .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
@@ -49,107 +58,111 @@ async def claim_due(
             Delivery.state,
             Delivery.alert_id,
             Delivery.attempts,
+            Delivery.unknown_outcomes,
             Delivery.contact_id,
             Delivery.channel,
+            Delivery.audience,
+            Delivery.language,
             Delivery.address,
             Alert.status.label("alert_status"),
             Contact.status.label("contact_status"),
+            Contact.name.label("contact_name"),
+            Contact.token.label("contact_token"),
             suppressed.label("suppressed"),
         )
         .join(Alert, Alert.id == Delivery.alert_id)
         .outerjoin(Contact, Contact.id == Delivery.contact_id)
         .where(
-            Delivery.channel == channel,
+            Delivery.channel == bindparam("c_channel"),
             Delivery.state.in_(_CLAIMABLE),
-            Delivery.next_attempt_at <= now,
+            Delivery.next_attempt_at <= bindparam("c_now", type_=UTCDateTime()),
             Alert.paused.is_(False),
         )
         # no ORDER BY: the (state, channel, next_attempt_at) index already yields due rows
         # without sorting the whole backlog on every claim
-        .limit(limit)
+        .limit(bindparam("c_limit"))
         .with_for_update(of=Delivery, skip_locked=True)
     )
+    if for_alert:
+        query = query.where(Delivery.alert_id == bindparam("c_alert"))
+    return query
+
+
+# The ``sending`` events, written by the database from the rows themselves: nothing per row
+# passes through Python. It runs before _TAKE, so ``state`` is still the state left behind.
+_SENDING_EVENTS = insert(cast(Table, DeliveryEvent.__table__)).from_select(
+    ["delivery_id", "alert_id", "type", "at", "from_state", "to_state", "attempt", "detail", "payload"],
+    select(
+        _deliveries.c.id,
+        _deliveries.c.alert_id,
+        literal(str(EventType.SENDING)),
+        bindparam("c_now", type_=UTCDateTime()),
+        _deliveries.c.state,
+        literal(str(DeliveryState.SENDING)),
+        _deliveries.c.attempts + 1,
+        bindparam("c_detail", type_=Text()),
+        null(),
+    ).where(_deliveries.c.id.in_(_IDS)),
+)
+_TAKE = (
+    update(_deliveries)
+    .where(_deliveries.c.id.in_(_IDS))
+    .values(
+        state=str(DeliveryState.SENDING),
+        lease_until=bindparam("c_lease_until", type_=UTCDateTime()),
+        claimed_by=bindparam("c_worker"),
+        attempts=_deliveries.c.attempts + 1,
+        updated_at=bindparam("c_now", type_=UTCDateTime()),
+    )
+)
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    channel: str,
+    limit: int,
+    worker: str,
+    lease: timedelta,
+    now: datetime,
+    alert_id: int | None = None,
+) -> list[Claimed]:
+    """Mark up to ``limit`` due deliveries of one channel as ``sending`` for this worker.
+
+    Three statements per batch, whatever its size: pick (locking the rows), append their
+    ``sending`` events, move them. Rows whose recipient left in the meantime are settled instead.
+    """
+    params: dict[str, Any] = {"c_channel": channel, "c_now": now, "c_limit": limit}
     if alert_id is not None:
-        query = query.where(Delivery.alert_id == alert_id)
-    picked = (await session.execute(query)).all()
+        params["c_alert"] = alert_id
+    picked = (await session.execute(_candidates(alert_id is not None), params)).all()
     if not picked:
         return []
     picked = await _withdraw_stale(session, picked, now=now)
     if not picked:
         return []
     ids = [row.id for row in picked]
-    before = {row.id: row.state for row in picked}
-    rows = (
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(
-                state=str(DeliveryState.SENDING),
-                lease_until=now + lease,
-                claimed_by=worker,
-                attempts=Delivery.attempts + 1,
-                updated_at=now,
-            )
-            .returning(
-                Delivery.id,
-                Delivery.alert_id,
-                Delivery.contact_id,
-                Delivery.channel,
-                Delivery.audience,
-                Delivery.language,
-                Delivery.address,
-                Delivery.attempts,
-                Delivery.unknown_outcomes,
-            )
-            .execution_options(synchronize_session=False)
+    await session.execute(_SENDING_EVENTS, {"c_ids": ids, "c_now": now, "c_detail": f"claimed by {worker}"})
+    await session.execute(
+        _TAKE, {"c_ids": ids, "c_now": now, "c_lease_until": now + lease, "c_worker": worker}
+    )
+    return [
+        Claimed(
+            id=r.id,
+            alert_id=r.alert_id,
+            contact_id=r.contact_id,
+            channel=r.channel,
+            audience=r.audience,
+            language=r.language,
+            address=r.address or "",
+            attempts=r.attempts + 1,
+            unknown_outcomes=r.unknown_outcomes,
+            from_state=r.state,
+            name=str(r.contact_name or ""),
+            token=r.contact_token,
         )
-    ).all()
-    contact_ids = [r.contact_id for r in rows if r.contact_id is not None]
-    people: dict[int, tuple[str, str | None]] = {}
-    if contact_ids:
-        for cid, cname, ctoken in (
-            await session.execute(
-                select(Contact.id, Contact.name, Contact.token).where(Contact.id.in_(contact_ids))
-            )
-        ).all():
-            people[cid] = (str(cname), ctoken)
-    claimed = []
-    events = []
-    for r in sorted(rows, key=lambda r: r.id):
-        person: tuple[str, str | None] = ("", None)
-        if r.contact_id is not None:
-            person = people.get(r.contact_id, person)
-        name, token = person
-        claimed.append(
-            Claimed(
-                id=r.id,
-                alert_id=r.alert_id,
-                contact_id=r.contact_id,
-                channel=r.channel,
-                audience=r.audience,
-                language=r.language,
-                address=r.address or "",
-                attempts=r.attempts,
-                unknown_outcomes=r.unknown_outcomes,
-                from_state=before[r.id],
-                name=name,
-                token=token,
-            )
-        )
-        events.append(
-            event_row(
-                delivery_id=r.id,
-                alert_id=r.alert_id,
-                type=EventType.SENDING,
-                at=now,
-                from_state=before[r.id],
-                to_state=str(DeliveryState.SENDING),
-                attempt=r.attempts,
-                detail=f"claimed by {worker}",
-            )
-        )
-    await append_events(session, events)
-    return claimed
+        for r in sorted(picked, key=lambda r: r.id)
+    ]
 
 
 def _stale_reason(row: Any) -> tuple[DeliveryState, str] | None:

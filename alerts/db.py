@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy import JSON, FromClause, String, bindparam, column, event, func, select, type_coerce
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.types import TypeEngine
 
 
 def is_sqlite(url: str) -> bool:
@@ -71,3 +78,59 @@ def dialect_insert(session: AsyncSession, model: Any) -> Any:
 
     name = session.get_bind().dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
+
+
+def rowset(
+    session: AsyncSession,
+    name: str,
+    columns: Sequence[tuple[str, TypeEngine[Any]]],
+    rows: Sequence[dict[str, Any]],
+) -> FromClause:
+    """A batch of rows as one bound JSON parameter that the database unpacks into a table.
+
+    ``UPDATE … FROM rowset`` or ``INSERT … SELECT … FROM rowset`` then writes a whole batch in one
+    statement with one parameter, however many rows it has: no per-row statement executions
+    (PostgreSQL) and no per-row parameter processing in SQLAlchemy (both). PostgreSQL unpacks it
+    with ``json_to_recordset``, SQLite with ``json_each``. Datetimes are stored in the form the
+    column type (models.UTCDateTime) would have written.
+    """
+    dialect = session.get_bind().dialect
+    stamp = _datetime_encoder(dialect)
+    encoded = json.dumps(rows, default=stamp, separators=(",", ":"))
+    if dialect.name == "postgresql":
+        recordset = func.json_to_recordset(sa_cast(bindparam(None, encoded, type_=String()), JSON))
+        return recordset.table_valued(*(column(n, t) for n, t in columns)).render_derived(
+            name, with_types=True
+        )
+    each = func.json_each(bindparam(None, encoded, type_=String())).table_valued("value")
+    return select(
+        *(type_coerce(func.json_extract(each.c.value, f"$.{n}"), t).label(n) for n, t in columns)
+    ).subquery(name)
+
+
+def _datetime_encoder(dialect: Dialect) -> Callable[[Any], Any]:
+    sqlite = dialect.name == "sqlite"
+
+    def encode(value: Any) -> Any:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise TypeError(f"{value!r} is not an aware datetime")
+        value = value.astimezone(UTC)
+        if sqlite:
+            # the very text SQLAlchemy's SQLite DATETIME writes (comparisons there are textual)
+            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value.isoformat()  # with its offset, for PostgreSQL's timestamptz
+
+    return encode
+
+
+def unindexed(session: AsyncSession, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``expr`` such that SQLite will not drive a query from an index on it (unary ``+``).
+
+    In ``UPDATE deliveries … FROM rowset WHERE deliveries.id = rowset.id AND state = 'sending'``
+    SQLite prefers the state index and scans the whole batch for every row it finds there;
+    without that index it looks each row of the batch up by primary key. PostgreSQL plans this
+    well on its own (and has no unary ``+`` for text).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return expr
+    return UnaryExpression(expr, operator=operators.custom_op("+"), type_=expr.type)

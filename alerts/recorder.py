@@ -13,37 +13,34 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import BigInteger, Integer, String, Table, Text, Update, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from alerts.audience import suppression_channel
-from alerts.db import dialect_insert
+from alerts.db import dialect_insert, rowset, unindexed
 from alerts.events import append_events, event_row
 from alerts.messages import AlertInfo, Claimed
-from alerts.models import Alert, Contact, Delivery, Suppression
+from alerts.models import Alert, Contact, Delivery, Suppression, UTCDateTime
 from alerts.retry import RetryPolicy
 from alerts.states import DeliveryState, EventType
 from alerts.types import Outcome, OutcomeKind
 
 logger = logging.getLogger(__name__)
 
-_table = cast(Table, Delivery.__table__)  # Core table: executemany UPDATE, no ORM bulk semantics
-_UPDATE = (
-    update(_table)
-    .where(_table.c.id == bindparam("b_id"))
-    .where(_table.c.claimed_by == bindparam("b_worker"))
-    .where(_table.c.state == str(DeliveryState.SENDING))
-    .values(
-        state=bindparam("b_state"),
-        next_attempt_at=bindparam("b_next"),
-        lease_until=None,
-        provider_id=bindparam("b_provider"),
-        message_id=bindparam("b_message_id"),
-        unknown_outcomes=bindparam("b_unknown"),
-        last_error=bindparam("b_error"),
-        updated_at=bindparam("b_now"),
-    )
-)
+_table = cast(Table, Delivery.__table__)
+
+# One batch of outcomes as a rowset (db.rowset): a row per delivery.
+_OUTCOME_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
+    ("id", BigInteger()),
+    ("state", String()),
+    ("next", UTCDateTime()),
+    ("provider", String()),
+    ("message_id", String()),
+    ("unknown", Integer()),
+    ("error", Text()),
+    ("at", UTCDateTime()),
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +78,31 @@ def decide(result: Result, policy: RetryPolicy) -> tuple[DeliveryState, datetime
     return DeliveryState.DEFERRED, retry_at, event
 
 
+def moves(session: AsyncSession, outcomes: list[dict[str, Any]], *, worker: str) -> Update:
+    """One UPDATE for a batch of outcomes, returning the ids of the rows it moved.
+
+    Only rows this worker still holds: if our lease expired and another worker took a row
+    over, its outcome is that worker's to record (no events, fallbacks or suppressions here).
+    """
+    u = rowset(session, "outcome", _OUTCOME_COLUMNS, outcomes)
+    return (
+        update(_table)
+        .where(_table.c.id == u.c.id, _table.c.claimed_by == worker)
+        .where(unindexed(session, _table.c.state) == str(DeliveryState.SENDING))
+        .values(
+            state=u.c.state,
+            next_attempt_at=u.c.next,
+            lease_until=None,
+            provider_id=u.c.provider,
+            message_id=u.c.message_id,
+            unknown_outcomes=u.c.unknown,
+            last_error=u.c.error,
+            updated_at=u.c.at,
+        )
+        .returning(_table.c.id)
+    )
+
+
 async def record(
     session: AsyncSession,
     results: list[Result],
@@ -90,51 +112,46 @@ async def record(
     alerts: dict[int, AlertInfo],
     now: datetime,
 ) -> None:
-    """Write a batch of outcomes: delivery rows, events, suppressions, fallbacks (caller commits)."""
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    suppressions: list[dict[str, Any]] = []
-    fallbacks: list[Claimed] = []
-    # Only rows this worker still holds: if our lease expired and another worker took a row
-    # over, its outcome is that worker's to record (no events, fallbacks or suppressions here).
-    owned = set(
-        (
-            await session.execute(
-                select(Delivery.id)
-                .where(Delivery.id.in_([r.item.id for r in results]))
-                .where(Delivery.claimed_by == worker, Delivery.state == str(DeliveryState.SENDING))
-                .with_for_update()
-            )
-        )
-        .scalars()
-        .all()
-    )
+    """Write a batch of outcomes: delivery rows, events, suppressions, fallbacks (caller commits).
+
+    One ``UPDATE … FROM`` moves every delivery of the batch and one ``INSERT … SELECT`` appends
+    their events, whatever the batch's size.
+    """
+    decided = []
+    outcomes: list[dict[str, Any]] = []
     for res in results:
-        if res.item.id not in owned:
-            logger.warning(
-                "delivery %s was taken over after our lease expired; outcome not recorded", res.item.id
-            )
-            continue
         state, retry_at, event = decide(res, policy)
         o, item = res.outcome, res.item
-        unknown = item.unknown_outcomes + (1 if o.kind is OutcomeKind.UNKNOWN else 0)
         # provider texts often quote the address ("550 <jane@…>: unknown"); viewers see details
         detail = redact(o.detail, item.address)
         if o.kind is OutcomeKind.UNKNOWN:
             detail = f"outcome unknown: {detail}" + ("" if retry_at else "; not retried again")
-        updates.append(
+        decided.append((res, state, event, detail))
+        outcomes.append(
             {
-                "b_id": item.id,
-                "b_worker": worker,
-                "b_state": str(state),
-                "b_next": retry_at,
-                "b_provider": o.provider_id,
-                "b_message_id": res.message_id,
-                "b_unknown": unknown,
-                "b_error": None if state is DeliveryState.SENT else detail[:2000],
-                "b_now": res.at,
+                "id": item.id,
+                "state": str(state),
+                "next": retry_at,
+                "provider": o.provider_id,
+                "message_id": res.message_id,
+                "unknown": item.unknown_outcomes + (1 if o.kind is OutcomeKind.UNKNOWN else 0),
+                "error": None if state is DeliveryState.SENT else detail[:2000],
+                "at": res.at,
             }
         )
+    if not outcomes:
+        return
+    owned = set((await session.execute(moves(session, outcomes, worker=worker))).scalars().all())
+    events: list[dict[str, Any]] = []
+    suppressions: list[dict[str, Any]] = []
+    fallbacks: list[Claimed] = []
+    for res, state, event, detail in decided:
+        o, item = res.outcome, res.item
+        if item.id not in owned:
+            logger.warning(
+                "delivery %s was taken over after our lease expired; outcome not recorded", item.id
+            )
+            continue
         events.append(
             event_row(
                 delivery_id=item.id,
@@ -173,8 +190,6 @@ async def record(
             and state in (DeliveryState.FAILED, DeliveryState.SUPPRESSED)
         ):
             fallbacks.append(item)
-    if updates:
-        await session.execute(_UPDATE, updates)
     await append_events(session, events)
     if suppressions:
         stmt = dialect_insert(session, Suppression).on_conflict_do_nothing(

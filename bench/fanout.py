@@ -36,6 +36,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from alerts.app import channel_concurrency
 from alerts.config import DispatcherSettings, Settings
 from alerts.db import create_engine, make_sessionmaker
 from alerts.dispatch import Dispatcher
@@ -122,7 +123,7 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
         channels={"email": email},
         builder=builder,
         settings=DispatcherSettings(),
-        concurrency={"email": args.connections},
+        concurrency=channel_concurrency(settings),
         alert_id=alert_id,
         publish_scheduled=False,
     )

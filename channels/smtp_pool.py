@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -20,10 +21,14 @@ import aiosmtplib
 from aiosmtplib import (
     SMTPDataError,
     SMTPException,
+    SMTPHeloError,
+    SMTPRecipientRefused,
     SMTPResponse,
     SMTPResponseException,
+    SMTPSenderRefused,
     SMTPServerDisconnected,
 )
+from aiosmtplib.email import quote_address
 
 from alerts.config import EmailSettings
 
@@ -31,7 +36,20 @@ logger = logging.getLogger(__name__)
 
 _START_INPUT = 354
 _COMPLETED = 250
+_ACCEPTED = (250, 251)  # 251: user not local, will forward
 _CLOSING = 421
+# A plain addr-spec (what channels.mime.check_address returns for nearly every address) goes
+# into MAIL/RCPT as is; anything else (a quoted local part, say) through aiosmtplib's quoting,
+# which refuses what could smuggle parameters or commands. Its parser costs more than the
+# rest of the transaction's Python, so it is kept for the rare case.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
+def _path(address: str) -> bytes:
+    """``<address>`` for a MAIL or RCPT command."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return quote_address(address).encode("ascii")
 
 
 class Phase(StrEnum):
@@ -99,6 +117,13 @@ class SMTPPool:
             tls_context=self._tls_context,
         )
         await client.connect()
+        if client.is_ehlo_or_helo_needed:  # once per session, not before every MAIL
+            try:
+                await client.ehlo()
+            except SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
         self.connections_opened += 1
         logger.debug("smtp connection opened to %s:%s", o.host, o.port)
         return client
@@ -136,7 +161,9 @@ class SMTPPool:
     ) -> SMTPResponse:
         phase = Phase.BEFORE
         try:
-            await client.mail(sender)
+            reply = await client.execute_command(b"MAIL", b"FROM:" + _path(sender))
+            if reply.code != _COMPLETED:
+                raise SMTPSenderRefused(reply.code, reply.message, sender)
         except (SMTPServerDisconnected, ConnectionError) as exc:
             self._drop(slot)
             raise DeliveryFailed(phase, exc, stale=True) from exc
@@ -150,7 +177,9 @@ class SMTPPool:
             self._drop(slot)
             raise
         try:
-            await client.rcpt(recipient)
+            reply = await client.execute_command(b"RCPT", b"TO:" + _path(recipient))
+            if reply.code not in _ACCEPTED:
+                raise SMTPRecipientRefused(reply.code, reply.message, recipient)
             reply = await client.execute_command(b"DATA")
             if reply.code != _START_INPUT:
                 raise SMTPDataError(reply.code, reply.message)

@@ -458,3 +458,59 @@ async def test_fallback_never_gives_a_press_contact_a_second_email(
     async with sessions() as session:
         channels = sorted((await session.execute(select(Delivery.channel))).scalars().all())
     assert channels == ["press", "telegram"]
+
+
+async def test_every_event_and_the_row_carry_what_happened(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The batched writes (claim: INSERT … SELECT; recorder: one UPDATE/INSERT per batch) keep
+    every field: states, attempts, times, provider answers, retry time."""
+    alert_id = await published_alert(sessions, 2)
+    email = MemoryChannel(
+        script={
+            "person0@example.org": [
+                Outcome(kind=OutcomeKind.TRANSIENT, retry_after=timedelta(seconds=0.2), detail="451 busy")
+            ]
+        }
+    )
+    d = dispatcher(sessions, {"email": email})
+    await d.run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        row = (
+            await session.execute(select(Delivery).where(Delivery.address == "person0@example.org"))
+        ).scalar_one()
+        other = (
+            await session.execute(select(Delivery).where(Delivery.address == "person1@example.org"))
+        ).scalar_one()
+        events = (
+            (
+                await session.execute(
+                    select(DeliveryEvent)
+                    .where(DeliveryEvent.delivery_id == row.id)
+                    .order_by(DeliveryEvent.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    trail = [(e.type, e.from_state, e.to_state, e.attempt) for e in events]
+    assert trail == [
+        ("queued", None, "queued", 0),
+        ("sending", "queued", "sending", 1),
+        ("deferred", "sending", "deferred", 1),
+        ("sending", "deferred", "sending", 2),
+        ("sent", "sending", "sent", 2),
+    ]
+    queued, sending, deferred, resent, sent = events
+    assert sending.detail == resent.detail == f"claimed by {d.worker}" and sending.payload is None
+    assert deferred.detail == "451 busy"
+    assert deferred.payload == {"outcome": "transient", "provider_id": None, "retry_after": 0.2}
+    # honoured the server's retry_after: not claimed again before it had passed
+    assert resent.at - deferred.at >= timedelta(seconds=0.2)
+    assert sent.payload == {"outcome": "sent", "provider_id": row.provider_id, "retry_after": None}
+    assert row.provider_id is not None and row.provider_id.startswith("mem-")
+    assert row.message_id == f"<alert-{alert_id}.c{row.contact_id}@alerts.test>"
+    assert (row.state, row.attempts, row.unknown_outcomes) == ("sent", 2, 0)
+    assert row.last_error is None and row.lease_until is None and row.claimed_by == d.worker
+    assert row.updated_at == sent.at and row.updated_at.tzinfo is not None
+    assert (other.state, other.attempts) == ("sent", 1)

@@ -538,3 +538,32 @@ async def test_benchmark_sink_counts_what_the_channel_sends() -> None:
     await server.wait_closed()
     assert [o.kind for o in outcomes] == [OutcomeKind.SENT] * 30
     assert (stats.messages, stats.connections) == (30, 3)
+
+
+def test_envelope_paths_are_plain_or_quoted_and_never_carry_parameters() -> None:
+    from channels.smtp_pool import _path
+
+    assert _path("o.brien+alerts@Mail.Example.ORG") == b"<o.brien+alerts@Mail.Example.ORG>"
+    assert _path('"john doe"@example.org') == b'<"john doe"@example.org>'  # aiosmtplib's quoting
+    # aiosmtplib keeps only the address of what would smuggle a parameter or a command
+    assert (
+        _path("a@example.org> SIZE=1")
+        == _path("a@example.org>\r\nRCPT TO:<b@example.org")
+        == b"<a@example.org>"
+    )
+    with pytest.raises(ValueError, match="not permitted"):
+        _path("a b@example.org")
+
+
+async def test_envelope_sender_and_recipient_reach_the_server(
+    channel: EmailChannel, smtpd_server: SMTPTestServer
+) -> None:
+    await channel.send(make_message(1, address="o.brien+alerts@Mail.Example.ORG"))
+    await channel.send(make_message(2, address="second@example.org"))  # same session, next MAIL
+    first, second = smtpd_server.messages()
+    assert first.mail_from == second.mail_from == channel._builder.sender
+    assert (first.rcpt_tos, second.rcpt_tos) == (
+        ("o.brien+alerts@Mail.Example.ORG",),
+        ("second@example.org",),
+    )
+    assert smtpd_server.connections == 1
