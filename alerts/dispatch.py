@@ -118,7 +118,7 @@ class Dispatcher:
             senders += [
                 asyncio.create_task(self._sender(lane), name=f"send-{name}") for _ in range(lane.concurrency)
             ]
-        recorder = asyncio.create_task(self._recorder(stop), name="recorder")
+        recorder = asyncio.create_task(self._recorder(), name="recorder")
         housekeeping = asyncio.create_task(self._housekeeping(stop), name="housekeeping")
         try:
             await stop.wait()
@@ -139,7 +139,8 @@ class Dispatcher:
             for t in senders:
                 t.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
-            recorder.cancel()
+            # never cancelled mid-flush: a cancelled flush whose COMMIT had gone through would
+            # be kept for the last flush below and recorded twice; it stops after this one
             await asyncio.gather(recorder, return_exceptions=True)
             await self._flush()
             if leftovers:
@@ -269,10 +270,10 @@ class Dispatcher:
             Result(item=item, outcome=outcome, message_id=message.message_id, at=self.clock())
         )
 
-    async def _recorder(self, stop: asyncio.Event) -> None:
+    async def _recorder(self) -> None:
         # a fixed cadence: the time a flush takes (waiting for SQLite's write lock, say) is not
         # added to the interval, so at most about one interval's sends await recording
-        while True:
+        while not self._stopping:
             started = time.monotonic()
             try:
                 await self._flush()

@@ -142,15 +142,14 @@ async def record(
     if not outcomes:
         return
     owned = set((await session.execute(moves(session, outcomes, worker=worker))).scalars().all())
+    if len(owned) < len(outcomes):
+        await _explain_unmoved(session, [o["id"] for o in outcomes if o["id"] not in owned], worker=worker)
     events: list[dict[str, Any]] = []
     suppressions: list[dict[str, Any]] = []
     fallbacks: list[Claimed] = []
     for res, state, event, detail in decided:
         o, item = res.outcome, res.item
         if item.id not in owned:
-            logger.warning(
-                "delivery %s was taken over after our lease expired; outcome not recorded", item.id
-            )
             continue
         events.append(
             event_row(
@@ -198,6 +197,19 @@ async def record(
         await session.execute(stmt, suppressions)
     for item in fallbacks:
         await _fallback_to_email(session, item, now=now)
+
+
+async def _explain_unmoved(session: AsyncSession, ids: list[int], *, worker: str) -> None:
+    """Log why outcomes were not applied: taken over by another worker, or already recorded
+    (a batch kept for a retry after a COMMIT whose answer was lost had gone through)."""
+    rows = (await session.execute(select(Delivery.id, Delivery.claimed_by).where(Delivery.id.in_(ids)))).all()
+    for delivery_id, claimed_by in rows:
+        if claimed_by == worker:
+            logger.debug("delivery %s: outcome already recorded", delivery_id)
+        else:
+            logger.warning(
+                "delivery %s was taken over after our lease expired; outcome not recorded", delivery_id
+            )
 
 
 async def _migrate_chat(session: AsyncSession, item: Claimed, new_chat: str, *, now: datetime) -> None:
