@@ -29,8 +29,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import BindParameter
 
+from alerts.db import any_of
 from alerts.events import append_events, event_row, record_moves
 from alerts.messages import Claimed
 from alerts.models import Alert, Contact, Delivery, DeliveryEvent, Suppression, UTCDateTime
@@ -38,7 +38,6 @@ from alerts.states import CLAIMABLE_STATES, DeliveryState, EventType
 
 _CLAIMABLE = [str(s) for s in CLAIMABLE_STATES]
 _deliveries = cast(Table, Delivery.__table__)
-_IDS: BindParameter[list[int]] = bindparam("c_ids", expanding=True)
 
 
 @functools.cache
@@ -88,33 +87,41 @@ def _candidates(for_alert: bool) -> Executable:
     return query
 
 
-# The ``sending`` events, written by the database from the rows themselves: nothing per row
-# passes through Python. It runs before _TAKE, so ``state`` is still the state left behind.
-_SENDING_EVENTS = insert(cast(Table, DeliveryEvent.__table__)).from_select(
-    ["delivery_id", "alert_id", "type", "at", "from_state", "to_state", "attempt", "detail", "payload"],
-    select(
-        _deliveries.c.id,
-        _deliveries.c.alert_id,
-        literal(str(EventType.SENDING)),
-        bindparam("c_now", type_=UTCDateTime()),
-        _deliveries.c.state,
-        literal(str(DeliveryState.SENDING)),
-        _deliveries.c.attempts + 1,
-        bindparam("c_detail", type_=Text()),
-        null(),
-    ).where(_deliveries.c.id.in_(_IDS)),
-)
-_TAKE = (
-    update(_deliveries)
-    .where(_deliveries.c.id.in_(_IDS))
-    .values(
-        state=str(DeliveryState.SENDING),
-        lease_until=bindparam("c_lease_until", type_=UTCDateTime()),
-        claimed_by=bindparam("c_worker"),
-        attempts=_deliveries.c.attempts + 1,
-        updated_at=bindparam("c_now", type_=UTCDateTime()),
+@functools.cache
+def _take(dialect: str) -> tuple[Executable, Executable]:
+    """The two writes of a claim for the picked ids (built once per dialect).
+
+    First the ``sending`` events, written by the database from the rows themselves (nothing
+    per row passes through Python); it runs before the UPDATE, so ``state`` is still the state
+    left behind. Then the move to ``sending``.
+    """
+    picked = any_of(dialect, _deliveries.c.id, "c_ids")
+    events = insert(cast(Table, DeliveryEvent.__table__)).from_select(
+        ["delivery_id", "alert_id", "type", "at", "from_state", "to_state", "attempt", "detail", "payload"],
+        select(
+            _deliveries.c.id,
+            _deliveries.c.alert_id,
+            literal(str(EventType.SENDING)),
+            bindparam("c_now", type_=UTCDateTime()),
+            _deliveries.c.state,
+            literal(str(DeliveryState.SENDING)),
+            _deliveries.c.attempts + 1,
+            bindparam("c_detail", type_=Text()),
+            null(),
+        ).where(picked),
     )
-)
+    move = (
+        update(_deliveries)
+        .where(picked)
+        .values(
+            state=str(DeliveryState.SENDING),
+            lease_until=bindparam("c_lease_until", type_=UTCDateTime()),
+            claimed_by=bindparam("c_worker"),
+            attempts=_deliveries.c.attempts + 1,
+            updated_at=bindparam("c_now", type_=UTCDateTime()),
+        )
+    )
+    return events, move
 
 
 async def claim_due(
@@ -142,9 +149,10 @@ async def claim_due(
     if not picked:
         return []
     ids = [row.id for row in picked]
-    await session.execute(_SENDING_EVENTS, {"c_ids": ids, "c_now": now, "c_detail": f"claimed by {worker}"})
+    events, move = _take(session.get_bind().dialect.name)
+    await session.execute(events, {"c_ids": ids, "c_now": now, "c_detail": f"claimed by {worker}"})
     await session.execute(
-        _TAKE, {"c_ids": ids, "c_now": now, "c_lease_until": now + lease, "c_worker": worker}
+        move, {"c_ids": ids, "c_now": now, "c_lease_until": now + lease, "c_worker": worker}
     )
     return [
         Claimed(

@@ -7,13 +7,25 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, FromClause, String, bindparam, column, event, func, select, type_coerce
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    FromClause,
+    String,
+    any_,
+    bindparam,
+    column,
+    event,
+    func,
+    select,
+    type_coerce,
+)
 from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 
@@ -123,14 +135,14 @@ def _datetime_encoder(dialect: Dialect) -> Callable[[Any], Any]:
     return encode
 
 
-def unindexed(session: AsyncSession, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-    """``expr`` such that SQLite will not drive a query from an index on it (unary ``+``).
+def any_of(dialect: str, column: ColumnElement[int], name: str) -> ColumnElement[bool]:
+    """``column`` is one of the ids bound as ``name``, as a statement whose text does not
+    depend on how many ids there are.
 
-    In ``UPDATE deliveries … FROM rowset WHERE deliveries.id = rowset.id AND state = 'sending'``
-    SQLite prefers the state index and scans the whole batch for every row it finds there;
-    without that index it looks each row of the batch up by primary key. PostgreSQL plans this
-    well on its own (and has no unary ``+`` for text).
+    An expanded ``IN ($1, $2, …)`` is new SQL for every length: PostgreSQL (through asyncpg's
+    statement cache) parsed and planned each claim afresh. ``= ANY($1::BIGINT[])`` is one
+    prepared statement. SQLite has no arrays, and re-preparing is cheap there.
     """
-    if session.get_bind().dialect.name != "sqlite":
-        return expr
-    return UnaryExpression(expr, operator=operators.custom_op("+"), type_=expr.type)
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger())))
+    return column.in_(bindparam(name, expanding=True))
