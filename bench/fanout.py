@@ -92,7 +92,7 @@ async def make_database(postgres: str | None) -> tuple[str, Any]:
 async def prepare(sessions: Any, n: int, channels: tuple[str, ...]) -> int:
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
-        step = 20_000
+        step = 5_000  # the same batches at every N: the setup must not set the peak RSS
         for start in range(0, n, step):
             await add_contacts(session, min(step, n - start), start=start, telegram="telegram" in channels)
         alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=channels)
