@@ -33,6 +33,7 @@ from alerts.suppressions import unsuppress
 from alerts.timeutil import utcnow
 from channels.ratelimit import Pacer, PerKeyInterval
 from channels.telegram import TelegramChannel
+from channels.telegram_http import AiohttpRequest
 
 if TYPE_CHECKING:
     from alerts.app import App
@@ -263,7 +264,12 @@ async def run_bot(
 ) -> None:
     """Long-poll the Bot API until ``stop`` is set; errors are logged and retried with a pause."""
     settings = app.settings.telegram
-    bot = Bot(settings.token, base_url=settings.base_url)
+    bot = Bot(
+        settings.token,
+        base_url=settings.base_url,
+        request=AiohttpRequest(connection_pool_size=2),
+        get_updates_request=AiohttpRequest(connection_pool_size=1),
+    )
     offset: int | None = None
     pause = 1.0
     async with bot:

@@ -10,7 +10,6 @@ import warnings
 from datetime import timedelta
 from typing import ClassVar
 
-import httpx
 from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -22,7 +21,6 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from alerts.config import TelegramSettings
@@ -30,6 +28,7 @@ from alerts.errors import ConfigError, ValidationError
 from alerts.states import SuppressionReason
 from alerts.types import Outcome, OutcomeKind, RenderedMessage
 from channels.ratelimit import Pacer, PerKeyInterval
+from channels.telegram_http import AiohttpRequest, ConnectTimedOut
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class TelegramChannel:
         self._pacer = Pacer(rate)
         self._chats = PerKeyInterval(options.per_chat_interval)
         self._slots = asyncio.Semaphore(max(1, options.concurrency))
-        self._requests: tuple[HTTPXRequest, ...] = ()
+        self._requests: tuple[AiohttpRequest, ...] = ()
         self._bot: Bot | None = None
 
     def shared_limits(self) -> tuple[Bot, Pacer, PerKeyInterval] | None:
@@ -101,25 +100,14 @@ class TelegramChannel:
                 "[telegram] token is empty: set it in the config file or ALERTS_TELEGRAM_TOKEN.",
                 details={"key": "telegram.token"},
             )
-        # httpx logs every request URL at INFO, and Bot API URLs contain the bot token.
-        httpx_logger = logging.getLogger("httpx")
-        if httpx_logger.level < logging.WARNING:
-            httpx_logger.setLevel(logging.WARNING)
         # PTB 22 warns, whenever Telegram answers 429, that ``RetryAfter.retry_after`` will become
         # a timedelta; ``_retry_after`` reads both forms, so the warning is only noise.
         warnings.filterwarnings(
             "ignore", message=r".*attribute `retry_after` will be of type", category=PTBDeprecationWarning
         )
-        t = self.timeout
         # One connection per concurrent send: more only slows python-telegram-bot down.
-        request = HTTPXRequest(
-            connection_pool_size=max(1, self.options.concurrency),
-            read_timeout=t,
-            write_timeout=t,
-            connect_timeout=t,
-            pool_timeout=t,
-        )
-        updates_request = HTTPXRequest(connection_pool_size=1)  # unused: we never poll updates
+        request = AiohttpRequest(connection_pool_size=self.options.concurrency, timeout=self.timeout)
+        updates_request = AiohttpRequest(connection_pool_size=1)  # unused: we never poll updates
         self._requests = (request, updates_request)
         for req in self._requests:
             await req.initialize()
@@ -191,7 +179,7 @@ class TelegramChannel:
             return Outcome(kind=OutcomeKind.TRANSIENT, retry_after=_retry_after(exc), detail=detail)
         if isinstance(exc, ChatMigrated):  # migrated again right after migrating: give up
             return Outcome(kind=OutcomeKind.PERMANENT, detail=detail)
-        if isinstance(exc, TimedOut) and isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout):
+        if isinstance(exc, ConnectTimedOut):
             # No connection was made, so the request never left: safe to retry.
             return Outcome(kind=OutcomeKind.TRANSIENT, detail=detail)
         text = exc.message.lower()

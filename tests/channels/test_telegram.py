@@ -196,7 +196,8 @@ async def test_no_answer_in_time_is_unknown(
 ) -> None:
     channel = await opened(open_channel, botapi, timeout=0.3)
     outcome = await channel.send(message("1001"))
-    assert (outcome.kind, outcome.detail) == (OutcomeKind.UNKNOWN, "Timed out")
+    assert outcome.kind is OutcomeKind.UNKNOWN
+    assert outcome.detail.startswith("no answer from the Bot API in time")
     assert len(botapi.calls) == 1
 
 
@@ -206,7 +207,7 @@ async def test_connection_refused_is_transient(
     channel = await opened(open_channel, botapi, base_url=f"http://127.0.0.1:{closed_port}/bot")
     outcome = await channel.send(message("1001"))
     assert outcome.kind is OutcomeKind.TRANSIENT
-    assert outcome.detail.startswith("httpx.ConnectError")
+    assert outcome.detail.startswith("aiohttp.ClientConnectorError")
 
 
 async def test_wrong_token_propagates_without_showing_the_token(
@@ -304,5 +305,4 @@ async def test_token_never_reaches_the_logs(
     assert len(botapi.calls) == 5
     assert caplog.records, "expected the flood-control warning"
     assert botapi.token not in caplog.text
-    assert logging.getLogger("httpx").level == logging.WARNING
     assert not [r for r in caplog.records if "1001" in r.getMessage() or TEXT in r.getMessage()]
