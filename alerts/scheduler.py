@@ -74,7 +74,7 @@ class RunningScheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._lock_conn: AsyncConnection | None = None
         self._campaign: asyncio.Task[None] | None = None
-        self._firing: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()  # jobs running now: firings, reconciles
         self._in_flight: set[int] = set()  # ids whose job is running (its trigger is already spent)
         self._stopping = False
 
@@ -156,6 +156,13 @@ class RunningScheduler:
     # -- jobs ----------------------------------------------------------------------------
 
     async def _reconcile_job(self) -> None:
+        if self._stopping:
+            return
+        # waited for at stop like a firing: cancelled by APScheduler's shutdown in the middle of
+        # a statement, its SQLite connection was torn down half-way and hung the event loop
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             if not await self._lock_alive():
                 await self._stand_down()
@@ -163,6 +170,9 @@ class RunningScheduler:
             await self.reconcile()
         except Exception:
             logger.exception("follow-up reconcile failed; retrying in %.0f s", self.reconcile_seconds)
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     async def reconcile(self) -> int:
         """Make the jobs match the table: add new or re-armed follow-ups, drop cancelled ones.
@@ -221,7 +231,7 @@ class RunningScheduler:
     async def _fire_job(self, followup_id: int) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._firing.add(task)
+            self._running.add(task)
         self._in_flight.add(followup_id)
         try:
             async with self._slots:
@@ -236,7 +246,7 @@ class RunningScheduler:
         finally:
             self._in_flight.discard(followup_id)
             if task is not None:
-                self._firing.discard(task)
+                self._running.discard(task)
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -246,12 +256,13 @@ class RunningScheduler:
         if self._campaign is not None:
             self._campaign.cancel()
             await asyncio.gather(self._campaign, return_exceptions=True)
-        # Let follow-ups being fired finish first: APScheduler's asyncio executor cancels the
-        # jobs still running when it shuts down, which would leave a half-fired row behind.
-        if self._firing:
-            _, late = await asyncio.wait(set(self._firing), timeout=timeout)
+        # Let follow-ups being fired (and a reconcile) finish first: APScheduler's asyncio
+        # executor cancels the jobs still running when it shuts down, which would leave a
+        # half-fired row behind.
+        if self._running:
+            _, late = await asyncio.wait(set(self._running), timeout=timeout)
             if late:
-                logger.warning("%d follow-up(s) still firing at shutdown", len(late))
+                logger.warning("%d scheduler job(s) still running at shutdown", len(late))
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.is_leader = False

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select, update
 
 from alerts import users
@@ -188,3 +189,19 @@ async def test_stopping_lets_a_follow_up_being_fired_finish(app: App, capture: C
     assert len(slow.sent) == 1
     result = (await row(app, fid)).result or ""
     assert result.startswith("reminder sent"), result
+
+
+async def test_stopping_lets_a_reconcile_in_progress_finish(app: App) -> None:
+    """APScheduler cancelled a reconcile caught in mid-statement at shutdown; on SQLite the torn
+    connection then hung the event loop. stop() waits for it instead."""
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("the writer lock that holds the reconcile up is SQLite's")
+    scheduler = await start_scheduler(app, reconcile_seconds=0.1)
+    async with app.sessions.begin() as blocker:  # BEGIN IMMEDIATE: SQLite's one writer lock
+        await blocker.execute(select(1))
+        await wait_for(lambda: scheduler._running)  # a reconcile now waits for that lock
+        stopping = asyncio.create_task(scheduler.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done()
+    await asyncio.wait_for(stopping, timeout=10)
+    assert not scheduler._running and not scheduler.scheduler.running
