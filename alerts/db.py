@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +22,14 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy import cast as sa_cast
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
+
+from alerts.errors import ConfigError
 
 
 def is_sqlite(url: str) -> bool:
@@ -34,10 +37,16 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+#: RETURNING (3.35) and UPDATE … FROM (3.33); JSON functions are built in since 3.38 and
+#: compiled into nearly every earlier build.
+SQLITE_MINIMUM = (3, 35, 0)
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An engine tuned for the backend: WAL, foreign keys and a busy timeout on SQLite."""
     kwargs: dict[str, Any] = {"echo": echo}
     if is_sqlite(url):
+        check_sqlite_version(sqlite3.sqlite_version_info)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_size"] = 10
@@ -47,6 +56,16 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if is_sqlite(url):
         _configure_sqlite(engine)
     return engine
+
+
+def check_sqlite_version(found: tuple[int, int, int]) -> None:
+    """ConfigError unless the SQLite library Python links against is recent enough."""
+    if tuple(found) < SQLITE_MINIMUM:
+        need, have = ".".join(map(str, SQLITE_MINIMUM)), ".".join(map(str, found))
+        raise ConfigError(
+            f"[database] url: SQLite {need} or newer is needed; this Python links against SQLite {have}. "
+            "Use a newer Python build or PostgreSQL."
+        )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -86,8 +105,6 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def dialect_insert(session: AsyncSession, model: Any) -> Any:
     """The backend's own INSERT, which knows ``ON CONFLICT`` (SQLite and PostgreSQL alike)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
     name = session.get_bind().dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
 
@@ -121,13 +138,13 @@ def rowset(
 
 
 def _datetime_encoder(dialect: Dialect) -> Callable[[Any], Any]:
-    sqlite = dialect.name == "sqlite"
+    as_text = dialect.name == "sqlite"
 
     def encode(value: Any) -> Any:
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise TypeError(f"{value!r} is not an aware datetime")
         value = value.astimezone(UTC)
-        if sqlite:
+        if as_text:
             # the very text SQLAlchemy's SQLite DATETIME writes (comparisons there are textual)
             return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return value.isoformat()  # with its offset, for PostgreSQL's timestamptz

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import String, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.db import make_read_sessionmaker, make_sessionmaker, rowset
+from alerts.db import check_sqlite_version, make_read_sessionmaker, make_sessionmaker, rowset
+from alerts.errors import ConfigError
 from alerts.models import ContactList, UTCDateTime
 from alerts.timeutil import utcnow
 
@@ -68,3 +70,10 @@ async def test_rowset_refuses_naive_datetimes(engine: AsyncEngine) -> None:
     async with make_sessionmaker(engine)() as session:
         with pytest.raises(TypeError, match="not an aware datetime"):
             rowset(session, "r", [("at", UTCDateTime())], [{"at": datetime(2026, 1, 1)}])
+
+
+def test_an_sqlite_too_old_for_the_engine_is_refused_with_the_versions() -> None:
+    with pytest.raises(ConfigError, match=r"SQLite 3\.35\.0 or newer is needed; .* SQLite 3\.31\.1\."):
+        check_sqlite_version((3, 31, 1))
+    check_sqlite_version((3, 35, 0))
+    check_sqlite_version(sqlite3.sqlite_version_info)  # the one these tests run on
