@@ -22,7 +22,6 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     literal,
     null,
     select,
@@ -31,9 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.db import any_of
-from alerts.events import append_events, event_row, record_moves
+from alerts.events import append_events, event_row, events_from, record_moves
 from alerts.messages import Claimed
-from alerts.models import Alert, Contact, Delivery, DeliveryEvent, Suppression, UTCDateTime
+from alerts.models import Alert, Contact, Delivery, Suppression, UTCDateTime
 from alerts.states import CLAIMABLE_STATES, DeliveryState, EventType
 
 _CLAIMABLE = [str(s) for s in CLAIMABLE_STATES]
@@ -96,8 +95,7 @@ def _take(dialect: str) -> tuple[Executable, Executable]:
     left behind. Then the move to ``sending``.
     """
     picked = any_of(dialect, _deliveries.c.id, "c_ids")
-    events = insert(cast(Table, DeliveryEvent.__table__)).from_select(
-        ["delivery_id", "alert_id", "type", "at", "from_state", "to_state", "attempt", "detail", "payload"],
+    events = events_from(
         select(
             _deliveries.c.id,
             _deliveries.c.alert_id,
@@ -108,7 +106,7 @@ def _take(dialect: str) -> tuple[Executable, Executable]:
             _deliveries.c.attempts + 1,
             bindparam("c_detail", type_=Text()),
             null(),
-        ).where(picked),
+        ).where(picked)
     )
     move = (
         update(_deliveries)

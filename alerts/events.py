@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import JSON, BigInteger, Insert, Integer, Select, String, Table, Text, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
@@ -62,6 +62,12 @@ _NAMES = [name for name, _ in _COLUMNS]
 _INSERT = insert(cast(Table, DeliveryEvent.__table__))
 
 
+def events_from(query: Select[Any]) -> Insert:
+    """``INSERT INTO delivery_events … SELECT``: ``query`` yields the columns of ``event_row()``
+    in its order, so the database writes a batch's events from rows it already has."""
+    return _INSERT.from_select(_NAMES, query)
+
+
 async def append_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert many ``event_row()`` dicts in one statement with one parameter (db.rowset).
 
@@ -70,7 +76,7 @@ async def append_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     """
     if rows:
         batch = rowset(session, "event", _COLUMNS, rows)
-        await session.execute(_INSERT.from_select(_NAMES, select(*(batch.c[n] for n in _NAMES))))
+        await session.execute(events_from(select(*(batch.c[n] for n in _NAMES))))
 
 
 async def record_moves(

@@ -21,8 +21,9 @@ leader stops or its connection drops another process takes over. SQLite is singl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -160,19 +161,14 @@ class RunningScheduler:
             return
         # waited for at stop like a firing: cancelled by APScheduler's shutdown in the middle of
         # a statement, its SQLite connection was torn down half-way and hung the event loop
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
-            if not await self._lock_alive():
-                await self._stand_down()
-                return
-            await self.reconcile()
-        except Exception:
-            logger.exception("follow-up reconcile failed; retrying in %.0f s", self.reconcile_seconds)
-        finally:
-            if task is not None:
-                self._running.discard(task)
+        with self._running_job():
+            try:
+                if not await self._lock_alive():
+                    await self._stand_down()
+                    return
+                await self.reconcile()
+            except Exception:
+                logger.exception("follow-up reconcile failed; retrying in %.0f s", self.reconcile_seconds)
 
     async def reconcile(self) -> int:
         """Make the jobs match the table: add new or re-armed follow-ups, drop cancelled ones.
@@ -228,10 +224,23 @@ class RunningScheduler:
         except JobLookupError:
             pass  # it ran meanwhile
 
-    async def _fire_job(self, followup_id: int) -> None:
+    @contextlib.contextmanager
+    def _running_job(self) -> Iterator[None]:
+        """Count the current job among those stop() waits for, until it ends."""
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def _fire_job(self, followup_id: int) -> None:
+        with self._running_job():
+            await self._fire(followup_id)
+
+    async def _fire(self, followup_id: int) -> None:
         self._in_flight.add(followup_id)
         try:
             async with self._slots:
@@ -245,8 +254,6 @@ class RunningScheduler:
             self._due.pop(followup_id, None)
         finally:
             self._in_flight.discard(followup_id)
-            if task is not None:
-                self._running.discard(task)
 
     # -- shutdown ------------------------------------------------------------------------
 
