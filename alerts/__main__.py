@@ -1,5 +1,5 @@
 """``python -m alerts`` → the ``alerts`` console script."""
 
-from alerts.cli import main
+from alerts.cli.parser import main
 
 raise SystemExit(main())

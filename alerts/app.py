@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from alerts.config import Settings
-from alerts.db import create_engine, make_read_sessionmaker, make_sessionmaker
-from alerts.messages import MessageBuilder, message_domain
-from alerts.migrate import upgrade
-from alerts.render import Renderer
-from alerts.subscriptions import Signer
-from alerts.tracking_links import TrackingLinks
+from alerts.compose.render import Renderer
+from alerts.contacts.subscriptions import Signer
+from alerts.core.config import Settings
+from alerts.delivery.links import TrackingLinks
+from alerts.delivery.messages import MessageBuilder, message_domain
+from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
+from alerts.store.migrate import upgrade
 from channels import build_channels
 from channels.base import Channel
 

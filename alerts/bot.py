@@ -25,12 +25,12 @@ from sqlalchemy import select
 from telegram import Bot, Chat, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update, User
 from telegram.error import RetryAfter, TelegramError
 
-from alerts import subscriptions
-from alerts.contact_fields import ISO_639_1
-from alerts.contacts import create_contact
-from alerts.models import Contact
-from alerts.suppressions import unsuppress
-from alerts.timeutil import utcnow
+from alerts.contacts import subscriptions
+from alerts.contacts.directory import create_contact
+from alerts.contacts.fields import ISO_639_1
+from alerts.contacts.suppressions import unsuppress
+from alerts.core.clock import utcnow
+from alerts.store.models import Contact
 from channels.ratelimit import Pacer, PerKeyInterval
 from channels.telegram import TelegramChannel
 from channels.telegram_http import AiohttpRequest
@@ -99,8 +99,8 @@ async def unsubscribe_chat(app: App, chat_id: int) -> str:
     async with app.sessions.begin() as session:
         contact = await session.scalar(select(Contact).where(Contact.telegram == str(chat_id)).limit(1))
         if contact is None:
-            from alerts.states import SuppressionReason
-            from alerts.suppressions import suppress
+            from alerts.contacts.suppressions import suppress
+            from alerts.core.states import SuppressionReason
 
             await suppress(
                 session,

@@ -10,9 +10,9 @@ import signal
 from aiohttp import web
 
 from alerts.app import App, open_app
-from alerts.config import Settings, require_secret
-from alerts.dispatch import Dispatcher
-from alerts.scheduler import start_scheduler
+from alerts.core.config import Settings, require_secret
+from alerts.delivery.dispatch import Dispatcher
+from alerts.followups.scheduler import start_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ async def run_service(
             app.extras["scheduler"] = scheduler
         bounce_server = None
         if settings.bounces.listen:
-            from alerts.inbound import start_listener
+            from alerts.delivery.inbound import start_listener
 
             bounce_server = await start_listener(
                 app.sessions, host=settings.bounces.host, port=settings.bounces.port

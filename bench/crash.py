@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alerts.capture import CaptureServer
-from alerts.db import create_engine, make_sessionmaker
-from alerts.migrate import upgrade
-from alerts.models import Alert
-from alerts.publish import publish
-from alerts.timeutil import utcnow
+from alerts.cli.capture import CaptureServer
+from alerts.core.clock import utcnow
+from alerts.delivery.publish import publish
+from alerts.store.db import create_engine, make_sessionmaker
+from alerts.store.migrate import upgrade
+from alerts.store.models import Alert
 from tests.factories import add_contacts, approved_alert, make_users
 
 

@@ -39,14 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from alerts.app import channel_concurrency
-from alerts.config import DispatcherSettings, Settings
-from alerts.db import create_engine, make_sessionmaker
-from alerts.dispatch import Dispatcher
-from alerts.messages import Claimed, MessageBuilder
-from alerts.migrate import upgrade
-from alerts.publish import load_alert_info, publish
-from alerts.render import Renderer
-from alerts.timeutil import utcnow
+from alerts.compose.render import Renderer
+from alerts.core.clock import utcnow
+from alerts.core.config import DispatcherSettings, Settings
+from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.messages import Claimed, MessageBuilder
+from alerts.delivery.publish import load_alert_info, publish
+from alerts.store.db import create_engine, make_sessionmaker
+from alerts.store.migrate import upgrade
 from bench.raw_smtp import channel_send, raw_send
 from channels.email import EmailChannel
 from channels.telegram import TelegramChannel
@@ -109,7 +109,7 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
     alert_id = await prepare(sessions, args.n, ("email",))
     started = time.perf_counter()
     async with sessions.begin() as session:
-        from alerts.models import Alert
+        from alerts.store.models import Alert
 
         alert = await session.get(Alert, alert_id)
         assert alert is not None
@@ -134,7 +134,7 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
     e2e_s = time.perf_counter() - started
     peak = rss_mb()
     async with sessions() as session:
-        from alerts.tracking import counts
+        from alerts.delivery.tracking import counts
 
         states = (await counts(session, alert_id))["email"]
         info = await load_alert_info(session, alert_id)
@@ -191,7 +191,7 @@ async def bench_telegram(n: int, paid: bool) -> dict[str, Any]:
             language="en",
             extra={"alert_title": "Bench"},
         )
-        from alerts.types import Recipient, RenderedMessage
+        from alerts.core.types import Recipient, RenderedMessage
 
         def message(i: int) -> RenderedMessage:
             return RenderedMessage(

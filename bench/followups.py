@@ -22,15 +22,16 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from alerts import drafts, users
+from alerts.accounts import users
 from alerts.app import open_app
-from alerts.capture import CaptureServer
-from alerts.config import Settings
-from alerts.db import create_engine
-from alerts.migrate import upgrade
-from alerts.models import Followup
-from alerts.scheduler import start_scheduler
-from alerts.timeutil import utcnow
+from alerts.cli.capture import CaptureServer
+from alerts.compose import drafts
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.followups.scheduler import start_scheduler
+from alerts.store.db import create_engine
+from alerts.store.migrate import upgrade
+from alerts.store.models import Followup
 from channels.email import EmailChannel
 from tests.factories import RENDERER
 

@@ -46,8 +46,8 @@ async def raw_send(host: str, port: int, messages: list[bytes], connections: int
 async def channel_send(host: str, port: int, count: int, connections: int = 16) -> float:
     """Send ``count`` messages through EmailChannel (build + pooled send); messages/s."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from alerts.config import EmailSettings
-    from alerts.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
+    from alerts.core.config import EmailSettings
+    from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
     from channels.email import EmailChannel
 
     content = RenderedContent(

@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 import asyncpg
 from sqlalchemy import func, select
 
-from alerts.db import create_engine, make_sessionmaker
-from alerts.migrate import upgrade
-from alerts.models import Alert, Delivery
-from alerts.publish import publish
-from alerts.timeutil import utcnow
+from alerts.core.clock import utcnow
+from alerts.delivery.publish import publish
+from alerts.store.db import create_engine, make_sessionmaker
+from alerts.store.migrate import upgrade
+from alerts.store.models import Alert, Delivery
 from bench.smtp_sink import start_sink
 from tests.factories import add_contacts, approved_alert, make_users
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alerts.config import Settings
+from alerts.core.config import Settings
 from channels.base import Channel
 from channels.email import EmailChannel, dkim_from_settings
 from channels.memory import MemoryChannel

@@ -15,10 +15,10 @@ transport's answer as an ``Outcome``:
 Rules every adapter keeps:
 
 - ``send()`` returns an ``Outcome`` for every answer it recognizes, through one class-level
-  table of error → outcome. Exceptions it does not recognize propagate; ``alerts.dispatch``
-  records them with their cause and asks ``alerts.retry`` what to do.
+  table of error → outcome. Exceptions it does not recognize propagate; ``alerts.delivery.dispatch``
+  records them with their cause and asks ``alerts.delivery.retry`` what to do.
 - Adapters never sleep-and-retry by themselves. Only a rate limiter may wait (to stay under a
-  provider's published limits); every retry decision is made in ``alerts.retry``.
+  provider's published limits); every retry decision is made in ``alerts.delivery.retry``.
 - ``open()`` acquires long-lived resources (connection pools, HTTP sessions); ``close()``
   releases them and is safe to call twice. ``send()`` may be called concurrently.
 - Options come in as a frozen dataclass built from the channel's config section; an adapter
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol, runtime_checkable
 
-from alerts.types import Outcome, RenderedMessage
+from alerts.core.types import Outcome, RenderedMessage
 
 
 @runtime_checkable

@@ -30,10 +30,10 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from alerts.config import EmailSettings
-from alerts.errors import ConfigError, ValidationError
-from alerts.states import SuppressionReason
-from alerts.types import Outcome, OutcomeKind, RenderedMessage
+from alerts.core.config import EmailSettings
+from alerts.core.errors import ConfigError, ValidationError
+from alerts.core.states import SuppressionReason
+from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from channels.mime import DkimOptions, MessageBuilder
 from channels.smtp_pool import DeliveryFailed, Phase, SMTPPool
 

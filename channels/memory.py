@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from alerts.types import Outcome, OutcomeKind, RenderedMessage
+from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 
 
 @dataclass

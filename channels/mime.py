@@ -31,9 +31,9 @@ from email.utils import formatdate, getaddresses
 import dkim
 import email_validator
 
-from alerts.errors import ValidationError
-from alerts.tracking_links import link_spans, pixel_position
-from alerts.types import Attachment, RenderedContent, RenderedMessage
+from alerts.core.errors import ValidationError
+from alerts.core.types import Attachment, RenderedContent, RenderedMessage
+from alerts.delivery.links import link_spans, pixel_position
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import dataclasses
 import ssl
 from typing import ClassVar
 
-from alerts.config import EmailSettings, PressSettings
-from alerts.types import RenderedMessage
+from alerts.core.config import EmailSettings, PressSettings
+from alerts.core.types import RenderedMessage
 from channels.email import EmailChannel
 from channels.mime import DkimOptions
 from channels.smtp_pool import SMTPPool

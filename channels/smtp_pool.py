@@ -30,7 +30,7 @@ from aiosmtplib import (
 )
 from aiosmtplib.email import quote_address
 
-from alerts.config import EmailSettings
+from alerts.core.config import EmailSettings
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from alerts.config import TelegramSettings
-from alerts.errors import ConfigError, ValidationError
-from alerts.states import SuppressionReason
-from alerts.types import Outcome, OutcomeKind, RenderedMessage
+from alerts.core.config import TelegramSettings
+from alerts.core.errors import ConfigError, ValidationError
+from alerts.core.states import SuppressionReason
+from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from channels.ratelimit import Pacer, PerKeyInterval
 from channels.telegram_http import AiohttpRequest, ConnectTimedOut
 

@@ -20,10 +20,10 @@ from typing import ClassVar
 import aiohttp
 from yarl import URL
 
-from alerts.config import WebhookSettings
-from alerts.errors import ConfigError
-from alerts.timeutil import utcnow
-from alerts.types import Outcome, OutcomeKind, RenderedMessage
+from alerts.core.clock import utcnow
+from alerts.core.config import WebhookSettings
+from alerts.core.errors import ConfigError
+from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from alerts.config import TelegramSettings, WebhookSettings
+from alerts.core.config import TelegramSettings, WebhookSettings
 from channels.webhook import verify_signature
 
 BOT_ID = 7000001

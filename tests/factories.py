@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts import approval, drafts, users
-from alerts.models import Alert, Contact, ContactList, ListMember, User
-from alerts.publish import publish
-from alerts.render import Renderer
-from alerts.timeutil import utcnow
+from alerts.accounts import users
+from alerts.compose import approval, drafts
+from alerts.compose.render import Renderer
+from alerts.core.clock import utcnow
+from alerts.delivery.publish import publish
+from alerts.store.models import Alert, Contact, ContactList, ListMember, User
 
 RENDERER = Renderer()
 

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from alerts.capture import CapturedMessage, CaptureServer, RecordingHandler
-from alerts.config import EmailSettings
+from alerts.cli.capture import CapturedMessage, CaptureServer, RecordingHandler
+from alerts.core.config import EmailSettings
 
 
 @dataclass

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts import audit
-from alerts.approval import (
+from alerts.accounts.users import create_user
+from alerts.compose.approval import (
     approve,
     approved_languages,
     close_alert,
@@ -19,11 +19,11 @@ from alerts.approval import (
     set_status,
     submit,
 )
-from alerts.drafts import ALERT_TRANSITIONS, Audience, edit_alert, get_alert
-from alerts.errors import ApprovalRequired, Conflict, ConsentRequired, PermissionDenied, ValidationError
-from alerts.models import Alert, User
-from alerts.states import AlertStatus
-from alerts.users import create_user
+from alerts.compose.drafts import ALERT_TRANSITIONS, Audience, edit_alert, get_alert
+from alerts.core.errors import ApprovalRequired, Conflict, ConsentRequired, PermissionDenied, ValidationError
+from alerts.core.states import AlertStatus
+from alerts.store import audit
+from alerts.store.models import Alert, User
 from tests.test_drafts import CASE, NOW, People, make_people, new_alert, snapshot, validate_case
 
 A = AlertStatus
@@ -319,9 +319,9 @@ async def test_withdrawing_consent_cancels_pending_deliveries_to_the_public(
 ) -> None:
     from sqlalchemy import select, update
 
-    from alerts.models import Delivery, DeliveryEvent
-    from alerts.publish import publish
-    from alerts.timeutil import utcnow
+    from alerts.core.clock import utcnow
+    from alerts.delivery.publish import publish
+    from alerts.store.models import Delivery, DeliveryEvent
     from tests.factories import add_contacts, approved_alert, make_users
 
     async with sessions.begin() as session:

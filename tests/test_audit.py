@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts import audit
-from alerts.errors import ValidationError
-from alerts.models import AuditEntry
+from alerts.core.errors import ValidationError
+from alerts.store import audit
+from alerts.store.models import AuditEntry
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

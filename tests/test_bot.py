@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from alerts.app import App, open_app
 from alerts.bot import run_bot
-from alerts.config import Settings
-from alerts.models import Contact, Suppression
+from alerts.core.config import Settings
+from alerts.store.models import Contact, Suppression
 from channels.telegram import TelegramChannel
 from tests.botapi import BotApiServer, _serve
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.bounces import BounceReport, parse_dsn
-from alerts.errors import ValidationError
+from alerts.core.errors import ValidationError
+from alerts.delivery.bounces import BounceReport, parse_dsn
 
 DATA = Path(__file__).parent / "data"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.capture import CaptureServer
+from alerts.cli.capture import CaptureServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "templates" / "urgent-appeal" / "example.toml"

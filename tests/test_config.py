@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.config import as_toml_defaults, load_settings
-from alerts.errors import ConfigError
+from alerts.core.config import as_toml_defaults, load_settings
+from alerts.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def test_no_file_means_embedded_defaults(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     s = load_settings(environ={})
     assert s.source == "embedded defaults"
-    assert s.database.url == "sqlite+aiosqlite:///alerts.db"
+    assert s.database.url == "sqlite+aiosqlite:///alerts.store.db"
     assert s.email.port == 8025
 
 
@@ -103,7 +103,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     [("change-me-in-production", "the shipped default"), ("tiny-key", "shorter than 16 characters")],
 )
 def test_serving_with_a_guessable_secret_is_refused(key: str, problem: str) -> None:
-    from alerts.config import require_secret
+    from alerts.core.config import require_secret
 
     settings = load_settings(environ={"ALERTS_SERVER_SECRET_KEY": key})
     with pytest.raises(ConfigError) as info:

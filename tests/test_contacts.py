@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.contacts import (
+from alerts.contacts.csv_import import import_csv
+from alerts.contacts.directory import (
     add_to_list,
     create_contact,
     delete_contact,
@@ -22,12 +23,20 @@ from alerts.contacts import (
     search_contacts,
     update_contact,
 )
-from alerts.contacts_csv import import_csv
-from alerts.erasure import erase_contact, export_contact
-from alerts.errors import Conflict, NotFound, ValidationError
-from alerts.models import Alert, Contact, ContactList, Delivery, DeliveryEvent, ListMember, Suppression, User
-from alerts.states import SuppressionReason
-from alerts.suppressions import hashed_key, is_suppressed, suppress, suppressed_keys
+from alerts.contacts.erasure import erase_contact, export_contact
+from alerts.contacts.suppressions import hashed_key, is_suppressed, suppress, suppressed_keys
+from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.states import SuppressionReason
+from alerts.store.models import (
+    Alert,
+    Contact,
+    ContactList,
+    Delivery,
+    DeliveryEvent,
+    ListMember,
+    Suppression,
+    User,
+)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

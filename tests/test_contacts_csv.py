@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.contacts import create_contact, update_contact
-from alerts.contacts_csv import EXPORT_COLUMNS, ImportReport, RowError, export_contacts_csv, import_csv
-from alerts.errors import ValidationError
-from alerts.models import Contact, ContactList, ListMember
+from alerts.contacts.csv_import import EXPORT_COLUMNS, ImportReport, RowError, export_contacts_csv, import_csv
+from alerts.contacts.directory import create_contact, update_contact
+from alerts.core.errors import ValidationError
+from alerts.store.models import Contact, ContactList, ListMember
 
 HEADER = "name,email,telegram,kind,language,organisation,country,lists"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import String, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerts.db import check_sqlite_version, make_read_sessionmaker, make_sessionmaker, rowset
-from alerts.errors import ConfigError
-from alerts.models import ContactList, UTCDateTime
-from alerts.timeutil import utcnow
+from alerts.core.clock import utcnow
+from alerts.core.errors import ConfigError
+from alerts.store.db import check_sqlite_version, make_read_sessionmaker, make_sessionmaker, rowset
+from alerts.store.models import ContactList, UTCDateTime
 
 
 async def test_an_open_read_session_never_holds_up_the_writer(engine: AsyncEngine) -> None:

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.config import DispatcherSettings, EmailSettings
-from alerts.dispatch import Dispatcher
-from alerts.messages import MessageBuilder
-from alerts.models import Contact, Delivery, DeliveryEvent, Suppression
+from alerts.core.config import DispatcherSettings, EmailSettings
+from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.messages import MessageBuilder
+from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
 from channels.base import Channel
 from channels.email import EmailChannel
 from channels.telegram import TelegramChannel

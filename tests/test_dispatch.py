@@ -10,15 +10,15 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.claim import claim_due
-from alerts.config import DispatcherSettings
-from alerts.controls import resend_failed, set_paused
-from alerts.dispatch import Dispatcher
-from alerts.messages import MessageBuilder
-from alerts.models import Alert, Delivery, DeliveryEvent, Suppression
-from alerts.states import SuppressionReason
-from alerts.timeutil import utcnow
-from alerts.types import Outcome, OutcomeKind
+from alerts.core.clock import utcnow
+from alerts.core.config import DispatcherSettings
+from alerts.core.states import SuppressionReason
+from alerts.core.types import Outcome, OutcomeKind
+from alerts.delivery.claim import claim_due
+from alerts.delivery.controls import resend_failed, set_paused
+from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.messages import MessageBuilder
+from alerts.store.models import Alert, Delivery, DeliveryEvent, Suppression
 from channels.memory import MemoryChannel
 from tests.factories import RENDERER, published_alert
 
@@ -268,8 +268,8 @@ async def test_shutdown_releases_what_was_claimed_but_not_sent(
 async def test_update_reaches_exactly_the_original_recipients_threaded(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    from alerts import users
-    from alerts.publish import publish
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
     from tests.factories import add_contacts, approved_alert
 
     alert_id = await published_alert(sessions, 3, channels=("email", "telegram"))
@@ -303,9 +303,9 @@ async def test_a_recipient_who_left_after_fan_out_gets_nothing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Unsubscribed, suppressed, deleted, erased or closed since fan-out: settled at the claim."""
-    from alerts.contacts import delete_contact
-    from alerts.models import Contact
-    from alerts.suppressions import suppress
+    from alerts.contacts.directory import delete_contact
+    from alerts.contacts.suppressions import suppress
+    from alerts.store.models import Contact
 
     alert_id = await published_alert(sessions, 5)
     async with sessions.begin() as session:
@@ -371,9 +371,9 @@ async def test_outcomes_of_rows_taken_over_are_not_recorded(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """A worker whose lease expired must not write events for a row another worker now holds."""
-    from alerts.claim import reclaim_expired
-    from alerts.recorder import Result, record
-    from alerts.retry import RetryPolicy
+    from alerts.delivery.claim import reclaim_expired
+    from alerts.delivery.recorder import Result, record
+    from alerts.delivery.retry import RetryPolicy
 
     await published_alert(sessions, 1)
     now = utcnow()
@@ -413,7 +413,7 @@ async def test_outcomes_of_rows_taken_over_are_not_recorded(
 async def test_a_lease_that_expires_on_the_last_attempt_fails(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    from alerts.claim import reclaim_expired
+    from alerts.delivery.claim import reclaim_expired
 
     alert_id = await published_alert(sessions, 1)
     now = utcnow()
@@ -428,7 +428,7 @@ async def test_a_lease_that_expires_on_the_last_attempt_fails(
 async def test_fallback_never_gives_a_press_contact_a_second_email(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    from alerts.models import Contact
+    from alerts.store.models import Contact
 
     alert_id = await published_alert(sessions, 1, channels=("telegram",), fallback_email=True)
     async with sessions.begin() as session:  # the same contact also got the press release

@@ -11,13 +11,20 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts import audit
-from alerts.approval import approve, approved_languages, ready_to_send, set_status, submit
-from alerts.drafts import Audience, create_alert, current_version, default_title, edit_alert, get_alert
-from alerts.errors import ApprovalRequired, Conflict, NotFound, PermissionDenied, ValidationError
-from alerts.models import Alert, AlertVersion, Approval, AuditEntry, Consent, User
-from alerts.states import AlertStatus
-from alerts.users import create_user
+from alerts.accounts.users import create_user
+from alerts.compose.approval import approve, approved_languages, ready_to_send, set_status, submit
+from alerts.compose.drafts import (
+    Audience,
+    create_alert,
+    current_version,
+    default_title,
+    edit_alert,
+    get_alert,
+)
+from alerts.core.errors import ApprovalRequired, Conflict, NotFound, PermissionDenied, ValidationError
+from alerts.core.states import AlertStatus
+from alerts.store import audit
+from alerts.store.models import Alert, AlertVersion, Approval, AuditEntry, Consent, User
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CASE = {"defender": "Ana Pérez", "country": "Honduras", "summary": "Arrested at dawn."}
@@ -327,7 +334,7 @@ async def test_a_stale_alert_loses_to_a_concurrent_change(
 async def test_the_real_renderer_validates_the_example_case(
     session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
 ) -> None:
-    from alerts.render import Renderer
+    from alerts.compose.render import Renderer
 
     renderer = Renderer()
     example = renderer.example("urgent-appeal")

@@ -14,17 +14,26 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts import approval, drafts, tracking, users
+from alerts.accounts import users
 from alerts.app import App, open_app
-from alerts.capture import CapturedMessage, CaptureServer, RecordingHandler
-from alerts.config import DispatcherSettings, Settings
-from alerts.dispatch import Dispatcher
-from alerts.errors import Conflict, PermissionDenied, ValidationError
-from alerts.followups import add_followup, cancel_followup, fire, get_followup, list_followups, parse_duration
-from alerts.models import Alert, Delivery, Followup, User
-from alerts.publish import publish, publish_due, schedule
-from alerts.states import AlertStatus
-from alerts.timeutil import utcnow
+from alerts.cli.capture import CapturedMessage, CaptureServer, RecordingHandler
+from alerts.compose import approval, drafts
+from alerts.core.clock import utcnow
+from alerts.core.config import DispatcherSettings, Settings
+from alerts.core.errors import Conflict, PermissionDenied, ValidationError
+from alerts.core.states import AlertStatus
+from alerts.delivery import tracking
+from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.publish import publish, publish_due, schedule
+from alerts.followups.manage import (
+    add_followup,
+    cancel_followup,
+    fire,
+    get_followup,
+    list_followups,
+    parse_duration,
+)
+from alerts.store.models import Alert, Delivery, Followup, User
 from alerts.web import make_web_app
 from channels.email import EmailChannel
 from tests.factories import RENDERER, add_contacts, approved_alert

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from alerts import users
+from alerts.accounts import users
 from alerts.app import App
-from alerts.capture import CaptureServer
-from alerts.errors import Conflict
-from alerts.followups import cancel_followup, ensure_digests, fire, next_digest_at
-from alerts.models import Followup, User
+from alerts.cli.capture import CaptureServer
+from alerts.core.errors import Conflict
+from alerts.followups.manage import cancel_followup, ensure_digests, fire, next_digest_at
+from alerts.store.models import Followup, User
 from tests.test_followups import add, app, capture, people, sent_alert
 
 __all__ = ["app", "capture"]

@@ -20,11 +20,12 @@ import aiohttp
 import pytest
 from sqlalchemy import select, update
 
-from alerts import drafts, users
-from alerts.capture import CaptureServer
-from alerts.db import create_engine, make_sessionmaker
-from alerts.models import Followup
-from alerts.timeutil import utcnow
+from alerts.accounts import users
+from alerts.cli.capture import CaptureServer
+from alerts.compose import drafts
+from alerts.core.clock import utcnow
+from alerts.store.db import create_engine, make_sessionmaker
+from alerts.store.models import Followup
 from tests.conftest import PG_ADMIN_URL
 from tests.factories import RENDERER, add_contacts
 

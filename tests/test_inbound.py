@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.inbound import start_listener
-from alerts.models import Delivery, DeliveryEvent, Suppression
+from alerts.delivery.inbound import start_listener
+from alerts.store.models import Delivery, DeliveryEvent, Suppression
 from channels.memory import MemoryChannel
 from tests.factories import published_alert
 from tests.test_dispatch import dispatcher

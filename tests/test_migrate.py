@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from alerts.db import create_engine
-from alerts.migrate import current_revision, upgrade
-from alerts.models import Base
+from alerts.store.db import create_engine
+from alerts.store.migrate import current_revision, upgrade
+from alerts.store.models import Base
 
 
 async def test_upgrade_twice_is_harmless(db_url: str) -> None:

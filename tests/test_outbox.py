@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.models import Delivery, DeliveryEvent
-from alerts.publish import publish
-from alerts.states import SuppressionReason
-from alerts.suppressions import suppress
-from alerts.timeutil import utcnow
+from alerts.contacts.suppressions import suppress
+from alerts.core.clock import utcnow
+from alerts.core.states import SuppressionReason
+from alerts.delivery.publish import publish
+from alerts.store.models import Delivery, DeliveryEvent
 from tests.factories import add_contacts, approved_alert, make_users
 
 
@@ -81,7 +81,7 @@ async def test_a_shared_chat_gets_one_copy_even_when_its_first_contact_is_out_of
 ) -> None:
     from sqlalchemy import update
 
-    from alerts.models import Contact
+    from alerts.store.models import Contact
 
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
@@ -100,7 +100,7 @@ async def test_a_channel_this_service_cannot_send_on_is_refused_up_front(
 ) -> None:
     import pytest
 
-    from alerts.errors import Conflict
+    from alerts.core.errors import Conflict
 
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
@@ -120,7 +120,7 @@ async def test_a_channel_this_service_cannot_send_on_is_refused_up_front(
 async def test_an_update_respects_channels_chosen_since(sessions: async_sessionmaker[AsyncSession]) -> None:
     from sqlalchemy import update
 
-    from alerts.models import Contact
+    from alerts.store.models import Contact
 
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)

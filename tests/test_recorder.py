@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from alerts.claim import claim_due
-from alerts.config import DispatcherSettings
-from alerts.models import Delivery, DeliveryEvent
-from alerts.recorder import Result, moves, record, redact
-from alerts.retry import RetryPolicy
-from alerts.timeutil import utcnow
-from alerts.types import Outcome
+from alerts.core.clock import utcnow
+from alerts.core.config import DispatcherSettings
+from alerts.core.types import Outcome
+from alerts.delivery.claim import claim_due
+from alerts.delivery.recorder import Result, moves, record, redact
+from alerts.delivery.retry import RetryPolicy
+from alerts.store.models import Delivery, DeliveryEvent
 from tests.factories import published_alert
 
 POLICY = RetryPolicy.from_settings(DispatcherSettings())

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from alerts import followups_notices
 from alerts.app import App, open_app
-from alerts.capture import CaptureServer
-from alerts.followups import STALLED_AFTER, fire, rearm_stalled
-from alerts.models import Alert, Consent, Contact, User
+from alerts.cli.capture import CaptureServer
+from alerts.followups import notices as followups_notices
+from alerts.followups.manage import STALLED_AFTER, fire, rearm_stalled
+from alerts.store.models import Alert, Consent, Contact, User
 from channels.base import Channel
 from channels.email import EmailChannel
 from channels.telegram import TelegramChannel

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from alerts.errors import NotFound, TemplateError, ValidationError
-from alerts.render import CHANNELS, TELEGRAM_LIMIT, Renderer, default_templates_dir, fit_telegram
-from alerts.states import ContactKind
+from alerts.compose.render import CHANNELS, TELEGRAM_LIMIT, Renderer, default_templates_dir, fit_telegram
+from alerts.core.errors import NotFound, TemplateError, ValidationError
+from alerts.core.states import ContactKind
 
 RENDERER = Renderer()
 FAMILIES = ["closure", "update", "urgent-appeal"]

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerts.errors import SandboxViolation, TemplateError
-from alerts.render import Renderer
-from alerts.sandbox import MAX_OUTPUT, MAX_PRODUCED, MAX_RANGE, MAX_STEPS
+from alerts.compose.render import Renderer
+from alerts.compose.sandbox import MAX_OUTPUT, MAX_PRODUCED, MAX_RANGE, MAX_STEPS
+from alerts.core.errors import SandboxViolation, TemplateError
 
 RENDERER = Renderer()
 UNSAFE = "template '<string>' tried to reach something unsafe: {}"

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from alerts import users
+from alerts.accounts import users
 from alerts.app import App
-from alerts.capture import CaptureServer
-from alerts.models import Followup, User
-from alerts.scheduler import start_scheduler
-from alerts.timeutil import utcnow
+from alerts.cli.capture import CaptureServer
+from alerts.core.clock import utcnow
+from alerts.followups.scheduler import start_scheduler
+from alerts.store.models import Followup, User
 from tests.test_followups import add, app, capture, row, sent_alert
 
 __all__ = ["app", "capture"]
@@ -51,7 +51,7 @@ async def test_jobs_are_rebuilt_from_the_table_and_fire_once(app: App, capture: 
         await wait_for(lambda: len(capture.messages()) >= 1)
         assert "late by 10 min: the service was down" in capture.messages()[0].raw.decode()
         # cancelled by another process (CLI/API) after the job was scheduled
-        from alerts.followups import cancel_followup
+        from alerts.followups.manage import cancel_followup
 
         async with app.sessions.begin() as session:
             await cancel_followup(session, doomed, user=await users.get_user(session, "olga"), now=utcnow())

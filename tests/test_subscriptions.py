@@ -5,11 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts import approval, subscriptions
-from alerts.models import Contact, Delivery, DeliveryEvent, Suppression
-from alerts.publish import publish
-from alerts.subscriptions import Confirmation, Signer
-from alerts.timeutil import utcnow
+from alerts.compose import approval
+from alerts.contacts import subscriptions
+from alerts.contacts.subscriptions import Confirmation, Signer
+from alerts.core.clock import utcnow
+from alerts.delivery.publish import publish
+from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
 from tests.factories import approved_alert, make_users
 
 SECRET = "test-secret-key-0123456789"

@@ -9,10 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.errors import ValidationError
-from alerts.models import Contact, Suppression
-from alerts.states import SuppressionReason
-from alerts.suppressions import (
+from alerts.contacts.suppressions import (
     address_key,
     hash_for_erasure,
     hashed_key,
@@ -22,6 +19,9 @@ from alerts.suppressions import (
     suppressed_keys,
     unsuppress,
 )
+from alerts.core.errors import ValidationError
+from alerts.core.states import SuppressionReason
+from alerts.store.models import Contact, Suppression
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 

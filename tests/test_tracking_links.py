@@ -17,15 +17,16 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from sqlalchemy import event, select
 
-from alerts import approval, drafts, tracking
 from alerts.app import App, open_app
-from alerts.capture import CaptureServer
-from alerts.config import Settings
-from alerts.models import Delivery, DeliveryEvent
-from alerts.publish import publish
+from alerts.cli.capture import CaptureServer
+from alerts.compose import approval, drafts
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.delivery import tracking
+from alerts.delivery.links import TrackingLinks, TrackKind, is_trackable
+from alerts.delivery.publish import publish
 from alerts.service import make_dispatcher
-from alerts.timeutil import utcnow
-from alerts.tracking_links import TrackingLinks, TrackKind, is_trackable
+from alerts.store.models import Delivery, DeliveryEvent
 from alerts.web import make_web_app
 from channels.mime import pixel_tag
 from tests.factories import add_contacts, approved_alert, make_users

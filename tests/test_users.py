@@ -10,11 +10,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts import audit
-from alerts.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
-from alerts.models import AuditEntry, User
-from alerts.states import Role
-from alerts.users import (
+from alerts.accounts.users import (
     PERMISSIONS,
     authenticate_password,
     authenticate_token,
@@ -24,6 +20,10 @@ from alerts.users import (
     new_token,
     set_active,
 )
+from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
+from alerts.core.states import Role
+from alerts.store import audit
+from alerts.store.models import AuditEntry, User
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

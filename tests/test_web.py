@@ -6,10 +6,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from alerts import users
+from alerts.accounts import users
 from alerts.app import open_app
-from alerts.config import Settings
-from alerts.timeutil import utcnow
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
 from alerts.web import make_web_app
 from tests.factories import published_alert
 
@@ -58,9 +58,9 @@ async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-u
 
 
 async def test_unsubscribe_links_in_messages_are_signed(server) -> None:  # type: ignore[no-untyped-def]
-    from alerts.messages import Claimed
-    from alerts.publish import load_alert_info
-    from alerts.subscriptions import Signer
+    from alerts.contacts.subscriptions import Signer
+    from alerts.delivery.messages import Claimed
+    from alerts.delivery.publish import load_alert_info
 
     app, _ = server
     alert_id = await published_alert(app.sessions, 1)
@@ -87,7 +87,7 @@ async def test_unsubscribe_links_in_messages_are_signed(server) -> None:  # type
 
 
 async def test_metrics_report_send_latency_and_health_reports_parts(server) -> None:  # type: ignore[no-untyped-def]
-    from alerts.scheduler import start_scheduler
+    from alerts.followups.scheduler import start_scheduler
     from alerts.service import make_dispatcher
     from channels.memory import MemoryChannel
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from alerts.app import App
-from alerts.errors import AlertsError
+from alerts.core.errors import AlertsError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def make_web_app(app: App) -> web.Application:
     """Build the aiohttp application for an open App."""
-    from alerts.web import api, engagement, ops, public, ui
+    from alerts.web import ops
+    from alerts.web.api import routes as api
+    from alerts.web.public import engagement
+    from alerts.web.public import pages as public
+    from alerts.web.ui import pages as ui
 
     webapp = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     webapp[APP] = app

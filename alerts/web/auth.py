@@ -37,9 +37,9 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from alerts import users
-from alerts.errors import AlertsError, ConfigError, PermissionDenied, Unauthorized
-from alerts.models import User
+from alerts.accounts import users
+from alerts.core.errors import AlertsError, ConfigError, PermissionDenied, Unauthorized
+from alerts.store.models import User
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import time
 from aiohttp import web
 from sqlalchemy import func, select, text
 
-from alerts import users
-from alerts.errors import AlertsError
-from alerts.models import Delivery
+from alerts.accounts import users
+from alerts.core.errors import AlertsError
+from alerts.store.models import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Deliveries by channel and state, queue depth, dispatcher counters (bearer token: "view")."""
     from alerts.web import APP, error_response
-    from alerts.web.api import authenticate
+    from alerts.web.api.routes import authenticate
 
     try:
         users.check(await authenticate(request), "view")

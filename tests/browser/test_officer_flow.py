@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from alerts import users
+from alerts.accounts import users
 from alerts.app import open_app
-from alerts.capture import CaptureServer
-from alerts.config import Settings
+from alerts.cli.capture import CaptureServer
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
 from alerts.service import run_service
-from alerts.timeutil import utcnow
 from tests.factories import add_contacts
 
 CHROMIUM = "/usr/bin/chromium"

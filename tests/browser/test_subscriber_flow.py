@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from alerts import approval
 from alerts.app import open_app
-from alerts.capture import CapturedMessage, CaptureServer
-from alerts.config import Settings
-from alerts.models import Contact, Suppression
-from alerts.publish import publish
+from alerts.cli.capture import CapturedMessage, CaptureServer
+from alerts.compose import approval
+from alerts.contacts.suppressions import address_key, hashed_key
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.delivery.publish import publish
 from alerts.service import run_service
-from alerts.suppressions import address_key, hashed_key
-from alerts.timeutil import utcnow
+from alerts.store.models import Contact, Suppression
 from tests.factories import approved_alert, make_users
 
 CHROMIUM = "/usr/bin/chromium"

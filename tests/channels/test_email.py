@@ -19,10 +19,10 @@ import dkim
 import pytest
 from aiosmtplib import SMTPRecipientsRefused
 
-from alerts.config import EmailSettings
-from alerts.errors import ConfigError
-from alerts.states import SuppressionReason
-from alerts.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.core.config import EmailSettings
+from alerts.core.errors import ConfigError
+from alerts.core.states import SuppressionReason
+from alerts.core.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
 from channels.email import DkimOptions, EmailChannel
 from channels.smtp_pool import DeliveryFailed, Phase
 from tests.smtpd import SMTPTestServer

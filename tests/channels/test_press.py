@@ -10,9 +10,9 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from alerts.capture import CaptureServer
-from alerts.config import EmailSettings, PressSettings
-from alerts.types import Attachment, OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.cli.capture import CaptureServer
+from alerts.core.config import EmailSettings, PressSettings
+from alerts.core.types import Attachment, OutcomeKind, Recipient, RenderedContent, RenderedMessage
 from channels.email import EmailChannel
 from channels.press import PressChannel
 from tests.smtpd import SMTPTestServer

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from alerts.config import TelegramSettings
-from alerts.errors import ConfigError, ValidationError
-from alerts.states import SuppressionReason
-from alerts.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.core.config import TelegramSettings
+from alerts.core.errors import ConfigError, ValidationError
+from alerts.core.states import SuppressionReason
+from alerts.core.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
 from channels.telegram import TelegramChannel, parse_chat_id
 from tests.botapi import BotApiServer
 

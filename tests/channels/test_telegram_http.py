@@ -11,7 +11,7 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
-from alerts.types import OutcomeKind
+from alerts.core.types import OutcomeKind
 from channels.telegram import TelegramChannel
 from channels.telegram_http import AiohttpRequest, ConnectTimedOut
 from tests.botapi import BotApiServer

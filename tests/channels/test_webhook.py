@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from alerts.errors import ConfigError
-from alerts.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.core.errors import ConfigError
+from alerts.core.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
 from channels.webhook import WebhookChannel, sign, verify_signature
 from tests.botapi import WebhookSink
 

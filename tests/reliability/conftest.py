@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from alerts.capture import RecordingHandler
-from alerts.db import create_engine, make_sessionmaker
-from alerts.models import Alert, Delivery
-from alerts.publish import publish
-from alerts.timeutil import utcnow
+from alerts.cli.capture import RecordingHandler
+from alerts.core.clock import utcnow
+from alerts.delivery.publish import publish
+from alerts.store.db import create_engine, make_sessionmaker
+from alerts.store.models import Alert, Delivery
 from tests.factories import add_contacts, approved_alert, make_users
 
 ROOT = Path(__file__).resolve().parents[2]

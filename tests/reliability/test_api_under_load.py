@@ -15,9 +15,9 @@ import time
 import aiohttp
 import pytest
 
-from alerts import users
-from alerts.capture import CaptureServer, RecordingHandler
-from alerts.timeutil import utcnow
+from alerts.accounts import users
+from alerts.cli.capture import CaptureServer, RecordingHandler
+from alerts.core.clock import utcnow
 from tests.reliability.conftest import DB, Services, wait_for
 
 N = 10_000

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from alerts.capture import CaptureServer
+from alerts.cli.capture import CaptureServer
 from tests.reliability.conftest import DB, KillingHandler, Proc, Services, copies, wait_for
 
 N = 10_000

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from alerts.capture import CaptureServer, RecordingHandler
-from alerts.db import create_engine
-from alerts.migrate import upgrade
-from alerts.models import DeliveryEvent
+from alerts.cli.capture import CaptureServer, RecordingHandler
+from alerts.store.db import create_engine
+from alerts.store.migrate import upgrade
+from alerts.store.models import DeliveryEvent
 from tests.botapi import BotApiServer
 from tests.reliability.conftest import DB, Services, copies, free_port, wait_for
 

@@ -12,8 +12,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from alerts.capture import CaptureServer, RecordingHandler
-from alerts.models import Delivery
+from alerts.cli.capture import CaptureServer, RecordingHandler
+from alerts.store.models import Delivery
 from tests.reliability.conftest import DB, PG, Services, copies, wait_for
 
 pytestmark = pytest.mark.skipif(not PG, reason="scale-out needs PostgreSQL: set ALERTS_TEST_DATABASE_URL")

@@ -17,15 +17,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts import users
+from alerts.accounts import users
 from alerts.app import App, open_app
-from alerts.capture import CaptureServer
-from alerts.config import Settings
-from alerts.contacts_csv import export_contacts_csv, import_csv
-from alerts.errors import AlertsError
-from alerts.models import Contact
+from alerts.cli.capture import CaptureServer
+from alerts.contacts.csv_import import export_contacts_csv, import_csv
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.core.errors import AlertsError
 from alerts.service import make_dispatcher
-from alerts.timeutil import utcnow
+from alerts.store.models import Contact
 from tests.factories import published_alert
 
 MB = 1024 * 1024
@@ -264,7 +264,7 @@ async def test_no_address_token_or_secret_in_info_logs_during_a_fan_out(
         class Flaky(CaptureServer):
             pass
 
-        from alerts.capture import RecordingHandler
+        from alerts.cli.capture import RecordingHandler
 
         class Mixed(RecordingHandler):
             async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]

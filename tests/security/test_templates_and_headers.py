@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from alerts.capture import CaptureServer
-from alerts.config import EmailSettings, PressSettings
-from alerts.errors import AlertsError
-from alerts.render import Renderer
-from alerts.types import Attachment, OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.cli.capture import CaptureServer
+from alerts.compose.render import Renderer
+from alerts.core.config import EmailSettings, PressSettings
+from alerts.core.errors import AlertsError
+from alerts.core.types import Attachment, OutcomeKind, Recipient, RenderedContent, RenderedMessage
 from channels.email import EmailChannel
 from channels.press import PressChannel
 

@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from alerts import users
+from alerts.accounts import users
 from alerts.app import App, open_app
-from alerts.capture import CaptureServer
-from alerts.config import Settings
-from alerts.timeutil import utcnow
+from alerts.cli.capture import CaptureServer
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
 from alerts.web import make_web_app
 
 P = "/office"

@@ -11,11 +11,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
-from alerts import users
+from alerts.accounts import users
 from alerts.app import App, open_app
-from alerts.config import Settings
-from alerts.models import Base
-from alerts.timeutil import utcnow
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.store.models import Base
 from alerts.web import make_web_app
 
 SECRET = "test-secret-key-0123456789"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from alerts.users import PERMISSIONS
-from alerts.web.api import MAX_JSON_BYTES, all_routes
+from alerts.accounts.users import PERMISSIONS
+from alerts.web.api.routes import MAX_JSON_BYTES, all_routes
 from tests.factories import RENDERER, add_contacts
 from tests.web.conftest import ROLES, Site, row_counts
 
@@ -27,7 +27,7 @@ async def _alert(site: Site, **extra: Any) -> int:
 
 
 def _path(path: str, ids: dict[str, int]) -> str:
-    from alerts.web.openapi import openapi_path
+    from alerts.web.api.openapi import openapi_path
 
     p = openapi_path(path)
     return p.replace(

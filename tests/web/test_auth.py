@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from yarl import URL
 
-from alerts import users
-from alerts.models import AuditEntry
-from alerts.timeutil import utcnow
+from alerts.accounts import users
+from alerts.core.clock import utcnow
+from alerts.store.models import AuditEntry
 from alerts.web import auth
 from tests.web import PASSWORD, Client, P, csrf_in, make_staff, running, signed_in
 
@@ -247,7 +247,7 @@ async def test_forwarded_for_is_ignored_from_untrusted_peers(web) -> None:  # ty
 
 
 async def test_a_bad_trusted_proxy_entry_stops_the_start(db_url: str) -> None:
-    from alerts.errors import ConfigError
+    from alerts.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="trusted_proxies"):
         async with running(db_url, trusted_proxies="127.0.0.1, not-an-ip"):

@@ -18,14 +18,14 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy import select
 
-from alerts import approval
 from alerts.app import open_app
-from alerts.capture import CapturedMessage, CaptureServer, RecordingHandler
-from alerts.models import Alert, Contact, DeliveryEvent, Suppression, User
-from alerts.publish import publish
-from alerts.states import AlertStatus
-from alerts.subscriptions import Signer
-from alerts.timeutil import utcnow
+from alerts.cli.capture import CapturedMessage, CaptureServer, RecordingHandler
+from alerts.compose import approval
+from alerts.contacts.subscriptions import Signer
+from alerts.core.clock import utcnow
+from alerts.core.states import AlertStatus
+from alerts.delivery.publish import publish
+from alerts.store.models import Alert, Contact, DeliveryEvent, Suppression, User
 from alerts.web import make_web_app
 from tests.factories import add_contacts, approved_alert, make_users
 from tests.web.conftest import SECRET, Site, site_settings
@@ -129,7 +129,7 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(
     # nothing else reaches a pending contact: a public alert goes out before confirmation
     first = await _public_alert(site)
     async with site.app.sessions() as session:
-        from alerts.models import Delivery
+        from alerts.store.models import Delivery
 
         assert await session.scalar(select(Delivery.id).where(Delivery.contact_id == contact.id)) is None
     # asking again at once sends nothing more (no mail-bombing), and says the same thing
@@ -228,7 +228,7 @@ async def test_subscribe_answers_before_the_confirmation_is_mailed(db_url: str) 
                 assert capture.messages() == []
                 handler.release.set()
                 assert [m.rcpt_tos for m in await _mails(capture, 1)] == [("new@example.org",)]
-                from alerts.web.public import CONFIRMATIONS
+                from alerts.web.public.pages import CONFIRMATIONS
 
                 tasks = server.app[CONFIRMATIONS]
                 assert all(await asyncio.wait_for(asyncio.gather(*tasks), 5))  # sent
@@ -403,7 +403,7 @@ async def _subscribers(site: Site) -> int:
 
 
 async def test_subscribe_is_limited_per_client_address(proxied_site: Site) -> None:
-    from alerts.web.public import SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW
+    from alerts.web.public.pages import SUBSCRIBE_LIMIT, SUBSCRIBE_WINDOW
 
     site = proxied_site
     one, other = {"X-Forwarded-For": "203.0.113.5"}, {"X-Forwarded-For": "198.51.100.7"}
@@ -430,7 +430,7 @@ async def test_subscribe_is_limited_per_client_address(proxied_site: Site) -> No
 
 @pytest.fixture
 def two_mails_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
-    from alerts.web import public
+    from alerts.web.public import pages as public
 
     monkeypatch.setattr(public, "CONFIRM_MAILS_PER_HOUR", 2, raising=False)
 

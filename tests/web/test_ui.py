@@ -11,12 +11,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from alerts import drafts
-from alerts.capture import CaptureServer
-from alerts.models import Alert, AuditEntry, Contact, Delivery
-from alerts.render import Renderer
-from alerts.timeutil import utcnow
-from alerts.web.ui_toml import dumps, loads
+from alerts.cli.capture import CaptureServer
+from alerts.compose import drafts
+from alerts.compose.render import Renderer
+from alerts.core.clock import utcnow
+from alerts.store.models import Alert, AuditEntry, Contact, Delivery
+from alerts.web.ui.casetoml import dumps, loads
 from tests.factories import add_contacts
 from tests.web import ROLES, Client, P, make_staff, running, signed_in
 

@@ -1,0 +1,288 @@
+"""Users, roles, password hashes and API tokens.
+
+Passwords are hashed with Argon2id (argon2-cffi). API tokens are 32 random bytes
+(urlsafe base64): they carry enough entropy that a fast hash is right, so only their SHA-256
+is stored, the plaintext is shown once. Functions add to the session and flush; the caller
+commits (so a change and its audit entry land in one transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import re
+import secrets
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
+from alerts.core.states import Role
+from alerts.store import audit
+from alerts.store.models import User
+
+logger = logging.getLogger(__name__)
+
+_HASHER = PasswordHasher()  # Argon2id with the library's current recommended parameters
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # hashing cost grows with length; refuse absurd inputs
+MAX_NAME = 100
+BAD_CREDENTIALS = "invalid user name or password"
+BAD_TOKEN = "invalid API token"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TELEGRAM = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
+
+_ALL = frozenset(Role)
+_WRITERS = frozenset({Role.ADMIN, Role.OFFICER})
+_REVIEWERS = frozenset({Role.ADMIN, Role.REVIEWER})
+_ADMINS = frozenset({Role.ADMIN})
+
+#: Which roles may do what. The one place roles are decided.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "alert.create": _WRITERS,
+    "alert.edit": _WRITERS,
+    "alert.submit": _WRITERS,
+    "alert.consent": _WRITERS | _REVIEWERS,
+    "alert.approve": _REVIEWERS,
+    "alert.send": _WRITERS,
+    "alert.close": _WRITERS,
+    "alert.respond": _WRITERS,
+    "followup.manage": _WRITERS,
+    "contacts.import": _WRITERS,
+    "contacts.edit": _WRITERS,
+    "contacts.erase": _ADMINS,
+    "users.manage": _ADMINS,
+    "view": _ALL,
+}
+
+
+def check(user: User, action: str) -> None:
+    """Raise PermissionDenied unless ``user`` is active and its role may do ``action``."""
+    allowed = PERMISSIONS.get(action)
+    if allowed is None:
+        raise ValueError(f"unknown action {action!r}")  # a programming error
+    if not user.active:
+        raise PermissionDenied(f"user {user.name!r} is deactivated and may not {action}")
+    if user.role not in allowed:
+        roles = ", ".join(sorted(allowed))
+        raise PermissionDenied(
+            f"user {user.name!r} ({user.role}) may not {action}; allowed roles: {roles}",
+            details={"action": action, "role": user.role},
+        )
+
+
+def hash_password(password: str) -> str:
+    """An Argon2id hash of ``password`` (CPU-bound: call through asyncio.to_thread in a server)."""
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; never raises for a bad hash."""
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def hash_token(token: str) -> str:
+    """The stored form of an API token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against for unknown users, so that a wrong name costs as much as a wrong password.
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def _validate_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValidationError("user name: must not be empty")
+    if len(name) > MAX_NAME:
+        raise ValidationError(f"user name: longer than {MAX_NAME} characters")
+    if _CONTROL.search(name):
+        raise ValidationError("user name: must not contain control characters")
+    return name
+
+
+def _validate_role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise ValidationError(f"role: {role!r} is not a role; roles are {roles}") from None
+
+
+def _validate_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"password: shorter than {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise ValidationError(f"password: longer than {MAX_PASSWORD} characters")
+    return password
+
+
+def _validate_email(email: str) -> str:
+    local, _, domain = email.strip().rpartition("@")
+    # A mailbox on the local capture server (the demo, embedded defaults) is a fine staff address.
+    local_only = domain.lower() == "localhost"
+    try:
+        checked = validate_email(f"{local}@example.org" if local_only else email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError(f"email: {exc}") from None
+    return f"{checked.local_part}@localhost" if local_only else checked.normalized
+
+
+def _validate_telegram(telegram: str) -> str:
+    telegram = telegram.strip()
+    if not _TELEGRAM.match(telegram):
+        raise ValidationError("telegram: must be a numeric chat id or an @name")
+    return telegram
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    name: str,
+    role: str,
+    email: str | None = None,
+    telegram: str | None = None,
+    password: str | None = None,
+    with_token: bool = False,
+    by: User | None = None,
+    now: datetime,
+) -> tuple[User, str | None]:
+    """Add a user; returns it and, with ``with_token``, its API token (shown only this once)."""
+    name = _validate_name(name)
+    checked_role = _validate_role(role)
+    email = _validate_email(email) if email else None
+    telegram = _validate_telegram(telegram) if telegram else None
+    password_hash = None
+    if password is not None:
+        password_hash = await asyncio.to_thread(hash_password, _validate_password(password))
+    if await session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise Conflict(f"user {name!r} already exists")
+    token = secrets.token_urlsafe(32) if with_token else None
+    user = User(
+        name=name,
+        role=checked_role.value,
+        email=email,
+        telegram=telegram,
+        password_hash=password_hash,
+        token_hash=hash_token(token) if token else None,
+        active=True,
+        created_at=now,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:  # created concurrently since the check above; the caller rolls back
+        raise Conflict(f"user {name!r} already exists") from None
+    await audit.record(
+        session,
+        user_id=by.id if by else None,
+        action="user.create",
+        object_type="user",
+        object_id=user.id,
+        details={"name": name, "role": checked_role.value, "with_token": with_token},
+        now=now,
+    )
+    logger.info("created user %d with role %s", user.id, checked_role.value)
+    return user, token
+
+
+async def get_user(session: AsyncSession, name_or_id: str | int) -> User:
+    """The user with this id (int) or name (str); NotFound otherwise."""
+    if isinstance(name_or_id, int):
+        user = await session.get(User, name_or_id)
+        if user is None:
+            raise NotFound(f"user {name_or_id} does not exist")
+        return user
+    user = await session.scalar(select(User).where(User.name == name_or_id.strip()))
+    if user is None:
+        raise NotFound(f"user {name_or_id!r} does not exist")
+    return user
+
+
+async def list_users(session: AsyncSession) -> list[User]:
+    """Every user, by name."""
+    return list((await session.scalars(select(User).order_by(User.name))).all())
+
+
+async def authenticate_password(session: AsyncSession, name: str, password: str) -> User:
+    """The active user with this name and password; Unauthorized (one message for every failure)."""
+    user = await session.scalar(select(User).where(User.name == name.strip()))
+    stored = user.password_hash if user is not None and user.password_hash else None
+    ok = await asyncio.to_thread(verify_password, stored or _dummy_hash(), password)
+    if user is None or stored is None or not ok or not user.active:
+        raise Unauthorized(BAD_CREDENTIALS)
+    if _HASHER.check_needs_rehash(stored):
+        user.password_hash = await asyncio.to_thread(hash_password, password)
+        await session.flush()
+    return user
+
+
+async def authenticate_token(session: AsyncSession, token: str) -> User:
+    """The active user holding this API token; Unauthorized otherwise."""
+    if not token:
+        raise Unauthorized(BAD_TOKEN)
+    user = await session.scalar(select(User).where(User.token_hash == hash_token(token)))
+    if user is None or not user.active:
+        raise Unauthorized(BAD_TOKEN)
+    return user
+
+
+async def new_token(session: AsyncSession, user: User, *, by: User | None = None, now: datetime) -> str:
+    """Give ``user`` a new API token (the old one stops working); returns it, shown only once."""
+    token = secrets.token_urlsafe(32)
+    user.token_hash = hash_token(token)
+    await session.flush()
+    await audit.record(
+        session,
+        user_id=(by or user).id,
+        action="user.new_token",
+        object_type="user",
+        object_id=user.id,
+        now=now,
+    )
+    return token
+
+
+async def set_password(
+    session: AsyncSession, user: User, password: str, *, by: User | None = None, now: datetime
+) -> None:
+    """Replace ``user``'s password."""
+    user.password_hash = await asyncio.to_thread(hash_password, _validate_password(password))
+    await session.flush()
+    await audit.record(
+        session,
+        user_id=(by or user).id,
+        action="user.set_password",
+        object_type="user",
+        object_id=user.id,
+        now=now,
+    )
+
+
+async def set_active(session: AsyncSession, user: User, active: bool, *, by: User, now: datetime) -> None:
+    """Deactivate (or reactivate) a user: a deactivated user can neither sign in nor act."""
+    check(by, "users.manage")
+    if by.id == user.id and not active:
+        raise Conflict(f"user {user.name!r} cannot deactivate themselves")
+    user.active = active
+    await session.flush()
+    await audit.record(
+        session,
+        user_id=by.id,
+        action="user.activate" if active else "user.deactivate",
+        object_type="user",
+        object_id=user.id,
+        now=now,
+    )

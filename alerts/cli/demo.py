@@ -1,0 +1,119 @@
+"""``alerts demo``: the whole service on embedded defaults, with sample data and a local
+SMTP capture server, so a new user sees an alert go out within a minute."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from alerts.accounts import users
+from alerts.app import open_app
+from alerts.cli.capture import CaptureServer
+from alerts.compose import approval, drafts
+from alerts.contacts.csv_import import import_csv
+from alerts.core.clock import utcnow
+from alerts.core.config import DEFAULT_SECRET, Settings
+from alerts.delivery.publish import publish
+from alerts.service import run_service
+from alerts.store.models import Alert, Contact, User
+from channels import configured_channels
+
+logger = logging.getLogger(__name__)
+
+DEMO_DATA = Path(__file__).parent / "demo_data"
+LOGINS = {
+    "officer": ("officer", "demo-officer"),
+    "reviewer": ("reviewer", "demo-reviewer"),
+    "admin": ("admin", "demo-admin"),
+}
+
+
+def demo_secret(path: Path) -> str:
+    """A random secret for the demo, kept beside its database so links survive a restart."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+async def seed(settings: Settings) -> int | None:
+    """Users, contacts and one approved sample alert (only on an empty database)."""
+    async with open_app(settings, channels={}, migrate=True) as app:
+        async with app.sessions.begin() as session:
+            if (await session.execute(select(func.count()).select_from(User))).scalar_one() == 0:
+                for role, (name, password) in LOGINS.items():
+                    await users.create_user(
+                        session,
+                        name=name,
+                        role=role,
+                        password=password,
+                        email=f"{name}@localhost",
+                        now=utcnow(),
+                    )
+        async with app.sessions() as session:
+            have_contacts = (await session.execute(select(func.count()).select_from(Contact))).scalar_one()
+        if not have_contacts:
+            report = await import_csv(app.sessions, DEMO_DATA / "contacts.csv")
+            logger.info("demo contacts: %s", report.summary())
+        async with app.sessions.begin() as session:
+            if (await session.execute(select(func.count()).select_from(Alert))).scalar_one():
+                return None
+            officer = await users.get_user(session, "officer")
+            reviewer = await users.get_user(session, "reviewer")
+            now = utcnow()
+            alert = await drafts.create_alert(
+                session,
+                author=officer,
+                family="urgent-appeal",
+                case_data=app.renderer.example("urgent-appeal"),
+                audience=drafts.Audience(
+                    lists=("urgent-appeals", "press"),
+                    channels=("email", "press"),
+                    languages=("en", "fr", "es"),
+                ),
+                is_public=False,
+                validate_case=app.renderer.validate_case,
+                now=now,
+            )
+            await approval.submit(session, alert, user=officer, now=now)
+            await approval.approve(session, alert, user=reviewer, now=now)
+            await publish(session, alert, now=now, available=configured_channels(settings))
+            return alert.id
+
+
+async def run_demo(settings: Settings, *, port: int, smtp_port: int, database: str) -> None:
+    """Seed, start the capture server and serve until interrupted."""
+    settings = settings.replace("database", url=database)
+    if settings.server.secret_key == DEFAULT_SECRET:
+        settings = settings.replace("server", secret_key=demo_secret(Path(".alerts-demo-secret")))
+    settings = settings.replace("server", port=port, public_url=f"http://127.0.0.1:{port}")
+    settings = settings.replace(
+        "email", host="127.0.0.1", port=smtp_port, security="none", username="", password=""
+    )
+    alert_id = await seed(settings)
+    async with CaptureServer(host="127.0.0.1", port=smtp_port) as capture:
+        ready = asyncio.Event()
+        service = asyncio.create_task(
+            run_service(settings, web_ui=True, ready=ready, extras={"capture": capture})
+        )
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({waiter, service}, return_when=asyncio.FIRST_COMPLETED)
+        if service.done():  # it failed before it was ready: show why
+            waiter.cancel()
+            await service
+            return
+        url = f"http://127.0.0.1:{port}"
+        print(f"Urgent Alerts demo running at {url}")
+        for role, (name, password) in LOGINS.items():
+            print(f"  sign in as {role}: {name} / {password}")
+        if alert_id is not None:
+            print(f"  sample alert {alert_id} is being sent to the capture SMTP server on port {smtp_port}")
+        print(f"  watch it: ALERTS_DATABASE_URL={database} alerts alert status {alert_id or 1}")
+        print("Press Ctrl+C to stop.", flush=True)
+        await service

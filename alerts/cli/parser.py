@@ -1,0 +1,284 @@
+"""The ``alerts`` console script: one thin function per subcommand.
+
+Every command exits non-zero with a one-line reason on stderr when it refuses; commands
+meant for scripts print only their result on stdout (``alert create`` prints the new id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tomllib
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from alerts import __version__
+from alerts.core.config import Settings, load_settings
+from alerts.core.errors import AlertsError, ValidationError
+
+logger = logging.getLogger("alerts")
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="alerts",
+        description="Urgent Alerts: draft, approve, fan out, track and follow up urgent alerts "
+        "for human-rights defenders at risk.",
+        epilog="Config: alerts.toml in the current folder, --config FILE or $ALERTS_CONFIG; "
+        "ALERTS_<SECTION>_<KEY> environment variables override it. No config at all means "
+        "embedded defaults (SQLite in this folder, email to a local capture server on port 8025).",
+    )
+    p.add_argument("--config", metavar="FILE", help="config file (default: ./alerts.toml or $ALERTS_CONFIG)")
+    p.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
+    p.add_argument("--version", action="version", version=f"alerts {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="create or upgrade the database; create the first admin")
+    s.add_argument(
+        "--admin", default="admin", metavar="NAME", help="name of the first admin (default: admin)"
+    )
+    s.add_argument("--password", help="the first admin's password (default: generated and printed once)")
+    s.set_defaults(handler="init")
+
+    s = sub.add_parser("serve", help="web UI + API + dispatcher + scheduler, in one process")
+    s.add_argument("--host", help="listen address (default: [server] host)")
+    s.add_argument("--port", type=int, help="listen port (default: [server] port)")
+    s.set_defaults(handler="serve")
+
+    s = sub.add_parser("worker", help="an extra dispatcher only (PostgreSQL deployments)")
+    s.add_argument("--concurrency", type=int, help="senders per channel (default: from config)")
+    s.set_defaults(handler="worker")
+
+    s = sub.add_parser("demo", help="everything on embedded defaults with sample data; prints URL and logins")
+    s.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
+    s.add_argument("--smtp-port", type=int, default=8025, help="local capture SMTP port (default 8025)")
+    s.add_argument(
+        "--database", default="sqlite+aiosqlite:///alerts-demo.db", help="database URL for the demo"
+    )
+    s.set_defaults(handler="demo")
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
+    s = users.add_parser("add", help="add a user")
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
+    s.add_argument("--email")
+    s.add_argument("--telegram", help="Telegram chat id for notifications")
+    s.add_argument("--password", help="password for the web UI (or set ALERTS_NEW_PASSWORD)")
+    s.add_argument("--token", action="store_true", help="create an API token and print it once")
+    s.set_defaults(handler="users_add")
+    s = users.add_parser("list", help="list users")
+    s.set_defaults(handler="users_list")
+
+    contacts = sub.add_parser("contacts", help="contacts and lists").add_subparsers(
+        dest="contacts_cmd", required=True
+    )
+    s = contacts.add_parser("import", help="import contacts from CSV; one line per refused row")
+    s.add_argument("file", type=Path)
+    s.add_argument(
+        "--list", dest="list_name", metavar="NAME", help="also add every imported contact to this list"
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(handler="contacts_import")
+    s = contacts.add_parser("export", help="everything held about one contact, as JSON")
+    s.add_argument("contact", help="contact id, email or Telegram id")
+    s.set_defaults(handler="contacts_export")
+    s = contacts.add_parser("erase", help="erase one contact's personal data (keeps anonymous counts)")
+    s.add_argument("contact", help="contact id, email or Telegram id")
+    s.set_defaults(handler="contacts_erase")
+
+    alert = sub.add_parser("alert", help="draft, approve, send and track alerts").add_subparsers(
+        dest="alert_cmd", required=True
+    )
+    s = alert.add_parser("create", help="draft an alert from a template family and case data; prints its id")
+    s.add_argument("--template", required=True, metavar="FAMILY", help="urgent-appeal, update, closure")
+    s.add_argument("--data", required=True, type=Path, metavar="CASE.toml", help="the case data")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="author (default: the first admin)")
+    s.add_argument("--title")
+    s.add_argument("--list", dest="lists", action="append", default=[], metavar="L")
+    s.add_argument("--kind", dest="kinds", action="append", default=[], metavar="K")
+    s.add_argument("--channel", dest="channels", action="append", default=[], metavar="C")
+    s.add_argument("--language", dest="languages", action="append", default=[], metavar="L")
+    s.add_argument(
+        "--public",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="list in the public archive (default: when the audience includes the public)",
+    )
+    s.add_argument("--parent", type=int, metavar="ID", help="the alert this one updates (threaded under it)")
+    s.add_argument("--embargo", metavar="ISO-8601", help="press embargo time")
+    s.add_argument("--fallback-email", action="store_true", help="email those whose Telegram delivery fails")
+    s.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a PDF or image sent with the press release (repeatable)",
+    )
+    s.set_defaults(handler="alert_create")
+    s = alert.add_parser("preview", help="show the rendered alert for one audience, channel and language")
+    s.add_argument("id", type=int)
+    s.add_argument("--channel", default="email")
+    s.add_argument("--audience", default="authority")
+    s.add_argument("--language", default="en")
+    s.set_defaults(handler="alert_preview")
+    s = alert.add_parser("consent", help="record the defender's consent")
+    s.add_argument("id", type=int)
+    s.add_argument("--recorded-by", required=True, metavar="USER")
+    s.add_argument("--scope", required=True, choices=["public", "restricted"])
+    s.add_argument("--note", default="")
+    s.set_defaults(handler="alert_consent")
+    s = alert.add_parser("submit", help="draft -> in_review; reviewers are notified")
+    s.add_argument("id", type=int)
+    s.add_argument("--as", dest="as_user", metavar="USER")
+    s.set_defaults(handler="alert_submit")
+    s = alert.add_parser("approve", help="approve (a different user from the author)")
+    s.add_argument("id", type=int)
+    s.add_argument("--as", dest="as_user", required=True, metavar="USER")
+    s.add_argument("--language", dest="languages", action="append", metavar="L", help="approve only these")
+    s.set_defaults(handler="alert_approve")
+    s = alert.add_parser("test", help="send the rendered alert to one address only")
+    s.add_argument("id", type=int)
+    s.add_argument("--to", required=True, metavar="ADDRESS")
+    s.add_argument("--channel", default="email", choices=["email", "telegram", "press"])
+    s.add_argument("--audience", default="authority")
+    s.add_argument("--language", default="en")
+    s.set_defaults(handler="alert_test")
+    s = alert.add_parser("send", help="publish now (or --at a time); --wait shows live progress")
+    s.add_argument("id", type=int)
+    s.add_argument("--at", metavar="ISO-8601")
+    s.add_argument(
+        "--wait", action="store_true", help="send from this process and wait until every delivery is final"
+    )
+    s.set_defaults(handler="alert_send")
+    for name, help_ in (
+        ("pause", "stop sending the alert's remaining deliveries"),
+        ("resume", "continue a paused alert"),
+        ("resend-failed", "new attempt for failed deliveries only"),
+        ("close", "close the case's alert"),
+    ):
+        s = alert.add_parser(name, help=help_)
+        s.add_argument("id", type=int)
+        s.add_argument("--as", dest="as_user", metavar="USER")
+        s.set_defaults(handler="alert_control", action=name)
+    s = alert.add_parser("status", help="counts by channel and state")
+    s.add_argument("id", type=int)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler="alert_status")
+    s = alert.add_parser("respond", help="record that an authority answered")
+    s.add_argument("id", type=int)
+    s.add_argument("--from", dest="contact", required=True, metavar="CONTACT")
+    s.add_argument("--summary", required=True)
+    s.add_argument("--as", dest="as_user", metavar="USER")
+    s.set_defaults(handler="alert_respond")
+
+    bounces = sub.add_parser("bounces", help="delivery status notifications").add_subparsers(
+        dest="bounces_cmd", required=True
+    )
+    s = bounces.add_parser("process", help="apply a bounce report (RFC 3464) from FILE or stdin")
+    s.add_argument("file", nargs="?", default="-")
+    s.set_defaults(handler="bounces_process")
+    _followup_parsers(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``alerts`` console script."""
+    args = _parser().parse_args(argv)
+    long_running = args.command in ("serve", "worker", "demo")
+    level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio", "alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = load_settings(args.config)
+        from alerts.cli import commands
+
+        handler: Handler = getattr(commands, args.handler)
+        return asyncio.run(handler(args, settings))
+    except AlertsError as exc:
+        print(f"alerts: {exc.message}", file=sys.stderr)
+        return 2 if isinstance(exc, ValidationError) else 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:  # a file that cannot be read, a port in use…
+        print(f"alerts: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the database is unreachable, locked, or not migrated
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(
+            f"alerts: database error: {reason} (is the database up? did `alerts init` run?)", file=sys.stderr
+        )
+        return 1
+
+
+def read_case_file(path: Path) -> dict[str, Any]:
+    """Parse a case data TOML file, with errors naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValidationError(f"{path}: file not found.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"{path}: not valid TOML: {exc}.") from None
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, for scripts."""
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _followup_parsers(sub: Any) -> None:
+    """``alerts followup add|list|cancel``."""
+    followup = sub.add_parser("followup", help="reminders, update alerts, scheduled sends and weekly digests")
+    cmds = followup.add_subparsers(dest="followup_cmd", required=True)
+    s = cmds.add_parser("add", help="schedule a follow-up; prints its id")
+    s.add_argument(
+        "alert", metavar="ALERT_ID", help="the alert followed up ('-' for a digest, which covers all)"
+    )
+    when = s.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", metavar="ISO-8601", help="due time (naive times are UTC)")
+    when.add_argument("--in", dest="in_", metavar="DURATION", help="due after 7d, 36h, 90m, 1w2d…")
+    s.add_argument("--kind", required=True, choices=["reminder", "update", "send", "digest"])
+    s.add_argument("--note", default="", help="what is to be done (shown in the reminder)")
+    s.add_argument(
+        "--data",
+        type=Path,
+        metavar="CASE.toml",
+        help='update: the update\'s case data (family = "closure" for a closure)',
+    )
+    s.add_argument(
+        "--if",
+        dest="condition",
+        choices=["no-response", "case-open"],
+        help="reminder only if no response was recorded / the case is still open",
+    )
+    s.add_argument(
+        "--kind-filter",
+        dest="kind_filter",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="no-response: only responses from these contact kinds count (repeatable)",
+    )
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who schedules it (default: the first admin)")
+    s.set_defaults(handler="followup_add")
+    s = cmds.add_parser("list", help="pending follow-ups (--all: fired and cancelled too)")
+    s.add_argument("--alert", type=int, metavar="ID", help="only this alert's")
+    s.add_argument("--all", action="store_true", help="include fired and cancelled follow-ups")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler="followup_list")
+    s = cmds.add_parser("cancel", help="cancel a pending follow-up (a scheduled send is unscheduled)")
+    s.add_argument("id", type=int, metavar="FOLLOWUP_ID")
+    s.add_argument("--as", dest="as_user", metavar="USER")
+    s.set_defaults(handler="followup_cancel")

@@ -1,0 +1,230 @@
+"""Case data: the variables a template family declares, and their validation.
+
+A family declares its variables in ``templates/<family>/family.toml``::
+
+    [variables.defender]
+    type = "string"          # string, text, url, date, list, authorities, contact
+    required = true
+    description = "Full name of the defender, as they agreed to be named"
+
+``string`` and ``text`` values (and ``list`` values, and an authority's title and form of address) are
+either one string or a per-language table ``{en = "...", fr = "..."}``; a table must hold
+English, the fallback. ``validate()`` returns JSON-ready data (dates as ``YYYY-MM-DD``);
+``localize()`` picks one language and turns dates into ``datetime.date`` for templates.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from alerts.core.errors import ValidationError
+
+TYPES = ("string", "text", "url", "date", "list", "authorities", "contact")
+FALLBACK_LANGUAGE = "en"
+MAX_STRING = 2_000  # characters in a string, url or list item
+MAX_TEXT = 20_000  # characters in a text
+MAX_ITEMS = 50  # entries in a list or authorities
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_AUTHORITY_FIELDS = {"name": True, "title": True, "form_of_address": True, "language": False}
+_CONTACT_FIELDS = {"name": True, "email": True, "phone": False}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VariableSpec:
+    """One variable of a template family."""
+
+    name: str
+    type: str
+    required: bool = False
+    description: str = ""
+
+
+def _fail(path: str, problem: str) -> ValidationError:
+    return ValidationError(f"case data: {problem.format(path=repr(path))}", details={"variable": path})
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _string(path: str, value: object, limit: int = MAX_STRING) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, f"{{path}} must be a string, got {_type_name(value)}")
+    text = value.strip()
+    if not text:
+        raise _fail(path, "{path} must not be empty")
+    if len(text) > limit:
+        raise _fail(path, f"{{path}} is too long ({len(text)} characters, at most {limit})")
+    return text
+
+
+def _per_language(path: str, value: object, check: Callable[[str, object], Any]) -> Any:
+    """A single value, or a table language → value that includes English."""
+    if not isinstance(value, Mapping):
+        return check(path, value)
+    if not value:
+        raise _fail(path, "{path} must not be empty")
+    for language in value:
+        if not isinstance(language, str) or not _LANGUAGE.match(language):
+            raise _fail(path, f"{{path}} has {language!r}, which is not a language code like 'en' or 'fr'")
+    if FALLBACK_LANGUAGE not in value:
+        raise _fail(path, "{path} must have an English ('en') version, the fallback for other languages")
+    return {language: check(f"{path}.{language}", item) for language, item in value.items()}
+
+
+def _text(path: str, value: object) -> Any:
+    return _per_language(path, value, lambda p, v: _string(p, v, MAX_TEXT))
+
+
+def _url(path: str, value: object) -> str:
+    text = _string(path, value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise _fail(path, f"{{path}} must be an http(s) URL, got {text!r}")
+    return text
+
+
+def _date(path: str, value: object) -> str:
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+        try:
+            return date.fromisoformat(value.strip()).isoformat()
+        except ValueError:
+            pass
+    raise _fail(path, f"{{path}} must be a date (YYYY-MM-DD), got {value!r}")
+
+
+def _strings(path: str, value: object) -> list[str]:
+    if not isinstance(value, list | tuple):
+        raise _fail(path, f"{{path}} must be a list of strings, got {_type_name(value)}")
+    if len(value) > MAX_ITEMS:
+        raise _fail(path, f"{{path}} has {len(value)} entries, at most {MAX_ITEMS}")
+    return [_string(f"{path}[{i}]", item) for i, item in enumerate(value)]
+
+
+def _list(path: str, value: object) -> Any:
+    return _per_language(path, value, _strings)
+
+
+def _table(path: str, value: object, fields: Mapping[str, bool]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"{{path}} must be a table, got {_type_name(value)}")
+    for key in value:
+        if key not in fields:
+            raise _fail(f"{path}.{key}", "unknown field {path}")
+    for key, required in fields.items():
+        if required and value.get(key) in (None, ""):
+            raise _fail(f"{path}.{key}", "{path} is required")
+    return {key: item for key, item in value.items() if item is not None}
+
+
+def _authorities(path: str, value: object) -> list[dict[str, Any]]:
+    if not isinstance(value, list | tuple):
+        raise _fail(path, f"{{path}} must be a list of tables, got {_type_name(value)}")
+    if len(value) > MAX_ITEMS:
+        raise _fail(path, f"{{path}} has {len(value)} entries, at most {MAX_ITEMS}")
+    result = []
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        entry = _table(where, item, _AUTHORITY_FIELDS)
+        authority = {"name": _string(f"{where}.name", entry["name"])}
+        for key in ("title", "form_of_address"):
+            authority[key] = _per_language(f"{where}.{key}", entry[key], _string)
+        if "language" in entry:
+            language = _string(f"{where}.language", entry["language"])
+            if not _LANGUAGE.match(language):
+                raise _fail(
+                    f"{where}.language", f"{{path}} must be a language code like 'en', got {language!r}"
+                )
+            authority["language"] = language
+        result.append(authority)
+    return result
+
+
+def _contact(path: str, value: object) -> dict[str, str]:
+    entry = _table(path, value, _CONTACT_FIELDS)
+    contact = {key: _string(f"{path}.{key}", item) for key, item in entry.items()}
+    try:
+        contact["email"] = validate_email(contact["email"], check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise _fail(f"{path}.email", f"{{path}} is not a valid email address: {exc}") from exc
+    return contact
+
+
+def _line(path: str, value: object) -> Any:
+    return _per_language(path, value, _string)
+
+
+_CHECKS: dict[str, Callable[[str, object], Any]] = {
+    "string": _line,
+    "text": _text,
+    "url": _url,
+    "date": _date,
+    "list": _list,
+    "authorities": _authorities,
+    "contact": _contact,
+}
+
+
+def validate(variables: Mapping[str, VariableSpec], data: Mapping[str, Any]) -> dict[str, Any]:
+    """Check case data against a family's variables; returns the cleaned, JSON-ready data."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            f"case data: must be a table of variables, got {_type_name(data)}", details={"variable": None}
+        )
+    for key in data:
+        if key not in variables:
+            details: dict[str, Any] = {"variable": key}
+            close = difflib.get_close_matches(str(key), list(variables), n=1)
+            if close:
+                details["did_you_mean"] = close[0]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValidationError(f"case data: unknown variable {key!r}{hint}", details=details)
+    cleaned: dict[str, Any] = {}
+    for name, spec in variables.items():
+        value = data.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()) or value in ([], {}):
+            if spec.required:
+                raise _fail(name, "{path} is required")
+            continue
+        cleaned[name] = _CHECKS[spec.type](name, value)
+    return cleaned
+
+
+def pick(value: Any, language: str) -> Any:
+    """One language's version of a per-language value, falling back to English."""
+    if isinstance(value, Mapping):
+        return value.get(language, value[FALLBACK_LANGUAGE])
+    return value
+
+
+def localize(
+    variables: Mapping[str, VariableSpec], cleaned: Mapping[str, Any], language: str
+) -> dict[str, Any]:
+    """Template values for one language: absent variables are None, dates are dates."""
+    result: dict[str, Any] = {}
+    for name, spec in variables.items():
+        value = cleaned.get(name)
+        if value is None:
+            result[name] = None
+        elif spec.type == "date":
+            result[name] = date.fromisoformat(value)
+        elif spec.type == "authorities":
+            result[name] = [{key: pick(item, language) for key, item in entry.items()} for entry in value]
+        elif spec.type in ("string", "text", "list"):
+            result[name] = pick(value, language)
+        else:
+            result[name] = value
+    return result

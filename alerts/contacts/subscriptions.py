@@ -1,0 +1,342 @@
+"""Subscribers' self-service: double opt-in, signed link tokens, unsubscribe, preferences.
+
+Double opt-in: ``subscribe`` records a ``pending`` contact and returns it when a confirmation
+should be mailed; nothing else ever reaches a pending contact (the fan-out takes active
+contacts only). ``confirm`` activates it. The confirmation token is signed with
+``[server] secret_key`` and expires (itsdangerous); it carries the contact's random link
+token, which is replaced whenever a subscription starts again, so an old confirmation link
+can never reactivate someone who unsubscribed.
+
+Unsubscribe and preferences links carry a *link token*: the contact's random token and an
+HMAC-SHA256 of it under the secret key (``link_token``). A forged or altered token is
+refused before the database is asked. The bare random token (192 bits; what
+``alerts.delivery.messages`` puts in List-Unsubscribe headers) is accepted too, so links already
+in mailboxes keep working.
+
+Nothing here reveals whether an address is known: ``subscribe`` answers the same way for a
+new address, a pending one, an active one or a suppressed one. Addresses are never logged
+above DEBUG. Functions flush; the caller commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.contacts.directory import contact_addresses, create_contact, new_token
+from alerts.contacts.fields import ISO_639_1, clean_email
+from alerts.contacts.suppressions import address_key, hashed_key, suppress, unsuppress
+from alerts.core.errors import ValidationError
+from alerts.core.states import EventType, SuppressionReason
+from alerts.store import audit
+from alerts.store.events import engagement
+from alerts.store.models import Contact, Delivery, Suppression
+
+logger = logging.getLogger(__name__)
+
+#: How long a confirmation link works.
+CONFIRM_MAX_AGE = timedelta(days=7)
+#: A pending address gets at most one confirmation mail per interval (no mail-bombing a stranger).
+RESEND_INTERVAL = timedelta(minutes=10)
+#: Channels a subscriber may choose on the preferences page.
+SUBSCRIBER_CHANNELS = ("email", "telegram")
+#: Suppression reasons that stop even a confirmation mail: the address said no to all mail.
+_NO_MAIL = (SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value)
+_TOPIC = re.compile(r"^[\w .'()-]{1,64}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MAX_TOPICS = 50
+
+
+class Confirmation(StrEnum):
+    """What a confirmation link did."""
+
+    CONFIRMED = "confirmed"  # pending -> active now
+    ALREADY = "already"  # active already: a replayed link, harmless
+    INVALID = "invalid"  # forged, expired, superseded, or the subscription ended
+
+
+class Signer:
+    """Signs and checks the tokens of subscribers' links with ``[server] secret_key``."""
+
+    def __init__(self, secret_key: str) -> None:
+        if not secret_key:
+            raise ValueError("secret_key is empty")
+        self._key = secret_key.encode("utf-8")
+        self._confirm = URLSafeTimedSerializer(secret_key, salt="alerts.subscribe.confirm")
+
+    def confirm_token(self, contact: Contact) -> str:
+        """A signed, expiring token for ``/subscribe/confirm/{token}``."""
+        return self._confirm.dumps([contact.id, contact.token])
+
+    def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> tuple[int, str] | None:
+        """(contact id, contact token) from a confirmation token; None if forged or expired."""
+        try:
+            value = self._confirm.loads(token, max_age=int(max_age.total_seconds()))
+        except BadSignature:  # SignatureExpired is a BadSignature
+            return None
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not isinstance(value[0], int)
+            or not isinstance(value[1], str)
+        ):
+            return None
+        return value[0], value[1]
+
+    def _mac(self, contact_token: str) -> str:
+        digest = hmac.new(self._key, b"alerts.link:" + contact_token.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def link_token(self, contact_token: str) -> str:
+        """The token of a contact's unsubscribe and preferences links."""
+        return f"{contact_token}.{self._mac(contact_token)}"
+
+    def read_link(self, token: str) -> str | None:
+        """The contact token a link token names; None when it is malformed or its signature is wrong."""
+        contact_token, dot, mac = token.partition(".")
+        if not _TOKEN.match(contact_token):
+            return None
+        if not dot:
+            return contact_token  # a bare random token, as in List-Unsubscribe headers
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(contact_token).encode("ascii")):
+            return None
+        return contact_token
+
+
+def clean_language(value: str) -> str:
+    """A two-letter ISO 639-1 language code."""
+    language = value.strip().lower()
+    if language not in ISO_639_1:
+        raise ValidationError(
+            f"language {value!r} is not a two-letter ISO 639-1 code", details={"field": "language"}
+        )
+    return language
+
+
+def clean_topics(kinds: Sequence[str], countries: Sequence[str]) -> list[str] | None:
+    """Topics as stored on the contact: ``kind:<family>`` and ``country:<name>``; None means all."""
+    topics: list[str] = []
+    for prefix, values in (("kind", kinds), ("country", countries)):
+        for raw in values:
+            value = raw.strip()
+            if not value:
+                continue
+            if not _TOPIC.match(value):
+                raise ValidationError(f"{prefix}: {value!r} is not a valid name", details={"field": prefix})
+            topic = f"{prefix}:{value}"
+            if topic not in topics:
+                topics.append(topic)
+    if len(topics) > MAX_TOPICS:
+        raise ValidationError(f"topics: at most {MAX_TOPICS}", details={"field": "topics"})
+    return topics or None
+
+
+async def _mail_refused(session: AsyncSession, email: str) -> bool:
+    keys = (address_key("email", email), hashed_key("email", email))
+    reason = await session.scalar(
+        select(Suppression.reason)
+        .where(Suppression.channel == "email", Suppression.address_key.in_(keys))
+        .limit(1)
+    )
+    return reason in _NO_MAIL
+
+
+async def subscribe(
+    session: AsyncSession,
+    *,
+    email: str,
+    language: str,
+    kinds: Sequence[str] = (),
+    countries: Sequence[str] = (),
+    now: datetime,
+) -> Contact | None:
+    """Record a subscription request; the contact to mail a confirmation to, or None (mail nothing).
+
+    New address: a pending public contact. Pending: the same contact again (at most once per
+    ``RESEND_INTERVAL``). Unsubscribed: pending again with a new link token. Active, or an
+    address that bounced or complained: nothing. The caller shows the same page in every case.
+    """
+    address = clean_email(email)
+    lang = clean_language(language)
+    topics = clean_topics(kinds, countries)
+    if await _mail_refused(session, address):
+        logger.info("subscription request for a suppressed address ignored")
+        return None
+    contact = await session.scalar(select(Contact).where(Contact.email_key == address.lower()))
+    if contact is None:
+        contact = await create_contact(
+            session,
+            name=address,
+            email=address,
+            kind="public",
+            language=lang,
+            status="pending",
+            channels=["email"],
+            topics=topics,
+            now=now,
+        )
+        await audit.record(
+            session,
+            user_id=None,
+            action="contact.subscribe",
+            object_type="contact",
+            object_id=contact.id,
+            details={"language": lang},
+            now=now,
+        )
+        return contact
+    if contact.status == "pending":
+        if contact.updated_at > now - RESEND_INTERVAL:
+            return None
+    elif contact.status == "unsubscribed":
+        contact.token = new_token()  # old confirmation and unsubscribe links stop working
+        contact.status = "pending"
+    else:
+        return None  # active already (or erased): nothing to confirm
+    contact.language = lang
+    contact.topics = topics
+    contact.updated_at = now
+    await session.flush()
+    await audit.record(
+        session,
+        user_id=None,
+        action="contact.subscribe",
+        object_type="contact",
+        object_id=contact.id,
+        details={"language": lang, "again": True},
+        now=now,
+    )
+    return contact
+
+
+async def confirm(
+    session: AsyncSession, signer: Signer, token: str, *, now: datetime
+) -> tuple[Confirmation, Contact | None]:
+    """Activate the pending contact a confirmation token names."""
+    found = signer.read_confirm(token)
+    if found is None:
+        return Confirmation.INVALID, None
+    contact = await session.get(Contact, found[0])
+    if contact is None or not hmac.compare_digest(contact.token, found[1]):
+        return Confirmation.INVALID, None
+    if contact.status == "active":
+        return Confirmation.ALREADY, contact
+    if contact.status != "pending":
+        return Confirmation.INVALID, None
+    contact.status = "active"
+    contact.updated_at = now
+    # Confirming is new, explicit consent: lift an earlier unsubscribe or erasure of this address.
+    for channel, address in contact_addresses(contact.email, None):
+        await unsuppress(session, channel=channel, address=address, include_erased=True)
+    await session.flush()
+    await audit.record(
+        session, user_id=None, action="contact.confirm", object_type="contact", object_id=contact.id, now=now
+    )
+    logger.info("contact %d confirmed its subscription", contact.id)
+    return Confirmation.CONFIRMED, contact
+
+
+async def contact_by_link(session: AsyncSession, signer: Signer, token: str) -> Contact | None:
+    """The contact a link token names; None when forged, unknown or erased."""
+    contact_token = signer.read_link(token)
+    if contact_token is None:
+        return None
+    contact = await session.scalar(select(Contact).where(Contact.token == contact_token))
+    if contact is None or contact.status == "erased":
+        return None
+    return contact
+
+
+async def unsubscribe(session: AsyncSession, contact: Contact, *, now: datetime, via: str = "link") -> bool:
+    """Unsubscribe: status, a suppression of every address, an event on the latest delivery.
+
+    Returns False when the contact had already unsubscribed (nothing more is written).
+    """
+    if contact.status == "unsubscribed":
+        return False
+    contact.status = "unsubscribed"
+    contact.updated_at = now
+    for channel, address in contact_addresses(contact.email, contact.telegram):
+        if channel == "press":
+            continue  # press shares email's suppression namespace
+        await suppress(
+            session,
+            channel=channel,
+            address=address,
+            reason=SuppressionReason.UNSUBSCRIBED,
+            detail=f"unsubscribed via {via}",
+            now=now,
+        )
+    latest = await session.scalar(
+        select(Delivery).where(Delivery.contact_id == contact.id).order_by(Delivery.id.desc()).limit(1)
+    )
+    if latest is not None:
+        await engagement(session, latest, EventType.UNSUBSCRIBED, now=now, detail=f"unsubscribed via {via}")
+    await session.flush()
+    await audit.record(
+        session,
+        user_id=None,
+        action="contact.unsubscribe",
+        object_type="contact",
+        object_id=contact.id,
+        details={"via": via},
+        now=now,
+    )
+    logger.info("contact %d unsubscribed via %s", contact.id, via)
+    return True
+
+
+async def update_preferences(
+    session: AsyncSession,
+    contact: Contact,
+    *,
+    channels: Sequence[str],
+    language: str,
+    kinds: Sequence[str] = (),
+    countries: Sequence[str] = (),
+    now: datetime,
+) -> None:
+    """Change what a subscriber receives; choosing no channel at all is unsubscribing.
+
+    An empty choice goes through ``unsubscribe`` (status, suppressions, event), so nothing
+    further reaches the contact; the stored channels are kept for a later re-subscription.
+    """
+    chosen = [c for c in SUBSCRIBER_CHANNELS if c in channels]
+    unknown = sorted(set(channels) - set(SUBSCRIBER_CHANNELS))
+    if unknown:
+        raise ValidationError(
+            f"channels: {unknown[0]!r} is not one of {', '.join(SUBSCRIBER_CHANNELS)}",
+            details={"field": "channels"},
+        )
+    contact.language = clean_language(language)
+    contact.topics = clean_topics(kinds, countries)
+    if not chosen:
+        await unsubscribe(session, contact, now=now, via="preferences")
+        return
+    contact.channels = chosen
+    contact.updated_at = now
+    await session.flush()
+    await audit.record(
+        session,
+        user_id=None,
+        action="contact.preferences",
+        object_type="contact",
+        object_id=contact.id,
+        details={"channels": chosen, "language": contact.language},
+        now=now,
+    )
+
+
+def topics_of(contact: Contact, prefix: str) -> list[str]:
+    """The contact's topics with this prefix (``kind`` or ``country``), without it."""
+    return [t.split(":", 1)[1] for t in contact.topics or () if t.startswith(f"{prefix}:")]

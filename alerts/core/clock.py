@@ -1,0 +1,23 @@
+"""Aware-UTC time helpers, shared by every module."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from alerts.core.errors import ValidationError
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def parse_when(text: str, *, field: str = "time") -> datetime:
+    """Parse an ISO-8601 time; a naive one is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{field}: {text!r} is not an ISO-8601 date and time.") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

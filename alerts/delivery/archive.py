@@ -1,0 +1,208 @@
+"""The public archive: which alerts are public, their public texts, and Atom 1.0 feeds.
+
+An alert is public when it is marked public, the latest consent recorded for it has scope
+``public``, it was published and is ``sent`` or ``closed``. Only its public form (the text
+the public audience got, per approved language) is ever shown: never case notes, consent
+notes, recipients or counts. A consent withdrawn later ("restricted") takes the alert out.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.compose import approval
+from alerts.core.states import AlertStatus
+from alerts.core.types import RenderedContent
+from alerts.delivery.messages import AlertInfo
+from alerts.delivery.publish import load_alert_info
+from alerts.store.models import Alert, Consent
+
+if TYPE_CHECKING:
+    from alerts.app import App
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+PUBLIC_STATUSES = (AlertStatus.SENT.value, AlertStatus.CLOSED.value)
+#: The form of an alert the archive shows: what the public audience receives by email.
+PUBLIC_AUDIENCE = "public"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicText:
+    """One language of a public alert."""
+
+    language: str
+    subject: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicAlert:
+    """What the archive may show of an alert."""
+
+    id: int
+    title: str
+    family: str
+    parent_id: int | None
+    published_at: datetime
+    updated_at: datetime
+    closed: bool
+    texts: tuple[PublicText, ...]
+
+    def text(self, language: str | None) -> PublicText:
+        """The text in ``language``, else English, else the first."""
+        by = {t.language: t for t in self.texts}
+        return by.get(language or "") or by.get("en") or self.texts[0]
+
+
+def _public_query() -> Select[Alert]:
+    latest_scope = (
+        select(Consent.scope)
+        .where(Consent.alert_id == Alert.id)
+        .order_by(Consent.recorded_at.desc(), Consent.id.desc())
+        .limit(1)
+        .correlate(Alert)
+        .scalar_subquery()
+    )
+    return select(Alert).where(
+        Alert.is_public.is_(True),
+        Alert.status.in_(PUBLIC_STATUSES),
+        Alert.published_at.is_not(None),
+        latest_scope == "public",
+    )
+
+
+async def public_ids(session: AsyncSession, *, limit: int = 50, offset: int = 0) -> list[int]:
+    """Ids of public alerts, most recently published first."""
+    query = _public_query().order_by(Alert.published_at.desc(), Alert.id.desc()).limit(limit).offset(offset)
+    return [a.id for a in (await session.scalars(query)).all()]
+
+
+async def is_public(session: AsyncSession, alert_id: int) -> bool:
+    """Whether the archive may show this alert."""
+    return await session.scalar(_public_query().where(Alert.id == alert_id)) is not None
+
+
+#: ``original`` of an update whose first alert is not public: a blank title (the templates then
+#: leave out the line naming it) and no reference.
+HIDDEN_TITLE = " "
+
+
+async def _public_content(session: AsyncSession, app: App, info: AlertInfo, language: str) -> RenderedContent:
+    """The public form of one language, naming the thread's first alert only if it is public too."""
+    original = info.original
+    if original is None or await is_public(session, int(original["id"])):
+        return app.builder.content(info, audience=PUBLIC_AUDIENCE, channel="email", language=language)
+    # rendered here, not through the builder's cache: the dispatcher's form names the original
+    extra: dict[str, Any] = {
+        "alert_title": info.title,
+        "alert_url": f"{app.builder.public_url}/alerts/{info.id}",
+        "original": {"title": HIDDEN_TITLE, "date": original["date"], "id": "-"},
+    }
+    if info.embargo_until is not None:
+        extra["embargo_until"] = info.embargo_until.strftime("%Y-%m-%d %H:%M UTC")
+    return app.builder.renderer.render(
+        info.family, info.case_data, audience=PUBLIC_AUDIENCE, channel="email", language=language, extra=extra
+    )
+
+
+async def public_alert(session: AsyncSession, app: App, alert_id: int) -> PublicAlert | None:
+    """The public form of an alert, or None when it is not public (or does not exist)."""
+    alert = await session.scalar(_public_query().where(Alert.id == alert_id))
+    if alert is None or alert.published_at is None:
+        return None
+    languages = await approval.approved_languages(session, alert) or ["en"]
+    info = await load_alert_info(session, alert.id)
+    texts = []
+    for language in languages:
+        content = await _public_content(session, app, info, language)
+        texts.append(PublicText(language=language, subject=content.subject, text=content.text))
+    parent_id = (
+        alert.parent_id if alert.parent_id is not None and await is_public(session, alert.parent_id) else None
+    )
+    return PublicAlert(
+        id=alert.id,
+        title=alert.title,
+        family=alert.family,
+        parent_id=parent_id,
+        published_at=alert.published_at,
+        updated_at=alert.closed_at or alert.completed_at or alert.published_at,
+        closed=alert.status == AlertStatus.CLOSED.value,
+        texts=tuple(texts),
+    )
+
+
+async def public_alerts(
+    session: AsyncSession, app: App, *, limit: int = 50, offset: int = 0
+) -> list[PublicAlert]:
+    """The newest public alerts, in their public form."""
+    out = []
+    for alert_id in await public_ids(session, limit=limit, offset=offset):
+        found = await public_alert(session, app, alert_id)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def rfc3339(value: datetime) -> str:
+    """An aware time as Atom writes it."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def atom_feed(
+    alerts: list[PublicAlert],
+    *,
+    base_url: str,
+    self_path: str,
+    title: str,
+    now: datetime,
+    entry_link: str = "/alerts/{id}",
+    entry_type: str = "text/html",
+    language: str | None = None,
+) -> bytes:
+    """An Atom 1.0 document of ``alerts`` (well-formed, built with ElementTree: nothing unescaped)."""
+    ET.register_namespace("", ATOM_NS)
+    base = base_url.rstrip("/")
+    feed = ET.Element(f"{{{ATOM_NS}}}feed")
+    _sub(feed, "id", f"{base}{self_path}")
+    _sub(feed, "title", title)
+    _sub(feed, "updated", rfc3339(max((a.updated_at for a in alerts), default=now)))
+    _sub(feed, "link", rel="self", href=f"{base}{self_path}", type="application/atom+xml")
+    _sub(feed, "link", rel="alternate", href=f"{base}/alerts", type="text/html")
+    author = _sub(feed, "author")
+    _sub(author, "name", "Urgent Alerts")
+    _sub(feed, "generator", "Urgent Alerts")
+    for a in alerts:
+        text = a.text(language)
+        entry = _sub(feed, "entry")
+        _sub(entry, "id", f"{base}/alerts/{a.id}")
+        _sub(entry, "title", text.subject or a.title)
+        _sub(entry, "published", rfc3339(a.published_at))
+        _sub(entry, "updated", rfc3339(a.updated_at))
+        _sub(entry, "link", rel="alternate", href=base + entry_link.format(id=a.id), type=entry_type)
+        for t in a.texts:
+            if t.language != text.language:
+                _sub(
+                    entry,
+                    "link",
+                    rel="alternate",
+                    href=f"{base}/alerts/{a.id}?lang={t.language}",
+                    type="text/html",
+                    hreflang=t.language,
+                )
+        summary = _sub(entry, "content", text.text, type="text")
+        summary.set("{http://www.w3.org/XML/1998/namespace}lang", text.language)
+    out: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+    return out

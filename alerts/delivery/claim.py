@@ -1,0 +1,326 @@
+"""Claim due deliveries under a lease; release them; reclaim expired leases.
+
+PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE`` in the same transaction, so
+any number of workers claim disjoint rows without blocking each other (procrastinate's
+``procrastinate_fetch_job``). SQLite: row locks do not exist, but every write transaction
+begins with ``BEGIN IMMEDIATE`` (see db.py), which serialises claimers just the same.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    Table,
+    Text,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.core.states import CLAIMABLE_STATES, DeliveryState, EventType
+from alerts.delivery.messages import Claimed
+from alerts.store.db import any_of
+from alerts.store.events import append_events, event_row, events_from, record_moves
+from alerts.store.models import Alert, Contact, Delivery, Suppression, UTCDateTime
+
+_CLAIMABLE = [str(s) for s in CLAIMABLE_STATES]
+_deliveries = cast(Table, Delivery.__table__)
+
+
+@functools.cache
+def _candidates(for_alert: bool) -> Executable:
+    """Due deliveries of one channel with what sending and the stale check need (built once)."""
+    suppressed = (
+        exists()
+        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
+        .where(
+            Suppression.address_key
+            == case((Delivery.channel == "telegram", Delivery.address), else_=func.lower(Delivery.address))
+        )
+    )
+    query = (
+        select(
+            Delivery.id,
+            Delivery.state,
+            Delivery.alert_id,
+            Delivery.attempts,
+            Delivery.unknown_outcomes,
+            Delivery.contact_id,
+            Delivery.channel,
+            Delivery.audience,
+            Delivery.language,
+            Delivery.address,
+            Alert.status.label("alert_status"),
+            Contact.status.label("contact_status"),
+            Contact.name.label("contact_name"),
+            Contact.token.label("contact_token"),
+            suppressed.label("suppressed"),
+        )
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        .where(
+            Delivery.channel == bindparam("c_channel"),
+            Delivery.state.in_(_CLAIMABLE),
+            Delivery.next_attempt_at <= bindparam("c_now", type_=UTCDateTime()),
+            Alert.paused.is_(False),
+        )
+        # no ORDER BY: the (state, channel, next_attempt_at) index already yields due rows
+        # without sorting the whole backlog on every claim
+        .limit(bindparam("c_limit"))
+        .with_for_update(of=Delivery, skip_locked=True)
+    )
+    if for_alert:
+        query = query.where(Delivery.alert_id == bindparam("c_alert"))
+    return query
+
+
+@functools.cache
+def _take(dialect: str) -> tuple[Executable, Executable]:
+    """The two writes of a claim for the picked ids (built once per dialect).
+
+    First the ``sending`` events, written by the database from the rows themselves (nothing
+    per row passes through Python); it runs before the UPDATE, so ``state`` is still the state
+    left behind. Then the move to ``sending``.
+    """
+    picked = any_of(dialect, _deliveries.c.id, "c_ids")
+    events = events_from(
+        select(
+            _deliveries.c.id,
+            _deliveries.c.alert_id,
+            literal(str(EventType.SENDING)),
+            bindparam("c_now", type_=UTCDateTime()),
+            _deliveries.c.state,
+            literal(str(DeliveryState.SENDING)),
+            _deliveries.c.attempts + 1,
+            bindparam("c_detail", type_=Text()),
+            null(),
+        ).where(picked)
+    )
+    move = (
+        update(_deliveries)
+        .where(picked)
+        .values(
+            state=str(DeliveryState.SENDING),
+            lease_until=bindparam("c_lease_until", type_=UTCDateTime()),
+            claimed_by=bindparam("c_worker"),
+            attempts=_deliveries.c.attempts + 1,
+            updated_at=bindparam("c_now", type_=UTCDateTime()),
+        )
+    )
+    return events, move
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    channel: str,
+    limit: int,
+    worker: str,
+    lease: timedelta,
+    now: datetime,
+    alert_id: int | None = None,
+) -> list[Claimed]:
+    """Mark up to ``limit`` due deliveries of one channel as ``sending`` for this worker.
+
+    Three statements per batch, whatever its size: pick (locking the rows), append their
+    ``sending`` events, move them. Rows whose recipient left in the meantime are settled instead.
+    """
+    params: dict[str, Any] = {"c_channel": channel, "c_now": now, "c_limit": limit}
+    if alert_id is not None:
+        params["c_alert"] = alert_id
+    picked = (await session.execute(_candidates(alert_id is not None), params)).all()
+    if not picked:
+        return []
+    picked = await _withdraw_stale(session, picked, now=now)
+    if not picked:
+        return []
+    ids = [row.id for row in picked]
+    events, move = _take(session.get_bind().dialect.name)
+    await session.execute(events, {"c_ids": ids, "c_now": now, "c_detail": f"claimed by {worker}"})
+    await session.execute(
+        move, {"c_ids": ids, "c_now": now, "c_lease_until": now + lease, "c_worker": worker}
+    )
+    return [
+        Claimed(
+            id=r.id,
+            alert_id=r.alert_id,
+            contact_id=r.contact_id,
+            channel=r.channel,
+            audience=r.audience,
+            language=r.language,
+            address=r.address or "",
+            attempts=r.attempts + 1,
+            unknown_outcomes=r.unknown_outcomes,
+            from_state=r.state,
+            name=str(r.contact_name or ""),
+            token=r.contact_token,
+        )
+        for r in sorted(picked, key=lambda r: r.id)
+    ]
+
+
+def _stale_reason(row: Any) -> tuple[DeliveryState, str] | None:
+    """Why a due delivery must not go out any more, if it must not.
+
+    Fan-out checked all this once; the claim checks again because minutes or hours can pass
+    before a delivery is due: the recipient may have unsubscribed, bounced or blocked the bot,
+    the contact may have been deleted or erased, the case closed.
+    """
+    if row.alert_status == "closed":
+        return DeliveryState.CANCELLED, "alert closed"
+    if row.channel == "webhook":
+        return None
+    if row.contact_id is None or not row.address:
+        return DeliveryState.CANCELLED, "contact deleted or erased"
+    if row.contact_status == "unsubscribed":
+        return DeliveryState.SUPPRESSED, "recipient unsubscribed"
+    if row.contact_status != "active":
+        return DeliveryState.CANCELLED, f"contact is {row.contact_status}"
+    if row.suppressed:
+        return DeliveryState.SUPPRESSED, "address suppressed since fan-out"
+    return None
+
+
+async def _withdraw_stale(session: AsyncSession, picked: Sequence[Any], *, now: datetime) -> list[Any]:
+    """Settle the picked rows that must not be sent; return the others."""
+    keep, events = [], []
+    for row in picked:
+        stale = _stale_reason(row)
+        if stale is None:
+            keep.append(row)
+            continue
+        state, why = stale
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == row.id)
+            .values(state=str(state), next_attempt_at=None, last_error=why, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        events.append(
+            event_row(
+                delivery_id=row.id,
+                alert_id=row.alert_id,
+                type=EventType(str(state)),
+                at=now,
+                from_state=row.state,
+                to_state=str(state),
+                attempt=row.attempts,
+                detail=why,
+            )
+        )
+    await append_events(session, events)
+    return keep
+
+
+async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: str, now: datetime) -> int:
+    """Give claimed-but-unsent deliveries back to the queue (graceful shutdown)."""
+    if not items:
+        return 0
+    ids = [i.id for i in items]
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(ids), Delivery.claimed_by == worker, Delivery.state == str(DeliveryState.SENDING)
+        )
+        .values(
+            state=str(DeliveryState.QUEUED),
+            lease_until=None,
+            claimed_by=None,
+            attempts=Delivery.attempts - 1,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+        .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    rows = result.all()
+    await record_moves(
+        session,
+        rows,
+        type=EventType.RELEASED,
+        from_state=DeliveryState.SENDING,
+        to_state=DeliveryState.QUEUED,
+        at=now,
+        detail=f"released by {worker} on shutdown",
+    )
+    return len(rows)
+
+
+async def extend_leases(session: AsyncSession, *, worker: str, until: datetime) -> int:
+    """Heartbeat: push back the lease of every delivery this (living) worker holds."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.state == str(DeliveryState.SENDING), Delivery.claimed_by == worker)
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def _lease_note(why: str, row: Any) -> str:
+    return f"lease of {row.claimed_by} {why}"
+
+
+async def reclaim_expired(
+    session: AsyncSession, *, now: datetime, limit: int = 5000, max_attempts: int | None = None
+) -> int:
+    """Put deliveries whose lease expired (their worker died) back in the queue.
+
+    Such a message may or may not have gone out before the crash: it is sent again with the
+    same Message-ID, which is the bounded repeat DESIGN.md allows. A delivery that has used up
+    ``max_attempts`` fails instead, so a message that kills its worker cannot loop forever.
+    """
+    picked = (
+        await session.execute(
+            select(Delivery.id, Delivery.attempts)
+            .where(Delivery.state == str(DeliveryState.SENDING), Delivery.lease_until < now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not picked:
+        return 0
+    spent = [r.id for r in picked if max_attempts is not None and r.attempts >= max_attempts]
+    retry = [r.id for r in picked if r.id not in set(spent)]
+    for ids, state, why in (
+        (retry, DeliveryState.QUEUED, "expired; reclaimed"),
+        (spent, DeliveryState.FAILED, "expired on the last attempt; failed"),
+    ):
+        if not ids:
+            continue
+        rows = (
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(
+                    state=str(state),
+                    lease_until=None,
+                    next_attempt_at=now if state is DeliveryState.QUEUED else None,
+                    updated_at=now,
+                )
+                .returning(Delivery.id, Delivery.alert_id, Delivery.attempts, Delivery.claimed_by)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        await record_moves(
+            session,
+            rows,
+            type=EventType.RELEASED if state is DeliveryState.QUEUED else EventType.FAILED,
+            from_state=DeliveryState.SENDING,
+            to_state=state,
+            at=now,
+            detail=functools.partial(_lease_note, why),
+        )
+    return len(picked)

@@ -1,0 +1,147 @@
+"""Officers' controls on a running alert: pause, resume, resend to the failed, test send."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.compose import approval
+from alerts.core.errors import Conflict, ValidationError
+from alerts.core.states import AlertStatus, DeliveryState, EventType
+from alerts.core.types import Outcome
+from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
+from alerts.store import audit
+from alerts.store.events import cancel_unsent, record_moves
+from alerts.store.models import Alert, Delivery, User
+from channels.base import Channel
+
+RUNNING = (AlertStatus.SENDING, AlertStatus.SCHEDULED, AlertStatus.APPROVED, AlertStatus.SENT)
+
+
+async def set_paused(
+    session: AsyncSession, alert: Alert, paused: bool, *, user: User | None, now: datetime
+) -> None:
+    """Pause (dispatchers stop claiming its deliveries) or resume a fan-out (caller commits)."""
+    if alert.status == AlertStatus.CLOSED:
+        raise Conflict(f"alert {alert.id} is closed.")
+    if alert.paused == paused:
+        raise Conflict(f"alert {alert.id} is already {'paused' if paused else 'running'}.")
+    alert.paused = paused
+    alert.updated_at = now
+    await audit.record(
+        session,
+        user_id=user.id if user else None,
+        action="alert.pause" if paused else "alert.resume",
+        object_type="alert",
+        object_id=str(alert.id),
+        now=now,
+    )
+
+
+async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | None, now: datetime) -> int:
+    """Give every failed delivery of the alert a new attempt; never touches those sent."""
+    if alert.status not in (AlertStatus.SENDING, AlertStatus.SENT):
+        raise Conflict(
+            f"alert {alert.id} is {alert.status}; only a sent or sending alert has failed deliveries."
+        )
+    rows = (
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.alert_id == alert.id, Delivery.state == str(DeliveryState.FAILED))
+            .values(
+                state=str(DeliveryState.QUEUED),
+                next_attempt_at=now,
+                attempts=0,
+                unknown_outcomes=0,
+                last_error=None,
+                updated_at=now,
+            )
+            .returning(Delivery.id, Delivery.alert_id, Delivery.attempts)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    await record_moves(
+        session,
+        rows,
+        type=EventType.QUEUED,
+        from_state=DeliveryState.FAILED,
+        to_state=DeliveryState.QUEUED,
+        at=now,
+        detail="resend-failed",
+    )
+    if rows and alert.status != AlertStatus.SENDING:
+        await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)
+        alert.completed_at = None
+    await audit.record(
+        session,
+        user_id=user.id if user else None,
+        action="alert.resend_failed",
+        object_type="alert",
+        object_id=str(alert.id),
+        details={"requeued": len(rows)},
+        now=now,
+    )
+    return len(rows)
+
+
+async def cancel_pending(session: AsyncSession, alert: Alert, *, now: datetime) -> int:
+    """Withdraw every delivery of a closed alert that has not gone out (queued or deferred)."""
+    return await cancel_unsent(session, alert.id, now=now, detail="alert closed")
+
+
+async def test_send(
+    channel: Channel,
+    builder: MessageBuilder,
+    info: AlertInfo,
+    *,
+    address: str,
+    audience: str,
+    language: str,
+    channel_name: str,
+) -> Outcome:
+    """Send the rendered alert to one address only (an officer's check before publishing).
+
+    No delivery row is written: the test message is not part of the alert's audience.
+    """
+    if not address.strip():
+        raise ValidationError("--to: an address is required.")
+    item = Claimed(
+        id=0,
+        alert_id=info.id,
+        contact_id=None,
+        channel=channel_name,
+        audience=audience,
+        language=language,
+        address=address.strip(),
+        attempts=1,
+        unknown_outcomes=0,
+        from_state="queued",
+        name="",
+    )
+    message = builder.build(item, info)
+    test_content = message.content.__class__(
+        channel=message.content.channel,
+        audience=message.content.audience,
+        language=message.content.language,
+        subject=f"[TEST] {message.content.subject}",
+        text=message.content.text,
+        html=message.content.html,
+    )
+    from dataclasses import replace
+
+    message = replace(
+        message, content=test_content, message_id=message.message_id.replace("<alert-", "<test-alert-")
+    )
+    return await channel.send(message)
+
+
+async def alert_for_update(session: AsyncSession, alert_id: int) -> Alert:
+    """Load an alert fresh from the database."""
+    alert = (await session.execute(select(Alert).where(Alert.id == alert_id))).scalar_one_or_none()
+    if alert is None:
+        from alerts.core.errors import NotFound
+
+        raise NotFound(f"alert {alert_id} does not exist.")
+    return alert

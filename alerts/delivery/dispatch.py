@@ -1,0 +1,381 @@
+"""The dispatcher: claim due deliveries under a lease → channel.send → record the outcome.
+
+Per channel: one claimer keeps a small local queue filled (claims are sized to what the
+channel can send well within the lease), ``concurrency`` senders drain it, and one recorder
+for all channels writes outcomes in batches every ``flush_interval``. Expired leases are
+reclaimed; due scheduled alerts are published. On stop, sends in flight finish, what is
+still queued locally is released, and the last batch is flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from alerts.core.clock import utcnow
+from alerts.core.config import DispatcherSettings
+from alerts.core.metrics import Histogram
+from alerts.core.states import AlertStatus, DeliveryState
+from alerts.core.types import Outcome, OutcomeKind
+from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
+from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
+from alerts.delivery.publish import load_alert_info, publish_due
+from alerts.delivery.recorder import Result, record
+from alerts.delivery.retry import RetryPolicy
+from alerts.store.models import Alert, Delivery
+from channels.base import Channel
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = [str(DeliveryState.QUEUED), str(DeliveryState.SENDING), str(DeliveryState.DEFERRED)]
+
+
+@dataclass
+class ChannelLane:
+    """One channel's local queue and its limits."""
+
+    channel: Channel
+    concurrency: int
+    capacity: int
+    queue: asyncio.Queue[Claimed] = field(default_factory=asyncio.Queue)
+    in_flight: int = 0
+
+
+@dataclass
+class Counters:
+    """Live figures for /metrics and progress output."""
+
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    recorded: int = 0
+    send_seconds: float = 0.0
+    latency: dict[str, Histogram] = field(default_factory=dict)  # per channel
+
+
+class Dispatcher:
+    """Sends what is due through the channels; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        reads: async_sessionmaker[AsyncSession] | None = None,
+        channels: Mapping[str, Channel],
+        builder: MessageBuilder,
+        settings: DispatcherSettings,
+        concurrency: Mapping[str, int] | None = None,
+        alert_id: int | None = None,
+        publish_scheduled: bool = True,
+        webhook_url: str = "",
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.reads = reads or sessions  # the completion polls only read
+        self.builder = builder
+        self.settings = settings
+        self.policy = RetryPolicy.from_settings(settings)
+        self.alert_id = alert_id
+        self.publish_scheduled = publish_scheduled
+        self.webhook_url = webhook_url
+        self.clock = clock
+        # fits Delivery.claimed_by (64) whatever the host's name
+        self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) & 0xFFFF:x}"
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.counters = Counters()
+        self.lanes: dict[str, ChannelLane] = {}
+        for name, ch in channels.items():
+            conc = max(1, (concurrency or {}).get(name, settings.concurrency))
+            # enough local work for several claim round trips to overlap with sending
+            capacity = min(max(16 * conc, 64), settings.batch_size)
+            self.lanes[name] = ChannelLane(channel=ch, concurrency=conc, capacity=capacity)
+        self._results: list[Result] = []
+        self._alerts: dict[int, AlertInfo] = {}
+        self._touched: set[int] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.alive_at = time.monotonic()
+
+    # -- the loops -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down gracefully."""
+        tasks: list[asyncio.Task[None]] = []
+        senders: list[asyncio.Task[None]] = []
+        for name, lane in self.lanes.items():
+            tasks.append(asyncio.create_task(self._claimer(name, lane, stop), name=f"claim-{name}"))
+            senders += [
+                asyncio.create_task(self._sender(lane), name=f"send-{name}") for _ in range(lane.concurrency)
+            ]
+        recorder = asyncio.create_task(self._recorder(), name="recorder")
+        housekeeping = asyncio.create_task(self._housekeeping(stop), name="housekeeping")
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            for t in [*tasks, housekeeping]:
+                t.cancel()
+            await asyncio.gather(*tasks, housekeeping, return_exceptions=True)
+            leftovers: list[Claimed] = []
+            for lane in self.lanes.values():
+                while not lane.queue.empty():
+                    leftovers.append(lane.queue.get_nowait())
+                    lane.queue.task_done()
+            # senders finish the message they hold; then they are cancelled while idle
+            deadline = time.monotonic() + 10
+            while any(lane.in_flight for lane in self.lanes.values()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            for t in senders:
+                t.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+            # never cancelled mid-flush: a cancelled flush whose COMMIT had gone through would
+            # be kept for the last flush below and recorded twice; it stops after this one
+            await asyncio.gather(recorder, return_exceptions=True)
+            await self._flush()
+            if leftovers:
+                async with self.sessions.begin() as session:
+                    n = await release(session, leftovers, worker=self.worker, now=self.clock())
+                logger.info("released %d claimed deliveries on shutdown", n)
+
+    async def run_until_done(
+        self, alert_id: int, *, poll: float = 0.05, timeout: float | None = None
+    ) -> None:
+        """Run until every delivery of ``alert_id`` is final (used by ``send --wait``)."""
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run(stop))
+        started = time.monotonic()
+        try:
+            while not runner.done():
+                if await self.open_count(alert_id) == 0:
+                    break
+                if timeout is not None and time.monotonic() - started > timeout:
+                    raise TimeoutError(f"alert {alert_id}: deliveries still open after {timeout} s")
+                await asyncio.sleep(poll)
+        finally:
+            stop.set()
+            await runner
+        self._touched.add(alert_id)
+        await self._complete_alerts(self.clock())
+
+    async def open_count(self, alert_id: int) -> int:
+        """Deliveries of the alert not yet in a final state."""
+        async with self.reads() as session:
+            return int(
+                (
+                    await session.execute(
+                        select(func.count()).where(
+                            Delivery.alert_id == alert_id, Delivery.state.in_(OPEN_STATES)
+                        )
+                    )
+                ).scalar_one()
+            )
+
+    async def _claimer(self, name: str, lane: ChannelLane, stop: asyncio.Event) -> None:
+        idle = 0.02
+        while not stop.is_set():
+            room = lane.capacity - lane.queue.qsize()
+            if room < max(1, lane.capacity // 2):
+                await asyncio.sleep(0.005)
+                continue
+            try:
+                async with self.sessions.begin() as session:
+                    items = await claim_due(
+                        session,
+                        channel=name,
+                        limit=min(room, self.settings.batch_size),
+                        worker=self.worker,
+                        lease=self.lease,
+                        now=self.clock(),
+                        alert_id=self.alert_id,
+                    )
+                    await self._ensure_alerts(session, {i.alert_id for i in items})
+                    items = await self._attach_replies(session, items)
+            except Exception:
+                logger.exception("claiming %s deliveries failed; retrying", name)
+                await asyncio.sleep(1.0)
+                continue
+            self.counters.claimed += len(items)
+            for item in items:
+                lane.queue.put_nowait(item)
+            if items:
+                idle = 0.02
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=idle)
+                idle = min(idle * 2, 0.5)
+
+    async def _sender(self, lane: ChannelLane) -> None:
+        while True:
+            item = await lane.queue.get()
+            lane.in_flight += 1
+            try:
+                await self._send_one(lane, item)
+            finally:
+                lane.in_flight -= 1
+                lane.queue.task_done()
+
+    async def _send_one(self, lane: ChannelLane, item: Claimed) -> None:
+        info = self._alerts[item.alert_id]
+        try:
+            message = self.builder.build(item, info)
+        except Exception as exc:  # noqa: BLE001 - a form that cannot render: nothing to retry
+            logger.error(
+                "alert %s: rendering %s/%s/%s failed: %s",
+                item.alert_id,
+                item.channel,
+                item.audience,
+                item.language,
+                exc,
+            )
+            self._results.append(
+                Result(
+                    item=item,
+                    outcome=Outcome(kind=OutcomeKind.PERMANENT, detail=f"render failed: {exc}"),
+                    message_id="",
+                    at=self.clock(),
+                )
+            )
+            return
+        started = time.monotonic()
+        try:
+            outcome = await lane.channel.send(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not in the adapter's table: recorded, retry decides
+            # the exception text may quote the recipient: only its type above DEBUG
+            logger.warning("delivery %s: %s raised %s", item.id, item.channel, type(exc).__name__)
+            logger.debug("delivery %s: %s", item.id, exc)
+            outcome = Outcome(kind=OutcomeKind.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
+        elapsed = time.monotonic() - started
+        self.counters.send_seconds += elapsed
+        self.counters.latency.setdefault(item.channel, Histogram()).observe(elapsed)
+        if outcome.kind is OutcomeKind.SENT:
+            self.counters.sent += 1
+        elif outcome.kind is OutcomeKind.PERMANENT:
+            self.counters.failed += 1
+        else:
+            self.counters.deferred += 1
+        self._results.append(
+            Result(item=item, outcome=outcome, message_id=message.message_id, at=self.clock())
+        )
+
+    async def _recorder(self) -> None:
+        # a fixed cadence: the time a flush takes (waiting for SQLite's write lock, say) is not
+        # added to the interval, so at most about one interval's sends await recording
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await self._flush()
+            except Exception:
+                logger.exception("recording outcomes failed; will retry")
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(max(0.0, self.settings.flush_interval - (time.monotonic() - started)))
+
+    async def _flush(self) -> None:
+        if not self._results:
+            return
+        batch, self._results = self._results, []
+        try:
+            async with self.sessions.begin() as session:
+                await record(
+                    session,
+                    batch,
+                    worker=self.worker,
+                    policy=self.policy,
+                    alerts=self._alerts,
+                    now=self.clock(),
+                )
+        except BaseException:
+            self._results[:0] = batch  # keep them for the next flush
+            raise
+        self.counters.recorded += len(batch)
+        self._touched.update(r.item.alert_id for r in batch)
+        if any(r.outcome.kind is not OutcomeKind.SENT for r in batch):
+            self._wake.set()
+            self._wake.clear()
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        last_reclaim = 0.0
+        while not stop.is_set():
+            self.alive_at = time.monotonic()
+            try:
+                now = self.clock()
+                if time.monotonic() - last_reclaim > min(max(0.5, self.lease.total_seconds() / 4), 15.0):
+                    last_reclaim = time.monotonic()
+                    async with self.sessions.begin() as session:
+                        # our own claims stay ours while we live, however long they wait in a
+                        # local queue behind a slow server; only a dead worker's leases expire
+                        await extend_leases(session, worker=self.worker, until=now + self.lease)
+                        n = await reclaim_expired(session, now=now, max_attempts=self.settings.max_attempts)
+                    if n:
+                        logger.warning("reclaimed %d deliveries whose lease expired", n)
+                if self.publish_scheduled and self.alert_id is None:
+                    async with self.sessions.begin() as session:
+                        await publish_due(
+                            session, now=now, webhook_url=self.webhook_url, available=set(self.lanes)
+                        )
+                await self._complete_alerts(now)
+            except Exception:
+                logger.exception("dispatcher housekeeping failed; continuing")
+            await asyncio.sleep(0.5)
+
+    async def _complete_alerts(self, now: datetime) -> None:
+        """Alerts whose deliveries are all final become ``sent``."""
+        touched, self._touched = self._touched, set()
+        for alert_id in touched:
+            if await self.open_count(alert_id) == 0:
+                async with self.sessions.begin() as session:
+                    await session.execute(
+                        update(Alert)
+                        .where(Alert.id == alert_id, Alert.status == str(AlertStatus.SENDING))
+                        .values(status=str(AlertStatus.SENT), completed_at=now, updated_at=now)
+                    )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _ensure_alerts(self, session: AsyncSession, ids: set[int]) -> None:
+        for alert_id in ids - self._alerts.keys():
+            self._alerts[alert_id] = await load_alert_info(session, alert_id)
+
+    async def _attach_replies(self, session: AsyncSession, items: list[Claimed]) -> list[Claimed]:
+        """Telegram updates reply to the original alert's message in the same chat."""
+        out = []
+        by_parent: dict[int, list[Claimed]] = {}
+        for item in items:
+            info = self._alerts[item.alert_id]
+            if item.channel == "telegram" and info.ancestors and item.contact_id is not None:
+                by_parent.setdefault(info.ancestors[-1], []).append(item)
+        replies: dict[tuple[int, int | None], str | None] = {}
+        for root, group in by_parent.items():
+            rows = await session.execute(
+                select(Delivery.contact_id, Delivery.provider_id).where(
+                    Delivery.alert_id == root,
+                    Delivery.channel == "telegram",
+                    Delivery.contact_id.in_([i.contact_id for i in group]),
+                    Delivery.provider_id.is_not(None),
+                )
+            )
+            for cid, pid in rows.all():
+                replies[(root, cid)] = pid
+        for item in items:
+            info = self._alerts[item.alert_id]
+            key = (
+                (info.ancestors[-1], item.contact_id)
+                if info.ancestors and item.contact_id is not None
+                else None
+            )
+            if key is not None and key in replies:
+                item = replace(item, reply_to=replies[key])
+            out.append(item)
+        return out

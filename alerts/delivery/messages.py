@@ -1,0 +1,158 @@
+"""Turn a claimed delivery into a RenderedMessage: shared content (rendered once and
+cached per alert version × audience × channel × language) plus per-recipient parts."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Any, Protocol
+
+from alerts.core.types import Attachment, Recipient, RenderedContent, RenderedMessage
+from alerts.delivery.links import TrackingLinks
+
+
+class RendererLike(Protocol):
+    """What the message builder needs from alerts.render.Renderer."""
+
+    def render(
+        self,
+        family: str,
+        data: Mapping[str, Any],
+        *,
+        audience: str,
+        channel: str,
+        language: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> RenderedContent: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertInfo:
+    """What the dispatcher keeps about an alert while sending it."""
+
+    id: int
+    title: str
+    family: str
+    version: int
+    case_data: dict[str, Any]
+    ancestors: tuple[int, ...]  # parent, grandparent… (updates thread under these)
+    embargo_until: datetime | None
+    attachments: tuple[Attachment, ...]
+    fallback_email: bool
+    original: dict[str, Any] | None  # title/date/id of the first alert of the thread
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claimed:
+    """One delivery claimed by this dispatcher, with what is needed to send it."""
+
+    id: int
+    alert_id: int
+    contact_id: int | None
+    channel: str
+    audience: str
+    language: str
+    address: str
+    attempts: int
+    unknown_outcomes: int
+    from_state: str
+    name: str = ""
+    token: str | None = None
+    reply_to: str | None = None  # provider id of the original Telegram message
+
+
+def message_domain(from_address: str) -> str:
+    """The domain part of the sender, for Message-IDs."""
+    _, addr = parseaddr(from_address)
+    return addr.rpartition("@")[2] or "localhost"
+
+
+def message_id(alert_id: int, contact_id: int | None, domain: str) -> str:
+    """Deterministic per (alert, contact): a repeat after a crash collapses in mail clients."""
+    who = f"c{contact_id}" if contact_id is not None else "hook"
+    return f"<alert-{alert_id}.{who}@{domain}>"
+
+
+class MessageBuilder:
+    """Builds messages; renders each shared form once (LRU-cached)."""
+
+    def __init__(
+        self,
+        renderer: RendererLike,
+        *,
+        public_url: str,
+        domain: str,
+        cache_size: int = 256,
+        link_token: Callable[[str], str] | None = None,
+        tracking: TrackingLinks | None = None,
+    ) -> None:
+        self.renderer = renderer
+        self.public_url = public_url.rstrip("/")
+        self.domain = domain
+        # signs the contact's token in unsubscribe links, so they cannot be forged
+        self.link_token = link_token or (lambda token: token)
+        # opt-in ([tracking] opens clicks): per-recipient pixel and tracked links, email only
+        self.tracking = tracking if tracking is not None and (tracking.opens or tracking.clicks) else None
+        self._cache: OrderedDict[tuple[Any, ...], RenderedContent] = OrderedDict()
+        self._cache_size = cache_size
+
+    def content(self, alert: AlertInfo, *, audience: str, channel: str, language: str) -> RenderedContent:
+        """The shared rendered form for this audience, channel and language."""
+        render_channel = "email" if channel == "webhook" else channel
+        key = (alert.id, alert.version, audience, render_channel, language)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        extra: dict[str, Any] = {
+            "alert_title": alert.title,
+            "alert_url": f"{self.public_url}/alerts/{alert.id}",
+        }
+        if alert.embargo_until is not None:
+            # language-neutral: the template's own (translated) embargo line wraps it
+            extra["embargo_until"] = alert.embargo_until.strftime("%Y-%m-%d %H:%M UTC")
+        if alert.original is not None:
+            extra["original"] = alert.original
+        content = self.renderer.render(
+            alert.family,
+            alert.case_data,
+            audience=audience,
+            channel=render_channel,
+            language=language,
+            extra=extra,
+        )
+        self._cache[key] = content
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return content
+
+    def build(self, item: Claimed, alert: AlertInfo) -> RenderedMessage:
+        """The message for one claimed delivery."""
+        content = self.content(alert, audience=item.audience, channel=item.channel, language=item.language)
+        unsubscribe = f"{self.public_url}/unsubscribe/{self.link_token(item.token)}" if item.token else None
+        recipient = Recipient(
+            contact_id=item.contact_id or 0,
+            name=item.name,
+            address=item.address,
+            language=item.language,
+            kind=item.audience,
+            unsubscribe_url=unsubscribe,
+        )
+        threads = tuple(message_id(a, item.contact_id, self.domain) for a in reversed(alert.ancestors))
+        tracking = self.tracking if item.channel == "email" else None
+        return RenderedMessage(
+            delivery_id=item.id,
+            alert_id=item.alert_id,
+            content=content,
+            recipient=recipient,
+            message_id=message_id(item.alert_id, item.contact_id, self.domain),
+            thread_ids=threads,
+            reply_to_provider_id=item.reply_to,
+            embargo=None,  # the press template already carries the embargo line, translated
+            attachments=alert.attachments if item.channel == "press" else (),
+            attempt=item.attempts,
+            extra=tracking.extra(item.id, content.html) if tracking is not None else {},
+        )

@@ -1,0 +1,188 @@
+"""Counts by channel and state; delivery listings; responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.core.errors import ValidationError
+from alerts.core.states import DeliveryState, EventType
+from alerts.store.models import Alert, Delivery, DeliveryEvent, Response
+
+
+async def counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
+    """{channel: {state: n}} for one alert, every state present (zeros included)."""
+    rows = (
+        await session.execute(
+            select(Delivery.channel, Delivery.state, func.count())
+            .where(Delivery.alert_id == alert_id)
+            .group_by(Delivery.channel, Delivery.state)
+        )
+    ).all()
+    out: dict[str, dict[str, int]] = {}
+    for channel, state, n in rows:
+        out.setdefault(channel, {str(s): 0 for s in DeliveryState})[state] = int(n)
+    return out
+
+
+async def responses_count(session: AsyncSession, alert_id: int) -> int:
+    """How many responses (an authority answered) are recorded for the alert."""
+    return int(
+        (
+            await session.execute(
+                select(func.count()).select_from(Response).where(Response.alert_id == alert_id)
+            )
+        ).scalar_one()
+    )
+
+
+async def engagement_counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
+    """{channel: {"opened": n, "clicked": n}}: deliveries with each engagement (opt-in tracking)."""
+    kinds = (str(EventType.OPENED), str(EventType.CLICKED))
+    rows = (
+        await session.execute(
+            select(Delivery.channel, DeliveryEvent.type, func.count(func.distinct(DeliveryEvent.delivery_id)))
+            .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+            .where(DeliveryEvent.alert_id == alert_id, DeliveryEvent.type.in_(kinds))
+            .group_by(Delivery.channel, DeliveryEvent.type)
+        )
+    ).all()
+    out: dict[str, dict[str, int]] = {}
+    for channel, kind, n in rows:
+        out.setdefault(channel, dict.fromkeys(kinds, 0))[kind] = int(n)
+    return out
+
+
+async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
+    """The ``alert status --json`` / ``GET alerts/{id}/stats`` document."""
+    by_channel = await counts(session, alert.id)
+    total = sum(n for states in by_channel.values() for n in states.values())
+    open_ = sum(
+        states.get(s, 0)
+        for states in by_channel.values()
+        for s in (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED)
+    )
+    return {
+        "id": alert.id,
+        "state": alert.status,
+        "paused": alert.paused,
+        "total": total,
+        "open": open_,
+        "channels": by_channel,
+        "engagement": await engagement_counts(session, alert.id),
+        "responses": await responses_count(session, alert.id),  # authorities that answered
+    }
+
+
+async def deliveries(
+    session: AsyncSession,
+    alert_id: int,
+    *,
+    state: str | None = None,
+    channel: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Deliveries of an alert, filterable; addresses are included only for officers' views."""
+    if state is not None and state not in {str(s) for s in DeliveryState}:
+        raise ValidationError(f"state: {state!r} is not a delivery state.", details={"field": "state"})
+    query = (
+        select(Delivery)
+        .where(Delivery.alert_id == alert_id)
+        .order_by(Delivery.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if state:
+        query = query.where(Delivery.state == state)
+    if channel:
+        query = query.where(Delivery.channel == channel)
+    rows = (await session.execute(query)).scalars().all()
+    return [
+        {
+            "id": d.id,
+            "contact_id": d.contact_id,
+            "channel": d.channel,
+            "audience": d.audience,
+            "language": d.language,
+            "state": d.state,
+            "attempts": d.attempts,
+            "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
+            "provider_id": d.provider_id,
+            "last_error": d.last_error,
+            "updated_at": d.updated_at.isoformat(),
+        }
+        for d in rows
+    ]
+
+
+async def history(session: AsyncSession, delivery_id: int) -> list[dict[str, Any]]:
+    """The append-only event history of one delivery."""
+    rows = (
+        (
+            await session.execute(
+                select(DeliveryEvent)
+                .where(DeliveryEvent.delivery_id == delivery_id)
+                .order_by(DeliveryEvent.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return [
+        {
+            "at": e.at.isoformat(),
+            "type": e.type,
+            "from": e.from_state,
+            "to": e.to_state,
+            "attempt": e.attempt,
+            "detail": e.detail,
+        }
+        for e in rows
+    ]
+
+
+async def record_response(
+    session: AsyncSession,
+    alert: Alert,
+    *,
+    contact_id: int | None,
+    summary: str,
+    recorded_by: int | None,
+    now: datetime,
+    responded_at: datetime | None = None,
+) -> Response:
+    """An authority answered: keep who, when and what; mark their deliveries ``responded``."""
+    if not summary.strip():
+        raise ValidationError("summary: a response needs a summary.", details={"field": "summary"})
+    response = Response(
+        alert_id=alert.id,
+        contact_id=contact_id,
+        summary=summary.strip(),
+        responded_at=responded_at or now,
+        recorded_by=recorded_by,
+    )
+    session.add(response)
+    if contact_id is not None:
+        for d in (
+            await session.execute(
+                select(Delivery).where(Delivery.alert_id == alert.id, Delivery.contact_id == contact_id)
+            )
+        ).scalars():
+            session.add(
+                DeliveryEvent(
+                    delivery_id=d.id,
+                    alert_id=alert.id,
+                    type=str(EventType.RESPONDED),
+                    at=now,
+                    from_state=d.state,
+                    to_state=d.state,
+                    attempt=d.attempts,
+                    detail="response recorded",
+                )
+            )
+    await session.flush()
+    return response

@@ -1,0 +1,231 @@
+"""Notices to officers: what a fired follow-up must tell whom, and getting it to them.
+
+``Plan`` is the hand-over from deciding (``alerts.followups.reminders`` for reminders and updates,
+``alerts.followups.digest`` for weekly digests, both inside the claiming transaction) to
+delivering: ``deliver`` sends the plan's notices by email (and Telegram, for officers with a
+chat) after the claim commits, and records the result, re-arming the row on a transient
+failure for the officers not yet reached. Each message has a deterministic Message-ID per
+(follow-up, officer), so the rare repeat after a crash collapses in mail clients. A failure
+on one channel never holds back another. Officers' addresses are never logged above DEBUG.
+
+Each firing claims the row with its own token (``result`` is ``"firing <token>"``): every
+write ``deliver`` makes is guarded by that token, so a firing that was given up as stalled
+(``followups_fire.rearm_stalled``) and finishes late changes nothing the next firing owns.
+Each send is bounded (``SEND_TIMEOUT``) and so is a whole delivery (``DELIVER_BUDGET``), well
+under the stall window; who was reached is recorded after every successful send, so a
+firing that replaces a stalled one does not reach the same officer twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import CursorResult, update
+
+from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.delivery.messages import message_domain
+from alerts.store.models import Followup
+
+if TYPE_CHECKING:
+    from alerts.app import App
+
+logger = logging.getLogger(__name__)
+
+SUBJECT_MAX = 200
+#: ``Followup.result`` while a claimed follow-up's notices are being sent (then a claim token).
+FIRING = "firing"
+#: Longest wait for one message to one officer on one channel (seconds).
+SEND_TIMEOUT = 30.0
+#: Longest a whole delivery may take (seconds): well under ``followups_fire.STALLED_AFTER``.
+DELIVER_BUDGET = 120.0
+#: Attempts at reaching officers before a notice is given up as undelivered.
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """One message to one officer."""
+
+    user_id: int
+    name: str
+    email: str | None
+    telegram: str | None
+    subject: str
+    text: str
+    #: The Telegram form when it must say less than the email (None: subject and text).
+    telegram_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """What a fired follow-up did in the database, and whom it must tell."""
+
+    result: str
+    notices: tuple[Notice, ...] = ()
+    already: frozenset[str] = field(default_factory=frozenset)  # "email:3" reached on an earlier attempt
+    attempts: int = 0
+
+
+def new_claim() -> str:
+    """The ``Followup.result`` of a row claimed by one firing: FIRING and a token of its own."""
+    return f"{FIRING} {secrets.token_hex(8)}"
+
+
+def when(value: datetime, tz: ZoneInfo) -> str:
+    """A time as officers read it: in the [scheduler] time zone."""
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def lateness(late_seconds: float | None) -> str:
+    """'(late by N min: the service was down)' when a follow-up fired a minute or more late."""
+    if late_seconds is None or late_seconds < 60:
+        return ""
+    return f"(late by {round(late_seconds / 60)} min: the service was down)"
+
+
+def alert_link(app: App, alert_id: int) -> str:
+    """The officer page of an alert (under the officer UI's prefix)."""
+    # imported here: the web package imports the App, which imports the follow-ups
+    from alerts.web.ui.pages import PREFIX
+
+    return f"{app.settings.server.public_url.rstrip('/')}{PREFIX}/alerts/{alert_id}"
+
+
+def footer(f: Followup) -> str:
+    """The signature line of every notice about follow-up ``f``."""
+    return f"\n-- \nUrgent Alerts, follow-up {f.id}. Times are shown in the service's time zone.\n"
+
+
+def _message(app: App, f_id: int, alert_id: int | None, notice: Notice, channel: str) -> RenderedMessage:
+    if channel == "telegram":
+        text = html.escape(notice.telegram_text or f"{notice.subject}\n\n{notice.text}", quote=False)
+    else:
+        text = notice.text
+    address = notice.email if channel == "email" else notice.telegram
+    assert address is not None
+    return RenderedMessage(
+        delivery_id=0,
+        alert_id=alert_id or 0,
+        content=RenderedContent(
+            channel=channel,
+            audience="officer",
+            language="en",
+            subject=notice.subject if channel == "email" else "",  # Telegram sends only the text
+            text=text,
+        ),
+        recipient=Recipient(contact_id=0, name=notice.name, address=address, language="en", kind="officer"),
+        message_id=f"<followup-{f_id}.u{notice.user_id}@{message_domain(app.settings.email.from_)}>",
+    )
+
+
+async def _guarded(app: App, followup_id: int, claim: str, values: dict[str, Any]) -> bool:
+    """Write ``values`` to the row if this firing's claim still holds it."""
+    async with app.sessions.begin() as session:
+        done = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Followup)
+                .where(Followup.id == followup_id, Followup.result == claim)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+    return done.rowcount == 1
+
+
+async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime, claim: str) -> str:
+    """Send the plan's notices, then record the result (re-arming the row on a transient failure).
+
+    ``claim`` is the row's ``result`` as this firing claimed it; once another firing has taken
+    the row over, nothing more is sent and nothing is written.
+    """
+    reached, retry, failed = set(plan.already), [], []
+    async with app.sessions() as session:
+        f = await session.get(Followup, followup_id)
+        assert f is not None
+        alert_id = f.alert_id
+    data: dict[str, Any] = dict(f.data or {})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DELIVER_BUDGET
+    owned = True
+    for notice in plan.notices:
+        for channel, address in (("email", notice.email), ("telegram", notice.telegram)):
+            key = f"{channel}:{notice.user_id}"
+            if not owned or address is None or key in reached or channel not in app.channels:
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                retry.append(f"{notice.name} ({channel}): not tried, out of time")
+                continue
+            timeout = min(SEND_TIMEOUT, left)
+            try:
+                outcome = await asyncio.wait_for(
+                    app.channels[channel].send(_message(app, followup_id, alert_id, notice, channel)),
+                    timeout,
+                )
+            except TimeoutError:
+                logger.warning(
+                    "follow-up %s: %s to user %s timed out after %.1f s",
+                    followup_id,
+                    channel,
+                    notice.user_id,
+                    timeout,
+                )
+                retry.append(f"{notice.name} ({channel}): no answer within {timeout:.1f} s")
+                continue
+            except Exception as exc:  # noqa: BLE001 - an adapter bug or unclassified network error: retry later
+                logger.warning(
+                    "follow-up %s: %s to user %s raised %s",
+                    followup_id,
+                    channel,
+                    notice.user_id,
+                    type(exc).__name__,
+                )
+                retry.append(f"{notice.name} ({channel}): {type(exc).__name__}")
+                continue
+            if outcome.kind is OutcomeKind.SENT:
+                reached.add(key)
+                # recorded at once: a firing that takes over from this one skips this officer
+                data["notified"] = sorted(reached)
+                owned = await _guarded(app, followup_id, claim, {"data": dict(data)})
+                if not owned:
+                    logger.warning("follow-up %s: another firing took over; stopping", followup_id)
+            elif outcome.kind is OutcomeKind.PERMANENT:
+                failed.append(f"{notice.name} ({channel}): {outcome.detail}")
+            else:
+                retry.append(f"{notice.name} ({channel}): {outcome.kind} {outcome.detail}".rstrip())
+    names = sorted({n.name for n in plan.notices if any(k.endswith(f":{n.user_id}") for k in reached)})
+    lead = plan.result if plan.result not in ("reminder", "digest") else f"{plan.result} sent"
+    result = f"{lead}; sent to {', '.join(names) or 'nobody'}"
+    if failed:
+        result += "; refused for " + "; ".join(failed)
+    data["notified"] = sorted(reached)
+    values: dict[str, Any] = {"data": data}
+    if retry and plan.attempts + 1 < MAX_ATTEMPTS:
+        data["attempts"] = plan.attempts + 1
+        delay = timedelta(seconds=min(3600, 30 * 2**plan.attempts))
+        values |= {
+            "fired_at": None,
+            "due_at": now + delay,
+            "result": f"retrying at {(now + delay).isoformat()}: " + "; ".join(retry),
+        }
+        result = str(values["result"])
+        logger.warning(
+            "follow-up %s: %d notice(s) not delivered; retrying in %s", followup_id, len(retry), delay
+        )
+    else:
+        if retry:
+            result += "; gave up on " + "; ".join(retry)
+            logger.error("follow-up %s: gave up reaching %d officer(s)", followup_id, len(retry))
+        values["result"] = result
+    if not owned or not await _guarded(app, followup_id, claim, values):
+        logger.warning("follow-up %s changed while its notices were sent", followup_id)
+        return f"superseded: another firing took over ({result})"
+    return result

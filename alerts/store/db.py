@@ -1,0 +1,165 @@
+"""Async engine and sessions; the SQLite/PostgreSQL differences live here."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    FromClause,
+    String,
+    any_,
+    bindparam,
+    column,
+    event,
+    func,
+    select,
+    type_coerce,
+)
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
+
+from alerts.core.errors import ConfigError
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether the database URL names SQLite."""
+    return url.startswith("sqlite")
+
+
+#: RETURNING (3.35) and UPDATE … FROM (3.33); JSON functions are built in since 3.38 and
+#: compiled into nearly every earlier build.
+SQLITE_MINIMUM = (3, 35, 0)
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """An engine tuned for the backend: WAL, foreign keys and a busy timeout on SQLite."""
+    kwargs: dict[str, Any] = {"echo": echo}
+    if is_sqlite(url):
+        check_sqlite_version(sqlite3.sqlite_version_info)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_size"] = 10
+        kwargs["max_overflow"] = 10
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if is_sqlite(url):
+        _configure_sqlite(engine)
+    return engine
+
+
+def check_sqlite_version(found: tuple[int, int, int]) -> None:
+    """ConfigError unless the SQLite library Python links against is recent enough."""
+    if tuple(found) < SQLITE_MINIMUM:
+        need, have = ".".join(map(str, SQLITE_MINIMUM)), ".".join(map(str, found))
+        raise ConfigError(
+            f"[database] url: SQLite {need} or newer is needed; this Python links against SQLite {have}. "
+            "Use a newer Python build or PostgreSQL."
+        )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy issue BEGIN itself (BEGIN IMMEDIATE), so a writer takes the lock
+        # up front instead of failing on upgrade from a read lock.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Readers (see make_read_sessionmaker) take no lock: in WAL mode they never block
+        # the writer, and the writer never blocks them.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "alerts_read_only"
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for pure reads (polls, /metrics, live counts): on SQLite they begin a deferred
+    transaction, so they never queue behind, or hold up, the one writer. Never write in them."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def dialect_insert(session: AsyncSession, model: Any) -> Any:
+    """The backend's own INSERT, which knows ``ON CONFLICT`` (SQLite and PostgreSQL alike)."""
+    name = session.get_bind().dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
+
+
+def rowset(
+    session: AsyncSession,
+    name: str,
+    columns: Sequence[tuple[str, TypeEngine[Any]]],
+    rows: Sequence[dict[str, Any]],
+) -> FromClause:
+    """A batch of rows as one bound JSON parameter that the database unpacks into a table.
+
+    ``UPDATE … FROM rowset`` or ``INSERT … SELECT … FROM rowset`` then writes a whole batch in one
+    statement with one parameter, however many rows it has: no per-row statement executions
+    (PostgreSQL) and no per-row parameter processing in SQLAlchemy (both). PostgreSQL unpacks it
+    with ``json_to_recordset``, SQLite with ``json_each``. Datetimes are stored in the form the
+    column type (models.UTCDateTime) would have written.
+    """
+    dialect = session.get_bind().dialect
+    stamp = _datetime_encoder(dialect)
+    encoded = json.dumps(rows, default=stamp, separators=(",", ":"))
+    if dialect.name == "postgresql":
+        recordset = func.json_to_recordset(sa_cast(bindparam(None, encoded, type_=String()), JSON))
+        return recordset.table_valued(*(column(n, t) for n, t in columns)).render_derived(
+            name, with_types=True
+        )
+    each = func.json_each(bindparam(None, encoded, type_=String())).table_valued("value")
+    return select(
+        *(type_coerce(func.json_extract(each.c.value, f"$.{n}"), t).label(n) for n, t in columns)
+    ).subquery(name)
+
+
+def _datetime_encoder(dialect: Dialect) -> Callable[[Any], Any]:
+    as_text = dialect.name == "sqlite"
+
+    def encode(value: Any) -> Any:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise TypeError(f"{value!r} is not an aware datetime")
+        value = value.astimezone(UTC)
+        if as_text:
+            # the very text SQLAlchemy's SQLite DATETIME writes (comparisons there are textual)
+            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value.isoformat()  # with its offset, for PostgreSQL's timestamptz
+
+    return encode
+
+
+def any_of(dialect: str, column: ColumnElement[int], name: str) -> ColumnElement[bool]:
+    """``column`` is one of the ids bound as ``name``, as a statement whose text does not
+    depend on how many ids there are.
+
+    An expanded ``IN ($1, $2, …)`` is new SQL for every length: PostgreSQL (through asyncpg's
+    statement cache) parsed and planned each claim afresh. ``= ANY($1::BIGINT[])`` is one
+    prepared statement. SQLite has no arrays, and re-preparing is cheap there.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger())))
+    return column.in_(bindparam(name, expanding=True))

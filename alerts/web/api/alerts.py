@@ -1,0 +1,314 @@
+"""API routes for an alert itself: list, create, read, edit, preview.
+
+Its review, consent, sending and their controls are in ``api_workflow``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from alerts.compose import approval, drafts
+from alerts.compose.render import CHANNELS
+from alerts.contacts.fields import KINDS
+from alerts.core.clock import parse_when, utcnow
+from alerts.core.states import AlertStatus
+from alerts.delivery import publish
+from alerts.store.models import Alert
+from alerts.web.api.routes import (
+    ID_PATH,
+    LIMIT,
+    MAX_ID,
+    OFFSET,
+    PREFIX,
+    Ctx,
+    Param,
+    Route,
+    Schema,
+    json_response,
+)
+
+LANGUAGE: Schema = {"type": "string", "pattern": "^[a-z]{2}$", "minLength": 2, "maxLength": 2}
+NAMES: Schema = {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 100}
+TIME: Schema = {"type": "string", "format": "date-time", "maxLength": 64}
+STATUSES = [s.value for s in AlertStatus]
+
+AUDIENCE_PROPS: dict[str, Schema] = {
+    "lists": NAMES,
+    "kinds": {"type": "array", "items": {"type": "string", "enum": list(KINDS)}, "maxItems": 5},
+    "channels": {
+        "type": "array",
+        "items": {"type": "string", "enum": list(drafts.CHANNEL_NAMES)},
+        "maxItems": 4,
+    },
+    "languages": {"type": "array", "items": LANGUAGE, "maxItems": 50},
+}
+CREATE: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["family", "data"],
+    "properties": {
+        "family": {"type": "string", "maxLength": 64, "description": "template family (GET templates)"},
+        "data": {"type": "object", "description": "case data: the family's variables"},
+        "title": {"type": "string", "maxLength": drafts.MAX_TITLE},
+        **AUDIENCE_PROPS,
+        "is_public": {"type": "boolean", "description": "publish in the archive (needs public consent)"},
+        "parent_id": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_ID,
+            "description": "the alert this one updates",
+        },
+        "embargo_until": {**TIME, "type": ["string", "null"]},
+        "fallback_email": {"type": "boolean"},
+    },
+}
+EDIT: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "data": {"type": "object"},
+        "title": {"type": "string", "maxLength": drafts.MAX_TITLE},
+        "audience": {"type": "object", "additionalProperties": False, "properties": AUDIENCE_PROPS},
+    },
+}
+ALERT_REF: Schema = {
+    "type": "object",
+    "required": ["id", "status"],
+    "properties": {"id": {"type": "integer"}, "status": {"type": "string", "enum": STATUSES}},
+}
+SUMMARY: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "title": {"type": "string"},
+        "family": {"type": "string"},
+        "status": {"type": "string", "enum": STATUSES},
+        "languages": {"type": "array", "items": {"type": "string"}},
+        "is_public": {"type": "boolean"},
+        "parent_id": {"type": ["integer", "null"]},
+        "paused": {"type": "boolean"},
+        "created_at": {"type": "string"},
+        "published_at": {"type": ["string", "null"]},
+    },
+}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def summary(alert: Alert) -> dict[str, Any]:
+    """An alert as listed."""
+    return {
+        "id": alert.id,
+        "title": alert.title,
+        "family": alert.family,
+        "status": alert.status,
+        "languages": list(alert.languages),
+        "is_public": alert.is_public,
+        "parent_id": alert.parent_id,
+        "paused": alert.paused,
+        "created_at": _iso(alert.created_at),
+        "published_at": _iso(alert.published_at),
+    }
+
+
+async def list_alerts(ctx: Ctx) -> web.Response:
+    """Alerts, newest first."""
+    from sqlalchemy import select
+
+    query = select(Alert).order_by(Alert.id.desc()).limit(ctx.query["limit"]).offset(ctx.query["offset"])
+    if ctx.query.get("status"):
+        query = query.where(Alert.status == ctx.query["status"])
+    async with ctx.app.sessions() as session:
+        rows = (await session.scalars(query)).all()
+        return json_response({"alerts": [summary(a) for a in rows]})
+
+
+async def create_alert(ctx: Ctx) -> web.Response:
+    """A draft alert from a template family and case data."""
+    b = ctx.body
+    assert ctx.user is not None
+    audience = drafts.Audience(
+        lists=tuple(b.get("lists", ())),
+        kinds=tuple(b.get("kinds", ())),
+        channels=tuple(b.get("channels", ())),
+        languages=tuple(b.get("languages") or ("en",)),
+    )
+    now = utcnow()
+    async with ctx.app.sessions.begin() as session:
+        parent = b.get("parent_id")
+        if parent is not None:
+            await drafts.get_alert(session, parent)
+        alert = await drafts.create_alert(
+            session,
+            author=ctx.user,
+            family=b["family"],
+            case_data=b["data"],
+            title=b.get("title"),
+            audience=audience,
+            is_public=b.get("is_public"),
+            validate_case=ctx.app.renderer.validate_case,
+            now=now,
+        )
+        alert.parent_id = parent
+        if b.get("embargo_until"):
+            alert.embargo_until = parse_when(b["embargo_until"], field="embargo_until")
+        alert.fallback_email = bool(b.get("fallback_email", False))
+        await session.flush()
+        doc = {"id": alert.id, "status": alert.status}
+    return json_response(doc, status=201)
+
+
+async def _detail(ctx: Ctx, alert: Alert) -> dict[str, Any]:
+    async with ctx.app.sessions() as session:
+        version = await drafts.current_version(session, alert)
+        approved = await approval.approved_languages(session, alert)
+        consent = await approval.consent_scope(session, alert)
+    return summary(alert) | {
+        "audience": alert.audience,
+        "current_version": alert.current_version,
+        "data": version.case_data,
+        "approved_languages": approved,
+        "consent": consent,
+        "send_at": _iso(alert.send_at),
+        "embargo_until": _iso(alert.embargo_until),
+        "completed_at": _iso(alert.completed_at),
+        "closed_at": _iso(alert.closed_at),
+        "fallback_email": alert.fallback_email,
+        "author_id": alert.author_id,
+    }
+
+
+async def get_alert(ctx: Ctx) -> web.Response:
+    """One alert with its current case data, approvals and consent."""
+    async with ctx.app.sessions() as session:
+        alert = await drafts.get_alert(session, ctx.id)
+    return json_response(await _detail(ctx, alert))
+
+
+async def edit_alert(ctx: Ctx) -> web.Response:
+    """A new version (title, case data, audience); an alert in review or approved goes back to draft."""
+    assert ctx.user is not None
+    b = ctx.body
+    audience = drafts.Audience.from_json(b["audience"]) if "audience" in b else None
+    async with ctx.app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, ctx.id)
+        version = await drafts.edit_alert(
+            session,
+            alert,
+            user=ctx.user,
+            case_data=b.get("data"),
+            title=b.get("title"),
+            audience=audience,
+            validate_case=ctx.app.renderer.validate_case,
+            now=utcnow(),
+        )
+        doc = {"id": alert.id, "status": alert.status, "version": version.number}
+    return json_response(doc)
+
+
+async def preview(ctx: Ctx) -> web.Response:
+    """The alert rendered for one channel, audience and language (nothing is sent)."""
+    async with ctx.app.sessions() as session:
+        await drafts.get_alert(session, ctx.id)
+        info = await publish.load_alert_info(session, ctx.id)
+    q = ctx.query
+    content = ctx.app.builder.content(
+        info, audience=q["audience"], channel=q["channel"], language=q["language"]
+    )
+    return json_response(
+        {
+            "id": ctx.id,
+            "channel": content.channel,
+            "audience": content.audience,
+            "language": content.language,
+            "subject": content.subject,
+            "text": content.text,
+            "html": content.html,
+        }
+    )
+
+
+A = f"{PREFIX}/alerts"
+ONE = f"{A}/{ID_PATH}"
+
+
+def _state_of(extra: dict[str, Schema]) -> Schema:
+    return {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {**ALERT_REF["properties"], **extra},
+    }
+
+
+ROUTES: list[Route] = [
+    Route(
+        method="GET",
+        path=A,
+        handler=list_alerts,
+        summary="List alerts, newest first",
+        action="view",
+        tag="alerts",
+        query=(Param(name="status", schema={"type": "string", "enum": STATUSES}), LIMIT, OFFSET),
+        response={"type": "object", "properties": {"alerts": {"type": "array", "items": SUMMARY}}},
+    ),
+    Route(
+        method="POST",
+        path=A,
+        handler=create_alert,
+        summary="Create a draft alert",
+        action="alert.create",
+        tag="alerts",
+        request=CREATE,
+        required_body=True,
+        status=201,
+        response=ALERT_REF,
+        errors=(404, 409),
+    ),
+    Route(
+        method="GET",
+        path=ONE,
+        handler=get_alert,
+        summary="One alert",
+        action="view",
+        tag="alerts",
+        response=SUMMARY,
+        errors=(404,),
+    ),
+    Route(
+        method="PATCH",
+        path=ONE,
+        handler=edit_alert,
+        summary="Edit an alert (a new version, back to draft)",
+        action="alert.edit",
+        tag="alerts",
+        request=EDIT,
+        required_body=True,
+        response=_state_of({"version": {"type": "integer"}}),
+        errors=(404, 409),
+    ),
+    Route(
+        method="GET",
+        path=f"{ONE}/preview",
+        handler=preview,
+        summary="Render the alert without sending",
+        action="view",
+        tag="alerts",
+        errors=(404,),
+        query=(
+            Param(name="channel", schema={"type": "string", "enum": list(CHANNELS), "default": "email"}),
+            Param(name="audience", schema={"type": "string", "enum": list(KINDS), "default": "authority"}),
+            Param(name="language", schema={**LANGUAGE, "default": "en"}),
+        ),
+        response={
+            "type": "object",
+            "properties": {
+                k: {"type": ["string", "null"]}
+                for k in ("channel", "audience", "language", "subject", "text", "html")
+            },
+        },
+    ),
+]

@@ -1,0 +1,412 @@
+"""API routes for contacts, lists, the CSV import and template families."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+
+from alerts.contacts import directory as contacts
+from alerts.contacts.csv_import import import_csv
+from alerts.contacts.fields import CHANNEL_NAMES, KINDS, MAX_LENGTHS, STATUSES
+from alerts.core.clock import utcnow
+from alerts.core.errors import Conflict
+from alerts.store.models import Contact
+from alerts.web.api.routes import (
+    ID_PATH,
+    OFFSET,
+    PREFIX,
+    Ctx,
+    Param,
+    PayloadTooLarge,
+    Route,
+    Schema,
+    UnsupportedMediaType,
+    json_response,
+)
+
+#: Largest CSV file the import accepts over HTTP (spooled to disk past 1 MiB, never held whole).
+MAX_CSV_BYTES = 64 * 1024 * 1024
+CSV_TYPES = ("text/csv", "application/csv")
+TOPICS: Schema = {"type": ["array", "null"], "items": {"type": "string", "maxLength": 64}, "maxItems": 100}
+
+
+def _text(name: str, *, nullable: bool = True) -> Schema:
+    return {"type": ["string", "null"] if nullable else "string", "maxLength": MAX_LENGTHS[name]}
+
+
+FIELDS: dict[str, Schema] = {
+    "name": _text("name", nullable=False),
+    "email": _text("email"),
+    "telegram": _text("telegram"),
+    "kind": {"type": "string", "enum": list(KINDS)},
+    "language": _text("language"),
+    "organisation": _text("organisation"),
+    "country": _text("country"),
+    "title": _text("title"),
+    "form_of_address": _text("form_of_address"),
+    "status": {"type": "string", "enum": list(STATUSES)},
+    "channels": {
+        "type": ["array", "null"],
+        "items": {"type": "string", "enum": list(CHANNEL_NAMES)},
+        "maxItems": 4,
+    },
+    "topics": TOPICS,
+}
+CREATE: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "kind"],
+    "properties": {
+        **FIELDS,
+        "lists": {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 100},
+    },
+}
+PATCH: Schema = {"type": "object", "additionalProperties": False, "properties": FIELDS}
+CONTACT: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        **{k: {} for k in FIELDS},
+        "lists": {"type": "array", "items": {"type": "string"}},
+    },
+}
+LIST: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "members": {"type": "integer"},
+    },
+}
+REPORT: Schema = {
+    "type": "object",
+    "properties": {
+        "total": {"type": "integer"},
+        "created": {"type": "integer"},
+        "updated": {"type": "integer"},
+        "unchanged": {"type": "integer"},
+        "merged_in_file": {"type": "integer"},
+        "previously_erased": {"type": "integer"},
+        "summary": {"type": "string"},
+        "refused": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"row": {"type": "integer"}, "reason": {"type": "string"}},
+            },
+        },
+        "lines": {"type": "array", "items": {"type": "string"}, "description": '"row N: reason" lines'},
+    },
+}
+_TEXT_KEYS = (
+    "name",
+    "email",
+    "telegram",
+    "kind",
+    "language",
+    "organisation",
+    "country",
+    "title",
+    "form_of_address",
+)
+
+
+def contact_json(contact: Contact, lists: list[str]) -> dict[str, Any]:
+    """A contact as the API shows it (never its link token)."""
+    return {
+        "id": contact.id,
+        **{k: getattr(contact, k) for k in _TEXT_KEYS},
+        "status": contact.status,
+        "channels": contact.channels,
+        "topics": contact.topics,
+        "lists": lists,
+        "created_at": contact.created_at.isoformat(),
+        "updated_at": contact.updated_at.isoformat(),
+    }
+
+
+async def list_contacts(ctx: Ctx) -> web.Response:
+    """Contacts matching a search, by name, a page at a time."""
+    q = ctx.query
+    async with ctx.app.sessions() as session:
+        found = await contacts.search_contacts(
+            session,
+            q.get("q", ""),
+            kind=q.get("kind"),
+            list_name=q.get("list"),
+            limit=q["limit"],
+            offset=q["offset"],
+        )
+        rows = [contact_json(c, await contacts.contact_lists(session, c.id)) for c in found]
+    return json_response({"contacts": rows, "limit": q["limit"], "offset": q["offset"]})
+
+
+async def create_contact(ctx: Ctx) -> web.Response:
+    """A new contact (same validation as the CSV import)."""
+    b = dict(ctx.body)
+    extra = {k: b.pop(k) for k in ("status", "channels", "topics") if k in b}
+    lists = b.pop("lists", [])
+    try:
+        async with ctx.app.sessions.begin() as session:
+            contact = await contacts.create_contact(session, lists=lists, now=utcnow(), **extra, **b)
+            doc = contact_json(contact, await contacts.contact_lists(session, contact.id))
+    except IntegrityError:  # the same email created concurrently since the check
+        raise Conflict("email is already used by another contact", details={"field": "email"}) from None
+    return json_response(doc, status=201)
+
+
+async def get_contact(ctx: Ctx) -> web.Response:
+    """One contact."""
+    async with ctx.app.sessions() as session:
+        contact = await contacts.get_contact(session, ctx.id)
+        return json_response(contact_json(contact, await contacts.contact_lists(session, contact.id)))
+
+
+async def update_contact(ctx: Ctx) -> web.Response:
+    """Change some fields; null clears an optional field."""
+    try:
+        async with ctx.app.sessions.begin() as session:
+            contact = await contacts.update_contact(session, ctx.id, now=utcnow(), **ctx.body)
+            doc = contact_json(contact, await contacts.contact_lists(session, contact.id))
+    except IntegrityError:
+        raise Conflict("email is already used by another contact", details={"field": "email"}) from None
+    return json_response(doc)
+
+
+async def delete_contact(ctx: Ctx) -> web.Response:
+    """Delete a contact and its list memberships (erasure is a separate, admin-only act)."""
+    async with ctx.app.sessions.begin() as session:
+        deleted = await contacts.delete_contact(session, ctx.id)
+    return json_response({"id": deleted, "deleted": True})
+
+
+async def import_contacts(ctx: Ctx) -> web.Response:
+    """Import a contacts CSV; refused rows come back as "row N: reason" lines."""
+    request = ctx.request
+    if request.content_type not in CSV_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type: {request.content_type or 'none'} is not supported; send text/csv.",
+            details={"content_type": request.content_type},
+        )
+    if request.content_length is not None and request.content_length > MAX_CSV_BYTES:
+        raise PayloadTooLarge(
+            f"body: larger than the limit of {MAX_CSV_BYTES} bytes.", details={"limit": MAX_CSV_BYTES}
+        )
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > MAX_CSV_BYTES:
+                raise PayloadTooLarge(
+                    f"body: larger than the limit of {MAX_CSV_BYTES} bytes.", details={"limit": MAX_CSV_BYTES}
+                )
+            spool.write(chunk)
+        spool.seek(0)
+        report = await import_csv(ctx.app.sessions, spool, list_name=ctx.query.get("list"))  # type: ignore[arg-type]
+    return json_response(
+        {
+            "total": report.total,
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "merged_in_file": report.merged_in_file,
+            "previously_erased": report.previously_erased,
+            "summary": report.summary(),
+            "refused": [{"row": r.row, "reason": r.reason} for r in report.refused],
+            "lines": [str(r) for r in report.refused],
+        }
+    )
+
+
+async def list_lists(ctx: Ctx) -> web.Response:
+    """Every list with its member count."""
+    async with ctx.app.sessions() as session:
+        rows = await contacts.list_lists(session)
+    return json_response(
+        {
+            "lists": [
+                {"id": s.id, "name": s.name, "description": s.description, "members": s.members} for s in rows
+            ]
+        }
+    )
+
+
+async def create_list(ctx: Ctx) -> web.Response:
+    """A new, empty list; 409 when the name is taken."""
+    from sqlalchemy import select
+
+    from alerts.contacts.fields import clean_list_name
+    from alerts.store.models import ContactList
+
+    name = clean_list_name(ctx.body["name"])
+    async with ctx.app.sessions.begin() as session:
+        if await session.scalar(select(ContactList.id).where(ContactList.name == name)) is not None:
+            raise Conflict(f"list {name!r} already exists", details={"field": "name"})
+        created = await contacts.get_or_create_list(session, name, ctx.body.get("description", ""))
+        doc = {"id": created.id, "name": created.name, "description": created.description, "members": 0}
+    return json_response(doc, status=201)
+
+
+async def list_templates(ctx: Ctx) -> web.Response:
+    """Template families with their variables and languages."""
+    renderer = ctx.app.renderer
+    out = []
+    for name in renderer.families():
+        info = renderer.family(name)
+        out.append(
+            {
+                "family": info.name,
+                "description": info.description,
+                "languages": list(info.languages),
+                "variables": [
+                    {"name": v.name, "type": v.type, "required": v.required, "description": v.description}
+                    for v in info.variables.values()
+                ],
+            }
+        )
+    return json_response({"templates": out})
+
+
+C = f"{PREFIX}/contacts"
+ROUTES: list[Route] = [
+    Route(
+        method="GET",
+        path=C,
+        handler=list_contacts,
+        summary="Search contacts",
+        action="contacts.edit",  # addresses: the same permission as the UI's contact pages
+        tag="contacts",
+        query=(
+            Param(
+                name="q", schema={"type": "string", "maxLength": 200}, description="text in name/email/org"
+            ),
+            Param(name="kind", schema={"type": "string", "enum": list(KINDS)}),
+            Param(name="list", schema={"type": "string", "maxLength": 100}),
+            Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
+            OFFSET,
+        ),
+        response={
+            "type": "object",
+            "properties": {
+                "contacts": {"type": "array", "items": CONTACT},
+                "limit": {"type": "integer"},
+                "offset": {"type": "integer"},
+            },
+        },
+        errors=(404,),
+    ),
+    Route(
+        method="POST",
+        path=C,
+        handler=create_contact,
+        summary="Create a contact",
+        action="contacts.edit",
+        tag="contacts",
+        request=CREATE,
+        required_body=True,
+        status=201,
+        response=CONTACT,
+        errors=(409,),
+    ),
+    Route(
+        method="POST",
+        path=f"{C}/import",
+        handler=import_contacts,
+        summary="Import contacts from CSV",
+        action="contacts.import",
+        tag="contacts",
+        request={"type": "string", "description": "CSV file"},
+        request_type="text/csv",
+        required_body=True,
+        max_body=MAX_CSV_BYTES,
+        response=REPORT,
+        query=(
+            Param(
+                name="list",
+                schema={"type": "string", "maxLength": 100},
+                description="add every imported contact to this list",
+            ),
+        ),
+    ),
+    Route(
+        method="GET",
+        path=f"{C}/{ID_PATH}",
+        handler=get_contact,
+        summary="One contact",
+        action="contacts.edit",  # addresses: the same permission as the UI's contact pages
+        tag="contacts",
+        response=CONTACT,
+        errors=(404,),
+    ),
+    Route(
+        method="PATCH",
+        path=f"{C}/{ID_PATH}",
+        handler=update_contact,
+        summary="Change a contact",
+        action="contacts.edit",
+        tag="contacts",
+        request=PATCH,
+        required_body=True,
+        response=CONTACT,
+        errors=(404, 409),
+    ),
+    Route(
+        method="DELETE",
+        path=f"{C}/{ID_PATH}",
+        handler=delete_contact,
+        summary="Delete a contact",
+        action="contacts.edit",
+        tag="contacts",
+        errors=(404,),
+        response={
+            "type": "object",
+            "properties": {"id": {"type": "integer"}, "deleted": {"type": "boolean"}},
+        },
+    ),
+    Route(
+        method="GET",
+        path=f"{PREFIX}/lists",
+        handler=list_lists,
+        summary="Lists with member counts",
+        action="view",
+        tag="contacts",
+        response={"type": "object", "properties": {"lists": {"type": "array", "items": LIST}}},
+    ),
+    Route(
+        method="POST",
+        path=f"{PREFIX}/lists",
+        handler=create_list,
+        summary="Create a list",
+        action="contacts.edit",
+        tag="contacts",
+        required_body=True,
+        status=201,
+        response=LIST,
+        errors=(409,),
+        request={
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "description": {"type": "string", "maxLength": 2000},
+            },
+        },
+    ),
+    Route(
+        method="GET",
+        path=f"{PREFIX}/templates",
+        handler=list_templates,
+        summary="Template families, their variables and languages",
+        action="view",
+        tag="templates",
+        response={
+            "type": "object",
+            "properties": {"templates": {"type": "array", "items": {"type": "object"}}},
+        },
+    ),
+]

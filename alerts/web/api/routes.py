@@ -1,0 +1,382 @@
+"""JSON API under /api/v1: bearer tokens, one route table, request checking.
+
+Every API route is declared once, as a ``Route`` (method, path, summary, permission, request
+and response schemas). ``setup`` registers the table with aiohttp and ``alerts.web.api.openapi``
+builds the OpenAPI document from the same table, so the two cannot drift; the request body
+is checked against the very schema the document publishes (``check``).
+
+A request is refused in this order: no or bad token (401), role (403), body too large
+(413), wrong content type (415), malformed JSON (400), a field that does not fit (422).
+Handlers write in one transaction (``app.sessions.begin()``): a refusal rolls it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from alerts.accounts import users
+from alerts.app import App
+from alerts.compose import drafts
+from alerts.core.clock import parse_when
+from alerts.core.errors import AlertsError, NotFound, Unauthorized, ValidationError
+from alerts.delivery import tracking
+from alerts.store.models import User
+
+PREFIX = "/api/v1"
+#: Largest JSON body accepted (bytes); the CSV import has its own limit.
+MAX_JSON_BYTES = 256 * 1024
+#: Largest id a path accepts: bigger numbers cannot name a row (and would overflow the database).
+MAX_ID = 2**53
+ID_PATH = r"{id:\d{1,16}}"
+
+Schema = dict[str, Any]
+
+
+class BadRequest(AlertsError):
+    """The request cannot be read at all (malformed JSON)."""
+
+    code, http_status = "bad_request", 400
+
+
+class PayloadTooLarge(AlertsError):
+    """The request body is over the route's size limit."""
+
+    code, http_status = "payload_too_large", 413
+
+
+class UnsupportedMediaType(AlertsError):
+    """The body is not in the content type the route reads."""
+
+    code, http_status = "unsupported_media_type", 415
+
+
+async def authenticate(request: web.Request) -> User:
+    """The user named by the request's bearer token."""
+    from alerts.web import APP
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("an API token is required: Authorization: Bearer <token>.")
+    async with request.app[APP].sessions() as session:
+        return await users.authenticate_token(session, token.strip())
+
+
+# --------------------------------------------------------------------------- the route table
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Param:
+    """A query parameter: its name, schema and meaning."""
+
+    name: str
+    schema: Schema
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ctx:
+    """What a handler gets: the request, the open App, the user and the checked body/query."""
+
+    request: web.Request
+    app: App
+    user: User | None
+    body: dict[str, Any]
+    query: dict[str, Any]
+
+    @property
+    def id(self) -> int:
+        """The ``{id}`` of the path."""
+        return path_id(self.request)
+
+
+Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """One API route, declared once: aiohttp registers it, OpenAPI documents it."""
+
+    method: str
+    path: str  # aiohttp form, e.g. "/api/v1/alerts/{id:\\d{1,16}}"
+    handler: Handler | None  # None: registered by another module (its setup), documented here
+    summary: str
+    action: str | None  # users.PERMISSIONS key; None: no token needed
+    tag: str
+    request: Schema | None = None  # JSON body schema
+    request_type: str = "application/json"
+    required_body: bool = False
+    max_body: int = MAX_JSON_BYTES
+    query: tuple[Param, ...] = ()
+    status: int = 200
+    response: Schema = field(default_factory=lambda: {"type": "object"})
+    response_type: str = "application/json"
+    errors: tuple[int, ...] = ()
+
+    HTTP_METHODS: ClassVar[tuple[str, ...]] = ("GET", "POST", "PATCH", "DELETE", "PUT")
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A numeric path segment; too big a number names nothing (404)."""
+    value = int(request.match_info[name])
+    if value > MAX_ID:
+        raise NotFound(f"{name} {value} does not exist.")
+    return value
+
+
+def json_response(doc: Any, *, status: int = 200) -> web.Response:
+    """JSON without ASCII escapes (names in every script)."""
+    return web.json_response(doc, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------- request checking
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "object":
+        return isinstance(value, dict)
+    raise ValueError(f"schema type {kind!r} is not supported")  # a programming error
+
+
+_KIND_WORDS = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a JSON object",
+    "null": "null",
+}
+
+
+def check(value: Any, schema: Schema, where: str) -> Any:
+    """Check ``value`` against the subset of JSON Schema this API publishes; 422 naming the field."""
+    kinds = schema.get("type")
+    if kinds is not None:
+        options = [kinds] if isinstance(kinds, str) else list(kinds)
+        if not any(_type_ok(value, k) for k in options):
+            words = " or ".join(_KIND_WORDS[k] for k in options)
+            raise ValidationError(f"{where}: must be {words}.", details={"field": where})
+    if value is None:
+        return value
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(str(v) for v in schema["enum"] if v is not None)
+        raise ValidationError(f"{where}: {value!r} is not one of {allowed}.", details={"field": where})
+    if isinstance(value, str):
+        if len(value) > schema.get("maxLength", math.inf):
+            raise ValidationError(
+                f"{where}: longer than {schema['maxLength']} characters.", details={"field": where}
+            )
+        if len(value) < schema.get("minLength", 0):
+            message = (
+                "must not be empty" if schema["minLength"] == 1 else f"needs {schema['minLength']} characters"
+            )
+            raise ValidationError(f"{where}: {message}.", details={"field": where})
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise ValidationError(
+                f"{where}: {value!r} does not match {schema['pattern']}.", details={"field": where}
+            )
+        if schema.get("format") == "date-time":
+            parse_when(value, field=where)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < schema.get("minimum", -math.inf) or value > schema.get("maximum", math.inf):
+            raise ValidationError(
+                f"{where}: must be between {schema.get('minimum', '-∞')} and {schema.get('maximum', '∞')}.",
+                details={"field": where},
+            )
+    if isinstance(value, list):
+        if len(value) > schema.get("maxItems", math.inf):
+            raise ValidationError(f"{where}: more than {schema['maxItems']} items.", details={"field": where})
+        for i, item in enumerate(value):
+            check(item, schema.get("items", {}), f"{where}[{i}]")
+    if isinstance(value, dict) and "properties" in schema:
+        props: Mapping[str, Schema] = schema["properties"]
+        for name in schema.get("required", ()):
+            if name not in value:
+                raise ValidationError(f"{name}: is required.", details={"field": name})
+        if schema.get("additionalProperties") is False:
+            unknown = sorted(set(value) - set(props))
+            if unknown:
+                raise ValidationError(
+                    f"{unknown[0]}: unknown field; fields are {', '.join(sorted(props))}.",
+                    details={"field": unknown[0]},
+                )
+        for name, sub in props.items():
+            if name in value:
+                check(value[name], sub, name if where == "body" else f"{where}.{name}")
+    return value
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (never buffered further)."""
+    too_big = PayloadTooLarge(f"body: larger than the limit of {limit} bytes.", details={"limit": limit})
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request, route: Route) -> dict[str, Any]:
+    """The checked JSON body of ``route`` ({} for an empty optional body)."""
+    raw = await read_body(request, route.max_body)
+    if not raw.strip():
+        if route.required_body:
+            raise BadRequest("body: a JSON object is required.")
+        return {}
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type: {request.content_type or 'none'} is not supported; send application/json.",
+            details={"content_type": request.content_type},
+        )
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except UnicodeDecodeError:
+        raise BadRequest("body: not UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"body: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
+            details={"line": exc.lineno, "column": exc.colno},
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"body: not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise ValidationError("body: must be a JSON object.", details={"field": "body"})
+    assert route.request is not None
+    check(body, route.request, "body")
+    return body
+
+
+def read_query(request: web.Request, params: Sequence[Param]) -> dict[str, Any]:
+    """Query parameters converted to their schema's type and checked (422 naming the parameter)."""
+    out: dict[str, Any] = {}
+    for p in params:
+        raw = request.query.get(p.name)
+        if raw is None or raw == "":
+            if "default" in p.schema:
+                out[p.name] = p.schema["default"]
+            continue
+        value: Any = raw
+        if p.schema.get("type") == "integer":
+            if not raw.isdigit() or len(raw) > 16:
+                raise ValidationError(f"{p.name}: must be a whole number.", details={"field": p.name})
+            value = int(raw)
+        check(value, p.schema, p.name)
+        out[p.name] = value
+    return out
+
+
+def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler for ``route``: authenticate, check the role, read and check the input."""
+    from alerts.web import APP
+
+    handler = route.handler
+    assert handler is not None
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        user = None
+        if route.action is not None:
+            user = await authenticate(request)
+            users.check(user, route.action)
+        body: dict[str, Any] = {}
+        if route.request is not None and route.request_type == "application/json":
+            body = await read_json(request, route)
+        ctx = Ctx(
+            request=request,
+            app=request.app[APP],
+            user=user,
+            body=body,
+            query=read_query(request, route.query),
+        )
+        return await handler(ctx)
+
+    handle.__doc__ = f"{route.method} {route.path}: {route.summary}"
+    return handle
+
+
+# --------------------------------------------------------------------------- stats and deliveries
+
+LIMIT = Param(
+    name="limit",
+    schema={"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    description="page size",
+)
+OFFSET = Param(
+    name="offset",
+    schema={"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+    description="rows to skip",
+)
+
+
+async def alert_stats(ctx: Ctx) -> web.Response:
+    """Counts by channel and state."""
+    async with ctx.app.sessions() as session:
+        alert = await drafts.get_alert(session, ctx.id)
+        return json_response(await tracking.stats(session, alert))
+
+
+async def alert_deliveries(ctx: Ctx) -> web.Response:
+    """The alert's deliveries, filtered by state and channel."""
+    async with ctx.app.sessions() as session:
+        alert = await drafts.get_alert(session, ctx.id)
+        rows = await tracking.deliveries(
+            session,
+            alert.id,
+            state=ctx.query.get("state"),
+            channel=ctx.query.get("channel"),
+            limit=ctx.query["limit"],
+            offset=ctx.query["offset"],
+        )
+    return json_response({"deliveries": rows})
+
+
+def all_routes() -> list[Route]:
+    """Every API route: alerts, contacts, follow-ups (registered by their module), the document."""
+    from alerts.web.api import alerts as api_alerts
+    from alerts.web.api import contacts as api_contacts
+    from alerts.web.api import followups as api_followups
+    from alerts.web.api import openapi
+    from alerts.web.api import workflow as api_workflow
+
+    return [
+        *api_contacts.ROUTES,
+        *api_alerts.ROUTES,
+        *api_workflow.ROUTES,
+        *api_followups.ROUTES,
+        openapi.ROUTE,
+    ]
+
+
+def setup(webapp: web.Application) -> None:
+    """Register every API route of the table that this module owns."""
+    for route in all_routes():
+        if route.handler is not None:
+            webapp.router.add_route(route.method, route.path, endpoint(route))

@@ -1,0 +1,216 @@
+"""Officers' pages for contacts: search, create, edit, lists, CSV import with its row report.
+
+Contact addresses are shown only to roles that manage contacts (``contacts.edit``): a viewer
+or a reviewer has no need for a journalist's or an authority's address book.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from alerts.contacts import directory as contacts
+from alerts.contacts import erasure
+from alerts.contacts.csv_import import import_csv
+from alerts.contacts.fields import KINDS, STATUSES, TEXT_FIELDS
+from alerts.core.clock import utcnow
+from alerts.core.errors import AlertsError, ValidationError
+from alerts.store.models import Contact
+from alerts.web.ui.pages import PREFIX as P
+from alerts.web.ui.pages import Ctx, page, redirect
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 50
+MAX_UPLOAD = 8 * 1024 * 1024
+
+
+@page("contacts.edit")
+async def contact_list(c: Ctx) -> web.Response:
+    """GET /office/contacts?q=&kind=&list=&page="""
+    q = c.request.query
+    query, kind, list_name, raw_page = (
+        q.get("q", ""),
+        q.get("kind", ""),
+        q.get("list", ""),
+        q.get("page", "1"),
+    )
+    if not raw_page.isdigit() or not 1 <= int(raw_page) <= 100_000:
+        raise ValidationError("page: must be a whole number from 1")
+    number = int(raw_page)
+    async with c.app.sessions() as session:
+        found = await contacts.search_contacts(
+            session,
+            query,
+            kind=kind or None,
+            list_name=list_name or None,
+            limit=PAGE_SIZE + 1,
+            offset=(number - 1) * PAGE_SIZE,
+        )
+        lists = await contacts.list_lists(session)
+    return c.render(
+        "contacts.html",
+        contacts=found[:PAGE_SIZE],
+        more=len(found) > PAGE_SIZE,
+        page=number,
+        q=query,
+        kind=kind,
+        list_name=list_name,
+        kinds=KINDS,
+        lists=lists,
+        notice=c.request.query.get("notice", ""),
+    )
+
+
+def _form_values(c: Ctx) -> dict[str, Any]:
+    return {name: c.field(name) for name in TEXT_FIELDS}
+
+
+def _contact_values(contact: Contact | None) -> dict[str, Any]:
+    if contact is None:
+        return {name: "" for name in TEXT_FIELDS} | {"kind": "authority", "language": "en"}
+    return {name: getattr(contact, name) or "" for name in TEXT_FIELDS}
+
+
+async def _editor(
+    c: Ctx,
+    contact: Contact | None,
+    *,
+    values: dict[str, Any],
+    member_of: list[str],
+    error: str = "",
+    status: int = 200,
+) -> web.Response:
+    async with c.app.sessions() as session:
+        lists = [s.name for s in await contacts.list_lists(session)]
+    return c.render(
+        "contact.html",
+        contact=contact,
+        values=values,
+        member_of=member_of,
+        all_lists=lists,
+        kinds=KINDS,
+        statuses=STATUSES,
+        error=error,
+        status=status,
+    )
+
+
+@page("contacts.edit")
+async def new_contact_form(c: Ctx) -> web.Response:
+    """GET /office/contacts/new"""
+    return await _editor(c, None, values=_contact_values(None), member_of=[])
+
+
+@page("contacts.edit")
+async def create_contact(c: Ctx) -> web.Response:
+    """POST /office/contacts/new"""
+    values = _form_values(c)
+    lists = c.fields("lists") + [n.strip() for n in c.field("new_lists").split(",") if n.strip()]
+    try:
+        async with c.app.sessions.begin() as session:
+            fields: dict[str, Any] = {k: (v or None) for k, v in values.items()}
+            contact = await contacts.create_contact(session, lists=lists, now=utcnow(), **fields)
+            new_id = contact.id
+    except AlertsError as exc:
+        if exc.http_status not in (409, 422):
+            raise
+        return await _editor(
+            c, None, values=values, member_of=lists, error=exc.message, status=exc.http_status
+        )
+    return redirect(f"{P}/contacts/{new_id}?notice=saved")
+
+
+@page("contacts.edit")
+async def contact_page(c: Ctx) -> web.Response:
+    """GET /office/contacts/{id}: the editor on one contact."""
+    async with c.app.sessions() as session:
+        contact = await contacts.get_contact(session, int(c.request.match_info["id"]))
+        member_of = await contacts.contact_lists(session, contact.id)
+    return await _editor(c, contact, values=_contact_values(contact), member_of=member_of, status=200)
+
+
+@page("contacts.edit")
+async def update_contact(c: Ctx) -> web.Response:
+    """POST /office/contacts/{id}: change fields, status and list memberships."""
+    cid = int(c.request.match_info["id"])
+    values = _form_values(c)
+    wanted = set(c.fields("lists")) | {n.strip() for n in c.field("new_lists").split(",") if n.strip()}
+    try:
+        async with c.app.sessions.begin() as session:
+            changes: dict[str, Any] = dict(values)
+            if c.field("status"):
+                changes["status"] = c.field("status")
+            contact = await contacts.update_contact(session, cid, now=utcnow(), **changes)
+            current = set(await contacts.contact_lists(session, cid))
+            for name in sorted(wanted - current):
+                await contacts.add_to_list(session, cid, name)
+            for name in sorted(current - wanted):
+                await contacts.remove_from_list(session, cid, name)
+    except AlertsError as exc:
+        if exc.http_status not in (409, 422):
+            raise
+        async with c.app.sessions() as session:
+            contact = await contacts.get_contact(session, cid)
+        return await _editor(
+            c, contact, values=values, member_of=sorted(wanted), error=exc.message, status=exc.http_status
+        )
+    return redirect(f"{P}/contacts/{contact.id}?notice=saved")
+
+
+@page("contacts.erase")
+async def erase_contact(c: Ctx) -> web.Response:
+    """POST /office/contacts/{id}/erase: remove the person's data for good (admins)."""
+    async with c.app.sessions.begin() as session:
+        await erasure.erase_contact(session, int(c.request.match_info["id"]), now=utcnow())
+    return redirect(f"{P}/contacts?notice=erased")
+
+
+@page("contacts.import")
+async def import_form(c: Ctx) -> web.Response:
+    """GET /office/contacts/import"""
+    return c.render("import.html", report=None, error="", list_name="")
+
+
+@page("contacts.import")
+async def import_contacts(c: Ctx) -> web.Response:
+    """POST /office/contacts/import (multipart: file, list): the summary and one line per refused row."""
+    upload = c.form.get("file") if c.form is not None else None
+    list_name = c.field("list") or None
+    if not isinstance(upload, web.FileField):
+        return c.render(
+            "import.html",
+            status=422,
+            report=None,
+            list_name=list_name or "",
+            error="file: choose a CSV file to import",
+        )
+    data = upload.file.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        return c.render(
+            "import.html",
+            status=422,
+            report=None,
+            list_name=list_name or "",
+            error=f"file: larger than {MAX_UPLOAD // (1024 * 1024)} MB; use `alerts contacts import`",
+        )
+    try:
+        report = await import_csv(c.app.sessions, io.BytesIO(data), list_name=list_name)
+    except ValidationError as exc:
+        return c.render("import.html", status=422, report=None, list_name=list_name or "", error=exc.message)
+    logger.info("contacts imported from the web: %s", report.summary())
+    return c.render("import.html", report=report, error="", list_name=list_name or "")
+
+
+def setup(webapp: web.Application) -> None:
+    """Add the contact pages."""
+    webapp.router.add_get(f"{P}/contacts", contact_list)
+    webapp.router.add_get(f"{P}/contacts/new", new_contact_form)
+    webapp.router.add_post(f"{P}/contacts/new", create_contact)
+    webapp.router.add_get(f"{P}/contacts/import", import_form)
+    webapp.router.add_post(f"{P}/contacts/import", import_contacts)
+    webapp.router.add_get(f"{P}/contacts/{{id:\\d+}}", contact_page)
+    webapp.router.add_post(f"{P}/contacts/{{id:\\d+}}", update_contact)
+    webapp.router.add_post(f"{P}/contacts/{{id:\\d+}}/erase", erase_contact)

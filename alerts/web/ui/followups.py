@@ -1,0 +1,127 @@
+"""Officers' pages for follow-ups (list, add, cancel) and the audit log."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from alerts.compose import drafts
+from alerts.core.clock import utcnow
+from alerts.core.errors import ValidationError
+from alerts.core.states import FollowupKind
+from alerts.followups import manage as followups
+from alerts.store import audit
+from alerts.store.models import User
+from alerts.web.ui import casetoml as ui_toml
+from alerts.web.ui.pages import PREFIX as P
+from alerts.web.ui.pages import Ctx, page, redirect
+from alerts.web.ui.workflow import parse_local
+
+AUDIT_TYPES = ("alert", "contact", "followup", "user", "list")
+
+
+@page("view")
+async def followup_list(c: Ctx) -> web.Response:
+    """GET /office/followups?all=1: pending follow-ups (all with ``all``), due times in local time."""
+    show_all = c.request.query.get("all") == "1"
+    async with c.app.sessions() as session:
+        rows = [
+            followups.to_json(f, c.tz)
+            for f in await followups.list_followups(session, include_done=show_all, limit=500)
+        ]
+    return c.render(
+        "followups.html",
+        rows=rows,
+        show_all=show_all,
+        kinds=[k.value for k in FollowupKind],
+        error="",
+        notice=c.request.query.get("notice", ""),
+        values={},
+    )
+
+
+@page("followup.manage")
+async def add_followup(c: Ctx) -> web.Response:
+    """POST /office/followups: a reminder, update, send or digest at a local date and time."""
+    values = {k: c.field(k) for k in ("alert", "kind", "due", "note", "condition", "data")}
+    try:
+        if not values["due"]:
+            raise ValidationError("due: choose a date and time", details={"field": "due"})
+        due = parse_local(values["due"], c, field="due")
+        raw_alert = values["alert"]
+        if raw_alert and not raw_alert.isdigit():
+            raise ValidationError(f"alert: {raw_alert!r} is not an alert number", details={"field": "alert"})
+        data = ui_toml.loads(values["data"]) if values["data"] else None
+        async with c.app.sessions.begin() as session:
+            alert = await drafts.get_alert(session, int(raw_alert)) if raw_alert else None
+            await followups.add_followup(
+                session,
+                alert=alert,
+                kind=values["kind"],
+                due_at=due,
+                user=c.user,
+                now=utcnow(),
+                note=values["note"],
+                data=data,
+                condition=values["condition"] or None,
+                validate_case=c.app.renderer.validate_case,
+            )
+    except ValidationError as exc:
+        async with c.app.sessions() as session:
+            rows = [
+                followups.to_json(f, c.tz)
+                for f in await followups.list_followups(session, include_done=False, limit=500)
+            ]
+        return c.render(
+            "followups.html",
+            status=422,
+            rows=rows,
+            show_all=False,
+            error=exc.message,
+            kinds=[k.value for k in FollowupKind],
+            notice="",
+            values=values,
+        )
+    back = c.field("back")
+    if back.startswith(f"{P}/alerts/") and back[len(P) + 8 :].isdigit():
+        return redirect(f"{back}?notice=followup")
+    return redirect(f"{P}/followups?notice=added")
+
+
+@page("followup.manage")
+async def cancel_followup(c: Ctx) -> web.Response:
+    """POST /office/followups/{id}/cancel"""
+    async with c.app.sessions.begin() as session:
+        await followups.cancel_followup(session, int(c.request.match_info["id"]), user=c.user, now=utcnow())
+    return redirect(f"{P}/followups?notice=cancelled")
+
+
+@page("view")
+async def audit_log(c: Ctx) -> web.Response:
+    """GET /office/audit?type=&id=: who did what, newest first."""
+    kind, object_id = c.request.query.get("type", ""), c.request.query.get("id", "")
+    if kind and kind not in AUDIT_TYPES:
+        raise ValidationError(f"type: {kind!r} is not one of {', '.join(AUDIT_TYPES)}")
+    if object_id and not object_id.isdigit():
+        raise ValidationError(f"id: {object_id!r} is not a number")
+    async with c.app.sessions() as session:
+        entries = await audit.list_entries(
+            session, object_type=kind or None, object_id=object_id or None, limit=300
+        )
+        ids = {e.user_id for e in entries if e.user_id is not None}
+        names = (
+            dict((await session.execute(select(User.id, User.name).where(User.id.in_(ids)))).all())
+            if ids
+            else {}
+        )
+    return c.render(
+        "audit.html", entries=entries, names=names, kind=kind, object_id=object_id, types=AUDIT_TYPES
+    )
+
+
+def setup(webapp: web.Application) -> None:
+    """Add the follow-up and audit pages."""
+    webapp.router.add_get(f"{P}/followups", followup_list)
+    webapp.router.add_post(f"{P}/followups", add_followup)
+    webapp.router.add_post(f"{P}/followups/{{id:\\d+}}/cancel", cancel_followup)
+    webapp.router.add_get(f"{P}/audit", audit_log)

@@ -1,0 +1,291 @@
+"""Officers' pages: the page framework (sign-in required, roles, CSRF, errors as HTML or JSON),
+sign-in and sign-out, the demo mailbox; the pages themselves live in ``ui_*`` modules.
+
+Every page handler is wrapped by ``page(action)``: it needs a signed-in user allowed to do
+``action`` (``users.check``), and every request that changes something needs the form's
+CSRF token. A refusal is an HTML page for a browser (``Accept: text/html``) and the JSON error
+format otherwise (the editor's small ``fetch`` calls).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from alerts.accounts import users
+from alerts.app import App
+from alerts.core.errors import AlertsError, NotFound, Unauthorized
+from alerts.store.models import User
+from alerts.web import auth
+
+logger = logging.getLogger(__name__)
+
+PAGES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+PAGES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(PAGES_DIR),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+SIGN_IN_FIRST = "sign in first"
+#: Officers' pages live under this prefix (``/alerts/...`` is the public archive's).
+PREFIX = "/office"
+SECURITY_HEADERS = {
+    # Scripts only from /static; inline styles for the rendered e-mail in the preview frame.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def can(user: User, action: str) -> bool:
+    """Whether ``user`` may do ``action`` (for showing buttons; the server checks again)."""
+    try:
+        users.check(user, action)
+    except AlertsError:
+        return False
+    return True
+
+
+@dataclass
+class Ctx:
+    """One request to an officers' page: who asks, and their form (POST only)."""
+
+    request: web.Request
+    user: User
+    form: MultiDictProxy[Any] | None
+
+    @property
+    def app(self) -> App:
+        """The open service."""
+        from alerts.web import APP
+
+        return self.request.app[APP]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The [scheduler] timezone, in which times are shown and entered."""
+        return ZoneInfo(self.app.settings.scheduler.timezone)
+
+    def field(self, name: str, default: str = "") -> str:
+        """A text field of the form, stripped of surrounding space."""
+        value = self.form.get(name, default) if self.form is not None else default
+        return value.strip() if isinstance(value, str) else default
+
+    def fields(self, name: str) -> list[str]:
+        """Every value of a repeated field (checkboxes)."""
+        if self.form is None:
+            return []
+        return [v.strip() for v in self.form.getall(name, []) if isinstance(v, str) and v.strip()]
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> web.Response:
+        """A page, with the user, the CSRF token and the navigation."""
+        return render(self.request, template, status=status, user=self.user, **context)
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, user: User | None = None, **context: Any
+) -> web.Response:
+    """Render a page template to a response (security headers, CSRF cookie when minted)."""
+    from alerts.web import APP
+
+    app = request.app[APP]
+    tz = ZoneInfo(app.settings.scheduler.timezone)
+    text = PAGES.get_template(template).render(
+        user=user,
+        csrf=auth.csrf_token(request),
+        can=(lambda a: can(user, a)) if user else (lambda a: False),
+        mailbox="capture" in app.extras,
+        tzname=app.settings.scheduler.timezone,
+        path=request.path,
+        local=lambda when: local_time(when, tz),
+        P=PREFIX,
+        **context,
+    )
+    response = web.Response(text=text, content_type="text/html", status=status, headers=SECURITY_HEADERS)
+    auth.set_cookies(request, response)
+    return response
+
+
+def local_time(when: datetime | None, tz: ZoneInfo) -> str:
+    """A time as shown on the pages: in the scheduler's timezone, to the minute."""
+    return when.astimezone(tz).strftime("%Y-%m-%d %H:%M") if when is not None else ""
+
+
+def wants_html(request: web.Request) -> bool:
+    """Whether the client is a browser navigating (not a script or a fetch)."""
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def error_page(request: web.Request, exc: AlertsError, user: User | None = None) -> web.Response:
+    """A refusal: an HTML page for browsers, the JSON error format otherwise."""
+    from alerts.web import error_response
+
+    headers = {}
+    if isinstance(exc, auth.TooManyAttempts):
+        headers["Retry-After"] = str(exc.retry_after)
+    if wants_html(request):
+        response = render(request, "error.html", status=exc.http_status, user=user, error=exc)
+    else:
+        response = error_response(exc.http_status, exc.code, exc.message, exc.details)
+    response.headers.update(headers)
+    return response
+
+
+PageHandler = Callable[[Ctx], Awaitable[web.StreamResponse]]
+
+
+def page(
+    action: str = "view",
+) -> Callable[[PageHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Wrap a page: signed-in user allowed to do ``action``; CSRF checked on anything but GET."""
+
+    def wrap(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(handler)
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            user: User | None = None
+            try:
+                signed = await auth.session_user(request)
+                if signed is None:
+                    if request.method in ("GET", "HEAD") and wants_html(request):
+                        return redirect(f"/login?next={quote(request.path_qs, safe='')}")
+                    raise Unauthorized(SIGN_IN_FIRST)
+                user = signed[0]
+                form = None
+                if request.method not in ("GET", "HEAD"):
+                    form = await request.post()
+                    auth.check_csrf(request, form)
+                users.check(user, action)
+                return await handler(Ctx(request, user, form))
+            except AlertsError as exc:
+                return error_page(request, exc, user)
+
+        return wrapped
+
+    return wrap
+
+
+def redirect(location: str) -> web.Response:
+    """303 See Other: after a form, the browser GETs ``location``."""
+    return web.Response(status=303, headers={"Location": location, **SECURITY_HEADERS})
+
+
+def _unsafe_char(ch: str) -> bool:
+    # whitespace and control/format characters: browsers drop some (``/\t/x`` is ``//x``), and
+    # CR/LF in a Location header break the response; a backslash is a slash to browsers
+    return ch.isspace() or ch == "\\" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def safe_next(target: str) -> str:
+    """A path of the officers' pages (``/`` or under ``/office``) to go to after sign-in; ``/``
+    for anything else (another site, a scheme, control characters or whitespace, in the path
+    even percent-encoded)."""
+    if any(_unsafe_char(ch) for ch in target):
+        return "/"
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "/"
+    if any(_unsafe_char(ch) for ch in unquote(parts.path)):
+        return "/"
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if parts.path != "/" and parts.path != PREFIX and not parts.path.startswith(PREFIX + "/"):
+        return "/"
+    return target
+
+
+async def login_form(request: web.Request) -> web.Response:
+    """GET /login"""
+    return render(request, "login.html", next=safe_next(request.query.get("next", "/")), error=None, name="")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """POST /login: name + password → session cookie, or the same refusal for every wrong pair."""
+    form = await request.post()
+    name = form.get("name", "")
+    password = form.get("password", "")
+    target = safe_next(str(form.get("next", "/")))
+    try:
+        auth.check_csrf(request, form)
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise Unauthorized(users.BAD_CREDENTIALS)
+        user = await auth.attempt_sign_in(request, name, password)
+    except AlertsError as exc:
+        if not wants_html(request) or isinstance(exc, auth.CsrfRefused):
+            return error_page(request, exc)
+        response = render(
+            request,
+            "login.html",
+            status=exc.http_status,
+            next=target,
+            error=exc.message,
+            name=name if isinstance(name, str) else "",
+        )
+        if isinstance(exc, auth.TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    logger.info("user %s signed in", user.id)
+    response = redirect(target)
+    auth.sign_in(request, response, user)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """POST /logout (with the CSRF token): revoke the session."""
+    await auth.session_user(request)
+    try:
+        auth.check_csrf(request, await request.post())
+    except AlertsError as exc:
+        return error_page(request, exc)
+    response = redirect("/login")
+    auth.sign_out(request, response)
+    return response
+
+
+@page("view")
+async def mailbox(c: Ctx) -> web.Response:
+    """GET /mailbox: what the demo's local capture SMTP server received (demo only)."""
+    capture = c.app.extras.get("capture")
+    if capture is None:
+        raise NotFound("the mailbox exists only in `alerts demo`")
+    messages = list(reversed(capture.messages()))[:500]
+    return c.render("mailbox.html", messages=messages)
+
+
+def setup(webapp: web.Application) -> None:
+    """Add the officers' pages, sign-in and static files."""
+    from alerts.web import APP
+    from alerts.web.ui import alerts as ui_alerts
+    from alerts.web.ui import contacts as ui_contacts
+    from alerts.web.ui import followups as ui_followups
+    from alerts.web.ui import live
+
+    settings = webapp[APP].settings
+    webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
+    auth.trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
+    webapp.router.add_get("/login", login_form)
+    webapp.router.add_post("/login", login)
+    webapp.router.add_post("/logout", logout)
+    webapp.router.add_get(f"{PREFIX}/mailbox", mailbox)
+    webapp.router.add_static("/static/", STATIC_DIR, append_version=True)
+    ui_alerts.setup(webapp)
+    ui_contacts.setup(webapp)
+    ui_followups.setup(webapp)
+    live.setup(webapp)
