@@ -79,14 +79,23 @@ class Client:
 
 @asynccontextmanager
 async def running(
-    db_url: str, *, capture: CaptureServer | None = None, **server: Any
+    db_url: str,
+    *,
+    capture: CaptureServer | None = None,
+    telegram: dict[str, Any] | None = None,
+    **server: Any,
 ) -> AsyncIterator[tuple[App, str]]:
-    """The web app over ``db_url``; with ``capture``, an email channel that delivers there."""
+    """The web app over ``db_url``; with ``capture``, an email channel that delivers there;
+    with ``telegram`` (``[telegram]`` keys), a Telegram channel too."""
     settings = Settings().replace("database", url=db_url)
-    settings = settings.replace("server", secret_key="test-secret-key-0123456789", **server)
+    server.setdefault("secret_key", "test-secret-key-0123456789")
+    settings = settings.replace("server", **server)
     channels: dict[str, Any] | None = {}
     if capture is not None:
         settings = settings.replace("email", host="127.0.0.1", port=capture.port, pool_size=1)
+        channels = None
+    if telegram is not None:
+        settings = settings.replace("telegram", **telegram)
         channels = None
     async with open_app(settings, channels=channels) as app:
         srv = TestServer(make_web_app(app))
