@@ -37,6 +37,14 @@ def suppression_channel(channel: str) -> str:
     return "email" if channel in EMAIL_CHANNELS else channel
 
 
+def wants_channel(pref: Any) -> Any:
+    """SQL condition: the contact chose no channels (SQL NULL, or a JSON ``null`` written before
+    migration 0002) or chose ``pref``. ``Contact.channels`` is a JSON list; LIKE on its text form
+    works on SQLite and PostgreSQL."""
+    text = cast(Contact.channels, String)
+    return or_(Contact.channels.is_(None), text == "null", text.like(literal('%"') + pref + literal('"%')))
+
+
 def choose_language(approved: Sequence[str]) -> Any:
     """SQL expression: the contact's language if approved, else en, else the first approved."""
     fallback = "en" if "en" in approved else approved[0]
@@ -74,12 +82,7 @@ def previous_recipients_select(
         conditions.append(Delivery.channel.in_(list(channels)))
     # and so does what the contact chose since (Contact.channels; press arrives by email)
     pref = case((Delivery.channel == "press", literal("email")), else_=Delivery.channel)
-    conditions.append(
-        or_(
-            Contact.channels.is_(None),
-            cast(Contact.channels, String).like(literal('%"') + pref + literal('"%')),
-        )
-    )
+    conditions.append(wants_channel(pref))
     if kinds:
         conditions.append(Contact.kind.in_(list(kinds)))
     if exclude_kinds:
@@ -131,9 +134,7 @@ def audience_select(
         conditions.append(Contact.kind.in_(PRESS_KINDS))
     elif channel == "email" and "press" in channels:
         conditions.append(Contact.kind.not_in(PRESS_KINDS))
-    # Contact.channels is a JSON list; LIKE on its text form works on SQLite and PostgreSQL.
-    pref = "email" if channel == "press" else channel
-    conditions.append(or_(Contact.channels.is_(None), cast(Contact.channels, String).like(f'%"{pref}"%')))
+    conditions.append(wants_channel(literal("email" if channel == "press" else channel)))
     key = func.lower(address) if channel in EMAIL_CHANNELS else address
     conditions.append(
         ~exists()
