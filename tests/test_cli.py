@@ -87,7 +87,7 @@ async def test_new_user_flow_from_init_to_delivered(cli: CLI, tmp_path: Path, sm
 
     (tmp_path / "contacts.csv").write_text(CSV)
     imported = await cli("contacts", "import", "contacts.csv", "--no-progress")
-    assert imported.code == 0, imported.err
+    assert imported.code == 2, imported.err  # DESIGN: any refused row exits 2; the others are in
     assert imported.out.splitlines()[1].startswith("row 4: ")  # the header is row 1
     assert "3 created" in imported.out
 
@@ -273,7 +273,7 @@ async def test_wait_stops_with_a_reason_when_the_alert_cannot_finish(cli: CLI, t
         await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")
     ).code == 0
     (tmp_path / "contacts.csv").write_text(CSV)
-    assert (await cli("contacts", "import", "contacts.csv", "--no-progress")).code == 0
+    assert (await cli("contacts", "import", "contacts.csv", "--no-progress")).code == 2  # row 4 refused
     alert_id = (
         await cli(
             "alert",

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.compose import approval
-from alerts.contacts import subscriptions
+from alerts.contacts import optout, subscriptions
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
@@ -34,7 +34,7 @@ async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[Asy
     async with sessions.begin() as session:
         contact = await session.get(Contact, contact_id)
         assert contact is not None
-        await subscriptions.update_preferences(
+        await optout.update_preferences(
             session, contact, channels=[], language="fr", kinds=("update",), countries=(), now=utcnow()
         )
     async with sessions() as session:

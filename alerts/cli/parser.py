@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     s = contacts.add_parser("erase", help="erase one contact's personal data (keeps anonymous counts)")
     s.add_argument("contact", help="contact id, email or Telegram id")
     s.set_defaults(handler="contacts_erase")
+    for s in contacts.choices.values():
+        s.add_argument("--as", dest="as_user", metavar="USER", help="who does it (default: the first admin)")
 
     alert = sub.add_parser("alert", help="draft, approve, send and track alerts").add_subparsers(
         dest="alert_cmd", required=True
