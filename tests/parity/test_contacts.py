@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from alerts.app import App
 from alerts.compose import approval
+from alerts.contacts import directory
 from alerts.contacts.subscriptions import Signer
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
@@ -222,3 +223,205 @@ async def test_the_unsubscribe_link_in_an_email_stops_that_email_only(faces: Fac
     await send_alert(faces)
     assert mailed(faces) == []
     assert telegrammed(faces.bot_api, since) == ["-100888"]
+
+
+# --------------------------------------------------------------------------- parity
+
+#: What must agree between two contacts made alike by two faces (not ids, addresses or times).
+SAME = (
+    "kind",
+    "language",
+    "organisation",
+    "country",
+    "title",
+    "form_of_address",
+    "status",
+    "channels",
+    "topics",
+)
+
+
+async def shape(app: App, contact_id: int) -> dict[str, Any]:
+    """The contact's fields that two faces must leave alike, its lists, and its audit trail."""
+    async with app.sessions() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None
+        lists = await directory.contact_lists(session, contact_id)
+        entries = await session.execute(
+            select(AuditEntry.action, AuditEntry.details)
+            .where(AuditEntry.object_type == "contact", AuditEntry.object_id == str(contact_id))
+            .order_by(AuditEntry.id)
+        )
+        return {
+            **{name: getattr(contact, name) for name in SAME},
+            "lists": lists,
+            "audit": [(action, details) for action, details in entries],
+        }
+
+
+async def test_add_and_update_alike_from_the_api_and_the_officers_pages(faces: Faces) -> None:
+    fields = {"kind": "authority", "organisation": "Ministry", "country": "Calvera", "title": "Minister"}
+    by_api = await api_add(
+        faces, "officer", {"name": "A", "email": "a@gov.example", **fields, "lists": ["gov"]}
+    )
+    by_page = await form_add(
+        faces, "officer", {"name": "B", "email": "b@gov.example", **fields, "new_lists": "gov"}
+    )
+    first = await shape(faces.app, by_api)
+    assert first == await shape(faces.app, by_page)
+    assert first["channels"] is None and first["lists"] == ["gov"]
+    assert first["audit"] == [("contact.create", {"kind": "authority", "lists": ["gov"]})]
+    assert await audit_of(faces.app, by_page) == [("contact.create", faces.user_ids["officer"])]
+
+    status, body = await faces.api(
+        "officer", "PATCH", f"/contacts/{by_api}", json={"organisation": "Justice", "telegram": "@gov_desk"}
+    )
+    assert status == 200, body
+    page = await faces.page("officer")
+    await page.get(f"/office/contacts/{by_page}")
+    values = {**FORM, "name": "B", "email": "b@gov.example", **fields, "organisation": "Justice"}
+    r = await page.post(f"/office/contacts/{by_page}", {**values, "telegram": "@gov_desk", "lists": "gov"})
+    assert r.status == 303, r.status
+    after = await shape(faces.app, by_api)
+    assert after == await shape(faces.app, by_page)
+    assert after["organisation"] == "Justice"
+    assert after["audit"][1] == ("contact.update", {"fields": ["telegram", "organisation"]})
+    # a viewer may do neither, through either face; nothing is written
+    status, _ = await faces.api(
+        "viewer", "POST", "/contacts", json={"name": "V", "email": "v@x.org", "kind": "media"}
+    )
+    assert status == 403
+    viewer = await faces.page("viewer")
+    assert (
+        await viewer.post("/office/contacts/new", {**FORM, "name": "V", "email": "v@x.org", "kind": "media"})
+    ).status == 403
+    async with faces.app.sessions() as session:
+        assert await session.scalar(select(Contact.id).where(Contact.email_key == "v@x.org")) is None
+
+
+async def test_import_alike_from_the_cli_the_api_and_the_officers_pages(faces: Faces, tmp_path: Path) -> None:
+    def rows(tag: str) -> str:
+        return f"{tag} One,one@{tag}.org,,media,fr,Daily,Calvera,press;{tag}\n{tag} Bad,not-an-email,,media,fr,,,\n"
+
+    run = await faces.cli(
+        "contacts",
+        "import",
+        str(csv_file(tmp_path, "cli.csv", rows("cli"))),
+        "--as",
+        "officer",
+        "--no-progress",
+    )
+    assert run.code == 2 and "row 3: email" in run.out, run  # one refused row: exit 2, the rest is in
+    status, doc = await faces.api(
+        "officer",
+        "POST",
+        "/contacts/import",
+        data=(HEADER + rows("api")).encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert status == 200 and doc["lines"][0].startswith("row 3: email"), doc
+    page = await faces.page("officer")
+    await page.get("/office/contacts/import")
+    r = await page.post(
+        "/office/contacts/import",
+        [("file", ("page.csv", (HEADER + rows("page")).encode(), "text/csv")), ("list", "")],
+    )
+    assert r.status == 200
+    shapes = []
+    for tag in ("cli", "api", "page"):
+        contact = await contact_row(faces.app, email_key=f"one@{tag}.org")
+        found = await shape(faces.app, contact.id)
+        assert found.pop("lists") == sorted(["press", tag])
+        shapes.append(found)
+    assert shapes[0] == shapes[1] == shapes[2]
+    assert shapes[0]["channels"] is None and shapes[0]["language"] == "fr"
+    async with faces.app.sessions() as session:
+        imports = await session.execute(
+            select(AuditEntry.user_id, AuditEntry.details).where(AuditEntry.action == "contact.import")
+        )
+        found_imports = [(user, details["created"], details["refused"]) for user, details in imports]
+    assert found_imports == [(faces.user_ids["officer"], 1, 1)] * 3
+
+
+async def test_export_and_erase_alike_from_the_cli_and_the_officers_pages(faces: Faces) -> None:
+    one = await api_add(
+        faces, "officer", {"name": "One", "email": "one@x.org", "telegram": "5001", "kind": "public"}
+    )
+    two = await api_add(
+        faces, "officer", {"name": "Two", "email": "two@x.org", "telegram": "5002", "kind": "public"}
+    )
+    run = await faces.cli("contacts", "export", "one@x.org", "--as", "officer")
+    assert run.code == 0, run.err
+    assert '"email": "one@x.org"' in run.out
+    assert ("contact.export", faces.user_ids["officer"]) in await audit_of(faces.app, one)
+    # erasure is for admins, on every face
+    refused = await faces.cli("contacts", "erase", str(one), "--as", "officer")
+    assert refused.code != 0 and "may not contacts.erase" in refused.err
+    officer = await faces.page("officer")
+    await officer.get(f"/office/contacts/{two}")
+    assert (await officer.post(f"/office/contacts/{two}/erase", {})).status == 403
+    run = await faces.cli("contacts", "erase", str(one), "--as", "admin")
+    assert run.code == 0 and run.out.strip() == f"erased contact {one}", run
+    admin = await faces.page("admin")
+    await admin.get(f"/office/contacts/{two}")
+    assert (await admin.post(f"/office/contacts/{two}/erase", {})).status == 303
+    async with faces.app.sessions() as session:
+        assert (await session.execute(select(Contact.id).where(Contact.id.in_([one, two])))).all() == []
+        kept = await session.execute(
+            select(Suppression.channel, Suppression.reason).order_by(Suppression.channel)
+        )
+        assert (
+            sorted(tuple(r) for r in kept if r[0] != "press")
+            == [("email", "erased")] * 2 + [("telegram", "erased")] * 2
+        )
+    erased = [await audit_of(faces.app, cid) for cid in (one, two)]
+    assert [e[-1] for e in erased] == [("contact.erase", faces.user_ids["admin"])] * 2
+
+
+async def test_a_subscriber_on_the_public_pages(faces: Faces) -> None:
+    await subscribe_and_confirm(faces, "reader@example.org", language="fr")
+    contact = await contact_row(faces.app, email_key="reader@example.org")
+    assert (contact.status, contact.kind, contact.language, contact.channels) == (
+        "active",
+        "public",
+        "fr",
+        ["email"],
+    )
+    token = Signer(SECRET).link_token(contact.token)
+    r = await faces.public.post(
+        f"/preferences/{token}", {"channels": "email", "language": "es", "kinds": "urgent-appeal"}, csrf=False
+    )
+    assert r.status == 200
+    r = await faces.public.post(f"/unsubscribe/{token}", {"List-Unsubscribe": "One-Click"}, csrf=False)
+    assert r.status == 200
+    found = await shape(faces.app, contact.id)
+    assert (found["status"], found["language"], found["topics"]) == (
+        "unsubscribed",
+        "es",
+        ["kind:urgent-appeal"],
+    )
+    assert [a for a, _ in found["audit"]] == [
+        "contact.subscribe",
+        "contact.confirm",
+        "contact.preferences",
+        "contact.unsubscribe",
+    ]
+    assert await suppressions(faces.app) == {("email", "reader@example.org", "unsubscribed")}
+
+
+async def test_start_and_stop_through_the_bot(faces: Faces, db_url: str) -> None:
+    async with bot(faces, db_url) as updates:
+        updates.message(6001, "/start es")
+        await _handled(updates)
+        contact = await contact_row(faces.app, telegram="6001")
+        assert (contact.status, contact.language, contact.channels) == ("active", "es", ["telegram"])
+        updates.message(6001, "/stop")
+        await _handled(updates)
+        assert (await contact_row(faces.app, telegram="6001")).status == "unsubscribed"
+        assert await suppressions(faces.app) == {("telegram", "6001", "unsubscribed")}
+        updates.message(6001, "/start en")
+        await _handled(updates)
+    found = await shape(faces.app, contact.id)
+    assert (found["status"], found["language"]) == ("active", "en")
+    assert [a for a, _ in found["audit"]] == ["contact.subscribe", "contact.unsubscribe", "contact.subscribe"]
+    assert await suppressions(faces.app) == set()
