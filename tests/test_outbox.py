@@ -163,3 +163,29 @@ async def test_an_update_respects_channels_chosen_since(sessions: async_sessionm
         ("person0@example.org", "email"),
         ("person1@example.org", "email"),
     ]
+
+
+async def test_a_json_null_channel_preference_still_means_every_channel(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A row written as JSON ``null`` before migration 0002 repaired it is fanned out all the same."""
+    from sqlalchemy import text
+
+    async with sessions.begin() as session:
+        await session.execute(
+            text(
+                "INSERT INTO contacts (name, email, email_key, telegram, kind, language, channels, status, token, "
+                "created_at, updated_at) VALUES ('Old', 'old@example.org', 'old@example.org', '4711', 'partner', "
+                "'en', 'null', 'active', 'old-token-0123456789', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        officer, reviewer = await make_users(session)
+        alert = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            lists=(),
+            kinds=("partner",),
+            channels=("email", "telegram"),
+        )
+        assert await publish(session, alert, now=utcnow()) == 2
