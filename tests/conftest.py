@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from alerts.store.db import create_engine, make_sessionmaker
+from alerts.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 
 pytest_plugins = ["tests.smtpd", "tests.botapi"]
@@ -71,7 +71,7 @@ def db_url(db_template: str, tmp_path: Path) -> Iterator[str]:
         yield _pg_url(name)
         asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     else:
-        path = tmp_path / "alerts.store.db"
+        path = tmp_path / "alerts.db"
         shutil.copyfile(db_template, path)
         yield f"sqlite+aiosqlite:///{path}"
 

@@ -26,7 +26,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_url(url: str) -> None:
-    from alerts.store.db import create_engine
+    from alerts.db import create_engine
 
     engine = create_engine(url)
     async with engine.connect() as conn:
@@ -41,5 +41,5 @@ if connection is not None:
 else:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        raise SystemExit("alembic: pass -x url=sqlite+aiosqlite:///alerts.store.db")
+        raise SystemExit("alembic: pass -x url=sqlite+aiosqlite:///alerts.db")
     asyncio.run(_run_url(url))
