@@ -14,7 +14,7 @@ from alerts.contacts.subscriptions import Signer
 from alerts.core.config import Settings
 from alerts.delivery.links import TrackingLinks
 from alerts.delivery.messages import MessageBuilder, message_domain
-from alerts.db import create_engine, make_read_sessionmaker, make_sessionmaker
+from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
 from alerts.store.migrate import upgrade
 from channels import build_channels
 from channels.base import Channel

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from alerts.cli.capture import CaptureServer
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
-from alerts.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 from alerts.store.models import Alert
 from tests.factories import add_contacts, approved_alert, make_users

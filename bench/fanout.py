@@ -45,7 +45,7 @@ from alerts.core.config import DispatcherSettings, Settings
 from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.messages import Claimed, MessageBuilder
 from alerts.delivery.publish import load_alert_info, publish
-from alerts.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 from bench.raw_smtp import channel_send, raw_send
 from channels.email import EmailChannel

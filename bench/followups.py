@@ -29,7 +29,7 @@ from alerts.compose import drafts
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
 from alerts.followups.scheduler import start_scheduler
-from alerts.db import create_engine
+from alerts.store.db import create_engine
 from alerts.store.migrate import upgrade
 from alerts.store.models import Followup
 from channels.email import EmailChannel

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alerts.contacts.csv_import import import_csv
-from alerts.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 
 KINDS = ("authority", "media", "press", "partner", "public")

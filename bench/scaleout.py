@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
-from alerts.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 from alerts.store.models import Alert, Delivery
 from bench.smtp_sink import start_sink

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from alerts.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 
 pytest_plugins = ["tests.smtpd", "tests.botapi"]

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alerts.core.clock import utcnow
 from alerts.core.errors import ConfigError
-from alerts.db import check_sqlite_version, make_read_sessionmaker, make_sessionmaker, rowset
+from alerts.store.db import check_sqlite_version, make_read_sessionmaker, make_sessionmaker, rowset
 from alerts.store.models import ContactList, UTCDateTime
 
 

@@ -24,7 +24,7 @@ from alerts.accounts import users
 from alerts.cli.capture import CaptureServer
 from alerts.compose import drafts
 from alerts.core.clock import utcnow
-from alerts.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.models import Followup
 from tests.conftest import PG_ADMIN_URL
 from tests.factories import RENDERER, add_contacts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from alerts.db import create_engine
+from alerts.store.db import create_engine
 from alerts.store.migrate import current_revision, upgrade
 from alerts.store.models import Base
 

@@ -29,7 +29,7 @@ from alerts.core.errors import NotFound, ValidationError
 from alerts.delivery import tracking
 from alerts.delivery.controls import cancel_pending, resend_failed, set_paused, test_send
 from alerts.delivery.publish import load_alert_info, publish, schedule
-from alerts.db import create_engine
+from alerts.store.db import create_engine
 from alerts.store.migrate import upgrade
 from alerts.store.models import User
 from channels import configured_channels

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.core.clock import utcnow
 from alerts.core.errors import ValidationError
 from alerts.core.states import SuppressionReason
-from alerts.db import dialect_insert
+from alerts.store.db import dialect_insert
 from alerts.store.models import Suppression
 
 logger = logging.getLogger(__name__)

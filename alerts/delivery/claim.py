@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.states import CLAIMABLE_STATES, DeliveryState, EventType
 from alerts.delivery.messages import Claimed
-from alerts.db import any_of
+from alerts.store.db import any_of
 from alerts.store.events import append_events, event_row, events_from, record_moves
 from alerts.store.models import Alert, Contact, Delivery, Suppression, UTCDateTime
 

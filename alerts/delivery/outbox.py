@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType
 from alerts.delivery.audience import audience_select, previous_recipients_select
-from alerts.db import dialect_insert
+from alerts.store.db import dialect_insert
 from alerts.store.models import Alert, Delivery, DeliveryEvent
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.audience import suppression_channel
 from alerts.delivery.messages import AlertInfo, Claimed
 from alerts.delivery.retry import RetryPolicy
-from alerts.db import dialect_insert, rowset
+from alerts.store.db import dialect_insert, rowset
 from alerts.store.events import append_events, event_row
 from alerts.store.models import Alert, Contact, Delivery, Suppression, UTCDateTime
 

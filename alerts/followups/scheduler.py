@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from alerts.app import App
 from alerts.core.clock import utcnow
 from alerts.followups import manage as followups
-from alerts.db import is_sqlite
+from alerts.store.db import is_sqlite
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy.types import TypeEngine
 
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType, can_transition
-from alerts.db import rowset
+from alerts.store.db import rowset
 from alerts.store.models import Delivery, DeliveryEvent, UTCDateTime
 
 

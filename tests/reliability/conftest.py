@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from alerts.cli.capture import RecordingHandler
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
-from alerts.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.models import Alert, Delivery
 from tests.factories import add_contacts, approved_alert, make_users
 

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.cli.capture import CaptureServer, RecordingHandler
-from alerts.db import create_engine
+from alerts.store.db import create_engine
 from alerts.store.migrate import upgrade
 from alerts.store.models import DeliveryEvent
 from tests.botapi import BotApiServer

@@ -26,7 +26,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_url(url: str) -> None:
-    from alerts.db import create_engine
+    from alerts.store.db import create_engine
 
     engine = create_engine(url)
     async with engine.connect() as conn:
