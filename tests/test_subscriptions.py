@@ -66,3 +66,32 @@ async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[Asy
                 select(Delivery.id).where(Delivery.alert_id == second_id, Delivery.contact_id == contact_id)
             )
         ) is None
+
+
+async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_new_confirmation(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from datetime import timedelta
+
+    from alerts.contacts.directory import create_contact
+
+    signer = Signer(SECRET)
+    async with sessions.begin() as session:
+        contact = await create_contact(
+            session, name="Partner", email="desk@partner.org", telegram="-1001", kind="partner", now=utcnow()
+        )
+        assert await optout.unsubscribe(session, contact, now=utcnow(), channels=("email",))
+        assert contact.status == "active"  # its Telegram chat still receives
+        again = await subscriptions.subscribe(session, email="Desk@partner.org", language="en", now=utcnow())
+        assert again is not None and again.id == contact.id and again.status == "active"
+        token = signer.confirm_token(again)
+        result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        assert (await session.execute(select(Suppression))).all() == []
+        # stopped again later: the confirmation link sent before that no longer counts
+        assert await optout.unsubscribe(
+            session, contact, now=utcnow() + timedelta(seconds=2), channels=("email",)
+        )
+        result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
+        assert result is Confirmation.INVALID
+        assert [s.channel for s in (await session.scalars(select(Suppression))).all()] == ["email"]

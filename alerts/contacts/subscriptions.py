@@ -260,9 +260,9 @@ async def confirm(
         stopped = await email_unsubscribed_at(session, contact.email) if contact.email else None
         if stopped is None:
             return Confirmation.ALREADY, contact
-        # Timestamps have one-second resolution: a link issued in the same second as the
-        # unsubscribe is treated as older (refused).
-        if stopped.replace(microsecond=0) >= found[2]:
+        # The token's time has one-second resolution: a link issued in the same second as
+        # the stop counts as newer (only that mailbox has it; a new request may be that fast).
+        if stopped.replace(microsecond=0) > found[2]:
             return Confirmation.INVALID, None  # the address was stopped after this link was sent
     elif contact.status != "pending":
         return Confirmation.INVALID, None
