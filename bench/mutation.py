@@ -76,6 +76,7 @@ def run_mutmut(patterns: list[str], *, max_children: int, log: Path) -> int:
     env = dict(os.environ)
     env.pop("ALERTS_TEST_DATABASE_URL", None)  # SQLite
     env.pop("PYTHONPATH", None)  # child processes of the tests import the unmutated package
+    env["PATH"] = f"{MUTMUT.parent}{os.pathsep}{env.get('PATH', '')}"  # type_check_command's mypy
     (ROOT / "mutants").mkdir(exist_ok=True)
     cmd = [str(MUTMUT), "run", "--max-children", str(max_children), *patterns]
     with log.open("w") as out:
