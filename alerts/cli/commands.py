@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.accounts import users
 from alerts.app import App, open_app
-from alerts.cli.parser import print_json, read_case_file
+from alerts.cli.textio import print_json, read_case_file
 from alerts.compose import approval, drafts
 from alerts.compose.attachments import attach
 from alerts.contacts import directory as contacts

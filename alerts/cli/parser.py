@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
-import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -220,22 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"alerts: database error: {reason} (is the database up? did `alerts init` run?)", file=sys.stderr
         )
         return 1
-
-
-def read_case_file(path: Path) -> dict[str, Any]:
-    """Parse a case data TOML file, with errors naming the file."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ValidationError(f"{path}: file not found.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{path}: not valid TOML: {exc}.") from None
-
-
-def print_json(data: Any) -> None:
-    """JSON on stdout, for scripts."""
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def _followup_parsers(sub: Any) -> None:

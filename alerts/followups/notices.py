@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, update
 
+from alerts.core import urls
 from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
 from alerts.delivery.messages import message_domain
 from alerts.store.models import Followup
@@ -92,10 +93,7 @@ def lateness(late_seconds: float | None) -> str:
 
 def alert_link(app: App, alert_id: int) -> str:
     """The officer page of an alert (under the officer UI's prefix)."""
-    # imported here: the web package imports the App, which imports the follow-ups
-    from alerts.web.ui.pages import PREFIX
-
-    return f"{app.settings.server.public_url.rstrip('/')}{PREFIX}/alerts/{alert_id}"
+    return urls.office_alert(app.settings.server.public_url, alert_id)
 
 
 def footer(f: Followup) -> str:

@@ -22,7 +22,7 @@ async def archive(request: web.Request) -> web.Response:
     raw = request.query.get("page", "1")
     page = int(raw) if raw.isdigit() and 0 < len(raw) < 6 and int(raw) > 0 else 1
     async with app.sessions() as session:
-        alerts = await public_alerts(session, app, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+        alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return _page("archive.html", alerts=alerts[:PAGE_SIZE], more=len(alerts) > PAGE_SIZE, page=page)
 
 
@@ -38,7 +38,7 @@ async def alert_page(request: web.Request) -> web.Response:
     app = request.app[APP]
     alert_id = _alert_id(request)
     async with app.sessions() as session:
-        found = await public_alert(session, app, alert_id) if alert_id is not None else None
+        found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
     if found is None:
         return _message("Not found", "There is no public alert here.", status=404)
     text = found.text(request.query.get("lang"))
@@ -52,7 +52,7 @@ async def feed(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     async with app.sessions() as session:
-        alerts = await public_alerts(session, app, limit=PAGE_SIZE)
+        alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
     body = atom_feed(
         alerts,
         base_url=_base(app),
@@ -72,7 +72,7 @@ async def cap_feed(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     async with app.sessions() as session:
-        alerts = await public_alerts(session, app, limit=PAGE_SIZE)
+        alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
     body = atom_feed(
         alerts,
         base_url=_base(app),
@@ -94,10 +94,10 @@ async def cap_document(request: web.Request) -> web.Response:
     app = request.app[APP]
     alert_id = _alert_id(request)
     async with app.sessions() as session:
-        found = await public_alert(session, app, alert_id) if alert_id is not None else None
+        found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
         original = None
         if found is not None and found.parent_id is not None:
-            original = await public_alert(session, app, found.parent_id)
+            original = await public_alert(session, app.builder, found.parent_id)
     if found is None:
         return _message("Not found", "There is no public alert here.", status=404)
     body = cap_alert(found, public_url=_base(app), original=original)

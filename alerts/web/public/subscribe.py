@@ -22,6 +22,7 @@ from aiohttp import web
 from alerts.app import App
 from alerts.contacts import subscriptions
 from alerts.contacts.subscriptions import Confirmation
+from alerts.core import urls
 from alerts.core.clock import utcnow
 from alerts.core.errors import ValidationError
 from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
@@ -32,7 +33,6 @@ from alerts.web.public import pages as public
 from alerts.web.public.pages import (
     CONFIRMATIONS,
     SUBSCRIBE_LIMITS,
-    _base,
     _choices,
     _countries,
     _first,
@@ -111,7 +111,7 @@ async def send_confirmation(app: App, contact: Contact) -> bool:
     if channel is None:
         logger.warning("no email channel: the confirmation for contact %d was not sent", contact.id)
         return False
-    url = f"{_base(app)}/subscribe/confirm/{_signer(app).confirm_token(contact)}"
+    url = urls.confirm(app.settings.server.public_url, _signer(app).confirm_token(contact))
     try:
         outcome = await channel.send(confirmation_message(app, contact, url))
     except Exception as exc:  # noqa: BLE001 - the visitor sees the same page; officers see the log
@@ -253,7 +253,7 @@ async def confirm(request: web.Request) -> web.Response:
         "Subscribed",
         first,
         "You can change what you receive, or unsubscribe, at any time:",
-        f"{_base(app)}/preferences/{token}",
+        urls.preferences(app.settings.server.public_url, token),
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
+from alerts.core import urls
 from alerts.core.clock import utcnow
 from alerts.core.errors import NotFound, ValidationError
 from alerts.core.states import AlertStatus, ContactKind
@@ -292,7 +293,7 @@ async def preview_draft(c: Ctx) -> web.Response:
         language=language,
         extra={
             "alert_title": c.field("title") or drafts.default_title(family, case),
-            "alert_url": f"{c.app.builder.public_url}/alerts/preview",
+            "alert_url": urls.public_alert(c.app.builder.public_url, "preview"),
         },
     )
     return _content_json(content)

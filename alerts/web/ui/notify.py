@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 
 from alerts.app import App
+from alerts.core import urls
 from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
 from alerts.delivery.messages import message_domain
 from alerts.store.models import User
@@ -26,9 +27,7 @@ SEND_TIMEOUT = 15.0
 
 def review_url(app: App, alert_id: int) -> str:
     """The reviewer's page for this alert."""
-    from alerts.web.ui.pages import PREFIX
-
-    return f"{app.settings.server.public_url.rstrip('/')}{PREFIX}/alerts/{alert_id}"
+    return urls.office_alert(app.settings.server.public_url, alert_id)
 
 
 def notice(

@@ -26,6 +26,7 @@ from multidict import MultiDictProxy
 
 from alerts.accounts import users
 from alerts.app import App
+from alerts.core import urls
 from alerts.core.errors import AlertsError, NotFound, Unauthorized
 from alerts.store.models import User
 from alerts.web import auth
@@ -43,7 +44,7 @@ PAGES = jinja2.Environment(
 )
 SIGN_IN_FIRST = "sign in first"
 #: Officers' pages live under this prefix (``/alerts/...`` is the public archive's).
-PREFIX = "/office"
+PREFIX = urls.OFFICE
 SECURITY_HEADERS = {
     # Scripts only from /static; inline styles for the rendered e-mail in the preview frame.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
