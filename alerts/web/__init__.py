@@ -45,10 +45,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def make_web_app(app: App) -> web.Application:
     """Build the aiohttp application for an open App."""
     from alerts.web import ops
-    from alerts.web.api import routes as api
-    from alerts.web.public import engagement
-    from alerts.web.public import pages as public
-    from alerts.web.ui import pages as ui
+    from alerts.web.api import table as api
+    from alerts.web.public import table as public
+    from alerts.web.ui import table as ui
 
     webapp = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     webapp[APP] = app
@@ -56,5 +55,4 @@ def make_web_app(app: App) -> web.Application:
     api.setup(webapp)
     ui.setup(webapp)
     public.setup(webapp)
-    engagement.setup(webapp)
     return webapp

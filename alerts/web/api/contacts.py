@@ -12,7 +12,7 @@ from alerts.contacts import directory as contacts
 from alerts.contacts.csv_import import import_csv
 from alerts.contacts.fields import CHANNEL_NAMES, KINDS, MAX_LENGTHS, STATUSES
 from alerts.core.clock import utcnow
-from alerts.core.errors import Conflict
+from alerts.core.errors import Conflict, PayloadTooLarge, UnsupportedMediaType
 from alerts.store.models import Contact
 from alerts.web.api.routes import (
     ID_PATH,
@@ -20,10 +20,8 @@ from alerts.web.api.routes import (
     PREFIX,
     Ctx,
     Param,
-    PayloadTooLarge,
     Route,
     Schema,
-    UnsupportedMediaType,
     json_response,
 )
 

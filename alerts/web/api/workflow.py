@@ -11,7 +11,7 @@ from aiohttp import web
 from alerts.compose import approval, drafts
 from alerts.core.clock import parse_when, utcnow
 from alerts.delivery import controls, publish
-from alerts.web.api.alerts import LANGUAGE, ONE, TIME, _iso, _state_of
+from alerts.web.api.alerts import LANGUAGE, ONE, TIME, state_of
 from alerts.web.api.routes import (
     LIMIT,
     OFFSET,
@@ -20,6 +20,7 @@ from alerts.web.api.routes import (
     Route,
     alert_deliveries,
     alert_stats,
+    iso,
     json_response,
 )
 from channels import configured_channels
@@ -67,7 +68,7 @@ async def consent(ctx: Ctx) -> web.Response:
             note=ctx.body.get("note", ""),
             now=utcnow(),
         )
-        doc = {"id": alert.id, "scope": record.scope, "recorded_at": _iso(record.recorded_at)}
+        doc = {"id": alert.id, "scope": record.scope, "recorded_at": iso(record.recorded_at)}
     return json_response(doc, status=201)
 
 
@@ -79,7 +80,7 @@ async def send(ctx: Ctx) -> web.Response:
         if ctx.body.get("at"):
             at = parse_when(ctx.body["at"], field="at")
             await publish.schedule(session, alert, at=at, now=now, user=ctx.user)
-            doc: dict[str, Any] = {"id": alert.id, "status": alert.status, "send_at": _iso(alert.send_at)}
+            doc: dict[str, Any] = {"id": alert.id, "status": alert.status, "send_at": iso(alert.send_at)}
         else:
             queued = await publish.publish(
                 session,
@@ -134,7 +135,7 @@ ROUTES: list[Route] = [
         action="alert.submit",
         tag="workflow",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"reviewers": {"type": "array", "items": {"type": "string"}}}),
+        response=state_of({"reviewers": {"type": "array", "items": {"type": "string"}}}),
         errors=(404, 409),
     ),
     Route(
@@ -149,7 +150,7 @@ ROUTES: list[Route] = [
             "additionalProperties": False,
             "properties": {"languages": {"type": "array", "items": LANGUAGE, "maxItems": 50}},
         },
-        response=_state_of({"remaining": {"type": "array", "items": {"type": "string"}}}),
+        response=state_of({"remaining": {"type": "array", "items": {"type": "string"}}}),
         errors=(404, 409),
     ),
     Route(
@@ -190,7 +191,7 @@ ROUTES: list[Route] = [
         status=202,
         errors=(404, 409),
         request={"type": "object", "additionalProperties": False, "properties": {"at": TIME}},
-        response=_state_of({"queued": {"type": "integer"}, "send_at": {"type": ["string", "null"]}}),
+        response=state_of({"queued": {"type": "integer"}, "send_at": {"type": ["string", "null"]}}),
     ),
     Route(
         method="POST",
@@ -200,7 +201,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"paused": {"type": "boolean"}}),
+        response=state_of({"paused": {"type": "boolean"}}),
         errors=(404, 409),
     ),
     Route(
@@ -211,7 +212,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"paused": {"type": "boolean"}}),
+        response=state_of({"paused": {"type": "boolean"}}),
         errors=(404, 409),
     ),
     Route(
@@ -222,7 +223,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"requeued": {"type": "integer"}}),
+        response=state_of({"requeued": {"type": "integer"}}),
         errors=(404, 409),
     ),
     Route(
@@ -233,7 +234,7 @@ ROUTES: list[Route] = [
         action="alert.close",
         tag="workflow",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"withdrawn": {"type": "integer"}}),
+        response=state_of({"withdrawn": {"type": "integer"}}),
         errors=(404, 409),
     ),
     Route(

@@ -33,14 +33,14 @@ from alerts.web.public import pages as public
 from alerts.web.public.pages import (
     CONFIRMATIONS,
     SUBSCRIBE_LIMITS,
-    _choices,
-    _countries,
-    _first,
-    _form,
-    _message,
-    _page,
-    _signer,
+    form_choices,
+    form_value,
+    link_signer,
+    message_page,
     not_found,
+    read_form,
+    render_page,
+    split_countries,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,9 @@ async def subscribe_form(request: web.Request) -> web.Response:
     from alerts.web import APP
 
     app = request.app[APP]
-    return _page("subscribe.html", error="", email="", language="en", kinds=[], countries="", **_choices(app))
+    return render_page(
+        "subscribe.html", error="", email="", language="en", kinds=[], countries="", **form_choices(app)
+    )
 
 
 def confirmation_message(app: App, contact: Contact, url: str) -> RenderedMessage:
@@ -111,7 +113,7 @@ async def send_confirmation(app: App, contact: Contact) -> bool:
     if channel is None:
         logger.warning("no email channel: the confirmation for contact %d was not sent", contact.id)
         return False
-    url = urls.confirm(app.settings.server.public_url, _signer(app).confirm_token(contact))
+    url = urls.confirm(app.settings.server.public_url, link_signer(app).confirm_token(contact))
     try:
         outcome = await channel.send(confirmation_message(app, contact, url))
     except Exception as exc:  # noqa: BLE001 - the visitor sees the same page; officers see the log
@@ -137,7 +139,7 @@ def _done(task: asyncio.Task[bool]) -> None:
         logger.warning("confirmation mail task failed: %s", type(exc).__name__)
 
 
-async def _drain_confirmations(webapp: web.Application) -> None:
+async def drain_confirmations(webapp: web.Application) -> None:
     """On shutdown: let confirmation mails still being sent finish (cancel them after a while)."""
     running: set[asyncio.Task[bool]] = webapp[CONFIRMATIONS]
     tasks = set(running)
@@ -161,7 +163,7 @@ async def subscribe(request: web.Request) -> web.Response:
     wait = limits.addresses.retry_after(client)
     if wait:
         logger.info("subscribe refused: too many requests from one address")
-        response = _message(
+        response = message_page(
             "Too many requests",
             f"Please try again in {max(1, -(-wait // 60))} minutes.",
             status=429,
@@ -169,9 +171,9 @@ async def subscribe(request: web.Request) -> web.Response:
         response.headers["Retry-After"] = str(wait)
         return response
     limits.addresses.fail(client)  # every request counts, accepted or not
-    form = await _form(request)
-    email, language = _first(form, "email").strip(), _first(form, "language", "en")
-    kinds, countries = form.get("kinds", []), _first(form, "countries")
+    form = await read_form(request)
+    email, language = form_value(form, "email").strip(), form_value(form, "language", "en")
+    kinds, countries = form.get("kinds", []), form_value(form, "countries")
     families = app.renderer.families()
     try:
         if not email:
@@ -185,11 +187,11 @@ async def subscribe(request: web.Request) -> web.Response:
                 email=email,
                 language=language,
                 kinds=kinds,
-                countries=_countries(countries),
+                countries=split_countries(countries),
                 now=utcnow(),
             )
     except ValidationError as exc:
-        return _page(
+        return render_page(
             "subscribe.html",
             status=422,
             error=exc.message,
@@ -197,20 +199,20 @@ async def subscribe(request: web.Request) -> web.Response:
             language=language,
             kinds=kinds,
             countries=countries,
-            **_choices(app),
+            **form_choices(app),
         )
     if contact is not None:
         if limits.mails.retry_after("mails"):
             logger.warning(
                 "confirmation mails are over %d per hour: the one for contact %d was not sent",
-                public.CONFIRM_MAILS_PER_HOUR,  # looked up at call time, as setup() reads it
+                public.CONFIRM_MAILS_PER_HOUR,  # looked up at call time, as pages.add_state reads it
                 contact.id,
             )
         else:
             limits.mails.fail("mails")
             # In the background, so a new address answers as fast as a known one (no timing oracle).
             _in_background(request.app, send_confirmation(app, contact))
-    return _message(
+    return message_page(
         "Check your inbox",
         "If this address can be subscribed, we have sent it a message with a confirmation link.",
         "You will receive no alerts until you confirm.",
@@ -222,9 +224,9 @@ async def confirm_page(request: web.Request) -> web.Response:
     """A button that confirms (GET never changes anything)."""
     from alerts.web import APP
 
-    if _signer(request.app[APP]).read_confirm(request.match_info["token"]) is None:
+    if link_signer(request.app[APP]).read_confirm(request.match_info["token"]) is None:
         return not_found()
-    return _message(
+    return message_page(
         "Confirm your subscription",
         "Press the button to start receiving urgent alerts.",
         action=request.path,
@@ -239,9 +241,9 @@ async def confirm(request: web.Request) -> web.Response:
     app = request.app[APP]
     async with app.sessions.begin() as session:
         result, contact = await subscriptions.confirm(
-            session, _signer(app), request.match_info["token"], now=utcnow()
+            session, link_signer(app), request.match_info["token"], now=utcnow()
         )
-        token = _signer(app).link_token(contact.token) if contact is not None else ""
+        token = link_signer(app).link_token(contact.token) if contact is not None else ""
     if result is Confirmation.INVALID:
         return not_found()
     first = (
@@ -249,7 +251,7 @@ async def confirm(request: web.Request) -> web.Response:
         if result is Confirmation.CONFIRMED
         else "You are already subscribed."
     )
-    return _message(
+    return message_page(
         "Subscribed",
         first,
         "You can change what you receive, or unsubscribe, at any time:",
@@ -266,12 +268,12 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     async with app.sessions() as session:
-        contact = await subscriptions.contact_by_link(session, _signer(app), request.match_info["token"])
+        contact = await subscriptions.contact_by_link(session, link_signer(app), request.match_info["token"])
     if contact is None:
         return not_found()
     if contact.status == "unsubscribed":
-        return _message("Unsubscribed", "You are unsubscribed: you receive nothing more from us.")
-    return _message(
+        return message_page("Unsubscribed", "You are unsubscribed: you receive nothing more from us.")
+    return message_page(
         "Unsubscribe",
         "Press the button to receive no more alerts from us.",
         action=request.path,
@@ -284,9 +286,9 @@ async def unsubscribe(request: web.Request) -> web.Response:
     from alerts.web import APP
 
     app = request.app[APP]
-    await _form(request)  # read (and bound) the body; its content does not matter
+    await read_form(request)  # read (and bound) the body; its content does not matter
     async with app.sessions.begin() as session:
-        contact = await subscriptions.contact_by_link(session, _signer(app), request.match_info["token"])
+        contact = await subscriptions.contact_by_link(session, link_signer(app), request.match_info["token"])
         if contact is None:
             return not_found()
         await subscriptions.unsubscribe(
@@ -295,7 +297,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
             now=utcnow(),
             via="one-click" if request.headers.get("Cookie") is None else "page",
         )
-    return _message(
+    return message_page(
         "Unsubscribed",
         "You are unsubscribed: you receive nothing more from us.",
         "You can subscribe again at any time from the subscribe page.",
@@ -305,7 +307,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
 def _preferences(
     app: App, contact: Contact, token: str, *, status: int = 200, saved: bool = False, error: str = ""
 ) -> web.Response:
-    return _page(
+    return render_page(
         "preferences.html",
         status=status,
         private=True,
@@ -318,7 +320,7 @@ def _preferences(
         language=contact.language,
         kinds=subscriptions.topics_of(contact, "kind"),
         countries=", ".join(subscriptions.topics_of(contact, "country")),
-        **_choices(app),
+        **form_choices(app),
     )
 
 
@@ -329,7 +331,7 @@ async def preferences_page(request: web.Request) -> web.Response:
     app = request.app[APP]
     token = request.match_info["token"]
     async with app.sessions() as session:
-        contact = await subscriptions.contact_by_link(session, _signer(app), token)
+        contact = await subscriptions.contact_by_link(session, link_signer(app), token)
     if contact is None:
         return not_found()
     return _preferences(app, contact, token)
@@ -341,10 +343,10 @@ async def save_preferences(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     token = request.match_info["token"]
-    form = await _form(request)
+    form = await read_form(request)
     try:
         async with app.sessions.begin() as session:
-            contact = await subscriptions.contact_by_link(session, _signer(app), token)
+            contact = await subscriptions.contact_by_link(session, link_signer(app), token)
             if contact is None:
                 return not_found()
             if contact.status == "unsubscribed":
@@ -357,14 +359,14 @@ async def save_preferences(request: web.Request) -> web.Response:
                 session,
                 contact,
                 channels=form.get("channels", []),
-                language=_first(form, "language", "en"),
+                language=form_value(form, "language", "en"),
                 kinds=kinds,
-                countries=_countries(_first(form, "countries")),
+                countries=split_countries(form_value(form, "countries")),
                 now=utcnow(),
             )
             return _preferences(app, contact, token, saved=True)
     except ValidationError as exc:  # rolled back: show what is stored
         async with app.sessions() as session:
-            contact = await subscriptions.contact_by_link(session, _signer(app), token)
+            contact = await subscriptions.contact_by_link(session, link_signer(app), token)
             assert contact is not None
             return _preferences(app, contact, token, status=422, error=exc.message)

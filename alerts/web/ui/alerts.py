@@ -377,8 +377,6 @@ async def alert_page(c: Ctx) -> web.Response:
 
 def setup(webapp: web.Application) -> None:
     """Add the alert pages."""
-    from alerts.web.ui import workflow as ui_workflow
-
     webapp.router.add_get("/", dashboard)
     webapp.router.add_get(f"{P}/alerts/new", new_alert_form)
     webapp.router.add_post(f"{P}/alerts/new", create_alert)
@@ -387,4 +385,3 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post(f"{P}/alerts/{{id:\\d+}}/edit", edit_alert)
     webapp.router.add_get(f"{P}/alerts/{{id:\\d+}}/preview", preview_saved)
     webapp.router.add_post(f"{P}/preview", preview_draft)
-    ui_workflow.setup(webapp)

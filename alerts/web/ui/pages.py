@@ -1,5 +1,6 @@
 """Officers' pages: the page framework (sign-in required, roles, CSRF, errors as HTML or JSON),
-sign-in and sign-out, the demo mailbox; the pages themselves live in ``ui_*`` modules.
+sign-in and sign-out, the demo mailbox; the pages themselves live in the other modules of
+``alerts.web.ui``, and ``alerts.web.ui.table`` registers them all.
 
 Every page handler is wrapped by ``page(action)``: it needs a signed-in user allowed to do
 ``action`` (``users.check``), and every request that changes something needs the form's
@@ -268,25 +269,3 @@ async def mailbox(c: Ctx) -> web.Response:
         raise NotFound("the mailbox exists only in `alerts demo`")
     messages = list(reversed(capture.messages()))[:500]
     return c.render("mailbox.html", messages=messages)
-
-
-def setup(webapp: web.Application) -> None:
-    """Add the officers' pages, sign-in and static files."""
-    from alerts.web import APP
-    from alerts.web.ui import alerts as ui_alerts
-    from alerts.web.ui import contacts as ui_contacts
-    from alerts.web.ui import followups as ui_followups
-    from alerts.web.ui import live
-
-    settings = webapp[APP].settings
-    webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
-    auth.trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
-    webapp.router.add_get("/login", login_form)
-    webapp.router.add_post("/login", login)
-    webapp.router.add_post("/logout", logout)
-    webapp.router.add_get(f"{PREFIX}/mailbox", mailbox)
-    webapp.router.add_static("/static/", STATIC_DIR, append_version=True)
-    ui_alerts.setup(webapp)
-    ui_contacts.setup(webapp)
-    ui_followups.setup(webapp)
-    live.setup(webapp)
