@@ -250,7 +250,7 @@ async def session_user(request: web.Request) -> tuple[User, Session] | None:
     """The signed-in, active user of this request (cached on the request)."""
     if VISITOR in request:
         return request[VISITOR].signed
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     found: tuple[User, Session] | None = None
     state = request.app[AUTH]
@@ -363,7 +363,7 @@ def client_address(request: web.Request) -> str:
     """The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
     ``X-Forwarded-For`` entry that is not a trusted proxy (entries further left are the
     client's to forge). Sign-in and subscribe limits are keyed on it."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     remote = request.remote or "unknown"
     networks = trusted_networks(request.app[APP].settings.server.trusted_proxies)
@@ -386,7 +386,7 @@ async def attempt_sign_in(request: web.Request, name: str, password: str) -> Use
 
     Raises TooManyAttempts or Unauthorized.
     """
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     state = request.app[AUTH]
     address = client_address(request)

@@ -49,7 +49,7 @@ Schema = dict[str, Any]
 
 async def authenticate(request: web.Request) -> User:
     """The user named by the request's bearer token."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -276,7 +276,7 @@ def read_query(request: web.Request, params: Sequence[Param]) -> dict[str, Any]:
 
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler for ``route``: authenticate, check the role, read and check the input."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     handler = route.handler
     assert handler is not None

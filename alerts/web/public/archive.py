@@ -17,7 +17,7 @@ PAGE_SIZE = 30
 
 async def archive(request: web.Request) -> web.Response:
     """Public alerts, newest first."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     raw = request.query.get("page", "1")
@@ -34,7 +34,7 @@ def _alert_id(request: web.Request) -> int | None:
 
 async def alert_page(request: web.Request) -> web.Response:
     """One public alert, in the language asked for (``?lang=``)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     alert_id = _alert_id(request)
@@ -49,7 +49,7 @@ async def alert_page(request: web.Request) -> web.Response:
 
 async def feed(request: web.Request) -> web.Response:
     """Atom 1.0 feed of the public alerts."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions() as session:
@@ -69,7 +69,7 @@ async def feed(request: web.Request) -> web.Response:
 
 async def cap_feed(request: web.Request) -> web.Response:
     """Atom index of the public alerts' CAP documents."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions() as session:
@@ -90,7 +90,7 @@ async def cap_feed(request: web.Request) -> web.Response:
 
 async def cap_document(request: web.Request) -> web.Response:
     """One public alert as CAP 1.2 XML."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     alert_id = _alert_id(request)

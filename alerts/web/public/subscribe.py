@@ -78,7 +78,7 @@ CONFIRM_MAIL = {
 
 async def subscribe_form(request: web.Request) -> web.Response:
     """The subscribe form."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     return render_page(
@@ -155,7 +155,7 @@ async def drain_confirmations(webapp: web.Application) -> None:
 
 async def subscribe(request: web.Request) -> web.Response:
     """Record the request; mail a confirmation link. The same answer whether the address is known or not."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     limits = request.app[SUBSCRIBE_LIMITS]
@@ -222,7 +222,7 @@ async def subscribe(request: web.Request) -> web.Response:
 
 async def confirm_page(request: web.Request) -> web.Response:
     """A button that confirms (GET never changes anything)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     if link_signer(request.app[APP]).read_confirm(request.match_info["token"]) is None:
         return not_found()
@@ -236,7 +236,7 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 async def confirm(request: web.Request) -> web.Response:
     """Activate the subscription; a replayed link is harmless."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions.begin() as session:
@@ -264,7 +264,7 @@ async def confirm(request: web.Request) -> web.Response:
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
     """What the link in a message opens: a button (a GET never unsubscribes: mail scanners follow links)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions() as session:
@@ -283,7 +283,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 async def unsubscribe(request: web.Request) -> web.Response:
     """RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's button: no cookie, no CSRF token."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     await read_form(request)  # read (and bound) the body; its content does not matter
@@ -326,7 +326,7 @@ def _preferences(
 
 async def preferences_page(request: web.Request) -> web.Response:
     """The subscriber's preferences."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     token = request.match_info["token"]
@@ -339,7 +339,7 @@ async def preferences_page(request: web.Request) -> web.Response:
 
 async def save_preferences(request: web.Request) -> web.Response:
     """Save channels, language, kinds and countries."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     token = request.match_info["token"]

@@ -76,7 +76,7 @@ class Ctx:
     @property
     def app(self) -> App:
         """The open service."""
-        from alerts.web import APP
+        from alerts.web.base import APP
 
         return self.request.app[APP]
 
@@ -105,7 +105,7 @@ def render(
     request: web.Request, template: str, *, status: int = 200, user: User | None = None, **context: Any
 ) -> web.Response:
     """Render a page template to a response (security headers, CSRF cookie when minted)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     tz = ZoneInfo(app.settings.scheduler.timezone)
@@ -137,7 +137,7 @@ def wants_html(request: web.Request) -> bool:
 
 def error_page(request: web.Request, exc: AlertsError, user: User | None = None) -> web.Response:
     """A refusal: an HTML page for browsers, the JSON error format otherwise."""
-    from alerts.web import error_response
+    from alerts.web.base import error_response
 
     headers = {}
     if isinstance(exc, auth.TooManyAttempts):

@@ -19,7 +19,7 @@ from alerts.web.ui.pages import PREFIX, STATIC_DIR, login, login_form, logout, m
 
 def setup(webapp: web.Application) -> None:
     """Add the officers' pages, sign-in and static files."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     settings = webapp[APP].settings
     webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
