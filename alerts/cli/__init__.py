@@ -2,7 +2,8 @@
 other faces: ``alerts.web`` and ``alerts.bot`` only run through ``alerts.service``
 (``alerts serve|worker|demo``).
 
-Holds ``parser`` (argparse and ``main``), ``commands`` (one thin handler per subcommand: parse,
-call one action, print), ``textio`` (case files in, JSON out), ``progress`` (``send --wait``),
-``demo`` and ``capture`` (``alerts demo`` with a local SMTP capture server).
+Holds ``parser`` (argparse and ``main``), ``commands`` and ``commands_service`` (one thin
+handler per subcommand: parse, call one action, print), ``textio`` (case files in, JSON out),
+``progress`` (``send --wait``), ``demo`` and ``capture`` (``alerts demo`` with a local SMTP
+capture server).
 """

@@ -10,7 +10,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -310,45 +309,6 @@ async def alert_respond(args: argparse.Namespace, settings: Settings) -> int:
             session, alert, contact_id=contact.id, summary=args.summary, recorded_by=user.id, now=utcnow()
         )
     print(f"alert {args.id}: response recorded", file=sys.stderr)
-    return 0
-
-
-async def bounces_process(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.delivery.bounces import parse_dsn
-    from alerts.delivery.inbound import apply_reports
-
-    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    reports = parse_dsn(raw)
-    async with _app(settings) as app, app.sessions.begin() as session:
-        applied = await apply_reports(session, reports, now=utcnow())
-    print(f"{len(reports)} report(s): {applied} hard bounce(s) applied")
-    return 0
-
-
-async def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.service import run_service
-
-    if args.host:
-        settings = settings.replace("server", host=args.host)
-    if args.port:
-        settings = settings.replace("server", port=args.port)
-    await run_service(settings, web_ui=True)
-    return 0
-
-
-async def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.service import run_service
-
-    if args.concurrency:
-        settings = settings.replace("dispatcher", concurrency=args.concurrency)
-    await run_service(settings, web_ui=False)
-    return 0
-
-
-async def demo(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.cli.demo import run_demo
-
-    await run_demo(settings, port=args.port, smtp_port=args.smtp_port, database=args.database)
     return 0
 
 

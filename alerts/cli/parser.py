@@ -200,9 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
-        from alerts.cli import commands
+        from alerts.cli import commands, commands_service
 
-        handler: Handler = getattr(commands, args.handler)
+        handler: Handler = getattr(commands, args.handler, None) or getattr(commands_service, args.handler)
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
