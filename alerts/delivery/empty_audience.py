@@ -78,8 +78,8 @@ def _refuse(alert: Alert, counts: dict[str, int], *, matching: str, channels: Se
     total = sum(counts.values())
     parts = [REASONS[r].format(n=counts[r], channels=_names(channels)) for r in REASONS if counts.get(r)]
     raise Conflict(
-        f"alert {alert.id} has no recipients: {total} contact{'s' if total != 1 else ''} "
-        f"match {matching} and every one is left out: {'; '.join(parts)}.",
+        f"alert {alert.id} has no recipients: {total} contact{'s match' if total != 1 else ' matches'} "
+        f"{matching} and every one is left out: {'; '.join(parts)}.",
         details={"alert": alert.id, "reason": "all_left_out", "matching": total, "left_out": counts},
     )
 
