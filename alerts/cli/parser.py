@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, ValidationError) else 1
+        return 2  # refused (DESIGN: exit codes): bad input, not found, conflict, not allowed
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file that cannot be read, a port in use…
