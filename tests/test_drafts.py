@@ -98,7 +98,7 @@ async def people(session: AsyncSession) -> People:
         ),
         (
             {"channels": ("sms",)},
-            "audience: unknown channel 'sms'; channels are email, telegram, press, webhook",
+            "audience: unknown channel 'sms'; channels are email, press, telegram, webhook",
         ),
         ({"languages": ("EN",)}, "audience: language 'EN' is not a two-letter lowercase code such as 'en'"),
         ({"languages": ("eng",)}, "audience: language 'eng' is not a two-letter lowercase code such as 'en'"),

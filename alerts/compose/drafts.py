@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.accounts.users import check
+from alerts.core.channels import ALL
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.states import AlertStatus, ContactKind
 from alerts.store import audit
@@ -32,7 +33,6 @@ from alerts.store.models import Alert, AlertVersion, User
 #: Validates case data for a template family; returns the normalised data or raises ValidationError.
 CaseValidator = Callable[[str, Mapping[str, Any]], dict[str, Any]]
 
-CHANNEL_NAMES = ("email", "telegram", "press", "webhook")
 MAX_TITLE = 300
 MAX_LIST_NAME = 100
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
@@ -91,10 +91,8 @@ class Audience:
             if kind not in kinds:
                 raise ValidationError(f"audience: unknown kind {kind!r}; kinds are {', '.join(kinds)}")
         for channel in self.channels:
-            if channel not in CHANNEL_NAMES:
-                raise ValidationError(
-                    f"audience: unknown channel {channel!r}; channels are {', '.join(CHANNEL_NAMES)}"
-                )
+            if channel not in ALL:
+                raise ValidationError(f"audience: unknown channel {channel!r}; channels are {', '.join(ALL)}")
         if not self.languages:
             raise ValidationError("audience: at least one language is needed")
         for language in self.languages:

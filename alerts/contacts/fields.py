@@ -42,7 +42,6 @@ LIST_NAME_MAX = 100
 DEFAULT_LANGUAGE = "en"
 KINDS = tuple(k.value for k in ContactKind)
 STATUSES = ("active", "pending", "unsubscribed")  # "erased" is set by erasure only
-CHANNEL_NAMES = ("email", "press", "telegram", "webhook")
 
 # ISO 639-1 (two-letter) language codes.
 ISO_639_1 = frozenset(

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.contacts.directory import contact_addresses, create_contact, new_token
 from alerts.contacts.fields import ISO_639_1, clean_email
 from alerts.contacts.suppressions import address_key, hashed_key, suppress, unsuppress
+from alerts.core.channels import SUBSCRIBER_CHANNELS
 from alerts.core.errors import ValidationError
 from alerts.core.states import EventType, SuppressionReason
 from alerts.store import audit
@@ -48,8 +49,6 @@ logger = logging.getLogger(__name__)
 CONFIRM_MAX_AGE = timedelta(days=7)
 #: A pending address gets at most one confirmation mail per interval (no mail-bombing a stranger).
 RESEND_INTERVAL = timedelta(minutes=10)
-#: Channels a subscriber may choose on the preferences page.
-SUBSCRIBER_CHANNELS = ("email", "telegram")
 #: Suppression reasons that stop even a confirmation mail: the address said no to all mail.
 _NO_MAIL = (SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value)
 _TOPIC = re.compile(r"^[\w .'()-]{1,64}$")
@@ -267,8 +266,6 @@ async def unsubscribe(session: AsyncSession, contact: Contact, *, now: datetime,
     contact.status = "unsubscribed"
     contact.updated_at = now
     for channel, address in contact_addresses(contact.email, contact.telegram):
-        if channel == "press":
-            continue  # press shares email's suppression namespace
         await suppress(
             session,
             channel=channel,
@@ -311,7 +308,7 @@ async def update_preferences(
     An empty choice goes through ``unsubscribe`` (status, suppressions, event), so nothing
     further reaches the contact; the stored channels are kept for a later re-subscription.
     """
-    chosen = [c for c in SUBSCRIBER_CHANNELS if c in channels]
+    chosen = [c.value for c in SUBSCRIBER_CHANNELS if c in channels]
     unknown = sorted(set(channels) - set(SUBSCRIBER_CHANNELS))
     if unknown:
         raise ValidationError(

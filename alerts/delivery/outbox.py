@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType
 from alerts.delivery.audience import audience_select, previous_recipients_select
@@ -24,8 +25,6 @@ from alerts.store.db import dialect_insert
 from alerts.store.models import Alert, Delivery, DeliveryEvent
 
 logger = logging.getLogger(__name__)
-
-CONTACT_CHANNELS = ("email", "press", "telegram")
 
 
 async def fan_out(
@@ -55,9 +54,9 @@ async def fan_out(
                 details={"alert": alert.id, "channels": missing},
             )
     requested = explicit or [
-        c for c in (*CONTACT_CHANNELS, "webhook") if available is None or c in available
+        c.value for c in ALL if available is None or c in available
     ]  # empty: every channel
-    channels = [c for c in requested if c in CONTACT_CHANNELS or c == "webhook"]
+    channels = [c for c in requested if c in ALL]
     before = (await session.execute(select(func.coalesce(func.max(Delivery.id), 0)))).scalar_one()
     cols = ["alert_id", "contact_id", "channel", "audience", "language", "address"]
     if alert.parent_id is not None:
@@ -84,7 +83,7 @@ async def fan_out(
                 exclude_kinds=exclude_kinds,
             )
             for channel in channels
-            if channel != "webhook"
+            if channel in CONTACT_ADDRESSED
         ]
     for base in selects:
         sel = base.add_columns(
@@ -112,10 +111,12 @@ async def fan_out(
             .on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
         )
         await session.execute(stmt)
-    if "webhook" in channels and webhook_url:
+    if ChannelName.WEBHOOK in channels and webhook_url:
         exists_already = (
             await session.execute(
-                select(Delivery.id).where(Delivery.alert_id == alert.id, Delivery.channel == "webhook")
+                select(Delivery.id).where(
+                    Delivery.alert_id == alert.id, Delivery.channel == ChannelName.WEBHOOK.value
+                )
             )
         ).first()
         if exists_already is None:
@@ -123,7 +124,7 @@ async def fan_out(
                 Delivery(
                     alert_id=alert.id,
                     contact_id=None,
-                    channel="webhook",
+                    channel=ChannelName.WEBHOOK.value,
                     audience="partner",
                     language=approved_languages[0],
                     address=webhook_url,

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from alerts.contacts import directory as contacts
 from alerts.contacts.csv_import import import_csv
-from alerts.contacts.fields import CHANNEL_NAMES, KINDS, MAX_LENGTHS, STATUSES
+from alerts.contacts.fields import KINDS, MAX_LENGTHS, STATUSES
+from alerts.core.channels import SUBSCRIBER_CHANNELS
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict
 from alerts.store.models import Contact
@@ -50,7 +51,7 @@ FIELDS: dict[str, Schema] = {
     "status": {"type": "string", "enum": list(STATUSES)},
     "channels": {
         "type": ["array", "null"],
-        "items": {"type": "string", "enum": list(CHANNEL_NAMES)},
+        "items": {"type": "string", "enum": [c.value for c in SUBSCRIBER_CHANNELS]},
         "maxItems": 4,
     },
     "topics": TOPICS,

@@ -22,6 +22,7 @@ from aiohttp import web
 from alerts.app import App
 from alerts.contacts import subscriptions
 from alerts.contacts.subscriptions import Confirmation
+from alerts.core.channels import SUBSCRIBER_CHANNELS
 from alerts.core.clock import utcnow
 from alerts.core.errors import ValidationError
 from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
@@ -313,8 +314,8 @@ def _preferences(
         error=error,
         token=token,
         unsubscribed=contact.status == "unsubscribed",
-        channels=subscriptions.SUBSCRIBER_CHANNELS,
-        chosen=contact.channels if contact.channels is not None else ["email", "telegram"],
+        channels=[c.value for c in SUBSCRIBER_CHANNELS],
+        chosen=contact.channels if contact.channels is not None else [c.value for c in SUBSCRIBER_CHANNELS],
         language=contact.language,
         kinds=subscriptions.topics_of(contact, "kind"),
         countries=", ".join(subscriptions.topics_of(contact, "country")),
