@@ -22,7 +22,6 @@ firing that replaces a stalled one does not reach the same officer twice.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -32,9 +31,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, update
 
-from alerts.core.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
-from alerts.delivery.messages import message_domain
+from alerts.core.channels import ChannelName
+from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from alerts.delivery.retry import RetryPolicy
+from alerts.delivery.system_messages import system_message
 from alerts.store.models import Followup
 
 if TYPE_CHECKING:
@@ -106,24 +106,19 @@ def footer(f: Followup) -> str:
 
 
 def _message(app: App, f_id: int, alert_id: int | None, notice: Notice, channel: str) -> RenderedMessage:
-    if channel == "telegram":
-        text = html.escape(notice.telegram_text or f"{notice.subject}\n\n{notice.text}", quote=False)
-    else:
-        text = notice.text
-    address = notice.email if channel == "email" else notice.telegram
+    address = notice.email if channel == ChannelName.EMAIL else notice.telegram
     assert address is not None
-    return RenderedMessage(
-        delivery_id=0,
+    return system_message(
+        channel=channel,
+        recipient_name=notice.name,
+        address=address,
+        language="en",
+        subject=notice.subject,
+        text=notice.text,
+        telegram_text=notice.telegram_text,
+        key=f"followup-{f_id}.u{notice.user_id}",
+        sender=app.settings.email.from_,
         alert_id=alert_id or 0,
-        content=RenderedContent(
-            channel=channel,
-            audience="officer",
-            language="en",
-            subject=notice.subject if channel == "email" else "",  # Telegram sends only the text
-            text=text,
-        ),
-        recipient=Recipient(contact_id=0, name=notice.name, address=address, language="en", kind="officer"),
-        message_id=f"<followup-{f_id}.u{notice.user_id}@{message_domain(app.settings.email.from_)}>",
     )
 
 

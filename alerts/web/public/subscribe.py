@@ -22,11 +22,11 @@ from aiohttp import web
 from alerts.app import App
 from alerts.contacts import subscriptions
 from alerts.contacts.subscriptions import Confirmation
-from alerts.core.channels import SUBSCRIBER_CHANNELS
+from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import ValidationError
-from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
-from alerts.delivery.messages import message_domain
+from alerts.core.types import OutcomeKind, RenderedMessage
+from alerts.delivery.system_messages import system_message
 from alerts.store.models import Contact
 from alerts.web import auth
 from alerts.web.public import pages as public
@@ -89,20 +89,17 @@ def confirmation_message(app: App, contact: Contact, url: str) -> RenderedMessag
     """The confirmation mail (no List-Unsubscribe: nothing is subscribed yet)."""
     subject, body = CONFIRM_MAIL.get(contact.language, CONFIRM_MAIL["en"])
     assert contact.email is not None
-    return RenderedMessage(
-        delivery_id=0,
-        alert_id=0,
-        content=RenderedContent(
-            channel="email",
-            audience="public",
-            language=contact.language,
-            subject=subject,
-            text=body.format(url=url),
-        ),
-        recipient=Recipient(
-            contact_id=contact.id, name="", address=contact.email, language=contact.language, kind="public"
-        ),
-        message_id=f"<subscribe-{contact.id}.{secrets.token_hex(6)}@{message_domain(app.settings.email.from_)}>",
+    return system_message(
+        channel=ChannelName.EMAIL,
+        recipient_name="",
+        address=contact.email,
+        language=contact.language,
+        subject=subject,
+        text=body.format(url=url),
+        key=f"subscribe-{contact.id}.{secrets.token_hex(6)}",
+        sender=app.settings.email.from_,
+        kind="public",
+        contact_id=contact.id,
     )
 
 
