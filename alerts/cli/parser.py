@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import __version__
+from alerts.core.channels import CONTACT_ADDRESSED
 from alerts.core.config import Settings, load_settings
 from alerts.core.errors import AlertsError, ValidationError
 
@@ -150,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     s = alert.add_parser("test", help="send the rendered alert to one address only")
     s.add_argument("id", type=int)
     s.add_argument("--to", required=True, metavar="ADDRESS")
-    s.add_argument("--channel", default="email", choices=["email", "telegram", "press"])
+    s.add_argument("--channel", default="email", choices=[c.value for c in CONTACT_ADDRESSED])
     s.add_argument("--audience", default="authority")
     s.add_argument("--language", default="en")
     s.set_defaults(handler="alert_test")
