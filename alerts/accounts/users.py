@@ -12,7 +12,6 @@ import asyncio
 import functools
 import hashlib
 import logging
-import re
 import secrets
 from datetime import datetime
 
@@ -25,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
 from alerts.core.states import Role
+from alerts.core.telegram import check_address
+from alerts.core.text import check_line
 from alerts.store import audit
 from alerts.store.models import User
 
@@ -36,8 +37,6 @@ MAX_PASSWORD = 1024  # hashing cost grows with length; refuse absurd inputs
 MAX_NAME = 100
 BAD_CREDENTIALS = "invalid user name or password"
 BAD_TOKEN = "invalid API token"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TELEGRAM = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 
 _ALL = frozenset(Role)
 _WRITERS = frozenset({Role.ADMIN, Role.OFFICER})
@@ -108,9 +107,7 @@ def _validate_name(name: str) -> str:
         raise ValidationError("user name: must not be empty")
     if len(name) > MAX_NAME:
         raise ValidationError(f"user name: longer than {MAX_NAME} characters")
-    if _CONTROL.search(name):
-        raise ValidationError("user name: must not contain control characters")
-    return name
+    return check_line(name, "user name")
 
 
 def _validate_role(role: str) -> Role:
@@ -141,10 +138,7 @@ def _validate_email(email: str) -> str:
 
 
 def _validate_telegram(telegram: str) -> str:
-    telegram = telegram.strip()
-    if not _TELEGRAM.match(telegram):
-        raise ValidationError("telegram: must be a numeric chat id or an @name")
-    return telegram
+    return check_address(telegram)
 
 
 async def create_user(

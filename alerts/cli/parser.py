@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import __version__
+from alerts.core.channels import CONTACT_ADDRESSED
 from alerts.core.config import Settings, load_settings
-from alerts.core.errors import AlertsError, ValidationError
+from alerts.core.errors import AlertsError
 
 logger = logging.getLogger("alerts")
 
@@ -91,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     s = contacts.add_parser("erase", help="erase one contact's personal data (keeps anonymous counts)")
     s.add_argument("contact", help="contact id, email or Telegram id")
     s.set_defaults(handler="contacts_erase")
+    for s in contacts.choices.values():
+        s.add_argument("--as", dest="as_user", metavar="USER", help="who does it (default: the first admin)")
 
     alert = sub.add_parser("alert", help="draft, approve, send and track alerts").add_subparsers(
         dest="alert_cmd", required=True
@@ -146,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     s = alert.add_parser("test", help="send the rendered alert to one address only")
     s.add_argument("id", type=int)
     s.add_argument("--to", required=True, metavar="ADDRESS")
-    s.add_argument("--channel", default="email", choices=["email", "telegram", "press"])
+    s.add_argument("--channel", default="email", choices=[c.value for c in CONTACT_ADDRESSED])
     s.add_argument("--audience", default="authority")
     s.add_argument("--language", default="en")
     s.set_defaults(handler="alert_test")
@@ -206,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, ValidationError) else 1
+        return 2  # refused (DESIGN: exit codes): bad input, not found, conflict, not allowed
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file that cannot be read, a port in use…

@@ -18,6 +18,7 @@ from alerts.accounts.users import check
 from alerts.compose.drafts import ALERT_TRANSITIONS, current_version, move
 from alerts.core.errors import ApprovalRequired, Conflict, ConsentRequired, PermissionDenied, ValidationError
 from alerts.core.states import AlertStatus, ContactKind, Role
+from alerts.core.text import check_text
 from alerts.store import audit
 from alerts.store.events import cancel_unsent
 from alerts.store.models import Alert, AlertVersion, Approval, Consent, User
@@ -150,6 +151,7 @@ async def record_consent(
     check(user, "alert.consent")
     if scope not in CONSENT_SCOPES:
         raise ValidationError(f"consent scope: {scope!r} is not one of {', '.join(CONSENT_SCOPES)}")
+    note = check_text(note, "consent note")
     if len(note) > MAX_NOTE:
         raise ValidationError(f"consent note: longer than {MAX_NOTE} characters")
     consent = Consent(alert_id=alert.id, scope=scope, recorded_by=user.id, recorded_at=now, note=note)

@@ -11,6 +11,7 @@ from email.utils import parseaddr
 from typing import Any, Protocol
 
 from alerts.core import urls
+from alerts.core.channels import rendered_as
 from alerts.core.types import Attachment, Recipient, RenderedContent, RenderedMessage
 from alerts.delivery.links import TrackingLinks
 
@@ -102,7 +103,7 @@ class MessageBuilder:
 
     def content(self, alert: AlertInfo, *, audience: str, channel: str, language: str) -> RenderedContent:
         """The shared rendered form for this audience, channel and language."""
-        render_channel = "email" if channel == "webhook" else channel
+        render_channel = rendered_as(channel)
         key = (alert.id, alert.version, audience, render_channel, language)
         hit = self._cache.get(key)
         if hit is not None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
+from alerts.core.text import check_text
 from alerts.store.models import Alert, Delivery, DeliveryEvent, Response
 
 
@@ -156,12 +157,13 @@ async def record_response(
     responded_at: datetime | None = None,
 ) -> Response:
     """An authority answered: keep who, when and what; mark their deliveries ``responded``."""
-    if not summary.strip():
+    summary = check_text(summary, "summary").strip()
+    if not summary:
         raise ValidationError("summary: a response needs a summary.", details={"field": "summary"})
     response = Response(
         alert_id=alert.id,
         contact_id=contact_id,
-        summary=summary.strip(),
+        summary=summary,
         responded_at=responded_at or now,
         recorded_by=recorded_by,
     )

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from alerts.compose import approval, drafts
-from alerts.compose.render import CHANNELS
 from alerts.contacts.fields import KINDS
+from alerts.core.channels import ALL
 from alerts.core.clock import parse_when, utcnow
 from alerts.core.states import AlertStatus
 from alerts.delivery import publish
@@ -40,7 +40,7 @@ AUDIENCE_PROPS: dict[str, Schema] = {
     "kinds": {"type": "array", "items": {"type": "string", "enum": list(KINDS)}, "maxItems": 5},
     "channels": {
         "type": "array",
-        "items": {"type": "string", "enum": list(drafts.CHANNEL_NAMES)},
+        "items": {"type": "string", "enum": [c.value for c in ALL]},
         "maxItems": 4,
     },
     "languages": {"type": "array", "items": LANGUAGE, "maxItems": 50},
@@ -297,7 +297,9 @@ ROUTES: list[Route] = [
         tag="alerts",
         errors=(404,),
         query=(
-            Param(name="channel", schema={"type": "string", "enum": list(CHANNELS), "default": "email"}),
+            Param(
+                name="channel", schema={"type": "string", "enum": [c.value for c in ALL], "default": "email"}
+            ),
             Param(name="audience", schema={"type": "string", "enum": list(KINDS), "default": "authority"}),
             Param(name="language", schema={**LANGUAGE, "default": "en"}),
         ),

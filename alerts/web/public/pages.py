@@ -25,7 +25,6 @@ import jinja2
 from aiohttp import web
 
 from alerts.app import App
-from alerts.contacts.subscriptions import Signer
 from alerts.core.errors import ValidationError
 from alerts.web import auth
 from alerts.web.bodies import read_body
@@ -92,11 +91,6 @@ def not_found() -> web.Response:
         "If you want to subscribe, please start again from the subscribe page.",
         status=404,
     )
-
-
-def link_signer(app: App) -> Signer:
-    """Signs and reads the subscribers' confirmation and link tokens."""
-    return Signer(app.settings.server.secret_key)
 
 
 async def read_form(request: web.Request) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
 from alerts.core import urls
+from alerts.core.channels import ALL, rendered_as
 from alerts.core.clock import utcnow
 from alerts.core.errors import NotFound, ValidationError
 from alerts.core.states import AlertStatus, ContactKind
@@ -23,7 +24,7 @@ from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.pages import Ctx, page, redirect
 
 KINDS = [k.value for k in ContactKind]
-CHANNELS = list(drafts.CHANNEL_NAMES)
+CHANNELS = [c.value for c in ALL]
 FINAL = (AlertStatus.SENT.value, AlertStatus.CLOSED.value)
 NOTICES = {
     "created": "Draft saved.",
@@ -289,7 +290,7 @@ async def preview_draft(c: Ctx) -> web.Response:
         family,
         case,
         audience=audience,
-        channel="email" if channel == "webhook" else channel,
+        channel=rendered_as(channel),
         language=language,
         extra={
             "alert_title": c.field("title") or drafts.default_title(family, case),

@@ -10,14 +10,14 @@ raised: the submission itself has already been committed.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 from collections.abc import Sequence
 
 from alerts.app import App
 from alerts.core import urls
-from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
-from alerts.delivery.messages import message_domain
+from alerts.core.channels import ChannelName
+from alerts.core.types import OutcomeKind, RenderedMessage
+from alerts.delivery.system_messages import system_message
 from alerts.store.models import User
 
 logger = logging.getLogger(__name__)
@@ -40,18 +40,18 @@ def notice(
         f"Please review it and approve it, or send it back:\n\n{review_url(app, alert_id)}\n\n"
         "The case is not described in this message on purpose: read it after signing in.\n"
     )
-    if channel == "telegram":
-        text = html.escape(f"{subject}\n\n{text}", quote=False)
-    address = reviewer.email if channel == "email" else reviewer.telegram
+    address = reviewer.email if channel == ChannelName.EMAIL else reviewer.telegram
     assert address is not None
-    return RenderedMessage(
-        delivery_id=0,
+    return system_message(
+        channel=channel,
+        recipient_name=reviewer.name,
+        address=address,
+        language="en",
+        subject=subject,
+        text=text,
+        key=f"review-{alert_id}.v{version}.u{reviewer.id}",
+        sender=app.settings.email.from_,
         alert_id=alert_id,
-        content=RenderedContent(
-            channel=channel, audience="officer", language="en", subject=subject, text=text
-        ),
-        recipient=Recipient(contact_id=0, name=reviewer.name, address=address, language="en", kind="officer"),
-        message_id=f"<review-{alert_id}.v{version}.u{reviewer.id}@{message_domain(app.settings.email.from_)}>",
     )
 
 
@@ -62,7 +62,10 @@ async def notify_reviewers(
     reached: list[str] = []
     for reviewer in reviewers:
         ok = False
-        for channel, address in (("email", reviewer.email), ("telegram", reviewer.telegram)):
+        for channel, address in (
+            (ChannelName.EMAIL, reviewer.email),
+            (ChannelName.TELEGRAM, reviewer.telegram),
+        ):
             adapter = app.channels.get(channel)
             if not address or adapter is None:
                 continue
