@@ -8,8 +8,9 @@ and flush; the caller commits (or rolls back on an error: nothing is then writte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -213,10 +214,12 @@ async def set_status(
     user: User | None,
     send_at: datetime | None = None,
     now: datetime,
+    details: Mapping[str, Any] | None = None,
 ) -> None:
     """Move ``alert`` to ``status`` along ``ALERT_TRANSITIONS``; ``user`` None is the service itself.
 
-    Scheduling and sending check ``ready_to_send``; scheduling needs ``send_at``.
+    Scheduling and sending check ``ready_to_send``; scheduling needs ``send_at``. ``details``
+    are added to the audit entry's.
     """
     old = AlertStatus(alert.status)
     if user is not None:
@@ -257,11 +260,18 @@ async def set_status(
         action="alert.close" if status is A.CLOSED else "alert.status",
         object_type="alert",
         object_id=alert.id,
-        details={"from": old.value, "to": status.value},
+        details={"from": old.value, "to": status.value, **(details or {})},
         now=now,
     )
 
 
-async def close_alert(session: AsyncSession, alert: Alert, *, user: User, now: datetime) -> None:
+async def close_alert(
+    session: AsyncSession,
+    alert: Alert,
+    *,
+    user: User,
+    now: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
     """Close the case: no more edits or sends (pending deliveries are the outbox's to cancel)."""
-    await set_status(session, alert, A.CLOSED, user=user, now=now)
+    await set_status(session, alert, A.CLOSED, user=user, now=now, details=details)
