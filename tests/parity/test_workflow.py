@@ -361,3 +361,57 @@ async def test_respond_from_a_sender_who_is_not_a_contact_from_every_face(
     end = await same_state(faces, ids)
     assert end["responses"][-1] == (first, None, "Seen")
     assert ("responded", "queued", "queued", "response recorded") in end["events"]
+
+
+async def followup_rows(faces: Faces, alert_id: int) -> list[tuple[Any, ...]]:
+    async with faces.app.sessions() as session:
+        rows = await session.scalars(
+            select(Followup).where(Followup.alert_id == alert_id).order_by(Followup.id)
+        )
+        return [(f.kind, f.due_at, f.note, f.cancelled_at is not None, f.created_by) for f in rows]
+
+
+async def test_followup_add_and_cancel_from_every_face(faces: Faces) -> None:
+    ids = {face: await draft(faces) for face in FACES}
+    due = (utcnow() + timedelta(days=7)).replace(second=0, microsecond=0)
+    local = due.astimezone(ZoneInfo(faces.app.settings.scheduler.timezone)).strftime("%Y-%m-%dT%H:%M")
+    out = await on_cli(
+        faces, "followup", "add", str(ids["cli"]), "--at", due.isoformat(), "--kind", "reminder",
+        "--note", "call the ministry", "--as", "officer",
+    )  # fmt: skip
+    fids = {"cli": int(out.split()[0])}
+    body = {"kind": "reminder", "at": due.isoformat(), "note": "call the ministry"}
+    fids["api"] = (await _api(faces, "officer", "POST", f"/alerts/{ids['api']}/followups", json=body))["id"]
+    page = await faces.page("officer")
+    await page.get(f"{P}/followups")
+    form = [("alert", str(ids["page"])), ("kind", "reminder"), ("due", local), ("note", "call the ministry")]
+    assert (await page.post(f"{P}/followups", form)).status == 303
+    async with faces.app.sessions() as session:
+        fids["page"] = await session.scalar(select(Followup.id).where(Followup.alert_id == ids["page"]))
+    added = [await followup_rows(faces, alert_id) for alert_id in ids.values()]
+    assert (
+        added[0]
+        == added[1]
+        == added[2]
+        == [("reminder", due, "call the ministry", False, faces.user_ids["officer"])]
+    )
+
+    await on_cli(faces, "followup", "cancel", str(fids["cli"]), "--as", "officer")
+    assert (await _api(faces, "officer", "DELETE", f"/followups/{fids['api']}"))["status"] == "cancelled"
+    await page.get(f"{P}/followups")
+    assert (await page.post(f"{P}/followups/{fids['page']}/cancel", [])).status == 303
+    cancelled = [await followup_rows(faces, alert_id) for alert_id in ids.values()]
+    assert cancelled[0] == cancelled[1] == cancelled[2]
+    assert cancelled[0][0][3] is True
+    async with faces.app.sessions() as session:
+        actions = [
+            list(
+                await session.scalars(
+                    select(AuditEntry.action)
+                    .where(AuditEntry.object_type == "followup", AuditEntry.object_id == str(fid))
+                    .order_by(AuditEntry.id)
+                )
+            )
+            for fid in fids.values()
+        ]
+    assert actions == [["followup.add", "followup.cancel"]] * 3
