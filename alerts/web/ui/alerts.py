@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
+from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
 from alerts.core.channels import ALL, rendered_as
@@ -38,7 +39,8 @@ NOTICES = {
     "paused": "Paused: no more deliveries are claimed until you resume.",
     "resumed": "Resumed.",
     "resent": "Failed deliveries are queued again.",
-    "closed": "The case is closed; unsent deliveries were withdrawn.",
+    "closed": "The case is closed; what had not gone out is withdrawn and pending follow-ups are cancelled.",
+    "already-closed": "The case was already closed; nothing changed.",
     "response": "Response recorded.",
     "followup": "Follow-up added.",
 }
@@ -159,21 +161,12 @@ async def create_alert(c: Ctx) -> web.Response:
     try:
         case = ui_toml.loads(case_toml)
         audience = _audience_from_form(c)
-        async with c.app.sessions.begin() as session:
-            alert = await drafts.create_alert(
-                session,
-                author=c.user,
-                family=family,
-                case_data=case,
-                title=title or None,
-                audience=audience,
-                validate_case=c.app.renderer.validate_case,
-                now=utcnow(),
-            )
-            new_id = alert.id
+        done = await alert_actions.create(
+            c.app, c.user, family=family, case_data=case, audience=audience, title=title or None
+        )
     except ValidationError as exc:
         return await _editor_error(c, exc, family=family, case_toml=case_toml, title=title)
-    return redirect(f"{P}/alerts/{new_id}?notice=created")
+    return redirect(f"{P}/alerts/{done.alert_id}?notice=created")
 
 
 async def _editor_error(
