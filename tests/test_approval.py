@@ -320,9 +320,9 @@ async def test_withdrawing_consent_cancels_pending_deliveries_to_the_public(
     from sqlalchemy import select, update
 
     from alerts.core.clock import utcnow
+    from alerts.delivery import controls
     from alerts.delivery.publish import publish
     from alerts.store.models import Delivery, DeliveryEvent
-    from alerts.delivery import controls
     from tests.factories import add_contacts, approved_alert, make_users
 
     async with sessions.begin() as session:

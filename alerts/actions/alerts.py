@@ -139,6 +139,41 @@ async def create(
         return Created(alert_id=alert.id, status=alert.status, attachments=files)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edited:
+    """The new version of an edited alert (an alert in review or approved is back to draft)."""
+
+    alert_id: int
+    status: str
+    version: int
+
+
+async def edit(
+    app: App,
+    actor: User,
+    alert_id: int,
+    *,
+    case_data: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    audience: drafts.Audience | None = None,
+) -> Edited:
+    """Change an alert's case data, title or audience: always a new version, back to review."""
+    check(actor, "alert.edit")
+    async with app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        version = await drafts.edit_alert(
+            session,
+            alert,
+            user=actor,
+            case_data=case_data,
+            title=title,
+            audience=audience,
+            validate_case=app.renderer.validate_case,
+            now=utcnow(),
+        )
+        return Edited(alert_id=alert.id, status=alert.status, version=version.number)
+
+
 async def record_consent(
     app: App, actor: User, alert_id: int, *, scope: str, note: str = ""
 ) -> ConsentRecorded:

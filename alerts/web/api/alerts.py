@@ -13,7 +13,7 @@ from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
 from alerts.contacts.fields import KINDS
 from alerts.core.channels import ALL
-from alerts.core.clock import parse_when, utcnow
+from alerts.core.clock import parse_when
 from alerts.core.states import AlertStatus
 from alerts.delivery import publish
 from alerts.store.models import Alert
@@ -186,20 +186,10 @@ async def edit_alert(ctx: Ctx) -> web.Response:
     assert ctx.user is not None
     b = ctx.body
     audience = drafts.Audience.from_json(b["audience"]) if "audience" in b else None
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        version = await drafts.edit_alert(
-            session,
-            alert,
-            user=ctx.user,
-            case_data=b.get("data"),
-            title=b.get("title"),
-            audience=audience,
-            validate_case=ctx.app.renderer.validate_case,
-            now=utcnow(),
-        )
-        doc = {"id": alert.id, "status": alert.status, "version": version.number}
-    return json_response(doc)
+    done = await alert_actions.edit(
+        ctx.app, ctx.user, ctx.id, case_data=b.get("data"), title=b.get("title"), audience=audience
+    )
+    return json_response({"id": done.alert_id, "status": done.status, "version": done.version})
 
 
 async def preview(ctx: Ctx) -> web.Response:

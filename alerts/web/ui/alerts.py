@@ -11,7 +11,6 @@ from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
 from alerts.core.channels import ALL, rendered_as
-from alerts.core.clock import utcnow
 from alerts.core.errors import NotFound, ValidationError
 from alerts.core.states import AlertStatus, ContactKind
 from alerts.delivery import tracking
@@ -222,18 +221,9 @@ async def edit_alert(c: Ctx) -> web.Response:
     try:
         case = ui_toml.loads(case_toml)
         audience = _audience_from_form(c)
-        async with c.app.sessions.begin() as session:
-            alert = await drafts.get_alert(session, alert_id(c))
-            await drafts.edit_alert(
-                session,
-                alert,
-                user=c.user,
-                case_data=case,
-                title=title or None,
-                audience=audience,
-                validate_case=c.app.renderer.validate_case,
-                now=utcnow(),
-            )
+        await alert_actions.edit(
+            c.app, c.user, alert_id(c), case_data=case, title=title or None, audience=audience
+        )
     except ValidationError as exc:
         return await _editor_error(
             c, exc, alert=current, family=current.family, case_toml=case_toml, title=title
