@@ -8,8 +8,9 @@ and flush; the caller commits (or rolls back on an error: nothing is then writte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +21,6 @@ from alerts.core.errors import ApprovalRequired, Conflict, ConsentRequired, Perm
 from alerts.core.states import AlertStatus, ContactKind, Role
 from alerts.core.text import check_text
 from alerts.store import audit
-from alerts.store.events import cancel_unsent
 from alerts.store.models import Alert, AlertVersion, Approval, Consent, User
 
 A = AlertStatus
@@ -166,10 +166,6 @@ async def record_consent(
         details={"scope": scope},
         now=now,
     )
-    if await consent_scope(session, alert) == "restricted":
-        await cancel_unsent(
-            session, alert.id, now=now, detail="consent withdrawn", audience=ContactKind.PUBLIC.value
-        )
     return consent
 
 
@@ -215,10 +211,12 @@ async def set_status(
     user: User | None,
     send_at: datetime | None = None,
     now: datetime,
+    details: Mapping[str, Any] | None = None,
 ) -> None:
     """Move ``alert`` to ``status`` along ``ALERT_TRANSITIONS``; ``user`` None is the service itself.
 
-    Scheduling and sending check ``ready_to_send``; scheduling needs ``send_at``.
+    Scheduling and sending check ``ready_to_send``; scheduling needs ``send_at``. ``details``
+    are added to the audit entry's.
     """
     old = AlertStatus(alert.status)
     if user is not None:
@@ -236,7 +234,9 @@ async def set_status(
                 f"alert {alert.id}: the time to send ({send_at.isoformat()}) is not in the future"
             )
         values["send_at"] = send_at
-    if status in (A.SCHEDULED, A.SENDING):
+    if status is A.SCHEDULED or (status is A.SENDING and old is not A.SENT):
+        # (sent → sending is resend-failed: the deliveries exist, and those to the public are
+        # held back there when consent was withdrawn; the others must still go)
         await ready_to_send(session, alert)
     if old is A.SCHEDULED and status is A.APPROVED:
         values["send_at"] = None
@@ -259,11 +259,18 @@ async def set_status(
         action="alert.close" if status is A.CLOSED else "alert.status",
         object_type="alert",
         object_id=alert.id,
-        details={"from": old.value, "to": status.value},
+        details={"from": old.value, "to": status.value, **(details or {})},
         now=now,
     )
 
 
-async def close_alert(session: AsyncSession, alert: Alert, *, user: User, now: datetime) -> None:
+async def close_alert(
+    session: AsyncSession,
+    alert: Alert,
+    *,
+    user: User,
+    now: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
     """Close the case: no more edits or sends (pending deliveries are the outbox's to cancel)."""
-    await set_status(session, alert, A.CLOSED, user=user, now=now)
+    await set_status(session, alert, A.CLOSED, user=user, now=now, details=details)

@@ -155,14 +155,19 @@ async def record_response(
     recorded_by: int | None,
     now: datetime,
     responded_at: datetime | None = None,
+    sender: str | None = None,
 ) -> Response:
-    """An authority answered: keep who, when and what; mark their deliveries ``responded``."""
+    """An authority answered: keep who, when and what; mark their deliveries ``responded``.
+
+    ``sender`` is who answered when they are not a contact (free text, already checked).
+    """
     summary = check_text(summary, "summary").strip()
     if not summary:
         raise ValidationError("summary: a response needs a summary.", details={"field": "summary"})
     response = Response(
         alert_id=alert.id,
         contact_id=contact_id,
+        sender=sender,
         summary=summary,
         responded_at=responded_at or now,
         recorded_by=recorded_by,

@@ -1,4 +1,5 @@
-"""Notices to officers: what a fired follow-up must tell whom, and getting it to them.
+"""Notices to officers: what a fired follow-up must tell whom, and getting it to them; and
+the notice that tells reviewers an alert is waiting for them (``notify_reviewers``).
 
 ``Plan`` is the hand-over from deciding (``alerts.followups.reminders`` for reminders and updates,
 ``alerts.followups.digest`` for weekly digests, both inside the claiming transaction) to
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -36,7 +38,7 @@ from alerts.core.channels import ChannelName
 from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.system_messages import system_message
-from alerts.store.models import Followup
+from alerts.store.models import Followup, User
 
 if TYPE_CHECKING:
     from alerts.app import App
@@ -103,7 +105,9 @@ def footer(f: Followup) -> str:
     return f"\n-- \nUrgent Alerts, follow-up {f.id}. Times are shown in the service's time zone.\n"
 
 
-def _message(app: App, f_id: int, alert_id: int | None, notice: Notice, channel: str) -> RenderedMessage:
+def _message(app: App, tag: str, alert_id: int | None, notice: Notice, channel: str) -> RenderedMessage:
+    """The notice to one officer on one channel; its Message-ID is deterministic per (``tag``,
+    officer), so a repeat collapses in mail clients."""
     address = notice.email if channel == ChannelName.EMAIL else notice.telegram
     assert address is not None
     return system_message(
@@ -114,7 +118,7 @@ def _message(app: App, f_id: int, alert_id: int | None, notice: Notice, channel:
         subject=notice.subject,
         text=notice.text,
         telegram_text=notice.telegram_text,
-        key=f"followup-{f_id}.u{notice.user_id}",
+        key=f"{tag}.u{notice.user_id}",
         sender=app.settings.email.from_,
         alert_id=alert_id or 0,
     )
@@ -187,10 +191,8 @@ async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime, clai
                 continue
             timeout = min(SEND_TIMEOUT, left)
             try:
-                outcome = await asyncio.wait_for(
-                    app.channels[channel].send(_message(app, followup_id, alert_id, notice, channel)),
-                    timeout,
-                )
+                message = _message(app, f"followup-{followup_id}", alert_id, notice, channel)
+                outcome = await asyncio.wait_for(app.channels[channel].send(message), timeout)
             except TimeoutError:
                 logger.warning(
                     "follow-up %s: %s to user %s timed out after %.1f s",
@@ -260,3 +262,78 @@ async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime, clai
         logger.warning("follow-up %s changed while its notices were sent", followup_id)
         return f"superseded: another firing took over ({result})"
     return result
+
+
+# -- reviewers -------------------------------------------------------------------------------
+
+
+def review_notices(
+    app: App, *, alert_id: int, version: int, author: str, reviewers: Sequence[User]
+) -> tuple[Notice, ...]:
+    """What each reviewer is told when alert ``alert_id`` is submitted (read inside the transaction).
+
+    It names only the alert's number and its author, with a link to the review page: not the
+    defender's name or the case. A reviewer's mailbox or chat is outside our control, and the
+    alert is not approved yet.
+    """
+    subject = f"Alert {alert_id} is waiting for your review"
+    return tuple(
+        Notice(
+            user_id=reviewer.id,
+            name=reviewer.name,
+            email=reviewer.email,
+            telegram=reviewer.telegram,
+            subject=subject,
+            text=(
+                f"Hello {reviewer.name},\n\n{author} submitted alert {alert_id} (version {version}) "
+                "for review.\nPlease review it and approve it, or send it back:\n\n"
+                f"{alert_link(app, alert_id)}\n\n"
+                "The case is not described in this message on purpose: read it after signing in.\n"
+            ),
+        )
+        for reviewer in reviewers
+    )
+
+
+async def notify_reviewers(
+    app: App, notices: Sequence[Notice], *, alert_id: int, version: int
+) -> tuple[str, ...]:
+    """Send the review notices (after the submission committed); the names of the reviewers reached.
+
+    Email, and Telegram for reviewers with a chat, each where this App has the channel. A
+    failure is logged (by user id, never by address) and never raised: the submission stands
+    and the reviewer still sees the alert on the dashboard.
+    """
+    reached: list[str] = []
+    for notice in notices:
+        ok = False
+        for channel, address in (("email", notice.email), ("telegram", notice.telegram)):
+            adapter = app.channels.get(channel)
+            if not address or adapter is None:
+                continue
+            message = _message(app, f"review-{alert_id}.v{version}", alert_id, notice, channel)
+            try:
+                outcome = await asyncio.wait_for(adapter.send(message), SEND_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - the submission stands; see the docstring
+                logger.warning(
+                    "alert %s: review notice by %s to user %s failed: %s",
+                    alert_id,
+                    channel,
+                    notice.user_id,
+                    type(exc).__name__,
+                )
+                continue
+            if outcome.kind is OutcomeKind.SENT:
+                ok = True
+            else:
+                logger.warning(
+                    "alert %s: review notice by %s to user %s: %s",
+                    alert_id,
+                    channel,
+                    notice.user_id,
+                    outcome.kind,
+                )
+        if ok:
+            reached.append(notice.name)
+    logger.info("alert %s submitted: %d of %d reviewers notified", alert_id, len(reached), len(notices))
+    return tuple(reached)

@@ -2,6 +2,6 @@
 ``bodies``, ``alerts.actions`` and everything below it; never the JSON API or the public pages.
 
 Holds ``pages`` (the page framework: sign-in, roles, CSRF, errors), one module per area
-(``alerts``, ``workflow``, ``contacts``, ``followups``, ``live``), ``casetoml``, ``notify`` and
+(``alerts``, ``workflow``, ``contacts``, ``followups``, ``live``), ``casetoml`` and
 ``table`` (registers them all).
 """
