@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 from datetime import datetime
+from enum import Enum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -29,6 +30,15 @@ from alerts.store import audit
 from alerts.store.models import User
 
 logger = logging.getLogger(__name__)
+
+
+class Unset(Enum):
+    """A field not given (as opposed to None: cleared)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 
 _HASHER = PasswordHasher()  # Argon2id with the library's current recommended parameters
 MIN_PASSWORD = 8
@@ -229,6 +239,13 @@ async def authenticate_password(session: AsyncSession, name: str, password: str)
     return user
 
 
+async def password_matches(user: User, password: str) -> bool:
+    """Whether ``password`` is ``user``'s current password (False when they have none)."""
+    if not user.password_hash:
+        return False
+    return await asyncio.to_thread(verify_password, user.password_hash, password)
+
+
 async def authenticate_token(session: AsyncSession, token: str) -> User:
     """The active user holding this API token; Unauthorized otherwise."""
     if not token:
@@ -242,47 +259,145 @@ async def authenticate_token(session: AsyncSession, token: str) -> User:
 async def new_token(session: AsyncSession, user: User, *, by: User | None = None, now: datetime) -> str:
     """Give ``user`` a new API token (the old one stops working); returns it, shown only once."""
     token = secrets.token_urlsafe(32)
+    replaced = user.token_hash is not None
     user.token_hash = hash_token(token)
     await session.flush()
     await audit.record(
         session,
-        user_id=(by or user).id,
+        user_id=by.id if by else None,
         action="user.new_token",
         object_type="user",
         object_id=user.id,
+        details={"replaced": replaced},
         now=now,
     )
+    logger.info("issued a new API token to user %d", user.id)
     return token
+
+
+async def revoke_tokens(session: AsyncSession, user: User, *, by: User | None = None, now: datetime) -> int:
+    """Revoke every API token of ``user`` (a user holds at most one); how many were revoked."""
+    revoked = 1 if user.token_hash is not None else 0
+    user.token_hash = None
+    await session.flush()
+    await audit.record(
+        session,
+        user_id=by.id if by else None,
+        action="user.revoke_tokens",
+        object_type="user",
+        object_id=user.id,
+        details={"revoked": revoked},
+        now=now,
+    )
+    logger.info("revoked %d API token(s) of user %d", revoked, user.id)
+    return revoked
 
 
 async def set_password(
     session: AsyncSession, user: User, password: str, *, by: User | None = None, now: datetime
 ) -> None:
-    """Replace ``user``'s password."""
+    """Replace ``user``'s password; every session of the user ends (``end_sessions``)."""
     user.password_hash = await asyncio.to_thread(hash_password, _validate_password(password))
+    end_sessions(user)
     await session.flush()
     await audit.record(
         session,
-        user_id=(by or user).id,
+        user_id=by.id if by else None,
         action="user.set_password",
         object_type="user",
         object_id=user.id,
+        details={"by_self": by is not None and by.id == user.id},
         now=now,
     )
+    logger.info("password of user %d changed", user.id)
 
 
-async def set_active(session: AsyncSession, user: User, active: bool, *, by: User, now: datetime) -> None:
-    """Deactivate (or reactivate) a user: a deactivated user can neither sign in nor act."""
-    check(by, "users.manage")
-    if by.id == user.id and not active:
-        raise Conflict(f"user {user.name!r} cannot deactivate themselves")
+def end_sessions(user: User) -> None:
+    """End every session of ``user`` in every process: session cookies carry the epoch."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
+async def _require_other_admin(session: AsyncSession, user: User) -> None:
+    """Conflict if ``user`` is the last active admin (no one could manage accounts any more)."""
+    if user.role != Role.ADMIN or not user.active:
+        return
+    # locked so that two admins disabling each other at once cannot both succeed (PostgreSQL)
+    admins = (
+        await session.scalars(
+            select(User.id).where(User.role == Role.ADMIN.value, User.active.is_(True)).with_for_update()
+        )
+    ).all()
+    if not set(admins) - {user.id}:
+        raise Conflict(f"user {user.name!r} is the last active admin", details={"user": user.name})
+
+
+async def set_active(
+    session: AsyncSession, user: User, active: bool, *, by: User | None, now: datetime
+) -> bool:
+    """Disable (or enable) a user: a disabled user can neither sign in nor act, and their
+    sessions end for good. ``by`` None: the operator at the console. Whether anything changed."""
+    if by is not None:
+        check(by, "users.manage")
+        if by.id == user.id and not active:
+            raise Conflict(f"user {user.name!r} cannot deactivate themselves")
+    if user.active == active:
+        return False
+    if not active:
+        await _require_other_admin(session, user)
+        end_sessions(user)
     user.active = active
     await session.flush()
     await audit.record(
         session,
-        user_id=by.id,
+        user_id=by.id if by else None,
         action="user.activate" if active else "user.deactivate",
         object_type="user",
         object_id=user.id,
         now=now,
     )
+    logger.info("user %d %s", user.id, "enabled" if active else "disabled")
+    return True
+
+
+async def update_user(
+    session: AsyncSession,
+    user: User,
+    *,
+    role: str | None = None,
+    email: str | Unset | None = UNSET,
+    telegram: str | Unset | None = UNSET,
+    by: User | None,
+    now: datetime,
+) -> list[str]:
+    """Change a user's role, email or Telegram chat (None or "" clears them); the fields changed."""
+    changed: dict[str, object] = {}
+    if role is not None:
+        new_role = _validate_role(role).value
+        if new_role != user.role:
+            if by is not None and by.id == user.id:
+                raise Conflict(f"user {user.name!r} cannot change their own role")
+            await _require_other_admin(session, user)
+            changed["role"] = {"from": user.role, "to": new_role}
+            user.role = new_role
+    if not isinstance(email, Unset):
+        value = _validate_email(email) if email else None
+        if value != user.email:
+            changed["email_changed"] = True
+            user.email = value
+    if not isinstance(telegram, Unset):
+        value = _validate_telegram(telegram) if telegram else None
+        if value != user.telegram:
+            changed["telegram_changed"] = True
+            user.telegram = value
+    if changed:
+        await session.flush()
+        await audit.record(
+            session,
+            user_id=by.id if by else None,
+            action="user.update",
+            object_type="user",
+            object_id=user.id,
+            details=changed,
+            now=now,
+        )
+    return sorted(key.removesuffix("_changed") for key in changed)

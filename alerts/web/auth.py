@@ -2,9 +2,11 @@
 
 There is no session table: a session is a cookie ``<user id>.<issued>.<nonce>.<fingerprint>.<mac>``
 signed with HMAC-SHA256 under a key derived from ``[server] secret_key``. It expires
-``SESSION_MAX_AGE`` after sign-in, stops working when the user's password changes (the
-fingerprint is a MAC of the stored hash) or the user is deactivated, and ``/logout`` revokes
-its nonce in this process until it would have expired anyway.
+``SESSION_MAX_AGE`` after sign-in and stops working when the user's password changes or the
+user is disabled (the fingerprint is a MAC of the stored hash and of the user's session epoch,
+which disabling bumps: enabling the user again does not revive an old session). The user row
+is read on every request, so this holds on the next request in every process. ``/logout``
+revokes its nonce in this process until it would have expired anyway.
 
 CSRF tokens are a MAC of the session nonce (or, before sign-in, of a random ``ua_pre`` cookie):
 every form carries one and every state-changing request of the officers' pages checks it.
@@ -224,7 +226,10 @@ def make_state(secret_key: str, public_url: str) -> AuthState:
 
 
 def _fingerprint(state: AuthState, user: User) -> str:
-    return state.mac("pw", user.password_hash or "")[:16]
+    # A MAC of what must end the user's sessions when it changes: the password hash (a new
+    # password) and the session epoch (disabled, or signed out everywhere). The user row is
+    # read on every request, so a change is seen on the next request in every process.
+    return state.mac("pw", f"{user.password_hash or ''}|{user.session_epoch or 0}")[:16]
 
 
 def issue(state: AuthState, user: User, *, now: float | None = None) -> str:
