@@ -65,17 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(handler="demo")
 
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
-    s = users.add_parser("add", help="add a user")
-    s.add_argument("name")
-    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
-    s.add_argument("--email")
-    s.add_argument("--telegram", help="Telegram chat id for notifications")
-    s.add_argument("--password", help="password for the web UI (or set ALERTS_NEW_PASSWORD)")
-    s.add_argument("--token", action="store_true", help="create an API token and print it once")
-    s.set_defaults(handler="users_add")
-    s = users.add_parser("list", help="list users")
-    s.set_defaults(handler="users_list")
+    _users_parsers(sub)
 
     contacts = sub.add_parser("contacts", help="contacts and lists").add_subparsers(
         dest="contacts_cmd", required=True
@@ -208,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, ValidationError) else 1
+        return 2 if isinstance(exc, ValidationError) else getattr(args, "refused_exit", 1)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file that cannot be read, a port in use…
@@ -236,6 +226,42 @@ def read_case_file(path: Path) -> dict[str, Any]:
 def print_json(data: Any) -> None:
     """JSON on stdout, for scripts."""
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _users_parsers(sub: Any) -> None:
+    """``alerts users add|passwd|disable|enable|token|list`` (handlers: ``alerts.cli.users``)."""
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
+    s = users.add_parser("add", help="add a user (asks for a password unless --no-password)")
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
+    s.add_argument("--email")
+    s.add_argument("--telegram", help="Telegram chat id for notifications")
+    given = s.add_mutually_exclusive_group()
+    given.add_argument("--password", help="password for the web UI, for scripts (or ALERTS_NEW_PASSWORD)")
+    given.add_argument(
+        "--no-password", action="store_true", help="no password: cannot sign in until one is set"
+    )
+    s.add_argument("--token", action="store_true", help="create an API token and print it once")
+    s.set_defaults(handler="users_add")
+    s = users.add_parser("passwd", help="set a user's password (asks for it; ends their sessions)")
+    s.add_argument("name")
+    s.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    s.set_defaults(handler="users_passwd")
+    s = users.add_parser("disable", help="disable a user: their sessions and token are refused at once")
+    s.add_argument("name")
+    s.set_defaults(handler="users_active", active=False)
+    s = users.add_parser("enable", help="enable a disabled user (they sign in again)")
+    s.add_argument("name")
+    s.set_defaults(handler="users_active", active=True)
+    s = users.add_parser("token", help="issue a new API token (printed once), or revoke the user's tokens")
+    s.add_argument("name")
+    s.add_argument("--revoke", action="store_true", help="revoke all of the user's API tokens")
+    s.set_defaults(handler="users_token")
+    s = users.add_parser("list", help="list users")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler="users_list")
+    for parser in users.choices.values():
+        parser.set_defaults(refused_exit=2)
 
 
 def _followup_parsers(sub: Any) -> None:
