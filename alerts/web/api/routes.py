@@ -364,6 +364,7 @@ def all_routes() -> list[Route]:
     from alerts.web.api import contacts as api_contacts
     from alerts.web.api import followups as api_followups
     from alerts.web.api import openapi
+    from alerts.web.api import users as api_users
     from alerts.web.api import workflow as api_workflow
 
     return [
@@ -371,6 +372,7 @@ def all_routes() -> list[Route]:
         *api_alerts.ROUTES,
         *api_workflow.ROUTES,
         *api_followups.ROUTES,
+        *api_users.ROUTES,
         openapi.ROUTE,
     ]
 

@@ -276,6 +276,7 @@ def setup(webapp: web.Application) -> None:
     from alerts.web.ui import contacts as ui_contacts
     from alerts.web.ui import followups as ui_followups
     from alerts.web.ui import live
+    from alerts.web.ui import users as ui_users
 
     settings = webapp[APP].settings
     webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
@@ -289,3 +290,4 @@ def setup(webapp: web.Application) -> None:
     ui_contacts.setup(webapp)
     ui_followups.setup(webapp)
     live.setup(webapp)
+    ui_users.setup(webapp)
