@@ -125,12 +125,12 @@ async def test_passwd_disable_enable_token_and_list(cli: CLI, db_url: str) -> No
     run = await cli("users", "disable", "olga")
     assert (run.code, run.err) == (
         0,
-        "user olga disabled: their sessions and API token are refused from now on\n",
+        "user olga disabled: their sessions have ended and their API token is revoked\n",
     )
     assert (await cli("users", "disable", "olga")).err == "user olga was already disabled\n"
     assert (await cli("users", "enable", "olga")).err == "user olga enabled\n"
     run = await cli("users", "token", "olga", "--revoke")
-    assert (run.code, run.out, run.err) == (0, "", "revoked 1 API token(s) of olga\n")
+    assert (run.code, run.out, run.err) == (0, "", "revoked 0 API token(s) of olga\n")  # disabling did
 
     run = await cli("users", "list", "--json")
     assert run.code == 0, run

@@ -254,15 +254,18 @@ async def test_account_actions_do_the_work_audit_it_and_never_hold_a_secret(app:
     vid = added.account.id
     done = await accounts.set_password(app, root, "vera", "vera password")
     assert done.account.has_password
-    assert (await accounts.disable(app, root, "vera")).changed
+    disabled = await accounts.disable(app, root, "vera")
+    assert disabled.changed and not disabled.account.has_token  # disabling revokes the token
     assert not (await accounts.disable(app, root, "vera")).changed  # already: nothing written
     assert (await accounts.enable(app, root, "vera")).account.active
     issued = await accounts.issue_token(app, root, "vera")
-    assert issued.replaced and issued.token != added.token
+    assert not issued.replaced and issued.token != added.token
     async with app.sessions() as s:
         with pytest.raises(Unauthorized):
             await authenticate_token(s, added.token)
         assert (await authenticate_token(s, issued.token)).name == "vera"
+    assert (await accounts.issue_token(app, root, "vera")).replaced
+    issued = await accounts.issue_token(app, root, "vera")
     revoked = await accounts.revoke_tokens(app, root, "vera")
     assert (revoked.revoked, revoked.account.has_token) == (1, False)
     assert (await accounts.revoke_tokens(app, root, "vera")).revoked == 0
@@ -283,6 +286,8 @@ async def test_account_actions_do_the_work_audit_it_and_never_hold_a_secret(app:
         (root.id, "user.set_password", str(vid)),
         (root.id, "user.deactivate", str(vid)),
         (root.id, "user.activate", str(vid)),
+        (root.id, "user.new_token", str(vid)),
+        (root.id, "user.new_token", str(vid)),
         (root.id, "user.new_token", str(vid)),
         (root.id, "user.revoke_tokens", str(vid)),
         (root.id, "user.revoke_tokens", str(vid)),

@@ -334,17 +334,21 @@ async def _require_other_admin(session: AsyncSession, user: User) -> None:
 async def set_active(
     session: AsyncSession, user: User, active: bool, *, by: User | None, now: datetime
 ) -> bool:
-    """Disable (or enable) a user: a disabled user can neither sign in nor act, and their
-    sessions end for good. ``by`` None: the operator at the console. Whether anything changed."""
+    """Disable (or enable) a user: a disabled user can neither sign in nor act; their sessions
+    end and their API token is revoked for good (enabling brings neither back: a cookie or token
+    that leaked stays dead). ``by`` None: the operator at the console. Whether anything changed."""
     if by is not None:
         check(by, "users.manage")
         if by.id == user.id and not active:
             raise Conflict(f"user {user.name!r} cannot deactivate themselves")
     if user.active == active:
         return False
+    details = None
     if not active:
         await _require_other_admin(session, user)
         end_sessions(user)
+        details = {"token_revoked": user.token_hash is not None}
+        user.token_hash = None
     user.active = active
     await session.flush()
     await audit.record(
@@ -353,6 +357,7 @@ async def set_active(
         action="user.activate" if active else "user.deactivate",
         object_type="user",
         object_id=user.id,
+        details=details,
         now=now,
     )
     logger.info("user %d %s", user.id, "enabled" if active else "disabled")

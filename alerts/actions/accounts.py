@@ -6,10 +6,10 @@ the database itself and may do anything an admin may; the audit log records None
 service itself". Managing accounts needs ``users.manage`` (admins); a user may change their
 own password (giving the current one).
 
-Disabling a user or changing their password bumps their session epoch and revoking tokens
-clears the stored token hash: the web app reads the user row on every request, so the old
-session or token is refused on the next request in every process. Passwords and tokens are
-never logged nor audited; a new token is returned once, in the result.
+Disabling a user (which also revokes their token) or changing their password bumps their
+session epoch, and revoking tokens clears the stored token hash: the web app reads the user
+row on every request, so the old session or token is refused on the next request in every
+process. Passwords and tokens are never logged nor audited; a new token is returned once, in the result.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ async def set_password(
 
 
 async def set_active(app: App, actor: User | None, name: str, *, active: bool) -> Changed:
-    """Disable or enable a user. A disabled user's sessions and token are refused from the next
-    request on; enabling does not revive old sessions. The last active admin stays."""
+    """Disable or enable a user. A disabled user's sessions end and their token is revoked, from
+    the next request on; enabling brings neither back. The last active admin stays."""
     _require(actor)
     async with app.sessions.begin() as session:
         user = await users.get_user(session, name)

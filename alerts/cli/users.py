@@ -80,7 +80,7 @@ async def users_active(args: argparse.Namespace, settings: Settings) -> int:
     elif args.active:
         _say(f"user {done.account.name} enabled")
     else:
-        _say(f"user {done.account.name} disabled: their sessions and API token are refused from now on")
+        _say(f"user {done.account.name} disabled: their sessions have ended and their API token is revoked")
     return 0
 
 

@@ -167,4 +167,3 @@ async def faces(db_url: str, tmp_path: Path, botapi: BotApiServer) -> AsyncItera
                 yield faces
             finally:
                 await faces.close()
-

@@ -63,6 +63,11 @@ async def test_an_admin_manages_an_account_through_the_api(site: Site) -> None:
     assert (status, patched["active"]) == (200, False)
     assert (await site.call("GET", "/api/v1/templates", headers=nina))[0] == 401  # disabled
     status, patched = await site.call("PATCH", f"{U}/nina", user="ada", json={"active": True})
+    assert (status, patched["active"], patched["has_token"]) == (200, True, False)
+    assert (await site.call("GET", "/api/v1/templates", headers=nina))[0] == 401  # revoked for good
+    status, issued = await site.call("POST", f"{U}/nina/token", user="ada")
+    assert (status, issued["replaced"]) == (201, False)
+    nina = {"Authorization": f"Bearer {issued['token']}"}
     assert (await site.call("GET", "/api/v1/templates", headers=nina))[0] == 200
     status, revoked = await site.call("DELETE", f"{U}/nina/token", user="ada")
     assert (status, revoked) == (200, {"name": "nina", "revoked": 1})
@@ -76,6 +81,7 @@ async def test_an_admin_manages_an_account_through_the_api(site: Site) -> None:
         (ada, "user.new_token", str(nid)),
         (ada, "user.deactivate", str(nid)),
         (ada, "user.activate", str(nid)),
+        (ada, "user.new_token", str(nid)),
         (ada, "user.revoke_tokens", str(nid)),
     ]
 

@@ -24,7 +24,7 @@ from alerts.web.ui.pages import Ctx, page, redirect
 ROLES = ("admin", "officer", "reviewer", "viewer")
 NOTICES = {
     "added": "User {name} added.",
-    "disabled": "User {name} disabled: their sessions and API token are refused from now on.",
+    "disabled": "User {name} disabled: their sessions have ended and their API token is revoked.",
     "enabled": "User {name} enabled.",
     "unchanged": "Nothing to change for {name}.",
     "password": "Password of {name} set; their sessions have ended.",
