@@ -1,8 +1,11 @@
 """The Telegram bot's commands, by long polling (``getUpdates``) in ``alerts serve``.
 
 ``/start`` subscribes the chat (``/start fr`` picks the language; plain ``/start`` offers the
-languages on an inline keyboard), ``/stop`` unsubscribes and suppresses the chat, ``/help``
-explains. A chat that writes ``/start`` to the bot has opted in itself: Telegram vouches for
+languages on an inline keyboard), ``/stop`` stops that chat only (a partner's email on the
+same contact keeps receiving), ``/help`` explains; both are the actions
+``alerts.actions.subscriptions.start_chat`` / ``stop_chat``.
+
+A chat that writes ``/start`` to the bot has opted in itself: Telegram vouches for
 the chat id, so no confirmation round is needed. Chat ids are never logged above DEBUG.
 
 Anything else (other commands, plain text, commands for another bot) gets no answer. In a
@@ -21,16 +24,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from telegram import Bot, Chat, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update, User
 from telegram.error import RetryAfter, TelegramError
 
-from alerts.contacts import subscriptions
-from alerts.contacts.directory import create_contact
+from alerts.actions.subscriptions import start_chat, stop_chat
 from alerts.contacts.fields import ISO_639_1
-from alerts.contacts.suppressions import unsuppress
-from alerts.core.clock import utcnow
-from alerts.store.models import Contact
 from channels.ratelimit import Pacer, PerKeyInterval
 from channels.telegram import TelegramChannel
 from channels.telegram_http import AiohttpRequest
@@ -69,50 +67,6 @@ NAMES = {"en": "English", "fr": "Français", "es": "Español"}
 
 def _texts(language: str) -> tuple[str, str, str, str]:
     return TEXTS.get(language, TEXTS["en"])
-
-
-async def subscribe_chat(app: App, chat_id: int, name: str, language: str) -> None:
-    """Subscribe a chat (a new public contact, or the existing one active again)."""
-    now = utcnow()
-    async with app.sessions.begin() as session:
-        contact = await session.scalar(select(Contact).where(Contact.telegram == str(chat_id)).limit(1))
-        if contact is None:
-            await create_contact(
-                session,
-                name=name[:200] or "Telegram subscriber",
-                telegram=str(chat_id),
-                kind="public",
-                language=language,
-                channels=["telegram"],
-                now=now,
-            )
-        else:
-            contact.status = "active"
-            contact.language = language
-            contact.updated_at = now
-            await unsuppress(session, channel="telegram", address=str(chat_id))
-    logger.info("a Telegram chat subscribed (%s)", language)
-
-
-async def unsubscribe_chat(app: App, chat_id: int) -> str:
-    """Unsubscribe a chat; returns the contact's language (English when unknown)."""
-    async with app.sessions.begin() as session:
-        contact = await session.scalar(select(Contact).where(Contact.telegram == str(chat_id)).limit(1))
-        if contact is None:
-            from alerts.contacts.suppressions import suppress
-            from alerts.core.states import SuppressionReason
-
-            await suppress(
-                session,
-                channel="telegram",
-                address=str(chat_id),
-                reason=SuppressionReason.UNSUBSCRIBED,
-                detail="/stop",
-                now=utcnow(),
-            )
-            return "en"
-        await subscriptions.unsubscribe(session, contact, now=utcnow(), via="telegram")
-        return contact.language
 
 
 class Replies:
@@ -222,7 +176,7 @@ async def handle(app: App, bot: Bot, update: Update, replies: Replies | None = N
             chat = query.message.chat
             if not await may_manage(bot, chat, query.from_user):
                 return
-            await subscribe_chat(app, chat.id, chat.full_name or chat.title or "", language)
+            await start_chat(app, chat_id=chat.id, name=chat.full_name or chat.title or "", language=language)
             await replies.send(chat.id, _texts(language)[0])
         return
     message = update.message
@@ -241,7 +195,7 @@ async def handle(app: App, bot: Bot, update: Update, replies: Replies | None = N
     if command == "/start":
         language = arg.strip().lower()
         if language in ISO_639_1:
-            await subscribe_chat(app, chat.id, chat.full_name or chat.title or "", language)
+            await start_chat(app, chat_id=chat.id, name=chat.full_name or chat.title or "", language=language)
             await replies.send(chat.id, _texts(language)[0])
             return
         keyboard = InlineKeyboardMarkup(
@@ -249,7 +203,7 @@ async def handle(app: App, bot: Bot, update: Update, replies: Replies | None = N
         )
         await replies.send(chat.id, _texts("en")[3], reply_markup=keyboard)
     elif command == "/stop":
-        language = await unsubscribe_chat(app, chat.id)
+        language = await stop_chat(app, chat_id=chat.id)
         await replies.send(chat.id, _texts(language)[1])
     else:
         await replies.send(chat.id, _texts("en")[2])

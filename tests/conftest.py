@@ -71,7 +71,7 @@ def db_url(db_template: str, tmp_path: Path) -> Iterator[str]:
         yield _pg_url(name)
         asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     else:
-        path = tmp_path / "alerts.store.db"
+        path = tmp_path / "alerts.db"
         shutil.copyfile(db_template, path)
         yield f"sqlite+aiosqlite:///{path}"
 

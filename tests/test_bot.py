@@ -95,9 +95,10 @@ class Updates:
         return {"status": status, "user": user}
 
 
-@pytest.fixture
-async def polled(botapi: BotApiServer) -> AsyncIterator[tuple[BotApiServer, Updates]]:
-    """The botapi fixture's behaviour plus getUpdates / answerCallbackQuery."""
+@asynccontextmanager
+async def polled_server(botapi: BotApiServer) -> AsyncIterator[tuple[BotApiServer, Updates]]:
+    """A Bot API with ``botapi``'s behaviour (and its record of calls) plus getUpdates,
+    answerCallbackQuery and getChatMember, fed from the returned ``Updates``."""
     updates = Updates()
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -130,6 +131,13 @@ async def polled(botapi: BotApiServer) -> AsyncIterator[tuple[BotApiServer, Upda
         yield server, updates
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def polled(botapi: BotApiServer) -> AsyncIterator[tuple[BotApiServer, Updates]]:
+    """The botapi fixture's behaviour plus getUpdates / answerCallbackQuery."""
+    async with polled_server(botapi) as found:
+        yield found
 
 
 async def _until(predicate: Any, timeout: float = 5.0) -> None:

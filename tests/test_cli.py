@@ -87,7 +87,7 @@ async def test_new_user_flow_from_init_to_delivered(cli: CLI, tmp_path: Path, sm
 
     (tmp_path / "contacts.csv").write_text(CSV)
     imported = await cli("contacts", "import", "contacts.csv", "--no-progress")
-    assert imported.code == 0, imported.err
+    assert imported.code == 2, imported.err  # DESIGN: any refused row exits 2; the others are in
     assert imported.out.splitlines()[1].startswith("row 4: ")  # the header is row 1
     assert "3 created" in imported.out
 
@@ -190,6 +190,13 @@ async def test_public_alert_needs_consent_before_sending(cli: CLI, tmp_path: Pat
     status = json.loads((await cli("alert", "status", alert_id, "--json")).out)
     assert status["state"] == "approved" and status["channels"] == {}
     assert (await cli("alert", "consent", alert_id, "--recorded-by", "admin", "--scope", "public")).code == 0
+    nobody = await cli("alert", "send", alert_id)  # consent given, but no public contact yet
+    assert nobody.code != 0 and "has no recipients: no contact has its kinds (public)" in nobody.err
+    contacts = tmp_path / "public.csv"
+    contacts.write_text(
+        "name,email,telegram,kind,language,organisation,country,lists\nReader,reader@example.org,,public,en,,,\n"
+    )
+    assert (await cli("contacts", "import", str(contacts), "--no-progress")).code == 0
     assert (await cli("alert", "send", alert_id)).code == 0
 
 
@@ -273,7 +280,7 @@ async def test_wait_stops_with_a_reason_when_the_alert_cannot_finish(cli: CLI, t
         await cli("users", "add", "rafael", "--role", "reviewer", "--password", "rafael-password")
     ).code == 0
     (tmp_path / "contacts.csv").write_text(CSV)
-    assert (await cli("contacts", "import", "contacts.csv", "--no-progress")).code == 0
+    assert (await cli("contacts", "import", "contacts.csv", "--no-progress")).code == 2  # row 4 refused
     alert_id = (
         await cli(
             "alert",

@@ -23,7 +23,7 @@ def test_no_file_means_embedded_defaults(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     s = load_settings(environ={})
     assert s.source == "embedded defaults"
-    assert s.database.url == "sqlite+aiosqlite:///alerts.store.db"
+    assert s.database.url == "sqlite+aiosqlite:///alerts.db"
     assert s.email.port == 8025
 
 

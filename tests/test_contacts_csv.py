@@ -413,7 +413,7 @@ async def test_export_of_one_list(sessions: async_sessionmaker[AsyncSession]) ->
 
 
 async def test_demo_contacts_file_imports_cleanly(sessions: async_sessionmaker[AsyncSession]) -> None:
-    demo = Path(__file__).parent.parent / "alerts" / "demo_data" / "contacts.csv"
+    demo = Path(__file__).parent.parent / "alerts" / "cli" / "demo_data" / "contacts.csv"
     report = await import_csv(sessions, demo)
     assert report.refused == [] and report.created >= 30
     async with sessions() as s:

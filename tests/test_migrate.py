@@ -20,3 +20,48 @@ async def test_upgrade_twice_is_harmless(db_url: str) -> None:
         assert set(Base.metadata.tables) <= tables
     finally:
         await engine.dispose()
+
+
+async def test_contacts_stored_with_a_json_null_are_repaired(db_url: str) -> None:
+    """0002: ``channels``/``topics`` written as JSON ``null`` (issue 10) become SQL NULL."""
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.engine import Connection
+
+    from alerts.store.migrate import alembic_config
+
+    def downgrade(conn: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+            for n, channels in enumerate(("null", None, '["email"]')):
+                await conn.execute(
+                    text(
+                        "INSERT INTO contacts (name, email, email_key, kind, language, channels, topics, status, "
+                        "token, created_at, updated_at) VALUES (:name, :email, :email, 'partner', 'en', "
+                        ":channels, 'null', 'active', :token, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {
+                        "name": f"c{n}",
+                        "email": f"c{n}@example.org",
+                        "channels": channels,
+                        "token": f"token-{n}",
+                    },
+                )
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT name, channels IS NULL, topics IS NULL, CAST(channels AS VARCHAR) "
+                    "FROM contacts ORDER BY name"
+                )
+            )
+            found = [(name, bool(a), bool(b), c) for name, a, b, c in rows]
+        assert found == [("c0", True, True, None), ("c1", True, True, None), ("c2", False, True, '["email"]')]
+    finally:
+        await engine.dispose()

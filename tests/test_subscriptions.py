@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.compose import approval
-from alerts.contacts import subscriptions
+from alerts.contacts import optout, subscriptions
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
+from alerts.core.errors import Conflict
 from alerts.delivery.publish import publish
 from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
 from tests.factories import approved_alert, make_users
@@ -34,7 +36,7 @@ async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[Asy
     async with sessions.begin() as session:
         contact = await session.get(Contact, contact_id)
         assert contact is not None
-        await subscriptions.update_preferences(
+        await optout.update_preferences(
             session, contact, channels=[], language="fr", kinds=("update",), countries=(), now=utcnow()
         )
     async with sessions() as session:
@@ -58,7 +60,9 @@ async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[Asy
         second = await approved_alert(session, author=officer, reviewer=reviewer, lists=(), kinds=("public",))
         second.is_public = True
         await approval.record_consent(session, second, user=reviewer, scope="public", now=utcnow())
-        await publish(session, second, now=utcnow())
+        # the only public contact left: the alert has no one to reach and is refused
+        with pytest.raises(Conflict, match="1 unsubscribed or not active"):
+            await publish(session, second, now=utcnow())
         second_id = second.id
     async with sessions() as session:
         assert (
@@ -66,3 +70,32 @@ async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[Asy
                 select(Delivery.id).where(Delivery.alert_id == second_id, Delivery.contact_id == contact_id)
             )
         ) is None
+
+
+async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_new_confirmation(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from datetime import timedelta
+
+    from alerts.contacts.directory import create_contact
+
+    signer = Signer(SECRET)
+    async with sessions.begin() as session:
+        contact = await create_contact(
+            session, name="Partner", email="desk@partner.org", telegram="-1001", kind="partner", now=utcnow()
+        )
+        assert await optout.unsubscribe(session, contact, now=utcnow(), channels=("email",))
+        assert contact.status == "active"  # its Telegram chat still receives
+        again = await subscriptions.subscribe(session, email="Desk@partner.org", language="en", now=utcnow())
+        assert again is not None and again.id == contact.id and again.status == "active"
+        token = signer.confirm_token(again)
+        result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        assert (await session.execute(select(Suppression))).all() == []
+        # stopped again later: the confirmation link sent before that no longer counts
+        assert await optout.unsubscribe(
+            session, contact, now=utcnow() + timedelta(seconds=2), channels=("email",)
+        )
+        result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
+        assert result is Confirmation.INVALID
+        assert [s.channel for s in (await session.scalars(select(Suppression))).all()] == ["email"]

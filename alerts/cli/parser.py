@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     s = contacts.add_parser("erase", help="erase one contact's personal data (keeps anonymous counts)")
     s.add_argument("contact", help="contact id, email or Telegram id")
     s.set_defaults(handler="contacts_erase")
+    for s in contacts.choices.values():
+        s.add_argument("--as", dest="as_user", metavar="USER", help="who does it (default: the first admin)")
 
     alert = sub.add_parser("alert", help="draft, approve, send and track alerts").add_subparsers(
         dest="alert_cmd", required=True
@@ -198,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, ValidationError) else getattr(args, "refused_exit", 1)
+        return 2  # refused (DESIGN: exit codes): bad input, not found, conflict, not allowed
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file that cannot be read, a port in use…
@@ -260,8 +262,6 @@ def _users_parsers(sub: Any) -> None:
     s = users.add_parser("list", help="list users")
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler="users_list")
-    for parser in users.choices.values():
-        parser.set_defaults(refused_exit=2)
 
 
 def _followup_parsers(sub: Any) -> None:

@@ -4,7 +4,7 @@ The console operator holds the database and acts as the service itself (actor No
 are asked with getpass (twice) unless given for a script (``--password``/``ALERTS_NEW_PASSWORD``
 for ``add``, ``--password-stdin`` for ``passwd``); without a terminal nothing is asked and the
 command refuses. A new API token is printed once, alone on stdout; what happened goes to stderr.
-Every refusal is one line on stderr and exit 2 (``refused_exit``, set by the parser).
+Every refusal is one line on stderr and exit 2 (``parser.main``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ refused before the database is asked. The bare random token (192 bits; what
 ``alerts.delivery.messages`` puts in List-Unsubscribe headers) is accepted too, so links already
 in mailboxes keep working.
 
+Unsubscribing, preferences and a Telegram chat's /start and /stop are in
+``alerts.contacts.optout``, whose docstring says what stops what.
+
 Nothing here reveals whether an address is known: ``subscribe`` answers the same way for a
 new address, a pending one, an active one or a suppressed one. Addresses are never logged
 above DEBUG. Functions flush; the caller commits.
@@ -26,7 +29,7 @@ import hmac
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -35,12 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.contacts.directory import contact_addresses, create_contact, new_token
 from alerts.contacts.fields import ISO_639_1, clean_email
-from alerts.contacts.suppressions import address_key, hashed_key, suppress, unsuppress
+from alerts.contacts.suppressions import address_key, hashed_key, unsuppress
 from alerts.core.errors import ValidationError
-from alerts.core.states import EventType, SuppressionReason
+from alerts.core.states import SuppressionReason
 from alerts.store import audit
-from alerts.store.events import engagement
-from alerts.store.models import Contact, Delivery, Suppression
+from alerts.store.models import Contact, Suppression
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +82,17 @@ class Signer:
 
     def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> tuple[int, str] | None:
         """(contact id, contact token) from a confirmation token; None if forged or expired."""
+        found = self.read_confirm_issued(token, max_age=max_age)
+        return None if found is None else (found[0], found[1])
+
+    def read_confirm_issued(
+        self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE
+    ) -> tuple[int, str, datetime] | None:
+        """(contact id, contact token, when the token was issued); None if forged or expired."""
         try:
-            value = self._confirm.loads(token, max_age=int(max_age.total_seconds()))
+            value, issued = self._confirm.loads(
+                token, max_age=int(max_age.total_seconds()), return_timestamp=True
+            )
         except BadSignature:  # SignatureExpired is a BadSignature
             return None
         if (
@@ -91,7 +102,7 @@ class Signer:
             or not isinstance(value[1], str)
         ):
             return None
-        return value[0], value[1]
+        return value[0], value[1], issued.astimezone(UTC)
 
     def _mac(self, contact_token: str) -> str:
         digest = hmac.new(self._key, b"alerts.link:" + contact_token.encode("ascii"), hashlib.sha256).digest()
@@ -151,6 +162,18 @@ async def _mail_refused(session: AsyncSession, email: str) -> bool:
     return reason in _NO_MAIL
 
 
+async def email_unsubscribed_at(session: AsyncSession, email: str) -> datetime | None:
+    """When this email address was stopped by an unsubscribe, or None."""
+    found = await session.scalar(
+        select(Suppression.created_at).where(
+            Suppression.channel == "email",
+            Suppression.address_key == address_key("email", email),
+            Suppression.reason == SuppressionReason.UNSUBSCRIBED.value,
+        )
+    )
+    return found
+
+
 async def subscribe(
     session: AsyncSession,
     *,
@@ -201,6 +224,10 @@ async def subscribe(
     elif contact.status == "unsubscribed":
         contact.token = new_token()  # old confirmation and unsubscribe links stop working
         contact.status = "pending"
+    elif contact.status == "active" and await email_unsubscribed_at(session, address) is not None:
+        # Its email was stopped by its link while another address (a Telegram chat) still
+        # receives: the contact stays active; confirming lifts the email's suppression.
+        contact.token = new_token()
     else:
         return None  # active already (or erased): nothing to confirm
     contact.language = lang
@@ -223,15 +250,21 @@ async def confirm(
     session: AsyncSession, signer: Signer, token: str, *, now: datetime
 ) -> tuple[Confirmation, Contact | None]:
     """Activate the pending contact a confirmation token names."""
-    found = signer.read_confirm(token)
+    found = signer.read_confirm_issued(token)
     if found is None:
         return Confirmation.INVALID, None
     contact = await session.get(Contact, found[0])
     if contact is None or not hmac.compare_digest(contact.token, found[1]):
         return Confirmation.INVALID, None
     if contact.status == "active":
-        return Confirmation.ALREADY, contact
-    if contact.status != "pending":
+        stopped = await email_unsubscribed_at(session, contact.email) if contact.email else None
+        if stopped is None:
+            return Confirmation.ALREADY, contact
+        # The token's time has one-second resolution: a link issued in the same second as
+        # the stop counts as newer (only that mailbox has it; a new request may be that fast).
+        if stopped.replace(microsecond=0) > found[2]:
+            return Confirmation.INVALID, None  # the address was stopped after this link was sent
+    elif contact.status != "pending":
         return Confirmation.INVALID, None
     contact.status = "active"
     contact.updated_at = now
@@ -255,86 +288,6 @@ async def contact_by_link(session: AsyncSession, signer: Signer, token: str) -> 
     if contact is None or contact.status == "erased":
         return None
     return contact
-
-
-async def unsubscribe(session: AsyncSession, contact: Contact, *, now: datetime, via: str = "link") -> bool:
-    """Unsubscribe: status, a suppression of every address, an event on the latest delivery.
-
-    Returns False when the contact had already unsubscribed (nothing more is written).
-    """
-    if contact.status == "unsubscribed":
-        return False
-    contact.status = "unsubscribed"
-    contact.updated_at = now
-    for channel, address in contact_addresses(contact.email, contact.telegram):
-        if channel == "press":
-            continue  # press shares email's suppression namespace
-        await suppress(
-            session,
-            channel=channel,
-            address=address,
-            reason=SuppressionReason.UNSUBSCRIBED,
-            detail=f"unsubscribed via {via}",
-            now=now,
-        )
-    latest = await session.scalar(
-        select(Delivery).where(Delivery.contact_id == contact.id).order_by(Delivery.id.desc()).limit(1)
-    )
-    if latest is not None:
-        await engagement(session, latest, EventType.UNSUBSCRIBED, now=now, detail=f"unsubscribed via {via}")
-    await session.flush()
-    await audit.record(
-        session,
-        user_id=None,
-        action="contact.unsubscribe",
-        object_type="contact",
-        object_id=contact.id,
-        details={"via": via},
-        now=now,
-    )
-    logger.info("contact %d unsubscribed via %s", contact.id, via)
-    return True
-
-
-async def update_preferences(
-    session: AsyncSession,
-    contact: Contact,
-    *,
-    channels: Sequence[str],
-    language: str,
-    kinds: Sequence[str] = (),
-    countries: Sequence[str] = (),
-    now: datetime,
-) -> None:
-    """Change what a subscriber receives; choosing no channel at all is unsubscribing.
-
-    An empty choice goes through ``unsubscribe`` (status, suppressions, event), so nothing
-    further reaches the contact; the stored channels are kept for a later re-subscription.
-    """
-    chosen = [c for c in SUBSCRIBER_CHANNELS if c in channels]
-    unknown = sorted(set(channels) - set(SUBSCRIBER_CHANNELS))
-    if unknown:
-        raise ValidationError(
-            f"channels: {unknown[0]!r} is not one of {', '.join(SUBSCRIBER_CHANNELS)}",
-            details={"field": "channels"},
-        )
-    contact.language = clean_language(language)
-    contact.topics = clean_topics(kinds, countries)
-    if not chosen:
-        await unsubscribe(session, contact, now=now, via="preferences")
-        return
-    contact.channels = chosen
-    contact.updated_at = now
-    await session.flush()
-    await audit.record(
-        session,
-        user_id=None,
-        action="contact.preferences",
-        object_type="contact",
-        object_id=contact.id,
-        details={"channels": chosen, "language": contact.language},
-        now=now,
-    )
 
 
 def topics_of(contact: Contact, prefix: str) -> list[str]:

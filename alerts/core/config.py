@@ -27,7 +27,7 @@ MIN_SECRET_LENGTH = 16
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DatabaseSettings:
-    url: str = "sqlite+aiosqlite:///alerts.store.db"
+    url: str = "sqlite+aiosqlite:///alerts.db"
     echo: bool = False
 
 

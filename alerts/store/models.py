@@ -34,6 +34,11 @@ NAMING = {
 # BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# A nullable JSON column: Python None is SQL NULL. A plain ``JSON`` stores None as the JSON
+# text ``null``, which ``IS NULL`` does not match: contacts saved with "no channel preference"
+# that way were left out of every fan-out (issue 10). Use this for every nullable JSON column.
+NullableJSON = JSON(none_as_null=True)
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on both backends."""
@@ -93,8 +98,8 @@ class Contact(Base):
     title: Mapped[str | None] = mapped_column(String(200))  # authorities: "Minister of Justice"
     form_of_address: Mapped[str | None] = mapped_column(String(200))  # "Your Excellency"
     # channels this contact wants (None: every channel they have an address for)
-    channels: Mapped[list[str] | None] = mapped_column(JSON)
-    topics: Mapped[list[str] | None] = mapped_column(JSON)
+    channels: Mapped[list[str] | None] = mapped_column(NullableJSON)
+    topics: Mapped[list[str] | None] = mapped_column(NullableJSON)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active|pending|unsubscribed|erased
     token: Mapped[str] = mapped_column(String(64), unique=True)  # for unsubscribe/preferences links
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -247,7 +252,7 @@ class DeliveryEvent(Base):
     to_state: Mapped[str | None] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     detail: Mapped[str] = mapped_column(Text, default="")
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # raw provider answer
+    payload: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)  # raw provider answer
 
 
 class Suppression(Base):
@@ -284,7 +289,7 @@ class Followup(Base):
     kind: Mapped[str] = mapped_column(String(16))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     note: Mapped[str] = mapped_column(Text, default="")
-    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
     condition: Mapped[str | None] = mapped_column(String(32))  # no_response | case_open
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -304,4 +309,4 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[str | None] = mapped_column(String(64))
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    details: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)

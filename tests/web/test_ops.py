@@ -30,7 +30,7 @@ async def test_health_says_ok_or_degraded_and_nothing_more(site: Site) -> None:
 
     class Broken:
         def __call__(self) -> Any:
-            raise OSError("secret detail: /var/lib/alerts/alerts.store.db is not writable")
+            raise OSError("secret detail: /var/lib/alerts/alerts.db is not writable")
 
     reads = site.app.reads
     site.app.reads = Broken()  # type: ignore[assignment]

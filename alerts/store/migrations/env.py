@@ -41,5 +41,5 @@ if connection is not None:
 else:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        raise SystemExit("alembic: pass -x url=sqlite+aiosqlite:///alerts.store.db")
+        raise SystemExit("alembic: pass -x url=sqlite+aiosqlite:///alerts.db")
     asyncio.run(_run_url(url))

@@ -25,7 +25,6 @@ import jinja2
 from aiohttp import web
 
 from alerts.app import App
-from alerts.contacts.subscriptions import Signer
 from alerts.core.errors import ValidationError
 from alerts.web import auth
 
@@ -87,10 +86,6 @@ def not_found() -> web.Response:
         "If you want to subscribe, please start again from the subscribe page.",
         status=404,
     )
-
-
-def _signer(app: App) -> Signer:
-    return Signer(app.settings.server.secret_key)
 
 
 def _base(app: App) -> str:

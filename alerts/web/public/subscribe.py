@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
 
+from alerts.actions import subscriptions as actions
 from alerts.app import App
-from alerts.contacts import subscriptions
-from alerts.contacts.subscriptions import Confirmation
-from alerts.core.clock import utcnow
-from alerts.core.errors import ValidationError
-from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
-from alerts.delivery.messages import message_domain
-from alerts.store.models import Contact
+from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.web import auth
 from alerts.web.public import pages as public
 from alerts.web.public.pages import (
@@ -39,7 +33,6 @@ from alerts.web.public.pages import (
     _form,
     _message,
     _page,
-    _signer,
     not_found,
 )
 
@@ -47,30 +40,6 @@ logger = logging.getLogger(__name__)
 
 #: How long shutdown waits for confirmation mails still being sent.
 CONFIRM_DRAIN_SECONDS = 10.0
-
-#: The confirmation mail, per language (English for any other).
-CONFIRM_MAIL = {
-    "en": (
-        "Confirm your subscription to urgent alerts",
-        "Someone, probably you, asked to receive urgent alerts at this address.\n\n"
-        "To confirm, open this link and press the button:\n{url}\n\n"
-        "If it was not you, ignore this message: you will receive nothing else. "
-        "The link expires in 7 days.\n",
-    ),
-    "fr": (
-        "Confirmez votre abonnement aux alertes urgentes",
-        "Quelqu'un, sans doute vous, a demandé à recevoir les alertes urgentes à cette adresse.\n\n"
-        "Pour confirmer, ouvrez ce lien et appuyez sur le bouton :\n{url}\n\n"
-        "Si ce n'était pas vous, ignorez ce message : vous ne recevrez rien d'autre. "
-        "Le lien expire dans 7 jours.\n",
-    ),
-    "es": (
-        "Confirme su suscripción a las alertas urgentes",
-        "Alguien, probablemente usted, pidió recibir las alertas urgentes en esta dirección.\n\n"
-        "Para confirmar, abra este enlace y pulse el botón:\n{url}\n\n"
-        "Si no fue usted, ignore este mensaje: no recibirá nada más. El enlace caduca en 7 días.\n",
-    ),
-}
 
 
 # --------------------------------------------------------------------------- subscribe
@@ -82,45 +51,6 @@ async def subscribe_form(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     return _page("subscribe.html", error="", email="", language="en", kinds=[], countries="", **_choices(app))
-
-
-def confirmation_message(app: App, contact: Contact, url: str) -> RenderedMessage:
-    """The confirmation mail (no List-Unsubscribe: nothing is subscribed yet)."""
-    subject, body = CONFIRM_MAIL.get(contact.language, CONFIRM_MAIL["en"])
-    assert contact.email is not None
-    return RenderedMessage(
-        delivery_id=0,
-        alert_id=0,
-        content=RenderedContent(
-            channel="email",
-            audience="public",
-            language=contact.language,
-            subject=subject,
-            text=body.format(url=url),
-        ),
-        recipient=Recipient(
-            contact_id=contact.id, name="", address=contact.email, language=contact.language, kind="public"
-        ),
-        message_id=f"<subscribe-{contact.id}.{secrets.token_hex(6)}@{message_domain(app.settings.email.from_)}>",
-    )
-
-
-async def send_confirmation(app: App, contact: Contact) -> bool:
-    """Mail the confirmation link; False (logged, address never above DEBUG) when it could not go."""
-    channel = app.channels.get("email")
-    if channel is None:
-        logger.warning("no email channel: the confirmation for contact %d was not sent", contact.id)
-        return False
-    url = f"{_base(app)}/subscribe/confirm/{_signer(app).confirm_token(contact)}"
-    try:
-        outcome = await channel.send(confirmation_message(app, contact, url))
-    except Exception as exc:  # noqa: BLE001 - the visitor sees the same page; officers see the log
-        logger.warning("confirmation for contact %d not sent: %s", contact.id, type(exc).__name__)
-        return False
-    if outcome.kind is not OutcomeKind.SENT:
-        logger.warning("confirmation for contact %d not sent: %s", contact.id, outcome.kind)
-        return False
-    return True
 
 
 def _in_background(webapp: web.Application, mail: Coroutine[Any, Any, bool]) -> None:
@@ -172,22 +102,10 @@ async def subscribe(request: web.Request) -> web.Response:
     form = await _form(request)
     email, language = _first(form, "email").strip(), _first(form, "language", "en")
     kinds, countries = form.get("kinds", []), _first(form, "countries")
-    families = app.renderer.families()
     try:
-        if not email:
-            raise ValidationError("Please give an email address.")
-        unknown = [k for k in kinds if k not in families]
-        if unknown:
-            raise ValidationError(f"kinds: {unknown[0]!r} is not a kind of alert")
-        async with app.sessions.begin() as session:
-            contact = await subscriptions.subscribe(
-                session,
-                email=email,
-                language=language,
-                kinds=kinds,
-                countries=_countries(countries),
-                now=utcnow(),
-            )
+        result = await actions.subscribe(
+            app, email=email, language=language, kinds=kinds, countries=_countries(countries)
+        )
     except ValidationError as exc:
         return _page(
             "subscribe.html",
@@ -199,17 +117,17 @@ async def subscribe(request: web.Request) -> web.Response:
             countries=countries,
             **_choices(app),
         )
-    if contact is not None:
+    if result.to_confirm is not None:
         if limits.mails.retry_after("mails"):
             logger.warning(
                 "confirmation mails are over %d per hour: the one for contact %d was not sent",
                 public.CONFIRM_MAILS_PER_HOUR,  # looked up at call time, as setup() reads it
-                contact.id,
+                result.to_confirm.contact_id,
             )
         else:
             limits.mails.fail("mails")
             # In the background, so a new address answers as fast as a known one (no timing oracle).
-            _in_background(request.app, send_confirmation(app, contact))
+            _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
     return _message(
         "Check your inbox",
         "If this address can be subscribed, we have sent it a message with a confirmation link.",
@@ -222,7 +140,7 @@ async def confirm_page(request: web.Request) -> web.Response:
     """A button that confirms (GET never changes anything)."""
     from alerts.web import APP
 
-    if _signer(request.app[APP]).read_confirm(request.match_info["token"]) is None:
+    if not actions.confirmation_valid(request.app[APP], request.match_info["token"]):
         return not_found()
     return _message(
         "Confirm your subscription",
@@ -237,23 +155,15 @@ async def confirm(request: web.Request) -> web.Response:
     from alerts.web import APP
 
     app = request.app[APP]
-    async with app.sessions.begin() as session:
-        result, contact = await subscriptions.confirm(
-            session, _signer(app), request.match_info["token"], now=utcnow()
-        )
-        token = _signer(app).link_token(contact.token) if contact is not None else ""
-    if result is Confirmation.INVALID:
+    try:
+        result = await actions.confirm(app, request.match_info["token"])
+    except NotFound:
         return not_found()
-    first = (
-        "Your subscription is confirmed."
-        if result is Confirmation.CONFIRMED
-        else "You are already subscribed."
-    )
     return _message(
         "Subscribed",
-        first,
+        "You are already subscribed." if result.already else "Your subscription is confirmed.",
         "You can change what you receive, or unsubscribe, at any time:",
-        f"{_base(app)}/preferences/{token}",
+        f"{_base(app)}/preferences/{result.link_token}",
     )
 
 
@@ -264,46 +174,49 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     """What the link in a message opens: a button (a GET never unsubscribes: mail scanners follow links)."""
     from alerts.web import APP
 
-    app = request.app[APP]
-    async with app.sessions() as session:
-        contact = await subscriptions.contact_by_link(session, _signer(app), request.match_info["token"])
-    if contact is None:
+    try:
+        shown = await actions.preferences(request.app[APP], request.match_info["token"])
+    except NotFound:
         return not_found()
-    if contact.status == "unsubscribed":
+    if shown.unsubscribed:
         return _message("Unsubscribed", "You are unsubscribed: you receive nothing more from us.")
     return _message(
         "Unsubscribe",
-        "Press the button to receive no more alerts from us.",
+        "Press the button to receive no more alerts from us at this email address.",
         action=request.path,
         button="Unsubscribe",
     )
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
-    """RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's button: no cookie, no CSRF token."""
+    """RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's button: no cookie, no CSRF token.
+
+    The link comes in an email, so it stops that email address (``alerts.contacts.optout``).
+    """
     from alerts.web import APP
 
     app = request.app[APP]
     await _form(request)  # read (and bound) the body; its content does not matter
-    async with app.sessions.begin() as session:
-        contact = await subscriptions.contact_by_link(session, _signer(app), request.match_info["token"])
-        if contact is None:
-            return not_found()
-        await subscriptions.unsubscribe(
-            session,
-            contact,
-            now=utcnow(),
-            via="one-click" if request.headers.get("Cookie") is None else "page",
-        )
+    via = "one-click" if request.headers.get("Cookie") is None else "page"
+    try:
+        await actions.unsubscribe(app, request.match_info["token"], via=via)
+    except NotFound:
+        return not_found()
     return _message(
         "Unsubscribed",
-        "You are unsubscribed: you receive nothing more from us.",
+        "You are unsubscribed: this email address receives nothing more from us.",
         "You can subscribe again at any time from the subscribe page.",
     )
 
 
 def _preferences(
-    app: App, contact: Contact, token: str, *, status: int = 200, saved: bool = False, error: str = ""
+    app: App,
+    shown: actions.Preferences,
+    token: str,
+    *,
+    status: int = 200,
+    saved: bool = False,
+    error: str = "",
 ) -> web.Response:
     return _page(
         "preferences.html",
@@ -312,12 +225,12 @@ def _preferences(
         saved=saved,
         error=error,
         token=token,
-        unsubscribed=contact.status == "unsubscribed",
-        channels=subscriptions.SUBSCRIBER_CHANNELS,
-        chosen=contact.channels if contact.channels is not None else ["email", "telegram"],
-        language=contact.language,
-        kinds=subscriptions.topics_of(contact, "kind"),
-        countries=", ".join(subscriptions.topics_of(contact, "country")),
+        unsubscribed=shown.unsubscribed,
+        channels=list(shown.choices),
+        chosen=list(shown.channels),
+        language=shown.language,
+        kinds=list(shown.kinds),
+        countries=", ".join(shown.countries),
         **_choices(app),
     )
 
@@ -328,11 +241,11 @@ async def preferences_page(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     token = request.match_info["token"]
-    async with app.sessions() as session:
-        contact = await subscriptions.contact_by_link(session, _signer(app), token)
-    if contact is None:
+    try:
+        shown = await actions.preferences(app, token)
+    except NotFound:
         return not_found()
-    return _preferences(app, contact, token)
+    return _preferences(app, shown, token)
 
 
 async def save_preferences(request: web.Request) -> web.Response:
@@ -343,28 +256,21 @@ async def save_preferences(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     form = await _form(request)
     try:
-        async with app.sessions.begin() as session:
-            contact = await subscriptions.contact_by_link(session, _signer(app), token)
-            if contact is None:
-                return not_found()
-            if contact.status == "unsubscribed":
-                return _preferences(app, contact, token, status=409)
-            kinds = form.get("kinds", [])
-            unknown = [k for k in kinds if k not in app.renderer.families()]
-            if unknown:
-                raise ValidationError(f"kinds: {unknown[0]!r} is not a kind of alert")
-            await subscriptions.update_preferences(
-                session,
-                contact,
-                channels=form.get("channels", []),
-                language=_first(form, "language", "en"),
-                kinds=kinds,
-                countries=_countries(_first(form, "countries")),
-                now=utcnow(),
-            )
-            return _preferences(app, contact, token, saved=True)
-    except ValidationError as exc:  # rolled back: show what is stored
-        async with app.sessions() as session:
-            contact = await subscriptions.contact_by_link(session, _signer(app), token)
-            assert contact is not None
-            return _preferences(app, contact, token, status=422, error=exc.message)
+        shown = await actions.change_preferences(
+            app,
+            token,
+            channels=form.get("channels", []),
+            language=_first(form, "language", "en"),
+            kinds=form.get("kinds", []),
+            countries=_countries(_first(form, "countries")),
+        )
+    except NotFound:
+        return not_found()
+    except (Conflict, ValidationError) as exc:  # rolled back: show what is stored
+        try:
+            stored = await actions.preferences(app, token)
+        except NotFound:
+            return not_found()
+        status = 409 if isinstance(exc, Conflict) else 422
+        return _preferences(app, stored, token, status=status, error="" if status == 409 else exc.message)
+    return _preferences(app, shown, token, saved=True)

@@ -12,11 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from alerts.actions import contacts as actions
 from alerts.contacts import directory as contacts
-from alerts.contacts import erasure
-from alerts.contacts.csv_import import import_csv
 from alerts.contacts.fields import KINDS, STATUSES, TEXT_FIELDS
-from alerts.core.clock import utcnow
 from alerts.core.errors import AlertsError, ValidationError
 from alerts.store.models import Contact
 from alerts.web.ui.pages import PREFIX as P
@@ -110,10 +108,8 @@ async def create_contact(c: Ctx) -> web.Response:
     values = _form_values(c)
     lists = c.fields("lists") + [n.strip() for n in c.field("new_lists").split(",") if n.strip()]
     try:
-        async with c.app.sessions.begin() as session:
-            fields: dict[str, Any] = {k: (v or None) for k, v in values.items()}
-            contact = await contacts.create_contact(session, lists=lists, now=utcnow(), **fields)
-            new_id = contact.id
+        fields: dict[str, Any] = {k: (v or None) for k, v in values.items()}
+        new_id = (await actions.add(c.app, c.user, fields=fields, lists=lists)).id
     except AlertsError as exc:
         if exc.http_status not in (409, 422):
             raise
@@ -138,17 +134,11 @@ async def update_contact(c: Ctx) -> web.Response:
     cid = int(c.request.match_info["id"])
     values = _form_values(c)
     wanted = set(c.fields("lists")) | {n.strip() for n in c.field("new_lists").split(",") if n.strip()}
+    changes: dict[str, Any] = dict(values)
+    if c.field("status"):
+        changes["status"] = c.field("status")
     try:
-        async with c.app.sessions.begin() as session:
-            changes: dict[str, Any] = dict(values)
-            if c.field("status"):
-                changes["status"] = c.field("status")
-            contact = await contacts.update_contact(session, cid, now=utcnow(), **changes)
-            current = set(await contacts.contact_lists(session, cid))
-            for name in sorted(wanted - current):
-                await contacts.add_to_list(session, cid, name)
-            for name in sorted(current - wanted):
-                await contacts.remove_from_list(session, cid, name)
+        await actions.update(c.app, c.user, cid, changes=changes, lists=sorted(wanted))
     except AlertsError as exc:
         if exc.http_status not in (409, 422):
             raise
@@ -157,14 +147,13 @@ async def update_contact(c: Ctx) -> web.Response:
         return await _editor(
             c, contact, values=values, member_of=sorted(wanted), error=exc.message, status=exc.http_status
         )
-    return redirect(f"{P}/contacts/{contact.id}?notice=saved")
+    return redirect(f"{P}/contacts/{cid}?notice=saved")
 
 
 @page("contacts.erase")
 async def erase_contact(c: Ctx) -> web.Response:
     """POST /office/contacts/{id}/erase: remove the person's data for good (admins)."""
-    async with c.app.sessions.begin() as session:
-        await erasure.erase_contact(session, int(c.request.match_info["id"]), now=utcnow())
+    await actions.erase(c.app, c.user, int(c.request.match_info["id"]))
     return redirect(f"{P}/contacts?notice=erased")
 
 
@@ -197,7 +186,7 @@ async def import_contacts(c: Ctx) -> web.Response:
             error=f"file: larger than {MAX_UPLOAD // (1024 * 1024)} MB; use `alerts contacts import`",
         )
     try:
-        report = await import_csv(c.app.sessions, io.BytesIO(data), list_name=list_name)
+        report = await actions.import_file(c.app, c.user, io.BytesIO(data), list_name=list_name)
     except ValidationError as exc:
         return c.render("import.html", status=422, report=None, list_name=list_name or "", error=exc.message)
     logger.info("contacts imported from the web: %s", report.summary())
