@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -11,11 +12,13 @@ from alerts.store.models import Alert, AuditEntry, Consent, Delivery, DeliveryEv
 from tests.delivery_cases import mark_sent, public_case, public_update, set_consent, staff, states_by_contact
 
 
+@pytest.mark.parametrize("kinds", [(), ("authority", "public")], ids=["list-only", "addressed-to-public"])
 async def test_resend_failed_does_not_requeue_public_deliveries_after_consent_was_withdrawn(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], kinds: tuple[str, ...]
 ) -> None:
-    """The alert names only a list; its public members got it with consent, since withdrawn."""
-    case = await public_case(sessions, kinds=())
+    """Its public members got it with consent, since withdrawn; the authorities' failures still go
+    again, also when the alert itself is addressed to the public (it used to be refused whole)."""
+    case = await public_case(sessions, kinds=kinds)
     async with sessions.begin() as session:
         await session.execute(update(Delivery).values(state="failed", last_error="554 rejected"))
         await session.execute(update(Alert).values(status="sent"))

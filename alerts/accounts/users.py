@@ -12,10 +12,10 @@ import asyncio
 import functools
 import hashlib
 import logging
-import re
 import secrets
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
 from alerts.core.states import Role
+from alerts.core.telegram import check_address
+from alerts.core.text import check_line
 from alerts.store import audit
 from alerts.store.models import User
 
@@ -46,8 +48,6 @@ MAX_PASSWORD = 1024  # hashing cost grows with length; refuse absurd inputs
 MAX_NAME = 100
 BAD_CREDENTIALS = "invalid user name or password"
 BAD_TOKEN = "invalid API token"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TELEGRAM = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 
 _ALL = frozenset(Role)
 _WRITERS = frozenset({Role.ADMIN, Role.OFFICER})
@@ -118,9 +118,7 @@ def _validate_name(name: str) -> str:
         raise ValidationError("user name: must not be empty")
     if len(name) > MAX_NAME:
         raise ValidationError(f"user name: longer than {MAX_NAME} characters")
-    if _CONTROL.search(name):
-        raise ValidationError("user name: must not contain control characters")
-    return name
+    return check_line(name, "user name")
 
 
 def _validate_role(role: str) -> Role:
@@ -151,10 +149,7 @@ def _validate_email(email: str) -> str:
 
 
 def _validate_telegram(telegram: str) -> str:
-    telegram = telegram.strip()
-    if not _TELEGRAM.match(telegram):
-        raise ValidationError("telegram: must be a numeric chat id or an @name")
-    return telegram
+    return check_address(telegram)
 
 
 async def create_user(
@@ -195,15 +190,8 @@ async def create_user(
         await session.flush()
     except IntegrityError:  # created concurrently since the check above; the caller rolls back
         raise Conflict(f"user {name!r} already exists") from None
-    await audit.record(
-        session,
-        user_id=by.id if by else None,
-        action="user.create",
-        object_type="user",
-        object_id=user.id,
-        details={"name": name, "role": checked_role.value, "with_token": with_token},
-        now=now,
-    )
+    details = {"name": name, "role": checked_role.value, "with_token": with_token}
+    await _audit(session, user, "user.create", by=by, now=now, details=details)
     logger.info("created user %d with role %s", user.id, checked_role.value)
     return user, token
 
@@ -239,6 +227,16 @@ async def authenticate_password(session: AsyncSession, name: str, password: str)
     return user
 
 
+async def _audit(
+    session: AsyncSession, user: User, action: str, *, by: User | None, now: datetime, details: Any = None
+) -> None:
+    """The audit entry of an account change (``by`` None: the console, or the service)."""
+    await audit.record(
+        session, user_id=by.id if by else None, action=action, object_type="user", object_id=user.id,
+        details=details, now=now,
+    )  # fmt: skip
+
+
 async def password_matches(user: User, password: str) -> bool:
     """Whether ``password`` is ``user``'s current password (False when they have none)."""
     if not user.password_hash:
@@ -262,15 +260,7 @@ async def new_token(session: AsyncSession, user: User, *, by: User | None = None
     replaced = user.token_hash is not None
     user.token_hash = hash_token(token)
     await session.flush()
-    await audit.record(
-        session,
-        user_id=by.id if by else None,
-        action="user.new_token",
-        object_type="user",
-        object_id=user.id,
-        details={"replaced": replaced},
-        now=now,
-    )
+    await _audit(session, user, "user.new_token", by=by, now=now, details={"replaced": replaced})
     logger.info("issued a new API token to user %d", user.id)
     return token
 
@@ -280,15 +270,7 @@ async def revoke_tokens(session: AsyncSession, user: User, *, by: User | None = 
     revoked = 1 if user.token_hash is not None else 0
     user.token_hash = None
     await session.flush()
-    await audit.record(
-        session,
-        user_id=by.id if by else None,
-        action="user.revoke_tokens",
-        object_type="user",
-        object_id=user.id,
-        details={"revoked": revoked},
-        now=now,
-    )
+    await _audit(session, user, "user.revoke_tokens", by=by, now=now, details={"revoked": revoked})
     logger.info("revoked %d API token(s) of user %d", revoked, user.id)
     return revoked
 
@@ -300,15 +282,8 @@ async def set_password(
     user.password_hash = await asyncio.to_thread(hash_password, _validate_password(password))
     end_sessions(user)
     await session.flush()
-    await audit.record(
-        session,
-        user_id=by.id if by else None,
-        action="user.set_password",
-        object_type="user",
-        object_id=user.id,
-        details={"by_self": by is not None and by.id == user.id},
-        now=now,
-    )
+    by_self = by is not None and by.id == user.id
+    await _audit(session, user, "user.set_password", by=by, now=now, details={"by_self": by_self})
     logger.info("password of user %d changed", user.id)
 
 
@@ -351,15 +326,8 @@ async def set_active(
         user.token_hash = None
     user.active = active
     await session.flush()
-    await audit.record(
-        session,
-        user_id=by.id if by else None,
-        action="user.activate" if active else "user.deactivate",
-        object_type="user",
-        object_id=user.id,
-        details=details,
-        now=now,
-    )
+    action = "user.activate" if active else "user.deactivate"
+    await _audit(session, user, action, by=by, now=now, details=details)
     logger.info("user %d %s", user.id, "enabled" if active else "disabled")
     return True
 
@@ -396,13 +364,5 @@ async def update_user(
             user.telegram = value
     if changed:
         await session.flush()
-        await audit.record(
-            session,
-            user_id=by.id if by else None,
-            action="user.update",
-            object_type="user",
-            object_id=user.id,
-            details=changed,
-            now=now,
-        )
+        await _audit(session, user, "user.update", by=by, now=now, details=changed)
     return sorted(key.removesuffix("_changed") for key in changed)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import __version__
+from alerts.core.channels import CONTACT_ADDRESSED
 from alerts.core.config import Settings, load_settings
 from alerts.core.errors import AlertsError, ValidationError
 
@@ -140,9 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     s = alert.add_parser("test", help="send the rendered alert to one address only")
     s.add_argument("id", type=int)
     s.add_argument("--to", required=True, metavar="ADDRESS")
-    s.add_argument("--channel", default="email", choices=["email", "telegram", "press"])
+    s.add_argument("--channel", default="email", choices=[c.value for c in CONTACT_ADDRESSED])
     s.add_argument("--audience", default="authority")
     s.add_argument("--language", default="en")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who sends it (default: the first admin)")
     s.set_defaults(handler="alert_test")
     s = alert.add_parser("send", help="publish now (or --at a time); --wait shows live progress")
     s.add_argument("id", type=int)
@@ -150,12 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--wait", action="store_true", help="send from this process and wait until every delivery is final"
     )
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who sends it (default: the first admin)")
     s.set_defaults(handler="alert_send")
     for name, help_ in (
         ("pause", "stop sending the alert's remaining deliveries"),
         ("resume", "continue a paused alert"),
         ("resend-failed", "new attempt for failed deliveries only"),
-        ("close", "close the case's alert"),
+        ("close", "close the case: cancel its pending follow-ups, drafted updates and unsent deliveries"),
     ):
         s = alert.add_parser(name, help=help_)
         s.add_argument("id", type=int)
@@ -165,9 +168,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("id", type=int)
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler="alert_status")
-    s = alert.add_parser("respond", help="record that an authority answered")
+    s = alert.add_parser("respond", help="record that an authority (or anyone) answered")
     s.add_argument("id", type=int)
-    s.add_argument("--from", dest="contact", required=True, metavar="CONTACT")
+    s.add_argument(
+        "--from",
+        dest="contact",
+        required=True,
+        metavar="CONTACT",
+        help="who answered: a contact's id, email or name links that contact; anyone else is kept as written",
+    )
     s.add_argument("--summary", required=True)
     s.add_argument("--as", dest="as_user", metavar="USER")
     s.set_defaults(handler="alert_respond")

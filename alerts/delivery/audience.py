@@ -33,10 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
 
+from alerts.core.channels import EMAIL_ADDRESSED, ChannelName, address_column, address_space
 from alerts.core.states import ContactKind
 from alerts.store.models import Alert, Consent, Contact, ContactList, ListMember, Suppression
 
-EMAIL_CHANNELS = ("email", "press")
 PRESS_KINDS = ("press", "media")
 PUBLIC = ContactKind.PUBLIC.value
 
@@ -95,9 +95,22 @@ def topics_match(*, family: str, country: str | None) -> ColumnElement[bool]:
     return or_(Contact.topics.is_(None), and_(*conditions))
 
 
-def suppression_channel(channel: str) -> str:
-    """The suppression namespace of a channel: press shares email's addresses."""
-    return "email" if channel in EMAIL_CHANNELS else channel
+_EMAIL_ADDRESSED = sorted(c.value for c in EMAIL_ADDRESSED)
+
+
+def suppression_key_sql(channel: Any, address: Any) -> tuple[Any, Any]:
+    """SQL for (suppression channel, address key) of a delivery's ``channel`` and ``address``
+    columns: the rule of ``alerts.core.channels.address_space``/``address_key`` in SQL."""
+    email_addressed = channel.in_(_EMAIL_ADDRESSED)
+    return (
+        case((email_addressed, literal(ChannelName.EMAIL.value)), else_=channel),
+        case((email_addressed, func.lower(address)), else_=address),
+    )
+
+
+def contact_address_sql(channel: Any) -> Any:
+    """SQL: the contact's address for a delivery's ``channel`` column (email or Telegram)."""
+    return case((channel == ChannelName.TELEGRAM.value, Contact.telegram), else_=Contact.email)
 
 
 def wants_channel(pref: Any) -> Any:
@@ -130,21 +143,21 @@ def previous_recipients_select(
     """
     from alerts.store.models import Delivery
 
-    address = case((Delivery.channel == "telegram", Contact.telegram), else_=Contact.email)
-    key = case((Delivery.channel == "telegram", Contact.telegram), else_=func.lower(Contact.email))
+    address = contact_address_sql(Delivery.channel)
+    namespace, key = suppression_key_sql(Delivery.channel, address)
     conditions: list[Any] = [
         Delivery.alert_id == parent_id,
         Delivery.state.in_(["sent", "delivered"]),
         Contact.status == "active",
         address.is_not(None),
-        ~exists()
-        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
-        .where(Suppression.address_key == key),
+        ~exists().where(Suppression.channel == namespace).where(Suppression.address_key == key),
     ]
     if channels:  # the update's own channel choice narrows the original's
         conditions.append(Delivery.channel.in_(list(channels)))
     # and so does what the contact chose since (Contact.channels; press arrives by email)
-    pref = case((Delivery.channel == "press", literal("email")), else_=Delivery.channel)
+    pref = case(
+        (Delivery.channel.in_(_EMAIL_ADDRESSED), literal(ChannelName.EMAIL.value)), else_=Delivery.channel
+    )
     conditions.append(wants_channel(pref))
     if kinds:
         conditions.append(Contact.kind.in_(list(kinds)))
@@ -179,12 +192,7 @@ def audience_select(
 
     ``topics``: the ``topics_match`` condition for the alert (None: topics are not looked at).
     """
-    if channel in EMAIL_CHANNELS:
-        address = Contact.email
-    elif channel == "telegram":
-        address = Contact.telegram
-    else:
-        raise ValueError(f"channel {channel!r} has no per-contact address")
+    address = Contact.email if address_column(channel) == "email" else Contact.telegram
     conditions: list[Any] = [Contact.status == "active", address.is_not(None), address != ""]
     if lists:
         conditions.append(
@@ -199,16 +207,14 @@ def audience_select(
         conditions.append(Contact.kind.not_in(list(exclude_kinds)))
     if topics is not None:
         conditions.append(topics)
-    if channel == "press":
+    if channel == ChannelName.PRESS:
         conditions.append(Contact.kind.in_(PRESS_KINDS))
-    elif channel == "email" and "press" in channels:
+    elif channel == ChannelName.EMAIL and ChannelName.PRESS in channels:
         conditions.append(Contact.kind.not_in(PRESS_KINDS))
-    conditions.append(wants_channel(literal("email" if channel == "press" else channel)))
-    key = func.lower(address) if channel in EMAIL_CHANNELS else address
+    conditions.append(wants_channel(literal(address_space(channel))))
+    key = func.lower(address) if channel in EMAIL_ADDRESSED else address
     conditions.append(
-        ~exists()
-        .where(Suppression.channel == suppression_channel(channel))
-        .where(Suppression.address_key == key)
+        ~exists().where(Suppression.channel == address_space(channel)).where(Suppression.address_key == key)
     )
     rows = select(
         literal(alert_id).label("alert_id"),
@@ -218,7 +224,7 @@ def audience_select(
         choose_language(approved_languages).label("language"),
         address.label("address"),
     ).where(*conditions)
-    if channel != "telegram":
+    if channel != ChannelName.TELEGRAM:
         return rows
     # One delivery per chat even if several contacts share it: the lowest id among those IN
     # this audience (deduplicating against all contacts could leave the chat with nothing).

@@ -19,9 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    case,
     exists,
-    func,
     literal,
     null,
     select,
@@ -29,8 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.core.channels import ChannelName
 from alerts.core.states import CLAIMABLE_STATES, DeliveryState, EventType
-from alerts.delivery.audience import PUBLIC, public_withdrawn
+from alerts.delivery.audience import PUBLIC, public_withdrawn, suppression_key_sql
 from alerts.delivery.messages import Claimed
 from alerts.store.db import any_of
 from alerts.store.events import append_events, event_row, events_from, record_moves
@@ -43,14 +42,8 @@ _deliveries = cast(Table, Delivery.__table__)
 @functools.cache
 def _candidates(for_alert: bool) -> Executable:
     """Due deliveries of one channel with what sending and the stale check need (built once)."""
-    suppressed = (
-        exists()
-        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
-        .where(
-            Suppression.address_key
-            == case((Delivery.channel == "telegram", Delivery.address), else_=func.lower(Delivery.address))
-        )
-    )
+    namespace, key = suppression_key_sql(Delivery.channel, Delivery.address)
+    suppressed = exists().where(Suppression.channel == namespace).where(Suppression.address_key == key)
     query = (
         select(
             Delivery.id,
@@ -182,7 +175,7 @@ def _stale_reason(row: Any, withdrawn: set[int]) -> tuple[DeliveryState, str] | 
     """
     if row.alert_status == "closed":
         return DeliveryState.CANCELLED, "alert closed"
-    if row.channel == "webhook":
+    if row.channel == ChannelName.WEBHOOK:
         return None
     if row.audience == PUBLIC and row.alert_id in withdrawn:
         return DeliveryState.CANCELLED, "consent withdrawn"

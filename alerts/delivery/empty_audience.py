@@ -17,8 +17,9 @@ from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, sel
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
+from alerts.core.channels import address_space
 from alerts.core.errors import Conflict
-from alerts.delivery.audience import PRESS_KINDS, suppression_channel
+from alerts.delivery.audience import PRESS_KINDS
 from alerts.store.models import Alert, Contact, ContactList, Delivery, ListMember, Suppression
 
 #: Each reason a matching contact is left out, as the refusal says it.
@@ -49,11 +50,7 @@ def _chose(channel: Any) -> ColumnElement[bool]:
 
 def _suppressed(channel: str) -> ColumnElement[bool]:
     key = Contact.telegram if channel == "telegram" else func.lower(Contact.email)
-    return (
-        exists()
-        .where(Suppression.channel == suppression_channel(channel))
-        .where(Suppression.address_key == key)
-    )
+    return exists().where(Suppression.channel == address_space(channel)).where(Suppression.address_key == key)
 
 
 def _names(values: Sequence[str]) -> str:

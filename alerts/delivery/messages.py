@@ -10,6 +10,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any, Protocol
 
+from alerts.core.channels import rendered_as
 from alerts.core.types import Attachment, Recipient, RenderedContent, RenderedMessage
 from alerts.delivery.links import TrackingLinks
 
@@ -101,7 +102,7 @@ class MessageBuilder:
 
     def content(self, alert: AlertInfo, *, audience: str, channel: str, language: str) -> RenderedContent:
         """The shared rendered form for this audience, channel and language."""
-        render_channel = "email" if channel == "webhook" else channel
+        render_channel = rendered_as(channel)
         key = (alert.id, alert.version, audience, render_channel, language)
         hit = self._cache.get(key)
         if hit is not None:

@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType
 from alerts.delivery.audience import audience_select, previous_recipients_select, topics_match
@@ -26,8 +27,6 @@ from alerts.store.db import dialect_insert
 from alerts.store.models import Alert, Delivery, DeliveryEvent
 
 logger = logging.getLogger(__name__)
-
-CONTACT_CHANNELS = ("email", "press", "telegram")
 
 
 async def fan_out(
@@ -60,9 +59,9 @@ async def fan_out(
                 details={"alert": alert.id, "channels": missing},
             )
     requested = explicit or [
-        c for c in (*CONTACT_CHANNELS, "webhook") if available is None or c in available
+        c.value for c in ALL if available is None or c in available
     ]  # empty: every channel
-    channels = [c for c in requested if c in CONTACT_CHANNELS or c == "webhook"]
+    channels = [c for c in requested if c in ALL]
     before = (await session.execute(select(func.coalesce(func.max(Delivery.id), 0)))).scalar_one()
     topics = topics_match(family=alert.family, country=country)
     cols = ["alert_id", "contact_id", "channel", "audience", "language", "address"]
@@ -91,7 +90,7 @@ async def fan_out(
                 topics=topics,
             )
             for channel in channels
-            if channel != "webhook"
+            if channel in CONTACT_ADDRESSED
         ]
     reached = 0
     for base in selects:
@@ -125,14 +124,16 @@ async def fan_out(
         await refuse_empty(
             session,
             alert,
-            channels=channels if webhook_url else [c for c in channels if c != "webhook"],
+            channels=channels if webhook_url else [c for c in channels if c != ChannelName.WEBHOOK],
             exclude_kinds=exclude_kinds,
             topics=topics,
         )
-    if "webhook" in channels and webhook_url:
+    if ChannelName.WEBHOOK in channels and webhook_url:
         exists_already = (
             await session.execute(
-                select(Delivery.id).where(Delivery.alert_id == alert.id, Delivery.channel == "webhook")
+                select(Delivery.id).where(
+                    Delivery.alert_id == alert.id, Delivery.channel == ChannelName.WEBHOOK.value
+                )
             )
         ).first()
         if exists_already is None:
@@ -140,7 +141,7 @@ async def fan_out(
                 Delivery(
                     alert_id=alert.id,
                     contact_id=None,
-                    channel="webhook",
+                    channel=ChannelName.WEBHOOK.value,
                     audience="partner",
                     language=approved_languages[0],
                     address=webhook_url,

@@ -275,6 +275,9 @@ class Response(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    # who answered, as the officer wrote it, when no contact matched (None when linked to a
+    # contact: the contact row is then the one record of them, and erasing it erases them here)
+    sender: Mapped[str | None] = mapped_column(String(320))
     summary: Mapped[str] = mapped_column(Text)
     responded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

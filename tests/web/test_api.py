@@ -194,7 +194,17 @@ async def test_workflow_create_preview_submit_approve_consent_send(site: Site) -
     assert (status, doc["error"]["message"]) == (409, f"alert {alert} is already paused.")
     assert (await site.call("POST", f"/api/v1/alerts/{alert}/resume", user="olga"))[1]["paused"] is False
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/close", user="olga")
-    assert (status, doc) == (200, {"id": alert, "status": "closed", "withdrawn": 3})
+    assert (status, doc) == (
+        200,
+        {
+            "id": alert,
+            "status": "closed",
+            "already_closed": False,
+            "withdrawn": 3,
+            "cancelled_followups": [],
+            "withdrawn_updates": [],
+        },
+    )
     status, doc = await site.call("GET", "/api/v1/alerts?status=closed", user="vera")
     assert [a["id"] for a in doc["alerts"]] == [alert]
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
+from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
-from alerts.compose.render import CHANNELS
 from alerts.contacts.fields import KINDS
-from alerts.core.clock import parse_when, utcnow
+from alerts.core.channels import ALL
+from alerts.core.clock import parse_when
 from alerts.core.states import AlertStatus
 from alerts.delivery import publish
 from alerts.store.models import Alert
@@ -39,7 +40,7 @@ AUDIENCE_PROPS: dict[str, Schema] = {
     "kinds": {"type": "array", "items": {"type": "string", "enum": list(KINDS)}, "maxItems": 5},
     "channels": {
         "type": "array",
-        "items": {"type": "string", "enum": list(drafts.CHANNEL_NAMES)},
+        "items": {"type": "string", "enum": [c.value for c in ALL]},
         "maxItems": 4,
     },
     "languages": {"type": "array", "items": LANGUAGE, "maxItems": 50},
@@ -137,29 +138,20 @@ async def create_alert(ctx: Ctx) -> web.Response:
         channels=tuple(b.get("channels", ())),
         languages=tuple(b.get("languages") or ("en",)),
     )
-    now = utcnow()
-    async with ctx.app.sessions.begin() as session:
-        parent = b.get("parent_id")
-        if parent is not None:
-            await drafts.get_alert(session, parent)
-        alert = await drafts.create_alert(
-            session,
-            author=ctx.user,
-            family=b["family"],
-            case_data=b["data"],
-            title=b.get("title"),
-            audience=audience,
-            is_public=b.get("is_public"),
-            validate_case=ctx.app.renderer.validate_case,
-            now=now,
-        )
-        alert.parent_id = parent
-        if b.get("embargo_until"):
-            alert.embargo_until = parse_when(b["embargo_until"], field="embargo_until")
-        alert.fallback_email = bool(b.get("fallback_email", False))
-        await session.flush()
-        doc = {"id": alert.id, "status": alert.status}
-    return json_response(doc, status=201)
+    embargo = b.get("embargo_until")
+    done = await alert_actions.create(
+        ctx.app,
+        ctx.user,
+        family=b["family"],
+        case_data=b["data"],
+        audience=audience,
+        title=b.get("title"),
+        is_public=b.get("is_public"),
+        parent_id=b.get("parent_id"),
+        embargo_until=parse_when(embargo, field="embargo_until") if embargo else None,
+        fallback_email=bool(b.get("fallback_email", False)),
+    )
+    return json_response({"id": done.alert_id, "status": done.status}, status=201)
 
 
 async def _detail(ctx: Ctx, alert: Alert) -> dict[str, Any]:
@@ -194,20 +186,10 @@ async def edit_alert(ctx: Ctx) -> web.Response:
     assert ctx.user is not None
     b = ctx.body
     audience = drafts.Audience.from_json(b["audience"]) if "audience" in b else None
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        version = await drafts.edit_alert(
-            session,
-            alert,
-            user=ctx.user,
-            case_data=b.get("data"),
-            title=b.get("title"),
-            audience=audience,
-            validate_case=ctx.app.renderer.validate_case,
-            now=utcnow(),
-        )
-        doc = {"id": alert.id, "status": alert.status, "version": version.number}
-    return json_response(doc)
+    done = await alert_actions.edit(
+        ctx.app, ctx.user, ctx.id, case_data=b.get("data"), title=b.get("title"), audience=audience
+    )
+    return json_response({"id": done.alert_id, "status": done.status, "version": done.version})
 
 
 async def preview(ctx: Ctx) -> web.Response:
@@ -299,7 +281,9 @@ ROUTES: list[Route] = [
         tag="alerts",
         errors=(404,),
         query=(
-            Param(name="channel", schema={"type": "string", "enum": list(CHANNELS), "default": "email"}),
+            Param(
+                name="channel", schema={"type": "string", "enum": [c.value for c in ALL], "default": "email"}
+            ),
             Param(name="audience", schema={"type": "string", "enum": list(KINDS), "default": "authority"}),
             Param(name="language", schema={**LANGUAGE, "default": "en"}),
         ),

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from alerts.actions import contacts as actions
 from alerts.contacts import directory as contacts
-from alerts.contacts.fields import CHANNEL_NAMES, KINDS, MAX_LENGTHS, STATUSES
+from alerts.contacts.fields import KINDS, MAX_LENGTHS, STATUSES
+from alerts.core.channels import SUBSCRIBER_CHANNELS
 from alerts.core.errors import Conflict, Unauthorized
 from alerts.store.models import User
 from alerts.web.api.routes import (
@@ -47,7 +48,7 @@ FIELDS: dict[str, Schema] = {
     "status": {"type": "string", "enum": list(STATUSES)},
     "channels": {
         "type": ["array", "null"],
-        "items": {"type": "string", "enum": list(CHANNEL_NAMES)},
+        "items": {"type": "string", "enum": [c.value for c in SUBSCRIBER_CHANNELS]},
         "maxItems": 4,
     },
     "topics": TOPICS,

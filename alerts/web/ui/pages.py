@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from multidict import MultiDictProxy
 from alerts.accounts import users
 from alerts.app import App
 from alerts.core.errors import AlertsError, NotFound, Unauthorized
+from alerts.core.text import unsafe_in_link
 from alerts.store.models import User
 from alerts.web import auth
 
@@ -186,23 +186,17 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, **SECURITY_HEADERS})
 
 
-def _unsafe_char(ch: str) -> bool:
-    # whitespace and control/format characters: browsers drop some (``/\t/x`` is ``//x``), and
-    # CR/LF in a Location header break the response; a backslash is a slash to browsers
-    return ch.isspace() or ch == "\\" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
-
-
 def safe_next(target: str) -> str:
     """A path of the officers' pages (``/`` or under ``/office``) to go to after sign-in; ``/``
     for anything else (another site, a scheme, control characters or whitespace, in the path
     even percent-encoded)."""
-    if any(_unsafe_char(ch) for ch in target):
+    if any(unsafe_in_link(ch) for ch in target):
         return "/"
     try:
         parts = urlsplit(target)
     except ValueError:
         return "/"
-    if any(_unsafe_char(ch) for ch in unquote(parts.path)):
+    if any(unsafe_in_link(ch) for ch in unquote(parts.path)):
         return "/"
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"

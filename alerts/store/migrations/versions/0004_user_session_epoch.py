@@ -4,7 +4,7 @@ Bumping it (on disabling the user, on a password change) ends every session the 
 every process, for good: enabling the user again does not bring an old session back.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02 03:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"  # the newest revision on main when merged; re-point it if another lands first
+down_revision = "0003"  # the newest revision on main when merged; re-point it if another lands first
 branch_labels = None
 depends_on = None
 
