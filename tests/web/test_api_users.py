@@ -108,7 +108,8 @@ async def test_only_admins_and_refusals_write_nothing(site: Site) -> None:
         ("POST", U, {"name": "x", "role": "viewer", "password": "short"}, 422, "password: shorter than 8 characters"),
         ("PATCH", f"{U}/ada", {"active": False}, 409, "user 'ada' cannot deactivate themselves"),
         ("PATCH", f"{U}/ada", {"role": "viewer"}, 409, "user 'ada' cannot change their own role"),
-        ("PATCH", f"{U}/olga", {"telegram": "olga"}, 422, "telegram: must be a numeric chat id or an @name"),
+        ("PATCH", f"{U}/olga", {"telegram": "olga"}, 422, "telegram: not a numeric chat id or an @channel "
+         "name (@, then 4-32 letters, digits or single underscores, starting with a letter and not ending with _)."),
         ("POST", f"{U}/ada/password", {"password": "a new password"}, 403, "current password: not right; "
          "give your current password to change it"),
     ]  # fmt: skip
