@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from collections.abc import AsyncIterator
@@ -69,31 +68,6 @@ async def init(args: argparse.Namespace, settings: Settings) -> int:
     if not args.password:
         print(f"password (shown once): {password}")
     print(f"API token (shown once): {token}")
-    return 0
-
-
-async def users_add(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions.begin() as session:
-        _, token = await users.create_user(
-            session,
-            name=args.name,
-            role=args.role,
-            email=args.email,
-            telegram=args.telegram,
-            password=args.password or os.environ.get("ALERTS_NEW_PASSWORD") or None,
-            with_token=args.token,
-            now=utcnow(),
-        )
-    print(f"user {args.name} ({args.role}) added", file=sys.stderr)
-    if token:
-        print(token)
-    return 0
-
-
-async def users_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions() as session:
-        for u in await users.list_users(session):
-            print(f"{u.id}\t{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}")
     return 0
 
 

@@ -64,17 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(handler="demo")
 
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
-    s = users.add_parser("add", help="add a user")
-    s.add_argument("name")
-    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
-    s.add_argument("--email")
-    s.add_argument("--telegram", help="Telegram chat id for notifications")
-    s.add_argument("--password", help="password for the web UI (or set ALERTS_NEW_PASSWORD)")
-    s.add_argument("--token", action="store_true", help="create an API token and print it once")
-    s.set_defaults(handler="users_add")
-    s = users.add_parser("list", help="list users")
-    s.set_defaults(handler="users_list")
+    _users_parsers(sub)
 
     contacts = sub.add_parser("contacts", help="contacts and lists").add_subparsers(
         dest="contacts_cmd", required=True
@@ -211,9 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
-        from alerts.cli import commands, commands_service
+        from alerts.cli import commands, commands_service, users
 
-        handler: Handler = getattr(commands, args.handler, None) or getattr(commands_service, args.handler)
+        handler: Handler = next(
+            getattr(module, args.handler)
+            for module in (commands, commands_service, users)
+            if hasattr(module, args.handler)
+        )
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
@@ -229,6 +223,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"alerts: database error: {reason} (is the database up? did `alerts init` run?)", file=sys.stderr
         )
         return 1
+
+
+def _users_parsers(sub: Any) -> None:
+    """``alerts users add|passwd|disable|enable|token|list`` (handlers: ``alerts.cli.users``)."""
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
+    s = users.add_parser("add", help="add a user (asks for a password unless --no-password)")
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
+    s.add_argument("--email")
+    s.add_argument("--telegram", help="Telegram chat id for notifications")
+    given = s.add_mutually_exclusive_group()
+    given.add_argument("--password", help="password for the web UI, for scripts (or ALERTS_NEW_PASSWORD)")
+    given.add_argument(
+        "--no-password", action="store_true", help="no password: cannot sign in until one is set"
+    )
+    s.add_argument("--token", action="store_true", help="create an API token and print it once")
+    s.set_defaults(handler="users_add")
+    s = users.add_parser("passwd", help="set a user's password (asks for it; ends their sessions)")
+    s.add_argument("name")
+    s.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    s.set_defaults(handler="users_passwd")
+    s = users.add_parser("disable", help="disable a user: their sessions and token are refused at once")
+    s.add_argument("name")
+    s.set_defaults(handler="users_active", active=False)
+    s = users.add_parser("enable", help="enable a disabled user (they sign in again)")
+    s.add_argument("name")
+    s.set_defaults(handler="users_active", active=True)
+    s = users.add_parser("token", help="issue a new API token (printed once), or revoke the user's tokens")
+    s.add_argument("name")
+    s.add_argument("--revoke", action="store_true", help="revoke all of the user's API tokens")
+    s.set_defaults(handler="users_token")
+    s = users.add_parser("list", help="list users")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler="users_list")
 
 
 def _followup_parsers(sub: Any) -> None:

@@ -2,8 +2,9 @@
 the JSON API (``api``), the officers' pages (``ui``) and the public pages (``public``).
 
 Holds: ``base`` (the App key, the JSON error format), ``auth`` (sessions, CSRF, sign-in limits),
-``bodies`` (size-limited request bodies), ``ops`` (health, metrics) and the three faces, each with
-a ``table`` that registers its routes. May import ``actions`` and everything below it; the faces
+``clients`` (the client's address behind trusted proxies), ``bodies`` (size-limited request
+bodies), ``ops`` (health, metrics) and the three faces, each with a ``table`` that registers
+its routes. May import ``actions`` and everything below it; the faces
 do not import one another (import-linter's ``web-faces`` contract).
 """
 

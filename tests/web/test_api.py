@@ -30,7 +30,7 @@ async def _alert(site: Site, **extra: Any) -> int:
 def _path(path: str, ids: dict[str, int]) -> str:
     from alerts.web.api.openapi import openapi_path
 
-    p = openapi_path(path)
+    p = openapi_path(path).replace("{name}", "vera")  # /users/{name}
     return p.replace(
         "{id}",
         str(ids["followup"] if "/followups/" in p else ids["contact"] if "/contacts/" in p else ids["alert"]),

@@ -40,6 +40,8 @@ _ERROR_TEXT = {
     415: "The body is not in the content type this route reads.",
     422: "A field or parameter does not fit; details.field names it.",
 }
+#: Path variables that are not numeric ids (the rest are).
+PATH_SCHEMAS: dict[str, Any] = {"name": {"type": "string", "minLength": 1, "maxLength": 100}}
 _VAR = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 
 
@@ -60,7 +62,7 @@ def _operation(route: Route) -> dict[str, Any]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+            "schema": PATH_SCHEMAS.get(name, {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
         }
         for name in re.findall(r"\{(\w+)\}", path)
     ]

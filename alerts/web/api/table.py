@@ -13,6 +13,7 @@ from aiohttp import web
 from alerts.web.api import alerts as api_alerts
 from alerts.web.api import contacts as api_contacts
 from alerts.web.api import followups as api_followups
+from alerts.web.api import users as api_users
 from alerts.web.api import workflow as api_workflow
 from alerts.web.api.openapi import document
 from alerts.web.api.routes import PREFIX, Ctx, Route, endpoint, json_response
@@ -35,12 +36,13 @@ OPENAPI = Route(
 
 
 def all_routes() -> list[Route]:
-    """Every API route: alerts, contacts, follow-ups (registered by their module), the document."""
+    """Every API route: alerts, contacts, follow-ups (registered by their module), users, the document."""
     return [
         *api_contacts.ROUTES,
         *api_alerts.ROUTES,
         *api_workflow.ROUTES,
         *api_followups.ROUTES,
+        *api_users.ROUTES,
         OPENAPI,
     ]
 

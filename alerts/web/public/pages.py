@@ -7,7 +7,7 @@ Pages that carry a token in their URL are never cached and send no Referer, so t
 does not leak to another site.
 
 ``POST /subscribe`` is limited per client address (``SUBSCRIBE_LIMIT`` in ``SUBSCRIBE_WINDOW``,
-then 429 with ``Retry-After``; the address as sign-in reads it, ``auth.client_address``), and
+then 429 with ``Retry-After``; the address as sign-in reads it, ``clients.client_address``), and
 the service mails at most ``CONFIRM_MAILS_PER_HOUR`` confirmations: past that, subscribe
 answers the same page but sends nothing (and logs a warning), so nobody can use the form to
 mail-bomb strangers or burn the sending reputation.

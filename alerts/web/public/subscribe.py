@@ -22,7 +22,7 @@ from alerts.actions import subscriptions as actions
 from alerts.app import App
 from alerts.core import urls
 from alerts.core.errors import Conflict, NotFound, ValidationError
-from alerts.web import auth
+from alerts.web.clients import client_address
 from alerts.web.public import pages as public
 from alerts.web.public.pages import (
     CONFIRMATIONS,
@@ -89,7 +89,7 @@ async def subscribe(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     limits = request.app[SUBSCRIBE_LIMITS]
-    client = f"addr:{auth.client_address(request)}"
+    client = f"addr:{client_address(request)}"
     wait = limits.addresses.retry_after(client)
     if wait:
         logger.info("subscribe refused: too many requests from one address")

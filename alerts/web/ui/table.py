@@ -9,10 +9,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from alerts.web import auth
+from alerts.web.clients import trusted_networks
 from alerts.web.ui import alerts as ui_alerts
 from alerts.web.ui import contacts as ui_contacts
 from alerts.web.ui import followups as ui_followups
 from alerts.web.ui import live
+from alerts.web.ui import users as ui_users
 from alerts.web.ui import workflow as ui_workflow
 from alerts.web.ui.pages import PREFIX, STATIC_DIR, login, login_form, logout, mailbox
 
@@ -23,7 +25,7 @@ def setup(webapp: web.Application) -> None:
 
     settings = webapp[APP].settings
     webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
-    auth.trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
+    trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
     webapp.router.add_get("/login", login_form)
     webapp.router.add_post("/login", login)
     webapp.router.add_post("/logout", logout)
@@ -34,3 +36,4 @@ def setup(webapp: web.Application) -> None:
     ui_contacts.setup(webapp)
     ui_followups.setup(webapp)
     live.setup(webapp)
+    ui_users.setup(webapp)
