@@ -134,6 +134,16 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def alert_edit(args: argparse.Namespace, settings: Settings) -> int:
+    case = read_case_file(args.data) if args.data is not None else None
+    async with _app(settings) as app:
+        done = await alert_actions.edit(
+            app, await _actor(app, args.as_user), args.id, case_data=case, title=args.title
+        )
+    print(f"alert {done.alert_id}: version {done.version}, {done.status}", file=sys.stderr)
+    return 0
+
+
 async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
     async with _app(settings) as app, app.sessions() as session:
         info = await load_alert_info(session, args.id)

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a PDF or image sent with the press release (repeatable)",
     )
     s.set_defaults(handler="alert_create")
+    s = alert.add_parser("edit", help="change an alert's case data or title: a new version, back to review")
+    s.add_argument("id", type=int)
+    s.add_argument("--data", type=Path, metavar="CASE.toml", help="the new case data")
+    s.add_argument("--title", help="the new title")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who edits (default: the first admin)")
+    s.set_defaults(handler="alert_edit")
     s = alert.add_parser("preview", help="show the rendered alert for one audience, channel and language")
     s.add_argument("id", type=int)
     s.add_argument("--channel", default="email")
