@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alerts.core.channels import ALWAYS_CONFIGURED, ChannelName
 from alerts.core.config import Settings
 from channels.base import Channel
 from channels.email import EmailChannel, dkim_from_settings
@@ -11,21 +12,21 @@ from channels.telegram import TelegramChannel
 from channels.webhook import WebhookChannel
 
 CHANNELS: dict[str, type] = {
-    "email": EmailChannel,
-    "press": PressChannel,
-    "telegram": TelegramChannel,
-    "webhook": WebhookChannel,
+    ChannelName.EMAIL.value: EmailChannel,
+    ChannelName.PRESS.value: PressChannel,
+    ChannelName.TELEGRAM.value: TelegramChannel,
+    ChannelName.WEBHOOK.value: WebhookChannel,
     "memory": MemoryChannel,
 }
 
 
 def configured_channels(settings: Settings) -> frozenset[str]:
     """The channels this configuration can send on (email and press always)."""
-    names = {"email", "press"}
+    names = {c.value for c in ALWAYS_CONFIGURED}
     if settings.telegram.token:
-        names.add("telegram")
+        names.add(ChannelName.TELEGRAM.value)
     if settings.webhook.url:
-        names.add("webhook")
+        names.add(ChannelName.WEBHOOK.value)
     return frozenset(names)
 
 
@@ -37,11 +38,13 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     dkim = dkim_from_settings(settings.email)
     email = EmailChannel(settings.email, dkim=dkim)
     out: dict[str, Channel] = {
-        "email": email,
-        "press": PressChannel(settings.email, settings.press, dkim=dkim, pool=email.pool),
+        ChannelName.EMAIL.value: email,
+        ChannelName.PRESS.value: PressChannel(settings.email, settings.press, dkim=dkim, pool=email.pool),
     }
     if settings.telegram.token:
-        out["telegram"] = TelegramChannel(settings.telegram, timeout=settings.telegram.timeout)
+        out[ChannelName.TELEGRAM.value] = TelegramChannel(
+            settings.telegram, timeout=settings.telegram.timeout
+        )
     if settings.webhook.url:
-        out["webhook"] = WebhookChannel(settings.webhook)
+        out[ChannelName.WEBHOOK.value] = WebhookChannel(settings.webhook)
     return out

@@ -7,9 +7,10 @@ header block as bytes (From, To, Subject, Date, Message-ID, Reply-To, List-Unsub
 In-Reply-To/References).
 
 Header safety: nothing from a name, subject, address, URL or id can add a header line.
-Control characters (CR, LF, TAB, NUL…) in names and subjects are folded to one space; an
-address that is not one valid address, or a URL or Message-ID that is not plain printable
-ASCII, is refused with ``ValidationError`` naming the field (the channel answers PERMANENT).
+Control characters (CR, LF, TAB, NUL…: the one-line policy of ``alerts.core.text``) in names
+and subjects are folded to one space; an address that is not one valid address, or a URL or
+Message-ID that is not plain printable ASCII, is refused with ``ValidationError`` naming the
+field (the channel answers PERMANENT).
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ import dkim
 import email_validator
 
 from alerts.core.errors import ValidationError
+from alerts.core.hrefs import link_spans, pixel_position
+from alerts.core.text import REFUSED_IN_LINE, one_line
 from alerts.core.types import Attachment, RenderedContent, RenderedMessage
-from alerts.delivery.links import link_spans, pixel_position
 
 logger = logging.getLogger(__name__)
 
 # 7bit: bodies go out quoted-printable or base64, so no server needs 8BITMIME.
 _POLICY = email.policy.SMTP.clone(cte_type="7bit")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 _SIMPLE_ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -120,7 +121,7 @@ def pixel_tag(url: str) -> str:
 
 def clean_text(text: str, *, limit: int) -> str:
     """Fold every run of control characters (CR, LF, TAB…) to one space; trim to ``limit``."""
-    return _CONTROL.sub(" ", text).strip()[:limit]
+    return one_line(text)[:limit]
 
 
 def check_address(address: str, *, field: str) -> str:
@@ -157,7 +158,7 @@ def format_address(name: str, address: str) -> str:
 def parse_mailbox(value: str, *, field: str) -> tuple[str, str]:
     """Split a configured ``Name <address>`` into (header text, envelope address)."""
     parsed = getaddresses([value])
-    if len(parsed) != 1 or _CONTROL.search(value) or not _LOOSE_ADDRESS.fullmatch(parsed[0][1]):
+    if len(parsed) != 1 or REFUSED_IN_LINE.search(value) or not _LOOSE_ADDRESS.fullmatch(parsed[0][1]):
         raise ValidationError(f"{field}: {value!r} is not a single email address.", details={"field": field})
     name, address = parsed[0]
     return format_address(name, address), address

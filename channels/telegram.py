@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import warnings
 from datetime import timedelta
 from typing import ClassVar
@@ -26,6 +25,7 @@ from telegram.warnings import PTBDeprecationWarning
 from alerts.core.config import TelegramSettings
 from alerts.core.errors import ConfigError, ValidationError
 from alerts.core.states import SuppressionReason
+from alerts.core.telegram import parse_chat
 from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from channels.ratelimit import Pacer, PerKeyInterval
 from channels.telegram_http import AiohttpRequest, ConnectTimedOut
@@ -35,23 +35,14 @@ logger = logging.getLogger(__name__)
 #: Telegram allows ~1,000 messages/s to a bot sending with ``allow_paid_broadcast``.
 PAID_BROADCAST_RATE = 1000.0
 
-_CHAT_ID = re.compile(r"-?[0-9]{1,20}")
-_CHANNEL_NAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
 
 _Rule = tuple[type[TelegramError], str, OutcomeKind, SuppressionReason | None]
 
 
 def parse_chat_id(address: str) -> int | str:
-    """A contact's Telegram address as the Bot API takes it: a numeric chat id or an @channel name."""
-    text = address.strip()
-    if _CHAT_ID.fullmatch(text):
-        return int(text)
-    if _CHANNEL_NAME.fullmatch(text):
-        return text
-    raise ValidationError(
-        "telegram: not a numeric chat id or an @channel name (@ and 4-32 letters, digits or _).",
-        details={"field": "telegram"},
-    )
+    """A contact's Telegram address as the Bot API takes it: a numeric chat id or an @channel name
+    (the one rule, ``alerts.core.telegram``; ValidationError otherwise)."""
+    return parse_chat(address)
 
 
 class TelegramChannel:

@@ -320,6 +320,7 @@ async def test_withdrawing_consent_cancels_pending_deliveries_to_the_public(
     from sqlalchemy import select, update
 
     from alerts.core.clock import utcnow
+    from alerts.delivery import controls
     from alerts.delivery.publish import publish
     from alerts.store.models import Delivery, DeliveryEvent
     from tests.factories import add_contacts, approved_alert, make_users
@@ -356,6 +357,8 @@ async def test_withdrawing_consent_cancels_pending_deliveries_to_the_public(
         await record_consent(
             session, sending, user=withdrawn_by, scope="restricted", note="family asked", now=utcnow()
         )
+        # what the consent action does in the same transaction (alerts.actions.alerts.record_consent)
+        assert await controls.withdraw_public(session, sending, now=utcnow()) == 3
     async with sessions() as session:
         states = {
             c: st

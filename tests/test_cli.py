@@ -190,6 +190,13 @@ async def test_public_alert_needs_consent_before_sending(cli: CLI, tmp_path: Pat
     status = json.loads((await cli("alert", "status", alert_id, "--json")).out)
     assert status["state"] == "approved" and status["channels"] == {}
     assert (await cli("alert", "consent", alert_id, "--recorded-by", "admin", "--scope", "public")).code == 0
+    nobody = await cli("alert", "send", alert_id)  # consent given, but no public contact yet
+    assert nobody.code != 0 and "has no recipients: no contact has its kinds (public)" in nobody.err
+    contacts = tmp_path / "public.csv"
+    contacts.write_text(
+        "name,email,telegram,kind,language,organisation,country,lists\nReader,reader@example.org,,public,en,,,\n"
+    )
+    assert (await cli("contacts", "import", str(contacts), "--no-progress")).code == 0
     assert (await cli("alert", "send", alert_id)).code == 0
 
 

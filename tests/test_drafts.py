@@ -98,7 +98,7 @@ async def people(session: AsyncSession) -> People:
         ),
         (
             {"channels": ("sms",)},
-            "audience: unknown channel 'sms'; channels are email, telegram, press, webhook",
+            "audience: unknown channel 'sms'; channels are email, press, telegram, webhook",
         ),
         ({"languages": ("EN",)}, "audience: language 'EN' is not a two-letter lowercase code such as 'en'"),
         ({"languages": ("eng",)}, "audience: language 'eng' is not a two-letter lowercase code such as 'en'"),
@@ -175,6 +175,12 @@ async def test_public_kind_makes_the_alert_public_unless_told_otherwise(
         ({"title": "  "}, ValidationError, "title: must not be empty"),
         ({"case_data": CASE | {"born": date(1990, 1, 2)}}, ValidationError,
          "case data: born holds a date, which cannot be stored"),
+        ({"case_data": CASE | {"defender": {"name": "Ana\x00"}}}, ValidationError,
+         "case data: defender.name: control character U+0000 at position 4 is not allowed"),
+        ({"case_data": CASE | {"events": ["ok", "held \u202eincommunicado"]}}, ValidationError,
+         "case data: events[1]: control character U+202E at position 6 is not allowed"),
+        ({"title": "Ana\rBcc: x"}, ValidationError,
+         "title: control character U+000D at position 4 is not allowed"),
         ({"author": "viewer"}, PermissionDenied,
          "user 'vic' (viewer) may not alert.create; allowed roles: admin, officer"),
     ],
@@ -204,6 +210,24 @@ async def test_refused_create_writes_nothing(
 )
 def test_default_title(data: dict[str, Any], title: str) -> None:
     assert default_title("urgent-appeal", data) == title
+
+
+async def test_case_data_is_stored_with_plain_newlines(session: AsyncSession, people: People) -> None:
+    # Word's manual line break (Shift+Enter) is U+000B, which XML feeds and some mail software
+    # cannot carry: stored as a newline, like CR LF and the Unicode separators
+    pasted = CASE | {"summary": "Arrested at dawn.\x0bHeld since.\r\nNo lawyer.\u2029", "tags": ["a\x0cb"]}
+    alert = await new_alert(session, people.officer)
+    version = await edit_alert(
+        session, alert, user=people.officer, case_data=pasted, validate_case=validate_case, now=NOW
+    )
+    assert version.case_data["summary"] == "Arrested at dawn.\nHeld since.\nNo lawyer.\n"
+    assert version.case_data["tags"] == ["a\nb"]
+
+
+def test_default_title_folds_control_characters() -> None:
+    assert default_title("urgent-appeal", {"defender": "Ana\x0bPérez", "country": "Peru\u202e"}) == (
+        "Ana Pérez (Peru )"
+    )
 
 
 async def test_unknown_alert(session: AsyncSession) -> None:

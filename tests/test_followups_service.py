@@ -223,7 +223,7 @@ async def test_reminder_due_while_down_fires_once_after_restart(
         code, _, err = await cli(config, "followup", "cancel", str(cancelled), "--as", "olga")
         assert code == 0 and err.strip() == f"follow-up {cancelled} (reminder) cancelled", err
         code, _, err = await cli(config, "followup", "cancel", str(cancelled), "--as", "olga")
-        assert code == 1 and err.startswith(f"alerts: follow-up {cancelled} was already cancelled at ")
+        assert code == 2 and err.startswith(f"alerts: follow-up {cancelled} was already cancelled at ")
         for fid in (late_one, answered, cancelled):
             await set_due(db_url, fid, minutes_ago=7)
         capture.handler.clear()

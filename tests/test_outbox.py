@@ -189,3 +189,227 @@ async def test_a_json_null_channel_preference_still_means_every_channel(
             channels=("email", "telegram"),
         )
         assert await publish(session, alert, now=utcnow()) == 2
+
+
+# -- consent, topics, empty audiences, and the mutations the suite used to miss -----------------
+
+
+async def test_public_contacts_on_a_list_get_nothing_without_the_defenders_consent(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The alert names only a list (so no consent is asked for); its public members are left out."""
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        authorities = await add_contacts(session, 2, kind="authority")
+        await add_contacts(session, 2, kind="public", start=10)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        assert await publish(session, alert, now=utcnow()) == 2
+        rows = (await session.execute(select(Delivery.contact_id))).scalars().all()
+    assert sorted(rows) == authorities
+
+
+async def test_publishing_twice_queues_one_webhook_delivery(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "webhook")
+        )
+        hook = "http://partner.test/hook"
+        assert await publish(session, alert, now=utcnow(), webhook_url=hook) == 2
+        assert await publish(session, alert, now=utcnow(), webhook_url=hook) == 0
+        assert await _count(session, Delivery.channel == "webhook") == 1
+
+
+async def test_a_suppressed_address_is_left_out_whatever_the_case_of_the_contacts_email(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        jane, other = await add_contacts(session, 2)
+        await session.execute(
+            update(Contact).where(Contact.id == jane).values(email="Jane@X.org", email_key="jane@x.org")
+        )
+        await suppress(session, channel="email", address="jane@x.org", reason=SuppressionReason.BOUNCED)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email", "press"))
+        assert await publish(session, alert, now=utcnow()) == 1
+        assert (await session.execute(select(Delivery.contact_id))).scalars().all() == [other]
+
+
+async def _with_topics(session: AsyncSession, topics: dict[int, list[str] | None]) -> None:
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    for contact_id, chosen in topics.items():
+        await session.execute(update(Contact).where(Contact.id == contact_id).values(topics=chosen))
+
+
+async def test_subscribers_get_only_the_alerts_on_the_topics_they_chose(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Family ``urgent-appeal``, case country ``Calvera`` (templates/urgent-appeal/example.toml)."""
+    from alerts.compose.approval import record_consent
+    from alerts.contacts.subscriptions import clean_topics
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        ids = await add_contacts(session, 9, kind="public")
+        await _with_topics(
+            session,
+            {
+                ids[0]: None,  # no choice: everything
+                ids[1]: clean_topics(["urgent-appeal"], []),
+                ids[2]: clean_topics(["closure"], []),
+                ids[3]: clean_topics([], ["calvera"]),  # a country in another case still matches
+                ids[4]: clean_topics([], ["Freedonia"]),
+                ids[5]: clean_topics(["urgent-appeal", "closure"], ["Freedonia", "Calvera"]),
+                ids[6]: clean_topics(["urgent-appeal"], ["Freedonia"]),  # both must match
+                ids[7]: clean_topics([], ["Cal_era"]),  # LIKE wildcards match nothing else
+                ids[8]: [],
+            },
+        )
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, kinds=("public",))
+        await record_consent(session, alert, user=reviewer, scope="public", now=utcnow())
+        await publish(session, alert, now=utcnow())
+        got = sorted((await session.execute(select(Delivery.contact_id))).scalars().all())
+    assert got == [ids[0], ids[1], ids[3], ids[5], ids[8]]
+
+
+async def test_an_alert_whose_case_names_no_country_reaches_those_who_chose_no_country(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.contacts.subscriptions import clean_topics
+    from alerts.store.models import AlertVersion
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        ids = await add_contacts(session, 2)
+        await _with_topics(
+            session, {ids[0]: clean_topics(["urgent-appeal"], []), ids[1]: clean_topics([], ["Calvera"])}
+        )
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        version = (
+            await session.execute(select(AlertVersion).where(AlertVersion.alert_id == alert.id))
+        ).scalar_one()
+        version.case_data = {k: v for k, v in version.case_data.items() if k != "country"}
+        await session.flush()
+        assert await publish(session, alert, now=utcnow()) == 1
+        assert (await session.execute(select(Delivery.contact_id))).scalars().all() == [ids[0]]
+
+
+async def _refusal(session: AsyncSession, alert: object, **kw: object) -> tuple[str, dict[str, object]]:
+    import pytest
+
+    from alerts.core.errors import Conflict
+    from alerts.store.models import Alert
+
+    assert isinstance(alert, Alert)
+    before = alert.status
+    with pytest.raises(Conflict) as info:
+        await publish(session, alert, now=utcnow(), **kw)  # type: ignore[arg-type]
+    assert alert.status == before and alert.fanned_out_at is None
+    assert await _count(session, Delivery.alert_id == alert.id) == 0
+    return info.value.message, info.value.details
+
+
+async def test_an_alert_that_matches_no_contact_is_refused_at_send(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, list_name="other")
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, kinds=("media",))
+        message, details = await _refusal(session, alert)
+    assert message == (
+        f"alert {alert.id} has no recipients: no contact is on its lists (urgent-appeals) "
+        "with its kinds (media)."
+    )
+    assert details == {"alert": alert.id, "reason": "no_match", "matching": 0, "left_out": {}}
+
+
+async def test_an_alert_whose_matching_contacts_are_all_left_out_is_refused_saying_why(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        gone, bounced, chose_telegram, no_email = await add_contacts(session, 4)
+        public = await add_contacts(session, 2, kind="public", start=10)
+        await session.execute(update(Contact).where(Contact.id == gone).values(status="unsubscribed"))
+        await suppress(
+            session, channel="email", address="person1@example.org", reason=SuppressionReason.BOUNCED
+        )
+        await session.execute(
+            update(Contact).where(Contact.id == chose_telegram).values(channels=["telegram"])
+        )
+        await session.execute(
+            update(Contact).where(Contact.id == no_email).values(email=None, email_key=None, telegram="42")
+        )
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        message, details = await _refusal(session, alert)
+    assert details == {
+        "alert": alert.id,
+        "reason": "all_left_out",
+        "matching": 6,
+        "left_out": {"inactive": 1, "no_consent": 2, "no_address": 1, "other_channels": 1, "suppressed": 1},
+    }
+    assert message == (
+        f"alert {alert.id} has no recipients: 6 contacts match its lists (urgent-appeals) and every "
+        "one is left out: 1 unsubscribed or not active; 2 public, without the defender's consent to "
+        "publicity; 1 with no address for email; 1 chose other channels; 1 suppressed (unsubscribed, "
+        "bounced or blocked the bot)."
+    )
+    assert public and bounced  # on the list, left out for the reasons counted
+
+
+async def test_an_alert_for_a_channel_nobody_has_an_address_for_is_refused(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 3)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        message, details = await _refusal(session, alert, webhook_url="http://partner.test/hook")
+    assert details["left_out"] == {"no_address": 3}
+    assert "3 with no address for telegram" in message
+
+
+async def test_an_update_whose_original_reached_nobody_is_refused(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        original = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, original, now=utcnow())  # queued, nothing sent yet
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id
+        )
+        message, details = await _refusal(session, follow)
+    assert message == (
+        f"alert {follow.id} has no recipients: it is an update, and the original alert "
+        f"{original.id} has not reached anyone yet."
+    )
+    assert details == {"alert": follow.id, "reason": "original_reached_nobody", "original": original.id}
+
+
+async def test_an_update_is_not_sent_to_the_originals_public_recipients_after_consent_was_withdrawn(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from tests.delivery_cases import mark_sent, public_case, public_update, set_consent, states_by_contact
+
+    case = await public_case(sessions)
+    await mark_sent(sessions, case.alert_id)
+    await set_consent(sessions, case.alert_id, "restricted")
+    update_id = await public_update(sessions, case.alert_id)  # its own consent says public
+    assert set(await states_by_contact(sessions, update_id)) == set(case.authorities)

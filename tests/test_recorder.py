@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
 from alerts.core.config import DispatcherSettings
-from alerts.core.types import Outcome
+from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due
 from alerts.delivery.recorder import Result, moves, record, redact
 from alerts.delivery.retry import RetryPolicy
@@ -114,3 +114,81 @@ async def test_an_outcome_for_a_row_another_worker_took_over_is_not_recorded(
     assert states == {taken: "sending", results[1].item.id: "sent"}
     assert await _events(sessions, "sent") == 1
     assert f"delivery {taken} was taken over" in caplog.text
+
+
+async def test_a_bounced_mixed_case_address_gets_no_later_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Jane@X.org bounced: the suppression is keyed lower-case, so the next fan-out leaves her out."""
+    from alerts.core.states import SuppressionReason
+    from alerts.delivery.publish import publish
+    from alerts.store.models import Contact, Suppression
+    from tests.delivery_cases import set_email, staff
+    from tests.factories import approved_alert
+
+    alert_id = await published_alert(sessions, 2)
+    async with sessions() as session:
+        jane = (await session.execute(select(Contact.id).order_by(Contact.id))).scalars().first()
+    assert jane is not None
+    await set_email(sessions, jane, "Jane@X.org")
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Delivery).where(Delivery.contact_id == jane).values(address="Jane@X.org")
+        )
+        items = await claim_due(
+            session, channel="email", limit=5, worker="w1", lease=timedelta(seconds=60), now=utcnow()
+        )
+    bounce = Outcome(
+        kind=OutcomeKind.PERMANENT, suppress=SuppressionReason.BOUNCED, detail="550 no such user"
+    )
+    results = [
+        Result(
+            item=i, outcome=bounce if i.contact_id == jane else Outcome.sent(), message_id="<m>", at=utcnow()
+        )
+        for i in items
+    ]
+    async with sessions.begin() as session:
+        await record(session, results, worker="w1", policy=POLICY, alerts={}, now=utcnow())
+    async with sessions.begin() as session:
+        keys = (await session.execute(select(Suppression.address_key))).scalars().all()
+        officer, reviewer = await staff(session)
+        again = await approved_alert(session, author=officer, reviewer=reviewer)
+        assert await publish(session, again, now=utcnow()) == 1
+        reached = (
+            await session.execute(select(Delivery.contact_id).where(Delivery.alert_id == again.id))
+        ).scalars()
+        assert jane not in set(reached)
+    assert keys == ["jane@x.org"] and alert_id
+
+
+async def test_the_email_fallback_of_a_failed_telegram_delivery_respects_suppressions(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The contact's email bounced before: the bot being blocked must not bring it back."""
+    from alerts.contacts.suppressions import suppress
+    from alerts.core.states import SuppressionReason
+    from alerts.delivery.messages import AlertInfo
+    from alerts.delivery.publish import load_alert_info
+    from tests.delivery_cases import set_email
+
+    alert_id = await published_alert(sessions, 2, channels=("telegram",), fallback_email=True)
+    async with sessions() as session:
+        contacts = (await session.execute(select(Delivery.contact_id).order_by(Delivery.id))).scalars().all()
+    await set_email(sessions, contacts[0], "Jane@X.org")
+    async with sessions.begin() as session:
+        await suppress(session, channel="email", address="jane@x.org", reason=SuppressionReason.BOUNCED)
+        items = await claim_due(
+            session, channel="telegram", limit=5, worker="w1", lease=timedelta(seconds=60), now=utcnow()
+        )
+        info: AlertInfo = await load_alert_info(session, alert_id)
+    blocked = Outcome(kind=OutcomeKind.PERMANENT, suppress=SuppressionReason.BLOCKED, detail="Forbidden")
+    results = [Result(item=i, outcome=blocked, message_id="", at=utcnow()) for i in items]
+    async with sessions.begin() as session:
+        await record(session, results, worker="w1", policy=POLICY, alerts={alert_id: info}, now=utcnow())
+    async with sessions() as session:
+        emails = (
+            (await session.execute(select(Delivery.contact_id).where(Delivery.channel == "email")))
+            .scalars()
+            .all()
+        )
+    assert emails == [contacts[1]]  # the other contact's fallback, not the bounced one's

@@ -129,11 +129,11 @@ async def test_telegram_outage_retries_telegram_only(
     _, fid, _, _ = await reminder(app)
     capture.handler.clear()
     first = await fire(app, fid, T0 + timedelta(hours=1))
-    assert first is not None and first.result.startswith(
-        "retrying at 2030-03-20T09:00:30+00:00: olga (telegram)"
-    )
+    due = (await row(app, fid)).due_at
+    assert T0 + timedelta(hours=1, seconds=15) <= due <= T0 + timedelta(hours=1, seconds=30)
+    assert first is not None and first.result.startswith(f"retrying at {due.isoformat()}: olga (telegram)")
     assert len(capture.messages()) == 1  # the email went out at once
-    second = await fire(app, fid, T0 + timedelta(hours=1, seconds=30))
+    second = await fire(app, fid, due)
     assert second is not None and second.result == "reminder sent; sent to olga"
     assert len(capture.messages()) == 1 and len(botapi.sent(CHAT)) == 2  # no second email
 
@@ -188,8 +188,44 @@ async def test_a_stalled_send_is_bounded_and_retried(
     capture.handler.clear()
     first = await fire(app, fid, T0 + timedelta(hours=1))
     assert first is not None
-    assert first.result == "retrying at 2030-03-20T09:00:30+00:00: olga (telegram): no answer within 0.2 s"
+    # no answer: the message may have arrived, an unknown outcome, retried once after the grace
+    assert first.result == "retrying at 2030-03-20T09:15:00+00:00: olga (telegram): no answer within 0.2 s"
     await asyncio.sleep(1.0)  # the channel's per-chat interval
-    second = await fire(app, fid, T0 + timedelta(hours=1, seconds=30))
+    second = await fire(app, fid, T0 + timedelta(minutes=75))
     assert second is not None and second.result == "reminder sent; sent to olga"
     assert len(capture.messages()) == 1
+
+
+@pytest.mark.botapi_options(script={CHAT: ["retry_after=120", "ok"]})
+async def test_a_notice_honours_telegrams_retry_after(
+    app: App, capture: CaptureServer, botapi: BotApiServer
+) -> None:
+    """Notices follow the delivery retry policy: Telegram's flood wait is honoured (it was
+    retried after a fixed 30 s, into the same flood wait)."""
+    _, fid, _, _ = await reminder(app)
+    now = T0 + timedelta(hours=1)
+    first = await fire(app, fid, now)
+    assert first is not None and first.result.startswith("retrying at ")
+    due = (await row(app, fid)).due_at
+    assert now + timedelta(seconds=120) <= due <= now + timedelta(seconds=121)
+
+
+@pytest.mark.botapi_options(script={CHAT: ["stall", "stall", "ok"]})
+async def test_a_second_unknown_outcome_gives_up(
+    app: App, capture: CaptureServer, botapi: BotApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for alerts: an unknown outcome (no answer; it may have arrived) is retried once, never
+    again, so an officer gets at most two copies (it was retried up to five times)."""
+    monkeypatch.setattr(followups_notices, "SEND_TIMEOUT", 0.2)
+    _, fid, _, _ = await reminder(app)
+    first = await fire(app, fid, T0 + timedelta(hours=1))
+    assert first is not None and first.result.startswith("retrying at 2030-03-20T09:15:00+00:00")
+    await asyncio.sleep(1.0)  # the channel's per-chat interval
+    second = await fire(app, fid, T0 + timedelta(minutes=75))
+    assert second is not None
+    assert second.result == (
+        "reminder sent; sent to olga; gave up on olga (telegram): no answer within 0.2 s"
+    )
+    f = await row(app, fid)
+    assert f.fired_at is not None and (f.data or {})["notified"] == ["email:1"]
+    assert len(botapi.sent(CHAT)) == 2

@@ -207,7 +207,7 @@ def test_update_without_original_is_refused() -> None:
     [
         ("minister", "email",
          "audience: unknown audience 'minister' (expected one of authority, media, press, partner, public)"),
-        ("public", "sms", "channel: unknown channel 'sms' (expected one of email, telegram, press, webhook)"),
+        ("public", "sms", "channel: unknown channel 'sms' (expected one of email, press, telegram, webhook)"),
     ],
 )  # fmt: skip
 def test_unknown_audience_or_channel(audience: str, channel: str, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -9,6 +10,7 @@ from alerts.compose import approval
 from alerts.contacts import optout, subscriptions
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
+from alerts.core.errors import Conflict
 from alerts.delivery.publish import publish
 from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
 from tests.factories import approved_alert, make_users
@@ -58,7 +60,9 @@ async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[Asy
         second = await approved_alert(session, author=officer, reviewer=reviewer, lists=(), kinds=("public",))
         second.is_public = True
         await approval.record_consent(session, second, user=reviewer, scope="public", now=utcnow())
-        await publish(session, second, now=utcnow())
+        # the only public contact left: the alert has no one to reach and is refused
+        with pytest.raises(Conflict, match="1 unsubscribed or not active"):
+            await publish(session, second, now=utcnow())
         second_id = second.id
     async with sessions() as session:
         assert (

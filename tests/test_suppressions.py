@@ -114,3 +114,16 @@ async def test_suppressed_keys_excludes_in_one_query(session: AsyncSession) -> N
     stmt = select(Contact.email_key).where(Contact.email_key.not_in(suppressed_keys("email")))
     assert sorted(await session.scalars(stmt)) == ["a@example.org", "c@example.org"]
     assert await session.scalar(select(func.count()).select_from(Suppression)) == 2
+
+
+async def test_press_shares_the_email_address_space(session: AsyncSession) -> None:
+    # press delivers to the email address: a suppression named for press stops email, and the
+    # other way round (before: stored under "press", which neither fan-out nor claim read)
+    await suppress(session, channel="press", address="Ana@Example.org", reason=SuppressionReason.BOUNCED)
+    rows = list(await session.execute(select(Suppression.channel, Suppression.address_key)))
+    assert [tuple(r) for r in rows] == [("email", "ana@example.org")]
+    assert await is_suppressed(session, "email", "ana@example.org")
+    assert await is_suppressed(session, "press", "ANA@example.org")
+    assert sorted(await session.scalars(suppressed_keys("press"))) == ["ana@example.org"]
+    assert await unsuppress(session, channel="press", address="ana@example.org")
+    assert not await is_suppressed(session, "email", "ana@example.org")

@@ -1,9 +1,12 @@
-"""Users: creation and validation, password and token sign-in, the role table."""
+"""Users: creation and validation, password and token sign-in, the role table, and the account
+actions every face calls (``alerts.actions.accounts``)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -20,8 +23,12 @@ from alerts.accounts.users import (
     new_token,
     set_active,
 )
+from alerts.actions import accounts
+from alerts.app import App, open_app
+from alerts.core.config import Settings
 from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
 from alerts.core.states import Role
+from alerts.core.telegram import HINT as TELEGRAM_HINT
 from alerts.store import audit
 from alerts.store.models import AuditEntry, User
 
@@ -122,10 +129,12 @@ async def test_duplicate_name_is_refused_and_nothing_written(
     [
         ({"name": "  "}, "user name: must not be empty"),
         ({"name": "x" * 101}, "user name: longer than 100 characters"),
-        ({"name": "ol\nga"}, "user name: must not contain control characters"),
+        ({"name": "ol\nga"}, "user name: control character U+000A at position 3 is not allowed"),
+        ({"name": "ol\u2066ga"}, "user name: control character U+2066 at position 3 is not allowed"),
         ({"role": "boss"}, "role: 'boss' is not a role; roles are admin, officer, reviewer, viewer"),
         ({"password": "short"}, "password: shorter than 8 characters"),
-        ({"telegram": "olga"}, "telegram: must be a numeric chat id or an @name"),
+        ({"telegram": "olga"}, f"telegram: {TELEGRAM_HINT}."),
+        ({"telegram": "@olga_"}, f"telegram: {TELEGRAM_HINT}."),
         ({"email": "olga-at-example.org"}, "email: An email address must have an @-sign."),
         (
             {"email": "ol ga@localhost"},
@@ -209,3 +218,158 @@ async def test_set_active_needs_an_admin_other_than_oneself(session: AsyncSessio
     with pytest.raises(PermissionDenied):
         await set_active(session, admin, False, by=officer, now=NOW)
     assert admin.active
+
+
+# --------------------------------------------------------------------------- the account actions
+
+
+@pytest.fixture
+async def app(db_url: str) -> AsyncIterator[App]:
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as opened:
+        yield opened
+
+
+async def _staff(app: App) -> dict[str, User]:
+    async with app.sessions.begin() as s:
+        admin, _ = await create_user(s, name="root", role="admin", password="root password", now=NOW)
+        officer, _ = await create_user(
+            s, name="olga", role="officer", password="olga password", with_token=True, now=NOW
+        )
+    return {"root": admin, "olga": officer}
+
+
+async def _audit(app: App) -> list[tuple[int | None, str, str | None, dict[str, Any] | None]]:
+    async with app.sessions() as s:
+        rows = await s.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        return [(e.user_id, e.action, e.object_id, e.details) for e in rows]
+
+
+async def test_account_actions_do_the_work_audit_it_and_never_hold_a_secret(app: App) -> None:
+    staff = await _staff(app)
+    root = staff["root"]
+    before = len(await _audit(app))
+    added = await accounts.add(
+        app, root, name="vera", role="viewer", email="Vera@Example.org", with_token=True
+    )
+    assert added.token is not None
+    assert (added.account.name, added.account.role, added.account.has_password) == ("vera", "viewer", False)
+    assert added.account.has_token and added.account.email == "Vera@example.org"
+    vid = added.account.id
+    done = await accounts.set_password(app, root, "vera", "vera password")
+    assert done.account.has_password
+    disabled = await accounts.disable(app, root, "vera")
+    assert disabled.changed and not disabled.account.has_token  # disabling revokes the token
+    assert not (await accounts.disable(app, root, "vera")).changed  # already: nothing written
+    assert (await accounts.enable(app, root, "vera")).account.active
+    issued = await accounts.issue_token(app, root, "vera")
+    assert not issued.replaced and issued.token != added.token
+    async with app.sessions() as s:
+        with pytest.raises(Unauthorized):
+            await authenticate_token(s, added.token)
+        assert (await authenticate_token(s, issued.token)).name == "vera"
+    assert (await accounts.issue_token(app, root, "vera")).replaced
+    issued = await accounts.issue_token(app, root, "vera")
+    revoked = await accounts.revoke_tokens(app, root, "vera")
+    assert (revoked.revoked, revoked.account.has_token) == (1, False)
+    assert (await accounts.revoke_tokens(app, root, "vera")).revoked == 0
+    async with app.sessions() as s:
+        with pytest.raises(Unauthorized):
+            await authenticate_token(s, issued.token)
+    changed = await accounts.update(app, root, "vera", role="officer", email=None, telegram="@vera_hrd")
+    assert changed.fields == ("email", "role", "telegram")
+    assert (changed.account.role, changed.account.email, changed.account.telegram) == (
+        "officer", None, "@vera_hrd",
+    )  # fmt: skip
+    names = [a.name for a in await accounts.list_accounts(app, root)]
+    assert names == ["olga", "root", "vera"]
+
+    entries = (await _audit(app))[before:]
+    assert [(user_id, action, object_id) for user_id, action, object_id, _ in entries] == [
+        (root.id, "user.create", str(vid)),
+        (root.id, "user.set_password", str(vid)),
+        (root.id, "user.deactivate", str(vid)),
+        (root.id, "user.activate", str(vid)),
+        (root.id, "user.new_token", str(vid)),
+        (root.id, "user.new_token", str(vid)),
+        (root.id, "user.new_token", str(vid)),
+        (root.id, "user.revoke_tokens", str(vid)),
+        (root.id, "user.revoke_tokens", str(vid)),
+        (root.id, "user.update", str(vid)),
+    ]
+    assert entries[-1][3] == {
+        "role": {"from": "viewer", "to": "officer"}, "email_changed": True, "telegram_changed": True,
+    }  # fmt: skip
+    text = str(entries)
+    for secret in (added.token, issued.token, "vera password", "example.org", "vera_hrd"):
+        assert secret not in text
+
+
+async def test_only_admins_manage_accounts_and_nothing_is_written_on_a_refusal(app: App) -> None:
+    staff = await _staff(app)
+    olga = staff["olga"]
+    before = await _audit(app)
+    for call in (
+        accounts.list_accounts(app, olga),
+        accounts.add(app, olga, name="x", role="admin"),
+        accounts.disable(app, olga, "root"),
+        accounts.issue_token(app, olga, "olga"),
+        accounts.revoke_tokens(app, olga, "root"),
+        accounts.set_password(app, olga, "root", "a new password"),
+        accounts.update(app, olga, "olga", role="admin"),
+    ):
+        with pytest.raises(PermissionDenied):
+            await call
+    assert await _audit(app) == before
+
+
+async def test_changing_ones_own_password_needs_the_current_one(app: App) -> None:
+    staff = await _staff(app)
+    olga = staff["olga"]
+    with pytest.raises(PermissionDenied) as err:
+        await accounts.set_password(app, olga, "olga", "a new password", current="wrong password")
+    assert "current password" in err.value.message
+    with pytest.raises(PermissionDenied):
+        await accounts.set_password(app, olga, "olga", "a new password")
+    done = await accounts.set_password(app, olga, "olga", "a new password", current="olga password")
+    assert done.changed
+    async with app.sessions() as s:
+        assert (await authenticate_password(s, "olga", "a new password")).id == olga.id
+        [entry] = await audit.list_entries(s, object_type="user", limit=1)
+    assert (entry.user_id, entry.action, entry.details) == (olga.id, "user.set_password", {"by_self": True})
+
+
+async def test_the_last_active_admin_cannot_be_disabled_or_demoted_nor_disable_themselves(app: App) -> None:
+    staff = await _staff(app)
+    root = staff["root"]
+    for call in (
+        accounts.disable(app, None, "root"),
+        accounts.update(app, None, "root", role="officer"),
+        accounts.update(app, None, "root", active=False),
+    ):
+        with pytest.raises(Conflict) as err:
+            await call
+        assert err.value.message == "user 'root' is the last active admin"
+    await accounts.add(app, None, name="ada", role="admin", password="ada password")
+    with pytest.raises(Conflict) as err:
+        await accounts.disable(app, root, "root")
+    assert err.value.message == "user 'root' cannot deactivate themselves"
+    assert (await accounts.disable(app, None, "root")).changed  # the console may; ada is left
+    async with app.sessions() as s:
+        assert (await get_user(s, "root")).active is False
+        [entry] = await audit.list_entries(s, object_type="user", limit=1)
+    assert (entry.user_id, entry.action) == (None, "user.deactivate")  # None: the console
+
+
+async def test_disabling_and_a_new_password_bump_the_session_epoch(app: App) -> None:
+    await _staff(app)
+    epoch = {}
+    for step in ("start", "disable", "enable", "password"):
+        if step == "disable":
+            await accounts.disable(app, None, "olga")
+        elif step == "enable":
+            await accounts.enable(app, None, "olga")
+        elif step == "password":
+            await accounts.set_password(app, None, "olga", "another password")
+        async with app.sessions() as s:
+            epoch[step] = (await get_user(s, "olga")).session_epoch
+    assert epoch == {"start": 0, "disable": 1, "enable": 1, "password": 2}

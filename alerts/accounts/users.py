@@ -12,9 +12,10 @@ import asyncio
 import functools
 import hashlib
 import logging
-import re
 import secrets
 from datetime import datetime
+from enum import Enum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -25,10 +26,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
 from alerts.core.states import Role
+from alerts.core.telegram import check_address
+from alerts.core.text import check_line
 from alerts.store import audit
 from alerts.store.models import User
 
 logger = logging.getLogger(__name__)
+
+
+class Unset(Enum):
+    """A field not given (as opposed to None: cleared)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 
 _HASHER = PasswordHasher()  # Argon2id with the library's current recommended parameters
 MIN_PASSWORD = 8
@@ -36,8 +48,6 @@ MAX_PASSWORD = 1024  # hashing cost grows with length; refuse absurd inputs
 MAX_NAME = 100
 BAD_CREDENTIALS = "invalid user name or password"
 BAD_TOKEN = "invalid API token"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TELEGRAM = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 
 _ALL = frozenset(Role)
 _WRITERS = frozenset({Role.ADMIN, Role.OFFICER})
@@ -108,9 +118,7 @@ def _validate_name(name: str) -> str:
         raise ValidationError("user name: must not be empty")
     if len(name) > MAX_NAME:
         raise ValidationError(f"user name: longer than {MAX_NAME} characters")
-    if _CONTROL.search(name):
-        raise ValidationError("user name: must not contain control characters")
-    return name
+    return check_line(name, "user name")
 
 
 def _validate_role(role: str) -> Role:
@@ -141,10 +149,7 @@ def _validate_email(email: str) -> str:
 
 
 def _validate_telegram(telegram: str) -> str:
-    telegram = telegram.strip()
-    if not _TELEGRAM.match(telegram):
-        raise ValidationError("telegram: must be a numeric chat id or an @name")
-    return telegram
+    return check_address(telegram)
 
 
 async def create_user(
@@ -185,15 +190,8 @@ async def create_user(
         await session.flush()
     except IntegrityError:  # created concurrently since the check above; the caller rolls back
         raise Conflict(f"user {name!r} already exists") from None
-    await audit.record(
-        session,
-        user_id=by.id if by else None,
-        action="user.create",
-        object_type="user",
-        object_id=user.id,
-        details={"name": name, "role": checked_role.value, "with_token": with_token},
-        now=now,
-    )
+    details = {"name": name, "role": checked_role.value, "with_token": with_token}
+    await _audit(session, user, "user.create", by=by, now=now, details=details)
     logger.info("created user %d with role %s", user.id, checked_role.value)
     return user, token
 
@@ -229,6 +227,23 @@ async def authenticate_password(session: AsyncSession, name: str, password: str)
     return user
 
 
+async def _audit(
+    session: AsyncSession, user: User, action: str, *, by: User | None, now: datetime, details: Any = None
+) -> None:
+    """The audit entry of an account change (``by`` None: the console, or the service)."""
+    await audit.record(
+        session, user_id=by.id if by else None, action=action, object_type="user", object_id=user.id,
+        details=details, now=now,
+    )  # fmt: skip
+
+
+async def password_matches(user: User, password: str) -> bool:
+    """Whether ``password`` is ``user``'s current password (False when they have none)."""
+    if not user.password_hash:
+        return False
+    return await asyncio.to_thread(verify_password, user.password_hash, password)
+
+
 async def authenticate_token(session: AsyncSession, token: str) -> User:
     """The active user holding this API token; Unauthorized otherwise."""
     if not token:
@@ -242,47 +257,112 @@ async def authenticate_token(session: AsyncSession, token: str) -> User:
 async def new_token(session: AsyncSession, user: User, *, by: User | None = None, now: datetime) -> str:
     """Give ``user`` a new API token (the old one stops working); returns it, shown only once."""
     token = secrets.token_urlsafe(32)
+    replaced = user.token_hash is not None
     user.token_hash = hash_token(token)
     await session.flush()
-    await audit.record(
-        session,
-        user_id=(by or user).id,
-        action="user.new_token",
-        object_type="user",
-        object_id=user.id,
-        now=now,
-    )
+    await _audit(session, user, "user.new_token", by=by, now=now, details={"replaced": replaced})
+    logger.info("issued a new API token to user %d", user.id)
     return token
+
+
+async def revoke_tokens(session: AsyncSession, user: User, *, by: User | None = None, now: datetime) -> int:
+    """Revoke every API token of ``user`` (a user holds at most one); how many were revoked."""
+    revoked = 1 if user.token_hash is not None else 0
+    user.token_hash = None
+    await session.flush()
+    await _audit(session, user, "user.revoke_tokens", by=by, now=now, details={"revoked": revoked})
+    logger.info("revoked %d API token(s) of user %d", revoked, user.id)
+    return revoked
 
 
 async def set_password(
     session: AsyncSession, user: User, password: str, *, by: User | None = None, now: datetime
 ) -> None:
-    """Replace ``user``'s password."""
+    """Replace ``user``'s password; every session of the user ends (``end_sessions``)."""
     user.password_hash = await asyncio.to_thread(hash_password, _validate_password(password))
+    end_sessions(user)
     await session.flush()
-    await audit.record(
-        session,
-        user_id=(by or user).id,
-        action="user.set_password",
-        object_type="user",
-        object_id=user.id,
-        now=now,
-    )
+    by_self = by is not None and by.id == user.id
+    await _audit(session, user, "user.set_password", by=by, now=now, details={"by_self": by_self})
+    logger.info("password of user %d changed", user.id)
 
 
-async def set_active(session: AsyncSession, user: User, active: bool, *, by: User, now: datetime) -> None:
-    """Deactivate (or reactivate) a user: a deactivated user can neither sign in nor act."""
-    check(by, "users.manage")
-    if by.id == user.id and not active:
-        raise Conflict(f"user {user.name!r} cannot deactivate themselves")
+def end_sessions(user: User) -> None:
+    """End every session of ``user`` in every process: session cookies carry the epoch."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
+async def _require_other_admin(session: AsyncSession, user: User) -> None:
+    """Conflict if ``user`` is the last active admin (no one could manage accounts any more)."""
+    if user.role != Role.ADMIN or not user.active:
+        return
+    # locked so that two admins disabling each other at once cannot both succeed (PostgreSQL)
+    admins = (
+        await session.scalars(
+            select(User.id).where(User.role == Role.ADMIN.value, User.active.is_(True)).with_for_update()
+        )
+    ).all()
+    if not set(admins) - {user.id}:
+        raise Conflict(f"user {user.name!r} is the last active admin", details={"user": user.name})
+
+
+async def set_active(
+    session: AsyncSession, user: User, active: bool, *, by: User | None, now: datetime
+) -> bool:
+    """Disable (or enable) a user: a disabled user can neither sign in nor act; their sessions
+    end and their API token is revoked for good (enabling brings neither back: a cookie or token
+    that leaked stays dead). ``by`` None: the operator at the console. Whether anything changed."""
+    if by is not None:
+        check(by, "users.manage")
+        if by.id == user.id and not active:
+            raise Conflict(f"user {user.name!r} cannot deactivate themselves")
+    if user.active == active:
+        return False
+    details = None
+    if not active:
+        await _require_other_admin(session, user)
+        end_sessions(user)
+        details = {"token_revoked": user.token_hash is not None}
+        user.token_hash = None
     user.active = active
     await session.flush()
-    await audit.record(
-        session,
-        user_id=by.id,
-        action="user.activate" if active else "user.deactivate",
-        object_type="user",
-        object_id=user.id,
-        now=now,
-    )
+    action = "user.activate" if active else "user.deactivate"
+    await _audit(session, user, action, by=by, now=now, details=details)
+    logger.info("user %d %s", user.id, "enabled" if active else "disabled")
+    return True
+
+
+async def update_user(
+    session: AsyncSession,
+    user: User,
+    *,
+    role: str | None = None,
+    email: str | Unset | None = UNSET,
+    telegram: str | Unset | None = UNSET,
+    by: User | None,
+    now: datetime,
+) -> list[str]:
+    """Change a user's role, email or Telegram chat (None or "" clears them); the fields changed."""
+    changed: dict[str, object] = {}
+    if role is not None:
+        new_role = _validate_role(role).value
+        if new_role != user.role:
+            if by is not None and by.id == user.id:
+                raise Conflict(f"user {user.name!r} cannot change their own role")
+            await _require_other_admin(session, user)
+            changed["role"] = {"from": user.role, "to": new_role}
+            user.role = new_role
+    if not isinstance(email, Unset):
+        value = _validate_email(email) if email else None
+        if value != user.email:
+            changed["email_changed"] = True
+            user.email = value
+    if not isinstance(telegram, Unset):
+        value = _validate_telegram(telegram) if telegram else None
+        if value != user.telegram:
+            changed["telegram_changed"] = True
+            user.telegram = value
+    if changed:
+        await session.flush()
+        await _audit(session, user, "user.update", by=by, now=now, details=changed)
+    return sorted(key.removesuffix("_changed") for key in changed)

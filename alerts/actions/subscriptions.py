@@ -24,10 +24,12 @@ from datetime import datetime
 from alerts.app import App
 from alerts.contacts import optout, subscriptions
 from alerts.contacts.subscriptions import Confirmation, Signer
+from alerts.core import urls
+from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
-from alerts.core.types import OutcomeKind, Recipient, RenderedContent, RenderedMessage
-from alerts.delivery.messages import message_domain
+from alerts.core.types import OutcomeKind, RenderedMessage
+from alerts.delivery.system_messages import system_message
 from alerts.store.models import Contact
 
 logger = logging.getLogger(__name__)
@@ -109,17 +111,13 @@ def signer(app: App) -> Signer:
     return Signer(app.settings.server.secret_key)
 
 
-def _base(app: App) -> str:
-    return app.settings.server.public_url.rstrip("/")
-
-
 def _preferences(contact: Contact) -> Preferences:
     return Preferences(
         contact_id=contact.id,
         unsubscribed=contact.status == "unsubscribed",
-        choices=subscriptions.SUBSCRIBER_CHANNELS,
+        choices=tuple(c.value for c in SUBSCRIBER_CHANNELS),
         channels=tuple(
-            contact.channels if contact.channels is not None else subscriptions.SUBSCRIBER_CHANNELS
+            contact.channels if contact.channels is not None else (c.value for c in SUBSCRIBER_CHANNELS)
         ),
         language=contact.language,
         kinds=tuple(subscriptions.topics_of(contact, "kind")),
@@ -153,7 +151,7 @@ async def subscribe(
         )
         if contact is None or contact.email is None:
             return Subscribed(to_confirm=None)
-        url = f"{_base(app)}/subscribe/confirm/{signer(app).confirm_token(contact)}"
+        url = urls.confirm(app.settings.server.public_url, signer(app).confirm_token(contact))
         mail = ConfirmationMail(
             contact_id=contact.id, address=contact.email, language=contact.language, url=url
         )
@@ -163,20 +161,17 @@ async def subscribe(
 def confirmation_message(app: App, mail: ConfirmationMail) -> RenderedMessage:
     """The confirmation mail (no List-Unsubscribe: nothing is subscribed yet)."""
     subject, body = CONFIRM_MAIL.get(mail.language, CONFIRM_MAIL["en"])
-    return RenderedMessage(
-        delivery_id=0,
-        alert_id=0,
-        content=RenderedContent(
-            channel="email",
-            audience="public",
-            language=mail.language,
-            subject=subject,
-            text=body.format(url=mail.url),
-        ),
-        recipient=Recipient(
-            contact_id=mail.contact_id, name="", address=mail.address, language=mail.language, kind="public"
-        ),
-        message_id=f"<subscribe-{mail.contact_id}.{secrets.token_hex(6)}@{message_domain(app.settings.email.from_)}>",
+    return system_message(
+        channel=ChannelName.EMAIL,
+        recipient_name="",
+        address=mail.address,
+        language=mail.language,
+        subject=subject,
+        text=body.format(url=mail.url),
+        key=f"subscribe-{mail.contact_id}.{secrets.token_hex(6)}",
+        sender=app.settings.email.from_,
+        kind="public",
+        contact_id=mail.contact_id,
     )
 
 

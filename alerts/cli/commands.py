@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.accounts import users
+from alerts.actions import alerts as alert_actions
 from alerts.actions import contacts as contact_actions
+from alerts.actions import followups as followup_actions
+from alerts.actions import sending
 from alerts.app import App, open_app
-from alerts.cli.parser import print_json, read_case_file
-from alerts.compose import approval, drafts
-from alerts.compose.attachments import attach
-from alerts.contacts import directory as contacts
+from alerts.cli.textio import print_json, read_case_file
+from alerts.compose import drafts
 from alerts.core.clock import parse_when, utcnow
 from alerts.core.config import Settings, require_secret
 from alerts.core.errors import NotFound, ValidationError
 from alerts.delivery import tracking
-from alerts.delivery.controls import cancel_pending, resend_failed, set_paused, test_send
-from alerts.delivery.publish import load_alert_info, publish, schedule
+from alerts.delivery.publish import load_alert_info
 from alerts.store.db import create_engine
 from alerts.store.migrate import upgrade
 from alerts.store.models import User
-from channels import configured_channels
 
 
 @asynccontextmanager
@@ -74,32 +71,8 @@ async def init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def users_add(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions.begin() as session:
-        _, token = await users.create_user(
-            session,
-            name=args.name,
-            role=args.role,
-            email=args.email,
-            telegram=args.telegram,
-            password=args.password or os.environ.get("ALERTS_NEW_PASSWORD") or None,
-            with_token=args.token,
-            now=utcnow(),
-        )
-    print(f"user {args.name} ({args.role}) added", file=sys.stderr)
-    if token:
-        print(token)
-    return 0
-
-
-async def users_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions() as session:
-        for u in await users.list_users(session):
-            print(f"{u.id}\t{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}")
-    return 0
-
-
 async def _actor(app: App, name: str | None) -> User:
+    """The user the CLI acts as: ``--as NAME``, or the first admin."""
     async with app.sessions() as session:
         return await _user(session, name)
 
@@ -142,29 +115,32 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
         channels=tuple(args.channels),
         languages=tuple(args.languages or ["en"]),
     )
-    async with _app(settings) as app, app.sessions.begin() as session:
-        author = await _user(session, args.as_user)
-        alert = await drafts.create_alert(
-            session,
-            author=author,
+    embargo = parse_when(args.embargo, field="--embargo") if args.embargo else None
+    async with _app(settings) as app:
+        created = await alert_actions.create(
+            app,
+            await _actor(app, args.as_user),
             family=args.template,
             case_data=case,
-            title=args.title,
             audience=audience,
+            title=args.title,
             is_public=args.public,
-            validate_case=app.renderer.validate_case,
-            now=utcnow(),
+            parent_id=args.parent,
+            embargo_until=embargo,
+            fallback_email=args.fallback_email,
+            attachments=args.attach,
         )
-        if args.parent is not None:
-            await drafts.get_alert(session, args.parent)
-            alert.parent_id = args.parent
-        if args.embargo:
-            alert.embargo_until = parse_when(args.embargo, field="--embargo")
-        alert.fallback_email = args.fallback_email
-        await session.flush()
-        await attach(session, alert, args.attach, now=utcnow())
-        alert_id = alert.id
-    print(alert_id)
+    print(created.alert_id)
+    return 0
+
+
+async def alert_edit(args: argparse.Namespace, settings: Settings) -> int:
+    case = read_case_file(args.data) if args.data is not None else None
+    async with _app(settings) as app:
+        done = await alert_actions.edit(
+            app, await _actor(app, args.as_user), args.id, case_data=case, title=args.title
+        )
+    print(f"alert {done.alert_id}: version {done.version}, {done.status}", file=sys.stderr)
     return 0
 
 
@@ -181,87 +157,65 @@ async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_consent(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, args.id)
-        user = await users.get_user(session, args.recorded_by)
-        await approval.record_consent(
-            session, alert, user=user, scope=args.scope, note=args.note, now=utcnow()
-        )
-    print(f"alert {args.id}: consent ({args.scope}) recorded", file=sys.stderr)
+    async with _app(settings) as app:
+        async with app.sessions() as session:
+            user = await users.get_user(session, args.recorded_by)
+        done = await alert_actions.record_consent(app, user, args.id, scope=args.scope, note=args.note)
+    withdrawn = f"; {done.withdrawn} unsent public deliveries withdrawn" if done.withdrawn else ""
+    print(f"alert {done.alert_id}: consent ({done.scope}) recorded{withdrawn}", file=sys.stderr)
     return 0
 
 
 async def alert_submit(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, args.id)
-        reviewers = await approval.submit(
-            session, alert, user=await _user(session, args.as_user), now=utcnow()
-        )
-    print(f"alert {args.id} is in review; {len(reviewers)} reviewer(s) to notify", file=sys.stderr)
+    async with open_app(settings) as app:  # with its channels: the reviewers are told at once
+        done = await alert_actions.submit(app, await _actor(app, args.as_user), args.id)
+    print(
+        f"alert {done.alert_id} is in review; {len(done.notified)} of {len(done.reviewers)} "
+        "reviewer(s) notified",
+        file=sys.stderr,
+    )
     return 0
 
 
 async def alert_approve(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, args.id)
-        user = await users.get_user(session, args.as_user)
-        pending = await approval.approve(
-            session,
-            alert,
-            user=user,
-            languages=args.languages,
-            require_second_approver=settings.workflow.require_second_approver,
-            now=utcnow(),
-        )
-    print(
-        f"alert {args.id}: " + (f"still to approve: {', '.join(pending)}" if pending else "approved"),
-        file=sys.stderr,
-    )
+    async with _app(settings) as app:
+        async with app.sessions() as session:
+            user = await users.get_user(session, args.as_user)
+        done = await alert_actions.approve(app, user, args.id, languages=args.languages)
+    remaining = f"still to approve: {', '.join(done.remaining)}" if done.remaining else "approved"
+    print(f"alert {done.alert_id}: {remaining}", file=sys.stderr)
     return 0
 
 
 async def alert_test(args: argparse.Namespace, settings: Settings) -> int:
     require_secret(settings)
     async with open_app(settings) as app:
-        channel = app.channels.get(args.channel)
-        if channel is None:
-            raise ValidationError(f"--channel: {args.channel} is not configured.")
-        async with app.sessions() as session:
-            info = await load_alert_info(session, args.id)
-        outcome = await test_send(
-            channel,
-            app.builder,
-            info,
+        done = await sending.test_send(
+            app,
+            await _actor(app, args.as_user),
+            args.id,
             address=args.to,
+            channel=args.channel,
             audience=args.audience,
             language=args.language,
-            channel_name=args.channel,
         )
+    outcome = done.outcome
     print(f"test message: {outcome.kind}" + (f" ({outcome.detail})" if outcome.detail else ""))
     return 0 if outcome.kind == "sent" else 1
 
 
 async def alert_send(args: argparse.Namespace, settings: Settings) -> int:
-    now = utcnow()
     if args.wait:  # this process will sign unsubscribe links
         require_secret(settings)
+    at = parse_when(args.at, field="--at") if args.at else None
     async with open_app(settings, channels=None if args.wait else {}) as app:
-        async with app.sessions.begin() as session:
-            alert = await drafts.get_alert(session, args.id)
-            if args.at:
-                await schedule(session, alert, at=parse_when(args.at, field="--at"), now=now)
-                print(
-                    f"alert {args.id} scheduled for {alert.send_at.isoformat() if alert.send_at else args.at}"
-                )
-                return 0
-            created = await publish(
-                session,
-                alert,
-                now=now,
-                webhook_url=settings.webhook.url,
-                available=configured_channels(settings),
+        done = await sending.send(app, await _actor(app, args.as_user), args.id, at=at)
+        if at is not None:
+            print(
+                f"alert {done.alert_id} scheduled for {done.send_at.isoformat() if done.send_at else args.at}"
             )
-        print(f"alert {args.id}: {created} deliveries queued", file=sys.stderr)
+            return 0
+        print(f"alert {done.alert_id}: {done.queued} deliveries queued", file=sys.stderr)
         if not args.wait:
             return 0
         from alerts.cli.progress import wait_with_progress
@@ -270,21 +224,33 @@ async def alert_send(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_control(args: argparse.Namespace, settings: Settings) -> int:
-    now = utcnow()
-    async with _app(settings) as app, app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, args.id)
-        user = await _user(session, args.as_user)
+    async with _app(settings) as app:
+        actor = await _actor(app, args.as_user)
         if args.action in ("pause", "resume"):
-            await set_paused(session, alert, args.action == "pause", user=user, now=now)
-            print(f"alert {args.id} {'paused' if args.action == 'pause' else 'resumed'}", file=sys.stderr)
+            paused = await sending.set_paused(app, actor, args.id, paused=args.action == "pause")
+            print(f"alert {paused.alert_id} {'paused' if paused.paused else 'resumed'}", file=sys.stderr)
         elif args.action == "resend-failed":
-            n = await resend_failed(session, alert, user=user, now=now)
-            print(f"alert {args.id}: {n} failed deliveries queued again", file=sys.stderr)
+            resent = await sending.resend_failed(app, actor, args.id)
+            print(
+                f"alert {resent.alert_id}: {resent.requeued} failed deliveries queued again", file=sys.stderr
+            )
         else:
-            await approval.close_alert(session, alert, user=user, now=now)
-            withdrawn = await cancel_pending(session, alert, now=now)
-            print(f"alert {args.id} closed; {withdrawn} unsent deliveries withdrawn", file=sys.stderr)
+            closed = await alert_actions.close(app, actor, args.id)
+            print(closed_line(closed), file=sys.stderr)
     return 0
+
+
+def closed_line(closed: alert_actions.Closed) -> str:
+    """What ``alert close`` says it did."""
+    if closed.already_closed:
+        return f"alert {closed.alert_id} is already closed; nothing changed"
+    return (
+        f"alert {closed.alert_id} closed; {closed.withdrawn} unsent deliveries withdrawn; "
+        f"{len(closed.followups)} pending follow-up(s) cancelled"
+        + (f" ({', '.join(map(str, closed.followups))})" if closed.followups else "")
+        + f"; {len(closed.updates)} drafted update(s) withdrawn"
+        + (f" (alert {', '.join(map(str, closed.updates))})" if closed.updates else "")
+    )
 
 
 async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -307,53 +273,12 @@ async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_respond(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, args.id)
-        contact = await contacts.get_contact(session, args.contact)
-        user = await _user(session, args.as_user)
-        await tracking.record_response(
-            session, alert, contact_id=contact.id, summary=args.summary, recorded_by=user.id, now=utcnow()
+    async with _app(settings) as app:
+        done = await alert_actions.respond(
+            app, await _actor(app, args.as_user), args.id, sender=args.contact, summary=args.summary
         )
-    print(f"alert {args.id}: response recorded", file=sys.stderr)
-    return 0
-
-
-async def bounces_process(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.delivery.bounces import parse_dsn
-    from alerts.delivery.inbound import apply_reports
-
-    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    reports = parse_dsn(raw)
-    async with _app(settings) as app, app.sessions.begin() as session:
-        applied = await apply_reports(session, reports, now=utcnow())
-    print(f"{len(reports)} report(s): {applied} hard bounce(s) applied")
-    return 0
-
-
-async def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.service import run_service
-
-    if args.host:
-        settings = settings.replace("server", host=args.host)
-    if args.port:
-        settings = settings.replace("server", port=args.port)
-    await run_service(settings, web_ui=True)
-    return 0
-
-
-async def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.service import run_service
-
-    if args.concurrency:
-        settings = settings.replace("dispatcher", concurrency=args.concurrency)
-    await run_service(settings, web_ui=False)
-    return 0
-
-
-async def demo(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.cli.demo import run_demo
-
-    await run_demo(settings, port=args.port, smtp_port=args.smtp_port, database=args.database)
+    source = f"contact {done.contact_id}" if done.contact_id is not None else "a sender who is not a contact"
+    print(f"alert {done.alert_id}: response {done.response_id} recorded, from {source}", file=sys.stderr)
     return 0
 
 
@@ -363,37 +288,32 @@ async def demo(args: argparse.Namespace, settings: Settings) -> int:
 async def followup_add(args: argparse.Namespace, settings: Settings) -> int:
     from zoneinfo import ZoneInfo
 
-    from alerts.followups.manage import add_followup, parse_duration
+    from alerts.followups.manage import parse_duration
 
-    now = utcnow()
-    due = parse_when(args.at, field="--at") if args.at else now + parse_duration(args.in_)
+    due = parse_when(args.at, field="--at") if args.at else utcnow() + parse_duration(args.in_)
     data = read_case_file(args.data) if args.data is not None else None
     if args.alert != "-" and not args.alert.isdigit():
         raise ValidationError(f"ALERT_ID: {args.alert!r} is not an alert id (or '-' for a digest).")
-    async with _app(settings) as app, app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, int(args.alert)) if args.alert != "-" else None
-        f = await add_followup(
-            session,
-            alert=alert,
+    async with _app(settings) as app:
+        done = await followup_actions.add(
+            app,
+            await _actor(app, args.as_user),
+            int(args.alert) if args.alert != "-" else None,
             kind=args.kind,
             due_at=due,
             note=args.note,
             data=data,
             condition=args.condition,
             kinds=args.kind_filter,
-            user=await _user(session, args.as_user),
-            now=now,
-            validate_case=app.renderer.validate_case,
         )
-        fid, due_at, extra = f.id, f.due_at, dict(f.data or {})
-    local = due_at.astimezone(ZoneInfo(settings.scheduler.timezone)).strftime("%Y-%m-%d %H:%M %Z")
-    print(f"follow-up {fid}: {args.kind} due {local}", file=sys.stderr)
-    if "update_alert_id" in extra:
+    local = done.due_at.astimezone(ZoneInfo(settings.scheduler.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    print(f"follow-up {done.followup_id}: {done.kind} due {local}", file=sys.stderr)
+    if done.update_alert_id is not None:
         print(
-            f"update draft: alert {extra['update_alert_id']} — submit and approve it before it is due",
+            f"update draft: alert {done.update_alert_id} — submit and approve it before it is due",
             file=sys.stderr,
         )
-    print(fid)
+    print(done.followup_id)
     return 0
 
 
@@ -425,14 +345,11 @@ async def followup_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def followup_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.followups.manage import cancel_followup
-
-    async with _app(settings) as app, app.sessions.begin() as session:
-        f = await cancel_followup(session, args.id, user=await _user(session, args.as_user), now=utcnow())
-        kind = f.kind
+    async with _app(settings) as app:
+        done = await followup_actions.cancel(app, await _actor(app, args.as_user), args.id)
     print(
-        f"follow-up {args.id} ({kind}) cancelled"
-        + (": the alert is no longer scheduled" if kind == "send" else ""),
+        f"follow-up {done.followup_id} ({done.kind}) cancelled"
+        + (": the alert is no longer scheduled" if done.kind == "send" else ""),
         file=sys.stderr,
     )
     return 0

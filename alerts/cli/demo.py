@@ -15,6 +15,7 @@ from alerts.app import open_app
 from alerts.cli.capture import CaptureServer
 from alerts.compose import approval, drafts
 from alerts.contacts.csv_import import import_csv
+from alerts.core.channels import ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.config import DEFAULT_SECRET, Settings
 from alerts.delivery.publish import publish
@@ -74,7 +75,7 @@ async def seed(settings: Settings) -> int | None:
                 case_data=app.renderer.example("urgent-appeal"),
                 audience=drafts.Audience(
                     lists=("urgent-appeals", "press"),
-                    channels=("email", "press"),
+                    channels=(ChannelName.EMAIL.value, ChannelName.PRESS.value),
                     languages=("en", "fr", "es"),
                 ),
                 is_public=False,

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
-import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import __version__
+from alerts.core.channels import CONTACT_ADDRESSED
 from alerts.core.config import Settings, load_settings
-from alerts.core.errors import AlertsError, ValidationError
+from alerts.core.errors import AlertsError
 
 logger = logging.getLogger("alerts")
 
@@ -65,17 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(handler="demo")
 
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
-    s = users.add_parser("add", help="add a user")
-    s.add_argument("name")
-    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
-    s.add_argument("--email")
-    s.add_argument("--telegram", help="Telegram chat id for notifications")
-    s.add_argument("--password", help="password for the web UI (or set ALERTS_NEW_PASSWORD)")
-    s.add_argument("--token", action="store_true", help="create an API token and print it once")
-    s.set_defaults(handler="users_add")
-    s = users.add_parser("list", help="list users")
-    s.set_defaults(handler="users_list")
+    _users_parsers(sub)
 
     contacts = sub.add_parser("contacts", help="contacts and lists").add_subparsers(
         dest="contacts_cmd", required=True
@@ -126,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a PDF or image sent with the press release (repeatable)",
     )
     s.set_defaults(handler="alert_create")
+    s = alert.add_parser("edit", help="change an alert's case data or title: a new version, back to review")
+    s.add_argument("id", type=int)
+    s.add_argument("--data", type=Path, metavar="CASE.toml", help="the new case data")
+    s.add_argument("--title", help="the new title")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who edits (default: the first admin)")
+    s.set_defaults(handler="alert_edit")
     s = alert.add_parser("preview", help="show the rendered alert for one audience, channel and language")
     s.add_argument("id", type=int)
     s.add_argument("--channel", default="email")
@@ -150,9 +145,10 @@ def _parser() -> argparse.ArgumentParser:
     s = alert.add_parser("test", help="send the rendered alert to one address only")
     s.add_argument("id", type=int)
     s.add_argument("--to", required=True, metavar="ADDRESS")
-    s.add_argument("--channel", default="email", choices=["email", "telegram", "press"])
+    s.add_argument("--channel", default="email", choices=[c.value for c in CONTACT_ADDRESSED])
     s.add_argument("--audience", default="authority")
     s.add_argument("--language", default="en")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who sends it (default: the first admin)")
     s.set_defaults(handler="alert_test")
     s = alert.add_parser("send", help="publish now (or --at a time); --wait shows live progress")
     s.add_argument("id", type=int)
@@ -160,12 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--wait", action="store_true", help="send from this process and wait until every delivery is final"
     )
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who sends it (default: the first admin)")
     s.set_defaults(handler="alert_send")
     for name, help_ in (
         ("pause", "stop sending the alert's remaining deliveries"),
         ("resume", "continue a paused alert"),
         ("resend-failed", "new attempt for failed deliveries only"),
-        ("close", "close the case's alert"),
+        ("close", "close the case: cancel its pending follow-ups, drafted updates and unsent deliveries"),
     ):
         s = alert.add_parser(name, help=help_)
         s.add_argument("id", type=int)
@@ -175,9 +172,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("id", type=int)
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler="alert_status")
-    s = alert.add_parser("respond", help="record that an authority answered")
+    s = alert.add_parser("respond", help="record that an authority (or anyone) answered")
     s.add_argument("id", type=int)
-    s.add_argument("--from", dest="contact", required=True, metavar="CONTACT")
+    s.add_argument(
+        "--from",
+        dest="contact",
+        required=True,
+        metavar="CONTACT",
+        help="who answered: a contact's id, email or name links that contact; anyone else is kept as written",
+    )
     s.add_argument("--summary", required=True)
     s.add_argument("--as", dest="as_user", metavar="USER")
     s.set_defaults(handler="alert_respond")
@@ -204,13 +207,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
-        from alerts.cli import commands
+        from alerts.cli import commands, commands_service, users
 
-        handler: Handler = getattr(commands, args.handler)
+        handler: Handler = next(
+            getattr(module, args.handler)
+            for module in (commands, commands_service, users)
+            if hasattr(module, args.handler)
+        )
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
-        return 2 if isinstance(exc, ValidationError) else 1
+        return 2  # refused (DESIGN: exit codes): bad input, not found, conflict, not allowed
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file that cannot be read, a port in use…
@@ -224,20 +231,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def read_case_file(path: Path) -> dict[str, Any]:
-    """Parse a case data TOML file, with errors naming the file."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ValidationError(f"{path}: file not found.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{path}: not valid TOML: {exc}.") from None
-
-
-def print_json(data: Any) -> None:
-    """JSON on stdout, for scripts."""
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+def _users_parsers(sub: Any) -> None:
+    """``alerts users add|passwd|disable|enable|token|list`` (handlers: ``alerts.cli.users``)."""
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
+    s = users.add_parser("add", help="add a user (asks for a password unless --no-password)")
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
+    s.add_argument("--email")
+    s.add_argument("--telegram", help="Telegram chat id for notifications")
+    given = s.add_mutually_exclusive_group()
+    given.add_argument("--password", help="password for the web UI, for scripts (or ALERTS_NEW_PASSWORD)")
+    given.add_argument(
+        "--no-password", action="store_true", help="no password: cannot sign in until one is set"
+    )
+    s.add_argument("--token", action="store_true", help="create an API token and print it once")
+    s.set_defaults(handler="users_add")
+    s = users.add_parser("passwd", help="set a user's password (asks for it; ends their sessions)")
+    s.add_argument("name")
+    s.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    s.set_defaults(handler="users_passwd")
+    s = users.add_parser("disable", help="disable a user: their sessions and token are refused at once")
+    s.add_argument("name")
+    s.set_defaults(handler="users_active", active=False)
+    s = users.add_parser("enable", help="enable a disabled user (they sign in again)")
+    s.add_argument("name")
+    s.set_defaults(handler="users_active", active=True)
+    s = users.add_parser("token", help="issue a new API token (printed once), or revoke the user's tokens")
+    s.add_argument("name")
+    s.add_argument("--revoke", action="store_true", help="revoke all of the user's API tokens")
+    s.set_defaults(handler="users_token")
+    s = users.add_parser("list", help="list users")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler="users_list")
 
 
 def _followup_parsers(sub: Any) -> None:

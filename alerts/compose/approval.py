@@ -8,8 +8,9 @@ and flush; the caller commits (or rolls back on an error: nothing is then writte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,8 +19,8 @@ from alerts.accounts.users import check
 from alerts.compose.drafts import ALERT_TRANSITIONS, current_version, move
 from alerts.core.errors import ApprovalRequired, Conflict, ConsentRequired, PermissionDenied, ValidationError
 from alerts.core.states import AlertStatus, ContactKind, Role
+from alerts.core.text import check_text
 from alerts.store import audit
-from alerts.store.events import cancel_unsent
 from alerts.store.models import Alert, AlertVersion, Approval, Consent, User
 
 A = AlertStatus
@@ -150,6 +151,7 @@ async def record_consent(
     check(user, "alert.consent")
     if scope not in CONSENT_SCOPES:
         raise ValidationError(f"consent scope: {scope!r} is not one of {', '.join(CONSENT_SCOPES)}")
+    note = check_text(note, "consent note")
     if len(note) > MAX_NOTE:
         raise ValidationError(f"consent note: longer than {MAX_NOTE} characters")
     consent = Consent(alert_id=alert.id, scope=scope, recorded_by=user.id, recorded_at=now, note=note)
@@ -164,10 +166,6 @@ async def record_consent(
         details={"scope": scope},
         now=now,
     )
-    if await consent_scope(session, alert) == "restricted":
-        await cancel_unsent(
-            session, alert.id, now=now, detail="consent withdrawn", audience=ContactKind.PUBLIC.value
-        )
     return consent
 
 
@@ -213,10 +211,12 @@ async def set_status(
     user: User | None,
     send_at: datetime | None = None,
     now: datetime,
+    details: Mapping[str, Any] | None = None,
 ) -> None:
     """Move ``alert`` to ``status`` along ``ALERT_TRANSITIONS``; ``user`` None is the service itself.
 
-    Scheduling and sending check ``ready_to_send``; scheduling needs ``send_at``.
+    Scheduling and sending check ``ready_to_send``; scheduling needs ``send_at``. ``details``
+    are added to the audit entry's.
     """
     old = AlertStatus(alert.status)
     if user is not None:
@@ -234,7 +234,9 @@ async def set_status(
                 f"alert {alert.id}: the time to send ({send_at.isoformat()}) is not in the future"
             )
         values["send_at"] = send_at
-    if status in (A.SCHEDULED, A.SENDING):
+    if status is A.SCHEDULED or (status is A.SENDING and old is not A.SENT):
+        # (sent → sending is resend-failed: the deliveries exist, and those to the public are
+        # held back there when consent was withdrawn; the others must still go)
         await ready_to_send(session, alert)
     if old is A.SCHEDULED and status is A.APPROVED:
         values["send_at"] = None
@@ -257,11 +259,18 @@ async def set_status(
         action="alert.close" if status is A.CLOSED else "alert.status",
         object_type="alert",
         object_id=alert.id,
-        details={"from": old.value, "to": status.value},
+        details={"from": old.value, "to": status.value, **(details or {})},
         now=now,
     )
 
 
-async def close_alert(session: AsyncSession, alert: Alert, *, user: User, now: datetime) -> None:
+async def close_alert(
+    session: AsyncSession,
+    alert: Alert,
+    *,
+    user: User,
+    now: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
     """Close the case: no more edits or sends (pending deliveries are the outbox's to cancel)."""
-    await set_status(session, alert, A.CLOSED, user=user, now=now)
+    await set_status(session, alert, A.CLOSED, user=user, now=now, details=details)

@@ -24,20 +24,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.accounts.users import check
+from alerts.core.channels import ALL
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.states import AlertStatus, ContactKind
+from alerts.core.text import check_line, check_text, one_line
 from alerts.store import audit
 from alerts.store.models import Alert, AlertVersion, User
 
 #: Validates case data for a template family; returns the normalised data or raises ValidationError.
 CaseValidator = Callable[[str, Mapping[str, Any]], dict[str, Any]]
 
-CHANNEL_NAMES = ("email", "telegram", "press", "webhook")
 MAX_TITLE = 300
 MAX_LIST_NAME = 100
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 _FAMILY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 A = AlertStatus
 
@@ -84,17 +84,16 @@ class Audience:
         for field in ("lists", "kinds", "channels", "languages"):
             object.__setattr__(self, field, _names(field, getattr(self, field)))
         for name in self.lists:
-            if not name.strip() or len(name) > MAX_LIST_NAME or _CONTROL.search(name):
+            if not name.strip() or len(name) > MAX_LIST_NAME:
                 raise ValidationError(f"audience: {name!r} is not a valid list name")
+            check_line(name, "audience: list name")
         kinds = [k.value for k in ContactKind]
         for kind in self.kinds:
             if kind not in kinds:
                 raise ValidationError(f"audience: unknown kind {kind!r}; kinds are {', '.join(kinds)}")
         for channel in self.channels:
-            if channel not in CHANNEL_NAMES:
-                raise ValidationError(
-                    f"audience: unknown channel {channel!r}; channels are {', '.join(CHANNEL_NAMES)}"
-                )
+            if channel not in ALL:
+                raise ValidationError(f"audience: unknown channel {channel!r}; channels are {', '.join(ALL)}")
         if not self.languages:
             raise ValidationError("audience: at least one language is needed")
         for language in self.languages:
@@ -137,9 +136,7 @@ def _validate_title(title: str) -> str:
         raise ValidationError("title: must not be empty")
     if len(title) > MAX_TITLE:
         raise ValidationError(f"title: longer than {MAX_TITLE} characters")
-    if _CONTROL.search(title):
-        raise ValidationError("title: must not contain control characters")
-    return title
+    return check_line(title, "title")
 
 
 def _text(value: object) -> str:
@@ -157,29 +154,34 @@ def default_title(family: str, data: Mapping[str, Any]) -> str:
     if not name:
         name = family.replace("-", " ").replace("_", " ").capitalize()
     title = f"{name} ({country})" if country else name
-    return _CONTROL.sub(" ", title)[:MAX_TITLE]
+    return one_line(title)[:MAX_TITLE]
 
 
-def _check_storable(value: object, path: str) -> None:
-    if value is None or isinstance(value, str | int | float | bool):
-        return
+def _storable(value: object, path: str) -> Any:
+    """``value`` as it is stored: JSON types only, text under the multi-line text policy
+    (``alerts.core.text``: Word's Shift+Enter U+000B and other line breaks become newlines,
+    other control characters are refused naming the path)."""
+    if isinstance(value, str):
+        return check_text(value, f"case data: {path or 'top level'}")
+    if value is None or isinstance(value, int | float | bool):
+        return value
     if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(f"case data: {path or 'top level'} has a non-text key {key!r}")
-            _check_storable(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_storable(item, f"{path}[{index}]")
-    else:
-        raise ValidationError(f"case data: {path} holds a {type(value).__name__}, which cannot be stored")
+            check_line(key, f"case data: {path or 'top level'} key")
+            out[key] = _storable(item, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, list | tuple):
+        return [_storable(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    raise ValidationError(f"case data: {path} holds a {type(value).__name__}, which cannot be stored")
 
 
 def _validated_case(
     validate_case: CaseValidator, family: str, case_data: Mapping[str, Any]
 ) -> dict[str, Any]:
-    data = validate_case(family, case_data)
-    _check_storable(data, "")
+    data: dict[str, Any] = _storable(validate_case(family, case_data), "")
     return data
 
 
@@ -312,6 +314,16 @@ async def edit_alert(
     )
     new_title = alert.title if title is None else _validate_title(title)
     old_status = AlertStatus(alert.status)
+    # what really changed (a form sends every field, the CLI and the API only what they change)
+    changed = [
+        name
+        for name, differs in (
+            ("case_data", data != previous.case_data),
+            ("title", new_title != alert.title),
+            ("audience", audience is not None and audience.to_json() != alert.audience),
+        )
+        if differs
+    ]
     version = AlertVersion(
         alert=alert, number=previous.number + 1, case_data=data, created_by=user.id, created_at=now
     )
@@ -324,9 +336,6 @@ async def edit_alert(
         if audience.includes_public:
             alert.is_public = True  # never quietly private once the public is addressed
     await session.flush()
-    changed = [
-        name for name, given in (("case_data", case_data), ("title", title), ("audience", audience)) if given
-    ]
     await audit.record(
         session,
         user_id=user.id,

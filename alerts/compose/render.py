@@ -36,13 +36,14 @@ from markupsafe import Markup, escape
 from alerts.compose import casedata
 from alerts.compose.casedata import FALLBACK_LANGUAGE, VariableSpec
 from alerts.compose.sandbox import AlertSandbox, render_metered
+from alerts.core.channels import ALL
 from alerts.core.errors import NotFound, TemplateError, ValidationError
 from alerts.core.states import ContactKind
 from alerts.core.types import RenderedContent
 
 logger = logging.getLogger(__name__)
 
-CHANNELS = ("email", "telegram", "press", "webhook")
+CHANNELS = tuple(c.value for c in ALL)
 FORMS = {
     ContactKind.AUTHORITY: "appeal",
     ContactKind.MEDIA: "release",

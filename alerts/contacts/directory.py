@@ -23,7 +23,6 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.contacts.fields import (
-    CHANNEL_NAMES,
     DEFAULT_LANGUAGE,
     clean_email,
     clean_fields,
@@ -32,6 +31,7 @@ from alerts.contacts.fields import (
     clean_status,
 )
 from alerts.contacts.suppressions import restore_erased
+from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.store.models import Contact, ContactList, ListMember
@@ -47,12 +47,13 @@ def new_token() -> str:
 
 
 def contact_addresses(email: str | None, telegram: str | None) -> list[tuple[str, str]]:
-    """The (channel, address) pairs a contact can be reached at."""
+    """The (address space, address) pairs a contact can be reached at: ``email`` (which the
+    press channel shares) and ``telegram``; suppressions and erasure work on these."""
     pairs: list[tuple[str, str]] = []
     if email:
-        pairs += [("email", email), ("press", email)]
+        pairs.append((ChannelName.EMAIL.value, email))
     if telegram:
-        pairs.append(("telegram", telegram))
+        pairs.append((ChannelName.TELEGRAM.value, telegram))
     return pairs
 
 
@@ -128,7 +129,7 @@ async def create_contact(
     contact = Contact(
         **{k: v for k, v in clean.items()},
         status=clean_status(status),
-        channels=clean_names("channels", channels, allowed=CHANNEL_NAMES),
+        channels=clean_names("channels", channels, allowed=SUBSCRIBER_CHANNELS),
         topics=clean_names("topics", topics),
         token=new_token(),
         created_at=when,
@@ -175,7 +176,7 @@ async def update_contact(
     if "status" in extra:
         contact.status = clean_status(extra["status"])
     if "channels" in extra:
-        contact.channels = clean_names("channels", extra["channels"], allowed=CHANNEL_NAMES)
+        contact.channels = clean_names("channels", extra["channels"], allowed=SUBSCRIBER_CHANNELS)
     if "topics" in extra:
         contact.topics = clean_names("topics", extra["topics"])
     when = now or utcnow()

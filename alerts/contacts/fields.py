@@ -7,13 +7,14 @@ public``; its ``details["field"]`` names the field too. Messages never repeat a 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from email_validator import EmailNotValidError, validate_email
 
 from alerts.core.errors import ValidationError
 from alerts.core.states import ContactKind
+from alerts.core.telegram import check_address
+from alerts.core.text import check_line
 
 #: Text fields of a contact, in CSV column order (``title`` and ``form_of_address`` optional there).
 TEXT_FIELDS = (
@@ -42,7 +43,6 @@ LIST_NAME_MAX = 100
 DEFAULT_LANGUAGE = "en"
 KINDS = tuple(k.value for k in ContactKind)
 STATUSES = ("active", "pending", "unsubscribed")  # "erased" is set by erasure only
-CHANNEL_NAMES = ("email", "press", "telegram", "webhook")
 
 # ISO 639-1 (two-letter) language codes.
 ISO_639_1 = frozenset(
@@ -234,10 +234,6 @@ ISO_639_1 = frozenset(
     }
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TELEGRAM = re.compile(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32}")
-_TELEGRAM_HINT = "telegram must be a numeric chat id or an @name of 5-32 letters, digits or underscores"
-
 
 def _text(field: str, value: str | None) -> str | None:
     """Trimmed text, None when empty; refuses control characters and over-long values."""
@@ -248,8 +244,7 @@ def _text(field: str, value: str | None) -> str | None:
     value = value.strip()
     if not value:
         return None
-    if _CONTROL.search(value):
-        raise ValidationError(f"{field} contains a control character", details={"field": field})
+    check_line(value, field)
     limit = MAX_LENGTHS.get(field, LIST_NAME_MAX)
     if len(value) > limit:
         raise ValidationError(f"{field} is longer than {limit} characters", details={"field": field})
@@ -299,8 +294,8 @@ def clean_fields(raw: Mapping[str, str | None], *, complete: bool) -> dict[str, 
     elif "email" in out:
         out["email_key"] = None
     telegram = out.get("telegram")
-    if telegram is not None and not _TELEGRAM.fullmatch(telegram):
-        raise ValidationError(_TELEGRAM_HINT, details={"field": "telegram"})
+    if telegram is not None:
+        out["telegram"] = check_address(telegram)  # the syntax the Bot API accepts
     kind = out.get("kind")
     if kind is not None:
         kind = kind.lower()
@@ -359,8 +354,9 @@ def clean_names(field: str, values: object, *, allowed: tuple[str, ...] | None =
     out: list[str] = []
     for value in values:
         name = value.strip()
-        if not name or len(name) > LIST_NAME_MAX or _CONTROL.search(name):
+        if not name or len(name) > LIST_NAME_MAX:
             raise ValidationError(f"{field} has an invalid entry", details={"field": field})
+        check_line(name, field)
         if allowed is not None and name not in allowed:
             raise ValidationError(
                 f"{field}: {name!r} is not one of {', '.join(allowed)}", details={"field": field}

@@ -32,8 +32,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.contacts.directory import contact_addresses, create_contact
-from alerts.contacts.subscriptions import SUBSCRIBER_CHANNELS, clean_language, clean_topics
+from alerts.contacts.subscriptions import clean_language, clean_topics
 from alerts.contacts.suppressions import is_suppressed, suppress, unsuppress
+from alerts.core.channels import SUBSCRIBER_CHANNELS
 from alerts.core.errors import ValidationError
 from alerts.core.states import EventType, SuppressionReason
 from alerts.store import audit
@@ -131,7 +132,7 @@ async def update_preferences(
     An empty choice goes through ``unsubscribe`` (status, suppressions, event), so nothing
     further reaches the contact; the stored channels are kept for a later re-subscription.
     """
-    chosen = [c for c in SUBSCRIBER_CHANNELS if c in channels]
+    chosen = [c.value for c in SUBSCRIBER_CHANNELS if c in channels]
     unknown = sorted(set(channels) - set(SUBSCRIBER_CHANNELS))
     if unknown:
         raise ValidationError(

@@ -50,8 +50,6 @@ logger = logging.getLogger(__name__)
 CONFIRM_MAX_AGE = timedelta(days=7)
 #: A pending address gets at most one confirmation mail per interval (no mail-bombing a stranger).
 RESEND_INTERVAL = timedelta(minutes=10)
-#: Channels a subscriber may choose on the preferences page.
-SUBSCRIBER_CHANNELS = ("email", "telegram")
 #: Suppression reasons that stop even a confirmation mail: the address said no to all mail.
 _NO_MAIL = (SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value)
 _TOPIC = re.compile(r"^[\w .'()-]{1,64}$")

@@ -1,8 +1,10 @@
 """Addresses that must receive nothing more, per channel.
 
-An address is stored under its *key*: an email address lower-cased (for the ``email`` and
-``press`` channels, which both deliver to email addresses), a Telegram chat id or @name as
-given. When a contact is erased, the keys of their addresses are kept only as SHA-256 hashes
+An address is stored under its channel's address space and its *key*
+(``alerts.core.channels``): ``email`` for the ``email`` and ``press`` channels, which both
+deliver to email addresses, with the address lower-cased; a Telegram chat id or @name as
+given. A suppression named for ``press`` is stored under ``email``, so it stops both. When a
+contact is erased, the keys of their addresses are kept only as SHA-256 hashes
 (``hashed_key``) with reason ``erased``, so that a later import can never mail them again
 while nothing readable about them remains. ``is_suppressed`` checks both forms.
 
@@ -24,6 +26,8 @@ from datetime import datetime
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.core.channels import ALL, address_space
+from alerts.core.channels import address_key as channel_address_key
 from alerts.core.clock import utcnow
 from alerts.core.errors import ValidationError
 from alerts.core.states import SuppressionReason
@@ -32,23 +36,25 @@ from alerts.store.models import Suppression
 
 logger = logging.getLogger(__name__)
 
-#: Channels whose addresses are email addresses (compared case-insensitively).
-EMAIL_CHANNELS = frozenset({"email", "press"})
-#: Every channel a suppression may name.
-CHANNELS = frozenset({"email", "press", "telegram", "webhook"})
 HASH_PREFIX = "sha256:"
+
+
+def _space(channel: str) -> str:
+    """The channel a suppression is stored under (press shares email's), or ValidationError."""
+    if channel not in ALL:
+        raise ValidationError(
+            f"channel {channel!r} is not one of {', '.join(ALL)}", details={"field": "channel"}
+        )
+    return address_space(channel)
 
 
 def address_key(channel: str, address: str) -> str:
     """The stored form of an address: email lower-cased, anything else as given (trimmed)."""
-    if channel not in CHANNELS:
-        raise ValidationError(
-            f"channel {channel!r} is not one of {', '.join(sorted(CHANNELS))}", details={"field": "channel"}
-        )
+    _space(channel)
     key = address.strip()
     if not key:
         raise ValidationError("address is empty", details={"field": "address"})
-    return key.lower() if channel in EMAIL_CHANNELS else key
+    return channel_address_key(channel, key)
 
 
 def hashed_key(channel: str, address: str) -> str:
@@ -68,7 +74,12 @@ async def suppress(
 ) -> None:
     """Record that ``address`` on ``channel`` gets nothing more (idempotent; the latest reason wins)."""
     await _upsert(
-        session, channel=channel, key=address_key(channel, address), reason=reason, detail=detail, now=now
+        session,
+        channel=_space(channel),
+        key=address_key(channel, address),
+        reason=reason,
+        detail=detail,
+        now=now,
     )
     logger.info("suppressed an address on %s (%s)", channel, reason.value)
 
@@ -97,7 +108,7 @@ async def is_suppressed(session: AsyncSession, channel: str, address: str) -> bo
     keys = (address_key(channel, address), hashed_key(channel, address))
     found = await session.scalar(
         select(Suppression.id)
-        .where(Suppression.channel == channel, Suppression.address_key.in_(keys))
+        .where(Suppression.channel == _space(channel), Suppression.address_key.in_(keys))
         .limit(1)
     )
     return found is not None
@@ -114,7 +125,7 @@ async def unsuppress(
     if include_erased:
         keys.append(hashed_key(channel, address))
     result = await session.execute(
-        delete(Suppression).where(Suppression.channel == channel, Suppression.address_key.in_(keys))
+        delete(Suppression).where(Suppression.channel == _space(channel), Suppression.address_key.in_(keys))
     )
     removed = bool(getattr(result, "rowcount", 0))
     if removed:
@@ -124,7 +135,7 @@ async def unsuppress(
 
 def suppressed_keys(channel: str) -> Select[str]:
     """``SELECT address_key`` of the channel's suppressions, to exclude in one query."""
-    return select(Suppression.address_key).where(Suppression.channel == channel)
+    return select(Suppression.address_key).where(Suppression.channel == _space(channel))
 
 
 async def hash_for_erasure(
@@ -139,12 +150,13 @@ async def hash_for_erasure(
     for channel, address in addresses:
         await session.execute(
             delete(Suppression).where(
-                Suppression.channel == channel, Suppression.address_key == address_key(channel, address)
+                Suppression.channel == _space(channel),
+                Suppression.address_key == address_key(channel, address),
             )
         )
         await _upsert(
             session,
-            channel=channel,
+            channel=_space(channel),
             key=hashed_key(channel, address),
             reason=SuppressionReason.ERASED,
             detail="",
@@ -170,7 +182,7 @@ async def restore_erased(
     Called when an address comes back (import, new contact) so the one-query exclusion in
     the fan-out sees it. Returns the (channel, address) pairs found erased.
     """
-    by_hash = {(c, hashed_key(c, a)): (c, a) for c, a in addresses}
+    by_hash = {(_space(c), hashed_key(c, a)): (c, a) for c, a in addresses}
     if not by_hash:
         return set()
     found: set[tuple[str, str]] = set()
@@ -187,7 +199,7 @@ async def restore_erased(
     for channel, address in sorted(found):
         await _upsert(
             session,
-            channel=channel,
+            channel=_space(channel),
             key=address_key(channel, address),
             reason=SuppressionReason.ERASED,
             detail="previously erased",

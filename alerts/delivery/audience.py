@@ -10,7 +10,11 @@ Who gets what:
 - ``telegram``: contacts with a Telegram chat; two contacts sharing one chat count once;
 - a contact that chose its channels (``Contact.channels``) gets only those;
 - suppressed addresses (unsubscribed, blocked, bounced) are left out;
-- without the defender's consent to publicity, public contacts are left out (``exclude_kinds``);
+- without the defender's consent to publicity, public contacts are left out (``exclude_kinds``;
+  ``public_withdrawn`` says, for a set of alerts, whose consent is missing or withdrawn);
+- a contact that chose topics (``kind:<family>``, ``country:<name>``; see
+  ``alerts.contacts.subscriptions.clean_topics``) gets only the alerts of those families and
+  countries; no choice of a prefix means all of it;
 - language: the contact's language when the alert has an approved text in it, else English,
   else the alert's first approved language.
 
@@ -20,21 +24,93 @@ Everything is one ``SELECT`` per channel that ``outbox.fan_out`` feeds straight 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import String, case, cast, exists, func, literal, or_, select
-from sqlalchemy.sql import Select
+from sqlalchemy import String, and_, case, cast, exists, false, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import ColumnElement, Select
 
-from alerts.store.models import Contact, ContactList, ListMember, Suppression
+from alerts.core.channels import EMAIL_ADDRESSED, ChannelName, address_column, address_space
+from alerts.core.states import ContactKind
+from alerts.store.models import Alert, Consent, Contact, ContactList, ListMember, Suppression
 
-EMAIL_CHANNELS = ("email", "press")
 PRESS_KINDS = ("press", "media")
+PUBLIC = ContactKind.PUBLIC.value
 
 
-def suppression_channel(channel: str) -> str:
-    """The suppression namespace of a channel: press shares email's addresses."""
-    return "email" if channel in EMAIL_CHANNELS else channel
+async def public_withdrawn(session: AsyncSession, alert_ids: Collection[int]) -> set[int]:
+    """The alerts among ``alert_ids`` whose public contacts must get nothing (more).
+
+    Public contacts need the defender's consent: the latest consent recorded for the alert
+    itself must be ``public``, and the latest recorded for each alert it updates (its thread,
+    up to the original) must not be ``restricted``: a withdrawal on the original holds for its
+    updates until consent is recorded there again. One query for the whole set, however many
+    deliveries it covers (the claim's hot path).
+    """
+    if not alert_ids:
+        return set()
+    parent = aliased(Alert)
+    up = (
+        select(Alert.id.label("alert_id"), Alert.id.label("ancestor_id"), Alert.parent_id.label("parent_id"))
+        .where(Alert.id.in_(list(alert_ids)))
+        .cte("thread", recursive=True)
+    )
+    # UNION, not UNION ALL: a (corrupt) cycle of parents ends instead of looping
+    thread = up.union(
+        select(up.c.alert_id, parent.id, parent.parent_id).join(parent, parent.id == up.c.parent_id)
+    )
+    rows = await session.execute(
+        select(thread.c.alert_id, thread.c.ancestor_id, Consent.scope)
+        .join(Consent, Consent.alert_id == thread.c.ancestor_id)
+        .order_by(Consent.recorded_at, Consent.id)
+    )
+    latest: dict[tuple[int, int], str] = {}
+    for alert_id, ancestor_id, scope in rows.all():  # oldest first: the last one seen counts
+        latest[(alert_id, ancestor_id)] = scope
+    withdrawn = {a for (a, ancestor), scope in latest.items() if ancestor != a and scope != "public"}
+    return withdrawn | {a for a in alert_ids if latest.get((a, a)) != "public"}
+
+
+def _topic_pattern(prefix: str, value: str) -> str:
+    """How one topic reads inside the stored JSON list (quoted and escaped as json.dumps does)."""
+    return json.dumps(f"{prefix}:{value.strip()}").lower()
+
+
+def topics_match(*, family: str, country: str | None) -> ColumnElement[bool]:
+    """SQL condition: the contact chose no topics, or topics that include this alert.
+
+    For each prefix (``kind`` the alert's family, ``country`` the case's country) a contact
+    that chose some values must have chosen this one; compared case-insensitively on the JSON
+    list's text form (like ``Contact.channels``), which works on SQLite and PostgreSQL alike.
+    """
+    text = func.lower(cast(Contact.topics, String))
+    conditions = []
+    for prefix, value in (("kind", family), ("country", country)):
+        chose = text.contains(f'"{prefix}:', autoescape=True)
+        match = text.contains(_topic_pattern(prefix, value), autoescape=True) if value else false()
+        conditions.append(or_(~chose, match))
+    return or_(Contact.topics.is_(None), and_(*conditions))
+
+
+_EMAIL_ADDRESSED = sorted(c.value for c in EMAIL_ADDRESSED)
+
+
+def suppression_key_sql(channel: Any, address: Any) -> tuple[Any, Any]:
+    """SQL for (suppression channel, address key) of a delivery's ``channel`` and ``address``
+    columns: the rule of ``alerts.core.channels.address_space``/``address_key`` in SQL."""
+    email_addressed = channel.in_(_EMAIL_ADDRESSED)
+    return (
+        case((email_addressed, literal(ChannelName.EMAIL.value)), else_=channel),
+        case((email_addressed, func.lower(address)), else_=address),
+    )
+
+
+def contact_address_sql(channel: Any) -> Any:
+    """SQL: the contact's address for a delivery's ``channel`` column (email or Telegram)."""
+    return case((channel == ChannelName.TELEGRAM.value, Contact.telegram), else_=Contact.email)
 
 
 def wants_channel(pref: Any) -> Any:
@@ -67,21 +143,21 @@ def previous_recipients_select(
     """
     from alerts.store.models import Delivery
 
-    address = case((Delivery.channel == "telegram", Contact.telegram), else_=Contact.email)
-    key = case((Delivery.channel == "telegram", Contact.telegram), else_=func.lower(Contact.email))
+    address = contact_address_sql(Delivery.channel)
+    namespace, key = suppression_key_sql(Delivery.channel, address)
     conditions: list[Any] = [
         Delivery.alert_id == parent_id,
         Delivery.state.in_(["sent", "delivered"]),
         Contact.status == "active",
         address.is_not(None),
-        ~exists()
-        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
-        .where(Suppression.address_key == key),
+        ~exists().where(Suppression.channel == namespace).where(Suppression.address_key == key),
     ]
     if channels:  # the update's own channel choice narrows the original's
         conditions.append(Delivery.channel.in_(list(channels)))
     # and so does what the contact chose since (Contact.channels; press arrives by email)
-    pref = case((Delivery.channel == "press", literal("email")), else_=Delivery.channel)
+    pref = case(
+        (Delivery.channel.in_(_EMAIL_ADDRESSED), literal(ChannelName.EMAIL.value)), else_=Delivery.channel
+    )
     conditions.append(wants_channel(pref))
     if kinds:
         conditions.append(Contact.kind.in_(list(kinds)))
@@ -110,14 +186,13 @@ def audience_select(
     channels: Sequence[str],
     approved_languages: Sequence[str],
     exclude_kinds: Sequence[str] = (),
+    topics: ColumnElement[bool] | None = None,
 ) -> Select[Any]:
-    """Rows (alert_id, contact_id, channel, audience, language, address) for one channel."""
-    if channel in EMAIL_CHANNELS:
-        address = Contact.email
-    elif channel == "telegram":
-        address = Contact.telegram
-    else:
-        raise ValueError(f"channel {channel!r} has no per-contact address")
+    """Rows (alert_id, contact_id, channel, audience, language, address) for one channel.
+
+    ``topics``: the ``topics_match`` condition for the alert (None: topics are not looked at).
+    """
+    address = Contact.email if address_column(channel) == "email" else Contact.telegram
     conditions: list[Any] = [Contact.status == "active", address.is_not(None), address != ""]
     if lists:
         conditions.append(
@@ -130,16 +205,16 @@ def audience_select(
         conditions.append(Contact.kind.in_(list(kinds)))
     if exclude_kinds:
         conditions.append(Contact.kind.not_in(list(exclude_kinds)))
-    if channel == "press":
+    if topics is not None:
+        conditions.append(topics)
+    if channel == ChannelName.PRESS:
         conditions.append(Contact.kind.in_(PRESS_KINDS))
-    elif channel == "email" and "press" in channels:
+    elif channel == ChannelName.EMAIL and ChannelName.PRESS in channels:
         conditions.append(Contact.kind.not_in(PRESS_KINDS))
-    conditions.append(wants_channel(literal("email" if channel == "press" else channel)))
-    key = func.lower(address) if channel in EMAIL_CHANNELS else address
+    conditions.append(wants_channel(literal(address_space(channel))))
+    key = func.lower(address) if channel in EMAIL_ADDRESSED else address
     conditions.append(
-        ~exists()
-        .where(Suppression.channel == suppression_channel(channel))
-        .where(Suppression.address_key == key)
+        ~exists().where(Suppression.channel == address_space(channel)).where(Suppression.address_key == key)
     )
     rows = select(
         literal(alert_id).label("alert_id"),
@@ -149,7 +224,7 @@ def audience_select(
         choose_language(approved_languages).label("language"),
         address.label("address"),
     ).where(*conditions)
-    if channel != "telegram":
+    if channel != ChannelName.TELEGRAM:
         return rows
     # One delivery per chat even if several contacts share it: the lowest id among those IN
     # this audience (deduplicating against all contacts could leave the chat with nothing).

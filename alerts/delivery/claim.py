@@ -19,9 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    case,
     exists,
-    func,
     literal,
     null,
     select,
@@ -29,7 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.core.channels import ChannelName
 from alerts.core.states import CLAIMABLE_STATES, DeliveryState, EventType
+from alerts.delivery.audience import PUBLIC, public_withdrawn, suppression_key_sql
 from alerts.delivery.messages import Claimed
 from alerts.store.db import any_of
 from alerts.store.events import append_events, event_row, events_from, record_moves
@@ -42,14 +42,8 @@ _deliveries = cast(Table, Delivery.__table__)
 @functools.cache
 def _candidates(for_alert: bool) -> Executable:
     """Due deliveries of one channel with what sending and the stale check need (built once)."""
-    suppressed = (
-        exists()
-        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
-        .where(
-            Suppression.address_key
-            == case((Delivery.channel == "telegram", Delivery.address), else_=func.lower(Delivery.address))
-        )
-    )
+    namespace, key = suppression_key_sql(Delivery.channel, Delivery.address)
+    suppressed = exists().where(Suppression.channel == namespace).where(Suppression.address_key == key)
     query = (
         select(
             Delivery.id,
@@ -171,17 +165,20 @@ async def claim_due(
     ]
 
 
-def _stale_reason(row: Any) -> tuple[DeliveryState, str] | None:
+def _stale_reason(row: Any, withdrawn: set[int]) -> tuple[DeliveryState, str] | None:
     """Why a due delivery must not go out any more, if it must not.
 
     Fan-out checked all this once; the claim checks again because minutes or hours can pass
     before a delivery is due: the recipient may have unsubscribed, bounced or blocked the bot,
-    the contact may have been deleted or erased, the case closed.
+    the contact may have been deleted or erased, the case closed, the defender's consent to
+    publicity withdrawn (``withdrawn``: the batch's alerts whose public contacts get nothing).
     """
     if row.alert_status == "closed":
         return DeliveryState.CANCELLED, "alert closed"
-    if row.channel == "webhook":
+    if row.channel == ChannelName.WEBHOOK:
         return None
+    if row.audience == PUBLIC and row.alert_id in withdrawn:
+        return DeliveryState.CANCELLED, "consent withdrawn"
     if row.contact_id is None or not row.address:
         return DeliveryState.CANCELLED, "contact deleted or erased"
     if row.contact_status == "unsubscribed":
@@ -194,20 +191,23 @@ def _stale_reason(row: Any) -> tuple[DeliveryState, str] | None:
 
 
 async def _withdraw_stale(session: AsyncSession, picked: Sequence[Any], *, now: datetime) -> list[Any]:
-    """Settle the picked rows that must not be sent; return the others."""
-    keep, events = [], []
+    """Settle the picked rows that must not be sent; return the others.
+
+    Consent is looked up once for the whole batch, and only when it holds public deliveries;
+    the rows to settle are moved with one UPDATE per (state, reason).
+    """
+    public = {row.alert_id for row in picked if row.audience == PUBLIC and row.channel != "webhook"}
+    withdrawn = await public_withdrawn(session, public) if public else set()
+    keep: list[Any] = []
+    events: list[dict[str, Any]] = []
+    settle: dict[tuple[DeliveryState, str], list[int]] = {}
     for row in picked:
-        stale = _stale_reason(row)
+        stale = _stale_reason(row, withdrawn)
         if stale is None:
             keep.append(row)
             continue
         state, why = stale
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == row.id)
-            .values(state=str(state), next_attempt_at=None, last_error=why, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        settle.setdefault(stale, []).append(row.id)
         events.append(
             event_row(
                 delivery_id=row.id,
@@ -219,6 +219,13 @@ async def _withdraw_stale(session: AsyncSession, picked: Sequence[Any], *, now: 
                 attempt=row.attempts,
                 detail=why,
             )
+        )
+    for (state, why), ids in settle.items():
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(state=str(state), next_attempt_at=None, last_error=why, updated_at=now)
+            .execution_options(synchronize_session=False)
         )
     await append_events(session, events)
     return keep

@@ -1,16 +1,18 @@
-"""Officers' controls on a running alert: pause, resume, resend to the failed, test send."""
+"""Officers' controls on a running alert: pause, resume, resend to the failed, test send, and
+withdrawing the public deliveries when the defender's consent is withdrawn."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.compose import approval
 from alerts.core.errors import Conflict, ValidationError
 from alerts.core.states import AlertStatus, DeliveryState, EventType
 from alerts.core.types import Outcome
+from alerts.delivery.audience import PUBLIC, public_withdrawn
 from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.store import audit
 from alerts.store.events import cancel_unsent, record_moves
@@ -41,15 +43,26 @@ async def set_paused(
 
 
 async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | None, now: datetime) -> int:
-    """Give every failed delivery of the alert a new attempt; never touches those sent."""
+    """Give every failed delivery of the alert a new attempt; never touches those sent.
+
+    Failed deliveries to public contacts stay failed once the defender's consent is withdrawn
+    (counted as ``withheld`` in the audit entry).
+    """
     if alert.status not in (AlertStatus.SENDING, AlertStatus.SENT):
         raise Conflict(
             f"alert {alert.id} is {alert.status}; only a sent or sending alert has failed deliveries."
         )
+    failed = [Delivery.alert_id == alert.id, Delivery.state == str(DeliveryState.FAILED)]
+    withheld = 0
+    if alert.id in await public_withdrawn(session, [alert.id]):
+        withheld = int(
+            await session.scalar(select(func.count()).where(*failed, Delivery.audience == PUBLIC)) or 0
+        )
+        failed.append(Delivery.audience != PUBLIC)
     rows = (
         await session.execute(
             update(Delivery)
-            .where(Delivery.alert_id == alert.id, Delivery.state == str(DeliveryState.FAILED))
+            .where(*failed)
             .values(
                 state=str(DeliveryState.QUEUED),
                 next_attempt_at=now,
@@ -80,10 +93,34 @@ async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | Non
         action="alert.resend_failed",
         object_type="alert",
         object_id=str(alert.id),
-        details={"requeued": len(rows)},
+        details={"requeued": len(rows), "withheld": withheld} if withheld else {"requeued": len(rows)},
         now=now,
     )
     return len(rows)
+
+
+async def withdraw_public(session: AsyncSession, alert: Alert, *, now: datetime) -> int:
+    """Cancel the unsent (queued, deferred) public deliveries of the alert and of its updates
+    whose consent is now withdrawn; returns how many (caller commits).
+
+    Call it after recording consent: an alert whose consent is still public is left alone.
+    Deliveries in flight (``sending``) are not touched here; the claim re-checks consent, so
+    they are never claimed again after a transient failure or an expired lease.
+    """
+    thread = [alert.id]
+    while True:  # the updates of the alert, and theirs (a thread is a handful of alerts)
+        below = set(
+            (await session.execute(select(Alert.id).where(Alert.parent_id.in_(thread)))).scalars().all()
+        )
+        if below <= set(thread):
+            break
+        thread += sorted(below - set(thread))
+    cancelled = 0
+    for alert_id in sorted(await public_withdrawn(session, thread)):
+        cancelled += await cancel_unsent(
+            session, alert_id, now=now, detail="consent withdrawn", audience=PUBLIC
+        )
+    return cancelled
 
 
 async def cancel_pending(session: AsyncSession, alert: Alert, *, now: datetime) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.contacts.suppressions import suppress
+from alerts.core.channels import EMAIL_ADDRESSED, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import AlertsError
 from alerts.core.states import DeliveryState, SuppressionReason
@@ -21,8 +22,6 @@ from alerts.store.events import transition
 from alerts.store.models import Delivery
 
 logger = logging.getLogger(__name__)
-
-EMAIL_LIKE = ("email", "press")
 
 
 async def _find_delivery(session: AsyncSession, report: BounceReport) -> Delivery | None:
@@ -44,7 +43,7 @@ async def _find_delivery(session: AsyncSession, report: BounceReport) -> Deliver
             await session.execute(
                 select(Delivery)
                 .where(
-                    Delivery.channel.in_(EMAIL_LIKE),
+                    Delivery.channel.in_(sorted(c.value for c in EMAIL_ADDRESSED)),
                     Delivery.address == report.recipient,
                     Delivery.state.in_([str(DeliveryState.SENT), str(DeliveryState.DELIVERED)]),
                 )
@@ -64,7 +63,7 @@ async def apply_reports(session: AsyncSession, reports: Sequence[BounceReport], 
             continue
         await suppress(
             session,
-            channel="email",
+            channel=ChannelName.EMAIL.value,
             address=report.recipient,
             reason=SuppressionReason.BOUNCED,
             detail=f"{report.status} {report.diagnostic}"[:500],

@@ -13,9 +13,11 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.compose import approval
+from alerts.compose.drafts import current_version
 from alerts.core.errors import AlertsError, Conflict, NotFound
 from alerts.core.states import AlertStatus
 from alerts.core.types import Attachment
+from alerts.delivery.audience import PUBLIC, public_withdrawn
 from alerts.delivery.messages import AlertInfo
 from alerts.delivery.outbox import fan_out
 from alerts.store import audit
@@ -42,16 +44,20 @@ async def publish(
         )
     await approval.ready_to_send(session, alert)
     languages = await approval.approved_languages(session, alert)
-    # without the defender's consent to publicity, public contacts never get it (even via a list)
-    public_ok = await approval.consent_scope(session, alert) == "public"
+    # without the defender's consent to publicity, public contacts never get it (even via a
+    # list), nor an update's public recipients once it was withdrawn on the original
+    withdrawn = alert.id in await public_withdrawn(session, [alert.id])
+    version = await current_version(session, alert)
+    country = version.case_data.get("country")
     created = await fan_out(
         session,
         alert,
         approved_languages=languages,
         now=now,
         webhook_url=webhook_url,
-        exclude_kinds=() if public_ok else ("public",),
+        exclude_kinds=(PUBLIC,) if withdrawn else (),
         available=available,
+        country=country if isinstance(country, str) else None,
     )
     if alert.status != AlertStatus.SENDING:
         await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)

@@ -17,9 +17,9 @@ from sqlalchemy import BigInteger, Integer, String, Table, Text, Update, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
+from alerts.core.channels import EMAIL_ADDRESSED, ChannelName, address_key, address_space
 from alerts.core.states import DeliveryState, EventType
 from alerts.core.types import Outcome, OutcomeKind
-from alerts.delivery.audience import suppression_channel
 from alerts.delivery.messages import AlertInfo, Claimed
 from alerts.delivery.retry import RetryPolicy
 from alerts.store.db import dialect_insert, rowset
@@ -177,11 +177,10 @@ async def record(
             )
         )
         if o.suppress is not None and item.address:
-            key = item.address.lower() if item.channel in ("email", "press") else item.address
             suppressions.append(
                 {
-                    "channel": suppression_channel(item.channel),
-                    "address_key": key,
+                    "channel": address_space(item.channel),
+                    "address_key": address_key(item.channel, item.address),
                     "reason": str(o.suppress),
                     "detail": detail[:500],
                     "created_at": now,
@@ -193,7 +192,7 @@ async def record(
         if (
             info is not None
             and info.fallback_email
-            and item.channel == "telegram"
+            and item.channel == ChannelName.TELEGRAM
             and state in (DeliveryState.FAILED, DeliveryState.SUPPRESSED)
         ):
             fallbacks.append(item)
@@ -227,7 +226,7 @@ async def _migrate_chat(session: AsyncSession, item: Claimed, new_chat: str, *, 
     )
     await session.execute(
         update(Delivery)
-        .where(Delivery.contact_id == item.contact_id, Delivery.channel == "telegram")
+        .where(Delivery.contact_id == item.contact_id, Delivery.channel == ChannelName.TELEGRAM.value)
         .where(Delivery.state.in_([str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED)]))
         .values(address=new_chat)
     )
@@ -242,14 +241,14 @@ async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datet
     ).first()
     if contact is None or not contact.email or contact.status != "active":
         return
-    if contact.channels is not None and "email" not in contact.channels:
+    if contact.channels is not None and ChannelName.EMAIL not in contact.channels:
         return  # they chose not to get email
     closed = await session.scalar(select(Alert.status).where(Alert.id == item.alert_id)) == "closed"
     has_email_form = await session.scalar(
         select(Delivery.id).where(
             Delivery.alert_id == item.alert_id,
             Delivery.contact_id == item.contact_id,
-            Delivery.channel.in_(["email", "press"]),
+            Delivery.channel.in_(sorted(c.value for c in EMAIL_ADDRESSED)),
         )
     )
     if closed or has_email_form is not None:
@@ -257,7 +256,8 @@ async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datet
     suppressed = (
         await session.execute(
             select(Suppression.id).where(
-                Suppression.channel == "email", Suppression.address_key == contact.email.lower()
+                Suppression.channel == address_space(ChannelName.EMAIL),
+                Suppression.address_key == address_key(ChannelName.EMAIL, contact.email),
             )
         )
     ).first()
@@ -268,7 +268,7 @@ async def _fallback_to_email(session: AsyncSession, item: Claimed, *, now: datet
         .values(
             alert_id=item.alert_id,
             contact_id=item.contact_id,
-            channel="email",
+            channel=ChannelName.EMAIL.value,
             audience=item.audience,
             language=item.language,
             address=contact.email,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
+from alerts.core.text import check_text
 from alerts.store.models import Alert, Delivery, DeliveryEvent, Response
 
 
@@ -154,14 +155,20 @@ async def record_response(
     recorded_by: int | None,
     now: datetime,
     responded_at: datetime | None = None,
+    sender: str | None = None,
 ) -> Response:
-    """An authority answered: keep who, when and what; mark their deliveries ``responded``."""
-    if not summary.strip():
+    """An authority answered: keep who, when and what; mark their deliveries ``responded``.
+
+    ``sender`` is who answered when they are not a contact (free text, already checked).
+    """
+    summary = check_text(summary, "summary").strip()
+    if not summary:
         raise ValidationError("summary: a response needs a summary.", details={"field": "summary"})
     response = Response(
         alert_id=alert.id,
         contact_id=contact_id,
-        summary=summary.strip(),
+        sender=sender,
+        summary=summary,
         responded_at=responded_at or now,
         recorded_by=recorded_by,
     )

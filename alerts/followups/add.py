@@ -19,6 +19,7 @@ from alerts.accounts.users import check
 from alerts.compose import drafts
 from alerts.core.errors import Conflict, ValidationError
 from alerts.core.states import AlertStatus, ContactKind, FollowupKind
+from alerts.core.text import check_text
 from alerts.delivery.publish import schedule
 from alerts.followups.digest import DIGEST_EVERY, lock_digests, pending_digest
 from alerts.store import audit
@@ -32,7 +33,6 @@ PAST_GRACE = timedelta(minutes=1)
 MAX_NOTE = 2000
 CONDITIONS = ("no_response", "case_open")
 UPDATE_FAMILIES = ("update", "closure")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _DURATION = re.compile(r"(\d+)([wdhms])")
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -65,11 +65,9 @@ def normalise_condition(condition: str | None) -> str | None:
 
 
 def _clean_note(note: str) -> str:
-    note = note.strip()
+    note = check_text(note, "note").strip()
     if len(note) > MAX_NOTE:
         raise ValidationError(f"note: longer than {MAX_NOTE} characters.", details={"field": "note"})
-    if _CONTROL.search(note):
-        raise ValidationError("note: must not contain control characters.", details={"field": "note"})
     return note
 
 

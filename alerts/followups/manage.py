@@ -16,6 +16,7 @@ the caller commits (or rolls back on an error: nothing is then written).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -59,6 +60,7 @@ __all__ = [
     "act_on_alert",
     "add_followup",
     "cancel_followup",
+    "cancel_for_alerts",
     "due_followups",
     "ensure_digests",
     "fire",
@@ -168,3 +170,28 @@ async def cancel_followup(session: AsyncSession, followup_id: int, *, user: User
         now=now,
     )
     return f
+
+
+async def cancel_for_alerts(
+    session: AsyncSession, alert_ids: Sequence[int], *, reason: str, now: datetime
+) -> list[int]:
+    """Cancel every pending follow-up of these alerts (closing a case); the ids cancelled.
+
+    Flushes, never commits: the caller's transaction closes the case and cancels its
+    follow-ups together. A follow-up being fired at this moment is not pending (its
+    ``fired_at`` is set) and is left to finish.
+    """
+    if not alert_ids:
+        return []
+    rows = await session.execute(
+        update(Followup)
+        .where(
+            Followup.alert_id.in_(alert_ids),
+            Followup.fired_at.is_(None),
+            Followup.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=now, result=reason)
+        .returning(Followup.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(rows.scalars().all())

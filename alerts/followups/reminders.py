@@ -26,7 +26,6 @@ from alerts.delivery.archive import is_public
 from alerts.followups.digest import plan_digest
 from alerts.followups.notices import (
     FIRING,
-    MAX_ATTEMPTS,
     SUBJECT_MAX,
     Notice,
     Plan,
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIRING",
-    "MAX_ATTEMPTS",
     "Notice",
     "Plan",
     "alert_link",

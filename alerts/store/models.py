@@ -77,6 +77,8 @@ class User(Base):
     token_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # signed into session cookies: bumping it ends every session of the user (auth.py)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Contact(Base):
@@ -273,6 +275,9 @@ class Response(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    # who answered, as the officer wrote it, when no contact matched (None when linked to a
+    # contact: the contact row is then the one record of them, and erasing it erases them here)
+    sender: Mapped[str | None] = mapped_column(String(320))
     summary: Mapped[str] = mapped_column(Text)
     responded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

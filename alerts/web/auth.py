@@ -2,9 +2,11 @@
 
 There is no session table: a session is a cookie ``<user id>.<issued>.<nonce>.<fingerprint>.<mac>``
 signed with HMAC-SHA256 under a key derived from ``[server] secret_key``. It expires
-``SESSION_MAX_AGE`` after sign-in, stops working when the user's password changes (the
-fingerprint is a MAC of the stored hash) or the user is deactivated, and ``/logout`` revokes
-its nonce in this process until it would have expired anyway.
+``SESSION_MAX_AGE`` after sign-in and stops working when the user's password changes or the
+user is disabled (the fingerprint is a MAC of the stored hash and of the user's session epoch,
+which disabling bumps: enabling the user again does not revive an old session). The user row
+is read on every request, so this holds on the next request in every process. ``/logout``
+revokes its nonce in this process until it would have expired anyway.
 
 CSRF tokens are a MAC of the session nonce (or, before sign-in, of a random ``ua_pre`` cookie):
 every form carries one and every state-changing request of the officers' pages checks it.
@@ -15,17 +17,15 @@ any account); past either limit in ``LOGIN_WINDOW`` the sign-in is refused with 
 checked (attempts in flight count as failures until they end), so parallel requests cannot
 slip past the limit. The message for an unknown user and a wrong password is the same.
 
-The client address is the peer's, unless the peer is one of ``[server] trusted_proxies``: then
-it is the right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy.
+The client address is ``alerts.web.clients.client_address``: the peer's, unless the peer is
+one of ``[server] trusted_proxies``.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import time
@@ -38,8 +38,9 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from alerts.accounts import users
-from alerts.core.errors import AlertsError, ConfigError, PermissionDenied, Unauthorized
+from alerts.core.errors import AlertsError, PermissionDenied, Unauthorized
 from alerts.store.models import User
+from alerts.web.clients import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +225,10 @@ def make_state(secret_key: str, public_url: str) -> AuthState:
 
 
 def _fingerprint(state: AuthState, user: User) -> str:
-    return state.mac("pw", user.password_hash or "")[:16]
+    # A MAC of what must end the user's sessions when it changes: the password hash (a new
+    # password) and the session epoch (disabled, or signed out everywhere). The user row is
+    # read on every request, so a change is seen on the next request in every process.
+    return state.mac("pw", f"{user.password_hash or ''}|{user.session_epoch or 0}")[:16]
 
 
 def issue(state: AuthState, user: User, *, now: float | None = None) -> str:
@@ -250,7 +254,7 @@ async def session_user(request: web.Request) -> tuple[User, Session] | None:
     """The signed-in, active user of this request (cached on the request)."""
     if VISITOR in request:
         return request[VISITOR].signed
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     found: tuple[User, Session] | None = None
     state = request.app[AUTH]
@@ -331,62 +335,12 @@ def sign_out(request: web.Request, response: web.StreamResponse) -> None:
     response.del_cookie(SESSION_COOKIE, path="/")
 
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@functools.lru_cache(maxsize=8)
-def trusted_networks(text: str) -> tuple[_Network, ...]:
-    """``[server] trusted_proxies`` (comma-separated addresses or networks) parsed; ConfigError if bad."""
-    out = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            out.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"[server] trusted_proxies: {item!r} is not an IP address or network",
-                details={"key": "server.trusted_proxies"},
-            ) from None
-    return tuple(out)
-
-
-def _trusted(address: str, networks: tuple[_Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
-
-
-def client_address(request: web.Request) -> str:
-    """The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
-    ``X-Forwarded-For`` entry that is not a trusted proxy (entries further left are the
-    client's to forge). Sign-in and subscribe limits are keyed on it."""
-    from alerts.web import APP
-
-    remote = request.remote or "unknown"
-    networks = trusted_networks(request.app[APP].settings.server.trusted_proxies)
-    if not networks or not _trusted(remote, networks):
-        return remote
-    forwarded = request.headers.getall("X-Forwarded-For", [])
-    hops = [hop.strip() for value in forwarded for hop in value.split(",")]
-    for hop in reversed(hops):
-        try:
-            ip = ipaddress.ip_address(hop)
-        except ValueError:
-            break  # garbage from a proxy: fall back to the proxy itself
-        if not any(ip in net for net in networks):
-            return str(ip)
-    return remote
-
-
 async def attempt_sign_in(request: web.Request, name: str, password: str) -> User:
     """Reserve an attempt within the limits, then check the password; count a failure.
 
     Raises TooManyAttempts or Unauthorized.
     """
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     state = request.app[AUTH]
     address = client_address(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 import time
@@ -11,11 +12,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.contacts.csv_import import import_csv
 from alerts.core.config import TelegramSettings
 from alerts.core.errors import ConfigError, ValidationError
 from alerts.core.states import SuppressionReason
 from alerts.core.types import Outcome, OutcomeKind, Recipient, RenderedContent, RenderedMessage
+from alerts.store.models import Contact
 from channels.telegram import TelegramChannel, parse_chat_id
 from tests.botapi import BotApiServer
 
@@ -230,6 +235,40 @@ async def test_malformed_address_is_permanent_and_never_sent(
     assert outcome.kind is OutcomeKind.PERMANENT
     assert outcome.detail.startswith("telegram: not a numeric chat id or an @channel name")
     assert botapi.calls == []
+
+
+#: Telegram addresses as people type them: valid ones, and near misses on every side of the rule.
+CANDIDATES = [
+    "1001", "-1001234567890", "-4012345678", "9223372036854775807", "-9223372036854775808",
+    "9223372036854775808", "0", "-0", "007", "+1001", "1 001", "12ab",
+    "@hrd_alerts", "@abcd", "@abc", "@" + "a" * 32, "@" + "a" * 33, "@_abcde", "@abcde_",
+    "@ab__cde", "@1channel", "@bad-name", "@héllo", "hrd_alerts", "https://t.me/hrd_alerts",
+]  # fmt: skip
+
+
+async def test_what_import_accepts_the_channel_sends(
+    sessions: async_sessionmaker[AsyncSession], botapi: BotApiServer, open_channel: list[TelegramChannel]
+) -> None:
+    # One rule (alerts.core.telegram) at import and at send time: @_abcde used to import as a
+    # contact and then fail every send as a malformed address.
+    rows = [f"C{i},,{address},partner,,,," for i, address in enumerate(CANDIDATES)]
+    header = "name,email,telegram,kind,language,organisation,country,lists"
+    report = await import_csv(sessions, io.BytesIO("\n".join([header, *rows]).encode()))
+    refused = {CANDIDATES[error.row - 2] for error in report.refused}
+    assert all(error.reason.startswith("telegram: not a numeric chat id") for error in report.refused)
+    assert refused == {
+        "9223372036854775808", "0", "-0", "007", "+1001", "1 001", "12ab", "@abc", "@" + "a" * 33,
+        "@_abcde", "@abcde_", "@ab__cde", "@1channel", "@bad-name", "@héllo", "hrd_alerts",
+        "https://t.me/hrd_alerts",
+    }  # fmt: skip
+    async with sessions() as session:
+        imported = list(await session.scalars(select(Contact.telegram).order_by(Contact.id)))
+    assert imported == [a for a in CANDIDATES if a not in refused]
+    channel = await opened(open_channel, botapi)
+    for n, address in enumerate(imported, start=1):
+        outcome = await channel.send(message(address, n=n))
+        assert outcome.kind is OutcomeKind.SENT, (address, outcome)
+    assert [call.chat_id for call in botapi.calls] == imported
 
 
 def test_parse_chat_id() -> None:

@@ -376,3 +376,37 @@ async def test_pages_send_security_headers(web) -> None:  # type: ignore[no-unty
             assert r.headers["Cache-Control"] == "no-store"
     finally:
         await client.close()
+
+
+async def test_sessions_of_a_disabled_user_stay_dead_after_enabling_in_every_process(
+    db_url: str,
+) -> None:
+    # Two `serve` processes on one database: a session signed in on the first is refused on
+    # the second as soon as the user is disabled, and enabling the user again does not bring a
+    # session issued before the disabling back (a stolen cookie stays dead).
+    async with running(db_url) as (app, base), running(db_url) as (_other_app, other_base):
+        await make_staff(app)
+        client = await signed_in(base, "officer")
+        cookie = client.http.cookie_jar.filter_cookies(URL(base))[auth.SESSION_COOKIE].value
+        elsewhere = Client(other_base)
+        elsewhere.http.cookie_jar.update_cookies({auth.SESSION_COOKIE: cookie}, URL(other_base))
+        try:
+            assert (await elsewhere.get("/"))[0] == 200
+            async with app.sessions.begin() as session:
+                admin = await users.get_user(session, "admin")
+                officer = await users.get_user(session, "officer")
+                await users.set_active(session, officer, False, by=admin, now=utcnow())
+            assert (await client.get("/"))[0] == 303
+            assert (await elsewhere.get("/"))[0] == 303
+            async with app.sessions.begin() as session:
+                admin = await users.get_user(session, "admin")
+                officer = await users.get_user(session, "officer")
+                await users.set_active(session, officer, True, by=admin, now=utcnow())
+            assert (await client.get("/"))[0] == 303
+            assert (await elsewhere.get("/"))[0] == 303
+            fresh = await signed_in(other_base, "officer")  # signing in again works
+            assert (await fresh.get("/"))[0] == 200
+            await fresh.close()
+        finally:
+            await client.close()
+            await elsewhere.close()

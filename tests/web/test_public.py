@@ -101,6 +101,14 @@ async def _public_alert(
         await approval.record_consent(session, alert, user=reviewer, scope="public", note=note, now=utcnow())
         if sent:
             await publish(session, alert, now=utcnow())
+            # as if dispatched: every delivery went out (an update goes to whom the original reached)
+            from sqlalchemy import update as set_rows
+
+            from alerts.store.models import Delivery
+
+            await session.execute(
+                set_rows(Delivery).where(Delivery.alert_id == alert.id).values(state="sent")
+            )
             await approval.set_status(session, alert, AlertStatus.SENT, user=None, now=utcnow())
         if scope != "public":  # consent withdrawn after sending: the archive must drop it
             await approval.record_consent(session, alert, user=reviewer, scope=scope, now=utcnow())
@@ -127,6 +135,8 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(
     assert (contact.status, contact.kind, contact.language) == ("pending", "public", "fr")
     assert contact.topics == ["kind:urgent-appeal", "country:Calvera", "country:Tarsis"]
     # nothing else reaches a pending contact: a public alert goes out before confirmation
+    async with site.app.sessions.begin() as session:
+        await add_contacts(session, 1, kind="public")  # someone the alert does reach
     first = await _public_alert(site)
     async with site.app.sessions() as session:
         from alerts.store.models import Delivery

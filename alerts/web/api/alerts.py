@@ -9,10 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
+from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
-from alerts.compose.render import CHANNELS
 from alerts.contacts.fields import KINDS
-from alerts.core.clock import parse_when, utcnow
+from alerts.core.channels import ALL
+from alerts.core.clock import parse_when
 from alerts.core.states import AlertStatus
 from alerts.delivery import publish
 from alerts.store.models import Alert
@@ -26,6 +27,7 @@ from alerts.web.api.routes import (
     Param,
     Route,
     Schema,
+    iso,
     json_response,
 )
 
@@ -39,7 +41,7 @@ AUDIENCE_PROPS: dict[str, Schema] = {
     "kinds": {"type": "array", "items": {"type": "string", "enum": list(KINDS)}, "maxItems": 5},
     "channels": {
         "type": "array",
-        "items": {"type": "string", "enum": list(drafts.CHANNEL_NAMES)},
+        "items": {"type": "string", "enum": [c.value for c in ALL]},
         "maxItems": 4,
     },
     "languages": {"type": "array", "items": LANGUAGE, "maxItems": 50},
@@ -95,10 +97,6 @@ SUMMARY: Schema = {
 }
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def summary(alert: Alert) -> dict[str, Any]:
     """An alert as listed."""
     return {
@@ -110,8 +108,8 @@ def summary(alert: Alert) -> dict[str, Any]:
         "is_public": alert.is_public,
         "parent_id": alert.parent_id,
         "paused": alert.paused,
-        "created_at": _iso(alert.created_at),
-        "published_at": _iso(alert.published_at),
+        "created_at": iso(alert.created_at),
+        "published_at": iso(alert.published_at),
     }
 
 
@@ -137,29 +135,20 @@ async def create_alert(ctx: Ctx) -> web.Response:
         channels=tuple(b.get("channels", ())),
         languages=tuple(b.get("languages") or ("en",)),
     )
-    now = utcnow()
-    async with ctx.app.sessions.begin() as session:
-        parent = b.get("parent_id")
-        if parent is not None:
-            await drafts.get_alert(session, parent)
-        alert = await drafts.create_alert(
-            session,
-            author=ctx.user,
-            family=b["family"],
-            case_data=b["data"],
-            title=b.get("title"),
-            audience=audience,
-            is_public=b.get("is_public"),
-            validate_case=ctx.app.renderer.validate_case,
-            now=now,
-        )
-        alert.parent_id = parent
-        if b.get("embargo_until"):
-            alert.embargo_until = parse_when(b["embargo_until"], field="embargo_until")
-        alert.fallback_email = bool(b.get("fallback_email", False))
-        await session.flush()
-        doc = {"id": alert.id, "status": alert.status}
-    return json_response(doc, status=201)
+    embargo = b.get("embargo_until")
+    done = await alert_actions.create(
+        ctx.app,
+        ctx.user,
+        family=b["family"],
+        case_data=b["data"],
+        audience=audience,
+        title=b.get("title"),
+        is_public=b.get("is_public"),
+        parent_id=b.get("parent_id"),
+        embargo_until=parse_when(embargo, field="embargo_until") if embargo else None,
+        fallback_email=bool(b.get("fallback_email", False)),
+    )
+    return json_response({"id": done.alert_id, "status": done.status}, status=201)
 
 
 async def _detail(ctx: Ctx, alert: Alert) -> dict[str, Any]:
@@ -173,10 +162,10 @@ async def _detail(ctx: Ctx, alert: Alert) -> dict[str, Any]:
         "data": version.case_data,
         "approved_languages": approved,
         "consent": consent,
-        "send_at": _iso(alert.send_at),
-        "embargo_until": _iso(alert.embargo_until),
-        "completed_at": _iso(alert.completed_at),
-        "closed_at": _iso(alert.closed_at),
+        "send_at": iso(alert.send_at),
+        "embargo_until": iso(alert.embargo_until),
+        "completed_at": iso(alert.completed_at),
+        "closed_at": iso(alert.closed_at),
         "fallback_email": alert.fallback_email,
         "author_id": alert.author_id,
     }
@@ -194,20 +183,10 @@ async def edit_alert(ctx: Ctx) -> web.Response:
     assert ctx.user is not None
     b = ctx.body
     audience = drafts.Audience.from_json(b["audience"]) if "audience" in b else None
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        version = await drafts.edit_alert(
-            session,
-            alert,
-            user=ctx.user,
-            case_data=b.get("data"),
-            title=b.get("title"),
-            audience=audience,
-            validate_case=ctx.app.renderer.validate_case,
-            now=utcnow(),
-        )
-        doc = {"id": alert.id, "status": alert.status, "version": version.number}
-    return json_response(doc)
+    done = await alert_actions.edit(
+        ctx.app, ctx.user, ctx.id, case_data=b.get("data"), title=b.get("title"), audience=audience
+    )
+    return json_response({"id": done.alert_id, "status": done.status, "version": done.version})
 
 
 async def preview(ctx: Ctx) -> web.Response:
@@ -236,7 +215,8 @@ A = f"{PREFIX}/alerts"
 ONE = f"{A}/{ID_PATH}"
 
 
-def _state_of(extra: dict[str, Schema]) -> Schema:
+def state_of(extra: dict[str, Schema]) -> Schema:
+    """The response schema of an action on an alert: its id and status, plus ``extra``."""
     return {
         "type": "object",
         "required": ["id", "status"],
@@ -287,7 +267,7 @@ ROUTES: list[Route] = [
         tag="alerts",
         request=EDIT,
         required_body=True,
-        response=_state_of({"version": {"type": "integer"}}),
+        response=state_of({"version": {"type": "integer"}}),
         errors=(404, 409),
     ),
     Route(
@@ -299,7 +279,9 @@ ROUTES: list[Route] = [
         tag="alerts",
         errors=(404,),
         query=(
-            Param(name="channel", schema={"type": "string", "enum": list(CHANNELS), "default": "email"}),
+            Param(
+                name="channel", schema={"type": "string", "enum": [c.value for c in ALL], "default": "email"}
+            ),
             Param(name="audience", schema={"type": "string", "enum": list(KINDS), "default": "authority"}),
             Param(name="language", schema={**LANGUAGE, "default": "en"}),
         ),

@@ -8,8 +8,9 @@ from aiohttp import web
 
 from alerts.actions import contacts as actions
 from alerts.contacts import directory as contacts
-from alerts.contacts.fields import CHANNEL_NAMES, KINDS, MAX_LENGTHS, STATUSES
-from alerts.core.errors import Conflict, Unauthorized
+from alerts.contacts.fields import KINDS, MAX_LENGTHS, STATUSES
+from alerts.core.channels import SUBSCRIBER_CHANNELS
+from alerts.core.errors import Conflict, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from alerts.store.models import User
 from alerts.web.api.routes import (
     ID_PATH,
@@ -17,10 +18,8 @@ from alerts.web.api.routes import (
     PREFIX,
     Ctx,
     Param,
-    PayloadTooLarge,
     Route,
     Schema,
-    UnsupportedMediaType,
     json_response,
 )
 
@@ -47,7 +46,7 @@ FIELDS: dict[str, Schema] = {
     "status": {"type": "string", "enum": list(STATUSES)},
     "channels": {
         "type": ["array", "null"],
-        "items": {"type": "string", "enum": list(CHANNEL_NAMES)},
+        "items": {"type": "string", "enum": [c.value for c in SUBSCRIBER_CHANNELS]},
         "maxItems": 4,
     },
     "topics": TOPICS,

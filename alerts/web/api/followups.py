@@ -10,7 +10,7 @@ POST   /api/v1/alerts/{id}/followups      followup.manage {"kind", "at"|"in", "n
 GET    /api/v1/followups?status=pending   view            every follow-up (pending only)
 POST   /api/v1/followups                  followup.manage a digest (no alert) → 201
 DELETE /api/v1/followups/{id}             followup.manage cancel
-POST   /api/v1/alerts/{id}/responses      alert.respond   {"contact_id", "summary",
+POST   /api/v1/alerts/{id}/responses      alert.respond   {"contact_id" | "from", "summary",
                                                            "responded_at"} → 201
 """
 
@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from alerts.actions import alerts as alert_actions
+from alerts.actions import followups as followup_actions
 from alerts.compose import drafts
 from alerts.core.clock import parse_when, utcnow
-from alerts.core.errors import NotFound, ValidationError
-from alerts.delivery import tracking
-from alerts.followups.manage import add_followup, cancel_followup, list_followups, parse_duration, to_json
-from alerts.store.models import Alert, Contact
+from alerts.core.errors import ValidationError
+from alerts.followups.manage import list_followups, parse_duration, to_json
 from alerts.web.api.routes import ID_PATH, MAX_ID, PREFIX, Ctx, Param, Route, Schema, json_response
 
 FOLLOWUP: Schema = {"type": "object"}
@@ -53,6 +53,12 @@ RESPONSE_BODY: Schema = {
     "required": ["summary"],
     "properties": {
         "contact_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID},
+        "from": {
+            "type": ["string", "null"],
+            "maxLength": 320,
+            "description": "who answered: a contact's id, email or name links that contact; "
+            "anyone else is kept as written (sender)",
+        },
         "summary": {"type": "string", "maxLength": 5000},
         "responded_at": {"type": "string", "format": "date-time", "maxLength": 64},
     },
@@ -68,30 +74,24 @@ def _tz(ctx: Ctx) -> ZoneInfo:
 async def _create(ctx: Ctx, alert_id: int | None) -> web.Response:
     body, user = ctx.body, ctx.user
     assert user is not None
-    now = utcnow()
     at, in_ = body.get("at"), body.get("in")
     if (at is None) == (in_ is None):
         raise ValidationError(
             "at, in: give exactly one of at (ISO-8601) or in (e.g. 7d).", details={"field": "at"}
         )
-    due = parse_when(at, field="at") if at is not None else now + parse_duration(in_ or "", field="in")
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id) if alert_id is not None else None
-        f = await add_followup(
-            session,
-            alert=alert,
-            kind=body.get("kind") or "",
-            due_at=due,
-            note=body.get("note") or "",
-            data=body.get("data"),
-            condition=body.get("condition"),
-            kinds=body.get("kinds", []),
-            user=user,
-            now=now,
-            validate_case=ctx.app.renderer.validate_case,
-        )
-        doc = to_json(f, _tz(ctx))
-    return json_response(doc, status=201)
+    due = parse_when(at, field="at") if at is not None else utcnow() + parse_duration(in_ or "", field="in")
+    done = await followup_actions.add(
+        ctx.app,
+        user,
+        alert_id,
+        kind=body.get("kind") or "",
+        due_at=due,
+        note=body.get("note") or "",
+        data=body.get("data"),
+        condition=body.get("condition"),
+        kinds=body.get("kinds", []),
+    )
+    return json_response(dict(done.doc), status=201)
 
 
 async def alert_followups(ctx: Ctx) -> web.Response:
@@ -123,39 +123,32 @@ async def all_followups(ctx: Ctx) -> web.Response:
 async def cancel(ctx: Ctx) -> web.Response:
     """DELETE /api/v1/followups/{id}"""
     assert ctx.user is not None
-    async with ctx.app.sessions.begin() as session:
-        f = await cancel_followup(session, ctx.id, user=ctx.user, now=utcnow())
-        doc = to_json(f, _tz(ctx))
-    return json_response(doc)
+    done = await followup_actions.cancel(ctx.app, ctx.user, ctx.id)
+    return json_response(dict(done.doc))
 
 
 async def add_response(ctx: Ctx) -> web.Response:
     """POST /api/v1/alerts/{id}/responses"""
     body, user = ctx.body, ctx.user
     assert user is not None
-    contact_id = body.get("contact_id")
     responded: str | None = body.get("responded_at")
-    now = utcnow()
-    async with ctx.app.sessions.begin() as session:
-        alert: Alert = await drafts.get_alert(session, ctx.id)
-        if contact_id is not None and await session.get(Contact, contact_id) is None:
-            raise NotFound(f"contact {contact_id} does not exist.")
-        response = await tracking.record_response(
-            session,
-            alert,
-            contact_id=contact_id,
-            summary=body.get("summary") or "",
-            recorded_by=user.id,
-            now=now,
-            responded_at=parse_when(responded, field="responded_at") if responded else None,
-        )
-        doc: dict[str, Any] = {
-            "id": response.id,
-            "alert_id": alert.id,
-            "contact_id": response.contact_id,
-            "summary": response.summary,
-            "responded_at": response.responded_at.isoformat(),
-        }
+    done = await alert_actions.respond(
+        ctx.app,
+        user,
+        ctx.id,
+        summary=body.get("summary") or "",
+        sender=body.get("from"),
+        contact_id=body.get("contact_id"),
+        responded_at=parse_when(responded, field="responded_at") if responded else None,
+    )
+    doc: dict[str, Any] = {
+        "id": done.response_id,
+        "alert_id": done.alert_id,
+        "contact_id": done.contact_id,
+        "sender": done.sender,
+        "summary": done.summary,
+        "responded_at": done.responded_at.isoformat(),
+    }
     return json_response(doc, status=201)
 
 

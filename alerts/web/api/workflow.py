@@ -8,10 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from alerts.compose import approval, drafts
-from alerts.core.clock import parse_when, utcnow
-from alerts.delivery import controls, publish
-from alerts.web.api.alerts import LANGUAGE, ONE, TIME, _iso, _state_of
+from alerts.actions import alerts as alert_actions
+from alerts.actions import sending
+from alerts.compose import approval
+from alerts.core.clock import parse_when
+from alerts.web.api.alerts import LANGUAGE, ONE, TIME, state_of
 from alerts.web.api.routes import (
     LIMIT,
     OFFSET,
@@ -22,107 +23,89 @@ from alerts.web.api.routes import (
     alert_stats,
     json_response,
 )
-from channels import configured_channels
 
 _obj = {"type": "object"}
 
 
 async def submit(ctx: Ctx) -> web.Response:
-    """Draft → in review."""
+    """Draft → in review; the reviewers are told by email (and Telegram) at once."""
     assert ctx.user is not None
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        reviewers = await approval.submit(session, alert, user=ctx.user, now=utcnow())
-        doc = {"id": alert.id, "status": alert.status, "reviewers": [u.name for u in reviewers]}
-    return json_response(doc)
+    done = await alert_actions.submit(ctx.app, ctx.user, ctx.id)
+    return json_response(
+        {
+            "id": done.alert_id,
+            "status": done.status,
+            "reviewers": list(done.reviewers),
+            "notified": list(done.notified),
+        }
+    )
 
 
 async def approve(ctx: Ctx) -> web.Response:
     """Approve languages (default all) of the current version, by a second person."""
     assert ctx.user is not None
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        remaining = await approval.approve(
-            session,
-            alert,
-            user=ctx.user,
-            languages=ctx.body.get("languages"),
-            require_second_approver=ctx.app.settings.workflow.require_second_approver,
-            now=utcnow(),
-        )
-        doc = {"id": alert.id, "status": alert.status, "remaining": remaining}
-    return json_response(doc)
+    done = await alert_actions.approve(ctx.app, ctx.user, ctx.id, languages=ctx.body.get("languages"))
+    return json_response({"id": done.alert_id, "status": done.status, "remaining": list(done.remaining)})
 
 
 async def consent(ctx: Ctx) -> web.Response:
     """Record the defender's consent to publicity (the latest record counts)."""
     assert ctx.user is not None
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        record = await approval.record_consent(
-            session,
-            alert,
-            user=ctx.user,
-            scope=ctx.body["scope"],
-            note=ctx.body.get("note", ""),
-            now=utcnow(),
-        )
-        doc = {"id": alert.id, "scope": record.scope, "recorded_at": _iso(record.recorded_at)}
+    done = await alert_actions.record_consent(
+        ctx.app, ctx.user, ctx.id, scope=ctx.body["scope"], note=ctx.body.get("note", "")
+    )
+    doc = {
+        "id": done.alert_id,
+        "scope": done.scope,
+        "recorded_at": done.recorded_at.isoformat(),
+        "withdrawn": done.withdrawn,
+    }
     return json_response(doc, status=201)
 
 
 async def send(ctx: Ctx) -> web.Response:
     """Publish now, or schedule for ``at`` (the embargo time)."""
-    now = utcnow()
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        if ctx.body.get("at"):
-            at = parse_when(ctx.body["at"], field="at")
-            await publish.schedule(session, alert, at=at, now=now, user=ctx.user)
-            doc: dict[str, Any] = {"id": alert.id, "status": alert.status, "send_at": _iso(alert.send_at)}
-        else:
-            queued = await publish.publish(
-                session,
-                alert,
-                now=now,
-                webhook_url=ctx.app.settings.webhook.url,
-                user=ctx.user,
-                available=configured_channels(ctx.app.settings),
-            )
-            doc = {"id": alert.id, "status": alert.status, "queued": queued}
+    assert ctx.user is not None
+    at = parse_when(ctx.body["at"], field="at") if ctx.body.get("at") else None
+    done = await sending.send(ctx.app, ctx.user, ctx.id, at=at)
+    doc: dict[str, Any] = {"id": done.alert_id, "status": done.status}
+    if at is not None:
+        doc["send_at"] = done.send_at.isoformat() if done.send_at else None
+    else:
+        doc["queued"] = done.queued
     return json_response(doc, status=202)
 
 
 def _pause(paused: bool) -> Any:
     async def handle(ctx: Ctx) -> web.Response:
-        async with ctx.app.sessions.begin() as session:
-            alert = await drafts.get_alert(session, ctx.id)
-            await controls.set_paused(session, alert, paused, user=ctx.user, now=utcnow())
-            doc = {"id": alert.id, "status": alert.status, "paused": alert.paused}
-        return json_response(doc)
+        assert ctx.user is not None
+        done = await sending.set_paused(ctx.app, ctx.user, ctx.id, paused=paused)
+        return json_response({"id": done.alert_id, "status": done.status, "paused": done.paused})
 
     return handle
 
 
 async def resend_failed(ctx: Ctx) -> web.Response:
     """Queue every failed delivery again (never one that was sent)."""
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        n = await controls.resend_failed(session, alert, user=ctx.user, now=utcnow())
-        doc = {"id": alert.id, "status": alert.status, "requeued": n}
-    return json_response(doc)
+    assert ctx.user is not None
+    done = await sending.resend_failed(ctx.app, ctx.user, ctx.id)
+    return json_response({"id": done.alert_id, "status": done.status, "requeued": done.requeued})
 
 
 async def close(ctx: Ctx) -> web.Response:
-    """Close the case; unsent deliveries are withdrawn."""
+    """Close the case: unsent deliveries, pending follow-ups and drafted updates are withdrawn."""
     assert ctx.user is not None
-    now = utcnow()
-    async with ctx.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, ctx.id)
-        await approval.close_alert(session, alert, user=ctx.user, now=now)
-        withdrawn = await controls.cancel_pending(session, alert, now=now)
-        doc = {"id": alert.id, "status": alert.status, "withdrawn": withdrawn}
-    return json_response(doc)
+    done = await alert_actions.close(ctx.app, ctx.user, ctx.id)
+    return json_response(
+        {
+            "id": done.alert_id,
+            "status": done.status,
+            "already_closed": done.already_closed,
+            "withdrawn": done.withdrawn,
+            "cancelled_followups": list(done.followups),
+            "withdrawn_updates": list(done.updates),
+        }
+    )
 
 
 ROUTES: list[Route] = [
@@ -134,7 +117,16 @@ ROUTES: list[Route] = [
         action="alert.submit",
         tag="workflow",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"reviewers": {"type": "array", "items": {"type": "string"}}}),
+        response=state_of(
+            {
+                "reviewers": {"type": "array", "items": {"type": "string"}},
+                "notified": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "the reviewers reached by email or Telegram",
+                },
+            }
+        ),
         errors=(404, 409),
     ),
     Route(
@@ -149,7 +141,7 @@ ROUTES: list[Route] = [
             "additionalProperties": False,
             "properties": {"languages": {"type": "array", "items": LANGUAGE, "maxItems": 50}},
         },
-        response=_state_of({"remaining": {"type": "array", "items": {"type": "string"}}}),
+        response=state_of({"remaining": {"type": "array", "items": {"type": "string"}}}),
         errors=(404, 409),
     ),
     Route(
@@ -177,6 +169,7 @@ ROUTES: list[Route] = [
                 "id": {"type": "integer"},
                 "scope": {"type": "string"},
                 "recorded_at": {"type": "string"},
+                "withdrawn": {"type": "integer"},
             },
         },
     ),
@@ -190,7 +183,7 @@ ROUTES: list[Route] = [
         status=202,
         errors=(404, 409),
         request={"type": "object", "additionalProperties": False, "properties": {"at": TIME}},
-        response=_state_of({"queued": {"type": "integer"}, "send_at": {"type": ["string", "null"]}}),
+        response=state_of({"queued": {"type": "integer"}, "send_at": {"type": ["string", "null"]}}),
     ),
     Route(
         method="POST",
@@ -200,7 +193,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"paused": {"type": "boolean"}}),
+        response=state_of({"paused": {"type": "boolean"}}),
         errors=(404, 409),
     ),
     Route(
@@ -211,7 +204,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"paused": {"type": "boolean"}}),
+        response=state_of({"paused": {"type": "boolean"}}),
         errors=(404, 409),
     ),
     Route(
@@ -222,18 +215,28 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"requeued": {"type": "integer"}}),
+        response=state_of({"requeued": {"type": "integer"}}),
         errors=(404, 409),
     ),
     Route(
         method="POST",
         path=f"{ONE}/close",
         handler=close,
-        summary="Close the case; withdraw unsent deliveries",
+        summary="Close the case; withdraw unsent deliveries, pending follow-ups and drafted updates",
         action="alert.close",
         tag="workflow",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"withdrawn": {"type": "integer"}}),
+        response=state_of(
+            {
+                "already_closed": {
+                    "type": "boolean",
+                    "description": "true: it was closed before; nothing changed",
+                },
+                "withdrawn": {"type": "integer", "description": "unsent deliveries cancelled"},
+                "cancelled_followups": {"type": "array", "items": {"type": "integer"}},
+                "withdrawn_updates": {"type": "array", "items": {"type": "integer"}},
+            }
+        ),
         errors=(404, 409),
     ),
     Route(

@@ -7,9 +7,11 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
+from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
-from alerts.core.clock import utcnow
+from alerts.core import urls
+from alerts.core.channels import ALL, rendered_as
 from alerts.core.errors import NotFound, ValidationError
 from alerts.core.states import AlertStatus, ContactKind
 from alerts.delivery import tracking
@@ -22,7 +24,7 @@ from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.pages import Ctx, page, redirect
 
 KINDS = [k.value for k in ContactKind]
-CHANNELS = list(drafts.CHANNEL_NAMES)
+CHANNELS = [c.value for c in ALL]
 FINAL = (AlertStatus.SENT.value, AlertStatus.CLOSED.value)
 NOTICES = {
     "created": "Draft saved.",
@@ -37,7 +39,8 @@ NOTICES = {
     "paused": "Paused: no more deliveries are claimed until you resume.",
     "resumed": "Resumed.",
     "resent": "Failed deliveries are queued again.",
-    "closed": "The case is closed; unsent deliveries were withdrawn.",
+    "closed": "The case is closed; what had not gone out is withdrawn and pending follow-ups are cancelled.",
+    "already-closed": "The case was already closed; nothing changed.",
     "response": "Response recorded.",
     "followup": "Follow-up added.",
 }
@@ -158,21 +161,12 @@ async def create_alert(c: Ctx) -> web.Response:
     try:
         case = ui_toml.loads(case_toml)
         audience = _audience_from_form(c)
-        async with c.app.sessions.begin() as session:
-            alert = await drafts.create_alert(
-                session,
-                author=c.user,
-                family=family,
-                case_data=case,
-                title=title or None,
-                audience=audience,
-                validate_case=c.app.renderer.validate_case,
-                now=utcnow(),
-            )
-            new_id = alert.id
+        done = await alert_actions.create(
+            c.app, c.user, family=family, case_data=case, audience=audience, title=title or None
+        )
     except ValidationError as exc:
         return await _editor_error(c, exc, family=family, case_toml=case_toml, title=title)
-    return redirect(f"{P}/alerts/{new_id}?notice=created")
+    return redirect(f"{P}/alerts/{done.alert_id}?notice=created")
 
 
 async def _editor_error(
@@ -228,18 +222,9 @@ async def edit_alert(c: Ctx) -> web.Response:
     try:
         case = ui_toml.loads(case_toml)
         audience = _audience_from_form(c)
-        async with c.app.sessions.begin() as session:
-            alert = await drafts.get_alert(session, alert_id(c))
-            await drafts.edit_alert(
-                session,
-                alert,
-                user=c.user,
-                case_data=case,
-                title=title or None,
-                audience=audience,
-                validate_case=c.app.renderer.validate_case,
-                now=utcnow(),
-            )
+        await alert_actions.edit(
+            c.app, c.user, alert_id(c), case_data=case, title=title or None, audience=audience
+        )
     except ValidationError as exc:
         return await _editor_error(
             c, exc, alert=current, family=current.family, case_toml=case_toml, title=title
@@ -288,11 +273,11 @@ async def preview_draft(c: Ctx) -> web.Response:
         family,
         case,
         audience=audience,
-        channel="email" if channel == "webhook" else channel,
+        channel=rendered_as(channel),
         language=language,
         extra={
             "alert_title": c.field("title") or drafts.default_title(family, case),
-            "alert_url": f"{c.app.builder.public_url}/alerts/preview",
+            "alert_url": urls.public_alert(c.app.builder.public_url, "preview"),
         },
     )
     return _content_json(content)
@@ -376,8 +361,6 @@ async def alert_page(c: Ctx) -> web.Response:
 
 def setup(webapp: web.Application) -> None:
     """Add the alert pages."""
-    from alerts.web.ui import workflow as ui_workflow
-
     webapp.router.add_get("/", dashboard)
     webapp.router.add_get(f"{P}/alerts/new", new_alert_form)
     webapp.router.add_post(f"{P}/alerts/new", create_alert)
@@ -386,4 +369,3 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post(f"{P}/alerts/{{id:\\d+}}/edit", edit_alert)
     webapp.router.add_get(f"{P}/alerts/{{id:\\d+}}/preview", preview_saved)
     webapp.router.add_post(f"{P}/preview", preview_draft)
-    ui_workflow.setup(webapp)

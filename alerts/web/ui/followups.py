@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import select
 
-from alerts.compose import drafts
-from alerts.core.clock import utcnow
+from alerts.actions import followups as followup_actions
 from alerts.core.errors import ValidationError
 from alerts.core.states import FollowupKind
 from alerts.followups import manage as followups
@@ -52,20 +51,16 @@ async def add_followup(c: Ctx) -> web.Response:
         if raw_alert and not raw_alert.isdigit():
             raise ValidationError(f"alert: {raw_alert!r} is not an alert number", details={"field": "alert"})
         data = ui_toml.loads(values["data"]) if values["data"] else None
-        async with c.app.sessions.begin() as session:
-            alert = await drafts.get_alert(session, int(raw_alert)) if raw_alert else None
-            await followups.add_followup(
-                session,
-                alert=alert,
-                kind=values["kind"],
-                due_at=due,
-                user=c.user,
-                now=utcnow(),
-                note=values["note"],
-                data=data,
-                condition=values["condition"] or None,
-                validate_case=c.app.renderer.validate_case,
-            )
+        await followup_actions.add(
+            c.app,
+            c.user,
+            int(raw_alert) if raw_alert else None,
+            kind=values["kind"],
+            due_at=due,
+            note=values["note"],
+            data=data,
+            condition=values["condition"] or None,
+        )
     except ValidationError as exc:
         async with c.app.sessions() as session:
             rows = [
@@ -91,8 +86,7 @@ async def add_followup(c: Ctx) -> web.Response:
 @page("followup.manage")
 async def cancel_followup(c: Ctx) -> web.Response:
     """POST /office/followups/{id}/cancel"""
-    async with c.app.sessions.begin() as session:
-        await followups.cancel_followup(session, int(c.request.match_info["id"]), user=c.user, now=utcnow())
+    await followup_actions.cancel(c.app, c.user, int(c.request.match_info["id"]))
     return redirect(f"{P}/followups?notice=cancelled")
 
 

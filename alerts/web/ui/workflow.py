@@ -9,30 +9,27 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from alerts.compose import approval, drafts
-from alerts.contacts import directory as contacts
-from alerts.core.clock import utcnow
+from alerts.actions import alerts as alert_actions
+from alerts.actions import sending
+from alerts.compose import drafts
 from alerts.core.errors import ValidationError
-from alerts.core.states import AlertStatus, DeliveryState
+from alerts.core.states import DeliveryState
 from alerts.delivery import tracking
-from alerts.delivery.controls import cancel_pending, resend_failed, set_paused
-from alerts.delivery.publish import publish, schedule
-from alerts.web.ui import notify
 from alerts.web.ui.alerts import CHANNELS, alert_id
 from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.pages import Ctx, page, redirect
-from channels import configured_channels
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
 
 
 def _back(c: Ctx, notice: str, **extra: object) -> web.Response:
-    query = "&".join(f"{k}={v}" for k, v in extra.items())
-    return redirect(f"{P}/alerts/{alert_id(c)}?notice={notice}" + (f"&{query}" if query else ""))
+    query = urlencode({"notice": notice, **{k: str(v) for k, v in extra.items()}})
+    return redirect(f"{P}/alerts/{alert_id(c)}?{query}")
 
 
 def parse_local(text: str, c: Ctx, *, field: str) -> datetime:
@@ -49,83 +46,51 @@ def parse_local(text: str, c: Ctx, *, field: str) -> datetime:
 @page("alert.submit")
 async def submit(c: Ctx) -> web.Response:
     """POST …/submit: draft → in review; reviewers are told by email / Telegram at once."""
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        reviewers = await approval.submit(session, alert, user=c.user, now=utcnow())
-        version = alert.current_version
-    reached = await notify.notify_reviewers(
-        c.app, alert_id=alert_id(c), version=version, author=c.user.name, reviewers=reviewers
-    )
-    return _back(c, "submitted", n=len(reached))
+    done = await alert_actions.submit(c.app, c.user, alert_id(c))
+    return _back(c, "submitted", n=len(done.notified))
 
 
 @page("alert.approve")
 async def approve(c: Ctx) -> web.Response:
     """POST …/approve: approve the chosen languages (all when none is ticked) of the current version."""
-    languages = c.fields("languages") or None
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        remaining = await approval.approve(
-            session,
-            alert,
-            user=c.user,
-            languages=languages,
-            require_second_approver=c.app.settings.workflow.require_second_approver,
-            now=utcnow(),
-        )
-    return _back(c, "partly" if remaining else "approved")
+    done = await alert_actions.approve(c.app, c.user, alert_id(c), languages=c.fields("languages") or None)
+    return _back(c, "partly" if done.remaining else "approved")
 
 
 @page("alert.consent")
 async def consent(c: Ctx) -> web.Response:
     """POST …/consent: the defender's consent to publicity (public or restricted)."""
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        await approval.record_consent(
-            session, alert, user=c.user, scope=c.field("scope"), note=c.field("note"), now=utcnow()
-        )
+    await alert_actions.record_consent(
+        c.app, c.user, alert_id(c), scope=c.field("scope"), note=c.field("note")
+    )
     return _back(c, "consent")
 
 
 @page("alert.send")
 async def send(c: Ctx) -> web.Response:
     """POST …/send: publish now, or (``at`` given) schedule for that time in the scheduler's timezone."""
-    now = utcnow()
     at = c.field("at")
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        if c.field("mode") == "schedule":
-            if not at:
-                raise ValidationError(
-                    "send at: choose a date and time to schedule the alert", details={"field": "at"}
-                )
-            await schedule(session, alert, at=parse_local(at, c, field="send at"), now=now, user=c.user)
-            return _back(c, "scheduled")
-        created = await publish(
-            session,
-            alert,
-            now=now,
-            webhook_url=c.app.settings.webhook.url,
-            user=c.user,
-            available=configured_channels(c.app.settings),
-        )
-    logger.info("alert %s published from the web: %d deliveries", alert_id(c), created)
-    return _back(c, "sending", n=created)
+    if c.field("mode") == "schedule":
+        if not at:
+            raise ValidationError(
+                "send at: choose a date and time to schedule the alert", details={"field": "at"}
+            )
+        await sending.send(c.app, c.user, alert_id(c), at=parse_local(at, c, field="send at"))
+        return _back(c, "scheduled")
+    done = await sending.send(c.app, c.user, alert_id(c))
+    logger.info("alert %s published from the web: %d deliveries", done.alert_id, done.queued)
+    return _back(c, "sending", n=done.queued)
 
 
 @page("alert.send")
 async def unschedule(c: Ctx) -> web.Response:
     """POST …/unschedule: a scheduled alert goes back to approved."""
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        await approval.set_status(session, alert, AlertStatus.APPROVED, user=c.user, now=utcnow())
+    await sending.unschedule(c.app, c.user, alert_id(c))
     return _back(c, "unscheduled")
 
 
 async def _pause(c: Ctx, paused: bool) -> web.Response:
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        await set_paused(session, alert, paused, user=c.user, now=utcnow())
+    await sending.set_paused(c.app, c.user, alert_id(c), paused=paused)
     return _back(c, "paused" if paused else "resumed")
 
 
@@ -144,40 +109,30 @@ async def resume(c: Ctx) -> web.Response:
 @page("alert.send")
 async def resend(c: Ctx) -> web.Response:
     """POST …/resend-failed: failed deliveries get a new attempt (never those sent)."""
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        n = await resend_failed(session, alert, user=c.user, now=utcnow())
-    return _back(c, "resent", n=n)
+    done = await sending.resend_failed(c.app, c.user, alert_id(c))
+    return _back(c, "resent", n=done.requeued)
 
 
 @page("alert.close")
 async def close(c: Ctx) -> web.Response:
-    """POST …/close: close the case and withdraw what has not gone out."""
-    now = utcnow()
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        await approval.close_alert(session, alert, user=c.user, now=now)
-        withdrawn = await cancel_pending(session, alert, now=now)
-    return _back(c, "closed", n=withdrawn)
+    """POST …/close: close the case; withdraw what has not gone out and what was still to come."""
+    done = await alert_actions.close(c.app, c.user, alert_id(c))
+    if done.already_closed:
+        return _back(c, "already-closed")
+    return _back(
+        c,
+        "closed",
+        n=f"{done.withdrawn} unsent deliveries, {len(done.followups)} follow-ups, "
+        f"{len(done.updates)} drafted updates",
+    )
 
 
 @page("alert.respond")
 async def respond(c: Ctx) -> web.Response:
-    """POST …/responses: an authority answered (contact by id or email, optional)."""
-    ref = c.field("contact")
-    async with c.app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        contact_id = None
-        if ref:
-            contact_id = (await contacts.get_contact(session, int(ref) if ref.isdigit() else ref)).id
-        await tracking.record_response(
-            session,
-            alert,
-            contact_id=contact_id,
-            summary=c.field("summary"),
-            recorded_by=c.user.id,
-            now=utcnow(),
-        )
+    """POST …/responses: someone answered (a contact by number, email or name, or anyone)."""
+    await alert_actions.respond(
+        c.app, c.user, alert_id(c), sender=c.field("contact"), summary=c.field("summary")
+    )
     return _back(c, "response")
 
 

@@ -1,0 +1,374 @@
+"""An alert's workflow as people act on it: create, consent, submit, approve, close, respond.
+
+Sending and its controls (send or schedule, unschedule, test-send, pause, resume,
+resend-failed) are in ``alerts.actions.sending``. Every face calls these functions and only
+presents what they return (see ``alerts.actions``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.accounts.users import check
+from alerts.app import App
+from alerts.compose import approval, drafts
+from alerts.compose.attachments import attach
+from alerts.contacts import directory
+from alerts.core.clock import utcnow
+from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.states import AlertStatus
+from alerts.delivery import controls, tracking
+from alerts.followups.manage import cancel_for_alerts
+from alerts.followups.notices import notify_reviewers, review_notices
+from alerts.store import audit
+from alerts.store.models import Alert, Contact, User
+
+#: An update alert in one of these statuses has not gone out: closing its case withdraws it.
+UNSENT = (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED, AlertStatus.SCHEDULED)
+MAX_SENDER = 320
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Created:
+    """A new draft alert."""
+
+    alert_id: int
+    status: str
+    attachments: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentRecorded:
+    """The defender's consent as now recorded (the latest record counts)."""
+
+    alert_id: int
+    scope: str
+    recorded_at: datetime
+    withdrawn: int  # unsent public deliveries (of the alert and its updates) cancelled by it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submitted:
+    """A draft sent to review, and the reviewers told of it."""
+
+    alert_id: int
+    status: str
+    version: int
+    reviewers: tuple[str, ...]  # who may approve it
+    notified: tuple[str, ...]  # those of them reached by email or Telegram
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Approved:
+    """Languages approved; the alert is approved once none remain."""
+
+    alert_id: int
+    status: str
+    remaining: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Closed:
+    """A closed case and what closing it cancelled (nothing when it was already closed)."""
+
+    alert_id: int
+    status: str
+    already_closed: bool
+    withdrawn: int = 0  # unsent deliveries of the alert, now cancelled
+    followups: tuple[int, ...] = ()  # pending follow-ups cancelled (the alert's and its updates')
+    updates: tuple[int, ...] = ()  # drafted update alerts withdrawn (closed unsent)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Responded:
+    """A response recorded: from a contact (``contact_id``) or from anyone (``sender``)."""
+
+    response_id: int
+    alert_id: int
+    contact_id: int | None
+    sender: str | None
+    summary: str
+    responded_at: datetime
+
+
+async def create(
+    app: App,
+    actor: User,
+    *,
+    family: str,
+    case_data: Mapping[str, Any],
+    audience: drafts.Audience,
+    title: str | None = None,
+    is_public: bool | None = None,
+    parent_id: int | None = None,
+    embargo_until: datetime | None = None,
+    fallback_email: bool = False,
+    attachments: Sequence[Path] = (),
+) -> Created:
+    """A draft alert from a template family and case data (with its attachments, all or nothing)."""
+    check(actor, "alert.create")
+    now = utcnow()
+    async with app.sessions.begin() as session:
+        if parent_id is not None:
+            await drafts.get_alert(session, parent_id)
+        alert = await drafts.create_alert(
+            session,
+            author=actor,
+            family=family,
+            case_data=case_data,
+            title=title,
+            audience=audience,
+            is_public=is_public,
+            validate_case=app.renderer.validate_case,
+            now=now,
+        )
+        alert.parent_id = parent_id
+        alert.embargo_until = embargo_until
+        alert.fallback_email = fallback_email
+        await session.flush()
+        files = await attach(session, alert, list(attachments), now=now) if attachments else 0
+        return Created(alert_id=alert.id, status=alert.status, attachments=files)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edited:
+    """The new version of an edited alert (an alert in review or approved is back to draft)."""
+
+    alert_id: int
+    status: str
+    version: int
+
+
+async def edit(
+    app: App,
+    actor: User,
+    alert_id: int,
+    *,
+    case_data: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    audience: drafts.Audience | None = None,
+) -> Edited:
+    """Change an alert's case data, title or audience: always a new version, back to review."""
+    check(actor, "alert.edit")
+    async with app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        version = await drafts.edit_alert(
+            session,
+            alert,
+            user=actor,
+            case_data=case_data,
+            title=title,
+            audience=audience,
+            validate_case=app.renderer.validate_case,
+            now=utcnow(),
+        )
+        return Edited(alert_id=alert.id, status=alert.status, version=version.number)
+
+
+async def record_consent(
+    app: App, actor: User, alert_id: int, *, scope: str, note: str = ""
+) -> ConsentRecorded:
+    """Record the defender's consent; a ``restricted`` one withdraws the unsent public deliveries
+    of the alert and of its updates at once (the claim re-checks consent for any in flight)."""
+    check(actor, "alert.consent")
+    now = utcnow()
+    async with app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        consent = await approval.record_consent(session, alert, user=actor, scope=scope, note=note, now=now)
+        withdrawn = await controls.withdraw_public(session, alert, now=now)
+        return ConsentRecorded(
+            alert_id=alert.id, scope=consent.scope, recorded_at=consent.recorded_at, withdrawn=withdrawn
+        )
+
+
+async def submit(app: App, actor: User, alert_id: int) -> Submitted:
+    """Send a draft to review and tell the reviewers (after the commit: a notice never precedes it)."""
+    check(actor, "alert.submit")
+    async with app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        reviewers = await approval.submit(session, alert, user=actor, now=utcnow())
+        version, status = alert.current_version, alert.status
+        notices = review_notices(
+            app, alert_id=alert.id, version=version, author=actor.name, reviewers=reviewers
+        )
+    notified = await notify_reviewers(app, notices, alert_id=alert_id, version=version)
+    return Submitted(
+        alert_id=alert_id,
+        status=status,
+        version=version,
+        reviewers=tuple(n.name for n in notices),
+        notified=notified,
+    )
+
+
+async def approve(
+    app: App, actor: User, alert_id: int, *, languages: Sequence[str] | None = None
+) -> Approved:
+    """Approve languages (default: all) of the current version, as a second person."""
+    check(actor, "alert.approve")
+    async with app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        remaining = await approval.approve(
+            session,
+            alert,
+            user=actor,
+            languages=languages,
+            require_second_approver=app.settings.workflow.require_second_approver,
+            now=utcnow(),
+        )
+        return Approved(alert_id=alert.id, status=alert.status, remaining=tuple(remaining))
+
+
+async def close(app: App, actor: User, alert_id: int) -> Closed:
+    """Close the case: cancel its pending follow-ups, withdraw its unsent updates and deliveries.
+
+    Closing a closed case changes nothing and says so (``already_closed``): it is not an error.
+    """
+    check(actor, "alert.close")
+    now = utcnow()
+    try:
+        async with app.sessions.begin() as session:
+            alert = await drafts.get_alert(session, alert_id)
+            if alert.status == AlertStatus.CLOSED:
+                return Closed(alert_id=alert.id, status=alert.status, already_closed=True)
+            updates = await _unsent_updates(session, alert.id)
+            # follow-ups first, then alerts: the lock order of ``followups.fire``
+            followups = await cancel_for_alerts(
+                session,
+                [alert.id, *(u.id for u in updates)],
+                reason=f"cancelled: the case (alert {alert.id}) was closed by {actor.name}",
+                now=now,
+            )
+            for update in updates:
+                await approval.close_alert(
+                    session, update, user=actor, now=now, details={"withdrawn_with": alert.id}
+                )
+            withdrawn = await controls.cancel_pending(session, alert, now=now)
+            await approval.close_alert(
+                session,
+                alert,
+                user=actor,
+                now=now,
+                details={
+                    "withdrawn": withdrawn,
+                    "followups": followups,
+                    "updates": [u.id for u in updates],
+                },
+            )
+            return Closed(
+                alert_id=alert.id,
+                status=alert.status,
+                already_closed=False,
+                withdrawn=withdrawn,
+                followups=tuple(followups),
+                updates=tuple(u.id for u in updates),
+            )
+    except Conflict:
+        async with app.sessions() as session:
+            alert = await drafts.get_alert(session, alert_id)
+        if alert.status == AlertStatus.CLOSED:  # closed by someone else meanwhile
+            return Closed(alert_id=alert.id, status=alert.status, already_closed=True)
+        raise
+
+
+async def _unsent_updates(session: AsyncSession, alert_id: int) -> list[Alert]:
+    rows = await session.scalars(
+        select(Alert)
+        .where(Alert.parent_id == alert_id, Alert.status.in_([s.value for s in UNSENT]))
+        .order_by(Alert.id)
+    )
+    return list(rows.all())
+
+
+async def respond(
+    app: App,
+    actor: User,
+    alert_id: int,
+    *,
+    summary: str,
+    sender: str | None = None,
+    contact_id: int | None = None,
+    responded_at: datetime | None = None,
+) -> Responded:
+    """Record an answer to the alert from anyone; linked to a contact when one matches.
+
+    ``contact_id`` names a contact exactly (NotFound otherwise). ``sender`` is what the officer
+    wrote: a contact's id, email (any case), Telegram id or name links that contact; anything
+    else ("Ministry of Justice, by phone", an address we do not hold) is kept as written.
+    """
+    check(actor, "alert.respond")
+    text = clean_sender(sender)
+    now = utcnow()
+    async with app.sessions.begin() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        contact = None
+        if contact_id is not None:
+            contact = await directory.get_contact(session, contact_id)
+        elif text:
+            contact = await match_contact(session, text)
+        response = await tracking.record_response(
+            session,
+            alert,
+            contact_id=contact.id if contact is not None else None,
+            sender=None if contact is not None else text,
+            summary=summary,
+            recorded_by=actor.id,
+            now=now,
+            responded_at=responded_at,
+        )
+        await audit.record(
+            session,
+            user_id=actor.id,
+            action="alert.respond",
+            object_type="alert",
+            object_id=alert.id,
+            details={"response": response.id, "contact": response.contact_id},
+            now=now,
+        )
+        return Responded(
+            response_id=response.id,
+            alert_id=alert.id,
+            contact_id=response.contact_id,
+            sender=response.sender,
+            summary=response.summary,
+            responded_at=response.responded_at,
+        )
+
+
+def clean_sender(sender: str | None) -> str | None:
+    """Who answered, as written (None when blank); ValidationError if too long or unprintable."""
+    text = (sender or "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_SENDER:
+        raise ValidationError(f"from: longer than {MAX_SENDER} characters.", details={"field": "from"})
+    if _CONTROL.search(text):
+        raise ValidationError("from: must not contain control characters.", details={"field": "from"})
+    return text
+
+
+async def match_contact(session: AsyncSession, text: str) -> Contact | None:
+    """The contact ``text`` names (id, email, Telegram id, or a name only one contact has), or None."""
+    try:
+        return await directory.get_contact(session, int(text) if text.isdigit() else text)
+    except (NotFound, ValidationError):
+        pass  # not an id, email or chat we hold: perhaps a name
+    named = list(
+        (
+            await session.scalars(
+                select(Contact)
+                .where(func.lower(Contact.name) == text.lower(), Contact.status != "erased")
+                .limit(2)
+            )
+        ).all()
+    )
+    return named[0] if len(named) == 1 else None

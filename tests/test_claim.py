@@ -1,0 +1,181 @@
+"""Claiming due deliveries: what the claim re-checks, releasing, and workers that never block
+each other."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from alerts.contacts.suppressions import suppress
+from alerts.core.clock import utcnow
+from alerts.core.states import SuppressionReason
+from alerts.core.types import Outcome, OutcomeKind
+from alerts.delivery.claim import claim_due, reclaim_expired, release
+from alerts.delivery.recorder import Result, record
+from alerts.delivery.retry import RetryPolicy
+from alerts.store.models import Delivery, DeliveryEvent
+from tests.delivery_cases import (
+    mark_sent,
+    public_case,
+    public_update,
+    set_consent,
+    set_email,
+    states_by_contact,
+)
+from tests.factories import published_alert
+
+LEASE = timedelta(seconds=60)
+
+
+async def _claim(
+    sessions: async_sessionmaker[AsyncSession], *, worker: str = "w1", limit: int = 100, **kw: object
+) -> list[int]:
+    async with sessions.begin() as session:
+        items = await claim_due(
+            session,
+            channel="email",
+            limit=limit,
+            worker=worker,
+            lease=kw.pop("lease", LEASE),  # type: ignore[arg-type]
+            now=kw.pop("now", utcnow()),  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
+        )
+    return [i.id for i in items]
+
+
+async def _cancel_details(sessions: async_sessionmaker[AsyncSession], alert_id: int) -> set[str]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(DeliveryEvent.detail).where(
+                DeliveryEvent.alert_id == alert_id, DeliveryEvent.type == "cancelled"
+            )
+        )
+        return set(rows.scalars().all())
+
+
+async def test_an_update_queued_before_the_originals_consent_was_withdrawn_is_not_sent_to_the_public(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    case = await public_case(sessions)
+    await mark_sent(sessions, case.alert_id)
+    update_id = await public_update(sessions, case.alert_id)
+    await set_consent(sessions, case.alert_id, "restricted")  # withdrawn on the original
+
+    claimed = await _claim(sessions, alert_id=update_id)
+
+    states = await states_by_contact(sessions, update_id)
+    assert {states[c] for c in case.public} == {"cancelled"}
+    assert {states[c] for c in case.authorities} == {"sending"} and len(claimed) == 2
+    assert await _cancel_details(sessions, update_id) == {"consent withdrawn"}
+
+
+async def test_a_delivery_in_flight_at_the_withdrawal_is_not_sent_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Claimed before the withdrawal, then deferred (or its worker died): never claimed again."""
+    case = await public_case(sessions, authorities=0, public=2)
+    now = utcnow()
+    async with sessions.begin() as session:
+        items = await claim_due(session, channel="email", limit=10, worker="w1", lease=LEASE, now=now)
+    deferred, abandoned = items
+    await set_consent(sessions, case.alert_id, "restricted")
+    async with sessions.begin() as session:  # the first got a 451 after the withdrawal
+        outcome = Outcome(kind=OutcomeKind.TRANSIENT, detail="451 later")
+        result = Result(item=deferred, outcome=outcome, message_id="<m>", at=now)
+        await record(session, [result], worker="w1", policy=RetryPolicy(), alerts={}, now=now)
+    later = now + timedelta(hours=2)  # past the retry time and the second one's lease
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=later) == 1
+
+    assert await _claim(sessions, now=later) == []
+
+    states = await states_by_contact(sessions, case.alert_id)
+    assert states == {deferred.contact_id: "cancelled", abandoned.contact_id: "cancelled"}
+    assert await _cancel_details(sessions, case.alert_id) == {"consent withdrawn"}
+
+
+async def test_consent_is_checked_once_per_batch_not_per_delivery(
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    """The claim is the hot path: a batch of public deliveries costs one consent query."""
+    from sqlalchemy import event
+
+    case = await public_case(sessions, authorities=0, public=30)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert len(await _claim(sessions, alert_id=case.alert_id)) == 30
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert sum("consents" in s for s in statements) == 1
+
+
+async def test_a_mixed_case_address_suppressed_since_fan_out_is_not_claimed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    async with sessions() as session:
+        first = (
+            await session.execute(select(Delivery.id, Delivery.contact_id).order_by(Delivery.id))
+        ).first()
+    assert first is not None
+    await set_email(sessions, first.contact_id, "Jane@X.org")
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.id == first.id).values(address="Jane@X.org"))
+        await suppress(session, channel="email", address="jane@x.org", reason=SuppressionReason.BOUNCED)
+    assert len(await _claim(sessions, alert_id=alert_id)) == 1
+    assert (await states_by_contact(sessions, alert_id))[first.contact_id] == "suppressed"
+
+
+async def test_release_gives_back_only_what_this_worker_still_holds(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker shutting down after its lease expired must not re-queue a row another took over."""
+    await published_alert(sessions, 2)
+    now = utcnow()
+    async with sessions.begin() as session:
+        mine = await claim_due(
+            session, channel="email", limit=2, worker="slow", lease=timedelta(seconds=1), now=now
+        )
+    later = now + timedelta(seconds=5)
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=later) == 2
+        [taken] = await claim_due(session, channel="email", limit=1, worker="fast", lease=LEASE, now=later)
+    async with sessions.begin() as session:
+        assert await release(session, mine, worker="slow", now=later) == 0
+    async with sessions() as session:
+        rows = dict((await session.execute(select(Delivery.id, Delivery.claimed_by))).all())
+        states = dict((await session.execute(select(Delivery.id, Delivery.state))).all())
+    assert rows[taken.id] == "fast" and states[taken.id] == "sending"
+    [other] = [i.id for i in mine if i.id != taken.id]
+    assert states[other] == "queued"  # reclaimed earlier, not touched by the late release
+
+
+async def test_two_workers_claim_disjoint_rows_without_waiting_for_each_other(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """PostgreSQL: FOR UPDATE SKIP LOCKED. Without SKIP LOCKED the second claimer waits for the
+    first one's transaction (row locks), so the workers would take turns instead."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite serialises writers with BEGIN IMMEDIATE)")
+    await published_alert(sessions, 10)
+    now = utcnow()
+    async with sessions() as first, sessions() as second:
+        async with first.begin():
+            a = await claim_due(first, channel="email", limit=5, worker="a", lease=LEASE, now=now)
+            # the first claim's transaction is still open and holds its rows' locks
+            async with second.begin():
+                b = await asyncio.wait_for(
+                    claim_due(second, channel="email", limit=10, worker="b", lease=LEASE, now=now),
+                    timeout=5,
+                )
+    assert len(a) == 5 and len(b) == 5
+    assert not {i.id for i in a} & {i.id for i in b}

@@ -1,0 +1,113 @@
+"""Publishing at an embargo time (the dispatcher's ``publish_due`` and a send follow-up):
+an alert that can no longer reach anyone is not left ``sending`` with nothing to send."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from alerts.app import App, open_app
+from alerts.compose import approval
+from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.delivery.publish import publish_due, schedule
+from alerts.followups.add import add_followup
+from alerts.followups.fire import fire
+from alerts.store.models import Alert, AuditEntry, Contact, Delivery, Followup
+from channels.memory import MemoryChannel
+from tests.delivery_cases import staff
+from tests.factories import RENDERER, add_contacts, approved_alert, make_users
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+async def app(db_url: str) -> AsyncIterator[App]:
+    """An App on the test's database; nothing is sent in these tests."""
+    settings = Settings().replace("database", url=db_url)
+    async with open_app(settings, channels={"email": MemoryChannel(channel_name="email")}) as opened:
+        yield opened
+
+
+async def _scheduled_to_the_public(
+    sessions: async_sessionmaker[AsyncSession], *, followup: bool
+) -> tuple[int, int | None]:
+    """An alert to public contacts only, with consent, scheduled in an hour (by a follow-up or not)."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, kind="public")
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, kinds=("public",))
+        await approval.record_consent(session, alert, user=reviewer, scope="public", now=now)
+        followup_id = None
+        if followup:
+            f = await add_followup(
+                session,
+                alert=alert,
+                user=officer,
+                kind="send",
+                due_at=now + HOUR,
+                now=now,
+                validate_case=RENDERER.validate_case,
+            )
+            followup_id = f.id
+        else:
+            await schedule(session, alert, at=now + HOUR, now=now, user=officer)
+        return alert.id, followup_id
+
+
+async def test_a_scheduled_alert_whose_public_audience_lost_consent_is_not_left_sending(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id, _ = await _scheduled_to_the_public(sessions, followup=False)
+    async with sessions.begin() as session:  # consent withdrawn while it waited
+        alert = await session.get(Alert, alert_id)
+        _, reviewer = await staff(session)
+        assert alert is not None
+        await approval.record_consent(session, alert, user=reviewer, scope="restricted", now=utcnow())
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=utcnow() + 2 * HOUR) == []
+    async with sessions() as session:
+        alert = await session.get(Alert, alert_id)
+        entry = (
+            await session.execute(select(AuditEntry).where(AuditEntry.action == "alert.schedule_failed"))
+        ).scalar_one()
+        deliveries = (await session.execute(select(Delivery.id))).all()
+    assert alert is not None and alert.status == "approved" and deliveries == []
+    assert "consent" in entry.details["reason"]
+
+
+async def test_a_scheduled_alert_whose_audience_left_is_refused_with_the_reason(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id, _ = await _scheduled_to_the_public(sessions, followup=False)
+    async with sessions.begin() as session:
+        await session.execute(update(Contact).values(status="unsubscribed"))
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=utcnow() + 2 * HOUR) == []
+    async with sessions() as session:
+        alert = await session.get(Alert, alert_id)
+        entry = (
+            await session.execute(select(AuditEntry).where(AuditEntry.action == "alert.schedule_failed"))
+        ).scalar_one()
+    assert alert is not None and alert.status == "approved"
+    assert entry.details["reason"].startswith(f"alert {alert_id} has no recipients: 2 contacts match")
+
+
+async def test_a_send_followup_whose_audience_left_records_why_and_publishes_nothing(app: App) -> None:
+    alert_id, followup_id = await _scheduled_to_the_public(app.sessions, followup=True)
+    assert followup_id is not None
+    async with app.sessions.begin() as session:
+        await session.execute(update(Contact).values(status="unsubscribed"))
+    fired = await fire(app, followup_id, utcnow() + 2 * HOUR)
+    assert fired is not None
+    async with app.sessions() as session:
+        alert = await session.get(Alert, alert_id)
+        result = await session.scalar(select(Followup.result).where(Followup.id == followup_id))
+        deliveries = (await session.execute(select(Delivery.id))).all()
+    assert alert is not None and alert.status != "sending" and deliveries == []
+    assert result is not None and f"alert {alert_id} has no recipients" in result
