@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from alerts.core.clock import utcnow
+from alerts.core.ids import parse_id
 from alerts.delivery.archive import atom_feed, public_alert, public_alerts
 from alerts.delivery.cap import CAP_TYPE, cap_alert
 from alerts.web.public.pages import SECURITY_HEADERS, _base, _message, _page
@@ -27,8 +28,7 @@ async def archive(request: web.Request) -> web.Response:
 
 
 def _alert_id(request: web.Request) -> int | None:
-    value = int(request.match_info["id"])
-    return value if value <= 2**53 else None
+    return parse_id(request.match_info["id"])
 
 
 async def alert_page(request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from aiohttp import web
 from alerts.compose import drafts
 from alerts.core.states import AlertStatus
 from alerts.delivery import tracking
-from alerts.web.ui.pages import PREFIX, Ctx, page
+from alerts.web.ui.pages import ID, PREFIX, Ctx, page, path_id
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def finished(doc: dict[str, object]) -> bool:
 @page("view")
 async def live(c: Ctx) -> web.StreamResponse:
     """GET …/live: the event stream."""
-    aid = int(c.request.match_info["id"])
+    aid = path_id(c.request)
     async with c.app.reads() as session:
         await drafts.get_alert(session, aid)  # 404 before the stream starts
     response = web.StreamResponse(
@@ -83,4 +83,4 @@ def setup(webapp: web.Application) -> None:
     """Add the event stream; streams end when the app shuts down."""
     webapp[STOPPING] = asyncio.Event()
     webapp.on_shutdown.append(_stop_streams)
-    webapp.router.add_get(f"{PREFIX}/alerts/{{id:\\d+}}/live", live)
+    webapp.router.add_get(f"{PREFIX}/alerts/{ID}/live", live)
