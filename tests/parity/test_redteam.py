@@ -4,6 +4,7 @@ offers the action, and each must be refused the same way (no 500, no traceback, 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,30 @@ async def test_a_response_from_a_number_that_is_no_contact_is_kept_as_written(
             await session.execute(text("SELECT sender FROM responses WHERE alert_id = :a"), {"a": alert_id})
         ).all()
     assert [r[0] for r in rows] == [sender] * 3
+
+
+# -- a live stream ends with its session ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PATCH", "/users/viewer", {"active": False}),
+        ("POST", "/users/viewer/password", {"password": "a new password 123"}),
+    ],
+)
+async def test_the_live_stream_ends_when_its_user_is_disabled_or_their_password_set(
+    faces: Faces, method: str, path: str, body: dict[str, object]
+) -> None:
+    alert_id = await draft(faces)  # a draft: its stream never says "done" by itself
+    viewer = await faces.page("viewer")
+    async with viewer.http.get(viewer.base + f"{P}/alerts/{alert_id}/live") as r:
+        assert r.status == 200
+        seen = b""
+        while b"event: counts" not in seen:
+            seen += await r.content.readline()
+        await _api(faces, "admin", method, path, json=body)
+        rest = (await asyncio.wait_for(r.content.read(), 10)).decode()
+    assert "event: signed-out" in rest
+    status, _ = await viewer.get(f"{P}/alerts/{alert_id}")
+    assert status == 303  # to the sign-in page
