@@ -33,9 +33,9 @@ import dkim
 import email_validator
 
 from alerts.core.errors import ValidationError
+from alerts.core.hrefs import link_spans, pixel_position
 from alerts.core.text import REFUSED_IN_LINE, one_line
 from alerts.core.types import Attachment, RenderedContent, RenderedMessage
-from alerts.delivery.links import link_spans, pixel_position
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from alerts.compose.limits import MAX_OUTPUT, MAX_PRODUCED, MAX_RANGE, MAX_STEPS
 from alerts.compose.render import Renderer
-from alerts.compose.sandbox import MAX_OUTPUT, MAX_PRODUCED, MAX_RANGE, MAX_STEPS
 from alerts.core.errors import SandboxViolation, TemplateError
 
 RENDERER = Renderer()

@@ -22,8 +22,9 @@ from alerts.cli.capture import CaptureServer
 from alerts.compose import approval, drafts
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
+from alerts.core.hrefs import is_trackable
 from alerts.delivery import tracking
-from alerts.delivery.links import TrackingLinks, TrackKind, is_trackable
+from alerts.delivery.links import TrackingLinks, TrackKind
 from alerts.delivery.publish import publish
 from alerts.service import make_dispatcher
 from alerts.store.models import Delivery, DeliveryEvent

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.accounts.users import check
 from alerts.app import App
 from alerts.contacts import directory, erasure
-from alerts.contacts.csv_import import ImportReport, import_csv
+from alerts.contacts.batch import ImportReport
+from alerts.contacts.csv_import import import_csv
 from alerts.contacts.erasure import ErasureReport
 from alerts.contacts.fields import TEXT_FIELDS
 from alerts.core.clock import utcnow

@@ -24,6 +24,7 @@ from datetime import datetime
 from alerts.app import App
 from alerts.contacts import optout, subscriptions
 from alerts.contacts.subscriptions import Confirmation, Signer
+from alerts.core import urls
 from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
@@ -110,10 +111,6 @@ def signer(app: App) -> Signer:
     return Signer(app.settings.server.secret_key)
 
 
-def _base(app: App) -> str:
-    return app.settings.server.public_url.rstrip("/")
-
-
 def _preferences(contact: Contact) -> Preferences:
     return Preferences(
         contact_id=contact.id,
@@ -154,7 +151,7 @@ async def subscribe(
         )
         if contact is None or contact.email is None:
             return Subscribed(to_confirm=None)
-        url = f"{_base(app)}/subscribe/confirm/{signer(app).confirm_token(contact)}"
+        url = urls.confirm(app.settings.server.public_url, signer(app).confirm_token(contact))
         mail = ConfirmationMail(
             contact_id=contact.id, address=contact.email, language=contact.language, url=url
         )

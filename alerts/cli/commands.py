@@ -9,7 +9,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,14 +19,7 @@ from alerts.actions import contacts as contact_actions
 from alerts.actions import followups as followup_actions
 from alerts.actions import sending
 from alerts.app import App, open_app
-from alerts.cli.parser import print_json, read_case_file
-from alerts.cli.users import (  # noqa: F401  (the users handlers, found by name by parser.main)
-    users_active,
-    users_add,
-    users_list,
-    users_passwd,
-    users_token,
-)
+from alerts.cli.textio import print_json, read_case_file
 from alerts.compose import drafts
 from alerts.core.clock import parse_when, utcnow
 from alerts.core.config import Settings, require_secret
@@ -139,6 +131,16 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
             attachments=args.attach,
         )
     print(created.alert_id)
+    return 0
+
+
+async def alert_edit(args: argparse.Namespace, settings: Settings) -> int:
+    case = read_case_file(args.data) if args.data is not None else None
+    async with _app(settings) as app:
+        done = await alert_actions.edit(
+            app, await _actor(app, args.as_user), args.id, case_data=case, title=args.title
+        )
+    print(f"alert {done.alert_id}: version {done.version}, {done.status}", file=sys.stderr)
     return 0
 
 
@@ -277,45 +279,6 @@ async def alert_respond(args: argparse.Namespace, settings: Settings) -> int:
         )
     source = f"contact {done.contact_id}" if done.contact_id is not None else "a sender who is not a contact"
     print(f"alert {done.alert_id}: response {done.response_id} recorded, from {source}", file=sys.stderr)
-    return 0
-
-
-async def bounces_process(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.delivery.bounces import parse_dsn
-    from alerts.delivery.inbound import apply_reports
-
-    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    reports = parse_dsn(raw)
-    async with _app(settings) as app, app.sessions.begin() as session:
-        applied = await apply_reports(session, reports, now=utcnow())
-    print(f"{len(reports)} report(s): {applied} hard bounce(s) applied")
-    return 0
-
-
-async def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.service import run_service
-
-    if args.host:
-        settings = settings.replace("server", host=args.host)
-    if args.port:
-        settings = settings.replace("server", port=args.port)
-    await run_service(settings, web_ui=True)
-    return 0
-
-
-async def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.service import run_service
-
-    if args.concurrency:
-        settings = settings.replace("dispatcher", concurrency=args.concurrency)
-    await run_service(settings, web_ui=False)
-    return 0
-
-
-async def demo(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.cli.demo import run_demo
-
-    await run_demo(settings, port=args.port, smtp_port=args.smtp_port, database=args.database)
     return 0
 
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
-import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alerts import __version__
 from alerts.core.channels import CONTACT_ADDRESSED
 from alerts.core.config import Settings, load_settings
-from alerts.core.errors import AlertsError, ValidationError
+from alerts.core.errors import AlertsError
 from alerts.core.ids import parse_id
 
 logger = logging.getLogger("alerts")
@@ -128,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a PDF or image sent with the press release (repeatable)",
     )
     s.set_defaults(handler="alert_create")
+    s = alert.add_parser("edit", help="change an alert's case data or title: a new version, back to review")
+    s.add_argument("id", type=row_id)
+    s.add_argument("--data", type=Path, metavar="CASE.toml", help="the new case data")
+    s.add_argument("--title", help="the new title")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who edits (default: the first admin)")
+    s.set_defaults(handler="alert_edit")
     s = alert.add_parser("preview", help="show the rendered alert for one audience, channel and language")
     s.add_argument("id", type=row_id)
     s.add_argument("--channel", default="email")
@@ -214,9 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
-        from alerts.cli import commands
+        from alerts.cli import commands, commands_service, users
 
-        handler: Handler = getattr(commands, args.handler)
+        handler: Handler = next(
+            getattr(module, args.handler)
+            for module in (commands, commands_service, users)
+            if hasattr(module, args.handler)
+        )
         return asyncio.run(handler(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
@@ -232,22 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"alerts: database error: {reason} (is the database up? did `alerts init` run?)", file=sys.stderr
         )
         return 1
-
-
-def read_case_file(path: Path) -> dict[str, Any]:
-    """Parse a case data TOML file, with errors naming the file."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ValidationError(f"{path}: file not found.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{path}: not valid TOML: {exc}.") from None
-
-
-def print_json(data: Any) -> None:
-    """JSON on stdout, for scripts."""
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def _users_parsers(sub: Any) -> None:

@@ -331,6 +331,16 @@ async def edit_alert(
     )
     new_title = alert.title if title is None else _validate_title(title)
     old_status = AlertStatus(alert.status)
+    # what really changed (a form sends every field, the CLI and the API only what they change)
+    changed = [
+        name
+        for name, differs in (
+            ("case_data", data != previous.case_data),
+            ("title", new_title != alert.title),
+            ("audience", audience is not None and audience.to_json() != alert.audience),
+        )
+        if differs
+    ]
     version = AlertVersion(
         alert=alert, number=previous.number + 1, case_data=data, created_by=user.id, created_at=now
     )
@@ -343,9 +353,6 @@ async def edit_alert(
         if audience.includes_public:
             alert.is_public = True  # never quietly private once the public is addressed
     await session.flush()
-    changed = [
-        name for name, given in (("case_data", case_data), ("title", title), ("audience", audience)) if given
-    ]
     await audit.record(
         session,
         user_id=user.id,

@@ -1,8 +1,9 @@
 """Writing one batch of validated import rows with bulk statements, in one short transaction.
 
-Used by ``alerts.contacts_csv.import_csv``. Across batches the writer keeps only a dict of
-identity key → contact id (to merge later duplicates of the file into the same contact) and the
-ids counted as unchanged (a later duplicate may still change them), never the rows.
+Used by ``alerts.contacts.csv_import.import_csv``, whose ``ImportReport`` (defined here) it
+fills. Across batches the writer keeps only a dict of identity key → contact id (to merge later
+duplicates of the file into the same contact) and the ids counted as unchanged (a later
+duplicate may still change them), never the rows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,10 +24,42 @@ from alerts.contacts.fields import DEFAULT_LANGUAGE, TEXT_FIELDS, clean_fields, 
 from alerts.contacts.suppressions import any_erased, restore_erased
 from alerts.store.models import Contact, ContactList, ListMember
 
-if TYPE_CHECKING:
-    from alerts.contacts.csv_import import ImportReport
-
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One refused row: its number (the header is row 1) and why."""
+
+    row: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.reason}"
+
+
+@dataclass(slots=True, kw_only=True)
+class ImportReport:
+    """What an import did. ``created + updated + unchanged`` counts distinct contacts."""
+
+    total: int = 0  # data rows read (blank rows skipped)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged_in_file: int = 0  # rows that repeated an earlier row's email (or Telegram id)
+    previously_erased: int = 0  # contacts whose address had been erased: imported, kept suppressed
+    refused: list[RowError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the CLI and the logs."""
+        text = (
+            f"{self.total} rows: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.merged_in_file} merged with an earlier row, {len(self.refused)} refused"
+        )
+        if self.previously_erased:
+            text += f"; {self.previously_erased} previously erased (kept suppressed)"
+        return text
+
 
 CONTACTS = cast(Table, Contact.__table__)
 MEMBERS = cast(Table, ListMember.__table__)

@@ -21,7 +21,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -30,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tqdm import tqdm
 
-from alerts.contacts.batch import BatchWriter, PendingRow
+from alerts.contacts.batch import BatchWriter, ImportReport, PendingRow, RowError
 from alerts.contacts.directory import get_list
 from alerts.contacts.fields import clean_list_name
 from alerts.core.clock import utcnow
@@ -44,40 +43,6 @@ OPTIONAL_COLUMNS = ("title", "form_of_address")
 EXPORT_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True, slots=True)
-class RowError:
-    """One refused row: its number (the header is row 1) and why."""
-
-    row: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"row {self.row}: {self.reason}"
-
-
-@dataclass(slots=True, kw_only=True)
-class ImportReport:
-    """What an import did. ``created + updated + unchanged`` counts distinct contacts."""
-
-    total: int = 0  # data rows read (blank rows skipped)
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    merged_in_file: int = 0  # rows that repeated an earlier row's email (or Telegram id)
-    previously_erased: int = 0  # contacts whose address had been erased: imported, kept suppressed
-    refused: list[RowError] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """One line for the CLI and the logs."""
-        text = (
-            f"{self.total} rows: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.merged_in_file} merged with an earlier row, {len(self.refused)} refused"
-        )
-        if self.previously_erased:
-            text += f"; {self.previously_erased} previously erased (kept suppressed)"
-        return text
 
 
 class _Undecodable(Exception):

@@ -74,6 +74,24 @@ class Unauthorized(AlertsError):
     code, http_status = "unauthorized", 401
 
 
+class BadRequest(AlertsError):
+    """The request cannot be read at all (malformed JSON)."""
+
+    code, http_status = "bad_request", 400
+
+
+class PayloadTooLarge(AlertsError):
+    """The request body is over the route's size limit."""
+
+    code, http_status = "payload_too_large", 413
+
+
+class UnsupportedMediaType(AlertsError):
+    """The body is not in the content type the route reads."""
+
+    code, http_status = "unsupported_media_type", 415
+
+
 class TemplateError(AlertsError):
     """A template could not be loaded or rendered (including sandbox refusals)."""
 

@@ -11,20 +11,18 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.compose import approval
+from alerts.core import urls
 from alerts.core.states import AlertStatus
 from alerts.core.types import RenderedContent
-from alerts.delivery.messages import AlertInfo
+from alerts.delivery.messages import AlertInfo, MessageBuilder
 from alerts.delivery.publish import load_alert_info
 from alerts.store.models import Alert, Consent
-
-if TYPE_CHECKING:
-    from alerts.app import App
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 PUBLIC_STATUSES = (AlertStatus.SENT.value, AlertStatus.CLOSED.value)
@@ -93,26 +91,29 @@ async def is_public(session: AsyncSession, alert_id: int) -> bool:
 HIDDEN_TITLE = " "
 
 
-async def _public_content(session: AsyncSession, app: App, info: AlertInfo, language: str) -> RenderedContent:
+async def _public_content(
+    session: AsyncSession, builder: MessageBuilder, info: AlertInfo, language: str
+) -> RenderedContent:
     """The public form of one language, naming the thread's first alert only if it is public too."""
     original = info.original
     if original is None or await is_public(session, int(original["id"])):
-        return app.builder.content(info, audience=PUBLIC_AUDIENCE, channel="email", language=language)
+        return builder.content(info, audience=PUBLIC_AUDIENCE, channel="email", language=language)
     # rendered here, not through the builder's cache: the dispatcher's form names the original
     extra: dict[str, Any] = {
         "alert_title": info.title,
-        "alert_url": f"{app.builder.public_url}/alerts/{info.id}",
+        "alert_url": urls.public_alert(builder.public_url, info.id),
         "original": {"title": HIDDEN_TITLE, "date": original["date"], "id": "-"},
     }
     if info.embargo_until is not None:
         extra["embargo_until"] = info.embargo_until.strftime("%Y-%m-%d %H:%M UTC")
-    return app.builder.renderer.render(
+    return builder.renderer.render(
         info.family, info.case_data, audience=PUBLIC_AUDIENCE, channel="email", language=language, extra=extra
     )
 
 
-async def public_alert(session: AsyncSession, app: App, alert_id: int) -> PublicAlert | None:
-    """The public form of an alert, or None when it is not public (or does not exist)."""
+async def public_alert(session: AsyncSession, builder: MessageBuilder, alert_id: int) -> PublicAlert | None:
+    """The public form of an alert, or None when it is not public (or does not exist); ``builder``
+    renders it (the App's ``builder``)."""
     alert = await session.scalar(_public_query().where(Alert.id == alert_id))
     if alert is None or alert.published_at is None:
         return None
@@ -120,7 +121,7 @@ async def public_alert(session: AsyncSession, app: App, alert_id: int) -> Public
     info = await load_alert_info(session, alert.id)
     texts = []
     for language in languages:
-        content = await _public_content(session, app, info, language)
+        content = await _public_content(session, builder, info, language)
         texts.append(PublicText(language=language, subject=content.subject, text=content.text))
     parent_id = (
         alert.parent_id if alert.parent_id is not None and await is_public(session, alert.parent_id) else None
@@ -138,12 +139,12 @@ async def public_alert(session: AsyncSession, app: App, alert_id: int) -> Public
 
 
 async def public_alerts(
-    session: AsyncSession, app: App, *, limit: int = 50, offset: int = 0
+    session: AsyncSession, builder: MessageBuilder, *, limit: int = 50, offset: int = 0
 ) -> list[PublicAlert]:
     """The newest public alerts, in their public form."""
     out = []
     for alert_id in await public_ids(session, limit=limit, offset=offset):
-        found = await public_alert(session, app, alert_id)
+        found = await public_alert(session, builder, alert_id)
         if found is not None:
             out.append(found)
     return out
@@ -187,7 +188,7 @@ def atom_feed(
     for a in alerts:
         text = a.text(language)
         entry = _sub(feed, "entry")
-        _sub(entry, "id", f"{base}/alerts/{a.id}")
+        _sub(entry, "id", urls.public_alert(base, a.id))
         _sub(entry, "title", text.subject or a.title)
         _sub(entry, "published", rfc3339(a.published_at))
         _sub(entry, "updated", rfc3339(a.updated_at))
@@ -198,7 +199,7 @@ def atom_feed(
                     entry,
                     "link",
                     rel="alternate",
-                    href=f"{base}/alerts/{a.id}?lang={t.language}",
+                    href=urls.public_alert(base, a.id, language=t.language),
                     type="text/html",
                     hreflang=t.language,
                 )

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from alerts.core import urls
 from alerts.delivery.archive import PublicAlert
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -56,7 +57,6 @@ def cap_alert(
 ) -> bytes:
     """The CAP 1.2 document of a public alert; ``original`` when it updates another public alert."""
     ET.register_namespace("", CAP_NS)
-    base = public_url.rstrip("/")
     root = ET.Element(f"{{{CAP_NS}}}alert")
     _sub(root, "identifier", identifier(public_url, alert.id))
     _sub(root, "sender", sender(public_url))
@@ -79,6 +79,6 @@ def cap_alert(
         _sub(info, "senderName", sender_name)
         _sub(info, "headline", (text.subject or alert.title)[:160])
         _sub(info, "description", text.text)
-        _sub(info, "web", f"{base}/alerts/{alert.id}?lang={text.language}")
+        _sub(info, "web", urls.public_alert(public_url, alert.id, language=text.language))
     out: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return out

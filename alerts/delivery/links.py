@@ -20,17 +20,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-import html
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+
+from alerts.core import urls
+from alerts.core.hrefs import is_trackable, link_spans
 
 _B64 = re.compile(r"^[A-Za-z0-9_-]{1,4096}$")
-#: ``href="http(s)://…"`` in rendered HTML (Jinja2 autoescape: a value never holds a ``"``).
-_HREF = re.compile(r"""\bhref="(https?://[^"<>\s]{1,2000})\"""", re.IGNORECASE)
-_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
-_MAX_URL = 2000
 
 
 class TrackKind(StrEnum):
@@ -60,35 +57,6 @@ def _unb64(text: str) -> bytes | None:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         return None
-
-
-def is_trackable(url: str) -> bool:
-    """An http(s) URL of printable ASCII without spaces, short enough for a token."""
-    return (
-        url.lower().startswith(("http://", "https://"))
-        and len(url) <= _MAX_URL
-        and url.isascii()
-        and url.isprintable()
-        and " " not in url
-    )
-
-
-@lru_cache(maxsize=256)
-def link_spans(html_text: str) -> tuple[tuple[int, int, str], ...]:
-    """(start, end, URL) of every http(s) ``href`` value in ``html_text``; the span is the
-    attribute text as written (HTML-escaped), the URL its unescaped value. Cached per HTML."""
-    spans = []
-    for match in _HREF.finditer(html_text):
-        url = html.unescape(match.group(1))
-        if is_trackable(url):
-            spans.append((match.start(1), match.end(1), url))
-    return tuple(spans)
-
-
-def pixel_position(html_text: str) -> int:
-    """Where the pixel goes: just before the last ``</body>``, else at the end."""
-    ends = [match.start() for match in _BODY_END.finditer(html_text)]
-    return ends[-1] if ends else len(html_text)
 
 
 class TrackingLinks:
@@ -133,11 +101,11 @@ class TrackingLinks:
 
     def pixel_url(self, delivery_id: int) -> str:
         """The open pixel of one delivery."""
-        return f"{self.public_url}/t/o/{self.token(TrackKind.OPEN, delivery_id)}.gif"
+        return urls.open_pixel(self.public_url, self.token(TrackKind.OPEN, delivery_id))
 
     def click_url(self, delivery_id: int, url: str) -> str:
         """The tracked form of one link of one delivery."""
-        return f"{self.public_url}/t/c/{self.token(TrackKind.CLICK, delivery_id, url)}"
+        return urls.tracked_click(self.public_url, self.token(TrackKind.CLICK, delivery_id, url))
 
     def extra(self, delivery_id: int, html_text: str | None) -> dict[str, object]:
         """Per-recipient ``RenderedMessage.extra`` entries for an HTML email: ``pixel_url``

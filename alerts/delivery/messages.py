@@ -10,6 +10,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any, Protocol
 
+from alerts.core import urls
 from alerts.core.channels import rendered_as
 from alerts.core.types import Attachment, Recipient, RenderedContent, RenderedMessage
 from alerts.delivery.links import TrackingLinks
@@ -110,7 +111,7 @@ class MessageBuilder:
             return hit
         extra: dict[str, Any] = {
             "alert_title": alert.title,
-            "alert_url": f"{self.public_url}/alerts/{alert.id}",
+            "alert_url": urls.public_alert(self.public_url, alert.id),
         }
         if alert.embargo_until is not None:
             # language-neutral: the template's own (translated) embargo line wraps it
@@ -133,7 +134,7 @@ class MessageBuilder:
     def build(self, item: Claimed, alert: AlertInfo) -> RenderedMessage:
         """The message for one claimed delivery."""
         content = self.content(alert, audience=item.audience, channel=item.channel, language=item.language)
-        unsubscribe = f"{self.public_url}/unsubscribe/{self.link_token(item.token)}" if item.token else None
+        unsubscribe = urls.unsubscribe(self.public_url, self.link_token(item.token)) if item.token else None
         recipient = Recipient(
             contact_id=item.contact_id or 0,
             name=item.name,

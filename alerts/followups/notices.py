@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, update
 
+from alerts.core import urls
 from alerts.core.channels import ChannelName
 from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from alerts.delivery.retry import RetryPolicy
@@ -96,10 +97,7 @@ def lateness(late_seconds: float | None) -> str:
 
 def alert_link(app: App, alert_id: int) -> str:
     """The officer page of an alert (under the officer UI's prefix)."""
-    # imported here: the web package imports the App, which imports the follow-ups
-    from alerts.web.ui.pages import PREFIX
-
-    return f"{app.settings.server.public_url.rstrip('/')}{PREFIX}/alerts/{alert_id}"
+    return urls.office_alert(app.settings.server.public_url, alert_id)
 
 
 def footer(f: Followup) -> str:

@@ -1,54 +1,32 @@
-"""make_web_app(app): the aiohttp application — error middleware, auth, routes."""
+"""The web face: ``make_web_app(app)`` builds the aiohttp application — error middleware, ops,
+the JSON API (``api``), the officers' pages (``ui``) and the public pages (``public``).
+
+Holds: ``base`` (the App key, the JSON error format), ``auth`` (sessions, CSRF, sign-in limits),
+``clients`` (the client's address behind trusted proxies), ``bodies`` (size-limited request
+bodies), ``ops`` (health, metrics) and the three faces, each with a ``table`` that registers
+its routes. May import ``actions`` and everything below it; the faces
+do not import one another (import-linter's ``web-faces`` contract).
+"""
 
 from __future__ import annotations
-
-import json
-import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from alerts.app import App
-from alerts.core.errors import AlertsError
 
-logger = logging.getLogger(__name__)
-
-APP = web.AppKey("app", App)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(
-    status: int, code: str, message: str, details: dict[str, object] | None = None
-) -> web.Response:
-    """The one JSON error format."""
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every AlertsError (and HTTP error) as ``{"error": {...}}``."""
-    try:
-        return await handler(request)
-    except AlertsError as exc:
-        return error_response(exc.http_status, exc.code, exc.message, exc.details)
-    except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith("/api/"):
-            raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-    except Exception:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal server error")
+# Re-exported for callers outside the web package; inside it, import them from alerts.web.base
+# (importing this package from a face would make it depend on every other face).
+from alerts.web.base import APP as APP
+from alerts.web.base import error_response as error_response
+from alerts.web.base import errors_middleware
 
 
 def make_web_app(app: App) -> web.Application:
     """Build the aiohttp application for an open App."""
     from alerts.web import ops
-    from alerts.web.api import routes as api
-    from alerts.web.public import engagement
-    from alerts.web.public import pages as public
-    from alerts.web.ui import pages as ui
+    from alerts.web.api import table as api
+    from alerts.web.public import table as public
+    from alerts.web.ui import table as ui
 
     webapp = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     webapp[APP] = app
@@ -56,5 +34,4 @@ def make_web_app(app: App) -> web.Application:
     api.setup(webapp)
     ui.setup(webapp)
     public.setup(webapp)
-    engagement.setup(webapp)
     return webapp

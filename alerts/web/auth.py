@@ -17,17 +17,15 @@ any account); past either limit in ``LOGIN_WINDOW`` the sign-in is refused with 
 checked (attempts in flight count as failures until they end), so parallel requests cannot
 slip past the limit. The message for an unknown user and a wrong password is the same.
 
-The client address is the peer's, unless the peer is one of ``[server] trusted_proxies``: then
-it is the right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy.
+The client address is ``alerts.web.clients.client_address``: the peer's, unless the peer is
+one of ``[server] trusted_proxies``.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import time
@@ -40,8 +38,9 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from alerts.accounts import users
-from alerts.core.errors import AlertsError, ConfigError, PermissionDenied, Unauthorized
+from alerts.core.errors import AlertsError, PermissionDenied, Unauthorized
 from alerts.store.models import User
+from alerts.web.clients import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +266,7 @@ async def still_signed_in(request: web.Request) -> bool:
 
 
 async def _verify(request: web.Request) -> tuple[User, Session] | None:
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     found: tuple[User, Session] | None = None
     state = request.app[AUTH]
@@ -347,62 +346,12 @@ def sign_out(request: web.Request, response: web.StreamResponse) -> None:
     response.del_cookie(SESSION_COOKIE, path="/")
 
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@functools.lru_cache(maxsize=8)
-def trusted_networks(text: str) -> tuple[_Network, ...]:
-    """``[server] trusted_proxies`` (comma-separated addresses or networks) parsed; ConfigError if bad."""
-    out = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            out.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"[server] trusted_proxies: {item!r} is not an IP address or network",
-                details={"key": "server.trusted_proxies"},
-            ) from None
-    return tuple(out)
-
-
-def _trusted(address: str, networks: tuple[_Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
-
-
-def client_address(request: web.Request) -> str:
-    """The client's address: the peer's, or, when the peer is a trusted proxy, the right-most
-    ``X-Forwarded-For`` entry that is not a trusted proxy (entries further left are the
-    client's to forge). Sign-in and subscribe limits are keyed on it."""
-    from alerts.web import APP
-
-    remote = request.remote or "unknown"
-    networks = trusted_networks(request.app[APP].settings.server.trusted_proxies)
-    if not networks or not _trusted(remote, networks):
-        return remote
-    forwarded = request.headers.getall("X-Forwarded-For", [])
-    hops = [hop.strip() for value in forwarded for hop in value.split(",")]
-    for hop in reversed(hops):
-        try:
-            ip = ipaddress.ip_address(hop)
-        except ValueError:
-            break  # garbage from a proxy: fall back to the proxy itself
-        if not any(ip in net for net in networks):
-            return str(ip)
-    return remote
-
-
 async def attempt_sign_in(request: web.Request, name: str, password: str) -> User:
     """Reserve an attempt within the limits, then check the password; count a failure.
 
     Raises TooManyAttempts or Unauthorized.
     """
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     state = request.app[AUTH]
     address = client_address(request)

@@ -21,7 +21,7 @@ async def healthz(request: web.Request) -> web.Response:
 
     Anyone can ask, so the answer says nothing more; the reason of a degraded part is logged.
     """
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     checks: dict[str, str] = {}
@@ -52,8 +52,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Deliveries by channel and state, queue depth, dispatcher counters (bearer token: "view")."""
-    from alerts.web import APP, error_response
     from alerts.web.api.routes import authenticate
+    from alerts.web.base import APP, error_response
 
     try:
         users.check(await authenticate(request), "view")

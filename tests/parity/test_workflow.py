@@ -415,3 +415,61 @@ async def test_followup_add_and_cancel_from_every_face(faces: Faces) -> None:
             for fid in fids.values()
         ]
     assert actions == [["followup.add", "followup.cancel"]] * 3
+
+
+async def test_edit_from_every_face_makes_a_new_version_back_in_draft(faces: Faces, tmp_path: Any) -> None:
+    """Editing an alert in review: a new version with the new case data and title, back to draft."""
+    from alerts.store.models import AlertVersion
+    from alerts.web.ui.casetoml import dumps
+
+    ids = {face: await draft(faces) for face in FACES}
+    for alert_id in ids.values():
+        await _api(faces, "officer", "POST", f"/alerts/{alert_id}/submit")
+    changed = {**EXAMPLE, "city": "Puerto Nuevo"}
+    case_file = tmp_path / "case.toml"
+    case_file.write_text(dumps(changed), encoding="utf-8")
+
+    said = await on_cli(
+        faces,
+        "alert",
+        "edit",
+        str(ids["cli"]),
+        "--data",
+        str(case_file),
+        "--title",
+        "Renamed",
+        "--as",
+        "officer",
+    )
+    doc = await _api(
+        faces, "officer", "PATCH", f"/alerts/{ids['api']}", json={"data": changed, "title": "Renamed"}
+    )
+    page = await faces.page("officer")
+    await page.get(f"{P}/alerts/{ids['page']}/edit")
+    r = await page.post(
+        f"{P}/alerts/{ids['page']}/edit",
+        [
+            ("case_toml", dumps(changed)),
+            ("title", "Renamed"),
+            ("lists", "urgent-appeals"),
+            ("channels", "email"),
+            ("languages", "en"),
+        ],
+    )
+    assert r.status == 303, (r.status, await r.text())
+
+    end = await same_state(faces, ids)
+    assert end["status"] == "draft"
+    assert [a[0] for a in end["audit"]][-1] == "alert.edit"
+    assert f"alert {ids['cli']}: version 2, draft" in said
+    assert (doc["version"], doc["status"]) == (2, "draft")
+    async with faces.app.sessions() as session:
+        for alert_id in ids.values():
+            alert = await session.get(Alert, alert_id)
+            assert alert is not None and (alert.title, alert.current_version) == ("Renamed", 2)
+            version = (
+                await session.execute(
+                    select(AlertVersion).where(AlertVersion.alert_id == alert_id, AlertVersion.number == 2)
+                )
+            ).scalar_one()
+            assert version.case_data["city"] == "Puerto Nuevo"

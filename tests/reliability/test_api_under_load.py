@@ -79,7 +79,7 @@ async def test_healthz_and_stats_answer_during_fan_out(services: Services, db: D
                 ),
             ]
             started = time.monotonic()
-            code, out = await services.run("alert", "send", str(alert_id), name="send")
+            code, out = await services.run("alert", "send", str(alert_id), "--as", "olga", name="send")
             assert code == 0, out
             try:
                 await wait_for(

@@ -67,6 +67,8 @@ async def test_kill_during_fan_out_then_publish_again(services: Services, db: DB
             "alert",
             "send",
             str(alert_id),
+            "--as",
+            "olga",  # the officer of ``services.prepare`` (there is no admin to default to)
             name="send-killed",
             env={"ALERTS_DATABASE_ECHO": "true"},
             on_line=on_line,
@@ -78,7 +80,7 @@ async def test_kill_during_fan_out_then_publish_again(services: Services, db: DB
         # nothing half-written: the transaction died with the process
         assert await db.states(alert_id) == {}
         assert await db.alert_status(alert_id) == "approved"
-        code, out = await services.run("alert", "send", str(alert_id), name="send-again")
+        code, out = await services.run("alert", "send", str(alert_id), "--as", "olga", name="send-again")
         assert code == 0, out
         assert await db.states(alert_id) == {"queued": N}
         await _finish(services, db, alert_id, N)

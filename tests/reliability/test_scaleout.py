@@ -32,7 +32,7 @@ async def _scale_out(services: Services, db: DB, n: int) -> None:
             what="four dispatchers running",
         )
         started = time.monotonic()
-        code, out = await services.run("alert", "send", str(alert_id), name="send")
+        code, out = await services.run("alert", "send", str(alert_id), "--as", "olga", name="send")
         assert code == 0, out
         await wait_for(lambda: _done(db, alert_id), timeout=300, what="alert sent", interval=0.25)
         elapsed = time.monotonic() - started

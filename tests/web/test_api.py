@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from alerts.accounts.users import PERMISSIONS
-from alerts.web.api.routes import MAX_JSON_BYTES, all_routes
+from alerts.web.api.routes import MAX_JSON_BYTES
+from alerts.web.api.table import all_routes
 from tests.factories import RENDERER, add_contacts
 from tests.web.conftest import ROLES, Site, row_counts
 

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from alerts.web import make_web_app
 from alerts.web.api.openapi import document
-from alerts.web.api.routes import PREFIX, all_routes
+from alerts.web.api.routes import PREFIX
+from alerts.web.api.table import all_routes
 from tests.factories import add_contacts
 from tests.web.conftest import Site
 

@@ -27,6 +27,7 @@ from alerts.web.api.routes import (
     Param,
     Route,
     Schema,
+    iso,
     json_response,
 )
 
@@ -96,10 +97,6 @@ SUMMARY: Schema = {
 }
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def summary(alert: Alert) -> dict[str, Any]:
     """An alert as listed."""
     return {
@@ -111,8 +108,8 @@ def summary(alert: Alert) -> dict[str, Any]:
         "is_public": alert.is_public,
         "parent_id": alert.parent_id,
         "paused": alert.paused,
-        "created_at": _iso(alert.created_at),
-        "published_at": _iso(alert.published_at),
+        "created_at": iso(alert.created_at),
+        "published_at": iso(alert.published_at),
     }
 
 
@@ -165,10 +162,10 @@ async def _detail(ctx: Ctx, alert: Alert) -> dict[str, Any]:
         "data": version.case_data,
         "approved_languages": approved,
         "consent": consent,
-        "send_at": _iso(alert.send_at),
-        "embargo_until": _iso(alert.embargo_until),
-        "completed_at": _iso(alert.completed_at),
-        "closed_at": _iso(alert.closed_at),
+        "send_at": iso(alert.send_at),
+        "embargo_until": iso(alert.embargo_until),
+        "completed_at": iso(alert.completed_at),
+        "closed_at": iso(alert.closed_at),
         "fallback_email": alert.fallback_email,
         "author_id": alert.author_id,
     }
@@ -218,7 +215,8 @@ A = f"{PREFIX}/alerts"
 ONE = f"{A}/{ID_PATH}"
 
 
-def _state_of(extra: dict[str, Schema]) -> Schema:
+def state_of(extra: dict[str, Schema]) -> Schema:
+    """The response schema of an action on an alert: its id and status, plus ``extra``."""
     return {
         "type": "object",
         "required": ["id", "status"],
@@ -269,7 +267,7 @@ ROUTES: list[Route] = [
         tag="alerts",
         request=EDIT,
         required_body=True,
-        response=_state_of({"version": {"type": "integer"}}),
+        response=state_of({"version": {"type": "integer"}}),
         errors=(404, 409),
     ),
     Route(

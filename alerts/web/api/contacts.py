@@ -10,7 +10,7 @@ from alerts.actions import contacts as actions
 from alerts.contacts import directory as contacts
 from alerts.contacts.fields import KINDS, MAX_LENGTHS, STATUSES
 from alerts.core.channels import SUBSCRIBER_CHANNELS
-from alerts.core.errors import Conflict, Unauthorized
+from alerts.core.errors import Conflict, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from alerts.store.models import User
 from alerts.web.api.routes import (
     ID_PATH,
@@ -18,10 +18,8 @@ from alerts.web.api.routes import (
     PREFIX,
     Ctx,
     Param,
-    PayloadTooLarge,
     Route,
     Schema,
-    UnsupportedMediaType,
     json_response,
 )
 

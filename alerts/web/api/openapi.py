@@ -1,7 +1,8 @@
 """``GET /api/v1/openapi.json``: an OpenAPI 3.1 document built from the one route table.
 
-Every API route, the follow-up routes (``alerts.web.api_followups.ROUTES``) included, is in
-``alerts.web.api.all_routes``. A test compares the document with the aiohttp router both ways.
+Every API route, the follow-up routes (``alerts.web.api.followups.ROUTES``) included, is in
+``alerts.web.api.table.all_routes``, which also serves this document. A test compares the
+document with the aiohttp router both ways.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from aiohttp import web
-
 from alerts import __version__ as VERSION
 from alerts.accounts.users import PERMISSIONS
-from alerts.web.api.routes import MAX_ID, PREFIX, Ctx, Route, Schema, json_response
+from alerts.web.api.routes import MAX_ID, PREFIX, Route, Schema
 
 ERROR: Schema = {
     "type": "object",
@@ -141,21 +140,3 @@ def document(routes: Iterable[Route], *, server_url: str = "/") -> dict[str, Any
             },
         },
     }
-
-
-async def openapi_json(ctx: Ctx) -> web.Response:
-    """The document (no token needed: it describes, it reveals no data)."""
-    from alerts.web.api.routes import all_routes
-
-    return json_response(document(all_routes()))
-
-
-ROUTE = Route(
-    method="GET",
-    path=f"{PREFIX}/openapi.json",
-    handler=openapi_json,
-    summary="This OpenAPI document",
-    action=None,
-    tag="meta",
-    response={"type": "object"},
-)

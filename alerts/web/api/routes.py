@@ -1,8 +1,9 @@
 """JSON API under /api/v1: bearer tokens, one route table, request checking.
 
 Every API route is declared once, as a ``Route`` (method, path, summary, permission, request
-and response schemas). ``setup`` registers the table with aiohttp and ``alerts.web.api.openapi``
-builds the OpenAPI document from the same table, so the two cannot drift; the request body
+and response schemas) in the ``ROUTES`` of its handler module. ``alerts.web.api.table`` gathers
+them, registers them with aiohttp (``endpoint`` wraps each) and serves the OpenAPI document
+that ``alerts.web.api.openapi`` builds from the same table, so the two cannot drift; the request body
 is checked against the very schema the document publishes (``check``).
 
 A request is refused in this order: no or bad token (401), role (403), body too large
@@ -25,11 +26,18 @@ from alerts.accounts import users
 from alerts.app import App
 from alerts.compose import drafts
 from alerts.core.clock import parse_when
-from alerts.core.errors import AlertsError, NotFound, Unauthorized, ValidationError
+from alerts.core.errors import (
+    BadRequest,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.ids import MAX_ID as MAX_ID  # the route modules and OpenAPI read it here
 from alerts.delivery import tracking
 from alerts.store.models import User
+from alerts.web.bodies import read_body
 
 PREFIX = "/api/v1"
 #: Largest JSON body accepted (bytes); the CSV import has its own limit.
@@ -40,27 +48,9 @@ ID_PATH = "{id:" + ID_PATTERN + "}"
 Schema = dict[str, Any]
 
 
-class BadRequest(AlertsError):
-    """The request cannot be read at all (malformed JSON)."""
-
-    code, http_status = "bad_request", 400
-
-
-class PayloadTooLarge(AlertsError):
-    """The request body is over the route's size limit."""
-
-    code, http_status = "payload_too_large", 413
-
-
-class UnsupportedMediaType(AlertsError):
-    """The body is not in the content type the route reads."""
-
-    code, http_status = "unsupported_media_type", 415
-
-
 async def authenticate(request: web.Request) -> User:
     """The user named by the request's bearer token."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -106,7 +96,7 @@ class Route:
     """One API route, declared once: aiohttp registers it, OpenAPI documents it."""
 
     method: str
-    path: str  # aiohttp form, e.g. "/api/v1/alerts/{id:\\d{1,16}}"
+    path: str  # aiohttp form, e.g. "/api/v1/alerts/{id:[0-9]{1,16}}"
     handler: Handler | None  # None: registered by another module (its setup), documented here
     summary: str
     action: str | None  # users.PERMISSIONS key; None: no token needed
@@ -130,6 +120,11 @@ def path_id(request: web.Request, name: str = "id") -> int:
     if value is None:
         raise NotFound(f"{name} {request.match_info[name]} does not exist.")
     return value
+
+
+def iso(value: Any) -> str | None:
+    """A time as the API writes it (ISO 8601), or None."""
+    return value.isoformat() if value is not None else None
 
 
 def json_response(doc: Any, *, status: int = 200) -> web.Response:
@@ -231,21 +226,6 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (never buffered further)."""
-    too_big = PayloadTooLarge(f"body: larger than the limit of {limit} bytes.", details={"limit": limit})
-    if request.content_length is not None and request.content_length > limit:
-        raise too_big
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def read_json(request: web.Request, route: Route) -> dict[str, Any]:
     """The checked JSON body of ``route`` ({} for an empty optional body)."""
     raw = await read_body(request, route.max_body)
@@ -297,7 +277,7 @@ def read_query(request: web.Request, params: Sequence[Param]) -> dict[str, Any]:
 
 def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler for ``route``: authenticate, check the role, read and check the input."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     handler = route.handler
     assert handler is not None
@@ -357,29 +337,3 @@ async def alert_deliveries(ctx: Ctx) -> web.Response:
             offset=ctx.query["offset"],
         )
     return json_response({"deliveries": rows})
-
-
-def all_routes() -> list[Route]:
-    """Every API route: alerts, contacts, follow-ups (registered by their module), the document."""
-    from alerts.web.api import alerts as api_alerts
-    from alerts.web.api import contacts as api_contacts
-    from alerts.web.api import followups as api_followups
-    from alerts.web.api import openapi
-    from alerts.web.api import users as api_users
-    from alerts.web.api import workflow as api_workflow
-
-    return [
-        *api_contacts.ROUTES,
-        *api_alerts.ROUTES,
-        *api_workflow.ROUTES,
-        *api_followups.ROUTES,
-        *api_users.ROUTES,
-        openapi.ROUTE,
-    ]
-
-
-def setup(webapp: web.Application) -> None:
-    """Register every API route of the table that this module owns."""
-    for route in all_routes():
-        if route.handler is not None:
-            webapp.router.add_route(route.method, route.path, endpoint(route))

@@ -12,7 +12,7 @@ from alerts.actions import alerts as alert_actions
 from alerts.actions import sending
 from alerts.compose import approval
 from alerts.core.clock import parse_when
-from alerts.web.api.alerts import LANGUAGE, ONE, TIME, _state_of
+from alerts.web.api.alerts import LANGUAGE, ONE, TIME, state_of
 from alerts.web.api.routes import (
     LIMIT,
     OFFSET,
@@ -117,7 +117,7 @@ ROUTES: list[Route] = [
         action="alert.submit",
         tag="workflow",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of(
+        response=state_of(
             {
                 "reviewers": {"type": "array", "items": {"type": "string"}},
                 "notified": {
@@ -141,7 +141,7 @@ ROUTES: list[Route] = [
             "additionalProperties": False,
             "properties": {"languages": {"type": "array", "items": LANGUAGE, "maxItems": 50}},
         },
-        response=_state_of({"remaining": {"type": "array", "items": {"type": "string"}}}),
+        response=state_of({"remaining": {"type": "array", "items": {"type": "string"}}}),
         errors=(404, 409),
     ),
     Route(
@@ -183,7 +183,7 @@ ROUTES: list[Route] = [
         status=202,
         errors=(404, 409),
         request={"type": "object", "additionalProperties": False, "properties": {"at": TIME}},
-        response=_state_of({"queued": {"type": "integer"}, "send_at": {"type": ["string", "null"]}}),
+        response=state_of({"queued": {"type": "integer"}, "send_at": {"type": ["string", "null"]}}),
     ),
     Route(
         method="POST",
@@ -193,7 +193,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"paused": {"type": "boolean"}}),
+        response=state_of({"paused": {"type": "boolean"}}),
         errors=(404, 409),
     ),
     Route(
@@ -204,7 +204,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"paused": {"type": "boolean"}}),
+        response=state_of({"paused": {"type": "boolean"}}),
         errors=(404, 409),
     ),
     Route(
@@ -215,7 +215,7 @@ ROUTES: list[Route] = [
         action="alert.send",
         tag="sending",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of({"requeued": {"type": "integer"}}),
+        response=state_of({"requeued": {"type": "integer"}}),
         errors=(404, 409),
     ),
     Route(
@@ -226,7 +226,7 @@ ROUTES: list[Route] = [
         action="alert.close",
         tag="workflow",
         request={"type": "object", "additionalProperties": False, "properties": {}},
-        response=_state_of(
+        response=state_of(
             {
                 "already_closed": {
                     "type": "boolean",

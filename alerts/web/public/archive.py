@@ -6,25 +6,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from alerts.core import urls
 from alerts.core.clock import utcnow
 from alerts.core.ids import parse_id
 from alerts.delivery.archive import atom_feed, public_alert, public_alerts
 from alerts.delivery.cap import CAP_TYPE, cap_alert
-from alerts.web.public.pages import SECURITY_HEADERS, _base, _message, _page
+from alerts.web.public.pages import SECURITY_HEADERS, message_page, render_page
 
 PAGE_SIZE = 30
 
 
 async def archive(request: web.Request) -> web.Response:
     """Public alerts, newest first."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     raw = request.query.get("page", "1")
     page = int(raw) if raw.isdigit() and 0 < len(raw) < 6 and int(raw) > 0 else 1
     async with app.sessions() as session:
-        alerts = await public_alerts(session, app, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
-    return _page("archive.html", alerts=alerts[:PAGE_SIZE], more=len(alerts) > PAGE_SIZE, page=page)
+        alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    return render_page("archive.html", alerts=alerts[:PAGE_SIZE], more=len(alerts) > PAGE_SIZE, page=page)
 
 
 def _alert_id(request: web.Request) -> int | None:
@@ -33,29 +34,29 @@ def _alert_id(request: web.Request) -> int | None:
 
 async def alert_page(request: web.Request) -> web.Response:
     """One public alert, in the language asked for (``?lang=``)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     alert_id = _alert_id(request)
     async with app.sessions() as session:
-        found = await public_alert(session, app, alert_id) if alert_id is not None else None
+        found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
     if found is None:
-        return _message("Not found", "There is no public alert here.", status=404)
+        return message_page("Not found", "There is no public alert here.", status=404)
     text = found.text(request.query.get("lang"))
     paragraphs = [p.strip() for p in text.text.split("\n\n") if p.strip()]
-    return _page("alert.html", alert=found, text=text, paragraphs=paragraphs, lang=text.language)
+    return render_page("alert.html", alert=found, text=text, paragraphs=paragraphs, lang=text.language)
 
 
 async def feed(request: web.Request) -> web.Response:
     """Atom 1.0 feed of the public alerts."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions() as session:
-        alerts = await public_alerts(session, app, limit=PAGE_SIZE)
+        alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
     body = atom_feed(
         alerts,
-        base_url=_base(app),
+        base_url=urls.base(app.settings.server.public_url),
         self_path="/feed.atom",
         title="Urgent Alerts",
         now=utcnow(),
@@ -68,14 +69,14 @@ async def feed(request: web.Request) -> web.Response:
 
 async def cap_feed(request: web.Request) -> web.Response:
     """Atom index of the public alerts' CAP documents."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions() as session:
-        alerts = await public_alerts(session, app, limit=PAGE_SIZE)
+        alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
     body = atom_feed(
         alerts,
-        base_url=_base(app),
+        base_url=urls.base(app.settings.server.public_url),
         self_path="/alerts/cap.atom",
         title="Urgent Alerts (CAP 1.2)",
         now=utcnow(),
@@ -89,16 +90,16 @@ async def cap_feed(request: web.Request) -> web.Response:
 
 async def cap_document(request: web.Request) -> web.Response:
     """One public alert as CAP 1.2 XML."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     alert_id = _alert_id(request)
     async with app.sessions() as session:
-        found = await public_alert(session, app, alert_id) if alert_id is not None else None
+        found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
         original = None
         if found is not None and found.parent_id is not None:
-            original = await public_alert(session, app, found.parent_id)
+            original = await public_alert(session, app.builder, found.parent_id)
     if found is None:
-        return _message("Not found", "There is no public alert here.", status=404)
-    body = cap_alert(found, public_url=_base(app), original=original)
+        return message_page("Not found", "There is no public alert here.", status=404)
+    body = cap_alert(found, public_url=urls.base(app.settings.server.public_url), original=original)
     return web.Response(body=body, content_type=CAP_TYPE, charset="utf-8", headers=SECURITY_HEADERS)

@@ -69,7 +69,7 @@ async def record(app: App, tracked: Tracked) -> bool:
 
 async def opened(request: web.Request) -> web.Response:
     """The open pixel."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     tracked = _links(app).read(request.match_info["token"], TrackKind.OPEN)
@@ -81,7 +81,7 @@ async def opened(request: web.Request) -> web.Response:
 
 async def clicked(request: web.Request) -> web.Response:
     """A tracked link: record, then go to the one URL the token was signed for."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     tracked = _links(app).read(request.match_info["token"], TrackKind.CLICK)

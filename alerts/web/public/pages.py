@@ -1,13 +1,13 @@
-"""Public pages, no sign-in: the routes (``setup``), their shared state and page helpers.
-The handlers are in ``subscribe`` (subscribe with double opt-in, confirm, unsubscribe with
-RFC 8058 one-click, preferences) and ``archive`` (the archive of public alerts, its Atom feed
-and CAP 1.2 output).
+"""Public pages, no sign-in: their shared state and page helpers (``alerts.web.public.table``
+registers the routes). The handlers are in ``subscribe`` (subscribe with double opt-in,
+confirm, unsubscribe with RFC 8058 one-click, preferences), ``archive`` (the archive of public
+alerts, its Atom feed and CAP 1.2 output) and ``engagement`` (the opt-in tracking links).
 
 Pages that carry a token in their URL are never cached and send no Referer, so the token
 does not leak to another site.
 
 ``POST /subscribe`` is limited per client address (``SUBSCRIBE_LIMIT`` in ``SUBSCRIBE_WINDOW``,
-then 429 with ``Retry-After``; the address as sign-in reads it, ``auth.client_address``), and
+then 429 with ``Retry-After``; the address as sign-in reads it, ``clients.client_address``), and
 the service mails at most ``CONFIRM_MAILS_PER_HOUR`` confirmations: past that, subscribe
 answers the same page but sends nothing (and logs a warning), so nobody can use the form to
 mail-bomb strangers or burn the sending reputation.
@@ -26,8 +26,8 @@ from aiohttp import web
 
 from alerts.app import App
 from alerts.core.errors import ValidationError
-from alerts.core.ids import ID_PATTERN
 from alerts.web import auth
+from alerts.web.bodies import read_body
 
 PAGES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -64,7 +64,8 @@ class SubscribeLimits:
 SUBSCRIBE_LIMITS = web.AppKey("subscribe_limits", SubscribeLimits)
 
 
-def _page(name: str, *, status: int = 200, private: bool = False, **context: Any) -> web.Response:
+def render_page(name: str, *, status: int = 200, private: bool = False, **context: Any) -> web.Response:
+    """A page of ``templates/`` with the security headers (``private``: never cached)."""
     return web.Response(
         text=PAGES.get_template(name).render(**context),
         status=status,
@@ -73,15 +74,18 @@ def _page(name: str, *, status: int = 200, private: bool = False, **context: Any
     )
 
 
-def _message(title: str, *lines: str, status: int = 200, action: str = "", button: str = "") -> web.Response:
-    return _page(
+def message_page(
+    title: str, *lines: str, status: int = 200, action: str = "", button: str = ""
+) -> web.Response:
+    """A short page of a title and lines (with an optional button), never cached."""
+    return render_page(
         "message.html", status=status, private=True, title=title, lines=lines, action=action, button=button
     )
 
 
 def not_found() -> web.Response:
     """The one answer for an unknown, forged or expired link."""
-    return _message(
+    return message_page(
         "Link not valid",
         "This link is not valid or has expired.",
         "If you want to subscribe, please start again from the subscribe page.",
@@ -89,13 +93,8 @@ def not_found() -> web.Response:
     )
 
 
-def _base(app: App) -> str:
-    return app.settings.server.public_url.rstrip("/")
-
-
-async def _form(request: web.Request) -> dict[str, list[str]]:
-    from alerts.web.api.routes import read_body
-
+async def read_form(request: web.Request) -> dict[str, list[str]]:
+    """The url-encoded form of a POST, at most ``MAX_FORM_BYTES`` (413 past that)."""
     raw = await read_body(request, MAX_FORM_BYTES)
     try:
         return parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
@@ -103,41 +102,28 @@ async def _form(request: web.Request) -> dict[str, list[str]]:
         raise ValidationError("the form could not be read") from None
 
 
-def _first(form: dict[str, list[str]], name: str, default: str = "") -> str:
+def form_value(form: dict[str, list[str]], name: str, default: str = "") -> str:
+    """The first value of a form field, or ``default``."""
     return (form.get(name) or [default])[0]
 
 
-def _countries(text: str) -> list[str]:
+def split_countries(text: str) -> list[str]:
+    """The country codes of a comma-separated field, blanks dropped."""
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
-def _choices(app: App) -> dict[str, Any]:
+def form_choices(app: App) -> dict[str, Any]:
+    """The alert kinds (template families) and languages a subscriber can choose from."""
     families = app.renderer.families()
     codes = sorted({lang for f in families for lang in app.renderer.family(f).languages} | {"en"})
     return {"families": families, "languages": [(c, LANGUAGE_NAMES.get(c, c)) for c in codes]}
 
 
-def setup(webapp: web.Application) -> None:
-    """Add the public routes."""
-    from alerts.web.public import archive, subscribe
-
+def add_state(webapp: web.Application) -> None:
+    """The public pages' state in ``webapp``: confirmation tasks and the subscribe limits
+    (read here, at start-up, so a test may lower ``CONFIRM_MAILS_PER_HOUR``)."""
     webapp[CONFIRMATIONS] = set()
     webapp[SUBSCRIBE_LIMITS] = SubscribeLimits(
         addresses=auth.LoginLimiter(limit=SUBSCRIBE_LIMIT, window=SUBSCRIBE_WINDOW),
         mails=auth.LoginLimiter(limit=CONFIRM_MAILS_PER_HOUR, window=3600),
     )
-    webapp.on_shutdown.append(subscribe._drain_confirmations)
-    r = webapp.router
-    r.add_get("/subscribe", subscribe.subscribe_form)
-    r.add_post("/subscribe", subscribe.subscribe)
-    r.add_get("/subscribe/confirm/{token}", subscribe.confirm_page)
-    r.add_post("/subscribe/confirm/{token}", subscribe.confirm)
-    r.add_get("/unsubscribe/{token}", subscribe.unsubscribe_page)
-    r.add_post("/unsubscribe/{token}", subscribe.unsubscribe)
-    r.add_get("/preferences/{token}", subscribe.preferences_page)
-    r.add_post("/preferences/{token}", subscribe.save_preferences)
-    r.add_get("/alerts", archive.archive)
-    r.add_get("/alerts/cap.atom", archive.cap_feed)
-    r.add_get("/alerts/{id:" + ID_PATTERN + "}.cap.xml", archive.cap_document)
-    r.add_get("/alerts/{id:" + ID_PATTERN + "}", archive.alert_page)
-    r.add_get("/feed.atom", archive.feed)

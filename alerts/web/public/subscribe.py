@@ -20,20 +20,20 @@ from aiohttp import web
 
 from alerts.actions import subscriptions as actions
 from alerts.app import App
+from alerts.core import urls
 from alerts.core.errors import Conflict, NotFound, ValidationError
-from alerts.web import auth
+from alerts.web.clients import client_address
 from alerts.web.public import pages as public
 from alerts.web.public.pages import (
     CONFIRMATIONS,
     SUBSCRIBE_LIMITS,
-    _base,
-    _choices,
-    _countries,
-    _first,
-    _form,
-    _message,
-    _page,
+    form_choices,
+    form_value,
+    message_page,
     not_found,
+    read_form,
+    render_page,
+    split_countries,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,12 @@ CONFIRM_DRAIN_SECONDS = 10.0
 
 async def subscribe_form(request: web.Request) -> web.Response:
     """The subscribe form."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
-    return _page("subscribe.html", error="", email="", language="en", kinds=[], countries="", **_choices(app))
+    return render_page(
+        "subscribe.html", error="", email="", language="en", kinds=[], countries="", **form_choices(app)
+    )
 
 
 def _in_background(webapp: web.Application, mail: Coroutine[Any, Any, bool]) -> None:
@@ -67,7 +69,7 @@ def _done(task: asyncio.Task[bool]) -> None:
         logger.warning("confirmation mail task failed: %s", type(exc).__name__)
 
 
-async def _drain_confirmations(webapp: web.Application) -> None:
+async def drain_confirmations(webapp: web.Application) -> None:
     """On shutdown: let confirmation mails still being sent finish (cancel them after a while)."""
     running: set[asyncio.Task[bool]] = webapp[CONFIRMATIONS]
     tasks = set(running)
@@ -83,15 +85,15 @@ async def _drain_confirmations(webapp: web.Application) -> None:
 
 async def subscribe(request: web.Request) -> web.Response:
     """Record the request; mail a confirmation link. The same answer whether the address is known or not."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     limits = request.app[SUBSCRIBE_LIMITS]
-    client = f"addr:{auth.client_address(request)}"
+    client = f"addr:{client_address(request)}"
     wait = limits.addresses.retry_after(client)
     if wait:
         logger.info("subscribe refused: too many requests from one address")
-        response = _message(
+        response = message_page(
             "Too many requests",
             f"Please try again in {max(1, -(-wait // 60))} minutes.",
             status=429,
@@ -99,15 +101,15 @@ async def subscribe(request: web.Request) -> web.Response:
         response.headers["Retry-After"] = str(wait)
         return response
     limits.addresses.fail(client)  # every request counts, accepted or not
-    form = await _form(request)
-    email, language = _first(form, "email").strip(), _first(form, "language", "en")
-    kinds, countries = form.get("kinds", []), _first(form, "countries")
+    form = await read_form(request)
+    email, language = form_value(form, "email").strip(), form_value(form, "language", "en")
+    kinds, countries = form.get("kinds", []), form_value(form, "countries")
     try:
         result = await actions.subscribe(
-            app, email=email, language=language, kinds=kinds, countries=_countries(countries)
+            app, email=email, language=language, kinds=kinds, countries=split_countries(countries)
         )
     except ValidationError as exc:
-        return _page(
+        return render_page(
             "subscribe.html",
             status=422,
             error=exc.message,
@@ -115,20 +117,20 @@ async def subscribe(request: web.Request) -> web.Response:
             language=language,
             kinds=kinds,
             countries=countries,
-            **_choices(app),
+            **form_choices(app),
         )
     if result.to_confirm is not None:
         if limits.mails.retry_after("mails"):
             logger.warning(
                 "confirmation mails are over %d per hour: the one for contact %d was not sent",
-                public.CONFIRM_MAILS_PER_HOUR,  # looked up at call time, as setup() reads it
+                public.CONFIRM_MAILS_PER_HOUR,  # looked up at call time, as pages.add_state reads it
                 result.to_confirm.contact_id,
             )
         else:
             limits.mails.fail("mails")
             # In the background, so a new address answers as fast as a known one (no timing oracle).
             _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
-    return _message(
+    return message_page(
         "Check your inbox",
         "If this address can be subscribed, we have sent it a message with a confirmation link.",
         "You will receive no alerts until you confirm.",
@@ -138,11 +140,11 @@ async def subscribe(request: web.Request) -> web.Response:
 
 async def confirm_page(request: web.Request) -> web.Response:
     """A button that confirms (GET never changes anything)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     if not actions.confirmation_valid(request.app[APP], request.match_info["token"]):
         return not_found()
-    return _message(
+    return message_page(
         "Confirm your subscription",
         "Press the button to start receiving urgent alerts.",
         action=request.path,
@@ -152,18 +154,18 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 async def confirm(request: web.Request) -> web.Response:
     """Activate the subscription; a replayed link is harmless."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     try:
         result = await actions.confirm(app, request.match_info["token"])
     except NotFound:
         return not_found()
-    return _message(
+    return message_page(
         "Subscribed",
         "You are already subscribed." if result.already else "Your subscription is confirmed.",
         "You can change what you receive, or unsubscribe, at any time:",
-        f"{_base(app)}/preferences/{result.link_token}",
+        urls.preferences(app.settings.server.public_url, result.link_token),
     )
 
 
@@ -172,15 +174,15 @@ async def confirm(request: web.Request) -> web.Response:
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
     """What the link in a message opens: a button (a GET never unsubscribes: mail scanners follow links)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     try:
         shown = await actions.preferences(request.app[APP], request.match_info["token"])
     except NotFound:
         return not_found()
     if shown.unsubscribed:
-        return _message("Unsubscribed", "You are unsubscribed: you receive nothing more from us.")
-    return _message(
+        return message_page("Unsubscribed", "You are unsubscribed: you receive nothing more from us.")
+    return message_page(
         "Unsubscribe",
         "Press the button to receive no more alerts from us at this email address.",
         action=request.path,
@@ -193,16 +195,16 @@ async def unsubscribe(request: web.Request) -> web.Response:
 
     The link comes in an email, so it stops that email address (``alerts.contacts.optout``).
     """
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
-    await _form(request)  # read (and bound) the body; its content does not matter
+    await read_form(request)  # read (and bound) the body; its content does not matter
     via = "one-click" if request.headers.get("Cookie") is None else "page"
     try:
         await actions.unsubscribe(app, request.match_info["token"], via=via)
     except NotFound:
         return not_found()
-    return _message(
+    return message_page(
         "Unsubscribed",
         "You are unsubscribed: this email address receives nothing more from us.",
         "You can subscribe again at any time from the subscribe page.",
@@ -218,7 +220,7 @@ def _preferences(
     saved: bool = False,
     error: str = "",
 ) -> web.Response:
-    return _page(
+    return render_page(
         "preferences.html",
         status=status,
         private=True,
@@ -231,13 +233,13 @@ def _preferences(
         language=shown.language,
         kinds=list(shown.kinds),
         countries=", ".join(shown.countries),
-        **_choices(app),
+        **form_choices(app),
     )
 
 
 async def preferences_page(request: web.Request) -> web.Response:
     """The subscriber's preferences."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     token = request.match_info["token"]
@@ -250,19 +252,19 @@ async def preferences_page(request: web.Request) -> web.Response:
 
 async def save_preferences(request: web.Request) -> web.Response:
     """Save channels, language, kinds and countries."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     token = request.match_info["token"]
-    form = await _form(request)
+    form = await read_form(request)
     try:
         shown = await actions.change_preferences(
             app,
             token,
             channels=form.get("channels", []),
-            language=_first(form, "language", "en"),
+            language=form_value(form, "language", "en"),
             kinds=form.get("kinds", []),
-            countries=_countries(_first(form, "countries")),
+            countries=split_countries(form_value(form, "countries")),
         )
     except NotFound:
         return not_found()

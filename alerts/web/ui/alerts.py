@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
+from alerts.core import urls
 from alerts.core.channels import ALL, rendered_as
 from alerts.core.errors import NotFound, ValidationError
 from alerts.core.states import AlertStatus, ContactKind
@@ -276,7 +277,7 @@ async def preview_draft(c: Ctx) -> web.Response:
         language=language,
         extra={
             "alert_title": c.field("title") or drafts.default_title(family, case),
-            "alert_url": f"{c.app.builder.public_url}/alerts/preview",
+            "alert_url": urls.public_alert(c.app.builder.public_url, "preview"),
         },
     )
     return _content_json(content)
@@ -360,8 +361,6 @@ async def alert_page(c: Ctx) -> web.Response:
 
 def setup(webapp: web.Application) -> None:
     """Add the alert pages."""
-    from alerts.web.ui import workflow as ui_workflow
-
     webapp.router.add_get("/", dashboard)
     webapp.router.add_get(f"{P}/alerts/new", new_alert_form)
     webapp.router.add_post(f"{P}/alerts/new", create_alert)
@@ -370,4 +369,3 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post(f"{P}/alerts/{ID}/edit", edit_alert)
     webapp.router.add_get(f"{P}/alerts/{ID}/preview", preview_saved)
     webapp.router.add_post(f"{P}/preview", preview_draft)
-    ui_workflow.setup(webapp)

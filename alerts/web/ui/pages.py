@@ -1,5 +1,6 @@
 """Officers' pages: the page framework (sign-in required, roles, CSRF, errors as HTML or JSON),
-sign-in and sign-out, the demo mailbox; the pages themselves live in ``ui_*`` modules.
+sign-in and sign-out, the demo mailbox; the pages themselves live in the other modules of
+``alerts.web.ui``, and ``alerts.web.ui.table`` registers them all.
 
 Every page handler is wrapped by ``page(action)``: it needs a signed-in user allowed to do
 ``action`` (``users.check``), and every request that changes something needs the form's
@@ -25,6 +26,7 @@ from multidict import MultiDictProxy
 
 from alerts.accounts import users
 from alerts.app import App
+from alerts.core import urls
 from alerts.core.errors import AlertsError, NotFound, Unauthorized
 from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.text import unsafe_in_link
@@ -44,7 +46,7 @@ PAGES = jinja2.Environment(
 )
 SIGN_IN_FIRST = "sign in first"
 #: Officers' pages live under this prefix (``/alerts/...`` is the public archive's).
-PREFIX = "/office"
+PREFIX = urls.OFFICE
 #: The id segment of the pages' routes (ASCII digits; see ``alerts.core.ids``).
 ID = "{id:" + ID_PATTERN + "}"
 SECURITY_HEADERS = {
@@ -77,7 +79,7 @@ class Ctx:
     @property
     def app(self) -> App:
         """The open service."""
-        from alerts.web import APP
+        from alerts.web.base import APP
 
         return self.request.app[APP]
 
@@ -106,7 +108,7 @@ def render(
     request: web.Request, template: str, *, status: int = 200, user: User | None = None, **context: Any
 ) -> web.Response:
     """Render a page template to a response (security headers, CSRF cookie when minted)."""
-    from alerts.web import APP
+    from alerts.web.base import APP
 
     app = request.app[APP]
     tz = ZoneInfo(app.settings.scheduler.timezone)
@@ -138,7 +140,7 @@ def wants_html(request: web.Request) -> bool:
 
 def error_page(request: web.Request, exc: AlertsError, user: User | None = None) -> web.Response:
     """A refusal: an HTML page for browsers, the JSON error format otherwise."""
-    from alerts.web import error_response
+    from alerts.web.base import error_response
 
     headers = {}
     if isinstance(exc, auth.TooManyAttempts):
@@ -272,27 +274,3 @@ async def mailbox(c: Ctx) -> web.Response:
         raise NotFound("the mailbox exists only in `alerts demo`")
     messages = list(reversed(capture.messages()))[:500]
     return c.render("mailbox.html", messages=messages)
-
-
-def setup(webapp: web.Application) -> None:
-    """Add the officers' pages, sign-in and static files."""
-    from alerts.web import APP
-    from alerts.web.ui import alerts as ui_alerts
-    from alerts.web.ui import contacts as ui_contacts
-    from alerts.web.ui import followups as ui_followups
-    from alerts.web.ui import live
-    from alerts.web.ui import users as ui_users
-
-    settings = webapp[APP].settings
-    webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
-    auth.trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
-    webapp.router.add_get("/login", login_form)
-    webapp.router.add_post("/login", login)
-    webapp.router.add_post("/logout", logout)
-    webapp.router.add_get(f"{PREFIX}/mailbox", mailbox)
-    webapp.router.add_static("/static/", STATIC_DIR, append_version=True)
-    ui_alerts.setup(webapp)
-    ui_contacts.setup(webapp)
-    ui_followups.setup(webapp)
-    live.setup(webapp)
-    ui_users.setup(webapp)
