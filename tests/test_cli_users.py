@@ -161,3 +161,14 @@ async def test_passwd_disable_enable_token_and_list(cli: CLI, db_url: str) -> No
         (None, "user.revoke_tokens"),
     ]
     assert token not in str([e.details for e in entries])
+
+
+async def test_commands_without_as_act_as_the_first_active_admin(cli: CLI, db_url: str) -> None:
+    """Disabling the first admin must not leave every command without ``--as`` refused."""
+    assert (await cli("init", "--password", "correct horse battery")).code == 0
+    assert (await cli("users", "add", "ada", "--role", "admin", "--no-password")).code == 0
+    assert (await cli("users", "disable", "admin")).code == 0
+    example = Path(__file__).resolve().parent.parent / "templates" / "urgent-appeal" / "example.toml"
+    made = await cli("alert", "create", "--template", "urgent-appeal", "--data", str(example), "--list", "x")
+    assert made.code == 0 and made.out.strip().isdigit(), made.err  # acting as ada, not the disabled admin
+    assert (await cli("users", "disable", "ada")).code == 2  # the last active admin stays

@@ -284,7 +284,7 @@ async def test_editing_an_approved_alert_resets_its_approval(session: AsyncSessi
         ([AlertStatus.SENDING], "alert {id} is sending: it can no longer be edited; send an update instead"),
         ([AlertStatus.SENDING, AlertStatus.SENT],
          "alert {id} is sent: it can no longer be edited; send an update instead"),
-        ([AlertStatus.CLOSED], "alert {id} is closed: it can no longer be edited; send an update instead"),
+        ([AlertStatus.CLOSED], "alert {id} is closed: it can no longer be edited"),
     ],
 )  # fmt: skip
 async def test_edit_refused_once_scheduled_or_sent(

@@ -99,3 +99,32 @@ async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_ne
         result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
         assert result is Confirmation.INVALID
         assert [s.channel for s in (await session.scalars(select(Suppression))).all()] == ["email"]
+
+
+async def test_a_subscribe_request_changes_nothing_of_a_contact_that_still_receives(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Anyone can type an address into /subscribe: until the address confirms, the request must not
+    # change what the contact's other addresses (its Telegram chat) receive, or in which language.
+    from alerts.contacts.directory import create_contact
+
+    async with sessions.begin() as session:
+        contact = await create_contact(
+            session,
+            name="Partner",
+            email="desk@partner.org",
+            telegram="-1001",
+            kind="partner",
+            language="es",
+            now=utcnow(),
+        )
+        assert await optout.unsubscribe(session, contact, now=utcnow(), channels=("email",))
+        again = await subscriptions.subscribe(
+            session, email="desk@partner.org", language="en", countries=("Nowhere",), now=utcnow()
+        )
+        assert again is not None and again.id == contact.id  # the address gets a confirmation
+        contact_id = contact.id
+    async with sessions() as session:
+        contact = await session.get(Contact, contact_id, populate_existing=True)
+        assert contact is not None
+        assert (contact.status, contact.language, contact.topics) == ("active", "es", None)

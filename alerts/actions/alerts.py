@@ -24,6 +24,7 @@ from alerts.compose.attachments import attach
 from alerts.contacts import directory
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.ids import parse_id
 from alerts.core.states import AlertStatus
 from alerts.delivery import controls, tracking
 from alerts.followups.manage import cancel_for_alerts
@@ -118,8 +119,7 @@ async def create(
     check(actor, "alert.create")
     now = utcnow()
     async with app.sessions.begin() as session:
-        if parent_id is not None:
-            await drafts.get_alert(session, parent_id)
+        await drafts.require_open_case(session, parent_id)
         alert = await drafts.create_alert(
             session,
             author=actor,
@@ -359,7 +359,8 @@ def clean_sender(sender: str | None) -> str | None:
 async def match_contact(session: AsyncSession, text: str) -> Contact | None:
     """The contact ``text`` names (id, email, Telegram id, or a name only one contact has), or None."""
     try:
-        return await directory.get_contact(session, int(text) if text.isdigit() else text)
+        number = parse_id(text)
+        return await directory.get_contact(session, number if number is not None else text)
     except (NotFound, ValidationError):
         pass  # not an id, email or chat we hold: perhaps a name
     named = list(

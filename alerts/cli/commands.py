@@ -38,14 +38,13 @@ async def _app(settings: Settings) -> AsyncIterator[App]:
 
 
 async def _user(session: AsyncSession, name: str | None) -> User:
-    """The named user, or (no name) the first admin."""
+    """The named user, or (no name) the first active admin."""
     if name:
         return await users.get_user(session, name)
-    admin = (
-        (await session.execute(select(User).where(User.role == "admin").order_by(User.id))).scalars().first()
-    )
+    first_active = select(User).where(User.role == "admin", User.active.is_(True)).order_by(User.id)
+    admin = (await session.execute(first_active)).scalars().first()
     if admin is None:
-        raise NotFound("no admin user exists: run `alerts init` first, or pass --as USER.")
+        raise NotFound("no active admin user exists: run `alerts init` first, or pass --as USER.")
     return admin
 
 

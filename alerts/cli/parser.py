@@ -20,10 +20,19 @@ from alerts import __version__
 from alerts.core.channels import CONTACT_ADDRESSED
 from alerts.core.config import Settings, load_settings
 from alerts.core.errors import AlertsError
+from alerts.core.ids import parse_id
 
 logger = logging.getLogger("alerts")
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def row_id(text: str) -> int:
+    """An id argument: ASCII digits naming a row that can exist (``alerts.core.ids``)."""
+    value = parse_id(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="list in the public archive (default: when the audience includes the public)",
     )
-    s.add_argument("--parent", type=int, metavar="ID", help="the alert this one updates (threaded under it)")
+    s.add_argument(
+        "--parent", type=row_id, metavar="ID", help="the alert this one updates (threaded under it)"
+    )
     s.add_argument("--embargo", metavar="ISO-8601", help="press embargo time")
     s.add_argument("--fallback-email", action="store_true", help="email those whose Telegram delivery fails")
     s.add_argument(
@@ -116,34 +127,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(handler="alert_create")
     s = alert.add_parser("edit", help="change an alert's case data or title: a new version, back to review")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--data", type=Path, metavar="CASE.toml", help="the new case data")
     s.add_argument("--title", help="the new title")
     s.add_argument("--as", dest="as_user", metavar="USER", help="who edits (default: the first admin)")
     s.set_defaults(handler="alert_edit")
     s = alert.add_parser("preview", help="show the rendered alert for one audience, channel and language")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--channel", default="email")
     s.add_argument("--audience", default="authority")
     s.add_argument("--language", default="en")
     s.set_defaults(handler="alert_preview")
     s = alert.add_parser("consent", help="record the defender's consent")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--recorded-by", required=True, metavar="USER")
     s.add_argument("--scope", required=True, choices=["public", "restricted"])
     s.add_argument("--note", default="")
     s.set_defaults(handler="alert_consent")
     s = alert.add_parser("submit", help="draft -> in_review; reviewers are notified")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--as", dest="as_user", metavar="USER")
     s.set_defaults(handler="alert_submit")
     s = alert.add_parser("approve", help="approve (a different user from the author)")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--as", dest="as_user", required=True, metavar="USER")
     s.add_argument("--language", dest="languages", action="append", metavar="L", help="approve only these")
     s.set_defaults(handler="alert_approve")
     s = alert.add_parser("test", help="send the rendered alert to one address only")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--to", required=True, metavar="ADDRESS")
     s.add_argument("--channel", default="email", choices=[c.value for c in CONTACT_ADDRESSED])
     s.add_argument("--audience", default="authority")
@@ -151,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--as", dest="as_user", metavar="USER", help="who sends it (default: the first admin)")
     s.set_defaults(handler="alert_test")
     s = alert.add_parser("send", help="publish now (or --at a time); --wait shows live progress")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--at", metavar="ISO-8601")
     s.add_argument(
         "--wait", action="store_true", help="send from this process and wait until every delivery is final"
@@ -165,15 +176,15 @@ def _parser() -> argparse.ArgumentParser:
         ("close", "close the case: cancel its pending follow-ups, drafted updates and unsent deliveries"),
     ):
         s = alert.add_parser(name, help=help_)
-        s.add_argument("id", type=int)
+        s.add_argument("id", type=row_id)
         s.add_argument("--as", dest="as_user", metavar="USER")
         s.set_defaults(handler="alert_control", action=name)
     s = alert.add_parser("status", help="counts by channel and state")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler="alert_status")
     s = alert.add_parser("respond", help="record that an authority (or anyone) answered")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=row_id)
     s.add_argument(
         "--from",
         dest="contact",
@@ -301,11 +312,11 @@ def _followup_parsers(sub: Any) -> None:
     s.add_argument("--as", dest="as_user", metavar="USER", help="who schedules it (default: the first admin)")
     s.set_defaults(handler="followup_add")
     s = cmds.add_parser("list", help="pending follow-ups (--all: fired and cancelled too)")
-    s.add_argument("--alert", type=int, metavar="ID", help="only this alert's")
+    s.add_argument("--alert", type=row_id, metavar="ID", help="only this alert's")
     s.add_argument("--all", action="store_true", help="include fired and cancelled follow-ups")
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler="followup_list")
     s = cmds.add_parser("cancel", help="cancel a pending follow-up (a scheduled send is unscheduled)")
-    s.add_argument("id", type=int, metavar="FOLLOWUP_ID")
+    s.add_argument("id", type=row_id, metavar="FOLLOWUP_ID")
     s.add_argument("--as", dest="as_user", metavar="USER")
     s.set_defaults(handler="followup_cancel")

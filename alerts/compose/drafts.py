@@ -270,6 +270,21 @@ async def get_alert(session: AsyncSession, alert_id: int) -> Alert:
     return alert
 
 
+async def require_open_case(session: AsyncSession, parent_id: int | None) -> None:
+    """Conflict when ``parent_id`` or an alert it updates (its case, up the thread) is closed:
+    closing a case ends it, so no update of it is drafted or sent any more."""
+    seen: set[int] = set()
+    while parent_id is not None and parent_id not in seen:  # a (corrupt) cycle ends
+        seen.add(parent_id)
+        parent = await get_alert(session, parent_id)
+        if parent.status == AlertStatus.CLOSED:
+            raise Conflict(
+                f"alert {parent.id} is closed: its case gets no more updates.",
+                details={"alert": parent.id, "status": parent.status},
+            )
+        parent_id = parent.parent_id
+
+
 async def current_version(session: AsyncSession, alert: Alert) -> AlertVersion:
     """The version of ``alert`` that would be approved and sent."""
     version = await session.scalar(
@@ -286,6 +301,8 @@ def _check_editable(alert: Alert) -> None:
     status = AlertStatus(alert.status)
     if status is A.SCHEDULED:
         raise Conflict(f"alert {alert.id} is scheduled: unschedule it before editing")
+    if status is A.CLOSED:
+        raise Conflict(f"alert {alert.id} is closed: it can no longer be edited")
     if status not in EDITABLE:
         raise Conflict(f"alert {alert.id} is {status}: it can no longer be edited; send an update instead")
 

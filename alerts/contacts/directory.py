@@ -34,6 +34,7 @@ from alerts.contacts.suppressions import restore_erased
 from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.ids import MAX_ID, parse_id
 from alerts.store.models import Contact, ContactList, ListMember
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ async def get_contact(session: AsyncSession, ref: ContactRef) -> Contact:
     if not text:
         raise ValidationError("contact reference is empty", details={"field": "contact"})
     prefix, _, rest = text.partition(":")
-    if prefix == "id" and rest.isdigit():
+    if prefix == "id" and parse_id(rest) is not None:
         return await _by_id(session, int(rest), text)
     if prefix == "telegram" and rest:
         return await _by_telegram(session, rest.strip(), text)
@@ -77,8 +78,9 @@ async def get_contact(session: AsyncSession, ref: ContactRef) -> Contact:
         return found
     if text.startswith(("@", "-")):
         return await _by_telegram(session, text, text)
-    if text.isdigit():
-        by_id = await session.get(Contact, int(text))
+    if text.isascii() and text.isdigit():  # an id, or a chat's numeric id (any length)
+        number = parse_id(text)
+        by_id = await session.get(Contact, number) if number is not None else None
         by_chat = list(await session.scalars(select(Contact).where(Contact.telegram == text).limit(2)))
         if by_id is not None and by_chat and by_chat[0].id != by_id.id:
             raise Conflict(
@@ -93,7 +95,7 @@ async def get_contact(session: AsyncSession, ref: ContactRef) -> Contact:
 
 
 async def _by_id(session: AsyncSession, contact_id: int, ref: str) -> Contact:
-    found = await session.get(Contact, contact_id)
+    found = await session.get(Contact, contact_id) if 0 <= contact_id <= MAX_ID else None
     if found is None:
         raise NotFound(f"no contact with id {contact_id}", details={"contact": ref})
     return found

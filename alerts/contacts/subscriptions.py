@@ -224,12 +224,15 @@ async def subscribe(
         contact.status = "pending"
     elif contact.status == "active" and await email_unsubscribed_at(session, address) is not None:
         # Its email was stopped by its link while another address (a Telegram chat) still
-        # receives: the contact stays active; confirming lifts the email's suppression.
+        # receives: the contact stays active; confirming lifts the email's suppression. Anyone
+        # can type the address here, so until it confirms, what that chat receives (topics) and
+        # in which language stay as they are.
         contact.token = new_token()
     else:
         return None  # active already (or erased): nothing to confirm
-    contact.language = lang
-    contact.topics = topics
+    if contact.status != "active":
+        contact.language = lang
+        contact.topics = topics
     contact.updated_at = now
     await session.flush()
     await audit.record(

@@ -13,7 +13,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.compose import approval
-from alerts.compose.drafts import current_version
+from alerts.compose.drafts import current_version, require_open_case
 from alerts.core.errors import AlertsError, Conflict, NotFound
 from alerts.core.states import AlertStatus
 from alerts.core.types import Attachment
@@ -43,6 +43,7 @@ async def publish(
             details={"alert": alert.id, "status": alert.status},
         )
     await approval.ready_to_send(session, alert)
+    await require_open_case(session, alert.parent_id)  # an update of a case closed meanwhile
     languages = await approval.approved_languages(session, alert)
     # without the defender's consent to publicity, public contacts never get it (even via a
     # list), nor an update's public recipients once it was withdrawn on the original
@@ -71,6 +72,7 @@ async def schedule(
     """Publish the alert at ``at`` (its embargo time) instead of now (caller commits)."""
     if alert.status not in (AlertStatus.APPROVED, AlertStatus.SCHEDULED):
         raise Conflict(f"alert {alert.id} is {alert.status}; only an approved alert can be scheduled.")
+    await require_open_case(session, alert.parent_id)
     if at <= now:
         raise Conflict(f"alert {alert.id}: the send time {at.isoformat()} is in the past.")
     # a send follow-up for another time must not publish it before (or after) the new one;

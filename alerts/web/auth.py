@@ -254,6 +254,18 @@ async def session_user(request: web.Request) -> tuple[User, Session] | None:
     """The signed-in, active user of this request (cached on the request)."""
     if VISITOR in request:
         return request[VISITOR].signed
+    found = await _verify(request)
+    visitor(request).signed = found
+    return found
+
+
+async def still_signed_in(request: web.Request) -> bool:
+    """Whether the request's session still holds, read again now: for a response that lasts
+    (the live event stream), so that disabling the user, a new password or signing out ends it."""
+    return await _verify(request) is not None
+
+
+async def _verify(request: web.Request) -> tuple[User, Session] | None:
     from alerts.web.base import APP
 
     found: tuple[User, Session] | None = None
@@ -266,7 +278,6 @@ async def session_user(request: web.Request) -> tuple[User, Session] | None:
             user = await db.get(User, session.user_id)
         if user is not None and user.active and hmac.compare_digest(fingerprint, _fingerprint(state, user)):
             found = (user, session)
-    visitor(request).signed = found
     return found
 
 

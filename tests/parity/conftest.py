@@ -21,9 +21,7 @@ servers.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from alerts.app import App
 from alerts.cli.capture import CaptureServer
 from alerts.core.clock import utcnow
 from tests.botapi import BotApiServer
+from tests.test_cli import CLI, Run
 from tests.web import PASSWORD, Client, running, signed_in
 
 SECRET = "parity-test-secret-0123456789"
@@ -49,15 +48,6 @@ STAFF = {
     "viewer": "viewer",
 }
 TELEGRAM_CHATS = {"reviewer": "9001", "reviewer2": "9002"}
-
-
-@dataclass
-class Run:
-    """One CLI run: exit code, stdout, stderr."""
-
-    code: int
-    out: str
-    err: str
 
 
 @dataclass
@@ -104,20 +94,9 @@ class Faces:
 
     async def cli(self, *args: str, stdin: bytes | None = None) -> Run:
         """``alerts ARGS…`` in a child process on this service's database and servers."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "alerts",
-            *args,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=120)
-        assert proc.returncode is not None
-        return Run(proc.returncode, out.decode(), err.decode())
+        runner = CLI(str(self.app.settings.database.url), self.cwd)
+        runner.env = self.env
+        return await runner(*args, stdin=stdin)
 
     async def close(self) -> None:
         """Close the clients."""

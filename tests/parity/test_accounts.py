@@ -197,4 +197,4 @@ async def test_the_list_is_the_same_through_cli_and_api(faces: Faces) -> None:
     assert [u["name"] for u in body["users"]] == names
     page = await _admin_page(faces)
     _, text = await page.get(f"{P}/users")
-    assert all(f"<td>{name}</td>" in text for name in names)
+    assert all(f'<strong class="account-name">{name}</strong>' in text for name in names)

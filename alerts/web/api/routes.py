@@ -33,6 +33,8 @@ from alerts.core.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
+from alerts.core.ids import ID_PATTERN, parse_id
+from alerts.core.ids import MAX_ID as MAX_ID  # the route modules and OpenAPI read it here
 from alerts.delivery import tracking
 from alerts.store.models import User
 from alerts.web.bodies import read_body
@@ -41,8 +43,7 @@ PREFIX = "/api/v1"
 #: Largest JSON body accepted (bytes); the CSV import has its own limit.
 MAX_JSON_BYTES = 256 * 1024
 #: Largest id a path accepts: bigger numbers cannot name a row (and would overflow the database).
-MAX_ID = 2**53
-ID_PATH = r"{id:\d{1,16}}"
+ID_PATH = "{id:" + ID_PATTERN + "}"
 
 Schema = dict[str, Any]
 
@@ -95,7 +96,7 @@ class Route:
     """One API route, declared once: aiohttp registers it, OpenAPI documents it."""
 
     method: str
-    path: str  # aiohttp form, e.g. "/api/v1/alerts/{id:\\d{1,16}}"
+    path: str  # aiohttp form, e.g. "/api/v1/alerts/{id:[0-9]{1,16}}"
     handler: Handler | None  # None: registered by another module (its setup), documented here
     summary: str
     action: str | None  # users.PERMISSIONS key; None: no token needed
@@ -115,9 +116,9 @@ class Route:
 
 def path_id(request: web.Request, name: str = "id") -> int:
     """A numeric path segment; too big a number names nothing (404)."""
-    value = int(request.match_info[name])
-    if value > MAX_ID:
-        raise NotFound(f"{name} {value} does not exist.")
+    value = parse_id(request.match_info[name])
+    if value is None:
+        raise NotFound(f"{name} {request.match_info[name]} does not exist.")
     return value
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from alerts.core import urls
 from alerts.core.clock import utcnow
+from alerts.core.ids import parse_id
 from alerts.delivery.archive import atom_feed, public_alert, public_alerts
 from alerts.delivery.cap import CAP_TYPE, cap_alert
 from alerts.web.public.pages import SECURITY_HEADERS, message_page, render_page
@@ -28,8 +29,7 @@ async def archive(request: web.Request) -> web.Response:
 
 
 def _alert_id(request: web.Request) -> int | None:
-    value = int(request.match_info["id"])
-    return value if value <= 2**53 else None
+    return parse_id(request.match_info["id"])
 
 
 async def alert_page(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from alerts.core.ids import ID_PATTERN
 from alerts.web.public import archive, engagement, pages, subscribe
 
 
@@ -28,7 +29,7 @@ def setup(webapp: web.Application) -> None:
     r.add_post("/preferences/{token}", subscribe.save_preferences)
     r.add_get("/alerts", archive.archive)
     r.add_get("/alerts/cap.atom", archive.cap_feed)
-    r.add_get(r"/alerts/{id:\d{1,16}}.cap.xml", archive.cap_document)
-    r.add_get(r"/alerts/{id:\d{1,16}}", archive.alert_page)
+    r.add_get("/alerts/{id:" + ID_PATTERN + "}.cap.xml", archive.cap_document)
+    r.add_get("/alerts/{id:" + ID_PATTERN + "}", archive.alert_page)
     r.add_get("/feed.atom", archive.feed)
     engagement.setup(webapp)

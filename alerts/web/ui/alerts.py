@@ -20,8 +20,8 @@ from alerts.followups import manage as followups
 from alerts.store import audit
 from alerts.store.models import Alert, AlertVersion, Approval, Consent, Response, User
 from alerts.web.ui import casetoml as ui_toml
+from alerts.web.ui.pages import ID, Ctx, page, path_id, redirect
 from alerts.web.ui.pages import PREFIX as P
-from alerts.web.ui.pages import Ctx, page, redirect
 
 KINDS = [k.value for k in ContactKind]
 CHANNELS = [c.value for c in ALL]
@@ -48,7 +48,7 @@ NOTICES = {
 
 def alert_id(c: Ctx) -> int:
     """The alert id in the URL."""
-    return int(c.request.match_info["id"])
+    return path_id(c.request)
 
 
 async def _names(session: Any, ids: set[int]) -> dict[int, str]:
@@ -364,8 +364,8 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_get("/", dashboard)
     webapp.router.add_get(f"{P}/alerts/new", new_alert_form)
     webapp.router.add_post(f"{P}/alerts/new", create_alert)
-    webapp.router.add_get(f"{P}/alerts/{{id:\\d+}}", alert_page)
-    webapp.router.add_get(f"{P}/alerts/{{id:\\d+}}/edit", edit_alert_form)
-    webapp.router.add_post(f"{P}/alerts/{{id:\\d+}}/edit", edit_alert)
-    webapp.router.add_get(f"{P}/alerts/{{id:\\d+}}/preview", preview_saved)
+    webapp.router.add_get(f"{P}/alerts/{ID}", alert_page)
+    webapp.router.add_get(f"{P}/alerts/{ID}/edit", edit_alert_form)
+    webapp.router.add_post(f"{P}/alerts/{ID}/edit", edit_alert)
+    webapp.router.add_get(f"{P}/alerts/{ID}/preview", preview_saved)
     webapp.router.add_post(f"{P}/preview", preview_draft)

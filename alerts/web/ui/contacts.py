@@ -17,8 +17,8 @@ from alerts.contacts import directory as contacts
 from alerts.contacts.fields import KINDS, STATUSES, TEXT_FIELDS
 from alerts.core.errors import AlertsError, ValidationError
 from alerts.store.models import Contact
+from alerts.web.ui.pages import ID, Ctx, page, path_id, redirect
 from alerts.web.ui.pages import PREFIX as P
-from alerts.web.ui.pages import Ctx, page, redirect
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -123,7 +123,7 @@ async def create_contact(c: Ctx) -> web.Response:
 async def contact_page(c: Ctx) -> web.Response:
     """GET /office/contacts/{id}: the editor on one contact."""
     async with c.app.sessions() as session:
-        contact = await contacts.get_contact(session, int(c.request.match_info["id"]))
+        contact = await contacts.get_contact(session, path_id(c.request))
         member_of = await contacts.contact_lists(session, contact.id)
     return await _editor(c, contact, values=_contact_values(contact), member_of=member_of, status=200)
 
@@ -131,7 +131,7 @@ async def contact_page(c: Ctx) -> web.Response:
 @page("contacts.edit")
 async def update_contact(c: Ctx) -> web.Response:
     """POST /office/contacts/{id}: change fields, status and list memberships."""
-    cid = int(c.request.match_info["id"])
+    cid = path_id(c.request)
     values = _form_values(c)
     wanted = set(c.fields("lists")) | {n.strip() for n in c.field("new_lists").split(",") if n.strip()}
     changes: dict[str, Any] = dict(values)
@@ -153,7 +153,7 @@ async def update_contact(c: Ctx) -> web.Response:
 @page("contacts.erase")
 async def erase_contact(c: Ctx) -> web.Response:
     """POST /office/contacts/{id}/erase: remove the person's data for good (admins)."""
-    await actions.erase(c.app, c.user, int(c.request.match_info["id"]))
+    await actions.erase(c.app, c.user, path_id(c.request))
     return redirect(f"{P}/contacts?notice=erased")
 
 
@@ -200,6 +200,6 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post(f"{P}/contacts/new", create_contact)
     webapp.router.add_get(f"{P}/contacts/import", import_form)
     webapp.router.add_post(f"{P}/contacts/import", import_contacts)
-    webapp.router.add_get(f"{P}/contacts/{{id:\\d+}}", contact_page)
-    webapp.router.add_post(f"{P}/contacts/{{id:\\d+}}", update_contact)
-    webapp.router.add_post(f"{P}/contacts/{{id:\\d+}}/erase", erase_contact)
+    webapp.router.add_get(f"{P}/contacts/{ID}", contact_page)
+    webapp.router.add_post(f"{P}/contacts/{ID}", update_contact)
+    webapp.router.add_post(f"{P}/contacts/{ID}/erase", erase_contact)

@@ -12,8 +12,8 @@ from alerts.followups import manage as followups
 from alerts.store import audit
 from alerts.store.models import User
 from alerts.web.ui import casetoml as ui_toml
+from alerts.web.ui.pages import ID, Ctx, page, path_id, redirect
 from alerts.web.ui.pages import PREFIX as P
-from alerts.web.ui.pages import Ctx, page, redirect
 from alerts.web.ui.workflow import parse_local
 
 AUDIT_TYPES = ("alert", "contact", "followup", "user", "list")
@@ -86,7 +86,7 @@ async def add_followup(c: Ctx) -> web.Response:
 @page("followup.manage")
 async def cancel_followup(c: Ctx) -> web.Response:
     """POST /office/followups/{id}/cancel"""
-    await followup_actions.cancel(c.app, c.user, int(c.request.match_info["id"]))
+    await followup_actions.cancel(c.app, c.user, path_id(c.request))
     return redirect(f"{P}/followups?notice=cancelled")
 
 
@@ -117,5 +117,5 @@ def setup(webapp: web.Application) -> None:
     """Add the follow-up and audit pages."""
     webapp.router.add_get(f"{P}/followups", followup_list)
     webapp.router.add_post(f"{P}/followups", add_followup)
-    webapp.router.add_post(f"{P}/followups/{{id:\\d+}}/cancel", cancel_followup)
+    webapp.router.add_post(f"{P}/followups/{ID}/cancel", cancel_followup)
     webapp.router.add_get(f"{P}/audit", audit_log)

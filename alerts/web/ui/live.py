@@ -4,6 +4,8 @@
 whenever the counts change, a comment line every ``KEEPALIVE`` seconds so proxies keep the
 stream open, and a final ``done`` event once nothing is left to send (no queued, sending or
 deferred delivery, and the alert is not waiting to be sent). Counts only, never addresses.
+The session is checked again before every poll: a stream ends (``signed-out``) as soon as its
+user is disabled, changes password or signs out, as any new request would be refused.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from aiohttp import web
 from alerts.compose import drafts
 from alerts.core.states import AlertStatus
 from alerts.delivery import tracking
-from alerts.web.ui.pages import PREFIX, Ctx, page
+from alerts.web import auth
+from alerts.web.ui.pages import ID, PREFIX, Ctx, page, path_id
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ def finished(doc: dict[str, object]) -> bool:
 @page("view")
 async def live(c: Ctx) -> web.StreamResponse:
     """GET …/live: the event stream."""
-    aid = int(c.request.match_info["id"])
+    aid = path_id(c.request)
     async with c.app.reads() as session:
         await drafts.get_alert(session, aid)  # 404 before the stream starts
     response = web.StreamResponse(
@@ -53,6 +56,9 @@ async def live(c: Ctx) -> web.StreamResponse:
     try:
         await response.write(b"retry: 2000\n\n")
         while not stopping.is_set() and time.monotonic() - started < MAX_STREAM:
+            if not await auth.still_signed_in(c.request):  # disabled, new password, signed out
+                await response.write(b"event: signed-out\ndata: {}\n\n")
+                break
             async with c.app.reads() as session:
                 alert = await drafts.get_alert(session, aid)
                 doc = await tracking.stats(session, alert)
@@ -83,4 +89,4 @@ def setup(webapp: web.Application) -> None:
     """Add the event stream; streams end when the app shuts down."""
     webapp[STOPPING] = asyncio.Event()
     webapp.on_shutdown.append(_stop_streams)
-    webapp.router.add_get(f"{PREFIX}/alerts/{{id:\\d+}}/live", live)
+    webapp.router.add_get(f"{PREFIX}/alerts/{ID}/live", live)

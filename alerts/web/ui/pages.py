@@ -28,6 +28,7 @@ from alerts.accounts import users
 from alerts.app import App
 from alerts.core import urls
 from alerts.core.errors import AlertsError, NotFound, Unauthorized
+from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.text import unsafe_in_link
 from alerts.store.models import User
 from alerts.web import auth
@@ -46,6 +47,8 @@ PAGES = jinja2.Environment(
 SIGN_IN_FIRST = "sign in first"
 #: Officers' pages live under this prefix (``/alerts/...`` is the public archive's).
 PREFIX = urls.OFFICE
+#: The id segment of the pages' routes (ASCII digits; see ``alerts.core.ids``).
+ID = "{id:" + ID_PATTERN + "}"
 SECURITY_HEADERS = {
     # Scripts only from /static; inline styles for the rendered e-mail in the preview frame.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -181,6 +184,14 @@ def page(
         return wrapped
 
     return wrap
+
+
+def path_id(request: web.Request) -> int:
+    """The ``{id}`` of the path; NotFound (404) for a number no row can have."""
+    value = parse_id(request.match_info["id"])
+    if value is None:
+        raise NotFound(f"{request.match_info['id']} does not exist")
+    return value
 
 
 def redirect(location: str) -> web.Response:

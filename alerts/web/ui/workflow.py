@@ -20,8 +20,8 @@ from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState
 from alerts.delivery import tracking
 from alerts.web.ui.alerts import CHANNELS, alert_id
+from alerts.web.ui.pages import ID, Ctx, page, redirect
 from alerts.web.ui.pages import PREFIX as P
-from alerts.web.ui.pages import Ctx, page, redirect
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
@@ -173,7 +173,7 @@ async def deliveries(c: Ctx) -> web.Response:
 
 def setup(webapp: web.Application) -> None:
     """Add the alert actions."""
-    base = f"{P}/alerts/{{id:\\d+}}"
+    base = f"{P}/alerts/{ID}"
     for name, handler in (
         ("submit", submit),
         ("approve", approve),
