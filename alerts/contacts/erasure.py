@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.contacts.directory import ContactRef, contact_addresses, contact_lists, get_contact
 from alerts.contacts.suppressions import address_key, hash_for_erasure, hashed_key
+from alerts.core.clock import iso
 from alerts.store.models import Contact, Delivery, DeliveryEvent, ListMember, Response, Suppression
 
 logger = logging.getLogger(__name__)
@@ -39,16 +40,12 @@ _EXPORTED_FIELDS = (
 )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 async def export_contact(session: AsyncSession, ref: ContactRef) -> dict[str, Any]:
     """Everything held about a contact, JSON-able: fields, lists, deliveries, responses, suppressions."""
     contact = await get_contact(session, ref)
     data: dict[str, Any] = {field: getattr(contact, field) for field in _EXPORTED_FIELDS}
-    data["created_at"] = _iso(contact.created_at)
-    data["updated_at"] = _iso(contact.updated_at)
+    data["created_at"] = iso(contact.created_at)
+    data["updated_at"] = iso(contact.updated_at)
     deliveries = []
     rows = await session.scalars(
         select(Delivery).where(Delivery.contact_id == contact.id).order_by(Delivery.id)
@@ -67,9 +64,9 @@ async def export_contact(session: AsyncSession, ref: ContactRef) -> dict[str, An
                 "language": d.language,
                 "state": d.state,
                 "attempts": d.attempts,
-                "created_at": _iso(d.created_at),
-                "updated_at": _iso(d.updated_at),
-                "events": [{"type": t, "at": _iso(at)} for t, at in events],
+                "created_at": iso(d.created_at),
+                "updated_at": iso(d.updated_at),
+                "events": [{"type": t, "at": iso(at)} for t, at in events],
             }
         )
     responses = await session.execute(
@@ -81,7 +78,7 @@ async def export_contact(session: AsyncSession, ref: ContactRef) -> dict[str, An
         "contact": data,
         "lists": await contact_lists(session, contact.id),
         "deliveries": deliveries,
-        "responses": [{"alert_id": a, "summary": s, "responded_at": _iso(at)} for a, s, at in responses],
+        "responses": [{"alert_id": a, "summary": s, "responded_at": iso(at)} for a, s, at in responses],
         "suppressions": await _suppressions_of(session, contact),
     }
 
@@ -100,7 +97,7 @@ async def _suppressions_of(session: AsyncSession, contact: Contact) -> list[dict
                     "address": address,
                     "reason": row.reason,
                     "detail": row.detail,
-                    "created_at": _iso(row.created_at),
+                    "created_at": iso(row.created_at),
                 }
             )
     return out

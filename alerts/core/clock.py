@@ -12,6 +12,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A time as the service writes it in JSON (ISO 8601), or None."""
+    return value.isoformat() if value is not None else None
+
+
 def parse_when(text: str, *, field: str = "time") -> datetime:
     """Parse an ISO-8601 time; a naive one is taken as UTC."""
     try:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.core.clock import iso
 from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
 from alerts.core.text import check_text
@@ -111,7 +112,7 @@ async def deliveries(
             "language": d.language,
             "state": d.state,
             "attempts": d.attempts,
-            "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at else None,
+            "next_attempt_at": iso(d.next_attempt_at),
             "provider_id": d.provider_id,
             "last_error": d.last_error,
             "updated_at": d.updated_at.isoformat(),

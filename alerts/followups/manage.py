@@ -25,6 +25,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.accounts.users import check
+from alerts.core.clock import iso
 from alerts.core.errors import Conflict, NotFound
 from alerts.core.states import AlertStatus, FollowupKind
 from alerts.followups.add import (
@@ -104,8 +105,8 @@ def to_json(f: Followup, tz: ZoneInfo | None = None) -> dict[str, Any]:
         "update_alert_id": data.get("update_alert_id"),
         "created_by": f.created_by,
         "created_at": f.created_at.isoformat(),
-        "fired_at": f.fired_at.isoformat() if f.fired_at else None,
-        "cancelled_at": f.cancelled_at.isoformat() if f.cancelled_at else None,
+        "fired_at": iso(f.fired_at),
+        "cancelled_at": iso(f.cancelled_at),
         "late_seconds": f.late_seconds,
         "result": f.result,
     }

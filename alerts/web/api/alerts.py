@@ -13,7 +13,7 @@ from alerts.actions import alerts as alert_actions
 from alerts.compose import approval, drafts
 from alerts.contacts.fields import KINDS
 from alerts.core.channels import ALL
-from alerts.core.clock import parse_when
+from alerts.core.clock import iso, parse_when
 from alerts.core.states import AlertStatus
 from alerts.delivery import publish
 from alerts.store.models import Alert
@@ -27,7 +27,6 @@ from alerts.web.api.routes import (
     Param,
     Route,
     Schema,
-    iso,
     json_response,
 )
 

@@ -122,11 +122,6 @@ def path_id(request: web.Request, name: str = "id") -> int:
     return value
 
 
-def iso(value: Any) -> str | None:
-    """A time as the API writes it (ISO 8601), or None."""
-    return value.isoformat() if value is not None else None
-
-
 def json_response(doc: Any, *, status: int = 200) -> web.Response:
     """JSON without ASCII escapes (names in every script)."""
     return web.json_response(doc, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))

@@ -11,7 +11,7 @@ from aiohttp import web
 from alerts.actions import alerts as alert_actions
 from alerts.actions import sending
 from alerts.compose import approval
-from alerts.core.clock import parse_when
+from alerts.core.clock import iso, parse_when
 from alerts.web.api.alerts import LANGUAGE, ONE, TIME, state_of
 from alerts.web.api.routes import (
     LIMIT,
@@ -70,7 +70,7 @@ async def send(ctx: Ctx) -> web.Response:
     done = await sending.send(ctx.app, ctx.user, ctx.id, at=at)
     doc: dict[str, Any] = {"id": done.alert_id, "status": done.status}
     if at is not None:
-        doc["send_at"] = done.send_at.isoformat() if done.send_at else None
+        doc["send_at"] = iso(done.send_at)
     else:
         doc["queued"] = done.queued
     return json_response(doc, status=202)
