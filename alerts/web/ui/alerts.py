@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from alerts.actions import alerts as alert_actions
+from alerts.actions import overview
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
 from alerts.core import urls
@@ -335,6 +336,9 @@ async def alert_page(c: Ctx) -> web.Response:
         )
         approved = [a.language for a in approvals]
         consent = await approval.consent_scope(session, alert)
+    # who it will reach, on the screens where someone decides to submit, approve or send
+    before_send = alert.status in (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED)
+    reach = await overview.audience(c.app, c.user, aid) if before_send else None
     return c.render(
         "alert.html",
         alert=alert,
@@ -356,6 +360,7 @@ async def alert_page(c: Ctx) -> web.Response:
         notice=NOTICES.get(c.request.query.get("notice", ""), ""),
         final=alert.status in FINAL,
         count=c.request.query.get("n", ""),
+        reach=reach,
     )
 
 
