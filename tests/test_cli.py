@@ -302,7 +302,7 @@ async def test_wait_stops_with_a_reason_when_the_alert_cannot_finish(cli: CLI, t
     waited = await cli("alert", "send", alert_id, "--wait")
     assert waited.code == 3
     assert waited.err.splitlines()[-1].startswith(
-        f"alerts: alert {alert_id}: it is paused (alerts alert resume ID)"
+        f"alerts: alert {alert_id}: it is paused (alerts alert resume {alert_id})"
     )
     assert (await cli("alert", "resume", alert_id)).code == 0
     assert (await cli("alert", "send", alert_id, "--wait")).code == 0

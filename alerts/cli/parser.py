@@ -27,7 +27,7 @@ logger = logging.getLogger("alerts")
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alerts",
         description="Urgent Alerts: draft, approve, fan out, track and follow up urgent alerts "
@@ -106,12 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="bounces_cmd", required=True
     )
     s = bounces.add_parser("process", help="apply a bounce report (RFC 3464) from FILE or stdin")
-    s.add_argument("file", nargs="?", default="-")
+    s.add_argument("file", nargs="?", default="-", help="the bounce message (default '-': stdin)")
     s.set_defaults(handler="bounces_process")
     _followup_parsers(sub)
     s = sub.add_parser(
         "completion",
-        help="print a shell completion script: eval \"$(alerts completion bash)\" in ~/.bashrc",
+        help='print a shell completion script: eval "$(alerts completion bash)" in ~/.bashrc',
     )
     s.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete in")
     s.set_defaults(handler="completion")
@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alerts`` console script."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "completion":  # needs no config: it only describes the arguments
         import shtab
@@ -160,13 +160,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_USER = "the user's name"
+
+
 def _users_parsers(sub: Any) -> None:
     """``alerts users add|passwd|disable|enable|token|list`` (handlers: ``alerts.cli.users``)."""
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
     s = users.add_parser("add", help="add a user (asks for a password unless --no-password)")
-    s.add_argument("name")
-    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
-    s.add_argument("--email")
+    s.add_argument("name", help=_USER)
+    s.add_argument(
+        "--role",
+        required=True,
+        choices=["admin", "officer", "reviewer", "viewer"],
+        help="officers write and send, reviewers approve, viewers read, admins do all and manage users",
+    )
+    s.add_argument("--email", help="where review requests and reminders are emailed")
     s.add_argument("--telegram", help="Telegram chat id for notifications")
     given = s.add_mutually_exclusive_group()
     given.add_argument("--password", help="password for the web UI, for scripts (or ALERTS_NEW_PASSWORD)")
@@ -176,21 +184,21 @@ def _users_parsers(sub: Any) -> None:
     s.add_argument("--token", action="store_true", help="create an API token and print it once")
     s.set_defaults(handler="users_add")
     s = users.add_parser("passwd", help="set a user's password (asks for it; ends their sessions)")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
     s.set_defaults(handler="users_passwd")
     s = users.add_parser("disable", help="disable a user: their sessions and token are refused at once")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.set_defaults(handler="users_active", active=False)
     s = users.add_parser("enable", help="enable a disabled user (they sign in again)")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.set_defaults(handler="users_active", active=True)
     s = users.add_parser("token", help="issue a new API token (printed once), or revoke the user's tokens")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.add_argument("--revoke", action="store_true", help="revoke all of the user's API tokens")
     s.set_defaults(handler="users_token")
     s = users.add_parser("list", help="list users")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
     s.set_defaults(handler="users_list")
 
 
@@ -205,7 +213,13 @@ def _followup_parsers(sub: Any) -> None:
     when = s.add_mutually_exclusive_group(required=True)
     when.add_argument("--at", metavar="ISO-8601", help="due time (naive times are UTC)")
     when.add_argument("--in", dest="in_", metavar="DURATION", help="due after 7d, 36h, 90m, 1w2d…")
-    s.add_argument("--kind", required=True, choices=["reminder", "update", "send", "digest"])
+    s.add_argument(
+        "--kind",
+        required=True,
+        choices=["reminder", "update", "send", "digest"],
+        help="reminder: tell the officers; update: send a drafted update; send: send the alert; "
+        "digest: a weekly summary of open cases",
+    )
     s.add_argument("--note", default="", help="what is to be done (shown in the reminder)")
     s.add_argument(
         "--data",
@@ -232,9 +246,11 @@ def _followup_parsers(sub: Any) -> None:
     s = cmds.add_parser("list", help="pending follow-ups (--all: fired and cancelled too)")
     s.add_argument("--alert", type=row_id, metavar="ID", help="only this alert's")
     s.add_argument("--all", action="store_true", help="include fired and cancelled follow-ups")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
     s.set_defaults(handler="followup_list")
     s = cmds.add_parser("cancel", help="cancel a pending follow-up (a scheduled send is unscheduled)")
-    s.add_argument("id", type=row_id, metavar="FOLLOWUP_ID")
-    s.add_argument("--as", dest="as_user", metavar="USER")
+    s.add_argument("id", type=row_id, metavar="FOLLOWUP_ID", help="as `followup list` shows it")
+    s.add_argument(
+        "--as", dest="as_user", metavar="USER", help="who cancels it (default: the first active admin)"
+    )
     s.set_defaults(handler="followup_cancel")
