@@ -36,6 +36,7 @@ from alerts.contacts.directory import get_list
 from alerts.contacts.fields import KINDS, clean_list_name
 from alerts.core.clock import utcnow
 from alerts.core.errors import ValidationError
+from alerts.core.text import spreadsheet_safe
 from alerts.store.models import Contact, ContactList, ListMember
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ EXPORT_COLUMNS = (
 ADDRESS_COLUMNS = ("email", "telegram")
 #: The kind of every contact of a file without a ``kind`` column, unless the importer says.
 DEFAULT_KIND = "partner"
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -240,12 +240,6 @@ def _parse_row(
     return clean
 
 
-def _protect(value: str | None) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP: prefix with a single quote)."""
-    text = value or ""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
 async def export_contacts_csv(
     session: AsyncSession, out: TextIO, *, list_name: str | None = None, page_size: int = 1000
 ) -> int:
@@ -287,7 +281,7 @@ async def export_contacts_csv(
                 c.title,
                 c.form_of_address,
             ]
-            writer.writerow([_protect(v) for v in values])
+            writer.writerow([spreadsheet_safe(v) for v in values])
         count += len(page)
         last_id = page[-1].id
         session.expunge_all()

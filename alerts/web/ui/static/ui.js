@@ -68,17 +68,27 @@
       var body = live.querySelector("[data-counts]");
       body.textContent = "";
       Object.keys(doc.channels).forEach(function (ch) {
-        var tr = document.createElement("tr");
-        var th = document.createElement("th"); th.scope = "row"; th.textContent = ch; tr.appendChild(th);
+        var li = document.createElement("li");
+        var name = document.createElement("strong"); name.textContent = ch; li.appendChild(name);
         states.forEach(function (s) {
-          var td = document.createElement("td");
-          td.setAttribute("data-cell", ch + ":" + s);
-          td.textContent = doc.channels[ch][s] || 0;
-          tr.appendChild(td);
+          var count = document.createElement("span"); count.className = "count";
+          var n = document.createElement("span");
+          n.setAttribute("data-cell", ch + ":" + s);
+          n.textContent = doc.channels[ch][s] || 0;
+          count.appendChild(n); count.appendChild(document.createTextNode(" " + s));
+          li.appendChild(document.createTextNode(" ")); li.appendChild(count);
         });
-        body.appendChild(tr);
+        body.appendChild(li);
       });
+      var bar = live.querySelector("[data-progress]");
+      bar.max = doc.total || 1; bar.value = doc.total - doc.open;
+      bar.textContent = (doc.total - doc.open) + " of " + doc.total;
       live.querySelector("[data-live-state]").textContent = doc.open ? doc.open + " still to send" : "all final";
+      var badge = document.getElementById("status");
+      if (badge && doc.state) {
+        badge.className = "badge s-" + doc.state;
+        badge.textContent = doc.state.replace("_", " ");
+      }
     };
     var source = new EventSource(live.getAttribute("data-live"));
     source.addEventListener("counts", function (ev) { render(JSON.parse(ev.data)); });
