@@ -42,7 +42,7 @@ def _filters(c: Ctx) -> dict[str, str]:
     q = c.request.query
     state, channel, search = q.get("state", ""), q.get("channel", ""), q.get("q", "").strip()
     if state and state not in {s.value for s in DeliveryState}:
-        raise ValidationError(f"state: {state!r} is not a delivery state", details={"field": "state"})
+        raise ValidationError(f"state: {state!r} is not a delivery state.", details={"field": "state"})
     if channel and channel not in CHANNELS:
         raise ValidationError(
             f"channel: {channel!r} is not one of {', '.join(CHANNELS)}", details={"field": "channel"}
