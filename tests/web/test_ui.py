@@ -227,7 +227,7 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
     await clients["admin"].get(f"{P}/alerts/{admin_alert}")
     await clients["admin"].post(f"{P}/alerts/{admin_alert}/submit", [])
     await clients["admin"].get(f"{P}/alerts/{admin_alert}")
-    r = await clients["admin"].post(f"{P}/alerts/{admin_alert}/approve", [])
+    r = await clients["admin"].post(f"{P}/alerts/{admin_alert}/approve", [("languages", "en")])
     assert r.status == 403
     assert (
         f"alert {admin_alert}: the author cannot approve their own alert; a second person must approve it"
@@ -284,7 +284,7 @@ async def test_schedule_in_the_scheduler_timezone_and_consent(web) -> None:  # t
     await officer.get(f"{P}/alerts/{alert_id}")
     await officer.post(f"{P}/alerts/{alert_id}/submit", [])
     await reviewer.get(f"{P}/alerts/{alert_id}")
-    await reviewer.post(f"{P}/alerts/{alert_id}/approve", [])
+    await reviewer.post(f"{P}/alerts/{alert_id}/approve", [("languages", "en")])
     at = (utcnow() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
     await officer.get(f"{P}/alerts/{alert_id}")
     r = await officer.post(f"{P}/alerts/{alert_id}/send", [("mode", "schedule"), ("at", at)], html=False)

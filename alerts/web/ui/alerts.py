@@ -23,6 +23,7 @@ from alerts.store.models import Alert, AlertVersion, Approval, Consent, Response
 from alerts.web.ui import casetoml as ui_toml
 from alerts.web.ui.pages import ID, Ctx, page, path_id, redirect
 from alerts.web.ui.pages import PREFIX as P
+from alerts.web.ui.review import review
 
 KINDS = [k.value for k in ContactKind]
 CHANNELS = [c.value for c in ALL]
@@ -339,6 +340,19 @@ async def alert_page(c: Ctx) -> web.Response:
     # who it will reach, on the screens where someone decides to submit, approve or send
     before_send = alert.status in (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED)
     reach = await overview.audience(c.app, c.user, aid) if before_send else None
+    rev = None
+    if alert.status == AlertStatus.IN_REVIEW and reach is not None:
+        kinds = (alert.audience or {}).get("kinds") or sorted({g.kind for g in reach.reached})
+        async with c.app.sessions() as session:
+            rev = await review(
+                session,
+                c.app.builder,
+                alert,
+                await load_alert_info(session, aid),
+                channels=reach.channels,
+                audiences=kinds,
+                audience=c.request.query.get("audience"),
+            )
     return c.render(
         "alert.html",
         alert=alert,
@@ -361,6 +375,7 @@ async def alert_page(c: Ctx) -> web.Response:
         final=alert.status in FINAL,
         count=c.request.query.get("n", ""),
         reach=reach,
+        rev=rev,
     )
 
 

@@ -48,8 +48,14 @@ async def submit(c: Ctx) -> web.Response:
 
 @page("alert.approve")
 async def approve(c: Ctx) -> web.Response:
-    """POST …/approve: approve the chosen languages (all when none is ticked) of the current version."""
-    done = await alert_actions.approve(c.app, c.user, alert_id(c), languages=c.fields("languages") or None)
+    """POST …/approve: approve the ticked languages of the current version (each must be ticked:
+    the page has no "approve everything" default)."""
+    languages = c.fields("languages")
+    if not languages:
+        raise ValidationError(
+            "languages: tick each language you have read and approve", details={"field": "languages"}
+        )
+    done = await alert_actions.approve(c.app, c.user, alert_id(c), languages=languages)
     return _back(c, "partly" if done.remaining else "approved")
 
 

@@ -16,6 +16,12 @@
     });
   }
 
+  var bubble = function (html) {
+    return '<!doctype html><meta charset="utf-8"><body style="margin:0;background:#dfe7ef;font:15px/1.4 system-ui,sans-serif">' +
+      '<div style="margin:8px;padding:8px 10px;background:#fff;border-radius:12px;white-space:pre-wrap;overflow-wrap:anywhere">' +
+      html + "</div>";
+  };
+
   var panel = document.querySelector("[data-preview]");
   if (panel) {
     var url = panel.getAttribute("data-preview");
@@ -45,9 +51,13 @@
             return;
           }
           err.hidden = true;
+          var telegram = res[1].channel === "telegram";  // no subject; its HTML as the chat shows it
+          panel.querySelector("[data-p-subject]").parentNode.hidden = telegram;
           show("[data-p-subject]", res[1].subject || "(none)");
           show("[data-p-text]", res[1].text);
-          if (res[1].html) { frame.hidden = false; frame.srcdoc = res[1].html; } else { frame.hidden = true; }
+          panel.querySelector("[data-p-text]").hidden = telegram;
+          var doc = telegram ? bubble(res[1].text) : res[1].html;
+          if (doc) { frame.hidden = false; frame.srcdoc = doc; } else { frame.hidden = true; }
           panel.setAttribute("data-ready", "1");
         })
         .catch(function () { show("[data-p-error]", "preview failed: network error"); });
