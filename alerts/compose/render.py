@@ -250,6 +250,16 @@ class Renderer:
             channel=channel, audience=audience, language=used, subject=subject, text=text, html=html
         )
 
+    def words(self, family: str, language: str) -> Mapping[str, Any]:
+        """The family's catalogue in ``language`` (English when the family has none in it)."""
+        info = self.family(family)
+        return self._catalogue(family, language if language in info.languages else FALLBACK_LANGUAGE)
+
+    def case_values(self, family: str, data: Mapping[str, Any], language: str) -> dict[str, Any]:
+        """The case data as templates see it in ``language`` (alerts.compose.casedata.localize)."""
+        info = self.family(family)
+        return casedata.localize(info.variables, self.validate_case(family, data), language)
+
     def render_string(
         self, source: str, context: Mapping[str, Any], *, autoescape: bool = False, name: str = "<string>"
     ) -> str:

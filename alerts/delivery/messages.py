@@ -30,6 +30,10 @@ class RendererLike(Protocol):
         extra: Mapping[str, Any] | None = None,
     ) -> RenderedContent: ...
 
+    def words(self, family: str, language: str) -> Mapping[str, Any]: ...
+
+    def case_values(self, family: str, data: Mapping[str, Any], language: str) -> dict[str, Any]: ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertInfo:
