@@ -11,12 +11,12 @@ of its content.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.compose import approval
@@ -96,27 +96,43 @@ class Withdrawn:
     withdrawn_at: datetime
 
 
+def _latest_consent(column: Any) -> Any:
+    return (
+        select(column)
+        .where(Consent.alert_id == Alert.id)
+        .order_by(Consent.recorded_at.desc(), Consent.id.desc())
+        .limit(1)
+        .correlate(Alert)
+        .scalar_subquery()
+    )
+
+
+def _withdrawn_query() -> Select[int, datetime, datetime]:
+    """Alerts that went out public with public consent, whose latest consent is not public."""
+    withdrawn_at = _latest_consent(Consent.recorded_at).label("withdrawn_at")
+    once_public = select(Consent.id).where(Consent.alert_id == Alert.id, Consent.scope == "public").exists()
+    return select(Alert.id, Alert.published_at, withdrawn_at).where(
+        Alert.is_public.is_(True),
+        Alert.status.in_((*PUBLIC_STATUSES, AlertStatus.SENDING.value)),
+        Alert.published_at.is_not(None),
+        _latest_consent(Consent.scope) != "public",
+        once_public,
+    )
+
+
 async def withdrawn_public(session: AsyncSession, alert_id: int) -> Withdrawn | None:
     """The alert, when it went out public with public consent and its latest consent is no longer
     public; None otherwise (never public, still public, or no such alert)."""
-    alert = await session.get(Alert, alert_id)
-    if (
-        alert is None
-        or not alert.is_public
-        or alert.published_at is None
-        or alert.status not in (*PUBLIC_STATUSES, AlertStatus.SENDING.value)
-    ):
-        return None
-    consents = (
-        await session.scalars(
-            select(Consent)
-            .where(Consent.alert_id == alert_id)
-            .order_by(Consent.recorded_at.desc(), Consent.id.desc())
-        )
-    ).all()
-    if not consents or consents[0].scope == "public" or all(c.scope != "public" for c in consents):
-        return None
-    return Withdrawn(id=alert.id, published_at=alert.published_at, withdrawn_at=consents[0].recorded_at)
+    row = (await session.execute(_withdrawn_query().where(Alert.id == alert_id))).first()
+    return None if row is None else Withdrawn(id=row[0], published_at=row[1], withdrawn_at=row[2])
+
+
+async def withdrawn_alerts(session: AsyncSession, *, limit: int = 50) -> list[Withdrawn]:
+    """The most recently withdrawn of those alerts, for the CAP index's ``Cancel`` entries."""
+    query = _withdrawn_query().order_by(text("withdrawn_at DESC"), Alert.id.desc()).limit(limit)
+    return [
+        Withdrawn(id=r[0], published_at=r[1], withdrawn_at=r[2]) for r in (await session.execute(query)).all()
+    ]
 
 
 async def is_public(session: AsyncSession, alert_id: int) -> bool:
@@ -219,6 +235,7 @@ def atom_feed(
     canonical: Callable[[str, int], str] = urls.public_alert,
     canonical_type: str = "text/html",
     language: str | None = None,
+    cancelled: Sequence[Withdrawn] = (),
 ) -> bytes:
     """An Atom 1.0 document of ``alerts`` (built with ElementTree, text made XML-safe by
     ``for_xml``: nothing unescaped, no character XML cannot carry).
@@ -228,13 +245,17 @@ def atom_feed(
     "the" link of an entry differently (feedparser takes the last ``alternate`` of an HTML
     type, or the id when there is none; others the first), so a single alternate is the only
     way every reader opens the same, canonical one (RFC 4287 §4.2.7.2).
+
+    ``cancelled`` (the CAP index): withdrawn alerts, each an entry linking its document, now a
+    CAP ``Cancel``, so that consumers polling the index learn of it; nothing of its text.
     """
     ET.register_namespace("", ATOM_NS)
     base = base_url.rstrip("/")
     feed = ET.Element(f"{{{ATOM_NS}}}feed")
     _sub(feed, "id", f"{base}{self_path}")
     _sub(feed, "title", title)
-    _sub(feed, "updated", rfc3339(max((a.updated_at for a in alerts), default=now)))
+    changes = [a.updated_at for a in alerts] + [c.withdrawn_at for c in cancelled]
+    _sub(feed, "updated", rfc3339(max(changes, default=now)))
     _sub(feed, "link", rel="self", href=f"{base}{self_path}", type="application/atom+xml")
     _sub(feed, "link", rel="alternate", href=f"{base}/alerts", type="text/html")
     author = _sub(feed, "author")
@@ -260,5 +281,13 @@ def atom_feed(
             )
         summary = _sub(entry, "content", text.text, type="text")
         summary.set("{http://www.w3.org/XML/1998/namespace}lang", text.language)
+    for withdrawn in cancelled:
+        link = canonical(base, withdrawn.id)
+        entry = _sub(feed, "entry")
+        _sub(entry, "id", link)
+        _sub(entry, "title", "Withdrawn")
+        _sub(entry, "updated", rfc3339(withdrawn.withdrawn_at))
+        _sub(entry, "link", rel="alternate", href=link, type=canonical_type)
+        _sub(entry, "content", "This alert was withdrawn by its sender.", type="text")
     out: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return out

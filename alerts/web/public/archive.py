@@ -9,7 +9,7 @@ from aiohttp import web
 from alerts.core import urls
 from alerts.core.clock import utcnow
 from alerts.core.ids import parse_id
-from alerts.delivery.archive import atom_feed, public_alert, public_alerts, withdrawn_public
+from alerts.delivery.archive import atom_feed, public_alert, public_alerts, withdrawn_alerts, withdrawn_public
 from alerts.delivery.cap import CAP_TYPE, cap_alert, cap_cancel
 from alerts.web.public.pages import SECURITY_HEADERS, message_page, render_page
 
@@ -68,12 +68,13 @@ async def feed(request: web.Request) -> web.Response:
 
 
 async def cap_feed(request: web.Request) -> web.Response:
-    """Atom index of the public alerts' CAP documents."""
+    """Atom index of the public alerts' CAP documents, and of the ``Cancel`` of those withdrawn."""
     from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions() as session:
         alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
+        cancelled = await withdrawn_alerts(session, limit=PAGE_SIZE)
     body = atom_feed(
         alerts,
         base_url=urls.base(app.settings.server.public_url),
@@ -82,6 +83,7 @@ async def cap_feed(request: web.Request) -> web.Response:
         now=utcnow(),
         canonical=urls.cap_document,
         canonical_type=CAP_TYPE,
+        cancelled=cancelled,
     )
     return web.Response(
         body=body, content_type="application/atom+xml", charset="utf-8", headers=SECURITY_HEADERS
