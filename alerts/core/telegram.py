@@ -89,17 +89,26 @@ _TOKEN = re.compile(r"<[^<>]*>|&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]
 _TAG_NAME = re.compile(r"<(/?)([A-Za-z][\w-]*)")
 
 
+_TAG = re.compile(r"<[^<>]*>")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _utf16(text: str) -> int:
+    return len(text) + len(_ASTRAL.findall(text))  # outside the BMP: a surrogate pair
+
+
 def _units(token: str) -> int:
     """UTF-16 code units a token of Telegram HTML adds to the parsed text (a tag: none)."""
-    if token.startswith("<") and len(token) > 1:
+    if len(token) == 1:
+        return 2 if ord(token) > 0xFFFF else 1
+    if token.startswith("<"):
         return 0
-    text = html.unescape(token) if token.startswith("&") and len(token) > 1 else token
-    return len(text.encode("utf-16-le")) // 2
+    return _utf16(html.unescape(token))
 
 
 def text_length(message: str) -> int:
     """The length Telegram checks against ``MESSAGE_LIMIT``: UTF-16 units after entity parsing."""
-    return sum(_units(token) for token in _TOKEN.findall(message))
+    return _utf16(html.unescape(_TAG.sub("", message)))
 
 
 def _tag_name(token: str) -> str | None:
