@@ -18,6 +18,15 @@ from alerts.core.errors import ValidationError
 from alerts.delivery.bounces import BounceReport, Dsn, read_dsn, read_message, returned_message_id
 
 logger = logging.getLogger(__name__)
+# flufl.bounce logs each detector it runs (INFO) and each one that trips on odd input (ERROR,
+# with a traceback) before re-raising: the outcome is ours to log, once, so those are dropped.
+_FLUFL_LOGGER = logging.getLogger("flufl.bounce")
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
 
 HEURISTIC = "heuristic"
 
@@ -40,11 +49,15 @@ def read_bounce(raw: bytes) -> Dsn:
 
 def _heuristic(raw: bytes) -> Dsn | None:
     message = read_message(raw)
+    quiet = _Quiet()
+    _FLUFL_LOGGER.addFilter(quiet)
     try:
         temporary, permanent = all_failures(message)
     except Exception as exc:  # noqa: BLE001 - a detector tripping on odd input: not recognised
         logger.debug("flufl.bounce could not read a message: %r", exc)
         return None
+    finally:
+        _FLUFL_LOGGER.removeFilter(quiet)
     message_id = returned_message_id(raw)
     reports = [
         BounceReport(
