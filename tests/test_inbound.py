@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
@@ -184,6 +184,21 @@ async def test_verp_delivery_forwarded_elsewhere(sessions: async_sessionmaker[As
     assert await apply(sessions, bounce_for(None, "moved@example.net"), verp_id=delivery_id) == Applied(
         bounced=1
     )
+    assert await outcome(sessions) == ONLY_PERSON1
+
+
+async def test_bounce_before_the_send_is_recorded(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # a fast relay's DSN can arrive while the dispatcher is still recording "sent"
+    delivery_id, mid = await sent_alert(sessions)
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="sending"))
+    raw = bounce_for(mid, "person1@example.org")
+    assert await apply(sessions, raw) == Applied(early=1)
+    states, suppressed = await outcome(sessions)
+    assert states["person1@example.org"] == "sending" and suppressed == ONLY_PERSON1[1]
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="sent"))
+    assert await apply(sessions, raw) == Applied(bounced=1)  # the relay's retry
     assert await outcome(sessions) == ONLY_PERSON1
 
 

@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from alerts.core.verp import Verp, return_path
 from alerts.delivery.lmtp import start_listener
+from alerts.store.models import Delivery
 from tests.test_inbound import NOTHING, ONLY_PERSON1, SECRET, bounce_for, outcome, sent_alert
 
 SENDER = "bounces@alerts.example.org"
@@ -104,3 +106,15 @@ async def test_database_failure_asks_the_relay_to_retry(tmp_path: Path) -> None:
             assert replies == [b"451 4.3.0 Could not record the report; try again later"]
     finally:
         await engine.dispose()
+
+
+async def test_bounce_before_the_send_is_recorded_is_retried(
+    lmtp: Session, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    delivery_id, _ = await sent_alert(sessions)
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="sending"))
+    assert (await lmtp.command("MAIL FROM:<>")).startswith(b"250")
+    assert (await lmtp.command(f"RCPT TO:<{return_path(SENDER, VERP.tag(delivery_id))}>")).startswith(b"250")
+    replies = await lmtp.data(bounce_for(None, "person1@example.org"), replies=1)
+    assert replies == [b"451 4.3.0 The delivery's send is still being recorded; try again later"]

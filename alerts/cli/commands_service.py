@@ -27,7 +27,7 @@ async def bounces_process(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings, channels={}) as app, app.sessions.begin() as session:
         applied = await apply_bounce(session, bounce, now=utcnow(), verp_delivery_id=verp_id)
     print(f"{len(bounce.reports)} report(s): {applied.describe()}")
-    return 0
+    return 1 if applied.early else 0
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:

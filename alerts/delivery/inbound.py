@@ -40,19 +40,24 @@ class Applied:
     bounced: int = 0  # hard bounces applied: delivery bounced (if it was sent), address suppressed
     soft: int = 0  # delayed, or failed with a 4.x.x status: nothing to do
     unmatched: int = 0  # hard bounces naming no address this service mailed: nothing done
+    # hard bounces that came back before the dispatcher recorded the send (a fast relay): the
+    # address is suppressed, the delivery not yet marked; the report must be applied again
+    early: int = 0
 
     def __add__(self, other: Applied) -> Applied:
         return Applied(
             bounced=self.bounced + other.bounced,
             soft=self.soft + other.soft,
             unmatched=self.unmatched + other.unmatched,
+            early=self.early + other.early,
         )
 
     def describe(self) -> str:
         """``1 hard bounce(s) applied, 0 soft, 1 unmatched (not ours: nothing suppressed)``."""
+        early = f", {self.early} before the send was recorded (apply it again later)" if self.early else ""
         return (
             f"{self.bounced} hard bounce(s) applied, {self.soft} soft, "
-            f"{self.unmatched} unmatched (not ours: nothing suppressed)"
+            f"{self.unmatched} unmatched (not ours: nothing suppressed){early}"
         )
 
 
@@ -119,7 +124,7 @@ async def apply_bounce(
             applied += Applied(unmatched=1)
             continue
         await _apply(session, delivery, report, bounce_kind=bounce.kind, now=now)
-        applied += Applied(bounced=1)
+        applied += Applied(early=1) if delivery.state == DeliveryState.SENDING else Applied(bounced=1)
     return applied
 
 

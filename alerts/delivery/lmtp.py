@@ -6,7 +6,8 @@ forms with a valid signature (``alerts.core.verp``); any other address is refuse
 After DATA it answers once per accepted recipient, as LMTP requires (RFC 2033 §4.2): each
 recipient may name another delivery, and a relay that gets one reply for several recipients
 defers the message ("message may be sent more than once"). A message that is no bounce is
-accepted and ignored; a database failure answers 451 so the relay tries again.
+accepted and ignored; a database failure, or a bounce that beat the dispatcher to recording
+the send, answers 451 so the relay tries again.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ class BounceCounts:
     bounced: int = 0
     soft: int = 0
     unmatched: int = 0
+    early: int = 0
 
     def add(self, applied: Applied) -> None:
         """Count one recipient's outcome."""
         self.bounced += applied.bounced
         self.soft += applied.soft
         self.unmatched += applied.unmatched
+        self.early += applied.early
 
 
 def verp_delivery_in_headers(raw: bytes, verp: Verp) -> int | None:
@@ -113,6 +116,8 @@ class BounceHandler:
             return "451 4.3.0 Could not record the report; try again later"
         self.counts.add(applied)
         logger.info("inbound %s bounce report: %s", bounce.kind, applied.describe())
+        if applied.early:  # the relay retries; by then the send is recorded
+            return "451 4.3.0 The delivery's send is still being recorded; try again later"
         return f"250 2.0.0 {applied.describe()}"
 
 
