@@ -12,10 +12,13 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from alerts.core.config import Settings
 from alerts.core.verp import Verp, return_path
 from alerts.delivery.lmtp import start_listener
+from alerts.service import run_service
 from alerts.store.models import Delivery
 from tests.test_inbound import NOTHING, ONLY_PERSON1, SECRET, bounce_for, outcome, sent_alert
+from tests.test_postfix_relay import free_port
 
 SENDER = "bounces@alerts.example.org"
 VERP = Verp(SECRET)
@@ -118,3 +121,31 @@ async def test_bounce_before_the_send_is_recorded_is_retried(
     assert (await lmtp.command(f"RCPT TO:<{return_path(SENDER, VERP.tag(delivery_id))}>")).startswith(b"250")
     replies = await lmtp.data(bounce_for(None, "person1@example.org"), replies=1)
     assert replies == [b"451 4.3.0 The delivery's send is still being recorded; try again later"]
+
+
+async def test_alerts_serve_runs_the_listener_for_its_return_paths(db_url: str) -> None:
+    port = free_port()
+    settings = (
+        Settings()
+        .replace("database", url=db_url)
+        .replace("server", secret_key=SECRET)
+        .replace("email", from_=f"Urgent Alerts <{SENDER}>")
+        .replace("bounces", listen=True, host="127.0.0.1", port=port)
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    service = asyncio.create_task(run_service(settings, web_ui=False, stop=stop, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        session = Session(reader, writer)
+        assert (await session.reply()).startswith(b"220")
+        assert (await session.command("LHLO test")).startswith(b"250")
+        assert (await session.command("MAIL FROM:<>")).startswith(b"250")
+        assert (await session.command(f"RCPT TO:<{return_path(SENDER, VERP.tag(9))}>")).startswith(b"250")
+        assert (await session.command("RCPT TO:<press@localhost>")).startswith(b"250")  # [press] from
+        assert (await session.command("RCPT TO:<someone@alerts.example.org>")).startswith(b"550")
+        assert (await session.command("QUIT")).startswith(b"221")
+        writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(service, 30)
