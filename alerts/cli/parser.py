@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     bounces = sub.add_parser("bounces", help="delivery status notifications").add_subparsers(
         dest="bounces_cmd", required=True
     )
-    s = bounces.add_parser("process", help="apply a bounce report (RFC 3464) from FILE or stdin")
+    s = bounces.add_parser(
+        "process", help="apply a bounce report (RFC 3464, or qmail/Exim/Yahoo-style) from FILE or stdin"
+    )
     s.add_argument("file", nargs="?", default="-", help="the bounce message (default '-': stdin)")
     s.set_defaults(handler="bounces_process")
     _followup_parsers(sub)
