@@ -13,6 +13,7 @@ from alerts.core.channels import ALL
 from alerts.core.errors import ValidationError
 from alerts.core.states import AlertStatus, ContactKind
 from alerts.delivery import tracking
+from alerts.delivery.over_time import over_time
 from alerts.delivery.publish import load_alert_info
 from alerts.followups import manage as followups
 from alerts.store import audit
@@ -20,6 +21,7 @@ from alerts.store.models import Alert, AlertVersion, Approval, Consent, Response
 from alerts.web.ui.pages import ID, Ctx, page, path_id
 from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.review import review
+from alerts.web.ui.timeline import timeline
 
 KINDS = [k.value for k in ContactKind]
 CHANNELS = [c.value for c in ALL]
@@ -138,8 +140,13 @@ async def alert_page(c: Ctx) -> web.Response:
             ).all()
         )
         stats = await tracking.stats(session, alert)
-        follow = [followups.to_json(f, c.tz) for f in await followups.list_followups(session, alert_id=aid)]
-        history = await audit.list_entries(session, object_type="alert", object_id=aid, limit=50)
+        every_followup = await followups.list_followups(session, alert_id=aid, include_done=True)
+        follow = [followups.to_json(f, c.tz) for f in every_followup]
+        history = await audit.list_entries(session, object_type="alert", object_id=aid, limit=200)
+        updates = list(
+            (await session.scalars(select(Alert).where(Alert.parent_id == aid).order_by(Alert.id))).all()
+        )
+        chart = await over_time(session, aid)
         names = await _names(
             session,
             {alert.author_id}
@@ -166,6 +173,15 @@ async def alert_page(c: Ctx) -> web.Response:
                 audiences=kinds,
                 audience=c.request.query.get("audience"),
             )
+    events = timeline(
+        history=history,
+        names=names,
+        updates=updates,
+        responses=responses,
+        followups=every_followup,
+        consents=consents,
+        office=P,
+    )
     return c.render(
         "alert.html",
         alert=alert,
@@ -189,6 +205,8 @@ async def alert_page(c: Ctx) -> web.Response:
         count=c.request.query.get("n", ""),
         reach=reach,
         rev=rev,
+        events=events,
+        chart=chart,
     )
 
 
