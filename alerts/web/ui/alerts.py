@@ -148,7 +148,7 @@ async def new_alert_form(c: Ctx) -> web.Response:
     )
     if family not in families:
         raise NotFound(f"template family {family!r} does not exist; known: {', '.join(families)}")
-    example = (renderer.templates_dir / family / "example.toml").read_text(encoding="utf-8")
+    example = (renderer.family_dir(family) / "example.toml").read_text(encoding="utf-8")
     async with c.app.sessions() as session:
         lists = [s.name for s in await list_lists(session)]
     return c.render("editor.html", **_editor_context(c, family=family, case_toml=example, all_lists=lists))
