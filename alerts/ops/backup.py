@@ -40,9 +40,7 @@ async def backup_sqlite(url: str, target: Path) -> Backup:
     """Copy the SQLite database at ``url`` to ``target`` (which must not exist yet)."""
     source = sqlite_file(url)
     if source is None:
-        raise ValidationError(
-            "[database] url is not a SQLite file", details={"url": "database.url"}
-        )
+        raise ValidationError("[database] url is not a SQLite file", details={"url": "database.url"})
     if not source.is_file():
         raise NotFound(f"no database at {source} (did `alerts init` run?)")
     target = target.resolve()
