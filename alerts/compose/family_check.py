@@ -15,6 +15,7 @@ Every problem names the file (from the folder checked) and, where there is one, 
 from __future__ import annotations
 
 import itertools
+import re
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from jinja2 import Environment, TemplateSyntaxError, nodes
 
 from alerts.compose.render import CHANNELS, FORMS, Renderer, find_families
 from alerts.core.errors import AlertsError, ValidationError
+
+#: "template '_base/email.txt.j2': " — which layout was rendering; the file and line say more.
+_LAYOUT_PREFIX = re.compile(r"^template '[^']*': ")
 
 #: The extra values a message carries at send time, as the checks fill them in.
 SAMPLE_EXTRA: dict[str, Any] = {
@@ -133,7 +137,7 @@ def _render_all(
 ) -> tuple[int, list[Problem]]:
     """Render the example in every form; one problem per distinct failure (its first form)."""
     required_only = {key: SAMPLE_EXTRA[key] for key in requires}
-    renders, seen, problems = 0, set[str](), list[Problem]()
+    renders, seen, problems = 0, set[tuple[str, int | None, str]](), list[Problem]()
     for extra, audience, channel, language in itertools.product(
         (required_only, SAMPLE_EXTRA), [a.value for a in FORMS], CHANNELS, languages
     ):
@@ -142,13 +146,13 @@ def _render_all(
             renders += 1
         except AlertsError as exc:
             file, line = _position(exc, renderer)
-            key = f"{file}:{line}:{exc.message}"
-            if key not in seen:
-                seen.add(key)
-                form = f"{audience} × {channel} × {language}" + (
-                    "" if extra is SAMPLE_EXTRA else ", required extras only"
-                )
-                problems.append(Problem(file=file, line=line, message=f"{exc.message} ({form})"))
+            message = _LAYOUT_PREFIX.sub("", exc.message) if line else exc.message
+            if (file, line, message) not in seen:
+                seen.add((file, line, message))
+                form = f"{audience} × {channel} × {language}"
+                if extra is not SAMPLE_EXTRA:
+                    form += ", required extras only"
+                problems.append(Problem(file=file, line=line, message=f"{message} ({form})"))
     return renders, problems
 
 
