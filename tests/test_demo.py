@@ -1,0 +1,50 @@
+"""``alerts demo`` seeds all or nothing: a failure half-way leaves the database as it was."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from alerts.cli.demo import seed
+from alerts.compose.render import default_templates_dir
+from alerts.core.config import Settings
+from alerts.core.errors import ValidationError
+from alerts.store.db import create_engine
+from alerts.store.models import Alert, Contact, User
+
+
+async def counts(db_url: str) -> tuple[int, int, int]:
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            return tuple(
+                [
+                    (await conn.execute(select(func.count()).select_from(m))).scalar_one()
+                    for m in (User, Contact, Alert)
+                ]
+            )  # type: ignore[return-value]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failed_seed_writes_nothing_and_the_next_one_seeds_everything(
+    db_url: str, tmp_path: Path
+) -> None:
+    settings = (
+        Settings().replace("database", url=db_url).replace("server", secret_key="demo-test-secret-0123456789")
+    )
+    ours = tmp_path / "ours" / "urgent-appeal"
+    shutil.copytree(default_templates_dir() / "urgent-appeal", ours)
+    example = ours / "example.toml"
+    example.write_text(example.read_text().replace('defender = "', 'defender_name = "', 1))
+    with pytest.raises(ValidationError, match="defender"):  # after the users and contacts were written
+        await seed(settings.replace("paths", templates=str(tmp_path / "ours")))
+    assert await counts(db_url) == (0, 0, 0)
+    alert_id = await seed(settings)
+    users, contacts, alerts = await counts(db_url)
+    assert (users, alerts, alert_id) == (3, 1, 1) and contacts > 10
+    assert await seed(settings) is None  # seeded once
+    assert await counts(db_url) == (users, contacts, alerts)
