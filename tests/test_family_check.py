@@ -96,6 +96,16 @@ def test_the_cli_prints_problems_and_exits_2(tmp_path: Path, capsys: pytest.Capt
     ]
     assert err == "alerts: 1 of 1 template families have problems\n"
     assert main(["templates", "check", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    config = tmp_path / "alerts.toml"
+    config.write_text(f'[paths]\ntemplates = "{tmp_path}"\n')
+    assert main(["--config", str(config), "templates", "check"]) == 2  # every family this config uses
+    assert [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")] == [
+        "closure: ok (120 forms rendered)",
+        "solidarity-note: 2 problem(s)",
+        "update: ok (120 forms rendered)",
+        "urgent-appeal: ok (120 forms rendered)",
+    ]
 
 
 def test_own_families_sit_beside_the_shipped_and_win_a_name_clash(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ def add_parsers(sub: Any) -> None:
         help="check a folder of families (or one family) before use: variables, and the example "
         "rendered in every audience × channel × language",
     )
-    s.add_argument("folder", type=Path, metavar="DIR")
+    s.add_argument(
+        "folder", type=Path, metavar="DIR", nargs="?", help="default: every family this config uses"
+    )
     s.set_defaults(handler="templates_check")
 
 
@@ -48,9 +50,14 @@ async def templates_list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def templates_check(args: argparse.Namespace, settings: Settings) -> int:
     """Every problem as ``file:line: message``; exit 2 when there is any."""
-    from alerts.compose.family_check import check_folder
+    from alerts.compose.family_check import check_all, check_folder
+    from alerts.compose.render import Renderer
 
-    reports = check_folder(args.folder)
+    if args.folder is None:
+        own = settings.paths.templates
+        reports = check_all(Renderer(own_templates=Path(own) if own else None))
+    else:
+        reports = check_folder(args.folder)
     bad = 0
     for report in reports:
         if report.problems:

@@ -83,6 +83,11 @@ def check_folder(folder: Path, *, shipped: Path | None = None) -> list[FamilyRep
     return [check_family(renderer, name) for name in names]
 
 
+def check_all(renderer: Renderer) -> list[FamilyReport]:
+    """Check every family ``renderer`` knows: the shipped ones and ``[paths] templates``."""
+    return [check_family(renderer, name) for name in renderer.families()]
+
+
 def check_family(renderer: Renderer, name: str) -> FamilyReport:
     """All the checks of one family (see the module docstring)."""
     folder = renderer.family_dir(name)
