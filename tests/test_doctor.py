@@ -293,6 +293,15 @@ async def test_smtp_wrong_password_fails_after_starttls(
     assert "wrong-password" not in found.detail
 
 
+@pytest.mark.smtpd_options(security="tls", auth=("relay-user", "relay-pass-0123"))
+async def test_smtp_implicit_tls_and_auth(smtpd_server: SMTPTestServer, trust: ssl.SSLContext) -> None:
+    found = await remote.smtp(settings_for(email=email_of(smtpd_server)), Probes(tls=trust, timeout=3))
+    assert (found.level, found.detail) == (
+        Level.OK,
+        f"127.0.0.1:{smtpd_server.port}: EHLO ok, AUTH ok (no mail sent)",
+    )
+
+
 @pytest.mark.smtpd_options(security="starttls")
 async def test_smtp_untrusted_certificate_fails(smtpd_server: SMTPTestServer) -> None:
     found = await remote.smtp(settings_for(email=email_of(smtpd_server)), Probes(timeout=3))  # system trust

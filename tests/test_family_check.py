@@ -78,6 +78,12 @@ def test_an_invalid_example_is_reported_at_the_example(tmp_path: Path) -> None:
     assert problems(tmp_path) == ["solidarity-note/example.toml: case data: 'defender' is required"]
 
 
+def test_a_catalogue_missing_a_sentence_is_reported_at_the_catalogue(tmp_path: Path) -> None:
+    family = write_own_family(tmp_path)
+    (family / "messages" / "fr.toml").write_text('note_subject = "Solidarité avec {defender}"\n')
+    assert problems(tmp_path) == ["solidarity-note/messages/fr.toml: missing note_lead"]
+
+
 def test_a_folder_without_a_family_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no template family here"):
         check_folder(tmp_path)

@@ -94,10 +94,11 @@ def check_family(renderer: Renderer, name: str) -> FamilyReport:
     shown = f"{folder.name}/"
     try:
         info = renderer.family(name)
-    except AlertsError as exc:
-        return FamilyReport(
-            name=name, folder=folder, renders=0, problems=(Problem(file=shown, message=exc.message),)
-        )
+    except AlertsError as exc:  # "closure/messages/fr.toml: missing b": the file leads the message
+        file, sep, message = exc.message.partition(": ")
+        found = Problem(file=file, message=message) if sep and file.startswith(shown) else None
+        problem = found or Problem(file=shown, message=exc.message)
+        return FamilyReport(name=name, folder=folder, renders=0, problems=(problem,))
     problems: list[Problem] = []
     used: set[str] = set()
     for path in sorted(folder.rglob("*.j2")):
