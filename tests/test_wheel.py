@@ -180,3 +180,16 @@ def test_templates_check_and_list_on_a_family_of_our_own(venv: Path, tmp_path: P
     )
     assert run.returncode == 2
     assert f"  {FAMILY}/body.html.j2:1: case.messge is not declared in family.toml" in run.stdout.splitlines()
+
+
+def test_the_licence_file_is_the_licence_pyproject_declares() -> None:
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"]
+    text = (ROOT / "LICENSE").read_text()
+    assert declared == "AGPL-3.0-or-later"
+    assert text.split()[:6] == ["GNU", "AFFERO", "GENERAL", "PUBLIC", "LICENSE", "Version"]
+    assert (
+        "Version 3, 19 November 2007" in text
+        and "13. Remote Network Interaction; Use with the GNU General" in text
+    )
