@@ -177,8 +177,10 @@ async def dkim_record(settings: Settings, probes: Probes) -> Finding:
     if options is None:
         return Finding(
             check="dkim",
-            level=Level.OK,
-            detail="not signed by alerts ([email] dkim_* unset); the relay may sign",
+            level=Level.WARN,
+            detail="alerts does not sign mail ([email] dkim_selector, dkim_domain, dkim_key_file unset)",
+            fix="Gmail and Yahoo ask bulk senders for DKIM and honour one-click unsubscribe only on signed "
+            "mail: set the three keys and publish the record this check then prints (unless the relay signs)",
         )
     try:
         key = dkim.crypto.parse_pem_private_key(options.private_key)
