@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.cli.demo import seed
-from alerts.compose.render import default_templates_dir
+from alerts.compose.families import default_templates_dir
 from alerts.core.config import Settings
 from alerts.core.errors import ValidationError
 from alerts.store.db import create_engine

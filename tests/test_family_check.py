@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from alerts.cli.parser import main
+from alerts.compose.families import default_templates_dir
 from alerts.compose.family_check import check_folder
-from alerts.compose.render import Renderer, default_templates_dir
+from alerts.compose.render import Renderer
 from alerts.core.config import load_settings
 from alerts.core.errors import ConfigError, ValidationError
 from tests.own_family import FAMILY, write_own_family

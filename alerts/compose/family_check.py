@@ -25,7 +25,8 @@ from typing import Any
 
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
-from alerts.compose.render import CHANNELS, FORMS, Renderer, find_families
+from alerts.compose.families import find_families
+from alerts.compose.render import CHANNELS, FORMS, Renderer
 from alerts.core.errors import AlertsError, ValidationError
 
 #: "template '_base/email.txt.j2': " — which layout was rendering; the file and line say more.

@@ -42,6 +42,7 @@ from markupsafe import Markup, escape
 
 from alerts.compose import casedata
 from alerts.compose.casedata import FALLBACK_LANGUAGE, VariableSpec
+from alerts.compose.families import default_templates_dir, find_families
 from alerts.compose.sandbox import AlertSandbox, render_metered
 from alerts.core.channels import ALL
 from alerts.core.errors import NotFound, TemplateError, ValidationError
@@ -69,18 +70,6 @@ TELEGRAM_BUDGET = 8 * MESSAGE_LIMIT
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _TAG = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>")
-
-
-def default_templates_dir() -> Path:
-    """The shipped families: ``alerts/templates/`` in an install, ``templates/`` in a checkout.
-
-    The repository keeps them at the top (``templates/``); a wheel installs that folder as the
-    package data ``alerts/templates/`` (setup.py). Never a ``templates/`` beside an installed
-    package: that is site-packages, where any other distribution may have put one.
-    """
-    package = Path(__file__).resolve().parents[1]
-    installed = package / "templates"
-    return installed if installed.is_dir() else package.parent / "templates"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,17 +150,6 @@ def fit_telegram(html: str, *, more: str, limit: int = TELEGRAM_LIMIT) -> str:
         used += _utf16_units(line) + 1
     body = "\n".join(kept).rstrip()
     return body + _close_open_tags(body) + tail
-
-
-def find_families(folder: Path) -> dict[str, Path]:
-    """The families in a folder: each sub-folder with a ``family.toml`` (``_base`` is none)."""
-    if not folder.is_dir():
-        return {}
-    return {
-        path.name: path
-        for path in sorted(folder.iterdir())
-        if (path / "family.toml").is_file() and not path.name.startswith("_")
-    }
 
 
 class Renderer:
