@@ -47,7 +47,7 @@ def demo_secret(path: Path) -> str:
 
 
 async def seed(settings: Settings) -> int | None:
-    """Users, contacts and one approved sample alert (only on an empty database).
+    """Users, contacts and one sample alert, approved, public and sent (only on an empty database).
 
     All of it in one transaction: a demo that fails half-way (a template family missing from
     an install, a full disk) leaves the database as it found it, and the next run starts over.
@@ -95,9 +95,12 @@ async def _seed_in(
                 channels=(ChannelName.EMAIL.value, ChannelName.PRESS.value),
                 languages=("en", "fr", "es"),
             ),
-            is_public=False,
+            is_public=True,  # the archive, the feeds and CAP show it: the demo has something public
             validate_case=renderer.validate_case,
             now=now,
+        )
+        await approval.record_consent(
+            session, alert, user=officer, scope="public", note="demo: consent to publicity", now=now
         )
         await approval.submit(session, alert, user=officer, now=now)
         await approval.approve(session, alert, user=reviewer, now=now)
