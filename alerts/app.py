@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -67,7 +68,8 @@ async def open_app(
     try:
         if migrate:
             await upgrade(engine)
-        renderer = Renderer()
+        own = settings.paths.templates
+        renderer = Renderer(own_templates=Path(own) if own else None)
         chans = dict(channels) if channels is not None else build_channels(settings)
         builder = MessageBuilder(
             renderer,

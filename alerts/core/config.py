@@ -117,6 +117,13 @@ class BouncesSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PathsSettings:
+    # A folder of the organisation's own template families, used beside the shipped ones (a
+    # family of the same name replaces the shipped one). Relative to the config file's folder.
+    templates: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -131,6 +138,7 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
     source: str = "embedded defaults"
 
     def replace(self, section: str, **values: Any) -> Settings:
@@ -257,6 +265,10 @@ def load_settings(
             elif key in raw_section:
                 values[f.name] = _coerce(source, name, key, raw_section[key], hints[f.name])
         built[name] = cls(**values)
+    if path is not None and built["paths"].templates and "ALERTS_PATHS_TEMPLATES" not in env:
+        # A relative folder in a config file means: beside that file, wherever alerts runs from.
+        own = Path(path).parent / Path(built["paths"].templates).expanduser()
+        built["paths"] = dataclasses.replace(built["paths"], templates=str(own))
     settings = Settings(**built, source=source)
     _check(settings)
     return settings
@@ -279,6 +291,12 @@ def _check(settings: Settings) -> None:
         )
     if settings.dispatcher.max_attempts < 1:
         raise ConfigError(f"{src}: [dispatcher] max_attempts must be at least 1.")
+    own = settings.paths.templates
+    if own and not Path(own).is_dir():
+        raise ConfigError(
+            f"{src}: [paths] templates has value {own!r}. Not a folder (of template families).",
+            details={"key": "paths.templates"},
+        )
     try:
         import zoneinfo
 

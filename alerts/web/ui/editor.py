@@ -129,7 +129,7 @@ async def new_alert_form(c: Ctx) -> web.Response:
     )
     if family not in families:
         raise NotFound(f"template family {family!r} does not exist; known: {', '.join(families)}")
-    example = (renderer.templates_dir / family / "example.toml").read_text(encoding="utf-8")
+    example = (renderer.family_dir(family) / "example.toml").read_text(encoding="utf-8")
     directory = await _directory(c)
     return c.render("editor.html", **_editor_context(c, family=family, case_toml=example, **directory))
 
