@@ -10,7 +10,7 @@ import signal
 from aiohttp import web
 
 from alerts.app import App, open_app
-from alerts.core.config import Settings, require_secret
+from alerts.core.config import Settings, listen_address, require_secret
 from alerts.delivery.dispatch import Dispatcher
 from alerts.followups.scheduler import start_scheduler
 
@@ -27,7 +27,36 @@ def make_dispatcher(app: App) -> Dispatcher:
         settings=app.settings.dispatcher,
         concurrency=app.channel_concurrency(),
         webhook_url=app.settings.webhook.url,
+        metrics=app.metrics,
     )
+
+
+async def start_metrics_listener(app: App) -> web.AppRunner | None:
+    """A worker's ``[metrics] listen``: /metrics, /livez, /readyz, /healthz (None when off).
+
+    A port already taken is logged as an error and the worker sends anyway: alerts going out
+    matter more than their figures (and the scrape failing shows it).
+    """
+    if not app.settings.metrics.listen:
+        return None
+    from alerts.web.ops import make_listener_app
+
+    host, port = listen_address(app.settings.metrics.listen)
+    runner = web.AppRunner(make_listener_app(app), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        logger.error(
+            "[metrics] listen %s: %s; this worker runs without metrics (give each worker its own "
+            "port, e.g. ALERTS_METRICS_LISTEN=127.0.0.1:9102)",
+            app.settings.metrics.listen,
+            exc.strerror or exc,
+        )
+        await runner.cleanup()
+        return None
+    logger.info("metrics and probes on http://%s/metrics", app.settings.metrics.listen)
+    return runner
 
 
 async def run_service(
@@ -60,6 +89,8 @@ async def run_service(
             site = web.TCPSite(runner, settings.server.host, settings.server.port)
             await site.start()
             logger.info("serving on http://%s:%s", settings.server.host, settings.server.port)
+        else:
+            runner = await start_metrics_listener(app)
         scheduler = None
         if web_ui:  # `alerts worker` only sends; the scheduler runs in `alerts serve`
             scheduler = await start_scheduler(app)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import __version__
+from alerts.core import logs
 from alerts.core.channels import CONTACT_ADDRESSED
 from alerts.core.config import Settings, load_settings
 from alerts.core.errors import AlertsError
@@ -211,13 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     long_running = args.command in ("serve", "worker", "demo")
     level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(level=level)
     for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
+        logs.configure(level=level, format=settings.logging.format, secrets=logs.secrets_of(settings))
         from alerts.cli import commands, commands_service, users
 
         handler: Handler = next(
