@@ -5,9 +5,9 @@ only to the signed URL; forged tokens get 404 before the database is asked."""
 from __future__ import annotations
 
 import base64
-import json
 import email
 import email.policy
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -59,8 +59,11 @@ async def _schema(app: App) -> str:
         logger.warning("readiness: the schema version cannot be read: %s", type(exc).__name__)
         return "degraded"
     if current != head_revision():
-        logger.warning("readiness: the database is at %s, this version needs %s (run `alerts init`)",
-                       current, head_revision())
+        logger.warning(
+            "readiness: the database is at %s, this version needs %s (run `alerts init`)",
+            current,
+            head_revision(),
+        )
         return "degraded"
     return "ok"
 
