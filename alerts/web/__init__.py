@@ -4,8 +4,8 @@ the JSON API (``api``), the officers' pages (``ui``) and the public pages (``pub
 Holds: ``base`` (the App key, the JSON error format), ``auth`` (sessions, CSRF, sign-in limits),
 ``clients`` (the client's address behind trusted proxies), ``bodies`` (size-limited request
 bodies), ``request_ids`` (X-Request-Id and the log context), ``ops`` (probes, metrics) and the
-three faces, each with a ``table`` that registers its routes. May import ``actions`` and everything below it; the faces
-do not import one another (import-linter's ``web-faces`` contract).
+three faces, each with a ``table`` that registers its routes. May import ``actions`` and
+everything below it; the faces do not import one another (import-linter's ``web-faces`` contract).
 """
 
 from __future__ import annotations
