@@ -226,17 +226,17 @@ def make_state(secret_key: str, public_url: str, *, old_keys: Sequence[str] = ()
     return AuthState(signing=Signing(secret_key, old_keys), secure=public_url.lower().startswith("https://"))
 
 
-def _user_value(user: User) -> str:
-    # What must end the user's sessions when it changes: the password hash (a new password)
-    # and the session epoch (disabled, or signed out everywhere). The user row is read on
-    # every request, so a change is seen on the next request in every process.
+def user_value(user: User) -> str:
+    """What a session is bound to: the user, its password hash and session epoch."""
+    # A new password or a new epoch (disabled, or signed out everywhere) ends the sessions;
+    # the user row is read on every request, so every process sees it on the next request.
     return f"{user.id}|{user.password_hash or ''}|{user.session_epoch or 0}"
 
 
 def issue(state: AuthState, user: User, *, now: float | None = None) -> str:
     """A signed session cookie value for ``user``."""
     issued = int(time.time() if now is None else now)
-    fingerprint = state.users.get_signature(_user_value(user)).decode("ascii")
+    fingerprint = state.users.get_signature(user_value(user)).decode("ascii")
     return state.sessions.dumps([user.id, issued, secrets.token_urlsafe(16), fingerprint])
 
 
@@ -288,7 +288,7 @@ async def _verify(request: web.Request) -> tuple[User, Session] | None:
         session, fingerprint = parsed
         async with request.app[APP].sessions() as db:
             user = await db.get(User, session.user_id)
-        if user is not None and user.active and state.users.verify_signature(_user_value(user), fingerprint):
+        if user is not None and user.active and state.users.verify_signature(user_value(user), fingerprint):
             found = (user, session)
     return found
 
