@@ -37,7 +37,7 @@ _CONTEXT: ContextVar[Mapping[str, object]] = ContextVar("alerts_log_context", de
 _PATTERNS = [
     re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"),  # e-mail addresses
     re.compile(r"(?<![\w.@])@[A-Za-z][A-Za-z0-9_]{3,31}\b"),  # Telegram @channel names
-    re.compile(r"\b\d{5,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot tokens (also inside /bot… URLs)
+    re.compile(r"(?<!\d)\d{5,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot tokens (also inside /bot… URLs)
     re.compile(r"(?i)\bbearer\s+[^\s,;\"']+"),  # Authorization headers
     # signed tokens in our own link paths (unsubscribe, preferences, confirmations, tracking)
     re.compile(r"(/(?:unsubscribe|preferences|subscribe/confirm|t/[oc])/)[^\s/?\"'<>]+"),
