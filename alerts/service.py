@@ -55,7 +55,11 @@ async def start_metrics_listener(app: App) -> web.AppRunner | None:
         )
         await runner.cleanup()
         return None
-    logger.info("metrics and probes on http://%s/metrics", app.settings.metrics.listen)
+    bound = runner.addresses[0]  # the real port when the setting asks for port 0
+    logger.info(
+        "metrics and probes on http://%s/metrics",
+        f"{host}:{bound[1]}" if ":" not in host else f"[{host}]:{bound[1]}",
+    )
     return runner
 
 
