@@ -9,9 +9,13 @@ import asyncio
 import io
 import json
 import logging
+import os
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -209,3 +213,38 @@ async def sessions_of(settings: Settings) -> AsyncIterator[Any]:
 
     async with open_app(settings, channels={}, migrate=True) as app, app.sessions() as session:
         yield session
+
+
+async def test_alerts_worker_writes_json_lines_and_serves_its_listener(db_url: str, tmp_path: Path) -> None:
+    """The console script itself: ``[logging] format = "json"`` from the config, the listener
+    on a free port (``:0``, logged with the real one), a clean stop on SIGTERM."""
+    config = tmp_path / "alerts.toml"
+    config.write_text(
+        f'[database]\nurl = "{db_url}"\n[metrics]\nlisten = "127.0.0.1:0"\n[logging]\nformat = "json"\n'
+    )
+    env = {**os.environ, "ALERTS_SERVER_SECRET_KEY": SECRET, "ALERTS_CONFIG": str(config)}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alerts", "worker", env=env, stderr=asyncio.subprocess.PIPE, cwd=tmp_path
+    )
+    assert worker.stderr is not None
+    lines: list[dict[str, Any]] = []
+    try:
+        while not any("dispatcher" in line["message"] and "running" in line["message"] for line in lines):
+            raw = await asyncio.wait_for(worker.stderr.readline(), timeout=60)
+            assert raw, f"the worker stopped: {lines}"
+            lines.append(json.loads(raw))  # every line is one JSON object
+        url = next(
+            line["message"].split()[-1] for line in lines if "metrics and probes on" in line["message"]
+        )
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url.replace("/metrics", "/readyz")) as r:
+                assert r.status == 200
+            async with http.get(url) as r:
+                assert "# TYPE alerts_deliveries_total counter" in await r.text()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(worker.stderr.read(), timeout=60)
+        code = await worker.wait()
+    lines += [json.loads(line) for line in rest.decode().splitlines()]
+    assert code == 0 and lines[-1]["message"] == "shutting down"
+    assert all(line["logger"].startswith(("alerts", "channels")) for line in lines)
