@@ -14,6 +14,7 @@ from alerts.contacts.subscriptions import Signer
 from alerts.core.config import Settings
 from alerts.core.metrics import Metrics
 from alerts.core.signing import Signing
+from alerts.core.verp import Verp
 from alerts.delivery.gauges import QueueGauges
 from alerts.delivery.links import TrackingLinks
 from alerts.delivery.messages import MessageBuilder, message_domain
@@ -89,6 +90,7 @@ async def open_app(
                 opens=settings.tracking.opens,
                 clicks=settings.tracking.clicks,
             ),
+            verp=Verp(settings.server.secret_key) if settings.bounces.verp else None,
         )
         opened: list[Channel] = []
         try:
