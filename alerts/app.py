@@ -90,7 +90,9 @@ async def open_app(
                 opens=settings.tracking.opens,
                 clicks=settings.tracking.clicks,
             ),
-            verp=Verp(settings.server.secret_key) if settings.bounces.verp else None,
+            verp=Verp(settings.server.secret_key, settings.server.old_secret_keys)
+            if settings.bounces.verp
+            else None,
         )
         opened: list[Channel] = []
         try:

@@ -130,7 +130,7 @@ async def run_service(
                 app.sessions,
                 host=settings.bounces.host,
                 port=settings.bounces.port,
-                verp=Verp(settings.server.secret_key),
+                verp=Verp(settings.server.secret_key, settings.server.old_secret_keys),
                 senders=[parseaddr(settings.email.from_)[1], parseaddr(settings.press.from_)[1]],
             )
             logger.info("bounce listener (LMTP) on %s:%s", settings.bounces.host, settings.bounces.port)

@@ -181,3 +181,13 @@ def test_pending_confirmations_signed_before_keep_working_until_they_expire() ->
 def test_an_empty_key_is_refused() -> None:
     with pytest.raises(ValueError, match="secret_key is empty"):
         Signing("")
+
+
+def test_verp_return_paths_follow_the_same_rotation() -> None:
+    from alerts.core.verp import Verp, return_path
+
+    sent = return_path("alerts@example.org", Verp(OLD).tag(42))  # a bounce of a message sent before
+    assert Verp(NEW, [OLD]).delivery_id(sent) == 42
+    assert Verp(NEW, [OLD]).delivery_id(sent.upper()) == 42  # a relay that lower- or upper-cases
+    assert Verp(NEW).delivery_id(sent) is None  # the old key removed
+    assert Verp(OLD).delivery_id(return_path("alerts@example.org", Verp(NEW, [OLD]).tag(42))) is None

@@ -15,6 +15,9 @@ unsubscribe/prefs      ``alerts.link``               the contact's random token
 tracking pixel/link    ``alerts.track``              [kind, delivery id, destination URL]
 =====================  ============================  ======================================
 
+VERP return paths (``alerts.core.verp``) use the same keys and the same rotation, in a hex
+format of their own because relays may change the case of an address.
+
 Rotation: the current key signs; the current key and every old key verify. So after a
 rotation (the old key moved to ``old_secret_keys``) links in messages already sent, pending
 confirmations and open sessions keep working; once a key is removed from the list, nothing it
