@@ -26,7 +26,9 @@ def setup(webapp: web.Application) -> None:
     from alerts.web.base import APP
 
     settings = webapp[APP].settings
-    webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
+    webapp[auth.AUTH] = auth.make_state(
+        settings.server.secret_key, settings.server.public_url, old_keys=settings.server.old_secret_keys
+    )
     trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
     webapp.router.add_get("/login", login_form)
     webapp.router.add_post("/login", login)
