@@ -48,7 +48,12 @@ def all_routes() -> list[Route]:
 
 
 def setup(webapp: web.Application) -> None:
-    """Register every API route of the table that has a handler here."""
+    """Register every API route of the table that has a handler here (a GET answers HEAD too,
+    as RFC 9110 §9.3.2 asks, so a 405's ``Allow`` lists both)."""
     for route in all_routes():
-        if route.handler is not None:
+        if route.handler is None:
+            continue
+        if route.method == "GET":
+            webapp.router.add_get(route.path, endpoint(route))
+        else:
             webapp.router.add_route(route.method, route.path, endpoint(route))
