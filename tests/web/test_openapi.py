@@ -43,7 +43,7 @@ async def test_document_and_router_agree_both_ways(site: Site) -> None:
     assert op["description"] == "Permission `alert.approve`: roles admin, reviewer."
     assert {"401", "403", "404", "409", "422", "200"} <= set(op["responses"])
     assert doc["paths"]["/api/v1/openapi.json"]["get"]["security"] == []
-    assert document(all_routes()) == doc
+    assert document(all_routes(), site.app) == doc
 
 
 def _fuzz(doc: dict[str, Any], base: str, token: str) -> list[str]:

@@ -22,27 +22,24 @@ from alerts.web.api.routes import (
     Schema,
     json_response,
 )
+from alerts.web.api.schema import EMAIL, LANGUAGE_CODE, LIST_NAME, REFUSAL, TELEGRAM, line, text
 
 #: Largest CSV file the import accepts over HTTP (spooled to disk past 1 MiB, never held whole).
 MAX_CSV_BYTES = 64 * 1024 * 1024
 CSV_TYPES = ("text/csv", "application/csv")
-TOPICS: Schema = {"type": ["array", "null"], "items": {"type": "string", "maxLength": 64}, "maxItems": 100}
-
-
-def _text(name: str, *, nullable: bool = True) -> Schema:
-    return {"type": ["string", "null"] if nullable else "string", "maxLength": MAX_LENGTHS[name]}
-
+TOPICS: Schema = {"type": ["array", "null"], "items": line(64), "maxItems": 100}
+_OPTIONAL = ("organisation", "country", "title", "form_of_address")
 
 FIELDS: dict[str, Schema] = {
-    "name": _text("name", nullable=False),
-    "email": _text("email"),
-    "telegram": _text("telegram"),
+    "name": line(MAX_LENGTHS["name"]),
+    "email": EMAIL,
+    "telegram": TELEGRAM,
     "kind": {"type": "string", "enum": list(KINDS)},
-    "language": _text("language"),
-    "organisation": _text("organisation"),
-    "country": _text("country"),
-    "title": _text("title"),
-    "form_of_address": _text("form_of_address"),
+    "language": {
+        "anyOf": [{"type": "null"}, {"const": ""}, LANGUAGE_CODE],
+        "description": "ISO 639-1; empty or null: en",
+    },
+    **{name: line(MAX_LENGTHS[name], blank=True, nullable=True) for name in _OPTIONAL},
     "status": {"type": "string", "enum": list(STATUSES)},
     "channels": {
         "type": ["array", "null"],
@@ -51,18 +48,23 @@ FIELDS: dict[str, Schema] = {
     },
     "topics": TOPICS,
 }
+#: A new contact needs a way to reach it: an email or a Telegram chat (``contacts.fields``).
+REACHABLE: list[Schema] = [
+    {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+    for name in ("email", "telegram")
+]
 CREATE: Schema = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "kind"],
-    "properties": {
-        **FIELDS,
-        "lists": {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 100},
-    },
+    "anyOf": REACHABLE,
+    REFUSAL: {"field": "email", "message": "an email or a telegram is required"},
+    "properties": {**FIELDS, "lists": {"type": "array", "items": LIST_NAME, "maxItems": 100}},
 }
 PATCH: Schema = {"type": "object", "additionalProperties": False, "properties": FIELDS}
 CONTACT: Schema = {
     "type": "object",
+    "required": ["id"],
     "properties": {
         "id": {"type": "integer"},
         **{k: {} for k in FIELDS},
@@ -246,11 +248,9 @@ ROUTES: list[Route] = [
         action="contacts.edit",  # addresses: the same permission as the UI's contact pages
         tag="contacts",
         query=(
-            Param(
-                name="q", schema={"type": "string", "maxLength": 200}, description="text in name/email/org"
-            ),
+            Param(name="q", schema=line(200, blank=True), description="text in name/email/org"),
             Param(name="kind", schema={"type": "string", "enum": list(KINDS)}),
-            Param(name="list", schema={"type": "string", "maxLength": 100}),
+            Param(name="list", schema={"anyOf": [{"const": ""}, LIST_NAME]}),
             Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
             OFFSET,
         ),
@@ -275,6 +275,7 @@ ROUTES: list[Route] = [
         required_body=True,
         status=201,
         response=CONTACT,
+        creates=f"{C}/{ID_PATH}",
         errors=(409,),
     ),
     Route(
@@ -292,7 +293,7 @@ ROUTES: list[Route] = [
         query=(
             Param(
                 name="list",
-                schema={"type": "string", "maxLength": 100},
+                schema={"anyOf": [{"const": ""}, LIST_NAME]},
                 description="add every imported contact to this list",
             ),
         ),
@@ -357,8 +358,8 @@ ROUTES: list[Route] = [
             "additionalProperties": False,
             "required": ["name"],
             "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 100},
-                "description": {"type": "string", "maxLength": 2000},
+                "name": LIST_NAME,
+                "description": text(2000),
             },
         },
     ),

@@ -21,7 +21,7 @@ from alerts.web.api.routes import PREFIX, Ctx, Route, endpoint, json_response
 
 async def openapi_json(ctx: Ctx) -> web.Response:
     """The document (no token needed: it describes, it reveals no data)."""
-    return json_response(document(all_routes()))
+    return json_response(document(all_routes(), ctx.app))
 
 
 OPENAPI = Route(
