@@ -11,11 +11,13 @@ invisible character as ``\\uXXXX``, which Python, ECMA-262 and Rust regexes read
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from alerts.core.telegram import HINT, USERNAME_MAX, USERNAME_MIN
-from alerts.core.text import REFUSED_IN_LINE, REFUSED_IN_TEXT
+from alerts.core.text import LINE_BREAK, REFUSED_IN_LINE, REFUSED_IN_TEXT
 
 Schema = dict[str, Any]
 #: A schema's own refusal when its ``anyOf``/``oneOf`` fails: ``{"field", "message"}``, the words
@@ -23,38 +25,58 @@ Schema = dict[str, Any]
 REFUSAL = "x-refusal"
 
 
-def _class(pattern: re.Pattern[str]) -> str:
-    """The body of a one-class regex (``[...]``) with every non-ASCII or invisible character as
-    ``\\uXXXX`` (read alike by Python, ECMA-262 and Rust regexes); lone surrogates dropped (no
-    JSON text can hold them, and JSON decoders refuse them before any pattern sees them)."""
-    body = pattern.pattern
-    assert body.startswith("[") and body.endswith("]"), body
-    out = []
-    for char in body[1:-1].replace("\ud800-\udfff", ""):
-        out.append(char if " " < char < "\x7f" and char not in "\\]^" else f"\\u{ord(char):04x}")
+def _ranges(chars: list[int]) -> str:
+    """A regex class body for these code points, as ``\\uXXXX`` ranges."""
+    out, i = [], 0
+    while i < len(chars):
+        j = i
+        while j + 1 < len(chars) and chars[j + 1] == chars[j] + 1:
+            j += 1
+        first, last = chars[i], chars[j]
+        out.append(f"\\u{first:04x}" + (f"-\\u{last:04x}" if last > first else ""))
+        i = j + 1
     return "".join(out)
 
 
-#: One-line text refuses ``core.text.REFUSED_IN_LINE``.
-_REFUSED = _class(REFUSED_IN_LINE)
-#: Whitespace that ``str.strip`` removes and a one-line field may hold (the rest are refused):
-#: a required field needs one character besides these (the actions strip, then refuse empty).
-_SPACE = "\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u202f\\u205f\\u3000"
-_TEXT_REFUSED = _class(REFUSED_IN_TEXT)
-#: Multi-line text: line breaks are allowed (and normalised), the other refused characters not.
-#: CR, VT, FF, NEL and U+2028/9 are line breaks too (``core.text.LINE_BREAK``).
-_BREAKS = "\\u000d\\u000b\\u000c\\u0085\\u2028\\u2029"
-_TEXT_CHAR = "(?:[^" + _TEXT_REFUSED + "]|[" + _BREAKS + "])"
-TEXT_PATTERN = f"^{_TEXT_CHAR}*$"
-#: Multi-line text with a character that is neither whitespace nor refused.
-NONBLANK_TEXT_PATTERN = f"^{_TEXT_CHAR}*[^{_REFUSED}{_SPACE}]{_TEXT_CHAR}*$"
+@dataclass(frozen=True, slots=True)
+class _Classes:
+    """Regex class bodies: what one-line and multi-line text refuse, and the whitespace each
+    may hold (what ``str.strip`` removes)."""
+
+    refused: str
+    text_refused: str
+    line_space: str
+    text_space: str
+
+
+@functools.cache
+def _classes() -> _Classes:
+    # Every character of the BMP but the surrogates: every refused character is in the BMP, and
+    # no JSON text holds a lone surrogate that a decoder lets through (nor can most regex
+    # engines name one). Computed once, on first use (a few tens of milliseconds).
+    bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
+
+    def matching(pattern: str | re.Pattern[str]) -> set[int]:
+        return {ord(m.group()) for m in re.finditer(pattern, bmp)}
+
+    whitespace = matching(r"\s")  # Python's \s: exactly what str.strip removes
+    in_line = matching(REFUSED_IN_LINE)
+    in_text = matching(REFUSED_IN_TEXT) - matching(LINE_BREAK)  # breaks become LF, allowed
+    return _Classes(
+        refused=_ranges(sorted(in_line)),
+        text_refused=_ranges(sorted(in_text)),
+        line_space=_ranges(sorted(whitespace - in_line)),
+        text_space=_ranges(sorted(whitespace - in_text)),
+    )
 
 
 def line(max_length: int, *, blank: bool = False, nullable: bool = False, refuse: str = "") -> Schema:
     """A one-line text field; ``blank``: empty or spaces allowed (they mean "none"); ``refuse``:
     characters refused besides the control characters (a list name's ``;``)."""
-    refused = _REFUSED + re.escape(refuse)
-    pattern = f"^[^{refused}]*$" if blank else f"^[^{refused}]*[^{refused}{_SPACE}][^{refused}]*$"
+    classes = _classes()
+    refused = classes.refused + re.escape(refuse)
+    space = classes.line_space
+    pattern = f"^[^{refused}]*$" if blank else f"^[^{refused}]*[^{refused}{space}][^{refused}]*$"
     return {
         "type": ["string", "null"] if nullable else "string",
         "maxLength": max_length,
@@ -64,11 +86,16 @@ def line(max_length: int, *, blank: bool = False, nullable: bool = False, refuse
 
 def text(max_length: int, *, blank: bool = True) -> Schema:
     """A multi-line text field (notes, summaries); ``blank``: empty or whitespace allowed."""
-    return {
-        "type": "string",
-        "maxLength": max_length,
-        "pattern": TEXT_PATTERN if blank else NONBLANK_TEXT_PATTERN,
-    }
+    classes = _classes()
+    refused, space = classes.text_refused, classes.text_space
+    pattern = f"^[^{refused}]*$" if blank else f"^[^{refused}]*[^{refused}{space}][^{refused}]*$"
+    return {"type": "string", "maxLength": max_length, "pattern": pattern}
+
+
+def is_text_pattern(pattern: str) -> bool:
+    """Whether ``pattern`` is one of ``text``'s (so a refusal names a control character as
+    multi-line text counts them)."""
+    return pattern.startswith(f"^[^{_classes().text_refused}]")
 
 
 #: A Telegram chat id (the Bot API's are at most 52 bits) or an @username.

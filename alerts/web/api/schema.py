@@ -25,10 +25,10 @@ from typing import Any
 from alerts.contacts.fields import ISO_639_1, LIST_NAME_MAX, clean_email
 from alerts.core.clock import parse_when
 from alerts.core.errors import ValidationError
-from alerts.core.schemas import NONBLANK_TEXT_PATTERN, TEXT_PATTERN
 from alerts.core.schemas import REFUSAL as REFUSAL
 from alerts.core.schemas import TELEGRAM as TELEGRAM
 from alerts.core.schemas import Schema as Schema
+from alerts.core.schemas import is_text_pattern
 from alerts.core.schemas import line as line
 from alerts.core.schemas import text as text
 from alerts.core.text import LINE_BREAK, REFUSED_IN_LINE, REFUSED_IN_TEXT
@@ -146,7 +146,7 @@ def _fits_type(value: Any, schema: Schema) -> bool:
 
 def _mismatch(value: str, pattern: str, where: str) -> ValidationError:
     """The refusal of a string that does not match ``pattern``, in words where we can."""
-    if pattern in (TEXT_PATTERN, NONBLANK_TEXT_PATTERN):
+    if is_text_pattern(pattern):
         found = REFUSED_IN_TEXT.search(LINE_BREAK.sub("\n", value))
     else:
         found = REFUSED_IN_LINE.search(value)
