@@ -12,6 +12,7 @@ from aiohttp import web
 
 from alerts.web.api import alerts as api_alerts
 from alerts.web.api import contacts as api_contacts
+from alerts.web.api import docs
 from alerts.web.api import followups as api_followups
 from alerts.web.api import users as api_users
 from alerts.web.api import workflow as api_workflow
@@ -49,7 +50,7 @@ def all_routes() -> list[Route]:
 
 def setup(webapp: web.Application) -> None:
     """Register every API route of the table that has a handler here (a GET answers HEAD too,
-    as RFC 9110 §9.3.2 asks, so a 405's ``Allow`` lists both)."""
+    as RFC 9110 §9.3.2 asks, so a 405's ``Allow`` lists both), and the reference page."""
     for route in all_routes():
         if route.handler is None:
             continue
@@ -57,3 +58,4 @@ def setup(webapp: web.Application) -> None:
             webapp.router.add_get(route.path, endpoint(route))
         else:
             webapp.router.add_route(route.method, route.path, endpoint(route))
+    docs.setup(webapp)
