@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from alerts.core.errors import ValidationError
-from alerts.core.schemas import line, text
+from alerts.core.schemas import EMAIL_ADDRESS, line, text
 
 TYPES = ("string", "text", "url", "date", "list", "authorities", "contact")
 FALLBACK_LANGUAGE = "en"
@@ -294,7 +294,7 @@ def _value_schema(kind: str) -> dict[str, Any]:
         )
         return {"type": "array", "items": authority, "minItems": 1, "maxItems": MAX_ITEMS}
     if kind == "contact":
-        email = {"type": "string", "format": "email", "maxLength": 320}
+        email = EMAIL_ADDRESS
         return _strict_table(_CONTACT_FIELDS, {"name": one_line, "email": email, "phone": one_line})
     raise ValueError(f"variable type {kind!r} has no schema")  # TYPES and this list go together
 

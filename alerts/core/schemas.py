@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
 from alerts.core.telegram import HINT, USERNAME_MAX, USERNAME_MIN
 from alerts.core.text import LINE_BREAK, REFUSED_IN_LINE, REFUSED_IN_TEXT
 
@@ -96,6 +98,20 @@ def is_text_pattern(pattern: str) -> bool:
     """Whether ``pattern`` is one of ``text``'s (so a refusal names a control character as
     multi-line text counts them)."""
     return pattern.startswith(f"^[^{_classes().text_refused}]")
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+#: An email address as email_validator takes it: the format, and none of the special-use
+#: domains it refuses (``x@host.test``, ``x@localhost``: nobody can receive mail there).
+EMAIL_ADDRESS: Schema = {
+    "type": "string",
+    "format": "email",
+    "maxLength": 320,
+    "not": {"pattern": "[@.](?:" + "|".join(map(_any_case, SPECIAL_USE_DOMAIN_NAMES)) + ")\\.?$"},
+}
 
 
 #: A Telegram chat id (the Bot API's are at most 52 bits) or an @username.

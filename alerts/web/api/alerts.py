@@ -92,15 +92,17 @@ EDIT: Schema = {
 def family_data(app: App) -> list[Schema]:
     """Per template family: its name and its case data's schema (``casedata.json_schema``)."""
     renderer = app.renderer
-    return [
-        {
-            "properties": {
-                "family": {"const": name},
-                "data": casedata.json_schema(renderer.family(name).variables),
-            }
+    out: list[Schema] = []
+    for name in renderer.families():
+        info = renderer.family(name)
+        option: Schema = {
+            "properties": {"family": {"const": name}, "data": casedata.json_schema(info.variables)}
         }
-        for name in renderer.families()
-    ]
+        if "original" in info.requires:  # an update or a closure follows the alert it updates
+            option["required"] = ["parent_id"]
+            option["properties"]["parent_id"] = {"type": "integer"}
+        out.append(option)
+    return out
 
 
 def create_schema(app: App) -> Schema:
@@ -249,9 +251,12 @@ async def preview(ctx: Ctx) -> web.Response:
         await drafts.get_alert(session, ctx.id)
         info = await publish.load_alert_info(session, ctx.id)
     q = ctx.query
-    content = ctx.app.builder.content(
-        info, audience=q["audience"], channel=q["channel"], language=q["language"]
-    )
+    try:
+        content = ctx.app.builder.content(
+            info, audience=q["audience"], channel=q["channel"], language=q["language"]
+        )
+    except ValidationError as exc:  # the query was checked: what does not fit is the alert
+        raise Conflict(f"alert {ctx.id} cannot be previewed: {exc.message}", details=exc.details) from exc
     return json_response(
         {
             "id": ctx.id,

@@ -135,6 +135,13 @@ def json_response(doc: Any, *, status: int = 200) -> web.Response:
 # --------------------------------------------------------------------------- request checking
 
 
+def _number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent: an int when it is a whole one (JSON Schema's
+    ``integer`` counts 1.0), a float otherwise."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -152,7 +159,7 @@ async def read_json(request: web.Request, route: Route, schema: Schema) -> dict[
             details={"content_type": request.content_type},
         )
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants, parse_float=_number)
     except UnicodeDecodeError:
         raise BadRequest("body: not UTF-8.") from None
     except json.JSONDecodeError as exc:

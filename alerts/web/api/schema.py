@@ -8,7 +8,7 @@ them without a schema); the building blocks below are derived from those rules' 
 lengths and languages), so the document can only be stricter than an action, never looser.
 
 ``check`` implements the subset of JSON Schema 2020-12 used here: ``type``, ``enum``,
-``const``, ``allOf``, ``anyOf``, ``oneOf``, string ``minLength``/``maxLength``/``pattern``/
+``const``, ``allOf``, ``anyOf``, ``oneOf``, ``not``, string ``minLength``/``maxLength``/``pattern``/
 ``format`` (``date``, ``date-time``, ``email``), number ``minimum``/``maximum``, array
 ``minItems``/``maxItems``/``items``, object ``required``/``properties``/
 ``additionalProperties``/``propertyNames``/``minProperties``, and ``x-refusal`` (below). A
@@ -25,10 +25,10 @@ from typing import Any
 from alerts.contacts.fields import ISO_639_1, LIST_NAME_MAX, clean_email
 from alerts.core.clock import parse_when
 from alerts.core.errors import ValidationError
+from alerts.core.schemas import EMAIL_ADDRESS, is_text_pattern
 from alerts.core.schemas import REFUSAL as REFUSAL
 from alerts.core.schemas import TELEGRAM as TELEGRAM
 from alerts.core.schemas import Schema as Schema
-from alerts.core.schemas import is_text_pattern
 from alerts.core.schemas import line as line
 from alerts.core.schemas import text as text
 from alerts.core.text import LINE_BREAK, REFUSED_IN_LINE, REFUSED_IN_TEXT
@@ -42,7 +42,7 @@ LANGUAGE_CODE: Schema = {"type": "string", "enum": sorted(ISO_639_1)}
 #: A time (RFC 3339; one without an offset is taken as UTC).
 TIME: Schema = {"type": "string", "format": "date-time", "maxLength": 64}
 EMAIL: Schema = {
-    "anyOf": [{"type": "null"}, {"const": ""}, {"type": "string", "format": "email", "maxLength": 320}],
+    "anyOf": [{"type": "null"}, {"const": ""}, EMAIL_ADDRESS],
     "description": "an email address; empty or null: none",
 }
 
@@ -258,6 +258,13 @@ def check(value: Any, schema: Schema, where: str) -> Any:
             check(item, schema.get("items", {}), f"{where}[{i}]")
     if isinstance(value, dict):
         _check_object(value, schema, where)
+    if "not" in schema:
+        try:
+            check(value, schema["not"], where)
+        except ValidationError:
+            pass
+        else:
+            raise _fail(where, f"{value!r} is not allowed here")
     # last, so that a field's own refusal (type, required, unknown) is the one reported
     for part in schema.get("allOf", ()):
         check(value, part, where)
