@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from alerts.core.errors import ValidationError
-from alerts.core.schemas import EMAIL_ADDRESS, line, text
+from alerts.core.schemas import EMAIL_ADDRESS, PATH, text
 
 TYPES = ("string", "text", "url", "date", "list", "authorities", "contact")
 FALLBACK_LANGUAGE = "en"
@@ -272,7 +272,8 @@ def _strict_table(fields: Mapping[str, bool], schemas: Mapping[str, dict[str, An
 
 
 def _value_schema(kind: str) -> dict[str, Any]:
-    one_line = line(MAX_STRING)
+    # Every string of case data is stored as multi-line text (compose.drafts: check_text).
+    one_line = text(MAX_STRING, blank=False)
     strings = {"type": "array", "items": one_line, "maxItems": MAX_ITEMS}
     per_line = {"anyOf": [one_line, _table_of(one_line)]}
     if kind == "string":
@@ -313,4 +314,5 @@ def json_schema(variables: Mapping[str, VariableSpec]) -> dict[str, Any]:
         "additionalProperties": False,
         "required": [name for name, spec in variables.items() if spec.required],
         "properties": properties,
+        PATH: "case data",  # refusals name "case data: facts.en[2]", as validate and drafts do
     }

@@ -11,8 +11,10 @@ invisible character as ``\\uXXXX``, which Python, ECMA-262 and Rust regexes read
 
 from __future__ import annotations
 
+import array
 import functools
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +27,26 @@ Schema = dict[str, Any]
 #: A schema's own refusal when its ``anyOf``/``oneOf`` fails: ``{"field", "message"}``, the words
 #: the rule behind it uses (an extension keyword: JSON Schema validators ignore it).
 REFUSAL = "x-refusal"
+#: How the fields under a schema are named in refusals, e.g. ``"case data"``: ``case data:
+#: facts.en[2]``, as the rule behind it names them (an extension keyword too).
+PATH = "x-path"
+
+
+def _escape(code: int) -> str:
+    # BMP characters as \uXXXX (Python, ECMA-262 and Rust read it alike); the few beyond it
+    # (the noncharacters U+1FFFE…) as themselves, which every engine reads.
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
 
 
 def _ranges(chars: list[int]) -> str:
-    """A regex class body for these code points, as ``\\uXXXX`` ranges."""
+    """A regex class body for these code points."""
     out, i = [], 0
     while i < len(chars):
         j = i
         while j + 1 < len(chars) and chars[j + 1] == chars[j] + 1:
             j += 1
         first, last = chars[i], chars[j]
-        out.append(f"\\u{first:04x}" + (f"-\\u{last:04x}" if last > first else ""))
+        out.append(_escape(first) + (f"-{_escape(last)}" if last > first else ""))
         i = j + 1
     return "".join(out)
 
@@ -53,23 +64,34 @@ class _Classes:
 
 @functools.cache
 def _classes() -> _Classes:
-    # Every character of the BMP but the surrogates: every refused character is in the BMP, and
-    # no JSON text holds a lone surrogate that a decoder lets through (nor can most regex
-    # engines name one). Computed once, on first use (a few tens of milliseconds).
-    bmp = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
+    # Every character but the surrogates (no JSON text holds a lone surrogate that a decoder
+    # lets through, nor can most regex engines name one), scanned once, on first use. Line
+    # breaks and whitespace are all in the BMP; beyond it both rules refuse the same characters
+    # (the noncharacters), so that part is scanned once (tests/web/test_schema.py checks both).
+    bmp = _characters(range(0xD800), range(0xE000, 0x10000))
+    beyond = {ord(m.group()) for m in REFUSED_IN_LINE.finditer(_characters(range(0x10000, 0x110000)))}
 
     def matching(pattern: str | re.Pattern[str]) -> set[int]:
         return {ord(m.group()) for m in re.finditer(pattern, bmp)}
 
     whitespace = matching(r"\s")  # Python's \s: exactly what str.strip removes
-    in_line = matching(REFUSED_IN_LINE)
-    in_text = matching(REFUSED_IN_TEXT) - matching(LINE_BREAK)  # breaks become LF, allowed
+    in_line = matching(REFUSED_IN_LINE) | beyond
+    in_text = (matching(REFUSED_IN_TEXT) - matching(LINE_BREAK)) | beyond  # breaks become LF
     return _Classes(
         refused=_ranges(sorted(in_line)),
         text_refused=_ranges(sorted(in_text)),
         line_space=_ranges(sorted(whitespace - in_line)),
         text_space=_ranges(sorted(whitespace - in_text)),
     )
+
+
+def _characters(*spans: range) -> str:
+    """The characters of these code point ranges, as one string (built in C: a join of chr()
+    over a million code points takes a second)."""
+    codes = array.array("I")
+    for span in spans:
+        codes.extend(span)
+    return codes.tobytes().decode(f"utf-32-{sys.byteorder[0]}e")
 
 
 def line(max_length: int, *, blank: bool = False, nullable: bool = False, refuse: str = "") -> Schema:

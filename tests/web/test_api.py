@@ -327,7 +327,7 @@ async def test_malformed_bodies_are_refused_with_exact_errors_and_nothing_writte
         if error is not None:
             assert got == {"error": error}
         else:
-            assert got["error"]["code"] == "invalid" and got["error"]["message"].startswith("data.")
+            assert got["error"]["code"] == "invalid" and got["error"]["message"].startswith("case data: ")
     assert await row_counts(site.app) == before
 
 

@@ -73,7 +73,7 @@ async def init(request: web.Request) -> web.Response:
 
 async def asset(request: web.Request) -> web.StreamResponse:
     """Swagger UI's script or stylesheet, from the installed package."""
-    name, content_type = _FILES[request.match_info["name"]]
+    name, content_type = _FILES[request.path.rsplit("/", 1)[-1]]
     return web.FileResponse(_ASSETS / name, headers={**_HEADERS, "Content-Type": content_type})
 
 
@@ -81,4 +81,5 @@ def setup(webapp: web.Application) -> None:
     """Add the reference page and its files (no token: they describe, they reveal no data)."""
     webapp.router.add_get(DOCS, page)
     webapp.router.add_get(f"{DOCS}/init.js", init)
-    webapp.router.add_get(DOCS + "/{name:" + "|".join(n.replace(".", r"\.") for n in _FILES) + "}", asset)
+    for name in _FILES:
+        webapp.router.add_get(f"{DOCS}/{name}", asset)

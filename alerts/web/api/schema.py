@@ -26,12 +26,13 @@ from alerts.contacts.fields import ISO_639_1, LIST_NAME_MAX, clean_email
 from alerts.core.clock import parse_when
 from alerts.core.errors import ValidationError
 from alerts.core.schemas import EMAIL_ADDRESS, is_text_pattern
+from alerts.core.schemas import PATH as PATH
 from alerts.core.schemas import REFUSAL as REFUSAL
 from alerts.core.schemas import TELEGRAM as TELEGRAM
 from alerts.core.schemas import Schema as Schema
 from alerts.core.schemas import line as line
 from alerts.core.schemas import text as text
-from alerts.core.text import LINE_BREAK, REFUSED_IN_LINE, REFUSED_IN_TEXT
+from alerts.core.text import check_line, check_text
 
 #: A list name (``contacts.fields.clean_list_name``): one line, no ``;``.
 LIST_NAME = line(LIST_NAME_MAX, refuse=";")
@@ -80,7 +81,16 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
 def _fail(where: str, problem: str) -> ValidationError:
+    where = where.removesuffix(": ")
     return ValidationError(f"{where}: {problem}.", details={"field": where})
+
+
+def _inner(where: str, name: str) -> str:
+    """How a field inside ``where`` is named: ``name`` in the body, ``where.name`` below it,
+    ``prefix: name`` under a schema that names its fields so (``PATH``)."""
+    if where == "body":
+        return name
+    return where + name if where.endswith(": ") else f"{where}.{name}"
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -110,7 +120,7 @@ def _check_any_of(value: Any, options: list[Schema], where: str) -> None:
     consts = _branch_constants(value, options)
     if consts is not None:
         key, allowed = consts
-        inner = key if where == "body" else f"{where}.{key}"
+        inner = _inner(where, key)
         raise _fail(inner, f"{value.get(key)!r} is not one of {', '.join(map(str, allowed))}")
     raise errors[-1]
 
@@ -146,16 +156,10 @@ def _fits_type(value: Any, schema: Schema) -> bool:
 
 def _mismatch(value: str, pattern: str, where: str) -> ValidationError:
     """The refusal of a string that does not match ``pattern``, in words where we can."""
-    if is_text_pattern(pattern):
-        found = REFUSED_IN_TEXT.search(LINE_BREAK.sub("\n", value))
-    else:
-        found = REFUSED_IN_LINE.search(value)
-    if found is not None:
-        code = f"U+{ord(found.group()):04X}"
-        return ValidationError(
-            f"{where}: control character {code} at position {found.start() + 1} is not allowed.",
-            details={"field": where, "character": code},
-        )
+    try:  # a refused character: the very words of core.text, as the actions say them
+        (check_text if is_text_pattern(pattern) else check_line)(value, where)
+    except ValidationError as exc:
+        return exc
     if pattern.startswith("^[^") and not value.strip():
         return _fail(where, "must not be empty")
     if ";" in value and ";" in pattern:
@@ -192,7 +196,7 @@ def _check_object(value: dict[str, Any], schema: Schema, where: str) -> None:
     props: dict[str, Schema] = schema.get("properties", {})
 
     def inner(name: str) -> str:
-        return name if where == "body" else f"{where}.{name}"
+        return _inner(where, name)
 
     for name in schema.get("required", ()):
         if name not in value:
@@ -230,6 +234,8 @@ def _check_one_of(value: Any, options: list[Schema], where: str) -> None:
 
 def check(value: Any, schema: Schema, where: str) -> Any:
     """``value`` if it fits ``schema`` (the subset above); ValidationError (422) naming ``where``."""
+    if PATH in schema:
+        where = f"{schema[PATH]}: "
     if "const" in schema and not _equal(value, schema["const"]):
         raise _fail(where, f"must be {schema['const']!r}")
     kinds = schema.get("type")
