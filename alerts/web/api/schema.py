@@ -17,6 +17,7 @@ refusal is a 422 naming the field.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import date
@@ -154,6 +155,15 @@ def _fits_type(value: Any, schema: Schema) -> bool:
     return any(_type_ok(value, k) for k in ([kinds] if isinstance(kinds, str) else kinds))
 
 
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` as JSON Schema (ECMA-262) reads it: a final ``$`` ends the string, where
+    Python's would also match before a trailing newline."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    return re.compile(pattern)
+
+
 def _mismatch(value: str, pattern: str, where: str) -> ValidationError:
     """The refusal of a string that does not match ``pattern``, in words where we can."""
     try:  # a refused character: the very words of core.text, as the actions say them
@@ -173,7 +183,7 @@ def _check_string(value: str, schema: Schema, where: str) -> None:
     if len(value) < schema.get("minLength", 0):
         minimum = schema["minLength"]
         raise _fail(where, "must not be empty" if minimum == 1 else f"shorter than {minimum} characters")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
+    if "pattern" in schema and not _regex(schema["pattern"]).search(value):
         raise _mismatch(value, schema["pattern"], where)
     fmt = schema.get("format")
     if fmt == "date-time":
