@@ -226,7 +226,11 @@ def localize(
         elif spec.type == "date":
             result[name] = date.fromisoformat(value)
         elif spec.type == "authorities":
-            result[name] = [{key: pick(item, language) for key, item in entry.items()} for entry in value]
+            result[name] = [
+                {key: pick(entry.get(key), language) for key in _AUTHORITY_FIELDS} for entry in value
+            ]
+        elif spec.type == "contact":  # an optional field left out is there, as None
+            result[name] = {key: value.get(key) for key in _CONTACT_FIELDS}
         elif spec.type in ("string", "text", "list"):
             result[name] = pick(value, language)
         else:

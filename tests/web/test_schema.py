@@ -75,3 +75,15 @@ def test_check_names_the_field_and_the_character_as_core_text_does() -> None:
         caught.value.message == "case data: facts[1]: control character U+0007 at position 5 is not allowed"
     )
     assert caught.value.details["field"] == "case data: facts[1]"
+
+
+def test_follow_up_rules_that_depend_on_the_kind_are_in_the_schema() -> None:
+    """Found by schemathesis: each kind's branch must keep its ``kind`` constant."""
+    from alerts.web.api.followups import followup_body
+
+    schema = followup_body(("reminder", "update", "send"), {})
+    with pytest.raises(ValidationError, match="condition: 'case-open' is not allowed here"):
+        check({"kind": "send", "condition": "case-open", "at": "2300-01-01T00:00:00Z"}, schema, "body")
+    assert check({"kind": "reminder", "condition": "case-open", "in": "7d"}, schema, "body")
+    with pytest.raises(ValidationError, match="give exactly one of at"):
+        check({"kind": "reminder", "at": "2300-01-01T00:00:00Z", "in": "7d"}, schema, "body")

@@ -100,9 +100,14 @@ def followup_body(kinds: tuple[str, ...], update_data: Schema) -> Schema:
                     "message": "at, in: give exactly one of at (ISO-8601) or in (e.g. 7d).",
                 },
             },
-            {"anyOf": [{"properties": {"kind": {"const": k}}, **by_kind[k]} for k in kinds]},
+            {"anyOf": [_kind_branch(k, by_kind[k]) for k in kinds]},
         ],
     }
+
+
+def _kind_branch(kind: str, rules: Schema) -> Schema:
+    """The body of one follow-up kind: its ``kind`` constant beside its own property rules."""
+    return {**rules, "properties": {"kind": {"const": kind}, **rules.get("properties", {})}}
 
 
 def update_data(app: App) -> Schema:

@@ -256,7 +256,9 @@ def check(value: Any, schema: Schema, where: str) -> Any:
     if value is None:
         return value
     if "enum" in schema and not any(_equal(value, v) for v in schema["enum"]):
-        allowed = ", ".join(str(v) for v in schema["enum"] if v is not None)
+        allowed = ", ".join(str(v) for v in schema["enum"] if v not in (None, ""))
+        if not allowed:
+            raise _fail(where, f"{value!r} is not allowed here; leave it empty")
         raise _fail(where, f"{value!r} is not one of {allowed}")
     if isinstance(value, str):
         _check_string(value, schema, where)
