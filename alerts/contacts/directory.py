@@ -168,6 +168,8 @@ async def update_contact(
     email = clean.get("email", contact.email)
     telegram = clean.get("telegram", contact.telegram)
     if not email and not telegram:
+        if "email" in clean and "telegram" in clean:  # the request itself clears both
+            raise ValidationError("an email or a telegram is required", details={"field": "email"})
         # Valid input that this contact's other address makes impossible: a conflict, not a typo.
         raise Conflict(
             "an email or a telegram is required: the contact would have neither", details={"field": "email"}

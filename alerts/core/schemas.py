@@ -24,7 +24,7 @@ from alerts.core.telegram import HINT, USERNAME_MAX, USERNAME_MIN
 from alerts.core.text import LINE_BREAK, REFUSED_IN_LINE, REFUSED_IN_TEXT
 
 Schema = dict[str, Any]
-#: A schema's own refusal when its ``anyOf``/``oneOf`` fails: ``{"field", "message"}``, the words
+#: A schema's own refusal when its ``anyOf``/``oneOf``/``not`` fails: ``{"field", "message"}``, the words
 #: the rule behind it uses (an extension keyword: JSON Schema validators ignore it).
 REFUSAL = "x-refusal"
 #: How the fields under a schema are named in refusals, e.g. ``"case data"``: ``case data:

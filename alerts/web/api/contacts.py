@@ -76,7 +76,16 @@ CREATE: Schema = {
     REFUSAL: {"field": "email", "message": "an email or a telegram is required"},
     "properties": {**FIELDS, "lists": {"type": "array", "items": LIST_NAME, "maxItems": 100}},
 }
-PATCH: Schema = {"type": "object", "additionalProperties": False, "properties": FIELDS}
+_CLEARED: Schema = {"enum": [None, ""]}
+PATCH: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": FIELDS,
+    # clearing both addresses at once leaves nothing to reach (clearing one is a 409 when the
+    # contact has no other)
+    "not": {"required": ["email", "telegram"], "properties": {"email": _CLEARED, "telegram": _CLEARED}},
+    REFUSAL: {"field": "email", "message": "an email or a telegram is required"},
+}
 CONTACT: Schema = {
     "type": "object",
     "required": ["id"],

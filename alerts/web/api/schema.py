@@ -230,6 +230,14 @@ def _check_object(value: dict[str, Any], schema: Schema, where: str) -> None:
             check(item, sub, inner(name))
 
 
+def _fits(value: Any, schema: Schema, where: str) -> bool:
+    try:
+        check(value, schema, where)
+    except ValidationError:
+        return False
+    return True
+
+
 def _check_one_of(value: Any, options: list[Schema], where: str) -> None:
     fits = 0
     for option in options:
@@ -276,17 +284,12 @@ def check(value: Any, schema: Schema, where: str) -> Any:
             check(item, schema.get("items", {}), f"{where}[{i}]")
     if isinstance(value, dict):
         _check_object(value, schema, where)
-    if "not" in schema:
-        try:
-            check(value, schema["not"], where)
-        except ValidationError:
-            pass
-        else:
-            raise _fail(where, f"{value!r} is not allowed here")
     # last, so that a field's own refusal (type, required, unknown) is the one reported
     for part in schema.get("allOf", ()):
         check(value, part, where)
     try:
+        if "not" in schema and _fits(value, schema["not"], where):
+            raise _fail(where, f"{value!r} is not allowed here")
         if "oneOf" in schema:
             _check_one_of(value, schema["oneOf"], where)
         if "anyOf" in schema:
