@@ -8,7 +8,7 @@ from aiohttp import web
 
 from alerts.actions import contacts as actions
 from alerts.contacts import directory as contacts
-from alerts.contacts.csv_import import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from alerts.contacts.csv_import import EXPORT_COLUMNS
 from alerts.contacts.fields import KINDS, MAX_LENGTHS, STATUSES
 from alerts.core.channels import SUBSCRIBER_CHANNELS
 from alerts.core.errors import Conflict, PayloadTooLarge, Unauthorized, UnsupportedMediaType
@@ -36,11 +36,7 @@ CSV_BODY: Schema = {
     "type": "string",
     "description": "CSV file (UTF-8): a header line, then one contact a line",
     "maxLength": MAX_CSV_BYTES,
-    "pattern": "^(?:\\ufeff)?"
-    + ",".join(REQUIRED_COLUMNS)
-    + "(?:,"
-    + ",".join(OPTIONAL_COLUMNS)
-    + ")?(?:\\r?\\n[ !#-~]{0,1000})*$",
+    "pattern": "^(?:\\ufeff)?" + ",".join(EXPORT_COLUMNS) + "(?:\\r?\\n[ !#-~]{0,1000})*$",
 }
 TOPICS: Schema = {"type": ["array", "null"], "items": line(64), "maxItems": 100}
 _OPTIONAL = ("organisation", "country", "title", "form_of_address")
