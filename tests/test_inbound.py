@@ -22,7 +22,7 @@ DSN = (Path(__file__).parent / "data" / "dsn_postfix.eml").read_bytes()
 
 async def sent_alert(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, str]:
     alert_id = await published_alert(sessions, 3)
-    await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         mid = (
             await session.execute(
