@@ -34,6 +34,7 @@ from alerts.store.models import (
     Delivery,
     DeliveryEvent,
     ListMember,
+    Response,
     Suppression,
     User,
 )
@@ -397,4 +398,36 @@ async def test_export_lists_the_contacts_own_suppressions_only(session: AsyncSes
             "detail": "unsubscribed via telegram",
             "created_at": NOW.isoformat(),
         }
+    ]
+
+
+async def test_removing_from_a_list_touches_that_membership_only(session: AsyncSession) -> None:
+    ana = await create_contact(
+        session, name="Ana", email="ana@example.org", kind="media", lists=["press", "urgent"]
+    )
+    await create_contact(session, name="Bob", email="bob@example.org", kind="media", lists=["press"])
+    assert await remove_from_list(session, ana.id, "press")
+    assert [c.name for c in await search_contacts(session, list_name="press")] == ["Bob"]
+    assert [c.name for c in await search_contacts(session, list_name="urgent")] == ["Ana"]
+
+
+async def test_export_holds_the_contacts_dates_and_own_responses_only(session: AsyncSession) -> None:
+    ana = await create_contact(session, name="Ana", email="ana@example.org", kind="media", now=NOW)
+    bob = await create_contact(session, name="Bob", email="bob@example.org", kind="media", now=NOW)
+    delivery = await _alert_with_delivery(session, ana)
+    later = NOW.replace(hour=13)
+    session.add(
+        Response(alert_id=delivery.alert_id, contact_id=ana.id, summary="Will raise it", responded_at=later)
+    )
+    session.add(
+        Response(alert_id=delivery.alert_id, contact_id=bob.id, summary="Bob's answer", responded_at=later)
+    )
+    await session.flush()
+    data = await export_contact(session, ana.id)
+    assert (data["contact"]["created_at"], data["contact"]["updated_at"]) == (
+        NOW.isoformat(),
+        NOW.isoformat(),
+    )
+    assert data["responses"] == [
+        {"alert_id": delivery.alert_id, "summary": "Will raise it", "responded_at": later.isoformat()}
     ]
