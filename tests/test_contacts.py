@@ -431,3 +431,9 @@ async def test_export_holds_the_contacts_dates_and_own_responses_only(session: A
     assert data["responses"] == [
         {"alert_id": delivery.alert_id, "summary": "Will raise it", "responded_at": later.isoformat()}
     ]
+
+
+async def test_an_unknown_list_is_named_in_the_error_details(session: AsyncSession) -> None:
+    with pytest.raises(NotFound) as caught:
+        await search_contacts(session, list_name=" Nope ")
+    assert caught.value.details == {"list": "Nope"}
