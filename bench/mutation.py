@@ -37,9 +37,13 @@ unmutated package, so only their in-process steps can kill a mutant.
 
 Cost, on this project's 2-core machine shared with other work: a run starts with about 8 min
 of type checking and, the first time, 6 min of stats (one pass of the selected tests); then
-from 2 s (killed by a fast test) to 30-60 s (a delivery that never ends, caught by a test's
-own wait) per mutant. The four packages hold about 9,700 mutants (mypy settles some: 8 of
-``retry.py``'s 54), so a full run takes many hours: run a module or a package at a time.
+from 2 s (killed by a fast test) to 10-60 s (a delivery that never ends, caught by a test's
+own wait) per mutant. Measured again under `nice -n 19` while seven engineers ran tests (load
+13 on 2 cores): 15 min of type checking (mostly mutmut mapping mypy's errors to mutants), the
+stats pass about 30 min (it stops at the first failing test: a test that flakes under load
+loses the whole pass), then about 0.3 mutants/s. The four packages hold 11,457 mutants
+(actions 1,704, delivery 4,600, compose 2,274, contacts 2,879), so a full run takes a day of
+such a machine: run a package at a time, on an idle machine if there is one.
 
 A run without arguments resumes: mutants that already have a result are not run again
 (mutmut re-runs the functions whose source changed). mutmut itself re-runs every mutant it is
@@ -275,7 +279,7 @@ def report(mutants: list[Mutant], *, elapsed: float | None) -> float:
     return by_package["total"].ratio
 
 
-def markdown(mutants: list[Mutant], *, children: int) -> str:
+def markdown(mutants: list[Mutant], *, children: int, note: str = "") -> str:
     """bench/mutation-results.md: the figures per package and in total, each survivor and why."""
     by_package = figures(mutants)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -288,6 +292,7 @@ def markdown(mutants: list[Mutant], *, children: int) -> str:
         "timed out + refused by `mypy --strict`, of the mutants that have a result; a package with "
         "mutants not run yet is not finished, and its ratio is of those run so far (fastest tests first).",
         "",
+        *([note, ""] if note else []),
         "| package | " + " | ".join(name for name, _ in COLUMNS) + " | detected |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
     ]
@@ -357,6 +362,7 @@ def main() -> None:
     )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="parallel mutants")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the figures to FILE")
+    parser.add_argument("--note", default="", help="a paragraph for the page: how this run differed")
     parser.add_argument("--min-ratio", type=float, default=0.0, help="exit 1 below this detected ratio (0-1)")
     args = parser.parse_args()
     if not MUTMUT.exists():
@@ -389,7 +395,7 @@ def main() -> None:
         raise SystemExit("no mutants: run without --report first")
     ratio = report(mutants, elapsed=elapsed)
     if markdown_path:
-        markdown_path.write_text(markdown(mutants, children=args.max_children))
+        markdown_path.write_text(markdown(mutants, children=args.max_children, note=args.note))
         print(f"\nwrote {markdown_path}")
     if ratio < args.min_ratio:
         raise SystemExit(1)
