@@ -115,7 +115,7 @@ async def dispatch(app: App, alert_id: int) -> None:
         settings=FAST,
         publish_scheduled=False,
     )
-    await d.run_until_done(alert_id, timeout=30)
+    await d.run_until_done(alert_id, timeout=10)
 
 
 async def add(app: App, alert_id: int | None, **kw: object) -> int:
