@@ -1,4 +1,5 @@
-"""What every part of the web app shares: the App's key and the one JSON error format.
+"""What every part of the web app shares: the App's key, the one JSON error format, and the
+edge's check of what a request carries (``check_fields``: control characters, before any handler).
 
 Imported by the JSON API, the officers' pages, the public pages, ``ops`` and ``auth``; it
 imports none of them (``alerts.web``'s ``make_web_app`` assembles them), so a face that needs
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
 from alerts.app import App
-from alerts.core.errors import AlertsError
+from alerts.core.errors import AlertsError, BadRequest, ValidationError
+from alerts.core.text import check_input
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +47,28 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")
+
+
+def check_fields(fields: Iterable[tuple[str, object]]) -> None:
+    """BadRequest (400) naming the first field whose name, text or file name holds a character
+    that no field accepts (``alerts.core.text.check_input``: NUL, other controls, bidi
+    overrides). Every face applies it where it reads input — query and path here in
+    ``inputs_middleware``, forms where they are parsed, JSON where it is decoded — so that
+    such text never reaches a handler, a log line or the database (PostgreSQL refuses NUL)."""
+    for name, value in fields:
+        try:
+            check_input(name, f"field name {name!r}")
+            if isinstance(value, str):
+                check_input(value, name)
+            elif isinstance(getattr(value, "filename", None), str):
+                check_input(value.filename, f"{name} (file name)")  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            raise BadRequest(exc.message, details=exc.details) from None
+
+
+@web.middleware
+async def inputs_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse (400) a query parameter or path segment that ``check_fields`` refuses."""
+    check_fields(request.query.items())
+    check_fields(request.match_info.items())
+    return await handler(request)

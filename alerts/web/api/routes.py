@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,10 +33,12 @@ from alerts.core.errors import (
     UnsupportedMediaType,
     ValidationError,
 )
-from alerts.core.ids import ID_PATTERN, parse_id
+from alerts.core.ids import ID_PATTERN, parse_id, parse_number
 from alerts.core.ids import MAX_ID as MAX_ID  # the route modules and OpenAPI read it here
+from alerts.core.nesting import check_depth
 from alerts.delivery import tracking
 from alerts.store.models import User
+from alerts.web.base import check_fields
 from alerts.web.bodies import read_body
 
 PREFIX = "/api/v1"
@@ -217,6 +219,19 @@ def check(value: Any, schema: Schema, where: str) -> Any:
     return value
 
 
+def _text_in(body: dict[str, Any]) -> Iterator[tuple[str, object]]:
+    """(path, value) of every member and item of a decoded JSON body, for ``check_fields``."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{key}" if path else key, item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+        else:
+            yield path, value
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -246,6 +261,8 @@ async def read_json(request: web.Request, route: Route) -> dict[str, Any]:
         raise BadRequest(f"body: not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise ValidationError("body: must be a JSON object.", details={"field": "body"})
+    check_depth(body, "body")
+    check_fields(_text_in(body))
     assert route.request is not None
     check(body, route.request, "body")
     return body
@@ -262,9 +279,9 @@ def read_query(request: web.Request, params: Sequence[Param]) -> dict[str, Any]:
             continue
         value: Any = raw
         if p.schema.get("type") == "integer":
-            if not raw.isdigit() or len(raw) > 16:
-                raise ValidationError(f"{p.name}: must be a whole number.", details={"field": p.name})
-            value = int(raw)
+            value = parse_number(
+                raw, p.name, minimum=p.schema.get("minimum", 0), maximum=p.schema.get("maximum", MAX_ID)
+            )
         check(value, p.schema, p.name)
         out[p.name] = value
     return out

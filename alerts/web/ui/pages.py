@@ -32,6 +32,7 @@ from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.text import unsafe_in_link
 from alerts.store.models import User
 from alerts.web import auth
+from alerts.web.base import check_fields
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def page(
                 if request.method not in ("GET", "HEAD"):
                     form = await request.post()
                     auth.check_csrf(request, form)
+                    check_fields(form.items())
                 users.check(user, action)
                 return await handler(Ctx(request, user, form))
             except AlertsError as exc:
@@ -231,6 +233,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = safe_next(str(form.get("next", "/")))
     try:
         auth.check_csrf(request, form)
+        check_fields(form.items())
         if not isinstance(name, str) or not isinstance(password, str):
             raise Unauthorized(users.BAD_CREDENTIALS)
         user = await auth.attempt_sign_in(request, name, password)

@@ -17,6 +17,7 @@ from alerts.actions import alerts as alert_actions
 from alerts.actions import sending
 from alerts.compose import drafts
 from alerts.core.errors import ValidationError
+from alerts.core.ids import MAX_PAGE, parse_number
 from alerts.core.states import DeliveryState
 from alerts.delivery import tracking
 from alerts.web.ui.alerts import CHANNELS, alert_id
@@ -143,9 +144,7 @@ async def deliveries(c: Ctx) -> web.Response:
     state, channel, raw_page = q.get("state", ""), q.get("channel", ""), q.get("page", "1")
     if channel and channel not in CHANNELS:
         raise ValidationError(f"channel: {channel!r} is not one of {', '.join(CHANNELS)}")
-    if not raw_page.isdigit() or not 1 <= int(raw_page) <= 100_000:
-        raise ValidationError("page: must be a whole number from 1")
-    number = int(raw_page)
+    number = parse_number(raw_page, "page", minimum=1, maximum=MAX_PAGE)
     async with c.app.sessions() as session:
         alert = await drafts.get_alert(session, alert_id(c))
         rows = await tracking.deliveries(
