@@ -21,6 +21,8 @@ from alerts.core.text import check_input
 logger = logging.getLogger(__name__)
 
 APP = web.AppKey("app", App)
+#: Where the officers' pages' static files are served: the only responses that may be cached.
+STATIC_PREFIX = "/static/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,3 +74,16 @@ async def inputs_middleware(request: web.Request, handler: Handler) -> web.Strea
     check_fields(request.query.items())
     check_fields(request.match_info.items())
     return await handler(request)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response (``on_response_prepare``: aiohttp's own 404 and 405 too):
+    ``X-Content-Type-Options: nosniff``, and ``Cache-Control: no-store`` on all but the static
+    files. Officers' pages and API answers hold contacts, cases and tokens; public pages hold
+    subscription links and published alerts whose consent may be withdrawn at any time: no
+    browser, proxy or shared cache keeps a copy of any of them."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path.startswith(STATIC_PREFIX):
+        return
+    if "no-store" not in response.headers.get("Cache-Control", ""):
+        response.headers["Cache-Control"] = "no-store"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from alerts.web import auth
+from alerts.web.base import STATIC_PREFIX
 from alerts.web.clients import trusted_networks
 from alerts.web.ui import alerts as ui_alerts
 from alerts.web.ui import contacts as ui_contacts
@@ -30,7 +31,7 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post("/login", login)
     webapp.router.add_post("/logout", logout)
     webapp.router.add_get(f"{PREFIX}/mailbox", mailbox)
-    webapp.router.add_static("/static/", STATIC_DIR, append_version=True)
+    webapp.router.add_static(STATIC_PREFIX, STATIC_DIR, append_version=True)
     ui_alerts.setup(webapp)
     ui_workflow.setup(webapp)
     ui_contacts.setup(webapp)
