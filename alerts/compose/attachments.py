@@ -42,7 +42,7 @@ _ALLOWED = ", ".join(sorted(ALLOWED_TYPES))
 def content_type(data: bytes, label: str) -> str:
     """The allowed type that ``data`` is, by its magic bytes; ValidationError naming ``label``."""
     kind = filetype.guess(data[:_SNIFF_BYTES]) if data else None
-    found = kind.mime if kind is not None else None
+    found: str | None = kind.mime if kind is not None else None
     if found not in ALLOWED_TYPES:
         what = f"is {found}" if found else "is of no type recognised"
         raise ValidationError(
