@@ -202,6 +202,9 @@ def _parser() -> argparse.ArgumentParser:
     s = bounces.add_parser("process", help="apply a bounce report (RFC 3464) from FILE or stdin")
     s.add_argument("file", nargs="?", default="-")
     s.set_defaults(handler="bounces_process")
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_cmd", required=True)
+    s = audit.add_parser("verify", help="check the audit log's hash chain; exit 2 at the first broken link")
+    s.set_defaults(handler="audit_verify")
     _followup_parsers(sub)
     return p
 
