@@ -21,6 +21,10 @@ from alerts.core.text import check_input
 logger = logging.getLogger(__name__)
 
 APP = web.AppKey("app", App)
+#: Password fields (sign-in, a new password and its repeat): hashed, never stored, shown or
+#: logged as text, and any character is allowed in a password (``accounts.users``): not
+#: checked for control characters, so no one who chose such a password is locked out.
+PASSWORD_FIELDS = frozenset({"password", "current", "repeat"})
 #: Where the officers' pages' static files are served: the only responses that may be cached.
 STATIC_PREFIX = "/static/"
 
@@ -60,7 +64,7 @@ def check_fields(fields: Iterable[tuple[str, object]]) -> None:
     for name, value in fields:
         try:
             check_input(name, f"field name {name!r}")
-            if isinstance(value, str):
+            if isinstance(value, str) and name not in PASSWORD_FIELDS:
                 check_input(value, name)
             elif isinstance(getattr(value, "filename", None), str):
                 check_input(value.filename, f"{name} (file name)")  # type: ignore[attr-defined]

@@ -166,6 +166,9 @@ async def test_nul_and_controls_are_refused_at_the_edge_with_400_naming_the_fiel
     body = await r.json()
     assert r.status == 400 and body["error"]["details"]["field"] == "name", body
     assert body["error"]["message"] == "name: control character U+0000 at position 3 is not allowed"
+    # a password is hashed, never stored as text: any character may be in one, so it is not refused
+    r = await visitor.post("/login", {"name": "admin", "password": "pass\x00word\u202e"}, html=False)
+    assert r.status == 401, r.status
     await visitor.close()
     # the contacts API's search, a path segment, a query parameter of a page
     status, body = await o.api("GET", "/api/v1/contacts?q=a%00b")
@@ -193,6 +196,16 @@ async def test_nul_and_controls_are_refused_at_the_edge_with_400_naming_the_fiel
         "POST", "/api/v1/alerts", json={"family": "urgent-appeal", "data": {"defen\x00der": "x"}}
     )
     assert status == 400 and "field name 'data.defen\\x00der'" in body["error"]["message"], body
+    # a multipart text part that is not UTF-8 (found by the long fuzz run)
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        + o.officer.token.encode()
+        + b'\r\n--B\r\nContent-Disposition: form-data; name="file"\r\n\r\n\xff\xfe\r\n--B--\r\n'
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    async with o.officer.http.post(o.base + f"{P}/contacts/import", data=body, headers=headers) as resp:
+        assert resp.status == 400, resp.status
+        assert "a field is not UTF-8 text" in await resp.text()
     # public forms
     async with aiohttp.ClientSession() as http:
         async with http.post(o.base + "/subscribe", data={"email": "a\x00@example.org"}) as resp:
