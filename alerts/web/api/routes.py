@@ -219,9 +219,17 @@ def check(value: Any, schema: Schema, where: str) -> Any:
     return value
 
 
+#: Body members holding case data: ``alerts.compose.casedata`` applies the same control-character
+#: rule to them and names the variable (``case data: facts.en[2]``), as every face does.
+CASE_DATA_MEMBERS = frozenset({"data"})
+
+
 def _text_in(body: dict[str, Any]) -> Iterator[tuple[str, object]]:
-    """(path, value) of every member and item of a decoded JSON body, for ``check_fields``."""
-    stack: list[tuple[str, Any]] = [("", body)]
+    """(path, value) of every member and item of a decoded JSON body, for ``check_fields``
+    (case data left to its own validator)."""
+    stack: list[tuple[str, Any]] = [
+        (key, value) for key, value in body.items() if key not in CASE_DATA_MEMBERS
+    ]
     while stack:
         path, value = stack.pop()
         if isinstance(value, dict):
