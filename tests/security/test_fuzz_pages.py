@@ -43,6 +43,7 @@ from alerts.compose import approval, drafts
 from alerts.contacts.subscriptions import Signer
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
+from alerts.core.signing import Signing
 from alerts.core.states import AlertStatus
 from alerts.delivery.publish import publish
 from alerts.followups import add as followup_add
@@ -362,7 +363,7 @@ async def build_world(db_url: str, stack: AsyncExitStack) -> World:
     stack.push_async_callback(client.close)
     r = await client.sign_in(FUZZER)
     assert r.status == 303, r.status
-    signer = Signer(SECRET)
+    signer = Signer(Signing(SECRET))
     link = signer.link_token(contact.token)
     sent_id = sent.id
     pages = [
