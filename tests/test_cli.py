@@ -233,7 +233,9 @@ async def test_test_send_then_press_release_with_attachment(
         "--attach",
         "run.sh",
     )
-    assert refused.code != 0 and refused.err.startswith("alerts: --attach run.sh: type ")
+    assert refused.code != 0 and refused.err.startswith(
+        "alerts: --attach run.sh: the content is of no type recognised"
+    )
     assert (
         await cli("alert", "status", "1")
     ).err == "alerts: alert 1 does not exist\n"  # nothing half-written

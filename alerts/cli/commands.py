@@ -23,6 +23,7 @@ from alerts.compose import drafts
 from alerts.core.clock import parse_when, utcnow
 from alerts.core.config import Settings, require_secret
 from alerts.core.errors import ValidationError
+from alerts.core.ids import parse_number
 from alerts.store.db import create_engine
 from alerts.store.migrate import upgrade
 from alerts.store.models import User
@@ -238,13 +239,12 @@ async def followup_add(args: argparse.Namespace, settings: Settings) -> int:
 
     due = parse_when(args.at, field="--at") if args.at else utcnow() + parse_duration(args.in_)
     data = read_case_file(args.data) if args.data is not None else None
-    if args.alert != "-" and not args.alert.isdigit():
-        raise ValidationError(f"ALERT_ID: {args.alert!r} is not an alert id (or '-' for a digest).")
+    alert = None if args.alert == "-" else parse_number(args.alert, "ALERT_ID", minimum=1)
     async with quiet_app(settings) as app:
         done = await followup_actions.add(
             app,
             await actor(app, args.as_user),
-            int(args.alert) if args.alert != "-" else None,
+            alert,
             kind=args.kind,
             due_at=due,
             note=args.note,

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("file", nargs="?", default="-", help="the bounce message (default '-': stdin)")
     s.set_defaults(handler="bounces_process")
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_cmd", required=True)
+    s = audit.add_parser("verify", help="check the audit log's hash chain; exit 2 at the first broken link")
+    s.set_defaults(handler="audit_verify")
     _followup_parsers(sub)
     s = sub.add_parser(
         "completion",

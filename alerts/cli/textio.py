@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from alerts.core.errors import ValidationError
 from alerts.core.ids import parse_id
+from alerts.core.nesting import MAX_TOML, load_toml
 
 
 def row_id(text: str) -> int:
@@ -25,14 +25,21 @@ def row_id(text: str) -> int:
 
 
 def read_case_file(path: Path) -> dict[str, Any]:
-    """Parse a case data TOML file, with errors naming the file."""
+    """Parse a case data TOML file (bounded in size and depth: ``alerts.core.nesting``), with
+    errors naming the file."""
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read(4 * MAX_TOML + 1)  # UTF-8: at most 4 bytes a character
     except FileNotFoundError:
         raise ValidationError(f"{path}: file not found.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{path}: not valid TOML: {exc}.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{path}: not UTF-8 (byte {exc.start + 1}).") from None
+    try:
+        return load_toml(text, str(path))
+    except ValidationError as exc:
+        raise ValidationError(f"{exc.message}.", details=exc.details) from None
 
 
 def print_json(data: Any) -> None:

@@ -122,6 +122,17 @@ def unsafe_in_link(char: str) -> bool:
     )
 
 
+def check_input(value: str, field: str) -> None:
+    """ValidationError (as ``check_text``, position in ``value`` as sent) when ``value`` holds a
+    character that no text field accepts, one-line or multi-line: line breaks and TAB pass,
+    the rest of ``REFUSED_IN_LINE`` does not. The web's edge applies it to every query
+    parameter, path segment and form field before any handler (or database) sees them."""
+    breaks_kept_in_place = LINE_BREAK.sub(lambda m: "\n" * len(m.group()), value)
+    found = REFUSED_IN_TEXT.search(breaks_kept_in_place)
+    if found is not None:
+        raise _refuse(found, field)
+
+
 #: What a spreadsheet runs as a formula when a cell starts with it (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -64,7 +64,7 @@ async def test_deliveries_say_who_are_found_by_name_and_export_as_csv(faces: Fac
     assert "address" not in table[0] and [row[2] for row in table[1:]] == ["Ana Ruiz"]
 
     status, page = await officer.get(f"{P}/alerts/{alert_id}/deliveries?page=%C2%B2")
-    assert status in (400, 422) and "page: must be a whole number" in html.unescape(page)
+    assert status in (400, 422) and "is not a whole number from 1 to 100000" in html.unescape(page)
 
     status, page = await officer.get(f"{P}/alerts/{alert_id}")
     bar = re.search(r'<progress data-progress max="(\d+)" value="(\d+)"', page)

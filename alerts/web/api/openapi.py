@@ -32,7 +32,7 @@ ERROR: Schema = {
     },
 }
 _ERROR_TEXT = {
-    400: "The body is not valid JSON.",
+    400: "The body is not valid JSON, or a field holds a control character (NUL, bidi override…).",
     401: "No valid API token.",
     403: "The token's role may not do this.",
     404: "No such object.",
@@ -102,7 +102,7 @@ def _operation(route: Route, app: App) -> dict[str, Any]:
         }
         codes |= {400, 413, 415, 422} if route.request_type == "application/json" else {413, 415, 422}
     if route.query:
-        codes.add(422)
+        codes |= {400, 422}  # 400: a control character in a parameter (alerts.web.base.check_fields)
     responses: dict[str, Any] = {
         str(route.status): {
             "description": "Success.",

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from alerts.core import urls
 from alerts.core.clock import utcnow
-from alerts.core.ids import parse_id
+from alerts.core.errors import ValidationError
+from alerts.core.ids import MAX_PAGE, parse_id, parse_number
 from alerts.delivery.archive import atom_feed, public_alert, public_alerts, withdrawn_alerts, withdrawn_public
 from alerts.delivery.cap import CAP_TYPE, cap_alert, cap_cancel
 from alerts.web.public.article import blocks, linkify, share_links
@@ -23,7 +24,10 @@ async def archive(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     raw = request.query.get("page", "1")
-    page = int(raw) if raw.isdigit() and 0 < len(raw) < 6 and int(raw) > 0 else 1
+    try:
+        page = parse_number(raw, "page", minimum=1, maximum=MAX_PAGE)
+    except ValidationError:
+        page = 1  # a reader's mistyped link still shows the archive
     async with app.sessions() as session:
         alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return render_page("archive.html", alerts=alerts[:PAGE_SIZE], more=len(alerts) > PAGE_SIZE, page=page)

@@ -27,6 +27,7 @@ from aiohttp import web
 from alerts.app import App
 from alerts.core.errors import ValidationError
 from alerts.web import auth
+from alerts.web.base import check_fields
 from alerts.web.bodies import read_body
 
 PAGES = jinja2.Environment(
@@ -97,9 +98,11 @@ async def read_form(request: web.Request) -> dict[str, list[str]]:
     """The url-encoded form of a POST, at most ``MAX_FORM_BYTES`` (413 past that)."""
     raw = await read_body(request, MAX_FORM_BYTES)
     try:
-        return parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+        form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
     except (UnicodeDecodeError, ValueError):
         raise ValidationError("the form could not be read") from None
+    check_fields((name, value) for name, values in form.items() for value in values)
+    return form
 
 
 def form_value(form: dict[str, list[str]], name: str, default: str = "") -> str:

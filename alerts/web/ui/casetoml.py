@@ -1,28 +1,22 @@
-"""Case data as TOML in the editor's textarea: parse with tomllib, write back with ``dumps``."""
+"""Case data as TOML in the editor's textarea: parse (bounded) with tomllib, write back with ``dumps``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from alerts.core.errors import ValidationError
+from alerts.core.nesting import load_toml
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-MAX_TOML = 200_000
 
 
 def loads(text: str) -> dict[str, Any]:
-    """The case data in ``text``; ValidationError naming the line of a syntax error."""
-    if len(text) > MAX_TOML:
-        raise ValidationError(f"case data: longer than {MAX_TOML} characters", details={"field": "case"})
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"case data: not valid TOML: {exc}", details={"field": "case"}) from None
+    """The case data in ``text``, bounded in size and depth before parsing
+    (``alerts.core.nesting``); ValidationError naming the line of a syntax error."""
+    return load_toml(text, "case data")
 
 
 def _key(key: str) -> str:

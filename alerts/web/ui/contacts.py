@@ -16,6 +16,7 @@ from alerts.actions import contacts as actions
 from alerts.contacts import directory as contacts
 from alerts.contacts.fields import KINDS, STATUSES, TEXT_FIELDS
 from alerts.core.errors import AlertsError, ValidationError
+from alerts.core.ids import MAX_PAGE, parse_number
 from alerts.store.models import Contact
 from alerts.web.ui.pages import ID, Ctx, page, path_id, redirect
 from alerts.web.ui.pages import PREFIX as P
@@ -35,9 +36,7 @@ async def contact_list(c: Ctx) -> web.Response:
         q.get("list", ""),
         q.get("page", "1"),
     )
-    if not raw_page.isdigit() or not 1 <= int(raw_page) <= 100_000:
-        raise ValidationError("page: must be a whole number from 1")
-    number = int(raw_page)
+    number = parse_number(raw_page, "page", minimum=1, maximum=MAX_PAGE)
     async with c.app.sessions() as session:
         found = await contacts.search_contacts(
             session,

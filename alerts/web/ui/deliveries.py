@@ -12,6 +12,8 @@ from aiohttp import web
 
 from alerts.compose import drafts
 from alerts.core.errors import ValidationError
+from alerts.core.ids import parse_number
+from alerts.core.ids import MAX_PAGE, parse_number
 from alerts.core.states import DeliveryState
 from alerts.core.text import spreadsheet_safe
 from alerts.delivery import tracking
@@ -20,7 +22,6 @@ from alerts.web.ui.pages import ID, Ctx, can, page
 from alerts.web.ui.pages import PREFIX as P
 
 PAGE_SIZE = 100
-MAX_PAGE = 100_000
 CSV_BATCH = 1000
 CSV_COLUMNS = (
     "id",
@@ -51,10 +52,7 @@ def _filters(c: Ctx) -> dict[str, str]:
 
 
 def _page_number(c: Ctx) -> int:
-    raw = c.request.query.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
-        raise ValidationError(f"page: must be a whole number from 1 to {MAX_PAGE}", details={"field": "page"})
-    return int(raw)
+    return parse_number(c.request.query.get("page", "1"), "page", minimum=1, maximum=MAX_PAGE)
 
 
 @page("view")

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from alerts.actions import followups as followup_actions
 from alerts.core.errors import ValidationError
+from alerts.core.ids import parse_id, parse_number
 from alerts.core.states import FollowupKind
 from alerts.followups import manage as followups
 from alerts.store import audit
@@ -48,13 +49,12 @@ async def add_followup(c: Ctx) -> web.Response:
             raise ValidationError("due: choose a date and time", details={"field": "due"})
         due = parse_local(values["due"], c, field="due")
         raw_alert = values["alert"]
-        if raw_alert and not raw_alert.isdigit():
-            raise ValidationError(f"alert: {raw_alert!r} is not an alert number", details={"field": "alert"})
+        alert = parse_number(raw_alert, "alert", minimum=1) if raw_alert else None
         data = ui_toml.loads(values["data"]) if values["data"] else None
         await followup_actions.add(
             c.app,
             c.user,
-            int(raw_alert) if raw_alert else None,
+            alert,
             kind=values["kind"],
             due_at=due,
             note=values["note"],
@@ -78,7 +78,7 @@ async def add_followup(c: Ctx) -> web.Response:
             values=values,
         )
     back = c.field("back")
-    if back.startswith(f"{P}/alerts/") and back[len(P) + 8 :].isdigit():
+    if back.startswith(f"{P}/alerts/") and parse_id(back[len(P) + 8 :]) is not None:
         return redirect(f"{back}?notice=followup")
     return redirect(f"{P}/followups?notice=added")
 
@@ -96,8 +96,8 @@ async def audit_log(c: Ctx) -> web.Response:
     kind, object_id = c.request.query.get("type", ""), c.request.query.get("id", "")
     if kind and kind not in AUDIT_TYPES:
         raise ValidationError(f"type: {kind!r} is not one of {', '.join(AUDIT_TYPES)}")
-    if object_id and not object_id.isdigit():
-        raise ValidationError(f"id: {object_id!r} is not a number")
+    if object_id:
+        object_id = str(parse_number(object_id, "id"))
     async with c.app.sessions() as session:
         entries = await audit.list_entries(
             session, object_type=kind or None, object_id=object_id or None, limit=300

@@ -51,6 +51,8 @@ async def live(c: Ctx) -> web.StreamResponse:
         }
     )
     await response.prepare(c.request)
+    if c.request.method == "HEAD":
+        return response  # headers only: a body after them would corrupt the client's next response
     stopping = c.request.app[STOPPING]
     last, last_write, started = "", time.monotonic(), time.monotonic()
     try:

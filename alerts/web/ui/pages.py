@@ -27,11 +27,12 @@ from multidict import MultiDictProxy
 from alerts.accounts import users
 from alerts.app import App
 from alerts.core import urls
-from alerts.core.errors import AlertsError, NotFound, Unauthorized
+from alerts.core.errors import AlertsError, BadRequest, NotFound, Unauthorized
 from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.text import unsafe_in_link
 from alerts.store.models import User
 from alerts.web import auth
+from alerts.web.base import check_fields
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,17 @@ def error_page(request: web.Request, exc: AlertsError, user: User | None = None)
 PageHandler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The request's form (url-encoded or multipart); BadRequest (400) when it cannot be read —
+    a text part that is not UTF-8, a broken multipart body — instead of aiohttp's exception."""
+    try:
+        return await request.post()
+    except UnicodeDecodeError:
+        raise BadRequest("the form could not be read: a field is not UTF-8 text") from None
+    except ValueError:
+        raise BadRequest("the form could not be read") from None
+
+
 def page(
     action: str = "view",
 ) -> Callable[[PageHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
@@ -174,8 +186,9 @@ def page(
                 user = signed[0]
                 form = None
                 if request.method not in ("GET", "HEAD"):
-                    form = await request.post()
+                    form = await read_form(request)
                     auth.check_csrf(request, form)
+                    check_fields(form.items())
                 users.check(user, action)
                 return await handler(Ctx(request, user, form))
             except AlertsError as exc:
@@ -225,12 +238,16 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.StreamResponse:
     """POST /login: name + password → session cookie, or the same refusal for every wrong pair."""
-    form = await request.post()
+    try:
+        form = await read_form(request)
+    except AlertsError as exc:
+        return error_page(request, exc)
     name = form.get("name", "")
     password = form.get("password", "")
     target = safe_next(str(form.get("next", "/")))
     try:
         auth.check_csrf(request, form)
+        check_fields(form.items())
         if not isinstance(name, str) or not isinstance(password, str):
             raise Unauthorized(users.BAD_CREDENTIALS)
         user = await auth.attempt_sign_in(request, name, password)
@@ -258,7 +275,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout (with the CSRF token): revoke the session."""
     await auth.session_user(request)
     try:
-        auth.check_csrf(request, await request.post())
+        auth.check_csrf(request, await read_form(request))
     except AlertsError as exc:
         return error_page(request, exc)
     response = redirect("/login")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from alerts.web import auth
+from alerts.web.base import STATIC_PREFIX
 from alerts.web.clients import trusted_networks
 from alerts.web.ui import alerts as ui_alerts
 from alerts.web.ui import contacts as ui_contacts
@@ -34,7 +35,7 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post("/login", login)
     webapp.router.add_post("/logout", logout)
     mailbox.setup(webapp)
-    webapp.router.add_static("/static/", STATIC_DIR, append_version=True)
+    webapp.router.add_static(STATIC_PREFIX, STATIC_DIR, append_version=True)
     ui_alerts.setup(webapp)
     ui_editor.setup(webapp)
     ui_workflow.setup(webapp)
