@@ -12,7 +12,6 @@ from aiohttp import web
 
 from alerts.compose import drafts
 from alerts.core.errors import ValidationError
-from alerts.core.ids import parse_number
 from alerts.core.ids import MAX_PAGE, parse_number
 from alerts.core.states import DeliveryState
 from alerts.core.text import spreadsheet_safe
