@@ -117,6 +117,11 @@ class BouncesSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionsSettings:
+    pending_days: int = 7  # unconfirmed subscriptions are removed after this many days (0: never)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -131,6 +136,7 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    subscriptions: SubscriptionsSettings = field(default_factory=SubscriptionsSettings)
     source: str = "embedded defaults"
 
     def replace(self, section: str, **values: Any) -> Settings:
