@@ -1,9 +1,9 @@
 """Sign-in limits and account locks, kept in the database so that they survive a restart and
 hold across several ``serve`` processes.
 
-Every attempt is written as a row against three keys before its password is checked (so
-attempts in flight count as failures, in every process) and then counted; if a limit is full
-the row is deleted again and the attempt refused before any password is checked:
+Every attempt is counted against three keys and, if no limit is full, written as a row against
+each before its password is checked (so attempts in flight count as failures, in every
+process); otherwise it is refused before any password is checked:
 
 - the account at a client network (``ACCOUNT_NETWORK_LIMIT`` in ``WINDOW``): someone guessing
   from elsewhere cannot lock a real officer out of their own network;
@@ -13,9 +13,8 @@ the row is deleted again and the attempt refused before any password is checked:
   after the latest failure; at ``ACCOUNT_LOCK`` failures the account is locked until an admin
   unlocks it (``alerts users unlock NAME`` or the users page).
 
-Each attempt inserts and commits its rows before it counts, and counts every row of its keys:
-of any ``limit + 1`` attempts let through at once, the last to commit would have seen all the
-others, so parallel requests, in one process or several, cannot slip past a limit. A success
+Counting and writing are one transaction, and concurrent ones on the same keys take turns
+(``_serialise``), so parallel requests, in one process or several, cannot slip past a limit. A success
 deletes the account's rows (its reservation and earlier failures); a failure keeps them.
 Keys are SHA-256 digests: fixed length, whatever a client sends as a name.
 """
@@ -27,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.errors import AlertsError
@@ -92,11 +91,11 @@ def _keys(name: str, address: str) -> tuple[str, str, str]:
     )
 
 
-async def _recent(db: AsyncSession, key: str, since: datetime, mine: tuple[int, ...]) -> list[datetime]:
-    """When the other attempts of ``key`` since ``since`` were made, newest first."""
+async def _recent(db: AsyncSession, key: str, since: datetime) -> list[datetime]:
+    """When the attempts of ``key`` since ``since`` were made (failed or in flight), newest first."""
     rows = await db.scalars(
         select(SignInAttempt.at)
-        .where(SignInAttempt.key == key, SignInAttempt.at > since, SignInAttempt.id.not_in(mine))
+        .where(SignInAttempt.key == key, SignInAttempt.at > since)
         .order_by(SignInAttempt.at.desc())
     )
     return list(rows)
@@ -106,39 +105,56 @@ def _seconds(delta: timedelta) -> int:
     return max(1, int(delta.total_seconds()) + 1)
 
 
+async def _serialise(db: AsyncSession, keys: tuple[str, ...]) -> None:
+    """Make concurrent reservations of these keys take turns until commit.
+
+    SQLite: every writing transaction begins IMMEDIATE, so they take turns already.
+    PostgreSQL: a transaction-scoped advisory lock per key, taken in one order (no deadlock).
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(keys):
+        lock_id = int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
+        await db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+
+
 async def reserve(
     sessions: async_sessionmaker[AsyncSession], name: str, address: str, *, now: datetime
 ) -> Reservation:
-    """Count an attempt against its limits; TooManyAttempts or AccountLocked if one is full."""
+    """Count an attempt against its limits; TooManyAttempts or AccountLocked if one is full.
+
+    Check and reservation are one transaction whose keys are taken in turn (``_serialise``),
+    so of attempts made at once, in one process or several, exactly as many as the limits
+    allow go on to have their password checked.
+    """
     account, account_network, network = _keys(name, address)
+    wait, lock = 0, False
     async with sessions.begin() as db:
+        await _serialise(db, (account, account_network, network))
         if await db.get(SignInLock, account) is not None:
             raise AccountLocked(LOCKED)
         await db.execute(
             delete(SignInAttempt).where(SignInAttempt.at < now - timedelta(seconds=ACCOUNT_WINDOW))
         )
-        rows = [SignInAttempt(key=key, at=now) for key in (account, account_network, network)]
-        db.add_all(rows)
-        await db.flush()
-        mine = tuple(row.id for row in rows)
-    wait, lock = 0, False
-    async with sessions.begin() as db:
         window = now - timedelta(seconds=WINDOW)
         for key, limit in ((account_network, ACCOUNT_NETWORK_LIMIT), (network, NETWORK_LIMIT)):
-            times = await _recent(db, key, window, mine)
+            times = await _recent(db, key, window)
             if len(times) >= limit:
                 wait = max(wait, _seconds(times[limit - 1] + timedelta(seconds=WINDOW) - now))
-        times = await _recent(db, account, now - timedelta(seconds=ACCOUNT_WINDOW), mine)
+        times = await _recent(db, account, now - timedelta(seconds=ACCOUNT_WINDOW))
         if len(times) >= ACCOUNT_LOCK:
             lock = True
-            if await db.get(SignInLock, account) is None:
-                db.add(SignInLock(key=account, locked_at=now))
+            db.add(SignInLock(key=account, locked_at=now))
         elif len(times) >= ACCOUNT_FREE:
             delay = timedelta(seconds=min(MAX_DELAY, 2 ** (len(times) - ACCOUNT_FREE + 1)))
             if times[0] + delay > now:
                 wait = max(wait, _seconds(times[0] + delay - now))
-        if wait or lock:
-            await db.execute(delete(SignInAttempt).where(SignInAttempt.id.in_(mine)))
+        mine: tuple[int, ...] = ()
+        if not (wait or lock):
+            rows = [SignInAttempt(key=key, at=now) for key in (account, account_network, network)]
+            db.add_all(rows)
+            await db.flush()
+            mine = tuple(row.id for row in rows)
     if lock:
         logger.warning("sign-in locked for an account after %d failed attempts", ACCOUNT_LOCK)
         raise AccountLocked(LOCKED)
