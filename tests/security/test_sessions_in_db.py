@@ -4,6 +4,7 @@ survive a restart and hold across two ``serve`` processes on one database."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,7 +16,7 @@ from alerts.app import open_app
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
 from alerts.core.networks import network_of
-from alerts.store.models import AuditEntry, SignInAttempt
+from alerts.store.models import AuditEntry, SignInAttempt, SignInLock
 from alerts.web import auth
 from tests.web import PASSWORD, Client, make_staff, running, signed_in
 
@@ -179,3 +180,22 @@ async def test_failures_from_many_networks_slow_then_lock_the_account(db_url: st
             )
             assert left == 0
             assert "user.unlock" in list(await db.scalars(select(AuditEntry.action)))
+
+
+async def test_the_console_unlocks_a_locked_account(db_url: str, tmp_path: Path) -> None:
+    from tests.test_cli import CLI
+
+    settings = Settings().replace("database", url=db_url)
+    async with open_app(settings, channels={}) as app:
+        await make_staff(app)
+        async with app.sessions.begin() as session:
+            session.add(SignInLock(key=signin_limits.account_key("officer"), locked_at=utcnow()))
+        with pytest.raises(signin_limits.AccountLocked):
+            await signin_limits.reserve(app.sessions, "officer", "192.0.2.1", now=utcnow())
+    cli = CLI(db_url, tmp_path)
+    run = await cli("users", "unlock", "officer")
+    assert (run.code, run.err) == (0, "user officer unlocked\n")
+    assert (await cli("users", "unlock", "officer")).err == "user officer was not locked\n"
+    async with open_app(settings, channels={}) as app:
+        held = await signin_limits.reserve(app.sessions, "officer", "192.0.2.1", now=utcnow())
+        await signin_limits.succeeded(app.sessions, held)
