@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from alerts.accounts import users
+from alerts.accounts import signin_limits, users
 from alerts.accounts.users import UNSET, Unset
 from alerts.app import App
 from alerts.core.clock import utcnow
 from alerts.core.errors import PermissionDenied
+from alerts.store import audit
 from alerts.store.models import User
 
 MANAGE = "users.manage"
@@ -236,3 +237,39 @@ async def revoke_tokens(app: App, actor: User | None, name: str) -> TokensRevoke
         revoked = await users.revoke_tokens(session, user, by=actor, now=utcnow())
         account = Account.of(user)
     return TokensRevoked(account=account, revoked=revoked)
+
+
+async def locked_names(app: App, actor: User | None) -> set[str]:
+    """The users whose sign-in is locked after too many failed attempts."""
+    _require(actor)
+    async with app.sessions() as session:
+        return await signin_limits.locked(session, [user.name for user in await users.list_users(session)])
+
+
+async def unlock(app: App, actor: User | None, name: str) -> Changed:
+    """Lift the sign-in lock of a user (and forget their failed attempts)."""
+    _require(actor)
+    async with app.sessions.begin() as session:
+        user = await users.get_user(session, name)
+        changed = await signin_limits.unlock(session, user.name)
+        if changed:
+            await audit.record(
+                session, user_id=actor.id if actor else None, action="user.unlock", object_type="user",
+                object_id=user.id, details=None, now=utcnow(),
+            )  # fmt: skip
+        account = Account.of(user)
+    return Changed(account=account, changed=changed, fields=("locked",) if changed else ())
+
+
+async def sign_out_everywhere(app: App, actor: User) -> Changed:
+    """End every session of the actor, in every browser and process (this one too)."""
+    users.check(actor, "view")
+    async with app.sessions.begin() as session:
+        user = await users.get_user(session, actor.id)
+        users.end_sessions(user)
+        await audit.record(
+            session, user_id=user.id, action="user.sign_out_everywhere", object_type="user",
+            object_id=user.id, details=None, now=utcnow(),
+        )  # fmt: skip
+        account = Account.of(user)
+    return Changed(account=account, changed=True, fields=("sessions",))

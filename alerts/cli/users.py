@@ -1,4 +1,4 @@
-"""``alerts users add|passwd|disable|enable|token|list``: parse, call ``actions.accounts``, print.
+"""``alerts users add|passwd|disable|enable|unlock|token|list``: parse, call ``actions.accounts``, print.
 
 The console operator holds the database and acts as the service itself (actor None). Passwords
 are asked with getpass (twice) unless given for a script (``--password``/``ALERTS_NEW_PASSWORD``
@@ -81,6 +81,13 @@ async def users_active(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"user {done.account.name} enabled")
     else:
         _say(f"user {done.account.name} disabled: their sessions have ended and their API token is revoked")
+    return 0
+
+
+async def users_unlock(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings, channels={}) as app:
+        done = await accounts.unlock(app, None, args.name)
+    _say(f"user {done.account.name} unlocked" if done.changed else f"user {done.account.name} was not locked")
     return 0
 
 

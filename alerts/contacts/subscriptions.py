@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import BadSignature
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.contacts.directory import contact_addresses, create_contact, new_token
@@ -41,7 +41,7 @@ from alerts.core.errors import ValidationError
 from alerts.core.signing import CONFIRM, LINK, Signing
 from alerts.core.states import SuppressionReason
 from alerts.store import audit
-from alerts.store.models import Contact, Suppression
+from alerts.store.models import Contact, ListMember, Suppression
 
 logger = logging.getLogger(__name__)
 
@@ -295,3 +295,26 @@ async def contact_by_link(session: AsyncSession, signer: Signer, token: str) -> 
 def topics_of(contact: Contact, prefix: str) -> list[str]:
     """The contact's topics with this prefix (``kind`` or ``country``), without it."""
     return [t.split(":", 1)[1] for t in contact.topics or () if t.startswith(f"{prefix}:")]
+
+
+async def expire_pending(session: AsyncSession, *, now: datetime, days: int) -> int:
+    """Remove subscriptions left unconfirmed for ``days`` (0: keep them): their pending public
+    contacts, unless an officer put one on a list. How many were removed (no addresses logged)."""
+    if days <= 0:
+        return 0
+    member = select(ListMember.contact_id).where(ListMember.contact_id == Contact.id).exists()
+    stale = select(Contact.id).where(
+        Contact.status == "pending",
+        Contact.kind == "public",
+        Contact.updated_at < now - timedelta(days=days),
+        ~member,
+    )
+    ids = list(await session.scalars(stale))
+    if ids:
+        await session.execute(delete(Contact).where(Contact.id.in_(ids)))
+        await audit.record(
+            session, user_id=None, action="contact.expire_pending", object_type="contact",
+            object_id=None, details={"removed": len(ids), "days": days}, now=now,
+        )  # fmt: skip
+        logger.info("removed %d subscription(s) left unconfirmed for %d days", len(ids), days)
+    return len(ids)

@@ -119,6 +119,11 @@ class BouncesSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionsSettings:
+    pending_days: int = 7  # unconfirmed subscriptions are removed after this many days (0: never)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PathsSettings:
     # A folder of the organisation's own template families, used beside the shipped ones (a
     # family of the same name replaces the shipped one). Relative to the config file's folder.
@@ -150,6 +155,7 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    subscriptions: SubscriptionsSettings = field(default_factory=SubscriptionsSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)

@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from alerts.app import App
+from alerts.contacts import subscriptions
 from alerts.core.clock import utcnow
 from alerts.followups import manage as followups
 from alerts.store.db import is_sqlite
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 LEADER_LOCK_KEY = 0x55_41_73_63_68_65_64
 JOB_PREFIX = "followup-"
 RECONCILE_JOB = "reconcile-followups"
+HOUSEKEEPING_JOB = "housekeeping"
+HOUSEKEEPING_SECONDS = 3600.0
 
 
 class RunningScheduler:
@@ -129,6 +132,14 @@ class RunningScheduler:
             id=RECONCILE_JOB,
             replace_existing=True,
         )
+        self.scheduler.add_job(
+            self._housekeeping_job,
+            "interval",
+            seconds=HOUSEKEEPING_SECONDS,
+            id=HOUSEKEEPING_JOB,
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
 
     async def _lock_alive(self) -> bool:
         if self._lock_conn is None:
@@ -169,6 +180,22 @@ class RunningScheduler:
                 await self.reconcile()
             except Exception:
                 logger.exception("follow-up reconcile failed; retrying in %.0f s", self.reconcile_seconds)
+
+    async def _housekeeping_job(self) -> None:
+        if self._stopping:
+            return
+        with self._running_job():
+            try:
+                await self.housekeeping()
+            except Exception:
+                logger.exception("housekeeping failed; retrying in %.0f s", HOUSEKEEPING_SECONDS)
+
+    async def housekeeping(self) -> int:
+        """Remove subscriptions left unconfirmed past ``[subscriptions] pending_days``; how many."""
+        async with self.app.sessions.begin() as session:
+            return await subscriptions.expire_pending(
+                session, now=self.clock(), days=self.app.settings.subscriptions.pending_days
+            )
 
     async def reconcile(self) -> int:
         """Make the jobs match the table: add new or re-armed follow-ups, drop cancelled ones.

@@ -81,6 +81,31 @@ class User(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class RevokedSession(Base):
+    """A signed-out session's nonce, refused by every process until the cookie expires anyway."""
+
+    __tablename__ = "revoked_sessions"
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SignInAttempt(Base):
+    """A sign-in attempt in flight or failed, counted against one limit key (signin_limits.py)."""
+
+    __tablename__ = "sign_in_attempts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SignInLock(Base):
+    """An account locked after too many failed sign-ins, until an admin unlocks it."""
+
+    __tablename__ = "sign_in_locks"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Contact(Base):
     """A recipient: an authority, journalist, partner or member of the public."""
 

@@ -3,20 +3,19 @@
 There is no session table: a session is a cookie holding ``[user id, issued, nonce,
 fingerprint]`` signed by ``alerts.core.signing`` (its own salt; the current key signs, old keys
 in ``[server] old_secret_keys`` still verify, so a key rotation signs nobody out). It expires
-``SESSION_MAX_AGE`` after sign-in and stops working when the user's password changes or the
-user is disabled (the fingerprint is a signature of the stored hash and of the user's session
-epoch, which disabling bumps: enabling the user again does not revive an old session). The user row
-is read on every request, so this holds on the next request in every process. ``/logout``
-revokes its nonce in this process until it would have expired anyway.
+``SESSION_MAX_AGE`` after sign-in and stops working when the user's password changes, the user
+is disabled or signs out everywhere (the fingerprint is a signature of the stored hash and of the
+user's session epoch, which those bump: enabling the user again does not revive an old
+session). ``/logout`` writes the nonce to ``revoked_sessions`` until the cookie would have
+expired anyway. The user row and the revocation are read on every request, so all this holds on
+the next request in every process, and after a restart.
 
 CSRF tokens are a signature of the session nonce (or, before sign-in, of a random ``ua_pre`` cookie):
 every form carries one and every state-changing request of the officers' pages checks it.
-Failed sign-ins are counted per account *at* a client address (``LOGIN_LIMIT``: someone
-elsewhere guessing cannot lock a real officer out) and per client address (``ADDRESS_LIMIT``,
-any account); past either limit in ``LOGIN_WINDOW`` the sign-in is refused with 429 and
-``Retry-After`` before any password is checked. An attempt is reserved before its password is
-checked (attempts in flight count as failures until they end), so parallel requests cannot
-slip past the limit. The message for an unknown user and a wrong password is the same.
+Sign-in limits (per account at a client network, per network, per account from anywhere, and
+the account lock) are kept in the database: ``alerts.accounts.signin_limits``. A refused
+attempt gets 429 and ``Retry-After`` (or 423 when locked) before any password is checked. The
+message for an unknown user and a wrong password is the same.
 
 The client address is ``alerts.web.clients.client_address``: the peer's, unless the peer is
 one of ``[server] trusted_proxies``.
@@ -30,16 +29,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from multidict import MultiDictProxy
+from sqlalchemy import delete
 
-from alerts.accounts import users
-from alerts.core.errors import AlertsError, PermissionDenied, Unauthorized
+from alerts.accounts import signin_limits, users
+from alerts.core.clock import utcnow
+from alerts.core.errors import PermissionDenied
 from alerts.core.signing import CSRF, SESSION, USER, Signing
-from alerts.store.models import User
+from alerts.store.models import RevokedSession, User
 from alerts.web.clients import client_address
 
 logger = logging.getLogger(__name__)
@@ -49,13 +51,14 @@ PRE_COOKIE = "ua_pre"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_MAX_AGE = 8 * 3600
-LOGIN_LIMIT = 5  # failures per account at one client address
-ADDRESS_LIMIT = 20  # failures per client address, whatever the account
-LOGIN_WINDOW = 15 * 60
+LOGIN_LIMIT = signin_limits.ACCOUNT_NETWORK_LIMIT
+ADDRESS_LIMIT = signin_limits.NETWORK_LIMIT
+LOGIN_WINDOW = signin_limits.WINDOW
 IN_FLIGHT_WAIT = 0.5  # Retry-After base when only attempts still being checked fill the limit
 DEFAULT_SECRET = "change-me-in-production"
 BAD_CSRF = "the form's security token is missing or invalid; reload the page and try again"
-TOO_MANY = "too many failed sign-in attempts; try again in {minutes} minutes"
+TooManyAttempts = signin_limits.TooManyAttempts
+AccountLocked = signin_limits.AccountLocked
 
 
 class CsrfRefused(PermissionDenied):
@@ -64,20 +67,8 @@ class CsrfRefused(PermissionDenied):
     code = "csrf_failed"
 
 
-class TooManyAttempts(AlertsError):
-    """Sign-in refused for a while after repeated failures."""
-
-    code, http_status = "rate_limited", 429
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            TOO_MANY.format(minutes=max(1, -(-retry_after // 60))), details={"retry_after": retry_after}
-        )
-        self.retry_after = retry_after
-
-
 class LoginLimiter:
-    """Failed sign-ins per key in a sliding window (in memory, per process).
+    """Failures per key in a sliding window (in memory, per process): the public pages' limits.
 
     ``reserve`` counts an attempt in flight against its keys before its password is checked;
     ``release`` ends it (then ``fail`` counts a failure, or ``reset`` forgets them).
@@ -159,13 +150,10 @@ class LoginLimiter:
 
 @dataclass
 class AuthState:
-    """Per-process sign-in state: the session signers, login limits, revoked sessions."""
+    """Per-process sign-in state: the session signers and whether cookies are Secure."""
 
     signing: Signing
     secure: bool
-    limiter: LoginLimiter = field(default_factory=LoginLimiter)  # per account at an address
-    addresses: LoginLimiter = field(default_factory=lambda: LoginLimiter(limit=ADDRESS_LIMIT))
-    revoked: dict[str, float] = field(default_factory=dict)  # nonce -> when it expires anyway
     sessions: URLSafeSerializer = field(init=False)
     users: Signer = field(init=False)
     csrf: Signer = field(init=False)
@@ -174,13 +162,6 @@ class AuthState:
         self.sessions = self.signing.serializer(SESSION)
         self.users = self.signing.signer(USER)
         self.csrf = self.signing.signer(CSRF)
-
-    def revoke(self, nonce: str, until: float) -> None:
-        """Refuse this session from now on (until it would have expired anyway)."""
-        now = time.time()
-        for old in [n for n, t in self.revoked.items() if t < now]:
-            del self.revoked[old]
-        self.revoked[nonce] = until
 
 
 AUTH = web.AppKey("auth", AuthState)
@@ -257,7 +238,7 @@ def parse(state: AuthState, value: str, *, now: float | None = None) -> tuple[Se
         return None
     uid, issued, nonce, fingerprint = payload
     age = (time.time() if now is None else now) - issued
-    if not 0 <= age <= SESSION_MAX_AGE or nonce in state.revoked:
+    if not 0 <= age <= SESSION_MAX_AGE:
         return None
     return Session(user_id=uid, issued=issued, nonce=nonce), fingerprint
 
@@ -288,6 +269,8 @@ async def _verify(request: web.Request) -> tuple[User, Session] | None:
         session, fingerprint = parsed
         async with request.app[APP].sessions() as db:
             user = await db.get(User, session.user_id)
+            if await db.get(RevokedSession, session.nonce) is not None:
+                user = None
         if user is not None and user.active and state.users.verify_signature(user_value(user), fingerprint):
             found = (user, session)
     return found
@@ -351,44 +334,38 @@ def sign_in(request: web.Request, response: web.StreamResponse, user: User) -> N
     response.del_cookie(PRE_COOKIE, path="/")
 
 
-def sign_out(request: web.Request, response: web.StreamResponse) -> None:
-    """Revoke the request's session and delete its cookie."""
+async def sign_out(request: web.Request, response: web.StreamResponse) -> None:
+    """Revoke the request's session in every process (``revoked_sessions``); delete its cookie."""
+    from alerts.web.base import APP
+
     signed = visitor(request).signed
     if signed:
-        request.app[AUTH].revoke(signed[1].nonce, signed[1].issued + SESSION_MAX_AGE)
+        nonce = signed[1].nonce
+        expires = datetime.fromtimestamp(signed[1].issued + SESSION_MAX_AGE, UTC)
+        async with request.app[APP].sessions.begin() as db:
+            await db.execute(delete(RevokedSession).where(RevokedSession.expires_at < utcnow()))
+            if await db.get(RevokedSession, nonce) is None:
+                db.add(RevokedSession(nonce=nonce, expires_at=expires))
     response.del_cookie(SESSION_COOKIE, path="/")
 
 
 async def attempt_sign_in(request: web.Request, name: str, password: str) -> User:
     """Reserve an attempt within the limits, then check the password; count a failure.
 
-    Raises TooManyAttempts or Unauthorized.
+    Raises TooManyAttempts, AccountLocked or Unauthorized.
     """
     from alerts.web.base import APP
 
-    state = request.app[AUTH]
-    address = client_address(request)
-    account, per_address = f"user:{name.strip().lower()}@{address}", f"addr:{address}"
-    wait = state.limiter.reserve(account)
-    if not wait:
-        wait = state.addresses.reserve(per_address)
-        if wait:
-            state.limiter.release(account)
-    if wait:
-        logger.info("sign-in refused: too many failures")
-        raise TooManyAttempts(wait)
+    sessions = request.app[APP].sessions
+    held = await signin_limits.reserve(sessions, name, client_address(request), now=utcnow())
     try:
-        async with request.app[APP].sessions.begin() as db:
+        async with sessions.begin() as db:
             user = await users.authenticate_password(db, name, password)
-    except Unauthorized:
-        state.limiter.fail(account)
-        state.addresses.fail(per_address)
+    except BaseException:
+        await signin_limits.failed(sessions, held, now=utcnow())
         logger.info("failed sign-in")
         raise
-    finally:
-        state.limiter.release(account)
-        state.addresses.release(per_address)
-    state.limiter.reset(account)
+    await signin_limits.succeeded(sessions, held)
     return user
 
 

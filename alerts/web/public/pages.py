@@ -47,19 +47,24 @@ PRIVATE = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
 #: Confirmation mails being sent in the background (a reference keeps each task alive).
 CONFIRMATIONS = web.AppKey("confirmations", set[asyncio.Task[bool]])
 
-#: Subscribe requests per client address in SUBSCRIBE_WINDOW seconds; more get 429.
+#: Subscribe requests per client network (IPv4 /24, IPv6 /64) in SUBSCRIBE_WINDOW seconds.
 SUBSCRIBE_LIMIT = 5
 SUBSCRIBE_WINDOW = 10 * 60
-#: Confirmation mails per hour for the whole service; more are not sent.
+#: Confirmation mails per hour for the whole service, per client network, per recipient domain.
 CONFIRM_MAILS_PER_HOUR = 200
+NETWORK_MAILS_PER_HOUR = 5
+DOMAIN_MAILS_PER_HOUR = 50
 
 
 @dataclass
 class SubscribeLimits:
-    """Sliding windows (in memory, per process): requests per address, confirmation mails."""
+    """Sliding windows (in memory, per process): requests per network; confirmation mails for
+    the service, per network and per recipient domain."""
 
     addresses: auth.LoginLimiter
     mails: auth.LoginLimiter
+    network_mails: auth.LoginLimiter
+    domain_mails: auth.LoginLimiter
 
 
 SUBSCRIBE_LIMITS = web.AppKey("subscribe_limits", SubscribeLimits)
@@ -129,4 +134,6 @@ def add_state(webapp: web.Application) -> None:
     webapp[SUBSCRIBE_LIMITS] = SubscribeLimits(
         addresses=auth.LoginLimiter(limit=SUBSCRIBE_LIMIT, window=SUBSCRIBE_WINDOW),
         mails=auth.LoginLimiter(limit=CONFIRM_MAILS_PER_HOUR, window=3600),
+        network_mails=auth.LoginLimiter(limit=NETWORK_MAILS_PER_HOUR, window=3600),
+        domain_mails=auth.LoginLimiter(limit=DOMAIN_MAILS_PER_HOUR, window=3600),
     )

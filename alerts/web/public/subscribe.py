@@ -22,8 +22,8 @@ from alerts.actions import subscriptions as actions
 from alerts.app import App
 from alerts.core import urls
 from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.networks import network_of
 from alerts.web.clients import client_address
-from alerts.web.public import pages as public
 from alerts.web.public.pages import (
     CONFIRMATIONS,
     SUBSCRIBE_LIMITS,
@@ -89,21 +89,25 @@ async def subscribe(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     limits = request.app[SUBSCRIBE_LIMITS]
-    client = f"addr:{client_address(request)}"
-    wait = limits.addresses.retry_after(client)
+    network = network_of(client_address(request))
+    wait = limits.addresses.retry_after(network)
     if wait:
-        logger.info("subscribe refused: too many requests from one address")
-        response = message_page(
-            "Too many requests",
-            f"Please try again in {max(1, -(-wait // 60))} minutes.",
-            status=429,
-        )
-        response.headers["Retry-After"] = str(wait)
-        return response
-    limits.addresses.fail(client)  # every request counts, accepted or not
+        logger.info("subscribe refused: too many requests from one network")
+        return _try_later("Too many requests", wait)
+    limits.addresses.fail(network)  # every request counts, accepted or not
     form = await read_form(request)
     email, language = form_value(form, "email").strip(), form_value(form, "language", "en")
     kinds, countries = form.get("kinds", []), form_value(form, "countries")
+    # The mail budgets are checked and spent for every request, whether its address is new,
+    # pending, active or suppressed: a held-back answer says nothing about the address.
+    domain = email.rpartition("@")[2].strip().lower()[:255]
+    budgets = ((limits.mails, "mails"), (limits.network_mails, network), (limits.domain_mails, domain))
+    wait = max(limiter.retry_after(key) for limiter, key in budgets)
+    if wait:
+        logger.warning(
+            "subscribe held back: a confirmation-mail budget is spent (service, network or domain)"
+        )
+        return _try_later("Confirmation not sent", wait, held=True)
     try:
         result = await actions.subscribe(
             app, email=email, language=language, kinds=kinds, countries=split_countries(countries)
@@ -119,23 +123,29 @@ async def subscribe(request: web.Request) -> web.Response:
             countries=countries,
             **form_choices(app),
         )
+    for limiter, key in budgets:
+        limiter.fail(key)
     if result.to_confirm is not None:
-        if limits.mails.retry_after("mails"):
-            logger.warning(
-                "confirmation mails are over %d per hour: the one for contact %d was not sent",
-                public.CONFIRM_MAILS_PER_HOUR,  # looked up at call time, as pages.add_state reads it
-                result.to_confirm.contact_id,
-            )
-        else:
-            limits.mails.fail("mails")
-            # In the background, so a new address answers as fast as a known one (no timing oracle).
-            _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
+        # In the background, so a new address answers as fast as a known one (no timing oracle).
+        _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
     return message_page(
         "Check your inbox",
         "If this address can be subscribed, we have sent it a message with a confirmation link.",
         "You will receive no alerts until you confirm.",
         status=202,
     )
+
+
+def _try_later(title: str, wait: int, *, held: bool = False) -> web.Response:
+    """429 with Retry-After: too many requests, or (``held``) no confirmation mail sent now."""
+    minutes = max(1, -(-wait // 60))
+    lines = [f"Please try again in {minutes} minutes."]
+    if held:
+        lines.insert(0, "We could not send a confirmation message now: too many were asked for recently.")
+        lines.append("Nothing was recorded; your subscription starts only when you confirm it.")
+    response = message_page(title, *lines, status=429)
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 async def confirm_page(request: web.Request) -> web.Response:

@@ -279,5 +279,5 @@ async def logout(request: web.Request) -> web.StreamResponse:
     except AlertsError as exc:
         return error_page(request, exc)
     response = redirect("/login")
-    auth.sign_out(request, response)
+    await auth.sign_out(request, response)
     return response

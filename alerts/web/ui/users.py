@@ -5,7 +5,8 @@ revoke the API token, and a form to add a user. Every form calls one ``actions.a
 action; a refusal re-renders the page with the reason (and the action's HTTP status). A new
 token is shown once, on the page answering the POST (never in a URL, never stored).
 ``/office/password`` lets any signed-in user change their own password (giving the current
-one): their other sessions end, this browser gets a new session cookie.
+one): their other sessions end, this browser gets a new session cookie; a button there signs
+them out everywhere. A user locked after too many failed sign-ins is unlocked on the users page.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ NOTICES = {
     "unchanged": "Nothing to change for {name}.",
     "password": "Password of {name} set; their sessions have ended.",
     "revoked": "API token of {name} revoked.",
+    "unlocked": "Sign-in of {name} unlocked.",
 }
 
 
@@ -54,6 +56,7 @@ async def _page(
         "users.html",
         status=status,
         accounts=found,
+        locked=await accounts.locked_names(c.app, c.user),
         roles=ROLES,
         error=error,
         notice=notice,
@@ -136,6 +139,25 @@ async def revoke_token(c: Ctx) -> web.Response:
     return _back("revoked", revoked.account.name)
 
 
+@page("users.manage")
+async def unlock(c: Ctx) -> web.Response:
+    """POST /office/users/{name}/unlock: lift the lock after too many failed sign-ins."""
+    try:
+        done = await accounts.unlock(c.app, c.user, _name(c))
+    except AlertsError as exc:
+        return await _page(c, status=exc.http_status, error=exc.message)
+    return _back("unlocked" if done.changed else "unchanged", done.account.name)
+
+
+@page("view")
+async def sign_out_everywhere(c: Ctx) -> web.StreamResponse:
+    """POST /office/sessions/end: end every session of the signed-in user, this one too."""
+    await accounts.sign_out_everywhere(c.app, c.user)
+    response = redirect("/login")
+    await auth.sign_out(c.request, response)
+    return response
+
+
 @page("view")
 async def password_form(c: Ctx) -> web.Response:
     """GET /office/password"""
@@ -171,5 +193,7 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post(f"{P}/users/{{name}}/password", reset_password)
     webapp.router.add_post(f"{P}/users/{{name}}/token", issue_token)
     webapp.router.add_post(f"{P}/users/{{name}}/token/revoke", revoke_token)
+    webapp.router.add_post(f"{P}/users/{{name}}/unlock", unlock)
+    webapp.router.add_post(f"{P}/sessions/end", sign_out_everywhere)
     webapp.router.add_get(f"{P}/password", password_form)
     webapp.router.add_post(f"{P}/password", change_password)
