@@ -23,17 +23,18 @@ from alerts.app import App
 from alerts.core import urls
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.web.clients import client_address
+from alerts.web.i18n import N_, split_countries
 from alerts.web.public import pages as public
 from alerts.web.public.pages import (
     CONFIRMATIONS,
     SUBSCRIBE_LIMITS,
+    chosen_countries,
     form_choices,
     form_value,
     message_page,
     not_found,
     read_form,
     render_page,
-    split_countries,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,15 @@ async def subscribe_form(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     return render_page(
-        "subscribe.html", error="", email="", language="en", kinds=[], countries="", **form_choices(app)
+        request,
+        "subscribe.html",
+        error="",
+        email="",
+        language="en",
+        kinds=[],
+        listed=[],
+        countries="",
+        **form_choices(app),
     )
 
 
@@ -94,8 +103,9 @@ async def subscribe(request: web.Request) -> web.Response:
     if wait:
         logger.info("subscribe refused: too many requests from one address")
         response = message_page(
-            "Too many requests",
-            f"Please try again in {max(1, -(-wait // 60))} minutes.",
+            request,
+            N_("Too many requests"),
+            (N_("Please try again in %(n)s minutes."), {"n": max(1, -(-wait // 60))}),
             status=429,
         )
         response.headers["Retry-After"] = str(wait)
@@ -103,20 +113,23 @@ async def subscribe(request: web.Request) -> web.Response:
     limits.addresses.fail(client)  # every request counts, accepted or not
     form = await read_form(request)
     email, language = form_value(form, "email").strip(), form_value(form, "language", "en")
-    kinds, countries = form.get("kinds", []), form_value(form, "countries")
+    kinds, countries = form.get("kinds", []), chosen_countries(form)
     try:
         result = await actions.subscribe(
-            app, email=email, language=language, kinds=kinds, countries=split_countries(countries)
+            app, email=email, language=language, kinds=kinds, countries=countries
         )
     except ValidationError as exc:
+        listed, others = split_countries(countries)
         return render_page(
+            request,
             "subscribe.html",
             status=422,
             error=exc.message,
             email=email,
             language=language,
             kinds=kinds,
-            countries=countries,
+            listed=listed,
+            countries=others,
             **form_choices(app),
         )
     if result.to_confirm is not None:
@@ -131,9 +144,10 @@ async def subscribe(request: web.Request) -> web.Response:
             # In the background, so a new address answers as fast as a known one (no timing oracle).
             _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
     return message_page(
-        "Check your inbox",
-        "If this address can be subscribed, we have sent it a message with a confirmation link.",
-        "You will receive no alerts until you confirm.",
+        request,
+        N_("Check your inbox"),
+        N_("If this address can be subscribed, we have sent it a message with a confirmation link."),
+        N_("You will receive no alerts until you confirm."),
         status=202,
     )
 
@@ -143,12 +157,13 @@ async def confirm_page(request: web.Request) -> web.Response:
     from alerts.web.base import APP
 
     if not actions.confirmation_valid(request.app[APP], request.match_info["token"]):
-        return not_found()
+        return not_found(request)
     return message_page(
-        "Confirm your subscription",
-        "Press the button to start receiving urgent alerts.",
+        request,
+        N_("Confirm your subscription"),
+        N_("Press the button to start receiving urgent alerts."),
         action=request.path,
-        button="Confirm my subscription",
+        button=N_("Confirm my subscription"),
     )
 
 
@@ -160,11 +175,12 @@ async def confirm(request: web.Request) -> web.Response:
     try:
         result = await actions.confirm(app, request.match_info["token"])
     except NotFound:
-        return not_found()
+        return not_found(request)
     return message_page(
-        "Subscribed",
-        "You are already subscribed." if result.already else "Your subscription is confirmed.",
-        "You can change what you receive, or unsubscribe, at any time:",
+        request,
+        N_("Subscribed"),
+        N_("You are already subscribed.") if result.already else N_("Your subscription is confirmed."),
+        N_("You can change what you receive, or unsubscribe, at any time:"),
         urls.preferences(app.settings.server.public_url, result.link_token),
     )
 
@@ -179,14 +195,17 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     try:
         shown = await actions.preferences(request.app[APP], request.match_info["token"])
     except NotFound:
-        return not_found()
+        return not_found(request)
     if shown.unsubscribed:
-        return message_page("Unsubscribed", "You are unsubscribed: you receive nothing more from us.")
+        return message_page(
+            request, N_("Unsubscribed"), N_("You are unsubscribed: you receive nothing more from us.")
+        )
     return message_page(
-        "Unsubscribe",
-        "Press the button to receive no more alerts from us at this email address.",
+        request,
+        N_("Unsubscribe"),
+        N_("Press the button to receive no more alerts from us at this email address."),
         action=request.path,
-        button="Unsubscribe",
+        button=N_("Unsubscribe"),
     )
 
 
@@ -203,15 +222,17 @@ async def unsubscribe(request: web.Request) -> web.Response:
     try:
         await actions.unsubscribe(app, request.match_info["token"], via=via)
     except NotFound:
-        return not_found()
+        return not_found(request)
     return message_page(
-        "Unsubscribed",
-        "You are unsubscribed: this email address receives nothing more from us.",
-        "You can subscribe again at any time from the subscribe page.",
+        request,
+        N_("Unsubscribed"),
+        N_("You are unsubscribed: this email address receives nothing more from us."),
+        N_("You can subscribe again at any time from the subscribe page."),
     )
 
 
 def _preferences(
+    request: web.Request,
     app: App,
     shown: actions.Preferences,
     token: str,
@@ -220,7 +241,9 @@ def _preferences(
     saved: bool = False,
     error: str = "",
 ) -> web.Response:
+    listed, others = split_countries(shown.countries)
     return render_page(
+        request,
         "preferences.html",
         status=status,
         private=True,
@@ -232,7 +255,8 @@ def _preferences(
         chosen=list(shown.channels),
         language=shown.language,
         kinds=list(shown.kinds),
-        countries=", ".join(shown.countries),
+        listed=listed,
+        countries=others,
         **form_choices(app),
     )
 
@@ -246,8 +270,8 @@ async def preferences_page(request: web.Request) -> web.Response:
     try:
         shown = await actions.preferences(app, token)
     except NotFound:
-        return not_found()
-    return _preferences(app, shown, token)
+        return not_found(request)
+    return _preferences(request, app, shown, token)
 
 
 async def save_preferences(request: web.Request) -> web.Response:
@@ -264,15 +288,17 @@ async def save_preferences(request: web.Request) -> web.Response:
             channels=form.get("channels", []),
             language=form_value(form, "language", "en"),
             kinds=form.get("kinds", []),
-            countries=split_countries(form_value(form, "countries")),
+            countries=chosen_countries(form),
         )
     except NotFound:
-        return not_found()
+        return not_found(request)
     except (Conflict, ValidationError) as exc:  # rolled back: show what is stored
         try:
             stored = await actions.preferences(app, token)
         except NotFound:
-            return not_found()
+            return not_found(request)
         status = 409 if isinstance(exc, Conflict) else 422
-        return _preferences(app, stored, token, status=status, error="" if status == 409 else exc.message)
-    return _preferences(app, shown, token, saved=True)
+        return _preferences(
+            request, app, stored, token, status=status, error="" if status == 409 else exc.message
+        )
+    return _preferences(request, app, shown, token, saved=True)
