@@ -76,6 +76,12 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(_current.get()).ngettext(singular, plural, n)
 
 
+def translate(language: str, message: str, **values: object) -> str:
+    """``message`` (a msgid) in ``language``, its ``%(name)s`` slots filled from ``values``."""
+    text = translations(language if language in LANGUAGES else "en").gettext(message)
+    return text % values if values else text
+
+
 def current() -> str:
     """The language of the page being rendered."""
     return _current.get()
@@ -100,6 +106,10 @@ def install(env: jinja2.Environment) -> None:
     env.globals["kind_name"] = kind_name
     env.globals["contact_kind_name"] = contact_kind_name
     env.globals["channel_name"] = channel_name
+    env.globals["state_name"] = state_name
+    env.globals["role_name"] = role_name
+    env.filters["channel_name"] = channel_name
+    env.filters["contact_kind_name"] = contact_kind_name
 
 
 def accepted(header: str) -> list[str]:
@@ -204,6 +214,33 @@ KIND_NAMES = {
     "update": N_("Update"),
     "closure": N_("Case closed"),
 }
+#: Alert statuses and delivery states as the pages show them.
+STATE_NAMES = {
+    "draft": N_("draft"),
+    "in_review": N_("in review"),
+    "approved": N_("approved"),
+    "scheduled": N_("scheduled"),
+    "sending": N_("sending"),
+    "sent": N_("sent"),
+    "closed": N_("closed"),
+    "queued": N_("queued"),
+    "delivered": N_("delivered"),
+    "deferred": N_("deferred"),
+    "failed": N_("failed"),
+    "bounced": N_("bounced"),
+    "suppressed": N_("suppressed"),
+    "cancelled": N_("cancelled"),
+    "active": N_("active"),
+    "pending": N_("pending"),
+    "unsubscribed": N_("unsubscribed"),
+    "erased": N_("erased"),
+}
+ROLE_NAMES = {
+    "admin": N_("administrator"),
+    "officer": N_("officer"),
+    "reviewer": N_("reviewer"),
+    "viewer": N_("viewer"),
+}
 CHANNEL_NAMES = {
     "email": N_("Email"),
     "telegram": N_("Telegram"),
@@ -235,3 +272,13 @@ def contact_kind_name(kind: str) -> str:
 def channel_name(channel: str) -> str:
     """A channel's readable name in the page's language."""
     return gettext(CHANNEL_NAMES[channel]) if channel in CHANNEL_NAMES else channel
+
+
+def state_name(state: str) -> str:
+    """An alert status, a delivery state or a contact status in the page's language."""
+    return gettext(STATE_NAMES[state]) if state in STATE_NAMES else state.replace("_", " ")
+
+
+def role_name(role: str) -> str:
+    """A user's role in the page's language."""
+    return gettext(ROLE_NAMES[role]) if role in ROLE_NAMES else role

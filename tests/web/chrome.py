@@ -85,16 +85,16 @@ def visible_text(html: str, language: str) -> list[str]:
     return parser.pieces
 
 
-def english_left(html: str, language: str) -> list[str]:
+def english_left(html: str, language: str, data: frozenset[str] = frozenset()) -> list[str]:
     """English msgids shown untranslated in a page rendered in ``language``: a piece of the
     page's text that is exactly a msgid whose translation differs from it (parts joined by
-    ``·`` or ``:`` are compared one by one)."""
+    ``·`` are compared one by one); ``data``: values the test wrote (a user named "officer")."""
     translated = {m.id: m.string for m in catalogue(language) if m.id and isinstance(m.id, str)}
     english = {mid for mid, text in translated.items() if text and text != mid and "%(" not in mid}
     left = []
     for piece in visible_text(html, language):
         for part in {piece, *re.split(r"\s*[·|]\s*", piece), piece.rstrip(".:")}:
-            if part in english and part not in SAME_EVERYWHERE:
+            if part in english and part not in SAME_EVERYWHERE and part not in data:
                 left.append(part)
     return sorted(set(left))
 
