@@ -115,7 +115,7 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
     # draft from the template's example, preview it, save
     await page.get_by_role("link", name="New alert").first.click()
     await page.get_by_label("urgent-appeals").check()
-    await page.get_by_label("email", exact=True).check()
+    await page.get_by_label("Email", exact=True).check()
     await page.locator("[data-p=channel]").select_option("email")
     await expect(page.locator("[data-preview][data-ready]")).to_be_visible()
     await expect(page.locator("[data-p-subject]")).not_to_be_empty()
@@ -159,7 +159,7 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
 
     await page.get_by_role("link", name="All deliveries").click()
     await page.locator("select[name=state]").select_option("sent")
-    await page.get_by_role("button", name="Filter").click()
+    await page.get_by_role("button", name="Find").click()
     await expect(page.locator("#deliveries tbody tr")).to_have_count(CONTACTS)
     await page.screenshot(path=ARTIFACTS / "deliveries.png")
     await page.goto(f"{base}/")
