@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from alerts.contacts.subscriptions import Signer
+from alerts.core.signing import Signing
 from alerts.store.models import Contact
 from alerts.web import i18n
 from tests.web.chrome import WEB, catalogue, english_left, source_msgids, untranslated
@@ -53,7 +54,7 @@ async def _pages(site: Site) -> dict[str, tuple[str, str, dict[str, str]]]:
     async with site.app.sessions() as session:
         contact = await session.scalar(select(Contact).where(Contact.email_key == "p@example.org"))
         assert contact is not None
-    signer = Signer(SECRET)
+    signer = Signer(Signing(SECRET))
     link, confirm = signer.link_token(contact.token), signer.confirm_token(contact)
     await site.call("POST", f"/subscribe/confirm/{confirm}")  # a public subscriber to publish to
     alert_id = await _public_alert(site)
@@ -137,7 +138,7 @@ async def test_kinds_have_readable_names_and_countries_come_from_a_localised_lis
         assert contact is not None
     assert contact.topics == ["country:Peru", "country:France", "country:Calvera"]
     # what is stored shows again: list countries selected, the others as text, names localised
-    link = Signer(SECRET).link_token(contact.token)
+    link = Signer(Signing(SECRET)).link_token(contact.token)
     async with site.http.get(site.base + f"/preferences/{link}?hl=fr") as r:
         html = await r.text()
     assert '<option value="Peru" selected>Pérou</option>' in html
