@@ -5,9 +5,16 @@
     .venv/bin/python bench/mutation.py alerts/delivery/retry.py alerts.compose   # only these
     .venv/bin/python bench/mutation.py --report               # figures of the last run only
     .venv/bin/python bench/mutation.py --fresh                # forget earlier results first
+    .venv/bin/python bench/mutation.py alerts.contacts --again survivors   # after adding tests
+    .venv/bin/python bench/mutation.py --report --markdown bench/mutation-results.md
 
-It prints the mutants generated, killed, survived, timed out, the kill ratio, and each
-survivor as ``file:line`` with the mutation (``-`` the original line, ``+`` the mutant).
+On a machine shared with other work, run it as ``nice -n 19 ... --max-children 2``.
+
+It prints, per package and in total, the mutants generated, killed, timed out, refused by the
+type check, survived, without tests and not run yet, the detected ratio, and each survivor as
+``file:line`` with the mutation (``-`` the original line, ``+`` the mutant) and the reason it
+is left alive, from bench/mutation-reasons.toml (keyed by mutant name). ``--markdown FILE``
+writes the same as a page (bench/mutation-results.md is kept in the repository).
 
 How mutmut 3 runs (configured in pyproject's ``[tool.mutmut]``): it copies ``alerts/`` into
 ``mutants/`` (with ``channels/``, ``templates/`` and what the tests read, ``also_copy``) and
@@ -30,14 +37,21 @@ unmutated package, so only their in-process steps can kill a mutant.
 
 Cost, on this project's 2-core machine shared with other work: a run starts with about 8 min
 of type checking and, the first time, 6 min of stats (one pass of the selected tests); then
-from 2 s (killed by a fast test) to 30-60 s (a delivery that never ends, caught by a test's
-own wait) per mutant. The four packages hold about 9,700 mutants (mypy settles some: 8 of
-``retry.py``'s 54), so a full run takes many hours: run a module or a package at a time.
+from 2 s (killed by a fast test) to 10-60 s (a delivery that never ends, caught by a test's
+own wait) per mutant. Measured again under `nice -n 19` while seven engineers ran tests (load
+13 on 2 cores): 15 min of type checking (mostly mutmut mapping mypy's errors to mutants), the
+stats pass about 30 min (it stops at the first failing test: a test that flakes under load
+loses the whole pass), then about 0.3 mutants/s. The four packages hold 11,457 mutants
+(actions 1,704, delivery 4,600, compose 2,274, contacts 2,879), so a full run takes a day of
+such a machine: run a package at a time, on an idle machine if there is one.
 
 A run without arguments resumes: mutants that already have a result are not run again
-(mutmut re-runs the functions whose source changed). Naming modules or packages re-runs
-their mutants. ``.venv/bin/mutmut browse`` shows the results interactively;
-``.venv/bin/mutmut show NAME`` one mutant's diff.
+(mutmut re-runs the functions whose source changed). mutmut itself re-runs every mutant it is
+given by name, so for named modules or packages this script names only the mutants without a
+result; ``--again survivors`` adds the survivors (to see a new test kill them), ``--again
+all`` re-runs everything named (needed once after editing a mutated function).
+``.venv/bin/mutmut browse`` shows the results interactively; ``.venv/bin/mutmut show NAME``
+one mutant's diff.
 """
 
 from __future__ import annotations
@@ -45,19 +59,23 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("alerts.actions", "alerts.delivery", "alerts.compose", "alerts.contacts")
 MUTMUT = Path(sys.executable).parent / "mutmut"
+REASONS = ROOT / "bench" / "mutation-reasons.toml"
 
 # mutmut's exit-code vocabulary, folded into the words this report uses
 DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
@@ -70,6 +88,12 @@ class Mutant:
     name: str  # alerts.delivery.retry.xǁRetryPolicyǁdecide__mutmut_3
     path: Path  # alerts/delivery/retry.py
     status: str  # killed, survived, no tests, timeout, suspicious, not checked, ...
+    seconds: float = 0.0  # wall time of its test run (none when the type check settled it)
+
+    @property
+    def short(self) -> str:
+        """``xǁRetryPolicyǁdecide__mutmut_3``: the name without its module."""
+        return self.name.removeprefix(".".join(self.path.with_suffix("").parts) + ".")
 
 
 def dotted(target: str) -> str:
@@ -104,9 +128,17 @@ def collect(prefixes: tuple[str, ...]) -> list[Mutant]:
         if not (module + ".").startswith(tuple(p + "." for p in prefixes)):
             continue
         data = SourceFileMutationData(path=path)
-        data.load()
+        for attempt in range(5):  # a running mutmut rewrites the file after each mutant
+            try:
+                data.load()
+                break
+            except json.JSONDecodeError:
+                time.sleep(0.2 * (attempt + 1))
+        else:
+            raise SystemExit(f"{meta}: unreadable")
         for name, code in data.exit_code_by_key.items():
-            mutants.append(Mutant(name=name, path=path, status=status_by_exit_code[code]))
+            seconds = data.durations_by_key.get(name, 0.0) if code not in (None, 33, 37) else 0.0
+            mutants.append(Mutant(name=name, path=path, status=status_by_exit_code[code], seconds=seconds))
     return mutants
 
 
@@ -155,44 +187,163 @@ def locate(mutant: Mutant, lines_by_path: dict[Path, dict[str, int]]) -> tuple[i
     return (def_line + first - def_at if def_line and first else def_line), changed
 
 
-def report(mutants: list[Mutant], *, elapsed: float | None) -> float:
-    """Print the figures and the survivors; the kill ratio."""
-    counts = Counter(m.status for m in mutants)
-    checked = len(mutants) - counts["not checked"] - counts["skipped"]
-    detected = sum(counts[s] for s in DETECTED)
-    ratio = detected / checked if checked else 0.0
-    print()
-    print("== mutation run: " + ", ".join(sorted({".".join(m.path.parts[:2]) for m in mutants})))
-    print(f"mutants generated  {len(mutants)}")
-    print(f"killed             {counts['killed'] + counts['caught by type check']}")
-    print(f"survived           {counts['survived']}")
-    print(f"no tests           {counts['no tests']}  (no selected test reaches the function)")
-    print(f"timed out          {counts['timeout']}")
-    if counts["suspicious"] or counts["segfault"]:
-        print(f"suspicious/crash   {counts['suspicious'] + counts['segfault']}")
-    if counts["not checked"]:
-        print(f"not checked yet    {counts['not checked']}")
-    print(f"kill ratio         {ratio:.1%}  (killed + timed out, of {checked} checked)")
-    by_package: dict[str, Counter[str]] = {}
+COLUMNS = (
+    ("generated", ()),
+    ("killed", ("killed",)),
+    ("timed out", ("timeout", "segfault")),
+    ("type check", ("caught by type check",)),
+    ("survived", ("survived",)),
+    ("no tests", ("no tests",)),
+    ("other", ("suspicious", "check was interrupted by user")),
+    ("not run yet", ("not checked", "skipped")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The counts of one package (or all of them) and what they add up to."""
+
+    counts: Counter[str]
+    seconds: float  # wall time of the mutants that ran tests
+
+    def column(self, statuses: tuple[str, ...]) -> int:
+        return sum(self.counts[s] for s in statuses) if statuses else sum(self.counts.values())
+
+    @property
+    def checked(self) -> int:
+        return self.column(()) - self.column(("not checked", "skipped"))
+
+    @property
+    def detected(self) -> int:
+        return sum(self.counts[s] for s in DETECTED)
+
+    @property
+    def ratio(self) -> float:
+        return self.detected / self.checked if self.checked else 0.0
+
+    def remaining_hours(self, children: int) -> float | None:
+        """The time the mutants not run yet would take, at the mean of those that ran."""
+        ran = self.checked - self.counts["caught by type check"] - self.counts["no tests"]
+        left = self.counts["not checked"]
+        if not left:
+            return 0.0
+        return (self.seconds / ran) * left / children / 3600 if ran else None
+
+
+def figures(mutants: list[Mutant]) -> dict[str, Figures]:
+    """Figures per package (``alerts.delivery``) and for all (``total``)."""
+    counts: dict[str, Counter[str]] = {}
+    seconds: dict[str, float] = {}
     for m in mutants:
-        by_package.setdefault(".".join(m.path.parts[:2]), Counter())[m.status] += 1
-    for package, c in sorted(by_package.items()):
-        total = sum(c.values()) - c["not checked"] - c["skipped"]
-        found = sum(c[s] for s in DETECTED)
-        print(f"  {package:<18} {found:>5}/{total:<5} {found / total if total else 0:.1%}")
+        for key in (".".join(m.path.parts[:2]), "total"):
+            counts.setdefault(key, Counter())[m.status] += 1
+            seconds[key] = seconds.get(key, 0.0) + m.seconds
+    return {
+        key: Figures(c, seconds[key]) for key, c in sorted(counts.items(), key=lambda kv: kv[0] == "total")
+    }
+
+
+def survivors(mutants: list[Mutant]) -> list[tuple[Mutant, int, list[str]]]:
+    """The undetected mutants that ran, each with its line and its changed lines."""
+    lines_by_path: dict[Path, dict[str, int]] = {}
+    found = [m for m in mutants if m.status not in DETECTED | {"not checked", "skipped"}]
+    return [(m, *locate(m, lines_by_path)) for m in sorted(found, key=lambda m: (str(m.path), m.name))]
+
+
+def reasons() -> dict[str, str]:
+    """Why each known survivor survives (bench/mutation-reasons.toml), by mutant name."""
+    if not REASONS.exists():
+        return {}
+    return {str(k): str(v) for k, v in tomllib.loads(REASONS.read_text())["reasons"].items()}
+
+
+def report(mutants: list[Mutant], *, elapsed: float | None) -> float:
+    """Print the figures and the survivors; the detected ratio of all."""
+    by_package = figures(mutants)
+    print("\n== mutation run: " + ", ".join(k for k in by_package if k != "total"))
+    print(f"{'':<18}" + "".join(f"{name:>12}" for name, _ in COLUMNS) + f"{'detected':>10}")
+    for package, f in by_package.items():
+        cells = "".join(f"{f.column(statuses):>12}" for _, statuses in COLUMNS)
+        print(f"{package:<18}{cells}{f.ratio:>10.1%}")
     if elapsed is not None:
         print(f"time               {elapsed / 60:.1f} min")
-    survivors = [m for m in mutants if m.status not in DETECTED | {"not checked", "skipped"}]
-    if survivors:
-        print(f"\n== survivors ({len(survivors)})")
-    lines_by_path: dict[Path, dict[str, int]] = {}
-    for m in sorted(survivors, key=lambda m: (str(m.path), m.name)):
-        line, changed = locate(m, lines_by_path)
+    found = survivors(mutants)
+    if found:
+        print(f"\n== survivors ({len(found)})")
+    why = reasons()
+    for m, line, changed in found:
         tag = "" if m.status == "survived" else f" [{m.status}]"
-        print(f"{m.path}:{line}{tag}  {m.name.rpartition('.')[2]}")
+        print(f"{m.path}:{line}{tag}  {m.short}  {why.get(m.name, '(no reason written yet)')}")
         for text in changed:
             print(f"    {text[0]} {text[1:].strip()}")
-    return ratio
+    return by_package["total"].ratio
+
+
+def markdown(mutants: list[Mutant], *, children: int, note: str = "") -> str:
+    """bench/mutation-results.md: the figures per package and in total, each survivor and why."""
+    by_package = figures(mutants)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "# Mutation run: actions, delivery, compose, contacts",
+        "",
+        f"Written by `bench/mutation.py --markdown` at {when}, on commit {commit.stdout.strip() or '?'} "
+        "(mutmut 3, SQLite, the test selection of pyproject's `[tool.mutmut]`). Detected = killed + "
+        "timed out + refused by `mypy --strict`, of the mutants that have a result; a package with "
+        "mutants not run yet is not finished, and its ratio is of those run so far (fastest tests first).",
+        "",
+        *([note, ""] if note else []),
+        "| package | " + " | ".join(name for name, _ in COLUMNS) + " | detected |",
+        "|---|" + "---:|" * (len(COLUMNS) + 1),
+    ]
+    for package, f in by_package.items():
+        name = f"**{package}**" if package == "total" else f"`{package}`"
+        out.append(f"| {name} | " + " | ".join(str(f.column(s)) for _, s in COLUMNS) + f" | {f.ratio:.1%} |")
+    pending = {p: f for p, f in by_package.items() if p != "total" and f.counts["not checked"]}
+    if pending:
+        out += [
+            "",
+            "Not run yet (estimate: the mean wall time of the mutants that ran, "
+            f"{children} at a time, on the shared 2-core machine):",
+            "",
+        ]
+        for package, f in pending.items():
+            hours = f.remaining_hours(children)
+            guess = f"about {hours:.1f} h" if hours is not None else "unknown (none ran yet)"
+            out.append(f"- `{package}`: {f.counts['not checked']} mutants, {guess}")
+    found = survivors(mutants)
+    why = reasons()
+    out += ["", f"## Survivors ({len(found)})", ""]
+    if found:
+        out += [
+            "Each as `file:line`, the mutant's name, why it is left alive (bench/mutation-reasons.toml), "
+            "and the change (`-` original, `+` mutant).",
+            "",
+        ]
+    for m, line, changed in found:
+        tag = "" if m.status == "survived" else f" ({m.status})"
+        out.append(f"- `{m.path}:{line}` `{m.short}`{tag}: {why.get(m.name, 'no reason written yet')}")
+        out += ["  ```diff", *(f"  {t[0]} {t[1:].strip()}" for t in changed), "  ```"]
+    return "\n".join(out) + "\n"
+
+
+def to_run(targets: list[str], *, again: str) -> list[str] | None:
+    """The names or patterns to hand mutmut; ``None`` when nothing is left to run.
+
+    mutmut re-runs every mutant it is given by name, so for named targets only the mutants
+    without a result (or, with ``again``, those with that result too) are named.
+    """
+    patterns = [f"{t}.*" for t in targets]
+    if again == "all" or not (ROOT / "mutants").exists():
+        return patterns
+    if not targets and again == "none":
+        return []  # mutmut resumes by itself, and re-runs functions whose source changed
+    mutants = collect(tuple(targets) or PACKAGES)
+    if not mutants:
+        return patterns
+    wanted = {"not checked"} | ({"survived", "no tests", "suspicious"} if again == "survivors" else set())
+    names = [m.name for m in mutants if m.status in wanted]
+    return names or None
 
 
 def main() -> None:
@@ -203,31 +354,49 @@ def main() -> None:
     parser.add_argument("targets", nargs="*", help="modules or packages (path or dotted); default: all four")
     parser.add_argument("--report", action="store_true", help="only print the figures of the last run")
     parser.add_argument("--fresh", action="store_true", help="delete mutants/ (results and stats) first")
+    parser.add_argument(
+        "--again",
+        choices=("none", "survivors", "all"),
+        default="none",
+        help="re-run the targets' survivors (after adding tests), or all their mutants",
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="parallel mutants")
-    parser.add_argument("--min-ratio", type=float, default=0.0, help="exit 1 below this kill ratio (0-1)")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the figures to FILE")
+    parser.add_argument("--note", default="", help="a paragraph for the page: how this run differed")
+    parser.add_argument("--min-ratio", type=float, default=0.0, help="exit 1 below this detected ratio (0-1)")
     args = parser.parse_args()
     if not MUTMUT.exists():
         raise SystemExit("mutmut is not installed: .venv/bin/pip install -e '.[test,mutation]'")
+    markdown_path = args.markdown.resolve() if args.markdown else None
     os.chdir(ROOT)  # mutmut reads pyproject.toml and mutants/ from the current directory
     sys.path.insert(0, str(ROOT))
     targets = [dotted(t) for t in args.targets]
     elapsed = None
     if args.fresh and not args.report:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
-    if not args.report:
+    names = None if args.report else to_run(targets, again=args.again)
+    if names is not None:
         log = ROOT / "mutants" / "mutmut-run.log"
         log.parent.mkdir(exist_ok=True)
-        print(f"mutmut run {' '.join(targets) or '(the four packages)'}; its output: {log.relative_to(ROOT)}")
+        print(
+            f"mutmut run {' '.join(targets) or '(the four packages)'}: {len(names) or 'all'} names; "
+            f"its output: {log.relative_to(ROOT)}"
+        )
         started = time.monotonic()
-        code = run_mutmut([f"{t}.*" for t in targets], max_children=args.max_children, log=log)
+        code = run_mutmut(names, max_children=args.max_children, log=log)
         elapsed = time.monotonic() - started
         if code != 0:
             print(log.read_text()[-3000:])
             raise SystemExit(f"mutmut exited {code}")
+    elif not args.report:
+        print(f"{' '.join(targets)}: every mutant has a result (--again survivors|all to re-run)")
     mutants = collect(tuple(targets) or PACKAGES)
     if not mutants:
         raise SystemExit("no mutants: run without --report first")
     ratio = report(mutants, elapsed=elapsed)
+    if markdown_path:
+        markdown_path.write_text(markdown(mutants, children=args.max_children, note=args.note))
+        print(f"\nwrote {markdown_path}")
     if ratio < args.min_ratio:
         raise SystemExit(1)
 

@@ -34,6 +34,7 @@ from alerts.store.models import (
     Delivery,
     DeliveryEvent,
     ListMember,
+    Response,
     Suppression,
     User,
 )
@@ -337,3 +338,102 @@ async def test_create_contact_restores_erased_suppression(session: AsyncSession)
     await erase_contact(session, ana.id, now=NOW)
     await create_contact(session, name="Ana", email="ana@example.org", kind="media")
     assert "ana@example.org" in set(await session.scalars(suppressed_keys("email")))
+
+
+async def test_search_pages_within_bounds_and_matches_any_case(session: AsyncSession) -> None:
+    for i in range(51):
+        await create_contact(session, name=f"Person {i:02d}", email=f"p{i}@example.org", kind="public")
+    assert len(await search_contacts(session)) == 50  # a page of 50 unless asked otherwise
+    assert [c.name for c in await search_contacts(session, limit=1)] == ["Person 00"]
+    assert len(await search_contacts(session, limit=1000)) == 51
+    for limit, offset in ((0, 0), (1001, 0), (10, -1)):
+        with pytest.raises(ValidationError) as caught:
+            await search_contacts(session, limit=limit, offset=offset)
+        assert caught.value.message == "limit must be 1-1000 and offset at least 0"
+        assert caught.value.details == {"field": "limit"}
+    await create_contact(session, name="Lucía Peña", email="lucia@example.org", kind="media")
+    assert [c.name for c in await search_contacts(session, "PEÑA")] == ["Lucía Peña"]
+
+
+async def test_search_sorts_by_name_and_takes_like_wildcards_literally(session: AsyncSession) -> None:
+    for name in ("Rex%", "Ed_xy", "Dan_x%", "C:\\temp", "Bea"):
+        await create_contact(session, name=name, kind="public", telegram=f"@user_{len(name)}{name[0]}")
+    assert [c.name for c in await search_contacts(session)] == ["Bea", "C:\\temp", "Dan_x%", "Ed_xy", "Rex%"]
+    assert [c.name for c in await search_contacts(session, "_x%")] == ["Dan_x%"]
+    assert [c.name for c in await search_contacts(session, "\\")] == ["C:\\temp"]
+
+
+async def test_deleting_a_contact_keeps_the_other_members_of_its_lists(session: AsyncSession) -> None:
+    ana = await create_contact(session, name="Ana", email="ana@example.org", kind="media", lists=["press"])
+    await create_contact(session, name="Bob", email="bob@example.org", kind="media", lists=["press"])
+    await delete_contact(session, ana.id)
+    assert [c.name for c in await search_contacts(session, list_name="press")] == ["Bob"]
+
+
+async def test_export_lists_the_contacts_own_suppressions_only(session: AsyncSession) -> None:
+    ana = await create_contact(
+        session, name="Ana", email="ana@example.org", telegram="@ana_ruiz", kind="media", now=NOW
+    )
+    await suppress(
+        session,
+        channel="telegram",
+        address="@ana_ruiz",
+        reason=SuppressionReason.UNSUBSCRIBED,
+        detail="unsubscribed via telegram",
+        now=NOW,
+    )
+    # someone else's suppression is not part of Ana's data
+    await suppress(
+        session, channel="telegram", address="@bob", reason=SuppressionReason.UNSUBSCRIBED, now=NOW
+    )
+    await suppress(
+        session, channel="email", address="bob@example.org", reason=SuppressionReason.BOUNCED, now=NOW
+    )
+    data = await export_contact(session, ana.id)
+    assert data["suppressions"] == [
+        {
+            "channel": "telegram",
+            "address": "@ana_ruiz",
+            "reason": "unsubscribed",
+            "detail": "unsubscribed via telegram",
+            "created_at": NOW.isoformat(),
+        }
+    ]
+
+
+async def test_removing_from_a_list_touches_that_membership_only(session: AsyncSession) -> None:
+    ana = await create_contact(
+        session, name="Ana", email="ana@example.org", kind="media", lists=["press", "urgent"]
+    )
+    await create_contact(session, name="Bob", email="bob@example.org", kind="media", lists=["press"])
+    assert await remove_from_list(session, ana.id, "press")
+    assert [c.name for c in await search_contacts(session, list_name="press")] == ["Bob"]
+    assert [c.name for c in await search_contacts(session, list_name="urgent")] == ["Ana"]
+
+
+async def test_export_holds_the_contacts_dates_and_own_responses_only(session: AsyncSession) -> None:
+    ana = await create_contact(session, name="Ana", email="ana@example.org", kind="media", now=NOW)
+    bob = await create_contact(session, name="Bob", email="bob@example.org", kind="media", now=NOW)
+    delivery = await _alert_with_delivery(session, ana)
+    later = NOW.replace(hour=13)
+    session.add(
+        Response(alert_id=delivery.alert_id, contact_id=ana.id, summary="Will raise it", responded_at=later)
+    )
+    session.add(
+        Response(alert_id=delivery.alert_id, contact_id=bob.id, summary="Bob's answer", responded_at=later)
+    )
+    await session.flush()
+    data = await export_contact(session, ana.id)
+    assert (data["contact"]["created_at"], data["contact"]["updated_at"]) == (
+        NOW.isoformat(),
+        NOW.isoformat(),
+    )
+    assert data["responses"] == [
+        {"alert_id": delivery.alert_id, "summary": "Will raise it", "responded_at": later.isoformat()}
+    ]
+
+
+async def test_an_unknown_list_is_named_in_the_error_details(session: AsyncSession) -> None:
+    with pytest.raises(NotFound) as caught:
+        await search_contacts(session, list_name=" Nope ")
+    assert caught.value.details == {"list": "Nope"}

@@ -55,7 +55,7 @@ async def states(sessions: async_sessionmaker[AsyncSession], alert_id: int) -> C
 async def test_every_recipient_gets_exactly_one_message(sessions: async_sessionmaker[AsyncSession]) -> None:
     alert_id = await published_alert(sessions, 300)
     email = MemoryChannel()
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     assert await states(sessions, alert_id) == Counter({"sent": 300})
     addresses = [m.recipient.address for m in email.sent]
     assert len(addresses) == len(set(addresses)) == 300
@@ -93,7 +93,7 @@ async def test_transient_then_success_permanent_and_suppressed(
             "person3@example.org": [Outcome(kind=OutcomeKind.TRANSIENT)] * 5,
         }
     )
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         by_addr = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
         suppressed = (await session.execute(select(Suppression.address_key, Suppression.reason))).all()
@@ -130,7 +130,7 @@ async def test_unknown_outcome_is_retried_once_after_grace_with_same_message_id(
             "person1@example.org": [Outcome(kind=OutcomeKind.UNKNOWN), Outcome(kind=OutcomeKind.UNKNOWN)],
         }
     )
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         rows = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
         unknown_events = (
@@ -146,7 +146,7 @@ async def test_unexpected_exception_is_recorded_and_retried(
 ) -> None:
     alert_id = await published_alert(sessions, 1)
     email = MemoryChannel(script={"person0@example.org": [RuntimeError("adapter bug")]})
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         details = (
             (await session.execute(select(DeliveryEvent.detail).where(DeliveryEvent.type == "deferred")))
@@ -167,7 +167,7 @@ async def test_expired_leases_are_reclaimed_and_sent(sessions: async_sessionmake
     assert len(claimed) == 10
     email = MemoryChannel()
     short_lease = dataclasses.replace(FAST, lease_seconds=2)  # housekeeping looks every lease/4
-    await dispatcher(sessions, {"email": email}, short_lease).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}, short_lease).run_until_done(alert_id, timeout=10)
     assert await states(sessions, alert_id) == Counter({"sent": 10})
     assert len(email.sent) == 10
     async with sessions() as session:
@@ -205,7 +205,7 @@ async def test_pause_stops_claims_and_resume_finishes(sessions: async_sessionmak
 async def test_resend_failed_only_touches_failed(sessions: async_sessionmaker[AsyncSession]) -> None:
     alert_id = await published_alert(sessions, 3)
     email = MemoryChannel(script={"person1@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554")]})
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     assert await states(sessions, alert_id) == Counter({"sent": 2, "failed": 1})
     async with sessions.begin() as session:
         alert = await session.get(Alert, alert_id)
@@ -213,7 +213,7 @@ async def test_resend_failed_only_touches_failed(sessions: async_sessionmaker[As
         await session.execute(update(Alert).where(Alert.id == alert_id).values(status="sent"))
         await session.refresh(alert)
         assert await resend_failed(session, alert, user=None, now=utcnow()) == 1
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     assert await states(sessions, alert_id) == Counter({"sent": 3})
     assert Counter(m.recipient.address for m in email.sent) == Counter(
         {"person0@example.org": 1, "person1@example.org": 1, "person2@example.org": 1}
@@ -236,7 +236,7 @@ async def test_telegram_permanent_failure_falls_back_to_email(
         }
     )
     email = MemoryChannel()
-    await dispatcher(sessions, {"telegram": telegram, "email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"telegram": telegram, "email": email}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         rows = sorted(
             (await session.execute(select(Delivery.channel, Delivery.address, Delivery.state))).all()
@@ -274,7 +274,7 @@ async def test_update_reaches_exactly_the_original_recipients_threaded(
 
     alert_id = await published_alert(sessions, 3, channels=("email", "telegram"))
     email, telegram = MemoryChannel(), MemoryChannel()
-    await dispatcher(sessions, {"email": email, "telegram": telegram}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email, "telegram": telegram}).run_until_done(alert_id, timeout=10)
     async with sessions.begin() as session:
         await add_contacts(session, 2, start=50)  # joined the list after the original went out
         officer = await users.get_user(session, "olga")
@@ -290,7 +290,7 @@ async def test_update_reaches_exactly_the_original_recipients_threaded(
         assert await publish(session, update_alert, now=utcnow()) == 6
         update_id = update_alert.id
     email2, telegram2 = MemoryChannel(), MemoryChannel()
-    await dispatcher(sessions, {"email": email2, "telegram": telegram2}).run_until_done(update_id, timeout=30)
+    await dispatcher(sessions, {"email": email2, "telegram": telegram2}).run_until_done(update_id, timeout=10)
     originals = {m.recipient.address: m for m in email.sent + telegram.sent}
     assert sorted(m.recipient.address for m in email2.sent + telegram2.sent) == sorted(originals)
     for m in email2.sent:
@@ -320,7 +320,7 @@ async def test_a_recipient_who_left_after_fan_out_gets_nothing(
             update(Contact).where(Contact.email == "person3@example.org").values(status="pending")
         )
     email = MemoryChannel()
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         rows = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
         details = dict((await session.execute(select(Delivery.address, Delivery.last_error))).all())
@@ -340,7 +340,7 @@ async def test_closed_alert_sends_nothing_more(sessions: async_sessionmaker[Asyn
     async with sessions.begin() as session:
         await session.execute(update(Alert).where(Alert.id == alert_id).values(status="closed"))
     email = MemoryChannel()
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     assert email.sent == []
     assert await states(sessions, alert_id) == Counter({"cancelled": 3})
 
@@ -359,7 +359,7 @@ async def test_provider_text_quoting_the_address_is_redacted(
             ]
         }
     )
-    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         texts = (await session.execute(select(DeliveryEvent.detail))).scalars().all()
         error = (await session.execute(select(Delivery.last_error))).scalar_one()
@@ -453,7 +453,7 @@ async def test_fallback_never_gives_a_press_contact_a_second_email(
         script={"100000": [Outcome(kind=OutcomeKind.PERMANENT, detail="chat not found")]}
     )
     email = MemoryChannel()
-    await dispatcher(sessions, {"telegram": telegram, "email": email}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"telegram": telegram, "email": email}).run_until_done(alert_id, timeout=10)
     assert email.sent == []
     async with sessions() as session:
         channels = sorted((await session.execute(select(Delivery.channel))).scalars().all())
@@ -474,7 +474,7 @@ async def test_every_event_and_the_row_carry_what_happened(
         }
     )
     d = dispatcher(sessions, {"email": email})
-    await d.run_until_done(alert_id, timeout=30)
+    await d.run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         row = (
             await session.execute(select(Delivery).where(Delivery.address == "person0@example.org"))

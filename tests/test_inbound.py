@@ -32,7 +32,7 @@ SECRET = "a-long-enough-test-secret-key-for-verp"
 async def sent_alert(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, str]:
     """Three emails sent; (person1's delivery id, its Message-ID)."""
     alert_id = await published_alert(sessions, 3)
-    await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=30)
+    await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=10)
     async with sessions() as session:
         delivery_id, mid = (
             await session.execute(

@@ -60,7 +60,7 @@ async def sent(db_url: str, *, opens: bool = False, clicks: bool = False) -> Asy
                 await approval.record_consent(session, alert, user=officer, scope="public", now=utcnow())
                 await publish(session, alert, now=utcnow())
                 alert_id = alert.id
-            await make_dispatcher(app).run_until_done(alert_id, timeout=30)
+            await make_dispatcher(app).run_until_done(alert_id, timeout=10)
             srv = TestServer(make_web_app(app))
             await srv.start_server()
             try:

@@ -99,7 +99,7 @@ async def test_metrics_report_send_latency_and_health_reports_parts(server) -> N
     app.channels["email"] = MemoryChannel()
     dispatcher = make_dispatcher(app)
     app.extras["dispatcher"] = dispatcher
-    await dispatcher.run_until_done(alert_id, timeout=30)
+    await dispatcher.run_until_done(alert_id, timeout=10)
     scheduler = await start_scheduler(app)
     app.extras["scheduler"] = scheduler
     base = str(srv.make_url(""))

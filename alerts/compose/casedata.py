@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from alerts.core.errors import ValidationError
+from alerts.core.schemas import EMAIL_ADDRESS, PATH, text
 
 TYPES = ("string", "text", "url", "date", "list", "authorities", "contact")
 FALLBACK_LANGUAGE = "en"
@@ -87,7 +88,10 @@ def _text(path: str, value: object) -> Any:
 
 def _url(path: str, value: object) -> str:
     text = _string(path, value)
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # "http://[x": an unclosed IPv6 host
+        raise _fail(path, f"{{path}} must be an http(s) URL, got {text!r}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
         raise _fail(path, f"{{path}} must be an http(s) URL, got {text!r}")
     return text
@@ -222,9 +226,97 @@ def localize(
         elif spec.type == "date":
             result[name] = date.fromisoformat(value)
         elif spec.type == "authorities":
-            result[name] = [{key: pick(item, language) for key, item in entry.items()} for entry in value]
+            result[name] = [
+                {key: pick(entry.get(key), language) for key in _AUTHORITY_FIELDS} for entry in value
+            ]
+        elif spec.type == "contact":  # an optional field left out is there, as None
+            result[name] = {key: value.get(key) for key in _CONTACT_FIELDS}
         elif spec.type in ("string", "text", "list"):
             result[name] = pick(value, language)
         else:
             result[name] = value
     return result
+
+
+# --------------------------------------------------------------------------- the published form
+
+#: A language key of a per-language table (``_LANGUAGE``, in JSON Schema's regex dialect).
+LANGUAGE_KEY_PATTERN = "^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+#: An http(s) URL as ``_url`` takes it: a host of URL characters, then no whitespace.
+URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:@-]+(?:[/?#][!-~]*)?$"
+#: What ``validate`` takes as "not given" for an optional variable.
+_ABSENT: list[dict[str, Any]] = [
+    {"type": "null"},
+    {"type": "string", "pattern": "^[\\u0020\\u0009-\\u000d]*$"},
+    {"const": []},
+    {"const": {}},
+]
+
+
+def _table_of(item: dict[str, Any]) -> dict[str, Any]:
+    """A per-language table of ``item``: language → value, English required."""
+    return {
+        "type": "object",
+        "required": [FALLBACK_LANGUAGE],
+        "propertyNames": {"type": "string", "pattern": LANGUAGE_KEY_PATTERN},
+        "additionalProperties": item,
+    }
+
+
+def _strict_table(fields: Mapping[str, bool], schemas: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [k for k, required in fields.items() if required],
+        "properties": {
+            k: schemas[k] if required else {"anyOf": [{"type": "null"}, schemas[k]]}
+            for k, required in fields.items()
+        },
+    }
+
+
+def _value_schema(kind: str) -> dict[str, Any]:
+    # Every string of case data is stored as multi-line text (compose.drafts: check_text).
+    one_line = text(MAX_STRING, blank=False)
+    strings = {"type": "array", "items": one_line, "maxItems": MAX_ITEMS}
+    per_line = {"anyOf": [one_line, _table_of(one_line)]}
+    if kind == "string":
+        return per_line
+    if kind == "text":
+        long_text = text(MAX_TEXT, blank=False)
+        return {"anyOf": [long_text, _table_of(long_text)]}
+    if kind == "url":
+        return {"type": "string", "maxLength": MAX_STRING, "pattern": URL_PATTERN}
+    if kind == "date":
+        return {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+    if kind == "list":
+        return {"anyOf": [{**strings, "minItems": 1}, _table_of(strings)]}
+    if kind == "authorities":
+        language = {"type": "string", "pattern": LANGUAGE_KEY_PATTERN}
+        authority = _strict_table(
+            _AUTHORITY_FIELDS,
+            {"name": one_line, "title": per_line, "form_of_address": per_line, "language": language},
+        )
+        return {"type": "array", "items": authority, "minItems": 1, "maxItems": MAX_ITEMS}
+    if kind == "contact":
+        email = EMAIL_ADDRESS
+        return _strict_table(_CONTACT_FIELDS, {"name": one_line, "email": email, "phone": one_line})
+    raise ValueError(f"variable type {kind!r} has no schema")  # TYPES and this list go together
+
+
+def json_schema(variables: Mapping[str, VariableSpec]) -> dict[str, Any]:
+    """The JSON Schema of a family's case data: what ``validate`` accepts, or less (the API
+    checks it first, so its document says exactly what the server takes)."""
+    properties: dict[str, Any] = {}
+    for name, spec in variables.items():
+        schema = _value_schema(spec.type)
+        if not spec.required:
+            schema = {"anyOf": [*_ABSENT, schema]}
+        properties[name] = {**schema, "description": spec.description} if spec.description else schema
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [name for name, spec in variables.items() if spec.required],
+        "properties": properties,
+        PATH: "case data",  # refusals name "case data: facts.en[2]", as validate and drafts do
+    }

@@ -168,7 +168,12 @@ async def update_contact(
     email = clean.get("email", contact.email)
     telegram = clean.get("telegram", contact.telegram)
     if not email and not telegram:
-        raise ValidationError("an email or a telegram is required", details={"field": "email"})
+        if "email" in clean and "telegram" in clean:  # the request itself clears both
+            raise ValidationError("an email or a telegram is required", details={"field": "email"})
+        # Valid input that this contact's other address makes impossible: a conflict, not a typo.
+        raise Conflict(
+            "an email or a telegram is required: the contact would have neither", details={"field": "email"}
+        )
     if clean.get("email_key"):
         await _refuse_taken_email(session, clean["email_key"], contact.id)
     if "language" in clean:

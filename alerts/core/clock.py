@@ -25,4 +25,7 @@ def parse_when(text: str, *, field: str = "time") -> datetime:
         raise ValidationError(f"{field}: {text!r} is not an ISO-8601 date and time.") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: past either end
+        return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)

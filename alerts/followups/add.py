@@ -121,7 +121,9 @@ async def add_followup(
             "due time: needs a time zone (or is taken as UTC by the CLI).", details={"field": "due_at"}
         )
     if due_at < now - PAST_GRACE:
-        raise ValidationError(
+        # A well-formed time that the clock has passed: refused as a conflict with the present,
+        # like a send time in the past (delivery.publish), not as malformed input.
+        raise Conflict(
             f"due time: {due_at.isoformat()} is in the past; give a future time "
             "(a time within the last minute fires at once).",
             details={"field": "due_at"},
@@ -170,7 +172,7 @@ async def add_followup(
         assert alert is not None
         await _check_no_pending_send(session, alert.id)
         if due_at <= now:
-            raise ValidationError(
+            raise Conflict(
                 f"due time: {due_at.isoformat()} is not in the future; to send alert "
                 f"{alert.id} now, use `alerts alert send {alert.id}`.",
                 details={"field": "due_at"},

@@ -19,6 +19,8 @@ from alerts.core.errors import AlertsError
 logger = logging.getLogger(__name__)
 
 APP = web.AppKey("app", App)
+#: Headers of an aiohttp HTTP error that the JSON error keeps (405's Allow, 401's challenge).
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -33,7 +35,8 @@ def error_response(
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every AlertsError (and HTTP error) as ``{"error": {...}}``."""
+    """Render every AlertsError (and, under /api/, every HTTP error) as ``{"error": {...}}``;
+    an HTTP error keeps the headers its status needs (a 405's ``Allow``)."""
     try:
         return await handler(request)
     except AlertsError as exc:
@@ -41,7 +44,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        # aiohttp's 405 names the allowed methods in Allow (RFC 9110 §15.5.6); keep such headers.
+        for name in _KEPT_HEADERS:
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")

@@ -300,7 +300,9 @@ async def test_global_rate_is_held(botapi: BotApiServer, open_channel: list[Tele
     assert all(o.kind is OutcomeKind.SENT for o in outcomes)
     times = sorted(c.at for c in botapi.calls)
     rate = (n - 1) / (times[-1] - times[0])
-    assert 190 <= rate <= 210
+    # the limit is an upper bound: a busy machine may send slower, never faster (the speed
+    # itself is measured in bench/, not here)
+    assert rate <= 210
     # What Telegram counts: no 1 s window over the rate by more than 5 %.
     assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 210
     # No burst either. These are arrival times at a server in the same busy process, so

@@ -88,7 +88,7 @@ async def send_alert(faces: Faces, *, channels: Sequence[str] = ("email", "teleg
         await approval.record_consent(session, alert, user=reviewer, scope="public", now=utcnow())
         await publish(session, alert, now=utcnow())
         alert_id = alert.id
-    await make_dispatcher(faces.app).run_until_done(alert_id, timeout=30)
+    await make_dispatcher(faces.app).run_until_done(alert_id, timeout=10)
     return alert_id
 
 

@@ -105,7 +105,7 @@ async def test_only_admins_and_refusals_write_nothing(site: Site) -> None:
         ("GET", f"{U}/nobody", None, 404, "user 'nobody' does not exist"),
         ("POST", U, {"name": "olga", "role": "viewer"}, 409, "user 'olga' already exists"),
         ("POST", U, {"name": "x", "role": "boss"}, 422, "role: 'boss' is not one of admin, officer, reviewer, viewer."),
-        ("POST", U, {"name": "x", "role": "viewer", "password": "short"}, 422, "password: shorter than 8 characters"),
+        ("POST", U, {"name": "x", "role": "viewer", "password": "short"}, 422, "password: shorter than 8 characters."),
         ("PATCH", f"{U}/ada", {"active": False}, 409, "user 'ada' cannot deactivate themselves"),
         ("PATCH", f"{U}/ada", {"role": "viewer"}, 409, "user 'ada' cannot change their own role"),
         ("PATCH", f"{U}/olga", {"telegram": "olga"}, 422, "telegram: not a numeric chat id or an @channel "

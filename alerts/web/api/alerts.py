@@ -11,10 +11,12 @@ from aiohttp import web
 
 from alerts.actions import alerts as alert_actions
 from alerts.actions import overview
-from alerts.compose import approval, drafts
+from alerts.app import App
+from alerts.compose import approval, casedata, drafts
 from alerts.contacts.fields import KINDS
 from alerts.core.channels import ALL
 from alerts.core.clock import iso, parse_when
+from alerts.core.errors import Conflict, ValidationError
 from alerts.core.states import AlertStatus
 from alerts.delivery import publish
 from alerts.store.models import Alert
@@ -30,10 +32,10 @@ from alerts.web.api.routes import (
     Schema,
     json_response,
 )
+from alerts.web.api.schema import REFUSAL, TIME, line
 
 LANGUAGE: Schema = {"type": "string", "pattern": "^[a-z]{2}$", "minLength": 2, "maxLength": 2}
-NAMES: Schema = {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 100}
-TIME: Schema = {"type": "string", "format": "date-time", "maxLength": 64}
+NAMES: Schema = {"type": "array", "items": line(drafts.MAX_LIST_NAME), "maxItems": 100}
 STATUSES = [s.value for s in AlertStatus]
 
 AUDIENCE_PROPS: dict[str, Schema] = {
@@ -44,8 +46,13 @@ AUDIENCE_PROPS: dict[str, Schema] = {
         "items": {"type": "string", "enum": [c.value for c in ALL]},
         "maxItems": 4,
     },
-    "languages": {"type": "array", "items": LANGUAGE, "maxItems": 50},
+    "languages": {"type": "array", "items": LANGUAGE, "minItems": 1, "maxItems": 50},
 }
+#: An audience names at least one list or contact kind (``drafts.Audience``).
+AUDIENCE_NAMED: list[Schema] = [
+    {"required": [name], "properties": {name: {"minItems": 1}}} for name in ("lists", "kinds")
+]
+NAMED = {"field": "audience", "message": "audience: name at least one list or contact kind"}
 CREATE: Schema = {
     "type": "object",
     "additionalProperties": False,
@@ -53,7 +60,7 @@ CREATE: Schema = {
     "properties": {
         "family": {"type": "string", "maxLength": 64, "description": "template family (GET templates)"},
         "data": {"type": "object", "description": "case data: the family's variables"},
-        "title": {"type": "string", "maxLength": drafts.MAX_TITLE},
+        "title": line(drafts.MAX_TITLE),
         **AUDIENCE_PROPS,
         "is_public": {"type": "boolean", "description": "publish in the archive (needs public consent)"},
         "parent_id": {
@@ -70,11 +77,46 @@ EDIT: Schema = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "data": {"type": "object"},
-        "title": {"type": "string", "maxLength": drafts.MAX_TITLE},
-        "audience": {"type": "object", "additionalProperties": False, "properties": AUDIENCE_PROPS},
+        "data": {"type": "object", "description": "case data for the alert's own family"},
+        "title": line(drafts.MAX_TITLE),
+        "audience": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": AUDIENCE_PROPS,
+            "anyOf": AUDIENCE_NAMED,
+            REFUSAL: NAMED,
+        },
     },
 }
+
+
+def family_data(app: App) -> list[Schema]:
+    """Per template family: its name and its case data's schema (``casedata.json_schema``)."""
+    renderer = app.renderer
+    out: list[Schema] = []
+    for name in renderer.families():
+        info = renderer.family(name)
+        option: Schema = {
+            "properties": {"family": {"const": name}, "data": casedata.json_schema(info.variables)}
+        }
+        if "original" in info.requires:  # an update or a closure follows the alert it updates
+            option["required"] = ["parent_id"]
+            option["properties"]["parent_id"] = {"type": "integer"}
+        out.append(option)
+    return out
+
+
+def create_schema(app: App) -> Schema:
+    """A new alert: a family this server has, with its case data, and an audience."""
+    return {**CREATE, "allOf": [{"anyOf": family_data(app)}, {"anyOf": AUDIENCE_NAMED, REFUSAL: NAMED}]}
+
+
+def edit_schema(app: App) -> Schema:
+    """An edit: case data of one of the families (the alert's own is checked by the handler)."""
+    datas = [option["properties"]["data"] for option in family_data(app)]
+    return {**EDIT, "properties": {**EDIT["properties"], "data": {"anyOf": datas}}}
+
+
 ALERT_REF: Schema = {
     "type": "object",
     "required": ["id", "status"],
@@ -170,10 +212,25 @@ async def edit_alert(ctx: Ctx) -> web.Response:
     assert ctx.user is not None
     b = ctx.body
     audience = drafts.Audience.from_json(b["audience"]) if "audience" in b else None
+    if "data" in b:
+        await _check_own_family(ctx, b["data"])
     done = await alert_actions.edit(
         ctx.app, ctx.user, ctx.id, case_data=b.get("data"), title=b.get("title"), audience=audience
     )
     return json_response({"id": done.alert_id, "status": done.status, "version": done.version})
+
+
+async def _check_own_family(ctx: Ctx, data: dict[str, Any]) -> None:
+    """Case data that fits a family (the schema checked that) but not this alert's: a conflict
+    with the alert, whose family cannot change, rather than malformed input."""
+    async with ctx.app.sessions() as session:
+        alert = await drafts.get_alert(session, ctx.id)
+    try:
+        ctx.app.renderer.validate_case(alert.family, data)
+    except ValidationError as exc:
+        raise Conflict(
+            f"alert {alert.id} is a {alert.family} alert: {exc.message}", details=exc.details
+        ) from exc
 
 
 async def preview(ctx: Ctx) -> web.Response:
@@ -182,9 +239,12 @@ async def preview(ctx: Ctx) -> web.Response:
         await drafts.get_alert(session, ctx.id)
         info = await publish.load_alert_info(session, ctx.id)
     q = ctx.query
-    content = ctx.app.builder.content(
-        info, audience=q["audience"], channel=q["channel"], language=q["language"]
-    )
+    try:
+        content = ctx.app.builder.content(
+            info, audience=q["audience"], channel=q["channel"], language=q["language"]
+        )
+    except ValidationError as exc:  # the query was checked: what does not fit is the alert
+        raise Conflict(f"alert {ctx.id} cannot be previewed: {exc.message}", details=exc.details) from exc
     return json_response(
         {
             "id": ctx.id,
@@ -286,10 +346,11 @@ ROUTES: list[Route] = [
         summary="Create a draft alert",
         action="alert.create",
         tag="alerts",
-        request=CREATE,
+        request=create_schema,
         required_body=True,
         status=201,
         response=ALERT_REF,
+        creates=ONE,
         errors=(404, 409),
     ),
     Route(
@@ -309,7 +370,7 @@ ROUTES: list[Route] = [
         summary="Edit an alert (a new version, back to draft)",
         action="alert.edit",
         tag="alerts",
-        request=EDIT,
+        request=edit_schema,
         required_body=True,
         response=state_of({"version": {"type": "integer"}}),
         errors=(404, 409),

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from alerts.actions import contacts as actions
 from alerts.contacts import directory as contacts
+from alerts.contacts.csv_import import EXPORT_COLUMNS
 from alerts.contacts.fields import KINDS, MAX_LENGTHS, STATUSES
 from alerts.core.channels import SUBSCRIBER_CHANNELS
 from alerts.core.errors import Conflict, PayloadTooLarge, Unauthorized, UnsupportedMediaType
@@ -22,27 +23,34 @@ from alerts.web.api.routes import (
     Schema,
     json_response,
 )
+from alerts.web.api.schema import EMAIL, LANGUAGE_CODE, LIST_NAME, REFUSAL, TELEGRAM, line, text
 
 #: Largest CSV file the import accepts over HTTP (spooled to disk past 1 MiB, never held whole).
 MAX_CSV_BYTES = 64 * 1024 * 1024
 CSV_TYPES = ("text/csv", "application/csv")
-TOPICS: Schema = {"type": ["array", "null"], "items": {"type": "string", "maxLength": 64}, "maxItems": 100}
-
-
-def _text(name: str, *, nullable: bool = True) -> Schema:
-    return {"type": ["string", "null"] if nullable else "string", "maxLength": MAX_LENGTHS[name]}
-
+#: The document describes the canonical file (the header as ``alerts contacts export`` writes
+#: it, printable ASCII rows of at most 1,000 characters, no quoting); the import also takes
+#: semicolons, any column order, quoted cells and UTF-8 (see README). A row that does not fit
+#: is reported in the answer's ``refused``, never a 422.
+CSV_BODY: Schema = {
+    "type": "string",
+    "description": "CSV file (UTF-8): a header line, then one contact a line",
+    "maxLength": MAX_CSV_BYTES,
+    "pattern": "^(?:\\ufeff)?" + ",".join(EXPORT_COLUMNS) + "(?:\\r?\\n[ !#-~]{0,1000})*$",
+}
+TOPICS: Schema = {"type": ["array", "null"], "items": line(64), "maxItems": 100}
+_OPTIONAL = ("organisation", "country", "title", "form_of_address")
 
 FIELDS: dict[str, Schema] = {
-    "name": _text("name", nullable=False),
-    "email": _text("email"),
-    "telegram": _text("telegram"),
+    "name": line(MAX_LENGTHS["name"]),
+    "email": EMAIL,
+    "telegram": TELEGRAM,
     "kind": {"type": "string", "enum": list(KINDS)},
-    "language": _text("language"),
-    "organisation": _text("organisation"),
-    "country": _text("country"),
-    "title": _text("title"),
-    "form_of_address": _text("form_of_address"),
+    "language": {
+        "anyOf": [{"type": "null"}, {"const": ""}, LANGUAGE_CODE],
+        "description": "ISO 639-1; empty or null: en",
+    },
+    **{name: line(MAX_LENGTHS[name], blank=True, nullable=True) for name in _OPTIONAL},
     "status": {"type": "string", "enum": list(STATUSES)},
     "channels": {
         "type": ["array", "null"],
@@ -51,18 +59,32 @@ FIELDS: dict[str, Schema] = {
     },
     "topics": TOPICS,
 }
+#: A new contact needs a way to reach it: an email or a Telegram chat (``contacts.fields``).
+REACHABLE: list[Schema] = [
+    {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+    for name in ("email", "telegram")
+]
 CREATE: Schema = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "kind"],
-    "properties": {
-        **FIELDS,
-        "lists": {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 100},
-    },
+    "anyOf": REACHABLE,
+    REFUSAL: {"field": "email", "message": "an email or a telegram is required"},
+    "properties": {**FIELDS, "lists": {"type": "array", "items": LIST_NAME, "maxItems": 100}},
 }
-PATCH: Schema = {"type": "object", "additionalProperties": False, "properties": FIELDS}
+_CLEARED: Schema = {"enum": [None, ""]}
+PATCH: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": FIELDS,
+    # clearing both addresses at once leaves nothing to reach (clearing one is a 409 when the
+    # contact has no other)
+    "not": {"required": ["email", "telegram"], "properties": {"email": _CLEARED, "telegram": _CLEARED}},
+    REFUSAL: {"field": "email", "message": "an email or a telegram is required"},
+}
 CONTACT: Schema = {
     "type": "object",
+    "required": ["id"],
     "properties": {
         "id": {"type": "integer"},
         **{k: {} for k in FIELDS},
@@ -246,11 +268,9 @@ ROUTES: list[Route] = [
         action="contacts.edit",  # addresses: the same permission as the UI's contact pages
         tag="contacts",
         query=(
-            Param(
-                name="q", schema={"type": "string", "maxLength": 200}, description="text in name/email/org"
-            ),
+            Param(name="q", schema=line(200, blank=True), description="text in name/email/org"),
             Param(name="kind", schema={"type": "string", "enum": list(KINDS)}),
-            Param(name="list", schema={"type": "string", "maxLength": 100}),
+            Param(name="list", schema={"anyOf": [{"const": ""}, LIST_NAME]}),
             Param(name="limit", schema={"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
             OFFSET,
         ),
@@ -275,6 +295,7 @@ ROUTES: list[Route] = [
         required_body=True,
         status=201,
         response=CONTACT,
+        creates=f"{C}/{ID_PATH}",
         errors=(409,),
     ),
     Route(
@@ -284,7 +305,7 @@ ROUTES: list[Route] = [
         summary="Import contacts from CSV",
         action="contacts.import",
         tag="contacts",
-        request={"type": "string", "description": "CSV file"},
+        request=CSV_BODY,
         request_type="text/csv",
         required_body=True,
         max_body=MAX_CSV_BYTES,
@@ -292,7 +313,7 @@ ROUTES: list[Route] = [
         query=(
             Param(
                 name="list",
-                schema={"type": "string", "maxLength": 100},
+                schema={"anyOf": [{"const": ""}, LIST_NAME]},
                 description="add every imported contact to this list",
             ),
         ),
@@ -357,8 +378,8 @@ ROUTES: list[Route] = [
             "additionalProperties": False,
             "required": ["name"],
             "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 100},
-                "description": {"type": "string", "maxLength": 2000},
+                "name": LIST_NAME,
+                "description": text(2000),
             },
         },
     ),

@@ -23,44 +23,118 @@ from aiohttp import web
 
 from alerts.actions import alerts as alert_actions
 from alerts.actions import followups as followup_actions
-from alerts.compose import drafts
+from alerts.app import App
+from alerts.compose import casedata, drafts
+from alerts.contacts.fields import KINDS
 from alerts.core.clock import parse_when, utcnow
 from alerts.core.errors import ValidationError
+from alerts.followups.add import CONDITIONS, MAX_NOTE, UPDATE_FAMILIES
 from alerts.followups.manage import list_followups, parse_duration, to_json
 from alerts.web.api.routes import ID_PATH, MAX_ID, PREFIX, Ctx, Param, Route, Schema, json_response
+from alerts.web.api.schema import REFUSAL, TIME, line, text
 
-FOLLOWUP: Schema = {"type": "object"}
-FOLLOWUP_BODY: Schema = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["kind"],
-    "properties": {
-        "kind": {"type": "string", "enum": ["reminder", "update", "send", "digest"]},
-        "at": {"type": "string", "format": "date-time", "maxLength": 64},
-        "in": {"type": "string", "maxLength": 16, "description": "e.g. 7d, 12h"},
-        "note": {"type": "string", "maxLength": 2000},
-        "data": {"type": "object"},
-        "condition": {
-            "type": ["string", "null"],
-            "maxLength": 32,
-            "description": "no_response or case_open (no-response, case-open also accepted)",
-        },
-        "kinds": {"type": "array", "items": {"type": "string", "maxLength": 32}, "maxItems": 5},
-    },
+FOLLOWUP: Schema = {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}
+#: A positive duration (``followups.add.parse_duration``); at most 4 digits a unit, so that 16
+#: characters stay within a few centuries.
+_NONZERO = "(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9])"
+_PART = "[0-9]{1,4}[wdhms]"
+DURATION: Schema = {
+    "type": "string",
+    "maxLength": 16,
+    "pattern": f"^(?:{_PART})*{_NONZERO}[wdhms](?:{_PART})*$",
+    "description": "e.g. 7d, 36h, 90m, 1w2d",
 }
+_NO_CONDITION: Schema = {"enum": [None, ""]}
+_NO_KINDS: Schema = {"maxItems": 0}
+_NO_DATA: Schema = {"type": "null"}
+
+
+def followup_body(kinds: tuple[str, ...], update_data: Schema) -> Schema:
+    """A follow-up's body for these ``kinds``, with the rules of ``followups.add`` that depend on
+    the kind: exactly one of at/in; a condition (and a contact-kind filter, after no-response)
+    only on reminders; case data only, and always, on updates."""
+    by_kind: dict[str, Schema] = {
+        "reminder": {
+            "properties": {"data": _NO_DATA},
+            "anyOf": [
+                {"properties": {"kinds": _NO_KINDS}},
+                {
+                    "required": ["condition"],
+                    "properties": {"condition": {"enum": ["no_response", "no-response"]}},
+                },
+            ],
+        },
+        "update": {
+            "required": ["data"],
+            "properties": {"condition": _NO_CONDITION, "kinds": _NO_KINDS, "data": update_data},
+        },
+        "send": {"properties": {"condition": _NO_CONDITION, "kinds": _NO_KINDS, "data": _NO_DATA}},
+        "digest": {"properties": {"condition": _NO_CONDITION, "kinds": _NO_KINDS, "data": _NO_DATA}},
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["kind"],
+        "properties": {
+            "kind": {"type": "string", "enum": list(kinds)},
+            "at": {**TIME, "description": "when (RFC 3339); give this or in"},
+            "in": {**DURATION, "description": "how long from now, e.g. 7d; give this or at"},
+            "note": text(MAX_NOTE),
+            "data": {"type": ["object", "null"], "description": "update: the update's case data"},
+            "condition": {
+                "enum": [None, "", *CONDITIONS, *(c.replace("_", "-") for c in CONDITIONS)],
+                "description": "reminders only: no_response or case_open (no-response, case-open)",
+            },
+            "kinds": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(KINDS)},
+                "maxItems": 5,
+                "description": "after a no-response condition: only these contact kinds count",
+            },
+        },
+        "allOf": [
+            {
+                "oneOf": [{"required": ["at"]}, {"required": ["in"]}],
+                REFUSAL: {
+                    "field": "at",
+                    "message": "at, in: give exactly one of at (ISO-8601) or in (e.g. 7d).",
+                },
+            },
+            {"anyOf": [_kind_branch(k, by_kind[k]) for k in kinds]},
+        ],
+    }
+
+
+def _kind_branch(kind: str, rules: Schema) -> Schema:
+    """The body of one follow-up kind: its ``kind`` constant beside its own property rules."""
+    return {**rules, "properties": {"kind": {"const": kind}, **rules.get("properties", {})}}
+
+
+def update_data(app: App) -> Schema:
+    """An update follow-up's case data: an update family's (``family``, default update)."""
+    options = []
+    for family in UPDATE_FAMILIES:
+        schema = casedata.json_schema(app.renderer.family(family).variables)
+        schema["properties"]["family"] = {"const": family}
+        if family != "update":
+            schema["required"] = [*schema["required"], "family"]
+        options.append(schema)
+    return {"anyOf": options}
+
+
 RESPONSE_BODY: Schema = {
     "type": "object",
+    "additionalProperties": False,
     "required": ["summary"],
     "properties": {
         "contact_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID},
         "from": {
-            "type": ["string", "null"],
-            "maxLength": 320,
+            **line(320, nullable=True),
             "description": "who answered: a contact's id, email or name links that contact; "
             "anyone else is kept as written (sender)",
         },
-        "summary": {"type": "string", "maxLength": 5000},
-        "responded_at": {"type": "string", "format": "date-time", "maxLength": 64},
+        "summary": text(5000, blank=False),
+        "responded_at": TIME,
     },
 }
 _LIST: Schema = {"type": "object", "properties": {"followups": {"type": "array", "items": FOLLOWUP}}}
@@ -170,10 +244,11 @@ ROUTES: list[Route] = [
         summary="Schedule a follow-up of the alert",
         action="followup.manage",
         tag="followups",
-        request=FOLLOWUP_BODY,
+        request=lambda app: followup_body(("reminder", "update", "send"), update_data(app)),
         required_body=True,
         status=201,
         response=FOLLOWUP,
+        creates=f"{PREFIX}/followups/{ID_PATH}",
         errors=(404, 409),
     ),
     Route(
@@ -212,10 +287,11 @@ ROUTES: list[Route] = [
         summary="Schedule a digest (no alert)",
         action="followup.manage",
         tag="followups",
-        request=FOLLOWUP_BODY,
+        request=followup_body(("digest",), {}),
         required_body=True,
         status=201,
         response=FOLLOWUP,
+        creates=f"{PREFIX}/followups/{ID_PATH}",
         errors=(409,),
     ),
     Route(

@@ -13,6 +13,7 @@ from typing import Any
 
 from alerts import __version__ as VERSION
 from alerts.accounts.users import PERMISSIONS
+from alerts.app import App
 from alerts.web.api.routes import MAX_ID, PREFIX, Route, Schema
 
 ERROR: Schema = {
@@ -35,7 +36,7 @@ _ERROR_TEXT = {
     401: "No valid API token.",
     403: "The token's role may not do this.",
     404: "No such object.",
-    409: "The object's current state does not allow this.",
+    409: "The object's current state (or the present time) does not allow this.",
     413: "The body is over the size limit.",
     415: "The body is not in the content type this route reads.",
     422: "A field or parameter does not fit; details.field names it.",
@@ -50,10 +51,16 @@ def openapi_path(path: str) -> str:
     return _VAR.sub(lambda m: "{" + m.group(1) + "}", path)
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def operation_id(route: Route) -> str:
+    """The route's operationId, e.g. ``post_alerts_id_submit``."""
+    path = openapi_path(route.path).removeprefix(PREFIX)
+    return f"{route.method.lower()}_" + re.sub(r"\W+", "_", path).strip("_")
+
+
+def _operation(route: Route, app: App) -> dict[str, Any]:
     path = openapi_path(route.path)
     op: dict[str, Any] = {
-        "operationId": f"{route.method.lower()}_" + re.sub(r"\W+", "_", path.removeprefix(PREFIX)).strip("_"),
+        "operationId": operation_id(route),
         "summary": route.summary,
         "tags": [route.tag],
     }
@@ -87,10 +94,11 @@ def _operation(route: Route) -> dict[str, Any]:
         codes |= {401, 403}
     else:
         op["security"] = []
-    if route.request is not None:
+    request = route.request_schema(app)
+    if request is not None:
         op["requestBody"] = {
             "required": route.required_body,
-            "content": {route.request_type: {"schema": route.request}},
+            "content": {route.request_type: {"schema": request}},
         }
         codes |= {400, 413, 415, 422} if route.request_type == "application/json" else {413, 415, 422}
     if route.query:
@@ -107,11 +115,35 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
-def document(routes: Iterable[Route], *, server_url: str = "/") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``routes``."""
+def _links(route: Route, routes: list[Route]) -> dict[str, Any]:
+    """OpenAPI links from a create route's response to every route under what it creates."""
+    assert route.creates is not None
+    created = openapi_path(route.creates)
+    (variable,) = re.findall(r"\{(\w+)\}$", created)
+    links: dict[str, Any] = {}
+    for target in routes:
+        path = openapi_path(target.path)
+        if path == created or path.startswith(created + "/"):
+            op_id = operation_id(target)
+            links[op_id] = {
+                "operationId": op_id,
+                "parameters": {variable: f"$response.body#/{variable}"},
+                "description": f"{target.summary}, of the {variable} just created",
+            }
+    if not links:
+        raise ValueError(f"{route.method} {route.path}: creates {created}, which no route serves")
+    return links
+
+
+def document(routes: Iterable[Route], app: App, *, server_url: str = "/") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes`` as ``app`` serves them (its template families)."""
+    routes = list(routes)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(route)
+        op = _operation(route, app)
+        if route.creates is not None:
+            op["responses"][str(route.status)]["links"] = _links(route, routes)
+        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {

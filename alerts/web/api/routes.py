@@ -14,9 +14,7 @@ Handlers write in one transaction (``app.sessions.begin()``): a refusal rolls it
 from __future__ import annotations
 
 import json
-import math
-import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,7 +23,6 @@ from aiohttp import web
 from alerts.accounts import users
 from alerts.app import App
 from alerts.compose import drafts
-from alerts.core.clock import parse_when
 from alerts.core.errors import (
     BadRequest,
     NotFound,
@@ -37,6 +34,8 @@ from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.ids import MAX_ID as MAX_ID  # the route modules and OpenAPI read it here
 from alerts.delivery import tracking
 from alerts.store.models import User
+from alerts.web.api.schema import Schema as Schema
+from alerts.web.api.schema import check
 from alerts.web.bodies import read_body
 
 PREFIX = "/api/v1"
@@ -44,8 +43,6 @@ PREFIX = "/api/v1"
 MAX_JSON_BYTES = 256 * 1024
 #: Largest id a path accepts: bigger numbers cannot name a row (and would overflow the database).
 ID_PATH = "{id:" + ID_PATTERN + "}"
-
-Schema = dict[str, Any]
 
 
 async def authenticate(request: web.Request) -> User:
@@ -101,7 +98,8 @@ class Route:
     summary: str
     action: str | None  # users.PERMISSIONS key; None: no token needed
     tag: str
-    request: Schema | None = None  # JSON body schema
+    #: The JSON body's schema, or how to build it from the App (case data: its template families).
+    request: Schema | Callable[[App], Schema] | None = None
     request_type: str = "application/json"
     required_body: bool = False
     max_body: int = MAX_JSON_BYTES
@@ -110,8 +108,15 @@ class Route:
     response: Schema = field(default_factory=lambda: {"type": "object"})
     response_type: str = "application/json"
     errors: tuple[int, ...] = ()
+    #: A create route: the path of what it creates (``…/{id}``); the OpenAPI document links its
+    #: response to every route under that path, with the new id (stateful clients chain them).
+    creates: str | None = None
 
     HTTP_METHODS: ClassVar[tuple[str, ...]] = ("GET", "POST", "PATCH", "DELETE", "PUT")
+
+    def request_schema(self, app: App) -> Schema | None:
+        """The request body's schema for this App."""
+        return self.request(app) if callable(self.request) else self.request
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
@@ -130,98 +135,18 @@ def json_response(doc: Any, *, status: int = 200) -> web.Response:
 # --------------------------------------------------------------------------- request checking
 
 
-def _type_ok(value: Any, kind: str) -> bool:
-    if kind == "null":
-        return value is None
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "array":
-        return isinstance(value, list)
-    if kind == "object":
-        return isinstance(value, dict)
-    raise ValueError(f"schema type {kind!r} is not supported")  # a programming error
-
-
-_KIND_WORDS = {
-    "string": "a string",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "true or false",
-    "array": "a list",
-    "object": "a JSON object",
-    "null": "null",
-}
-
-
-def check(value: Any, schema: Schema, where: str) -> Any:
-    """Check ``value`` against the subset of JSON Schema this API publishes; 422 naming the field."""
-    kinds = schema.get("type")
-    if kinds is not None:
-        options = [kinds] if isinstance(kinds, str) else list(kinds)
-        if not any(_type_ok(value, k) for k in options):
-            words = " or ".join(_KIND_WORDS[k] for k in options)
-            raise ValidationError(f"{where}: must be {words}.", details={"field": where})
-    if value is None:
-        return value
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(str(v) for v in schema["enum"] if v is not None)
-        raise ValidationError(f"{where}: {value!r} is not one of {allowed}.", details={"field": where})
-    if isinstance(value, str):
-        if len(value) > schema.get("maxLength", math.inf):
-            raise ValidationError(
-                f"{where}: longer than {schema['maxLength']} characters.", details={"field": where}
-            )
-        if len(value) < schema.get("minLength", 0):
-            message = (
-                "must not be empty" if schema["minLength"] == 1 else f"needs {schema['minLength']} characters"
-            )
-            raise ValidationError(f"{where}: {message}.", details={"field": where})
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise ValidationError(
-                f"{where}: {value!r} does not match {schema['pattern']}.", details={"field": where}
-            )
-        if schema.get("format") == "date-time":
-            parse_when(value, field=where)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < schema.get("minimum", -math.inf) or value > schema.get("maximum", math.inf):
-            raise ValidationError(
-                f"{where}: must be between {schema.get('minimum', '-∞')} and {schema.get('maximum', '∞')}.",
-                details={"field": where},
-            )
-    if isinstance(value, list):
-        if len(value) > schema.get("maxItems", math.inf):
-            raise ValidationError(f"{where}: more than {schema['maxItems']} items.", details={"field": where})
-        for i, item in enumerate(value):
-            check(item, schema.get("items", {}), f"{where}[{i}]")
-    if isinstance(value, dict) and "properties" in schema:
-        props: Mapping[str, Schema] = schema["properties"]
-        for name in schema.get("required", ()):
-            if name not in value:
-                raise ValidationError(f"{name}: is required.", details={"field": name})
-        if schema.get("additionalProperties") is False:
-            unknown = sorted(set(value) - set(props))
-            if unknown:
-                raise ValidationError(
-                    f"{unknown[0]}: unknown field; fields are {', '.join(sorted(props))}.",
-                    details={"field": unknown[0]},
-                )
-        for name, sub in props.items():
-            if name in value:
-                check(value[name], sub, name if where == "body" else f"{where}.{name}")
-    return value
+def _number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent: an int when it is a whole one (JSON Schema's
+    ``integer`` counts 1.0), a float otherwise."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def read_json(request: web.Request, route: Route) -> dict[str, Any]:
+async def read_json(request: web.Request, route: Route, schema: Schema) -> dict[str, Any]:
     """The checked JSON body of ``route`` ({} for an empty optional body)."""
     raw = await read_body(request, route.max_body)
     if not raw.strip():
@@ -234,7 +159,7 @@ async def read_json(request: web.Request, route: Route) -> dict[str, Any]:
             details={"content_type": request.content_type},
         )
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants, parse_float=_number)
     except UnicodeDecodeError:
         raise BadRequest("body: not UTF-8.") from None
     except json.JSONDecodeError as exc:
@@ -246,26 +171,27 @@ async def read_json(request: web.Request, route: Route) -> dict[str, Any]:
         raise BadRequest(f"body: not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise ValidationError("body: must be a JSON object.", details={"field": "body"})
-    assert route.request is not None
-    check(body, route.request, "body")
+    check(body, schema, "body")
     return body
 
 
 def read_query(request: web.Request, params: Sequence[Param]) -> dict[str, Any]:
-    """Query parameters converted to their schema's type and checked (422 naming the parameter)."""
+    """Query parameters converted to their schema's type and checked (422 naming the parameter);
+    an empty value that the schema allows (free text) means the parameter is absent."""
     out: dict[str, Any] = {}
     for p in params:
         raw = request.query.get(p.name)
+        value: Any = raw
+        if p.schema.get("type") == "integer" and raw is not None:
+            if not raw.isascii() or not raw.isdigit() or len(raw) > 16:
+                raise ValidationError(f"{p.name}: must be a whole number.", details={"field": p.name})
+            value = int(raw)
+        if raw is not None:
+            check(value, p.schema, p.name)  # an empty value too: "?status=" is not a status
         if raw is None or raw == "":
             if "default" in p.schema:
                 out[p.name] = p.schema["default"]
             continue
-        value: Any = raw
-        if p.schema.get("type") == "integer":
-            if not raw.isdigit() or len(raw) > 16:
-                raise ValidationError(f"{p.name}: must be a whole number.", details={"field": p.name})
-            value = int(raw)
-        check(value, p.schema, p.name)
         out[p.name] = value
     return out
 
@@ -283,11 +209,13 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
             user = await authenticate(request)
             users.check(user, route.action)
         body: dict[str, Any] = {}
-        if route.request is not None and route.request_type == "application/json":
-            body = await read_json(request, route)
+        app = request.app[APP]
+        schema = route.request_schema(app)
+        if schema is not None and route.request_type == "application/json":
+            body = await read_json(request, route, schema)
         ctx = Ctx(
             request=request,
-            app=request.app[APP],
+            app=app,
             user=user,
             body=body,
             query=read_query(request, route.query),

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from alerts.web.api import alerts as api_alerts
 from alerts.web.api import contacts as api_contacts
+from alerts.web.api import docs
 from alerts.web.api import followups as api_followups
 from alerts.web.api import users as api_users
 from alerts.web.api import workflow as api_workflow
@@ -21,7 +22,7 @@ from alerts.web.api.routes import PREFIX, Ctx, Route, endpoint, json_response
 
 async def openapi_json(ctx: Ctx) -> web.Response:
     """The document (no token needed: it describes, it reveals no data)."""
-    return json_response(document(all_routes()))
+    return json_response(document(all_routes(), ctx.app))
 
 
 OPENAPI = Route(
@@ -48,7 +49,13 @@ def all_routes() -> list[Route]:
 
 
 def setup(webapp: web.Application) -> None:
-    """Register every API route of the table that has a handler here."""
+    """Register every API route of the table that has a handler here (a GET answers HEAD too,
+    as RFC 9110 §9.3.2 asks, so a 405's ``Allow`` lists both), and the reference page."""
     for route in all_routes():
-        if route.handler is not None:
+        if route.handler is None:
+            continue
+        if route.method == "GET":
+            webapp.router.add_get(route.path, endpoint(route))
+        else:
             webapp.router.add_route(route.method, route.path, endpoint(route))
+    docs.setup(webapp)

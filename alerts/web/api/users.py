@@ -19,26 +19,31 @@ from typing import Any
 
 from aiohttp import web
 
-from alerts.accounts.users import MAX_NAME, MAX_PASSWORD, UNSET
+from alerts.accounts.users import MAX_NAME, MAX_PASSWORD, MIN_PASSWORD, UNSET
 from alerts.actions import accounts
 from alerts.core.states import Role
 from alerts.web.api.routes import PREFIX, Ctx, Route, Schema, json_response
+from alerts.web.api.schema import EMAIL, TELEGRAM, line
 
 U = f"{PREFIX}/users"
 ONE = f"{U}/{{name}}"
 NF = (404,)
 ROLE: Schema = {"type": "string", "enum": [role.value for role in Role]}
-EMAIL: Schema = {"type": ["string", "null"], "maxLength": 320}
-TELEGRAM: Schema = {"type": ["string", "null"], "maxLength": 64}
-PASSWORD: Schema = {"type": "string", "maxLength": MAX_PASSWORD, "description": "at least 8 characters"}
+PASSWORD: Schema = {
+    "type": "string",
+    "minLength": MIN_PASSWORD,
+    "maxLength": MAX_PASSWORD,
+    "description": f"at least {MIN_PASSWORD} characters",
+}
 USER: Schema = {
     "type": "object",
+    "required": ["name"],
     "properties": {
         "id": {"type": "integer"},
         "name": {"type": "string"},
         "role": ROLE,
-        "email": EMAIL,
-        "telegram": TELEGRAM,
+        "email": {"type": ["string", "null"]},
+        "telegram": {"type": ["string", "null"]},
         "active": {"type": "boolean"},
         "has_password": {"type": "boolean"},
         "has_token": {"type": "boolean"},
@@ -50,7 +55,7 @@ CREATE: Schema = {
     "additionalProperties": False,
     "required": ["name", "role"],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+        "name": line(MAX_NAME),
         "role": ROLE,
         "email": EMAIL,
         "telegram": TELEGRAM,
@@ -173,6 +178,7 @@ ROUTES: list[Route] = [
         status=201,
         response=USER,
         errors=(409,),
+        creates=ONE,
     ),
     _route("GET", ONE, get_user, "One user", response=USER, errors=NF),
     _route(

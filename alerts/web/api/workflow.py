@@ -11,8 +11,10 @@ from aiohttp import web
 from alerts.actions import alerts as alert_actions
 from alerts.actions import sending
 from alerts.compose import approval
+from alerts.core.channels import ALL
 from alerts.core.clock import iso, parse_when
-from alerts.web.api.alerts import LANGUAGE, ONE, TIME, state_of
+from alerts.core.states import DeliveryState
+from alerts.web.api.alerts import LANGUAGE, ONE, state_of
 from alerts.web.api.routes import (
     LIMIT,
     OFFSET,
@@ -23,6 +25,7 @@ from alerts.web.api.routes import (
     alert_stats,
     json_response,
 )
+from alerts.web.api.schema import TIME, text
 
 _obj = {"type": "object"}
 
@@ -160,7 +163,7 @@ ROUTES: list[Route] = [
             "required": ["scope"],
             "properties": {
                 "scope": {"type": "string", "enum": list(approval.CONSENT_SCOPES)},
-                "note": {"type": "string", "maxLength": approval.MAX_NOTE},
+                "note": text(approval.MAX_NOTE),
             },
         },
         response={
@@ -261,8 +264,12 @@ ROUTES: list[Route] = [
         tag="tracking",
         errors=(404,),
         query=(
-            Param(name="state", schema={"type": "string", "maxLength": 16}, description="a delivery state"),
-            Param(name="channel", schema={"type": "string", "maxLength": 16}),
+            Param(
+                name="state",
+                schema={"type": "string", "enum": [s.value for s in DeliveryState]},
+                description="a delivery state",
+            ),
+            Param(name="channel", schema={"type": "string", "enum": [c.value for c in ALL]}),
             LIMIT,
             OFFSET,
         ),
