@@ -117,7 +117,7 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
     # draft from the template's example, preview it, save
     await page.get_by_role("link", name="New alert").first.click()
     await page.get_by_label("urgent-appeals").check()
-    await page.get_by_label("email", exact=True).check()
+    await page.get_by_role("checkbox", name="Email", exact=True).check()
     await page.locator("[data-p=channel]").select_option("email")
     await expect(page.locator("[data-preview][data-ready]")).to_be_visible()
     await expect(page.locator("[data-p-subject]")).not_to_be_empty()

@@ -122,7 +122,7 @@ async def run_flow(browser, base: str, capture: CaptureServer, settings: Setting
     await page.goto(f"{base}/subscribe")
     await expect(page.get_by_role("heading", name="Subscribe to urgent alerts")).to_be_visible()
     await page.get_by_label("Email address").fill(ADDRESS)
-    await page.get_by_label("Language").select_option("fr")
+    await page.get_by_label("Language of the alerts").select_option("fr")
     await page.screenshot(path=ARTIFACTS / "subscriber-subscribe.png", full_page=True)
     await page.get_by_role("button", name="Subscribe").click()
     await expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()

@@ -12,6 +12,7 @@ from alerts.core.errors import ValidationError
 from alerts.core.ids import MAX_PAGE, parse_id, parse_number
 from alerts.delivery.archive import atom_feed, public_alert, public_alerts, withdrawn_alerts, withdrawn_public
 from alerts.delivery.cap import CAP_TYPE, cap_alert, cap_cancel
+from alerts.web.i18n import N_
 from alerts.web.public.article import blocks, linkify, share_links
 from alerts.web.public.pages import SECURITY_HEADERS, message_page, render_page
 
@@ -30,7 +31,9 @@ async def archive(request: web.Request) -> web.Response:
         page = 1  # a reader's mistyped link still shows the archive
     async with app.sessions() as session:
         alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
-    return render_page("archive.html", alerts=alerts[:PAGE_SIZE], more=len(alerts) > PAGE_SIZE, page=page)
+    return render_page(
+        request, "archive.html", alerts=alerts[:PAGE_SIZE], more=len(alerts) > PAGE_SIZE, page=page
+    )
 
 
 def _alert_id(request: web.Request) -> int | None:
@@ -46,17 +49,17 @@ async def alert_page(request: web.Request) -> web.Response:
     async with app.sessions() as session:
         found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
     if found is None:
-        return message_page("Not found", "There is no public alert here.", status=404)
+        return message_page(request, N_("Not found"), N_("There is no public alert here."), status=404)
     text = found.text(request.query.get("lang"))
     url = urls.public_alert(app.settings.server.public_url, found.id)
     return render_page(
+        request,
         "alert.html",
         alert=found,
         text=text,
         blocks=blocks(text.text),
         share=share_links(url, text.subject or found.title),
         linkify=linkify,
-        lang=text.language,
     )
 
 
@@ -122,5 +125,5 @@ async def cap_document(request: web.Request) -> web.Response:
     elif withdrawn is not None:
         body = cap_cancel(withdrawn, public_url=public_url)
     else:
-        return message_page("Not found", "There is no public alert here.", status=404)
+        return message_page(request, N_("Not found"), N_("There is no public alert here."), status=404)
     return web.Response(body=body, content_type=CAP_TYPE, charset="utf-8", headers=SECURITY_HEADERS)

@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
+from alerts.web.i18n import N_
+
 _ITEM = re.compile(r"^\s*[-•*]\s+(.*)$")
 _LINK = re.compile(r"(https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?])|([\w.+-]+@[\w-]+(?:\.[\w-]+)+)")
 
@@ -85,10 +87,11 @@ def linkify(text: str) -> Markup:
 
 def share_links(url: str, title: str) -> list[tuple[str, str]]:
     """(label, link) to share the alert by email, Telegram, WhatsApp, Mastodon and X — plain
-    links that open the other service; the page loads nothing from any of them."""
+    links that open the other service; the page loads nothing from any of them. The labels are
+    msgids (the page translates them)."""
     u, t = quote(url, safe=""), quote(title, safe="")
     return [
-        ("Email", f"mailto:?subject={t}&body={u}"),
+        (N_("Email"), f"mailto:?subject={t}&body={u}"),
         ("Telegram", f"https://t.me/share/url?url={u}&text={t}"),
         ("WhatsApp", f"https://wa.me/?text={t}%20{u}"),
         ("Mastodon", f"https://mastodonshare.com/?text={t}&url={u}"),

@@ -74,7 +74,7 @@ async def opened(request: web.Request) -> web.Response:
     app = request.app[APP]
     tracked = _links(app).read(request.match_info["token"], TrackKind.OPEN)
     if tracked is None:
-        return not_found()
+        return not_found(request)
     await record(app, tracked)
     return web.Response(body=PIXEL, content_type="image/gif", headers=NO_STORE)
 
@@ -86,7 +86,7 @@ async def clicked(request: web.Request) -> web.Response:
     app = request.app[APP]
     tracked = _links(app).read(request.match_info["token"], TrackKind.CLICK)
     if tracked is None:
-        return not_found()
+        return not_found(request)
     await record(app, tracked)
     raise web.HTTPFound(location=tracked.url, headers=NO_STORE)
 

@@ -26,17 +26,18 @@ from aiohttp import web
 
 from alerts.app import App
 from alerts.core.errors import ValidationError
-from alerts.web import auth
+from alerts.web import auth, i18n
 from alerts.web.base import check_fields
 from alerts.web.bodies import read_body
+from alerts.web.i18n import N_
 
 PAGES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+i18n.install(PAGES)
 MAX_FORM_BYTES = 16 * 1024
-LANGUAGE_NAMES = {"en": "English", "fr": "Français", "es": "Español"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
@@ -70,31 +71,56 @@ class SubscribeLimits:
 SUBSCRIBE_LIMITS = web.AppKey("subscribe_limits", SubscribeLimits)
 
 
-def render_page(name: str, *, status: int = 200, private: bool = False, **context: Any) -> web.Response:
-    """A page of ``templates/`` with the security headers (``private``: never cached)."""
-    return web.Response(
-        text=PAGES.get_template(name).render(**context),
-        status=status,
-        content_type="text/html",
-        headers=PRIVATE if private else SECURITY_HEADERS,
+def render_page(
+    request: web.Request, name: str, *, status: int = 200, private: bool = False, **context: Any
+) -> web.Response:
+    """A page of ``templates/`` in the visitor's language, with the security headers
+    (``private``: never cached)."""
+    language = i18n.choose(request)
+    with i18n.use(language):
+        text = PAGES.get_template(name).render(
+            hl=language, switch=i18n.switch(request, language), countries_list=i18n.countries, **context
+        )
+    response = web.Response(
+        text=text, status=status, content_type="text/html", headers=PRIVATE if private else SECURITY_HEADERS
     )
+    i18n.remember(request, response)
+    return response
+
+
+#: A line of a message page: a msgid, or a msgid and the values of its ``%(name)s`` slots.
+Line = str | tuple[str, dict[str, Any]]
 
 
 def message_page(
-    title: str, *lines: str, status: int = 200, action: str = "", button: str = ""
+    request: web.Request, title: str, *lines: Line, status: int = 200, action: str = "", button: str = ""
 ) -> web.Response:
-    """A short page of a title and lines (with an optional button), never cached."""
+    """A short page of a title and lines (with an optional button), never cached; the title,
+    lines and button are msgids (marked with ``N_``), translated here."""
+    with i18n.use(i18n.choose(request)):
+        shown = [
+            i18n.gettext(line) if isinstance(line, str) else i18n.gettext(line[0]) % line[1] for line in lines
+        ]
+        title, button = i18n.gettext(title), i18n.gettext(button) if button else ""
     return render_page(
-        "message.html", status=status, private=True, title=title, lines=lines, action=action, button=button
+        request,
+        "message.html",
+        status=status,
+        private=True,
+        title=title,
+        lines=shown,
+        action=action,
+        button=button,
     )
 
 
-def not_found() -> web.Response:
+def not_found(request: web.Request) -> web.Response:
     """The one answer for an unknown, forged or expired link."""
     return message_page(
-        "Link not valid",
-        "This link is not valid or has expired.",
-        "If you want to subscribe, please start again from the subscribe page.",
+        request,
+        N_("Link not valid"),
+        N_("This link is not valid or has expired."),
+        N_("If you want to subscribe, please start again from the subscribe page."),
         status=404,
     )
 
@@ -115,16 +141,23 @@ def form_value(form: dict[str, list[str]], name: str, default: str = "") -> str:
     return (form.get(name) or [default])[0]
 
 
-def split_countries(text: str) -> list[str]:
-    """The country codes of a comma-separated field, blanks dropped."""
-    return [c.strip() for c in text.split(",") if c.strip()]
+def chosen_countries(form: dict[str, list[str]]) -> list[str]:
+    """The countries of the form: the codes picked from the list (``country``, repeated) and,
+    as before, any comma-separated ones of the ``countries`` text field; blanks and repeats
+    (whatever their case) dropped."""
+    picked = [c.strip() for c in form.get("country", []) if c.strip()]
+    typed = [c.strip() for c in form_value(form, "countries").split(",") if c.strip()]
+    unique: dict[str, str] = {}
+    for country in picked + typed:
+        unique.setdefault(country.casefold(), country)
+    return list(unique.values())
 
 
 def form_choices(app: App) -> dict[str, Any]:
     """The alert kinds (template families) and languages a subscriber can choose from."""
     families = app.renderer.families()
     codes = sorted({lang for f in families for lang in app.renderer.family(f).languages} | {"en"})
-    return {"families": families, "languages": [(c, LANGUAGE_NAMES.get(c, c)) for c in codes]}
+    return {"families": families, "languages": [(c, i18n.NATIVE_NAMES.get(c, c)) for c in codes]}
 
 
 def add_state(webapp: web.Application) -> None:

@@ -24,16 +24,17 @@ from alerts.core import urls
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.networks import network_of
 from alerts.web.clients import client_address
+from alerts.web.i18n import N_, split_countries
 from alerts.web.public.pages import (
     CONFIRMATIONS,
     SUBSCRIBE_LIMITS,
+    chosen_countries,
     form_choices,
     form_value,
     message_page,
     not_found,
     read_form,
     render_page,
-    split_countries,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,15 @@ async def subscribe_form(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     return render_page(
-        "subscribe.html", error="", email="", language="en", kinds=[], countries="", **form_choices(app)
+        request,
+        "subscribe.html",
+        error="",
+        email="",
+        language="en",
+        kinds=[],
+        listed=[],
+        countries="",
+        **form_choices(app),
     )
 
 
@@ -93,11 +102,11 @@ async def subscribe(request: web.Request) -> web.Response:
     wait = limits.addresses.retry_after(network)
     if wait:
         logger.info("subscribe refused: too many requests from one network")
-        return _try_later("Too many requests", wait)
+        return _try_later(request, N_("Too many requests"), wait)
     limits.addresses.fail(network)  # every request counts, accepted or not
     form = await read_form(request)
     email, language = form_value(form, "email").strip(), form_value(form, "language", "en")
-    kinds, countries = form.get("kinds", []), form_value(form, "countries")
+    kinds, countries = form.get("kinds", []), chosen_countries(form)
     # The mail budgets are checked and spent for every request, whether its address is new,
     # pending, active or suppressed: a held-back answer says nothing about the address.
     domain = email.rpartition("@")[2].strip().lower()[:255]
@@ -107,20 +116,23 @@ async def subscribe(request: web.Request) -> web.Response:
         logger.warning(
             "subscribe held back: a confirmation-mail budget is spent (service, network or domain)"
         )
-        return _try_later("Confirmation not sent", wait, held=True)
+        return _try_later(request, N_("Confirmation not sent"), wait, held=True)
     try:
         result = await actions.subscribe(
-            app, email=email, language=language, kinds=kinds, countries=split_countries(countries)
+            app, email=email, language=language, kinds=kinds, countries=countries
         )
     except ValidationError as exc:
+        listed, others = split_countries(countries)
         return render_page(
+            request,
             "subscribe.html",
             status=422,
             error=exc.message,
             email=email,
             language=language,
             kinds=kinds,
-            countries=countries,
+            listed=listed,
+            countries=others,
             **form_choices(app),
         )
     for limiter, key in budgets:
@@ -129,21 +141,22 @@ async def subscribe(request: web.Request) -> web.Response:
         # In the background, so a new address answers as fast as a known one (no timing oracle).
         _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
     return message_page(
-        "Check your inbox",
-        "If this address can be subscribed, we have sent it a message with a confirmation link.",
-        "You will receive no alerts until you confirm.",
+        request,
+        N_("Check your inbox"),
+        N_("If this address can be subscribed, we have sent it a message with a confirmation link."),
+        N_("You will receive no alerts until you confirm."),
         status=202,
     )
 
 
-def _try_later(title: str, wait: int, *, held: bool = False) -> web.Response:
+def _try_later(request: web.Request, title: str, wait: int, *, held: bool = False) -> web.Response:
     """429 with Retry-After: too many requests, or (``held``) no confirmation mail sent now."""
     minutes = max(1, -(-wait // 60))
-    lines = [f"Please try again in {minutes} minutes."]
+    lines: list[Any] = [(N_("Please try again in %(n)s minutes."), {"n": minutes})]
     if held:
-        lines.insert(0, "We could not send a confirmation message now: too many were asked for recently.")
-        lines.append("Nothing was recorded; your subscription starts only when you confirm it.")
-    response = message_page(title, *lines, status=429)
+        lines.insert(0, N_("We could not send a confirmation message now: too many were asked for recently."))
+        lines.append(N_("Nothing was recorded; your subscription starts only when you confirm it."))
+    response = message_page(request, title, *lines, status=429)
     response.headers["Retry-After"] = str(wait)
     return response
 
@@ -153,12 +166,13 @@ async def confirm_page(request: web.Request) -> web.Response:
     from alerts.web.base import APP
 
     if not actions.confirmation_valid(request.app[APP], request.match_info["token"]):
-        return not_found()
+        return not_found(request)
     return message_page(
-        "Confirm your subscription",
-        "Press the button to start receiving urgent alerts.",
+        request,
+        N_("Confirm your subscription"),
+        N_("Press the button to start receiving urgent alerts."),
         action=request.path,
-        button="Confirm my subscription",
+        button=N_("Confirm my subscription"),
     )
 
 
@@ -170,11 +184,12 @@ async def confirm(request: web.Request) -> web.Response:
     try:
         result = await actions.confirm(app, request.match_info["token"])
     except NotFound:
-        return not_found()
+        return not_found(request)
     return message_page(
-        "Subscribed",
-        "You are already subscribed." if result.already else "Your subscription is confirmed.",
-        "You can change what you receive, or unsubscribe, at any time:",
+        request,
+        N_("Subscribed"),
+        N_("You are already subscribed.") if result.already else N_("Your subscription is confirmed."),
+        N_("You can change what you receive, or unsubscribe, at any time:"),
         urls.preferences(app.settings.server.public_url, result.link_token),
     )
 
@@ -189,14 +204,17 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     try:
         shown = await actions.preferences(request.app[APP], request.match_info["token"])
     except NotFound:
-        return not_found()
+        return not_found(request)
     if shown.unsubscribed:
-        return message_page("Unsubscribed", "You are unsubscribed: you receive nothing more from us.")
+        return message_page(
+            request, N_("Unsubscribed"), N_("You are unsubscribed: you receive nothing more from us.")
+        )
     return message_page(
-        "Unsubscribe",
-        "Press the button to receive no more alerts from us at this email address.",
+        request,
+        N_("Unsubscribe"),
+        N_("Press the button to receive no more alerts from us at this email address."),
         action=request.path,
-        button="Unsubscribe",
+        button=N_("Unsubscribe"),
     )
 
 
@@ -213,15 +231,17 @@ async def unsubscribe(request: web.Request) -> web.Response:
     try:
         await actions.unsubscribe(app, request.match_info["token"], via=via)
     except NotFound:
-        return not_found()
+        return not_found(request)
     return message_page(
-        "Unsubscribed",
-        "You are unsubscribed: this email address receives nothing more from us.",
-        "You can subscribe again at any time from the subscribe page.",
+        request,
+        N_("Unsubscribed"),
+        N_("You are unsubscribed: this email address receives nothing more from us."),
+        N_("You can subscribe again at any time from the subscribe page."),
     )
 
 
 def _preferences(
+    request: web.Request,
     app: App,
     shown: actions.Preferences,
     token: str,
@@ -230,7 +250,9 @@ def _preferences(
     saved: bool = False,
     error: str = "",
 ) -> web.Response:
+    listed, others = split_countries(shown.countries)
     return render_page(
+        request,
         "preferences.html",
         status=status,
         private=True,
@@ -242,7 +264,8 @@ def _preferences(
         chosen=list(shown.channels),
         language=shown.language,
         kinds=list(shown.kinds),
-        countries=", ".join(shown.countries),
+        listed=listed,
+        countries=others,
         **form_choices(app),
     )
 
@@ -256,8 +279,8 @@ async def preferences_page(request: web.Request) -> web.Response:
     try:
         shown = await actions.preferences(app, token)
     except NotFound:
-        return not_found()
-    return _preferences(app, shown, token)
+        return not_found(request)
+    return _preferences(request, app, shown, token)
 
 
 async def save_preferences(request: web.Request) -> web.Response:
@@ -274,15 +297,17 @@ async def save_preferences(request: web.Request) -> web.Response:
             channels=form.get("channels", []),
             language=form_value(form, "language", "en"),
             kinds=form.get("kinds", []),
-            countries=split_countries(form_value(form, "countries")),
+            countries=chosen_countries(form),
         )
     except NotFound:
-        return not_found()
+        return not_found(request)
     except (Conflict, ValidationError) as exc:  # rolled back: show what is stored
         try:
             stored = await actions.preferences(app, token)
         except NotFound:
-            return not_found()
+            return not_found(request)
         status = 409 if isinstance(exc, Conflict) else 422
-        return _preferences(app, stored, token, status=status, error="" if status == 409 else exc.message)
-    return _preferences(app, shown, token, saved=True)
+        return _preferences(
+            request, app, stored, token, status=status, error="" if status == 409 else exc.message
+        )
+    return _preferences(request, app, shown, token, saved=True)

@@ -18,6 +18,7 @@ from alerts.delivery.publish import load_alert_info
 from alerts.followups import manage as followups
 from alerts.store import audit
 from alerts.store.models import Alert, AlertVersion, Approval, Consent, Response, User
+from alerts.web.i18n import N_
 from alerts.web.ui.pages import ID, Ctx, page, path_id
 from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.review import review
@@ -27,22 +28,24 @@ KINDS = [k.value for k in ContactKind]
 CHANNELS = [c.value for c in ALL]
 FINAL = (AlertStatus.SENT.value, AlertStatus.CLOSED.value)
 NOTICES = {
-    "created": "Draft saved.",
-    "edited": "Changes saved as a new version; the alert is a draft again.",
-    "submitted": "Submitted for review.",
-    "approved": "Approved.",
-    "partly": "Approved in the languages chosen; others still need approval.",
-    "consent": "Consent recorded.",
-    "sending": "Sending: deliveries are queued and going out.",
-    "scheduled": "Scheduled.",
-    "unscheduled": "The schedule is cancelled; the alert is approved and waiting.",
-    "paused": "Paused: no more deliveries are claimed until you resume.",
-    "resumed": "Resumed.",
-    "resent": "Failed deliveries are queued again.",
-    "closed": "The case is closed; what had not gone out is withdrawn and pending follow-ups are cancelled.",
-    "already-closed": "The case was already closed; nothing changed.",
-    "response": "Response recorded.",
-    "followup": "Follow-up added.",
+    "created": N_("Draft saved."),
+    "edited": N_("Changes saved as a new version; the alert is a draft again."),
+    "submitted": N_("Submitted for review."),
+    "approved": N_("Approved."),
+    "partly": N_("Approved in the languages chosen; others still need approval."),
+    "consent": N_("Consent recorded."),
+    "sending": N_("Sending: deliveries are queued and going out."),
+    "scheduled": N_("Scheduled."),
+    "unscheduled": N_("The schedule is cancelled; the alert is approved and waiting."),
+    "paused": N_("Paused: no more deliveries are claimed until you resume."),
+    "resumed": N_("Resumed."),
+    "resent": N_("Failed deliveries are queued again."),
+    "closed": N_(
+        "The case is closed; what had not gone out is withdrawn and pending follow-ups are cancelled."
+    ),
+    "already-closed": N_("The case was already closed; nothing changed."),
+    "response": N_("Response recorded."),
+    "followup": N_("Follow-up added."),
 }
 
 
@@ -200,7 +203,7 @@ async def alert_page(c: Ctx) -> web.Response:
         needs_consent=approval.addressed_to_public(alert),
         kinds=KINDS,
         channels=CHANNELS,
-        notice=NOTICES.get(c.request.query.get("notice", ""), ""),
+        notice=c.translate(NOTICES[code]) if (code := c.request.query.get("notice", "")) in NOTICES else "",
         final=alert.status in FINAL,
         count=c.request.query.get("n", ""),
         reach=reach,

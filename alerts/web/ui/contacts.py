@@ -18,6 +18,7 @@ from alerts.contacts.fields import KINDS, STATUSES, TEXT_FIELDS
 from alerts.core.errors import AlertsError, ValidationError
 from alerts.core.ids import MAX_PAGE, parse_number
 from alerts.store.models import Contact
+from alerts.web.i18n import N_
 from alerts.web.ui.pages import ID, Ctx, page, path_id, redirect
 from alerts.web.ui.pages import PREFIX as P
 
@@ -173,7 +174,7 @@ async def import_contacts(c: Ctx) -> web.Response:
             status=422,
             report=None,
             list_name=list_name or "",
-            error="file: choose a CSV file to import",
+            error=c.translate(N_("file: choose a CSV file to import")),
         )
     data = upload.file.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
@@ -182,7 +183,9 @@ async def import_contacts(c: Ctx) -> web.Response:
             status=422,
             report=None,
             list_name=list_name or "",
-            error=f"file: larger than {MAX_UPLOAD // (1024 * 1024)} MB; use `alerts contacts import`",
+            error=c.translate(
+                N_("file: larger than %(n)s MB; use `alerts contacts import`"), n=MAX_UPLOAD // (1024 * 1024)
+            ),
         )
     try:
         report = await actions.import_file(c.app, c.user, io.BytesIO(data), list_name=list_name)

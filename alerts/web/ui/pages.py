@@ -31,7 +31,7 @@ from alerts.core.errors import AlertsError, BadRequest, NotFound, Unauthorized
 from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.text import unsafe_in_link
 from alerts.store.models import User
-from alerts.web import auth
+from alerts.web import auth, i18n
 from alerts.web.base import check_fields
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ PAGES = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+i18n.install(PAGES)
 SIGN_IN_FIRST = "sign in first"
 #: Officers' pages live under this prefix (``/alerts/...`` is the public archive's).
 PREFIX = urls.OFFICE
@@ -85,6 +86,15 @@ class Ctx:
         return self.request.app[APP]
 
     @property
+    def language(self) -> str:
+        """The language of the officer's pages (``alerts.web.i18n.choose``)."""
+        return i18n.choose(self.request)
+
+    def translate(self, message: str, **values: object) -> str:
+        """A msgid (marked with ``N_``) in the officer's language."""
+        return i18n.translate(self.language, message, **values)
+
+    @property
     def tz(self) -> ZoneInfo:
         """The [scheduler] timezone, in which times are shown and entered."""
         return ZoneInfo(self.app.settings.scheduler.timezone)
@@ -108,12 +118,28 @@ class Ctx:
 def render(
     request: web.Request, template: str, *, status: int = 200, user: User | None = None, **context: Any
 ) -> web.Response:
-    """Render a page template to a response (security headers, CSRF cookie when minted)."""
+    """Render a page template to a response in the officer's language (``alerts.web.i18n``;
+    security headers, CSRF cookie when minted)."""
     from alerts.web.base import APP
 
     app = request.app[APP]
     tz = ZoneInfo(app.settings.scheduler.timezone)
-    text = PAGES.get_template(template).render(
+    language = i18n.choose(request)
+    with i18n.use(language):
+        text = _render(request, template, user, tz, language, **context)
+    response = web.Response(text=text, content_type="text/html", status=status, headers=SECURITY_HEADERS)
+    auth.set_cookies(request, response)
+    i18n.remember(request, response)
+    return response
+
+
+def _render(
+    request: web.Request, template: str, user: User | None, tz: ZoneInfo, language: str, **context: Any
+) -> str:
+    from alerts.web.base import APP
+
+    app = request.app[APP]
+    return PAGES.get_template(template).render(
         user=user,
         csrf=auth.csrf_token(request),
         can=(lambda a: can(user, a)) if user else (lambda a: False),
@@ -122,11 +148,10 @@ def render(
         path=request.path,
         local=lambda when: local_time(when, tz),
         P=PREFIX,
+        hl=language,
+        switch=i18n.switch(request, language),
         **context,
     )
-    response = web.Response(text=text, content_type="text/html", status=status, headers=SECURITY_HEADERS)
-    auth.set_cookies(request, response)
-    return response
 
 
 def local_time(when: datetime | None, tz: ZoneInfo) -> str:

@@ -19,18 +19,19 @@ from alerts.accounts import users
 from alerts.actions import accounts
 from alerts.core.errors import AlertsError, ValidationError
 from alerts.web import auth
+from alerts.web.i18n import N_
 from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.pages import Ctx, page, redirect
 
 ROLES = ("admin", "officer", "reviewer", "viewer")
 NOTICES = {
-    "added": "User {name} added.",
-    "disabled": "User {name} disabled: their sessions have ended and their API token is revoked.",
-    "enabled": "User {name} enabled.",
-    "unchanged": "Nothing to change for {name}.",
-    "password": "Password of {name} set; their sessions have ended.",
-    "revoked": "API token of {name} revoked.",
-    "unlocked": "Sign-in of {name} unlocked.",
+    "added": N_("User %(name)s added."),
+    "disabled": N_("User %(name)s disabled: their sessions have ended and their API token is revoked."),
+    "enabled": N_("User %(name)s enabled."),
+    "unchanged": N_("Nothing to change for %(name)s."),
+    "password": N_("Password of %(name)s set; their sessions have ended."),
+    "revoked": N_("API token of %(name)s revoked."),
+    "unlocked": N_("Sign-in of %(name)s unlocked."),
 }
 
 
@@ -69,7 +70,7 @@ async def _page(
 async def users_page(c: Ctx) -> web.Response:
     """GET /office/users"""
     code, name = c.request.query.get("notice", ""), c.request.query.get("name", "")
-    return await _page(c, notice=NOTICES[code].format(name=name) if code in NOTICES else "")
+    return await _page(c, notice=c.translate(NOTICES[code], name=name) if code in NOTICES else "")
 
 
 @page("users.manage")
@@ -91,7 +92,7 @@ async def add_user(c: Ctx) -> web.Response:
     except AlertsError as exc:
         return await _page(c, status=exc.http_status, error=exc.message, values=values)
     if added.token:
-        return await _page(c, notice=NOTICES["added"].format(name=added.account.name), token=added)
+        return await _page(c, notice=c.translate(NOTICES["added"], name=added.account.name), token=added)
     return _back("added", added.account.name)
 
 
