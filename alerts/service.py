@@ -17,6 +17,24 @@ from alerts.followups.scheduler import start_scheduler
 logger = logging.getLogger(__name__)
 
 
+def deployment_warnings(settings: Settings) -> list[str]:
+    """What a real deployment should fix before it mails anyone (``alerts demo`` runs without)."""
+    warnings = []
+    public_url = settings.server.public_url
+    if not public_url.lower().startswith("https://"):
+        warnings.append(
+            f"[server] public_url is {public_url!r}, not https: one-click unsubscribe (RFC 8058) needs "
+            "an https link, and links over http can be read and changed on the way"
+        )
+    email = settings.email
+    if not (email.dkim_selector and email.dkim_domain and email.dkim_key_file):
+        warnings.append(
+            "[email] DKIM signing is off (dkim_selector, dkim_domain, dkim_key_file): Gmail and Yahoo "
+            "ask bulk senders for DKIM, and honour one-click unsubscribe only on signed mail"
+        )
+    return warnings
+
+
 def make_dispatcher(app: App) -> Dispatcher:
     """The dispatcher for this process, from the app's settings."""
     return Dispatcher(
@@ -37,9 +55,12 @@ async def run_service(
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
     extras: dict[str, object] | None = None,
+    warn: bool = True,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop``)."""
+    """Run until SIGINT/SIGTERM (or ``stop``); ``warn``: log ``deployment_warnings`` first."""
     require_secret(settings)
+    for warning in deployment_warnings(settings) if warn else []:
+        logger.warning("%s", warning)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

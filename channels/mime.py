@@ -24,10 +24,11 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email import quoprimime
 from email.header import Header
 from email.message import EmailMessage
-from email.utils import formatdate, getaddresses
+from email.utils import format_datetime, getaddresses
 
 import dkim
 import email_validator
@@ -306,7 +307,9 @@ class MessageBuilder:
     def _date_header(self, now: float) -> bytes:
         second = int(now)
         if second != self._date_second:
-            self._date = f"Date: {formatdate(second, usegmt=True)}\r\n".encode("ascii")
+            # RFC 5322 §3.3: a numeric zone, "+0000" for UTC ("GMT" is obsolete syntax, §4.3)
+            stamp = format_datetime(datetime.fromtimestamp(second, UTC))
+            self._date = f"Date: {stamp}\r\n".encode("ascii")
             self._date_second = second
         return self._date
 

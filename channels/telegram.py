@@ -25,7 +25,7 @@ from telegram.warnings import PTBDeprecationWarning
 from alerts.core.config import TelegramSettings
 from alerts.core.errors import ConfigError, ValidationError
 from alerts.core.states import SuppressionReason
-from alerts.core.telegram import parse_chat
+from alerts.core.telegram import first_message_id, join_parts, parse_chat, split_message
 from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from channels.ratelimit import Pacer, PerKeyInterval
 from channels.telegram_http import AiohttpRequest, ConnectTimedOut
@@ -116,34 +116,57 @@ class TelegramChannel:
             await req.shutdown()
 
     async def send(self, message: RenderedMessage) -> Outcome:
-        """Send the message's text to its chat and classify Telegram's answer."""
+        """Send the message's text to its chat, in numbered parts when it is too long for one
+        (``alerts.core.telegram.split_message``), and classify Telegram's answer.
+
+        Parts an earlier attempt sent (``message.sent_parts``) are not sent again. When a part
+        fails, the outcome is that part's, with the ids of the parts sent so far as its
+        ``provider_id``, which the next attempt receives back; when the last part is sent the
+        outcome is SENT with the first part's id, the message updates reply to.
+        """
         try:
             chat = parse_chat_id(message.recipient.address)
         except ValidationError as exc:
             return Outcome(kind=OutcomeKind.PERMANENT, detail=exc.message)
-        try:
-            sent = await self._send_to(chat, message)
-        except ChatMigrated as exc:
-            # The group became a supergroup with a new id: send there once, and report the new
-            # id so the dispatcher updates the contact.
-            new_chat = exc.new_chat_id
-            logger.info("Telegram group migrated to a supergroup; sending to its new chat id")
+        parts = split_message(message.content.text)
+        sent = list(message.sent_parts[: len(parts)])
+        new_chat: int | None = None
+        while len(sent) < len(parts):
+            first = not sent
+            reply = message.reply_to_provider_id if first else None
             try:
-                outcome = Outcome.sent(provider_id=str((await self._send_to(new_chat, message)).message_id))
-            except TelegramError as again:
-                outcome = self._classify(again)
-            return dataclasses.replace(outcome, new_address=str(new_chat))
-        except TelegramError as exc:
-            return self._classify(exc)
-        return Outcome.sent(provider_id=str(sent.message_id))
+                answer = await self._send_to(chat, parts[len(sent)], reply_to=reply, message=message)
+            except ChatMigrated as exc:
+                if new_chat is not None:  # migrated again right after migrating: give up
+                    return self._partial(self._classify(exc), sent, new_chat)
+                # The group became a supergroup with a new id: go on there, and report the new
+                # id so the dispatcher updates the contact.
+                chat = new_chat = exc.new_chat_id
+                logger.info("Telegram group migrated to a supergroup; sending to its new chat id")
+                continue
+            except TelegramError as exc:
+                return self._partial(self._classify(exc), sent, new_chat)
+            sent.append(str(answer.message_id))
+        detail = f"{len(parts)} parts: {', '.join(sent)}" if len(parts) > 1 else ""
+        return self._partial(Outcome.sent(provider_id=sent[0], detail=detail), sent[:1], new_chat)
 
-    async def _send_to(self, chat: int | str, message: RenderedMessage) -> Message:
+    @staticmethod
+    def _partial(outcome: Outcome, sent: list[str], new_chat: int | None) -> Outcome:
+        return dataclasses.replace(
+            outcome,
+            provider_id=join_parts(sent),
+            new_address=str(new_chat) if new_chat is not None else None,
+        )
+
+    async def _send_to(
+        self, chat: int | str, text: str, *, reply_to: str | None, message: RenderedMessage
+    ) -> Message:
         bot = self._bot
         if bot is None:
             raise RuntimeError("TelegramChannel.send() called before open()")
         reply = None
-        if message.reply_to_provider_id:
-            reply = ReplyParameters(int(message.reply_to_provider_id), allow_sending_without_reply=True)
+        if reply_to:
+            reply = ReplyParameters(first_message_id(reply_to), allow_sending_without_reply=True)
         key = chat.lower() if isinstance(chat, str) else chat  # @names are case-insensitive
         async with self._chats.hold(key), self._slots:
             await self._pacer.wait()
@@ -151,7 +174,7 @@ class TelegramChannel:
             try:
                 return await bot.send_message(
                     chat_id=chat,
-                    text=message.content.text,
+                    text=text,
                     parse_mode=ParseMode.HTML,
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
                     reply_parameters=reply,
@@ -168,7 +191,7 @@ class TelegramChannel:
         detail = self._scrub(exc.message)
         if isinstance(exc, RetryAfter):
             return Outcome(kind=OutcomeKind.TRANSIENT, retry_after=_retry_after(exc), detail=detail)
-        if isinstance(exc, ChatMigrated):  # migrated again right after migrating: give up
+        if isinstance(exc, ChatMigrated):  # migrated again right after migrating
             return Outcome(kind=OutcomeKind.PERMANENT, detail=detail)
         if isinstance(exc, ConnectTimedOut):
             # No connection was made, so the request never left: safe to retry.

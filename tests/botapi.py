@@ -15,6 +15,12 @@ same at start; ``nth`` keys are 1-based counts of sendMessage calls over all cha
 - ``migrate=NEW_ID``: 400 with ``parameters.migrate_to_chat_id``;
 - ``server_error``: 500; ``stall``: no answer until the test ends.
 
+Like Telegram, every ``sendMessage`` is first checked as Telegram checks it: with
+``parse_mode=HTML`` the text is parsed (only Telegram's tags; its entities decoded), and the
+text after parsing must hold 1-4096 UTF-16 code units ("message is too long" and "message text
+is empty" otherwise, HTTP 400, Telegram's wording). ``BotApiCall.units`` is that length. The
+parsing here is written apart from ``alerts.core.telegram``, so the two can disagree.
+
 The webhook sink answers 200 unless ``webhook_sink.script`` holds the next answers: an int
 status, ``(status, {headers})`` or ``"stall"``.
 """
@@ -26,6 +32,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -48,6 +55,47 @@ ERRORS: dict[str, tuple[int, str]] = {
 }
 
 
+#: Tags Telegram's HTML parse mode knows (https://core.telegram.org/bots/api#html-style).
+TELEGRAM_TAGS = {
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
+    "tg-emoji", "code", "pre", "blockquote",
+}  # fmt: skip
+MESSAGE_LIMIT = 4096  # UTF-16 code units of the text after entity parsing
+
+
+class _Entities(HTMLParser):
+    """Telegram HTML → the plain text Telegram keeps (and the first tag it would refuse)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.refused: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in TELEGRAM_TAGS and self.refused is None:
+            self.refused = tag
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def telegram_text(text: str, parse_mode: str | None) -> tuple[str, str | None]:
+    """(the text after entity parsing, an error description or None), as Telegram parses it."""
+    if (parse_mode or "").upper() != "HTML":
+        return text.strip(), None
+    parser = _Entities()
+    parser.feed(text)
+    parser.close()
+    if parser.refused is not None:
+        return "", f'Bad Request: can\'t parse entities: Unsupported start tag "{parser.refused}"'
+    return "".join(parser.text).strip(), None
+
+
+def utf16_units(text: str) -> int:
+    """What Telegram counts: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 @dataclass(frozen=True, slots=True)
 class BotApiCall:
     """One Bot API request as the server received it."""
@@ -58,6 +106,7 @@ class BotApiCall:
     text: str | None
     reply_to: int | None
     params: dict[str, Any]
+    units: int = 0  # UTF-16 code units of the text after entity parsing
 
 
 @dataclass
@@ -104,7 +153,15 @@ class BotApiServer:
         chat_id = str(params.get("chat_id", ""))
         reply = params.get("reply_parameters")
         reply_to = int(reply["message_id"]) if isinstance(reply, dict) else None
-        self.calls.append(BotApiCall(at, method, chat_id, params.get("text"), reply_to, params))
+        plain, refused = telegram_text(str(params.get("text", "")), params.get("parse_mode"))
+        units = utf16_units(plain)
+        self.calls.append(BotApiCall(at, method, chat_id, params.get("text"), reply_to, params, units))
+        if refused is not None:
+            return _error(400, refused)
+        if units > MESSAGE_LIMIT:
+            return _error(400, "Bad Request: message is too long")
+        if units == 0:
+            return _error(400, "Bad Request: message text is empty")
         behaviour = self._behaviour(chat_id)
         self.answered.append((time.monotonic(), chat_id, behaviour))
         name, _, arg = behaviour.partition("=")

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from alerts.compose.render import CHANNELS, TELEGRAM_LIMIT, Renderer, default_templates_dir, fit_telegram
+from alerts.compose.render import (
+    CHANNELS,
+    TELEGRAM_BUDGET,
+    TELEGRAM_LIMIT,
+    Renderer,
+    default_templates_dir,
+    fit_telegram,
+)
 from alerts.core.errors import NotFound, TemplateError, ValidationError
 from alerts.core.states import ContactKind
 
@@ -301,15 +308,16 @@ def test_case_data_is_never_evaluated_and_is_escaped() -> None:
     assert tags <= {"b", "i", "a"}
 
 
-def test_telegram_is_cut_at_a_line_with_a_link_to_the_full_alert() -> None:
-    demands = [f"Demand number {i}: " + "release her now and guarantee her safety " * 2 for i in range(50)]
+def test_telegram_is_cut_at_a_line_with_a_link_to_the_full_alert_past_its_budget() -> None:
+    # up to TELEGRAM_BUDGET the channel sends a long form in parts (tests/channels/test_telegram_parts.py)
+    demands = [f"Demand number {i}: " + "release her now and guarantee her safety " * 16 for i in range(50)]
     data = case(demands={"en": demands}, summary="Short & clear <summary>.")
     url = "https://alerts.example.org/alerts/17?a=1&b=2"
     content = RENDERER.render(
         "urgent-appeal", data, audience="public", channel="telegram", language="en", extra={"alert_url": url}
     )
     text = content.text
-    assert len(text.encode("utf-16-le")) // 2 <= TELEGRAM_LIMIT
+    assert len(text.encode("utf-16-le")) // 2 <= TELEGRAM_BUDGET
     assert text.endswith(
         '\n…\n<a href="https://alerts.example.org/alerts/17?a=1&amp;b=2">Read the full alert</a>'
     )
@@ -329,7 +337,7 @@ def test_fit_telegram_closes_tags_and_cuts_long_paragraphs_at_a_word() -> None:
     assert fitted.endswith("</i>\n…\n(shortened)")
     assert not re.search(r"&[a-z]*</i>", fitted)  # never half an entity
     no_link = RENDERER.render(
-        "urgent-appeal", case(demands=["x " * 400] * 12), audience="public", channel="telegram", language="es"
+        "urgent-appeal", case(demands=["x " * 999] * 50), audience="public", channel="telegram", language="es"
     )
     assert no_link.text.endswith("\n…\n(Este mensaje ha sido abreviado.)")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alerts.core.errors import ValidationError
-from alerts.core.text import check_line, check_text, one_line, unsafe_in_link
+from alerts.core.text import check_line, check_text, for_xml, one_line, unsafe_in_link
 
 REFUSED, ALLOWED = "refused", "allowed"
 
@@ -32,6 +32,11 @@ POLICY = [
     ("\u2066", REFUSED, REFUSED),  # LEFT-TO-RIGHT ISOLATE
     ("\u2069", REFUSED, REFUSED),  # POP DIRECTIONAL ISOLATE
     ("\ud800", REFUSED, REFUSED),  # a lone surrogate (JSON "\ud800"): not storable as UTF-8
+    ("\ufffe", REFUSED, REFUSED),  # noncharacter, invalid in XML (a byte-swapped BOM)
+    ("\uffff", REFUSED, REFUSED),  # noncharacter, invalid in XML
+    ("\ufdd0", REFUSED, REFUSED),  # noncharacter
+    ("\U0010ffff", REFUSED, REFUSED),  # noncharacter, last of plane 16
+    ("\ufffd", ALLOWED, ALLOWED),  # REPLACEMENT CHARACTER: a decoder's honest mark
     (" ", ALLOWED, ALLOWED),
     ("\xa0", ALLOWED, ALLOWED),  # no-break space
     ("\xe9", ALLOWED, ALLOWED),  # é
@@ -83,3 +88,13 @@ def test_one_line_folds_runs_and_trims() -> None:
 )
 def test_links_refuse_more(char: str, unsafe: bool) -> None:
     assert unsafe_in_link(char) is unsafe
+
+
+def test_for_xml_keeps_what_xml_carries_and_drops_the_rest() -> None:
+    stored = "Held\x0bsince \x00dawn\x07.\r\n\ufffe\uffff\ud800 \u202e\U0001f4e2 \u0645 <&]]>\t"
+    assert for_xml(stored) == "Held\nsince dawn.\n \u202e\U0001f4e2 \u0645 <&]]>\t"
+    every = "".join(chr(c) for c in range(0x110000))
+    from xml.etree import ElementTree
+
+    element = ElementTree.fromstring(f"<a>{for_xml(every).replace('&', '').replace('<', '')}</a>")
+    assert element.text is not None and len(element.text) > 1_000_000

@@ -101,7 +101,7 @@ async def run_demo(settings: Settings, *, port: int, smtp_port: int, database: s
     async with CaptureServer(host="127.0.0.1", port=smtp_port) as capture:
         ready = asyncio.Event()
         service = asyncio.create_task(
-            run_service(settings, web_ui=True, ready=ready, extras={"capture": capture})
+            run_service(settings, web_ui=True, ready=ready, extras={"capture": capture}, warn=False)
         )
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({waiter, service}, return_when=asyncio.FIRST_COMPLETED)

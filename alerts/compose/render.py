@@ -39,6 +39,7 @@ from alerts.compose.sandbox import AlertSandbox, render_metered
 from alerts.core.channels import ALL
 from alerts.core.errors import NotFound, TemplateError, ValidationError
 from alerts.core.states import ContactKind
+from alerts.core.telegram import MESSAGE_LIMIT
 from alerts.core.types import RenderedContent
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,12 @@ FORMS = {
     ContactKind.PUBLIC: "action",
 }
 EXTRA_KEYS = ("alert_title", "alert_url", "embargo_until", "original")
-TELEGRAM_LIMIT = 4096  # UTF-16 code units, as Telegram counts them
+TELEGRAM_LIMIT = MESSAGE_LIMIT  # one message: UTF-16 code units after entity parsing
+#: The longest Telegram form kept whole, counted in the HTML (tags included): the channel sends
+#: a form longer than one message in numbered parts (alerts.core.telegram.split_message), and
+#: only a form longer than this (case data pasted by the page) is shortened, with a link to the
+#: full alert, so that no chat gets dozens of parts.
+TELEGRAM_BUDGET = 8 * MESSAGE_LIMIT
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _TAG = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>")
@@ -237,7 +243,8 @@ class Renderer:
                 if url
                 else str(escape(t["shortened"]))
             )
-            text = fit_telegram(self._render_file(f"{family}/telegram.html.j2", context).strip(), more=more)
+            text = self._render_file(f"{family}/telegram.html.j2", context).strip()
+            text = fit_telegram(text, more=more, limit=TELEGRAM_BUDGET)
         elif channel == "press":
             text = self._render_file(self._layout(family, "press.txt.j2"), context)
             html = self._render_file(self._layout(family, "press.html.j2"), context)
@@ -249,6 +256,16 @@ class Renderer:
         return RenderedContent(
             channel=channel, audience=audience, language=used, subject=subject, text=text, html=html
         )
+
+    def words(self, family: str, language: str) -> Mapping[str, Any]:
+        """The family's catalogue in ``language`` (English when the family has none in it)."""
+        info = self.family(family)
+        return self._catalogue(family, language if language in info.languages else FALLBACK_LANGUAGE)
+
+    def case_values(self, family: str, data: Mapping[str, Any], language: str) -> dict[str, Any]:
+        """The case data as templates see it in ``language`` (alerts.compose.casedata.localize)."""
+        info = self.family(family)
+        return casedata.localize(info.variables, self.validate_case(family, data), language)
 
     def render_string(
         self, source: str, context: Mapping[str, Any], *, autoescape: bool = False, name: str = "<string>"

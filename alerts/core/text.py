@@ -24,9 +24,16 @@ What ``REFUSED_IN_LINE`` holds, and why:
   right-to-left text needs none of them: the marks U+200E, U+200F and U+061C stay allowed,
   as do ZWJ/ZWNJ (needed in Persian, Indic scripts and emoji).
 - Lone surrogates U+D800–U+DFFF: a JSON body can carry one, and it cannot be stored as UTF-8.
+- Noncharacters U+FDD0–U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF,
+  U+1FFFE…): Unicode reserves them for internal use, and U+FFFE and U+FFFF are invalid in
+  XML 1.0 (a byte-swapped BOM reads as U+FFFE).
 
 Word's manual line break (Shift+Enter) is U+000B: in multi-line text it becomes ``\\n``
 like every other line break (CR LF, CR, VT, FF, NEL, U+2028, U+2029).
+
+Text stored before a rule existed may still hold such characters: ``for_xml`` makes any text
+safe to write into XML (feeds, CAP) by turning its line breaks into ``\\n`` and dropping every
+character XML 1.0 cannot carry.
 """
 
 from __future__ import annotations
@@ -41,14 +48,23 @@ _C1 = "\x80-\x9f"
 _SEPARATORS = "\u2028\u2029"
 _BIDI = "\u202a-\u202e\u2066-\u2069"
 _SURROGATES = "\ud800-\udfff"
+_NONCHARACTERS = "\ufdd0-\ufdef\ufffe\uffff" + "".join(
+    chr(plane * 0x10000 + 0xFFFE) + chr(plane * 0x10000 + 0xFFFF) for plane in range(1, 17)
+)
+_NOT_TEXT = f"{_C0_DEL}{_C1}{_SEPARATORS}{_BIDI}{_SURROGATES}{_NONCHARACTERS}"
 
 #: Characters a one-line field may not contain (see the module docstring for why).
-REFUSED_IN_LINE = re.compile(f"[{_C0_DEL}{_C1}{_SEPARATORS}{_BIDI}{_SURROGATES}]")
-_REFUSED_RUN = re.compile(f"[{_C0_DEL}{_C1}{_SEPARATORS}{_BIDI}{_SURROGATES}]+")
+REFUSED_IN_LINE = re.compile(f"[{_NOT_TEXT}]")
+_REFUSED_RUN = re.compile(f"[{_NOT_TEXT}]+")
 #: Every form of line break, each turned into "\n" in multi-line text.
 LINE_BREAK = re.compile("\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
 #: Characters multi-line text may not contain once its line breaks are "\n" (TAB and LF allowed).
-REFUSED_IN_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f{_C1}{_SEPARATORS}{_BIDI}{_SURROGATES}]")
+REFUSED_IN_TEXT = re.compile(
+    f"[\x00-\x08\x0b-\x1f\x7f{_C1}{_SEPARATORS}{_BIDI}{_SURROGATES}{_NONCHARACTERS}]"
+)
+#: What XML 1.0 cannot carry (its ``Char`` production: TAB, LF, CR and U+0020–U+10FFFF less the
+#: surrogates, U+FFFE and U+FFFF).
+NOT_IN_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _refuse(match: re.Match[str], field: str) -> ValidationError:
@@ -82,6 +98,13 @@ def one_line(value: str) -> str:
     """``value`` with each run of refused characters (line breaks included) folded to one space,
     trimmed: for a header or a title built from text that was never checked."""
     return _REFUSED_RUN.sub(" ", value).strip()
+
+
+def for_xml(value: str) -> str:
+    """``value`` as XML 1.0 can carry it: every line break a ``\\n`` (Word's U+000B among them),
+    any other character XML cannot hold dropped. For text that may predate ``check_text``;
+    ElementTree writes such characters as they are, making the whole document unreadable."""
+    return NOT_IN_XML.sub("", LINE_BREAK.sub("\n", value))
 
 
 def unsafe_in_link(char: str) -> bool:

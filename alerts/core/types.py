@@ -55,6 +55,7 @@ class RenderedMessage:
     message_id: str  # deterministic per (alert, contact): "<alert-12.contact-34@domain>"
     thread_ids: tuple[str, ...] = ()  # Message-IDs / provider ids of earlier alerts in the case
     reply_to_provider_id: str | None = None  # Telegram: message id to reply to
+    sent_parts: tuple[str, ...] = ()  # Telegram: ids of the parts an earlier attempt sent
     embargo: str | None = None  # press: embargo line text
     attachments: tuple[Attachment, ...] = ()
     attempt: int = 1

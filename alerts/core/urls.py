@@ -30,6 +30,11 @@ def public_alert(public_url: str, alert_id: int | str, *, language: str | None =
     return f"{url}?lang={language}" if language else url
 
 
+def cap_document(public_url: str, alert_id: int | str) -> str:
+    """A public alert as a CAP 1.2 document (every language in one)."""
+    return f"{base(public_url)}/alerts/{alert_id}.cap.xml"
+
+
 def unsubscribe(public_url: str, token: str) -> str:
     """The one-click unsubscribe page of a contact's link token (RFC 8058 posts to it)."""
     return f"{base(public_url)}/unsubscribe/{token}"

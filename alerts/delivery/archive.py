@@ -3,22 +3,26 @@
 An alert is public when it is marked public, the latest consent recorded for it has scope
 ``public``, it was published and is ``sent`` or ``closed``. Only its public form (the text
 the public audience got, per approved language) is ever shown: never case notes, consent
-notes, recipients or counts. A consent withdrawn later ("restricted") takes the alert out.
+notes, recipients or counts. A consent withdrawn later ("restricted") takes the alert out;
+``withdrawn_public`` then says what a CAP ``Cancel`` may say of it: its id and times, nothing
+of its content.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.compose import approval
 from alerts.core import urls
 from alerts.core.states import AlertStatus
+from alerts.core.text import for_xml
 from alerts.core.types import RenderedContent
 from alerts.delivery.messages import AlertInfo, MessageBuilder
 from alerts.delivery.publish import load_alert_info
@@ -37,6 +41,8 @@ class PublicText:
     language: str
     subject: str
     text: str
+    event: str = ""  # CAP <event>, from the family's catalogue in this language
+    sender_name: str = ""  # CAP <senderName>: the case's organisation in this language
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +87,54 @@ async def public_ids(session: AsyncSession, *, limit: int = 50, offset: int = 0)
     return [a.id for a in (await session.scalars(query)).all()]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdrawn:
+    """An alert the archive showed once and no longer may (consent withdrawn)."""
+
+    id: int
+    published_at: datetime
+    withdrawn_at: datetime
+
+
+def _latest_consent(column: Any) -> Any:
+    return (
+        select(column)
+        .where(Consent.alert_id == Alert.id)
+        .order_by(Consent.recorded_at.desc(), Consent.id.desc())
+        .limit(1)
+        .correlate(Alert)
+        .scalar_subquery()
+    )
+
+
+def _withdrawn_query() -> Select[int, datetime, datetime]:
+    """Alerts that went out public with public consent, whose latest consent is not public."""
+    withdrawn_at = _latest_consent(Consent.recorded_at).label("withdrawn_at")
+    once_public = select(Consent.id).where(Consent.alert_id == Alert.id, Consent.scope == "public").exists()
+    return select(Alert.id, Alert.published_at, withdrawn_at).where(
+        Alert.is_public.is_(True),
+        Alert.status.in_((*PUBLIC_STATUSES, AlertStatus.SENDING.value)),
+        Alert.published_at.is_not(None),
+        _latest_consent(Consent.scope) != "public",
+        once_public,
+    )
+
+
+async def withdrawn_public(session: AsyncSession, alert_id: int) -> Withdrawn | None:
+    """The alert, when it went out public with public consent and its latest consent is no longer
+    public; None otherwise (never public, still public, or no such alert)."""
+    row = (await session.execute(_withdrawn_query().where(Alert.id == alert_id))).first()
+    return None if row is None else Withdrawn(id=row[0], published_at=row[1], withdrawn_at=row[2])
+
+
+async def withdrawn_alerts(session: AsyncSession, *, limit: int = 50) -> list[Withdrawn]:
+    """The most recently withdrawn of those alerts, for the CAP index's ``Cancel`` entries."""
+    query = _withdrawn_query().order_by(text("withdrawn_at DESC"), Alert.id.desc()).limit(limit)
+    return [
+        Withdrawn(id=r[0], published_at=r[1], withdrawn_at=r[2]) for r in (await session.execute(query)).all()
+    ]
+
+
 async def is_public(session: AsyncSession, alert_id: int) -> bool:
     """Whether the archive may show this alert."""
     return await session.scalar(_public_query().where(Alert.id == alert_id)) is not None
@@ -122,7 +176,16 @@ async def public_alert(session: AsyncSession, builder: MessageBuilder, alert_id:
     texts = []
     for language in languages:
         content = await _public_content(session, builder, info, language)
-        texts.append(PublicText(language=language, subject=content.subject, text=content.text))
+        case = builder.renderer.case_values(info.family, info.case_data, content.language)
+        texts.append(
+            PublicText(
+                language=language,
+                subject=content.subject,
+                text=content.text,
+                event=str(builder.renderer.words(info.family, content.language).get("cap_event", "")),
+                sender_name=str(case.get("organisation") or ""),
+            )
+        )
     parent_id = (
         alert.parent_id if alert.parent_id is not None and await is_public(session, alert.parent_id) else None
     )
@@ -156,9 +219,9 @@ def rfc3339(value: datetime) -> str:
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+    el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", {key: for_xml(value) for key, value in attrs.items()})
     if text is not None:
-        el.text = text
+        el.text = for_xml(text)
     return el
 
 
@@ -169,17 +232,30 @@ def atom_feed(
     self_path: str,
     title: str,
     now: datetime,
-    entry_link: str = "/alerts/{id}",
-    entry_type: str = "text/html",
+    canonical: Callable[[str, int], str] = urls.public_alert,
+    canonical_type: str = "text/html",
     language: str | None = None,
+    cancelled: Sequence[Withdrawn] = (),
 ) -> bytes:
-    """An Atom 1.0 document of ``alerts`` (well-formed, built with ElementTree: nothing unescaped)."""
+    """An Atom 1.0 document of ``alerts`` (built with ElementTree, text made XML-safe by
+    ``for_xml``: nothing unescaped, no character XML cannot carry).
+
+    Each entry's id is its ``canonical`` link, the one ``rel="alternate"`` link, first; each
+    language's page follows as a ``rel="related"`` link with ``hreflang``. Feed readers pick
+    "the" link of an entry differently (feedparser takes the last ``alternate`` of an HTML
+    type, or the id when there is none; others the first), so a single alternate is the only
+    way every reader opens the same, canonical one (RFC 4287 §4.2.7.2).
+
+    ``cancelled`` (the CAP index): withdrawn alerts, each an entry linking its document, now a
+    CAP ``Cancel``, so that consumers polling the index learn of it; nothing of its text.
+    """
     ET.register_namespace("", ATOM_NS)
     base = base_url.rstrip("/")
     feed = ET.Element(f"{{{ATOM_NS}}}feed")
     _sub(feed, "id", f"{base}{self_path}")
     _sub(feed, "title", title)
-    _sub(feed, "updated", rfc3339(max((a.updated_at for a in alerts), default=now)))
+    changes = [a.updated_at for a in alerts] + [c.withdrawn_at for c in cancelled]
+    _sub(feed, "updated", rfc3339(max(changes, default=now)))
     _sub(feed, "link", rel="self", href=f"{base}{self_path}", type="application/atom+xml")
     _sub(feed, "link", rel="alternate", href=f"{base}/alerts", type="text/html")
     author = _sub(feed, "author")
@@ -187,23 +263,31 @@ def atom_feed(
     _sub(feed, "generator", "Urgent Alerts")
     for a in alerts:
         text = a.text(language)
+        link = canonical(base, a.id)
         entry = _sub(feed, "entry")
-        _sub(entry, "id", urls.public_alert(base, a.id))
+        _sub(entry, "id", link)
         _sub(entry, "title", text.subject or a.title)
         _sub(entry, "published", rfc3339(a.published_at))
         _sub(entry, "updated", rfc3339(a.updated_at))
-        _sub(entry, "link", rel="alternate", href=base + entry_link.format(id=a.id), type=entry_type)
+        _sub(entry, "link", rel="alternate", href=link, type=canonical_type)
         for t in a.texts:
-            if t.language != text.language:
-                _sub(
-                    entry,
-                    "link",
-                    rel="alternate",
-                    href=urls.public_alert(base, a.id, language=t.language),
-                    type="text/html",
-                    hreflang=t.language,
-                )
+            _sub(
+                entry,
+                "link",
+                rel="related",
+                href=urls.public_alert(base, a.id, language=t.language),
+                type="text/html",
+                hreflang=t.language,
+            )
         summary = _sub(entry, "content", text.text, type="text")
         summary.set("{http://www.w3.org/XML/1998/namespace}lang", text.language)
+    for withdrawn in cancelled:
+        link = canonical(base, withdrawn.id)
+        entry = _sub(feed, "entry")
+        _sub(entry, "id", link)
+        _sub(entry, "title", "Withdrawn")
+        _sub(entry, "updated", rfc3339(withdrawn.withdrawn_at))
+        _sub(entry, "link", rel="alternate", href=link, type=canonical_type)
+        _sub(entry, "content", "This alert was withdrawn by its sender.", type="text")
     out: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return out

@@ -56,6 +56,7 @@ def _candidates(for_alert: bool) -> Executable:
             Delivery.audience,
             Delivery.language,
             Delivery.address,
+            Delivery.provider_id,
             Alert.status.label("alert_status"),
             Contact.status.label("contact_status"),
             Contact.name.label("contact_name"),
@@ -160,6 +161,7 @@ async def claim_due(
             from_state=r.state,
             name=str(r.contact_name or ""),
             token=r.contact_token,
+            provider_id=r.provider_id,
         )
         for r in sorted(picked, key=lambda r: r.id)
     ]

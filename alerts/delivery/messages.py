@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from alerts.core import urls
 from alerts.core.channels import rendered_as
+from alerts.core.telegram import sent_parts
 from alerts.core.types import Attachment, Recipient, RenderedContent, RenderedMessage
 from alerts.delivery.links import TrackingLinks
 
@@ -29,6 +30,10 @@ class RendererLike(Protocol):
         language: str,
         extra: Mapping[str, Any] | None = None,
     ) -> RenderedContent: ...
+
+    def words(self, family: str, language: str) -> Mapping[str, Any]: ...
+
+    def case_values(self, family: str, data: Mapping[str, Any], language: str) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +69,7 @@ class Claimed:
     name: str = ""
     token: str | None = None
     reply_to: str | None = None  # provider id of the original Telegram message
+    provider_id: str | None = None  # Telegram: the parts an earlier attempt sent (core.telegram)
 
 
 def message_domain(from_address: str) -> str:
@@ -153,6 +159,7 @@ class MessageBuilder:
             message_id=message_id(item.alert_id, item.contact_id, self.domain),
             thread_ids=threads,
             reply_to_provider_id=item.reply_to,
+            sent_parts=sent_parts(item.provider_id) if item.channel == "telegram" else (),
             embargo=None,  # the press template already carries the embargo line, translated
             attachments=alert.attachments if item.channel == "press" else (),
             attempt=item.attempts,

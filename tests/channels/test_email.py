@@ -8,6 +8,7 @@ import dataclasses
 import email
 import email.policy
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -120,6 +121,12 @@ async def test_headers_message_id_unsubscribe_and_threading(
     assert parsed["From"] == "Urgent Alerts <alerts@example.org>"
     assert parsed["MIME-Version"] == "1.0"
     assert parsed["Date"].datetime.tzinfo is not None
+    # RFC 5322 §3.3: a numeric zone; the obsolete "GMT" (§4.3) is what generators must not write
+    date = captured.raw.split(b"\r\nDate: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    assert re.fullmatch(
+        r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d \+0000",
+        date,
+    ), date
 
 
 async def test_no_unsubscribe_or_thread_headers_when_not_given(

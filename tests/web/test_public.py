@@ -333,7 +333,17 @@ async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site
     assert linked == {str(shown), str(update)}
     for alert_id in (restricted, private, draft):
         assert (await site.call("GET", f"/alerts/{alert_id}"))[0] == 404
+    for alert_id in (private, draft):  # never public: nothing to cancel, nothing said
         assert (await site.call("GET", f"/alerts/{alert_id}.cap.xml"))[0] == 404
+    async with site.http.get(site.base + f"/alerts/{restricted}.cap.xml") as r:  # consent withdrawn
+        assert r.status == 200 and r.content_type == "application/cap+xml"
+        cancel = ET.fromstring(await r.read())
+    assert cancel.findtext(f"{CAP}msgType") == "Cancel"
+    assert cancel.findtext(f"{CAP}identifier") == f"alerts.test-alert-{restricted}-cancel"
+    assert (cancel.findtext(f"{CAP}references") or "").startswith(
+        f"alerts.test,alerts.test-alert-{restricted},"
+    )
+    assert cancel.find(f"{CAP}info") is None
     status, page = await site.call("GET", f"/alerts/{shown}?lang=fr")
     assert status == 200 and 'lang="fr"' in page and "Lucía Marenco" in page
     assert "person0@example.org" not in page and "person1@example.org" not in page  # recipients
@@ -353,7 +363,8 @@ async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site
     hrefs = {
         link.get("href") for link in index.iter(f"{ATOM}link") if link.get("type") == "application/cap+xml"
     }
-    assert hrefs == {f"http://alerts.test/alerts/{i}.cap.xml" for i in (shown, update)}
+    # the withdrawn one is there as the Cancel its document now is; the others never were public
+    assert hrefs == {f"http://alerts.test/alerts/{i}.cap.xml" for i in (shown, update, restricted)}
     async with site.http.get(site.base + f"/alerts/{update}.cap.xml") as r:
         assert r.content_type == "application/cap+xml"
         cap = ET.fromstring(await r.read())
@@ -371,9 +382,9 @@ async def test_archive_feed_and_cap_show_only_public_consented_alerts(site: Site
     ]
     assert cap.findtext(f"{CAP}status") == "Actual" and cap.findtext(f"{CAP}msgType") == "Update"
     assert cap.findtext(f"{CAP}scope") == "Public"
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", cap.findtext(f"{CAP}sent") or "")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-00:00", cap.findtext(f"{CAP}sent") or "")
     sender, identifier, sent = (cap.findtext(f"{CAP}references") or "").split(",")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", sent)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-00:00", sent)
     assert (sender, identifier) == ("alerts.test", f"alerts.test-alert-{shown}")
     infos = cap.findall(f"{CAP}info")
     assert [i.findtext(f"{CAP}language") for i in infos] == ["en", "fr"]

@@ -9,8 +9,8 @@ from aiohttp import web
 from alerts.core import urls
 from alerts.core.clock import utcnow
 from alerts.core.ids import parse_id
-from alerts.delivery.archive import atom_feed, public_alert, public_alerts
-from alerts.delivery.cap import CAP_TYPE, cap_alert
+from alerts.delivery.archive import atom_feed, public_alert, public_alerts, withdrawn_alerts, withdrawn_public
+from alerts.delivery.cap import CAP_TYPE, cap_alert, cap_cancel
 from alerts.web.public.pages import SECURITY_HEADERS, message_page, render_page
 
 PAGE_SIZE = 30
@@ -68,20 +68,22 @@ async def feed(request: web.Request) -> web.Response:
 
 
 async def cap_feed(request: web.Request) -> web.Response:
-    """Atom index of the public alerts' CAP documents."""
+    """Atom index of the public alerts' CAP documents, and of the ``Cancel`` of those withdrawn."""
     from alerts.web.base import APP
 
     app = request.app[APP]
     async with app.sessions() as session:
         alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
+        cancelled = await withdrawn_alerts(session, limit=PAGE_SIZE)
     body = atom_feed(
         alerts,
         base_url=urls.base(app.settings.server.public_url),
         self_path="/alerts/cap.atom",
         title="Urgent Alerts (CAP 1.2)",
         now=utcnow(),
-        entry_link="/alerts/{id}.cap.xml",
-        entry_type=CAP_TYPE,
+        canonical=urls.cap_document,
+        canonical_type=CAP_TYPE,
+        cancelled=cancelled,
     )
     return web.Response(
         body=body, content_type="application/atom+xml", charset="utf-8", headers=SECURITY_HEADERS
@@ -89,17 +91,23 @@ async def cap_feed(request: web.Request) -> web.Response:
 
 
 async def cap_document(request: web.Request) -> web.Response:
-    """One public alert as CAP 1.2 XML."""
+    """One public alert as CAP 1.2 XML; a CAP ``Cancel`` of it once its consent is withdrawn."""
     from alerts.web.base import APP
 
     app = request.app[APP]
     alert_id = _alert_id(request)
+    public_url = urls.base(app.settings.server.public_url)
     async with app.sessions() as session:
         found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
-        original = None
+        original = withdrawn = None
         if found is not None and found.parent_id is not None:
             original = await public_alert(session, app.builder, found.parent_id)
-    if found is None:
+        if found is None and alert_id is not None:
+            withdrawn = await withdrawn_public(session, alert_id)
+    if found is not None:
+        body = cap_alert(found, public_url=public_url, original=original)
+    elif withdrawn is not None:
+        body = cap_cancel(withdrawn, public_url=public_url)
+    else:
         return message_page("Not found", "There is no public alert here.", status=404)
-    body = cap_alert(found, public_url=urls.base(app.settings.server.public_url), original=original)
     return web.Response(body=body, content_type=CAP_TYPE, charset="utf-8", headers=SECURITY_HEADERS)
