@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from alerts.compose.render import Renderer
 from alerts.contacts.subscriptions import Signer
 from alerts.core.config import Settings
+from alerts.core.verp import Verp
 from alerts.delivery.links import TrackingLinks
 from alerts.delivery.messages import MessageBuilder, message_domain
 from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
@@ -79,6 +80,7 @@ async def open_app(
                 opens=settings.tracking.opens,
                 clicks=settings.tracking.clicks,
             ),
+            verp=Verp(settings.server.secret_key) if settings.bounces.verp else None,
         )
         opened: list[Channel] = []
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from email.utils import parseaddr
 
 from aiohttp import web
 
@@ -87,10 +88,15 @@ async def run_service(
             app.extras["scheduler"] = scheduler
         bounce_server = None
         if settings.bounces.listen:
-            from alerts.delivery.inbound import start_listener
+            from alerts.core.verp import Verp
+            from alerts.delivery.lmtp import start_listener
 
             bounce_server = await start_listener(
-                app.sessions, host=settings.bounces.host, port=settings.bounces.port
+                app.sessions,
+                host=settings.bounces.host,
+                port=settings.bounces.port,
+                verp=Verp(settings.server.secret_key),
+                senders=[parseaddr(settings.email.from_)[1], parseaddr(settings.press.from_)[1]],
             )
             logger.info("bounce listener (LMTP) on %s:%s", settings.bounces.host, settings.bounces.port)
         dispatch_task = asyncio.create_task(dispatcher.run(stop), name="dispatcher")

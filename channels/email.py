@@ -34,6 +34,7 @@ from alerts.core.config import EmailSettings
 from alerts.core.errors import ConfigError, ValidationError
 from alerts.core.states import SuppressionReason
 from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
+from alerts.core.verp import return_path
 from channels.mime import DkimOptions, MessageBuilder
 from channels.smtp_pool import DeliveryFailed, Phase, SMTPPool
 
@@ -163,9 +164,15 @@ class EmailChannel:
                 return await self._deliver(message, recipient, data)
         return await self._deliver(message, recipient, data)
 
+    def envelope_sender(self, message: RenderedMessage) -> str:
+        """The return path: the sender, with the message's VERP tag when it has one."""
+        if message.verp_tag is None:
+            return self._builder.sender
+        return return_path(self._builder.sender, message.verp_tag)
+
     async def _deliver(self, message: RenderedMessage, recipient: str, data: bytes) -> Outcome:
         try:
-            reply = await self.pool.deliver(self._builder.sender, recipient, data)
+            reply = await self.pool.deliver(self.envelope_sender(message), recipient, data)
         except DeliveryFailed as failed:
             return self.classify(failed, delivery_id=message.delivery_id)
         return Outcome.sent(provider_id=message.message_id, detail=f"{reply.code} {reply.message}")

@@ -279,7 +279,9 @@ async def test_schedule_send_and_close(session: AsyncSession, people: People) ->
         (A.APPROVED, A.SENT, {}, Conflict, "alert {id} is approved: it cannot become sent"),
         (A.DRAFT, A.SENDING, {}, Conflict, "alert {id} is draft: it cannot become sending"),
         (A.CLOSED, A.DRAFT, {}, Conflict, "alert {id} is closed: it cannot become draft"),
-        (A.IN_REVIEW, A.APPROVED, {}, Conflict, "alert {id} is in review: approve it (alerts alert approve {id})"),
+        (A.IN_REVIEW, A.APPROVED, {}, Conflict,
+         "alert {id} is in review: a reviewer other than its author approves it "
+         "(alerts alert approve {id} --as REVIEWER)"),
         (A.APPROVED, A.SCHEDULED, {}, ValidationError, "alert {id}: a time to send is needed to schedule it"),
         (A.APPROVED, A.SCHEDULED, {"send_at": NOW}, ValidationError,
          "alert {id}: the time to send (2025-03-01T12:00:00+00:00) is not in the future"),

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from alerts.core.errors import ValidationError
-from alerts.delivery.bounces import BounceReport, parse_dsn
+from alerts.delivery.bounce_scan import read_bounce
+from alerts.delivery.bounces import BounceReport, parse_dsn, read_dsn
 
 DATA = Path(__file__).parent / "data"
 
@@ -90,26 +91,21 @@ def test_not_a_dsn(raw: bytes, message: str) -> None:
     assert caught.value.message == message
 
 
+MALFORMED = "malformed delivery status notification: "
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
         (
-            b"Final-Recipient: rfc822; nobody@example.com\n",
-            b"",
-            "malformed delivery status notification: recipient 1 has no Final-Recipient",
+            b"Final-Recipient: rfc822; nobody@example.com\nOriginal-Recipient: rfc822;Nobody@Example.com\n",
+            b"Final-Recipient: rfc822;\n",
+            MALFORMED + "recipient 1 has no Final-Recipient",
         ),
         (
-            b"Action: failed",
-            b"Action: exploded",
-            (
-                "malformed delivery status notification: recipient 1 has action 'exploded', expected one of "
-                "delayed, delivered, expanded, failed, relayed"
-            ),
-        ),
-        (
-            b"Status: 5.1.1",
-            b"Status: bad",
-            "malformed delivery status notification: recipient 1 has no valid Status (like 5.1.1)",
+            b"Status: 5.1.1\nRemote-MTA: dns; mx.example.com\nDiagnostic-Code: smtp; 550 5.1.1",
+            b"Status: bad\nRemote-MTA: dns; mx.example.com\nDiagnostic-Code: smtp; refused",
+            MALFORMED + "recipient 1 has no valid Status (like 5.1.1)",
         ),
     ],
 )
@@ -119,3 +115,89 @@ def test_malformed_dsn(old: bytes, new: bytes, message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         parse_dsn(raw.replace(old, new))
     assert caught.value.message == message
+
+
+CORPUS = DATA / "bounces"
+
+
+def only(raw: bytes) -> tuple[str, str, str, bool]:
+    (report,) = parse_dsn(raw)
+    return report.recipient, report.action, report.status, report.hard
+
+
+def test_extra_blank_lines_between_fields() -> None:
+    # Office 365 and Amazon SES leave blank lines inside the delivery-status part
+    raw = (CORPUS / "sisimai" / "lhost-amazonses-05.eml").read_bytes()
+    assert only(raw) == ("bounce@simulator.amazonses.com", "failed", "5.1.1", True)
+    raw = (CORPUS / "sisimai" / "lhost-office365-11.eml").read_bytes()
+    assert only(raw) == ("kijitora@cr3.neko.nyaan.jp", "failed", "5.1.1", True)
+    raw = (DATA / "dsn_postfix.eml").read_bytes().replace(b"Action: failed\n", b"\n\nAction: failed\n\n")
+    assert only(raw) == ("Nobody@Example.com", "failed", "5.1.1", True)
+
+
+def test_no_blank_line_before_the_recipient() -> None:
+    # AOL writes the per-message and per-recipient fields as one block
+    raw = (CORPUS / "sisimai" / "rhost-aol-05.eml").read_bytes()
+    assert only(raw)[1:] == ("failed", "5.4.4", True)
+    raw = (
+        (DATA / "dsn_postfix.eml")
+        .read_bytes()
+        .replace(b"(UTC)\n\nFinal-Recipient", b"(UTC)\nFinal-Recipient")
+    )
+    assert only(raw) == ("Nobody@Example.com", "failed", "5.1.1", True)
+
+
+def test_report_wrapped_in_multipart_mixed_without_report_type() -> None:
+    raw = (CORPUS / "sisimai" / "lhost-opensmtpd-10.eml").read_bytes()
+    assert b"Content-Type: multipart/mixed" in raw
+    assert only(raw)[1:] == ("failed", "5.0.0", True)
+    raw = (DATA / "dsn_postfix.eml").read_bytes().replace(b"report-type=delivery-status;", b"")
+    assert b"report-type" not in raw and only(raw)[3]
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        (b"failed (bad destination mailbox address)", "failed"),
+        (b"FAILED", "failed"),
+        (b"failure", "failed"),  # not an RFC 3464 word: the Status class decides
+        (b"", "failed"),
+    ],
+)
+def test_action_comments_and_unknown_words(action: bytes, expected: str) -> None:
+    raw = (DATA / "dsn_postfix.eml").read_bytes().replace(b"Action: failed", b"Action: " + action)
+    assert only(raw)[1] == expected
+
+
+def test_one_bad_recipient_block_leaves_the_others() -> None:
+    raw = (DATA / "dsn_exim.eml").read_bytes()
+    broken = raw.replace(b"Status: 5.0.0", b"Status: soon").replace(b"550 5.7.1 <gone", b"refused <gone")
+    dsn = read_dsn(broken)
+    assert [r.recipient for r in dsn.reports] == ["full@example.org"]
+    assert dsn.refused == ("recipient 1 has no valid Status (like 5.1.1)",)
+
+
+@pytest.mark.parametrize(
+    ("name", "recipient"),
+    [
+        ("qmail_01.txt", "userx@example.de"),
+        ("yahoo_01.txt", "userx@example.com"),
+        ("exim_01.txt", "userx@its.example.nl"),
+    ],
+)
+def test_non_standard_bounces_go_to_flufl(name: str, recipient: str) -> None:
+    raw = (CORPUS / "flufl.bounce" / name).read_bytes()
+    with pytest.raises(ValidationError):
+        parse_dsn(raw)
+    found = read_bounce(raw)
+    assert found.kind == "heuristic"
+    assert recipient in [r.recipient for r in found.reports if r.hard]
+
+
+def test_plain_letter_is_refused_by_both() -> None:
+    with pytest.raises(ValidationError) as caught:
+        read_bounce(b"From: a@example.org\r\nSubject: hello\r\n\r\nJust a letter.\r\n")
+    assert caught.value.message == (
+        NOT_DSN + "content type is text/plain, expected multipart/report; "
+        "flufl.bounce finds no failed address in it either"
+    )

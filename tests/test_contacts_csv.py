@@ -208,7 +208,11 @@ async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionma
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        ("name,email,telegram,kind,language,organisation,country", "row 1: missing column 'lists'"),
+        ("email,telegram,kind,language", "row 1: missing column 'name'"),
+        (
+            "name,kind,lists",
+            "row 1: no address column: the file needs an 'email' or a 'telegram' column (or both)",
+        ),
         (
             "name,email,telegram,kind,language,organisation,country,lists,phone",
             (

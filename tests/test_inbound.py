@@ -1,124 +1,210 @@
-"""Bounce reports arriving later: `alerts bounces process` (file or stdin) and the LMTP
-listener mark the delivery bounced and suppress the address."""
+"""Bounce reports arriving later (`alerts bounces process`, file or stdin): applied to an
+address this service mailed only — found by the returned Message-ID or by the VERP return
+path — and never to an address a report merely names."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alerts.delivery.inbound import start_listener
+from alerts.core.clock import utcnow
+from alerts.core.verp import Verp, return_path
+from alerts.delivery.bounce_scan import read_bounce
+from alerts.delivery.inbound import Applied, apply_bounce
 from alerts.store.models import Delivery, DeliveryEvent, Suppression
 from channels.memory import MemoryChannel
 from tests.factories import published_alert
 from tests.test_dispatch import dispatcher
 
-DSN = (Path(__file__).parent / "data" / "dsn_postfix.eml").read_bytes()
+DATA = Path(__file__).parent / "data"
+DSN = (DATA / "dsn_postfix.eml").read_bytes()
+QMAIL = (DATA / "bounces" / "flufl.bounce" / "qmail_01.txt").read_bytes()
+SECRET = "a-long-enough-test-secret-key-for-verp"
 
 
 async def sent_alert(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, str]:
+    """Three emails sent; (person1's delivery id, its Message-ID)."""
     alert_id = await published_alert(sessions, 3)
     await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=30)
     async with sessions() as session:
-        mid = (
+        delivery_id, mid = (
             await session.execute(
-                select(Delivery.message_id).where(Delivery.address == "person1@example.org")
+                select(Delivery.id, Delivery.message_id).where(Delivery.address == "person1@example.org")
             )
-        ).scalar_one()
+        ).one()
     assert mid is not None
-    return alert_id, mid
+    return delivery_id, mid
 
 
-def bounce_for(message_id: str, address: str) -> bytes:
-    return (
-        DSN.replace(b"<alert-12.contact-34@alerts.example.org>", message_id.encode())
-        .replace(b"nobody@example.com", address.encode())
-        .replace(b"Nobody@Example.com", address.encode())
+def bounce_for(message_id: str | None, address: str) -> bytes:
+    """The Postfix DSN, about ``address``, returning ``message_id`` (or no Message-ID)."""
+    raw = DSN.replace(b"nobody@example.com", address.encode()).replace(
+        b"Nobody@Example.com", address.encode()
     )
+    old = b"Message-ID: <alert-12.contact-34@alerts.example.org>\n"
+    return raw.replace(old, b"" if message_id is None else f"Message-ID: {message_id}\n".encode())
 
 
-async def check_bounced(sessions: async_sessionmaker[AsyncSession]) -> None:
+def qmail_for(address: str) -> bytes:
+    """A qmail bounce (no DSN, quoting no Message-ID of ours) about ``address``."""
+    raw = re.sub(rb"(?im)^Message-Id:.*\n", b"", QMAIL)
+    return raw.replace(b"userx@example.de", address.encode())
+
+
+async def apply(
+    sessions: async_sessionmaker[AsyncSession], raw: bytes, verp_id: int | None = None
+) -> Applied:
+    async with sessions.begin() as session:
+        return await apply_bounce(session, read_bounce(raw), now=utcnow(), verp_delivery_id=verp_id)
+
+
+async def outcome(sessions: async_sessionmaker[AsyncSession]) -> tuple[dict[str, str], list[tuple[str, str]]]:
     async with sessions() as session:
         states = dict((await session.execute(select(Delivery.address, Delivery.state))).all())
         suppressed = (await session.execute(select(Suppression.address_key, Suppression.reason))).all()
-        event = (
-            await session.execute(select(DeliveryEvent).where(DeliveryEvent.type == "bounced"))
-        ).scalar_one()
-    assert states == {
-        "person0@example.org": "sent",
-        "person1@example.org": "bounced",
-        "person2@example.org": "sent",
-    }
-    assert suppressed == [("person1@example.org", "bounced")]
-    assert event.payload is not None and event.payload["status"] == "5.1.1"
+    return states, [tuple(row) for row in suppressed]
+
+
+ONLY_PERSON1 = (
+    {"person0@example.org": "sent", "person1@example.org": "bounced", "person2@example.org": "sent"},
+    [("person1@example.org", "bounced")],
+)
+NOTHING = (
+    {"person0@example.org": "sent", "person1@example.org": "sent", "person2@example.org": "sent"},
+    [],
+)
+
+
+async def cli(db_url: str, stdin: bytes) -> tuple[int | None, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "alerts",
+        "bounces",
+        "process",
+        "-",
+        env={**os.environ, "ALERTS_DATABASE_URL": db_url, "ALERTS_SERVER_SECRET_KEY": SECRET},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin)
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_bounces_process_from_stdin(db_url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
     _, mid = await sent_alert(sessions)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alerts",
-        "bounces",
-        "process",
-        "-",
-        env={**os.environ, "ALERTS_DATABASE_URL": db_url},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, out, err = await cli(db_url, bounce_for(mid, "person1@example.org"))
+    assert code == 0, err
+    assert (
+        out == "1 report(s): 1 hard bounce(s) applied, 0 soft, 0 unmatched (not ours: nothing suppressed)\n"
     )
-    out, err = await proc.communicate(bounce_for(mid, "person1@example.org"))
-    assert proc.returncode == 0, err.decode()
-    assert out.decode() == "1 report(s): 1 hard bounce(s) applied\n"
-    await check_bounced(sessions)
+    assert await outcome(sessions) == ONLY_PERSON1
+    async with sessions() as session:
+        event = (
+            await session.execute(select(DeliveryEvent).where(DeliveryEvent.type == "bounced"))
+        ).scalar_one()
+    assert event.payload is not None and event.payload["status"] == "5.1.1"
+    assert event.payload["format"] == "rfc3464"
+
+
+async def test_bounces_process_reads_the_verp_address_the_bounce_came_to(
+    db_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    delivery_id, _ = await sent_alert(sessions)
+    verp = return_path("bounces@alerts.example.org", Verp(SECRET).tag(delivery_id))
+    raw = qmail_for("person1@example.org")
+    raw = re.sub(rb"(?im)^To:.*$", f"To: {verp}".encode(), raw, count=1)
+    code, out, err = await cli(db_url, raw)
+    assert code == 0, err
+    assert out.startswith("1 report(s): 1 hard bounce(s) applied")
+    assert await outcome(sessions) == ONLY_PERSON1
 
 
 async def test_garbage_is_refused_in_one_line(db_url: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alerts",
-        "bounces",
-        "process",
-        "-",
-        env={**os.environ, "ALERTS_DATABASE_URL": db_url},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate(b"Subject: hello\n\njust a message\n")
-    assert proc.returncode != 0
-    assert err.decode().startswith("alerts: not a delivery status notification") and err.count(b"\n") == 1
+    code, _, err = await cli(db_url, b"Subject: hello\n\njust a message\n")
+    assert code != 0
+    assert err.startswith("alerts: not a delivery status notification") and err.count("\n") == 1
 
 
-async def test_lmtp_listener_applies_reports(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_addresses_match_whatever_their_case(sessions: async_sessionmaker[AsyncSession]) -> None:
     _, mid = await sent_alert(sessions)
-    server = await start_listener(sessions, host="127.0.0.1", port=0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        # LMTP spoken by hand: aiosmtplib has no LHLO
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await apply(sessions, bounce_for(mid, "PERSON1@Example.ORG")) == Applied(bounced=1)
+    assert await outcome(sessions) == ONLY_PERSON1
 
-        async def reply() -> bytes:
-            line = await reader.readline()
-            while line[3:4] == b"-":
-                line = await reader.readline()
-            return line
 
-        assert (await reply()).startswith(b"220")
-        for cmd in (b"LHLO test", b"MAIL FROM:<>", b"RCPT TO:<bounces@alerts.example.org>", b"DATA"):
-            writer.write(cmd + b"\r\n")
-            assert (await reply())[:1] in (b"2", b"3")
-        body = bounce_for(mid, "person1@example.org").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        writer.write(body.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
-        assert (await reply()).startswith(b"250")
-        writer.write(b"QUIT\r\n")
-        writer.close()
-    finally:
-        server.close()
-        await server.wait_closed()
-    await check_bounced(sessions)
+@pytest.mark.parametrize(
+    ("message_id", "address"),
+    [
+        (None, "person1@example.org"),  # names an address we mailed, quotes nothing of ours
+        (None, "stranger@example.net"),  # an address we never mailed
+        ("<alert-1.c1@elsewhere.example>", "person1@example.org"),  # someone else's message
+        ("OURS", "stranger@example.net"),  # our message, another address
+        ("OURS", "person2@example.org"),  # our message to person1, naming person2
+    ],
+)
+async def test_forged_or_foreign_reports_suppress_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+    message_id: str | None,
+    address: str,
+) -> None:
+    _, mid = await sent_alert(sessions)
+    caplog.set_level("INFO", logger="alerts")
+    raw = bounce_for(mid if message_id == "OURS" else message_id, address)
+    assert await apply(sessions, raw) == Applied(unmatched=1)
+    assert await outcome(sessions) == NOTHING
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert any("names no address this service mailed" in line for line in logged)
+    assert not any("@" in line for line in logged)
+
+
+async def test_verp_identifies_a_bounce_that_quotes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    delivery_id, _ = await sent_alert(sessions)
+    raw = qmail_for("person1@example.org")
+    assert read_bounce(raw).original_message_id is None
+    assert await apply(sessions, raw) == Applied(unmatched=1)  # without VERP: not ours to judge
+    assert await outcome(sessions) == NOTHING
+    assert await apply(sessions, raw, verp_id=delivery_id) == Applied(bounced=1)
+    assert await outcome(sessions) == ONLY_PERSON1
+
+
+async def test_verp_delivery_forwarded_elsewhere(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # the one address a report to person1's VERP path names is a forwarder's target
+    delivery_id, _ = await sent_alert(sessions)
+    assert await apply(sessions, bounce_for(None, "moved@example.net"), verp_id=delivery_id) == Applied(
+        bounced=1
+    )
+    assert await outcome(sessions) == ONLY_PERSON1
+
+
+async def test_bounce_before_the_send_is_recorded(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # a fast relay's DSN can arrive while the dispatcher is still recording "sent"
+    delivery_id, mid = await sent_alert(sessions)
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="sending"))
+    raw = bounce_for(mid, "person1@example.org")
+    assert await apply(sessions, raw) == Applied(early=1)
+    states, suppressed = await outcome(sessions)
+    assert states["person1@example.org"] == "sending" and suppressed == ONLY_PERSON1[1]
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="sent"))
+    assert await apply(sessions, raw) == Applied(bounced=1)  # the relay's retry
+    assert await outcome(sessions) == ONLY_PERSON1
+
+
+async def test_soft_bounces_change_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
+    _, mid = await sent_alert(sessions)
+    raw = bounce_for(mid, "person1@example.org").replace(b"Status: 5.1.1", b"Status: 4.2.2")
+    raw = raw.replace(b"550 5.1.1", b"452 4.2.2").replace(b"Action: failed", b"Action: delayed")
+    assert await apply(sessions, raw) == Applied(soft=1)
+    assert await outcome(sessions) == NOTHING

@@ -31,6 +31,7 @@ from alerts.followups.manage import cancel_for_alerts
 from alerts.followups.notices import notify_reviewers, review_notices
 from alerts.store import audit
 from alerts.store.models import Alert, Contact, User
+from channels import configured_channels
 
 #: An update alert in one of these statuses has not gone out: closing its case withdraws it.
 UNSENT = (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED, AlertStatus.SCHEDULED)
@@ -101,6 +102,18 @@ class Responded:
     responded_at: datetime
 
 
+def _require_channels(app: App, channels: Sequence[str]) -> None:
+    """Refuse a channel this service cannot send on when the alert is written or submitted,
+    rather than when it is sent."""
+    missing = [c for c in channels if c not in configured_channels(app.settings)]
+    if missing:
+        raise ValidationError(
+            f"channels: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not configured on "
+            f"this service (see [{missing[0]}] in the config); remove it from the alert or configure it.",
+            details={"field": "channels", "channels": missing},
+        )
+
+
 async def create(
     app: App,
     actor: User,
@@ -117,6 +130,7 @@ async def create(
 ) -> Created:
     """A draft alert from a template family and case data (with its attachments, all or nothing)."""
     check(actor, "alert.create")
+    _require_channels(app, audience.channels)
     now = utcnow()
     async with app.sessions.begin() as session:
         await drafts.require_open_case(session, parent_id)
@@ -159,6 +173,7 @@ async def edit(
 ) -> Edited:
     """Change an alert's case data, title or audience: always a new version, back to review."""
     check(actor, "alert.edit")
+    _require_channels(app, audience.channels if audience is not None else ())
     async with app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id)
         version = await drafts.edit_alert(
@@ -195,6 +210,7 @@ async def submit(app: App, actor: User, alert_id: int) -> Submitted:
     check(actor, "alert.submit")
     async with app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id)
+        _require_channels(app, (alert.audience or {}).get("channels") or ())
         reviewers = await approval.submit(session, alert, user=actor, now=utcnow())
         version, status = alert.current_version, alert.status
         notices = review_notices(

@@ -25,7 +25,7 @@ from alerts.accounts.users import check
 from alerts.app import App
 from alerts.contacts import directory, erasure
 from alerts.contacts.batch import ImportReport
-from alerts.contacts.csv_import import import_csv
+from alerts.contacts.csv_import import DEFAULT_KIND, import_csv
 from alerts.contacts.erasure import ErasureReport
 from alerts.contacts.fields import TEXT_FIELDS
 from alerts.core.clock import utcnow
@@ -193,11 +193,14 @@ async def import_file(
     list_name: str | None = None,
     progress: bool = False,
     now: datetime | None = None,
+    default_kind: str = DEFAULT_KIND,
 ) -> ImportReport:
     """Import a contacts CSV (see ``alerts.contacts.csv_import``); refused rows are in the report."""
     check(actor, "contacts.import")
     when = now or utcnow()
-    report = await import_csv(app.sessions, source, list_name=list_name, progress=progress, now=when)
+    report = await import_csv(
+        app.sessions, source, list_name=list_name, progress=progress, now=when, default_kind=default_kind
+    )
     async with app.sessions.begin() as session:
         await audit.record(
             session,

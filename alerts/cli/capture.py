@@ -11,7 +11,7 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
@@ -47,6 +47,7 @@ class CapturedMessage:
     received_at: datetime
     peer: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    number: int = 0  # 1 for the first message the server received, and so on
 
     @property
     def from_(self) -> str:
@@ -110,8 +111,9 @@ class RecordingHandler:
         message = capture(
             envelope, peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         )
-        self.received.append(message)
         self.count += 1
+        message = replace(message, number=self.count)
+        self.received.append(message)
         logger.debug("captured message %s for %s", self.count, message.rcpt_tos)
         return message
 

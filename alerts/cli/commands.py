@@ -3,49 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.accounts import users
 from alerts.actions import alerts as alert_actions
 from alerts.actions import contacts as contact_actions
 from alerts.actions import followups as followup_actions
 from alerts.actions import sending
-from alerts.app import App, open_app
+from alerts.app import open_app
+from alerts.cli.acting import actor, quiet_app
 from alerts.cli.textio import print_json, read_case_file
 from alerts.compose import drafts
 from alerts.core.clock import parse_when, utcnow
 from alerts.core.config import Settings, require_secret
-from alerts.core.errors import NotFound, ValidationError
-from alerts.delivery import tracking
-from alerts.delivery.publish import load_alert_info
+from alerts.core.errors import ValidationError
 from alerts.store.db import create_engine
 from alerts.store.migrate import upgrade
 from alerts.store.models import User
-
-
-@asynccontextmanager
-async def _app(settings: Settings) -> AsyncIterator[App]:
-    async with open_app(settings, channels={}) as app:
-        yield app
-
-
-async def _user(session: AsyncSession, name: str | None) -> User:
-    """The named user, or (no name) the first active admin."""
-    if name:
-        return await users.get_user(session, name)
-    first_active = select(User).where(User.role == "admin", User.active.is_(True)).order_by(User.id)
-    admin = (await session.execute(first_active)).scalars().first()
-    if admin is None:
-        raise NotFound("no active admin user exists: run `alerts init` first, or pass --as USER.")
-    return admin
 
 
 async def init(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,7 +34,7 @@ async def init(args: argparse.Namespace, settings: Settings) -> int:
         await upgrade(engine)
     finally:
         await engine.dispose()
-    async with _app(settings) as app, app.sessions.begin() as session:
+    async with quiet_app(settings) as app, app.sessions.begin() as session:
         count = (await session.execute(select(func.count()).select_from(User))).scalar_one()
         if count:
             print("database is up to date; users exist already", file=sys.stderr)
@@ -70,38 +50,36 @@ async def init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _actor(app: App, name: str | None) -> User:
-    """The user the CLI acts as: ``--as NAME``, or the first admin."""
-    async with app.sessions() as session:
-        return await _user(session, name)
-
-
 async def contacts_import(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.file.exists():
-        raise ValidationError(f"{args.file}: file not found.")
-    async with _app(settings) as app:
+    source: BinaryIO | Path = sys.stdin.buffer if args.file == "-" else Path(args.file)
+    if isinstance(source, Path) and not source.is_file():
+        raise ValidationError(f"{source}: file not found.")
+    async with quiet_app(settings) as app:
         report = await contact_actions.import_file(
             app,
-            await _actor(app, args.as_user),
-            args.file,
+            await actor(app, args.as_user),
+            source,
             list_name=args.list_name,
             progress=not args.no_progress and sys.stderr.isatty(),
+            default_kind=args.default_kind,
         )
-    print(report.summary())
+    # what was done and what to fix go to stderr (stdout stays empty for scripts); any refused
+    # row makes the exit status 2
+    print(report.summary(), file=sys.stderr)
     for err in report.refused:
-        print(f"row {err.row}: {err.reason}")
+        print(f"row {err.row}: {err.reason}", file=sys.stderr)
     return 2 if report.refused else 0  # DESIGN: an import with any refused row exits 2
 
 
 async def contacts_export(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app:
-        print_json(await contact_actions.export(app, await _actor(app, args.as_user), args.contact))
+    async with quiet_app(settings) as app:
+        print_json(await contact_actions.export(app, await actor(app, args.as_user), args.contact))
     return 0
 
 
 async def contacts_erase(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app:
-        report = await contact_actions.erase(app, await _actor(app, args.as_user), args.contact)
+    async with quiet_app(settings) as app:
+        report = await contact_actions.erase(app, await actor(app, args.as_user), args.contact)
     print(f"erased contact {report.contact_id}")
     return 0
 
@@ -115,10 +93,10 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
         languages=tuple(args.languages or ["en"]),
     )
     embargo = parse_when(args.embargo, field="--embargo") if args.embargo else None
-    async with _app(settings) as app:
+    async with quiet_app(settings) as app:
         created = await alert_actions.create(
             app,
-            await _actor(app, args.as_user),
+            await actor(app, args.as_user),
             family=args.template,
             case_data=case,
             audience=audience,
@@ -135,31 +113,19 @@ async def alert_create(args: argparse.Namespace, settings: Settings) -> int:
 
 async def alert_edit(args: argparse.Namespace, settings: Settings) -> int:
     case = read_case_file(args.data) if args.data is not None else None
-    async with _app(settings) as app:
+    async with quiet_app(settings) as app:
         done = await alert_actions.edit(
-            app, await _actor(app, args.as_user), args.id, case_data=case, title=args.title
+            app, await actor(app, args.as_user), args.id, case_data=case, title=args.title
         )
     print(f"alert {done.alert_id}: version {done.version}, {done.status}", file=sys.stderr)
     return 0
 
 
-async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions() as session:
-        info = await load_alert_info(session, args.id)
-        content = app.builder.content(
-            info, audience=args.audience, channel=args.channel, language=args.language
-        )
-    if content.subject:
-        print(f"Subject: {content.subject}\n")
-    print(content.text)
-    return 0
-
-
 async def alert_consent(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app:
-        async with app.sessions() as session:
-            user = await users.get_user(session, args.recorded_by)
-        done = await alert_actions.record_consent(app, user, args.id, scope=args.scope, note=args.note)
+    async with quiet_app(settings) as app:
+        done = await alert_actions.record_consent(
+            app, await actor(app, args.as_user), args.id, scope=args.scope, note=args.note
+        )
     withdrawn = f"; {done.withdrawn} unsent public deliveries withdrawn" if done.withdrawn else ""
     print(f"alert {done.alert_id}: consent ({done.scope}) recorded{withdrawn}", file=sys.stderr)
     return 0
@@ -167,7 +133,7 @@ async def alert_consent(args: argparse.Namespace, settings: Settings) -> int:
 
 async def alert_submit(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings) as app:  # with its channels: the reviewers are told at once
-        done = await alert_actions.submit(app, await _actor(app, args.as_user), args.id)
+        done = await alert_actions.submit(app, await actor(app, args.as_user), args.id)
     print(
         f"alert {done.alert_id} is in review; {len(done.notified)} of {len(done.reviewers)} "
         "reviewer(s) notified",
@@ -177,7 +143,7 @@ async def alert_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_approve(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app:
+    async with quiet_app(settings) as app:
         async with app.sessions() as session:
             user = await users.get_user(session, args.as_user)
         done = await alert_actions.approve(app, user, args.id, languages=args.languages)
@@ -191,7 +157,7 @@ async def alert_test(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings) as app:
         done = await sending.test_send(
             app,
-            await _actor(app, args.as_user),
+            await actor(app, args.as_user),
             args.id,
             address=args.to,
             channel=args.channel,
@@ -208,7 +174,7 @@ async def alert_send(args: argparse.Namespace, settings: Settings) -> int:
         require_secret(settings)
     at = parse_when(args.at, field="--at") if args.at else None
     async with open_app(settings, channels=None if args.wait else {}) as app:
-        done = await sending.send(app, await _actor(app, args.as_user), args.id, at=at)
+        done = await sending.send(app, await actor(app, args.as_user), args.id, at=at)
         if at is not None:
             print(
                 f"alert {done.alert_id} scheduled for {done.send_at.isoformat() if done.send_at else args.at}"
@@ -223,18 +189,18 @@ async def alert_send(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_control(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app:
-        actor = await _actor(app, args.as_user)
+    async with quiet_app(settings) as app:
+        who = await actor(app, args.as_user)
         if args.action in ("pause", "resume"):
-            paused = await sending.set_paused(app, actor, args.id, paused=args.action == "pause")
+            paused = await sending.set_paused(app, who, args.id, paused=args.action == "pause")
             print(f"alert {paused.alert_id} {'paused' if paused.paused else 'resumed'}", file=sys.stderr)
         elif args.action == "resend-failed":
-            resent = await sending.resend_failed(app, actor, args.id)
+            resent = await sending.resend_failed(app, who, args.id)
             print(
                 f"alert {resent.alert_id}: {resent.requeued} failed deliveries queued again", file=sys.stderr
             )
         else:
-            closed = await alert_actions.close(app, actor, args.id)
+            closed = await alert_actions.close(app, who, args.id)
             print(closed_line(closed), file=sys.stderr)
     return 0
 
@@ -252,29 +218,10 @@ def closed_line(closed: alert_actions.Closed) -> str:
     )
 
 
-async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app, app.sessions() as session:
-        alert = await drafts.get_alert(session, args.id)
-        doc = await tracking.stats(session, alert)
-    if args.json:
-        print(json.dumps({"id": doc["id"], "state": doc["state"], "channels": doc["channels"]}))
-        return 0
-    print(
-        f"alert {doc['id']}: {doc['state']}{' (paused)' if doc['paused'] else ''}; "
-        f"{doc['total']} deliveries, {doc['open']} open"
-    )
-    for channel, states in doc["channels"].items():
-        shown = ", ".join(f"{s} {n}" for s, n in states.items() if n)
-        print(f"  {channel}: {shown or 'none'}")
-    if doc["responses"]:
-        print(f"  responses recorded: {doc['responses']}")
-    return 0
-
-
 async def alert_respond(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app:
+    async with quiet_app(settings) as app:
         done = await alert_actions.respond(
-            app, await _actor(app, args.as_user), args.id, sender=args.contact, summary=args.summary
+            app, await actor(app, args.as_user), args.id, sender=args.contact, summary=args.summary
         )
     source = f"contact {done.contact_id}" if done.contact_id is not None else "a sender who is not a contact"
     print(f"alert {done.alert_id}: response {done.response_id} recorded, from {source}", file=sys.stderr)
@@ -293,10 +240,10 @@ async def followup_add(args: argparse.Namespace, settings: Settings) -> int:
     data = read_case_file(args.data) if args.data is not None else None
     if args.alert != "-" and not args.alert.isdigit():
         raise ValidationError(f"ALERT_ID: {args.alert!r} is not an alert id (or '-' for a digest).")
-    async with _app(settings) as app:
+    async with quiet_app(settings) as app:
         done = await followup_actions.add(
             app,
-            await _actor(app, args.as_user),
+            await actor(app, args.as_user),
             int(args.alert) if args.alert != "-" else None,
             kind=args.kind,
             due_at=due,
@@ -322,7 +269,7 @@ async def followup_list(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.followups.manage import list_followups, to_json
 
     tz = ZoneInfo(settings.scheduler.timezone)
-    async with _app(settings) as app, app.sessions() as session:
+    async with quiet_app(settings) as app, app.sessions() as session:
         rows = [
             to_json(f, tz) for f in await list_followups(session, alert_id=args.alert, include_done=args.all)
         ]
@@ -344,8 +291,8 @@ async def followup_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def followup_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    async with _app(settings) as app:
-        done = await followup_actions.cancel(app, await _actor(app, args.as_user), args.id)
+    async with quiet_app(settings) as app:
+        done = await followup_actions.cancel(app, await actor(app, args.as_user), args.id)
     print(
         f"follow-up {done.followup_id} ({done.kind}) cancelled"
         + (": the alert is no longer scheduled" if done.kind == "send" else ""),

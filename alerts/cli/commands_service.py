@@ -15,16 +15,19 @@ from alerts.core.config import Settings
 
 
 async def bounces_process(args: argparse.Namespace, settings: Settings) -> int:
-    """``alerts bounces process FILE|-``: apply RFC 3464 bounce reports."""
-    from alerts.delivery.bounces import parse_dsn
-    from alerts.delivery.inbound import apply_reports
+    """``alerts bounces process FILE|-``: apply a bounce report (to addresses we mailed only)."""
+    from alerts.core.verp import Verp
+    from alerts.delivery.bounce_scan import read_bounce
+    from alerts.delivery.inbound import apply_bounce
+    from alerts.delivery.lmtp import verp_delivery_in_headers
 
     raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    reports = parse_dsn(raw)
+    bounce = read_bounce(raw)
+    verp_id = verp_delivery_in_headers(raw, Verp(settings.server.secret_key))
     async with open_app(settings, channels={}) as app, app.sessions.begin() as session:
-        applied = await apply_reports(session, reports, now=utcnow())
-    print(f"{len(reports)} report(s): {applied} hard bounce(s) applied")
-    return 0
+        applied = await apply_bounce(session, bounce, now=utcnow(), verp_delivery_id=verp_id)
+    print(f"{len(bounce.reports)} report(s): {applied.describe()}")
+    return 1 if applied.early else 0
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -44,7 +44,7 @@ def demo_secret(path: Path) -> str:
 
 
 async def seed(settings: Settings) -> int | None:
-    """Users, contacts and one approved sample alert (only on an empty database)."""
+    """Users, contacts and one sample alert, approved, public and sent (only on an empty database)."""
     async with open_app(settings, channels={}, migrate=True) as app:
         async with app.sessions.begin() as session:
             if (await session.execute(select(func.count()).select_from(User))).scalar_one() == 0:
@@ -78,9 +78,12 @@ async def seed(settings: Settings) -> int | None:
                     channels=(ChannelName.EMAIL.value, ChannelName.PRESS.value),
                     languages=("en", "fr", "es"),
                 ),
-                is_public=False,
+                is_public=True,  # the archive, the feeds and CAP show it: the demo has something public
                 validate_case=app.renderer.validate_case,
                 now=now,
+            )
+            await approval.record_consent(
+                session, alert, user=officer, scope="public", note="demo: consent to publicity", now=now
             )
             await approval.submit(session, alert, user=officer, now=now)
             await approval.approve(session, alert, user=reviewer, now=now)

@@ -17,25 +17,17 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import __version__
-from alerts.core.channels import CONTACT_ADDRESSED
+from alerts.cli.alert_parser import alert_parsers
+from alerts.cli.textio import row_id
 from alerts.core.config import Settings, load_settings
 from alerts.core.errors import AlertsError
-from alerts.core.ids import parse_id
 
 logger = logging.getLogger("alerts")
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
-def row_id(text: str) -> int:
-    """An id argument: ASCII digits naming a row that can exist (``alerts.core.ids``)."""
-    value = parse_id(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id")
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alerts",
         description="Urgent Alerts: draft, approve, fan out, track and follow up urgent alerts "
@@ -78,137 +70,65 @@ def _parser() -> argparse.ArgumentParser:
     contacts = sub.add_parser("contacts", help="contacts and lists").add_subparsers(
         dest="contacts_cmd", required=True
     )
-    s = contacts.add_parser("import", help="import contacts from CSV; one line per refused row")
-    s.add_argument("file", type=Path)
+    s = contacts.add_parser(
+        "import", help="import contacts from CSV; exits 2 if any row was refused (each on stderr)"
+    )
+    s.add_argument(
+        "file",
+        metavar="FILE.csv",
+        help="columns name, email and/or telegram, and optionally kind, language, organisation, country, "
+        "lists, title, form_of_address; '-' reads stdin",
+    )
     s.add_argument(
         "--list", dest="list_name", metavar="NAME", help="also add every imported contact to this list"
+    )
+    s.add_argument(
+        "--kind",
+        dest="default_kind",
+        default="partner",
+        choices=["authority", "media", "press", "partner", "public"],
+        help="the kind of every contact when the file has no kind column (default: partner)",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(handler="contacts_import")
     s = contacts.add_parser("export", help="everything held about one contact, as JSON")
-    s.add_argument("contact", help="contact id, email or Telegram id")
+    s.add_argument("contact", help="the contact's id, email or Telegram chat id")
     s.set_defaults(handler="contacts_export")
     s = contacts.add_parser("erase", help="erase one contact's personal data (keeps anonymous counts)")
-    s.add_argument("contact", help="contact id, email or Telegram id")
+    s.add_argument("contact", help="the contact's id, email or Telegram chat id")
     s.set_defaults(handler="contacts_erase")
     for s in contacts.choices.values():
         s.add_argument("--as", dest="as_user", metavar="USER", help="who does it (default: the first admin)")
 
-    alert = sub.add_parser("alert", help="draft, approve, send and track alerts").add_subparsers(
-        dest="alert_cmd", required=True
-    )
-    s = alert.add_parser("create", help="draft an alert from a template family and case data; prints its id")
-    s.add_argument("--template", required=True, metavar="FAMILY", help="urgent-appeal, update, closure")
-    s.add_argument("--data", required=True, type=Path, metavar="CASE.toml", help="the case data")
-    s.add_argument("--as", dest="as_user", metavar="USER", help="author (default: the first admin)")
-    s.add_argument("--title")
-    s.add_argument("--list", dest="lists", action="append", default=[], metavar="L")
-    s.add_argument("--kind", dest="kinds", action="append", default=[], metavar="K")
-    s.add_argument("--channel", dest="channels", action="append", default=[], metavar="C")
-    s.add_argument("--language", dest="languages", action="append", default=[], metavar="L")
-    s.add_argument(
-        "--public",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="list in the public archive (default: when the audience includes the public)",
-    )
-    s.add_argument(
-        "--parent", type=row_id, metavar="ID", help="the alert this one updates (threaded under it)"
-    )
-    s.add_argument("--embargo", metavar="ISO-8601", help="press embargo time")
-    s.add_argument("--fallback-email", action="store_true", help="email those whose Telegram delivery fails")
-    s.add_argument(
-        "--attach",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="FILE",
-        help="a PDF or image sent with the press release (repeatable)",
-    )
-    s.set_defaults(handler="alert_create")
-    s = alert.add_parser("edit", help="change an alert's case data or title: a new version, back to review")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--data", type=Path, metavar="CASE.toml", help="the new case data")
-    s.add_argument("--title", help="the new title")
-    s.add_argument("--as", dest="as_user", metavar="USER", help="who edits (default: the first admin)")
-    s.set_defaults(handler="alert_edit")
-    s = alert.add_parser("preview", help="show the rendered alert for one audience, channel and language")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--channel", default="email")
-    s.add_argument("--audience", default="authority")
-    s.add_argument("--language", default="en")
-    s.set_defaults(handler="alert_preview")
-    s = alert.add_parser("consent", help="record the defender's consent")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--recorded-by", required=True, metavar="USER")
-    s.add_argument("--scope", required=True, choices=["public", "restricted"])
-    s.add_argument("--note", default="")
-    s.set_defaults(handler="alert_consent")
-    s = alert.add_parser("submit", help="draft -> in_review; reviewers are notified")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--as", dest="as_user", metavar="USER")
-    s.set_defaults(handler="alert_submit")
-    s = alert.add_parser("approve", help="approve (a different user from the author)")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--as", dest="as_user", required=True, metavar="USER")
-    s.add_argument("--language", dest="languages", action="append", metavar="L", help="approve only these")
-    s.set_defaults(handler="alert_approve")
-    s = alert.add_parser("test", help="send the rendered alert to one address only")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--to", required=True, metavar="ADDRESS")
-    s.add_argument("--channel", default="email", choices=[c.value for c in CONTACT_ADDRESSED])
-    s.add_argument("--audience", default="authority")
-    s.add_argument("--language", default="en")
-    s.add_argument("--as", dest="as_user", metavar="USER", help="who sends it (default: the first admin)")
-    s.set_defaults(handler="alert_test")
-    s = alert.add_parser("send", help="publish now (or --at a time); --wait shows live progress")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--at", metavar="ISO-8601")
-    s.add_argument(
-        "--wait", action="store_true", help="send from this process and wait until every delivery is final"
-    )
-    s.add_argument("--as", dest="as_user", metavar="USER", help="who sends it (default: the first admin)")
-    s.set_defaults(handler="alert_send")
-    for name, help_ in (
-        ("pause", "stop sending the alert's remaining deliveries"),
-        ("resume", "continue a paused alert"),
-        ("resend-failed", "new attempt for failed deliveries only"),
-        ("close", "close the case: cancel its pending follow-ups, drafted updates and unsent deliveries"),
-    ):
-        s = alert.add_parser(name, help=help_)
-        s.add_argument("id", type=row_id)
-        s.add_argument("--as", dest="as_user", metavar="USER")
-        s.set_defaults(handler="alert_control", action=name)
-    s = alert.add_parser("status", help="counts by channel and state")
-    s.add_argument("id", type=row_id)
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(handler="alert_status")
-    s = alert.add_parser("respond", help="record that an authority (or anyone) answered")
-    s.add_argument("id", type=row_id)
-    s.add_argument(
-        "--from",
-        dest="contact",
-        required=True,
-        metavar="CONTACT",
-        help="who answered: a contact's id, email or name links that contact; anyone else is kept as written",
-    )
-    s.add_argument("--summary", required=True)
-    s.add_argument("--as", dest="as_user", metavar="USER")
-    s.set_defaults(handler="alert_respond")
+    alert_parsers(sub)
 
     bounces = sub.add_parser("bounces", help="delivery status notifications").add_subparsers(
         dest="bounces_cmd", required=True
     )
-    s = bounces.add_parser("process", help="apply a bounce report (RFC 3464) from FILE or stdin")
-    s.add_argument("file", nargs="?", default="-")
+    s = bounces.add_parser(
+        "process", help="apply a bounce report (RFC 3464, or qmail/Exim/Yahoo-style) from FILE or stdin"
+    )
+    s.add_argument("file", nargs="?", default="-", help="the bounce message (default '-': stdin)")
     s.set_defaults(handler="bounces_process")
     _followup_parsers(sub)
+    s = sub.add_parser(
+        "completion",
+        help='print a shell completion script: eval "$(alerts completion bash)" in ~/.bashrc',
+    )
+    s.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete in")
+    s.set_defaults(handler="completion")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alerts`` console script."""
-    args = _parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "completion":  # needs no config: it only describes the arguments
+        import shtab
+
+        print(shtab.complete(parser, shell=args.shell))
+        return 0
     long_running = args.command in ("serve", "worker", "demo")
     level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
     logging.basicConfig(
@@ -218,11 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
-        from alerts.cli import commands, commands_service, users
+        from alerts.cli import commands, commands_read, commands_service, users
 
         handler: Handler = next(
             getattr(module, args.handler)
-            for module in (commands, commands_service, users)
+            for module in (commands, commands_read, commands_service, users)
             if hasattr(module, args.handler)
         )
         return asyncio.run(handler(args, settings))
@@ -242,13 +162,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_USER = "the user's name"
+
+
 def _users_parsers(sub: Any) -> None:
     """``alerts users add|passwd|disable|enable|token|list`` (handlers: ``alerts.cli.users``)."""
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
     s = users.add_parser("add", help="add a user (asks for a password unless --no-password)")
-    s.add_argument("name")
-    s.add_argument("--role", required=True, choices=["admin", "officer", "reviewer", "viewer"])
-    s.add_argument("--email")
+    s.add_argument("name", help=_USER)
+    s.add_argument(
+        "--role",
+        required=True,
+        choices=["admin", "officer", "reviewer", "viewer"],
+        help="officers write and send, reviewers approve, viewers read, admins do all and manage users",
+    )
+    s.add_argument("--email", help="where review requests and reminders are emailed")
     s.add_argument("--telegram", help="Telegram chat id for notifications")
     given = s.add_mutually_exclusive_group()
     given.add_argument("--password", help="password for the web UI, for scripts (or ALERTS_NEW_PASSWORD)")
@@ -258,21 +186,21 @@ def _users_parsers(sub: Any) -> None:
     s.add_argument("--token", action="store_true", help="create an API token and print it once")
     s.set_defaults(handler="users_add")
     s = users.add_parser("passwd", help="set a user's password (asks for it; ends their sessions)")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
     s.set_defaults(handler="users_passwd")
     s = users.add_parser("disable", help="disable a user: their sessions and token are refused at once")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.set_defaults(handler="users_active", active=False)
     s = users.add_parser("enable", help="enable a disabled user (they sign in again)")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.set_defaults(handler="users_active", active=True)
     s = users.add_parser("token", help="issue a new API token (printed once), or revoke the user's tokens")
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.add_argument("--revoke", action="store_true", help="revoke all of the user's API tokens")
     s.set_defaults(handler="users_token")
     s = users.add_parser("list", help="list users")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
     s.set_defaults(handler="users_list")
 
 
@@ -287,7 +215,13 @@ def _followup_parsers(sub: Any) -> None:
     when = s.add_mutually_exclusive_group(required=True)
     when.add_argument("--at", metavar="ISO-8601", help="due time (naive times are UTC)")
     when.add_argument("--in", dest="in_", metavar="DURATION", help="due after 7d, 36h, 90m, 1w2d…")
-    s.add_argument("--kind", required=True, choices=["reminder", "update", "send", "digest"])
+    s.add_argument(
+        "--kind",
+        required=True,
+        choices=["reminder", "update", "send", "digest"],
+        help="reminder: tell the officers; update: send a drafted update; send: send the alert; "
+        "digest: a weekly summary of open cases",
+    )
     s.add_argument("--note", default="", help="what is to be done (shown in the reminder)")
     s.add_argument(
         "--data",
@@ -314,9 +248,11 @@ def _followup_parsers(sub: Any) -> None:
     s = cmds.add_parser("list", help="pending follow-ups (--all: fired and cancelled too)")
     s.add_argument("--alert", type=row_id, metavar="ID", help="only this alert's")
     s.add_argument("--all", action="store_true", help="include fired and cancelled follow-ups")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
     s.set_defaults(handler="followup_list")
     s = cmds.add_parser("cancel", help="cancel a pending follow-up (a scheduled send is unscheduled)")
-    s.add_argument("id", type=row_id, metavar="FOLLOWUP_ID")
-    s.add_argument("--as", dest="as_user", metavar="USER")
+    s.add_argument("id", type=row_id, metavar="FOLLOWUP_ID", help="as `followup list` shows it")
+    s.add_argument(
+        "--as", dest="as_user", metavar="USER", help="who cancels it (default: the first active admin)"
+    )
     s.set_defaults(handler="followup_cancel")

@@ -73,7 +73,7 @@ async def wait_with_progress(app: App, alert_id: int, *, poll: float = 0.25) -> 
 def _why_stuck(doc: dict[str, Any], configured: Collection[str]) -> str | None:
     """Why the open deliveries cannot finish from this process, if they cannot."""
     if doc["paused"]:
-        return "it is paused (alerts alert resume ID)"
+        return f"it is paused (alerts alert resume {doc['id']})"
     unsendable = [
         ch
         for ch, states in doc["channels"].items()

@@ -6,12 +6,22 @@ that neither imports the other for them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from alerts.core.errors import ValidationError
+from alerts.core.ids import parse_id
+
+
+def row_id(text: str) -> int:
+    """An id argument: ASCII digits naming a row that can exist (``alerts.core.ids``)."""
+    value = parse_id(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id")
+    return value
 
 
 def read_case_file(path: Path) -> dict[str, Any]:

@@ -224,7 +224,10 @@ async def set_status(
     if status not in ALERT_TRANSITIONS[old]:
         raise Conflict(f"alert {alert.id} is {old}: it cannot become {status}")
     if old is A.IN_REVIEW and status is A.APPROVED:
-        raise Conflict(f"alert {alert.id} is in review: approve it (alerts alert approve {alert.id})")
+        raise Conflict(
+            f"alert {alert.id} is in review: a reviewer other than its author approves it "
+            f"(alerts alert approve {alert.id} --as REVIEWER)"
+        )
     values: dict[str, object] = {}
     if status is A.SCHEDULED:
         if send_at is None:

@@ -1,9 +1,11 @@
 """Contacts CSV: streaming import (bulk statements, bounded memory) and export.
 
 Format (DESIGN.md): UTF-8 (a BOM is tolerated), comma or semicolon delimited (detected from
-the header line), columns ``name,email,telegram,kind,language,organisation,country,lists`` plus
-optional ``title,form_of_address``; header names are case-insensitive; ``lists`` is
-``;``-separated.
+the header line), columns ``name,email,telegram,kind,language,organisation,country,lists,
+title,form_of_address`` in any order; header names are case-insensitive; ``lists`` is
+``;``-separated. Only ``name`` and one address column (``email`` or ``telegram``) are required;
+a missing column is an empty cell in every row, except ``kind``, which is then ``default_kind``
+(``partner`` unless the importer names another).
 
 The import reads the file twice: a first pass checks the encoding and the CSV structure and
 counts rows, so that a file that is not UTF-8 or not CSV is refused before anything is
@@ -31,17 +33,29 @@ from tqdm import tqdm
 
 from alerts.contacts.batch import BatchWriter, ImportReport, PendingRow, RowError
 from alerts.contacts.directory import get_list
-from alerts.contacts.fields import clean_list_name
+from alerts.contacts.fields import KINDS, clean_list_name
 from alerts.core.clock import utcnow
 from alerts.core.errors import ValidationError
+from alerts.core.text import spreadsheet_safe
 from alerts.store.models import Contact, ContactList, ListMember
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("name", "email", "telegram", "kind", "language", "organisation", "country", "lists")
-OPTIONAL_COLUMNS = ("title", "form_of_address")
-EXPORT_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_COLUMNS = (
+    "name",
+    "email",
+    "telegram",
+    "kind",
+    "language",
+    "organisation",
+    "country",
+    "lists",
+    "title",
+    "form_of_address",
+)
+ADDRESS_COLUMNS = ("email", "telegram")
+#: The kind of every contact of a file without a ``kind`` column, unless the importer says.
+DEFAULT_KIND = "partner"
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -122,9 +136,13 @@ def _header(cells: list[str]) -> list[str]:
             raise ValidationError(
                 f"row 1: column {column!r} appears twice", details={"row": 1, "column": column}
             )
-    for column in REQUIRED_COLUMNS:
-        if column not in columns:
-            raise ValidationError(f"row 1: missing column {column!r}", details={"row": 1, "column": column})
+    if "name" not in columns:
+        raise ValidationError("row 1: missing column 'name'", details={"row": 1, "column": "name"})
+    if not any(c in columns for c in ADDRESS_COLUMNS):
+        raise ValidationError(
+            "row 1: no address column: the file needs an 'email' or a 'telegram' column (or both)",
+            details={"row": 1, "column": "email"},
+        )
     return columns
 
 
@@ -154,6 +172,7 @@ async def import_csv(
     progress: bool = False,
     batch_size: int = 1000,
     now: datetime | None = None,
+    default_kind: str = DEFAULT_KIND,
 ) -> ImportReport:
     """Import contacts from a CSV file; refused rows are reported, never half-written.
 
@@ -163,10 +182,15 @@ async def import_csv(
     values win and lists are united; an email already in the database updates that contact
     (empty cells keep the stored values; the contact's status is never changed). Rows without
     email are matched by Telegram id among contacts without email. ``list_name`` adds every
-    imported contact to that list.
+    imported contact to that list. A file without a ``kind`` column gives every contact
+    ``default_kind``.
     """
     if batch_size < 1:
         raise ValidationError("batch_size must be at least 1", details={"field": "batch_size"})
+    if default_kind not in KINDS:
+        raise ValidationError(
+            f"kind {default_kind!r} is not one of {', '.join(KINDS)}", details={"field": "kind"}
+        )
     extra_lists = [clean_list_name(list_name)] if list_name is not None else []
     report = ImportReport()
     with _seekable(source) as fh:
@@ -183,7 +207,7 @@ async def import_csv(
                 if not any(c.strip() for c in cells):
                     continue
                 report.total += 1
-                parsed = _parse_row(row, cells, columns, extra_lists)
+                parsed = _parse_row(row, cells, columns, extra_lists, default_kind)
                 if isinstance(parsed, RowError):
                     report.refused.append(parsed)
                 else:
@@ -202,23 +226,18 @@ async def import_csv(
 
 
 def _parse_row(
-    row: int, cells: list[str], columns: list[str], extra_lists: list[str]
+    row: int, cells: list[str], columns: list[str], extra_lists: list[str], default_kind: str
 ) -> PendingRow | RowError:
     if len(cells) != len(columns):
         return RowError(row, f"the row has {len(cells)} columns, the header {len(columns)}")
     values = {col: _unescape(cell) for col, cell in zip(columns, cells, strict=True)}
-    raw_lists = values.pop("lists")
+    raw_lists = values.pop("lists", "")
+    values.setdefault("kind", default_kind)
     try:
         clean = PendingRow.validate(row, values, raw_lists, extra_lists)
     except ValidationError as exc:
         return RowError(row, exc.message)
     return clean
-
-
-def _protect(value: str | None) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP: prefix with a single quote)."""
-    text = value or ""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 async def export_contacts_csv(
@@ -262,7 +281,7 @@ async def export_contacts_csv(
                 c.title,
                 c.form_of_address,
             ]
-            writer.writerow([_protect(v) for v in values])
+            writer.writerow([spreadsheet_safe(v) for v in values])
         count += len(page)
         last_id = page[-1].id
         session.expunge_all()

@@ -113,6 +113,7 @@ class BouncesSettings:
     listen: bool = False
     host: str = "127.0.0.1"
     port: int = 8026
+    verp: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -120,3 +120,13 @@ def unsafe_in_link(char: str) -> bool:
         or REFUSED_IN_LINE.match(char) is not None
         or unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
     )
+
+
+#: What a spreadsheet runs as a formula when a cell starts with it (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a quote first."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

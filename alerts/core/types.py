@@ -60,6 +60,7 @@ class RenderedMessage:
     attachments: tuple[Attachment, ...] = ()
     attempt: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    verp_tag: str | None = None  # email: the envelope sender carries it (alerts.core.verp)
 
 
 class OutcomeKind(StrEnum):

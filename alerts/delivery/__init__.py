@@ -6,6 +6,7 @@ Holds ``audience`` (the audience expanded in SQL), ``outbox`` (fan-out: one Deli
 ``claim`` (due deliveries under a lease), ``messages`` (the per-recipient message),
 ``dispatch`` (claim → channel → outcome), ``recorder`` (outcomes written in batches), ``retry``
 (the one retry policy), ``controls`` (pause, resume, resend, test send), ``tracking``
-(counts and listings), ``links`` (opt-in tracking tokens), ``bounces`` and ``inbound`` (bounce
-reports), ``archive`` and ``cap`` (the public archive, Atom and CAP 1.2).
+(counts and listings), ``links`` (opt-in tracking tokens), ``bounces`` and ``bounce_scan``
+(reading bounce reports), ``inbound`` (applying them) and ``lmtp`` (the listener),
+``archive`` and ``cap`` (the public archive, Atom and CAP 1.2).
 """

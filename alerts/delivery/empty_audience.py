@@ -31,6 +31,8 @@ REASONS: dict[str, str] = {
     "other_channels": "{n} chose other channels",
     "other_topics": "{n} chose other topics",
     "suppressed": "{n} suppressed (unsubscribed, bounced or blocked the bot)",
+    "not_configured": "{n} reachable only on channels not configured here",
+    "shared_address": "{n} sharing an address with another recipient (one copy each)",
 }
 
 
@@ -71,6 +73,84 @@ def _scope(lists: Sequence[str], kinds: Sequence[str]) -> tuple[str, str]:
     return "it", "there are no contacts"
 
 
+def matching_contacts(lists: Sequence[str], kinds: Sequence[str]) -> list[ColumnElement[bool]]:
+    """SQL conditions: the contact is on one of ``lists`` (if any) and of one of ``kinds`` (if any)."""
+    conditions: list[ColumnElement[bool]] = []
+    if lists:
+        conditions.append(
+            exists()
+            .where(ListMember.contact_id == Contact.id)
+            .where(ListMember.list_id == ContactList.id)
+            .where(ContactList.name.in_(list(lists)))
+        )
+    if kinds:
+        conditions.append(Contact.kind.in_(list(kinds)))
+    return conditions
+
+
+def original_reason(
+    contact_channels: Sequence[str],
+    *,
+    exclude_kinds: Sequence[str],
+    topics: ColumnElement[bool] | None,
+    unconfigured: Sequence[str] = (),
+    otherwise: str = "suppressed",
+) -> ColumnElement[str]:
+    """SQL: why a contact matching an original alert's lists and kinds gets nothing — the first
+    reason that applies, in the order fan-out applies them (a key of ``REASONS``).
+
+    ``unconfigured``: channels the alert could use that this deployment has not configured (a
+    contact reachable only there is ``not_configured``); ``otherwise``: what is left when no
+    reason applies (for an empty audience, only a suppression can remain)."""
+    reachable = [_has_address(c) for c in contact_channels] or [literal(False)]
+    elsewhere = [_has_address(c) for c in unconfigured if c != "webhook"]
+    return case(
+        (Contact.status != "active", "inactive"),
+        (Contact.kind.in_(list(exclude_kinds)) if exclude_kinds else literal(False), "no_consent"),
+        (and_(~or_(*reachable), or_(*elsewhere)) if elsewhere else literal(False), "not_configured"),
+        (~or_(*reachable), "no_address"),
+        (
+            ~or_(*(and_(_has_address(c), _chose(literal(c))) for c in contact_channels))
+            if contact_channels
+            else literal(False),
+            "other_channels",
+        ),
+        (~topics if topics is not None else literal(False), "other_topics"),
+        (
+            or_(*(_suppressed(c) for c in contact_channels)) if contact_channels else literal(False),
+            "suppressed",
+        ),
+        else_=otherwise,
+    )
+
+
+def update_reason(
+    channels: Sequence[str],
+    *,
+    kinds: Sequence[str],
+    exclude_kinds: Sequence[str],
+    otherwise: str = "suppressed",
+) -> ColumnElement[str]:
+    """SQL over (Delivery of the original, its Contact): why an update leaves that recipient out."""
+    address = case((Delivery.channel == "telegram", Contact.telegram), else_=Contact.email)
+    key = case((Delivery.channel == "telegram", Contact.telegram), else_=func.lower(Contact.email))
+    suppressed = (
+        exists()
+        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
+        .where(Suppression.address_key == key)
+    )
+    return case(
+        (Contact.status != "active", "inactive"),
+        (Contact.kind.in_(list(exclude_kinds)) if exclude_kinds else literal(False), "no_consent"),
+        (Contact.kind.not_in(list(kinds)) if kinds else literal(False), "other_kinds"),
+        (Delivery.channel.not_in(list(channels)) if channels else literal(False), "other_channels"),
+        (or_(address.is_(None), address == ""), "no_address"),
+        (~_chose(Delivery.channel), "other_channels"),
+        (suppressed, "suppressed"),
+        else_=otherwise,
+    )
+
+
 def _refuse(alert: Alert, counts: dict[str, int], *, matching: str, channels: Sequence[str]) -> NoReturn:
     total = sum(counts.values())
     parts = [REASONS[r].format(n=counts[r], channels=_names(channels)) for r in REASONS if counts.get(r)]
@@ -102,25 +182,8 @@ async def refuse_empty(
             "has no URL configured ([webhook] url).",
             details={"alert": alert.id, "reason": "no_channel", "matching": 0, "left_out": {}},
         )
-    reachable = [_has_address(c) for c in contact_channels]
-    reason = case(
-        (Contact.status != "active", "inactive"),
-        (Contact.kind.in_(list(exclude_kinds)) if exclude_kinds else literal(False), "no_consent"),
-        (~or_(*reachable), "no_address"),
-        (~or_(*(and_(_has_address(c), _chose(literal(c))) for c in contact_channels)), "other_channels"),
-        (~topics if topics is not None else literal(False), "other_topics"),
-        else_="suppressed",
-    ).label("reason")
-    query = select(reason, func.count()).group_by(reason)
-    if lists:
-        query = query.where(
-            exists()
-            .where(ListMember.contact_id == Contact.id)
-            .where(ListMember.list_id == ContactList.id)
-            .where(ContactList.name.in_(lists))
-        )
-    if kinds:
-        query = query.where(Contact.kind.in_(kinds))
+    reason = original_reason(contact_channels, exclude_kinds=exclude_kinds, topics=topics).label("reason")
+    query = select(reason, func.count()).where(*matching_contacts(lists, kinds)).group_by(reason)
     counts = {r: int(n) for r, n in (await session.execute(query)).all()}
     if not counts:
         raise Conflict(
@@ -135,23 +198,7 @@ async def _refuse_update(
 ) -> NoReturn:
     """An update goes to whom its original reached: say which of them are left out, and why."""
     kinds = list((alert.audience or {}).get("kinds") or ())
-    address = case((Delivery.channel == "telegram", Contact.telegram), else_=Contact.email)
-    key = case((Delivery.channel == "telegram", Contact.telegram), else_=func.lower(Contact.email))
-    suppressed = (
-        exists()
-        .where(Suppression.channel == case((Delivery.channel == "telegram", "telegram"), else_="email"))
-        .where(Suppression.address_key == key)
-    )
-    reason = case(
-        (Contact.status != "active", "inactive"),
-        (Contact.kind.in_(list(exclude_kinds)) if exclude_kinds else literal(False), "no_consent"),
-        (Contact.kind.not_in(kinds) if kinds else literal(False), "other_kinds"),
-        (Delivery.channel.not_in(list(channels)) if channels else literal(False), "other_channels"),
-        (or_(address.is_(None), address == ""), "no_address"),
-        (~_chose(Delivery.channel), "other_channels"),
-        (suppressed, "suppressed"),
-        else_="suppressed",
-    ).label("reason")
+    reason = update_reason(channels, kinds=kinds, exclude_kinds=exclude_kinds).label("reason")
     counts = {
         r: int(n)
         for r, n in (

@@ -3,6 +3,7 @@ cached per alert version × audience × channel × language) plus per-recipient 
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,9 +12,10 @@ from email.utils import parseaddr
 from typing import Any, Protocol
 
 from alerts.core import urls
-from alerts.core.channels import rendered_as
+from alerts.core.channels import EMAIL_ADDRESSED, rendered_as
 from alerts.core.telegram import sent_parts
 from alerts.core.types import Attachment, Recipient, RenderedContent, RenderedMessage
+from alerts.core.verp import Verp
 from alerts.delivery.links import TrackingLinks
 
 
@@ -84,6 +86,17 @@ def message_id(alert_id: int, contact_id: int | None, domain: str) -> str:
     return f"<alert-{alert_id}.{who}@{domain}>"
 
 
+_OUR_MESSAGE_ID = re.compile(r"^<alert-([1-9][0-9]{0,17})\.(?:c([1-9][0-9]{0,17})|hook)@[^<>@\s]+>$")
+
+
+def parse_message_id(value: str) -> tuple[int, int | None] | None:
+    """(alert id, contact id) of a Message-ID ``message_id`` made; None for anyone else's."""
+    found = _OUR_MESSAGE_ID.match(value.strip())
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2)) if found.group(2) else None
+
+
 class MessageBuilder:
     """Builds messages; renders each shared form once (LRU-cached)."""
 
@@ -96,6 +109,7 @@ class MessageBuilder:
         cache_size: int = 256,
         link_token: Callable[[str], str] | None = None,
         tracking: TrackingLinks | None = None,
+        verp: Verp | None = None,
     ) -> None:
         self.renderer = renderer
         self.public_url = public_url.rstrip("/")
@@ -104,6 +118,7 @@ class MessageBuilder:
         self.link_token = link_token or (lambda token: token)
         # opt-in ([tracking] opens clicks): per-recipient pixel and tracked links, email only
         self.tracking = tracking if tracking is not None and (tracking.opens or tracking.clicks) else None
+        self.verp = verp  # [bounces] verp: the delivery id in the envelope sender of emails
         self._cache: OrderedDict[tuple[Any, ...], RenderedContent] = OrderedDict()
         self._cache_size = cache_size
 
@@ -164,4 +179,5 @@ class MessageBuilder:
             attachments=alert.attachments if item.channel == "press" else (),
             attempt=item.attempts,
             extra=tracking.extra(item.id, content.html) if tracking is not None else {},
+            verp_tag=self.verp.tag(item.id) if self.verp and item.channel in EMAIL_ADDRESSED else None,
         )

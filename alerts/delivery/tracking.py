@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.clock import iso
 from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
-from alerts.core.text import check_text
-from alerts.store.models import Alert, Delivery, DeliveryEvent, Response
+from alerts.core.text import check_line, check_text
+from alerts.store.models import Alert, Contact, Delivery, DeliveryEvent, Response
 
 
 async def counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
@@ -85,14 +85,19 @@ async def deliveries(
     *,
     state: str | None = None,
     channel: str | None = None,
+    search: str | None = None,
+    with_address: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Deliveries of an alert, filterable; addresses are included only for officers' views."""
+    """Deliveries of an alert with their contact's name, organisation and kind, filterable by
+    state, channel and ``search`` (part of the contact's name or organisation, any case);
+    the address only ``with_address`` (for the roles that may see contact details)."""
     if state is not None and state not in {str(s) for s in DeliveryState}:
         raise ValidationError(f"state: {state!r} is not a delivery state.", details={"field": "state"})
     query = (
-        select(Delivery)
+        select(Delivery, Contact.name, Contact.organisation)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
         .where(Delivery.alert_id == alert_id)
         .order_by(Delivery.id)
         .limit(limit)
@@ -102,11 +107,21 @@ async def deliveries(
         query = query.where(Delivery.state == state)
     if channel:
         query = query.where(Delivery.channel == channel)
-    rows = (await session.execute(query)).scalars().all()
+    if search:
+        needle = check_line(search.strip()[:200], "q")
+        query = query.where(
+            or_(
+                func.lower(Contact.name).contains(needle.lower(), autoescape=True),
+                func.lower(Contact.organisation).contains(needle.lower(), autoescape=True),
+            )
+        )
+    rows = (await session.execute(query)).all()
     return [
         {
             "id": d.id,
             "contact_id": d.contact_id,
+            "name": name,
+            "organisation": organisation,
             "channel": d.channel,
             "audience": d.audience,
             "language": d.language,
@@ -116,8 +131,9 @@ async def deliveries(
             "provider_id": d.provider_id,
             "last_error": d.last_error,
             "updated_at": d.updated_at.isoformat(),
+            **({"address": d.address} if with_address else {}),
         }
-        for d in rows
+        for d, name, organisation in rows
     ]
 
 

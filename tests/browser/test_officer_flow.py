@@ -142,7 +142,8 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
     await review.screenshot(path=ARTIFACTS / "dashboard-phone.png", full_page=True)
     await review.goto(alert_url)
     await review.screenshot(path=ARTIFACTS / "review-phone.png", full_page=True)
-    await review.get_by_role("button", name="Approve").click()
+    await review.get_by_role("checkbox", name="en").check()  # each language is ticked, none by default
+    await review.get_by_role("button", name="Approve the ticked languages").click()
     await expect(review.locator("#notice")).to_have_text("Approved.")
     await reviewer_ctx.close()
 

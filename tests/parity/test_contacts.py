@@ -311,7 +311,7 @@ async def test_import_alike_from_the_cli_the_api_and_the_officers_pages(faces: F
         "officer",
         "--no-progress",
     )
-    assert run.code == 2 and "row 3: email" in run.out, run  # one refused row: exit 2, the rest is in
+    assert run.code == 2 and "row 3: email" in run.err, run  # one refused row: exit 2, the rest is in
     status, doc = await faces.api(
         "officer",
         "POST",

@@ -44,7 +44,7 @@ async def test_a_control_character_in_a_contact_name_is_refused_by_every_face(fa
     )
     run = await faces.cli("contacts", "import", str(csv))
     assert run.code != 0
-    assert f"row 2: {REFUSAL}" in run.out
+    assert f"row 2: {REFUSAL}" in run.err
 
     assert await _contacts(faces) == 0
 

@@ -198,6 +198,8 @@ async def test_approve_and_consent_from_every_face(faces: Faces) -> None:
     await _api(faces, "reviewer", "POST", f"/alerts/{ids['api']}/approve")
     await reviewer.get(f"{P}/alerts/{ids['page']}")
     r = await reviewer.post(f"{P}/alerts/{ids['page']}/approve", [])
+    assert r.status == 422  # the page approves only languages ticked one by one
+    r = await reviewer.post(f"{P}/alerts/{ids['page']}/approve", [("languages", "en")])
     assert r.status == 303 and "notice=approved" in r.headers["Location"]
     await on_cli(
         faces, "alert", "consent", str(ids["cli"]), "--recorded-by", "reviewer", "--scope", "restricted"

@@ -505,3 +505,48 @@ async def test_update_of_an_alert_whose_consent_was_withdrawn_does_not_name_it(s
     assert title not in text and cap.find(f"{CAP}references") is None
     headlines = [i.findtext(f"{CAP}headline") for i in cap.findall(f"{CAP}info")]
     assert all(headlines) and not any(h and title in h for h in headlines), headlines
+
+
+async def test_the_public_alert_page_reads_as_a_web_page(site: Site) -> None:
+    """Issue 11: headline, date, the facts and demands as lists, clickable links, share links
+    that load nothing from elsewhere, and its CAP and Atom links."""
+    async with site.app.sessions.begin() as session:
+        await add_contacts(session, 1, kind="public")
+    shown = await _public_alert(site)
+    status, page = await site.call("GET", f"/alerts/{shown}")
+    assert status == 200
+    assert re.search(r"<h1>Urgent action: Lucía Marenco at risk in Calvera</h1>", page)
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\d">', page)
+    assert "<h2>TAKE ACTION</h2>" in page
+    lists = re.findall(r"<ul>(.*?)</ul>", page, re.S)
+    items = [re.findall(r"<li>(.*?)</li>", ul, re.S) for ul in lists]
+    assert ["8 March: she filed a complaint on behalf of 40 fishing families."] == items[0][:1]
+    assert any("Release her unless she is promptly charged" in li for li in items[1])  # the demands
+    assert '<a href="https://alerts.example.org/a/2025-017" rel="nofollow noopener">' in page
+    assert '<a href="mailto:press@example.org">press@example.org</a>' in page
+    assert '<footer class="sig">' in page
+    share = re.search(r'<nav aria-label="Share this alert".*?</nav>', page, re.S)
+    assert share is not None
+    assert f"https://t.me/share/url?url=http%3A%2F%2Falerts.test%2Falerts%2F{shown}" in share.group(0)
+    assert "<script" not in page and "<iframe" not in page and "<img" not in page  # nothing loaded
+    assert f'<a href="/alerts/{shown}.cap.xml" type="application/cap+xml">CAP 1.2</a>' in page
+    assert '<a href="/feed.atom" type="application/atom+xml">' in page
+
+
+def test_article_text_is_escaped_before_links_are_made() -> None:
+    from alerts.web.public.article import blocks, linkify
+
+    hostile = 'See https://x.test/a?b=1&c="><script>alert(1)</script> and javascript:alert(1), mail a@b.org.'
+    html = str(linkify(hostile))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert '<a href="https://x.test/a?b=1&amp;c=" rel="nofollow noopener">' in html
+    assert 'href="javascript' not in html
+    assert '<a href="mailto:a@b.org">a@b.org</a>.' in html
+    parsed = blocks("INTRO\nfirst line\n\n  - one\n  - two\nafter\n\n--\nSig line")
+    assert [(b.kind, b.lines) for b in parsed] == [
+        ("h2", ("INTRO",)),
+        ("p", ("first line",)),
+        ("ul", ("one", "two")),
+        ("p", ("after",)),
+        ("sig", ("Sig line",)),
+    ]

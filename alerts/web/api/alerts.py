@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from alerts.actions import alerts as alert_actions
+from alerts.actions import overview
 from alerts.compose import approval, drafts
 from alerts.contacts.fields import KINDS
 from alerts.core.channels import ALL
@@ -98,30 +99,17 @@ SUMMARY: Schema = {
 
 def summary(alert: Alert) -> dict[str, Any]:
     """An alert as listed."""
-    return {
-        "id": alert.id,
-        "title": alert.title,
-        "family": alert.family,
-        "status": alert.status,
-        "languages": list(alert.languages),
-        "is_public": alert.is_public,
-        "parent_id": alert.parent_id,
-        "paused": alert.paused,
-        "created_at": iso(alert.created_at),
-        "published_at": iso(alert.published_at),
-    }
+    return overview.Listed.of(alert).to_json()
 
 
 async def list_alerts(ctx: Ctx) -> web.Response:
     """Alerts, newest first."""
-    from sqlalchemy import select
-
-    query = select(Alert).order_by(Alert.id.desc()).limit(ctx.query["limit"]).offset(ctx.query["offset"])
-    if ctx.query.get("status"):
-        query = query.where(Alert.status == ctx.query["status"])
-    async with ctx.app.sessions() as session:
-        rows = (await session.scalars(query)).all()
-        return json_response({"alerts": [summary(a) for a in rows]})
+    assert ctx.user is not None
+    q = ctx.query
+    listed = await overview.list_alerts(
+        ctx.app, ctx.user, status=q.get("status"), limit=q["limit"], offset=q["offset"]
+    )
+    return json_response({"alerts": [a.to_json() for a in listed]})
 
 
 async def create_alert(ctx: Ctx) -> web.Response:
@@ -210,8 +198,65 @@ async def preview(ctx: Ctx) -> web.Response:
     )
 
 
+async def audience(ctx: Ctx) -> web.Response:
+    """Who the alert will reach (or reached), and every contact left out with the reason."""
+    assert ctx.user is not None
+    report = await overview.audience(ctx.app, ctx.user, ctx.id)
+    return json_response(report.to_json())
+
+
 A = f"{PREFIX}/alerts"
 ONE = f"{A}/{ID_PATH}"
+_COUNT = {"type": "integer", "minimum": 0}
+_NAMES = {"type": "array", "items": {"type": "string"}}
+AUDIENCE: Schema = {
+    "type": "object",
+    "required": ["alert", "deliveries", "reached", "left_out_total", "left_out"],
+    "properties": {
+        "alert": {"type": "integer"},
+        "languages": _NAMES,
+        "channels": _NAMES,
+        "deliveries": _COUNT,
+        "webhook": {"type": "boolean"},
+        "reached": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string"},
+                    "channel": {"type": "string"},
+                    "language": {"type": "string"},
+                    "count": _COUNT,
+                },
+            },
+        },
+        "language_fallbacks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"wanted": {"type": "string"}, "shown": {"type": "string"}, "count": _COUNT},
+            },
+        },
+        "left_out_total": _COUNT,
+        "left_out_counts": {"type": "object", "additionalProperties": _COUNT},
+        "left_out": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "contact": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "organisation": {"type": ["string", "null"]},
+                    "kind": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "why": {"type": "string"},
+                },
+            },
+        },
+        "left_out_listed": _COUNT,
+        "not_configured": _NAMES,
+    },
+}
 
 
 def state_of(extra: dict[str, Schema]) -> Schema:
@@ -291,5 +336,15 @@ ROUTES: list[Route] = [
                 for k in ("channel", "audience", "language", "subject", "text", "html")
             },
         },
+    ),
+    Route(
+        method="GET",
+        path=f"{ONE}/audience",
+        handler=audience,
+        summary="Who the alert reaches, and who is left out and why",
+        action="view",
+        tag="alerts",
+        errors=(404,),
+        response=AUDIENCE,
     ),
 ]

@@ -11,6 +11,7 @@ from alerts.core.clock import utcnow
 from alerts.core.ids import parse_id
 from alerts.delivery.archive import atom_feed, public_alert, public_alerts, withdrawn_alerts, withdrawn_public
 from alerts.delivery.cap import CAP_TYPE, cap_alert, cap_cancel
+from alerts.web.public.article import blocks, linkify, share_links
 from alerts.web.public.pages import SECURITY_HEADERS, message_page, render_page
 
 PAGE_SIZE = 30
@@ -43,8 +44,16 @@ async def alert_page(request: web.Request) -> web.Response:
     if found is None:
         return message_page("Not found", "There is no public alert here.", status=404)
     text = found.text(request.query.get("lang"))
-    paragraphs = [p.strip() for p in text.text.split("\n\n") if p.strip()]
-    return render_page("alert.html", alert=found, text=text, paragraphs=paragraphs, lang=text.language)
+    url = urls.public_alert(app.settings.server.public_url, found.id)
+    return render_page(
+        "alert.html",
+        alert=found,
+        text=text,
+        blocks=blocks(text.text),
+        share=share_links(url, text.subject or found.title),
+        linkify=linkify,
+        lang=text.language,
+    )
 
 
 async def feed(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from alerts.actions import alerts as alert_actions
+from alerts.actions import overview
 from alerts.compose import approval, drafts
 from alerts.contacts.directory import list_lists
 from alerts.core import urls
@@ -22,6 +23,7 @@ from alerts.store.models import Alert, AlertVersion, Approval, Consent, Response
 from alerts.web.ui import casetoml as ui_toml
 from alerts.web.ui.pages import ID, Ctx, page, path_id, redirect
 from alerts.web.ui.pages import PREFIX as P
+from alerts.web.ui.review import review
 
 KINDS = [k.value for k in ContactKind]
 CHANNELS = [c.value for c in ALL]
@@ -335,6 +337,22 @@ async def alert_page(c: Ctx) -> web.Response:
         )
         approved = [a.language for a in approvals]
         consent = await approval.consent_scope(session, alert)
+    # who it will reach, on the screens where someone decides to submit, approve or send
+    before_send = alert.status in (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED)
+    reach = await overview.audience(c.app, c.user, aid) if before_send else None
+    rev = None
+    if alert.status == AlertStatus.IN_REVIEW and reach is not None:
+        kinds = (alert.audience or {}).get("kinds") or sorted({g.kind for g in reach.reached})
+        async with c.app.sessions() as session:
+            rev = await review(
+                session,
+                c.app.builder,
+                alert,
+                await load_alert_info(session, aid),
+                channels=reach.channels,
+                audiences=kinds,
+                audience=c.request.query.get("audience"),
+            )
     return c.render(
         "alert.html",
         alert=alert,
@@ -356,6 +374,8 @@ async def alert_page(c: Ctx) -> web.Response:
         notice=NOTICES.get(c.request.query.get("notice", ""), ""),
         final=alert.status in FINAL,
         count=c.request.query.get("n", ""),
+        reach=reach,
+        rev=rev,
     )
 
 

@@ -1,5 +1,5 @@
 """Officers' pages: the page framework (sign-in required, roles, CSRF, errors as HTML or JSON),
-sign-in and sign-out, the demo mailbox; the pages themselves live in the other modules of
+sign-in and sign-out; the pages themselves live in the other modules of
 ``alerts.web.ui``, and ``alerts.web.ui.table`` registers them all.
 
 Every page handler is wrapped by ``page(action)``: it needs a signed-in user allowed to do
@@ -264,13 +264,3 @@ async def logout(request: web.Request) -> web.StreamResponse:
     response = redirect("/login")
     auth.sign_out(request, response)
     return response
-
-
-@page("view")
-async def mailbox(c: Ctx) -> web.Response:
-    """GET /mailbox: what the demo's local capture SMTP server received (demo only)."""
-    capture = c.app.extras.get("capture")
-    if capture is None:
-        raise NotFound("the mailbox exists only in `alerts demo`")
-    messages = list(reversed(capture.messages()))[:500]
-    return c.render("mailbox.html", messages=messages)

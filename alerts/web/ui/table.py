@@ -12,11 +12,12 @@ from alerts.web import auth
 from alerts.web.clients import trusted_networks
 from alerts.web.ui import alerts as ui_alerts
 from alerts.web.ui import contacts as ui_contacts
+from alerts.web.ui import deliveries as ui_deliveries
 from alerts.web.ui import followups as ui_followups
-from alerts.web.ui import live
+from alerts.web.ui import live, mailbox
 from alerts.web.ui import users as ui_users
 from alerts.web.ui import workflow as ui_workflow
-from alerts.web.ui.pages import PREFIX, STATIC_DIR, login, login_form, logout, mailbox
+from alerts.web.ui.pages import STATIC_DIR, login, login_form, logout
 
 
 def setup(webapp: web.Application) -> None:
@@ -29,10 +30,11 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_get("/login", login_form)
     webapp.router.add_post("/login", login)
     webapp.router.add_post("/logout", logout)
-    webapp.router.add_get(f"{PREFIX}/mailbox", mailbox)
+    mailbox.setup(webapp)
     webapp.router.add_static("/static/", STATIC_DIR, append_version=True)
     ui_alerts.setup(webapp)
     ui_workflow.setup(webapp)
+    ui_deliveries.setup(webapp)
     ui_contacts.setup(webapp)
     ui_followups.setup(webapp)
     live.setup(webapp)

@@ -1,5 +1,5 @@
 """Officers' actions on an alert: submit, approve, consent, send or schedule, pause/resume,
-resend failed, close, responses; the deliveries table.
+resend failed, close, responses.
 
 Each action runs in one transaction: a refusal (role, state, author approving their own alert)
 rolls back everything and shows the exact reason.
@@ -15,16 +15,12 @@ from aiohttp import web
 
 from alerts.actions import alerts as alert_actions
 from alerts.actions import sending
-from alerts.compose import drafts
 from alerts.core.errors import ValidationError
-from alerts.core.states import DeliveryState
-from alerts.delivery import tracking
-from alerts.web.ui.alerts import CHANNELS, alert_id
+from alerts.web.ui.alerts import alert_id
 from alerts.web.ui.pages import ID, Ctx, page, redirect
 from alerts.web.ui.pages import PREFIX as P
 
 logger = logging.getLogger(__name__)
-PAGE_SIZE = 100
 
 
 def _back(c: Ctx, notice: str, **extra: object) -> web.Response:
@@ -52,8 +48,14 @@ async def submit(c: Ctx) -> web.Response:
 
 @page("alert.approve")
 async def approve(c: Ctx) -> web.Response:
-    """POST …/approve: approve the chosen languages (all when none is ticked) of the current version."""
-    done = await alert_actions.approve(c.app, c.user, alert_id(c), languages=c.fields("languages") or None)
+    """POST …/approve: approve the ticked languages of the current version (each must be ticked:
+    the page has no "approve everything" default)."""
+    languages = c.fields("languages")
+    if not languages:
+        raise ValidationError(
+            "languages: tick each language you have read and approve", details={"field": "languages"}
+        )
+    done = await alert_actions.approve(c.app, c.user, alert_id(c), languages=languages)
     return _back(c, "partly" if done.remaining else "approved")
 
 
@@ -136,41 +138,6 @@ async def respond(c: Ctx) -> web.Response:
     return _back(c, "response")
 
 
-@page("view")
-async def deliveries(c: Ctx) -> web.Response:
-    """GET …/deliveries?state=&channel=&page=: the filterable deliveries table (no addresses)."""
-    q = c.request.query
-    state, channel, raw_page = q.get("state", ""), q.get("channel", ""), q.get("page", "1")
-    if channel and channel not in CHANNELS:
-        raise ValidationError(f"channel: {channel!r} is not one of {', '.join(CHANNELS)}")
-    if not raw_page.isdigit() or not 1 <= int(raw_page) <= 100_000:
-        raise ValidationError("page: must be a whole number from 1")
-    number = int(raw_page)
-    async with c.app.sessions() as session:
-        alert = await drafts.get_alert(session, alert_id(c))
-        rows = await tracking.deliveries(
-            session,
-            alert.id,
-            state=state or None,
-            channel=channel or None,
-            limit=PAGE_SIZE + 1,
-            offset=(number - 1) * PAGE_SIZE,
-        )
-        stats = await tracking.stats(session, alert)
-    return c.render(
-        "deliveries.html",
-        alert=alert,
-        rows=rows[:PAGE_SIZE],
-        more=len(rows) > PAGE_SIZE,
-        page=number,
-        state=state,
-        channel=channel,
-        states=[s.value for s in DeliveryState],
-        channels=CHANNELS,
-        stats=stats,
-    )
-
-
 def setup(webapp: web.Application) -> None:
     """Add the alert actions."""
     base = f"{P}/alerts/{ID}"
@@ -187,4 +154,3 @@ def setup(webapp: web.Application) -> None:
         ("responses", respond),
     ):
         webapp.router.add_post(f"{base}/{name}", handler)
-    webapp.router.add_get(f"{base}/deliveries", deliveries)

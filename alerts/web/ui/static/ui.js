@@ -16,6 +16,12 @@
     });
   }
 
+  var bubble = function (html) {
+    return '<!doctype html><meta charset="utf-8"><body style="margin:0;background:#dfe7ef;font:15px/1.4 system-ui,sans-serif">' +
+      '<div style="margin:8px;padding:8px 10px;background:#fff;border-radius:12px;white-space:pre-wrap;overflow-wrap:anywhere">' +
+      html + "</div>";
+  };
+
   var panel = document.querySelector("[data-preview]");
   if (panel) {
     var url = panel.getAttribute("data-preview");
@@ -45,9 +51,13 @@
             return;
           }
           err.hidden = true;
+          var telegram = res[1].channel === "telegram";  // no subject; its HTML as the chat shows it
+          panel.querySelector("[data-p-subject]").parentNode.hidden = telegram;
           show("[data-p-subject]", res[1].subject || "(none)");
           show("[data-p-text]", res[1].text);
-          if (res[1].html) { frame.hidden = false; frame.srcdoc = res[1].html; } else { frame.hidden = true; }
+          panel.querySelector("[data-p-text]").hidden = telegram;
+          var doc = telegram ? bubble(res[1].text) : res[1].html;
+          if (doc) { frame.hidden = false; frame.srcdoc = doc; } else { frame.hidden = true; }
           panel.setAttribute("data-ready", "1");
         })
         .catch(function () { show("[data-p-error]", "preview failed: network error"); });
@@ -68,17 +78,27 @@
       var body = live.querySelector("[data-counts]");
       body.textContent = "";
       Object.keys(doc.channels).forEach(function (ch) {
-        var tr = document.createElement("tr");
-        var th = document.createElement("th"); th.scope = "row"; th.textContent = ch; tr.appendChild(th);
+        var li = document.createElement("li");
+        var name = document.createElement("strong"); name.textContent = ch; li.appendChild(name);
         states.forEach(function (s) {
-          var td = document.createElement("td");
-          td.setAttribute("data-cell", ch + ":" + s);
-          td.textContent = doc.channels[ch][s] || 0;
-          tr.appendChild(td);
+          var count = document.createElement("span"); count.className = "count";
+          var n = document.createElement("span");
+          n.setAttribute("data-cell", ch + ":" + s);
+          n.textContent = doc.channels[ch][s] || 0;
+          count.appendChild(n); count.appendChild(document.createTextNode(" " + s));
+          li.appendChild(document.createTextNode(" ")); li.appendChild(count);
         });
-        body.appendChild(tr);
+        body.appendChild(li);
       });
+      var bar = live.querySelector("[data-progress]");
+      bar.max = doc.total || 1; bar.value = doc.total - doc.open;
+      bar.textContent = (doc.total - doc.open) + " of " + doc.total;
       live.querySelector("[data-live-state]").textContent = doc.open ? doc.open + " still to send" : "all final";
+      var badge = document.getElementById("status");
+      if (badge && doc.state) {
+        badge.className = "badge s-" + doc.state;
+        badge.textContent = doc.state.replace("_", " ");
+      }
     };
     var source = new EventSource(live.getAttribute("data-live"));
     source.addEventListener("counts", function (ev) { render(JSON.parse(ev.data)); });

@@ -1,0 +1,102 @@
+"""What people read about alerts: the list of alerts, and who an alert will reach and who it
+leaves out and why (``delivery.audience_report``).
+
+Every face calls these functions and only presents what they return (see ``alerts.actions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from alerts.accounts.users import check
+from alerts.app import App
+from alerts.compose import approval, drafts
+from alerts.core.clock import iso
+from alerts.delivery.audience import PUBLIC, public_withdrawn
+from alerts.delivery.audience_report import AudienceReport, report
+from alerts.store.models import Alert, User
+from channels import configured_channels
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listed:
+    """An alert as listed."""
+
+    id: int
+    title: str
+    family: str
+    status: str
+    languages: tuple[str, ...]
+    is_public: bool
+    parent_id: int | None
+    paused: bool
+    created_at: datetime
+    published_at: datetime | None
+
+    @classmethod
+    def of(cls, alert: Alert) -> Listed:
+        return cls(
+            id=alert.id,
+            title=alert.title,
+            family=alert.family,
+            status=alert.status,
+            languages=tuple(alert.languages),
+            is_public=alert.is_public,
+            parent_id=alert.parent_id,
+            paused=alert.paused,
+            created_at=alert.created_at,
+            published_at=alert.published_at,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "family": self.family,
+            "status": self.status,
+            "languages": list(self.languages),
+            "is_public": self.is_public,
+            "parent_id": self.parent_id,
+            "paused": self.paused,
+            "created_at": iso(self.created_at),
+            "published_at": iso(self.published_at),
+        }
+
+
+async def list_alerts(
+    app: App, actor: User, *, status: str | None = None, limit: int = 50, offset: int = 0
+) -> list[Listed]:
+    """Alerts, newest first; ``status`` narrows to one status."""
+    check(actor, "view")
+    query = select(Alert).order_by(Alert.id.desc()).limit(limit).offset(offset)
+    if status:
+        query = query.where(Alert.status == status)
+    async with app.sessions() as session:
+        return [Listed.of(a) for a in (await session.scalars(query)).all()]
+
+
+async def audience(app: App, actor: User, alert_id: int) -> AudienceReport:
+    """The alert's audience as a send would write it now (as written, once it went out).
+
+    Counted with the languages approved so far, or, before any approval, every language the
+    alert is written in; public contacts count only with the defender's consent.
+    """
+    check(actor, "view")
+    async with app.sessions() as session:
+        alert = await drafts.get_alert(session, alert_id)
+        languages = await approval.approved_languages(session, alert) or list(alert.languages)
+        withdrawn = alert.id in await public_withdrawn(session, [alert.id])
+        country = (await drafts.current_version(session, alert)).case_data.get("country")
+        return await report(
+            session,
+            alert,
+            languages=languages,
+            exclude_kinds=(PUBLIC,) if withdrawn else (),
+            available=configured_channels(app.settings),
+            webhook_url=app.settings.webhook.url,
+            country=country if isinstance(country, str) else None,
+        )

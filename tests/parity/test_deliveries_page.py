@@ -1,0 +1,91 @@
+"""During and after a send, on the officers' pages (issue 11): the deliveries say who (name,
+organisation, kind), are found by name, export as CSV, show addresses only to the roles that
+may see contact details; the alert page's progress bar counts what is final; the demo mailbox
+opens a message with its headers and its HTML in a sandboxed frame."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+
+from sqlalchemy import update
+
+from alerts.service import make_dispatcher
+from alerts.store.models import Contact
+from tests.factories import add_contacts
+from tests.parity.conftest import Faces
+from tests.parity.test_workflow import approved
+from tests.web import P
+
+
+async def sent_alert(faces: Faces) -> tuple[int, list[int]]:
+    """An alert sent to three contacts of the list, one of them named like a formula."""
+    async with faces.app.sessions.begin() as session:
+        ids = await add_contacts(session, 3)
+        await session.execute(
+            update(Contact).where(Contact.id == ids[0]).values(name="Ana Ruiz", organisation="Daily Post")
+        )
+        await session.execute(update(Contact).where(Contact.id == ids[1]).values(name="=HYPERLINK(1)"))
+    alert_id = await approved(faces)
+    status, body = await faces.api("officer", "POST", f"/alerts/{alert_id}/send")
+    assert status == 202, body
+    await make_dispatcher(faces.app).run_until_done(alert_id, timeout=30)
+    return alert_id, ids
+
+
+async def test_deliveries_say_who_are_found_by_name_and_export_as_csv(faces: Faces) -> None:
+    alert_id, ids = await sent_alert(faces)
+    officer = await faces.page("officer")
+    status, page = await officer.get(f"{P}/alerts/{alert_id}/deliveries?q=ruiz")
+    assert status == 200
+    rows = re.findall(r'<tr data-delivery="\d+">(.*?)</tr>', page, re.S)
+    assert len(rows) == 1, rows
+    assert "Ana Ruiz" in rows[0] and "Daily Post" in rows[0] and "person0@example.org" in rows[0]
+    assert 'data-label="Kind">authority<' in rows[0] and "badge d-sent" in rows[0]
+    status, page = await officer.get(f"{P}/alerts/{alert_id}/deliveries?q=post&state=failed")
+    assert status == 200 and "No deliveries match." in page
+
+    viewer = await faces.page("viewer")
+    status, page = await viewer.get(f"{P}/alerts/{alert_id}/deliveries")
+    assert status == 200 and "Ana Ruiz" in page
+    assert "@example.org" not in page  # a viewer sees who, never the address
+
+    status, body = await officer.get(f"{P}/alerts/{alert_id}/deliveries.csv", html=False)
+    assert status == 200
+    table = list(csv.reader(io.StringIO(body)))
+    assert table[0][-1] == "address" and len(table) == 4
+    by_contact = {row[1]: row for row in table[1:]}
+    assert by_contact[str(ids[1])][2] == "'=HYPERLINK(1)"  # a spreadsheet shows it, never runs it
+    assert by_contact[str(ids[0])][3] == "Daily Post" and by_contact[str(ids[0])][7] == "sent"
+    status, body = await viewer.get(f"{P}/alerts/{alert_id}/deliveries.csv?q=ana", html=False)
+    table = list(csv.reader(io.StringIO(body)))
+    assert "address" not in table[0] and [row[2] for row in table[1:]] == ["Ana Ruiz"]
+
+    status, page = await officer.get(f"{P}/alerts/{alert_id}/deliveries?page=%C2%B2")
+    assert status in (400, 422) and "page: must be a whole number" in html.unescape(page)
+
+    status, page = await officer.get(f"{P}/alerts/{alert_id}")
+    bar = re.search(r'<progress data-progress max="(\d+)" value="(\d+)"', page)
+    assert bar is not None and bar.groups() == ("3", "3")
+
+
+async def test_the_demo_mailbox_opens_a_message(faces: Faces) -> None:
+    faces.app.extras["capture"] = faces.smtp  # as `alerts demo` does with its capture server
+    await sent_alert(faces)
+    officer = await faces.page("officer")
+    status, page = await officer.get(f"{P}/mailbox")
+    assert status == 200
+    links = re.findall(rf'href="{P}/mailbox/(\d+)">([^<]+)<', page)
+    appeals = [(n, subject) for n, subject in links if subject.startswith("Urgent appeal")]
+    assert len(links) == 6 and len(appeals) == 3, links  # three review notices, three appeals
+    number, subject = appeals[0]
+    status, page = await officer.get(f"{P}/mailbox/{number}")
+    assert status == 200
+    assert f"<h1>{subject}</h1>" in page
+    assert re.search(r"<dt>List-Unsubscribe</dt><dd[^>]*>&lt;http://alerts\.test/", page)
+    frame = re.search(r'<iframe class="mail" title="[^"]+" sandbox srcdoc="([^"]*)"', page)
+    assert frame is not None and "&lt;html" in frame.group(1).lower()  # the HTML, escaped, sandboxed
+    status, page = await officer.get(f"{P}/mailbox/999999")
+    assert status == 404 and "not in the mailbox" in page
