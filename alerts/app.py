@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -12,7 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from alerts.compose.render import Renderer
 from alerts.contacts.subscriptions import Signer
 from alerts.core.config import Settings
+from alerts.core.metrics import Metrics
+from alerts.core.signing import Signing
 from alerts.core.verp import Verp
+from alerts.delivery.gauges import QueueGauges
 from alerts.delivery.links import TrackingLinks
 from alerts.delivery.messages import MessageBuilder, message_domain
 from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
@@ -32,7 +36,13 @@ class App:
     channels: dict[str, Channel]
     builder: MessageBuilder
     reads: async_sessionmaker[AsyncSession]  # pure reads (polls, metrics, live counts): no write lock
+    signing: Signing  # every signed token: sessions, links, tracking (current and old keys)
+    metrics: Metrics = field(default_factory=Metrics)  # this process's figures for /metrics
     extras: dict[str, Any] = field(default_factory=dict)  # dispatcher, scheduler, capture…
+    gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
+
+    def __post_init__(self) -> None:
+        self.gauges = QueueGauges(self.metrics, self.reads)
 
     def channel_concurrency(self) -> dict[str, int]:
         """Senders per channel (see ``channel_concurrency``)."""
@@ -67,20 +77,24 @@ async def open_app(
     try:
         if migrate:
             await upgrade(engine)
-        renderer = Renderer()
+        own = settings.paths.templates
+        renderer = Renderer(own_templates=Path(own) if own else None)
+        signing = Signing(settings.server.secret_key, settings.server.old_secret_keys)
         chans = dict(channels) if channels is not None else build_channels(settings)
         builder = MessageBuilder(
             renderer,
             public_url=settings.server.public_url,
             domain=message_domain(settings.email.from_),
-            link_token=Signer(settings.server.secret_key).link_token,
+            link_token=Signer(signing).link_token,
             tracking=TrackingLinks(
-                settings.server.secret_key,
+                signing,
                 public_url=settings.server.public_url,
                 opens=settings.tracking.opens,
                 clicks=settings.tracking.clicks,
             ),
-            verp=Verp(settings.server.secret_key) if settings.bounces.verp else None,
+            verp=Verp(settings.server.secret_key, settings.server.old_secret_keys)
+            if settings.bounces.verp
+            else None,
         )
         opened: list[Channel] = []
         try:
@@ -95,6 +109,7 @@ async def open_app(
                 renderer=renderer,
                 channels=chans,
                 builder=builder,
+                signing=signing,
             )
         finally:
             for ch in reversed(opened):

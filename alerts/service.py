@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from aiohttp import web
 
 from alerts.app import App, open_app
-from alerts.core.config import Settings, require_secret
+from alerts.core.config import Settings, listen_address, require_secret
 from alerts.delivery.dispatch import Dispatcher
 from alerts.followups.scheduler import start_scheduler
 
@@ -46,7 +46,40 @@ def make_dispatcher(app: App) -> Dispatcher:
         settings=app.settings.dispatcher,
         concurrency=app.channel_concurrency(),
         webhook_url=app.settings.webhook.url,
+        metrics=app.metrics,
     )
+
+
+async def start_metrics_listener(app: App) -> web.AppRunner | None:
+    """A worker's ``[metrics] listen``: /metrics, /livez, /readyz, /healthz (None when off).
+
+    A port already taken is logged as an error and the worker sends anyway: alerts going out
+    matter more than their figures (and the scrape failing shows it).
+    """
+    if not app.settings.metrics.listen:
+        return None
+    from alerts.web.ops import make_listener_app
+
+    host, port = listen_address(app.settings.metrics.listen)
+    runner = web.AppRunner(make_listener_app(app), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        logger.error(
+            "[metrics] listen %s: %s; this worker runs without metrics (give each worker its own "
+            "port, e.g. ALERTS_METRICS_LISTEN=127.0.0.1:9102)",
+            app.settings.metrics.listen,
+            exc.strerror or exc,
+        )
+        await runner.cleanup()
+        return None
+    bound = runner.addresses[0]  # the real port when the setting asks for port 0
+    logger.info(
+        "metrics and probes on http://%s/metrics",
+        f"{host}:{bound[1]}" if ":" not in host else f"[{host}]:{bound[1]}",
+    )
+    return runner
 
 
 async def run_service(
@@ -82,6 +115,8 @@ async def run_service(
             site = web.TCPSite(runner, settings.server.host, settings.server.port)
             await site.start()
             logger.info("serving on http://%s:%s", settings.server.host, settings.server.port)
+        else:
+            runner = await start_metrics_listener(app)
         scheduler = None
         if web_ui:  # `alerts worker` only sends; the scheduler runs in `alerts serve`
             scheduler = await start_scheduler(app)
@@ -95,7 +130,7 @@ async def run_service(
                 app.sessions,
                 host=settings.bounces.host,
                 port=settings.bounces.port,
-                verp=Verp(settings.server.secret_key),
+                verp=Verp(settings.server.secret_key, settings.server.old_secret_keys),
                 senders=[parseaddr(settings.email.from_)[1], parseaddr(settings.press.from_)[1]],
             )
             logger.info("bounce listener (LMTP) on %s:%s", settings.bounces.host, settings.bounces.port)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 
-pytest_plugins = ["tests.smtpd", "tests.botapi"]
+pytest_plugins = ["tests.smtpd", "tests.botapi", "tests.dnsd"]
 
 PG_ADMIN_URL = os.environ.get(
     "ALERTS_TEST_DATABASE_URL", ""

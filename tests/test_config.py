@@ -113,3 +113,63 @@ def test_serving_with_a_guessable_secret_is_refused(key: str, problem: str) -> N
     )
     assert "tiny-key" not in str(info.value)  # a secret is never repeated
     require_secret(load_settings(environ={"ALERTS_SERVER_SECRET_KEY": "x" * 32}))  # a real one passes
+
+
+def test_old_secret_keys_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[server]\nold_secret_keys = ["first-old-key-0123456789", "second-old-key-012345"]\n')
+    assert load_settings(cfg, environ={}).server.old_secret_keys == (
+        "first-old-key-0123456789",
+        "second-old-key-012345",
+    )
+    env = {"ALERTS_SERVER_OLD_SECRET_KEYS": "env-old-key-0123456789, other-old-key-0123456"}
+    assert load_settings(cfg, environ=env).server.old_secret_keys == (
+        "env-old-key-0123456789",
+        "other-old-key-0123456",
+    )
+    cfg.write_text('[server]\nold_secret_keys = "first-old-key-0123456789"\n')
+    assert load_settings(cfg, environ={}).server.old_secret_keys == ("first-old-key-0123456789",)
+    cfg.write_text("[server]\nold_secret_keys = [12345]\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, environ={})
+    assert str(info.value) == f"{cfg}: [server] old_secret_keys has value '***'. Not a list of strings."
+
+
+@pytest.mark.parametrize(
+    ("old", "problem"),
+    [("change-me-in-production", "the shipped default"), ("short-old", "shorter than 16 characters")],
+)
+def test_a_guessable_old_key_is_refused_too(old: str, problem: str) -> None:
+    from alerts.core.config import require_secret
+
+    settings = load_settings(
+        environ={
+            "ALERTS_SERVER_SECRET_KEY": "x" * 32,
+            "ALERTS_SERVER_OLD_SECRET_KEYS": f"{'y' * 32},{old}",
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        require_secret(settings)
+    assert str(info.value) == f"{settings.source}: [server] old_secret_keys: key 2 is {problem}; remove it."
+
+
+@pytest.mark.parametrize("listen", ["9101", "127.0.0.1", "127.0.0.1:port", ":9101", "127.0.0.1:70000"])
+def test_a_bad_metrics_listen_is_named(tmp_path: Path, listen: str) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'[metrics]\nlisten = "{listen}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, environ={})
+    assert str(info.value).startswith(f"{cfg}: [metrics] listen has value {listen!r}. Must be HOST:PORT")
+
+
+def test_metrics_listen_and_logging_format(tmp_path: Path) -> None:
+    from alerts.core.config import listen_address
+
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[metrics]\nlisten = "[::1]:9102"\n[logging]\nformat = "json"\n')
+    settings = load_settings(cfg, environ={})
+    assert listen_address(settings.metrics.listen) == ("::1", 9102)
+    assert settings.logging.format == "json"
+    assert load_settings(cfg, environ={"ALERTS_METRICS_LISTEN": ""}).metrics.listen == ""  # off
+    with pytest.raises(ConfigError, match=r"\[logging\] format has value 'xml'. Must be one of: text, json."):
+        load_settings(cfg, environ={"ALERTS_LOGGING_FORMAT": "xml"})

@@ -11,6 +11,7 @@ from alerts.contacts import optout, subscriptions
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict
+from alerts.core.signing import Signing
 from alerts.delivery.publish import publish
 from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
 from tests.factories import approved_alert, make_users
@@ -19,7 +20,7 @@ SECRET = "test-secret-key-0123456789"
 
 
 async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[AsyncSession]) -> None:
-    signer = Signer(SECRET)
+    signer = Signer(Signing(SECRET))
     async with sessions.begin() as session:
         contact = await subscriptions.subscribe(
             session, email="reader@example.org", language="en", now=utcnow()
@@ -79,7 +80,7 @@ async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_ne
 
     from alerts.contacts.directory import create_contact
 
-    signer = Signer(SECRET)
+    signer = Signer(Signing(SECRET))
     async with sessions.begin() as session:
         contact = await create_contact(
             session, name="Partner", email="desk@partner.org", telegram="-1001", kind="partner", now=utcnow()

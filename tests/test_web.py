@@ -12,6 +12,7 @@ from alerts.core.clock import utcnow
 from alerts.core.config import Settings
 from alerts.web import make_web_app
 from tests.factories import published_alert
+from tests.scrape import samples, value
 
 
 @pytest.fixture
@@ -34,7 +35,9 @@ async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-u
         async with http.get(f"{base}/healthz") as r:
             assert r.status == 200 and (await r.json())["checks"]["database"] == "ok"
         async with http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}) as r:
-            assert 'alerts_deliveries{channel="email",state="queued"} 3' in await r.text()
+            figures = samples(await r.text())
+            assert value(figures, "alerts_deliveries_open", channel="email", state="queued") == 3
+            assert value(figures, "alerts_queue_depth") == 3
         async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats") as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "unauthorized"
@@ -81,7 +84,7 @@ async def test_unsubscribe_links_in_messages_are_signed(server) -> None:  # type
     )
     url = app.builder.build(item, info).recipient.unsubscribe_url
     token = url.rsplit("/", 1)[1]
-    signer = Signer(app.settings.server.secret_key)
+    signer = Signer(app.signing)
     assert token != item.token and signer.read_link(token) == item.token
     assert signer.read_link(token[:-2] + "xx") is None  # a forged signature is refused
 
@@ -110,7 +113,11 @@ async def test_metrics_report_send_latency_and_health_reports_parts(server) -> N
                 health = await r.json()
     finally:
         await scheduler.stop()
-    assert 'alerts_send_latency_seconds_count{channel="email"} 4' in text
-    assert 'alerts_send_latency_seconds_bucket{channel="email",le="+Inf"} 4' in text
-    assert 'alerts_deliveries{channel="email",state="sent"} 4' in text
+    figures = samples(text)
+    assert value(figures, "alerts_send_latency_seconds_count", channel="email") == 4
+    assert value(figures, "alerts_send_latency_seconds_bucket", channel="email", le="+Inf") == 4
+    assert value(figures, "alerts_deliveries_total", channel="email", state="sent") == 4
+    assert value(figures, "alerts_claimed_total", channel="email") == 4
+    assert value(figures, "alerts_claim_latency_seconds_count", channel="email")
+    assert value(figures, "alerts_queue_depth") == 0
     assert health == {"status": "ok", "checks": {"database": "ok", "dispatcher": "ok", "scheduler": "ok"}}

@@ -108,7 +108,7 @@ class Preferences:
 
 def signer(app: App) -> Signer:
     """The signer of subscribers' links."""
-    return Signer(app.settings.server.secret_key)
+    return Signer(app.signing)
 
 
 def _preferences(contact: Contact) -> Preferences:

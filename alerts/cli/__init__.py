@@ -5,5 +5,6 @@ other faces: ``alerts.web`` and ``alerts.bot`` only run through ``alerts.service
 Holds ``parser`` (argparse and ``main``), ``commands`` and ``commands_service`` (one thin
 handler per subcommand: parse, call one action, print), ``textio`` (case files in, JSON out),
 ``progress`` (``send --wait``), ``demo`` and ``capture`` (``alerts demo`` with a local SMTP
-capture server).
+capture server), ``templates`` (``templates list|check``) and ``operate`` (``doctor``, ``backup``:
+``alerts.ops``). Each module with subcommands of its own adds their parsers (``add_parsers``).
 """

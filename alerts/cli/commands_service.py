@@ -23,7 +23,7 @@ async def bounces_process(args: argparse.Namespace, settings: Settings) -> int:
 
     raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     bounce = read_bounce(raw)
-    verp_id = verp_delivery_in_headers(raw, Verp(settings.server.secret_key))
+    verp_id = verp_delivery_in_headers(raw, Verp(settings.server.secret_key, settings.server.old_secret_keys))
     async with open_app(settings, channels={}) as app, app.sessions.begin() as session:
         applied = await apply_bounce(session, bounce, now=utcnow(), verp_delivery_id=verp_id)
     print(f"{len(bounce.reports)} report(s): {applied.describe()}")

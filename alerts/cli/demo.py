@@ -7,13 +7,16 @@ import asyncio
 import logging
 import secrets
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.accounts import users
 from alerts.app import open_app
 from alerts.cli.capture import CaptureServer
 from alerts.compose import approval, drafts
+from alerts.compose.render import Renderer
 from alerts.contacts.csv_import import import_csv
 from alerts.core.channels import ChannelName
 from alerts.core.clock import utcnow
@@ -44,51 +47,65 @@ def demo_secret(path: Path) -> str:
 
 
 async def seed(settings: Settings) -> int | None:
-    """Users, contacts and one sample alert, approved, public and sent (only on an empty database)."""
+    """Users, contacts and one sample alert, approved, public and sent (only on an empty database).
+
+    All of it in one transaction: a demo that fails half-way (a template family missing from
+    an install, a full disk) leaves the database as it found it, and the next run starts over.
+    """
     async with open_app(settings, channels={}, migrate=True) as app:
-        async with app.sessions.begin() as session:
-            if (await session.execute(select(func.count()).select_from(User))).scalar_one() == 0:
-                for role, (name, password) in LOGINS.items():
-                    await users.create_user(
-                        session,
-                        name=name,
-                        role=role,
-                        password=password,
-                        email=f"{name}@localhost",
-                        now=utcnow(),
-                    )
-        async with app.sessions() as session:
-            have_contacts = (await session.execute(select(func.count()).select_from(Contact))).scalar_one()
-        if not have_contacts:
-            report = await import_csv(app.sessions, DEMO_DATA / "contacts.csv")
-            logger.info("demo contacts: %s", report.summary())
-        async with app.sessions.begin() as session:
-            if (await session.execute(select(func.count()).select_from(Alert))).scalar_one():
-                return None
-            officer = await users.get_user(session, "officer")
-            reviewer = await users.get_user(session, "reviewer")
-            now = utcnow()
-            alert = await drafts.create_alert(
-                session,
-                author=officer,
-                family="urgent-appeal",
-                case_data=app.renderer.example("urgent-appeal"),
-                audience=drafts.Audience(
-                    lists=("urgent-appeals", "press"),
-                    channels=(ChannelName.EMAIL.value, ChannelName.PRESS.value),
-                    languages=("en", "fr", "es"),
-                ),
-                is_public=True,  # the archive, the feeds and CAP show it: the demo has something public
-                validate_case=app.renderer.validate_case,
-                now=now,
+        example = app.renderer.example("urgent-appeal")  # before anything is written
+        async with app.engine.connect() as conn, conn.begin():
+            # Every session below joins this one transaction; their commits are savepoints.
+            sessions = async_sessionmaker(
+                conn, expire_on_commit=False, join_transaction_mode="create_savepoint"
             )
-            await approval.record_consent(
-                session, alert, user=officer, scope="public", note="demo: consent to publicity", now=now
-            )
-            await approval.submit(session, alert, user=officer, now=now)
-            await approval.approve(session, alert, user=reviewer, now=now)
-            await publish(session, alert, now=now, available=configured_channels(settings))
-            return alert.id
+            return await _seed_in(sessions, app.renderer, example, settings)
+
+
+async def _seed_in(
+    sessions: async_sessionmaker[AsyncSession],
+    renderer: Renderer,
+    example: dict[str, Any],
+    settings: Settings,
+) -> int | None:
+    async with sessions.begin() as session:
+        if (await session.execute(select(func.count()).select_from(User))).scalar_one() == 0:
+            for role, (name, password) in LOGINS.items():
+                await users.create_user(
+                    session, name=name, role=role, password=password, email=f"{name}@localhost", now=utcnow()
+                )
+    async with sessions() as session:
+        have_contacts = (await session.execute(select(func.count()).select_from(Contact))).scalar_one()
+    if not have_contacts:
+        report = await import_csv(sessions, DEMO_DATA / "contacts.csv")
+        logger.info("demo contacts: %s", report.summary())
+    async with sessions.begin() as session:
+        if (await session.execute(select(func.count()).select_from(Alert))).scalar_one():
+            return None
+        officer = await users.get_user(session, "officer")
+        reviewer = await users.get_user(session, "reviewer")
+        now = utcnow()
+        alert = await drafts.create_alert(
+            session,
+            author=officer,
+            family="urgent-appeal",
+            case_data=example,
+            audience=drafts.Audience(
+                lists=("urgent-appeals", "press"),
+                channels=(ChannelName.EMAIL.value, ChannelName.PRESS.value),
+                languages=("en", "fr", "es"),
+            ),
+            is_public=True,  # the archive, the feeds and CAP show it: the demo has something public
+            validate_case=renderer.validate_case,
+            now=now,
+        )
+        await approval.record_consent(
+            session, alert, user=officer, scope="public", note="demo: consent to publicity", now=now
+        )
+        await approval.submit(session, alert, user=officer, now=now)
+        await approval.approve(session, alert, user=reviewer, now=now)
+        await publish(session, alert, now=now, available=configured_channels(settings))
+        return alert.id
 
 
 async def run_demo(settings: Settings, *, port: int, smtp_port: int, database: str) -> None:

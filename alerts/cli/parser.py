@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts import __version__
+from alerts.cli import operate, templates
 from alerts.cli.alert_parser import alert_parsers
 from alerts.cli.textio import row_id
+from alerts.core import logs
 from alerts.core.config import Settings, load_settings
 from alerts.core.errors import AlertsError
 
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete in")
     s.set_defaults(handler="completion")
+    templates.add_parsers(sub)
+    operate.add_parsers(sub)
     return p
 
 
@@ -131,18 +135,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     long_running = args.command in ("serve", "worker", "demo")
     level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(level=level)
     for noisy in ("httpx", "httpcore", "aiosqlite", "mail.log", "asyncio", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command == "doctor":  # a bad config is one of its findings, not a refusal
+            return asyncio.run(operate.doctor(args))
         settings = load_settings(args.config)
+        logs.configure(level=level, format=settings.logging.format, secrets=logs.secrets_of(settings))
         from alerts.cli import commands, commands_read, commands_service, users
 
         handler: Handler = next(
             getattr(module, args.handler)
-            for module in (commands, commands_read, commands_service, users)
+            for module in (commands, commands_read, commands_service, users, templates, operate)
             if hasattr(module, args.handler)
         )
         return asyncio.run(handler(args, settings))

@@ -28,13 +28,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, TemplateNotFound, TemplateSyntaxError, pass_context, pass_eval_context
+from jinja2 import (
+    FileSystemLoader,
+    PrefixLoader,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    pass_context,
+    pass_eval_context,
+)
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
 from alerts.compose import casedata
 from alerts.compose.casedata import FALLBACK_LANGUAGE, VariableSpec
+from alerts.compose.families import default_templates_dir, find_families
 from alerts.compose.sandbox import AlertSandbox, render_metered
 from alerts.core.channels import ALL
 from alerts.core.errors import NotFound, TemplateError, ValidationError
@@ -62,11 +70,6 @@ TELEGRAM_BUDGET = 8 * MESSAGE_LIMIT
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _TAG = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>")
-
-
-def default_templates_dir() -> Path:
-    """The repository's top-level ``templates/`` folder."""
-    return Path(__file__).resolve().parents[2] / "templates"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,11 +153,26 @@ def fit_telegram(html: str, *, more: str, limit: int = TELEGRAM_LIMIT) -> str:
 
 
 class Renderer:
-    """Renders alert template families in the sandbox."""
+    """Renders alert template families in the sandbox.
 
-    def __init__(self, templates_dir: Path | None = None) -> None:
+    ``templates_dir`` holds the shipped families and the shared ``_base/`` layouts;
+    ``own_templates`` (``[paths] templates``) an organisation's families, used beside them: a
+    family of the same name replaces the shipped one whole (never file by file), and every
+    family shares the shipped ``_base/``.
+    """
+
+    def __init__(self, templates_dir: Path | None = None, *, own_templates: Path | None = None) -> None:
         self.templates_dir = (templates_dir or default_templates_dir()).resolve()
-        loader = FileSystemLoader(str(self.templates_dir))
+        self.own_templates = own_templates.resolve() if own_templates is not None else None
+        self._folders = find_families(self.templates_dir)
+        if self.own_templates is not None:
+            self._folders.update(find_families(self.own_templates))
+        loader = PrefixLoader(
+            {
+                "_base": FileSystemLoader(str(self.templates_dir / "_base")),
+                **{name: FileSystemLoader(str(folder)) for name, folder in self._folders.items()},
+            }
+        )
         self._env = AlertSandbox(loader)
         self._html_env = AlertSandbox(loader, html_strings=True)
         for env in (self._env, self._html_env):
@@ -165,33 +183,32 @@ class Renderer:
 
     def families(self) -> list[str]:
         """Names of the template families, sorted."""
-        return list(self._family_names)
+        return sorted(self._folders)
 
-    @cached_property
-    def _family_names(self) -> tuple[str, ...]:
-        return tuple(
-            sorted(
-                path.name
-                for path in self.templates_dir.iterdir()
-                if (path / "family.toml").is_file() and not path.name.startswith("_")
+    def family_dir(self, name: str) -> Path:
+        """The folder family ``name`` is read from (``NotFound`` if there is none)."""
+        if name not in self._folders:
+            known = ", ".join(self.families())
+            raise NotFound(
+                f"template family {name!r} does not exist; known: {known}", details={"family": name}
             )
-        )
+        return self._folders[name]
+
+    def is_own(self, name: str) -> bool:
+        """Whether family ``name`` comes from ``[paths] templates`` (not shipped)."""
+        folder = self._folders.get(name)
+        return folder is not None and folder.parent == self.own_templates
 
     def family(self, name: str) -> FamilyInfo:
         """One family's description, variables and languages (``NotFound`` if there is none)."""
         if name not in self._families:
-            if name not in self._family_names:
-                known = ", ".join(self.families())
-                raise NotFound(
-                    f"template family {name!r} does not exist; known: {known}", details={"family": name}
-                )
+            self.family_dir(name)
             self._families[name] = self._load_family(name)
         return self._families[name]
 
     def example(self, name: str) -> dict[str, Any]:
         """The family's example case (``templates/<family>/example.toml``)."""
-        self.family(name)
-        return self._toml(self.templates_dir / name / "example.toml")
+        return self._toml(self.family_dir(name) / "example.toml")
 
     def validate_case(self, family: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """Check case data for ``family`` before anything is rendered; returns JSON-ready data."""
@@ -276,8 +293,8 @@ class Renderer:
 
     def _layout(self, family: str, filename: str) -> str:
         """The family's own template, or the shared one in ``_base/``."""
-        own = f"{family}/{filename}"
-        return own if (self.templates_dir / own).is_file() else f"_base/{filename}"
+        own = self._folders[family] / filename
+        return f"{family}/{filename}" if own.is_file() else f"_base/{filename}"
 
     def _render_file(self, name: str, context: dict[str, Any]) -> str:
         try:
@@ -325,12 +342,12 @@ class Renderer:
     def _catalogue(self, family: str, language: str) -> dict[str, Any]:
         key = (family, language)
         if key not in self._catalogues:
-            own = self._toml(self.templates_dir / family / "messages" / f"{language}.toml")
+            own = self._toml(self._folders[family] / "messages" / f"{language}.toml")
             self._catalogues[key] = {**self._base_messages.get(language, {}), **own}
         return self._catalogues[key]
 
     def _load_family(self, name: str) -> FamilyInfo:
-        folder = self.templates_dir / name
+        folder = self._folders[name]
         raw = self._toml(folder / "family.toml")
         variables = {}
         for var, spec in raw.get("variables", {}).items():
@@ -369,6 +386,13 @@ class Renderer:
             with path.open("rb") as handle:
                 return tomllib.load(handle)
         except FileNotFoundError as exc:
-            raise TemplateError(f"{path.relative_to(self.templates_dir)} is missing") from exc
+            raise TemplateError(f"{self.shown(path)} is missing") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise TemplateError(f"{path.relative_to(self.templates_dir)}: {exc}") from exc
+            raise TemplateError(f"{self.shown(path)}: {exc}") from exc
+
+    def shown(self, path: Path) -> str:
+        """A template file's path as errors name it: from its family's folder's parent."""
+        for root in (self.own_templates, self.templates_dir):
+            if root is not None and path.is_relative_to(root):
+                return str(path.relative_to(root))
+        return str(path)

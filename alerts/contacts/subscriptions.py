@@ -2,14 +2,14 @@
 
 Double opt-in: ``subscribe`` records a ``pending`` contact and returns it when a confirmation
 should be mailed; nothing else ever reaches a pending contact (the fan-out takes active
-contacts only). ``confirm`` activates it. The confirmation token is signed with
-``[server] secret_key`` and expires (itsdangerous); it carries the contact's random link
+contacts only). ``confirm`` activates it. The confirmation token is signed
+(``alerts.core.signing``, current and old keys) and expires; it carries the contact's random link
 token, which is replaced whenever a subscription starts again, so an old confirmation link
 can never reactivate someone who unsubscribed.
 
-Unsubscribe and preferences links carry a *link token*: the contact's random token and an
-HMAC-SHA256 of it under the secret key (``link_token``). A forged or altered token is
-refused before the database is asked. The bare random token (192 bits; what
+Unsubscribe and preferences links carry a *link token*: the contact's random token and its
+signature (``link_token``; the format of links sent before is still read). A forged or
+altered token is refused before the database is asked. The bare random token (192 bits; what
 ``alerts.delivery.messages`` puts in List-Unsubscribe headers) is accepted too, so links already
 in mailboxes keep working.
 
@@ -23,8 +23,6 @@ above DEBUG. Functions flush; the caller commits.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 import re
@@ -32,7 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +38,7 @@ from alerts.contacts.directory import contact_addresses, create_contact, new_tok
 from alerts.contacts.fields import ISO_639_1, clean_email
 from alerts.contacts.suppressions import address_key, hashed_key, unsuppress
 from alerts.core.errors import ValidationError
+from alerts.core.signing import CONFIRM, LINK, Signing
 from alerts.core.states import SuppressionReason
 from alerts.store import audit
 from alerts.store.models import Contact, Suppression
@@ -66,13 +65,13 @@ class Confirmation(StrEnum):
 
 
 class Signer:
-    """Signs and checks the tokens of subscribers' links with ``[server] secret_key``."""
+    """Signs and checks the tokens of subscribers' links (``alerts.core.signing``: one salt each
+    for confirmations and for unsubscribe/preference links, current and old keys)."""
 
-    def __init__(self, secret_key: str) -> None:
-        if not secret_key:
-            raise ValueError("secret_key is empty")
-        self._key = secret_key.encode("utf-8")
-        self._confirm = URLSafeTimedSerializer(secret_key, salt="alerts.subscribe.confirm")
+    def __init__(self, signing: Signing) -> None:
+        self._signing = signing
+        self._confirm = signing.timed(CONFIRM, sha1_fallback=True)
+        self._link = signing.signer(LINK)
 
     def confirm_token(self, contact: Contact) -> str:
         """A signed, expiring token for ``/subscribe/confirm/{token}``."""
@@ -102,24 +101,26 @@ class Signer:
             return None
         return value[0], value[1], issued.astimezone(UTC)
 
-    def _mac(self, contact_token: str) -> str:
-        digest = hmac.new(self._key, b"alerts.link:" + contact_token.encode("ascii"), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
     def link_token(self, contact_token: str) -> str:
         """The token of a contact's unsubscribe and preferences links."""
-        return f"{contact_token}.{self._mac(contact_token)}"
+        return self._link.sign(contact_token).decode("ascii")
 
     def read_link(self, token: str) -> str | None:
-        """The contact token a link token names; None when it is malformed or its signature is wrong."""
+        """The contact token a link token names; None when it is malformed or its signature is wrong.
+
+        Accepted: today's signed token, the HMAC format of links sent before (same keys), and
+        the bare random token (List-Unsubscribe headers of older messages).
+        """
         contact_token, dot, mac = token.partition(".")
         if not _TOKEN.match(contact_token):
             return None
         if not dot:
             return contact_token  # a bare random token, as in List-Unsubscribe headers
-        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(contact_token).encode("ascii")):
-            return None
-        return contact_token
+        if self._link.verify_signature(contact_token, mac):
+            return contact_token
+        if self._signing.legacy_match(b"alerts.link:", contact_token.encode("ascii"), mac):
+            return contact_token  # signed before itsdangerous: links already in mailboxes
+        return None
 
 
 def clean_language(value: str) -> str:

@@ -4,5 +4,7 @@ Holds ``config`` (alerts.toml → frozen dataclasses), ``errors`` (every error, 
 HTTP status), ``states`` (delivery states, events, reasons and their transitions), ``types``
 (values passed between steps: rendered messages, outcomes, recipients), ``clock`` (aware UTC),
 ``urls`` (the officers' and public links, built once), ``hrefs`` (where links sit in an HTML
-body) and ``metrics``. ``channels`` may import this package and nothing else of ``alerts``.
+body), ``signing`` (every signed token, with key rotation), ``metrics`` (this process's
+Prometheus figures) and ``logs`` (text or JSON lines, ids, redaction). ``channels`` may
+import this package and nothing else of ``alerts``.
 """

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from alerts.core.errors import ConfigError
 
-SECRET_KEYS = frozenset({"password", "secret_key", "token", "secret"})
+SECRET_KEYS = frozenset({"password", "secret_key", "old_secret_keys", "token", "secret"})
 DEFAULT_SECRET = "change-me-in-production"
 MIN_SECRET_LENGTH = 16
 
@@ -38,6 +38,8 @@ class ServerSettings:
     public_url: str = "http://127.0.0.1:8080"
     secret_key: str = field(default=DEFAULT_SECRET, repr=False)
     trusted_proxies: str = ""  # comma-separated addresses whose X-Forwarded-For is believed
+    # keys signed with before a rotation: still verified, never used to sign (see core.signing)
+    old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +119,23 @@ class BouncesSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PathsSettings:
+    # A folder of the organisation's own template families, used beside the shipped ones (a
+    # family of the same name replaces the shipped one). Relative to the config file's folder.
+    templates: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    listen: str = "127.0.0.1:9101"  # `alerts worker`'s /metrics, /livez, /readyz; empty: off
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSettings:
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """The whole configuration."""
 
@@ -131,6 +150,9 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "embedded defaults"
 
     def replace(self, section: str, **values: Any) -> Settings:
@@ -191,6 +213,14 @@ def _coerce(source: str, section: str, key: str, raw: object, annotation: Any) -
                 f"{where} has value {shown}. Must not be negative.", details={"key": f"{section}.{key}"}
             )
         return value
+    if annotation == tuple[str, ...]:
+        # TOML: an array of strings; the environment: comma-separated
+        items = [part.strip() for part in raw.split(",")] if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(
+                f"{where} has value {shown}. Not a list of strings.", details={"key": f"{section}.{key}"}
+            )
+        return tuple(i for i in items if i)
     if annotation is str:
         if not isinstance(raw, str):
             raise ConfigError(
@@ -257,6 +287,10 @@ def load_settings(
             elif key in raw_section:
                 values[f.name] = _coerce(source, name, key, raw_section[key], hints[f.name])
         built[name] = cls(**values)
+    if path is not None and built["paths"].templates and "ALERTS_PATHS_TEMPLATES" not in env:
+        # A relative folder in a config file means: beside that file, wherever alerts runs from.
+        own = Path(path).parent / Path(built["paths"].templates).expanduser()
+        built["paths"] = dataclasses.replace(built["paths"], templates=str(own))
     settings = Settings(**built, source=source)
     _check(settings)
     return settings
@@ -279,6 +313,14 @@ def _check(settings: Settings) -> None:
         )
     if settings.dispatcher.max_attempts < 1:
         raise ConfigError(f"{src}: [dispatcher] max_attempts must be at least 1.")
+    own = settings.paths.templates
+    if own and not Path(own).is_dir():
+        raise ConfigError(
+            f"{src}: [paths] templates has value {own!r}. Not a folder (of template families).",
+            details={"key": "paths.templates"},
+        )
+    if settings.metrics.listen:
+        listen_address(settings.metrics.listen, source=src)
     try:
         import zoneinfo
 
@@ -288,6 +330,19 @@ def _check(settings: Settings) -> None:
             f"{src}: [scheduler] timezone has value {settings.scheduler.timezone!r}. Not a known time zone.",
             details={"key": "scheduler.timezone"},
         ) from None
+
+
+def listen_address(text: str, *, source: str = "") -> tuple[str, int]:
+    """``[metrics] listen`` ("HOST:PORT", IPv6 as "[::1]:9101") as (host, port); ConfigError if bad."""
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"{source or 'config'}: [metrics] listen has value {text!r}. Must be HOST:PORT, e.g. "
+            '"127.0.0.1:9101" (or empty: no metrics listener).',
+            details={"key": "metrics.listen"},
+        )
+    return host, int(port)
 
 
 def require_secret(settings: Settings) -> None:
@@ -310,6 +365,19 @@ def require_secret(settings: Settings) -> None:
             "'import secrets; print(secrets.token_urlsafe(32))'`).",
             details={"key": "server.secret_key"},
         )
+    for position, old in enumerate(settings.server.old_secret_keys, 1):
+        if old == DEFAULT_SECRET or len(old) < MIN_SECRET_LENGTH:
+            # a guessable old key would let anyone forge a link that is still accepted
+            raise ConfigError(
+                f"{settings.source}: [server] old_secret_keys: key {position} is "
+                + (
+                    "the shipped default"
+                    if old == DEFAULT_SECRET
+                    else f"shorter than {MIN_SECRET_LENGTH} characters"
+                )
+                + "; remove it.",
+                details={"key": "server.old_secret_keys"},
+            )
 
 
 def as_toml_defaults() -> dict[str, dict[str, Any]]:
@@ -318,5 +386,8 @@ def as_toml_defaults() -> dict[str, dict[str, Any]]:
     defaults = Settings()
     for name in _section_types():
         section = getattr(defaults, name)
-        out[name] = {_key_name(f): getattr(section, f.name) for f in dataclasses.fields(section)}
+        out[name] = {
+            _key_name(f): list(value) if isinstance(value := getattr(section, f.name), tuple) else value
+            for f in dataclasses.fields(section)
+        }
     return out

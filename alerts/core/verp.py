@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 
 _TAG = re.compile(r"^d([1-9][0-9]{0,17})-([0-9a-f]{16})$")
 
@@ -38,20 +39,28 @@ def split(address: str) -> tuple[str, str | None]:
 
 
 class Verp:
-    """Signs delivery ids into VERP tags and reads them back."""
+    """Signs delivery ids into VERP tags and reads them back.
 
-    def __init__(self, secret_key: str) -> None:
+    Key rotation as in ``alerts.core.signing``: the current key signs, the current key and
+    ``old_keys`` (``[server] old_secret_keys``) verify, so a bounce of a message sent before a
+    rotation still names its delivery. (Not an itsdangerous signature: the tag must survive a
+    relay that lower-cases the return path, hence hex.)
+    """
+
+    def __init__(self, secret_key: str, old_keys: Sequence[str] = ()) -> None:
         if not secret_key:
             raise ValueError("secret_key is empty")
         self._key = secret_key.encode("utf-8")
+        self._keys = [self._key, *(k.encode("utf-8") for k in old_keys if k and k != secret_key)]
 
-    def _mac(self, delivery_id: int) -> str:
-        digest = hmac.new(self._key, f"alerts.verp:{delivery_id}".encode("ascii"), hashlib.sha256)
+    @staticmethod
+    def _mac(key: bytes, delivery_id: int) -> str:
+        digest = hmac.new(key, f"alerts.verp:{delivery_id}".encode("ascii"), hashlib.sha256)
         return digest.hexdigest()[:16]
 
     def tag(self, delivery_id: int) -> str:
         """The tag naming one delivery: ``d42-<mac>``."""
-        return f"d{delivery_id}-{self._mac(delivery_id)}"
+        return f"d{delivery_id}-{self._mac(self._key, delivery_id)}"
 
     def delivery_id(self, address: str) -> int | None:
         """The delivery a VERP address names; None when it has no tag or a forged one."""
@@ -60,6 +69,7 @@ class Verp:
         if found is None:
             return None
         number = int(found.group(1))
-        if not hmac.compare_digest(found.group(2), self._mac(number)):
-            return None
-        return number
+        matched = False
+        for key in self._keys:  # every key compared: the time taken does not tell which
+            matched |= hmac.compare_digest(found.group(2), self._mac(key, number))
+        return number if matched else None

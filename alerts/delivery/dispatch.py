@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
 from alerts.core.config import DispatcherSettings
-from alerts.core.metrics import Histogram
+from alerts.core.logs import log_context
+from alerts.core.metrics import Metrics
 from alerts.core.states import AlertStatus, DeliveryState
 from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
@@ -51,19 +52,6 @@ class ChannelLane:
     in_flight: int = 0
 
 
-@dataclass
-class Counters:
-    """Live figures for /metrics and progress output."""
-
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    recorded: int = 0
-    send_seconds: float = 0.0
-    latency: dict[str, Histogram] = field(default_factory=dict)  # per channel
-
-
 class Dispatcher:
     """Sends what is due through the channels; see the module docstring."""
 
@@ -80,6 +68,7 @@ class Dispatcher:
         publish_scheduled: bool = True,
         webhook_url: str = "",
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessions = sessions
         self.reads = reads or sessions  # the completion polls only read
@@ -93,7 +82,7 @@ class Dispatcher:
         # fits Delivery.claimed_by (64) whatever the host's name
         self.worker = f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) & 0xFFFF:x}"
         self.lease = timedelta(seconds=settings.lease_seconds)
-        self.counters = Counters()
+        self.metrics = metrics or Metrics(process=False)
         self.lanes: dict[str, ChannelLane] = {}
         for name, ch in channels.items():
             conc = max(1, (concurrency or {}).get(name, settings.concurrency))
@@ -188,6 +177,7 @@ class Dispatcher:
             if room < max(1, lane.capacity // 2):
                 await asyncio.sleep(0.005)
                 continue
+            started = time.monotonic()
             try:
                 async with self.sessions.begin() as session:
                     items = await claim_due(
@@ -205,7 +195,8 @@ class Dispatcher:
                 logger.exception("claiming %s deliveries failed; retrying", name)
                 await asyncio.sleep(1.0)
                 continue
-            self.counters.claimed += len(items)
+            self.metrics.claim_latency.labels(name).observe(time.monotonic() - started)
+            self.metrics.claimed.labels(name).inc(len(items))
             for item in items:
                 lane.queue.put_nowait(item)
             if items:
@@ -226,6 +217,10 @@ class Dispatcher:
                 lane.queue.task_done()
 
     async def _send_one(self, lane: ChannelLane, item: Claimed) -> None:
+        with log_context(alert_id=item.alert_id, delivery_id=item.id):
+            await self._send_logged(lane, item)
+
+    async def _send_logged(self, lane: ChannelLane, item: Claimed) -> None:
         info = self._alerts[item.alert_id]
         try:
             message = self.builder.build(item, info)
@@ -257,15 +252,12 @@ class Dispatcher:
             logger.warning("delivery %s: %s raised %s", item.id, item.channel, type(exc).__name__)
             logger.debug("delivery %s: %s", item.id, exc)
             outcome = Outcome(kind=OutcomeKind.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
-        elapsed = time.monotonic() - started
-        self.counters.send_seconds += elapsed
-        self.counters.latency.setdefault(item.channel, Histogram()).observe(elapsed)
+        self.metrics.send_latency.labels(item.channel).observe(time.monotonic() - started)
+        # one line per outcome, with the alert and delivery ids (log_context), never the address
         if outcome.kind is OutcomeKind.SENT:
-            self.counters.sent += 1
-        elif outcome.kind is OutcomeKind.PERMANENT:
-            self.counters.failed += 1
+            logger.debug("delivery %s: %s sent", item.id, item.channel)
         else:
-            self.counters.deferred += 1
+            logger.info("delivery %s: %s %s", item.id, item.channel, outcome.kind)
         self._results.append(
             Result(item=item, outcome=outcome, message_id=message.message_id, at=self.clock())
         )
@@ -288,7 +280,7 @@ class Dispatcher:
         batch, self._results = self._results, []
         try:
             async with self.sessions.begin() as session:
-                await record(
+                moved = await record(
                     session,
                     batch,
                     worker=self.worker,
@@ -299,7 +291,8 @@ class Dispatcher:
         except BaseException:
             self._results[:0] = batch  # keep them for the next flush
             raise
-        self.counters.recorded += len(batch)
+        for channel, state in moved:
+            self.metrics.deliveries.labels(channel, state).inc()
         self._touched.update(r.item.alert_id for r in batch)
         if any(r.outcome.kind is not OutcomeKind.SENT for r in batch):
             self._wake.set()

@@ -9,23 +9,25 @@ When an organisation turns it on, each email delivery gets:
   delivery *and* the destination, so the redirect can only ever go where the message pointed
   (never an open redirect: a changed URL breaks the signature).
 
-A token is ``base64url(payload) "." base64url(HMAC-SHA256)`` over ``[server] secret_key``
-with its own domain separator, so a token of another kind (unsubscribe links, sessions) never
-verifies here. A forged or garbled token is refused before anything asks the database.
+A token is signed by ``alerts.core.signing`` with its own salt (current and old keys), so a
+token of another kind (unsubscribe links, sessions) never verifies here. Tokens of messages
+sent before, ``base64url(payload) "." base64url(HMAC-SHA256)``, are still read under the same
+keys. A forged or garbled token is refused before anything asks the database.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from itsdangerous import BadSignature
+
 from alerts.core import urls
 from alerts.core.hrefs import is_trackable, link_spans
+from alerts.core.signing import TRACK, Signing
 
 _B64 = re.compile(r"^[A-Za-z0-9_-]{1,4096}$")
 
@@ -63,41 +65,56 @@ class TrackingLinks:
     """Signs and reads tracking tokens; builds a delivery's pixel and link URLs."""
 
     def __init__(
-        self, secret_key: str, *, public_url: str, opens: bool = False, clicks: bool = False
+        self, signing: Signing, *, public_url: str, opens: bool = False, clicks: bool = False
     ) -> None:
-        if not secret_key:
-            raise ValueError("secret_key is empty")
-        self._key = secret_key.encode("utf-8")
+        self._signing = signing
+        self._serializer = signing.serializer(TRACK)
         self.public_url = public_url.rstrip("/")
         self.opens = opens
         self.clicks = clicks
-
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, b"alerts.track:" + payload, hashlib.sha256).digest()
 
     def token(self, kind: TrackKind, delivery_id: int, url: str = "") -> str:
         """A signed token naming the delivery (and, for a click, its destination)."""
         if kind is TrackKind.CLICK and not is_trackable(url):
             raise ValueError("a tracked link needs an http(s) URL")
-        payload = f"{kind.value}:{delivery_id}:{url}".encode("ascii")
-        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+        return self._serializer.dumps([kind.value, delivery_id, url])
 
     def read(self, token: str, kind: TrackKind) -> Tracked | None:
         """What a token names; None when it is garbled, forged or of another kind."""
+        if len(token) > 8192:
+            return None
+        try:
+            value = self._serializer.loads(token)
+        except BadSignature:
+            value = self._read_legacy(token)
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or value[0] != kind.value
+            or not isinstance(value[1], int)
+            or isinstance(value[1], bool)
+            or not 0 < value[1] < 10**18
+            or not isinstance(value[2], str)
+        ):
+            return None
+        if kind is TrackKind.CLICK and not is_trackable(value[2]):
+            return None
+        return Tracked(kind=kind, delivery_id=value[1], url=value[2])
+
+    def _read_legacy(self, token: str) -> list[object] | None:
+        """[kind, delivery id, url] from a token of the format used before (same keys)."""
         encoded, dot, mac = token.partition(".")
         payload = _unb64(encoded)
         # compared as text: one token per payload (base64's unused low bits may not vary)
         if not dot or payload is None or _b64(payload) != encoded or not _B64.match(mac):
             return None
-        if not hmac.compare_digest(mac.encode("ascii"), _b64(self._mac(payload)).encode("ascii")):
+        if not self._signing.legacy_match(b"alerts.track:", payload, mac):
             return None
         prefix, _, rest = payload.decode("ascii", "replace").partition(":")
         number, _, url = rest.partition(":")
-        if prefix != kind.value or not number.isdigit() or len(number) > 18:
+        if not number.isdigit() or len(number) > 18:
             return None
-        if kind is TrackKind.CLICK and not is_trackable(url):
-            return None
-        return Tracked(kind=kind, delivery_id=int(number), url=url)
+        return [prefix, int(number), url]
 
     def pixel_url(self, delivery_id: int) -> str:
         """The open pixel of one delivery."""

@@ -117,8 +117,10 @@ async def record(
     policy: RetryPolicy,
     alerts: dict[int, AlertInfo],
     now: datetime,
-) -> None:
+) -> list[tuple[str, str]]:
     """Write a batch of outcomes: delivery rows, events, suppressions, fallbacks (caller commits).
+
+    Returns (channel, new state) of each delivery it moved (for the metrics).
 
     One ``UPDATE … FROM`` moves every delivery of the batch and one ``INSERT … SELECT`` appends
     their events, whatever the batch's size.
@@ -148,7 +150,7 @@ async def record(
             }
         )
     if not outcomes:
-        return
+        return []
     owned = set((await session.execute(moves(session, outcomes))).scalars().all())
     if len(owned) < len(outcomes):
         await _explain_unmoved(session, [o["id"] for o in outcomes if o["id"] not in owned], worker=worker)
@@ -204,6 +206,7 @@ async def record(
         await session.execute(stmt, suppressions)
     for item in fallbacks:
         await _fallback_to_email(session, item, now=now)
+    return [(res.item.channel, str(state)) for res, state, _, _ in decided if res.item.id in owned]
 
 
 async def _explain_unmoved(session: AsyncSession, ids: list[int], *, worker: str) -> None:

@@ -3,9 +3,9 @@ the JSON API (``api``), the officers' pages (``ui``) and the public pages (``pub
 
 Holds: ``base`` (the App key, the JSON error format), ``auth`` (sessions, CSRF, sign-in limits),
 ``clients`` (the client's address behind trusted proxies), ``bodies`` (size-limited request
-bodies), ``ops`` (health, metrics) and the three faces, each with a ``table`` that registers
-its routes. May import ``actions`` and everything below it; the faces
-do not import one another (import-linter's ``web-faces`` contract).
+bodies), ``request_ids`` (X-Request-Id and the log context), ``ops`` (probes, metrics) and the
+three faces, each with a ``table`` that registers its routes. May import ``actions`` and
+everything below it; the faces do not import one another (import-linter's ``web-faces`` contract).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from alerts.web.base import errors_middleware
 
 def make_web_app(app: App) -> web.Application:
     """Build the aiohttp application for an open App."""
-    from alerts.web import ops
+    from alerts.web import ops, request_ids
     from alerts.web.api import table as api
     from alerts.web.public import table as public
     from alerts.web.ui import table as ui
 
     webapp = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     webapp[APP] = app
+    request_ids.setup(webapp)
     ops.setup(webapp)
     api.setup(webapp)
     ui.setup(webapp)

@@ -1,14 +1,15 @@
 """Officers' sign-in: signed session cookies, CSRF tokens, login rate limits, role checks.
 
-There is no session table: a session is a cookie ``<user id>.<issued>.<nonce>.<fingerprint>.<mac>``
-signed with HMAC-SHA256 under a key derived from ``[server] secret_key``. It expires
+There is no session table: a session is a cookie holding ``[user id, issued, nonce,
+fingerprint]`` signed by ``alerts.core.signing`` (its own salt; the current key signs, old keys
+in ``[server] old_secret_keys`` still verify, so a key rotation signs nobody out). It expires
 ``SESSION_MAX_AGE`` after sign-in and stops working when the user's password changes or the
-user is disabled (the fingerprint is a MAC of the stored hash and of the user's session epoch,
-which disabling bumps: enabling the user again does not revive an old session). The user row
+user is disabled (the fingerprint is a signature of the stored hash and of the user's session
+epoch, which disabling bumps: enabling the user again does not revive an old session). The user row
 is read on every request, so this holds on the next request in every process. ``/logout``
 revokes its nonce in this process until it would have expired anyway.
 
-CSRF tokens are a MAC of the session nonce (or, before sign-in, of a random ``ua_pre`` cookie):
+CSRF tokens are a signature of the session nonce (or, before sign-in, of a random ``ua_pre`` cookie):
 every form carries one and every state-changing request of the officers' pages checks it.
 Failed sign-ins are counted per account *at* a client address (``LOGIN_LIMIT``: someone
 elsewhere guessing cannot lock a real officer out) and per client address (``ADDRESS_LIMIT``,
@@ -23,22 +24,21 @@ one of ``[server] trusted_proxies``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from multidict import MultiDictProxy
 
 from alerts.accounts import users
 from alerts.core.errors import AlertsError, PermissionDenied, Unauthorized
+from alerts.core.signing import CSRF, SESSION, USER, Signing
 from alerts.store.models import User
 from alerts.web.clients import client_address
 
@@ -159,18 +159,21 @@ class LoginLimiter:
 
 @dataclass
 class AuthState:
-    """Per-process sign-in state: the signing key, login limits, revoked sessions."""
+    """Per-process sign-in state: the session signers, login limits, revoked sessions."""
 
-    key: bytes
+    signing: Signing
     secure: bool
     limiter: LoginLimiter = field(default_factory=LoginLimiter)  # per account at an address
     addresses: LoginLimiter = field(default_factory=lambda: LoginLimiter(limit=ADDRESS_LIMIT))
     revoked: dict[str, float] = field(default_factory=dict)  # nonce -> when it expires anyway
+    sessions: URLSafeSerializer = field(init=False)
+    users: Signer = field(init=False)
+    csrf: Signer = field(init=False)
 
-    def mac(self, purpose: str, value: str) -> str:
-        """A URL-safe HMAC-SHA256 of ``value`` for one purpose."""
-        digest = hmac.new(self.key, f"{purpose}|{value}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    def __post_init__(self) -> None:
+        self.sessions = self.signing.serializer(SESSION)
+        self.users = self.signing.signer(USER)
+        self.csrf = self.signing.signer(CSRF)
 
     def revoke(self, nonce: str, until: float) -> None:
         """Refuse this session from now on (until it would have expired anyway)."""
@@ -211,7 +214,7 @@ class Session:
     nonce: str
 
 
-def make_state(secret_key: str, public_url: str) -> AuthState:
+def make_state(secret_key: str, public_url: str, *, old_keys: Sequence[str] = ()) -> AuthState:
     """The sign-in state for a web app; a random key when the secret is the shipped default."""
     if not secret_key or secret_key == DEFAULT_SECRET:
         # Anyone can read the default in the source: never sign sessions with it.
@@ -219,35 +222,44 @@ def make_state(secret_key: str, public_url: str) -> AuthState:
             "[server] secret_key is not set: sessions are signed with a random key and "
             "end when the service restarts"
         )
-        secret_key = secrets.token_urlsafe(32)
-    key = hmac.new(secret_key.encode(), b"alerts.web.session", hashlib.sha256).digest()
-    return AuthState(key=key, secure=public_url.lower().startswith("https://"))
+        secret_key, old_keys = secrets.token_urlsafe(32), ()
+    return AuthState(signing=Signing(secret_key, old_keys), secure=public_url.lower().startswith("https://"))
 
 
-def _fingerprint(state: AuthState, user: User) -> str:
-    # A MAC of what must end the user's sessions when it changes: the password hash (a new
-    # password) and the session epoch (disabled, or signed out everywhere). The user row is
-    # read on every request, so a change is seen on the next request in every process.
-    return state.mac("pw", f"{user.password_hash or ''}|{user.session_epoch or 0}")[:16]
+def user_value(user: User) -> str:
+    """What a session is bound to: the user, its password hash and session epoch."""
+    # A new password or a new epoch (disabled, or signed out everywhere) ends the sessions;
+    # the user row is read on every request, so every process sees it on the next request.
+    return f"{user.id}|{user.password_hash or ''}|{user.session_epoch or 0}"
 
 
 def issue(state: AuthState, user: User, *, now: float | None = None) -> str:
     """A signed session cookie value for ``user``."""
     issued = int(time.time() if now is None else now)
-    payload = f"{user.id}.{issued}.{secrets.token_urlsafe(16)}.{_fingerprint(state, user)}"
-    return f"{payload}.{state.mac('session', payload)}"
+    fingerprint = state.users.get_signature(user_value(user)).decode("ascii")
+    return state.sessions.dumps([user.id, issued, secrets.token_urlsafe(16), fingerprint])
 
 
 def parse(state: AuthState, value: str, *, now: float | None = None) -> tuple[Session, str] | None:
-    """The session and password fingerprint in a cookie value, or None if forged or expired."""
-    payload, _, mac = value.rpartition(".")
-    if not payload or not hmac.compare_digest(mac.encode(), state.mac("session", payload).encode()):
+    """The session and user fingerprint in a cookie value, or None if forged or expired."""
+    if len(value) > 4096:
         return None
-    uid, issued, nonce, fingerprint = payload.split(".")
-    age = (time.time() if now is None else now) - int(issued)
+    try:
+        payload = state.sessions.loads(value)
+    except BadSignature:
+        return None
+    if (
+        not isinstance(payload, list)
+        or len(payload) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in payload[:2])
+        or not all(isinstance(v, str) for v in payload[2:])
+    ):
+        return None
+    uid, issued, nonce, fingerprint = payload
+    age = (time.time() if now is None else now) - issued
     if not 0 <= age <= SESSION_MAX_AGE or nonce in state.revoked:
         return None
-    return Session(user_id=int(uid), issued=int(issued), nonce=nonce), fingerprint
+    return Session(user_id=uid, issued=issued, nonce=nonce), fingerprint
 
 
 async def session_user(request: web.Request) -> tuple[User, Session] | None:
@@ -276,7 +288,7 @@ async def _verify(request: web.Request) -> tuple[User, Session] | None:
         session, fingerprint = parsed
         async with request.app[APP].sessions() as db:
             user = await db.get(User, session.user_id)
-        if user is not None and user.active and hmac.compare_digest(fingerprint, _fingerprint(state, user)):
+        if user is not None and user.active and state.users.verify_signature(user_value(user), fingerprint):
             found = (user, session)
     return found
 
@@ -286,11 +298,11 @@ def csrf_token(request: web.Request) -> str:
     state = request.app[AUTH]
     seen = visitor(request)
     if seen.signed:
-        return state.mac("csrf", seen.signed[1].nonce)
+        return state.csrf.get_signature(f"session|{seen.signed[1].nonce}").decode("ascii")
     pre = seen.pre or request.cookies.get(PRE_COOKIE)
     if not pre:
         pre = seen.pre = secrets.token_urlsafe(16)
-    return state.mac("csrf-pre", pre)
+    return state.csrf.get_signature(f"pre|{pre}").decode("ascii")
 
 
 def check_csrf(request: web.Request, form: MultiDictProxy[Any] | None) -> None:
@@ -299,12 +311,13 @@ def check_csrf(request: web.Request, form: MultiDictProxy[Any] | None) -> None:
     state = request.app[AUTH]
     signed = visitor(request).signed
     if signed:
-        expected = state.mac("csrf", signed[1].nonce)
+        value = f"session|{signed[1].nonce}"
     elif request.cookies.get(PRE_COOKIE):
-        expected = state.mac("csrf-pre", request.cookies[PRE_COOKIE])
+        value = f"pre|{request.cookies[PRE_COOKIE]}"
     else:
         raise CsrfRefused(BAD_CSRF)
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+    # any key, current or old: a form opened before a key rotation can still be sent
+    if not isinstance(given, str) or len(given) > 128 or not state.csrf.verify_signature(value, given):
         raise CsrfRefused(BAD_CSRF)
 
 

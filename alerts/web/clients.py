@@ -60,3 +60,11 @@ def client_address(request: web.Request) -> str:
         if not any(ip in net for net in networks):
             return str(ip)
     return remote
+
+
+def peer_is_trusted(request: web.Request) -> bool:
+    """Whether the connecting peer is one of ``[server] trusted_proxies`` (its headers count)."""
+    from alerts.web.base import APP
+
+    networks = trusted_networks(request.app[APP].settings.server.trusted_proxies)
+    return bool(networks) and _trusted(request.remote or "", networks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -57,6 +58,7 @@ async def seed(settings: Settings) -> None:
                 session, name=name, role=role, password=PASSWORD, email=f"{name}@localhost", now=utcnow()
             )
         await add_contacts(session, CONTACTS)
+        await add_contacts(session, 1, kind="public", start=100)  # left out: no consent to publicity
 
 
 async def test_officer_flow(db_url: str) -> None:
@@ -104,7 +106,7 @@ async def sign_in(page, base: str, name: str) -> None:  # type: ignore[no-untype
 
 async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type: ignore[no-untyped-def]
     expect.set_options(timeout=15_000)
-    officer_ctx = await browser.new_context(viewport={"width": 1200, "height": 900})
+    officer_ctx = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
     page = await officer_ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -122,10 +124,20 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
     await page.locator("[data-p=language]").select_option("fr")
     await expect(page.locator("[data-p-text]")).to_contain_text("Lucía Marenco")
     await expect(page.frame_locator("[data-p-html]").get_by_text("Mesdames, Messieurs,")).to_be_visible()
-    await page.screenshot(path=ARTIFACTS / "editor.png", full_page=True)
+    # the case is written in the form: a name, and one more fact in French
+    await page.locator('[name="c.defender"]').fill("Ana Ruiz")
+    await page.locator('[name="c.facts.fr"]').last.fill("12 mars : transférée à Kessel.")
+    await expect(page.locator('[name="c.facts.fr"]')).to_have_count(5)  # a new empty row appeared
+    await expect(page.locator("[data-p-text]")).to_contain_text("Ana Ruiz")
+    await page.screenshot(path=ARTIFACTS / "editor-phone.png", full_page=True)
     await page.get_by_role("button", name="Save draft").click()
     await expect(page.locator("#notice")).to_have_text("Draft saved.")
     alert_url = page.url.split("?")[0]
+
+    # who will receive it, and who is left out and why
+    await expect(page.locator("[data-reach=deliveries]")).to_have_text(str(CONTACTS))
+    await expect(page.locator("[data-reason=no_consent]")).to_contain_text("without the defender's consent")
+    await page.screenshot(path=ARTIFACTS / "alert-draft-phone.png", full_page=True)
 
     # submit: the reviewer is told by email at once
     await page.get_by_role("button", name="Submit for review").click()
@@ -157,11 +169,19 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
     await page.screenshot(path=ARTIFACTS / "alert-sent.png", full_page=True)
     assert sum(1 for m in capture.messages() if m.rcpt_tos[0].startswith("person")) == CONTACTS
 
+    # the progress bar and the status badge moved without a reload
+    assert await page.locator("[data-progress]").evaluate("b => [b.value, b.max]") == [CONTACTS, CONTACTS]
+    await expect(page.locator("#status")).to_have_text(re.compile("^(sending|sent)$"))
+
     await page.get_by_role("link", name="All deliveries").click()
     await page.locator("select[name=state]").select_option("sent")
-    await page.get_by_role("button", name="Filter").click()
+    await page.get_by_role("button", name="Find").click()
     await expect(page.locator("#deliveries tbody tr")).to_have_count(CONTACTS)
     await page.screenshot(path=ARTIFACTS / "deliveries.png")
+    await page.get_by_label("Name or organisation").fill("Person 7")
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.locator("#deliveries tbody tr")).to_have_count(1)
+    await expect(page.locator("#deliveries tbody tr")).to_contain_text("person7@example.org")
     await page.goto(f"{base}/")
     await page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
     await page.goto(f"{base}/office/contacts")

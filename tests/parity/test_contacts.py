@@ -24,6 +24,7 @@ from alerts.compose import approval
 from alerts.contacts import directory
 from alerts.contacts.subscriptions import Signer
 from alerts.core.clock import utcnow
+from alerts.core.signing import Signing
 from alerts.delivery.publish import publish
 from alerts.service import make_dispatcher
 from alerts.store.models import AuditEntry, Contact, Suppression, User
@@ -213,7 +214,7 @@ async def test_the_unsubscribe_link_in_an_email_stops_that_email_only(faces: Fac
         "officer",
         {"name": "Partner", "email": "desk@partner.org", "telegram": "-100888", "kind": "partner"},
     )
-    token = Signer(SECRET).link_token((await contact_row(faces.app, id=partner)).token)
+    token = Signer(Signing(SECRET)).link_token((await contact_row(faces.app, id=partner)).token)
     r = await faces.public.post(f"/unsubscribe/{token}", {"List-Unsubscribe": "One-Click"}, csrf=False)
     assert r.status == 200
     assert await suppressions(faces.app) == {("email", "desk@partner.org", "unsubscribed")}
@@ -387,7 +388,7 @@ async def test_a_subscriber_on_the_public_pages(faces: Faces) -> None:
         "fr",
         ["email"],
     )
-    token = Signer(SECRET).link_token(contact.token)
+    token = Signer(Signing(SECRET)).link_token(contact.token)
     r = await faces.public.post(
         f"/preferences/{token}", {"channels": "email", "language": "es", "kinds": "urgent-appeal"}, csrf=False
     )

@@ -89,3 +89,43 @@ async def test_the_demo_mailbox_opens_a_message(faces: Faces) -> None:
     assert frame is not None and "&lt;html" in frame.group(1).lower()  # the HTML, escaped, sandboxed
     status, page = await officer.get(f"{P}/mailbox/999999")
     assert status == 404 and "not in the mailbox" in page
+
+
+async def test_a_case_at_a_glance_chart_and_timeline(faces: Faces) -> None:
+    from datetime import timedelta
+
+    from alerts.core.clock import utcnow
+
+    alert_id, _ = await sent_alert(faces)
+    due = (utcnow() + timedelta(days=3)).replace(microsecond=0)
+    for path, body in (
+        (
+            f"/alerts/{alert_id}/responses",
+            {"from": "minister@example.org", "summary": "We are looking into it."},
+        ),
+        (f"/alerts/{alert_id}/followups", {"kind": "reminder", "at": due.isoformat(), "note": "call again"}),
+        (f"/alerts/{alert_id}/consent", {"scope": "restricted"}),
+    ):
+        status, doc = await faces.api("officer", "POST", path, json=body)
+        assert status < 300, (path, doc)
+    officer = await faces.page("officer")
+    status, page = await officer.get(f"{P}/alerts/{alert_id}")
+    assert status == 200
+    chart = re.search(r'<svg [^>]*data-chart="email">(.*?)</svg>', page, re.S)
+    assert chart is not None
+    assert chart.group(1).count('class="c-sent"') >= 1
+    assert "email: 3 sent, 0 failed, 0 bounced" in page
+    heights = [
+        float(h)
+        for h in re.findall(
+            r'class="c-sent" x="[\d.]+" y="[\d.]+" width="8" height="([\d.]+)"', chart.group(1)
+        )
+    ]
+    assert max(heights) == 58  # the tallest bar is the scale
+    kinds = re.findall(r'<li class="t-(\w+)" data-kind="\w+">', page)
+    assert kinds[0] == "due"  # what is still to come is on top
+    assert kinds.index("consent") < kinds.index("response") < kinds.index("action")  # then newest first
+    timeline = page[page.index('class="timeline"') :]
+    assert "reminder due: call again" in timeline
+    assert "response from minister@example.org: We are looking into it." in timeline
+    assert "consent restricted, recorded by officer" in timeline and "send by officer" in timeline

@@ -93,6 +93,8 @@ async def test_exported_csv_cannot_run_formulas(sessions: async_sessionmaker[Asy
 
 PUBLIC_PREFIXES = (
     "/healthz",
+    "/livez",
+    "/readyz",
     "/metrics",
     "/subscribe",
     "/unsubscribe",

@@ -23,6 +23,7 @@ from alerts.cli.capture import CapturedMessage, CaptureServer, RecordingHandler
 from alerts.compose import approval
 from alerts.contacts.subscriptions import Signer
 from alerts.core.clock import utcnow
+from alerts.core.signing import Signing
 from alerts.core.states import AlertStatus
 from alerts.delivery.publish import publish
 from alerts.store.models import Alert, Contact, DeliveryEvent, Suppression, User
@@ -162,7 +163,7 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(
         alert = await session.get(Alert, first)
         assert alert is not None
     second = await _public_alert(site)
-    token = Signer(SECRET).link_token(contact.token)
+    token = Signer(Signing(SECRET)).link_token(contact.token)
     status, page = await site.call("GET", f"/unsubscribe/{token}")
     assert status == 200 and 'method="post"' in page
     status, page = await site.call(
@@ -253,8 +254,8 @@ async def test_forged_tokens_get_the_same_404(site: Site) -> None:
     assert status == 202
     contact = await _contact(site, "someone@example.org")
     forged_mac = f"{contact.token}.{'A' * 43}"
-    other_key = Signer("another-secret").link_token(contact.token)
-    unknown = Signer(SECRET).link_token("Z" * 32)
+    other_key = Signer(Signing("another-secret")).link_token(contact.token)
+    unknown = Signer(Signing(SECRET)).link_token("Z" * 32)
     pages = set()
     for token in (forged_mac, other_key, unknown, "nonsense", "a.b.c"):
         for method, path in (
@@ -270,7 +271,7 @@ async def test_forged_tokens_get_the_same_404(site: Site) -> None:
             pages.add(page)
     assert len(pages) == 1 and INVALID in pages.pop()
     assert (await _contact(site, "someone@example.org")).status == "pending"
-    forged_confirm = Signer("another-secret").confirm_token(contact)
+    forged_confirm = Signer(Signing("another-secret")).confirm_token(contact)
     status, _ = await site.call("POST", f"/subscribe/confirm/{forged_confirm}")
     assert status == 404 and (await _contact(site, "someone@example.org")).status == "pending"
 
@@ -293,7 +294,7 @@ async def test_subscribe_refuses_bad_input_and_never_says_whether_an_address_is_
 async def test_preferences(site: Site) -> None:
     await site.call("POST", "/subscribe", data={"email": "p@example.org", "language": "en"})
     contact = await _contact(site, "p@example.org")
-    token = Signer(SECRET).link_token(contact.token)
+    token = Signer(Signing(SECRET)).link_token(contact.token)
     status, page = await site.call("GET", f"/preferences/{token}")
     assert status == 200 and "Your preferences" in page
     status, page = await site.call(

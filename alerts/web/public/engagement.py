@@ -39,7 +39,7 @@ _EVENT = {TrackKind.OPEN: EventType.OPENED, TrackKind.CLICK: EventType.CLICKED}
 
 def _links(app: App) -> TrackingLinks:
     s = app.settings
-    return TrackingLinks(s.server.secret_key, public_url=s.server.public_url)
+    return TrackingLinks(app.signing, public_url=s.server.public_url)
 
 
 async def record(app: App, tracked: Tracked) -> bool:

@@ -13,6 +13,7 @@ from alerts.web.clients import trusted_networks
 from alerts.web.ui import alerts as ui_alerts
 from alerts.web.ui import contacts as ui_contacts
 from alerts.web.ui import deliveries as ui_deliveries
+from alerts.web.ui import editor as ui_editor
 from alerts.web.ui import followups as ui_followups
 from alerts.web.ui import live, mailbox
 from alerts.web.ui import users as ui_users
@@ -25,7 +26,9 @@ def setup(webapp: web.Application) -> None:
     from alerts.web.base import APP
 
     settings = webapp[APP].settings
-    webapp[auth.AUTH] = auth.make_state(settings.server.secret_key, settings.server.public_url)
+    webapp[auth.AUTH] = auth.make_state(
+        settings.server.secret_key, settings.server.public_url, old_keys=settings.server.old_secret_keys
+    )
     trusted_networks(settings.server.trusted_proxies)  # a bad entry stops the start-up here
     webapp.router.add_get("/login", login_form)
     webapp.router.add_post("/login", login)
@@ -33,6 +36,7 @@ def setup(webapp: web.Application) -> None:
     mailbox.setup(webapp)
     webapp.router.add_static("/static/", STATIC_DIR, append_version=True)
     ui_alerts.setup(webapp)
+    ui_editor.setup(webapp)
     ui_workflow.setup(webapp)
     ui_deliveries.setup(webapp)
     ui_contacts.setup(webapp)

@@ -9,6 +9,15 @@
     if (msg && !window.confirm(msg)) { ev.preventDefault(); }
   });
 
+  // case form lists: typing in the last (empty) entry adds another empty one below it
+  document.addEventListener("input", function (ev) {
+    var li = ev.target.closest && ev.target.closest("ol.entries > li");
+    if (!li || li.nextElementSibling || !ev.target.value) { return; }
+    var next = li.cloneNode(true);
+    next.querySelector("input").value = "";
+    li.parentNode.appendChild(next);
+  });
+
   var familySwitch = document.querySelector("[data-family-switch]");
   if (familySwitch) {
     familySwitch.addEventListener("change", function () {
