@@ -26,7 +26,7 @@ _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 #: Password fields (sign-in, a new password and its repeat): hashed, never stored, shown or
 #: logged as text, and any character is allowed in a password (``accounts.users``): not
 #: checked for control characters, so no one who chose such a password is locked out.
-PASSWORD_FIELDS = frozenset({"password", "current", "repeat"})
+PASSWORD_FIELDS = frozenset({"password", "current", "repeat", "current_password"})
 #: Where the officers' pages' static files are served: the only responses that may be cached.
 STATIC_PREFIX = "/static/"
 

@@ -43,7 +43,7 @@ async def test_deliveries_say_who_are_found_by_name_and_export_as_csv(faces: Fac
     rows = re.findall(r'<tr data-delivery="\d+">(.*?)</tr>', page, re.S)
     assert len(rows) == 1, rows
     assert "Ana Ruiz" in rows[0] and "Daily Post" in rows[0] and "person0@example.org" in rows[0]
-    assert 'data-label="Kind">authority<' in rows[0] and "badge d-sent" in rows[0]
+    assert 'data-label="Kind">Authority<' in rows[0] and "badge d-sent" in rows[0]
     status, page = await officer.get(f"{P}/alerts/{alert_id}/deliveries?q=post&state=failed")
     assert status == 200 and "No deliveries match." in page
 
@@ -114,7 +114,7 @@ async def test_a_case_at_a_glance_chart_and_timeline(faces: Faces) -> None:
     chart = re.search(r'<svg [^>]*data-chart="email">(.*?)</svg>', page, re.S)
     assert chart is not None
     assert chart.group(1).count('class="c-sent"') >= 1
-    assert "email: 3 sent, 0 failed, 0 bounced" in page
+    assert "Email: 3 sent, 0 failed, 0 bounced" in page
     heights = [
         float(h)
         for h in re.findall(

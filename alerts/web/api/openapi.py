@@ -14,6 +14,7 @@ from typing import Any
 from alerts import __version__ as VERSION
 from alerts.accounts.users import PERMISSIONS
 from alerts.app import App
+from alerts.core import schemas
 from alerts.web.api.routes import MAX_ID, PREFIX, Route, Schema
 
 ERROR: Schema = {
@@ -42,7 +43,8 @@ _ERROR_TEXT = {
     422: "A field or parameter does not fit; details.field names it.",
 }
 #: Path variables that are not numeric ids (the rest are).
-PATH_SCHEMAS: dict[str, Any] = {"name": {"type": "string", "minLength": 1, "maxLength": 100}}
+#: A user's name in a path: one line, as the edge (``web.base.check_fields``) and the accounts check it.
+PATH_SCHEMAS: dict[str, Any] = {"name": {**schemas.line(100), "minLength": 1}}
 _VAR = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 
 

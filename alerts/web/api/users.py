@@ -25,6 +25,17 @@ from alerts.core.states import Role
 from alerts.web.api.routes import PREFIX, Ctx, Route, Schema, json_response
 from alerts.web.api.schema import EMAIL, TELEGRAM, line
 
+#: A user's email: any address a contact may have, or a local mailbox (``name@localhost``, where
+#: ``alerts demo``'s capture server receives the review notices), as ``accounts.users`` takes it.
+LOCALHOST = "[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]"
+USER_EMAIL: Schema = {
+    "anyOf": [
+        EMAIL,
+        {"type": "string", "maxLength": 320, "pattern": "^[A-Za-z0-9._%+-]{1,64}@" + LOCALHOST + "$"},
+    ],
+    "description": EMAIL["description"] + "; or a local mailbox, name@localhost",
+}
+
 U = f"{PREFIX}/users"
 ONE = f"{U}/{{name}}"
 NF = (404,)
@@ -57,7 +68,7 @@ CREATE: Schema = {
     "properties": {
         "name": line(MAX_NAME),
         "role": ROLE,
-        "email": EMAIL,
+        "email": USER_EMAIL,
         "telegram": TELEGRAM,
         "password": {**PASSWORD, "description": "none: the user cannot sign in until one is set"},
         "token": {"type": "boolean", "description": "issue an API token, returned this once"},
@@ -66,7 +77,7 @@ CREATE: Schema = {
 PATCH: Schema = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"role": ROLE, "email": EMAIL, "telegram": TELEGRAM, "active": {"type": "boolean"}},
+    "properties": {"role": ROLE, "email": USER_EMAIL, "telegram": TELEGRAM, "active": {"type": "boolean"}},
 }
 PASSWORD_BODY: Schema = {
     "type": "object",
