@@ -105,6 +105,8 @@ def _operation(route: Route, app: App) -> dict[str, Any]:
         codes |= {400, 413, 415, 422} if route.request_type == "application/json" else {413, 415, 422}
     if route.query:
         codes |= {400, 422}  # 400: a control character in a parameter (alerts.web.base.check_fields)
+    if any(name in PATH_SCHEMAS for name in re.findall(r"\{(\w+)", route.path)):
+        codes.add(400)  # a text path segment (a user's name) with a control character, refused at the edge
     responses: dict[str, Any] = {
         str(route.status): {
             "description": "Success.",
