@@ -184,7 +184,8 @@ async def test_forged_and_garbled_tokens_404_without_touching_the_database(db_ur
         ]
         for path in forged:
             async with http.get(base + path, allow_redirects=False) as r:
-                assert r.status == 404, path
+                # a NUL in the path is refused at the edge (400, as for every path), the rest 404
+                assert r.status == (400 if "%00" in path else 404), path
                 assert "Location" not in r.headers
         assert statements == []
         assert await events(app, "opened") == [] and await events(app, "clicked") == []

@@ -55,7 +55,10 @@ async def test_health_metrics_api_and_page(server) -> None:  # type: ignore[no-u
             assert len((await r.json())["deliveries"]) == 3
         async with http.get(f"{base}/api/v1/alerts/{alert_id}/deliveries?state=bogus", headers=auth) as r:
             assert r.status == 422
-            assert (await r.json())["error"]["message"] == "state: 'bogus' is not a delivery state."
+            assert (await r.json())["error"]["message"] == (
+                "state: 'bogus' is not one of queued, sending, sent, delivered, deferred, failed, bounced, "
+                "suppressed, cancelled."
+            )
         async with http.get(f"{base}/api/v1/alerts/999/stats", headers=auth) as r:
             assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
 

@@ -353,7 +353,10 @@ async def build_world(db_url: str, stack: AsyncExitStack) -> World:
     state.limiter = auth.LoginLimiter(limit=10**9)
     state.addresses = auth.LoginLimiter(limit=10**9)
     webapp[public_pages.SUBSCRIBE_LIMITS] = public_pages.SubscribeLimits(
-        addresses=auth.LoginLimiter(limit=10**9), mails=auth.LoginLimiter(limit=10**9)
+        addresses=auth.LoginLimiter(limit=10**9),
+        mails=auth.LoginLimiter(limit=10**9),
+        network_mails=auth.LoginLimiter(limit=10**9),
+        domain_mails=auth.LoginLimiter(limit=10**9),
     )
     server = TestServer(webapp)
     await server.start_server()

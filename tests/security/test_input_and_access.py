@@ -105,6 +105,7 @@ PUBLIC_PREFIXES = (
     "/logout",
     "/static",
     "/api/v1/openapi.json",
+    "/api/docs",  # the API's documentation page (Swagger UI), public like the document it reads
     "/favicon",
     "/mailbox",
 )

@@ -39,10 +39,9 @@ FOLLOWUP: Schema = {"type": "object", "required": ["id"], "properties": {"id": {
 _NONZERO = "(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9])"
 _PART = "[0-9]{1,4}[wdhms]"
 DURATION: Schema = {
-    "type": "string",
-    "maxLength": 16,
-    "pattern": f"^(?:{_PART})*{_NONZERO}[wdhms](?:{_PART})*$",
+    "anyOf": [{"type": "string", "maxLength": 16, "pattern": f"^(?:{_PART})*{_NONZERO}[wdhms](?:{_PART})*$"}],
     "description": "e.g. 7d, 36h, 90m, 1w2d",
+    REFUSAL: {"field": "in", "message": "in: not a duration such as 7d, 36h, 90m or 1w2d."},
 }
 _NO_CONDITION: Schema = {"enum": [None, ""]}
 _NO_KINDS: Schema = {"maxItems": 0}
