@@ -33,7 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
 
-from alerts.core.channels import EMAIL_ADDRESSED, ChannelName, address_column, address_space
+from alerts.core.channels import (
+    CONTACT_ADDRESSED,
+    EMAIL_ADDRESSED,
+    ChannelName,
+    address_column,
+    address_space,
+)
 from alerts.core.states import ContactKind
 from alerts.store.models import Alert, Consent, Contact, ContactList, ListMember, Suppression
 
@@ -177,6 +183,60 @@ def previous_recipients_select(
     )
 
 
+def matching_contacts(lists: Sequence[str], kinds: Sequence[str]) -> list[ColumnElement[bool]]:
+    """SQL conditions: the contact is on one of ``lists`` (if any) and of one of ``kinds`` (if any)."""
+    conditions: list[ColumnElement[bool]] = []
+    if lists:
+        conditions.append(
+            exists()
+            .where(ListMember.contact_id == Contact.id)
+            .where(ListMember.list_id == ContactList.id)
+            .where(ContactList.name.in_(list(lists)))
+        )
+    if kinds:
+        conditions.append(Contact.kind.in_(list(kinds)))
+    return conditions
+
+
+def fan_out_selects(
+    alert: Alert,
+    *,
+    channels: Sequence[str],
+    approved_languages: Sequence[str],
+    exclude_kinds: Sequence[str],
+    topics: ColumnElement[bool] | None,
+) -> list[Select[Any]]:
+    """The SELECTs fan-out inserts from: an update's previous recipients, else one per contact
+    channel of ``channels`` (``outbox.fan_out`` writes them; ``audience_report`` counts them)."""
+    audience = alert.audience or {}
+    kinds = audience.get("kinds", [])
+    if alert.parent_id is not None:
+        return [
+            previous_recipients_select(
+                alert_id=alert.id,
+                parent_id=alert.parent_id,
+                kinds=kinds,
+                approved_languages=approved_languages,
+                exclude_kinds=exclude_kinds,
+                channels=channels,
+            )
+        ]
+    return [
+        audience_select(
+            alert_id=alert.id,
+            channel=channel,
+            lists=audience.get("lists", []),
+            kinds=kinds,
+            channels=channels,
+            approved_languages=approved_languages,
+            exclude_kinds=exclude_kinds,
+            topics=topics,
+        )
+        for channel in channels
+        if channel in CONTACT_ADDRESSED
+    ]
+
+
 def audience_select(
     *,
     alert_id: int,
@@ -194,15 +254,7 @@ def audience_select(
     """
     address = Contact.email if address_column(channel) == "email" else Contact.telegram
     conditions: list[Any] = [Contact.status == "active", address.is_not(None), address != ""]
-    if lists:
-        conditions.append(
-            exists()
-            .where(ListMember.contact_id == Contact.id)
-            .where(ListMember.list_id == ContactList.id)
-            .where(ContactList.name.in_(list(lists)))
-        )
-    if kinds:
-        conditions.append(Contact.kind.in_(list(kinds)))
+    conditions += matching_contacts(lists, kinds)
     if exclude_kinds:
         conditions.append(Contact.kind.not_in(list(exclude_kinds)))
     if topics is not None:

@@ -29,8 +29,8 @@ from sqlalchemy import Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
-from alerts.delivery.audience import audience_select, previous_recipients_select, topics_match
-from alerts.delivery.empty_audience import REASONS, matching_contacts, original_reason, update_reason
+from alerts.delivery.audience import fan_out_selects, matching_contacts, topics_match
+from alerts.delivery.empty_audience import REASONS, original_reason, update_reason
 from alerts.store.models import Alert, Contact, Delivery
 
 #: Left-out contacts listed one by one (the counts by reason always cover all of them).
@@ -147,31 +147,14 @@ async def report(
     topics = topics_match(family=alert.family, country=country)
     if alert.fanned_out_at is not None:  # it went out: count what was written, not what would be
         selects: list[Select[Any]] = [_written(alert)]
-    elif alert.parent_id is not None:
-        selects = [
-            previous_recipients_select(
-                alert_id=alert.id,
-                parent_id=alert.parent_id,
-                kinds=kinds,
-                approved_languages=languages,
-                exclude_kinds=exclude_kinds,
-                channels=channels,
-            )
-        ]
     else:
-        selects = [
-            audience_select(
-                alert_id=alert.id,
-                channel=channel,
-                lists=audience.get("lists", []),
-                kinds=kinds,
-                channels=channels,
-                approved_languages=languages,
-                exclude_kinds=exclude_kinds,
-                topics=topics,
-            )
-            for channel in contact_channels
-        ]
+        selects = fan_out_selects(
+            alert,
+            channels=channels,
+            approved_languages=languages,
+            exclude_kinds=exclude_kinds,
+            topics=topics,
+        )
     reached, fallbacks = await _reached(session, selects)
     if not selects:
         left_out_rows: Select[Any] | None = None

@@ -19,8 +19,8 @@ from sqlalchemy.sql import ColumnElement
 
 from alerts.core.channels import address_space
 from alerts.core.errors import Conflict
-from alerts.delivery.audience import PRESS_KINDS
-from alerts.store.models import Alert, Contact, ContactList, Delivery, ListMember, Suppression
+from alerts.delivery.audience import PRESS_KINDS, matching_contacts
+from alerts.store.models import Alert, Contact, Delivery, Suppression
 
 #: Each reason a matching contact is left out, as the refusal says it.
 REASONS: dict[str, str] = {
@@ -71,21 +71,6 @@ def _scope(lists: Sequence[str], kinds: Sequence[str]) -> tuple[str, str]:
     if kinds:
         return f"its kinds ({_names(kinds)})", f"no contact has its kinds ({_names(kinds)})"
     return "it", "there are no contacts"
-
-
-def matching_contacts(lists: Sequence[str], kinds: Sequence[str]) -> list[ColumnElement[bool]]:
-    """SQL conditions: the contact is on one of ``lists`` (if any) and of one of ``kinds`` (if any)."""
-    conditions: list[ColumnElement[bool]] = []
-    if lists:
-        conditions.append(
-            exists()
-            .where(ListMember.contact_id == Contact.id)
-            .where(ListMember.list_id == ContactList.id)
-            .where(ContactList.name.in_(list(lists)))
-        )
-    if kinds:
-        conditions.append(Contact.kind.in_(list(kinds)))
-    return conditions
 
 
 def original_reason(

@@ -18,10 +18,10 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
+from alerts.core.channels import ALL, ChannelName
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType
-from alerts.delivery.audience import audience_select, previous_recipients_select, topics_match
+from alerts.delivery.audience import fan_out_selects, topics_match
 from alerts.delivery.empty_audience import refuse_empty
 from alerts.store.db import dialect_insert
 from alerts.store.models import Alert, Delivery, DeliveryEvent
@@ -65,33 +65,14 @@ async def fan_out(
     before = (await session.execute(select(func.coalesce(func.max(Delivery.id), 0)))).scalar_one()
     topics = topics_match(family=alert.family, country=country)
     cols = ["alert_id", "contact_id", "channel", "audience", "language", "address"]
-    if alert.parent_id is not None:
-        # an update goes to exactly the people the original reached, threaded under it
-        selects = [
-            previous_recipients_select(
-                alert_id=alert.id,
-                parent_id=alert.parent_id,
-                kinds=audience.get("kinds", []),
-                approved_languages=approved_languages,
-                exclude_kinds=exclude_kinds,
-                channels=channels,
-            )
-        ]
-    else:
-        selects = [
-            audience_select(
-                alert_id=alert.id,
-                channel=channel,
-                lists=audience.get("lists", []),
-                kinds=audience.get("kinds", []),
-                channels=channels,
-                approved_languages=approved_languages,
-                exclude_kinds=exclude_kinds,
-                topics=topics,
-            )
-            for channel in channels
-            if channel in CONTACT_ADDRESSED
-        ]
+    # an update goes to exactly the people the original reached, threaded under it
+    selects = fan_out_selects(
+        alert,
+        channels=channels,
+        approved_languages=approved_languages,
+        exclude_kinds=exclude_kinds,
+        topics=topics,
+    )
     reached = 0
     for base in selects:
         sel = base.add_columns(
