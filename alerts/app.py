@@ -19,6 +19,7 @@ from alerts.core.verp import Verp
 from alerts.delivery.gauges import QueueGauges
 from alerts.delivery.links import TrackingLinks
 from alerts.delivery.messages import MessageBuilder, message_domain
+from alerts.delivery.wakeup import Doorbell
 from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
 from alerts.store.migrate import upgrade
 from channels import build_channels
@@ -39,6 +40,7 @@ class App:
     signing: Signing  # every signed token: sessions, links, tracking (current and old keys)
     metrics: Metrics = field(default_factory=Metrics)  # this process's figures for /metrics
     extras: dict[str, Any] = field(default_factory=dict)  # dispatcher, scheduler, capture…
+    doorbell: Doorbell = field(default_factory=Doorbell)  # rung after a commit that queued sends
     gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
 
     def __post_init__(self) -> None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from alerts.app import App, open_app
 from alerts.core.config import Settings, listen_address, require_secret
 from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.wakeup import Wakeup
 from alerts.followups.scheduler import start_scheduler
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def make_dispatcher(app: App) -> Dispatcher:
         concurrency=app.channel_concurrency(),
         webhook_url=app.settings.webhook.url,
         metrics=app.metrics,
+        wakeup=Wakeup(app.engine, app.doorbell),
     )
 
 

@@ -96,7 +96,9 @@ async def send(app: App, actor: User, alert_id: int, *, at: datetime | None = No
             details=details,
             now=now,
         )
-        return Sent(alert_id=alert.id, status=alert.status, queued=queued, send_at=alert.send_at)
+    if at is None:
+        app.doorbell.ring()  # after the commit: this process's dispatcher claims at once
+    return Sent(alert_id=alert.id, status=alert.status, queued=queued, send_at=alert.send_at)
 
 
 async def unschedule(app: App, actor: User, alert_id: int) -> Unscheduled:
@@ -155,7 +157,9 @@ async def set_paused(app: App, actor: User, alert_id: int, *, paused: bool) -> P
     async with app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id)
         await controls.set_paused(session, alert, paused, user=actor, now=utcnow())
-        return Paused(alert_id=alert.id, status=alert.status, paused=alert.paused)
+    if not paused:
+        app.doorbell.ring()
+    return Paused(alert_id=alert.id, status=alert.status, paused=alert.paused)
 
 
 async def resend_failed(app: App, actor: User, alert_id: int) -> Resent:
@@ -164,4 +168,6 @@ async def resend_failed(app: App, actor: User, alert_id: int) -> Resent:
     async with app.sessions.begin() as session:
         alert = await drafts.get_alert(session, alert_id)
         requeued = await controls.resend_failed(session, alert, user=actor, now=utcnow())
-        return Resent(alert_id=alert.id, status=alert.status, requeued=requeued)
+    if requeued:
+        app.doorbell.ring()
+    return Resent(alert_id=alert.id, status=alert.status, requeued=requeued)

@@ -89,6 +89,7 @@ class DispatcherSettings:
     concurrency: int = 32
     batch_size: int = 500
     flush_interval: float = 0.05
+    poll_seconds: float = 0.5  # the safety poll: queued work wakes the claimers at once
     backoff_base: float = 30.0
     backoff_max: float = 3600.0
     unknown_grace_seconds: float = 900.0
@@ -319,6 +320,11 @@ def _check(settings: Settings) -> None:
         )
     if settings.dispatcher.max_attempts < 1:
         raise ConfigError(f"{src}: [dispatcher] max_attempts must be at least 1.")
+    if settings.dispatcher.poll_seconds <= 0:
+        raise ConfigError(
+            f"{src}: [dispatcher] poll_seconds has value {settings.dispatcher.poll_seconds}. "
+            "Must be above 0 (it is the safety net for a lost wake-up)."
+        )
     own = settings.paths.templates
     if own and not Path(own).is_dir():
         raise ConfigError(

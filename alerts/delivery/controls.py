@@ -14,6 +14,7 @@ from alerts.core.states import AlertStatus, DeliveryState, EventType
 from alerts.core.types import Outcome
 from alerts.delivery.audience import PUBLIC, public_withdrawn
 from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
+from alerts.delivery.wakeup import announce
 from alerts.store import audit
 from alerts.store.events import cancel_unsent, record_moves
 from alerts.store.models import Alert, Delivery, User
@@ -32,6 +33,8 @@ async def set_paused(
         raise Conflict(f"alert {alert.id} is already {'paused' if paused else 'running'}.")
     alert.paused = paused
     alert.updated_at = now
+    if not paused:
+        await announce(session)
     await audit.record(
         session,
         user_id=user.id if user else None,
@@ -87,6 +90,8 @@ async def resend_failed(session: AsyncSession, alert: Alert, *, user: User | Non
     if rows and alert.status != AlertStatus.SENDING:
         await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)
         alert.completed_at = None
+    if rows:
+        await announce(session)
     await audit.record(
         session,
         user_id=user.id if user else None,

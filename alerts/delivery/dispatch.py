@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.delivery.publish import load_alert_info, publish_due
 from alerts.delivery.recorder import Result, record
 from alerts.delivery.retry import RetryPolicy
+from alerts.delivery.wakeup import Wakeup
 from alerts.store.models import Alert, Delivery
 from channels.base import Channel
 
@@ -50,6 +52,7 @@ class ChannelLane:
     capacity: int
     queue: asyncio.Queue[Claimed] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set: claim now, not at the poll
 
 
 class Dispatcher:
@@ -69,6 +72,7 @@ class Dispatcher:
         webhook_url: str = "",
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.sessions = sessions
         self.reads = reads or sessions  # the completion polls only read
@@ -92,7 +96,8 @@ class Dispatcher:
         self._results: list[Result] = []
         self._alerts: dict[int, AlertInfo] = {}
         self._touched: set[int] = set()
-        self._wake = asyncio.Event()
+        self.wakeup = wakeup  # None: the claimers only poll
+        self.wakeups: Counter[str] = Counter()  # what woke the claimers: bell, notify, data_version…
         self._stopping = False
         self.alive_at = time.monotonic()
 
@@ -107,6 +112,8 @@ class Dispatcher:
             senders += [
                 asyncio.create_task(self._sender(lane), name=f"send-{name}") for _ in range(lane.concurrency)
             ]
+        if self.wakeup is not None:
+            tasks.append(asyncio.create_task(self.wakeup.run(self.wake), name="wakeup"))
         recorder = asyncio.create_task(self._recorder(), name="recorder")
         housekeeping = asyncio.create_task(self._housekeeping(stop), name="housekeeping")
         try:
@@ -178,6 +185,7 @@ class Dispatcher:
                 await asyncio.sleep(0.005)
                 continue
             started = time.monotonic()
+            lane.wake.clear()  # a wake-up from now on means: claim again
             try:
                 async with self.sessions.begin() as session:
                     items = await claim_due(
@@ -203,8 +211,8 @@ class Dispatcher:
                 idle = 0.02
             else:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=idle)
-                idle = min(idle * 2, 0.5)
+                    await asyncio.wait_for(lane.wake.wait(), timeout=idle)
+                idle = min(idle * 2, self.settings.poll_seconds)  # the safety poll
 
     async def _sender(self, lane: ChannelLane) -> None:
         while True:
@@ -295,8 +303,7 @@ class Dispatcher:
             self.metrics.deliveries.labels(channel, state).inc()
         self._touched.update(r.item.alert_id for r in batch)
         if any(r.outcome.kind is not OutcomeKind.SENT for r in batch):
-            self._wake.set()
-            self._wake.clear()
+            self.wake("recorded")
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         last_reclaim = 0.0
@@ -313,11 +320,14 @@ class Dispatcher:
                         n = await reclaim_expired(session, now=now, max_attempts=self.settings.max_attempts)
                     if n:
                         logger.warning("reclaimed %d deliveries whose lease expired", n)
+                        self.wake("reclaimed")
                 if self.publish_scheduled and self.alert_id is None:
                     async with self.sessions.begin() as session:
-                        await publish_due(
+                        published = await publish_due(
                             session, now=now, webhook_url=self.webhook_url, available=set(self.lanes)
                         )
+                    if published:
+                        self.wake("scheduled")
                 await self._complete_alerts(now)
             except Exception:
                 logger.exception("dispatcher housekeeping failed; continuing")
@@ -336,6 +346,12 @@ class Dispatcher:
                     )
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def wake(self, source: str) -> None:
+        """Every claimer claims now instead of at its next poll (``source``: who asked)."""
+        self.wakeups[source] += 1
+        for lane in self.lanes.values():
+            lane.wake.set()
 
     async def _ensure_alerts(self, session: AsyncSession, ids: set[int]) -> None:
         for alert_id in ids - self._alerts.keys():

@@ -20,6 +20,7 @@ from alerts.core.types import Attachment
 from alerts.delivery.audience import PUBLIC, public_withdrawn
 from alerts.delivery.messages import AlertInfo
 from alerts.delivery.outbox import fan_out
+from alerts.delivery.wakeup import announce
 from alerts.store import audit
 from alerts.store.models import Alert, AlertAttachment, AlertVersion, User
 from alerts.store.pending_sends import cancel_stale_sends
@@ -63,6 +64,7 @@ async def publish(
     if alert.status != AlertStatus.SENDING:
         await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)
     alert.published_at = alert.published_at or now
+    await announce(session)  # PostgreSQL: dispatchers wake at the commit (see wakeup.py)
     return created
 
 

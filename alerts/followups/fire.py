@@ -122,6 +122,8 @@ async def fire(app: App, followup_id: int, now: datetime) -> Fired | None:
         plan = await reminders.plan(session, app, f, now=now, acted=acted)
         f.result = plan.result if not plan.notices else claim
         kind, late = f.kind, f.late_seconds
+    if kind in (K.UPDATE, K.SEND):
+        app.doorbell.ring()  # an alert it published goes out at once
     if plan.notices:
         result = await deliver(app, followup_id, plan, now=now, claim=claim)
     else:

@@ -1,0 +1,138 @@
+"""Waking the dispatcher (alerts/delivery/wakeup.py): a send wakes it through the doorbell of
+its process, through NOTIFY (PostgreSQL) or SQLite's data_version from another process, and
+a dispatcher that hears nothing still finds the work at its safety poll.
+
+Not timed: each test checks *what* woke the claimers (``Dispatcher.wakeups``) with the safety
+poll set far longer than the test waits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from alerts.actions import sending
+from alerts.app import App, open_app
+from alerts.core.clock import utcnow
+from alerts.core.config import DispatcherSettings, Settings, load_settings
+from alerts.core.errors import ConfigError
+from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.messages import MessageBuilder
+from alerts.delivery.publish import publish
+from alerts.delivery.wakeup import Wakeup
+from alerts.service import make_dispatcher
+from alerts.store.db import create_engine, make_sessionmaker
+from alerts.store.models import Alert, User
+from channels.memory import MemoryChannel
+from tests.factories import RENDERER, add_contacts, approved_alert, make_users
+
+SLOW_POLL = DispatcherSettings(flush_interval=0.01, poll_seconds=60.0)
+
+
+async def _approved(engine: AsyncEngine) -> tuple[int, int]:
+    """(officer id, approved alert id) with two email contacts."""
+    async with make_sessionmaker(engine).begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        return officer.id, alert.id
+
+
+async def _until_sent(channel: MemoryChannel, n: int, *, within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while len(channel.sent) < n:
+        assert asyncio.get_running_loop().time() < deadline, f"{len(channel.sent)} of {n} sent"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def app(db_url: str) -> AsyncIterator[App]:
+    settings = Settings().replace("database", url=db_url).replace("dispatcher", poll_seconds=60.0)
+    async with open_app(settings, channels={"email": MemoryChannel(channel_name="email")}) as opened:
+        yield opened
+
+
+async def test_the_send_action_rings_the_doorbell_of_its_process(app: App) -> None:
+    officer_id, alert_id = await _approved(app.engine)
+    dispatcher = make_dispatcher(app)
+    assert dispatcher.wakeup is not None
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await asyncio.wait_for(dispatcher.wakeup.listening.wait(), 10)
+        async with app.sessions() as session:
+            officer = await session.get(User, officer_id)
+        assert officer is not None
+        sent = await sending.send(app, officer, alert_id)
+        assert sent.queued == 2
+        email = app.channels["email"]
+        assert isinstance(email, MemoryChannel)
+        await _until_sent(email, 2)
+    finally:
+        stop.set()
+        await running
+    assert dispatcher.wakeups["bell"] >= 1
+
+
+async def test_a_send_committed_by_another_process_wakes_the_dispatcher(engine: AsyncEngine) -> None:
+    """The CLI's case: the rows are queued through another engine (another process's), which
+    rings no doorbell here; NOTIFY (PostgreSQL) or data_version (SQLite) must carry it."""
+    email = MemoryChannel(channel_name="email")
+    dispatcher = Dispatcher(
+        sessions=make_sessionmaker(engine),
+        channels={"email": email},
+        builder=MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test"),
+        settings=SLOW_POLL,
+        wakeup=Wakeup(engine),
+    )
+    assert dispatcher.wakeup is not None
+    other = create_engine(engine.url.render_as_string(hide_password=False))
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await asyncio.wait_for(dispatcher.wakeup.listening.wait(), 10)
+        _, alert_id = await _approved(other)
+        before = dict(dispatcher.wakeups)
+        async with make_sessionmaker(other).begin() as session:
+            alert = await session.get(Alert, alert_id)
+            assert alert is not None
+            await publish(session, alert, now=utcnow())
+        await _until_sent(email, 2)
+    finally:
+        stop.set()
+        await running
+        await other.dispose()
+    source = "notify" if engine.dialect.name == "postgresql" else "data_version"
+    assert dispatcher.wakeups[source] > before.get(source, 0), dict(dispatcher.wakeups)
+
+
+async def test_without_any_wakeup_the_safety_poll_still_sends(engine: AsyncEngine) -> None:
+    """A lost notification delays a message, never loses it."""
+    email = MemoryChannel(channel_name="email")
+    dispatcher = Dispatcher(
+        sessions=make_sessionmaker(engine),
+        channels={"email": email},
+        builder=MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test"),
+        settings=DispatcherSettings(flush_interval=0.01, poll_seconds=0.2),
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await asyncio.sleep(0.5)  # the claimers are idle, waiting for their poll
+        async with make_sessionmaker(engine).begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            await publish(session, alert, now=utcnow())
+        await _until_sent(email, 2)
+    finally:
+        stop.set()
+        await running
+    assert not dispatcher.wakeups
+
+
+def test_a_safety_poll_of_zero_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"\[dispatcher\] poll_seconds has value 0.0"):
+        load_settings(environ={"ALERTS_DISPATCHER_POLL_SECONDS": "0"})
