@@ -21,7 +21,6 @@ from alerts.delivery.links import TrackingLinks
 from alerts.delivery.messages import MessageBuilder, message_domain
 from alerts.delivery.wakeup import Doorbell
 from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
-from alerts.store.migrate import upgrade
 from channels import build_channels
 from channels.base import Channel
 
@@ -78,6 +77,8 @@ async def open_app(
     engine = create_engine(settings.database.url, echo=settings.database.echo)
     try:
         if migrate:
+            from alerts.store.migrate import upgrade  # alembic: only for those that migrate
+
             await upgrade(engine)
         own = settings.paths.templates
         renderer = Renderer(own_templates=Path(own) if own else None)

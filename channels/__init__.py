@@ -1,23 +1,14 @@
-"""Delivery channel adapters and their registry (a plain dict; nothing registers itself)."""
+"""Delivery channel adapters: ``build_channels`` makes the configured ones (nothing registers itself)."""
 
 from __future__ import annotations
 
-from alerts.core.channels import ALWAYS_CONFIGURED, ChannelName
-from alerts.core.config import Settings
-from channels.base import Channel
-from channels.email import EmailChannel, dkim_from_settings
-from channels.memory import MemoryChannel
-from channels.press import PressChannel
-from channels.telegram import TelegramChannel
-from channels.webhook import WebhookChannel
+from typing import TYPE_CHECKING
 
-CHANNELS: dict[str, type] = {
-    ChannelName.EMAIL.value: EmailChannel,
-    ChannelName.PRESS.value: PressChannel,
-    ChannelName.TELEGRAM.value: TelegramChannel,
-    ChannelName.WEBHOOK.value: WebhookChannel,
-    "memory": MemoryChannel,
-}
+from alerts.core.channels import ALWAYS_CONFIGURED, ChannelName
+
+if TYPE_CHECKING:
+    from alerts.core.config import Settings
+    from channels.base import Channel
 
 
 def configured_channels(settings: Settings) -> frozenset[str]:
@@ -35,6 +26,11 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
     Email and press share one SMTP connection pool (the email channel closes it).
     """
+    # imported here: a command that sends nothing (``alerts alert status``) never loads the
+    # SMTP, DKIM and Telegram libraries
+    from channels.email import EmailChannel, dkim_from_settings
+    from channels.press import PressChannel
+
     dkim = dkim_from_settings(settings.email)
     email = EmailChannel(settings.email, dkim=dkim)
     out: dict[str, Channel] = {
@@ -42,9 +38,13 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         ChannelName.PRESS.value: PressChannel(settings.email, settings.press, dkim=dkim, pool=email.pool),
     }
     if settings.telegram.token:
+        from channels.telegram import TelegramChannel
+
         out[ChannelName.TELEGRAM.value] = TelegramChannel(
             settings.telegram, timeout=settings.telegram.timeout
         )
     if settings.webhook.url:
+        from channels.webhook import WebhookChannel
+
         out[ChannelName.WEBHOOK.value] = WebhookChannel(settings.webhook)
     return out

@@ -19,7 +19,6 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -141,6 +140,8 @@ def _validate_email(email: str) -> str:
     local, _, domain = email.strip().rpartition("@")
     # A mailbox on the local capture server (the demo, embedded defaults) is a fine staff address.
     local_only = domain.lower() == "localhost"
+    from email_validator import EmailNotValidError, validate_email  # not for commands that only read
+
     try:
         checked = validate_email(f"{local}@example.org" if local_only else email, check_deliverability=False)
     except EmailNotValidError as exc:

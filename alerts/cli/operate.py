@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alerts.core.config import Settings, load_settings
 from alerts.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the parsers are built for every command, --help included: nothing heavy
+    from alerts.core.config import Settings
 
 
 def add_parsers(sub: Any) -> None:
@@ -34,6 +36,8 @@ async def doctor(args: argparse.Namespace, settings: Settings | None = None) -> 
     from alerts.ops.findings import Finding, Level, Probes
 
     try:
+        from alerts.core.config import load_settings
+
         settings = settings or load_settings(args.config)
     except ConfigError as exc:
         findings = [

@@ -7,26 +7,36 @@ meant for scripts print only their result on stdout (``alert create`` prints the
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any
 
 from alerts import __version__
 from alerts.cli import operate, templates
 from alerts.cli.alert_parser import alert_parsers
 from alerts.cli.textio import row_id
-from alerts.core import logs
-from alerts.core.config import Settings, load_settings
-from alerts.core.errors import AlertsError
 
-logger = logging.getLogger("alerts")
+if TYPE_CHECKING:
+    from alerts.core.config import Settings
 
-Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+# Only what describes the arguments is imported above: ``alerts --help`` and a mistyped command
+# answer without loading the database layer, and each command imports what it needs (its
+# handler's module, found in this order; tests/test_cli_start.py checks what --help loads).
+HANDLER_MODULES = ("commands_read", "commands", "users", "commands_service", "templates", "operate")
+
+Handler = Callable[[argparse.Namespace, "Settings"], Coroutine[Any, Any, int]]
+
+
+def find_handler(name: str) -> Handler:
+    """The subcommand's handler, importing only the modules up to the one that holds it."""
+    for module_name in HANDLER_MODULES:
+        module = importlib.import_module(f"alerts.cli.{module_name}")
+        if hasattr(module, name):
+            handler: Handler = getattr(module, name)
+            return handler
+    raise LookupError(f"no CLI handler named {name!r} in alerts.cli.{{{','.join(HANDLER_MODULES)}}}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(shtab.complete(parser, shell=args.shell))
         return 0
+    import asyncio
+    import logging
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from alerts.core import logs
+    from alerts.core.config import load_settings
+    from alerts.core.errors import AlertsError
+
     long_running = args.command in ("serve", "worker", "demo")
     level = logging.DEBUG if args.verbose else logging.INFO if long_running else logging.WARNING
     logs.configure(level=level)
@@ -146,14 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(operate.doctor(args))
         settings = load_settings(args.config)
         logs.configure(level=level, format=settings.logging.format, secrets=logs.secrets_of(settings))
-        from alerts.cli import commands, commands_read, commands_service, users
-
-        handler: Handler = next(
-            getattr(module, args.handler)
-            for module in (commands, commands_read, commands_service, users, templates, operate)
-            if hasattr(module, args.handler)
-        )
-        return asyncio.run(handler(args, settings))
+        return asyncio.run(find_handler(args.handler)(args, settings))
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
         return 2  # refused (DESIGN: exit codes): bad input, not found, conflict, not allowed

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alerts.core.config import Settings
 from alerts.core.errors import AlertsError
+
+if TYPE_CHECKING:  # the parsers are built for every command, --help included: nothing heavy
+    from alerts.core.config import Settings
 
 
 def add_parsers(sub: Any) -> None:

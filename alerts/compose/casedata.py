@@ -23,8 +23,6 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
-
 from alerts.core.errors import ValidationError
 from alerts.core.schemas import EMAIL_ADDRESS, PATH, text
 
@@ -160,6 +158,8 @@ def _authorities(path: str, value: object) -> list[dict[str, Any]]:
 def _contact(path: str, value: object) -> dict[str, str]:
     entry = _table(path, value, _CONTACT_FIELDS)
     contact = {key: _string(f"{path}.{key}", item) for key, item in entry.items()}
+    from email_validator import EmailNotValidError, validate_email  # not for commands that only read
+
     try:
         contact["email"] = validate_email(contact["email"], check_deliverability=False).normalized
     except EmailNotValidError as exc:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from email_validator import EmailNotValidError, validate_email
-
 from alerts.core.errors import ValidationError
 from alerts.core.states import ContactKind
 from alerts.core.telegram import check_address
@@ -253,6 +251,8 @@ def _text(field: str, value: str | None) -> str | None:
 
 def clean_email(value: str) -> str:
     """The normalized form of an email address, or ValidationError naming the problem."""
+    from email_validator import EmailNotValidError, validate_email  # not for commands that only read
+
     try:
         normalized = validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:

@@ -22,7 +22,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy import cast as sa_cast
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -105,8 +105,11 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def dialect_insert(session: AsyncSession, model: Any) -> Any:
     """The backend's own INSERT, which knows ``ON CONFLICT`` (SQLite and PostgreSQL alike)."""
-    name = session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # loaded with the driver; not for SQLite's CLI
+
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 def rowset(
@@ -161,5 +164,7 @@ def any_of(dialect: str, column: ColumnElement[int], name: str) -> ColumnElement
     prepared statement. SQLite has no arrays, and re-preparing is cheap there.
     """
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger())))
     return column.in_(bindparam(name, expanding=True))
