@@ -68,6 +68,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "contacts.edit": _WRITERS,
     "contacts.erase": _ADMINS,
     "users.manage": _ADMINS,
+    "data.prune": _ADMINS,
     "view": _ALL,
 }
 

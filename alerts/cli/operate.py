@@ -1,4 +1,4 @@
-"""``alerts doctor`` and ``alerts backup FILE``: the operator's commands (``alerts.ops``)."""
+"""``alerts doctor``, ``alerts backup FILE`` and ``alerts prune``: the operator's commands."""
 
 from __future__ import annotations
 
@@ -28,6 +28,20 @@ def add_parsers(sub: Any) -> None:
     )
     s.add_argument("file", type=Path, metavar="FILE", help="the backup to write (must not exist)")
     s.set_defaults(handler="backup")
+    s = sub.add_parser(
+        "prune",
+        help="delete the deliveries and delivery events of alerts finished long ago, keeping their counts",
+        description="Deletes the outbox rows and delivery events of alerts that are sent or closed, "
+        "finished before the cut-off, have no follow-up due and whose case is closed; the counts by "
+        "channel and state (and opens, clicks) stay on the alert's page, in status and in the API.",
+    )
+    s.add_argument(
+        "--older-than", required=True, metavar="AGE", help="finished more than AGE ago, e.g. 180d or 26w"
+    )
+    s.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--as", dest="as_user", metavar="USER", help="who does it (default: the first admin)")
+    s.set_defaults(handler="prune")
 
 
 async def doctor(args: argparse.Namespace, settings: Settings | None = None) -> int:
@@ -68,4 +82,36 @@ async def backup(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     done = await backup_sqlite(url, args.file)
     print(f"{done.path}: {done.size:,} bytes, {done.alerts} alert(s), {done.contacts} contact(s)")
+    return 0
+
+
+async def prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete the rows of long-finished alerts (or, ``--dry-run``, count them); summary on stdout."""
+    import sys
+
+    from tqdm import tqdm
+
+    from alerts.actions import retention
+    from alerts.cli.acting import actor, quiet_app
+
+    quiet = args.no_progress or not sys.stderr.isatty()
+    bar = tqdm(file=sys.stderr, disable=quiet, unit="alerts", desc="prune")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        async with quiet_app(settings) as app:
+            report = await retention.prune(
+                app,
+                await actor(app, args.as_user),
+                older_than=args.older_than,
+                dry_run=args.dry_run,
+                progress=progress,
+            )
+    finally:
+        bar.close()
+    print(report.summary())
     return 0

@@ -12,11 +12,13 @@ from alerts.core.clock import iso
 from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
 from alerts.core.text import check_line, check_text
+from alerts.delivery.retention import pruned_counts
 from alerts.store.models import Alert, Contact, Delivery, DeliveryEvent, Response
 
 
 async def counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
-    """{channel: {state: n}} for one alert, every state present (zeros included)."""
+    """{channel: {state: n}} for one alert, every state present (zeros included); the counts
+    ``alerts prune`` kept of deleted deliveries are included."""
     rows = (
         await session.execute(
             select(Delivery.channel, Delivery.state, func.count())
@@ -24,10 +26,31 @@ async def counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, in
             .group_by(Delivery.channel, Delivery.state)
         )
     ).all()
+    states = {str(s) for s in DeliveryState}
+    kept = [(c, name, n) for _, c, name, n in await pruned_counts(session, [alert_id]) if name in states]
     out: dict[str, dict[str, int]] = {}
-    for channel, state, n in rows:
-        out.setdefault(channel, {str(s): 0 for s in DeliveryState})[state] = int(n)
+    for channel, state, n in [*rows, *kept]:
+        by_state = out.setdefault(channel, {str(s): 0 for s in DeliveryState})
+        by_state[state] += int(n)
     return out
+
+
+async def totals_by_alert(session: AsyncSession, alert_ids: list[int]) -> dict[int, dict[str, int]]:
+    """{alert id: {state: n}} over every channel, pruned deliveries included (the dashboard)."""
+    totals: dict[int, dict[str, int]] = {}
+    if not alert_ids:
+        return totals
+    rows = await session.execute(
+        select(Delivery.alert_id, Delivery.state, func.count())
+        .where(Delivery.alert_id.in_(alert_ids))
+        .group_by(Delivery.alert_id, Delivery.state)
+    )
+    states = {str(s) for s in DeliveryState}
+    kept = [(a, name, n) for a, _, name, n in await pruned_counts(session, alert_ids) if name in states]
+    for aid, state, n in [*rows.all(), *kept]:
+        by_state = totals.setdefault(aid, {})
+        by_state[state] = by_state.get(state, 0) + int(n)
+    return totals
 
 
 async def responses_count(session: AsyncSession, alert_id: int) -> int:
@@ -52,9 +75,10 @@ async def engagement_counts(session: AsyncSession, alert_id: int) -> dict[str, d
             .group_by(Delivery.channel, DeliveryEvent.type)
         )
     ).all()
+    kept = [(c, name, n) for _, c, name, n in await pruned_counts(session, [alert_id]) if name in kinds]
     out: dict[str, dict[str, int]] = {}
-    for channel, kind, n in rows:
-        out.setdefault(channel, dict.fromkeys(kinds, 0))[kind] = int(n)
+    for channel, kind, n in [*rows, *kept]:
+        out.setdefault(channel, dict.fromkeys(kinds, 0))[kind] += int(n)
     return out
 
 

@@ -293,6 +293,17 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class PrunedCount(Base):
+    """What ``alerts prune`` keeps of an alert whose deliveries and events it deleted: per channel,
+    how many deliveries ended in each state, and how many were opened or clicked (``name``)."""
+
+    __tablename__ = "pruned_counts"
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)  # a delivery state, opened, clicked
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class Response(Base):
     """An authority's (or anyone's) answer to an alert, recorded by an officer."""
 

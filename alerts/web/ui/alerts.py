@@ -73,17 +73,7 @@ async def dashboard(c: Ctx) -> web.Response:
             query = query.where(Alert.status == status)
         alerts = list((await session.scalars(query)).all())
         ids = [a.id for a in alerts]
-        totals: dict[int, dict[str, int]] = {}
-        if ids:
-            from alerts.store.models import Delivery
-
-            rows = await session.execute(
-                select(Delivery.alert_id, Delivery.state, func.count())
-                .where(Delivery.alert_id.in_(ids))
-                .group_by(Delivery.alert_id, Delivery.state)
-            )
-            for aid, state, n in rows.all():
-                totals.setdefault(aid, {})[state] = int(n)
+        totals = await tracking.totals_by_alert(session, ids)
         by_status = dict(
             (await session.execute(select(Alert.status, func.count()).group_by(Alert.status))).all()
         )
