@@ -36,8 +36,9 @@ class PruneReport:
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
+        n = len(self.alerts)
         return (
-            f"{len(self.alerts)} alerts finished before {self.before.isoformat(timespec='seconds')}: "
+            f"{n} alert{'' if n == 1 else 's'} finished before {self.before.isoformat(timespec='seconds')}: "
             f"{verb} {self.deliveries} deliveries and {self.events} delivery events; "
             "their counts are kept"
         )

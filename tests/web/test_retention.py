@@ -133,6 +133,14 @@ async def test_prune_keeps_the_counts_and_touches_nothing_recent(
                 admin_user = await session.get(User, staff["admin"])
             assert admin_user is not None
 
+            capsys.readouterr()
+            argv = ["prune", "--older-than", "180d", "--dry-run", "--as", "admin"]
+            assert await asyncio.to_thread(main, argv) == 0
+            said = capsys.readouterr().out
+            assert (
+                "1 alert finished before" in said
+                and "would delete 3 deliveries and 11 delivery events" in said
+            )
             dry = await retention.prune(app, admin_user, older_than="180d", dry_run=True)
             assert dry.alerts == [old] and dry.deliveries == 3 and dry.events == 3 * 3 + 2
             assert await _rows(app, old) == (3, 11)  # a dry run deletes nothing
