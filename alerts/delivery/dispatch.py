@@ -3,8 +3,10 @@
 Per channel: one claimer keeps a small local queue filled (claims are sized to what the
 channel can send well within the lease), ``concurrency`` senders drain it, and one recorder
 for all channels writes outcomes in batches every ``flush_interval``. Expired leases are
-reclaimed; due scheduled alerts are published. On stop, sends in flight finish, what is
-still queued locally is released, and the last batch is flushed.
+reclaimed; due scheduled alerts are published. An idle claimer waits for a wake-up (a send
+in this process, NOTIFY on PostgreSQL, SQLite's data_version: ``wakeup``) or its safety poll
+(``poll_seconds``). On stop, sends in flight finish, what is still queued locally is
+released, and the last batch is flushed.
 """
 
 from __future__ import annotations

@@ -122,11 +122,26 @@ class Wakeup:
         logger.warning("the LISTEN %s connection was closed; listening again", CHANNEL)
 
     async def _watch(self, wake: Wake) -> None:
+        while True:
+            try:
+                await self._watch_on(wake)
+            except Exception as exc:  # noqa: BLE001 - a locked or missing file: poll, then retry
+                logger.warning(
+                    "watching SQLite's data_version failed (%s: %s); the dispatcher polls until it "
+                    "watches again",
+                    type(exc).__name__,
+                    exc,
+                )
+            self.listening.clear()
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _watch_on(self, wake: Wake) -> None:
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection  # aiosqlite.Connection, autocommit (see db.py)
             last = await _data_version(driver)
             self.listening.set()
+            wake("watch")  # whatever was committed while nobody watched
             while True:
                 await asyncio.sleep(WATCH_INTERVAL)
                 try:
