@@ -11,7 +11,8 @@ sent one after another through the API (``POST /api/v1/alerts/ID/send``), then a
 the CLI (``alerts alert send ID``), each once the previous one's messages have all arrived.
 Printed, p50 / p95 / max in milliseconds:
 
-- API: request sent → first message at the sink (and the request's own duration);
+- API: request sent → first message at the sink (and the request's own duration, and the
+  response → first message: the dispatcher's part once the send is committed);
 - CLI: command started → first message (including the CLI's start-up), and the action's
   time (``published_at``, stamped in the sending transaction) → first message: what the
   wake-up itself costs from another process;
@@ -252,6 +253,8 @@ async def one_database(label: str, postgres: str | None, args: argparse.Namespac
         print(f"{label}: {args.sends} sends each, {args.contacts} recipients per alert")
         print(f"  API  request → first message          {summary(api_first)}")
         print(f"       (the request itself               {summary(api_request)})")
+        after_reply = [first - request for first, request in zip(api_first, api_request, strict=True)]
+        print(f"       response → first message          {summary(after_reply)}")
         print(f"  CLI  command start → first message    {summary(cli_first)}")
         print(f"       sending transaction → first msg   {summary(cli_action)}")
         print(f"       (the command itself               {summary(cli_command)})")
