@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
+import json
 import os
 import signal
 import socket
@@ -127,6 +129,39 @@ async def prepare(url: str, alerts: int, contacts: int) -> tuple[str, list[int]]
         await engine.dispose()
 
 
+async def prepare_with(code: str, url: str, alerts: int, contacts: int) -> tuple[str, list[int]]:
+    """``prepare`` run by another checkout's code (its models and migrations), in a child process."""
+    script = "\n".join(
+        [
+            "import asyncio, json, sys",
+            "sys.path[:0] = [sys.argv[1]]",
+            "from alerts.accounts.users import new_token",
+            "from alerts.core.clock import utcnow",
+            "from alerts.store.db import create_engine, make_sessionmaker",
+            "from alerts.store.migrate import upgrade",
+            "from tests.factories import add_contacts, approved_alert, make_users",
+            inspect.getsource(prepare),
+            "print(json.dumps(asyncio.run(prepare(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))))",
+        ]
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        str(Path(code).resolve()),
+        url,
+        str(alerts),
+        str(contacts),
+        cwd=str(Path(code).resolve()),
+        env={**os.environ, "PYTHONPATH": str(Path(code).resolve())},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await child.communicate()
+    assert child.returncode == 0, "preparing the database with the other checkout failed"
+    token, ids = json.loads(out.decode().strip().splitlines()[-1])
+    return str(token), [int(i) for i in ids]
+
+
 async def published_at(url: str, alert_id: int) -> datetime:
     engine = create_engine(url)
     try:
@@ -189,7 +224,10 @@ async def one_database(label: str, postgres: str | None, args: argparse.Namespac
         env["PYTHONPATH"] = str(Path(args.code).resolve())
     serve: asyncio.subprocess.Process | None = None
     try:
-        token, ids = await prepare(url, 2 * args.sends, args.contacts)
+        if args.code:  # that checkout's migrations: its serve refuses a schema it does not know
+            token, ids = await prepare_with(args.code, url, 2 * args.sends, args.contacts)
+        else:
+            token, ids = await prepare(url, 2 * args.sends, args.contacts)
         serve = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
