@@ -22,6 +22,7 @@ from alerts.app import App
 from alerts.compose import approval, drafts
 from alerts.compose.attachments import attach
 from alerts.contacts import directory
+from alerts.core.channels import ALL
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.ids import parse_id
@@ -102,16 +103,25 @@ class Responded:
     responded_at: datetime
 
 
+def unconfigured_channels(app: App) -> list[str]:
+    """The channels an alert may not name on this service: those it has no config for."""
+    return [c.value for c in ALL if c.value not in configured_channels(app.settings)]
+
+
+def not_configured(missing: Sequence[str]) -> str:
+    """Why an alert may not name ``missing`` (the API's schema says it in the same words)."""
+    return (
+        f"channels: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not configured on "
+        f"this service (see [{missing[0]}] in the config); remove it from the alert or configure it."
+    )
+
+
 def _require_channels(app: App, channels: Sequence[str]) -> None:
     """Refuse a channel this service cannot send on when the alert is written or submitted,
     rather than when it is sent."""
     missing = [c for c in channels if c not in configured_channels(app.settings)]
     if missing:
-        raise ValidationError(
-            f"channels: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not configured on "
-            f"this service (see [{missing[0]}] in the config); remove it from the alert or configure it.",
-            details={"field": "channels", "channels": missing},
-        )
+        raise ValidationError(not_configured(missing), details={"field": "channels", "channels": missing})
 
 
 async def create(
