@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+import pytest
 from aiohttp import web
 
 from alerts.accounts import users
@@ -146,3 +148,26 @@ async def test_the_document_offers_only_the_channels_this_server_sends_on(site: 
                 answer
             )
     assert verdicts == {"email": True, "press": True, "telegram": False, "webhook": False}
+
+
+#: The share of the document's links the full run's stateful phase must follow (it followed
+#: 2-4 of 27 as one token; see bench/conformance.py).
+FULL_RUN_LINKS = 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_full_conformance_run_finds_nothing() -> None:
+    """The README's command (``bench/conformance.py``): every phase, check and mode against a
+    real ``alerts serve``, two tokens. Minutes: ``pytest -m slow tests/web/test_openapi.py``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.conformance", "--examples", "50", "--seed", "1"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    links = re.search(r"API Links:\s+(\d+) covered / \d+ selected / (\d+) total", done.stdout)
+    assert links is not None, done.stdout[-3000:]
+    assert int(links.group(1)) >= FULL_RUN_LINKS, links.group(0)
