@@ -1,7 +1,7 @@
 """The API's full schemathesis run against a real ``alerts serve`` (the README's command).
 
-    .venv/bin/python -m bench.conformance                          # every phase, 50 examples each
-    .venv/bin/python -m bench.conformance --examples 20 --phases stateful
+    .venv/bin/python -m bench.conformance                    # every phase: 50 examples, 5 min stateful
+    .venv/bin/python -m bench.conformance --phases stateful --stateful-seconds 600
     .venv/bin/python -m bench.conformance -- --include-tag alerts  # after --: more `st run` options
 
 It sets up a fresh service in a temporary folder (SQLite, or ``--database URL``) with email
@@ -11,8 +11,9 @@ a second reviewer (``conformance-review``) who approves what the admin wrote, an
 each kind, so that an alert addressed to any kind has someone to reach. Then it runs schemathesis
 over every operation: every check, positive and negative data, and the stateful phase through
 the document's links, with the two tokens given per operation by ``bench/conformance_hooks.py``
-(a scenario can create, submit, approve and send one alert). It prints schemathesis' report,
-then the run's size and duration; the exit status is schemathesis'.
+(a scenario can create, submit, approve and send one alert). Two schemathesis runs on the same
+service: the unit phases, then the stateful one for a time budget. It prints their reports,
+then each run's size and duration; the exit status is the worse of theirs.
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def _service_env(folder: Path, database: str | None, smtp_port: int) -> dict[str
     return env
 
 
-def st_command(url: str, args: argparse.Namespace) -> list[str]:
+UNIT_PHASES = "examples,coverage,fuzzing"
+
+
+def st_command(url: str, args: argparse.Namespace, phases: str) -> list[str]:
     """The schemathesis command line: every check, positive and negative data."""
     command = [
         str(BIN / "st"),
@@ -102,8 +106,8 @@ def st_command(url: str, args: argparse.Namespace) -> list[str]:
         "all",
         "--mode",
         "all",
-        "--max-examples",
-        str(args.examples),
+        "--phases",
+        phases,
         # One worker: schemathesis' workers are threads, and CPython 3.11.7's ast module is not
         # thread-safe (gh-106905: "AST constructor recursion depth mismatch" in hypothesis).
         "--workers",
@@ -112,11 +116,39 @@ def st_command(url: str, args: argparse.Namespace) -> list[str]:
         "too_slow",
         "--no-color",
     ]
-    if args.phases:
-        command += ["--phases", args.phases]
+    # The unit phases run a number of examples an operation; the stateful phase, which stops
+    # early on its own (a few dozen scenarios), repeats scenarios for a time budget instead.
+    if phases == "stateful":
+        command += ["--max-examples", str(args.examples), "--max-time", str(args.stateful_seconds)]
+    else:
+        command += ["--max-examples", str(args.examples)]
     if args.seed is not None:
         command += ["--seed", str(args.seed)]
     return command + args.st_args
+
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+    """Run schemathesis, echoing its report: (exit status, report, seconds)."""
+    started = time.monotonic()
+    run = subprocess.Popen(["nice", *command], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    report = []
+    for line in run.stdout:
+        print(line, end="", flush=True)
+        report.append(line)
+    return run.wait(), "".join(report), time.monotonic() - started
+
+
+def _summary(phases: str, code: int, report: str, seconds: float) -> str:
+    links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected / (\d+) total", report)
+    cases = re.search(r"Test cases:\s*\n\s*(\d+) generated", report)
+    scenarios = re.search(r"Scenarios:\s+(\d+)", report)
+    return (
+        f"conformance {phases}: {seconds / 60:.1f} min, {cases.group(1) if cases else '?'} test cases"
+        + (f", {scenarios.group(1)} scenarios" if scenarios else "")
+        + (f", links {links.group(1)} of {links.group(3)} followed" if links else "")
+        + f", st exit status {code}"
+    )
 
 
 def main() -> int:
@@ -124,11 +156,21 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--examples", type=int, default=50, help="--max-examples per operation (default 50)")
-    parser.add_argument("--phases", help="examples,coverage,fuzzing,stateful (default: all)")
+    parser.add_argument(
+        "--phases",
+        default=f"{UNIT_PHASES},stateful",
+        help="examples,coverage,fuzzing,stateful (default: all)",
+    )
+    parser.add_argument(
+        "--stateful-seconds", type=int, default=300, help="the stateful phase's time budget (default 300)"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--database", help="database URL (default: SQLite in a temporary folder)")
     parser.add_argument("st_args", nargs="*", help="more `st run` options, after --")
     args = parser.parse_args()
+    wanted = args.phases.split(",")
+    passes = [",".join(p for p in wanted if p != "stateful")] if set(wanted) - {"stateful"} else []
+    passes += ["stateful"] if "stateful" in wanted else []
 
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
         folder = Path(tmp)
@@ -143,6 +185,7 @@ def main() -> int:
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         server = None
+        summaries, worst = [], 0
         try:
             out = _cli(env, folder, "init", "--admin", RUNNER)
             runner = re.search(r"^API token \(shown once\): (\S+)$", out, re.M)
@@ -168,33 +211,18 @@ def main() -> int:
                 RUNNER_TOKEN: runner.group(1),
                 REVIEWER_TOKEN: reviewer.strip(),
             }
-            command = st_command(f"{base}/api/v1/openapi.json", args)
-            started = time.monotonic()
-            run = subprocess.Popen(
-                ["nice", *command], cwd=ROOT, env=st_env, stdout=subprocess.PIPE, text=True
-            )
-            assert run.stdout is not None
-            report = []
-            for line in run.stdout:
-                print(line, end="", flush=True)
-                report.append(line)
-            code = run.wait()
-            elapsed = time.monotonic() - started
+            for phases in passes:
+                code, report, seconds = _run(st_command(f"{base}/api/v1/openapi.json", args, phases), st_env)
+                summaries.append(_summary(phases, code, report, seconds))
+                worst = max(worst, code)
         finally:
             if server is not None:
                 server.terminate()
                 server.wait(30)
             sink.terminate()
             sink.wait(30)
-        text = "".join(report)
-        links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected / (\d+) total", text)
-        cases = re.search(r"Test cases:\s*\n\s*(\d+) generated", text)
-        print(
-            f"\nconformance: {elapsed / 60:.1f} min, {cases.group(1) if cases else '?'} test cases, "
-            f"links {links.group(1) + ' of ' + links.group(3) if links else 'not run'}, "
-            f"st exit status {code}"
-        )
-        return code
+    print("\n" + "\n".join(summaries))
+    return worst
 
 
 if __name__ == "__main__":

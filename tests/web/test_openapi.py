@@ -5,6 +5,7 @@ in-process server."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import subprocess
@@ -171,3 +172,27 @@ def test_the_full_conformance_run_finds_nothing() -> None:
     links = re.search(r"API Links:\s+(\d+) covered / \d+ selected / (\d+) total", done.stdout)
     assert links is not None, done.stdout[-3000:]
     assert int(links.group(1)) >= FULL_RUN_LINKS, links.group(0)
+
+
+async def test_links_walk_the_workflow_from_create_to_resume(site: Site) -> None:
+    """Every link names an operation and fills exactly its path variables; the workflow routes
+    link to what their success opens, so a stateful client goes create, submit, approve (as a
+    second person), send, pause, resume on one alert."""
+    async with site.http.get(f"{site.base}{PREFIX}/openapi.json") as r:
+        doc = await r.json()
+    paths = {op["operationId"]: path for path, methods in doc["paths"].items() for op in methods.values()}
+    follows: dict[str, set[str]] = {}
+    for methods in doc["paths"].values():
+        for op in methods.values():
+            for response in op["responses"].values():
+                for link in response.get("links", {}).values():
+                    target = paths[link["operationId"]]
+                    assert set(link["parameters"]) == set(re.findall(r"\{(\w+)\}", target)), link
+                    follows.setdefault(op["operationId"], set()).add(link["operationId"])
+    chain = ["post_alerts", "post_alerts_id_submit", "post_alerts_id_approve", "post_alerts_id_send"]
+    chain += ["post_alerts_id_pause", "post_alerts_id_resume"]
+    for here, there in itertools.pairwise(chain):
+        assert there in follows.get(here, set()), (here, there)
+    submit = doc["paths"][f"{PREFIX}/alerts/{{id}}/submit"]["post"]["responses"]["200"]["links"]
+    assert submit["post_alerts_id_approve"]["parameters"] == {"id": "$request.path.id"}
+    assert follows["post_alerts_id_consent"] == {"post_alerts_id_send"}

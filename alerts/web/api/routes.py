@@ -113,6 +113,10 @@ class Route:
     #: A create route: the path of what it creates (``…/{id}``); the OpenAPI document links its
     #: response to every route under that path, with the new id (stateful clients chain them).
     creates: str | None = None
+    #: The routes this one's success opens on the same object ("METHOD path", e.g. submit opens
+    #: approve): the OpenAPI document links them with the object's path id, so a stateful client
+    #: walks the workflow (create, submit, approve, send…) rather than jumping into it.
+    then: tuple[str, ...] = ()
 
     HTTP_METHODS: ClassVar[tuple[str, ...]] = ("GET", "POST", "PATCH", "DELETE", "PUT")
 
