@@ -327,9 +327,10 @@ async def respond(
 ) -> Responded:
     """Record an answer to the alert from anyone; linked to a contact when one matches.
 
-    ``contact_id`` names a contact exactly (NotFound otherwise). ``sender`` is what the officer
-    wrote: a contact's id, email (any case), Telegram id or name links that contact; anything
-    else ("Ministry of Justice, by phone", an address we do not hold) is kept as written.
+    ``contact_id`` names a contact exactly (else a ValidationError naming the field: the alert
+    exists, the request is wrong; a 404 would say the alert is gone). ``sender`` is what the
+    officer wrote: a contact's id, email (any case), Telegram id or name links that contact;
+    anything else ("Ministry of Justice, by phone", an address we do not hold) is kept as written.
     """
     check(actor, "alert.respond")
     text = clean_sender(sender)
@@ -338,7 +339,10 @@ async def respond(
         alert = await drafts.get_alert(session, alert_id)
         contact = None
         if contact_id is not None:
-            contact = await directory.get_contact(session, contact_id)
+            try:
+                contact = await directory.get_contact(session, contact_id)
+            except NotFound as exc:
+                raise ValidationError(f"contact_id: {exc.message}", details={"field": "contact_id"}) from None
         elif text:
             contact = await match_contact(session, text)
         response = await tracking.record_response(
