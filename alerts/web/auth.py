@@ -37,7 +37,7 @@ from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from multidict import MultiDictProxy
 from sqlalchemy import delete
 
-from alerts.accounts import signin_limits, users
+from alerts.accounts import signin_limits, two_factor, users
 from alerts.core.clock import utcnow
 from alerts.core.errors import PermissionDenied
 from alerts.core.signing import CSRF, SESSION, USER, Signing
@@ -365,7 +365,10 @@ async def attempt_sign_in(request: web.Request, name: str, password: str) -> Use
         await signin_limits.failed(sessions, held, now=utcnow())
         logger.info("failed sign-in")
         raise
-    await signin_limits.succeeded(sessions, held)
+    if two_factor.enrolled(user):
+        await signin_limits.passed(sessions, held)  # a code is still due (web.second_factor)
+    else:
+        await signin_limits.succeeded(sessions, held)
     return user
 
 
