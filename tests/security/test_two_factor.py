@@ -22,7 +22,7 @@ from tests.test_cli import CLI
 from tests.web import Client, P, make_staff, running, signed_in
 
 ENROL = f"{P}/account/2fa"
-SECRET = re.compile(r'<code id="twofa-secret">([A-Z2-7]+)</code>')
+SECRET = re.compile(r'<code id="twofa-secret">([A-Z2-7 ]+)</code>')
 CODE = re.compile(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>")
 
 
@@ -44,10 +44,11 @@ async def enrol(client: Client) -> tuple[str, list[str]]:
     assert status == 200, status
     found = SECRET.search(page)
     assert found, "no secret on the enrolment page"
-    r = await client.post(ENROL, {"code": at(found.group(1))})
+    key = found.group(1).replace(" ", "")  # shown in groups of four
+    r = await client.post(ENROL, {"code": at(key)})
     page = await r.text()
     assert r.status == 200, page
-    return found.group(1), CODE.findall(page)
+    return key, CODE.findall(page)
 
 
 async def _audit(app: App, name: str) -> list[tuple[str, object]]:
@@ -65,20 +66,21 @@ async def test_enrolment_shows_a_local_qr_code_and_needs_a_code_from_the_secret(
     try:
         status, page = await client.get(ENROL)
         assert status == 200
-        secret = SECRET.search(page)
-        assert secret
+        shown = SECRET.search(page)
+        assert shown
+        key = shown.group(1).replace(" ", "")  # shown in groups of four
         qr = page[page.index('<div class="qr"') : page.index("</svg>")]
         assert "<svg" in qr and "<path" in qr  # drawn here: no image from elsewhere, no script
         assert "http" not in qr.replace('xmlns="http://www.w3.org/2000/svg"', "")
         assert "<script" not in page.replace('<script src="/static/ui.js" defer></script>', "")
-        assert (await client.get(ENROL))[1].count(secret.group(1)) == 1  # the same secret on reload
+        assert (await client.get(ENROL))[1].count(shown.group(1)) == 1  # the same secret on reload
 
-        r = await client.post(ENROL, {"code": "000000" if at(secret.group(1)) != "000000" else "111111"})
+        r = await client.post(ENROL, {"code": "000000" if at(key) != "000000" else "111111"})
         assert r.status == 401
         async with app.sessions() as session:
             assert (await users.get_user(session, "officer")).totp_secret is None  # not on yet
 
-        r = await client.post(ENROL, {"code": at(secret.group(1))})
+        r = await client.post(ENROL, {"code": at(key)})
         page = await r.text()
         codes = CODE.findall(page)
         assert r.status == 200 and len(codes) == 10 == len(set(codes))
@@ -87,12 +89,12 @@ async def test_enrolment_shows_a_local_qr_code_and_needs_a_code_from_the_secret(
         assert "Recovery codes left: 10." in page and not CODE.findall(page)  # shown once only
         async with app.sessions() as session:
             officer = await users.get_user(session, "officer")
-            assert officer.totp_secret == secret.group(1) and officer.totp_pending is None
+            assert officer.totp_secret == key and officer.totp_pending is None
             stored = list(await session.scalars(select(RecoveryCode.code_hash)))
         assert len(stored) == 10 and not set(stored) & set(codes)  # hashed
         audit = await _audit(app, "officer")
         assert [action for action, _ in audit] == ["user.2fa_enrol"]
-        assert secret.group(1) not in repr(audit)
+        assert key not in repr(audit)
     finally:
         await client.close()
 
