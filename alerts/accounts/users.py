@@ -2,8 +2,9 @@
 
 Passwords are hashed with Argon2id (argon2-cffi). API tokens are 32 random bytes
 (urlsafe base64): they carry enough entropy that a fast hash is right, so only their SHA-256
-is stored, the plaintext is shown once. Functions add to the session and flush; the caller
-commits (so a change and its audit entry land in one transaction).
+is stored, the plaintext is shown once; a token may be read-only (``token_read_only``: the API
+lets it GET only). Functions add to the session and flush; the caller commits (so a change
+and its audit entry land in one transaction).
 """
 
 from __future__ import annotations

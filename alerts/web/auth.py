@@ -15,7 +15,8 @@ every form carries one and every state-changing request of the officers' pages c
 Sign-in limits (per account at a client network, per network, per account from anywhere, and
 the account lock) are kept in the database: ``alerts.accounts.signin_limits``. A refused
 attempt gets 429 and ``Retry-After`` (or 423 when locked) before any password is checked. The
-message for an unknown user and a wrong password is the same.
+message for an unknown user and a wrong password is the same. A user with two-factor sign-in
+gets no session from the password alone: ``alerts.web.second_factor`` asks for the code.
 
 The client address is ``alerts.web.clients.client_address``: the peer's, unless the peer is
 one of ``[server] trusted_proxies``.

@@ -2,8 +2,8 @@
 
 ``/office/users`` lists the users with, per user, disable/enable, reset password, issue or
 revoke the API token (read-only if asked), reset a lost second factor, and a form to add a
-user. Every form calls one ``actions.accounts``
-action; a refusal re-renders the page with the reason (and the action's HTTP status). A new
+user. Every form calls one action (``actions.accounts``, ``actions.two_factor``); a refusal
+re-renders the page with the reason (and the action's HTTP status). A new
 token is shown once, on the page answering the POST (never in a URL, never stored).
 ``/office/password`` lets any signed-in user change their own password (giving the current
 one): their other sessions end, this browser gets a new session cookie; a button there signs
