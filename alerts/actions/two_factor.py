@@ -3,7 +3,8 @@ admin's reset of a lost second factor (``alerts users 2fa-reset NAME``, the user
 
 Enrolling, new recovery codes and disabling concern the actor's own account. New codes and
 disabling need proof that the person at the keyboard holds the account — their password or a
-current code (``proof``) — so a session left open cannot be used to strip the second factor.
+current code (``proof``) — so a session left open cannot be used to strip the second factor; a
+wrong proof counts into the sign-in limits, like a wrong password.
 With ``[server] require_2fa`` a reviewer or admin cannot disable theirs (an admin resets it,
 and they enrol again at their next sign-in). A reset ends every session of the user.
 The code check at sign-in is ``check_code``: the web's second step counts its failures into the
@@ -12,16 +13,19 @@ sign-in limits. Every change is audited, never a secret or code.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.accounts import two_factor, users
+from alerts.accounts import signin_limits, two_factor, users
 from alerts.app import App
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, PermissionDenied, Unauthorized
 from alerts.store.models import User
 
+T = TypeVar("T")
 BAD_PROOF = "give your password or a current code from your app to change two-factor sign-in"
 
 
@@ -95,32 +99,59 @@ async def _prove(user: User, proof: str, session: AsyncSession) -> None:
         raise PermissionDenied(BAD_PROOF) from None
 
 
-async def regenerate(app: App, actor: User, proof: str) -> RecoveryCodes:
-    """New recovery codes for the actor (the old ones stop working); needs ``proof``."""
-    users.check(actor, "view")
-    async with app.sessions.begin() as session:
-        user = await users.get_user(session, actor.id)
-        if not two_factor.enrolled(user):
-            raise Conflict("two-factor sign-in is not on: enrol first")
-        await _prove(user, proof, session)
-        codes = await two_factor.regenerate(session, user, now=utcnow())
-    return RecoveryCodes(codes=tuple(codes))
+async def _limited(app: App, actor: User, address: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` (which checks a proof) within the sign-in limits of the actor's account at
+    ``address``: a wrong proof counts as a failed sign-in, so a session left open cannot be used
+    to guess the password or a code."""
+    held = await signin_limits.reserve(app.sessions, actor.name, address, now=utcnow())
+    try:
+        done = await work()
+    except PermissionDenied:
+        await signin_limits.failed(app.sessions, held, now=utcnow())
+        raise
+    except BaseException:
+        await signin_limits.passed(app.sessions, held)
+        raise
+    await signin_limits.passed(app.sessions, held)
+    return done
 
 
-async def disable(app: App, actor: User, proof: str) -> bool:
-    """Turn off the actor's second factor; needs ``proof``. Whether it was on."""
+async def regenerate(app: App, actor: User, proof: str, *, address: str) -> RecoveryCodes:
+    """New recovery codes for the actor (the old ones stop working); needs ``proof``, tried
+    from ``address`` (the sign-in limits count a wrong one)."""
     users.check(actor, "view")
-    async with app.sessions.begin() as session:
-        user = await users.get_user(session, actor.id)
-        if not two_factor.enrolled(user):
-            return False
-        if required(app, user):
-            raise Conflict(
-                f"two-factor sign-in is required for the {user.role} role ([server] require_2fa); "
-                "it cannot be turned off, an admin can reset it if you lost your device"
-            )
-        await _prove(user, proof, session)
-        return await two_factor.remove(session, user, by=actor, now=utcnow(), action="user.2fa_disable")
+
+    async def work() -> RecoveryCodes:
+        async with app.sessions.begin() as session:
+            user = await users.get_user(session, actor.id)
+            if not two_factor.enrolled(user):
+                raise Conflict("two-factor sign-in is not on: enrol first")
+            await _prove(user, proof, session)
+            codes = await two_factor.regenerate(session, user, now=utcnow())
+        return RecoveryCodes(codes=tuple(codes))
+
+    return await _limited(app, actor, address, work)
+
+
+async def disable(app: App, actor: User, proof: str, *, address: str) -> bool:
+    """Turn off the actor's second factor; needs ``proof``, tried from ``address`` (the sign-in
+    limits count a wrong one). Whether it was on."""
+    users.check(actor, "view")
+
+    async def work() -> bool:
+        async with app.sessions.begin() as session:
+            user = await users.get_user(session, actor.id)
+            if not two_factor.enrolled(user):
+                return False
+            if required(app, user):
+                raise Conflict(
+                    f"two-factor sign-in is required for the {user.role} role ([server] require_2fa); "
+                    "it cannot be turned off, an admin can reset it if you lost your device"
+                )
+            await _prove(user, proof, session)
+            return await two_factor.remove(session, user, by=actor, now=utcnow(), action="user.2fa_disable")
+
+    return await _limited(app, actor, address, work)
 
 
 async def reset(app: App, actor: User | None, name: str) -> bool:

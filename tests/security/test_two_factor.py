@@ -16,7 +16,7 @@ from sqlalchemy import select
 from alerts.accounts import signin_limits, users
 from alerts.actions import accounts
 from alerts.app import App
-from alerts.store.models import AuditEntry, RecoveryCode, User
+from alerts.store.models import AuditEntry, RecoveryCode, SignInAttempt, User
 from alerts.web.second_factor import PENDING_COOKIE
 from tests.test_cli import CLI
 from tests.web import Client, P, make_staff, running, signed_in
@@ -212,6 +212,8 @@ async def test_new_codes_and_turning_off_need_the_password_or_a_code(web) -> Non
         await client.get(ENROL)
         r = await client.post(f"{ENROL}/codes", {"proof": "not my password"})
         assert r.status == 403
+        async with app.sessions() as session:  # counted like a wrong password
+            assert len(list(await session.scalars(select(SignInAttempt)))) == 3
         r = await client.post(f"{ENROL}/codes", {"proof": "correct horse battery"})
         new = CODE.findall(await r.text())
         assert r.status == 200 and len(new) == 10 and not set(new) & set(old)
@@ -231,6 +233,21 @@ async def test_new_codes_and_turning_off_need_the_password_or_a_code(web) -> Non
         assert (await again.sign_in("viewer")).status == 303
         assert (await again.get("/"))[0] == 200  # no code asked any more
         await again.close()
+    finally:
+        await client.close()
+
+
+async def test_wrong_proofs_on_a_session_left_open_count_into_the_limits(web) -> None:  # type: ignore[no-untyped-def]
+    _, base = web
+    client = await signed_in(base, "officer")
+    try:
+        secret, _ = await enrol(client)
+        for _ in range(signin_limits.ACCOUNT_NETWORK_LIMIT):
+            await client.get(ENROL)
+            assert (await client.post(f"{ENROL}/disable", {"proof": "a guess at it"})).status == 403
+        await client.get(ENROL)
+        r = await client.post(f"{ENROL}/disable", {"proof": at(secret, 1)})
+        assert r.status == 429  # even the right code, until the window has passed
     finally:
         await client.close()
 

@@ -21,6 +21,7 @@ from alerts.actions import two_factor
 from alerts.core.errors import AlertsError, ValidationError
 from alerts.web import auth, second_factor
 from alerts.web.base import check_fields
+from alerts.web.clients import client_address
 from alerts.web.i18n import N_
 from alerts.web.ui.pages import (
     ENROL_PAGE,
@@ -93,7 +94,9 @@ async def confirm(c: Ctx) -> web.Response:
 async def new_codes(c: Ctx) -> web.Response:
     """POST /office/account/2fa/codes: new recovery codes (password or a current code)."""
     try:
-        done = await two_factor.regenerate(c.app, c.user, _text(c, "proof"))
+        done = await two_factor.regenerate(
+            c.app, c.user, _text(c, "proof"), address=client_address(c.request)
+        )
     except AlertsError as exc:
         return await _page(c, status=exc.http_status, error=exc.message)
     return await _page(c, codes=done.codes)
@@ -103,7 +106,7 @@ async def new_codes(c: Ctx) -> web.Response:
 async def disable(c: Ctx) -> web.Response:
     """POST /office/account/2fa/disable: turn it off (password or a current code)."""
     try:
-        await two_factor.disable(c.app, c.user, _text(c, "proof"))
+        await two_factor.disable(c.app, c.user, _text(c, "proof"), address=client_address(c.request))
     except AlertsError as exc:
         return await _page(c, status=exc.http_status, error=exc.message)
     return redirect(f"{ENROL_PAGE}?notice=disabled")
