@@ -14,7 +14,8 @@ from alerts.compose import approval
 from alerts.core.channels import ALL
 from alerts.core.clock import iso, parse_when
 from alerts.core.states import DeliveryState
-from alerts.web.api.alerts import LANGUAGE, ONE, state_of
+from alerts.web.api.alert_schema import LANGUAGE, state_of
+from alerts.web.api.alerts import ONE
 from alerts.web.api.routes import (
     LIMIT,
     OFFSET,
