@@ -62,18 +62,18 @@ def _digest(text: str) -> str:
 
 
 async def _wait(db: AsyncSession, key: str, limit: int, window: int, now: datetime) -> int:
-    """Seconds until ``key`` has room again in its window (0: room now)."""
-    times = list(
-        await db.scalars(
-            select(SubscribeAttempt.at)
-            .where(SubscribeAttempt.key == key, SubscribeAttempt.at > now - timedelta(seconds=window))
-            .order_by(SubscribeAttempt.at.desc())
-            .limit(max(limit, 1))
-        )
+    """Seconds until ``key`` has room again in its window (0: room now): the ``limit``-th newest
+    count in the window must leave it first."""
+    full = await db.scalar(
+        select(SubscribeAttempt.at)
+        .where(SubscribeAttempt.key == key, SubscribeAttempt.at > now - timedelta(seconds=window))
+        .order_by(SubscribeAttempt.at.desc())
+        .offset(max(limit, 1) - 1)
+        .limit(1)
     )
-    if len(times) < limit:
+    if full is None:
         return 0
-    return max(1, int((times[-1] + timedelta(seconds=window) - now).total_seconds()) + 1)
+    return max(1, int((full + timedelta(seconds=window) - now).total_seconds()) + 1)
 
 
 async def admit(db: AsyncSession, *, network: str, domain: str, limits: Limits, now: datetime) -> Admission:

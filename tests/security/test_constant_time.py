@@ -2,7 +2,7 @@
 already a contact, and sign-in must not tell whether a user name exists.
 
 Each test runs a real aiohttp server on a real database and measures whole HTTP requests with
-``time.perf_counter``: the two kinds interleaved (so a change of load on the machine falls on
+``time.perf_counter`` in a client process of its own (``timing_client``): the two kinds interleaved (so a change of load on the machine falls on
 both alike), after a warm-up, compared by their medians. Besides the clock, a deterministic
 check: the SQL statements of every request, caught by an SQLAlchemy event listener, must be the
 same list for both kinds, and so must the answers (status, headers but Date, body).
@@ -13,13 +13,16 @@ The figures are printed (``-s``); docs/SECURITY.md records them.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -81,15 +84,45 @@ class Answer:
     body: str
 
 
-async def _timed(http: aiohttp.ClientSession, url: str, data: Any) -> tuple[Took, Answer]:
-    """One request: its wall time and this process's CPU time (client, server and SQLite
-    threads: less at the mercy of other processes than the wall clock), and its answer."""
-    start, cpu = time.perf_counter(), time.process_time()
-    async with http.post(url, data=data, allow_redirects=False) as r:
-        body = await r.text()
-    took = Took(time.perf_counter() - start, time.process_time() - cpu)
-    headers = tuple(sorted((k, v) for k, v in r.headers.items() if k.lower() not in VARYING))
-    return took, Answer(r.status, headers, body)
+class Remote:
+    """The HTTP client, in a process of its own (``timing_client``): an attacker is not inside the
+    server, and a client on the server's event loop would be held up by the server's background
+    work (a confirmation mail being built) after the answer has left."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def post(
+        self, path: str, form: dict[str, str], headers: dict[str, str] | None = None
+    ) -> tuple[Took, Answer]:
+        """One request: its wall time as the client saw it, this (the server's) process's CPU
+        time meanwhile, and the answer."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        cpu = time.process_time()
+        self.process.stdin.write(
+            json.dumps({"path": path, "form": form, "headers": headers or {}}).encode() + b"\n"
+        )
+        await self.process.stdin.drain()
+        got = json.loads(await self.process.stdout.readline())
+        took = Took(got["wall"], time.process_time() - cpu)
+        kept = tuple(sorted((k, v) for k, v in got["headers"] if k.lower() not in VARYING))
+        return took, Answer(got["status"], kept, got["body"])
+
+
+@asynccontextmanager
+async def remote(server: TestServer) -> AsyncIterator[Remote]:
+    """A ``timing_client`` process talking to ``server``."""
+    assert server.port is not None
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.security.timing_client", "127.0.0.1", str(server.port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    try:
+        yield Remote(process)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        await asyncio.wait_for(process.wait(), 30)
 
 
 @dataclass
@@ -177,7 +210,6 @@ async def test_subscribe_does_the_same_work_in_the_same_time_for_new_and_known_a
             statements = Statements()
             event.listen(app.engine.sync_engine, "before_cursor_execute", statements)
             known = await _known_addresses(app, WARM_UP + ROUNDS * TRIES)
-            url = str(server.make_url("/subscribe"))
 
             async def one(is_new: bool, i: int) -> tuple[Took, Answer, list[str]]:
                 address = f"new{i}@example.com" if is_new else known[i]
@@ -186,13 +218,13 @@ async def test_subscribe_does_the_same_work_in_the_same_time_for_new_and_known_a
                 async with app.sessions.begin() as session:
                     await session.execute(delete(SubscribeAttempt))
                 async with statements.during() as seen:
-                    took, answer = await _timed(http, url, {"email": address, "language": "en"})
+                    took, answer = await client.post("/subscribe", {"email": address, "language": "en"})
                 return took, answer, list(seen)
 
             answers: dict[bool, set[Answer]] = {True: set(), False: set()}
             sql: dict[bool, set[tuple[str, ...]]] = {True: set(), False: set()}
             try:
-                async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+                async with remote(server) as client:
                     for i in range(WARM_UP):
                         await one(i % 2 == 0, i)
                     rounds = []
@@ -228,13 +260,12 @@ async def test_a_held_back_subscribe_is_the_same_for_new_and_known_addresses(db_
         statements = Statements()
         event.listen(app.engine.sync_engine, "before_cursor_execute", statements)
         known = await _known_addresses(app, 6)
-        url = str(server.make_url("/subscribe"))
         try:
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            async with remote(server) as client:
                 for i in range(5):  # the network's five confirmation mails this hour
-                    assert (await _timed(http, url, {"email": f"x{i}@example.com", "language": "en"}))[
-                        1
-                    ].status == 202
+                    assert (
+                        await client.post("/subscribe", {"email": f"x{i}@example.com", "language": "en"})
+                    )[1].status == 202
                 async with app.sessions.begin() as session:  # the request window slides; mails stay spent
                     await session.execute(
                         update(SubscribeAttempt).values(at=utcnow() - timedelta(minutes=11))
@@ -242,7 +273,7 @@ async def test_a_held_back_subscribe_is_the_same_for_new_and_known_addresses(db_
                 seen: dict[bool, list[tuple[Answer, tuple[str, ...]]]] = {True: [], False: []}
                 for address in ("fresh@example.com", known[0], known[-1], "other@example.com"):
                     async with statements.during() as run:
-                        _, answer = await _timed(http, url, {"email": address, "language": "en"})
+                        _, answer = await client.post("/subscribe", {"email": address, "language": "en"})
                     seen[address.endswith(".com")].append((answer, tuple(run)))
         finally:
             event.remove(app.engine.sync_engine, "before_cursor_execute", statements)
@@ -265,6 +296,7 @@ async def test_a_held_back_subscribe_is_the_same_for_new_and_known_addresses(db_
 # --------------------------------------------------------------------------- sign-in
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+HTML = {"Accept": "text/html"}
 
 
 @pytest.fixture
@@ -297,12 +329,12 @@ async def test_sign_in_takes_the_same_time_for_an_unknown_name_and_a_wrong_passw
         answers: dict[bool, set[Answer]] = {True: set(), False: set()}
         sql: dict[bool, set[tuple[str, ...]]] = {True: set(), False: set()}
         try:
-            jar = aiohttp.CookieJar(unsafe=True)
-            async with aiohttp.ClientSession(cookie_jar=jar, headers={"Accept": "text/html"}) as http:
-                async with http.get(url) as r:
-                    found = _CSRF.search(await r.text())
-                    assert found is not None
-                    csrf = found.group(1)
+            async with aiohttp.ClientSession() as http, http.get(url, headers=HTML) as r:
+                found = _CSRF.search(await r.text())
+                assert found is not None
+                csrf = found.group(1)
+                cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in r.cookies.items())
+            async with remote(server) as client:
 
                 async def one(is_new: bool, i: int) -> tuple[Took, Answer, list[str]]:
                     # unknown: a name no one has; known: the officer with a wrong password
@@ -311,7 +343,7 @@ async def test_sign_in_takes_the_same_time_for_an_unknown_name_and_a_wrong_passw
                         await session.execute(delete(SignInAttempt))
                     form = {"name": name, "password": f"wrong password {i}", "csrf_token": csrf}
                     async with statements.during() as seen:
-                        took, answer = await _timed(http, url, form)
+                        took, answer = await client.post("/login", form, {**HTML, "Cookie": cookie})
                     body = answer.body.replace('value="offixer"', 'value="officer"')  # the name typed
                     body = _CSRF.sub("", body)
                     return took, Answer(answer.status, answer.headers, body), list(seen)
@@ -319,9 +351,9 @@ async def test_sign_in_takes_the_same_time_for_an_unknown_name_and_a_wrong_passw
                 for i in range(WARM_UP):
                     await one(i % 2 == 0, i)
                 rounds = []
-                for r in range(ROUNDS):
+                for n in range(ROUNDS):
                     rounds.append(
-                        await _measure(one, first=WARM_UP + r * TRIES, answers=answers, statements=sql)
+                        await _measure(one, first=WARM_UP + n * TRIES, answers=answers, statements=sql)
                     )
                     print(rounds[-1].report("POST /login, unknown name vs wrong password"))
                     if abs(rounds[-1].gap) <= rounds[-1].argon2_tolerance:

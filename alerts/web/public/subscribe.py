@@ -134,15 +134,20 @@ async def subscribe(request: web.Request) -> web.Response:
             "subscribe held back: a confirmation-mail budget is spent (service, network or domain)"
         )
         return _try_later(request, N_("Confirmation not sent"), result.retry_after, held=True)
-    # In the background, with or without a mail, so a new address answers as fast as a known one.
-    _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
-    return message_page(
+    response = message_page(
         request,
         N_("Check your inbox"),
         N_("If this address can be subscribed, we have sent it a message with a confirmation link."),
         N_("You will receive no alerts until you confirm."),
         status=202,
     )
+    # The answer leaves first; then the mail, with or without one, is handed to the background:
+    # building and sending it never delays the answer, so a new address answers as fast as a
+    # known one. (The headers are set by on_response_prepare hooks: sending here loses none.)
+    await response.prepare(request)
+    await response.write_eof()
+    _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
+    return response
 
 
 def _try_later(request: web.Request, title: str, wait: int, *, held: bool = False) -> web.Response:
