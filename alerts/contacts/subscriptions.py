@@ -37,7 +37,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.contacts.directory import contact_addresses, new_token
-from alerts.contacts.fields import ISO_639_1, clean_email
+from alerts.contacts.fields import ISO_639_1, clean_email, clean_fields
 from alerts.contacts.suppressions import address_key, hashed_key, unsuppress
 from alerts.core.errors import ValidationError
 from alerts.core.signing import CONFIRM, LINK, Signing
@@ -185,10 +185,11 @@ class Request:
 def check_request(
     *, email: str, language: str, kinds: Sequence[str] = (), countries: Sequence[str] = ()
 ) -> Request:
-    """The subscribe form's fields, checked; ValidationError naming the first bad one."""
-    return Request(
-        address=clean_email(email), language=clean_language(language), topics=clean_topics(kinds, countries)
-    )
+    """The subscribe form's fields, checked as a new contact's are; ValidationError naming the
+    first bad one."""
+    address = clean_email(email)
+    clean_fields({"name": address, "email": address, "kind": "public"}, complete=True)  # lengths too
+    return Request(address=address, language=clean_language(language), topics=clean_topics(kinds, countries))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
