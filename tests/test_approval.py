@@ -115,7 +115,7 @@ async def test_languages_are_approved_one_by_one(session: AsyncSession, people: 
          "user 'vic' (viewer) may not alert.approve; allowed roles: admin, reviewer"),
         ("other_officer", {}, PermissionDenied,
          "user 'omar' (officer) may not alert.approve; allowed roles: admin, reviewer"),
-        ("reviewer", {"languages": ["de"]}, ValidationError,
+        ("reviewer", {"languages": ["de"]}, Conflict,
          "alert {id}: language 'de' is not one of the alert's languages (en, es)"),
     ],
 )  # fmt: skip

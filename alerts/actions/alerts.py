@@ -22,6 +22,7 @@ from alerts.app import App
 from alerts.compose import approval, drafts
 from alerts.compose.attachments import attach
 from alerts.contacts import directory
+from alerts.core.channels import ALL
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.ids import parse_id
@@ -102,16 +103,25 @@ class Responded:
     responded_at: datetime
 
 
+def unconfigured_channels(app: App) -> list[str]:
+    """The channels an alert may not name on this service: those it has no config for."""
+    return [c.value for c in ALL if c.value not in configured_channels(app.settings)]
+
+
+def not_configured(missing: Sequence[str]) -> str:
+    """Why an alert may not name ``missing`` (the API's schema says it in the same words)."""
+    return (
+        f"channels: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not configured on "
+        f"this service (see [{missing[0]}] in the config); remove it from the alert or configure it."
+    )
+
+
 def _require_channels(app: App, channels: Sequence[str]) -> None:
     """Refuse a channel this service cannot send on when the alert is written or submitted,
     rather than when it is sent."""
     missing = [c for c in channels if c not in configured_channels(app.settings)]
     if missing:
-        raise ValidationError(
-            f"channels: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not configured on "
-            f"this service (see [{missing[0]}] in the config); remove it from the alert or configure it.",
-            details={"field": "channels", "channels": missing},
-        )
+        raise ValidationError(not_configured(missing), details={"field": "channels", "channels": missing})
 
 
 async def create(
@@ -317,9 +327,10 @@ async def respond(
 ) -> Responded:
     """Record an answer to the alert from anyone; linked to a contact when one matches.
 
-    ``contact_id`` names a contact exactly (NotFound otherwise). ``sender`` is what the officer
-    wrote: a contact's id, email (any case), Telegram id or name links that contact; anything
-    else ("Ministry of Justice, by phone", an address we do not hold) is kept as written.
+    ``contact_id`` names a contact exactly (else a ValidationError naming the field: the alert
+    exists, the request is wrong; a 404 would say the alert is gone). ``sender`` is what the
+    officer wrote: a contact's id, email (any case), Telegram id or name links that contact;
+    anything else ("Ministry of Justice, by phone", an address we do not hold) is kept as written.
     """
     check(actor, "alert.respond")
     text = clean_sender(sender)
@@ -328,7 +339,10 @@ async def respond(
         alert = await drafts.get_alert(session, alert_id)
         contact = None
         if contact_id is not None:
-            contact = await directory.get_contact(session, contact_id)
+            try:
+                contact = await directory.get_contact(session, contact_id)
+            except NotFound as exc:
+                raise ValidationError(f"contact_id: {exc.message}", details={"field": "contact_id"}) from None
         elif text:
             contact = await match_contact(session, text)
         response = await tracking.record_response(

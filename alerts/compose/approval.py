@@ -111,10 +111,11 @@ async def approve(
             )
     wanted = list(alert.languages) if languages is None else list(dict.fromkeys(languages))
     for language in wanted:
-        if language not in alert.languages:
-            raise ValidationError(
+        if language not in alert.languages:  # a well-formed code this alert lacks: its state, not the request
+            raise Conflict(
                 f"alert {alert.id}: language {language!r} is not one of the alert's languages "
-                f"({', '.join(alert.languages)})"
+                f"({', '.join(alert.languages)})",
+                details={"field": "languages", "languages": list(alert.languages)},
             )
     done = await _approved_in(session, version)
     again = [language for language in wanted if language in done]

@@ -168,7 +168,10 @@ async def test_workflow_create_preview_submit_approve_consent_send(site: Site) -
     status, doc = await site.call(
         "POST", f"/api/v1/alerts/{alert}/approve", user="ada", json={"languages": ["de"]}
     )
-    assert status == 422 and "'de' is not one of the alert's languages" in doc["error"]["message"]
+    # a well-formed code the alert lacks is its state, not a malformed request (schemathesis ST202
+    # found the 422: the document cannot know an alert's languages)
+    assert status == 409 and "'de' is not one of the alert's languages" in doc["error"]["message"]
+    assert doc["error"]["details"] == {"field": "languages", "languages": ["en"]}, doc
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/approve", user="rafael")
     assert (status, doc) == (200, {"id": alert, "status": "approved", "remaining": []})
     status, doc = await site.call(
@@ -474,3 +477,16 @@ async def test_followup_routes_get_the_shared_request_checks(site: Site) -> None
         json={"kind": "reminder", "in": "1d", "condition": "no-response"},
     )
     assert status == 201 and doc["condition"] == "no_response", doc
+
+
+async def test_a_response_naming_an_unknown_contact_is_a_422_not_a_404(site: Site) -> None:
+    """schemathesis ST302: a 404 from ``POST /alerts/{id}/responses`` said the alert just created
+    was gone, when the body's contact_id named no contact. The alert is there: the field is wrong."""
+    alert = await _alert(site)
+    body = {"contact_id": 90761003, "summary": "called back"}
+    status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/responses", user="olga", json=body)
+    assert status == 422, doc
+    assert doc["error"]["details"] == {"field": "contact_id"}, doc
+    assert doc["error"]["message"] == "contact_id: no contact with id 90761003", doc
+    status, doc = await site.call("POST", "/api/v1/alerts/99999/responses", user="olga", json=body)
+    assert status == 404 and "99999" in doc["error"]["message"], doc  # no alert: still a 404

@@ -5,13 +5,20 @@ in-process server."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import jsonschema_rs
+import pytest
 from aiohttp import web
 
 from alerts.accounts import users
+from alerts.core.channels import ALL
 from alerts.core.clock import utcnow
 from alerts.web import make_web_app
 from alerts.web.api.openapi import document
@@ -108,3 +115,84 @@ async def test_schemathesis_finds_no_server_errors(site: Site) -> None:
     links = re.search(r"API Links:\s+(\d+) covered", report)
     assert links is not None and int(links.group(1)) > 0, report[-3000:]  # the links were followed
     assert "Authentication failed" not in report  # the run kept its token throughout
+
+
+async def test_the_document_offers_only_the_channels_this_server_sends_on(site: Site) -> None:
+    """schemathesis ST202: the document let an alert name telegram and webhook on a server with
+    no config for them, which the server refused. Each channel, on create and on edit: the
+    document (read by jsonschema-rs, not our own check) and the server agree."""
+    async with site.http.get(f"{site.base}{PREFIX}/openapi.json") as r:
+        doc = await r.json()
+
+    def body_schema(path: str, method: str) -> Any:
+        return jsonschema_rs.Draft202012Validator(
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        )
+
+    create, edit = body_schema(f"{PREFIX}/alerts", "post"), body_schema(f"{PREFIX}/alerts/{{id}}", "patch")
+    example = json.loads(json.dumps(site.app.renderer.example("urgent-appeal"), default=str))
+    new = {"family": "urgent-appeal", "data": example, "lists": ["x"], "channels": ["email"]}
+    status, draft = await site.call("POST", f"{PREFIX}/alerts", user="olga", json=new)
+    assert status == 201, draft
+    verdicts = {}
+    for channel in ALL:
+        body = {**new, "channels": [channel.value]}
+        status, answer = await site.call("POST", f"{PREFIX}/alerts", user="olga", json=body)
+        assert (status == 201) == create.is_valid(body), (channel, status, answer)
+        change = {"audience": {"lists": ["x"], "channels": [channel.value]}}
+        status, answer = await site.call("PATCH", f"{PREFIX}/alerts/{draft['id']}", user="olga", json=change)
+        assert (status == 200) == edit.is_valid(change), (channel, status, answer)
+        verdicts[channel.value] = status == 200
+        if status == 422:  # in the action's words, naming the section to configure
+            assert answer["error"]["details"]["field"] == "channels", answer
+            assert answer["error"]["message"].startswith(f"channels: {channel.value} is not configured"), (
+                answer
+            )
+    assert verdicts == {"email": True, "press": True, "telegram": False, "webhook": False}
+
+
+#: The share of the document's links the full run's stateful phase must follow (it followed
+#: 2-4 of 27 as one token; see bench/conformance.py).
+FULL_RUN_LINKS = 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_full_conformance_run_finds_nothing() -> None:
+    """The README's command (``bench/conformance.py``): every phase, check and mode against a
+    real ``alerts serve``, two tokens. Minutes: ``pytest -m slow tests/web/test_openapi.py``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.conformance", "--examples", "50", "--seed", "1"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    links = re.search(r"API Links:\s+(\d+) covered / \d+ selected / (\d+) total", done.stdout)
+    assert links is not None, done.stdout[-3000:]
+    assert int(links.group(1)) >= FULL_RUN_LINKS, links.group(0)
+
+
+async def test_links_walk_the_workflow_from_create_to_resume(site: Site) -> None:
+    """Every link names an operation and fills exactly its path variables; the workflow routes
+    link to what their success opens, so a stateful client goes create, submit, approve (as a
+    second person), send, pause, resume on one alert."""
+    async with site.http.get(f"{site.base}{PREFIX}/openapi.json") as r:
+        doc = await r.json()
+    paths = {op["operationId"]: path for path, methods in doc["paths"].items() for op in methods.values()}
+    follows: dict[str, set[str]] = {}
+    for methods in doc["paths"].values():
+        for op in methods.values():
+            for response in op["responses"].values():
+                for link in response.get("links", {}).values():
+                    target = paths[link["operationId"]]
+                    assert set(link["parameters"]) == set(re.findall(r"\{(\w+)\}", target)), link
+                    follows.setdefault(op["operationId"], set()).add(link["operationId"])
+    chain = ["post_alerts", "post_alerts_id_submit", "post_alerts_id_approve", "post_alerts_id_send"]
+    chain += ["post_alerts_id_pause", "post_alerts_id_resume"]
+    for here, there in itertools.pairwise(chain):
+        assert there in follows.get(here, set()), (here, there)
+    submit = doc["paths"][f"{PREFIX}/alerts/{{id}}/submit"]["post"]["responses"]["200"]["links"]
+    assert submit["post_alerts_id_approve"]["parameters"] == {"id": "$request.path.id"}
+    assert follows["post_alerts_id_consent"] == {"post_alerts_id_send"}

@@ -106,15 +106,37 @@ def family_data(app: App) -> list[Schema]:
     return out
 
 
+def audience_props(app: App) -> dict[str, Schema]:
+    """The audience's fields as this server takes them: a channel it has no config for is
+    refused in the action's words (``actions.alerts.not_configured``)."""
+    channel: Schema = {**AUDIENCE_PROPS["channels"]["items"]}
+    refused = alert_actions.unconfigured_channels(app)
+    if refused:
+        channel["allOf"] = [
+            {
+                "not": {"const": name},
+                REFUSAL: {"field": "channels", "message": alert_actions.not_configured([name])},
+            }
+            for name in refused
+        ]
+        channel["description"] = f"not {', '.join(refused)}: not configured on this server"
+    return {**AUDIENCE_PROPS, "channels": {**AUDIENCE_PROPS["channels"], "items": channel}}
+
+
 def create_schema(app: App) -> Schema:
     """A new alert: a family this server has, with its case data, and an audience."""
-    return {**CREATE, "allOf": [{"anyOf": family_data(app)}, {"anyOf": AUDIENCE_NAMED, REFUSAL: NAMED}]}
+    return {
+        **CREATE,
+        "properties": {**CREATE["properties"], **audience_props(app)},
+        "allOf": [{"anyOf": family_data(app)}, {"anyOf": AUDIENCE_NAMED, REFUSAL: NAMED}],
+    }
 
 
 def edit_schema(app: App) -> Schema:
     """An edit: case data of one of the families (the alert's own is checked by the handler)."""
     datas = [option["properties"]["data"] for option in family_data(app)]
-    return {**EDIT, "properties": {**EDIT["properties"], "data": {"anyOf": datas}}}
+    audience = {**EDIT["properties"]["audience"], "properties": audience_props(app)}
+    return {**EDIT, "properties": {**EDIT["properties"], "data": {"anyOf": datas}, "audience": audience}}
 
 
 ALERT_REF: Schema = {

@@ -35,7 +35,7 @@ ERROR: Schema = {
 _ERROR_TEXT = {
     400: "The body is not valid JSON, or a field holds a control character (NUL, bidi override…).",
     401: "No valid API token.",
-    403: "The token's role may not do this.",
+    403: "The token's role may not do this, or the token is read-only (GET only).",
     404: "No such object.",
     409: "The object's current state (or the present time) does not allow this.",
     413: "The body is over the size limit.",
@@ -139,6 +139,25 @@ def _links(route: Route, routes: list[Route]) -> dict[str, Any]:
     return links
 
 
+def _then_links(route: Route, routes: list[Route]) -> dict[str, Any]:
+    """OpenAPI links from a route's response to the routes its success opens (``Route.then``),
+    on the same object: its path id, as the request named it."""
+    by_key = {f"{target.method} {target.path}": target for target in routes}
+    links: dict[str, Any] = {}
+    for key in route.then:
+        target = by_key.get(key)
+        if target is None:
+            raise ValueError(f"{route.method} {route.path}: then names {key}, which no route serves")
+        variables = re.findall(r"\{(\w+)\}", openapi_path(target.path))
+        op_id = operation_id(target)
+        links[op_id] = {
+            "operationId": op_id,
+            "parameters": {name: f"$request.path.{name}" for name in variables},
+            "description": f"{target.summary}, next",
+        }
+    return links
+
+
 def document(routes: Iterable[Route], app: App, *, server_url: str = "/") -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``routes`` as ``app`` serves them (its template families)."""
     routes = list(routes)
@@ -147,6 +166,8 @@ def document(routes: Iterable[Route], app: App, *, server_url: str = "/") -> dic
         op = _operation(route, app)
         if route.creates is not None:
             op["responses"][str(route.status)]["links"] = _links(route, routes)
+        if route.then:
+            op["responses"][str(route.status)].setdefault("links", {}).update(_then_links(route, routes))
         paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -131,6 +131,7 @@ ROUTES: list[Route] = [
             }
         ),
         errors=(404, 409),
+        then=(f"POST {ONE}/approve",),
     ),
     Route(
         method="POST",
@@ -146,6 +147,7 @@ ROUTES: list[Route] = [
         },
         response=state_of({"remaining": {"type": "array", "items": {"type": "string"}}}),
         errors=(404, 409),
+        then=(f"POST {ONE}/send",),
     ),
     Route(
         method="POST",
@@ -175,6 +177,7 @@ ROUTES: list[Route] = [
                 "withdrawn": {"type": "integer"},
             },
         },
+        then=(f"POST {ONE}/send",),
     ),
     Route(
         method="POST",
@@ -187,6 +190,7 @@ ROUTES: list[Route] = [
         errors=(404, 409),
         request={"type": "object", "additionalProperties": False, "properties": {"at": TIME}},
         response=state_of({"queued": {"type": "integer"}, "send_at": {"type": ["string", "null"]}}),
+        then=(f"POST {ONE}/pause", f"POST {ONE}/resend-failed", f"GET {ONE}/deliveries"),
     ),
     Route(
         method="POST",
@@ -198,6 +202,7 @@ ROUTES: list[Route] = [
         request={"type": "object", "additionalProperties": False, "properties": {}},
         response=state_of({"paused": {"type": "boolean"}}),
         errors=(404, 409),
+        then=(f"POST {ONE}/resume",),
     ),
     Route(
         method="POST",
