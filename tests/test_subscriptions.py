@@ -19,13 +19,16 @@ from tests.factories import approved_alert, make_users
 SECRET = "test-secret-key-0123456789"
 
 
+def _request(email: str, *, countries: tuple[str, ...] = ()) -> subscriptions.Request:
+    return subscriptions.check_request(email=email, language="en", countries=countries)
+
+
 async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[AsyncSession]) -> None:
     signer = Signer(Signing(SECRET))
     async with sessions.begin() as session:
-        contact = await subscriptions.subscribe(
-            session, email="reader@example.org", language="en", now=utcnow()
-        )
-        assert contact is not None
+        requested = await subscriptions.subscribe(session, _request("reader@example.org"), now=utcnow())
+        assert requested.confirm
+        contact = requested.contact
         result, _ = await subscriptions.confirm(session, signer, signer.confirm_token(contact), now=utcnow())
         assert result is Confirmation.CONFIRMED
         officer, reviewer = await make_users(session)
@@ -87,8 +90,9 @@ async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_ne
         )
         assert await optout.unsubscribe(session, contact, now=utcnow(), channels=("email",))
         assert contact.status == "active"  # its Telegram chat still receives
-        again = await subscriptions.subscribe(session, email="Desk@partner.org", language="en", now=utcnow())
-        assert again is not None and again.id == contact.id and again.status == "active"
+        requested = await subscriptions.subscribe(session, _request("Desk@partner.org"), now=utcnow())
+        again = requested.contact
+        assert requested.confirm and again.id == contact.id and again.status == "active"
         token = signer.confirm_token(again)
         result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
         assert result is Confirmation.CONFIRMED
@@ -120,10 +124,10 @@ async def test_a_subscribe_request_changes_nothing_of_a_contact_that_still_recei
             now=utcnow(),
         )
         assert await optout.unsubscribe(session, contact, now=utcnow(), channels=("email",))
-        again = await subscriptions.subscribe(
-            session, email="desk@partner.org", language="en", countries=("Nowhere",), now=utcnow()
+        requested = await subscriptions.subscribe(
+            session, _request("desk@partner.org", countries=("Nowhere",)), now=utcnow()
         )
-        assert again is not None and again.id == contact.id  # the address gets a confirmation
+        assert requested.confirm and requested.contact.id == contact.id  # a confirmation is mailed
         contact_id = contact.id
     async with sessions() as session:
         contact = await session.get(Contact, contact_id, populate_existing=True)

@@ -14,9 +14,9 @@ process); otherwise it is refused before any password is checked:
   unlocks it (``alerts users unlock NAME`` or the users page).
 
 Counting and writing are one transaction, and concurrent ones on the same keys take turns
-(``_serialise``), so parallel requests, in one process or several, cannot slip past a limit. A success
-deletes the account's rows (its reservation and earlier failures); a failure keeps them.
-Keys are SHA-256 digests: fixed length, whatever a client sends as a name.
+(``alerts.store.db.take_turns``), so parallel requests, in one process or several, cannot slip
+past a limit. A success deletes the account's rows (its reservation and earlier failures); a
+failure keeps them. Keys are SHA-256 digests: fixed length, whatever a client sends as a name.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.errors import AlertsError
 from alerts.core.networks import network_of
+from alerts.store.db import take_turns
 from alerts.store.models import SignInAttempt, SignInLock
 
 logger = logging.getLogger(__name__)
@@ -105,32 +106,19 @@ def _seconds(delta: timedelta) -> int:
     return max(1, int(delta.total_seconds()) + 1)
 
 
-async def _serialise(db: AsyncSession, keys: tuple[str, ...]) -> None:
-    """Make concurrent reservations of these keys take turns until commit.
-
-    SQLite: every writing transaction begins IMMEDIATE, so they take turns already.
-    PostgreSQL: a transaction-scoped advisory lock per key, taken in one order (no deadlock).
-    """
-    if db.get_bind().dialect.name != "postgresql":
-        return
-    for key in sorted(keys):
-        lock_id = int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
-        await db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
-
-
 async def reserve(
     sessions: async_sessionmaker[AsyncSession], name: str, address: str, *, now: datetime
 ) -> Reservation:
     """Count an attempt against its limits; TooManyAttempts or AccountLocked if one is full.
 
-    Check and reservation are one transaction whose keys are taken in turn (``_serialise``),
+    Check and reservation are one transaction whose keys are taken in turn (``take_turns``),
     so of attempts made at once, in one process or several, exactly as many as the limits
     allow go on to have their password checked.
     """
     account, account_network, network = _keys(name, address)
     wait, lock = 0, False
     async with sessions.begin() as db:
-        await _serialise(db, (account, account_network, network))
+        await take_turns(db, (account, account_network, network))
         if await db.get(SignInLock, account) is not None:
             raise AccountLocked(LOCKED)
         await db.execute(

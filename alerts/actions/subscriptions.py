@@ -7,10 +7,12 @@ Telegram chat Telegram vouches for) is the credential, so these actions take it 
 that chat, the preferences page chooses among the contact's channels — is written once, in
 ``alerts.contacts.optout``. Each action does its work and its audit entry in one transaction.
 
-``subscribe`` returns the confirmation to mail instead of mailing it: the public page sends it
-after answering (the same answer, as fast, for a known address as for a new one) and within
-its hourly cap, through ``send_confirmation``. A link that is forged, expired or no longer
-valid raises ``NotFound``, the same for every reason.
+``subscribe`` does the same work for every address (new, pending, subscribed, suppressed, or a
+contact an officer entered) within the subscribe limits (``alerts.contacts.subscribe_limits``),
+and returns the confirmation to mail instead of mailing it: the public page hands it to
+``send_confirmation`` in the background after answering, the same way whether there is a mail
+or not, so the answer is the same, as fast, for a known address as for a new one. A link that
+is forged, expired or no longer valid raises ``NotFound``, the same for every reason.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alerts.app import App
-from alerts.contacts import optout, subscriptions
+from alerts.contacts import optout, subscribe_limits, subscriptions
+from alerts.contacts.subscribe_limits import Limits, Refusal
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core import urls
 from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
@@ -71,9 +74,12 @@ class ConfirmationMail:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Subscribed:
-    """What a subscribe request did: a confirmation to mail, or nothing (the page says the same)."""
+    """What a subscribe request did: refused by a limit (``refusal``, ``retry_after`` seconds), or
+    let through with a confirmation to mail or none (the page says the same either way)."""
 
-    to_confirm: ConfirmationMail | None
+    refusal: Refusal | None = None
+    retry_after: int = 0
+    to_confirm: ConfirmationMail | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,23 +145,38 @@ async def subscribe(
     language: str,
     kinds: Sequence[str] = (),
     countries: Sequence[str] = (),
+    network: str,
+    limits: Limits,
     now: datetime | None = None,
 ) -> Subscribed:
-    """Record a subscription request (double opt-in); the confirmation to mail, if any."""
+    """Record a subscription request (double opt-in) from a client ``network``, within the
+    subscribe limits; the confirmation to mail, if any.
+
+    The same work whatever the address: one transaction of the same statements (the limits,
+    the contact's upsert, one audit entry), one commit, a confirmation token signed; mailing
+    is the caller's, off the request's path.
+    """
     if not email.strip():
         raise ValidationError("Please give an email address.", details={"field": "email"})
+    request = subscriptions.check_request(email=email, language=language, kinds=kinds, countries=countries)
     _check_kinds(app, kinds)
+    when = now or utcnow()
     async with app.sessions.begin() as session:
-        contact = await subscriptions.subscribe(
-            session, email=email, language=language, kinds=kinds, countries=countries, now=now or utcnow()
+        admitted = await subscribe_limits.admit(
+            session, network=network, domain=request.domain, limits=limits, now=when
         )
-        if contact is None or contact.email is None:
-            return Subscribed(to_confirm=None)
+        if admitted.refusal is not None:
+            return Subscribed(refusal=admitted.refusal, retry_after=admitted.retry_after)
+        requested = await subscriptions.subscribe(session, request, now=when)
+        contact = requested.contact
         url = urls.confirm(app.settings.server.public_url, signer(app).confirm_token(contact))
         mail = ConfirmationMail(
-            contact_id=contact.id, address=contact.email, language=contact.language, url=url
+            contact_id=contact.id,
+            address=contact.email or request.address,
+            language=contact.language,
+            url=url,
         )
-    return Subscribed(to_confirm=mail)
+    return Subscribed(to_confirm=mail if requested.confirm else None)
 
 
 def confirmation_message(app: App, mail: ConfirmationMail) -> RenderedMessage:
@@ -175,8 +196,11 @@ def confirmation_message(app: App, mail: ConfirmationMail) -> RenderedMessage:
     )
 
 
-async def send_confirmation(app: App, mail: ConfirmationMail) -> bool:
-    """Mail the confirmation link; False (logged, address never above DEBUG) when it could not go."""
+async def send_confirmation(app: App, mail: ConfirmationMail | None) -> bool:
+    """Mail the confirmation link; False when there is none to mail, or (logged, address never
+    above DEBUG) when it could not go."""
+    if mail is None:
+        return False
     channel = app.channels.get("email")
     if channel is None:
         logger.warning("no email channel: the confirmation for contact %d was not sent", mail.contact_id)

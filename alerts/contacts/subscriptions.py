@@ -27,20 +27,23 @@ import hmac
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from itsdangerous import BadSignature
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.contacts.directory import contact_addresses, create_contact, new_token
-from alerts.contacts.fields import ISO_639_1, clean_email
+from alerts.contacts.directory import contact_addresses, new_token
+from alerts.contacts.fields import ISO_639_1, clean_email, clean_fields
 from alerts.contacts.suppressions import address_key, hashed_key, unsuppress
 from alerts.core.errors import ValidationError
 from alerts.core.signing import CONFIRM, LINK, Signing
 from alerts.core.states import SuppressionReason
 from alerts.store import audit
+from alerts.store.db import dialect_insert
 from alerts.store.models import Contact, ListMember, Suppression
 
 logger = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ _NO_MAIL = (SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value)
 _TOPIC = re.compile(r"^[\w .'()-]{1,64}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_TOPICS = 50
+#: The columns a subscribe request may change on a contact that exists.
+_REQUESTED = ("status", "token", "language", "topics", "updated_at")
 
 
 class Confirmation(StrEnum):
@@ -151,16 +156,6 @@ def clean_topics(kinds: Sequence[str], countries: Sequence[str]) -> list[str] | 
     return topics or None
 
 
-async def _mail_refused(session: AsyncSession, email: str) -> bool:
-    keys = (address_key("email", email), hashed_key("email", email))
-    reason = await session.scalar(
-        select(Suppression.reason)
-        .where(Suppression.channel == "email", Suppression.address_key.in_(keys))
-        .limit(1)
-    )
-    return reason in _NO_MAIL
-
-
 async def email_unsubscribed_at(session: AsyncSession, email: str) -> datetime | None:
     """When this email address was stopped by an unsubscribe, or None."""
     found = await session.scalar(
@@ -173,79 +168,138 @@ async def email_unsubscribed_at(session: AsyncSession, email: str) -> datetime |
     return found
 
 
-async def subscribe(
-    session: AsyncSession,
-    *,
-    email: str,
-    language: str,
-    kinds: Sequence[str] = (),
-    countries: Sequence[str] = (),
-    now: datetime,
-) -> Contact | None:
-    """Record a subscription request; the contact to mail a confirmation to, or None (mail nothing).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """A subscribe form, checked (no database needed): the address, language and topics."""
 
-    New address: a pending public contact. Pending: the same contact again (at most once per
-    ``RESEND_INTERVAL``). Unsubscribed: pending again with a new link token. Active, or an
-    address that bounced or complained: nothing. The caller shows the same page in every case.
-    """
+    address: str
+    language: str
+    topics: list[str] | None
+
+    @property
+    def domain(self) -> str:
+        """The recipient's domain, as the per-domain mail budget keys it."""
+        return self.address.rpartition("@")[2].lower()
+
+
+def check_request(
+    *, email: str, language: str, kinds: Sequence[str] = (), countries: Sequence[str] = ()
+) -> Request:
+    """The subscribe form's fields, checked as a new contact's are; ValidationError naming the
+    first bad one."""
     address = clean_email(email)
-    lang = clean_language(language)
-    topics = clean_topics(kinds, countries)
-    if await _mail_refused(session, address):
-        logger.info("subscription request for a suppressed address ignored")
-        return None
-    contact = await session.scalar(select(Contact).where(Contact.email_key == address.lower()))
-    if contact is None:
-        contact = await create_contact(
-            session,
-            name=address,
-            email=address,
-            kind="public",
-            language=lang,
-            status="pending",
-            channels=["email"],
-            topics=topics,
-            now=now,
-        )
-        await audit.record(
-            session,
-            user_id=None,
-            action="contact.subscribe",
-            object_type="contact",
-            object_id=contact.id,
-            details={"language": lang},
-            now=now,
-        )
-        return contact
-    if contact.status == "pending":
-        if contact.updated_at > now - RESEND_INTERVAL:
-            return None
-    elif contact.status == "unsubscribed":
-        contact.token = new_token()  # old confirmation and unsubscribe links stop working
-        contact.status = "pending"
-    elif contact.status == "active" and await email_unsubscribed_at(session, address) is not None:
+    clean_fields({"name": address, "email": address, "kind": "public"}, complete=True)  # lengths too
+    return Request(address=address, language=clean_language(language), topics=clean_topics(kinds, countries))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requested:
+    """What a subscribe request did: the contact it names, and whether to mail it a confirmation."""
+
+    contact: Contact
+    confirm: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Next:
+    status: str
+    token: str
+    language: str
+    topics: list[str] | None
+    updated_at: datetime
+    confirm: bool
+
+
+def _next_state(found: Any, request: Request, *, no_mail: bool, unsubscribed: bool, now: datetime) -> _Next:
+    """What the contact becomes, and whether a confirmation is mailed (no database here)."""
+    new = _Next("pending", new_token(), request.language, request.topics, now, True)
+    if found is None:
+        # A new address: a pending public contact (mailed nothing if the address said no to mail).
+        return _Next(new.status, new.token, new.language, new.topics, now, not no_mail)
+    same = _Next(found.status, found.token, found.language, found.topics, found.updated_at, False)
+    if no_mail:
+        return same  # it bounced or complained: not even a confirmation
+    if found.status == "pending":
+        if found.updated_at > now - RESEND_INTERVAL:
+            return same  # at most one confirmation per RESEND_INTERVAL: no mail-bombing a stranger
+        return _Next("pending", found.token, new.language, new.topics, now, True)
+    if found.status == "unsubscribed":
+        return new  # a new link token: old confirmation and unsubscribe links stop working
+    if found.status == "active" and unsubscribed:
         # Its email was stopped by its link while another address (a Telegram chat) still
         # receives: the contact stays active; confirming lifts the email's suppression. Anyone
         # can type the address here, so until it confirms, what that chat receives (topics) and
         # in which language stay as they are.
-        contact.token = new_token()
-    else:
-        return None  # active already (or erased): nothing to confirm
-    if contact.status != "active":
-        contact.language = lang
-        contact.topics = topics
-    contact.updated_at = now
-    await session.flush()
+        return _Next("active", new_token(), found.language, found.topics, now, True)
+    return same  # active already (or erased): nothing to confirm
+
+
+async def subscribe(session: AsyncSession, request: Request, *, now: datetime) -> Requested:
+    """Record a subscription request; the contact, and whether to mail it a confirmation.
+
+    New address: a pending public contact. Pending: the same contact again (a confirmation at
+    most once per ``RESEND_INTERVAL``). Unsubscribed: pending again with a new link token.
+    Active, or an address that bounced or complained: unchanged, nothing mailed.
+
+    The same statements whatever the address (so neither the time taken nor the work done
+    tells whether it is known): read its suppressions, read its contact, one upsert of the
+    contact (new values, or the values it has), read the contact back, one audit entry.
+    """
+    keys = (address_key("email", request.address), hashed_key("email", request.address))
+    stopped = (
+        await session.execute(
+            select(Suppression.reason, Suppression.address_key).where(
+                Suppression.channel == "email", Suppression.address_key.in_(keys)
+            )
+        )
+    ).all()
+    found = (
+        await session.execute(
+            select(Contact.status, Contact.token, Contact.language, Contact.topics, Contact.updated_at).where(
+                Contact.email_key == request.address.lower()
+            )
+        )
+    ).first()
+    after = _next_state(
+        found,
+        request,
+        no_mail=any(row.reason in _NO_MAIL for row in stopped),
+        unsubscribed=any(
+            row.reason == SuppressionReason.UNSUBSCRIBED.value and row.address_key == keys[0]
+            for row in stopped
+        ),
+        now=now,
+    )
+    insert = dialect_insert(session, Contact).values(
+        name=request.address,
+        email=request.address,
+        email_key=request.address.lower(),
+        kind="public",
+        channels=["email"],
+        created_at=now,
+        status=after.status,
+        token=after.token,
+        language=after.language,
+        topics=after.topics,
+        updated_at=after.updated_at,
+    )
+    upsert = insert.on_conflict_do_update(
+        index_elements=[Contact.email_key],
+        set_={name: insert.excluded[name] for name in _REQUESTED},
+    ).returning(Contact.id)
+    contact_id = await session.scalar(upsert)
+    contact = await session.get(Contact, contact_id, populate_existing=True)
+    assert contact is not None  # written just above, in this transaction
     await audit.record(
         session,
         user_id=None,
         action="contact.subscribe",
         object_type="contact",
         object_id=contact.id,
-        details={"language": lang, "again": True},
+        details={"language": request.language},
         now=now,
     )
-    return contact
+    return Requested(contact=contact, confirm=after.confirm)
 
 
 async def confirm(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     type_coerce,
 )
 from sqlalchemy import cast as sa_cast
@@ -137,6 +138,19 @@ def dialect_insert(session: AsyncSession, model: Any) -> Any:
 
         return postgresql.insert(model)
     return sqlite.insert(model)
+
+
+async def take_turns(session: AsyncSession, keys: Sequence[str]) -> None:
+    """Make concurrent transactions on these keys (hex digests) take turns until commit.
+
+    SQLite: every writing transaction begins IMMEDIATE, so they take turns already.
+    PostgreSQL: a transaction-scoped advisory lock per key, taken in one order (no deadlock).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(keys):
+        lock_id = int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
 
 
 def rowset(

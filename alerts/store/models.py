@@ -116,6 +116,16 @@ class SignInAttempt(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class SubscribeAttempt(Base):
+    """A subscribe request, or a confirmation mail it spent, counted against one limit key
+    (``alerts.contacts.subscribe_limits``)."""
+
+    __tablename__ = "subscribe_attempts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class SignInLock(Base):
     """An account locked after too many failed sign-ins, until an admin unlocks it."""
 

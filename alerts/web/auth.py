@@ -27,8 +27,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +54,6 @@ SESSION_MAX_AGE = 8 * 3600
 LOGIN_LIMIT = signin_limits.ACCOUNT_NETWORK_LIMIT
 ADDRESS_LIMIT = signin_limits.NETWORK_LIMIT
 LOGIN_WINDOW = signin_limits.WINDOW
-IN_FLIGHT_WAIT = 0.5  # Retry-After base when only attempts still being checked fill the limit
 DEFAULT_SECRET = "change-me-in-production"
 BAD_CSRF = "the form's security token is missing or invalid; reload the page and try again"
 TooManyAttempts = signin_limits.TooManyAttempts
@@ -66,87 +64,6 @@ class CsrfRefused(PermissionDenied):
     """A state-changing request without a valid CSRF token."""
 
     code = "csrf_failed"
-
-
-class LoginLimiter:
-    """Failures per key in a sliding window (in memory, per process): the public pages' limits.
-
-    ``reserve`` counts an attempt in flight against its keys before its password is checked;
-    ``release`` ends it (then ``fail`` counts a failure, or ``reset`` forgets them).
-    """
-
-    MAX_KEYS = 100_000  # beyond this, the oldest keys are forgotten (memory bound)
-
-    def __init__(
-        self,
-        *,
-        limit: int = LOGIN_LIMIT,
-        window: float = LOGIN_WINDOW,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._pending: dict[str, int] = {}  # attempts being checked right now
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
-
-    def retry_after(self, *keys: str) -> int:
-        """Seconds until a sign-in may be tried again for these keys (0: now)."""
-        now = self.clock()
-        wait = 0.0
-        for key in keys:
-            times = self._recent(key, now)
-            if len(times) >= self.limit:
-                wait = max(wait, times[-self.limit] + self.window - now)
-            elif len(times) + self._pending.get(key, 0) >= self.limit:
-                wait = max(wait, IN_FLIGHT_WAIT)  # full of attempts not yet answered
-        return int(wait) + 1 if wait > 0 else 0
-
-    def reserve(self, *keys: str) -> int:
-        """Count an attempt in flight against every key, unless one is full: its Retry-After then.
-
-        Check and reservation happen without yielding to the event loop, so concurrent
-        requests cannot all see room for themselves.
-        """
-        wait = self.retry_after(*keys)
-        if not wait:
-            for key in keys:
-                self._pending[key] = self._pending.get(key, 0) + 1
-        return wait
-
-    def release(self, *keys: str) -> None:
-        """End an attempt reserved with ``reserve`` (count its failure first with ``fail``)."""
-        for key in keys:
-            left = self._pending.get(key, 0) - 1
-            if left > 0:
-                self._pending[key] = left
-            else:
-                self._pending.pop(key, None)
-
-    def fail(self, *keys: str) -> None:
-        """Count one failure against every key."""
-        now = self.clock()
-        for key in keys:
-            times = self._recent(key, now)
-            if not times:
-                if len(self._failures) >= self.MAX_KEYS:
-                    self._failures.pop(next(iter(self._failures)))
-                self._failures[key] = times
-            times.append(now)
-
-    def reset(self, key: str) -> None:
-        """Forget the failures of one key (an account that signed in)."""
-        self._failures.pop(key, None)
 
 
 @dataclass

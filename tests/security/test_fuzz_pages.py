@@ -40,6 +40,7 @@ from sqlalchemy import select
 from alerts.accounts import users
 from alerts.app import App, open_app
 from alerts.compose import approval, drafts
+from alerts.contacts.subscribe_limits import Limits
 from alerts.contacts.subscriptions import Signer
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
@@ -48,7 +49,7 @@ from alerts.core.states import AlertStatus
 from alerts.delivery.publish import publish
 from alerts.followups import add as followup_add
 from alerts.store.models import Contact, User
-from alerts.web import auth, make_web_app
+from alerts.web import make_web_app
 from alerts.web.public import pages as public_pages
 from tests.factories import RENDERER, add_contacts, approved_alert
 from tests.web import PASSWORD, Client, make_staff
@@ -351,14 +352,8 @@ async def build_world(db_url: str, stack: AsyncExitStack) -> World:
         )
     webapp = make_web_app(app)
     # the limits would answer 429 long before the fuzz is done: lift them for it
-    state = webapp[auth.AUTH]
-    state.limiter = auth.LoginLimiter(limit=10**9)
-    state.addresses = auth.LoginLimiter(limit=10**9)
-    webapp[public_pages.SUBSCRIBE_LIMITS] = public_pages.SubscribeLimits(
-        addresses=auth.LoginLimiter(limit=10**9),
-        mails=auth.LoginLimiter(limit=10**9),
-        network_mails=auth.LoginLimiter(limit=10**9),
-        domain_mails=auth.LoginLimiter(limit=10**9),
+    webapp[public_pages.SUBSCRIBE_LIMITS] = Limits(
+        requests=10**9, service_mails=10**9, network_mails=10**9, domain_mails=10**9
     )
     server = TestServer(webapp)
     await server.start_server()

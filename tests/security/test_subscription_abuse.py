@@ -1,10 +1,12 @@
 """Subscription abuse (issue 14 item 1): limits per source network (IPv4 /24, IPv6 /64) and per
 recipient domain besides the service's hourly budget, an honest answer when a confirmation is
-held back, and unconfirmed subscriptions removed by the scheduler's housekeeping."""
+held back, and unconfirmed subscriptions removed by the scheduler's housekeeping; the limits are
+counted in the database, so they hold across several processes and after a restart."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import aiohttp
@@ -93,3 +95,48 @@ async def test_unconfirmed_subscriptions_expire_in_housekeeping(proxied: Site) -
     assert left == {"fresh@example.org", "kept@example.org"}
     assert "contact.expire_pending" in actions
     assert await scheduler.housekeeping() == 0
+
+
+@asynccontextmanager
+async def _process(db_url: str) -> AsyncIterator[Site]:
+    """One more ``serve`` process on the same database (behind the trusted proxy)."""
+    async with open_app(site_settings(db_url, trusted_proxies="127.0.0.1"), channels={}) as app:
+        server = TestServer(make_web_app(app))
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+                yield Site(app=app, base=str(server.make_url("")).rstrip("/"), http=http)
+        finally:
+            await server.close()
+
+
+async def test_the_limits_hold_across_two_processes_and_after_a_restart(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alerts.web.public import pages
+
+    monkeypatch.setattr(pages, "CONFIRM_MAILS_PER_HOUR", 8)  # read when each app starts
+    async with _process(db_url) as one, _process(db_url) as two:
+        # one network's requests, alternating between the processes: five in all, not five each
+        statuses = [
+            (await _subscribe((one, two)[i % 2], f"n{i}@example.org", f"203.0.113.{i + 1}"))[0]
+            for i in range(SUBSCRIBE_LIMIT + 2)
+        ]
+        assert statuses == [202] * SUBSCRIBE_LIMIT + [429, 429]
+        # the service's budget (8 an hour here) is one budget for both: 5 spent above, 3 left
+        statuses = [
+            (await _subscribe((one, two)[i % 2], f"m{i}@example.net", f"198.51.{i}.7"))[0] for i in range(5)
+        ]
+        assert statuses == [202, 202, 202, 429, 429]
+        status, page = await _subscribe(two, "late@example.com", "192.0.2.9")
+        assert status == 429 and "We could not send a confirmation message now" in page
+    async with _process(db_url) as restarted:  # a restart forgets nothing
+        status, page = await _subscribe(restarted, "n9@example.org", "203.0.113.99")
+        assert status == 429 and "Too many requests" in page
+        status, page = await _subscribe(restarted, "later@example.com", "192.0.2.10")
+        assert status == 429 and "We could not send a confirmation message now" in page
+        async with restarted.app.sessions() as session:
+            pending = set(await session.scalars(select(Contact.email).where(Contact.status == "pending")))
+    assert pending == {f"n{i}@example.org" for i in range(SUBSCRIBE_LIMIT)} | {
+        f"m{i}@example.net" for i in range(3)
+    }

@@ -45,9 +45,9 @@ class Site:
             return r.status, body
 
 
-#: Tables a refused request may write to: a failed sign-in is recorded there on purpose (the
-#: limits count it), and nothing else changes.
-LIMIT_TABLES = frozenset({"sign_in_attempts"})
+#: Tables a refused request may write to: a failed sign-in, or a subscribe request held back, is
+#: recorded there on purpose (the limits count it), and nothing else changes.
+LIMIT_TABLES = frozenset({"sign_in_attempts", "subscribe_attempts"})
 
 
 async def row_counts(app: App) -> dict[str, int]:

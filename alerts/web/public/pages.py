@@ -6,17 +6,19 @@ alerts, its Atom feed and CAP 1.2 output) and ``engagement`` (the opt-in trackin
 Pages that carry a token in their URL are never cached and send no Referer, so the token
 does not leak to another site.
 
-``POST /subscribe`` is limited per client address (``SUBSCRIBE_LIMIT`` in ``SUBSCRIBE_WINDOW``,
+``POST /subscribe`` is limited per client network (``SUBSCRIBE_LIMIT`` in ``SUBSCRIBE_WINDOW``,
 then 429 with ``Retry-After``; the address as sign-in reads it, ``clients.client_address``), and
-the service mails at most ``CONFIRM_MAILS_PER_HOUR`` confirmations: past that, subscribe
-answers the same page but sends nothing (and logs a warning), so nobody can use the form to
-mail-bomb strangers or burn the sending reputation.
+confirmation mails an hour per service, client network and recipient domain
+(``CONFIRM_MAILS_PER_HOUR``, ``NETWORK_MAILS_PER_HOUR``, ``DOMAIN_MAILS_PER_HOUR``): past those,
+subscribe answers 429 saying that nothing was sent (and logs a warning), so nobody can use the
+form to mail-bomb strangers, burn the sending reputation or starve real subscribers. The counts
+are in the database (``alerts.contacts.subscribe_limits``): they hold across processes and
+restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,8 +27,9 @@ import jinja2
 from aiohttp import web
 
 from alerts.app import App
+from alerts.contacts.subscribe_limits import Limits
 from alerts.core.errors import ValidationError
-from alerts.web import auth, i18n
+from alerts.web import i18n
 from alerts.web.base import check_fields
 from alerts.web.bodies import read_body
 from alerts.web.i18n import N_
@@ -56,19 +59,8 @@ CONFIRM_MAILS_PER_HOUR = 200
 NETWORK_MAILS_PER_HOUR = 5
 DOMAIN_MAILS_PER_HOUR = 50
 
-
-@dataclass
-class SubscribeLimits:
-    """Sliding windows (in memory, per process): requests per network; confirmation mails for
-    the service, per network and per recipient domain."""
-
-    addresses: auth.LoginLimiter
-    mails: auth.LoginLimiter
-    network_mails: auth.LoginLimiter
-    domain_mails: auth.LoginLimiter
-
-
-SUBSCRIBE_LIMITS = web.AppKey("subscribe_limits", SubscribeLimits)
+#: The subscribe limits (counted in the database: ``alerts.contacts.subscribe_limits``).
+SUBSCRIBE_LIMITS = web.AppKey("subscribe_limits", Limits)
 
 
 def render_page(
@@ -164,9 +156,10 @@ def add_state(webapp: web.Application) -> None:
     """The public pages' state in ``webapp``: confirmation tasks and the subscribe limits
     (read here, at start-up, so a test may lower ``CONFIRM_MAILS_PER_HOUR``)."""
     webapp[CONFIRMATIONS] = set()
-    webapp[SUBSCRIBE_LIMITS] = SubscribeLimits(
-        addresses=auth.LoginLimiter(limit=SUBSCRIBE_LIMIT, window=SUBSCRIBE_WINDOW),
-        mails=auth.LoginLimiter(limit=CONFIRM_MAILS_PER_HOUR, window=3600),
-        network_mails=auth.LoginLimiter(limit=NETWORK_MAILS_PER_HOUR, window=3600),
-        domain_mails=auth.LoginLimiter(limit=DOMAIN_MAILS_PER_HOUR, window=3600),
+    webapp[SUBSCRIBE_LIMITS] = Limits(
+        requests=SUBSCRIBE_LIMIT,
+        request_window=SUBSCRIBE_WINDOW,
+        service_mails=CONFIRM_MAILS_PER_HOUR,
+        network_mails=NETWORK_MAILS_PER_HOUR,
+        domain_mails=DOMAIN_MAILS_PER_HOUR,
     )

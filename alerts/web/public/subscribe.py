@@ -20,6 +20,7 @@ from aiohttp import web
 
 from alerts.actions import subscriptions as actions
 from alerts.app import App
+from alerts.contacts.subscribe_limits import Refusal
 from alerts.core import urls
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.networks import network_of
@@ -93,33 +94,23 @@ async def drain_confirmations(webapp: web.Application) -> None:
 
 
 async def subscribe(request: web.Request) -> web.Response:
-    """Record the request; mail a confirmation link. The same answer whether the address is known or not."""
+    """Record the request; mail a confirmation link. The same answer, after the same work,
+    whether the address is known or not (``actions.subscribe``)."""
     from alerts.web.base import APP
 
     app = request.app[APP]
-    limits = request.app[SUBSCRIBE_LIMITS]
-    network = network_of(client_address(request))
-    wait = limits.addresses.retry_after(network)
-    if wait:
-        logger.info("subscribe refused: too many requests from one network")
-        return _try_later(request, N_("Too many requests"), wait)
-    limits.addresses.fail(network)  # every request counts, accepted or not
     form = await read_form(request)
     email, language = form_value(form, "email").strip(), form_value(form, "language", "en")
     kinds, countries = form.get("kinds", []), chosen_countries(form)
-    # The mail budgets are checked and spent for every request, whether its address is new,
-    # pending, active or suppressed: a held-back answer says nothing about the address.
-    domain = email.rpartition("@")[2].strip().lower()[:255]
-    budgets = ((limits.mails, "mails"), (limits.network_mails, network), (limits.domain_mails, domain))
-    wait = max(limiter.retry_after(key) for limiter, key in budgets)
-    if wait:
-        logger.warning(
-            "subscribe held back: a confirmation-mail budget is spent (service, network or domain)"
-        )
-        return _try_later(request, N_("Confirmation not sent"), wait, held=True)
     try:
         result = await actions.subscribe(
-            app, email=email, language=language, kinds=kinds, countries=countries
+            app,
+            email=email,
+            language=language,
+            kinds=kinds,
+            countries=countries,
+            network=network_of(client_address(request)),
+            limits=request.app[SUBSCRIBE_LIMITS],
         )
     except ValidationError as exc:
         listed, others = split_countries(countries)
@@ -135,18 +126,28 @@ async def subscribe(request: web.Request) -> web.Response:
             countries=others,
             **form_choices(app),
         )
-    for limiter, key in budgets:
-        limiter.fail(key)
-    if result.to_confirm is not None:
-        # In the background, so a new address answers as fast as a known one (no timing oracle).
-        _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
-    return message_page(
+    if result.refusal is Refusal.TOO_MANY:
+        logger.info("subscribe refused: too many requests from one network")
+        return _try_later(request, N_("Too many requests"), result.retry_after)
+    if result.refusal is Refusal.HELD:
+        logger.warning(
+            "subscribe held back: a confirmation-mail budget is spent (service, network or domain)"
+        )
+        return _try_later(request, N_("Confirmation not sent"), result.retry_after, held=True)
+    response = message_page(
         request,
         N_("Check your inbox"),
         N_("If this address can be subscribed, we have sent it a message with a confirmation link."),
         N_("You will receive no alerts until you confirm."),
         status=202,
     )
+    # The answer leaves first; then the mail, with or without one, is handed to the background:
+    # building and sending it never delays the answer, so a new address answers as fast as a
+    # known one. (The headers are set by on_response_prepare hooks: sending here loses none.)
+    await response.prepare(request)
+    await response.write_eof()
+    _in_background(request.app, actions.send_confirmation(app, result.to_confirm))
+    return response
 
 
 def _try_later(request: web.Request, title: str, wait: int, *, held: bool = False) -> web.Response:
