@@ -5,7 +5,7 @@ clicked, so that the alert's page, ``alert status`` and the API show the same co
 outbox rows and delivery events of a long-finished alert are gone.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-02 10:30:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
