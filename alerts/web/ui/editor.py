@@ -57,6 +57,7 @@ def _editor_context(c: Ctx, **values: Any) -> dict[str, Any]:
         "kinds": KINDS,
         "channels": CHANNELS,
         "errors": {},
+        "error_language": "",
         "title": "",
         "audience": {"lists": [], "kinds": [], "channels": [], "languages": ["en"]},
         "case_toml": "",
@@ -162,9 +163,11 @@ async def _editor_error(
         "channels": c.fields("channels"),
         "languages": c.fields("languages"),
     }
+    variable = (exc.details or {}).get("variable")
     context = _editor_context(
         c,
         errors=_errors(exc),
+        error_language=caseform.error_language(variable if isinstance(variable, str) else None),
         audience=audience,
         alert=alert,
         **await _directory(c),

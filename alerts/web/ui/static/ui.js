@@ -18,6 +18,49 @@
     li.parentNode.appendChild(next);
   });
 
+  // case form: a translatable field's languages as tabs (without this script they all show,
+  // one below the other); each language but English shows the English being written, live
+  var englishRef = function (ref) {
+    var values = [];
+    document.querySelectorAll('[name="' + ref.getAttribute("data-en-ref") + '"]').forEach(function (el) {
+      if (el.value.trim()) { values.push(el.value.trim()); }
+    });
+    if (ref.tagName === "OL") {
+      ref.textContent = "";
+      values.forEach(function (v) { var li = document.createElement("li"); li.textContent = v; ref.appendChild(li); });
+    } else {
+      ref.textContent = values.join(" ");
+    }
+    ref.hidden = values.length === 0;
+  };
+  document.querySelectorAll("[data-tabs]").forEach(function (box) {
+    var list = box.querySelector("[role=tablist]");
+    var tabs = Array.prototype.slice.call(list.querySelectorAll("[role=tab]"));
+    var select = function (tab, focus) {
+      tabs.forEach(function (t) {
+        var on = t === tab;
+        t.setAttribute("aria-selected", on ? "true" : "false");
+        t.tabIndex = on ? 0 : -1;
+        var panel = document.getElementById(t.getAttribute("aria-controls"));
+        panel.hidden = !on;
+        if (on) { panel.querySelectorAll("[data-en-ref]").forEach(englishRef); }
+      });
+      if (focus) { tab.focus(); }
+    };
+    tabs.forEach(function (t, i) {
+      t.addEventListener("click", function () { select(t, false); });
+      t.addEventListener("keydown", function (ev) {
+        var to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+        if (to === undefined) { return; }
+        ev.preventDefault();
+        select(tabs[(to + tabs.length) % tabs.length], true);
+      });
+    });
+    list.hidden = false;
+    box.classList.add("tabbed");
+    select(tabs.filter(function (t) { return t.getAttribute("aria-selected") === "true"; })[0] || tabs[0], false);
+  });
+
   var familySwitch = document.querySelector("[data-family-switch]");
   if (familySwitch) {
     familySwitch.addEventListener("change", function () {
