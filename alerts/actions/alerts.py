@@ -25,6 +25,7 @@ from alerts.contacts import directory
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.ids import parse_id
+from alerts.core.msgids import N_
 from alerts.core.states import AlertStatus
 from alerts.delivery import controls, tracking
 from alerts.followups.manage import cancel_for_alerts
@@ -107,10 +108,19 @@ def _require_channels(app: App, channels: Sequence[str]) -> None:
     rather than when it is sent."""
     missing = [c for c in channels if c not in configured_channels(app.settings)]
     if missing:
-        raise ValidationError(
-            f"channels: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not configured on "
-            f"this service (see [{missing[0]}] in the config); remove it from the alert or configure it.",
+        raise ValidationError.said(
+            N_(
+                "channels: %(channels)s is not configured on this service (see [%(first)s] in the config); "
+                "remove it from the alert or configure it."
+            )
+            if len(missing) == 1
+            else N_(
+                "channels: %(channels)s are not configured on this service (see [%(first)s] in the "
+                "config); remove it from the alert or configure it."
+            ),
             details={"field": "channels", "channels": missing},
+            channels=", ".join(missing),
+            first=missing[0],
         )
 
 

@@ -28,6 +28,7 @@ from alerts.core import urls
 from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.msgids import N_
 from alerts.core.types import OutcomeKind, RenderedMessage
 from alerts.delivery.system_messages import system_message
 from alerts.store.models import Contact
@@ -143,7 +144,7 @@ async def subscribe(
 ) -> Subscribed:
     """Record a subscription request (double opt-in); the confirmation to mail, if any."""
     if not email.strip():
-        raise ValidationError("Please give an email address.", details={"field": "email"})
+        raise ValidationError.said(N_("Please give an email address."), details={"field": "email"})
     _check_kinds(app, kinds)
     async with app.sessions.begin() as session:
         contact = await subscriptions.subscribe(

@@ -79,6 +79,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # signed into session cookies: bumping it ends every session of the user (auth.py)
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the language of their pages (alerts.core.languages); None: the browser's
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class RevokedSession(Base):

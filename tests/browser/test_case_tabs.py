@@ -31,7 +31,10 @@ async def test_an_officer_writes_french_in_its_tab_with_the_english_beside_on_a_
         Settings()
         .replace("database", url=db_url)
         .replace(
-            "server", port=port, public_url=f"http://127.0.0.1:{port}", secret_key="browser-test-secret-0123456789"
+            "server",
+            port=port,
+            public_url=f"http://127.0.0.1:{port}",
+            secret_key="browser-test-secret-0123456789",
         )
     )
     await seed(settings)
@@ -105,7 +108,9 @@ async def write_in_tabs(browser, base: str) -> str:  # type: ignore[no-untyped-d
 
     # a list's tabs: the English facts above the French ones
     await page.locator("#t-facts-fr").click()
-    await expect(page.locator("#p-facts-fr ol.en-ref li").first).to_contain_text("8 March: she filed a complaint")
+    await expect(page.locator("#p-facts-fr ol.en-ref li").first).to_contain_text(
+        "8 March: she filed a complaint"
+    )
     await page.locator('[data-var="facts"]').screenshot(path=ARTIFACTS / "case-tabs-list-phone.png")
 
     await page.get_by_label("urgent-appeals").check()

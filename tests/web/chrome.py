@@ -30,10 +30,11 @@ def catalogue(language: str) -> Catalog:
 
 @cache
 def source_msgids() -> frozenset[str]:
-    """Every msgid of the web package's sources (templates and ``N_``/``_`` in Python), as
-    ``pybabel extract -F alerts/web/locales/babel.cfg -k N_`` finds them."""
+    """Every msgid of the sources (the web's templates, ``N_``/``_`` in the Python of the whole
+    package: errors and reasons are made below the web), as
+    ``pybabel extract -F alerts/web/locales/babel.cfg -k N_ … alerts`` finds them."""
     found = extract_from_dir(
-        str(WEB),
+        str(WEB.parent),
         method_map=[("**/templates/**.html", "jinja2"), ("**.py", "python")],
         options_map={"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}},
         keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None},

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from alerts.accounts.users import MAX_NAME, MAX_PASSWORD, MIN_PASSWORD, UNSET
 from alerts.actions import accounts
+from alerts.core.languages import PAGE_LANGUAGES
 from alerts.core.states import Role
 from alerts.web.api.routes import PREFIX, Ctx, Route, Schema, json_response
 from alerts.web.api.schema import EMAIL, TELEGRAM, line
@@ -59,6 +60,11 @@ USER: Schema = {
         "has_password": {"type": "boolean"},
         "has_token": {"type": "boolean"},
         "created_at": {"type": "string", "format": "date-time"},
+        "language": {
+            "type": ["string", "null"],
+            "enum": [*PAGE_LANGUAGES, None],
+            "description": "the language of their pages; null: their browser's",
+        },
     },
 }
 CREATE: Schema = {
