@@ -113,6 +113,16 @@ async def write_in_tabs(browser, base: str) -> str:  # type: ignore[no-untyped-d
     )
     await page.locator('[data-var="facts"]').screenshot(path=ARTIFACTS / "case-tabs-list-phone.png")
 
+    # on a laptop the English stands beside the language being written
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.locator("#t-summary-fr").click()
+    ref_box = await page.locator("#p-summary-fr [data-en-ref]").bounding_box()
+    field_box = await page.locator("#c-summary-fr").bounding_box()
+    assert ref_box is not None and field_box is not None
+    assert ref_box["x"] + ref_box["width"] <= field_box["x"] and abs(ref_box["y"] - field_box["y"]) < 40
+    await page.locator('[data-var="summary"]').screenshot(path=ARTIFACTS / "case-tabs-desktop.png")
+    await page.set_viewport_size({"width": 390, "height": 844})
+
     await page.get_by_label("urgent-appeals").check()
     await page.get_by_role("checkbox", name="Email", exact=True).check()
     await page.get_by_role("button", name="Save draft").click()
