@@ -283,5 +283,13 @@ async def test_a_subscribers_page_falls_back_on_their_language_after_the_browser
                     assert f'<html lang="{expected}">' in await r.text(), (path, accept)
         async with visitor.http.get(base + f"/preferences/{link}?hl=en") as r:
             assert '<html lang="en">' in await r.text()  # the switch first
+        # a refusal of the action layer, on a public page
+        form = {"email": "not-an-address", "language": "en"}
+        for accept, said in (("fr", "cette adresse électronique n’est pas valide"), ("es", "no es válida")):
+            visitor.http.cookie_jar.clear()
+            async with visitor.http.post(
+                base + "/subscribe", data=form, headers={"Accept-Language": accept}
+            ) as r:
+                assert r.status == 422 and said in _unescaped(await r.text())
     finally:
         await visitor.close()
