@@ -113,6 +113,15 @@ async def write_in_tabs(browser, base: str) -> str:  # type: ignore[no-untyped-d
     )
     await page.locator('[data-var="facts"]').screenshot(path=ARTIFACTS / "case-tabs-list-phone.png")
 
+    # an authority's title and form of address: one set of tabs for the row
+    await page.locator("#t-authorities-0-fr").click()
+    row = page.locator('[data-var="authorities"] [data-row="0"]')
+    await expect(row.locator("#c-authorities-0-title-fr")).to_be_visible()
+    await expect(
+        row.locator('#p-authorities-0-fr [data-en-ref="c.authorities.0.title.en"]')
+    ).not_to_be_empty()
+    await row.screenshot(path=ARTIFACTS / "case-tabs-authority-phone.png")
+
     # on a laptop the English stands beside the language being written
     await page.set_viewport_size({"width": 1280, "height": 900})
     await page.locator("#t-summary-fr").click()
