@@ -118,6 +118,10 @@ async def test_an_officer_writes_a_case_in_the_form(faces: Faces) -> None:
     page = await r.text()
     block = page[page.index('data-var="summary"') : page.index('data-var="facts"')]
     assert 'role="alert"' in block and "summary" in html.unescape(block) and "English" in html.unescape(block)
+    # the same refusal on a French page, in French
+    r = await officer.post(f"{P}/alerts/{alert_id}/edit?hl=fr", bad + [("lists", "urgent-appeals")])
+    page = html.unescape(await r.text())
+    assert r.status == 422 and "dossier : 'summary' doit avoir une version anglaise ('en')" in page
     assert (await saved_case(faces, alert_id))["defender"] == "Ana Ruiz"
 
     # the advanced view: the TOML, which can be saved instead
