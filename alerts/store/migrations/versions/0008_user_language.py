@@ -4,7 +4,7 @@ The officers' pages took their language from the browser only (the ``hl`` cookie
 Accept-Language); a user now keeps a setting that follows them to every browser.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
