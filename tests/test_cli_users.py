@@ -172,3 +172,22 @@ async def test_commands_without_as_act_as_the_first_active_admin(cli: CLI, db_ur
     made = await cli("alert", "create", "--template", "urgent-appeal", "--data", str(example), "--list", "x")
     assert made.code == 0 and made.out.strip().isdigit(), made.err  # acting as ada, not the disabled admin
     assert (await cli("users", "disable", "ada")).code == 2  # the last active admin stays
+
+
+async def test_set_language(cli: CLI, db_url: str) -> None:
+    assert (await cli("users", "add", "nina", "--role", "officer", "--no-password")).code == 0
+    run = await cli("users", "set-language", "nina", "fr")
+    assert run.code == 0, run.err
+    assert "the pages of nina: the language is now fr" in run.err
+    listed = json.loads((await cli("users", "list", "--json")).out)
+    assert [u["language"] for u in listed if u["name"] == "nina"] == ["fr"]
+    user = await _user(db_url, "nina")
+    assert user is not None and user.language == "fr"
+    run = await cli("users", "set-language", "nina", "fr")
+    assert run.code == 0 and "the language was already fr" in run.err
+    run = await cli("users", "set-language", "nina", "de")
+    assert run.code == 2 and "invalid choice: 'de'" in run.err
+    run = await cli("users", "set-language", "nina", "auto")
+    assert run.code == 0 and "the language is now their browser's" in run.err
+    user = await _user(db_url, "nina")
+    assert user is not None and user.language is None

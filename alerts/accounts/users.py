@@ -25,6 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorized, ValidationError
+from alerts.core.languages import PAGE_LANGUAGES
+from alerts.core.msgids import N_
 from alerts.core.states import Role
 from alerts.core.telegram import check_address
 from alerts.core.text import check_line
@@ -46,7 +48,7 @@ _HASHER = PasswordHasher()  # Argon2id with the library's current recommended pa
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # hashing cost grows with length; refuse absurd inputs
 MAX_NAME = 100
-BAD_CREDENTIALS = "invalid user name or password"
+BAD_CREDENTIALS = N_("invalid user name or password")
 BAD_TOKEN = "invalid API token"
 
 _ALL = frozenset(Role)
@@ -80,12 +82,18 @@ def check(user: User, action: str) -> None:
     if allowed is None:
         raise ValueError(f"unknown action {action!r}")  # a programming error
     if not user.active:
-        raise PermissionDenied(f"user {user.name!r} is deactivated and may not {action}")
+        raise PermissionDenied.said(
+            N_("user %(user)r is deactivated and may not %(action)s"), user=user.name, action=action
+        )
     if user.role not in allowed:
         roles = ", ".join(sorted(allowed))
-        raise PermissionDenied(
-            f"user {user.name!r} ({user.role}) may not {action}; allowed roles: {roles}",
+        raise PermissionDenied.said(
+            N_("user %(user)r (%(role)s) may not %(action)s; allowed roles: %(roles)s"),
             details={"action": action, "role": user.role},
+            user=user.name,
+            role=user.role,
+            action=action,
+            roles=roles,
         )
 
 
@@ -228,7 +236,7 @@ async def authenticate_password(session: AsyncSession, name: str, password: str)
     stored = user.password_hash if user is not None and user.password_hash else None
     ok = await asyncio.to_thread(verify_password, stored or _dummy_hash(), password)
     if user is None or stored is None or not ok or not user.active:
-        raise Unauthorized(BAD_CREDENTIALS)
+        raise Unauthorized.said(BAD_CREDENTIALS)
     if _HASHER.check_needs_rehash(stored):
         user.password_hash = await asyncio.to_thread(hash_password, password)
         await session.flush()
@@ -379,3 +387,26 @@ async def update_user(
         await session.flush()
         await _audit(session, user, "user.update", by=by, now=now, details=changed)
     return sorted(key.removesuffix("_changed") for key in changed)
+
+
+async def set_language(
+    session: AsyncSession, user: User, language: str | None, *, by: User | None, now: datetime
+) -> bool:
+    """Set the language of the user's pages (None or "": the browser's); whether it changed."""
+    value = language.strip().lower() if language else None
+    if value is not None and value not in PAGE_LANGUAGES:
+        raise ValidationError.said(
+            N_(
+                "language: %(language)r is not a language of the pages; one of %(languages)s, "
+                "or none to follow the browser"
+            ),
+            details={"field": "language"},
+            language=language,
+            languages=", ".join(PAGE_LANGUAGES),
+        )
+    if value == user.language:
+        return False
+    await _audit(session, user, "user.language", by=by, now=now, details={"from": user.language, "to": value})
+    user.language = value
+    await session.flush()
+    return True

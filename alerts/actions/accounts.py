@@ -1,4 +1,4 @@
-"""Accounts: add a user, set a password, disable, enable, issue a token, revoke tokens, list.
+"""Accounts: add a user, set a password or a language, disable, enable, issue a token, revoke tokens, list.
 
 Every face (CLI, JSON API, officers' pages) calls these and only these. The actor is the
 signed-in ``User``, or None for the operator at the console (``alerts users …``), who holds
@@ -23,6 +23,7 @@ from alerts.accounts.users import UNSET, Unset
 from alerts.app import App
 from alerts.core.clock import utcnow
 from alerts.core.errors import PermissionDenied
+from alerts.core.msgids import N_
 from alerts.store import audit
 from alerts.store.models import User
 
@@ -44,6 +45,7 @@ class Account:
     token_read_only: bool
     two_factor: bool
     created_at: datetime
+    language: str | None = None
 
     @classmethod
     def of(cls, user: User) -> Account:
@@ -60,6 +62,7 @@ class Account:
             token_read_only=user.token_hash is not None and user.token_read_only,
             two_factor=user.totp_secret is not None,
             created_at=user.created_at,
+            language=user.language,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -76,6 +79,7 @@ class Account:
             "token_read_only": self.token_read_only,
             "two_factor": self.two_factor,
             "created_at": self.created_at.isoformat(),
+            "language": self.language,
         }
 
 
@@ -175,12 +179,28 @@ async def set_password(
         if actor is not None and actor.id == user.id:
             users.check(actor, "view")
             if current is None or not await users.password_matches(user, current):
-                raise PermissionDenied("current password: not right; give your current password to change it")
+                raise PermissionDenied.said(
+                    N_("current password: not right; give your current password to change it")
+                )
         else:
             _require(actor)
         await users.set_password(session, user, password, by=actor, now=utcnow())
         account = Account.of(user)
     return Changed(account=account, changed=True, fields=("password",))
+
+
+async def set_language(app: App, actor: User | None, name: str, language: str | None) -> Changed:
+    """Set the language of a user's pages (en, fr, es; None or "": the browser's). A user sets
+    their own; setting another's needs ``users.manage``."""
+    if actor is None or actor.name != name:
+        _require(actor)
+    else:
+        users.check(actor, "view")
+    async with app.sessions.begin() as session:
+        user = await users.get_user(session, name)
+        changed = await users.set_language(session, user, language, by=actor, now=utcnow())
+        account = Account.of(user)
+    return Changed(account=account, changed=changed, fields=("language",) if changed else ())
 
 
 async def set_active(app: App, actor: User | None, name: str, *, active: bool) -> Changed:

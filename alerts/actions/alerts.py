@@ -26,6 +26,7 @@ from alerts.core.channels import ALL
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.ids import parse_id
+from alerts.core.msgids import N_, Text
 from alerts.core.states import AlertStatus
 from alerts.delivery import controls, tracking
 from alerts.followups.manage import cancel_for_alerts
@@ -108,12 +109,20 @@ def unconfigured_channels(app: App) -> list[str]:
     return [c.value for c in ALL if c.value not in configured_channels(app.settings)]
 
 
-def not_configured(missing: Sequence[str]) -> str:
+def not_configured(missing: Sequence[str]) -> Text:
     """Why an alert may not name ``missing`` (the API's schema says it in the same words)."""
-    return (
-        f"channels: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not configured on "
-        f"this service (see [{missing[0]}] in the config); remove it from the alert or configure it."
+    msgid = (
+        N_(
+            "channels: %(channels)s is not configured on this service (see [%(first)s] in the config); "
+            "remove it from the alert or configure it."
+        )
+        if len(missing) == 1
+        else N_(
+            "channels: %(channels)s are not configured on this service (see [%(first)s] in the "
+            "config); remove it from the alert or configure it."
+        )
     )
+    return Text(msgid, {"channels": ", ".join(missing), "first": missing[0]})
 
 
 def _require_channels(app: App, channels: Sequence[str]) -> None:
@@ -121,7 +130,10 @@ def _require_channels(app: App, channels: Sequence[str]) -> None:
     rather than when it is sent."""
     missing = [c for c in channels if c not in configured_channels(app.settings)]
     if missing:
-        raise ValidationError(not_configured(missing), details={"field": "channels", "channels": missing})
+        why = not_configured(missing)
+        raise ValidationError.said(
+            why.msgid, details={"field": "channels", "channels": missing}, **why.values
+        )
 
 
 async def create(

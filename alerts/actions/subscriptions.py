@@ -31,6 +31,7 @@ from alerts.core import urls
 from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.msgids import N_
 from alerts.core.types import OutcomeKind, RenderedMessage
 from alerts.delivery.system_messages import system_message
 from alerts.store.models import Contact
@@ -157,7 +158,7 @@ async def subscribe(
     is the caller's, off the request's path.
     """
     if not email.strip():
-        raise ValidationError("Please give an email address.", details={"field": "email"})
+        raise ValidationError.said(N_("Please give an email address."), details={"field": "email"})
     request = subscriptions.check_request(email=email, language=language, kinds=kinds, countries=countries)
     _check_kinds(app, kinds)
     when = now or utcnow()

@@ -17,6 +17,7 @@ from alerts import __version__
 from alerts.cli import operate, templates
 from alerts.cli.alert_parser import alert_parsers
 from alerts.cli.textio import row_id
+from alerts.core.languages import PAGE_LANGUAGES
 
 if TYPE_CHECKING:
     from alerts.core.config import Settings
@@ -186,7 +187,7 @@ _USER = "the user's name"
 
 
 def _users_parsers(sub: Any) -> None:
-    """``alerts users add|passwd|disable|enable|unlock|token|2fa-reset|list`` (``alerts.cli.users``)."""
+    """``alerts users add|passwd|disable|enable|unlock|set-language|token|2fa-reset|list``."""
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
     s = users.add_parser("add", help="add a user (asks for a password unless --no-password)")
     s.add_argument("name", help=_USER)
@@ -219,6 +220,14 @@ def _users_parsers(sub: Any) -> None:
     s = users.add_parser("unlock", help="lift the sign-in lock put on a user after too many failures")
     s.add_argument("name", help=_USER)
     s.set_defaults(handler="users_unlock")
+    s = users.add_parser("set-language", help="the language of a user's pages, in every browser they use")
+    s.add_argument("name", help=_USER)
+    s.add_argument(
+        "language",
+        choices=[*PAGE_LANGUAGES, "auto"],
+        help="en, fr or es; auto: their browser's (its switch or Accept-Language)",
+    )
+    s.set_defaults(handler="users_language")
     s = users.add_parser("token", help="issue a new API token (printed once), or revoke the user's tokens")
     s.add_argument("name", help=_USER)
     s.add_argument("--revoke", action="store_true", help="revoke all of the user's API tokens")

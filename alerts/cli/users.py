@@ -1,4 +1,5 @@
-"""``alerts users add|passwd|disable|enable|unlock|token|2fa-reset|list``: parse, call an action, print.
+"""``alerts users add|passwd|disable|enable|unlock|set-language|token|2fa-reset|list``: parse,
+call an action, print.
 
 The console operator holds the database and acts as the service itself (actor None). Passwords
 are asked with getpass (twice) unless given for a script (``--password``/``ALERTS_NEW_PASSWORD``
@@ -89,6 +90,16 @@ async def users_unlock(args: argparse.Namespace, settings: Settings) -> int:
     async with open_app(settings, channels={}) as app:
         done = await accounts.unlock(app, None, args.name)
     _say(f"user {done.account.name} unlocked" if done.changed else f"user {done.account.name} was not locked")
+    return 0
+
+
+async def users_language(args: argparse.Namespace, settings: Settings) -> int:
+    language = None if args.language == "auto" else args.language
+    async with open_app(settings, channels={}) as app:
+        done = await accounts.set_language(app, None, args.name, language)
+    shown = done.account.language or "their browser's"
+    verb = "is now" if done.changed else "was already"
+    _say(f"the pages of {done.account.name}: the language {verb} {shown}")
     return 0
 
 

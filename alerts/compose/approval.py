@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.accounts.users import check
 from alerts.compose.drafts import ALERT_TRANSITIONS, current_version, move
 from alerts.core.errors import ApprovalRequired, Conflict, ConsentRequired, PermissionDenied, ValidationError
+from alerts.core.msgids import N_
 from alerts.core.states import AlertStatus, ContactKind, Role
 from alerts.core.text import check_text
 from alerts.store import audit
@@ -57,7 +58,11 @@ async def submit(session: AsyncSession, alert: Alert, *, user: User, now: dateti
     """Send a draft for review; returns the users to notify (active reviewers and admins who may approve)."""
     check(user, "alert.submit")
     if alert.status != A.DRAFT:
-        raise Conflict(f"alert {alert.id} is {alert.status}: only a draft can be submitted for review")
+        raise Conflict.said(
+            N_("alert %(alert)s is %(state)s: only a draft can be submitted for review"),
+            alert=alert.id,
+            state=alert.status,
+        )
     version = await current_version(session, alert)
     await move(session, alert, A.IN_REVIEW, now=now)
     await audit.record(
@@ -96,18 +101,30 @@ async def approve(
     """
     check(user, "alert.approve")
     if alert.status != A.IN_REVIEW:
-        raise Conflict(f"alert {alert.id} is {alert.status}: only an alert in review can be approved")
+        raise Conflict.said(
+            N_("alert %(alert)s is %(state)s: only an alert in review can be approved"),
+            alert=alert.id,
+            state=alert.status,
+        )
     version = await current_version(session, alert)
     if require_second_approver:
         if user.id == alert.author_id:
-            raise PermissionDenied(
-                f"alert {alert.id}: the author cannot approve their own alert; "
-                "a second person must approve it"
+            raise PermissionDenied.said(
+                N_(
+                    "alert %(alert)s: the author cannot approve their own alert; "
+                    "a second person must approve it"
+                ),
+                alert=alert.id,
             )
         if user.id == version.created_by:
-            raise PermissionDenied(
-                f"alert {alert.id}: {user.name!r} wrote version {version.number} and cannot approve it; "
-                "a second person must approve it"
+            raise PermissionDenied.said(
+                N_(
+                    "alert %(alert)s: %(user)r wrote version %(version)s and cannot approve it; "
+                    "a second person must approve it"
+                ),
+                alert=alert.id,
+                user=user.name,
+                version=version.number,
             )
     wanted = list(alert.languages) if languages is None else list(dict.fromkeys(languages))
     for language in wanted:
@@ -120,8 +137,11 @@ async def approve(
     done = await _approved_in(session, version)
     again = [language for language in wanted if language in done]
     if languages is not None and again:
-        raise Conflict(
-            f"alert {alert.id}: version {version.number} is already approved in {', '.join(again)}"
+        raise Conflict.said(
+            N_("alert %(alert)s: version %(version)s is already approved in %(languages)s"),
+            alert=alert.id,
+            version=version.number,
+            languages=", ".join(again),
         )
     new = [language for language in wanted if language not in done]
     for language in new:
@@ -188,19 +208,29 @@ def addressed_to_public(alert: Alert) -> bool:
 async def ready_to_send(session: AsyncSession, alert: Alert) -> None:
     """Raise ApprovalRequired or ConsentRequired unless ``alert`` may be published now."""
     if AlertStatus(alert.status) not in _APPROVED_STATUSES:
-        raise ApprovalRequired(f"alert {alert.id} is {alert.status}: it must be approved before sending")
+        raise ApprovalRequired.said(
+            N_("alert %(alert)s is %(state)s: it must be approved before sending"),
+            alert=alert.id,
+            state=alert.status,
+        )
     version = await current_version(session, alert)
     done = await _approved_in(session, version)
     missing = [language for language in alert.languages if language not in done]
     if missing:
-        raise ApprovalRequired(
-            f"alert {alert.id}: version {version.number} is not approved in {', '.join(missing)}",
+        raise ApprovalRequired.said(
+            N_("alert %(alert)s: version %(version)s is not approved in %(languages)s"),
             details={"languages": missing},
+            alert=alert.id,
+            version=version.number,
+            languages=", ".join(missing),
         )
     if addressed_to_public(alert) and await consent_scope(session, alert) != "public":
-        raise ConsentRequired(
-            f"alert {alert.id} is addressed to the public: record the defender's consent "
-            f"(alerts alert consent {alert.id} --scope public) before sending"
+        raise ConsentRequired.said(
+            N_(
+                "alert %(alert)s is addressed to the public: record the defender's consent "
+                "(alerts alert consent %(alert)s --scope public) before sending"
+            ),
+            alert=alert.id,
         )
 
 
@@ -223,7 +253,12 @@ async def set_status(
     if user is not None:
         check(user, _ACTION_FOR[status])
     if status not in ALERT_TRANSITIONS[old]:
-        raise Conflict(f"alert {alert.id} is {old}: it cannot become {status}")
+        raise Conflict.said(
+            N_("alert %(alert)s is %(state)s: it cannot become %(target_state)s"),
+            alert=alert.id,
+            state=old,
+            target_state=status,
+        )
     if old is A.IN_REVIEW and status is A.APPROVED:
         raise Conflict(
             f"alert {alert.id} is in review: a reviewer other than its author approves it "

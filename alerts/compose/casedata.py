@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from alerts.core.errors import ValidationError
+from alerts.core.msgids import N_
 from alerts.core.schemas import EMAIL_ADDRESS, PATH, text
 
 TYPES = ("string", "text", "url", "date", "list", "authorities", "contact")
@@ -51,6 +52,15 @@ def _fail(path: str, problem: str) -> ValidationError:
     return ValidationError(f"case data: {problem.format(path=repr(path))}", details={"variable": path})
 
 
+_NOT_URL = N_("case data: %(path)s must be an http(s) URL, got %(text)r")
+_TOO_MANY = N_("case data: %(path)s has %(n)s entries, at most %(limit)s")
+
+
+def _said(path: str, msgid: str, **values: Any) -> ValidationError:
+    """A refusal an officer reads beside a field of the case form (translated on the pages)."""
+    return ValidationError.said(msgid, details={"variable": path}, path=repr(path), **values)
+
+
 def _type_name(value: object) -> str:
     return type(value).__name__
 
@@ -60,9 +70,14 @@ def _string(path: str, value: object, limit: int = MAX_STRING) -> str:
         raise _fail(path, f"{{path}} must be a string, got {_type_name(value)}")
     text = value.strip()
     if not text:
-        raise _fail(path, "{path} must not be empty")
+        raise _said(path, N_("case data: %(path)s must not be empty"))
     if len(text) > limit:
-        raise _fail(path, f"{{path}} is too long ({len(text)} characters, at most {limit})")
+        raise _said(
+            path,
+            N_("case data: %(path)s is too long (%(n)s characters, at most %(limit)s)"),
+            n=len(text),
+            limit=limit,
+        )
     return text
 
 
@@ -71,12 +86,15 @@ def _per_language(path: str, value: object, check: Callable[[str, object], Any])
     if not isinstance(value, Mapping):
         return check(path, value)
     if not value:
-        raise _fail(path, "{path} must not be empty")
+        raise _said(path, N_("case data: %(path)s must not be empty"))
     for language in value:
         if not isinstance(language, str) or not _LANGUAGE.match(language):
             raise _fail(path, f"{{path}} has {language!r}, which is not a language code like 'en' or 'fr'")
     if FALLBACK_LANGUAGE not in value:
-        raise _fail(path, "{path} must have an English ('en') version, the fallback for other languages")
+        raise _said(
+            path,
+            N_("case data: %(path)s must have an English ('en') version, the fallback for other languages"),
+        )
     return {language: check(f"{path}.{language}", item) for language, item in value.items()}
 
 
@@ -89,9 +107,9 @@ def _url(path: str, value: object) -> str:
     try:
         parts = urlsplit(text)
     except ValueError:  # "http://[x": an unclosed IPv6 host
-        raise _fail(path, f"{{path}} must be an http(s) URL, got {text!r}") from None
+        raise _said(path, _NOT_URL, text=text) from None
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
-        raise _fail(path, f"{{path}} must be an http(s) URL, got {text!r}")
+        raise _said(path, _NOT_URL, text=text)
     return text
 
 
@@ -105,14 +123,14 @@ def _date(path: str, value: object) -> str:
             return date.fromisoformat(value.strip()).isoformat()
         except ValueError:
             pass
-    raise _fail(path, f"{{path}} must be a date (YYYY-MM-DD), got {value!r}")
+    raise _said(path, N_("case data: %(path)s must be a date (YYYY-MM-DD), got %(value)r"), value=value)
 
 
 def _strings(path: str, value: object) -> list[str]:
     if not isinstance(value, list | tuple):
         raise _fail(path, f"{{path}} must be a list of strings, got {_type_name(value)}")
     if len(value) > MAX_ITEMS:
-        raise _fail(path, f"{{path}} has {len(value)} entries, at most {MAX_ITEMS}")
+        raise _said(path, _TOO_MANY, n=len(value), limit=MAX_ITEMS)
     return [_string(f"{path}[{i}]", item) for i, item in enumerate(value)]
 
 
@@ -128,7 +146,7 @@ def _table(path: str, value: object, fields: Mapping[str, bool]) -> dict[str, An
             raise _fail(f"{path}.{key}", "unknown field {path}")
     for key, required in fields.items():
         if required and value.get(key) in (None, ""):
-            raise _fail(f"{path}.{key}", "{path} is required")
+            raise _said(f"{path}.{key}", N_("case data: %(path)s is required"))
     return {key: item for key, item in value.items() if item is not None}
 
 
@@ -136,7 +154,7 @@ def _authorities(path: str, value: object) -> list[dict[str, Any]]:
     if not isinstance(value, list | tuple):
         raise _fail(path, f"{{path}} must be a list of tables, got {_type_name(value)}")
     if len(value) > MAX_ITEMS:
-        raise _fail(path, f"{{path}} has {len(value)} entries, at most {MAX_ITEMS}")
+        raise _said(path, _TOO_MANY, n=len(value), limit=MAX_ITEMS)
     result = []
     for i, item in enumerate(value):
         where = f"{path}[{i}]"
@@ -201,7 +219,7 @@ def validate(variables: Mapping[str, VariableSpec], data: Mapping[str, Any]) -> 
         value = data.get(name)
         if value is None or (isinstance(value, str) and not value.strip()) or value in ([], {}):
             if spec.required:
-                raise _fail(name, "{path} is required")
+                raise _said(name, N_("case data: %(path)s is required"))
             continue
         cleaned[name] = _CHECKS[spec.type](name, value)
     return cleaned

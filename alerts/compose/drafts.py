@@ -26,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from alerts.accounts.users import check
 from alerts.core.channels import ALL
 from alerts.core.errors import Conflict, NotFound, ValidationError
+from alerts.core.msgids import N_
 from alerts.core.states import AlertStatus, ContactKind
 from alerts.core.text import check_line, check_text, one_line
 from alerts.store import audit
@@ -95,14 +96,14 @@ class Audience:
             if channel not in ALL:
                 raise ValidationError(f"audience: unknown channel {channel!r}; channels are {', '.join(ALL)}")
         if not self.languages:
-            raise ValidationError("audience: at least one language is needed")
+            raise ValidationError.said(N_("audience: at least one language is needed"))
         for language in self.languages:
             if not _LANGUAGE.match(language):
                 raise ValidationError(
                     f"audience: language {language!r} is not a two-letter lowercase code such as 'en'"
                 )
         if not self.lists and not self.kinds:
-            raise ValidationError("audience: name at least one list or contact kind")
+            raise ValidationError.said(N_("audience: name at least one list or contact kind"))
 
     @property
     def includes_public(self) -> bool:
@@ -133,9 +134,9 @@ class Audience:
 def _validate_title(title: str) -> str:
     title = title.strip()
     if not title:
-        raise ValidationError("title: must not be empty")
+        raise ValidationError.said(N_("title: must not be empty"))
     if len(title) > MAX_TITLE:
-        raise ValidationError(f"title: longer than {MAX_TITLE} characters")
+        raise ValidationError.said(N_("title: longer than %(n)s characters"), n=MAX_TITLE)
     return check_line(title, "title")
 
 
@@ -210,7 +211,10 @@ async def move(
     )
     result = cast(CursorResult[Any], await session.execute(stmt))
     if result.rowcount != 1:
-        raise Conflict(f"alert {alert.id} was changed by someone else meanwhile; reload it and try again")
+        raise Conflict.said(
+            N_("alert %(alert)s was changed by someone else meanwhile; reload it and try again"),
+            alert=alert.id,
+        )
     for key, value in changes.items():
         set_committed_value(alert, key, value)
 
@@ -266,7 +270,7 @@ async def get_alert(session: AsyncSession, alert_id: int) -> Alert:
     """The alert with this id, freshly read; NotFound otherwise."""
     alert = await session.get(Alert, alert_id, populate_existing=True)
     if alert is None:
-        raise NotFound(f"alert {alert_id} does not exist")
+        raise NotFound.said(N_("alert %(alert)s does not exist"), alert=alert_id)
     return alert
 
 
@@ -278,9 +282,10 @@ async def require_open_case(session: AsyncSession, parent_id: int | None) -> Non
         seen.add(parent_id)
         parent = await get_alert(session, parent_id)
         if parent.status == AlertStatus.CLOSED:
-            raise Conflict(
-                f"alert {parent.id} is closed: its case gets no more updates.",
+            raise Conflict.said(
+                N_("alert %(alert)s is closed: its case gets no more updates."),
                 details={"alert": parent.id, "status": parent.status},
+                alert=parent.id,
             )
         parent_id = parent.parent_id
 
@@ -300,11 +305,15 @@ async def current_version(session: AsyncSession, alert: Alert) -> AlertVersion:
 def _check_editable(alert: Alert) -> None:
     status = AlertStatus(alert.status)
     if status is A.SCHEDULED:
-        raise Conflict(f"alert {alert.id} is scheduled: unschedule it before editing")
+        raise Conflict.said(N_("alert %(alert)s is scheduled: unschedule it before editing"), alert=alert.id)
     if status is A.CLOSED:
-        raise Conflict(f"alert {alert.id} is closed: it can no longer be edited")
+        raise Conflict.said(N_("alert %(alert)s is closed: it can no longer be edited"), alert=alert.id)
     if status not in EDITABLE:
-        raise Conflict(f"alert {alert.id} is {status}: it can no longer be edited; send an update instead")
+        raise Conflict.said(
+            N_("alert %(alert)s is %(state)s: it can no longer be edited; send an update instead"),
+            alert=alert.id,
+            state=str(status),
+        )
 
 
 async def edit_alert(

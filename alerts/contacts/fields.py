@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from alerts.core.errors import ValidationError
+from alerts.core.msgids import N_
 from alerts.core.states import ContactKind
 from alerts.core.telegram import check_address
 from alerts.core.text import check_line
@@ -245,7 +246,9 @@ def _text(field: str, value: str | None) -> str | None:
     check_line(value, field)
     limit = MAX_LENGTHS.get(field, LIST_NAME_MAX)
     if len(value) > limit:
-        raise ValidationError(f"{field} is longer than {limit} characters", details={"field": field})
+        raise ValidationError.said(
+            N_("%(field)s is longer than %(n)s characters"), details={"field": field}, field=field, n=limit
+        )
     return value
 
 
@@ -256,10 +259,15 @@ def clean_email(value: str) -> str:
     try:
         normalized = validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise ValidationError(f"email is not a valid address: {exc}", details={"field": "email"}) from None
+        raise ValidationError.said(
+            N_("email is not a valid address: %(reason)s"), details={"field": "email"}, reason=str(exc)
+        ) from None
     if len(normalized) > MAX_LENGTHS["email"]:
-        raise ValidationError(
-            f"email is longer than {MAX_LENGTHS['email']} characters", details={"field": "email"}
+        raise ValidationError.said(
+            N_("%(field)s is longer than %(n)s characters"),
+            details={"field": "email"},
+            field="email",
+            n=MAX_LENGTHS["email"],
         )
     return normalized
 
@@ -281,11 +289,13 @@ def clean_fields(raw: Mapping[str, str | None], *, complete: bool) -> dict[str, 
             out[field] = _text(field, raw[field])
     if complete:
         if not out.get("name"):
-            raise ValidationError("name is required", details={"field": "name"})
+            raise ValidationError.said(N_("name is required"), details={"field": "name"})
         if not out.get("email") and not out.get("telegram"):
-            raise ValidationError("an email or a telegram is required", details={"field": "email"})
+            raise ValidationError.said(N_("an email or a telegram is required"), details={"field": "email"})
         if not out.get("kind"):
-            raise ValidationError(f"kind is required (one of {', '.join(KINDS)})", details={"field": "kind"})
+            raise ValidationError.said(
+                N_("kind is required (one of %(kinds)s)"), details={"field": "kind"}, kinds=", ".join(KINDS)
+            )
     email = out.get("email")
     if email is not None:
         email = clean_email(email)

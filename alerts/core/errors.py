@@ -3,11 +3,15 @@
 Each subclass carries an error ``code`` and an ``http_status`` so that the JSON API
 middleware and the CLI render it the same way: ``{"error": {"code", "message", "details"}}``
 for the API, one line on stderr and a non-zero exit for the CLI.
+
+An error people read on the pages is made with ``said``: its English ``message`` is a msgid
+(``alerts.core.msgids``) with its values filled in, and it keeps the msgid and the values so that
+the pages show it in their language (``alerts.web.i18n.said``).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class AlertsError(Exception):
@@ -20,6 +24,15 @@ class AlertsError(Exception):
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details or {}
+        self.msgid: str | None = None
+        self.values: dict[str, Any] = {}
+
+    @classmethod
+    def said(cls, msgid: str, *, details: dict[str, Any] | None = None, **values: Any) -> Self:
+        """The error whose message is ``msgid`` (marked with ``N_``) with ``values`` filled in."""
+        error = cls(msgid % values if values else msgid, details=details)
+        error.msgid, error.values = msgid, values
+        return error
 
     def to_dict(self) -> dict[str, Any]:
         """The API's error body."""

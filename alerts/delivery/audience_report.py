@@ -29,8 +29,9 @@ from sqlalchemy import Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
+from alerts.core.msgids import Text
 from alerts.delivery.audience import fan_out_selects, matching_contacts, topics_match
-from alerts.delivery.empty_audience import REASONS, original_reason, update_reason
+from alerts.delivery.empty_audience import REASONS, original_reason, reason_text, update_reason
 from alerts.store.models import Alert, Contact, Delivery
 
 #: Left-out contacts listed one by one (the counts by reason always cover all of them).
@@ -88,9 +89,12 @@ class AudienceReport:
         return sum(self.left_out_counts.values())
 
     def why(self, reason: str) -> str:
-        """A reason (a key of ``empty_audience.REASONS``) in words: "with no address for email"."""
-        channels = ", ".join(c for c in self.channels if c != ChannelName.WEBHOOK) or "any channel"
-        return REASONS[reason].removeprefix("{n} ").format(channels=channels)
+        """A reason (a key of ``empty_audience.REASONS``) in English: "with no address for email"."""
+        return str(self.reason_text(reason))
+
+    def reason_text(self, reason: str) -> Text:
+        """A reason as a msgid and its values, for a face to show in its reader's language."""
+        return reason_text(reason, [c for c in self.channels if c != ChannelName.WEBHOOK])
 
     def to_json(self) -> dict[str, Any]:
         return {

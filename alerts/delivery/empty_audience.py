@@ -19,21 +19,29 @@ from sqlalchemy.sql import ColumnElement
 
 from alerts.core.channels import address_space
 from alerts.core.errors import Conflict
+from alerts.core.msgids import N_, Joined, Text
 from alerts.delivery.audience import PRESS_KINDS, matching_contacts
 from alerts.store.models import Alert, Contact, Delivery, Suppression
 
-#: Each reason a matching contact is left out, as the refusal says it.
+#: Each reason a matching contact is left out, in words (msgids, ``alerts.core.msgids``): the
+#: refusal says "3 chose other channels", the audience panel lists them by contact.
 REASONS: dict[str, str] = {
-    "inactive": "{n} unsubscribed or not active",
-    "no_consent": "{n} public, without the defender's consent to publicity",
-    "other_kinds": "{n} of other kinds than the update's",
-    "no_address": "{n} with no address for {channels}",
-    "other_channels": "{n} chose other channels",
-    "other_topics": "{n} chose other topics",
-    "suppressed": "{n} suppressed (unsubscribed, bounced or blocked the bot)",
-    "not_configured": "{n} reachable only on channels not configured here",
-    "shared_address": "{n} sharing an address with another recipient (one copy each)",
+    "inactive": N_("unsubscribed or not active"),
+    "no_consent": N_("public, without the defender's consent to publicity"),
+    "other_kinds": N_("of other kinds than the update's"),
+    "no_address": N_("with no address for %(channels)s"),
+    "other_channels": N_("chose other channels"),
+    "other_topics": N_("chose other topics"),
+    "suppressed": N_("suppressed (unsubscribed, bounced or blocked the bot)"),
+    "not_configured": N_("reachable only on channels not configured here"),
+    "shared_address": N_("sharing an address with another recipient (one copy each)"),
 }
+
+
+def reason_text(reason: str, channels: Sequence[str]) -> Text:
+    """A reason (a key of ``REASONS``) in words, for the alert's contact ``channels``."""
+    named: str | Text = ", ".join(channels) if channels else Text(N_("any channel"))
+    return Text(REASONS[reason], {"channels": named} if "%(channels)s" in REASONS[reason] else {})
 
 
 def _has_address(channel: str) -> ColumnElement[bool]:
@@ -59,18 +67,23 @@ def _names(values: Sequence[str]) -> str:
     return ", ".join(values)
 
 
-def _scope(lists: Sequence[str], kinds: Sequence[str]) -> tuple[str, str]:
+def _scope(lists: Sequence[str], kinds: Sequence[str]) -> tuple[Text, Text]:
     """(what matches: "its lists (a) and kinds (b)", nobody matches: "no contact is on …")."""
+    names = {"lists": _names(lists), "kinds": _names(kinds)}
     if lists and kinds:
         return (
-            f"its lists ({_names(lists)}) and kinds ({_names(kinds)})",
-            f"no contact is on its lists ({_names(lists)}) with its kinds ({_names(kinds)})",
+            Text(N_("its lists (%(lists)s) and kinds (%(kinds)s)"), names),
+            Text(N_("no contact is on its lists (%(lists)s) with its kinds (%(kinds)s)"), names),
         )
     if lists:
-        return f"its lists ({_names(lists)})", f"no contact is on its lists ({_names(lists)})"
+        return Text(N_("its lists (%(lists)s)"), names), Text(
+            N_("no contact is on its lists (%(lists)s)"), names
+        )
     if kinds:
-        return f"its kinds ({_names(kinds)})", f"no contact has its kinds ({_names(kinds)})"
-    return "it", "there are no contacts"
+        return Text(N_("its kinds (%(kinds)s)"), names), Text(
+            N_("no contact has its kinds (%(kinds)s)"), names
+        )
+    return Text(N_("it")), Text(N_("there are no contacts"))
 
 
 def original_reason(
@@ -136,13 +149,30 @@ def update_reason(
     )
 
 
-def _refuse(alert: Alert, counts: dict[str, int], *, matching: str, channels: Sequence[str]) -> NoReturn:
+def _refuse(alert: Alert, counts: dict[str, int], *, matching: Text, channels: Sequence[str]) -> NoReturn:
     total = sum(counts.values())
-    parts = [REASONS[r].format(n=counts[r], channels=_names(channels)) for r in REASONS if counts.get(r)]
-    raise Conflict(
-        f"alert {alert.id} has no recipients: {total} contact{'s match' if total != 1 else ' matches'} "
-        f"{matching} and every one is left out: {'; '.join(parts)}.",
+    parts = Joined(
+        [
+            Text(N_("%(n)s %(why)s"), {"n": counts[r], "why": reason_text(r, channels)})
+            for r in REASONS
+            if counts.get(r)
+        ]
+    )
+    raise Conflict.said(
+        N_(
+            "alert %(alert)s has no recipients: %(n)s contact matches %(matching)s "
+            "and every one is left out: %(reasons)s."
+        )
+        if total == 1
+        else N_(
+            "alert %(alert)s has no recipients: %(n)s contacts match %(matching)s "
+            "and every one is left out: %(reasons)s."
+        ),
         details={"alert": alert.id, "reason": "all_left_out", "matching": total, "left_out": counts},
+        alert=alert.id,
+        n=total,
+        matching=matching,
+        reasons=parts,
     )
 
 
@@ -162,18 +192,23 @@ async def refuse_empty(
     contact_channels = [c for c in channels if c != "webhook"]
     matching, nobody = _scope(lists, kinds)
     if not contact_channels:
-        raise Conflict(
-            f"alert {alert.id} has no recipients: it goes to no contact channel and the webhook "
-            "has no URL configured ([webhook] url).",
+        raise Conflict.said(
+            N_(
+                "alert %(alert)s has no recipients: it goes to no contact channel and the webhook "
+                "has no URL configured ([webhook] url)."
+            ),
             details={"alert": alert.id, "reason": "no_channel", "matching": 0, "left_out": {}},
+            alert=alert.id,
         )
     reason = original_reason(contact_channels, exclude_kinds=exclude_kinds, topics=topics).label("reason")
     query = select(reason, func.count()).where(*matching_contacts(lists, kinds)).group_by(reason)
     counts = {r: int(n) for r, n in (await session.execute(query)).all()}
     if not counts:
-        raise Conflict(
-            f"alert {alert.id} has no recipients: {nobody}.",
+        raise Conflict.said(
+            N_("alert %(alert)s has no recipients: %(nobody)s."),
             details={"alert": alert.id, "reason": "no_match", "matching": 0, "left_out": {}},
+            alert=alert.id,
+            nobody=nobody,
         )
     _refuse(alert, counts, matching=matching, channels=contact_channels)
 
@@ -197,14 +232,20 @@ async def _refuse_update(
         ).all()
     }
     if not counts:
-        raise Conflict(
-            f"alert {alert.id} has no recipients: it is an update, and the original alert "
-            f"{alert.parent_id} has not reached anyone yet.",
+        raise Conflict.said(
+            N_(
+                "alert %(alert)s has no recipients: it is an update, and the original alert "
+                "%(original)s has not reached anyone yet."
+            ),
             details={"alert": alert.id, "reason": "original_reached_nobody", "original": alert.parent_id},
+            alert=alert.id,
+            original=alert.parent_id,
         )
     _refuse(
         alert,
         counts,
-        matching=f"the recipients its original alert {alert.parent_id} reached",
+        matching=Text(
+            N_("the recipients its original alert %(original)s reached"), {"original": alert.parent_id}
+        ),
         channels=[c for c in channels if c != "webhook"],
     )

@@ -87,6 +87,8 @@ class User(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_pending: Mapped[str | None] = mapped_column(String(64))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # the language of their pages (alerts.core.languages); None: the browser's
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class RecoveryCode(Base):

@@ -5,16 +5,18 @@ the wheel as package data); each is compiled in memory the first time it is need
 no build step and no compiled file to keep in step. English is the msgids themselves.
 
 A page's language is, in order: ``?hl=xx`` in its URL (the switch on every page; it also sets
-the ``hl`` cookie), the ``hl`` cookie, then the browser's ``Accept-Language`` (Babel's
-``negotiate_locale``), then English. Officers have no stored language: the cookie is their
-setting.
+the ``hl`` cookie), the ``hl`` cookie (this browser's choice), then the signed-in officer's
+setting (their account), then the browser's ``Accept-Language`` (Babel's ``negotiate_locale``),
+then — on a page a subscriber's link opens — the language they receive alerts in, then English.
+(A subscriber's language is that of their alerts, not a page setting: the browser's comes first.)
 
 Templates use ``_("...")``, ``ngettext`` and ``{% trans %}`` (jinja2's ``i18n`` extension,
 new-style: ``_("%(n)s sent", n=3)``); both page environments call ``install`` and render inside
 ``use(language)``. Python code marks strings it hands to a template with ``N_`` so that
 ``pybabel extract`` finds them; the template translates them with ``_``.
 
-Error messages from the action layer stay English this round; the page chrome does not.
+Messages made below the web (errors, the audience's reasons) carry a msgid marked with
+``alerts.core.msgids.N_`` and their values; ``said`` shows one in the page's language.
 """
 
 from __future__ import annotations
@@ -36,20 +38,20 @@ from babel import Locale, negotiate_locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
+from alerts.core.errors import AlertsError
+from alerts.core.languages import PAGE_LANGUAGES
+from alerts.core.msgids import N_ as N_  # the pages' modules take it from here
+from alerts.core.msgids import Joined, Text
+
 LOCALES_DIR = Path(__file__).parent / "locales"
 #: The pages' languages, English first (the fallback).
-LANGUAGES = ("en", "fr", "es")
+LANGUAGES = PAGE_LANGUAGES
 #: Each language's name in itself, for the switch.
 NATIVE_NAMES = {"en": "English", "fr": "Français", "es": "Español"}
 COOKIE = "hl"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 
 _current: ContextVar[str] = ContextVar("page_language", default="en")
-
-
-def N_(message: str) -> str:
-    """Mark ``message`` for extraction; it is translated where it is shown."""
-    return message
 
 
 @functools.cache
@@ -82,6 +84,38 @@ def translate(language: str, message: str, **values: object) -> str:
     return text % values if values else text
 
 
+def said(error: AlertsError, language: str | None = None) -> str:
+    """An error's message in ``language`` (default: the page's): translated when it was made
+    with ``AlertsError.said``, its English message otherwise."""
+    if error.msgid is None:
+        return error.message
+    return shown(Text(error.msgid, error.values), language)
+
+
+def shown(text: Text | Joined | str, language: str | None = None) -> str:
+    """A text made below the web (``alerts.core.msgids``) in ``language`` (default: the page's),
+    its slots filled (texts in them translated too); a value whose slot is named ``state``,
+    ``channel``, ``channels``, ``kind`` or ``role`` is shown by its readable name."""
+    with use(language or _current.get()):
+        return _shown(text)
+
+
+def _shown(text: Text | Joined | str) -> str:
+    if isinstance(text, str):
+        return text
+    if isinstance(text, Joined):
+        return text.separator.join(_shown(part) for part in text.parts)
+    values = {name: _value(name, v) for name, v in text.values.items()}
+    translated = gettext(text.msgid)
+    return translated % values if values else translated
+
+
+def _value(name: str, value: Any) -> Any:
+    if isinstance(value, Text | Joined):
+        return _shown(value)
+    return _VALUE_NAMES[name](value) if name in _VALUE_NAMES else value
+
+
 def current() -> str:
     """The language of the page being rendered."""
     return _current.get()
@@ -108,6 +142,10 @@ def install(env: jinja2.Environment) -> None:
     env.globals["channel_name"] = channel_name
     env.globals["state_name"] = state_name
     env.globals["role_name"] = role_name
+    env.globals["followup_kind_name"] = followup_kind_name
+    env.globals["said"] = said
+    env.globals["script_texts"] = script_texts
+    env.globals["shown"] = shown
     env.filters["channel_name"] = channel_name
     env.filters["contact_kind_name"] = contact_kind_name
 
@@ -130,13 +168,16 @@ def accepted(header: str) -> list[str]:
     return [tag for _, _, tag in sorted(weighted)]
 
 
-def choose(request: web.Request) -> str:
-    """The language of a page for ``request`` (see the module's docstring)."""
-    for asked in (request.query.get(COOKIE, ""), request.cookies.get(COOKIE, "")):
+def choose(request: web.Request, setting: str | None = None, *, fallback: str | None = None) -> str:
+    """The language of a page for ``request`` (see the module's docstring): ``setting``, the
+    signed-in user's; ``fallback``, the language of the subscriber whose link opened the page."""
+    for asked in (request.query.get(COOKIE, ""), request.cookies.get(COOKIE, ""), setting or ""):
         if asked in LANGUAGES:
             return asked
     found = negotiate_locale(accepted(request.headers.get("Accept-Language", "")), list(LANGUAGES), sep="_")
-    return found.split("_")[0] if found else "en"
+    if found:
+        return found.split("_")[0]
+    return fallback if fallback in LANGUAGES else "en"
 
 
 def remember(request: web.Request, response: web.StreamResponse) -> None:
@@ -144,6 +185,11 @@ def remember(request: web.Request, response: web.StreamResponse) -> None:
     asked = request.query.get(COOKIE, "")
     if asked in LANGUAGES and request.cookies.get(COOKIE) != asked:
         response.set_cookie(COOKIE, asked, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True, path="/")
+
+
+def forget(response: web.StreamResponse) -> None:
+    """Drop this browser's choice (the ``hl`` cookie): a stored setting just saved applies."""
+    response.del_cookie(COOKIE, path="/")
 
 
 def switch(request: web.Request, language: str) -> list[dict[str, Any]]:
@@ -234,6 +280,15 @@ STATE_NAMES = {
     "pending": N_("pending"),
     "unsubscribed": N_("unsubscribed"),
     "erased": N_("erased"),
+    "fired": N_("fired"),
+    "retrying": N_("retrying"),
+}
+#: Follow-up kinds as the pages show them.
+FOLLOWUP_NAMES = {
+    "reminder": N_("Reminder"),
+    "update": N_("Update alert"),
+    "send": N_("Scheduled send"),
+    "digest": N_("Digest"),
 }
 ROLE_NAMES = {
     "admin": N_("administrator"),
@@ -279,6 +334,55 @@ def state_name(state: str) -> str:
     return gettext(STATE_NAMES[state]) if state in STATE_NAMES else state.replace("_", " ")
 
 
+def followup_kind_name(kind: str) -> str:
+    """A follow-up kind's readable name in the page's language."""
+    return gettext(FOLLOWUP_NAMES[kind]) if kind in FOLLOWUP_NAMES else kind
+
+
 def role_name(role: str) -> str:
     """A user's role in the page's language."""
     return gettext(ROLE_NAMES[role]) if role in ROLE_NAMES else role
+
+
+#: What the pages' script (``ui/static/ui.js``) writes itself, by key: handed to it translated in a
+#: JSON block of every page (``script_texts``), its ``%(name)s`` slots filled by the script.
+SCRIPT_TEXTS = {
+    "progress": N_("%(done)s of %(total)s"),
+    "still_to_send": N_("%(n)s still to send"),
+    "all_final": N_("all final"),
+    "preview_failed": N_("preview failed"),
+    "network_error": N_("preview failed: network error"),
+    "no_subject": N_("(none)"),
+}
+
+
+def script_texts() -> dict[str, Any]:
+    """The texts the pages' script shows, in the page's language: ``SCRIPT_TEXTS`` and the
+    readable names of the states and channels it updates live."""
+    return {
+        **{key: gettext(msgid) for key, msgid in SCRIPT_TEXTS.items()},
+        "states": {state: gettext(msgid) for state, msgid in STATE_NAMES.items()},
+        "channels": {channel: gettext(msgid) for channel, msgid in CHANNEL_NAMES.items()},
+    }
+
+
+def _readable(name: Any) -> Any:
+    def shown(value: Any) -> Any:
+        return name(value) if isinstance(value, str) else value
+
+    return shown
+
+
+def _channel_names(channels: str) -> str:
+    return ", ".join(channel_name(c) for c in channels.split(", "))
+
+
+#: The slots of a message whose value is shown by its readable name (``shown``).
+_VALUE_NAMES = {
+    "state": _readable(state_name),
+    "target_state": _readable(state_name),
+    "channel": _readable(channel_name),
+    "channels": _readable(_channel_names),
+    "kind": _readable(contact_kind_name),
+    "role": _readable(role_name),
+}

@@ -126,6 +126,7 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
     await expect(page.frame_locator("[data-p-html]").get_by_text("Mesdames, Messieurs,")).to_be_visible()
     # the case is written in the form: a name, and one more fact in French
     await page.locator('[name="c.defender"]').fill("Ana Ruiz")
+    await page.locator("#t-facts-fr").click()  # the facts' French tab
     await page.locator('[name="c.facts.fr"]').last.fill("12 mars : transférée à Kessel.")
     await expect(page.locator('[name="c.facts.fr"]')).to_have_count(5)  # a new empty row appeared
     await expect(page.locator("[data-p-text]")).to_contain_text("Ana Ruiz")

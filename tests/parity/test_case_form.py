@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import html
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 from sqlalchemy import select
 
 from alerts.store.models import AlertVersion, Contact
+from alerts.web.ui import caseform
 from tests.parity.conftest import Faces
 from tests.web import P
 
@@ -116,6 +118,10 @@ async def test_an_officer_writes_a_case_in_the_form(faces: Faces) -> None:
     page = await r.text()
     block = page[page.index('data-var="summary"') : page.index('data-var="facts"')]
     assert 'role="alert"' in block and "summary" in html.unescape(block) and "English" in html.unescape(block)
+    # the same refusal on a French page, in French
+    r = await officer.post(f"{P}/alerts/{alert_id}/edit?hl=fr", bad + [("lists", "urgent-appeals")])
+    page = html.unescape(await r.text())
+    assert r.status == 422 and "dossier : 'summary' doit avoir une version anglaise ('en')" in page
     assert (await saved_case(faces, alert_id))["defender"] == "Ana Ruiz"
 
     # the advanced view: the TOML, which can be saved instead
@@ -130,3 +136,51 @@ async def test_an_officer_writes_a_case_in_the_form(faces: Faces) -> None:
     r = await officer.post(f"{P}/alerts/{alert_id}/edit", as_toml)
     assert r.status == 303
     assert (await saved_case(faces, alert_id))["defender"] == "Ana R."
+
+
+class _Tabs(HTMLParser):
+    """The tablists, tabs and tabpanels of a page: {id: attributes}, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roles: dict[str, list[dict[str, str | None]]] = {"tablist": [], "tab": [], "tabpanel": []}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        role = values.get("role") or ""
+        if role in self.roles:
+            self.roles[role].append(values)
+
+
+async def test_each_translatable_field_is_one_tab_per_language_with_the_english_beside(faces: Faces) -> None:
+    officer = await faces.page("officer")
+    status, page = await officer.get(f"{P}/alerts/new?family=urgent-appeal&hl=fr")
+    assert status == 200
+    block = page[page.index('data-var="summary"') : page.index('data-var="facts"')]
+    found = _Tabs()
+    found.feed(block)
+    tablist, tabs, panels = found.roles["tablist"], found.roles["tab"], found.roles["tabpanel"]
+    # one tablist, hidden until the script makes the tabs: without it every panel shows, stacked
+    assert len(tablist) == 1 and "hidden" in tablist[0] and tablist[0]["aria-label"] == "Résumé : langues"
+    assert [t["data-lang"] for t in tabs] == ["en", "es", "fr"]  # English first
+    assert [t["aria-selected"] for t in tabs] == ["true", "false", "false"]
+    assert [t["tabindex"] for t in tabs] == ["0", "-1", "-1"]
+    assert all(t["type"] == "button" for t in tabs)  # a tab never submits the form
+    assert [p["id"] for p in panels] == [t["aria-controls"] for t in tabs]
+    assert [p["aria-labelledby"] for p in panels] == [t["id"] for t in tabs]
+    assert not any("hidden" in p for p in panels)
+    assert ">Anglais</button>" in block and ">Français</button>" in block and ">Espagnol</button>" in block
+    # each language but English shows the English text, read-only, above the one being written
+    panel = {lang: block[block.index(f'id="p-summary-{lang}"') :] for lang in ("en", "es", "fr")}
+    assert "data-en-ref" not in panel["en"][: panel["en"].index("</textarea>")]
+    fr = panel["fr"][: panel["fr"].index("</textarea>")]
+    assert fr.index('data-en-ref="c.summary.en"') < fr.index('name="c.summary.fr"')
+    assert 'class="en-ref" lang="en">Lucía Marenco was detained' in fr
+    assert "<textarea" not in fr[: fr.index('name="c.summary.fr"') - 60]  # the reference is not an input
+    # lists and the authorities' titles are tabs too
+    assert 'id="t-facts-fr" aria-controls="p-facts-fr"' in page and 'id="p-demands-es"' in page
+    assert 'id="p-authorities-0-fr"' in page and 'data-en-ref="c.authorities.0.title.en"' in page
+    # a field's refusal opens the tab of the language it names
+    assert caseform.error_language("facts.fr[2]") == "fr"
+    assert caseform.error_language("authorities[0].title.es") == "es"
+    assert caseform.error_language("defender") == "" and caseform.error_language(None) == ""

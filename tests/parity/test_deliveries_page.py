@@ -126,6 +126,6 @@ async def test_a_case_at_a_glance_chart_and_timeline(faces: Faces) -> None:
     assert kinds[0] == "due"  # what is still to come is on top
     assert kinds.index("consent") < kinds.index("response") < kinds.index("action")  # then newest first
     timeline = page[page.index('class="timeline"') :]
-    assert "reminder due: call again" in timeline
+    assert "Reminder due: call again" in timeline
     assert "response from minister@example.org: We are looking into it." in timeline
-    assert "consent restricted, recorded by officer" in timeline and "send by officer" in timeline
+    assert "consent restricted, recorded by officer" in timeline and "sent by officer" in timeline

@@ -30,10 +30,11 @@ def catalogue(language: str) -> Catalog:
 
 @cache
 def source_msgids() -> frozenset[str]:
-    """Every msgid of the web package's sources (templates and ``N_``/``_`` in Python), as
-    ``pybabel extract -F alerts/web/locales/babel.cfg -k N_`` finds them."""
+    """Every msgid of the sources (the web's templates, ``N_``/``_`` in the Python of the whole
+    package: errors and reasons are made below the web), as
+    ``pybabel extract -F alerts/web/locales/babel.cfg -k N_ … alerts`` finds them."""
     found = extract_from_dir(
-        str(WEB),
+        str(WEB.parent),
         method_map=[("**/templates/**.html", "jinja2"), ("**.py", "python")],
         options_map={"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}},
         keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None},
@@ -85,10 +86,30 @@ def visible_text(html: str, language: str) -> list[str]:
     return parser.pieces
 
 
+_SLOT = re.compile(r"%\((\w+)\)[sdr]")
+
+
+@cache
+def _english_patterns(language: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The msgids with slots whose translation differs, as patterns a filled-in English text
+    matches ("alert 5 does not exist"): a slot is any text; at least two words stay literal."""
+    found = []
+    for m in catalogue(language):
+        if not (m.id and isinstance(m.id, str) and m.string and m.string != m.id and "%(" in m.id):
+            continue
+        literal = _SLOT.sub(" ", m.id)
+        if len(re.findall(r"[A-Za-z]{2,}", literal)) < 2:
+            continue
+        parts = _SLOT.split(m.id)[::2]  # the literal text between the slots
+        found.append((m.id, re.compile(".+?".join(re.escape(p) for p in parts), re.S)))
+    return tuple(found)
+
+
 def english_left(html: str, language: str, data: frozenset[str] = frozenset()) -> list[str]:
     """English msgids shown untranslated in a page rendered in ``language``: a piece of the
-    page's text that is exactly a msgid whose translation differs from it (parts joined by
-    ``·`` are compared one by one); ``data``: values the test wrote (a user named "officer")."""
+    page's text that is exactly a msgid whose translation differs from it, or an English msgid
+    with slots filled in ("alert 5 does not exist"; parts joined by ``·`` are compared one by
+    one); ``data``: values the test wrote (a user named "officer")."""
     translated = {m.id: m.string for m in catalogue(language) if m.id and isinstance(m.id, str)}
     english = {mid for mid, text in translated.items() if text and text != mid and "%(" not in mid}
     left = []
@@ -96,6 +117,7 @@ def english_left(html: str, language: str, data: frozenset[str] = frozenset()) -
         for part in {piece, *re.split(r"\s*[·|]\s*", piece), piece.rstrip(".:")}:
             if part in english and part not in SAME_EVERYWHERE and part not in data:
                 left.append(part)
+            left.extend(mid for mid, pattern in _english_patterns(language) if pattern.fullmatch(part))
     return sorted(set(left))
 
 

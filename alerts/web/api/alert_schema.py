@@ -93,7 +93,7 @@ def audience_props(app: App) -> dict[str, Schema]:
         channel["allOf"] = [
             {
                 "not": {"const": name},
-                REFUSAL: {"field": "channels", "message": alert_actions.not_configured([name])},
+                REFUSAL: {"field": "channels", "message": str(alert_actions.not_configured([name]))},
             }
             for name in refused
         ]

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from alerts.accounts.users import MAX_NAME, MAX_PASSWORD, MIN_PASSWORD, UNSET
 from alerts.actions import accounts, two_factor
+from alerts.core.languages import PAGE_LANGUAGES
 from alerts.core.states import Role
 from alerts.web.api.routes import PREFIX, Ctx, Route, Schema, json_response
 from alerts.web.api.schema import EMAIL, TELEGRAM, line
@@ -61,6 +62,11 @@ USER: Schema = {
         "token_read_only": {"type": "boolean", "description": "the API token may only read (GET)"},
         "two_factor": {"type": "boolean", "description": "signs in with a code after the password"},
         "created_at": {"type": "string", "format": "date-time"},
+        "language": {
+            "type": ["string", "null"],
+            "enum": [*PAGE_LANGUAGES, None],
+            "description": "the language of their pages; null: their browser's",
+        },
     },
 }
 CREATE: Schema = {

@@ -64,11 +64,18 @@ SUBSCRIBE_LIMITS = web.AppKey("subscribe_limits", Limits)
 
 
 def render_page(
-    request: web.Request, name: str, *, status: int = 200, private: bool = False, **context: Any
+    request: web.Request,
+    name: str,
+    *,
+    status: int = 200,
+    private: bool = False,
+    subscriber_language: str | None = None,
+    **context: Any,
 ) -> web.Response:
-    """A page of ``templates/`` in the visitor's language, with the security headers
+    """A page of ``templates/`` in the visitor's language (``subscriber_language``: the language
+    of the subscriber whose link opened it, after the browser's), with the security headers
     (``private``: never cached)."""
-    language = i18n.choose(request)
+    language = i18n.choose(request, fallback=subscriber_language)
     with i18n.use(language):
         text = PAGES.get_template(name).render(
             hl=language, switch=i18n.switch(request, language), countries_list=i18n.countries, **context
@@ -85,11 +92,17 @@ Line = str | tuple[str, dict[str, Any]]
 
 
 def message_page(
-    request: web.Request, title: str, *lines: Line, status: int = 200, action: str = "", button: str = ""
+    request: web.Request,
+    title: str,
+    *lines: Line,
+    status: int = 200,
+    action: str = "",
+    button: str = "",
+    subscriber_language: str | None = None,
 ) -> web.Response:
     """A short page of a title and lines (with an optional button), never cached; the title,
     lines and button are msgids (marked with ``N_``), translated here."""
-    with i18n.use(i18n.choose(request)):
+    with i18n.use(i18n.choose(request, fallback=subscriber_language)):
         shown = [
             i18n.gettext(line) if isinstance(line, str) else i18n.gettext(line[0]) % line[1] for line in lines
         ]
@@ -103,6 +116,7 @@ def message_page(
         lines=shown,
         action=action,
         button=button,
+        subscriber_language=subscriber_language,
     )
 
 

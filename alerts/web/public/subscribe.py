@@ -24,6 +24,7 @@ from alerts.contacts.subscribe_limits import Refusal
 from alerts.core import urls
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.networks import network_of
+from alerts.web import i18n
 from alerts.web.clients import client_address
 from alerts.web.i18n import N_, split_countries
 from alerts.web.public.pages import (
@@ -118,7 +119,7 @@ async def subscribe(request: web.Request) -> web.Response:
             request,
             "subscribe.html",
             status=422,
-            error=exc.message,
+            error=i18n.said(exc, i18n.choose(request)),
             email=email,
             language=language,
             kinds=kinds,
@@ -208,7 +209,10 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
         return not_found(request)
     if shown.unsubscribed:
         return message_page(
-            request, N_("Unsubscribed"), N_("You are unsubscribed: you receive nothing more from us.")
+            request,
+            N_("Unsubscribed"),
+            N_("You are unsubscribed: you receive nothing more from us."),
+            subscriber_language=shown.language,
         )
     return message_page(
         request,
@@ -216,6 +220,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
         N_("Press the button to receive no more alerts from us at this email address."),
         action=request.path,
         button=N_("Unsubscribe"),
+        subscriber_language=shown.language,
     )
 
 
@@ -257,6 +262,7 @@ def _preferences(
         "preferences.html",
         status=status,
         private=True,
+        subscriber_language=shown.language,
         saved=saved,
         error=error,
         token=token,
@@ -309,6 +315,11 @@ async def save_preferences(request: web.Request) -> web.Response:
             return not_found(request)
         status = 409 if isinstance(exc, Conflict) else 422
         return _preferences(
-            request, app, stored, token, status=status, error="" if status == 409 else exc.message
+            request,
+            app,
+            stored,
+            token,
+            status=status,
+            error="" if status == 409 else i18n.said(exc, i18n.choose(request, fallback=stored.language)),
         )
     return _preferences(request, app, shown, token, saved=True)

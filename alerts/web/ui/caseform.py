@@ -173,6 +173,13 @@ def read(fields_: Sequence[Field], form: MultiDictProxy[Any], languages: Sequenc
     return case
 
 
+def error_language(variable: str | None) -> str:
+    """The language a validation error's path is about (``facts.fr[2]`` → ``fr``; "" if none):
+    the form opens that language's tab."""
+    parts = (variable or "").replace("[", ".").replace("]", "").split(".")
+    return next((p for p in reversed(parts[1:]) if p.isalpha() and p.islower() and len(p) <= 3), "")
+
+
 def error_field(variable: str | None) -> str:
     """The input a validation error's path is about: ``facts.fr[2]`` → ``facts`` (the field)."""
     if not variable:

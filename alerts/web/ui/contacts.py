@@ -114,7 +114,7 @@ async def create_contact(c: Ctx) -> web.Response:
         if exc.http_status not in (409, 422):
             raise
         return await _editor(
-            c, None, values=values, member_of=lists, error=exc.message, status=exc.http_status
+            c, None, values=values, member_of=lists, error=c.said(exc), status=exc.http_status
         )
     return redirect(f"{P}/contacts/{new_id}?notice=saved")
 
@@ -145,7 +145,7 @@ async def update_contact(c: Ctx) -> web.Response:
         async with c.app.sessions() as session:
             contact = await contacts.get_contact(session, cid)
         return await _editor(
-            c, contact, values=values, member_of=sorted(wanted), error=exc.message, status=exc.http_status
+            c, contact, values=values, member_of=sorted(wanted), error=c.said(exc), status=exc.http_status
         )
     return redirect(f"{P}/contacts/{cid}?notice=saved")
 
@@ -190,7 +190,7 @@ async def import_contacts(c: Ctx) -> web.Response:
     try:
         report = await actions.import_file(c.app, c.user, io.BytesIO(data), list_name=list_name)
     except ValidationError as exc:
-        return c.render("import.html", status=422, report=None, list_name=list_name or "", error=exc.message)
+        return c.render("import.html", status=422, report=None, list_name=list_name or "", error=c.said(exc))
     logger.info("contacts imported from the web: %s", report.summary())
     return c.render("import.html", report=report, error="", list_name=list_name or "")
 

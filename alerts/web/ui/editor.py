@@ -57,6 +57,7 @@ def _editor_context(c: Ctx, **values: Any) -> dict[str, Any]:
         "kinds": KINDS,
         "channels": CHANNELS,
         "errors": {},
+        "error_language": "",
         "title": "",
         "audience": {"lists": [], "kinds": [], "channels": [], "languages": ["en"]},
         "case_toml": "",
@@ -75,15 +76,16 @@ def _audience_from_form(c: Ctx) -> drafts.Audience:
     )
 
 
-def _errors(exc: ValidationError) -> dict[str, str]:
-    """Where the editor shows a refusal: beside the title, the audience, or the case field it
-    names (``facts.fr[2]`` → the facts), and above the TOML."""
+def _errors(c: Ctx, exc: ValidationError) -> dict[str, str]:
+    """Where the editor shows a refusal (in the officer's language): beside the title, the
+    audience, or the case field it names (``facts.fr[2]`` → the facts), and above the TOML."""
+    shown = c.said(exc)
     for name in ("audience", "title", "channels"):
         if exc.message.startswith(name):
-            return {"audience" if name == "channels" else name: exc.message}
+            return {"audience" if name == "channels" else name: shown}
     variable = (exc.details or {}).get("variable")
     field = caseform.error_field(variable if isinstance(variable, str) else None)
-    return {"case": exc.message, **({f"case:{field}": exc.message} if field else {})}
+    return {"case": shown, **({f"case:{field}": shown} if field else {})}
 
 
 def _read_case(c: Ctx, family: str) -> tuple[dict[str, Any], str, str]:
@@ -162,9 +164,11 @@ async def _editor_error(
         "channels": c.fields("channels"),
         "languages": c.fields("languages"),
     }
+    variable = (exc.details or {}).get("variable")
     context = _editor_context(
         c,
-        errors=_errors(exc),
+        errors=_errors(c, exc),
+        error_language=caseform.error_language(variable if isinstance(variable, str) else None),
         audience=audience,
         alert=alert,
         **await _directory(c),

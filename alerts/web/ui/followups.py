@@ -72,7 +72,7 @@ async def add_followup(c: Ctx) -> web.Response:
             status=422,
             rows=rows,
             show_all=False,
-            error=exc.message,
+            error=c.said(exc),
             kinds=[k.value for k in FollowupKind],
             notice="",
             values=values,

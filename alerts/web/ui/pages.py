@@ -93,11 +93,15 @@ class Ctx:
     @property
     def language(self) -> str:
         """The language of the officer's pages (``alerts.web.i18n.choose``)."""
-        return i18n.choose(self.request)
+        return i18n.choose(self.request, self.user.language)
 
     def translate(self, message: str, **values: object) -> str:
         """A msgid (marked with ``N_``) in the officer's language."""
         return i18n.translate(self.language, message, **values)
+
+    def said(self, error: AlertsError) -> str:
+        """A refusal's message in the officer's language (``alerts.web.i18n.said``)."""
+        return i18n.said(error, self.language)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -129,7 +133,7 @@ def render(
 
     app = request.app[APP]
     tz = ZoneInfo(app.settings.scheduler.timezone)
-    language = i18n.choose(request)
+    language = i18n.choose(request, user.language if user is not None else None)
     with i18n.use(language):
         text = _render(request, template, user, tz, language, **context)
     response = web.Response(text=text, content_type="text/html", status=status, headers=SECURITY_HEADERS)
@@ -303,7 +307,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             "login.html",
             status=exc.http_status,
             next=target,
-            error=exc.message,
+            error=i18n.said(exc, i18n.choose(request)),
             name=name if isinstance(name, str) else "",
         )
         if isinstance(exc, auth.TooManyAttempts):

@@ -12,6 +12,7 @@ them out everywhere. A user locked after too many failed sign-ins is unlocked on
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from aiohttp import web
 from alerts.accounts import users
 from alerts.actions import accounts, two_factor
 from alerts.core.errors import AlertsError, ValidationError
-from alerts.web import auth
+from alerts.web import auth, i18n
 from alerts.web.i18n import N_
 from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.pages import Ctx, page, redirect
@@ -93,7 +94,7 @@ async def add_user(c: Ctx) -> web.Response:
             read_only=c.field("read_only") == "1",
         )
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message, values=values)
+        return await _page(c, status=exc.http_status, error=c.said(exc), values=values)
     if added.token:
         return await _page(c, notice=c.translate(NOTICES["added"], name=added.account.name), token=added)
     return _back("added", added.account.name)
@@ -106,7 +107,7 @@ async def set_active(c: Ctx) -> web.Response:
     try:
         done = await accounts.set_active(c.app, c.user, _name(c), active=active)
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return _back(("enabled" if active else "disabled") if done.changed else "unchanged", done.account.name)
 
 
@@ -119,7 +120,7 @@ async def reset_password(c: Ctx) -> web.Response:
             raise ValidationError("password: must be text")
         done = await accounts.set_password(c.app, c.user, _name(c), password)
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return _back("password", done.account.name)
 
 
@@ -129,7 +130,7 @@ async def issue_token(c: Ctx) -> web.Response:
     try:
         issued = await accounts.issue_token(c.app, c.user, _name(c), read_only=c.field("read_only") == "1")
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return await _page(c, token=issued)
 
 
@@ -139,7 +140,7 @@ async def revoke_token(c: Ctx) -> web.Response:
     try:
         revoked = await accounts.revoke_tokens(c.app, c.user, _name(c))
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return _back("revoked", revoked.account.name)
 
 
@@ -149,7 +150,7 @@ async def unlock(c: Ctx) -> web.Response:
     try:
         done = await accounts.unlock(c.app, c.user, _name(c))
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return _back("unlocked" if done.changed else "unchanged", done.account.name)
 
 
@@ -172,10 +173,31 @@ async def sign_out_everywhere(c: Ctx) -> web.StreamResponse:
     return response
 
 
+def _account(c: Ctx, *, status: int = 200, **values: Any) -> web.Response:
+    """The signed-in user's own page: the language of their pages, their password, their sessions."""
+    notice = c.request.query.get("notice", "")
+    context = {"error": "", "language_error": "", "done": notice == "changed", "notice": notice} | values
+    languages = [(code, i18n.NATIVE_NAMES[code]) for code in i18n.LANGUAGES]
+    return c.render("password.html", status=status, page_languages=languages, **context)
+
+
 @page("view")
 async def password_form(c: Ctx) -> web.Response:
-    """GET /office/password"""
-    return c.render("password.html", error="", done=c.request.query.get("notice") == "changed")
+    """GET /office/password: the user's own account."""
+    return _account(c)
+
+
+@page("view")
+async def set_my_language(c: Ctx) -> web.StreamResponse:
+    """POST /office/account/language: the language of one's own pages, in every browser (this
+    browser's earlier choice with the switch is dropped so that the setting shows at once)."""
+    try:
+        await accounts.set_language(c.app, c.user, c.user.name, c.field("language") or None)
+    except AlertsError as exc:
+        return _account(c, status=exc.http_status, language_error=c.said(exc))
+    response = redirect(f"{P}/password?notice=language")
+    i18n.forget(response)
+    return response
 
 
 @page("view")
@@ -186,11 +208,11 @@ async def change_password(c: Ctx) -> web.StreamResponse:
         if not all(isinstance(v, str) for v in form.values()):
             raise ValidationError("password: must be text")
         if form["password"] != form["repeat"]:
-            raise ValidationError("password: the two entries do not match; nothing changed")
+            raise ValidationError.said(N_("password: the two entries do not match; nothing changed"))
         new, current = str(form["password"]), str(form["current"])
         await accounts.set_password(c.app, c.user, c.user.name, new, current=current)
     except AlertsError as exc:
-        return c.render("password.html", status=exc.http_status, error=exc.message, done=False)
+        return _account(c, status=exc.http_status, error=c.said(exc), done=False)
     async with c.app.sessions() as session:
         user = await users.get_user(session, c.user.id)
     response = redirect(f"{P}/password?notice=changed")
@@ -212,3 +234,4 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post(f"{P}/sessions/end", sign_out_everywhere)
     webapp.router.add_get(f"{P}/password", password_form)
     webapp.router.add_post(f"{P}/password", change_password)
+    webapp.router.add_post(f"{P}/account/language", set_my_language)
