@@ -23,12 +23,12 @@ PG_ADMIN_URL = os.environ.get(
 )  # e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 
-def _pg_url(name: str) -> str:
+def pg_url(name: str) -> str:
     base, _, _db = PG_ADMIN_URL.rpartition("/")
     return f"{base}/{name}"
 
 
-async def _pg_execute(sql: str) -> None:
+async def pg_execute(sql: str) -> None:
     import asyncpg
 
     dsn = PG_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://")
@@ -52,10 +52,10 @@ def db_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated template database, built once per test run."""
     if PG_ADMIN_URL:
         name = f"alerts_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
-        asyncio.run(_migrate(_pg_url(name)))
+        asyncio.run(pg_execute(f'CREATE DATABASE "{name}"'))
+        asyncio.run(_migrate(pg_url(name)))
         yield name
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     else:
         path = tmp_path_factory.mktemp("template") / "template.db"
         asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
@@ -67,9 +67,9 @@ def db_url(db_template: str, tmp_path: Path) -> Iterator[str]:
     """A fresh migrated database for one test; its URL."""
     if PG_ADMIN_URL:
         name = f"alerts_t_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{db_template}"'))
-        yield _pg_url(name)
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{db_template}"'))
+        yield pg_url(name)
+        asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     else:
         path = tmp_path / "alerts.db"
         shutil.copyfile(db_template, path)

@@ -26,19 +26,9 @@ from alerts.ops.backup import backup_sqlite, pg_dump_command
 from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 from alerts.store.models import Alert, Contact
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, pg_execute
 
 SECRET = "backup-test-secret-0123456789"
-
-
-async def admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def counts(url: str) -> tuple[int, int]:
@@ -158,11 +148,11 @@ async def test_the_pg_dump_command_backs_up_and_pg_restore_restores(db_url: str,
     command = shlex.split(pg_dump_command(db_url, dump))
     await asyncio.to_thread(subprocess.run, command, check=True, capture_output=True, timeout=120)
     restored = f"alerts_r_{uuid.uuid4().hex[:10]}"
-    await admin(f'CREATE DATABASE "{restored}"')
+    await pg_execute(f'CREATE DATABASE "{restored}"')
     try:
         target = f"{db_url.rpartition('/')[0]}/{restored}"
         args = ["pg_restore", "--no-owner", f"--dbname={target.replace('+asyncpg', '')}", str(dump)]
         await asyncio.to_thread(subprocess.run, args, check=True, capture_output=True, timeout=120)
         assert await counts(target) == source and source[0] == 1
     finally:
-        await admin(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+        await pg_execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')

@@ -186,6 +186,15 @@ async def test_search_contacts(session: AsyncSession) -> None:
     assert [c.name for c in await search_contacts(session, "", limit=2, offset=1)] == ["Bob", "Carla"]
     with pytest.raises(NotFound, match="^no list named 'nope'$"):
         await search_contacts(session, "", list_name="nope")
+    # any script's case, on both databases (SQLite's own lower() folds ASCII only)
+    await create_contact(session, name="Élise Ångström", email="elise@example.org", kind="partner")
+    await create_contact(session, name="Ирина Петрова", email="irina@example.org", kind="partner")
+    for query, name in (
+        ("élise", "Élise Ångström"),
+        ("ÅNGSTRÖM", "Élise Ångström"),
+        ("ирина", "Ирина Петрова"),
+    ):
+        assert [c.name for c in await search_contacts(session, query)] == [name], query
 
 
 async def test_lists(session: AsyncSession) -> None:

@@ -235,9 +235,14 @@ def test_durations() -> None:
     assert parse_duration("7d") == timedelta(days=7)
     assert parse_duration("1w2d") == timedelta(days=9)
     assert parse_duration("90m") == timedelta(minutes=90)
-    for bad in ("", "7", "d7", "7 days", "0d", "-1d"):
-        with pytest.raises(ValidationError, match="--in: "):
+    for bad in ("", "7", "d7", "7 days", "0d", "-1d", "\u0667d", "\u00b2d"):
+        with pytest.raises(ValidationError, match="--in: .* not a"):
             parse_duration(bad)
+    # no OverflowError from a huge number: a clear refusal naming the field
+    for huge in ("99999999999999999999w", "400000w"):
+        with pytest.raises(ValidationError, match="--in: .* further than 366000 days"):
+            parse_duration(huge)
+    assert parse_duration("9999w9999w9999d") == timedelta(weeks=19998, days=9999)  # the API's longest
 
 
 # -- firing exactly once ----------------------------------------------------------------------

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PG_ADMIN_URL, pg_execute, pg_url
 from tests.smtpd import SMTPTestServer
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"
 EXAMPLE = ROOT / "templates" / "urgent-appeal" / "example.toml"
-PG_ADMIN_URL = os.environ.get("ALERTS_TEST_DATABASE_URL", "")
 SECRET = "install-path-secret-" + "x" * 32
 
 CONTACTS = """name,email,telegram,kind,language,organisation,country,lists
@@ -71,21 +71,10 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     if not PG_ADMIN_URL:
         yield f"sqlite+aiosqlite:///{tmp_path / 'run' / 'alerts.db'}"
         return
-    import asyncpg
-
     name = f"alerts_install_{uuid.uuid4().hex[:10]}"
-    dsn = PG_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    yield f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
-    asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(pg_execute(f'CREATE DATABASE "{name}"'))
+    yield pg_url(name)
+    asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 class Installed:

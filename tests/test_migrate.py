@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from pathlib import Path
+
 from sqlalchemy import inspect
 
 from alerts.store.db import create_engine
-from alerts.store.migrate import current_revision, upgrade
+from alerts.store.migrate import current_revision, head_revision, upgrade
 from alerts.store.models import Base
+from tests.conftest import PG_ADMIN_URL, pg_execute, pg_url
 
 
 async def test_upgrade_twice_is_harmless(db_url: str) -> None:
@@ -65,3 +70,22 @@ async def test_contacts_stored_with_a_json_null_are_repaired(db_url: str) -> Non
         assert found == [("c0", True, True, None), ("c1", True, True, None), ("c2", False, True, '["email"]')]
     finally:
         await engine.dispose()
+
+
+async def test_processes_starting_at_once_migrate_once(tmp_path: Path) -> None:
+    """``serve`` and workers started together on an empty database: one migrates, the rest wait."""
+    if PG_ADMIN_URL:
+        name = f"alerts_mig_{uuid.uuid4().hex[:10]}"
+        await pg_execute(f'CREATE DATABASE "{name}"')
+        url = pg_url(name)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    engines = [create_engine(url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(upgrade(e) for e in engines))
+        assert {await current_revision(e) for e in engines} == {head_revision()}
+    finally:
+        for e in engines:
+            await e.dispose()
+        if PG_ADMIN_URL:
+            await pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,5 +1,5 @@
-"""What people read about alerts: the list of alerts, and who an alert will reach and who it
-leaves out and why (``delivery.audience_report``).
+"""What people read about alerts: the list of alerts, the officers' board of them, and who an
+alert will reach and who it leaves out and why (``delivery.audience_report``).
 
 Every face calls these functions and only presents what they return (see ``alerts.actions``).
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alerts.accounts.users import check
 from alerts.app import App
@@ -18,7 +18,7 @@ from alerts.compose import approval, drafts
 from alerts.core.clock import iso
 from alerts.delivery.audience import PUBLIC, public_withdrawn
 from alerts.delivery.audience_report import AudienceReport, report
-from alerts.store.models import Alert, User
+from alerts.store.models import Alert, Delivery, User
 from channels import configured_channels
 
 
@@ -36,6 +36,8 @@ class Listed:
     paused: bool
     created_at: datetime
     published_at: datetime | None
+    author_id: int
+    updated_at: datetime
 
     @classmethod
     def of(cls, alert: Alert) -> Listed:
@@ -50,6 +52,8 @@ class Listed:
             paused=alert.paused,
             created_at=alert.created_at,
             published_at=alert.published_at,
+            author_id=alert.author_id,
+            updated_at=alert.updated_at,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +81,42 @@ async def list_alerts(
         query = query.where(Alert.status == status)
     async with app.sessions() as session:
         return [Listed.of(a) for a in (await session.scalars(query)).all()]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Board:
+    """The officers' board: the alerts touched last, their deliveries by state, the authors."""
+
+    alerts: list[Listed]
+    totals: dict[int, dict[str, int]]  # alert id → delivery state → count
+    by_status: dict[str, int]  # every alert, by status
+    authors: dict[int, str]  # user id → name, for the alerts listed
+
+
+async def board(app: App, actor: User, *, status: str | None = None, limit: int = 200) -> Board:
+    """The alerts touched last (``status`` narrows), with their delivery totals and authors."""
+    check(actor, "view")
+    query = select(Alert).order_by(Alert.updated_at.desc(), Alert.id.desc()).limit(limit)
+    if status:
+        query = query.where(Alert.status == status)
+    async with app.sessions() as session:
+        alerts = [Listed.of(a) for a in (await session.scalars(query)).all()]
+        ids = [a.id for a in alerts]
+        totals: dict[int, dict[str, int]] = {}
+        if ids:
+            rows = await session.execute(
+                select(Delivery.alert_id, Delivery.state, func.count())
+                .where(Delivery.alert_id.in_(ids))
+                .group_by(Delivery.alert_id, Delivery.state)
+            )
+            for aid, state, n in rows.all():
+                totals.setdefault(aid, {})[state] = int(n)
+        counted = await session.execute(select(Alert.status, func.count()).group_by(Alert.status))
+        by_status = {str(s): int(n) for s, n in counted.all()}
+        author_ids = {a.author_id for a in alerts}
+        names = await session.execute(select(User.id, User.name).where(User.id.in_(author_ids)))
+        authors = {uid: name for uid, name in names.all()} if author_ids else {}
+    return Board(alerts=alerts, totals=totals, by_status=by_status, authors=authors)
 
 
 async def audience(app: App, actor: User, alert_id: int) -> AudienceReport:

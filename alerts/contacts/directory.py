@@ -35,6 +35,7 @@ from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.ids import MAX_ID, parse_id
+from alerts.store.db import lower
 from alerts.store.models import Contact, ContactList, ListMember
 
 logger = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ async def search_contacts(
         stmt = stmt.where(
             or_(
                 *(
-                    func.lower(col).like(pattern, escape="\\")
+                    lower(col).like(pattern, escape="\\")
                     for col in (Contact.name, Contact.email_key, Contact.organisation, Contact.telegram)
                 )
             )

@@ -33,7 +33,10 @@ PAST_GRACE = timedelta(minutes=1)
 MAX_NOTE = 2000
 CONDITIONS = ("no_response", "case_open")
 UPDATE_FAMILIES = ("update", "closure")
-_DURATION = re.compile(r"(\d+)([wdhms])")
+_DURATION = re.compile(r"([0-9]+)([wdhms])")  # ASCII digits only
+#: The furthest a duration reaches: beyond what the API's 16-character form can say (about
+#: 575 years), and far enough from datetime's year 9999 that adding it to now cannot overflow.
+MAX_DURATION = timedelta(days=1000 * 366)
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -48,6 +51,10 @@ def parse_duration(text: str, *, field: str = "--in") -> timedelta:
     seconds = sum(int(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ValidationError(f"{field}: {text!r} is not a positive duration.", details={"field": field})
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValidationError(
+            f"{field}: {text!r} is further than {MAX_DURATION.days} days ahead.", details={"field": field}
+        )
     return timedelta(seconds=seconds)
 
 

@@ -25,8 +25,11 @@ from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeEngine
 
 from alerts.core.errors import ConfigError
@@ -80,6 +83,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+        # SQLite's own lower() folds ASCII only; search compares Unicode text (see lower()).
+        dbapi_conn.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -90,6 +95,28 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 READ_ONLY = "alerts_read_only"
+UNICODE_LOWER = "unicode_lower"
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+class lower(GenericFunction[str]):  # an SQL function, named as in SQL
+    """``lower(x)`` that folds every script's case on both databases, as ``str.lower`` does.
+
+    PostgreSQL's ``lower`` follows the database's (UTF-8) locale; SQLite's built-in one folds
+    ASCII only (``Élise`` stays ``Élise``), so on SQLite it calls the Python function that
+    every connection registers (``_configure_sqlite``).
+    """
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(lower, "sqlite")
+def _lower_sqlite(element: lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{UNICODE_LOWER}({compiler.process(element.clauses, **kw)})"
 
 
 def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

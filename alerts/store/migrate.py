@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,8 +21,17 @@ def alembic_config() -> Config:
     return cfg
 
 
+#: Key of the PostgreSQL advisory lock that serialises migrations (any constant will do).
+MIGRATION_LOCK = 0x616C657274  # "alert"
+
+
 async def upgrade(engine: AsyncEngine) -> None:
-    """Bring the database to the newest schema."""
+    """Bring the database to the newest schema.
+
+    Several processes may start at once (``serve`` and workers, or replicas): one migrates and
+    the others wait, then find the schema at head. On PostgreSQL a transaction-scoped advisory
+    lock does this; on SQLite the transaction's ``BEGIN IMMEDIATE`` (store/db.py) already does.
+    """
 
     def _upgrade(conn: Connection) -> None:
         cfg = alembic_config()
@@ -29,6 +39,8 @@ async def upgrade(engine: AsyncEngine) -> None:
         command.upgrade(cfg, "head")
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_upgrade)
 
 

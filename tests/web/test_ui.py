@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -261,6 +262,15 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
     async with officer.http.get(base + f"{P}/alerts/{alert_id}/live") as r:
         stream = (await asyncio.wait_for(r.content.read(), 10)).decode()
     assert "event: done" in stream and '"sent": 3' in stream
+    # the board (GET /) shows it with its author and its deliveries by state; a filter narrows
+    async with app.sessions() as session:
+        state = await session.scalar(select(Alert.status).where(Alert.id == alert_id))
+    status, page = await officer.get(f"/?status={state}")
+    row = re.search(rf"<tr><td>{alert_id}</td>.*?</tr>", page, re.S)
+    assert status == 200 and row, page
+    assert "<td>officer</td>" in row.group(0) and "sent 3" in row.group(0)
+    status, page = await officer.get("/?status=closed")
+    assert f"<tr><td>{alert_id}</td>" not in page
     # pause, resume, resend failed, close
     for action, notice in (
         ("pause", "paused"),

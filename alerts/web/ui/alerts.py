@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from alerts.actions import overview
 from alerts.compose import approval, drafts
@@ -67,35 +67,16 @@ async def dashboard(c: Ctx) -> web.Response:
     status = c.request.query.get("status", "")
     if status and status not in {s.value for s in AlertStatus}:
         raise ValidationError(f"status: {status!r} is not an alert status")
-    async with c.app.sessions() as session:
-        query = select(Alert).order_by(Alert.updated_at.desc(), Alert.id.desc()).limit(200)
-        if status:
-            query = query.where(Alert.status == status)
-        alerts = list((await session.scalars(query)).all())
-        ids = [a.id for a in alerts]
-        totals: dict[int, dict[str, int]] = {}
-        if ids:
-            from alerts.store.models import Delivery
-
-            rows = await session.execute(
-                select(Delivery.alert_id, Delivery.state, func.count())
-                .where(Delivery.alert_id.in_(ids))
-                .group_by(Delivery.alert_id, Delivery.state)
-            )
-            for aid, state, n in rows.all():
-                totals.setdefault(aid, {})[state] = int(n)
-        by_status = dict(
-            (await session.execute(select(Alert.status, func.count()).group_by(Alert.status))).all()
-        )
-        authors = await _names(session, {a.author_id for a in alerts})
+    board = await overview.board(c.app, c.user, status=status or None)
+    alerts = board.alerts
     review = [a for a in alerts if a.status == AlertStatus.IN_REVIEW and a.author_id != c.user.id]
     open_cases = [a for a in alerts if a.status != AlertStatus.CLOSED and a.parent_id is None]
     return c.render(
         "dashboard.html",
         alerts=alerts,
-        totals=totals,
-        by_status=by_status,
-        authors=authors,
+        totals=board.totals,
+        by_status=board.by_status,
+        authors=board.authors,
         review=review,
         open_cases=open_cases,
         filter_status=status,
