@@ -109,7 +109,8 @@ async def run(args: argparse.Namespace) -> None:
         await serve.stop()
         where = "postgresql" if args.postgres else "sqlite"
         print(
-            f"{args.n:,} recipients on {where}, sent by `alerts serve` in {elapsed:.0f} s ({args.n / elapsed:,.0f}/s)"
+            f"{args.n:,} recipients on {where}, sent by `alerts serve` in {elapsed:.0f} s "
+            f"({args.n / elapsed:,.0f}/s)"
         )
         print(summary("GET /healthz", health))
         print(summary("GET /api/v1/alerts/{id}/stats", stats))

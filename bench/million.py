@@ -115,7 +115,8 @@ async def run(args: argparse.Namespace) -> None:
             f"send rate, first 10%: {first:,.0f}/s; last 10%: {last:,.0f}/s (last/first {last / first:.0%})"
         )
         print(
-            f"CPU per 1,000 delivered: {(own + db) * 1000 / args.n:.3f} s (database backends {db * 1000 / args.n:.3f} s)"
+            f"CPU per 1,000 delivered: {(own + db) * 1000 / args.n:.3f} s "
+            f"(database backends {db * 1000 / args.n:.3f} s)"
         )
         print(f"peak RSS: {rss_mb():.0f} MB")
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
