@@ -10,6 +10,7 @@ still queued locally is released, and the last batch is flushed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -282,8 +283,9 @@ class Dispatcher:
         except BaseException:
             self._results[:0] = batch  # keep them for the next flush
             raise
-        for channel, state in moved:
-            self.metrics.deliveries.labels(channel, state).inc()
+        # one labelled counter lookup per (channel, state) in the batch, not one per delivery
+        for (channel, state), n in collections.Counter(moved).items():
+            self.metrics.deliveries.labels(channel, state).inc(n)
         self._touched.update(r.item.alert_id for r in batch)
         if any(r.outcome.kind is not OutcomeKind.SENT for r in batch):
             self._wake.set()
