@@ -180,6 +180,13 @@ async def succeeded(sessions: async_sessionmaker[AsyncSession], held: Reservatio
         )
 
 
+async def passed(sessions: async_sessionmaker[AsyncSession], held: Reservation) -> None:
+    """The password was right but a second factor is still due: this attempt is not counted,
+    and the account's earlier failures stay (only a complete sign-in forgets them)."""
+    async with sessions.begin() as db:
+        await db.execute(delete(SignInAttempt).where(SignInAttempt.id.in_(held.ids)))
+
+
 async def unlock(db: AsyncSession, name: str) -> bool:
     """Lift the lock of an account and forget its failures; whether it was locked."""
     key = account_key(name)

@@ -2,8 +2,9 @@
 
 Passwords are hashed with Argon2id (argon2-cffi). API tokens are 32 random bytes
 (urlsafe base64): they carry enough entropy that a fast hash is right, so only their SHA-256
-is stored, the plaintext is shown once. Functions add to the session and flush; the caller
-commits (so a change and its audit entry land in one transaction).
+is stored, the plaintext is shown once; a token may be read-only (``token_read_only``: the API
+lets it GET only). Functions add to the session and flush; the caller commits (so a change
+and its audit entry land in one transaction).
 """
 
 from __future__ import annotations
@@ -161,10 +162,12 @@ async def create_user(
     telegram: str | None = None,
     password: str | None = None,
     with_token: bool = False,
+    read_only: bool = False,
     by: User | None = None,
     now: datetime,
 ) -> tuple[User, str | None]:
-    """Add a user; returns it and, with ``with_token``, its API token (shown only this once)."""
+    """Add a user; returns it and, with ``with_token``, its API token (shown only this once;
+    ``read_only``: it may only read)."""
     name = _validate_name(name)
     checked_role = _validate_role(role)
     email = _validate_email(email) if email else None
@@ -182,6 +185,7 @@ async def create_user(
         telegram=telegram,
         password_hash=password_hash,
         token_hash=hash_token(token) if token else None,
+        token_read_only=bool(token) and read_only,
         active=True,
         created_at=now,
     )
@@ -191,6 +195,8 @@ async def create_user(
     except IntegrityError:  # created concurrently since the check above; the caller rolls back
         raise Conflict(f"user {name!r} already exists") from None
     details = {"name": name, "role": checked_role.value, "with_token": with_token}
+    if token and read_only:
+        details["read_only"] = True
     await _audit(session, user, "user.create", by=by, now=now, details=details)
     logger.info("created user %d with role %s", user.id, checked_role.value)
     return user, token
@@ -254,13 +260,18 @@ async def authenticate_token(session: AsyncSession, token: str) -> User:
     return user
 
 
-async def new_token(session: AsyncSession, user: User, *, by: User | None = None, now: datetime) -> str:
-    """Give ``user`` a new API token (the old one stops working); returns it, shown only once."""
+async def new_token(
+    session: AsyncSession, user: User, *, read_only: bool = False, by: User | None = None, now: datetime
+) -> str:
+    """Give ``user`` a new API token (the old one stops working; ``read_only``: it may only
+    read, GET); returns it, shown only once."""
     token = secrets.token_urlsafe(32)
     replaced = user.token_hash is not None
     user.token_hash = hash_token(token)
+    user.token_read_only = read_only
     await session.flush()
-    await _audit(session, user, "user.new_token", by=by, now=now, details={"replaced": replaced})
+    details = {"replaced": replaced, "read_only": read_only}
+    await _audit(session, user, "user.new_token", by=by, now=now, details=details)
     logger.info("issued a new API token to user %d", user.id)
     return token
 

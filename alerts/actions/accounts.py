@@ -41,6 +41,8 @@ class Account:
     active: bool
     has_password: bool
     has_token: bool
+    token_read_only: bool
+    two_factor: bool
     created_at: datetime
 
     @classmethod
@@ -55,6 +57,8 @@ class Account:
             active=user.active,
             has_password=user.password_hash is not None,
             has_token=user.token_hash is not None,
+            token_read_only=user.token_hash is not None and user.token_read_only,
+            two_factor=user.totp_secret is not None,
             created_at=user.created_at,
         )
 
@@ -69,6 +73,8 @@ class Account:
             "active": self.active,
             "has_password": self.has_password,
             "has_token": self.has_token,
+            "token_read_only": self.token_read_only,
+            "two_factor": self.two_factor,
             "created_at": self.created_at.isoformat(),
         }
 
@@ -137,8 +143,10 @@ async def add(
     telegram: str | None = None,
     password: str | None = None,
     with_token: bool = False,
+    read_only: bool = False,
 ) -> Added:
-    """Add a user; without a password they cannot sign in until one is set."""
+    """Add a user; without a password they cannot sign in until one is set (``read_only``:
+    their API token may only read)."""
     _require(actor)
     async with app.sessions.begin() as session:
         user, token = await users.create_user(
@@ -149,6 +157,7 @@ async def add(
             telegram=telegram or None,
             password=password,
             with_token=with_token,
+            read_only=read_only,
             by=actor,
             now=utcnow(),
         )
@@ -218,13 +227,14 @@ async def update(
     return Changed(account=account, changed=bool(fields), fields=tuple(fields))
 
 
-async def issue_token(app: App, actor: User | None, name: str) -> TokenIssued:
-    """A new API token for the user, shown this once; their previous token stops working."""
+async def issue_token(app: App, actor: User | None, name: str, *, read_only: bool = False) -> TokenIssued:
+    """A new API token for the user, shown this once; their previous token stops working.
+    A ``read_only`` token may only read (GET): the API refuses it anything else (403)."""
     _require(actor)
     async with app.sessions.begin() as session:
         user = await users.get_user(session, name)
         replaced = user.token_hash is not None
-        token = await users.new_token(session, user, by=actor, now=utcnow())
+        token = await users.new_token(session, user, read_only=read_only, by=actor, now=utcnow())
         account = Account.of(user)
     return TokenIssued(account=account, token=token, replaced=replaced)
 

@@ -174,7 +174,7 @@ _USER = "the user's name"
 
 
 def _users_parsers(sub: Any) -> None:
-    """``alerts users add|passwd|disable|enable|token|list`` (handlers: ``alerts.cli.users``)."""
+    """``alerts users add|passwd|disable|enable|unlock|token|2fa-reset|list`` (``alerts.cli.users``)."""
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True)
     s = users.add_parser("add", help="add a user (asks for a password unless --no-password)")
     s.add_argument("name", help=_USER)
@@ -192,6 +192,7 @@ def _users_parsers(sub: Any) -> None:
         "--no-password", action="store_true", help="no password: cannot sign in until one is set"
     )
     s.add_argument("--token", action="store_true", help="create an API token and print it once")
+    s.add_argument("--read-only", action="store_true", help="with --token: the token may only read (GET)")
     s.set_defaults(handler="users_add")
     s = users.add_parser("passwd", help="set a user's password (asks for it; ends their sessions)")
     s.add_argument("name", help=_USER)
@@ -209,7 +210,13 @@ def _users_parsers(sub: Any) -> None:
     s = users.add_parser("token", help="issue a new API token (printed once), or revoke the user's tokens")
     s.add_argument("name", help=_USER)
     s.add_argument("--revoke", action="store_true", help="revoke all of the user's API tokens")
+    s.add_argument("--read-only", action="store_true", help="the new token may only read (GET)")
     s.set_defaults(handler="users_token")
+    s = users.add_parser(
+        "2fa-reset", help="remove a user's lost second factor (their sessions end; they enrol again)"
+    )
+    s.add_argument("name")
+    s.set_defaults(handler="users_2fa_reset")
     s = users.add_parser("list", help="list users")
     s.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
     s.set_defaults(handler="users_list")

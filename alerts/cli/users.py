@@ -1,4 +1,4 @@
-"""``alerts users add|passwd|disable|enable|unlock|token|list``: parse, call ``actions.accounts``, print.
+"""``alerts users add|passwd|disable|enable|unlock|token|2fa-reset|list``: parse, call an action, print.
 
 The console operator holds the database and acts as the service itself (actor None). Passwords
 are asked with getpass (twice) unless given for a script (``--password``/``ALERTS_NEW_PASSWORD``
@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from alerts.actions import accounts
+from alerts.actions import accounts, two_factor
 from alerts.app import open_app
 from alerts.core.config import Settings
 from alerts.core.errors import ValidationError
@@ -54,6 +54,7 @@ async def users_add(args: argparse.Namespace, settings: Settings) -> int:
             telegram=args.telegram,
             password=password,
             with_token=args.token,
+            read_only=args.read_only,
         )
     _say(f"user {added.account.name} ({added.account.role}) added")
     if not added.account.has_password:
@@ -97,10 +98,21 @@ async def users_token(args: argparse.Namespace, settings: Settings) -> int:
             revoked = await accounts.revoke_tokens(app, None, args.name)
             _say(f"revoked {revoked.revoked} API token(s) of {revoked.account.name}")
             return 0
-        issued = await accounts.issue_token(app, None, args.name)
+        issued = await accounts.issue_token(app, None, args.name, read_only=args.read_only)
     replaced = "; the previous one no longer works" if issued.replaced else ""
-    _say(f"new API token for {issued.account.name} (shown once){replaced}")
+    scope = "read-only " if args.read_only else ""
+    _say(f"new {scope}API token for {issued.account.name} (shown once){replaced}")
     print(issued.token)
+    return 0
+
+
+async def users_2fa_reset(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_app(settings, channels={}) as app:
+        reset = await two_factor.reset(app, None, args.name)
+    if reset:
+        _say(f"second factor of {args.name} removed: their sessions have ended; they enrol again at sign-in")
+    else:
+        _say(f"user {args.name} had no second factor")
     return 0
 
 

@@ -40,6 +40,8 @@ class ServerSettings:
     trusted_proxies: str = ""  # comma-separated addresses whose X-Forwarded-For is believed
     # keys signed with before a rotation: still verified, never used to sign (see core.signing)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    # reviewers and admins (who approve or administer) must enrol a second factor (TOTP)
+    require_2fa: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

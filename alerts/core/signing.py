@@ -47,6 +47,7 @@ CSRF = "alerts.csrf"
 CONFIRM = "alerts.subscribe.confirm"
 LINK = "alerts.link"
 TRACK = "alerts.track"
+SECOND_STEP = "alerts.session.second_step"
 
 
 class Signing:

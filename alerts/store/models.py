@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -79,6 +80,23 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # signed into session cookies: bumping it ends every session of the user (auth.py)
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # an API token that may only read (GET): every other method is refused (web/api/routes.py)
+    token_read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # two-factor sign-in (accounts/two_factor.py): the confirmed TOTP secret (None: not enrolled),
+    # the one shown while enrolling, and the last time step accepted (a code is used only once)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_pending: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """A two-factor recovery code (its SHA-256 only), usable once instead of a TOTP code."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RevokedSession(Base):

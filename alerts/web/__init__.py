@@ -18,7 +18,7 @@ from alerts.app import App
 # (importing this package from a face would make it depend on every other face).
 from alerts.web.base import APP as APP
 from alerts.web.base import error_response as error_response
-from alerts.web.base import errors_middleware, inputs_middleware, security_headers
+from alerts.web.base import errors_middleware, inputs_middleware, quiet_malformed_requests, security_headers
 
 
 def make_web_app(app: App) -> web.Application:
@@ -32,6 +32,7 @@ def make_web_app(app: App) -> web.Application:
         middlewares=[errors_middleware, inputs_middleware], client_max_size=8 * 1024 * 1024
     )
     webapp[APP] = app
+    quiet_malformed_requests()
     webapp.on_response_prepare.append(security_headers)
     request_ids.setup(webapp)
     ops.setup(webapp)

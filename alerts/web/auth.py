@@ -15,7 +15,8 @@ every form carries one and every state-changing request of the officers' pages c
 Sign-in limits (per account at a client network, per network, per account from anywhere, and
 the account lock) are kept in the database: ``alerts.accounts.signin_limits``. A refused
 attempt gets 429 and ``Retry-After`` (or 423 when locked) before any password is checked. The
-message for an unknown user and a wrong password is the same.
+message for an unknown user and a wrong password is the same. A user with two-factor sign-in
+gets no session from the password alone: ``alerts.web.second_factor`` asks for the code.
 
 The client address is ``alerts.web.clients.client_address``: the peer's, unless the peer is
 one of ``[server] trusted_proxies``.
@@ -37,7 +38,7 @@ from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from multidict import MultiDictProxy
 from sqlalchemy import delete
 
-from alerts.accounts import signin_limits, users
+from alerts.accounts import signin_limits, two_factor, users
 from alerts.core.clock import utcnow
 from alerts.core.errors import PermissionDenied
 from alerts.core.signing import CSRF, SESSION, USER, Signing
@@ -365,7 +366,10 @@ async def attempt_sign_in(request: web.Request, name: str, password: str) -> Use
         await signin_limits.failed(sessions, held, now=utcnow())
         logger.info("failed sign-in")
         raise
-    await signin_limits.succeeded(sessions, held)
+    if two_factor.enrolled(user):
+        await signin_limits.passed(sessions, held)  # a code is still due (web.second_factor)
+    else:
+        await signin_limits.succeeded(sessions, held)
     return user
 
 

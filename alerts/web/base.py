@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from alerts.app import App
 from alerts.core.errors import AlertsError, BadRequest, ValidationError
@@ -61,6 +62,28 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp answers a malformed request (a 9 KB request line, a broken header) with a 400
+    but logs it at ERROR with a traceback: anyone could flood the log and set off alarms. This
+    filter on ``aiohttp.server`` makes such a record one INFO line naming the kind of fault,
+    without the request's text (which may hold a token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "refused a malformed request (%s)", (type(exc).__name__,)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install ``MalformedRequests`` on aiohttp's server logger, once per process."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server.filters):
+        server.addFilter(MalformedRequests())
 
 
 def check_fields(fields: Iterable[tuple[str, object]]) -> None:

@@ -66,6 +66,7 @@ def pages(ids: dict[str, int]) -> list[str]:
         f"{office}/followups",
         f"{office}/audit",
         f"{office}/users",
+        f"{office}/account/2fa",
         f"{office}/mailbox",
         f"{office}/mailbox/1",
     ]

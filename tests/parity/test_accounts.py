@@ -175,7 +175,10 @@ async def test_disable_enable_and_tokens_through_every_face(faces: Faces) -> Non
 
         issued = await _do(faces, face, "token", name)
         assert issued and await _token_works(faces, issued)
-        assert (await _last_audit(faces, name))[:2] == ("user.new_token", {"replaced": False})
+        assert (await _last_audit(faces, name))[:2] == (
+            "user.new_token",
+            {"replaced": False, "read_only": False},
+        )
         await _do(faces, face, "revoke", name)
         assert not await _token_works(faces, issued)
         assert (await _last_audit(faces, name))[:2] == ("user.revoke_tokens", {"revoked": 1})

@@ -35,7 +35,7 @@ ERROR: Schema = {
 _ERROR_TEXT = {
     400: "The body is not valid JSON, or a field holds a control character (NUL, bidi override…).",
     401: "No valid API token.",
-    403: "The token's role may not do this.",
+    403: "The token's role may not do this, or the token is read-only (GET only).",
     404: "No such object.",
     409: "The object's current state (or the present time) does not allow this.",
     413: "The body is over the size limit.",

@@ -6,7 +6,8 @@ them, registers them with aiohttp (``endpoint`` wraps each) and serves the OpenA
 that ``alerts.web.api.openapi`` builds from the same table, so the two cannot drift; the request body
 is checked against the very schema the document publishes (``check``).
 
-A request is refused in this order: no or bad token (401), role (403), body too large
+A request is refused in this order: no or bad token (401), role or a read-only token on any
+method but GET (403), body too large
 (413), wrong content type (415), malformed JSON (400), a field that does not fit (422).
 Handlers write in one transaction (``app.sessions.begin()``): a refusal rolls it back.
 """
@@ -26,6 +27,7 @@ from alerts.compose import drafts
 from alerts.core.errors import (
     BadRequest,
     NotFound,
+    PermissionDenied,
     Unauthorized,
     UnsupportedMediaType,
     ValidationError,
@@ -41,6 +43,12 @@ from alerts.web.base import check_fields
 from alerts.web.bodies import read_body
 
 PREFIX = "/api/v1"
+#: The methods a read-only API token may use.
+READ_METHODS = frozenset({"GET", "HEAD"})
+READ_ONLY = (
+    "this API token is read-only: it may only read (GET), not {method}; "
+    "ask an admin for a token that may write"
+)
 #: Largest JSON body accepted (bytes); the CSV import has its own limit.
 MAX_JSON_BYTES = 256 * 1024
 #: Largest id a path accepts: bigger numbers cannot name a row (and would overflow the database).
@@ -231,6 +239,8 @@ def endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
         if route.action is not None:
             user = await authenticate(request)
             users.check(user, route.action)
+            if user.token_read_only and request.method not in READ_METHODS:
+                raise PermissionDenied(READ_ONLY.format(method=request.method), details={"read_only": True})
         body: dict[str, Any] = {}
         app = request.app[APP]
         schema = route.request_schema(app)

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from alerts.accounts.users import MAX_NAME, MAX_PASSWORD, MIN_PASSWORD, UNSET
-from alerts.actions import accounts
+from alerts.actions import accounts, two_factor
 from alerts.core.states import Role
 from alerts.web.api.routes import PREFIX, Ctx, Route, Schema, json_response
 from alerts.web.api.schema import EMAIL, TELEGRAM, line
@@ -58,6 +58,8 @@ USER: Schema = {
         "active": {"type": "boolean"},
         "has_password": {"type": "boolean"},
         "has_token": {"type": "boolean"},
+        "token_read_only": {"type": "boolean", "description": "the API token may only read (GET)"},
+        "two_factor": {"type": "boolean", "description": "signs in with a code after the password"},
         "created_at": {"type": "string", "format": "date-time"},
     },
 }
@@ -72,7 +74,17 @@ CREATE: Schema = {
         "telegram": TELEGRAM,
         "password": {**PASSWORD, "description": "none: the user cannot sign in until one is set"},
         "token": {"type": "boolean", "description": "issue an API token, returned this once"},
+        "read_only": {"type": "boolean", "description": "the token may only read (GET)"},
     },
+}
+TOKEN_BODY: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"read_only": {"type": "boolean", "description": "the token may only read (GET)"}},
+}
+RESET: Schema = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "reset": {"type": "boolean"}},
 }
 PATCH: Schema = {
     "type": "object",
@@ -125,6 +137,7 @@ async def create_user(ctx: Ctx) -> web.Response:
         telegram=body.get("telegram"),
         password=body.get("password"),
         with_token=bool(body.get("token")),
+        read_only=bool(body.get("read_only")),
     )
     return json_response({**added.account.to_json(), "token": added.token}, status=201)
 
@@ -159,10 +172,18 @@ async def set_password(ctx: Ctx) -> web.Response:
 
 async def issue_token(ctx: Ctx) -> web.Response:
     """A new API token, shown this once."""
-    issued = await accounts.issue_token(ctx.app, ctx.user, _name(ctx))
+    read_only = bool(ctx.body.get("read_only", False))
+    issued = await accounts.issue_token(ctx.app, ctx.user, _name(ctx), read_only=read_only)
     return json_response(
         {"name": issued.account.name, "token": issued.token, "replaced": issued.replaced}, status=201
     )
+
+
+async def reset_two_factor(ctx: Ctx) -> web.Response:
+    """Remove a user's lost second factor; their sessions end, they enrol again."""
+    name = _name(ctx)
+    reset = await two_factor.reset(ctx.app, ctx.user, name)
+    return json_response({"name": name, "reset": reset})
 
 
 async def revoke_tokens(ctx: Ctx) -> web.Response:
@@ -212,6 +233,23 @@ ROUTES: list[Route] = [
         response=USER,
         errors=(403, 404),
     ),
-    _route("POST", f"{ONE}/token", issue_token, "Issue an API token", status=201, response=TOKEN, errors=NF),
+    _route(
+        "POST",
+        f"{ONE}/token",
+        issue_token,
+        "Issue an API token (read_only: it may only read)",
+        request=TOKEN_BODY,
+        status=201,
+        response=TOKEN,
+        errors=NF,
+    ),
     _route("DELETE", f"{ONE}/token", revoke_tokens, "Revoke the user's tokens", response=REVOKED, errors=NF),
+    _route(
+        "DELETE",
+        f"{ONE}/2fa",
+        reset_two_factor,
+        "Reset a user's lost second factor (their sessions end; they enrol again)",
+        response=RESET,
+        errors=NF,
+    ),
 ]

@@ -25,13 +25,15 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from alerts.accounts import users
+from alerts.accounts.two_factor import enrolled
+from alerts.actions import two_factor
 from alerts.app import App
 from alerts.core import urls
-from alerts.core.errors import AlertsError, BadRequest, NotFound, Unauthorized
+from alerts.core.errors import AlertsError, BadRequest, NotFound, PermissionDenied, Unauthorized
 from alerts.core.ids import ID_PATTERN, parse_id
 from alerts.core.text import unsafe_in_link
 from alerts.store.models import User
-from alerts.web import auth, i18n
+from alerts.web import auth, i18n, second_factor
 from alerts.web.base import check_fields
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,11 @@ PAGES = jinja2.Environment(
 )
 i18n.install(PAGES)
 SIGN_IN_FIRST = "sign in first"
+ENROL_FIRST = "set up two-factor sign-in first ([server] require_2fa): open /office/account/2fa"
 #: Officers' pages live under this prefix (``/alerts/...`` is the public archive's).
 PREFIX = urls.OFFICE
+#: Where a user sets up two-factor sign-in (``alerts.web.ui.two_factor``).
+ENROL_PAGE = f"{PREFIX}/account/2fa"
 #: The id segment of the pages' routes (ASCII digits; see ``alerts.core.ids``).
 ID = "{id:" + ID_PATTERN + "}"
 SECURITY_HEADERS = {
@@ -194,13 +199,19 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
 
 
 def page(
-    action: str = "view",
+    action: str = "view", *, enrolment: bool = False
 ) -> Callable[[PageHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Wrap a page: signed-in user allowed to do ``action``; CSRF checked on anything but GET."""
+    """Wrap a page: signed-in user allowed to do ``action``; CSRF checked on anything but GET.
+
+    A user whom ``[server] require_2fa`` makes enrol reaches only the ``enrolment`` pages until
+    they have: other pages send a browser there, and refuse anything else (403).
+    """
 
     def wrap(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(handler)
         async def wrapped(request: web.Request) -> web.StreamResponse:
+            from alerts.web.base import APP
+
             user: User | None = None
             try:
                 signed = await auth.session_user(request)
@@ -215,6 +226,10 @@ def page(
                     auth.check_csrf(request, form)
                     check_fields(form.items())
                 users.check(user, action)
+                if not enrolment and two_factor.must_enrol(request.app[APP], user):
+                    if request.method in ("GET", "HEAD") and wants_html(request):
+                        return redirect(ENROL_PAGE)
+                    raise PermissionDenied(ENROL_FIRST)
                 return await handler(Ctx(request, user, form))
             except AlertsError as exc:
                 return error_page(request, exc, user)
@@ -256,6 +271,10 @@ def safe_next(target: str) -> str:
     return target
 
 
+#: The second step of sign-in (``alerts.web.ui.two_factor``).
+SECOND_STEP = "/login/2fa"
+
+
 async def login_form(request: web.Request) -> web.Response:
     """GET /login"""
     return render(request, "login.html", next=safe_next(request.query.get("next", "/")), error=None, name="")
@@ -289,6 +308,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         if isinstance(exc, auth.TooManyAttempts):
             response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if enrolled(user):
+        response = redirect(SECOND_STEP)  # a code is still due: no session yet
+        second_factor.start(request, response, user, target)
         return response
     logger.info("user %s signed in", user.id)
     response = redirect(target)

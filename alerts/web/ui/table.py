@@ -17,6 +17,7 @@ from alerts.web.ui import deliveries as ui_deliveries
 from alerts.web.ui import editor as ui_editor
 from alerts.web.ui import followups as ui_followups
 from alerts.web.ui import live, mailbox
+from alerts.web.ui import two_factor as ui_two_factor
 from alerts.web.ui import users as ui_users
 from alerts.web.ui import workflow as ui_workflow
 from alerts.web.ui.pages import STATIC_DIR, login, login_form, logout
@@ -44,3 +45,4 @@ def setup(webapp: web.Application) -> None:
     ui_followups.setup(webapp)
     live.setup(webapp)
     ui_users.setup(webapp)
+    ui_two_factor.setup(webapp)

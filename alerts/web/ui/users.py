@@ -1,8 +1,9 @@
 """Officers' pages for accounts: the users page (admins) and "change my password" (everyone).
 
 ``/office/users`` lists the users with, per user, disable/enable, reset password, issue or
-revoke the API token, and a form to add a user. Every form calls one ``actions.accounts``
-action; a refusal re-renders the page with the reason (and the action's HTTP status). A new
+revoke the API token (read-only if asked), reset a lost second factor, and a form to add a
+user. Every form calls one action (``actions.accounts``, ``actions.two_factor``); a refusal
+re-renders the page with the reason (and the action's HTTP status). A new
 token is shown once, on the page answering the POST (never in a URL, never stored).
 ``/office/password`` lets any signed-in user change their own password (giving the current
 one): their other sessions end, this browser gets a new session cookie; a button there signs
@@ -16,7 +17,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from alerts.accounts import users
-from alerts.actions import accounts
+from alerts.actions import accounts, two_factor
 from alerts.core.errors import AlertsError, ValidationError
 from alerts.web import auth
 from alerts.web.i18n import N_
@@ -32,6 +33,7 @@ NOTICES = {
     "password": N_("Password of %(name)s set; their sessions have ended."),
     "revoked": N_("API token of %(name)s revoked."),
     "unlocked": N_("Sign-in of %(name)s unlocked."),
+    "2fa-reset": N_("Two-factor sign-in of %(name)s reset: their sessions have ended; they set it up again."),
 }
 
 
@@ -88,6 +90,7 @@ async def add_user(c: Ctx) -> web.Response:
             telegram=values["telegram"] or None,
             password=password if isinstance(password, str) and password else None,
             with_token=c.field("token") == "1",
+            read_only=c.field("read_only") == "1",
         )
     except AlertsError as exc:
         return await _page(c, status=exc.http_status, error=exc.message, values=values)
@@ -124,7 +127,7 @@ async def reset_password(c: Ctx) -> web.Response:
 async def issue_token(c: Ctx) -> web.Response:
     """POST /office/users/{name}/token: a new API token, shown on this answer only."""
     try:
-        issued = await accounts.issue_token(c.app, c.user, _name(c))
+        issued = await accounts.issue_token(c.app, c.user, _name(c), read_only=c.field("read_only") == "1")
     except AlertsError as exc:
         return await _page(c, status=exc.http_status, error=exc.message)
     return await _page(c, token=issued)
@@ -148,6 +151,16 @@ async def unlock(c: Ctx) -> web.Response:
     except AlertsError as exc:
         return await _page(c, status=exc.http_status, error=exc.message)
     return _back("unlocked" if done.changed else "unchanged", done.account.name)
+
+
+@page("users.manage")
+async def reset_two_factor(c: Ctx) -> web.Response:
+    """POST /office/users/{name}/2fa-reset: remove a lost second factor (their sessions end)."""
+    try:
+        reset = await two_factor.reset(c.app, c.user, _name(c))
+    except AlertsError as exc:
+        return await _page(c, status=exc.http_status, error=exc.message)
+    return _back("2fa-reset" if reset else "unchanged", _name(c))
 
 
 @page("view")
@@ -195,6 +208,7 @@ def setup(webapp: web.Application) -> None:
     webapp.router.add_post(f"{P}/users/{{name}}/token", issue_token)
     webapp.router.add_post(f"{P}/users/{{name}}/token/revoke", revoke_token)
     webapp.router.add_post(f"{P}/users/{{name}}/unlock", unlock)
+    webapp.router.add_post(f"{P}/users/{{name}}/2fa-reset", reset_two_factor)
     webapp.router.add_post(f"{P}/sessions/end", sign_out_everywhere)
     webapp.router.add_get(f"{P}/password", password_form)
     webapp.router.add_post(f"{P}/password", change_password)
