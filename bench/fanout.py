@@ -45,7 +45,7 @@ from alerts.core.config import DispatcherSettings, Settings
 from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.messages import Claimed, MessageBuilder
 from alerts.delivery.publish import load_alert_info, publish
-from alerts.store.db import create_engine, make_sessionmaker
+from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
 from alerts.store.migrate import upgrade
 from bench.raw_smtp import channel_send, raw_send
 from channels.email import EmailChannel
@@ -56,6 +56,63 @@ from tests.factories import add_contacts, approved_alert, make_users
 def rss_mb() -> float:
     """Peak resident set size of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU-seconds (user + system) a process has used, from /proc/<pid>/stat; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14 and 15)
+
+
+def own_cpu() -> float:
+    """CPU-seconds of this process, all threads (aiosqlite's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends serving the run's database (none on SQLite)."""
+    if not url.startswith("postgresql"):
+        return []
+    import asyncpg
+
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        name = dsn.rsplit("/", 1)[1]
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+class CpuMeter:
+    """CPU-seconds of this process plus the database's backends between start() and stop()."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.before: dict[int, float] = {}
+        self.own = 0.0
+
+    async def start(self) -> None:
+        self.before = {pid: proc_cpu(pid) for pid in await backend_pids(self.url)}
+        self.own = own_cpu()
+
+    async def stop(self) -> tuple[float, float]:
+        """(this process's CPU-seconds, the backends' CPU-seconds) since start()."""
+        own = own_cpu() - self.own
+        backends = 0.0
+        for pid in await backend_pids(self.url):
+            backends += max(0.0, proc_cpu(pid) - self.before.get(pid, 0.0))
+        return own, backends
 
 
 def start_server(script: str) -> tuple[subprocess.Popen[str], int]:
@@ -122,6 +179,7 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
     await email.open()
     dispatcher = Dispatcher(
         sessions=sessions,
+        reads=make_read_sessionmaker(engine),  # as the service's: polls never queue for the write lock
         channels={"email": email},
         builder=builder,
         settings=DispatcherSettings(),
@@ -129,9 +187,21 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
         alert_id=alert_id,
         publish_scheduled=False,
     )
+    meter = CpuMeter(url)
+    await meter.start()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started = time.perf_counter()
     await dispatcher.run_until_done(alert_id)
     e2e_s = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    own_cpu_s, db_cpu_s = await meter.stop()
     peak = rss_mb()
     async with sessions() as session:
         from alerts.delivery.tracking import counts
@@ -159,7 +229,9 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
         )
         messages.append(email.build(builder.build(item, info))[1])
     await email.close()
+    before = own_cpu()
     raw = await raw_send("127.0.0.1", smtp_port, messages, connections=args.connections)
+    raw_cpu = (own_cpu() - before) * 1000 / sample
     # and our own transport alone (EmailChannel over its pool, no database): stricter than the
     # raw limit, because the channel does less per message than aiosmtplib's sendmail
     channel = await channel_send("127.0.0.1", smtp_port, sample, connections=args.connections)
@@ -171,6 +243,10 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
         "raw_rate": raw,
         "channel_rate": channel,
         "peak_rss_mb": peak,
+        "raw_cpu_per_1000": raw_cpu,
+        "cpu_per_1000": (own_cpu_s + db_cpu_s) * 1000 / args.n,
+        "own_cpu_per_1000": own_cpu_s * 1000 / args.n,
+        "db_cpu_per_1000": db_cpu_s * 1000 / args.n,
     }
 
 
@@ -238,6 +314,7 @@ async def main() -> None:
         "--telegram-rate-check", action="store_true", help="also 250 messages at the default 25/s"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the end-to-end send into FILE")
     args = parser.parse_args()
     sink, smtp_port = start_server("smtp_sink.py")
     url, drop = await make_database(args.postgres)
@@ -268,6 +345,12 @@ async def main() -> None:
         f"(end to end / channel alone: {e2e / channel:.0%})"
     )
     print(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
+    print(
+        f"CPU per 1,000 delivered: {result['cpu_per_1000']:.3f} s "
+        f"(service {result['own_cpu_per_1000']:.3f} s + database backends {result['db_cpu_per_1000']:.3f} s)"
+    )
+    print(f"CPU per 1,000 with raw aiosmtplib (no database, no build): {result['raw_cpu_per_1000']:.3f} s")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     for key in ("telegram_paid", "telegram_default"):
         if key in result:
             t = result[key]

@@ -23,7 +23,9 @@ SENDER = "bench@example.org"
 RECIPIENT = "sink@example.org"
 
 
-async def raw_send(host: str, port: int, messages: list[bytes], connections: int = 16) -> float:
+async def raw_send(
+    host: str, port: int, messages: list[bytes], connections: int = 16, recipient: str = RECIPIENT
+) -> float:
     """Send every message with plain aiosmtplib over ``connections`` reused sessions; messages/s."""
     clients = [
         aiosmtplib.SMTP(hostname=host, port=port, local_hostname="bench", timeout=30)
@@ -34,7 +36,7 @@ async def raw_send(host: str, port: int, messages: list[bytes], connections: int
 
     async def worker(client: aiosmtplib.SMTP) -> None:
         for message in work:  # a shared iterator: each message is taken once
-            await client.sendmail(SENDER, [RECIPIENT], message)
+            await client.sendmail(SENDER, [recipient], message)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(client) for client in clients))

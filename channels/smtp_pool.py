@@ -161,7 +161,7 @@ class SMTPPool:
     ) -> SMTPResponse:
         phase = Phase.BEFORE
         try:
-            reply = await client.execute_command(b"MAIL", b"FROM:" + _path(sender))
+            reply = await self._command(client, b"MAIL FROM:" + _path(sender) + b"\r\n")
             if reply.code != _COMPLETED:
                 raise SMTPSenderRefused(reply.code, reply.message, sender)
         except (SMTPServerDisconnected, ConnectionError) as exc:
@@ -177,10 +177,10 @@ class SMTPPool:
             self._drop(slot)
             raise
         try:
-            reply = await client.execute_command(b"RCPT", b"TO:" + _path(recipient))
+            reply = await self._command(client, b"RCPT TO:" + _path(recipient) + b"\r\n")
             if reply.code not in _ACCEPTED:
                 raise SMTPRecipientRefused(reply.code, reply.message, recipient)
-            reply = await client.execute_command(b"DATA")
+            reply = await self._command(client, b"DATA\r\n")
             if reply.code != _START_INPUT:
                 raise SMTPDataError(reply.code, reply.message)
             protocol = client.protocol
@@ -201,6 +201,23 @@ class SMTPPool:
         except BaseException:
             self._drop(slot)
             raise
+
+    async def _command(self, client: aiosmtplib.SMTP, line: bytes) -> SMTPResponse:
+        """Write one command line and read its reply, straight on the protocol.
+
+        ``execute_command`` would also take a lock against concurrent commands (a slot is
+        held by one send at a time) and search each argument with a regular expression; the
+        one line is checked here for a stray CR or LF instead, which is cheaper. Together
+        about a fifth of the transaction's Python, three times a message. A failure closes
+        nothing here: the caller drops or resets the connection, as for any failure.
+        """
+        if b"\r" in line[:-2] or b"\n" in line[:-2]:
+            raise ValueError("Command arg contains a prohibited control character")
+        protocol = client.protocol
+        if protocol is None:
+            raise SMTPServerDisconnected("Server not connected")
+        protocol.write(line)  # raises SMTPServerDisconnected on a closed transport
+        return await protocol.read_response(timeout=self.options.timeout)
 
     async def _reset_or_drop(self, slot: _Slot, client: aiosmtplib.SMTP, exc: SMTPResponseException) -> None:
         # A refusal leaves the session usable (except 421): reset the envelope and keep it.

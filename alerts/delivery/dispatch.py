@@ -12,6 +12,7 @@ released, and the last batch is flushed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -22,27 +23,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
 from alerts.core.config import DispatcherSettings
 from alerts.core.logs import log_context
 from alerts.core.metrics import Metrics
-from alerts.core.states import AlertStatus, DeliveryState
+from alerts.core.states import AlertStatus
 from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
 from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.delivery.publish import load_alert_info, publish_due
 from alerts.delivery.recorder import Result, record
 from alerts.delivery.retry import RetryPolicy
+from alerts.delivery.tracking import has_open
 from alerts.delivery.wakeup import Wakeup
 from alerts.store.models import Alert, Delivery
 from channels.base import Channel
 
 logger = logging.getLogger(__name__)
-
-OPEN_STATES = [str(DeliveryState.QUEUED), str(DeliveryState.SENDING), str(DeliveryState.DEFERRED)]
 
 
 @dataclass
@@ -155,7 +155,7 @@ class Dispatcher:
         started = time.monotonic()
         try:
             while not runner.done():
-                if await self.open_count(alert_id) == 0:
+                if not await self.has_open(alert_id):
                     break
                 if timeout is not None and time.monotonic() - started > timeout:
                     raise TimeoutError(f"alert {alert_id}: deliveries still open after {timeout} s")
@@ -166,18 +166,10 @@ class Dispatcher:
         self._touched.add(alert_id)
         await self._complete_alerts(self.clock())
 
-    async def open_count(self, alert_id: int) -> int:
-        """Deliveries of the alert not yet in a final state."""
+    async def has_open(self, alert_id: int) -> bool:
+        """Whether some delivery of the alert is not yet in a final state (an index probe)."""
         async with self.reads() as session:
-            return int(
-                (
-                    await session.execute(
-                        select(func.count()).where(
-                            Delivery.alert_id == alert_id, Delivery.state.in_(OPEN_STATES)
-                        )
-                    )
-                ).scalar_one()
-            )
+            return await has_open(session, alert_id, channels=self.lanes)
 
     async def _claimer(self, name: str, lane: ChannelLane, stop: asyncio.Event) -> None:
         idle = 0.02
@@ -301,8 +293,9 @@ class Dispatcher:
         except BaseException:
             self._results[:0] = batch  # keep them for the next flush
             raise
-        for channel, state in moved:
-            self.metrics.deliveries.labels(channel, state).inc()
+        # one labelled counter lookup per (channel, state) in the batch, not one per delivery
+        for (channel, state), n in collections.Counter(moved).items():
+            self.metrics.deliveries.labels(channel, state).inc(n)
         self._touched.update(r.item.alert_id for r in batch)
         if any(r.outcome.kind is not OutcomeKind.SENT for r in batch):
             self.wake("recorded")
@@ -339,7 +332,7 @@ class Dispatcher:
         """Alerts whose deliveries are all final become ``sent``."""
         touched, self._touched = self._touched, set()
         for alert_id in touched:
-            if await self.open_count(alert_id) == 0:
+            if not await self.has_open(alert_id):
                 async with self.sessions.begin() as session:
                     await session.execute(
                         update(Alert)

@@ -83,6 +83,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
+        # a fan-out to a million writes hundreds of MB of WAL in one transaction; once
+        # checkpointed, give the space back instead of keeping the file at its high-water mark
+        cur.execute("PRAGMA journal_size_limit=67108864")
         cur.close()
         # SQLite's own lower() folds ASCII only; search compares Unicode text (see lower()).
         dbapi_conn.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
