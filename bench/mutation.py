@@ -52,6 +52,12 @@ result; ``--again survivors`` adds the survivors (to see a new test kill them), 
 all`` re-runs everything named (needed once after editing a mutated function).
 ``.venv/bin/mutmut browse`` shows the results interactively; ``.venv/bin/mutmut show NAME``
 one mutant's diff.
+
+Results outlive the machine: after each run the script copies each module's results (exit code
+and time per mutant, the hash of each mutated function) and mutmut's stats into
+``bench/mutation-state/`` (kept in the repository); on a clone without ``mutants/`` it puts them
+back before mutmut starts. mutmut then keeps the result of every mutant whose function is
+unchanged and runs the rest, so a day's run can be spread over several sessions.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("alerts.actions", "alerts.delivery", "alerts.compose", "alerts.contacts")
 MUTMUT = Path(sys.executable).parent / "mutmut"
 REASONS = ROOT / "bench" / "mutation-reasons.toml"
+STATE = ROOT / "bench" / "mutation-state"  # results kept between machines (save_state)
 
 # mutmut's exit-code vocabulary, folded into the words this report uses
 DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
@@ -114,6 +121,52 @@ def run_mutmut(patterns: list[str], *, max_children: int, log: Path) -> int:
     cmd = [str(MUTMUT), "run", "--max-children", str(max_children), *patterns]
     with log.open("w") as out:
         return subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+
+
+STATS = "mutmut-stats.json"
+
+
+def save_state() -> int:
+    """Copy each module's results and mutmut's stats from ``mutants/`` into ``STATE``.
+
+    What is kept is what mutmut needs to resume: per module, the exit code and time of each
+    mutant and the hash of each mutated function (type-check messages are left out: mutmut
+    only needs the exit code). Returns the number of modules saved.
+    """
+    saved = 0
+    for meta in sorted((ROOT / "mutants" / "alerts").rglob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        kept = {
+            "exit_code_by_key": data["exit_code_by_key"],
+            "hash_by_function_name": data.get("hash_by_function_name", {}),
+            "durations_by_key": {k: round(v, 2) for k, v in data.get("durations_by_key", {}).items()},
+        }
+        target = STATE / meta.relative_to(ROOT / "mutants")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(kept, indent=0, sort_keys=True) + "\n")
+        saved += 1
+    stats = ROOT / "mutants" / STATS
+    if stats.exists():
+        shutil.copyfile(stats, STATE / STATS)
+    return saved
+
+
+def restore_state() -> int:
+    """Put ``STATE`` back into a ``mutants/`` that does not exist yet; the modules restored."""
+    if (ROOT / "mutants").exists() or not STATE.exists():
+        return 0
+    restored = 0
+    for kept in sorted(STATE.rglob("*.py.meta")):
+        data = json.loads(kept.read_text())
+        data.setdefault("type_check_error_by_key", {})
+        data.setdefault("estimated_durations_by_key", {})
+        target = ROOT / "mutants" / kept.relative_to(STATE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(data))
+        restored += 1
+    if (STATE / STATS).exists():
+        shutil.copyfile(STATE / STATS, ROOT / "mutants" / STATS)
+    return restored
 
 
 def collect(prefixes: tuple[str, ...]) -> list[Mutant]:
@@ -374,6 +427,8 @@ def main() -> None:
     elapsed = None
     if args.fresh and not args.report:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    if not args.report and (restored := restore_state()):
+        print(f"restored the results of {restored} modules from {STATE.relative_to(ROOT)}")
     names = None if args.report else to_run(targets, again=args.again)
     if names is not None:
         log = ROOT / "mutants" / "mutmut-run.log"
@@ -385,6 +440,7 @@ def main() -> None:
         started = time.monotonic()
         code = run_mutmut(names, max_children=args.max_children, log=log)
         elapsed = time.monotonic() - started
+        print(f"kept the results of {save_state()} modules in {STATE.relative_to(ROOT)}")
         if code != 0:
             print(log.read_text()[-3000:])
             raise SystemExit(f"mutmut exited {code}")
