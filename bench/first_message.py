@@ -36,8 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +52,7 @@ from alerts.core.clock import utcnow
 from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.migrate import upgrade
 from alerts.store.models import Alert
+from bench.fanout import make_database
 from bench.smtp_sink import SinkProtocol, SinkStats
 from tests.factories import add_contacts, approved_alert, make_users
 
@@ -86,30 +85,6 @@ def pct(values: list[float], q: float) -> float:
 def summary(values: list[float]) -> str:
     ms = [v * 1000 for v in values]
     return f"p50 {statistics.median(ms):7.1f}  p95 {pct(ms, 0.95):7.1f}  max {max(ms):7.1f} ms"
-
-
-async def make_database(postgres: str | None) -> tuple[str, Callable[[], Awaitable[None]]]:
-    if postgres:
-        import asyncpg
-
-        name = f"alerts_first_{uuid.uuid4().hex[:8]}"
-        dsn = postgres.replace("postgresql+asyncpg://", "postgresql://")
-        conn = await asyncpg.connect(dsn)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-        async def drop() -> None:
-            c = await asyncpg.connect(dsn)
-            await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await c.close()
-
-        return postgres.rsplit("/", 1)[0] + "/" + name, drop
-    folder = tempfile.mkdtemp(prefix="alerts-first-")
-
-    async def nothing() -> None:
-        return None
-
-    return f"sqlite+aiosqlite:///{folder}/bench.db", nothing
 
 
 async def prepare(url: str, alerts: int, contacts: int) -> tuple[str, list[int]]:
