@@ -27,6 +27,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.errors import Conflict, Unauthorized
+from alerts.core.msgids import N_
 from alerts.core.states import Role
 from alerts.store import audit
 from alerts.store.models import RecoveryCode, User
@@ -38,7 +39,7 @@ RECOVERY_CODES = 10
 DRIFT_STEPS = 1  # steps accepted either side of the current one
 _CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
 _CODE_LENGTH = 10  # 31**10: about 50 bits
-BAD_CODE = "the code is not right, or was already used; enter a new code from your app or a recovery code"
+BAD_CODE = N_("the code is not right, or was already used; enter a new code from your app or a recovery code")
 #: The roles that must enrol when ``[server] require_2fa`` is on: those who can approve or administer.
 MUST_ENROL = frozenset({Role.ADMIN, Role.REVIEWER})
 
@@ -116,11 +117,11 @@ async def confirm(session: AsyncSession, user: User, code: str, *, now: datetime
     if enrolled(user):
         raise Conflict(f"user {user.name!r} already has two-factor sign-in")
     if user.totp_pending is None:
-        raise Conflict("no enrolment is under way: open the two-factor page to start one")
+        raise Conflict.said(N_("no enrolment is under way: open the two-factor page to start one"))
     step = _matching_step(user.totp_pending, _normal(code), now)
     if step is None:
-        raise Unauthorized(
-            "the code does not match the secret shown; check the clock of your device and try again"
+        raise Unauthorized.said(
+            N_("the code does not match the secret shown; check the clock of your device and try again")
         )
     user.totp_secret, user.totp_pending, user.totp_last_step = user.totp_pending, None, step
     codes = await new_recovery_codes(session, user)
@@ -137,7 +138,7 @@ async def check_code(session: AsyncSession, user: User, code: str, *, now: datet
     code = _normal(code)
     secret = user.totp_secret
     if secret is None or not code or len(code) > 64:
-        raise Unauthorized(BAD_CODE)
+        raise Unauthorized.said(BAD_CODE)
     step = _matching_step(secret, code, now)
     if step is not None:
         taken: CursorResult[tuple[()]] = await session.execute(  # type: ignore[assignment]
@@ -148,7 +149,7 @@ async def check_code(session: AsyncSession, user: User, code: str, *, now: datet
         )
         if taken.rowcount != 1:
             logger.info("a replayed second-factor code was refused for user %d", user.id)
-            raise Unauthorized(BAD_CODE)
+            raise Unauthorized.said(BAD_CODE)
         user.totp_last_step = step
         return "totp"
     spent: CursorResult[tuple[()]] = await session.execute(  # type: ignore[assignment]
@@ -162,7 +163,7 @@ async def check_code(session: AsyncSession, user: User, code: str, *, now: datet
         .execution_options(synchronize_session=False)
     )
     if spent.rowcount != 1:
-        raise Unauthorized(BAD_CODE)
+        raise Unauthorized.said(BAD_CODE)
     await _audit(session, user, "user.2fa_recovery_code_used", by=user, now=now)
     logger.info("user %d signed in with a recovery code", user.id)
     return "recovery"

@@ -23,10 +23,11 @@ from alerts.accounts import signin_limits, two_factor, users
 from alerts.app import App
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, PermissionDenied, Unauthorized
+from alerts.core.msgids import N_
 from alerts.store.models import User
 
 T = TypeVar("T")
-BAD_PROOF = "give your password or a current code from your app to change two-factor sign-in"
+BAD_PROOF = N_("give your password or a current code from your app to change two-factor sign-in")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,7 +97,7 @@ async def _prove(user: User, proof: str, session: AsyncSession) -> None:
     try:
         await two_factor.check_code(session, user, proof, now=utcnow())
     except Unauthorized:
-        raise PermissionDenied(BAD_PROOF) from None
+        raise PermissionDenied.said(BAD_PROOF) from None
 
 
 async def _limited(app: App, actor: User, address: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -125,7 +126,7 @@ async def regenerate(app: App, actor: User, proof: str, *, address: str) -> Reco
         async with app.sessions.begin() as session:
             user = await users.get_user(session, actor.id)
             if not two_factor.enrolled(user):
-                raise Conflict("two-factor sign-in is not on: enrol first")
+                raise Conflict.said(N_("two-factor sign-in is not on: enrol first"))
             await _prove(user, proof, session)
             codes = await two_factor.regenerate(session, user, now=utcnow())
         return RecoveryCodes(codes=tuple(codes))
@@ -144,9 +145,12 @@ async def disable(app: App, actor: User, proof: str, *, address: str) -> bool:
             if not two_factor.enrolled(user):
                 return False
             if required(app, user):
-                raise Conflict(
-                    f"two-factor sign-in is required for the {user.role} role ([server] require_2fa); "
-                    "it cannot be turned off, an admin can reset it if you lost your device"
+                raise Conflict.said(
+                    N_(
+                        "two-factor sign-in is required for the %(role)s role ([server] require_2fa); "
+                        "it cannot be turned off, an admin can reset it if you lost your device"
+                    ),
+                    role=user.role,
                 )
             await _prove(user, proof, session)
             return await two_factor.remove(session, user, by=actor, now=utcnow(), action="user.2fa_disable")
@@ -174,6 +178,6 @@ async def check_code(app: App, user_id: int, code: str) -> User:
     async with app.sessions.begin() as session:
         user = await users.get_user(session, user_id)
         if not user.active:
-            raise Unauthorized(two_factor.BAD_CODE)
+            raise Unauthorized.said(two_factor.BAD_CODE)
         await two_factor.check_code(session, user, code, now=utcnow())
     return user

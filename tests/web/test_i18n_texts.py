@@ -35,6 +35,7 @@ EXPECTED = {
         "written": "rédigée par officer",
         "submitted": "soumise à relecture par officer",
         "due": "Rappel : prévu — call the ministry",
+        "2fa": "le code ne correspond pas à la clé affichée ; vérifiez l’heure de votre appareil",
     },
     "es": {
         "refusal": "la alerta {id} está en estado «en revisión»: solo un borrador puede enviarse a revisión",
@@ -47,6 +48,7 @@ EXPECTED = {
         "written": "redactada por officer",
         "submitted": "enviada a revisión por officer",
         "due": "Recordatorio: previsto — call the ministry",
+        "2fa": "el código no corresponde a la clave mostrada; compruebe la hora de su dispositivo",
     },
 }
 
@@ -95,6 +97,10 @@ async def test_refusals_reasons_and_the_timeline_are_in_the_page_language(web, l
     shown["audience"] = (r.status, await r.text())
     # the audience panel with its left-out contacts, and the timeline, on the alert's page
     shown["alert"] = await officer.get(f"{P}/alerts/{alert_id}")
+    # a refusal of the two-factor pages: a code that does not match the secret being enrolled
+    await officer.get(f"{P}/account/2fa")
+    r = await officer.post(f"{P}/account/2fa", [("code", "000000")])
+    shown["2fa"] = (r.status, await r.text())
     signed_out = Client(base)
     try:
         await signed_out.get(f"/login?hl={language}")
@@ -112,6 +118,7 @@ async def test_refusals_reasons_and_the_timeline_are_in_the_page_language(web, l
     assert shown["role"][0] == 403 and expected["role"] in text["role"]
     assert shown["audience"][0] == 422 and expected["audience"] in text["audience"]
     assert shown["sign-in"][0] == 401 and expected["sign-in"] in text["sign-in"]
+    assert shown["2fa"][0] == 401 and expected["2fa"] in text["2fa"]
     page = text["alert"]
     panel = page[page.index('id="audience"') : page.index("</section>", page.index('id="audience"'))]
     assert re.search(

@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from alerts.actions import two_factor
 from alerts.core.errors import AlertsError, ValidationError
-from alerts.web import auth, second_factor
+from alerts.web import auth, i18n, second_factor
 from alerts.web.base import check_fields
 from alerts.web.clients import client_address
 from alerts.web.i18n import N_
@@ -86,7 +86,7 @@ async def confirm(c: Ctx) -> web.Response:
     try:
         done = await two_factor.confirm(c.app, c.user, _text(c, "code"))
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return await _page(c, codes=done.codes)
 
 
@@ -98,7 +98,7 @@ async def new_codes(c: Ctx) -> web.Response:
             c.app, c.user, _text(c, "proof"), address=client_address(c.request)
         )
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return await _page(c, codes=done.codes)
 
 
@@ -108,7 +108,7 @@ async def disable(c: Ctx) -> web.Response:
     try:
         await two_factor.disable(c.app, c.user, _text(c, "proof"), address=client_address(c.request))
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return redirect(f"{ENROL_PAGE}?notice=disabled")
 
 
@@ -133,7 +133,9 @@ async def check_code(request: web.Request) -> web.StreamResponse:
     except AlertsError as exc:
         if not wants_html(request) or isinstance(exc, auth.CsrfRefused):
             return error_page(request, exc)
-        response = render(request, "login_code.html", status=exc.http_status, error=exc.message)
+        response = render(
+            request, "login_code.html", status=exc.http_status, error=i18n.said(exc, i18n.choose(request))
+        )
         if isinstance(exc, auth.TooManyAttempts):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

@@ -160,7 +160,7 @@ async def reset_two_factor(c: Ctx) -> web.Response:
     try:
         reset = await two_factor.reset(c.app, c.user, _name(c))
     except AlertsError as exc:
-        return await _page(c, status=exc.http_status, error=exc.message)
+        return await _page(c, status=exc.http_status, error=c.said(exc))
     return _back("2fa-reset" if reset else "unchanged", _name(c))
 
 
