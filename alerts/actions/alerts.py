@@ -339,8 +339,9 @@ async def respond(
 ) -> Responded:
     """Record an answer to the alert from anyone; linked to a contact when one matches.
 
-    ``contact_id`` names a contact exactly (else a ValidationError naming the field: the alert
-    exists, the request is wrong; a 404 would say the alert is gone). ``sender`` is what the
+    ``contact_id`` names a contact exactly (else a Conflict naming the field: the alert exists
+    and the body is well formed, but names no contact we hold; a 404 would say the alert is
+    gone, and a 422 that the body broke the API's schema). ``sender`` is what the
     officer wrote: a contact's id, email (any case), Telegram id or name links that contact;
     anything else ("Ministry of Justice, by phone", an address we do not hold) is kept as written.
     """
@@ -354,7 +355,7 @@ async def respond(
             try:
                 contact = await directory.get_contact(session, contact_id)
             except NotFound as exc:
-                raise ValidationError(f"contact_id: {exc.message}", details={"field": "contact_id"}) from None
+                raise Conflict(f"contact_id: {exc.message}", details={"field": "contact_id"}) from None
         elif text:
             contact = await match_contact(session, text)
         response = await tracking.record_response(

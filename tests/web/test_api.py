@@ -479,13 +479,26 @@ async def test_followup_routes_get_the_shared_request_checks(site: Site) -> None
     assert status == 201 and doc["condition"] == "no_response", doc
 
 
-async def test_a_response_naming_an_unknown_contact_is_a_422_not_a_404(site: Site) -> None:
-    """schemathesis ST302: a 404 from ``POST /alerts/{id}/responses`` said the alert just created
-    was gone, when the body's contact_id named no contact. The alert is there: the field is wrong."""
+async def test_an_empty_edit_is_refused_by_the_document_itself(site: Site) -> None:
+    """schemathesis ST202: ``PATCH /alerts/{id}`` with ``{}`` fitted the document and got a 422
+    ("nothing to change"); the document now says an edit changes something (minProperties)."""
+    alert = await _alert(site)
+    status, doc = await site.call("PATCH", f"/api/v1/alerts/{alert}", user="olga", json={})
+    assert status == 422 and "must not be empty" in doc["error"]["message"], doc
+    spec = (await site.call("GET", "/api/v1/openapi.json", user="olga"))[1]
+    body = spec["paths"]["/api/v1/alerts/{id}"]["patch"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["minProperties"] == 1
+
+
+async def test_a_response_naming_an_unknown_contact_is_a_409_naming_the_field(site: Site) -> None:
+    """schemathesis: a 404 from ``POST /alerts/{id}/responses`` said the alert just created was
+    gone (ST302), and a 422 said a schema-valid body broke the schema (ST202), when the body's
+    contact_id named no contact. The alert is there and the body is well formed: a conflict with
+    the data we hold, naming the field."""
     alert = await _alert(site)
     body = {"contact_id": 90761003, "summary": "called back"}
     status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/responses", user="olga", json=body)
-    assert status == 422, doc
+    assert status == 409, doc
     assert doc["error"]["details"] == {"field": "contact_id"}, doc
     assert doc["error"]["message"] == "contact_id: no contact with id 90761003", doc
     status, doc = await site.call("POST", "/api/v1/alerts/99999/responses", user="olga", json=body)

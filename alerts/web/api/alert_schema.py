@@ -54,6 +54,7 @@ CREATE: Schema = {
 EDIT: Schema = {
     "type": "object",
     "additionalProperties": False,
+    "minProperties": 1,  # an edit changes something (drafts.edit_alert refuses nothing to change)
     "properties": {
         "data": {"type": "object", "description": "case data for the alert's own family"},
         "title": line(drafts.MAX_TITLE),

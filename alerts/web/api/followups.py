@@ -260,7 +260,7 @@ ROUTES: list[Route] = [
         request=RESPONSE_BODY,
         required_body=True,
         status=201,
-        errors=(404,),
+        errors=(404, 409),
         response={"type": "object"},
     ),
     Route(
