@@ -236,7 +236,7 @@ def _users_parsers(sub: Any) -> None:
     s = users.add_parser(
         "2fa-reset", help="remove a user's lost second factor (their sessions end; they enrol again)"
     )
-    s.add_argument("name")
+    s.add_argument("name", help=_USER)
     s.set_defaults(handler="users_2fa_reset")
     s = users.add_parser("list", help="list users")
     s.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")

@@ -302,7 +302,8 @@ async def test_preferences(site: Site) -> None:
         f"/preferences/{token}",
         data={"channels": "email", "language": "es", "kinds": "update", "countries": "Calvera"},
     )
-    assert status == 200 and "Your preferences are saved." in page
+    # the page answers in the language just chosen (no Accept-Language: the contact's own)
+    assert status == 200 and "Sus preferencias se han guardado." in page and '<html lang="es">' in page
     contact = await _contact(site, "p@example.org")
     assert (contact.channels, contact.language, contact.topics) == (
         ["email"],
