@@ -29,10 +29,16 @@ from alerts.web.api.schema import EMAIL, TELEGRAM, line
 #: A user's email: any address a contact may have, or a local mailbox (``name@localhost``, where
 #: ``alerts demo``'s capture server receives the review notices), as ``accounts.users`` takes it.
 LOCALHOST = "[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]"
+ATOM = "[A-Za-z0-9_%+-]{1,20}"
 USER_EMAIL: Schema = {
     "anyOf": [
         EMAIL,
-        {"type": "string", "maxLength": 320, "pattern": "^[A-Za-z0-9._%+-]{1,64}@" + LOCALHOST + "$"},
+        # one atom, or atoms between single dots (none first or last): at most 64 characters
+        {
+            "type": "string",
+            "maxLength": 320,
+            "pattern": "^(?:[A-Za-z0-9_%+-]{1,64}|(?:" + ATOM + "\\.){1,2}" + ATOM + ")@" + LOCALHOST + "$",
+        },
     ],
     "description": EMAIL["description"] + "; or a local mailbox, name@localhost",
 }
