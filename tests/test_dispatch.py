@@ -7,6 +7,7 @@ import dataclasses
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -514,3 +515,31 @@ async def test_every_event_and_the_row_carry_what_happened(
     assert row.last_error is None and row.lease_until is None and row.claimed_by == d.worker
     assert row.updated_at == sent.at and row.updated_at.tzinfo is not None
     assert (other.state, other.attempts) == ("sent", 1)
+
+
+async def test_the_dispatcher_counts_as_alive_while_it_sends_and_its_housekeeping_waits(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite a housekeeping round can wait seconds for the write lock behind a busy claimer
+    # and recorder; /healthz must not call a dispatcher that is sending at full speed stalled.
+    waiting = asyncio.Event()
+
+    async def held_up(*args: object, **kwargs: object) -> int:
+        waiting.set()
+        await asyncio.sleep(3600)  # the write lock never comes, as far as this test goes
+        return 0
+
+    monkeypatch.setattr("alerts.delivery.dispatch.extend_leases", held_up)
+    alert_id = await published_alert(sessions, 200)
+    d = dispatcher(sessions, {"email": MemoryChannel(delay=0.01)}, dataclasses.replace(FAST, lease_seconds=1))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(d.run(stop))
+    try:
+        await asyncio.wait_for(waiting.wait(), 5)
+        held_at = d.alive_at
+        while (await states(sessions, alert_id))["sent"] < 100:
+            await asyncio.sleep(0.05)
+        assert d.alive_at > held_at  # the flushes of outcomes kept marking progress
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 15)

@@ -197,6 +197,7 @@ class Dispatcher:
                 logger.exception("claiming %s deliveries failed; retrying", name)
                 await asyncio.sleep(1.0)
                 continue
+            self.alive_at = time.monotonic()
             self.metrics.claim_latency.labels(name).observe(time.monotonic() - started)
             self.metrics.claimed.labels(name).inc(len(items))
             for item in items:
@@ -271,6 +272,7 @@ class Dispatcher:
             started = time.monotonic()
             try:
                 await self._flush()
+                self.alive_at = time.monotonic()  # progress, even while housekeeping waits its turn
             except Exception:
                 logger.exception("recording outcomes failed; will retry")
                 await asyncio.sleep(0.5)
