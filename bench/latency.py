@@ -90,7 +90,11 @@ async def run(args: argparse.Namespace) -> None:
             for _ in range(3):  # warm up: routes, templates, pooled connections
                 await http.get(api, headers=headers)
                 await browser.get(page)
-            targets = [(http, f"{base}/healthz", {}), (http, api, headers), (browser, page, {})]
+            targets: list[tuple[aiohttp.ClientSession | Client, str, dict[str, str]]] = [
+                (http, f"{base}/healthz", {}),
+                (http, api, headers),
+                (browser, page, {}),
+            ]
 
             async def for_a_while() -> list[list[float]]:
                 """The same polls for ``--idle`` seconds: what the reads cost with no send running."""
