@@ -216,7 +216,7 @@ class SMTPPool:
             if b"\r" in line[:-2] or b"\n" in line[:-2]:
                 raise ValueError("Command arg contains a prohibited control character")
         if session.pipelining:
-            session.write(b"".join(line for line, _ in commands))
+            session.write(b"".join(line for line, _ in commands), replies=len(commands))
         refused: SMTPResponseException | None = None
         for step, (line, accepted) in enumerate(commands):
             if not session.pipelining:

@@ -29,6 +29,7 @@ class _Replies(asyncio.Protocol):
         self._replies: deque[SMTPResponse] = deque()
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.expected = 0  # replies owed to commands written and not yet read
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -36,7 +37,12 @@ class _Replies(asyncio.Protocol):
             self._parse()
             if len(self._buffer) > _MAX_PENDING:
                 raise SMTPResponseException(-1, "Response too long")
-        except SMTPResponseException as exc:
+            if len(self._replies) > self.expected:
+                # a reply nobody asked for (a server's "421 idle timeout" before it hangs up):
+                # this session is done; the next send opens a new one instead of taking it
+                # for the reply to its MAIL
+                raise SMTPServerDisconnected(f"unsolicited reply {self._replies[-1].code}")
+        except (SMTPResponseException, SMTPServerDisconnected) as exc:
             # out of step with the server: nothing more is read, and the session cannot be reset
             self._fail(exc)
             if self.transport is not None:
@@ -92,6 +98,7 @@ class _Replies(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
+        self.expected -= 1
         return self._replies.popleft()
 
 
@@ -121,11 +128,15 @@ class SMTPSession:
         transport = self._replies.transport
         return transport is not None and not transport.is_closing()
 
-    def write(self, data: bytes) -> None:
-        """Write to the server; ``SMTPServerDisconnected`` if the connection is closed."""
+    def write(self, data: bytes, *, replies: int = 1) -> None:
+        """Write commands (or message data) that the server answers with ``replies`` replies.
+
+        ``SMTPServerDisconnected`` if the connection is closed.
+        """
         transport = self._replies.transport
         if transport is None or transport.is_closing():
             raise SMTPServerDisconnected("Connection lost")
+        self._replies.expected += replies
         transport.write(data)
 
     async def read(self) -> SMTPResponse:

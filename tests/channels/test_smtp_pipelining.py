@@ -31,6 +31,7 @@ class Wire:
     data_reply: bytes = b"354 go ahead"
     mail_reply: bytes = b"250 2.1.0 OK"
     hang_up_after_mail: bool = False
+    idle_notice: bytes = b""  # sent unasked after the first message is accepted (a 421 idle timeout)
     packets: list[bytes] = field(default_factory=list)  # what arrived, one entry per read
     delivered: list[bytes] = field(default_factory=list)  # message data ended by "."
     commands: list[bytes] = field(default_factory=list)
@@ -64,6 +65,9 @@ class _Server(asyncio.Protocol):
                 if body:
                     self.wire.delivered.append(body)
                     self.transport.write(b"250 2.0.0 queued\r\n")
+                    if self.wire.idle_notice and len(self.wire.delivered) == 1:
+                        notice = self.wire.idle_notice + b"\r\n"
+                        asyncio.get_running_loop().call_later(0.05, self.transport.write, notice)
                 else:
                     self.transport.write(b"554 5.5.1 no valid recipients\r\n")
                 continue
@@ -220,3 +224,19 @@ async def test_a_malformed_reply_fails_before_the_data_and_drops_the_connection(
     await pool.close()
     assert wire.commands.count(b"EHLO") == 2  # out of step: not reset, a new connection
     assert wire.delivered == [b"Subject: x\r\n\r\nx\r\n"]
+
+
+async def test_a_reply_nobody_asked_for_retires_the_session_and_the_next_send_opens_another(
+    raw_server: tuple[Wire, EmailSettings],
+) -> None:
+    wire, settings = raw_server
+    wire.idle_notice = b"421 4.4.2 raw.test Error: timeout exceeded"  # and the server keeps it open
+    channel = EmailChannel(settings)
+    await channel.open()
+    assert (await channel.send(make_message(1))).kind is OutcomeKind.SENT
+    await asyncio.sleep(0.3)  # the notice arrives while the connection is idle in the pool
+    outcome = await channel.send(make_message(2))
+    await channel.close()
+    assert outcome.kind is OutcomeKind.SENT  # not the 421 taken for the reply to MAIL
+    assert wire.commands.count(b"EHLO") == 2
+    assert len(wire.delivered) == 2
