@@ -125,7 +125,7 @@ def _require(actor: User | None, action: str = MANAGE) -> None:
 async def list_accounts(app: App, actor: User | None) -> list[Account]:
     """Every user, by name."""
     _require(actor)
-    async with app.sessions() as session:
+    async with app.reads() as session:
         return [Account.of(user) for user in await users.list_users(session)]
 
 
@@ -133,7 +133,7 @@ async def get(app: App, actor: User | None, name: str) -> Account:
     """One user (admins, or the user themselves)."""
     if actor is None or actor.name != name:
         _require(actor)
-    async with app.sessions() as session:
+    async with app.reads() as session:
         return Account.of(await users.get_user(session, name))
 
 
@@ -272,7 +272,7 @@ async def revoke_tokens(app: App, actor: User | None, name: str) -> TokensRevoke
 async def locked_names(app: App, actor: User | None) -> set[str]:
     """The users whose sign-in is locked after too many failed attempts."""
     _require(actor)
-    async with app.sessions() as session:
+    async with app.reads() as session:
         return await signin_limits.locked(session, [user.name for user in await users.list_users(session)])
 
 

@@ -311,7 +311,7 @@ async def close(app: App, actor: User, alert_id: int) -> Closed:
                 updates=tuple(u.id for u in updates),
             )
     except Conflict:
-        async with app.sessions() as session:
+        async with app.reads() as session:
             alert = await drafts.get_alert(session, alert_id)
         if alert.status == AlertStatus.CLOSED:  # closed by someone else meanwhile
             return Closed(alert_id=alert.id, status=alert.status, already_closed=True)

@@ -80,7 +80,7 @@ async def list_alerts(
     query = select(Alert).order_by(Alert.id.desc()).limit(limit).offset(offset)
     if status:
         query = query.where(Alert.status == status)
-    async with app.sessions() as session:
+    async with app.reads() as session:
         return [Listed.of(a) for a in (await session.scalars(query)).all()]
 
 
@@ -100,7 +100,7 @@ async def board(app: App, actor: User, *, status: str | None = None, limit: int 
     query = select(Alert).order_by(Alert.updated_at.desc(), Alert.id.desc()).limit(limit)
     if status:
         query = query.where(Alert.status == status)
-    async with app.sessions() as session:
+    async with app.reads() as session:
         alerts = [Listed.of(a) for a in (await session.scalars(query)).all()]
         ids = [a.id for a in alerts]
         totals = await tracking.totals_by_alert(session, ids)  # pruned alerts' kept counts too
@@ -119,7 +119,7 @@ async def audience(app: App, actor: User, alert_id: int) -> AudienceReport:
     alert is written in; public contacts count only with the defender's consent.
     """
     check(actor, "view")
-    async with app.sessions() as session:
+    async with app.reads() as session:
         alert = await drafts.get_alert(session, alert_id)
         languages = await approval.approved_languages(session, alert) or list(alert.languages)
         withdrawn = alert.id in await public_withdrawn(session, [alert.id])

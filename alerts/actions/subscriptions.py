@@ -234,7 +234,7 @@ async def confirm(app: App, token: str, *, now: datetime | None = None) -> Confi
 
 
 async def _by_link(app: App, token: str) -> Contact:
-    async with app.sessions() as session:
+    async with app.reads() as session:
         contact = await subscriptions.contact_by_link(session, signer(app), token)
     if contact is None:
         raise NotFound("this link is not valid or has expired")

@@ -67,7 +67,7 @@ def must_enrol(app: App, user: User) -> bool:
 async def status(app: App, actor: User) -> Status:
     """The actor's two-factor state."""
     users.check(actor, "view")
-    async with app.sessions() as session:
+    async with app.reads() as session:
         user = await users.get_user(session, actor.id)
         left = await two_factor.codes_left(session, user)
         return Status(enrolled=two_factor.enrolled(user), required=required(app, user), codes_left=left)

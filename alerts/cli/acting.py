@@ -35,5 +35,5 @@ async def named_user(session: AsyncSession, name: str | None) -> User:
 
 async def actor(app: App, name: str | None) -> User:
     """The user the CLI acts as: ``--as NAME``, or the first active admin."""
-    async with app.sessions() as session:
+    async with app.reads() as session:
         return await named_user(session, name)

@@ -145,7 +145,7 @@ async def alert_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 async def alert_approve(args: argparse.Namespace, settings: Settings) -> int:
     async with quiet_app(settings) as app:
-        async with app.sessions() as session:
+        async with app.reads() as session:
             user = await users.get_user(session, args.as_user)
         done = await alert_actions.approve(app, user, args.id, languages=args.languages)
     remaining = f"still to approve: {', '.join(done.remaining)}" if done.remaining else "approved"
@@ -269,7 +269,7 @@ async def followup_list(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.followups.manage import list_followups, to_json
 
     tz = ZoneInfo(settings.scheduler.timezone)
-    async with quiet_app(settings) as app, app.sessions() as session:
+    async with quiet_app(settings) as app, app.reads() as session:
         rows = [
             to_json(f, tz) for f in await list_followups(session, alert_id=args.alert, include_done=args.all)
         ]

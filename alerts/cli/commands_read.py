@@ -73,7 +73,7 @@ def audience_lines(report: AudienceReport) -> list[str]:
 
 
 async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
-    async with quiet_app(settings) as app, app.sessions() as session:
+    async with quiet_app(settings) as app, app.reads() as session:
         info = await load_alert_info(session, args.id)
         content = app.builder.content(
             info, audience=args.audience, channel=args.channel, language=args.language
@@ -103,7 +103,7 @@ async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
-    async with quiet_app(settings) as app, app.sessions() as session:
+    async with quiet_app(settings) as app, app.reads() as session:
         alert = await drafts.get_alert(session, args.id)
         doc = await tracking.stats(session, alert)
     if args.json:

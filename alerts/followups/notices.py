@@ -172,7 +172,7 @@ async def deliver(app: App, followup_id: int, plan: Plan, *, now: datetime, clai
     reached: set[str] = set(plan.already)
     retry: list[tuple[str, Outcome]] = []  # (whom, on which channel and why; outcome): for the retry policy
     failed: list[str] = []
-    async with app.sessions() as session:
+    async with app.reads() as session:
         f = await session.get(Followup, followup_id)
         assert f is not None
         alert_id = f.alert_id

@@ -185,7 +185,7 @@ async def _verify(request: web.Request) -> tuple[User, Session] | None:
     parsed = parse(state, raw) if raw else None
     if parsed is not None:
         session, fingerprint = parsed
-        async with request.app[APP].sessions() as db:
+        async with request.app[APP].reads() as db:
             user = await db.get(User, session.user_id)
             if await db.get(RevokedSession, session.nonce) is not None:
                 user = None

@@ -87,7 +87,7 @@ async def attempt(request: web.Request, code: str) -> User:
     if found is None:
         raise Unauthorized(PASSWORD_FIRST)
     user_id, fingerprint, _ = found
-    async with app.sessions() as session:
+    async with app.reads() as session:
         try:
             user = await users.get_user(session, user_id)
         except AlertsError:

@@ -82,7 +82,7 @@ async def create_alert(ctx: Ctx) -> web.Response:
 
 
 async def _detail(ctx: Ctx, alert: Alert) -> dict[str, Any]:
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         version = await drafts.current_version(session, alert)
         approved = await approval.approved_languages(session, alert)
         consent = await approval.consent_scope(session, alert)
@@ -103,7 +103,7 @@ async def _detail(ctx: Ctx, alert: Alert) -> dict[str, Any]:
 
 async def get_alert(ctx: Ctx) -> web.Response:
     """One alert with its current case data, approvals and consent."""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         alert = await drafts.get_alert(session, ctx.id)
     return json_response(await _detail(ctx, alert))
 
@@ -124,7 +124,7 @@ async def edit_alert(ctx: Ctx) -> web.Response:
 async def _check_own_family(ctx: Ctx, data: dict[str, Any]) -> None:
     """Case data that fits a family (the schema checked that) but not this alert's: a conflict
     with the alert, whose family cannot change, rather than malformed input."""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         alert = await drafts.get_alert(session, ctx.id)
     try:
         ctx.app.renderer.validate_case(alert.family, data)
@@ -136,7 +136,7 @@ async def _check_own_family(ctx: Ctx, data: dict[str, Any]) -> None:
 
 async def preview(ctx: Ctx) -> web.Response:
     """The alert rendered for one channel, audience and language (nothing is sent)."""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         await drafts.get_alert(session, ctx.id)
         info = await publish.load_alert_info(session, ctx.id)
     q = ctx.query

@@ -131,7 +131,7 @@ def _actor(ctx: Ctx) -> User:
 async def list_contacts(ctx: Ctx) -> web.Response:
     """Contacts matching a search, by name, a page at a time."""
     q = ctx.query
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         found = await contacts.search_contacts(
             session,
             q.get("q", ""),
@@ -154,7 +154,7 @@ async def create_contact(ctx: Ctx) -> web.Response:
 
 async def get_contact(ctx: Ctx) -> web.Response:
     """One contact."""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         contact = await contacts.get_contact(session, ctx.id)
         return json_response((await actions.view_of(session, contact)).to_json())
 
@@ -211,7 +211,7 @@ async def import_contacts(ctx: Ctx) -> web.Response:
 
 async def list_lists(ctx: Ctx) -> web.Response:
     """Every list with its member count."""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         rows = await contacts.list_lists(session)
     return json_response(
         {

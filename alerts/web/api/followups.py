@@ -169,7 +169,7 @@ async def _create(ctx: Ctx, alert_id: int | None) -> web.Response:
 
 async def alert_followups(ctx: Ctx) -> web.Response:
     """GET /api/v1/alerts/{id}/followups"""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         alert = await drafts.get_alert(session, ctx.id)
         rows = [to_json(f, _tz(ctx)) for f in await list_followups(session, alert_id=alert.id)]
     return json_response({"followups": rows})
@@ -187,7 +187,7 @@ async def add_digest(ctx: Ctx) -> web.Response:
 
 async def all_followups(ctx: Ctx) -> web.Response:
     """GET /api/v1/followups?status=pending|all"""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         done = ctx.query["status"] == "all"
         rows = [to_json(f, _tz(ctx)) for f in await list_followups(session, include_done=done)]
     return json_response({"followups": rows})

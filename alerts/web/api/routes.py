@@ -63,7 +63,7 @@ async def authenticate(request: web.Request) -> User:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("an API token is required: Authorization: Bearer <token>.")
-    async with request.app[APP].sessions() as session:
+    async with request.app[APP].reads() as session:
         return await users.authenticate_token(session, token.strip())
 
 
@@ -279,14 +279,14 @@ OFFSET = Param(
 
 async def alert_stats(ctx: Ctx) -> web.Response:
     """Counts by channel and state."""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         alert = await drafts.get_alert(session, ctx.id)
         return json_response(await tracking.stats(session, alert))
 
 
 async def alert_deliveries(ctx: Ctx) -> web.Response:
     """The alert's deliveries, filtered by state and channel."""
-    async with ctx.app.sessions() as session:
+    async with ctx.app.reads() as session:
         alert = await drafts.get_alert(session, ctx.id)
         rows = await tracking.deliveries(
             session,

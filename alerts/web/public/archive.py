@@ -29,7 +29,7 @@ async def archive(request: web.Request) -> web.Response:
         page = parse_number(raw, "page", minimum=1, maximum=MAX_PAGE)
     except ValidationError:
         page = 1  # a reader's mistyped link still shows the archive
-    async with app.sessions() as session:
+    async with app.reads() as session:
         alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     return render_page(
         request, "archive.html", alerts=alerts[:PAGE_SIZE], more=len(alerts) > PAGE_SIZE, page=page
@@ -46,7 +46,7 @@ async def alert_page(request: web.Request) -> web.Response:
 
     app = request.app[APP]
     alert_id = _alert_id(request)
-    async with app.sessions() as session:
+    async with app.reads() as session:
         found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
     if found is None:
         return message_page(request, N_("Not found"), N_("There is no public alert here."), status=404)
@@ -68,7 +68,7 @@ async def feed(request: web.Request) -> web.Response:
     from alerts.web.base import APP
 
     app = request.app[APP]
-    async with app.sessions() as session:
+    async with app.reads() as session:
         alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
     body = atom_feed(
         alerts,
@@ -88,7 +88,7 @@ async def cap_feed(request: web.Request) -> web.Response:
     from alerts.web.base import APP
 
     app = request.app[APP]
-    async with app.sessions() as session:
+    async with app.reads() as session:
         alerts = await public_alerts(session, app.builder, limit=PAGE_SIZE)
         cancelled = await withdrawn_alerts(session, limit=PAGE_SIZE)
     body = atom_feed(
@@ -113,7 +113,7 @@ async def cap_document(request: web.Request) -> web.Response:
     app = request.app[APP]
     alert_id = _alert_id(request)
     public_url = urls.base(app.settings.server.public_url)
-    async with app.sessions() as session:
+    async with app.reads() as session:
         found = await public_alert(session, app.builder, alert_id) if alert_id is not None else None
         original = withdrawn = None
         if found is not None and found.parent_id is not None:

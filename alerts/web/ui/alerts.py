@@ -88,7 +88,7 @@ async def dashboard(c: Ctx) -> web.Response:
 async def alert_page(c: Ctx) -> web.Response:
     """GET /alerts/{id}: status, audience, approvals, consent, actions, live counts, follow-ups."""
     aid = alert_id(c)
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         alert = await drafts.get_alert(session, aid)
         version = await drafts.current_version(session, alert)
         versions = list(
@@ -147,7 +147,7 @@ async def alert_page(c: Ctx) -> web.Response:
     rev = None
     if alert.status == AlertStatus.IN_REVIEW and reach is not None:
         kinds = (alert.audience or {}).get("kinds") or sorted({g.kind for g in reach.reached})
-        async with c.app.sessions() as session:
+        async with c.app.reads() as session:
             rev = await review(
                 session,
                 c.app.builder,

@@ -38,7 +38,7 @@ async def contact_list(c: Ctx) -> web.Response:
         q.get("page", "1"),
     )
     number = parse_number(raw_page, "page", minimum=1, maximum=MAX_PAGE)
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         found = await contacts.search_contacts(
             session,
             query,
@@ -81,7 +81,7 @@ async def _editor(
     error: str = "",
     status: int = 200,
 ) -> web.Response:
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         lists = [s.name for s in await contacts.list_lists(session)]
     return c.render(
         "contact.html",
@@ -122,7 +122,7 @@ async def create_contact(c: Ctx) -> web.Response:
 @page("contacts.edit")
 async def contact_page(c: Ctx) -> web.Response:
     """GET /office/contacts/{id}: the editor on one contact."""
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         contact = await contacts.get_contact(session, path_id(c.request))
         member_of = await contacts.contact_lists(session, contact.id)
     return await _editor(c, contact, values=_contact_values(contact), member_of=member_of, status=200)
@@ -142,7 +142,7 @@ async def update_contact(c: Ctx) -> web.Response:
     except AlertsError as exc:
         if exc.http_status not in (409, 422):
             raise
-        async with c.app.sessions() as session:
+        async with c.app.reads() as session:
             contact = await contacts.get_contact(session, cid)
         return await _editor(
             c, contact, values=values, member_of=sorted(wanted), error=c.said(exc), status=exc.http_status

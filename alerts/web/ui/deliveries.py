@@ -59,7 +59,7 @@ async def deliveries(c: Ctx) -> web.Response:
     """GET …/deliveries?q=&state=&channel=&page=: the deliveries table."""
     filters, number = _filters(c), _page_number(c)
     show_address = can(c.user, "contacts.edit")
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         alert = await drafts.get_alert(session, alert_id(c))
         rows = await tracking.deliveries(
             session,
@@ -92,7 +92,7 @@ async def deliveries_csv(c: Ctx) -> web.StreamResponse:
     filters = _filters(c)
     show_address = can(c.user, "contacts.edit")
     aid = alert_id(c)
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         await drafts.get_alert(session, aid)  # a 404 before the download starts
     response = web.StreamResponse(
         headers={
@@ -105,7 +105,7 @@ async def deliveries_csv(c: Ctx) -> web.StreamResponse:
     columns = (*CSV_COLUMNS, "address") if show_address else CSV_COLUMNS
     offset = 0
     while True:
-        async with c.app.sessions() as session:
+        async with c.app.reads() as session:
             rows = await tracking.deliveries(
                 session,
                 aid,

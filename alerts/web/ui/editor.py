@@ -109,7 +109,7 @@ def _read_case(c: Ctx, family: str) -> tuple[dict[str, Any], str, str]:
 
 async def _directory(c: Ctx) -> dict[str, Any]:
     """The lists, and the directory's authorities to pick from in the case form."""
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         lists = [s.name for s in await list_lists(session)]
         authorities = await session.execute(
             select(Contact.name, Contact.title)
@@ -180,7 +180,7 @@ async def _editor_error(
 @page("alert.edit")
 async def edit_alert_form(c: Ctx) -> web.Response:
     """GET /alerts/{id}/edit: the editor on the current version."""
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         alert = await drafts.get_alert(session, alert_id(c))
         version = await drafts.current_version(session, alert)
     audience = {"lists": [], "kinds": [], "channels": [], "languages": ["en"]} | dict(alert.audience or {})
@@ -203,7 +203,7 @@ async def edit_alert_form(c: Ctx) -> web.Response:
 async def edit_alert(c: Ctx) -> web.Response:
     """POST /alerts/{id}/edit: a new version (an alert in review or approved goes back to draft)."""
     title = c.field("title")
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         current = await drafts.get_alert(session, alert_id(c))
     case: dict[str, Any] | None = None
     case_toml, mode = c.field("case_toml"), "form"
@@ -253,7 +253,7 @@ def _content_json(content: Any) -> web.Response:
 async def preview_saved(c: Ctx) -> web.Response:
     """GET /alerts/{id}/preview?audience=&channel=&language=: the current version, as it will be sent."""
     audience, channel, language = _preview_args(c, c.request.query)
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         info = await load_alert_info(session, alert_id(c))
     return _content_json(c.app.builder.content(info, audience=audience, channel=channel, language=language))
 

@@ -24,7 +24,7 @@ AUDIT_TYPES = ("alert", "contact", "followup", "user", "list")
 async def followup_list(c: Ctx) -> web.Response:
     """GET /office/followups?all=1: pending follow-ups (all with ``all``), due times in local time."""
     show_all = c.request.query.get("all") == "1"
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         rows = [
             followups.to_json(f, c.tz)
             for f in await followups.list_followups(session, include_done=show_all, limit=500)
@@ -62,7 +62,7 @@ async def add_followup(c: Ctx) -> web.Response:
             condition=values["condition"] or None,
         )
     except ValidationError as exc:
-        async with c.app.sessions() as session:
+        async with c.app.reads() as session:
             rows = [
                 followups.to_json(f, c.tz)
                 for f in await followups.list_followups(session, include_done=False, limit=500)
@@ -98,7 +98,7 @@ async def audit_log(c: Ctx) -> web.Response:
         raise ValidationError(f"type: {kind!r} is not one of {', '.join(AUDIT_TYPES)}")
     if object_id:
         object_id = str(parse_number(object_id, "id"))
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         entries = await audit.list_entries(
             session, object_type=kind or None, object_id=object_id or None, limit=300
         )

@@ -213,7 +213,7 @@ async def change_password(c: Ctx) -> web.StreamResponse:
         await accounts.set_password(c.app, c.user, c.user.name, new, current=current)
     except AlertsError as exc:
         return _account(c, status=exc.http_status, error=c.said(exc), done=False)
-    async with c.app.sessions() as session:
+    async with c.app.reads() as session:
         user = await users.get_user(session, c.user.id)
     response = redirect(f"{P}/password?notice=changed")
     auth.sign_in(c.request, response, user)  # a new cookie: the old one ended with the password
