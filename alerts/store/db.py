@@ -94,11 +94,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         # Readers (see make_read_sessionmaker) take no lock: in WAL mode they never block
         # the writer, and the writer never blocks them.
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        read_only = bool(conn.get_execution_options().get(READ_ONLY, False))
+        if conn.info.get(QUERY_ONLY, False) != read_only:
+            # a write in a read session fails ("attempt to write a readonly database") instead
+            # of taking the lock; the flag is the connection's, so set as each transaction needs
+            conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+            conn.info[QUERY_ONLY] = read_only
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 READ_ONLY = "alerts_read_only"
+QUERY_ONLY = "alerts_query_only"  # a pooled SQLite connection's PRAGMA query_only, as last set
 UNICODE_LOWER = "unicode_lower"
 
 
@@ -124,9 +130,16 @@ def _lower_sqlite(element: lower, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for pure reads (polls, /metrics, live counts): on SQLite they begin a deferred
-    transaction, so they never queue behind, or hold up, the one writer. Never write in them."""
-    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    """Sessions for pure reads (pages, GET handlers, polls, /metrics): on SQLite they begin a
+    deferred transaction, so they never queue behind, or hold up, the one writer.
+
+    A write in them fails on both databases: SQLite's ``PRAGMA query_only`` is on for their
+    transactions, and PostgreSQL's are ``READ ONLY``.
+    """
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return async_sessionmaker(engine.execution_options(**options), expire_on_commit=False)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
