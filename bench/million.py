@@ -5,8 +5,10 @@
 Against the low-CPU SMTP sink (bench/smtp_sink.py) in its own process: inserts N contacts,
 times the fan-out of one alert into N outbox rows, then sends them all through the real
 dispatcher (claim → build → pooled SMTP → batched tracking) and prints the send rate over the
-first and the last 10% of the messages, and this process's peak RSS. Run it at 100,000 and at
-1,000,000: the difference of the two peaks is what the extra 900,000 recipients cost in memory.
+first and the last 10% of the messages, and this process's peak RSS during the fan-out and
+the send (the high-water mark is reset after the contacts are inserted: that set-up is the
+bench's, not the service's). Run it at 100,000 and at 1,000,000: the difference of the two
+peaks is what the extra 900,000 recipients cost in memory.
 """
 
 from __future__ import annotations
@@ -65,6 +67,23 @@ class Clocked:
         return (last - first) * self.step / (self.marks[last] - self.marks[first])
 
 
+def peak_rss_mb() -> float:
+    """This process's resident high-water mark (VmHWM), in MB: unlike getrusage's, resettable."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return rss_mb()
+
+
+def reset_peak_rss() -> bool:
+    """Start a new high-water mark from the current RSS (Linux: writing 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 async def run(args: argparse.Namespace) -> None:
     sink, port = start_server("smtp_sink.py")
     url, drop = await make_database(args.postgres)
@@ -75,6 +94,10 @@ async def run(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         alert_id = await prepare(sessions, args.n, ("email",))
         print(f"{args.n:,} contacts inserted in {time.perf_counter() - started:.1f} s", flush=True)
+        # the bench's own set-up (a million ORM objects) is not the service's memory: measure
+        # the fan-out and the send from here, from what the process holds now
+        setup_peak = peak_rss_mb()
+        reset = reset_peak_rss()
         started = time.perf_counter()
         async with sessions.begin() as session:
             alert = await session.get(Alert, alert_id)
@@ -118,7 +141,13 @@ async def run(args: argparse.Namespace) -> None:
             f"CPU per 1,000 delivered: {(own + db) * 1000 / args.n:.3f} s "
             f"(database backends {db * 1000 / args.n:.3f} s)"
         )
-        print(f"peak RSS: {rss_mb():.0f} MB")
+        if reset:
+            print(
+                f"peak RSS during fan-out and send: {peak_rss_mb():.0f} MB "
+                f"(set-up of the contacts: {setup_peak:.0f} MB)"
+            )
+        else:
+            print(f"peak RSS: {rss_mb():.0f} MB (set-up included: no /proc/self/clear_refs)")
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         await engine.dispose()

@@ -14,7 +14,7 @@ from alerts.contacts.suppressions import suppress
 from alerts.core.clock import utcnow
 from alerts.core.states import SuppressionReason
 from alerts.core.types import Outcome, OutcomeKind
-from alerts.delivery.claim import claim_due, reclaim_expired, release
+from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
 from alerts.delivery.recorder import Result, record
 from alerts.delivery.retry import RetryPolicy
 from alerts.store.models import Delivery, DeliveryEvent
@@ -179,3 +179,29 @@ async def test_two_workers_claim_disjoint_rows_without_waiting_for_each_other(
                 )
     assert len(a) == 5 and len(b) == 5
     assert not {i.id for i in a} & {i.id for i in b}
+
+
+async def test_the_lease_heartbeat_skips_rows_another_transaction_holds(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """PostgreSQL: the heartbeat never waits for a row lock. It used to wait for the recorder's
+    UPDATE, which takes its rows in another order, and the two deadlocked at a million."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite serialises writers with BEGIN IMMEDIATE)")
+    await published_alert(sessions, 4)
+    now = utcnow()
+    mine = await _claim(sessions, worker="w1", limit=4, now=now)
+    later = now + timedelta(seconds=30)
+    async with sessions() as recorder, sessions() as heartbeat:
+        async with recorder.begin():
+            # the recorder holds one of the rows, as its outcome UPDATE does until it commits
+            await recorder.execute(update(Delivery).where(Delivery.id == mine[0]).values(attempts=1))
+            async with heartbeat.begin():
+                extended = await asyncio.wait_for(
+                    extend_leases(heartbeat, worker="w1", until=later + LEASE), timeout=5
+                )
+    assert extended == 3
+    async with sessions() as session:
+        leases = dict((await session.execute(select(Delivery.id, Delivery.lease_until))).all())
+    assert leases[mine[0]] == now + LEASE  # skipped: its next round extends it
+    assert all(leases[i] == later + LEASE for i in mine[1:])

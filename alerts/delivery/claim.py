@@ -268,10 +268,21 @@ async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: st
 
 
 async def extend_leases(session: AsyncSession, *, worker: str, until: datetime) -> int:
-    """Heartbeat: push back the lease of every delivery this (living) worker holds."""
+    """Heartbeat: push back the lease of every delivery this (living) worker holds.
+
+    Rows locked by another transaction are skipped, not waited for: the recorder (whose UPDATE
+    takes its rows in another order) is moving them out of ``sending`` anyway, and a heartbeat
+    that waited for it could deadlock with it on PostgreSQL (seen at a million recipients). A
+    skipped row still in ``sending`` gets its extension at the next round, well within its lease.
+    """
+    held = (
+        select(Delivery.id)
+        .where(Delivery.state == str(DeliveryState.SENDING), Delivery.claimed_by == worker)
+        .with_for_update(skip_locked=True)
+    )
     result = await session.execute(
         update(Delivery)
-        .where(Delivery.state == str(DeliveryState.SENDING), Delivery.claimed_by == worker)
+        .where(Delivery.id.in_(held))
         .values(lease_until=until)
         .execution_options(synchronize_session=False)
     )
