@@ -11,7 +11,9 @@ Behaviour is chosen per test with ``@pytest.mark.smtpd_options(...)``:
   replying (``data_end``: after the whole message data arrived);
 - ``stall=seconds``: wait that long before answering the end of DATA;
 - ``security="starttls"|"tls"``, ``auth=("user", "password")``: require TLS / AUTH;
-- ``timeout=seconds``: the client timeout put in ``smtpd_settings``.
+- ``timeout=seconds``: the client timeout put in ``smtpd_settings``;
+- ``pipelining=False``: do not offer PIPELINING (RFC 2920) in the EHLO reply, so the client
+  sends one command at a time (offered by default: aiosmtpd reads pipelined commands in order).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Script:
     security: str = "none"
     auth: tuple[str, str] | None = None
     timeout: float = 5.0
+    pipelining: bool = True
 
 
 class ScriptedHandler(RecordingHandler):
@@ -60,6 +63,14 @@ class ScriptedHandler(RecordingHandler):
         self.attempts = 0  # transactions that reached RCPT (or DATA when failing there)
         self.release = asyncio.Event()  # ends a stall early at teardown
         self.per_session: dict[int, int] = {}
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.script.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     def _fail_now(self, stage: str) -> bool:
         if self.script.fail_at != stage:

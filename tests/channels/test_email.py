@@ -72,6 +72,13 @@ def parse(raw: bytes) -> EmailMessage:
     return message
 
 
+@pytest.fixture(autouse=True, params=[True, False], ids=["pipelining", "one-at-a-time"])
+def _pipelining(request: pytest.FixtureRequest) -> None:
+    """Every test with the server offering PIPELINING (RFC 2920) and without it."""
+    if "smtpd_server" in request.fixturenames:
+        request.getfixturevalue("smtpd_server").handler.script.pipelining = request.param
+
+
 @pytest.fixture
 async def channel(smtpd_settings: EmailSettings, smtpd_server: SMTPTestServer):  # type: ignore[no-untyped-def]
     ch = EmailChannel(smtpd_settings, tls_context=smtpd_server.client_tls)
