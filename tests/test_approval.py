@@ -303,6 +303,7 @@ async def test_refused_status_change_writes_nothing(
         await close_alert(session, alert, user=people.officer, now=NOW)
         await session.commit()
     before = await snapshot(sessions)
+    kw = dict(kw)  # the parameters are shared by every run of this test in one process
     user = people.reviewer if kw.pop("user", None) else people.officer
     with pytest.raises(error) as err:
         await set_status(session, alert, to, user=user, now=NOW, **kw)

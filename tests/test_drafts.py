@@ -326,6 +326,7 @@ async def test_refused_edit_writes_nothing(
     await session.commit()
     alert_id = alert.id
     before = await snapshot(sessions)
+    kw = dict(kw)  # the parameters are shared by every run of this test in one process
     user = people.reviewer if kw.pop("user", None) else people.officer
     with pytest.raises(error) as err:
         await edit_alert(session, alert, user=user, validate_case=validate_case, now=NOW, **kw)
