@@ -205,3 +205,34 @@ async def test_the_lease_heartbeat_skips_rows_another_transaction_holds(
         leases = dict((await session.execute(select(Delivery.id, Delivery.lease_until))).all())
     assert leases[mine[0]] == now + LEASE  # skipped: its next round extends it
     assert all(leases[i] == later + LEASE for i in mine[1:])
+
+
+async def test_release_on_shutdown_requeues_without_spending_an_attempt(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A graceful shutdown gives its claimed rows back: queued, due now, and the claim's attempt
+    is handed back too (the message never left), with a 'released' event saying who did it."""
+    alert_id = await published_alert(sessions, 2)
+    now = utcnow()
+    async with sessions.begin() as session:
+        mine = await claim_due(session, channel="email", limit=2, worker="w1", lease=LEASE, now=now)
+    async with sessions() as session:
+        claimed = dict((await session.execute(select(Delivery.id, Delivery.attempts))).all())
+    assert set(claimed.values()) == {1}
+    async with sessions.begin() as session:
+        assert await release(session, mine, worker="w1", now=now) == 2
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(Delivery.state, Delivery.attempts, Delivery.claimed_by, Delivery.lease_until)
+            )
+        ).all()
+        events = (
+            await session.execute(
+                select(DeliveryEvent.from_state, DeliveryEvent.to_state, DeliveryEvent.detail).where(
+                    DeliveryEvent.alert_id == alert_id, DeliveryEvent.type == "released"
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("queued", 0, None, None)] * 2
+    assert [tuple(e) for e in events] == [("sending", "queued", "released by w1 on shutdown")] * 2

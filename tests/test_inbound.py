@@ -208,3 +208,34 @@ async def test_soft_bounces_change_nothing(sessions: async_sessionmaker[AsyncSes
     raw = raw.replace(b"550 5.1.1", b"452 4.2.2").replace(b"Action: failed", b"Action: delayed")
     assert await apply(sessions, raw) == Applied(soft=1)
     assert await outcome(sessions) == NOTHING
+
+
+def several(message_id: str, blocks: list[tuple[str, str]]) -> bytes:
+    """The Postfix DSN with one per-recipient block per (address, status)."""
+    raw = bounce_for(message_id, "person1@example.org")
+    start = raw.index(b"Final-Recipient:")
+    end = raw.index(b"\n--", start)
+    parts = []
+    for address, status in blocks:
+        action = "failed" if status.startswith("5") else "delayed"
+        parts.append(
+            f"Final-Recipient: rfc822; {address}\nAction: {action}\nStatus: {status}\n"
+            f"Diagnostic-Code: smtp; {status[0]}50 {status} <{address}>\n"
+        )
+    return raw[:start] + "\n".join(parts).encode() + raw[end:]
+
+
+async def test_one_report_counts_each_recipient_soft_unmatched_and_bounced(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A soft block neither ends the report nor resets what was counted before it."""
+    _, mid = await sent_alert(sessions)
+    blocks = [
+        ("stranger@example.net", "5.1.1"),
+        ("person2@example.org", "4.2.2"),
+        ("person1@example.org", "5.1.1"),
+    ]
+    raw = several(mid, blocks)
+    assert len(read_bounce(raw).reports) == 3
+    assert await apply(sessions, raw) == Applied(bounced=1, soft=1, unmatched=1)
+    assert await outcome(sessions) == ONLY_PERSON1

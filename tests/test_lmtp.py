@@ -149,3 +149,13 @@ async def test_alerts_serve_runs_the_listener_for_its_return_paths(db_url: str) 
     finally:
         stop.set()
         await asyncio.wait_for(service, 30)
+
+
+def test_bounce_counts_add_up_over_reports() -> None:
+    from alerts.delivery.inbound import Applied
+    from alerts.delivery.lmtp import BounceCounts
+
+    counts = BounceCounts()
+    for applied in (Applied(early=1, bounced=1), Applied(early=1, soft=2), Applied(unmatched=1)):
+        counts.add(applied)
+    assert (counts.bounced, counts.soft, counts.unmatched, counts.early) == (1, 2, 1, 2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -14,7 +14,7 @@ from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due
 from alerts.delivery.recorder import Result, moves, record, redact
 from alerts.delivery.retry import RetryPolicy
-from alerts.store.models import Delivery, DeliveryEvent
+from alerts.store.models import Contact, Delivery, DeliveryEvent
 from tests.factories import published_alert
 
 POLICY = RetryPolicy.from_settings(DispatcherSettings())
@@ -192,3 +192,105 @@ async def test_the_email_fallback_of_a_failed_telegram_delivery_respects_suppres
             .all()
         )
     assert emails == [contacts[1]]  # the other contact's fallback, not the bounced one's
+
+
+async def _second_alert(sessions: async_sessionmaker[AsyncSession], **kw: object) -> int:
+    """Another alert to the same contacts (published_alert made them and the staff)."""
+    from alerts.delivery.publish import publish
+    from tests.delivery_cases import staff
+    from tests.factories import approved_alert
+
+    async with sessions.begin() as session:
+        officer, reviewer = await staff(session)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, **kw)  # type: ignore[arg-type]
+        await publish(session, alert, now=utcnow())
+        return alert.id
+
+
+async def _record_telegram(
+    sessions: async_sessionmaker[AsyncSession],
+    alert_id: int,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    close_first: bool = False,
+) -> list[int]:
+    """Claim the alert's telegram deliveries and record one outcome for each (optionally after
+    the alert was closed meanwhile); their ids."""
+    from alerts.delivery.publish import load_alert_info
+    from alerts.store.models import Alert
+
+    async with sessions.begin() as session:
+        items = await claim_due(
+            session,
+            channel="telegram",
+            limit=5,
+            worker="w1",
+            lease=timedelta(seconds=60),
+            now=utcnow(),
+            alert_id=alert_id,
+        )
+        info = await load_alert_info(session, alert_id)
+    if close_first:
+        async with sessions.begin() as session:
+            await session.execute(update(Alert).where(Alert.id == alert_id).values(status="closed"))
+    results = [Result(item=i, outcome=outcome, message_id="", at=utcnow()) for i in items]
+    async with sessions.begin() as session:
+        await record(session, results, worker="w1", policy=POLICY, alerts={alert_id: info}, now=now)
+    return [i.id for i in items]
+
+
+FAILED_CHAT = Outcome(kind=OutcomeKind.PERMANENT, detail="chat not found")
+
+
+async def test_the_email_fallback_is_queued_at_the_recorders_time_despite_another_alerts_email(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The contact was emailed another alert: that copy does not count against this one."""
+    first = await published_alert(sessions, 1, channels=("telegram", "email"))
+    second = await _second_alert(sessions, channels=("telegram",), fallback_email=True)
+    now = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)
+    [telegram_id] = await _record_telegram(sessions, second, FAILED_CHAT, now=now)
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(Delivery.id, Delivery.state, Delivery.created_at, Delivery.updated_at).where(
+                    Delivery.alert_id == second, Delivery.channel == "email"
+                )
+            )
+        ).all()
+        [(fallback_id, state, created, updated)] = rows
+        detail = (
+            await session.execute(
+                select(DeliveryEvent.detail).where(
+                    DeliveryEvent.delivery_id == fallback_id, DeliveryEvent.type == "queued"
+                )
+            )
+        ).scalar_one()
+    assert first != second and state == "queued"
+    assert created == updated == now
+    assert detail == f"fallback for telegram delivery {telegram_id}"
+
+
+async def test_no_email_fallback_for_an_alert_closed_while_its_telegram_was_in_flight(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 1, channels=("telegram",), fallback_email=True)
+    assert len(await _record_telegram(sessions, alert_id, FAILED_CHAT, now=utcnow(), close_first=True)) == 1
+    async with sessions() as session:
+        channels = (await session.execute(select(Delivery.channel))).scalars().all()
+    assert channels == ["telegram"]
+
+
+async def test_a_migrated_chat_moves_the_contacts_waiting_telegram_deliveries_too(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Telegram upgraded the group: later alerts queued for the old chat go to the new one."""
+    first = await published_alert(sessions, 1, channels=("telegram",))
+    second = await _second_alert(sessions, channels=("telegram",))
+    moved = Outcome(kind=OutcomeKind.TRANSIENT, detail="migrated", new_address="-1009999")
+    await _record_telegram(sessions, first, moved, now=utcnow())
+    async with sessions() as session:
+        rows = dict((await session.execute(select(Delivery.alert_id, Delivery.address))).all())
+        chat = (await session.execute(select(Contact.telegram))).scalar_one()
+    assert rows == {first: "-1009999", second: "-1009999"} and chat == "-1009999"
