@@ -413,3 +413,137 @@ async def test_an_update_is_not_sent_to_the_originals_public_recipients_after_co
     await set_consent(sessions, case.alert_id, "restricted")
     update_id = await public_update(sessions, case.alert_id)  # its own consent says public
     assert set(await states_by_contact(sessions, update_id)) == set(case.authorities)
+
+
+async def test_an_alert_only_for_an_unconfigured_webhook_is_refused_saying_so(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("webhook",))
+        message, details = await _refusal(session, alert)
+    assert message == (
+        f"alert {alert.id} has no recipients: it goes to no contact channel and the webhook "
+        "has no URL configured ([webhook] url)."
+    )
+    assert details == {"alert": alert.id, "reason": "no_channel", "matching": 0, "left_out": {}}
+
+
+async def test_an_update_whose_originals_recipients_are_all_left_out_is_refused_saying_why(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Counted over the original's sent and delivered rows: one reason per row, first that fits."""
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        gone, no_email, chose_telegram, bounced, media = await add_contacts(session, 5, telegram=True)
+        original = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        await session.execute(
+            update(Delivery).where(Delivery.contact_id == bounced).values(state="delivered")
+        )
+        await session.execute(update(Contact).where(Contact.id == gone).values(status="unsubscribed"))
+        await session.execute(
+            update(Contact).where(Contact.id == no_email).values(email=None, email_key=None)
+        )
+        await session.execute(
+            update(Contact).where(Contact.id == chose_telegram).values(channels=["telegram"])
+        )
+        await session.execute(update(Contact).where(Contact.id == media).values(kind="media"))
+        await suppress(
+            session, channel="email", address="person3@example.org", reason=SuppressionReason.BOUNCED
+        )
+        follow = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            parent_id=original.id,
+            kinds=("authority",),
+        )
+        message, details = await _refusal(session, follow)
+    assert details == {
+        "alert": follow.id,
+        "reason": "all_left_out",
+        "matching": 10,
+        # the five telegram rows: the update goes by email only; then one email row each
+        "left_out": {"inactive": 2, "other_kinds": 2, "no_address": 1, "other_channels": 4, "suppressed": 1},
+    }
+    assert message == (
+        f"alert {follow.id} has no recipients: 10 contacts match the recipients its original alert "
+        f"{original.id} reached and every one is left out: 2 unsubscribed or not active; 2 of other "
+        "kinds than the update's; 1 with no address for email; 4 chose other channels; 1 suppressed (unsubscribed, "
+        "bounced or blocked the bot)."
+    )
+
+
+async def test_an_update_without_kinds_reports_its_suppressed_recipients_as_suppressed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        original = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, original, now=utcnow())
+        from sqlalchemy import update
+
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        for address in ("person0@example.org", "person1@example.org"):
+            await suppress(session, channel="email", address=address, reason=SuppressionReason.UNSUBSCRIBED)
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id
+        )
+        _message, details = await _refusal(session, follow)
+    assert details["left_out"] == {"suppressed": 2}
+
+
+async def test_the_audience_report_of_an_update_lists_the_originals_recipients_it_leaves_out(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """One row per contact the original reached (sent or delivered, not failed) and the update
+    will not reach, with its reason; the one still reachable is counted as reached."""
+    from sqlalchemy import update
+
+    from alerts.delivery.audience_report import report
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        reached, gone, never_got_it, delivered = await add_contacts(session, 4, telegram=True)
+        original = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        await session.execute(
+            update(Delivery).where(Delivery.contact_id == never_got_it).values(state="failed")
+        )
+        await session.execute(
+            update(Delivery).where(Delivery.contact_id == delivered).values(state="delivered")
+        )
+        await session.execute(
+            update(Contact)
+            .where(Contact.id.in_([gone, never_got_it, delivered]))
+            .values(status="unsubscribed")
+        )
+        follow = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            parent_id=original.id,
+            channels=("email", "telegram"),
+        )
+        got = await report(
+            session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
+        )
+    assert got.left_out_counts == {"inactive": 2}
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [(gone, "inactive"), (delivered, "inactive")]
+    assert got.deliveries == 2 and reached  # its email and its telegram
