@@ -202,3 +202,30 @@ async def test_log_records_of_a_request_carry_its_id(site: Site) -> None:
     warning = next(line for line in lines if "database is not reachable" in line["message"])
     assert warning["request_id"] == rid and warning["level"] == "WARNING"
     assert warning["logger"] == "alerts.web.ops"
+
+
+async def test_oldest_due_skips_paused_alerts_and_scheduler_lag_only_scheduled_ones(site: Site) -> None:
+    """A paused alert's overdue rows are not the queue's fault; an alert that was scheduled and has
+    gone out is no longer the scheduler's."""
+    from alerts.store.models import Alert
+
+    running = await _published(site, 1)
+    async with site.app.sessions.begin() as session:
+        officer = await users.get_user(session, "olga")
+        reviewer = await users.get_user(session, "rafael")
+        await add_contacts(session, 1, start=10)
+        paused = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, paused, now=utcnow())
+        now = utcnow()
+        for alert_id, late in ((running, timedelta(minutes=10)), (paused.id, timedelta(hours=1))):
+            await session.execute(
+                update(Delivery).where(Delivery.alert_id == alert_id).values(next_attempt_at=now - late)
+            )
+        await session.execute(
+            update(Alert).where(Alert.id == paused.id).values(paused=True, send_at=now - timedelta(hours=2))
+        )
+    _, text = await site.call("GET", "/metrics", user="vera")
+    figures = samples(text)
+    oldest = value(figures, "alerts_queue_oldest_due_seconds")
+    assert oldest is not None and 600 <= oldest < 700
+    assert value(figures, "alerts_scheduler_lag_seconds") == 0
