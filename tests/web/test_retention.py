@@ -181,3 +181,45 @@ async def test_prune_is_for_admins_and_a_real_age(db_url: str) -> None:
             await retention.prune(app, admin, older_than="12h")
         with pytest.raises(ValidationError, match="--older-than: 'soon' is not a duration"):
             await retention.prune(app, admin, older_than="soon")
+
+
+async def test_a_closed_update_waits_for_its_original_case_to_close_and_keeps_each_states_count(
+    sessions: Any,
+) -> None:
+    """The case is the original: an update closed on its own is kept while the original is open.
+    Pruning keeps one count per channel and state."""
+    from alerts.delivery.retention import prune_alert, prunable, pruned_counts
+    from tests.delivery_cases import mark_sent, staff
+    from tests.factories import published_alert
+
+    original = await published_alert(sessions, 3)
+    await mark_sent(sessions, original)
+    async with sessions.begin() as session:
+        officer, reviewer = await staff(session)
+        update_alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original
+        )
+        await publish(session, update_alert, now=utcnow())
+        follow = update_alert.id
+    await mark_sent(sessions, follow)
+    long_ago = utcnow() - 400 * DAY
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.alert_id == follow, Delivery.address == "person2@example.org")
+            .values(state="failed")
+        )
+        await session.execute(
+            update(Alert)
+            .where(Alert.id == follow)
+            .values(status="closed", completed_at=long_ago, closed_at=long_ago)
+        )
+        await session.execute(update(Alert).where(Alert.id == original).values(completed_at=long_ago))
+        assert await prunable(session, before=utcnow()) == []
+        await session.execute(
+            update(Alert).where(Alert.id == original).values(status="closed", closed_at=long_ago)
+        )
+        assert await prunable(session, before=utcnow()) == [original, follow]
+        await prune_alert(session, follow)
+        kept = await pruned_counts(session, [follow])
+    assert sorted(kept) == [(follow, "email", "failed", 1), (follow, "email", "sent", 2)]
