@@ -188,7 +188,7 @@ async def test_a_closed_update_waits_for_its_original_case_to_close_and_keeps_ea
 ) -> None:
     """The case is the original: an update closed on its own is kept while the original is open.
     Pruning keeps one count per channel and state."""
-    from alerts.delivery.retention import prune_alert, prunable, pruned_counts
+    from alerts.delivery.retention import prunable, prune_alert, pruned_counts
     from tests.delivery_cases import mark_sent, staff
     from tests.factories import published_alert
 
