@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.accounts import users
 from alerts.app import App, open_app
@@ -601,3 +601,30 @@ async def test_send_followup_whose_alert_moved_to_another_time_is_skipped(app: A
         alert = await drafts.get_alert(session, alert_id)
         assert (alert.status, alert.send_at) == ("scheduled", wednesday)
         assert (await session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id))).all() == []
+
+
+async def test_a_response_keeps_who_recorded_it_and_a_blank_summary_is_refused_naming_the_field(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.store.models import Response
+    from tests.delivery_cases import staff
+    from tests.factories import published_alert
+
+    alert_id = await published_alert(sessions, 1)
+    async with sessions.begin() as session:
+        officer, _ = await staff(session)
+        alert = await drafts.get_alert(session, alert_id)
+        with pytest.raises(ValidationError) as refused:
+            await tracking.record_response(
+                session, alert, contact_id=None, summary="  ", recorded_by=officer.id, now=utcnow()
+            )
+        assert refused.value.message == "summary: a response needs a summary."
+        assert refused.value.details == {"field": "summary"}
+        await tracking.record_response(
+            session, alert, contact_id=None, summary="Replied", recorded_by=officer.id, now=utcnow()
+        )
+    async with sessions() as session:
+        assert (await session.execute(select(Response.summary, Response.recorded_by))).one() == (
+            "Replied",
+            officer.id,
+        )
