@@ -202,3 +202,39 @@ async def test_feeds_are_valid_atom_and_read_right_by_feedparser(
             lang: f"http://alerts.test/alerts/{alert_id}?lang={lang}" for lang in ("en", "fr", "es")
         }
         assert "<script>" in entry.title and VISIBLE.strip() in entry.content[0].value
+
+
+def test_a_feed_names_itself_its_page_and_each_languages_page_and_cap_declares_its_encoding() -> None:
+    from datetime import UTC, datetime
+
+    from alerts.delivery.archive import PublicAlert, PublicText, atom_feed
+    from alerts.delivery.cap import cap_alert
+
+    at = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+    alert = PublicAlert(
+        id=7,
+        title="t",
+        family="urgent-appeal",
+        parent_id=None,
+        published_at=at,
+        updated_at=at,
+        closed=False,
+        texts=(
+            PublicText(language="en", subject="s", text="x"),
+            PublicText(language="fr", subject="s", text="x"),
+        ),
+    )
+    body = atom_feed([alert], base_url="https://a.test/", self_path="/alerts/feed.atom", title="T", now=at)
+    feed = etree.fromstring(body)
+    assert feed.findtext("atom:id", namespaces=NS) == "https://a.test/alerts/feed.atom"
+    links = [dict(link.attrib) for link in feed.findall("atom:link", NS)]
+    assert links == [
+        {"rel": "self", "href": "https://a.test/alerts/feed.atom", "type": "application/atom+xml"},
+        {"rel": "alternate", "href": "https://a.test/alerts", "type": "text/html"},
+    ]
+    related = feed.findall("atom:entry/atom:link[@rel='related']", NS)
+    assert [(link.get("hreflang"), link.get("type")) for link in related] == [
+        ("en", "text/html"),
+        ("fr", "text/html"),
+    ]
+    assert cap_alert(alert, public_url="https://a.test").startswith(b"<?xml version='1.0' encoding='utf-8'?>")
