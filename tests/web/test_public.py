@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.app import open_app
 from alerts.cli.capture import CapturedMessage, CaptureServer, RecordingHandler
@@ -557,3 +558,37 @@ def test_article_text_is_escaped_before_links_are_made() -> None:
         ("p", ("after",)),
         ("sig", ("Sig line",)),
     ]
+
+
+async def test_the_archive_pages_by_publication_time_and_lists_withdrawals_latest_first(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Pages follow published_at (not the id), an offset skips; the CAP index's Cancel entries come
+    newest withdrawal first."""
+    from datetime import timedelta
+
+    from sqlalchemy import update as set_rows
+
+    from alerts.delivery import archive
+    from alerts.delivery.messages import MessageBuilder
+    from tests.delivery_cases import mark_sent, public_case, public_update, set_consent
+    from tests.factories import RENDERER
+
+    now = utcnow()
+    first = (await public_case(sessions)).alert_id
+    await mark_sent(sessions, first)
+    later_id = await public_update(sessions, first)
+    await mark_sent(sessions, later_id)
+    async with sessions.begin() as session:
+        await session.execute(
+            set_rows(Alert).where(Alert.id == later_id).values(published_at=now - timedelta(hours=1))
+        )
+        await session.execute(set_rows(Alert).where(Alert.id == first).values(published_at=now))
+        assert await archive.public_ids(session) == [first, later_id]
+        assert await archive.public_ids(session, limit=1, offset=1) == [later_id]
+        builder = MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test")
+        assert [a.id for a in await archive.public_alerts(session, builder, limit=1, offset=1)] == [later_id]
+    await set_consent(sessions, later_id, "restricted", now=now + timedelta(minutes=1))
+    await set_consent(sessions, first, "restricted", now=now + timedelta(minutes=2))
+    async with sessions() as session:
+        assert [w.id for w in await archive.withdrawn_alerts(session)] == [first, later_id]
