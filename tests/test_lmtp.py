@@ -88,14 +88,19 @@ async def test_one_reply_per_recipient(lmtp: Session, sessions: async_sessionmak
 
 
 async def test_a_letter_is_accepted_and_ignored_for_each_recipient(
-    lmtp: Session, sessions: async_sessionmaker[AsyncSession]
+    lmtp: Session, sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="alerts")
     delivery_id, _ = await sent_alert(sessions)
     assert (await lmtp.command("MAIL FROM:<someone@example.net>")).startswith(b"250")
     for rcpt in (SENDER, return_path(SENDER, VERP.tag(delivery_id)), SENDER.upper()):
         assert (await lmtp.command(f"RCPT TO:<{rcpt}>")).startswith(b"250")
     replies = await lmtp.data(b"Subject: thanks\n\nThank you for the alert.\n", replies=3)
     assert replies == [b"250 2.0.0 Not a bounce report; ignored"] * 3
+    logged = [r.getMessage() for r in caplog.records if r.name == "alerts.delivery.lmtp"]
+    assert logged == [
+        "inbound message is not a bounce report: content type is text/plain, expected multipart/report"
+    ]
     assert await outcome(sessions) == NOTHING
 
 
