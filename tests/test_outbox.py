@@ -516,7 +516,7 @@ async def test_the_audience_report_of_an_update_lists_the_originals_recipients_i
 
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
-        reached, gone, never_got_it, delivered = await add_contacts(session, 4, telegram=True)
+        reached, gone, never_got_it, delivered, blocked = await add_contacts(session, 5, telegram=True)
         original = await approved_alert(
             session, author=officer, reviewer=reviewer, channels=("email", "telegram")
         )
@@ -535,6 +535,10 @@ async def test_the_audience_report_of_an_update_lists_the_originals_recipients_i
             .where(Contact.id.in_([gone, never_got_it, delivered]))
             .values(status="unsubscribed")
         )
+        await suppress(
+            session, channel="email", address="person4@example.org", reason=SuppressionReason.BOUNCED
+        )
+        await suppress(session, channel="telegram", address="100004", reason=SuppressionReason.BLOCKED)
         follow = await approved_alert(
             session,
             author=officer,
@@ -546,6 +550,10 @@ async def test_the_audience_report_of_an_update_lists_the_originals_recipients_i
         got = await report(
             session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
         )
-    assert got.left_out_counts == {"inactive": 2}
-    assert [(c.contact_id, c.reason) for c in got.left_out] == [(gone, "inactive"), (delivered, "inactive")]
+    assert got.left_out_counts == {"inactive": 2, "suppressed": 1}
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [
+        (gone, "inactive"),
+        (delivered, "inactive"),
+        (blocked, "suppressed"),
+    ]
     assert got.deliveries == 2 and reached  # its email (delivered) and its telegram (sent)
