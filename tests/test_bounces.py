@@ -201,3 +201,87 @@ def test_plain_letter_is_refused_by_both() -> None:
         NOT_DSN + "content type is text/plain, expected multipart/report; "
         "flufl.bounce finds no failed address in it either"
     )
+
+
+QMAIL_COPY = b"--- Below this line is a copy of the message.\n"
+
+
+def _qmail(address: bytes, quoted: bytes) -> bytes:
+    raw = (CORPUS / "flufl.bounce" / "qmail_01.txt").read_bytes().replace(b"userx@example.de", address)
+    assert QMAIL_COPY in raw
+    return raw.replace(b"\nMessage removed", b"\n" + quoted)
+
+
+def test_a_heuristic_bounce_keeps_the_message_id_it_quotes_and_the_address_whole() -> None:
+    quoted = (
+        b"From: alerts@alerts.example.org\nMessage-ID: <alert-3.c4@alerts.example.org>\n\nPlease write.\n"
+    )
+    found = read_bounce(_qmail(b"Xena@example.orgX", quoted))
+    assert found.kind == "heuristic"
+    assert found.original_message_id == "<alert-3.c4@alerts.example.org>"
+    assert [(r.recipient, r.original_message_id) for r in found.reports] == [
+        ("Xena@example.orgX", "<alert-3.c4@alerts.example.org>")
+    ]
+    odd = read_bounce(_qmail(b"userx@example.de", b"Message-ID: <caf\xe9@relay.example>\n\nx\n"))
+    assert odd.original_message_id == "<caf\ufffd@relay.example>"
+
+
+def test_an_oversized_message_is_refused_without_a_second_reader() -> None:
+    from alerts.delivery.bounces import MAX_DSN_BYTES
+
+    with pytest.raises(ValidationError) as caught:
+        read_bounce(b"x" * (MAX_DSN_BYTES + 1))
+    assert caught.value.message == NOT_DSN + f"the message is larger than {MAX_DSN_BYTES} bytes"
+
+
+def test_a_base64_status_part_with_a_stray_byte_is_read() -> None:
+    import base64
+
+    raw = (DATA / "dsn_postfix.eml").read_bytes()
+    head, _, rest = raw.partition(b"Content-Type: message/delivery-status\n\n")
+    status, sep, tail = rest.partition(b"\n--4F2A81C0123")
+    status = status.replace(b"User unknown", b"Utilisateur inconnu \xe9")
+    encoded = base64.encodebytes(status)
+    raw = (
+        head
+        + b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n"
+        + encoded
+        + sep
+        + tail
+    )
+    (report,) = parse_dsn(raw)
+    assert report.status == "5.1.1" and "Utilisateur inconnu \ufffd" in report.diagnostic
+
+
+def test_the_returned_message_part_wins_over_a_message_id_in_the_notification_text() -> None:
+    raw = (DATA / "dsn_postfix.eml").read_bytes()
+    old = b"This is the mail system at host mail.example.net.\n"
+    assert old in raw
+    raw = raw.replace(old, old + b"Message-ID: <notice-1@mail.example.net>\n")
+    assert read_dsn(raw).original_message_id == "<alert-12.contact-34@alerts.example.org>"
+
+
+def test_paragraphs_ignore_a_continuation_line_with_nothing_to_continue() -> None:
+    from alerts.delivery.bounces import paragraphs
+
+    text = "  stray\nAction: failed\n\n  stray\nStatus: 5.0.0\n"
+    assert paragraphs(text) == [[("action", "failed")], [("status", "5.0.0")]]
+
+
+def test_an_original_recipient_after_a_complete_block_starts_the_next_one() -> None:
+    from alerts.delivery.bounces import recipient_blocks
+
+    text = (
+        "Final-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.1.1\n"
+        "Original-Recipient: rfc822; B@example.org\nFinal-Recipient: rfc822; b@example.org\n"
+        "Action: failed\nStatus: 5.1.2\n"
+    )
+    assert recipient_blocks(text) == [
+        {"final-recipient": "rfc822; a@example.org", "action": "failed", "status": "5.1.1"},
+        {
+            "original-recipient": "rfc822; B@example.org",
+            "final-recipient": "rfc822; b@example.org",
+            "action": "failed",
+            "status": "5.1.2",
+        },
+    ]
