@@ -8,7 +8,9 @@ poll set far longer than the test waits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -136,3 +138,32 @@ async def test_without_any_wakeup_the_safety_poll_still_sends(engine: AsyncEngin
 def test_a_safety_poll_of_zero_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"\[dispatcher\] poll_seconds has value 0.0"):
         load_settings(environ={"ALERTS_DISPATCHER_POLL_SECONDS": "0"})
+
+
+async def test_a_database_it_cannot_watch_is_said_once_as_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite: the watcher cannot open its connection; the dispatcher polls, and says why."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/alerts.db")
+    caplog.set_level("WARNING", logger="alerts")
+    watcher = asyncio.create_task(Wakeup(engine).run(lambda _source: None))
+    try:
+        for _ in range(100):
+            if caplog.records:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await engine.dispose()
+    [record] = [r for r in caplog.records if r.name == "alerts.delivery.wakeup"]
+    assert record.levelname == "WARNING"
+    message = record.getMessage()  # the driver's error in the middle, SQLAlchemy's link and all
+    assert message.startswith(
+        "watching SQLite's data_version failed (OperationalError: (sqlite3.OperationalError) unable "
+        "to open database file"
+    )
+    assert message.endswith("); the dispatcher polls until it watches again")
