@@ -557,3 +557,23 @@ async def test_the_audience_report_of_an_update_lists_the_originals_recipients_i
         (blocked, "suppressed"),
     ]
     assert got.deliveries == 2 and reached  # its email (delivered) and its telegram (sent)
+
+
+async def test_the_audience_report_of_an_alert_leaves_out_other_topics_and_ignores_other_lists(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.contacts.subscriptions import clean_topics
+    from alerts.delivery.audience_report import report
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        wants, other_topic = await add_contacts(session, 2)
+        await add_contacts(session, 1, list_name="other", start=10)
+        await _with_topics(session, {other_topic: clean_topics(["update"], [])})
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        got = await report(
+            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
+        )
+    assert got.deliveries == 1 and wants
+    assert got.left_out_counts == {"other_topics": 1}
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [(other_topic, "other_topics")]
