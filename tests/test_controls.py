@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.actions import sending
+from alerts.app import open_app
 from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.core.errors import ValidationError
+from alerts.core.types import OutcomeKind
 from alerts.delivery import controls
 from alerts.store.models import Alert, AuditEntry, Consent, Delivery, DeliveryEvent
+from channels.memory import MemoryChannel
 from tests.delivery_cases import mark_sent, public_case, public_update, set_consent, staff, states_by_contact
+from tests.factories import approved_alert, make_users
 
 
 @pytest.mark.parametrize("kinds", [(), ("authority", "public")], ids=["list-only", "addressed-to-public"])
@@ -83,3 +90,47 @@ async def test_withdraw_public_leaves_an_alert_with_public_consent_alone(
         assert alert is not None
         assert await controls.withdraw_public(session, alert, now=utcnow()) == 0
     assert set((await states_by_contact(sessions, update_id)).values()) == {"queued"}
+
+
+async def test_the_test_send_action_sends_one_marked_message_and_audits_it(db_url: str) -> None:
+    """An officer's check before publishing: one message to one address, "[TEST]" in its subject,
+    no delivery row, an audit entry naming the channel, audience and language."""
+    email = MemoryChannel(channel_name="email")
+    async with open_app(Settings().replace("database", url=db_url), channels={"email": email}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            alert_id = alert.id
+        # the channel, audience and language left to their defaults: email, authority, en
+        done = await sending.test_send(app, officer, alert_id, address=" desk@example.org ")
+        assert (done.alert_id, done.channel, done.outcome.kind) == (alert_id, "email", OutcomeKind.SENT)
+        [message] = email.sent
+        assert message.recipient.address == "desk@example.org"
+        assert (message.content.channel, message.content.audience, message.content.language) == (
+            "email", "authority", "en",
+        )  # fmt: skip
+        assert message.content.subject.startswith("[TEST] ")
+        await sending.test_send(app, officer, alert_id, address="desk@example.org", language="fr")
+        assert email.sent[-1].content.language == "fr"
+        for address, channel, refusal, field in (
+            ("  ", "email", "to: an address is required.", "to"),
+            ("desk@example.org", "telegram", "channel: telegram is not configured here.", "channel"),
+        ):
+            with pytest.raises(ValidationError) as err:
+                await sending.test_send(app, officer, alert_id, address=address, channel=channel)
+            assert (err.value.message, err.value.details) == (refusal, {"field": field})
+        async with app.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(Delivery)) == 0
+            tests = select(AuditEntry).where(AuditEntry.action == "alert.test").order_by(AuditEntry.id)
+            entries = [
+                (e.user_id, e.object_type, e.object_id, e.details) for e in await session.scalars(tests)
+            ]
+        assert entries == [
+            (
+                officer.id,
+                "alert",
+                str(alert_id),
+                {"channel": "email", "audience": "authority", "language": lang},
+            )
+            for lang in ("en", "fr")
+        ]
