@@ -467,7 +467,9 @@ async def test_the_contact_actions_audit_who_imported_changed_and_exported_what(
         await contact_actions.import_file(app, officer, io.BytesIO(again.encode()), now=NOW)
         async with app.sessions() as session:
             ana = await get_contact(session, "ana@example.org")
-        await contact_actions.update(app, officer, ana.id, changes={"organisation": "Wire"}, now=NOW)
+        changes = {"organisation": "Wire", "channels": ["email"]}
+        view = await contact_actions.update(app, officer, ana.id, changes=changes, now=NOW)
+        assert (view.organisation, view.channels, view.lists) == ("Wire", ("email",), ("press",))
         data = await contact_actions.export(app, officer, "ana@example.org", now=NOW)
         assert (data["contact"]["id"], data["contact"]["organisation"]) == (ana.id, "Wire")
         async with app.sessions() as session:
@@ -486,7 +488,7 @@ async def test_the_contact_actions_audit_who_imported_changed_and_exported_what(
             None,
             {**imported, "updated": 1, "refused": 0, "list": None},
         ),
-        (officer.id, "contact.update", "contact", str(ana.id), {"fields": ["organisation"]}),
+        (officer.id, "contact.update", "contact", str(ana.id), {"fields": ["organisation", "channels"]}),
         (officer.id, "contact.export", "contact", str(ana.id), None),
     ]
 
