@@ -16,7 +16,7 @@ from alerts.delivery import controls
 from alerts.store.models import Alert, AuditEntry, Consent, Delivery, DeliveryEvent
 from channels.memory import MemoryChannel
 from tests.delivery_cases import mark_sent, public_case, public_update, set_consent, staff, states_by_contact
-from tests.factories import approved_alert, make_users
+from tests.factories import add_contacts, approved_alert, make_users
 
 
 @pytest.mark.parametrize("kinds", [(), ("authority", "public")], ids=["list-only", "addressed-to-public"])
@@ -134,3 +134,41 @@ async def test_the_test_send_action_sends_one_marked_message_and_audits_it(db_ur
             )
             for lang in ("en", "fr")
         ]
+
+
+async def test_the_send_action_queues_or_schedules_audits_it_and_the_board_shows_it(db_url: str) -> None:
+    from datetime import timedelta
+
+    from alerts.actions import overview
+
+    email = MemoryChannel(channel_name="email")
+    async with open_app(Settings().replace("database", url=db_url), channels={"email": email}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            now_alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            later_alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            ids = (now_alert.id, later_alert.id)
+        at = (utcnow() + timedelta(days=1)).replace(microsecond=0)
+        sent = await sending.send(app, officer, ids[0])
+        assert (sent.alert_id, sent.status, sent.queued, sent.send_at) == (ids[0], "sending", 2, None)
+        scheduled = await sending.send(app, officer, ids[1], at=at)
+        assert (scheduled.status, scheduled.queued, scheduled.send_at) == ("scheduled", 0, at)
+        async with app.sessions() as session:
+            sends = select(AuditEntry).where(AuditEntry.action == "alert.send").order_by(AuditEntry.id)
+            entries = [
+                (e.user_id, e.object_type, e.object_id, e.details) for e in await session.scalars(sends)
+            ]
+            moved = select(AuditEntry).where(
+                AuditEntry.action == "alert.status", AuditEntry.object_id == str(ids[0])
+            )
+            went = [(e.user_id, e.details) for e in await session.scalars(moved.order_by(AuditEntry.id))]
+        assert went[-1] == (officer.id, {"from": "approved", "to": "sending"})  # who sent it, not the service
+        assert entries == [
+            (officer.id, "alert", str(ids[0]), {"queued": 2}),
+            (officer.id, "alert", str(ids[1]), {"send_at": at.isoformat()}),
+        ]
+        board = await overview.board(app, officer, status="scheduled")
+        assert [(a.id, a.status, a.author_id) for a in board.alerts] == [(ids[1], "scheduled", officer.id)]
+        assert board.alerts[0].updated_at is not None and board.authors == {officer.id: "olga"}
+        assert board.by_status == {"sending": 1, "scheduled": 1}
