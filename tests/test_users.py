@@ -313,6 +313,7 @@ async def test_only_admins_manage_accounts_and_nothing_is_written_on_a_refusal(a
         accounts.list_accounts(app, olga),
         accounts.add(app, olga, name="x", role="admin"),
         accounts.disable(app, olga, "root"),
+        accounts.enable(app, olga, "nobody"),  # refused before the name is looked up: no NotFound
         accounts.issue_token(app, olga, "olga"),
         accounts.revoke_tokens(app, olga, "root"),
         accounts.set_password(app, olga, "root", "a new password"),
