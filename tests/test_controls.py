@@ -172,3 +172,29 @@ async def test_the_send_action_queues_or_schedules_audits_it_and_the_board_shows
         assert [(a.id, a.status, a.author_id) for a in board.alerts] == [(ids[1], "scheduled", officer.id)]
         assert board.alerts[0].updated_at is not None and board.authors == {officer.id: "olga"}
         assert board.by_status == {"sending": 1, "scheduled": 1}
+
+
+async def test_the_audience_of_a_case_whose_country_is_written_per_language(db_url: str) -> None:
+    """A ``text`` variable may be one string or one per language: the audience still answers
+    (such a country is not used for the subscribers' country topics, only a plain string is)."""
+    from alerts.actions import overview
+    from alerts.compose import drafts
+    from tests.factories import RENDERER
+
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await make_users(session)
+            await add_contacts(session, 2)
+            case = {**RENDERER.example("urgent-appeal"), "country": {"en": "Honduras", "es": "Honduras"}}
+            alert = await drafts.create_alert(
+                session,
+                author=officer,
+                family="urgent-appeal",
+                case_data=case,
+                audience=drafts.Audience(lists=("urgent-appeals",), channels=("email",)),
+                is_public=False,
+                validate_case=RENDERER.validate_case,
+                now=utcnow(),
+            )
+        report = await overview.audience(app, officer, alert.id)
+        assert (report.alert_id, report.channels) == (alert.id, ("email",))
