@@ -382,7 +382,7 @@ async def test_the_real_renderer_validates_the_example_case(
     assert await snapshot(sessions) == before
 
 
-async def test_an_alert_naming_a_channel_this_service_has_no_config_for_is_refused_in_these_words(
+async def test_the_create_action_refuses_a_channel_with_no_config_in_these_words_and_keeps_title_and_public(
     db_url: str,
 ) -> None:
     from alerts.actions import alerts as alert_actions
@@ -413,3 +413,18 @@ async def test_an_alert_naming_a_channel_this_service_has_no_config_for_is_refus
             assert err.value.details == {"field": "channels", "channels": missing}
         async with app.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(Alert)) == 0
+        created = await alert_actions.create(
+            app,
+            officer,
+            family="urgent-appeal",
+            case_data=RENDERER.example("urgent-appeal"),
+            audience=Audience(lists=("urgent-appeals",), channels=("email",)),
+            title="Ana Pérez arrested",
+            is_public=True,  # a public page, though the public is not addressed
+        )
+        async with app.sessions() as session:
+            alert = await session.get(Alert, created.alert_id)
+            assert alert is not None
+            assert (alert.title, alert.is_public, alert.status, created.attachments) == (
+                "Ana Pérez arrested", True, "draft", 0,
+            )  # fmt: skip
