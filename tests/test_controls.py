@@ -198,3 +198,21 @@ async def test_the_audience_of_a_case_whose_country_is_written_per_language(db_u
             )
         report = await overview.audience(app, officer, alert.id)
         assert (report.alert_id, report.channels) == (alert.id, ("email",))
+
+
+async def test_the_send_action_adds_the_configured_webhook_to_an_alert_naming_it(db_url: str) -> None:
+    settings = (
+        Settings().replace("database", url=db_url).replace("webhook", url="https://hooks.example.org/in")
+    )
+    async with open_app(settings, channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            alert = await approved_alert(
+                session, author=officer, reviewer=reviewer, channels=("email", "webhook")
+            )
+        sent = await sending.send(app, officer, alert.id)
+        async with app.sessions() as session:
+            rows = (await session.execute(select(Delivery.channel, Delivery.address))).all()
+    assert sent.queued == 3
+    assert sorted((c, a) for c, a in rows if c == "webhook") == [("webhook", "https://hooks.example.org/in")]
