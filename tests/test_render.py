@@ -336,6 +336,9 @@ def test_fit_telegram_closes_tags_and_cuts_long_paragraphs_at_a_word() -> None:
     assert fitted.startswith("<b>Title</b>\n<i>word &amp; word")
     assert fitted.endswith("</i>\n…\n(shortened)")
     assert not re.search(r"&[a-z]*</i>", fitted)  # never half an entity
+    # a closing tag closes what was left open inside it: only the <u> is still open at the cut
+    misnested = "<b>Lead <i>note</b>\n<u>" + "word " * 1000 + "</u>"
+    assert fit_telegram(misnested, more="(shortened)", limit=500).endswith("word</u>\n…\n(shortened)")
     no_link = RENDERER.render(
         "urgent-appeal", case(demands=["x " * 999] * 50), audience="public", channel="telegram", language="es"
     )
