@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.contacts.csv_import import EXPORT_COLUMNS, ImportReport, RowError, export_contacts_csv, import_csv
@@ -17,6 +17,7 @@ from alerts.contacts.directory import create_contact, update_contact
 from alerts.core.errors import ValidationError
 from alerts.core.telegram import HINT
 from alerts.store.models import Contact, ContactList, ListMember
+from tests.conftest import PG_ADMIN_URL
 
 HEADER = "name,email,telegram,kind,language,organisation,country,lists"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -335,6 +336,9 @@ async def test_reimport_is_idempotent_and_late_duplicate_promotes_to_updated(
         sessions, csv_bytes(*lines, "Ana,ana@example.org,,media,,,,urgent"), batch_size=1
     )
     assert (later.unchanged, later.updated, later.merged_in_file) == (2, 1, 1)
+    # a row repeated in a later batch without a change stays counted once, unchanged
+    repeated = await import_csv(sessions, csv_bytes(*lines, lines[1]), batch_size=1)
+    assert (repeated.unchanged, repeated.updated, repeated.merged_in_file) == (3, 0, 1)
 
 
 async def test_list_name_adds_every_imported_contact(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -365,6 +369,39 @@ async def test_bulk_import(sessions: async_sessionmaker[AsyncSession]) -> None:
     assert await count(sessions, Contact) == 3000
     assert await count(sessions, ListMember) == 6000
     assert elapsed < 15, elapsed
+
+
+async def analyzed(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """How many times each table the import writes was ANALYZEd by hand (not by autovacuum)."""
+    async with sessions() as s:
+        rows = await s.execute(
+            text(
+                "SELECT relname, analyze_count FROM pg_stat_user_tables"
+                " WHERE relname IN ('contacts', 'list_members', 'lists')"
+            )
+        )
+        return {name: int(n) for name, n in rows}
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="needs PostgreSQL (ALERTS_TEST_DATABASE_URL)")
+async def test_postgresql_statistics_are_refreshed_after_batches_1_2_4_8(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    before = await analyzed(sessions)
+    await import_csv(sessions, csv_bytes("A,a@example.org,,public,,,,press"))
+    once = await analyzed(sessions)
+    assert {name: n - before.get(name, 0) for name, n in once.items()} == {
+        "contacts": 1,
+        "list_members": 1,
+        "lists": 1,
+    }
+    lines = [f"P{i},p{i}@example.org,,public,,,,press" for i in range(5)]
+    await import_csv(sessions, csv_bytes(*lines), batch_size=1)  # batches 1, 2 and 4 of 5
+    assert {name: n - once[name] for name, n in (await analyzed(sessions)).items()} == {
+        "contacts": 3,
+        "list_members": 3,
+        "lists": 3,
+    }
 
 
 async def test_progress_bar_goes_to_stderr(
