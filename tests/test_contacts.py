@@ -169,6 +169,19 @@ async def test_update_contact(session: AsyncSession) -> None:
         await update_contact(session, ana.id, email="", telegram="")
     with pytest.raises(ValidationError, match="^language 'zz' is not a two-letter ISO 639-1 code$"):
         await update_contact(session, ana.id, language="zz")
+    with pytest.raises(ValidationError) as refused:
+        await update_contact(session, ana.id, channels=["sms"])
+    assert (refused.value.message, refused.value.details) == (
+        "channels: 'sms' is not one of email, telegram",
+        {"field": "channels"},
+    )
+    with pytest.raises(ValidationError) as refused:
+        await update_contact(session, ana.id, topics=["  "])
+    assert (refused.value.message, refused.value.details) == ("topics has an invalid entry", {"field": "topics"})
+    # a contact with a Telegram id only keeps it when another field changes
+    carla = await create_contact(session, name="Carla", telegram="@carla_100", kind="media")
+    renamed = await update_contact(session, carla.id, name="Carla Sur")
+    assert (renamed.name, renamed.email, renamed.telegram) == ("Carla Sur", None, "@carla_100")
 
 
 async def test_search_contacts(session: AsyncSession) -> None:
