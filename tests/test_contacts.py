@@ -223,8 +223,9 @@ async def test_lists(session: AsyncSession) -> None:
     assert not await remove_from_list(session, ana.id, "press")
     with pytest.raises(NotFound, match="^no list named 'ghost'$"):
         await remove_from_list(session, ana.id, "ghost")
-    with pytest.raises(ValidationError, match="^list name is empty$"):
+    with pytest.raises(ValidationError, match="^list name is empty$") as refused:
         await get_or_create_list(session, "  ")
+    assert refused.value.details == {"field": "lists"}
 
 
 async def test_delete_contact(session: AsyncSession) -> None:
