@@ -8,12 +8,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.compose import approval
 from alerts.contacts import optout, subscriptions
+from alerts.contacts.directory import create_contact
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict
 from alerts.core.signing import Signing
 from alerts.delivery.publish import publish
-from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
+from alerts.store.models import AuditEntry, Contact, Delivery, DeliveryEvent, Suppression
 from tests.factories import approved_alert, make_users
 
 SECRET = "test-secret-key-0123456789"
@@ -133,3 +134,43 @@ async def test_a_subscribe_request_changes_nothing_of_a_contact_that_still_recei
         contact = await session.get(Contact, contact_id, populate_existing=True)
         assert contact is not None
         assert (contact.status, contact.language, contact.topics) == ("active", "es", None)
+
+
+async def test_stop_in_a_chat_stops_its_contacts_and_keeps_the_chat_out(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        first = await create_contact(session, name="Ana", telegram="4141", kind="public", language="fr")
+        await create_contact(
+            session, name="Ana Ruiz", email="ana@example.org", telegram="4242", kind="partner", language="es"
+        )
+        await session.flush()
+        # the first moves to the chat: on PostgreSQL its new row version lies behind the second
+        first.telegram = "4242"
+        first_id = first.id
+    async with sessions.begin() as session:
+        assert await optout.stop_chat(session, chat_id="4242", now=now) == "fr"  # the first contact's
+        assert await optout.stop_chat(session, chat_id="777", now=now) == "en"  # no contact: kept out too
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Suppression.channel, Suppression.address_key, Suppression.reason, Suppression.detail)
+            .order_by(Suppression.address_key)
+        )
+        assert [tuple(row) for row in rows] == [
+            ("telegram", "4242", "unsubscribed", "unsubscribed via telegram"),
+            ("telegram", "777", "unsubscribed", "unsubscribed via telegram"),
+        ]
+        entries = await session.execute(
+            select(AuditEntry.user_id, AuditEntry.object_id, AuditEntry.details).where(
+                AuditEntry.action == "contact.unsubscribe"
+            )
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (None, str(first_id), {"via": "telegram", "channels": ["telegram"], "status": "unsubscribed"}),
+        ]
+        # the second still receives by email
+        assert list(await session.scalars(select(Contact.status).order_by(Contact.id))) == [
+            "unsubscribed",
+            "active",
+        ]
