@@ -177,7 +177,10 @@ async def test_update_contact(session: AsyncSession) -> None:
     )
     with pytest.raises(ValidationError) as refused:
         await update_contact(session, ana.id, topics=["  "])
-    assert (refused.value.message, refused.value.details) == ("topics has an invalid entry", {"field": "topics"})
+    assert (refused.value.message, refused.value.details) == (
+        "topics has an invalid entry",
+        {"field": "topics"},
+    )
     # a contact with a Telegram id only keeps it when another field changes
     carla = await create_contact(session, name="Carla", telegram="@carla_100", kind="media")
     renamed = await update_contact(session, carla.id, name="Carla Sur")

@@ -11,7 +11,7 @@ from alerts.contacts import optout, subscriptions
 from alerts.contacts.directory import create_contact
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
-from alerts.core.errors import Conflict
+from alerts.core.errors import Conflict, ValidationError
 from alerts.core.signing import Signing
 from alerts.delivery.publish import publish
 from alerts.store.models import AuditEntry, Contact, Delivery, DeliveryEvent, Suppression
@@ -154,8 +154,9 @@ async def test_stop_in_a_chat_stops_its_contacts_and_keeps_the_chat_out(
         assert await optout.stop_chat(session, chat_id="777", now=now) == "en"  # no contact: kept out too
     async with sessions() as session:
         rows = await session.execute(
-            select(Suppression.channel, Suppression.address_key, Suppression.reason, Suppression.detail)
-            .order_by(Suppression.address_key)
+            select(
+                Suppression.channel, Suppression.address_key, Suppression.reason, Suppression.detail
+            ).order_by(Suppression.address_key)
         )
         assert [tuple(row) for row in rows] == [
             ("telegram", "4242", "unsubscribed", "unsubscribed via telegram"),
@@ -173,4 +174,36 @@ async def test_stop_in_a_chat_stops_its_contacts_and_keeps_the_chat_out(
         assert list(await session.scalars(select(Contact.status).order_by(Contact.id))) == [
             "unsubscribed",
             "active",
+        ]
+
+
+async def test_preferences_are_audited_and_an_unknown_channel_is_refused_by_name(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        contact = await create_contact(
+            session, name="Ana", email="ana@example.org", telegram="4242", kind="public", language="es"
+        )
+        with pytest.raises(ValidationError) as refused:
+            await optout.update_preferences(session, contact, channels=["sms", "fax"], language="fr", now=now)
+        assert (refused.value.message, refused.value.details) == (
+            "channels: 'fax' is not one of email, telegram",
+            {"field": "channels"},
+        )
+        await optout.update_preferences(
+            session, contact, channels=["telegram", "email"], language="fr", now=now
+        )
+        contact_id = contact.id
+    async with sessions() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None
+        assert (contact.status, contact.channels, contact.language) == ("active", ["email", "telegram"], "fr")
+        entries = await session.execute(
+            select(
+                AuditEntry.user_id, AuditEntry.object_type, AuditEntry.object_id, AuditEntry.details
+            ).where(AuditEntry.action == "contact.preferences")
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (None, "contact", str(contact_id), {"channels": ["email", "telegram"], "language": "fr"})
         ]
