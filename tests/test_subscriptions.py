@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from alerts.compose import approval
 from alerts.contacts import optout, subscriptions
 from alerts.contacts.directory import create_contact
+from alerts.contacts.erasure import erase_contact
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, ValidationError
@@ -207,3 +208,21 @@ async def test_preferences_are_audited_and_an_unknown_channel_is_refused_by_name
         assert [tuple(entry) for entry in entries] == [
             (None, "contact", str(contact_id), {"channels": ["email", "telegram"], "language": "fr"})
         ]
+
+
+async def test_confirming_lifts_an_earlier_erasure_of_the_address(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    signer = Signer(Signing(SECRET))
+    async with sessions.begin() as session:
+        erased = await create_contact(session, name="Ana", email="ana@example.org", kind="public")
+        await erase_contact(session, erased.id, now=utcnow())
+        assert [row.reason for row in await session.scalars(select(Suppression))] == ["erased"]
+        requested = await subscriptions.subscribe(session, _request("Ana@example.org"), now=utcnow())
+        assert requested.confirm and requested.contact.status == "pending"
+        result, _ = await subscriptions.confirm(
+            session, signer, signer.confirm_token(requested.contact), now=utcnow()
+        )
+        assert result is Confirmation.CONFIRMED
+        # new, explicit consent: neither the plain nor the hashed key keeps the address out
+        assert (await session.execute(select(Suppression))).all() == []
