@@ -197,9 +197,9 @@ async def test_preferences_are_audited_and_an_unknown_channel_is_refused_by_name
         )
         contact_id = contact.id
     async with sessions() as session:
-        contact = await session.get(Contact, contact_id)
-        assert contact is not None
-        assert (contact.status, contact.channels, contact.language) == ("active", ["email", "telegram"], "fr")
+        stored = await session.get(Contact, contact_id)
+        assert stored is not None
+        assert (stored.status, stored.channels, stored.language) == ("active", ["email", "telegram"], "fr")
         entries = await session.execute(
             select(
                 AuditEntry.user_id, AuditEntry.object_type, AuditEntry.object_id, AuditEntry.details
