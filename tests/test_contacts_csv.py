@@ -207,12 +207,13 @@ async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionma
 
 
 @pytest.mark.parametrize(
-    ("header", "message"),
+    ("header", "message", "column"),
     [
-        ("email,telegram,kind,language", "row 1: missing column 'name'"),
+        ("email,telegram,kind,language", "row 1: missing column 'name'", "name"),
         (
             "name,kind,lists",
             "row 1: no address column: the file needs an 'email' or a 'telegram' column (or both)",
+            "email",
         ),
         (
             "name,email,telegram,kind,language,organisation,country,lists,phone",
@@ -220,27 +221,39 @@ async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionma
                 "row 1: unknown column 'phone'; the columns are name, email, telegram, kind, language, "
                 "organisation, country, lists, title, form_of_address"
             ),
+            "phone",
         ),
         (
             "name,email,EMAIL,telegram,kind,language,organisation,country,lists",
             "row 1: column 'email' appears twice",
+            "email",
         ),
     ],
 )
 async def test_bad_header_refuses_the_file(
-    sessions: async_sessionmaker[AsyncSession], header: str, message: str
+    sessions: async_sessionmaker[AsyncSession], header: str, message: str, column: str
 ) -> None:
     line = ",".join(["A", "a@example.org", "", "media", "", "", "", "", "x"][: header.count(",") + 1])
     with pytest.raises(ValidationError) as caught:
         await import_csv(sessions, csv_bytes(line, header=header), list_name="new-list")
     assert caught.value.message == message
+    assert caught.value.details == {"row": 1, "column": column}
     assert await count(sessions, Contact) == 0
     assert await count(sessions, ContactList) == 0
 
 
-async def test_empty_file_is_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
-    with pytest.raises(ValidationError, match=r"^row 1: the file is empty; expected a header line$"):
+async def test_an_empty_file_and_a_zero_batch_size_are_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
+    with pytest.raises(
+        ValidationError, match=r"^row 1: the file is empty; expected a header line$"
+    ) as caught:
         await import_csv(sessions, io.BytesIO(b""))
+    assert caught.value.details == {"row": 1}
+    with pytest.raises(ValidationError) as caught:
+        await import_csv(sessions, csv_bytes("A,a@example.org,,media,,,,"), batch_size=0)
+    assert (caught.value.message, caught.value.details) == (
+        "batch_size must be at least 1",
+        {"field": "batch_size"},
+    )
 
 
 async def test_non_utf8_file_names_the_row_and_writes_nothing(
@@ -488,6 +501,7 @@ async def test_an_overlong_line_refuses_the_file_before_parsing(
     with pytest.raises(ValidationError) as info:
         await import_csv(sessions, io.BytesIO(data))
     assert info.value.message == "line 3: longer than 65,536 bytes; is this a contacts CSV file?"
+    assert info.value.details == {"line": 3}
     async with sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Contact))).scalar_one() == 0
 
