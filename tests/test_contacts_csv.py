@@ -242,7 +242,9 @@ async def test_bad_header_refuses_the_file(
     assert await count(sessions, ContactList) == 0
 
 
-async def test_an_empty_file_and_a_zero_batch_size_are_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_an_empty_file_and_a_zero_batch_size_are_refused(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     with pytest.raises(
         ValidationError, match=r"^row 1: the file is empty; expected a header line$"
     ) as caught:
