@@ -226,3 +226,64 @@ async def test_confirming_lifts_an_earlier_erasure_of_the_address(
         assert result is Confirmation.CONFIRMED
         # new, explicit consent: neither the plain nor the hashed key keeps the address out
         assert (await session.execute(select(Suppression))).all() == []
+
+
+async def test_unsubscribe_stops_what_still_receives_and_says_when_there_was_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        contact = await create_contact(
+            session, name="Desk", email="desk@partner.org", telegram="4242", kind="partner"
+        )
+        assert await optout.unsubscribe(session, contact, now=now, via="telegram", channels=("telegram",))
+        # the chat is stopped already and the email still receives: nothing is written
+        assert not await optout.unsubscribe(session, contact, now=now, via="telegram", channels=("telegram",))
+        # the press channel shares the email address: stopping it stops the email (via the link)
+        assert await optout.unsubscribe(session, contact, now=now, channels=("press",))
+        assert contact.status == "unsubscribed"
+        contact_id = contact.id
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Suppression.channel, Suppression.address_key, Suppression.detail).order_by(
+                Suppression.channel
+            )
+        )
+        assert [tuple(row) for row in rows] == [
+            ("email", "desk@partner.org", "unsubscribed via link"),
+            ("telegram", "4242", "unsubscribed via telegram"),
+        ]
+        entries = await session.execute(
+            select(AuditEntry.object_id, AuditEntry.details)
+            .where(AuditEntry.action == "contact.unsubscribe")
+            .order_by(AuditEntry.id)
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (str(contact_id), {"via": "telegram", "channels": ["telegram"], "status": "active"}),
+            (str(contact_id), {"via": "link", "channels": ["email"], "status": "unsubscribed"}),
+        ]
+
+
+async def test_start_in_a_new_chat_creates_a_named_public_contact_and_audits_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        started = await optout.start_chat(session, chat_id="5151", name="", language="es", now=utcnow())
+    assert started.created
+    async with sessions() as session:
+        [contact] = await session.scalars(select(Contact))
+        assert (contact.id, contact.name, contact.telegram, contact.kind, contact.language) == (
+            started.contact_ids[0],
+            "Telegram subscriber",
+            "5151",
+            "public",
+            "es",
+        )
+        entries = await session.execute(
+            select(AuditEntry.user_id, AuditEntry.object_id, AuditEntry.details).where(
+                AuditEntry.action == "contact.subscribe"
+            )
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (None, str(contact.id), {"via": "telegram", "language": "es", "created": True})
+        ]
