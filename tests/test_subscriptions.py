@@ -287,3 +287,26 @@ async def test_start_in_a_new_chat_creates_a_named_public_contact_and_audits_it(
         assert [tuple(entry) for entry in entries] == [
             (None, str(contact.id), {"via": "telegram", "language": "es", "created": True})
         ]
+
+
+async def test_expire_pending_removes_stale_requests_and_audits_how_many(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from datetime import timedelta
+
+    now = utcnow()
+    async with sessions.begin() as session:
+        for address in ("old1@example.org", "old2@example.org"):
+            await subscriptions.subscribe(session, _request(address), now=now - timedelta(days=8))
+        await subscriptions.subscribe(session, _request("new@example.org"), now=now)
+    async with sessions.begin() as session:
+        assert await subscriptions.expire_pending(session, now=now, days=0) == 0  # 0: keep them
+        assert await subscriptions.expire_pending(session, now=now, days=7) == 2
+    async with sessions() as session:
+        assert list(await session.scalars(select(Contact.email))) == ["new@example.org"]
+        entries = await session.execute(
+            select(AuditEntry.user_id, AuditEntry.object_id, AuditEntry.details).where(
+                AuditEntry.action == "contact.expire_pending"
+            )
+        )
+        assert [tuple(entry) for entry in entries] == [(None, None, {"removed": 2, "days": 7})]
