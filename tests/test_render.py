@@ -356,6 +356,9 @@ def test_fit_telegram_keeps_a_line_that_just_fits_and_never_half_a_tag() -> None
     link = '<a href="https://example.org/' + "p" * 300 + '">link</a>'
     fitted = fit_telegram("<b>Title</b> " + "word " * 70 + link, more="m", limit=500)
     assert fitted == "<b>Title</b> " + "word " * 69 + "word\n…\nm"
+    # a complete entity at the cut is kept whole
+    entities = "<i>" + "word &amp; " * 1000 + "</i>"
+    assert fit_telegram(entities, more="m", limit=490).endswith(" word &amp;</i>\n…\nm")
 
 
 def test_render_string_for_officer_text() -> None:
