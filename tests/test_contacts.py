@@ -181,6 +181,9 @@ async def test_update_contact(session: AsyncSession) -> None:
         "topics has an invalid entry",
         {"field": "topics"},
     )
+    with pytest.raises(ValidationError) as refused:
+        await update_contact(session, ana.id, status="erased")
+    assert refused.value.details == {"field": "status"}
     # a contact with a Telegram id only keeps it when another field changes
     carla = await create_contact(session, name="Carla", telegram="@carla_100", kind="media")
     renamed = await update_contact(session, carla.id, name="Carla Sur")
