@@ -82,6 +82,7 @@ async def test_get_contact_not_found(session: AsyncSession, ref: int | str, mess
     with pytest.raises(NotFound) as caught:
         await get_contact(session, ref)
     assert caught.value.message == message
+    assert caught.value.details == {"contact": str(ref)}
 
 
 async def test_ambiguous_numeric_reference_is_refused(session: AsyncSession) -> None:
