@@ -11,6 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.accounts.users import create_user
+from alerts.actions import alerts as alert_actions
+from alerts.actions import contacts as contact_actions
+from alerts.app import open_app
 from alerts.contacts.csv_import import import_csv
 from alerts.contacts.directory import (
     add_to_list,
@@ -25,10 +29,12 @@ from alerts.contacts.directory import (
 )
 from alerts.contacts.erasure import erase_contact, export_contact
 from alerts.contacts.suppressions import hashed_key, is_suppressed, suppress, suppressed_keys
+from alerts.core.config import Settings
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.states import SuppressionReason
 from alerts.store.models import (
     Alert,
+    AuditEntry,
     Contact,
     ContactList,
     Delivery,
@@ -467,3 +473,63 @@ async def test_an_unknown_list_is_named_in_the_error_details(session: AsyncSessi
     with pytest.raises(NotFound) as caught:
         await search_contacts(session, list_name=" Nope ")
     assert caught.value.details == {"list": "Nope"}
+
+
+async def test_the_contact_actions_audit_who_imported_changed_and_exported_what(db_url: str) -> None:
+    header = "name,email,telegram,kind,language,organisation,country,lists\n"
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await create_user(session, name="olga", role="officer", now=NOW)
+        rows = "Ana Ruiz,ana@example.org,,media,en,Daily,,\nBad,not-an-email,,media,en,,,\n"
+        await contact_actions.import_file(
+            app, officer, io.BytesIO((header + rows).encode()), list_name="press"
+        )
+        again = header + "Ana Ruiz,ana@example.org,,media,en,Weekly,,\nBea Sol,bea@example.org,,media,en,,,\n"
+        await contact_actions.import_file(app, officer, io.BytesIO(again.encode()), now=NOW)
+        async with app.sessions() as session:
+            ana = await get_contact(session, "ana@example.org")
+        changes = {"organisation": "Wire", "channels": ["email"]}
+        view = await contact_actions.update(app, officer, ana.id, changes=changes, now=NOW)
+        assert (view.organisation, view.channels, view.lists) == ("Wire", ("email",), ("press",))
+        data = await contact_actions.export(app, officer, "ana@example.org", now=NOW)
+        assert (data["contact"]["id"], data["contact"]["organisation"]) == (ana.id, "Wire")
+        async with app.sessions() as session:
+            entries = [
+                (e.user_id, e.action, e.object_type, e.object_id, e.details)
+                for e in await session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+                if e.action.startswith("contact.")
+            ]
+    imported = {"rows": 2, "created": 1, "unchanged": 0, "refused": 1}
+    assert entries == [
+        (officer.id, "contact.import", "contact", None, {**imported, "updated": 0, "list": "press"}),
+        (
+            officer.id,
+            "contact.import",
+            "contact",
+            None,
+            {**imported, "updated": 1, "refused": 0, "list": None},
+        ),
+        (officer.id, "contact.update", "contact", str(ana.id), {"fields": ["organisation", "channels"]}),
+        (officer.id, "contact.export", "contact", str(ana.id), None),
+    ]
+
+
+async def test_a_responder_named_by_id_email_or_a_name_only_one_contact_has_is_matched(
+    session: AsyncSession,
+) -> None:
+    """``alert respond --from``: the id wins over a Telegram chat with the same digits (the
+    reference alone would be ambiguous), and a name matches when one contact has it, in any case."""
+    ana = await create_contact(session, name="Ana Ruiz", email="ana@example.org", kind="media")
+    chat = await create_contact(session, name="Desk", telegram=str(ana.id), kind="media")
+    twins = [
+        await create_contact(session, name="Lu", email=f"lu{i}@example.org", kind="media") for i in (1, 2)
+    ]
+    with pytest.raises(Conflict):  # the reference alone is ambiguous
+        await get_contact(session, str(ana.id))
+    match = alert_actions.match_contact
+    assert await match(session, str(ana.id)) is ana
+    assert await match(session, f"telegram:{ana.id}") is chat
+    assert await match(session, "ANA@example.org") is ana
+    assert await match(session, "ana ruiz") is ana
+    assert await match(session, "lu") is None and twins[0].name == "Lu"  # two contacts have it
+    assert await match(session, "Ministry of Justice, by phone") is None

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.actions import sending
+from alerts.app import open_app
 from alerts.core.clock import utcnow
+from alerts.core.config import Settings
+from alerts.core.errors import ValidationError
+from alerts.core.types import OutcomeKind
 from alerts.delivery import controls
 from alerts.store.models import Alert, AuditEntry, Consent, Delivery, DeliveryEvent
+from channels.memory import MemoryChannel
 from tests.delivery_cases import mark_sent, public_case, public_update, set_consent, staff, states_by_contact
+from tests.factories import add_contacts, approved_alert, make_users
 
 
 @pytest.mark.parametrize("kinds", [(), ("authority", "public")], ids=["list-only", "addressed-to-public"])
@@ -83,3 +90,129 @@ async def test_withdraw_public_leaves_an_alert_with_public_consent_alone(
         assert alert is not None
         assert await controls.withdraw_public(session, alert, now=utcnow()) == 0
     assert set((await states_by_contact(sessions, update_id)).values()) == {"queued"}
+
+
+async def test_the_test_send_action_sends_one_marked_message_and_audits_it(db_url: str) -> None:
+    """An officer's check before publishing: one message to one address, "[TEST]" in its subject,
+    no delivery row, an audit entry naming the channel, audience and language."""
+    email = MemoryChannel(channel_name="email")
+    async with open_app(Settings().replace("database", url=db_url), channels={"email": email}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            alert_id = alert.id
+        # the channel, audience and language left to their defaults: email, authority, en
+        done = await sending.test_send(app, officer, alert_id, address=" desk@example.org ")
+        assert (done.alert_id, done.channel, done.outcome.kind) == (alert_id, "email", OutcomeKind.SENT)
+        [message] = email.sent
+        assert message.recipient.address == "desk@example.org"
+        assert (message.content.channel, message.content.audience, message.content.language) == (
+            "email", "authority", "en",
+        )  # fmt: skip
+        assert message.content.subject.startswith("[TEST] ")
+        await sending.test_send(app, officer, alert_id, address="desk@example.org", language="fr")
+        assert email.sent[-1].content.language == "fr"
+        for address, channel, refusal, field in (
+            ("  ", "email", "to: an address is required.", "to"),
+            ("desk@example.org", "telegram", "channel: telegram is not configured here.", "channel"),
+        ):
+            with pytest.raises(ValidationError) as err:
+                await sending.test_send(app, officer, alert_id, address=address, channel=channel)
+            assert (err.value.message, err.value.details) == (refusal, {"field": field})
+        async with app.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(Delivery)) == 0
+            tests = select(AuditEntry).where(AuditEntry.action == "alert.test").order_by(AuditEntry.id)
+            entries = [
+                (e.user_id, e.object_type, e.object_id, e.details) for e in await session.scalars(tests)
+            ]
+        assert entries == [
+            (
+                officer.id,
+                "alert",
+                str(alert_id),
+                {"channel": "email", "audience": "authority", "language": lang},
+            )
+            for lang in ("en", "fr")
+        ]
+
+
+async def test_the_send_action_queues_or_schedules_audits_it_and_the_board_shows_it(db_url: str) -> None:
+    from datetime import timedelta
+
+    from alerts.actions import overview
+
+    email = MemoryChannel(channel_name="email")
+    async with open_app(Settings().replace("database", url=db_url), channels={"email": email}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            now_alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            later_alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            ids = (now_alert.id, later_alert.id)
+        at = (utcnow() + timedelta(days=1)).replace(microsecond=0)
+        sent = await sending.send(app, officer, ids[0])
+        assert (sent.alert_id, sent.status, sent.queued, sent.send_at) == (ids[0], "sending", 2, None)
+        scheduled = await sending.send(app, officer, ids[1], at=at)
+        assert (scheduled.status, scheduled.queued, scheduled.send_at) == ("scheduled", 0, at)
+        async with app.sessions() as session:
+            sends = select(AuditEntry).where(AuditEntry.action == "alert.send").order_by(AuditEntry.id)
+            entries = [
+                (e.user_id, e.object_type, e.object_id, e.details) for e in await session.scalars(sends)
+            ]
+            moved = select(AuditEntry).where(
+                AuditEntry.action == "alert.status", AuditEntry.object_id == str(ids[0])
+            )
+            went = [(e.user_id, e.details) for e in await session.scalars(moved.order_by(AuditEntry.id))]
+        assert went[-1] == (officer.id, {"from": "approved", "to": "sending"})  # who sent it, not the service
+        assert entries == [
+            (officer.id, "alert", str(ids[0]), {"queued": 2}),
+            (officer.id, "alert", str(ids[1]), {"send_at": at.isoformat()}),
+        ]
+        board = await overview.board(app, officer, status="scheduled")
+        assert [(a.id, a.status, a.author_id) for a in board.alerts] == [(ids[1], "scheduled", officer.id)]
+        assert board.alerts[0].updated_at is not None and board.authors == {officer.id: "olga"}
+        assert board.by_status == {"sending": 1, "scheduled": 1}
+
+
+async def test_the_audience_of_a_case_whose_country_is_written_per_language(db_url: str) -> None:
+    """A ``text`` variable may be one string or one per language: the audience still answers
+    (such a country is not used for the subscribers' country topics, only a plain string is)."""
+    from alerts.actions import overview
+    from alerts.compose import drafts
+    from tests.factories import RENDERER
+
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await make_users(session)
+            await add_contacts(session, 2)
+            case = {**RENDERER.example("urgent-appeal"), "country": {"en": "Honduras", "es": "Honduras"}}
+            alert = await drafts.create_alert(
+                session,
+                author=officer,
+                family="urgent-appeal",
+                case_data=case,
+                audience=drafts.Audience(lists=("urgent-appeals",), channels=("email",)),
+                is_public=False,
+                validate_case=RENDERER.validate_case,
+                now=utcnow(),
+            )
+        report = await overview.audience(app, officer, alert.id)
+        assert (report.alert_id, report.channels) == (alert.id, ("email",))
+
+
+async def test_the_send_action_adds_the_configured_webhook_to_an_alert_naming_it(db_url: str) -> None:
+    settings = (
+        Settings().replace("database", url=db_url).replace("webhook", url="https://hooks.example.org/in")
+    )
+    async with open_app(settings, channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            alert = await approved_alert(
+                session, author=officer, reviewer=reviewer, channels=("email", "webhook")
+            )
+        sent = await sending.send(app, officer, alert.id)
+        async with app.sessions() as session:
+            rows = (await session.execute(select(Delivery.channel, Delivery.address))).all()
+    assert sent.queued == 3
+    assert sorted((c, a) for c, a in rows if c == "webhook") == [("webhook", "https://hooks.example.org/in")]

@@ -381,3 +381,51 @@ async def test_the_real_renderer_validates_the_example_case(
     assert err.value.message == "case data: unknown variable 'defendant' (did you mean 'defender'?)"
     await session.rollback()
     assert await snapshot(sessions) == before
+
+
+async def test_the_create_action_refuses_a_channel_with_no_config_in_these_words_and_keeps_title_and_public(
+    db_url: str,
+) -> None:
+    from alerts.actions import alerts as alert_actions
+    from alerts.app import open_app
+    from alerts.core.config import Settings
+    from tests.factories import RENDERER
+
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await create_user(session, name="olga", role="officer", now=NOW)
+        for channels, said in (
+            (("email", "webhook"), "webhook is not configured on this service (see [webhook] in the config)"),
+            (
+                ("telegram", "webhook"),
+                "telegram, webhook are not configured on this service (see [telegram] in the config)",
+            ),
+        ):
+            with pytest.raises(ValidationError) as err:
+                await alert_actions.create(
+                    app,
+                    officer,
+                    family="urgent-appeal",
+                    case_data=RENDERER.example("urgent-appeal"),
+                    audience=Audience(lists=("urgent-appeals",), channels=channels),
+                )
+            assert err.value.message == f"channels: {said}; remove it from the alert or configure it."
+            missing = [c for c in channels if c != "email"]
+            assert err.value.details == {"field": "channels", "channels": missing}
+        async with app.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(Alert)) == 0
+        created = await alert_actions.create(
+            app,
+            officer,
+            family="urgent-appeal",
+            case_data=RENDERER.example("urgent-appeal"),
+            audience=Audience(lists=("urgent-appeals",), channels=("email",)),
+            title="Ana Pérez arrested",
+            is_public=True,  # a public page, though the public is not addressed
+        )
+        async with app.sessions() as session:
+            alert = await session.get(Alert, created.alert_id)
+            assert alert is not None
+            assert (alert.title, alert.is_public, alert.status, created.attachments) == (
+                "Ana Pérez arrested", True, "draft", 0,
+            )  # fmt: skip

@@ -310,3 +310,35 @@ async def test_expire_pending_removes_stale_requests_and_audits_how_many(
             )
         )
         assert [tuple(entry) for entry in entries] == [(None, None, {"removed": 2, "days": 7})]
+
+
+async def test_sending_a_confirmation_says_whether_it_went_and_logs_a_failure_without_the_address(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.core.config import Settings
+    from alerts.core.types import Outcome, OutcomeKind
+    from channels.memory import MemoryChannel
+
+    mail = subscription_actions.ConfirmationMail(
+        contact_id=7,
+        address="reader@example.org",
+        language="en",
+        url="http://alerts.test/subscribe/confirm/x",
+    )
+    settings = Settings().replace("database", url=db_url)
+    async with open_app(settings, channels={}) as app:
+        assert await subscription_actions.send_confirmation(app, None) is False
+        with caplog.at_level("WARNING", logger="alerts"):
+            assert await subscription_actions.send_confirmation(app, mail) is False
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            ("WARNING", "no email channel: the confirmation for contact 7 was not sent")
+        ]
+    email = MemoryChannel(channel_name="email")
+    email.script["reader@example.org"] = [Outcome(kind=OutcomeKind.PERMANENT, detail="550 no such user")]
+    async with open_app(settings, channels={"email": email}) as app:
+        assert await subscription_actions.send_confirmation(app, mail) is False  # refused
+        assert await subscription_actions.send_confirmation(app, mail) is True
+    [sent] = email.sent
+    assert sent.recipient.address == "reader@example.org" and "reader@" not in caplog.text

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.accounts import signin_limits
 from alerts.accounts.users import (
     PERMISSIONS,
     authenticate_password,
@@ -30,7 +31,7 @@ from alerts.core.errors import Conflict, NotFound, PermissionDenied, Unauthorize
 from alerts.core.states import Role
 from alerts.core.telegram import HINT as TELEGRAM_HINT
 from alerts.store import audit
-from alerts.store.models import AuditEntry, User
+from alerts.store.models import AuditEntry, SignInLock, User
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -312,14 +313,17 @@ async def test_only_admins_manage_accounts_and_nothing_is_written_on_a_refusal(a
         accounts.list_accounts(app, olga),
         accounts.add(app, olga, name="x", role="admin"),
         accounts.disable(app, olga, "root"),
+        accounts.enable(app, olga, "nobody"),  # refused before the name is looked up: no NotFound
         accounts.issue_token(app, olga, "olga"),
         accounts.revoke_tokens(app, olga, "root"),
         accounts.set_password(app, olga, "root", "a new password"),
         accounts.update(app, olga, "olga", role="admin"),
+        accounts.get(app, olga, "root"),  # another user's account
     ):
         with pytest.raises(PermissionDenied):
             await call
     assert await _audit(app) == before
+    assert (await accounts.get(app, olga, "olga")).name == "olga"  # but one's own, yes
 
 
 async def test_changing_ones_own_password_needs_the_current_one(app: App) -> None:
@@ -373,3 +377,22 @@ async def test_disabling_and_a_new_password_bump_the_session_epoch(app: App) -> 
         async with app.sessions() as s:
             epoch[step] = (await get_user(s, "olga")).session_epoch
     assert epoch == {"start": 0, "disable": 1, "enable": 1, "password": 2}
+
+
+async def test_unlock_and_signing_out_everywhere_say_what_changed_and_audit_who_did_it(app: App) -> None:
+    staff = await _staff(app)
+    root, olga = staff["root"], staff["olga"]
+    async with app.sessions.begin() as s:
+        s.add(SignInLock(key=signin_limits.account_key("olga"), locked_at=NOW))
+    before = len(await _audit(app))
+    unlocked = await accounts.unlock(app, root, "olga")
+    assert (unlocked.changed, unlocked.fields) == (True, ("locked",))
+    again = await accounts.unlock(app, root, "olga")  # not locked any more: nothing written
+    assert (again.changed, again.fields) == (False, ())
+    ended = await accounts.sign_out_everywhere(app, olga)
+    assert (ended.account.name, ended.changed, ended.fields) == ("olga", True, ("sessions",))
+    entries = (await _audit(app))[before:]
+    assert [(user_id, action, object_id) for user_id, action, object_id, _ in entries] == [
+        (root.id, "user.unlock", str(olga.id)),
+        (olga.id, "user.sign_out_everywhere", str(olga.id)),
+    ]

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from alerts.accounts import signin_limits, users
-from alerts.actions import accounts
+from alerts.actions import accounts, two_factor
 from alerts.app import App
+from alerts.core.errors import Conflict
 from alerts.store.models import AuditEntry, RecoveryCode, SignInAttempt, User
 from alerts.web.second_factor import PENDING_COOKIE
 from tests.test_cli import CLI
@@ -208,6 +209,11 @@ async def test_a_recovery_code_works_once(web) -> None:  # type: ignore[no-untyp
 
 async def test_new_codes_and_turning_off_need_the_password_or_a_code(web) -> None:  # type: ignore[no-untyped-def]
     app, base = web
+    async with app.sessions() as session:
+        viewer = await users.get_user(session, "viewer")
+    with pytest.raises(Conflict) as err:  # nothing to renew before enrolling
+        await two_factor.regenerate(app, viewer, "correct horse battery", address="192.0.2.1")
+    assert err.value.message == "two-factor sign-in is not on: enrol first"
     client = await signed_in(base, "viewer")
     try:
         secret, old = await enrol(client)

@@ -176,13 +176,15 @@ async def test_subscribe_confirm_unsubscribe_with_a_real_smtp_server(
     assert (await _contact(site, "reader@example.org")).status == "unsubscribed"
     async with site.app.sessions() as session:
         suppressed = await session.execute(
-            select(Suppression.channel, Suppression.address_key, Suppression.reason)
+            select(Suppression.channel, Suppression.address_key, Suppression.reason, Suppression.detail)
         )
-        assert suppressed.all() == [("email", "reader@example.org", "unsubscribed")]
+        assert suppressed.all() == [
+            ("email", "reader@example.org", "unsubscribed", "unsubscribed via one-click")  # no cookie
+        ]
         events = (
             await session.scalars(select(DeliveryEvent).where(DeliveryEvent.type == "unsubscribed"))
         ).all()
-        assert [e.alert_id for e in events] == [second]
+        assert [(e.alert_id, e.detail) for e in events] == [(second, "unsubscribed via one-click")]
     # again: nothing more is written; an old confirmation link cannot resubscribe
     status, _ = await site.call(
         "POST",

@@ -143,6 +143,11 @@ async def test_prune_keeps_the_counts_and_touches_nothing_recent(
             )
             dry = await retention.prune(app, admin_user, older_than="180d", dry_run=True)
             assert dry.alerts == [old] and dry.deliveries == 3 and dry.events == 3 * 3 + 2
+            when = dry.before.isoformat(timespec="seconds")
+            assert dry.summary() == (
+                f"1 alert finished before {when}: would delete 3 deliveries and 11 delivery events; "
+                "their counts are kept"
+            )
             assert await _rows(app, old) == (3, 11)  # a dry run deletes nothing
 
             seen: list[tuple[int, int]] = []
@@ -150,6 +155,10 @@ async def test_prune_keeps_the_counts_and_touches_nothing_recent(
                 app, admin_user, older_than="180d", progress=lambda d, t: seen.append((d, t))
             )
             assert done.alerts == [old] and (done.deliveries, done.events) == (3, 11)
+            assert done.summary() == (
+                f"1 alert finished before {done.before.isoformat(timespec='seconds')}: "
+                "deleted 3 deliveries and 11 delivery events; their counts are kept"
+            )
             assert seen[0] == (0, 1) and seen[-1] == (1, 1)
             assert await _rows(app, old) == (0, 0)
             assert {a: await _rows(app, a) for a in untouched} == untouched
