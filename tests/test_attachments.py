@@ -133,6 +133,11 @@ def test_a_name_claiming_another_type_than_the_content_is_refused(tmp_path: Path
         assert f"but the content is {actual}; rename the file" in message, message
         if claimed is not None:
             assert f"the name says {claimed} " in message
+            assert refused.value.details == {
+                "file": f"--attach {path}",
+                "content_type": actual,
+                "name_type": claimed,
+            }
 
 
 def test_names_are_reduced_to_a_safe_base_name(tmp_path: Path) -> None:
@@ -164,6 +169,7 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as refused:
         read_attachment(missing)
     assert str(refused.value) == f"--attach {missing}: file not found."
+    assert refused.value.details == {"file": f"--attach {missing}"}
 
 
 def test_the_size_limit_is_inclusive(tmp_path: Path) -> None:
@@ -180,3 +186,4 @@ def test_the_size_limit_is_inclusive(tmp_path: Path) -> None:
     assert str(refused.value) == (
         f"--attach {over}: {MAX_BYTES + 1:,} bytes is over the {MAX_BYTES:,}-byte limit."
     )
+    assert refused.value.details == {"file": f"--attach {over}"}

@@ -88,6 +88,7 @@ async def test_get_contact_not_found(session: AsyncSession, ref: int | str, mess
     with pytest.raises(NotFound) as caught:
         await get_contact(session, ref)
     assert caught.value.message == message
+    assert caught.value.details == {"contact": str(ref)}
 
 
 async def test_ambiguous_numeric_reference_is_refused(session: AsyncSession) -> None:
@@ -175,6 +176,25 @@ async def test_update_contact(session: AsyncSession) -> None:
         await update_contact(session, ana.id, email="", telegram="")
     with pytest.raises(ValidationError, match="^language 'zz' is not a two-letter ISO 639-1 code$"):
         await update_contact(session, ana.id, language="zz")
+    with pytest.raises(ValidationError) as refused:
+        await update_contact(session, ana.id, channels=["sms"])
+    assert (refused.value.message, refused.value.details) == (
+        "channels: 'sms' is not one of email, telegram",
+        {"field": "channels"},
+    )
+    with pytest.raises(ValidationError) as refused:
+        await update_contact(session, ana.id, topics=["  "])
+    assert (refused.value.message, refused.value.details) == (
+        "topics has an invalid entry",
+        {"field": "topics"},
+    )
+    with pytest.raises(ValidationError) as refused:
+        await update_contact(session, ana.id, status="erased")
+    assert refused.value.details == {"field": "status"}
+    # a contact with a Telegram id only keeps it when another field changes
+    carla = await create_contact(session, name="Carla", telegram="@carla_100", kind="media")
+    renamed = await update_contact(session, carla.id, name="Carla Sur")
+    assert (renamed.name, renamed.email, renamed.telegram) == ("Carla Sur", None, "@carla_100")
 
 
 async def test_search_contacts(session: AsyncSession) -> None:
@@ -216,8 +236,9 @@ async def test_lists(session: AsyncSession) -> None:
     assert not await remove_from_list(session, ana.id, "press")
     with pytest.raises(NotFound, match="^no list named 'ghost'$"):
         await remove_from_list(session, ana.id, "ghost")
-    with pytest.raises(ValidationError, match="^list name is empty$"):
+    with pytest.raises(ValidationError, match="^list name is empty$") as refused:
         await get_or_create_list(session, "  ")
+    assert refused.value.details == {"field": "lists"}
 
 
 async def test_delete_contact(session: AsyncSession) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.contacts.csv_import import EXPORT_COLUMNS, ImportReport, RowError, export_contacts_csv, import_csv
@@ -17,6 +17,7 @@ from alerts.contacts.directory import create_contact, update_contact
 from alerts.core.errors import ValidationError
 from alerts.core.telegram import HINT
 from alerts.store.models import Contact, ContactList, ListMember
+from tests.conftest import PG_ADMIN_URL
 
 HEADER = "name,email,telegram,kind,language,organisation,country,lists"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -206,12 +207,13 @@ async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionma
 
 
 @pytest.mark.parametrize(
-    ("header", "message"),
+    ("header", "message", "column"),
     [
-        ("email,telegram,kind,language", "row 1: missing column 'name'"),
+        ("email,telegram,kind,language", "row 1: missing column 'name'", "name"),
         (
             "name,kind,lists",
             "row 1: no address column: the file needs an 'email' or a 'telegram' column (or both)",
+            "email",
         ),
         (
             "name,email,telegram,kind,language,organisation,country,lists,phone",
@@ -219,27 +221,41 @@ async def test_row_numbers_count_the_header_as_row_one(sessions: async_sessionma
                 "row 1: unknown column 'phone'; the columns are name, email, telegram, kind, language, "
                 "organisation, country, lists, title, form_of_address"
             ),
+            "phone",
         ),
         (
             "name,email,EMAIL,telegram,kind,language,organisation,country,lists",
             "row 1: column 'email' appears twice",
+            "email",
         ),
     ],
 )
 async def test_bad_header_refuses_the_file(
-    sessions: async_sessionmaker[AsyncSession], header: str, message: str
+    sessions: async_sessionmaker[AsyncSession], header: str, message: str, column: str
 ) -> None:
     line = ",".join(["A", "a@example.org", "", "media", "", "", "", "", "x"][: header.count(",") + 1])
     with pytest.raises(ValidationError) as caught:
         await import_csv(sessions, csv_bytes(line, header=header), list_name="new-list")
     assert caught.value.message == message
+    assert caught.value.details == {"row": 1, "column": column}
     assert await count(sessions, Contact) == 0
     assert await count(sessions, ContactList) == 0
 
 
-async def test_empty_file_is_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
-    with pytest.raises(ValidationError, match=r"^row 1: the file is empty; expected a header line$"):
+async def test_an_empty_file_and_a_zero_batch_size_are_refused(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    with pytest.raises(
+        ValidationError, match=r"^row 1: the file is empty; expected a header line$"
+    ) as caught:
         await import_csv(sessions, io.BytesIO(b""))
+    assert caught.value.details == {"row": 1}
+    with pytest.raises(ValidationError) as caught:
+        await import_csv(sessions, csv_bytes("A,a@example.org,,media,,,,"), batch_size=0)
+    assert (caught.value.message, caught.value.details) == (
+        "batch_size must be at least 1",
+        {"field": "batch_size"},
+    )
 
 
 async def test_non_utf8_file_names_the_row_and_writes_nothing(
@@ -335,6 +351,9 @@ async def test_reimport_is_idempotent_and_late_duplicate_promotes_to_updated(
         sessions, csv_bytes(*lines, "Ana,ana@example.org,,media,,,,urgent"), batch_size=1
     )
     assert (later.unchanged, later.updated, later.merged_in_file) == (2, 1, 1)
+    # a row repeated in a later batch without a change stays counted once, unchanged
+    repeated = await import_csv(sessions, csv_bytes(*lines, lines[1]), batch_size=1)
+    assert (repeated.unchanged, repeated.updated, repeated.merged_in_file) == (3, 0, 1)
 
 
 async def test_list_name_adds_every_imported_contact(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -365,6 +384,39 @@ async def test_bulk_import(sessions: async_sessionmaker[AsyncSession]) -> None:
     assert await count(sessions, Contact) == 3000
     assert await count(sessions, ListMember) == 6000
     assert elapsed < 15, elapsed
+
+
+async def analyzed(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """How many times each table the import writes was ANALYZEd by hand (not by autovacuum)."""
+    async with sessions() as s:
+        rows = await s.execute(
+            text(
+                "SELECT relname, analyze_count FROM pg_stat_user_tables"
+                " WHERE relname IN ('contacts', 'list_members', 'lists')"
+            )
+        )
+        return {name: int(n) for name, n in rows}
+
+
+@pytest.mark.skipif(not PG_ADMIN_URL, reason="needs PostgreSQL (ALERTS_TEST_DATABASE_URL)")
+async def test_postgresql_statistics_are_refreshed_after_batches_1_2_4_8(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    before = await analyzed(sessions)
+    await import_csv(sessions, csv_bytes("A,a@example.org,,public,,,,press"))
+    once = await analyzed(sessions)
+    assert {name: n - before.get(name, 0) for name, n in once.items()} == {
+        "contacts": 1,
+        "list_members": 1,
+        "lists": 1,
+    }
+    lines = [f"P{i},p{i}@example.org,,public,,,,press" for i in range(5)]
+    await import_csv(sessions, csv_bytes(*lines), batch_size=1)  # batches 1, 2 and 4 of 5
+    assert {name: n - once[name] for name, n in (await analyzed(sessions)).items()} == {
+        "contacts": 3,
+        "list_members": 3,
+        "lists": 3,
+    }
 
 
 async def test_progress_bar_goes_to_stderr(
@@ -451,6 +503,7 @@ async def test_an_overlong_line_refuses_the_file_before_parsing(
     with pytest.raises(ValidationError) as info:
         await import_csv(sessions, io.BytesIO(data))
     assert info.value.message == "line 3: longer than 65,536 bytes; is this a contacts CSV file?"
+    assert info.value.details == {"line": 3}
     async with sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Contact))).scalar_one() == 0
 

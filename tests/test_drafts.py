@@ -173,6 +173,7 @@ async def test_public_kind_makes_the_alert_public_unless_told_otherwise(
         ({"family": "../etc"}, ValidationError, "template family: '../etc' is not a valid family name"),
         ({"family": "nope"}, ValidationError, "template family 'nope' does not exist"),
         ({"title": "  "}, ValidationError, "title: must not be empty"),
+        ({"title": "x" * 301}, ValidationError, "title: longer than 300 characters"),
         ({"case_data": CASE | {"born": date(1990, 1, 2)}}, ValidationError,
          "case data: born holds a date, which cannot be stored"),
         ({"case_data": CASE | {"defender": {"name": "Ana\x00"}}}, ValidationError,

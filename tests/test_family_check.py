@@ -85,9 +85,20 @@ def test_a_catalogue_missing_a_sentence_is_reported_at_the_catalogue(tmp_path: P
     assert problems(tmp_path) == ["solidarity-note/messages/fr.toml: missing note_lead"]
 
 
+def test_a_missing_template_is_reported_at_its_file(tmp_path: Path) -> None:
+    family = write_own_family(tmp_path)
+    (family / "subject.txt.j2").unlink()
+    found = problems(tmp_path)
+    assert found[0] == (
+        "solidarity-note/subject.txt.j2: template 'solidarity-note/subject.txt.j2' is missing "
+        "(authority × email × en, required extras only)"
+    )
+
+
 def test_a_folder_without_a_family_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="no template family here"):
+    with pytest.raises(ValidationError, match="no template family here") as refused:
         check_folder(tmp_path)
+    assert refused.value.details == {"folder": str(tmp_path.resolve())}
 
 
 def test_the_cli_prints_problems_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -336,10 +336,29 @@ def test_fit_telegram_closes_tags_and_cuts_long_paragraphs_at_a_word() -> None:
     assert fitted.startswith("<b>Title</b>\n<i>word &amp; word")
     assert fitted.endswith("</i>\n…\n(shortened)")
     assert not re.search(r"&[a-z]*</i>", fitted)  # never half an entity
+    # a closing tag closes what was left open inside it: only the <u> is still open at the cut
+    misnested = "<b>Lead <i>note</b>\n<u>" + "word " * 1000 + "</u>"
+    assert fit_telegram(misnested, more="(shortened)", limit=500).endswith("word</u>\n…\n(shortened)")
     no_link = RENDERER.render(
         "urgent-appeal", case(demands=["x " * 999] * 50), audience="public", channel="telegram", language="es"
     )
     assert no_link.text.endswith("\n…\n(Este mensaje ha sido abreviado.)")
+
+
+def test_fit_telegram_keeps_a_line_that_just_fits_and_never_half_a_tag() -> None:
+    room = 500 - len("\n…\nm") - 64  # what the lines may take, the closing tags' room kept aside
+    just_fits = "a" * (room - 1)  # with its newline: exactly the room
+    assert fit_telegram(just_fits + "\n" + "b" * 600, more="m", limit=500) == just_fits + "\n…\nm"
+    # a huge paragraph after less than half the room is cut at a word, not dropped
+    fitted = fit_telegram("x" * 180 + "\n" + "word " * 200, more="m", limit=500)
+    assert fitted.startswith("x" * 180 + "\nword word") and fitted.endswith("word\n…\nm")
+    # a cut inside a link's tag drops the tag, even after a complete tag earlier on the line
+    link = '<a href="https://example.org/' + "p" * 300 + '">link</a>'
+    fitted = fit_telegram("<b>Title</b> " + "word " * 70 + link, more="m", limit=500)
+    assert fitted == "<b>Title</b> " + "word " * 69 + "word\n…\nm"
+    # a complete entity at the cut is kept whole
+    entities = "<i>" + "word &amp; " * 1000 + "</i>"
+    assert fit_telegram(entities, more="m", limit=490).endswith(" word &amp;</i>\n…\nm")
 
 
 def test_render_string_for_officer_text() -> None:

@@ -8,12 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.compose import approval
 from alerts.contacts import optout, subscriptions
+from alerts.contacts.directory import create_contact
+from alerts.contacts.erasure import erase_contact
 from alerts.contacts.subscriptions import Confirmation, Signer
 from alerts.core.clock import utcnow
-from alerts.core.errors import Conflict
+from alerts.core.errors import Conflict, ValidationError
 from alerts.core.signing import Signing
 from alerts.delivery.publish import publish
-from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
+from alerts.store.models import AuditEntry, Contact, Delivery, DeliveryEvent, Suppression
 from tests.factories import approved_alert, make_users
 
 SECRET = "test-secret-key-0123456789"
@@ -133,6 +135,181 @@ async def test_a_subscribe_request_changes_nothing_of_a_contact_that_still_recei
         contact = await session.get(Contact, contact_id, populate_existing=True)
         assert contact is not None
         assert (contact.status, contact.language, contact.topics) == ("active", "es", None)
+
+
+async def test_stop_in_a_chat_stops_its_contacts_and_keeps_the_chat_out(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        first = await create_contact(session, name="Ana", telegram="4141", kind="public", language="fr")
+        await create_contact(
+            session, name="Ana Ruiz", email="ana@example.org", telegram="4242", kind="partner", language="es"
+        )
+        await session.flush()
+        # the first moves to the chat: on PostgreSQL its new row version lies behind the second
+        first.telegram = "4242"
+        first_id = first.id
+    async with sessions.begin() as session:
+        assert await optout.stop_chat(session, chat_id="4242", now=now) == "fr"  # the first contact's
+        assert await optout.stop_chat(session, chat_id="777", now=now) == "en"  # no contact: kept out too
+    async with sessions() as session:
+        rows = await session.execute(
+            select(
+                Suppression.channel, Suppression.address_key, Suppression.reason, Suppression.detail
+            ).order_by(Suppression.address_key)
+        )
+        assert [tuple(row) for row in rows] == [
+            ("telegram", "4242", "unsubscribed", "unsubscribed via telegram"),
+            ("telegram", "777", "unsubscribed", "unsubscribed via telegram"),
+        ]
+        entries = await session.execute(
+            select(AuditEntry.user_id, AuditEntry.object_id, AuditEntry.details).where(
+                AuditEntry.action == "contact.unsubscribe"
+            )
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (None, str(first_id), {"via": "telegram", "channels": ["telegram"], "status": "unsubscribed"}),
+        ]
+        # the second still receives by email
+        assert list(await session.scalars(select(Contact.status).order_by(Contact.id))) == [
+            "unsubscribed",
+            "active",
+        ]
+
+
+async def test_preferences_are_audited_and_an_unknown_channel_is_refused_by_name(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        contact = await create_contact(
+            session, name="Ana", email="ana@example.org", telegram="4242", kind="public", language="es"
+        )
+        with pytest.raises(ValidationError) as refused:
+            await optout.update_preferences(session, contact, channels=["sms", "fax"], language="fr", now=now)
+        assert (refused.value.message, refused.value.details) == (
+            "channels: 'fax' is not one of email, telegram",
+            {"field": "channels"},
+        )
+        await optout.update_preferences(
+            session, contact, channels=["telegram", "email"], language="fr", now=now
+        )
+        contact_id = contact.id
+    async with sessions() as session:
+        stored = await session.get(Contact, contact_id)
+        assert stored is not None
+        assert (stored.status, stored.channels, stored.language) == ("active", ["email", "telegram"], "fr")
+        entries = await session.execute(
+            select(
+                AuditEntry.user_id, AuditEntry.object_type, AuditEntry.object_id, AuditEntry.details
+            ).where(AuditEntry.action == "contact.preferences")
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (None, "contact", str(contact_id), {"channels": ["email", "telegram"], "language": "fr"})
+        ]
+
+
+async def test_confirming_lifts_an_earlier_erasure_of_the_address(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    signer = Signer(Signing(SECRET))
+    async with sessions.begin() as session:
+        erased = await create_contact(session, name="Ana", email="ana@example.org", kind="public")
+        await erase_contact(session, erased.id, now=utcnow())
+        assert [row.reason for row in await session.scalars(select(Suppression))] == ["erased"]
+        requested = await subscriptions.subscribe(session, _request("Ana@example.org"), now=utcnow())
+        assert requested.confirm and requested.contact.status == "pending"
+        result, _ = await subscriptions.confirm(
+            session, signer, signer.confirm_token(requested.contact), now=utcnow()
+        )
+        assert result is Confirmation.CONFIRMED
+        # new, explicit consent: neither the plain nor the hashed key keeps the address out
+        assert (await session.execute(select(Suppression))).all() == []
+
+
+async def test_unsubscribe_stops_what_still_receives_and_says_when_there_was_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        contact = await create_contact(
+            session, name="Desk", email="desk@partner.org", telegram="4242", kind="partner"
+        )
+        assert await optout.unsubscribe(session, contact, now=now, via="telegram", channels=("telegram",))
+        # the chat is stopped already and the email still receives: nothing is written
+        assert not await optout.unsubscribe(session, contact, now=now, via="telegram", channels=("telegram",))
+        # the press channel shares the email address: stopping it stops the email (via the link)
+        assert await optout.unsubscribe(session, contact, now=now, channels=("press",))
+        assert contact.status == "unsubscribed"
+        contact_id = contact.id
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Suppression.channel, Suppression.address_key, Suppression.detail).order_by(
+                Suppression.channel
+            )
+        )
+        assert [tuple(row) for row in rows] == [
+            ("email", "desk@partner.org", "unsubscribed via link"),
+            ("telegram", "4242", "unsubscribed via telegram"),
+        ]
+        entries = await session.execute(
+            select(AuditEntry.object_id, AuditEntry.details)
+            .where(AuditEntry.action == "contact.unsubscribe")
+            .order_by(AuditEntry.id)
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (str(contact_id), {"via": "telegram", "channels": ["telegram"], "status": "active"}),
+            (str(contact_id), {"via": "link", "channels": ["email"], "status": "unsubscribed"}),
+        ]
+
+
+async def test_start_in_a_new_chat_creates_a_named_public_contact_and_audits_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        started = await optout.start_chat(session, chat_id="5151", name="", language="es", now=utcnow())
+    assert started.created
+    async with sessions() as session:
+        [contact] = await session.scalars(select(Contact))
+        assert (contact.id, contact.name, contact.telegram, contact.kind, contact.language) == (
+            started.contact_ids[0],
+            "Telegram subscriber",
+            "5151",
+            "public",
+            "es",
+        )
+        entries = await session.execute(
+            select(AuditEntry.user_id, AuditEntry.object_id, AuditEntry.details).where(
+                AuditEntry.action == "contact.subscribe"
+            )
+        )
+        assert [tuple(entry) for entry in entries] == [
+            (None, str(contact.id), {"via": "telegram", "language": "es", "created": True})
+        ]
+
+
+async def test_expire_pending_removes_stale_requests_and_audits_how_many(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from datetime import timedelta
+
+    now = utcnow()
+    async with sessions.begin() as session:
+        for address in ("old1@example.org", "old2@example.org"):
+            await subscriptions.subscribe(session, _request(address), now=now - timedelta(days=8))
+        await subscriptions.subscribe(session, _request("new@example.org"), now=now)
+    async with sessions.begin() as session:
+        assert await subscriptions.expire_pending(session, now=now, days=0) == 0  # 0: keep them
+        assert await subscriptions.expire_pending(session, now=now, days=7) == 2
+    async with sessions() as session:
+        assert list(await session.scalars(select(Contact.email))) == ["new@example.org"]
+        entries = await session.execute(
+            select(AuditEntry.user_id, AuditEntry.object_id, AuditEntry.details).where(
+                AuditEntry.action == "contact.expire_pending"
+            )
+        )
+        assert [tuple(entry) for entry in entries] == [(None, None, {"removed": 2, "days": 7})]
 
 
 async def test_sending_a_confirmation_says_whether_it_went_and_logs_a_failure_without_the_address(
