@@ -271,6 +271,17 @@ async def test_non_utf8_file_names_the_row_and_writes_nothing(
     assert await count(sessions, Contact) == 0
 
 
+async def test_a_header_that_is_not_utf8_is_row_1(sessions: async_sessionmaker[AsyncSession]) -> None:
+    body = HEADER.replace("name", "nóm").encode("latin-1") + b"\nP,p@example.org,,public,,,,\n"
+    with pytest.raises(ValidationError) as caught:
+        await import_csv(sessions, io.BytesIO(body))
+    assert (caught.value.message, caught.value.details) == (
+        'row 1: not valid UTF-8 (byte 0xf3); save the file as "CSV UTF-8"',
+        {"row": 1},
+    )
+    assert await count(sessions, Contact) == 0
+
+
 @pytest.mark.parametrize("batch_size", [1, 1000])
 async def test_duplicates_in_file_are_merged(
     sessions: async_sessionmaker[AsyncSession], batch_size: int

@@ -106,7 +106,7 @@ def _lines(fh: BinaryIO) -> Iterator[str]:
 def _records(fh: BinaryIO) -> Iterator[tuple[int, list[str]]]:
     """(row number, cells) for every record, the header being row 1; ValidationError on bad bytes."""
     lines = _lines(fh)
-    row = 1
+    row = 0  # the last row read; a fault is in the next one (the header is row 1)
     try:
         first = next(lines, "")
         delimiter = ";" if first.count(";") > first.count(",") else ","
