@@ -95,6 +95,39 @@ async def test_a_shared_chat_gets_one_copy_even_when_its_first_contact_is_out_of
     assert rows == [(insiders[0], "-100777")] and outsider < insiders[0]
 
 
+async def test_an_update_gives_a_chat_one_copy_when_two_of_its_recipients_share_it_by_now(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        first, second = await add_contacts(session, 2, telegram=True)
+        original = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        assert await publish(session, original, now=utcnow()) == 2  # two chats, one copy each
+        await session.execute(update(Delivery).values(state="sent"))
+        # since then an officer moved the second contact to the first one's group chat
+        chat = (await session.execute(select(Contact.telegram).where(Contact.id == first))).scalar_one()
+        await session.execute(update(Contact).where(Contact.id == second).values(telegram=chat))
+        follow = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            channels=("telegram",),
+            parent_id=original.id,
+        )
+        assert await publish(session, follow, now=utcnow()) == 1
+        rows = (
+            await session.execute(
+                select(Delivery.contact_id, Delivery.address).where(Delivery.alert_id == follow.id)
+            )
+        ).all()
+    assert rows == [(first, chat)]
+
+
 async def test_a_channel_this_service_cannot_send_on_is_refused_up_front(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

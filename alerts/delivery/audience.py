@@ -169,7 +169,7 @@ def previous_recipients_select(
         conditions.append(Contact.kind.in_(list(kinds)))
     if exclude_kinds:
         conditions.append(Contact.kind.not_in(list(exclude_kinds)))
-    return (
+    rows = (
         select(
             literal(alert_id).label("alert_id"),
             Contact.id.label("contact_id"),
@@ -181,6 +181,20 @@ def previous_recipients_select(
         .join(Contact, Contact.id == Delivery.contact_id)
         .where(*conditions)
     )
+    # One delivery per channel and address, as the original's fan-out wrote: two of its
+    # recipients may share a Telegram chat by now (one was edited to the other's group), and
+    # the chat must get the update once.
+    ranked = rows.add_columns(
+        func.row_number().over(partition_by=(Delivery.channel, address), order_by=Contact.id).label("rank")
+    ).subquery()
+    return select(
+        ranked.c.alert_id,
+        ranked.c.contact_id,
+        ranked.c.channel,
+        ranked.c.audience,
+        ranked.c.language,
+        ranked.c.address,
+    ).where(ranked.c.rank == 1)
 
 
 def matching_contacts(lists: Sequence[str], kinds: Sequence[str]) -> list[ColumnElement[bool]]:
