@@ -184,17 +184,7 @@ def previous_recipients_select(
     # One delivery per channel and address, as the original's fan-out wrote: two of its
     # recipients may share a Telegram chat by now (one was edited to the other's group), and
     # the chat must get the update once.
-    ranked = rows.add_columns(
-        func.row_number().over(partition_by=(Delivery.channel, address), order_by=Contact.id).label("rank")
-    ).subquery()
-    return select(
-        ranked.c.alert_id,
-        ranked.c.contact_id,
-        ranked.c.channel,
-        ranked.c.audience,
-        ranked.c.language,
-        ranked.c.address,
-    ).where(ranked.c.rank == 1)
+    return _first_contact_per(rows, Delivery.channel, address)
 
 
 def matching_contacts(lists: Sequence[str], kinds: Sequence[str]) -> list[ColumnElement[bool]]:
@@ -294,8 +284,13 @@ def audience_select(
         return rows
     # One delivery per chat even if several contacts share it: the lowest id among those IN
     # this audience (deduplicating against all contacts could leave the chat with nothing).
+    return _first_contact_per(rows, Contact.telegram)
+
+
+def _first_contact_per(rows: Select[Any], *partition: Any) -> Select[Any]:
+    """``rows`` (the fan-out columns) keeping, per value of ``partition``, the lowest contact id."""
     ranked = rows.add_columns(
-        func.row_number().over(partition_by=Contact.telegram, order_by=Contact.id).label("rank")
+        func.row_number().over(partition_by=partition, order_by=Contact.id).label("rank")
     ).subquery()
     return select(
         ranked.c.alert_id,
