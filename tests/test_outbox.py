@@ -337,6 +337,31 @@ async def test_an_alert_whose_case_names_no_country_reaches_those_who_chose_no_c
         assert (await session.execute(select(Delivery.contact_id))).scalars().all() == [ids[0]]
 
 
+async def test_a_country_given_per_language_matches_the_subscribers_english_choice(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Subscribers pick countries by their English name; a case may name its country per
+    language (``{en = "Calvera", fr = "Calvéra"}``): the English one is matched."""
+    from alerts.contacts.subscriptions import clean_topics
+    from alerts.store.models import AlertVersion
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        ids = await add_contacts(session, 3)
+        await _with_topics(
+            session,
+            {ids[0]: clean_topics([], ["Calvera"]), ids[1]: clean_topics([], ["Calvéra"]), ids[2]: None},
+        )
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        version = (
+            await session.execute(select(AlertVersion).where(AlertVersion.alert_id == alert.id))
+        ).scalar_one()
+        version.case_data = {**version.case_data, "country": {"en": "Calvera", "fr": "Calvéra"}}
+        await session.flush()
+        assert await publish(session, alert, now=utcnow()) == 2
+        assert sorted((await session.execute(select(Delivery.contact_id))).scalars().all()) == [ids[0], ids[2]]
+
+
 async def _refusal(session: AsyncSession, alert: object, **kw: object) -> tuple[str, dict[str, object]]:
     import pytest
 
