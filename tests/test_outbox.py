@@ -488,6 +488,28 @@ async def test_an_alert_only_for_an_unconfigured_webhook_is_refused_saying_so(
     assert details == {"alert": alert.id, "reason": "no_channel", "matching": 0, "left_out": {}}
 
 
+async def test_an_update_only_for_an_unconfigured_webhook_is_refused_saying_so(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Not "suppressed": the original's recipients are fine, the update names no channel that
+    reaches them."""
+    from sqlalchemy import update
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        original = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id,
+            channels=("webhook",),
+        )  # fmt: skip
+        message, details = await _refusal(session, follow)
+    assert details == {"alert": follow.id, "reason": "no_channel", "matching": 0, "left_out": {}}
+    assert "the webhook has no URL configured" in message
+
+
 async def test_an_update_whose_originals_recipients_are_all_left_out_is_refused_saying_why(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
