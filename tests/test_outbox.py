@@ -658,3 +658,27 @@ async def test_the_audience_report_of_an_alert_leaves_out_other_topics_and_ignor
     assert got.deliveries == 1 and wants
     assert got.left_out_counts == {"other_topics": 1}
     assert [(c.contact_id, c.reason) for c in got.left_out] == [(other_topic, "other_topics")]
+
+
+async def test_sending_on_channels_this_service_lacks_is_refused_naming_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Checked again at send (the config may have changed since the alert was written)."""
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        one = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email", "webhook"))
+        two = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("telegram", "webhook")
+        )
+        said_one, _ = await _refusal(session, one, available={"email"})
+        said_two, details = await _refusal(session, two, available={"email"})
+    assert said_one == (
+        f"alert {one.id}: channel webhook is not configured on this service (see [webhook] in the "
+        "config); remove it from the alert or configure it."
+    )
+    assert said_two == (
+        f"alert {two.id}: channels telegram, webhook are not configured on this service (see "
+        "[telegram] in the config); remove them from the alert or configure them."
+    )
+    assert details == {"alert": two.id, "channels": ["telegram", "webhook"]}

@@ -119,7 +119,7 @@ def not_configured(missing: Sequence[str]) -> Text:
         if len(missing) == 1
         else N_(
             "channels: %(channels)s are not configured on this service (see [%(first)s] in the "
-            "config); remove it from the alert or configure it."
+            "config); remove them from the alert or configure them."
         )
     )
     return Text(msgid, {"channels": ", ".join(missing), "first": missing[0]})
