@@ -155,6 +155,12 @@ async def create(
     _require_channels(app, audience.channels)
     now = utcnow()
     async with app.sessions.begin() as session:
+        if parent_id is not None and await session.get(Alert, parent_id) is None:
+            raise ValidationError.said(
+                N_("parent_id: there is no alert %(alert)s to update."),
+                details={"field": "parent_id"},
+                alert=parent_id,
+            )
         await drafts.require_open_case(session, parent_id)
         alert = await drafts.create_alert(
             session,
