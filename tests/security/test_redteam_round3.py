@@ -16,6 +16,7 @@ from sqlalchemy import text
 from alerts.service import make_dispatcher
 from tests.parity.conftest import Faces, faces
 from tests.parity.test_workflow import _api, approved, contacts, draft
+from tests.web import P
 
 __all__ = ["contacts", "faces"]  # the fixtures, imported for these tests
 
@@ -134,3 +135,24 @@ async def test_two_admins_adding_the_same_list_at_once_get_no_server_error(
             faces.api("admin", "POST", "/lists", json={"name": f"press-{n}"}),
         )
         assert sorted(status for status, _ in answers) == [201, 409], answers
+
+
+# -- a local time that does not exist --------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="round 3: a local time in the DST gap is silently moved an hour")
+async def test_a_send_time_in_the_spring_forward_gap_is_refused_not_moved(
+    faces: Faces, contacts: list[int]
+) -> None:
+    """With ``[scheduler] timezone = "Europe/Paris"``, 02:30 on 28 March 2027 never happens
+    (the clocks go from 02:00 to 03:00). The page's ``parse_local`` attaches the zone with
+    ``replace(tzinfo=…)`` and the alert is scheduled for 03:30 local (01:30 UTC) without a word;
+    it should be refused naming the field, as a malformed time is, and nothing scheduled."""
+    faces.app.settings = faces.app.settings.replace("scheduler", timezone="Europe/Paris")
+    alert_id = await approved(faces)
+    page = await faces.page("officer")
+    await page.get(f"{P}/alerts/{alert_id}")
+    r = await page.post(f"{P}/alerts/{alert_id}/send", {"mode": "schedule", "at": "2027-03-28T02:30"})
+    scheduled = await _rows(faces, "SELECT status, send_at FROM alerts WHERE id = :a", a=alert_id)
+    assert r.status == 422, (r.status, scheduled)
+    assert [s for s, _ in scheduled] == ["approved"]
