@@ -11,11 +11,15 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.delivery.messages import message_id
 from alerts.service import make_dispatcher
+from alerts.store.models import Delivery
 from tests.parity.conftest import Faces, faces
 from tests.parity.test_workflow import _api, approved, contacts, draft
+from tests.test_inbound import NOTHING, apply, bounce_for, outcome, sent_alert
 from tests.web import P
 
 __all__ = ["contacts", "faces"]  # the fixtures, imported for these tests
@@ -156,3 +160,29 @@ async def test_a_send_time_in_the_spring_forward_gap_is_refused_not_moved(
     scheduled = await _rows(faces, "SELECT status, send_at FROM alerts WHERE id = :a", a=alert_id)
     assert r.status == 422, (r.status, scheduled)
     assert [s for s, _ in scheduled] == ["approved"]
+
+
+# -- a forged bounce built from what anyone can guess --------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="round 3: Message-IDs are guessable, and one is enough to suppress")
+async def test_a_bounce_forged_from_guessable_message_ids_suppresses_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Message-IDs are ``<alert-{alert id}.c{contact id}@{the From domain}>``: the alert id is in
+    the public archive, contact ids count up from 1, and the domain is in every alert's From.
+    Someone who wants a ministry's or a rapporteur's published address to stop getting alerts
+    mails the bounce address (a plain return path is accepted even with VERP on) one DSN per
+    guessed contact id, each naming that address. ``inbound._by_message_id`` takes the guessed
+    Message-ID plus the named address as proof; the address is suppressed for every later alert
+    (a lost message each time). A report should need something the forger cannot know (the
+    signed VERP return path, or a Message-ID that carries a MAC)."""
+    _, mid = await sent_alert(sessions)
+    async with sessions() as session:
+        alert_id = await session.scalar(select(Delivery.alert_id).limit(1))
+    assert alert_id is not None
+    domain = mid.rstrip(">").split("@", 1)[1]  # as the From address of any alert shows it
+    for guess in range(1, 6):
+        forged = bounce_for(message_id(alert_id, guess, domain), "person1@example.org")
+        await apply(sessions, forged)
+    assert await outcome(sessions) == NOTHING
