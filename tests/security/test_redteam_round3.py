@@ -205,3 +205,22 @@ async def test_a_bounce_forged_from_guessable_message_ids_suppresses_nothing(
         forged = bounce_for(message_id(alert_id, guess, domain), "person1@example.org")
         await apply(sessions, forged)
     assert await outcome(sessions) == NOTHING
+
+
+# -- a test message in a language nobody wrote ----------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="round 3: alert test renders English for any --language")
+async def test_a_test_message_in_a_language_the_alert_cannot_have_is_refused(
+    faces: Faces, contacts: list[int]
+) -> None:
+    """``alerts alert test ID --language zz`` (no language at all) or ``de`` (no template has
+    German) says "test message: sent" and mails the English text: the officer believes they
+    checked a version that does not exist. It should exit 2 naming --language, mailing nothing."""
+    alert_id = await draft(faces)
+    for language in ("zz", "de"):
+        run = await faces.cli(
+            "alert", "test", str(alert_id), "--to", "t@example.org", "--language", language, "--as", "officer"
+        )
+        assert run.code == 2 and "language" in run.err, (language, run.code, run.out, run.err)
+    assert [m for m in faces.smtp.messages() if "t@example.org" in m.rcpt_tos] == []
