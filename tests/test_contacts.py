@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.accounts.users import create_user
-from alerts.actions import alerts as alert_actions
 from alerts.actions import contacts as contact_actions
+from alerts.actions import responses
 from alerts.app import open_app
 from alerts.contacts.csv_import import import_csv
 from alerts.contacts.directory import (
@@ -526,7 +526,7 @@ async def test_a_responder_named_by_id_email_or_a_name_only_one_contact_has_is_m
     ]
     with pytest.raises(Conflict):  # the reference alone is ambiguous
         await get_contact(session, str(ana.id))
-    match = alert_actions.match_contact
+    match = responses.match_contact
     assert await match(session, str(ana.id)) is ana
     assert await match(session, f"telegram:{ana.id}") is chat
     assert await match(session, "ANA@example.org") is ana

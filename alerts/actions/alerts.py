@@ -7,38 +7,32 @@ presents what they return (see ``alerts.actions``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.accounts.users import check
 from alerts.app import App
 from alerts.compose import approval, drafts
 from alerts.compose.attachments import attach
-from alerts.contacts import directory
 from alerts.core.channels import ALL
 from alerts.core.clock import utcnow
-from alerts.core.errors import Conflict, NotFound, ValidationError
-from alerts.core.ids import parse_id
+from alerts.core.errors import Conflict, ValidationError
 from alerts.core.msgids import N_, Text
 from alerts.core.states import AlertStatus
-from alerts.delivery import controls, tracking
+from alerts.delivery import controls
 from alerts.followups.manage import cancel_for_alerts
 from alerts.followups.notices import notify_reviewers, review_notices
-from alerts.store import audit
-from alerts.store.models import Alert, Contact, User
+from alerts.store.models import Alert, User
 from channels import configured_channels
 
 #: An update alert in one of these statuses has not gone out: closing its case withdraws it.
 UNSENT = (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED, AlertStatus.SCHEDULED)
-MAX_SENDER = 320
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,18 +84,6 @@ class Closed:
     withdrawn: int = 0  # unsent deliveries of the alert, now cancelled
     followups: tuple[int, ...] = ()  # pending follow-ups cancelled (the alert's and its updates')
     updates: tuple[int, ...] = ()  # drafted update alerts withdrawn (closed unsent)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Responded:
-    """A response recorded: from a contact (``contact_id``) or from anyone (``sender``)."""
-
-    response_id: int
-    alert_id: int
-    contact_id: int | None
-    sender: str | None
-    summary: str
-    responded_at: datetime
 
 
 def unconfigured_channels(app: App) -> list[str]:
@@ -331,94 +313,3 @@ async def _unsent_updates(session: AsyncSession, alert_id: int) -> list[Alert]:
         .order_by(Alert.id)
     )
     return list(rows.all())
-
-
-async def respond(
-    app: App,
-    actor: User,
-    alert_id: int,
-    *,
-    summary: str,
-    sender: str | None = None,
-    contact_id: int | None = None,
-    responded_at: datetime | None = None,
-) -> Responded:
-    """Record an answer to the alert from anyone; linked to a contact when one matches.
-
-    ``contact_id`` names a contact exactly (else a Conflict naming the field: the alert exists
-    and the body is well formed, but names no contact we hold; a 404 would say the alert is
-    gone, and a 422 that the body broke the API's schema). ``sender`` is what the
-    officer wrote: a contact's id, email (any case), Telegram id or name links that contact;
-    anything else ("Ministry of Justice, by phone", an address we do not hold) is kept as written.
-    """
-    check(actor, "alert.respond")
-    text = clean_sender(sender)
-    now = utcnow()
-    async with app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id)
-        contact = None
-        if contact_id is not None:
-            try:
-                contact = await directory.get_contact(session, contact_id)
-            except NotFound as exc:
-                raise Conflict(f"contact_id: {exc.message}", details={"field": "contact_id"}) from None
-        elif text:
-            contact = await match_contact(session, text)
-        response = await tracking.record_response(
-            session,
-            alert,
-            contact_id=contact.id if contact is not None else None,
-            sender=None if contact is not None else text,
-            summary=summary,
-            recorded_by=actor.id,
-            now=now,
-            responded_at=responded_at,
-        )
-        await audit.record(
-            session,
-            user_id=actor.id,
-            action="alert.respond",
-            object_type="alert",
-            object_id=alert.id,
-            details={"response": response.id, "contact": response.contact_id},
-            now=now,
-        )
-        return Responded(
-            response_id=response.id,
-            alert_id=alert.id,
-            contact_id=response.contact_id,
-            sender=response.sender,
-            summary=response.summary,
-            responded_at=response.responded_at,
-        )
-
-
-def clean_sender(sender: str | None) -> str | None:
-    """Who answered, as written (None when blank); ValidationError if too long or unprintable."""
-    text = (sender or "").strip()
-    if not text:
-        return None
-    if len(text) > MAX_SENDER:
-        raise ValidationError(f"from: longer than {MAX_SENDER} characters.", details={"field": "from"})
-    if _CONTROL.search(text):
-        raise ValidationError("from: must not contain control characters.", details={"field": "from"})
-    return text
-
-
-async def match_contact(session: AsyncSession, text: str) -> Contact | None:
-    """The contact ``text`` names (id, email, Telegram id, or a name only one contact has), or None."""
-    try:
-        number = parse_id(text)
-        return await directory.get_contact(session, number if number is not None else text)
-    except (NotFound, ValidationError):
-        pass  # not an id, email or chat we hold: perhaps a name
-    named = list(
-        (
-            await session.scalars(
-                select(Contact)
-                .where(func.lower(Contact.name) == text.lower(), Contact.status != "erased")
-                .limit(2)
-            )
-        ).all()
-    )
-    return named[0] if len(named) == 1 else None

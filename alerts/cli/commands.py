@@ -15,7 +15,7 @@ from alerts.accounts import users
 from alerts.actions import alerts as alert_actions
 from alerts.actions import contacts as contact_actions
 from alerts.actions import followups as followup_actions
-from alerts.actions import sending
+from alerts.actions import responses, sending
 from alerts.app import open_app
 from alerts.cli.acting import actor, quiet_app
 from alerts.cli.textio import print_json, read_case_file
@@ -221,7 +221,7 @@ def closed_line(closed: alert_actions.Closed) -> str:
 
 async def alert_respond(args: argparse.Namespace, settings: Settings) -> int:
     async with quiet_app(settings) as app:
-        done = await alert_actions.respond(
+        done = await responses.respond(
             app, await actor(app, args.as_user), args.id, sender=args.contact, summary=args.summary
         )
     source = f"contact {done.contact_id}" if done.contact_id is not None else "a sender who is not a contact"

@@ -27,12 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.core.channels import ChannelName
 from alerts.core.states import CLAIMABLE_STATES, DeliveryState, EventType
-from alerts.delivery.audience import PUBLIC, public_withdrawn, suppression_key_sql
+from alerts.delivery.audience import contact_address_sql, suppression_key_sql
 from alerts.delivery.messages import Claimed
+from alerts.delivery.stale import withdraw_stale
 from alerts.store.db import any_of
-from alerts.store.events import append_events, event_row, events_from, record_moves
+from alerts.store.events import events_from, record_moves
 from alerts.store.models import Alert, Contact, Delivery, Suppression, UTCDateTime
 
 _CLAIMABLE = [str(s) for s in CLAIMABLE_STATES]
@@ -61,6 +61,8 @@ def _candidates(for_alert: bool) -> Executable:
             Contact.status.label("contact_status"),
             Contact.name.label("contact_name"),
             Contact.token.label("contact_token"),
+            Contact.kind.label("contact_kind"),
+            contact_address_sql(Delivery.channel).label("contact_address"),
             suppressed.label("suppressed"),
         )
         .join(Alert, Alert.id == Delivery.alert_id)
@@ -138,7 +140,7 @@ async def claim_due(
     picked = (await session.execute(_candidates(alert_id is not None), params)).all()
     if not picked:
         return []
-    picked = await _withdraw_stale(session, picked, now=now)
+    picked = await withdraw_stale(session, picked, now=now)
     if not picked:
         return []
     ids = [row.id for row in picked]
@@ -165,72 +167,6 @@ async def claim_due(
         )
         for r in sorted(picked, key=lambda r: r.id)
     ]
-
-
-def _stale_reason(row: Any, withdrawn: set[int]) -> tuple[DeliveryState, str] | None:
-    """Why a due delivery must not go out any more, if it must not.
-
-    Fan-out checked all this once; the claim checks again because minutes or hours can pass
-    before a delivery is due: the recipient may have unsubscribed, bounced or blocked the bot,
-    the contact may have been deleted or erased, the case closed, the defender's consent to
-    publicity withdrawn (``withdrawn``: the batch's alerts whose public contacts get nothing).
-    """
-    if row.alert_status == "closed":
-        return DeliveryState.CANCELLED, "alert closed"
-    if row.channel == ChannelName.WEBHOOK:
-        return None
-    if row.audience == PUBLIC and row.alert_id in withdrawn:
-        return DeliveryState.CANCELLED, "consent withdrawn"
-    if row.contact_id is None or not row.address:
-        return DeliveryState.CANCELLED, "contact deleted or erased"
-    if row.contact_status == "unsubscribed":
-        return DeliveryState.SUPPRESSED, "recipient unsubscribed"
-    if row.contact_status != "active":
-        return DeliveryState.CANCELLED, f"contact is {row.contact_status}"
-    if row.suppressed:
-        return DeliveryState.SUPPRESSED, "address suppressed since fan-out"
-    return None
-
-
-async def _withdraw_stale(session: AsyncSession, picked: Sequence[Any], *, now: datetime) -> list[Any]:
-    """Settle the picked rows that must not be sent; return the others.
-
-    Consent is looked up once for the whole batch, and only when it holds public deliveries;
-    the rows to settle are moved with one UPDATE per (state, reason).
-    """
-    public = {row.alert_id for row in picked if row.audience == PUBLIC and row.channel != "webhook"}
-    withdrawn = await public_withdrawn(session, public) if public else set()
-    keep: list[Any] = []
-    events: list[dict[str, Any]] = []
-    settle: dict[tuple[DeliveryState, str], list[int]] = {}
-    for row in picked:
-        stale = _stale_reason(row, withdrawn)
-        if stale is None:
-            keep.append(row)
-            continue
-        state, why = stale
-        settle.setdefault(stale, []).append(row.id)
-        events.append(
-            event_row(
-                delivery_id=row.id,
-                alert_id=row.alert_id,
-                type=EventType(str(state)),
-                at=now,
-                from_state=row.state,
-                to_state=str(state),
-                attempt=row.attempts,
-                detail=why,
-            )
-        )
-    for (state, why), ids in settle.items():
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(state=str(state), next_attempt_at=None, last_error=why, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    await append_events(session, events)
-    return keep
 
 
 async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: str, now: datetime) -> int:

@@ -33,7 +33,6 @@ async def _rows(faces: Faces, sql: str, **params: Any) -> list[Any]:
 # -- a contact's address corrected while the alert waits -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: the claim mails the address copied at fan-out")
 async def test_a_corrected_address_is_not_mailed_at_its_old_address(
     faces: Faces, contacts: list[int]
 ) -> None:
@@ -55,7 +54,6 @@ async def test_a_corrected_address_is_not_mailed_at_its_old_address(
     assert mailed == ["person1@example.org", "person2@example.org", "right@example.org"], mailed
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: the claim trusts the audience copied at fan-out")
 async def test_a_contact_made_public_after_fan_out_gets_nothing_without_consent(
     faces: Faces, contacts: list[int]
 ) -> None:

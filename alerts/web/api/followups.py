@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from alerts.actions import alerts as alert_actions
 from alerts.actions import followups as followup_actions
+from alerts.actions import responses
 from alerts.app import App
 from alerts.compose import casedata, drafts
 from alerts.contacts.fields import KINDS
@@ -205,7 +205,7 @@ async def add_response(ctx: Ctx) -> web.Response:
     body, user = ctx.body, ctx.user
     assert user is not None
     responded: str | None = body.get("responded_at")
-    done = await alert_actions.respond(
+    done = await responses.respond(
         ctx.app,
         user,
         ctx.id,

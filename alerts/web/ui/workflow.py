@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from alerts.actions import alerts as alert_actions
-from alerts.actions import sending
+from alerts.actions import responses, sending
 from alerts.core.errors import ValidationError
 from alerts.web.ui.alerts import alert_id
 from alerts.web.ui.pages import ID, Ctx, page, redirect
@@ -132,9 +132,7 @@ async def close(c: Ctx) -> web.Response:
 @page("alert.respond")
 async def respond(c: Ctx) -> web.Response:
     """POST …/responses: someone answered (a contact by number, email or name, or anyone)."""
-    await alert_actions.respond(
-        c.app, c.user, alert_id(c), sender=c.field("contact"), summary=c.field("summary")
-    )
+    await responses.respond(c.app, c.user, alert_id(c), sender=c.field("contact"), summary=c.field("summary"))
     return _back(c, "response")
 
 
