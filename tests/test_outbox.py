@@ -31,6 +31,38 @@ async def test_publishing_twice_creates_nothing_twice(sessions: async_sessionmak
         assert events == 100  # one queued event per delivery, none for the repeat
 
 
+async def test_each_new_delivery_gets_one_queued_event_the_webhooks_too_and_a_repeat_only_the_newcomers(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 3, telegram=True)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram", "webhook")
+        )
+        first = utcnow()
+        hook = "http://partner.test/hook"
+        assert await publish(session, alert, now=first, webhook_url=hook) == 7
+        await add_contacts(session, 2, start=10)  # joined the list since: email only
+        again = utcnow()
+        assert await publish(session, alert, now=again, webhook_url=hook) == 2
+        rows = (await session.execute(select(Delivery.id, Delivery.created_at))).all()
+        deliveries = {row.id: row.created_at for row in rows}
+        events = (await session.execute(select(DeliveryEvent))).scalars().all()
+        assert sorted(e.delivery_id for e in events) == sorted(deliveries)  # one each, no repeat
+        for e in events:
+            assert (e.alert_id, e.type, e.from_state, e.to_state, e.attempt, e.detail) == (
+                alert.id,
+                "queued",
+                None,
+                "queued",
+                0,
+                "fan-out",
+            )
+            assert e.at == deliveries[e.delivery_id]  # the publish that wrote the delivery
+        assert sum(e.at == again for e in events) == 2
+
+
 async def test_audience_filters_lists_kinds_suppressions_and_languages(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
