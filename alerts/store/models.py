@@ -296,6 +296,8 @@ class DeliveryEvent(Base):
     """Append-only history of a delivery: every state change and engagement."""
 
     __tablename__ = "delivery_events"
+    # an alert's opens and clicks (tracking.figures) without reading all its events
+    __table_args__ = (Index("ix_delivery_events_alert_type", "alert_id", "type"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
