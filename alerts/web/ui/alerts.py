@@ -130,7 +130,7 @@ async def alert_page(c: Ctx) -> web.Response:
         updates = list(
             (await session.scalars(select(Alert).where(Alert.parent_id == aid).order_by(Alert.id))).all()
         )
-        chart = await over_time(session, aid)
+        chart = await over_time(session, aid, charts=c.app.charts)
         names = await _names(
             session,
             {alert.author_id}
