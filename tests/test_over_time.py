@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
 from alerts.delivery.over_time import Charts, OverTime, over_time
+from alerts.store.db import commits_in_id_order
 from alerts.store.models import Delivery, DeliveryEvent
 from tests.factories import published_alert
 
@@ -81,6 +83,8 @@ async def test_an_event_committed_late_with_a_lower_id_is_counted(
     """PostgreSQL hands out ids before commit: a transaction may commit after one with higher ids."""
     alert_id = await published_alert(sessions, 3)
     async with sessions() as session:
+        if commits_in_id_order(session):
+            pytest.skip("SQLite: one writer at a time takes the next id and commits")
         top = int(await session.scalar(select(func.max(DeliveryEvent.id))) or 0)
     charts = Charts()
     await _add(sessions, alert_id, (0, "sent", T0), id=top + 100)

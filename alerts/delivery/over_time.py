@@ -5,11 +5,13 @@ draws; the totals are ``tracking``'s).
 Counting every event of the alert on each view cost hundreds of ms at 100,000 recipients, on
 every view of the alert's page. So ``Charts`` keeps, per alert, the times of the events shown
 (sorted, per channel and what they show) with how many events of the alert, of any kind, they
-were read from and the highest id among them; a view reads only the events since that id, in
-one statement that also counts all of the alert's events. Events are only ever added (``alerts
-prune`` deletes them all at once), so when the count kept plus the new ones is the count now,
-what is kept is exactly what the database holds; otherwise (an event committed late with a
-lower id, as PostgreSQL allows; a prune) the alert's events are read again from the start.
+were read from and the highest id among them; a view reads only the events since that id.
+Events are only ever added (``alerts prune`` deletes them all at once). On SQLite ids come in
+the order of commits, so what is kept plus what came since is what the database holds unless
+the alert's highest id is now below the one kept (a prune). On PostgreSQL a transaction may
+commit after one with higher ids, so the same statement counts all of the alert's events: the
+count kept plus the new ones must be the count now. Otherwise the events are read again from
+the start.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy import func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.states import DeliveryState
+from alerts.store.db import commits_in_id_order
 from alerts.store.models import Delivery, DeliveryEvent
 
 BUCKETS = 24
@@ -116,11 +119,27 @@ class Charts:
             self.kept.popitem(last=False)
 
 
-async def _since(
-    session: AsyncSession, alert_id: int, after: int
-) -> tuple[int, int, int, list[tuple[str, str, datetime]]]:
-    """(events of the alert now, events with an id above ``after``, their highest id, the shown
-    ones among them as (channel, state, at)): one statement, so one snapshot on PostgreSQL."""
+@dataclass(slots=True)
+class Seen:
+    """What one read of an alert's events found."""
+
+    new: int = 0  # events with an id above the last read
+    last_id: int = 0  # the highest of them
+    shown: list[tuple[str, str, datetime]] = field(default_factory=list)  # (channel, state, at)
+    total: int = -1  # all the alert's events now (-1: not counted, ids come in order)
+    top: int = 0  # the highest id of the alert's events now
+
+    def follows(self, kept: Read) -> bool:
+        """Whether ``kept`` and these new events are exactly the alert's events now."""
+        if self.total >= 0:
+            return kept.events + self.new == self.total
+        return self.top >= kept.last_id  # below: deleted (a prune)
+
+
+async def _since(session: AsyncSession, alert_id: int, after: int) -> Seen:
+    """The alert's events with an id above ``after``, and how many it has in all (or its
+    highest id, where ids come in order): one statement, so one snapshot on PostgreSQL."""
+    ordered = commits_in_id_order(session)
     counted = list(AS_SHOWN)
     mine = DeliveryEvent.alert_id == alert_id
     result: Any = await session.execute(
@@ -143,19 +162,26 @@ async def _since(
                 func.count(),
                 func.coalesce(func.max(DeliveryEvent.id), 0),
             ).where(mine, DeliveryEvent.id > after),
-            select(literal("all"), null(), null(), null(), func.count(), literal(0)).where(mine),
+            # the alert's events now: how many, or where ids come in order, the highest
+            select(
+                literal("all"),
+                null(),
+                null(),
+                null(),
+                literal(-1) if ordered else func.count(),
+                func.coalesce(func.max(DeliveryEvent.id), 0) if ordered else literal(0),
+            ).where(mine),
         )
     )
-    shown: list[tuple[str, str, datetime]] = []
-    total = new = last_id = 0
+    seen = Seen()
     for part, channel, state, at, n, top in result.all():
         if part == "shown":
-            shown.append((channel, state, at))
+            seen.shown.append((channel, state, at))
         elif part == "new":
-            new, last_id = int(n), int(top)
+            seen.new, seen.last_id = int(n), int(top)
         else:
-            total = int(n)
-    return total, new, last_id, shown
+            seen.total, seen.top = int(n), int(top)
+    return seen
 
 
 async def over_time(
@@ -164,11 +190,11 @@ async def over_time(
     """Sent, failed and bounced per channel in each slice of the alert's sending time, from
     what ``charts`` kept of the alert (read in full without it)."""
     kept = charts.get(alert_id) if charts is not None else Read()
-    total, new, last_id, shown = await _since(session, alert_id, kept.last_id)
-    if kept.events + new != total:  # not what the database holds: read it all again
+    seen = await _since(session, alert_id, kept.last_id)
+    if not seen.follows(kept):  # not what the database holds: read it all again
         kept = Read()
-        total, new, last_id, shown = await _since(session, alert_id, 0)
-    read = kept.plus(new, last_id, shown)
+        seen = await _since(session, alert_id, 0)
+    read = kept.plus(seen.new, seen.last_id, seen.shown)
     if charts is not None:
         charts.put(alert_id, read)
     return read.chart(buckets)
