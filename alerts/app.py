@@ -19,6 +19,7 @@ from alerts.core.verp import Verp
 from alerts.delivery.gauges import QueueGauges
 from alerts.delivery.links import TrackingLinks
 from alerts.delivery.messages import MessageBuilder, message_domain
+from alerts.delivery.over_time import Charts
 from alerts.delivery.wakeup import Doorbell
 from alerts.store.db import create_engine, make_read_sessionmaker, make_sessionmaker
 from channels import build_channels
@@ -41,6 +42,7 @@ class App:
     extras: dict[str, Any] = field(default_factory=dict)  # dispatcher, scheduler, capture…
     doorbell: Doorbell = field(default_factory=Doorbell)  # rung after a commit that queued sends
     gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
+    charts: Charts = field(default_factory=Charts)  # alerts' events over time, read as they come
 
     def __post_init__(self) -> None:
         self.gauges = QueueGauges(self.metrics, self.reads)

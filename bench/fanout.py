@@ -212,9 +212,9 @@ async def bench_email(args: argparse.Namespace, url: str, smtp_port: int) -> dic
     own_cpu_s, db_cpu_s = await meter.stop()
     peak = rss_mb()
     async with sessions() as session:
-        from alerts.delivery.tracking import counts
+        from alerts.delivery.tracking import figures
 
-        states = (await counts(session, alert_id))["email"]
+        states = (await figures(session, alert_id))[0]["email"]
         info = await load_alert_info(session, alert_id)
     assert states["sent"] == args.n, states
     # the raw limit, measured now: same connections, same messages, no database

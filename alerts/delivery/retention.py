@@ -9,9 +9,9 @@ An alert's rows may go when nothing can need them again:
   under its Telegram messages; so the rows of a case that may still get an update stay.
 
 What is kept (``PrunedCount``): per channel, the deliveries in each final state and those
-opened or clicked. ``tracking.counts``, ``tracking.engagement_counts`` and
-``tracking.totals_by_alert`` add them to what is left, so the alert page, ``alert status``,
-the API and the dashboard show the same figures before and after. Lost with the rows: the
+opened or clicked. ``tracking.figures`` and ``tracking.totals_by_alert`` add them to what
+is left, so the alert page, ``alert status``, the API and the dashboard show the same figures
+before and after. Lost with the rows: the
 per-recipient list and the chart of sends over time.
 """
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ALL
@@ -15,26 +15,54 @@ from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
 from alerts.core.text import check_line, check_text
 from alerts.delivery.retention import pruned_counts
-from alerts.store.models import Alert, Contact, Delivery, DeliveryEvent, Response
+from alerts.store.models import Alert, Contact, Delivery, DeliveryEvent, PrunedCount, Response
+
+#: Engagements counted per channel (opt-in tracking).
+ENGAGEMENTS = (str(EventType.OPENED), str(EventType.CLICKED))
 
 
-async def counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
-    """{channel: {state: n}} for one alert, every state present (zeros included); the counts
-    ``alerts prune`` kept of deleted deliveries are included."""
-    rows = (
-        await session.execute(
-            select(Delivery.channel, Delivery.state, func.count())
-            .where(Delivery.alert_id == alert_id)
-            .group_by(Delivery.channel, Delivery.state)
+async def figures(
+    session: AsyncSession, alert_id: int
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]], int]:
+    """({channel: {state: n}}, {channel: {"opened": n, "clicked": n}}, responses) for one alert.
+
+    Every state is present (zeros included) and the counts ``alerts prune`` kept of deleted
+    deliveries are added in. One statement: the alert page, the stats API and ``alert status``
+    ask for them while a send runs, when each round-trip waits behind the dispatcher's work.
+    """
+    query = union_all(
+        select(literal("state").label("part"), Delivery.channel, Delivery.state, func.count())
+        .where(Delivery.alert_id == alert_id)
+        .group_by(Delivery.channel, Delivery.state),
+        select(literal("kept"), PrunedCount.channel, PrunedCount.name, PrunedCount.n).where(
+            PrunedCount.alert_id == alert_id
+        ),
+        # deliveries with each engagement; the (alert_id, type) index reads only these events
+        select(
+            literal("engaged"),
+            Delivery.channel,
+            DeliveryEvent.type,
+            func.count(func.distinct(DeliveryEvent.delivery_id)),
         )
-    ).all()
+        .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+        .where(DeliveryEvent.alert_id == alert_id, DeliveryEvent.type.in_(ENGAGEMENTS))
+        .group_by(Delivery.channel, DeliveryEvent.type),
+        select(literal("responses"), literal(""), literal(""), func.count())
+        .select_from(Response)
+        .where(Response.alert_id == alert_id),
+    )
     states = {str(s) for s in DeliveryState}
-    kept = [(c, name, n) for _, c, name, n in await pruned_counts(session, [alert_id]) if name in states]
-    out: dict[str, dict[str, int]] = {}
-    for channel, state, n in [*rows, *kept]:
-        by_state = out.setdefault(channel, {str(s): 0 for s in DeliveryState})
-        by_state[state] += int(n)
-    return out
+    by_channel: dict[str, dict[str, int]] = {}
+    engaged: dict[str, dict[str, int]] = {}
+    responses = 0
+    for kind, channel, name, n in (await session.execute(query)).all():
+        if kind == "responses":
+            responses = int(n)
+        elif name in states and kind != "engaged":
+            by_channel.setdefault(channel, {str(s): 0 for s in DeliveryState})[name] += int(n)
+        elif name in ENGAGEMENTS and kind != "state":
+            engaged.setdefault(channel, dict.fromkeys(ENGAGEMENTS, 0))[name] += int(n)
+    return by_channel, engaged, responses
 
 
 async def totals_by_alert(session: AsyncSession, alert_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -76,38 +104,9 @@ async def has_open(session: AsyncSession, alert_id: int, *, channels: Iterable[s
     return found.first() is not None
 
 
-async def responses_count(session: AsyncSession, alert_id: int) -> int:
-    """How many responses (an authority answered) are recorded for the alert."""
-    return int(
-        (
-            await session.execute(
-                select(func.count()).select_from(Response).where(Response.alert_id == alert_id)
-            )
-        ).scalar_one()
-    )
-
-
-async def engagement_counts(session: AsyncSession, alert_id: int) -> dict[str, dict[str, int]]:
-    """{channel: {"opened": n, "clicked": n}}: deliveries with each engagement (opt-in tracking)."""
-    kinds = (str(EventType.OPENED), str(EventType.CLICKED))
-    rows = (
-        await session.execute(
-            select(Delivery.channel, DeliveryEvent.type, func.count(func.distinct(DeliveryEvent.delivery_id)))
-            .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
-            .where(DeliveryEvent.alert_id == alert_id, DeliveryEvent.type.in_(kinds))
-            .group_by(Delivery.channel, DeliveryEvent.type)
-        )
-    ).all()
-    kept = [(c, name, n) for _, c, name, n in await pruned_counts(session, [alert_id]) if name in kinds]
-    out: dict[str, dict[str, int]] = {}
-    for channel, kind, n in [*rows, *kept]:
-        out.setdefault(channel, dict.fromkeys(kinds, 0))[kind] += int(n)
-    return out
-
-
 async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
     """The ``alert status --json`` / ``GET alerts/{id}/stats`` document."""
-    by_channel = await counts(session, alert.id)
+    by_channel, engagement, responses = await figures(session, alert.id)
     total = sum(n for states in by_channel.values() for n in states.values())
     open_ = sum(
         states.get(s, 0)
@@ -121,8 +120,8 @@ async def stats(session: AsyncSession, alert: Alert) -> dict[str, Any]:
         "total": total,
         "open": open_,
         "channels": by_channel,
-        "engagement": await engagement_counts(session, alert.id),
-        "responses": await responses_count(session, alert.id),  # authorities that answered
+        "engagement": engagement,
+        "responses": responses,  # authorities that answered
     }
 
 

@@ -156,6 +156,17 @@ def dialect_insert(session: AsyncSession, model: Any) -> Any:
     return sqlite.insert(model)
 
 
+def commits_in_id_order(session: AsyncSession) -> bool:
+    """Whether rows become visible in the order of their ids, so that a reader who saw id n
+    will never see a new row with a lower one.
+
+    SQLite: one writer at a time takes its ids (the highest + 1) and commits before the next
+    begins. PostgreSQL hands out ids from a sequence before commit: a transaction holding a
+    lower id may commit after one holding a higher.
+    """
+    return session.get_bind().dialect.name != "postgresql"
+
+
 async def take_turns(session: AsyncSession, keys: Sequence[str]) -> None:
     """Make concurrent transactions on these keys (hex digests) take turns until commit.
 

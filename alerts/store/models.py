@@ -296,11 +296,17 @@ class DeliveryEvent(Base):
     """Append-only history of a delivery: every state change and engagement."""
 
     __tablename__ = "delivery_events"
+    __table_args__ = (
+        # an alert's events by id: those after the last read (over_time.Charts)
+        Index("ix_delivery_events_alert_id", "alert_id", "id"),
+        # an alert's opens and clicks (tracking.figures) without reading all its events
+        Index("ix_delivery_events_alert_type", "alert_id", "type"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
     )
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     type: Mapped[str] = mapped_column(String(16))
     from_state: Mapped[str | None] = mapped_column(String(16))

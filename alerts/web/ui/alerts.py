@@ -90,7 +90,6 @@ async def alert_page(c: Ctx) -> web.Response:
     aid = alert_id(c)
     async with c.app.reads() as session:
         alert = await drafts.get_alert(session, aid)
-        version = await drafts.current_version(session, alert)
         versions = list(
             (
                 await session.scalars(
@@ -100,6 +99,11 @@ async def alert_page(c: Ctx) -> web.Response:
                 )
             ).all()
         )
+        # the current one among them, as drafts.current_version reads it (one round-trip less:
+        # during a send each waits behind the dispatcher's work)
+        version = next((v for v in versions if v.number == alert.current_version), None)
+        if version is None:
+            version = await drafts.current_version(session, alert)  # NotFound, as it says
         approvals = list(
             (
                 await session.scalars(
@@ -130,7 +134,7 @@ async def alert_page(c: Ctx) -> web.Response:
         updates = list(
             (await session.scalars(select(Alert).where(Alert.parent_id == aid).order_by(Alert.id))).all()
         )
-        chart = await over_time(session, aid)
+        chart = await over_time(session, aid, charts=c.app.charts)
         names = await _names(
             session,
             {alert.author_id}
@@ -140,7 +144,7 @@ async def alert_page(c: Ctx) -> web.Response:
             | {h.user_id for h in history if h.user_id is not None},
         )
         approved = [a.language for a in approvals]
-        consent = await approval.consent_scope(session, alert)
+        consent = consents[0].scope if consents else None  # the latest: approval.consent_scope
     # who it will reach, on the screens where someone decides to submit, approve or send
     before_send = alert.status in (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED)
     reach = await overview.audience(c.app, c.user, aid) if before_send else None
