@@ -157,27 +157,23 @@ def _event_columns(row: Any) -> list[Any]:
 
 
 @functools.cache
-def _writes(dialect: str) -> tuple[Executable, ...]:
-    """The statements that write a batch, built once per dialect; the last returns the moved ids.
+def _writes(dialect: str) -> tuple[Executable, Executable]:
+    """The statements that write a batch, built once per dialect.
 
-    PostgreSQL: one statement, ``WITH moved AS (UPDATE … RETURNING …) INSERT INTO
-    delivery_events SELECT … FROM moved``, so exactly the rows the UPDATE moved get an event.
-    SQLite has no UPDATE in WITH: first the events of the rows still held in 'sending' (the
-    same conditions as the UPDATE's), then the UPDATE; no other writer can come in between,
-    as every write transaction there begins IMMEDIATE (db.py).
+    PostgreSQL: the events and the move in one statement, ``WITH moved AS (UPDATE … RETURNING
+    …) INSERT INTO delivery_events SELECT … FROM moved RETURNING delivery_id``, so exactly the
+    rows the UPDATE moved get an event; the second is not used. SQLite has no UPDATE in WITH:
+    the UPDATE returns the ids it moved, then the events are inserted from the batch's rows
+    (or, when some were not moved, from those that were, encoded again).
     """
     u = _batch(dialect)
     move = _move(u, dialect)
+    events = events_from(select(*_event_columns(u.c)))
     if dialect == "postgresql":
         moved = move.returning(*(c.label(f"e_{i}") for i, c in enumerate(_event_columns(u.c)))).cte("moved")
-        events = events_from(select(*(moved.c[f"e_{i}"] for i in range(9))))
-        return (events.returning(cast(Table, DeliveryEvent.__table__).c.delivery_id),)
-    held = (
-        select(*_event_columns(u.c))
-        .join_from(u, _table, _table.c.id == u.c.id)
-        .where(_table.c.claimed_by == u.c.holder, _table.c.state == u.c.from_state)
-    )
-    return events_from(held), move
+        both = events_from(select(*(moved.c[f"e_{i}"] for i in range(9))))
+        return both.returning(cast(Table, DeliveryEvent.__table__).c.delivery_id), events
+    return move, events
 
 
 async def record(
@@ -194,8 +190,8 @@ async def record(
     Returns (channel, new state) of each delivery it moved (for the metrics).
 
     The batch is encoded once, as one parameter (db.rowset) of statements built once: on
-    PostgreSQL one statement moves its deliveries and appends their events, on SQLite two
-    (``_writes``), whatever the batch's size.
+    PostgreSQL one statement moves its deliveries and appends their events, on SQLite an
+    ``UPDATE … FROM`` and an ``INSERT … SELECT`` (``_writes``), whatever the batch's size.
     """
     decided = []
     outcomes: list[dict[str, Any]] = []
@@ -237,10 +233,12 @@ async def record(
     params: dict[str, Any] = {"r_rows": rowset_json(dialect, outcomes)}
     if dialect.name == "postgresql":
         params["r_ids"] = [o["id"] for o in outcomes]
-    *first, last = _writes(dialect.name)
-    for statement in first:
-        await session.execute(statement, params)
-    owned = set((await session.execute(last, params)).scalars().all())
+    write, events = _writes(dialect.name)
+    owned = set((await session.execute(write, params)).scalars().all())
+    if dialect.name != "postgresql" and owned:
+        if not all(o["id"] in owned for o in outcomes):
+            params["r_rows"] = rowset_json(dialect, [o for o in outcomes if o["id"] in owned])
+        await session.execute(events, params)
     if len(owned) < len(outcomes):
         await _explain_unmoved(session, [o["id"] for o in outcomes if o["id"] not in owned], worker=worker)
     suppressions: list[dict[str, Any]] = []
