@@ -144,7 +144,10 @@ async def test_passwd_disable_enable_token_and_list(cli: CLI, db_url: str) -> No
         "has_token": False,
     }
     run = await cli("users", "list")
-    assert run.out == f"{olga['id']}\tolga\tofficer\tactive\tpassword\t-\n"
+    assert run.out == f"{olga['id']}\tolga\tofficer\tactive\tpassword\t-\t-\n"
+    assert (await cli("users", "token", "olga", "--read-only")).code == 0
+    run = await cli("users", "list")
+    assert run.out == f"{olga['id']}\tolga\tofficer\tactive\tpassword\tread-only-token\t-\n"
 
     engine = create_engine(db_url)
     try:
@@ -159,6 +162,7 @@ async def test_passwd_disable_enable_token_and_list(cli: CLI, db_url: str) -> No
         (None, "user.deactivate"),
         (None, "user.activate"),
         (None, "user.revoke_tokens"),
+        (None, "user.new_token"),
     ]
     assert token not in str([e.details for e in entries])
 

@@ -125,6 +125,12 @@ def test_compose_runs_postgres_one_serve_two_workers_and_a_mail_catcher() -> Non
     assert services["serve"]["command"] == ["serve"]
     assert services["worker"]["command"] == ["worker"]
     assert services["worker"]["deploy"]["replicas"] == 2
+    # Each worker is health-checked on its own probes (the image's HEALTHCHECK asks this URL).
+    worker = services["worker"]
+    assert "healthcheck" not in worker
+    listen = worker["environment"]["ALERTS_METRICS_LISTEN"]
+    assert worker["environment"]["ALERTS_HEALTHCHECK_URL"] == f"http://{listen}/healthz"
+    assert "ALERTS_HEALTHCHECK_URL" in (ROOT / "Dockerfile").read_text()
     assert services["init"]["command"][0] == "init"
     for name in ("init", "serve", "worker"):
         service = services[name]

@@ -337,6 +337,32 @@ async def test_an_alert_whose_case_names_no_country_reaches_those_who_chose_no_c
         assert (await session.execute(select(Delivery.contact_id))).scalars().all() == [ids[0]]
 
 
+async def test_a_country_given_per_language_matches_the_subscribers_english_choice(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Subscribers pick countries by their English name; a case may name its country per
+    language (``{en = "Calvera", fr = "Calvéra"}``): the English one is matched."""
+    from alerts.contacts.subscriptions import clean_topics
+    from alerts.store.models import AlertVersion
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        ids = await add_contacts(session, 3)
+        await _with_topics(
+            session,
+            {ids[0]: clean_topics([], ["Calvera"]), ids[1]: clean_topics([], ["Calvéra"]), ids[2]: None},
+        )
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        version = (
+            await session.execute(select(AlertVersion).where(AlertVersion.alert_id == alert.id))
+        ).scalar_one()
+        version.case_data = {**version.case_data, "country": {"en": "Calvera", "fr": "Calvéra"}}
+        await session.flush()
+        assert await publish(session, alert, now=utcnow()) == 2
+        reached = (await session.execute(select(Delivery.contact_id))).scalars().all()
+    assert sorted(reached) == [ids[0], ids[2]]
+
+
 async def _refusal(session: AsyncSession, alert: object, **kw: object) -> tuple[str, dict[str, object]]:
     import pytest
 
@@ -461,6 +487,28 @@ async def test_an_alert_only_for_an_unconfigured_webhook_is_refused_saying_so(
         "has no URL configured ([webhook] url)."
     )
     assert details == {"alert": alert.id, "reason": "no_channel", "matching": 0, "left_out": {}}
+
+
+async def test_an_update_only_for_an_unconfigured_webhook_is_refused_saying_so(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Not "suppressed": the original's recipients are fine, the update names no channel that
+    reaches them."""
+    from sqlalchemy import update
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        original = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id,
+            channels=("webhook",),
+        )  # fmt: skip
+        message, details = await _refusal(session, follow)
+    assert details == {"alert": follow.id, "reason": "no_channel", "matching": 0, "left_out": {}}
+    assert "the webhook has no URL configured" in message
 
 
 async def test_an_update_whose_originals_recipients_are_all_left_out_is_refused_saying_why(
@@ -610,3 +658,27 @@ async def test_the_audience_report_of_an_alert_leaves_out_other_topics_and_ignor
     assert got.deliveries == 1 and wants
     assert got.left_out_counts == {"other_topics": 1}
     assert [(c.contact_id, c.reason) for c in got.left_out] == [(other_topic, "other_topics")]
+
+
+async def test_sending_on_channels_this_service_lacks_is_refused_naming_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Checked again at send (the config may have changed since the alert was written)."""
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        one = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email", "webhook"))
+        two = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("telegram", "webhook")
+        )
+        said_one, _ = await _refusal(session, one, available={"email"})
+        said_two, details = await _refusal(session, two, available={"email"})
+    assert said_one == (
+        f"alert {one.id}: channel webhook is not configured on this service (see [webhook] in the "
+        "config); remove it from the alert or configure it."
+    )
+    assert said_two == (
+        f"alert {two.id}: channels telegram, webhook are not configured on this service (see "
+        "[telegram] in the config); remove them from the alert or configure them."
+    )
+    assert details == {"alert": two.id, "channels": ["telegram", "webhook"]}

@@ -119,7 +119,7 @@ def not_configured(missing: Sequence[str]) -> Text:
         if len(missing) == 1
         else N_(
             "channels: %(channels)s are not configured on this service (see [%(first)s] in the "
-            "config); remove it from the alert or configure it."
+            "config); remove them from the alert or configure them."
         )
     )
     return Text(msgid, {"channels": ", ".join(missing), "first": missing[0]})
@@ -155,6 +155,12 @@ async def create(
     _require_channels(app, audience.channels)
     now = utcnow()
     async with app.sessions.begin() as session:
+        if parent_id is not None and await session.get(Alert, parent_id) is None:
+            raise ValidationError.said(
+                N_("parent_id: there is no alert %(alert)s to update."),
+                details={"field": "parent_id"},
+                alert=parent_id,
+            )
         await drafts.require_open_case(session, parent_id)
         alert = await drafts.create_alert(
             session,

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from alerts.accounts.users import check
 from alerts.app import App
 from alerts.compose import approval, drafts
+from alerts.compose.casedata import case_country
 from alerts.core.clock import iso
 from alerts.delivery import tracking
 from alerts.delivery.audience import PUBLIC, public_withdrawn
@@ -123,7 +124,7 @@ async def audience(app: App, actor: User, alert_id: int) -> AudienceReport:
         alert = await drafts.get_alert(session, alert_id)
         languages = await approval.approved_languages(session, alert) or list(alert.languages)
         withdrawn = alert.id in await public_withdrawn(session, [alert.id])
-        country = (await drafts.current_version(session, alert)).case_data.get("country")
+        country = case_country((await drafts.current_version(session, alert)).case_data)
         return await report(
             session,
             alert,
@@ -131,5 +132,5 @@ async def audience(app: App, actor: User, alert_id: int) -> AudienceReport:
             exclude_kinds=(PUBLIC,) if withdrawn else (),
             available=configured_channels(app.settings),
             webhook_url=app.settings.webhook.url,
-            country=country if isinstance(country, str) else None,
+            country=country,
         )

@@ -238,7 +238,11 @@ def _users_parsers(sub: Any) -> None:
     )
     s.add_argument("name", help=_USER)
     s.set_defaults(handler="users_2fa_reset")
-    s = users.add_parser("list", help="list users")
+    s = users.add_parser(
+        "list",
+        help="list users, a line each: id, name, role, active/disabled, password/no-password, "
+        "token/read-only-token/-, 2fa/-",
+    )
     s.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
     s.set_defaults(handler="users_list")
 

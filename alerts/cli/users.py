@@ -136,5 +136,6 @@ async def users_list(args: argparse.Namespace, settings: Settings) -> int:
     for a in found:
         state = "active" if a.active else "disabled"
         password = "password" if a.has_password else "no-password"
-        print(f"{a.id}\t{a.name}\t{a.role}\t{state}\t{password}\t{'token' if a.has_token else '-'}")
+        token = ("read-only-token" if a.token_read_only else "token") if a.has_token else "-"
+        print(f"{a.id}\t{a.name}\t{a.role}\t{state}\t{password}\t{token}\t{'2fa' if a.two_factor else '-'}")
     return 0

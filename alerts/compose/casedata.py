@@ -232,6 +232,15 @@ def pick(value: Any, language: str) -> Any:
     return value
 
 
+def case_country(data: Mapping[str, Any]) -> str | None:
+    """The case's country as subscribers' country topics name it (in English): the
+    ``country`` value, or its English version when it is given per language."""
+    value = data.get("country")
+    if isinstance(value, Mapping):
+        value = value.get(FALLBACK_LANGUAGE)
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
 def localize(
     variables: Mapping[str, VariableSpec], cleaned: Mapping[str, Any], language: str
 ) -> dict[str, Any]:

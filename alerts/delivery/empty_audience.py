@@ -185,13 +185,8 @@ async def refuse_empty(
     topics: ColumnElement[bool] | None,
 ) -> NoReturn:
     """Raise Conflict saying why the alert's audience (fan-out found nobody) is empty."""
-    if alert.parent_id is not None:
-        await _refuse_update(session, alert, channels=channels, exclude_kinds=exclude_kinds)
-    audience = alert.audience or {}
-    lists, kinds = list(audience.get("lists") or ()), list(audience.get("kinds") or ())
     contact_channels = [c for c in channels if c != "webhook"]
-    matching, nobody = _scope(lists, kinds)
-    if not contact_channels:
+    if not contact_channels:  # an original or an update
         raise Conflict.said(
             N_(
                 "alert %(alert)s has no recipients: it goes to no contact channel and the webhook "
@@ -200,6 +195,11 @@ async def refuse_empty(
             details={"alert": alert.id, "reason": "no_channel", "matching": 0, "left_out": {}},
             alert=alert.id,
         )
+    if alert.parent_id is not None:
+        await _refuse_update(session, alert, channels=channels, exclude_kinds=exclude_kinds)
+    audience = alert.audience or {}
+    lists, kinds = list(audience.get("lists") or ()), list(audience.get("kinds") or ())
+    matching, nobody = _scope(lists, kinds)
     reason = original_reason(contact_channels, exclude_kinds=exclude_kinds, topics=topics).label("reason")
     query = select(reason, func.count()).where(*matching_contacts(lists, kinds)).group_by(reason)
     counts = {r: int(n) for r, n in (await session.execute(query)).all()}

@@ -53,9 +53,10 @@ async def fan_out(
     if available is not None:
         missing = [c for c in explicit if c not in available]
         if missing:
+            noun, verb, them = ("channel", "is", "it") if len(missing) == 1 else ("channels", "are", "them")
             raise Conflict(
-                f"alert {alert.id}: channel {', '.join(missing)} is not configured on this service "
-                f"(see [{missing[0]}] in the config); remove it from the alert or configure it.",
+                f"alert {alert.id}: {noun} {', '.join(missing)} {verb} not configured on this service "
+                f"(see [{missing[0]}] in the config); remove {them} from the alert or configure {them}.",
                 details={"alert": alert.id, "channels": missing},
             )
     requested = explicit or [

@@ -13,6 +13,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.compose import approval
+from alerts.compose.casedata import case_country
 from alerts.compose.drafts import current_version, require_open_case
 from alerts.core.errors import AlertsError, Conflict, NotFound
 from alerts.core.states import AlertStatus
@@ -50,7 +51,6 @@ async def publish(
     # list), nor an update's public recipients once it was withdrawn on the original
     withdrawn = alert.id in await public_withdrawn(session, [alert.id])
     version = await current_version(session, alert)
-    country = version.case_data.get("country")
     created = await fan_out(
         session,
         alert,
@@ -59,7 +59,7 @@ async def publish(
         webhook_url=webhook_url,
         exclude_kinds=(PUBLIC,) if withdrawn else (),
         available=available,
-        country=country if isinstance(country, str) else None,
+        country=case_country(version.case_data),
     )
     if alert.status != AlertStatus.SENDING:
         await approval.set_status(session, alert, AlertStatus.SENDING, user=user, now=now)

@@ -72,6 +72,24 @@ async def test_an_update_whose_case_closed_meanwhile_is_not_sent(faces: Faces, c
     assert stats["total"] == 0 and stats["state"] == "approved"
 
 
+async def test_an_update_of_an_alert_that_does_not_exist_is_refused_as_bad_input_everywhere(
+    faces: Faces,
+) -> None:
+    """A 422 naming ``parent_id`` (the body is wrong), not a 404 (the URL is right)."""
+    status, doc = await faces.api("officer", "POST", "/alerts", json=update_of(424242))
+    assert status == 422, doc
+    assert doc["error"]["message"] == "parent_id: there is no alert 424242 to update."
+    assert doc["error"]["details"] == {"field": "parent_id"}
+    run = await faces.cli(
+        "alert", "create", "--template", "update", "--data", str(CASE), "--parent", "424242",
+        "--list", "urgent-appeals",
+    )  # fmt: skip
+    assert (run.code, run.out) == (2, ""), run
+    assert "parent_id: there is no alert 424242 to update." in run.err
+    async with faces.app.sessions() as session:
+        assert (await session.execute(text("SELECT count(*) FROM alerts"))).scalar_one() == 0
+
+
 def update_of(parent: int) -> dict[str, object]:
     data = {k: v for k, v in UPDATE.items() if k != "family"}
     return {

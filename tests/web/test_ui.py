@@ -214,6 +214,18 @@ async def test_draft_review_approve_send_flow(web) -> None:  # type: ignore[no-u
         headers={"X-CSRF-Token": officer.token},
     )
     assert r.status == 422 and (await r.json())["error"]["message"].startswith("case data: not valid TOML")
+    # its refusals in the page's language, as beside a field of the form
+    r = await officer.http.post(
+        base + f"{P}/preview",
+        data={
+            "family": "urgent-appeal",
+            "case_toml": 'defender = ""',
+            "audience": "media",
+            "channel": "email",
+        },
+        headers={"X-CSRF-Token": officer.token, "Accept-Language": "fr"},
+    )
+    assert r.status == 422 and (await r.json())["error"]["message"] == "dossier : 'defender' est requis"
     # submit: the reviewer and the admin are told at once by email, without the case
     await officer.get(f"{P}/alerts/{alert_id}")
     r = await officer.post(f"{P}/alerts/{alert_id}/submit", [])

@@ -174,7 +174,8 @@ def wants_html(request: web.Request) -> bool:
 
 
 def error_page(request: web.Request, exc: AlertsError, user: User | None = None) -> web.Response:
-    """A refusal: an HTML page for browsers, the JSON error format otherwise."""
+    """A refusal: an HTML page for browsers, the JSON error format otherwise (the live preview
+    shows its message beside the form), both in the page's language."""
     from alerts.web.base import error_response
 
     headers = {}
@@ -183,7 +184,8 @@ def error_page(request: web.Request, exc: AlertsError, user: User | None = None)
     if wants_html(request):
         response = render(request, "error.html", status=exc.http_status, user=user, error=exc)
     else:
-        response = error_response(exc.http_status, exc.code, exc.message, exc.details)
+        language = i18n.choose(request, user.language if user is not None else None)
+        response = error_response(exc.http_status, exc.code, i18n.said(exc, language), exc.details)
     response.headers.update(headers)
     return response
 
