@@ -14,6 +14,7 @@ from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due
 from alerts.delivery.recorder import Result, moves, record, redact
 from alerts.delivery.retry import RetryPolicy
+from alerts.store.db import rowset_json
 from alerts.store.models import Contact, Delivery, DeliveryEvent
 from tests.factories import published_alert
 
@@ -41,8 +42,9 @@ async def test_a_batch_is_applied_row_by_primary_key_on_sqlite(
         "at": utcnow(),
     }
     async with sessions() as session:
-        compiled = moves(session, [outcome] * 3).compile(dialect=engine.dialect)
-        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+        compiled = moves(engine.dialect.name).compile(dialect=engine.dialect)
+        values = {**compiled.params, "r_rows": rowset_json(engine.dialect, [outcome] * 3)}
+        params = tuple(values[name] for name in compiled.positiontup or ())
         connection = await session.connection()
         plan = [
             row[-1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     CursorResult,
@@ -37,6 +37,27 @@ from alerts.store.models import Alert, Contact, Delivery, Suppression, UTCDateTi
 
 _CLAIMABLE = [str(s) for s in CLAIMABLE_STATES]
 _deliveries = cast(Table, Delivery.__table__)
+
+
+class _Due(NamedTuple):
+    """A row of ``_candidates``, in its column order."""
+
+    id: int
+    state: str
+    alert_id: int
+    attempts: int
+    unknown_outcomes: int
+    contact_id: int | None
+    channel: str
+    audience: str
+    language: str
+    address: str | None
+    provider_id: str | None
+    alert_status: str
+    contact_status: str | None
+    contact_name: str | None
+    contact_token: str | None
+    suppressed: bool
 
 
 @functools.cache
@@ -80,6 +101,7 @@ def _candidates(for_alert: bool) -> Executable:
     )
     if for_alert:
         query = query.where(Delivery.alert_id == bindparam("c_alert"))
+    assert list(query.selected_columns.keys()) == list(_Due._fields), "_Due follows the columns"
     return query
 
 
@@ -137,7 +159,8 @@ async def claim_due(
     params: dict[str, Any] = {"c_channel": channel, "c_now": now, "c_limit": limit}
     if alert_id is not None:
         params["c_alert"] = alert_id
-    picked = (await session.execute(_candidates(alert_id is not None), params)).all()
+    # plain tuples: a Row's attribute lookup costs ~0.7 µs, and each row is read ~20 times
+    picked = [_Due._make(r) for r in (await session.execute(_candidates(alert_id is not None), params))]
     if not picked:
         return []
     picked = await withdraw_stale(session, picked, now=now)

@@ -7,13 +7,27 @@ then repeat only what was sent since the last flush, plus what was in flight.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Integer, String, Table, Text, Update, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Executable,
+    FromClause,
+    Integer,
+    String,
+    Table,
+    Text,
+    Update,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
@@ -22,16 +36,17 @@ from alerts.core.states import DeliveryState, EventType
 from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.messages import AlertInfo, Claimed
 from alerts.delivery.retry import RetryPolicy
-from alerts.store.db import dialect_insert, rowset
-from alerts.store.events import append_events, event_row
-from alerts.store.models import Alert, Contact, Delivery, Suppression, UTCDateTime
+from alerts.store.db import any_of, dialect_insert, rowset_json, rowset_of
+from alerts.store.events import append_events, event_row, events_from
+from alerts.store.models import Alert, Contact, Delivery, DeliveryEvent, Suppression, UTCDateTime
 
 logger = logging.getLogger(__name__)
 
 _table = cast(Table, Delivery.__table__)
 
 # One batch of outcomes as a rowset (db.rowset): a row per delivery, with the state it must
-# still be in and the worker that must still hold it.
+# still be in and the worker that must still hold it, then its event (the delivery's alert,
+# the event type, the attempt, the detail and the payload; ``at`` and the states are shared).
 _OUTCOME_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
     ("id", BigInteger()),
     ("holder", String()),
@@ -43,6 +58,11 @@ _OUTCOME_COLUMNS: list[tuple[str, TypeEngine[Any]]] = [
     ("unknown", Integer()),
     ("error", Text()),
     ("at", UTCDateTime()),
+    ("alert_id", BigInteger()),
+    ("type", String()),
+    ("attempt", Integer()),
+    ("detail", Text()),
+    ("payload", JSON()),
 ]
 
 
@@ -81,20 +101,28 @@ def decide(result: Result, policy: RetryPolicy) -> tuple[DeliveryState, datetime
     return DeliveryState.DEFERRED, retry_at, event
 
 
-def moves(session: AsyncSession, outcomes: list[dict[str, Any]]) -> Update:
-    """One UPDATE for a batch of outcomes, returning the ids of the rows it moved.
+def moves(dialect: str) -> Update:
+    """One UPDATE for a batch of outcomes (bound as ``r_rows``), returning the ids it moved.
 
     Only rows this worker still holds: if our lease expired and another worker took a row
     over, its outcome is that worker's to record (no events, fallbacks or suppressions here).
     The holder and the expected state come from the batch, as join conditions: as constant
     filters, both SQLite and PostgreSQL chose to drive the UPDATE from the deliveries in
     'sending' and scanned the whole batch again for each (quadratic; ~100 times slower on
-    SQLite), instead of looking each row of the batch up by primary key.
+    SQLite), instead of looking each row of the batch up by primary key. On PostgreSQL the
+    batch's ids are bound once more as an array (``r_ids``): without fresh statistics (a
+    fan-out just inserted the outbox) it joined the batch to a full scan of the deliveries.
     """
-    u = rowset(session, "outcome", _OUTCOME_COLUMNS, outcomes)
+    return _move(_batch(dialect), dialect)
+
+
+def _move(u: FromClause, dialect: str) -> Update:
+    conditions = [_table.c.id == u.c.id, _table.c.claimed_by == u.c.holder, _table.c.state == u.c.from_state]
+    if dialect == "postgresql":
+        conditions.append(any_of(dialect, _table.c.id, "r_ids"))
     return (
         update(_table)
-        .where(_table.c.id == u.c.id, _table.c.claimed_by == u.c.holder, _table.c.state == u.c.from_state)
+        .where(*conditions)
         .values(
             state=u.c.state,
             next_attempt_at=u.c.next,
@@ -107,6 +135,45 @@ def moves(session: AsyncSession, outcomes: list[dict[str, Any]]) -> Update:
         )
         .returning(_table.c.id)
     )
+
+
+def _batch(dialect: str) -> FromClause:
+    return rowset_of(dialect, "outcome", _OUTCOME_COLUMNS, bindparam("r_rows", type_=String()))
+
+
+def _event_columns(row: Any) -> list[Any]:
+    """The columns of ``events_from`` for one row carrying the batch's columns."""
+    return [
+        row.id,
+        row.alert_id,
+        row.type,
+        row.at,
+        row.from_state,
+        row.state,
+        row.attempt,
+        row.detail,
+        row.payload,
+    ]
+
+
+@functools.cache
+def _writes(dialect: str) -> tuple[Executable, Executable]:
+    """The statements that write a batch, built once per dialect.
+
+    PostgreSQL: the events and the move in one statement, ``WITH moved AS (UPDATE … RETURNING
+    …) INSERT INTO delivery_events SELECT … FROM moved RETURNING delivery_id``, so exactly the
+    rows the UPDATE moved get an event; the second is not used. SQLite has no UPDATE in WITH:
+    the UPDATE returns the ids it moved, then the events are inserted from the batch's rows
+    (or, when some were not moved, from those that were, encoded again).
+    """
+    u = _batch(dialect)
+    move = _move(u, dialect)
+    events = events_from(select(*_event_columns(u.c)))
+    if dialect == "postgresql":
+        moved = move.returning(*(c.label(f"e_{i}") for i, c in enumerate(_event_columns(u.c)))).cte("moved")
+        both = events_from(select(*(moved.c[f"e_{i}"] for i in range(9))))
+        return both.returning(cast(Table, DeliveryEvent.__table__).c.delivery_id), events
+    return move, events
 
 
 async def record(
@@ -122,11 +189,13 @@ async def record(
 
     Returns (channel, new state) of each delivery it moved (for the metrics).
 
-    One ``UPDATE … FROM`` moves every delivery of the batch and one ``INSERT … SELECT`` appends
-    their events, whatever the batch's size.
+    The batch is encoded once, as one parameter (db.rowset) of statements built once: on
+    PostgreSQL one statement moves its deliveries and appends their events, on SQLite an
+    ``UPDATE … FROM`` and an ``INSERT … SELECT`` (``_writes``), whatever the batch's size.
     """
     decided = []
     outcomes: list[dict[str, Any]] = []
+    sending = str(DeliveryState.SENDING)
     for res in results:
         state, retry_at, event = decide(res, policy)
         o, item = res.outcome, res.item
@@ -134,12 +203,12 @@ async def record(
         detail = redact(o.detail, item.address)
         if o.kind is OutcomeKind.UNKNOWN:
             detail = f"outcome unknown: {detail}" + ("" if retry_at else "; not retried again")
-        decided.append((res, state, event, detail))
+        decided.append((res, state, detail))
         outcomes.append(
             {
                 "id": item.id,
                 "holder": worker,
-                "from_state": str(DeliveryState.SENDING),
+                "from_state": sending,
                 "state": str(state),
                 "next": retry_at,
                 "provider": o.provider_id,
@@ -147,37 +216,37 @@ async def record(
                 "unknown": item.unknown_outcomes + (1 if o.kind is OutcomeKind.UNKNOWN else 0),
                 "error": None if state is DeliveryState.SENT else detail[:2000],
                 "at": res.at,
-            }
-        )
-    if not outcomes:
-        return []
-    owned = set((await session.execute(moves(session, outcomes))).scalars().all())
-    if len(owned) < len(outcomes):
-        await _explain_unmoved(session, [o["id"] for o in outcomes if o["id"] not in owned], worker=worker)
-    events: list[dict[str, Any]] = []
-    suppressions: list[dict[str, Any]] = []
-    fallbacks: list[Claimed] = []
-    for res, state, event, detail in decided:
-        o, item = res.outcome, res.item
-        if item.id not in owned:
-            continue
-        events.append(
-            event_row(
-                delivery_id=item.id,
-                alert_id=item.alert_id,
-                type=event,
-                at=res.at,
-                from_state=str(DeliveryState.SENDING),
-                to_state=str(state),
-                attempt=item.attempts,
-                detail=detail,
-                payload={
+                "alert_id": item.alert_id,
+                "type": str(event),
+                "attempt": item.attempts,
+                "detail": detail[:2000],
+                "payload": {
                     "outcome": str(o.kind),
                     "provider_id": o.provider_id,
                     "retry_after": o.retry_after.total_seconds() if o.retry_after else None,
                 },
-            )
+            }
         )
+    if not outcomes:
+        return []
+    dialect = session.get_bind().dialect
+    params: dict[str, Any] = {"r_rows": rowset_json(dialect, outcomes)}
+    if dialect.name == "postgresql":
+        params["r_ids"] = [o["id"] for o in outcomes]
+    write, events = _writes(dialect.name)
+    owned = set((await session.execute(write, params)).scalars().all())
+    if dialect.name != "postgresql" and owned:
+        if not all(o["id"] in owned for o in outcomes):
+            params["r_rows"] = rowset_json(dialect, [o for o in outcomes if o["id"] in owned])
+        await session.execute(events, params)
+    if len(owned) < len(outcomes):
+        await _explain_unmoved(session, [o["id"] for o in outcomes if o["id"] not in owned], worker=worker)
+    suppressions: list[dict[str, Any]] = []
+    fallbacks: list[Claimed] = []
+    for res, state, detail in decided:
+        o, item = res.outcome, res.item
+        if item.id not in owned:
+            continue
         if o.suppress is not None and item.address:
             suppressions.append(
                 {
@@ -198,7 +267,6 @@ async def record(
             and state in (DeliveryState.FAILED, DeliveryState.SUPPRESSED)
         ):
             fallbacks.append(item)
-    await append_events(session, events)
     if suppressions:
         stmt = dialect_insert(session, Suppression).on_conflict_do_nothing(
             index_elements=["channel", "address_key"]
@@ -206,7 +274,7 @@ async def record(
         await session.execute(stmt, suppressions)
     for item in fallbacks:
         await _fallback_to_email(session, item, now=now)
-    return [(res.item.channel, str(state)) for res, state, _, _ in decided if res.item.id in owned]
+    return [(res.item.channel, str(state)) for res, state, _ in decided if res.item.id in owned]
 
 
 async def _explain_unmoved(session: AsyncSession, ids: list[int], *, worker: str) -> None:

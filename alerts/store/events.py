@@ -7,17 +7,31 @@ The dispatcher records outcomes in batches through ``event_row()`` dicts; everyt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Insert, Integer, Select, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType, can_transition
-from alerts.store.db import rowset
+from alerts.store.db import rowset_json, rowset_of
 from alerts.store.models import Delivery, DeliveryEvent, UTCDateTime
 
 
@@ -75,8 +89,15 @@ async def append_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     bulk insert, which also fetches every new key back) cost more than sending the message.
     """
     if rows:
-        batch = rowset(session, "event", _COLUMNS, rows)
-        await session.execute(events_from(select(*(batch.c[n] for n in _NAMES))))
+        dialect = session.get_bind().dialect
+        await session.execute(_append(dialect.name), {"event_rows": rowset_json(dialect, rows)})
+
+
+@functools.cache
+def _append(dialect: str) -> Insert:
+    """The INSERT of ``append_events`` (built once per dialect)."""
+    batch = rowset_of(dialect, "event", _COLUMNS, bindparam("event_rows", type_=String()))
+    return events_from(select(*(batch.c[n] for n in _NAMES)))
 
 
 async def record_moves(
