@@ -57,6 +57,8 @@ class _Due(NamedTuple):
     contact_status: str | None
     contact_name: str | None
     contact_token: str | None
+    contact_kind: str | None
+    contact_address: str | None
     suppressed: bool
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -131,4 +130,4 @@ async def _readdress(
         .values(address=new, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return None, SimpleNamespace(**{**row._asdict(), "address": new})
+    return None, row._replace(address=new)  # the claim's row, a named tuple
