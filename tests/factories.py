@@ -111,3 +111,14 @@ async def published_alert(sessions: async_sessionmaker[AsyncSession], n: int, **
         alert = await approved_alert(session, author=officer, reviewer=reviewer, **kw)
         await publish(session, alert, now=utcnow())
         return alert.id
+
+
+async def our_message_id(
+    sessions: async_sessionmaker[AsyncSession], alert_id: int, contact_id: int, domain: str = "alerts.test"
+) -> str:
+    """The Message-ID the service gives the alert's message to this contact (with its MAC)."""
+    from alerts.delivery.messages import message_id
+
+    async with sessions() as session:
+        token = await session.scalar(select(Contact.token).where(Contact.id == contact_id))
+    return message_id(alert_id, contact_id, domain, token)

@@ -21,7 +21,7 @@ from channels.base import Channel
 from channels.email import EmailChannel
 from channels.telegram import TelegramChannel
 from tests.botapi import BotApiServer
-from tests.factories import RENDERER, published_alert
+from tests.factories import RENDERER, our_message_id, published_alert
 from tests.smtpd import SMTPTestServer
 
 FAST = DispatcherSettings(
@@ -80,7 +80,7 @@ async def test_normal_run_one_copy_each(
     parsed = check_privacy(smtpd_server)
     msg = parsed["person7@example.org"]
     assert msg["To"].endswith("<person7@example.org>")
-    assert msg["Message-ID"] == f"<alert-{alert_id}.c8@alerts.test>"
+    assert msg["Message-ID"] == await our_message_id(sessions, alert_id, 8)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert smtpd_server.connections <= 4
 
@@ -149,7 +149,7 @@ async def test_stall_after_data_is_unknown_and_retried_once_with_same_message_id
     assert Counter((await final_states(sessions)).values()) == {"failed": 2}
     assert all(d and d.startswith("outcome unknown") for d in details)
     ids = Counter(email.message_from_bytes(m.raw)["Message-ID"] for m in smtpd_server.messages())
-    assert set(ids) <= {f"<alert-{alert_id}.c1@alerts.test>", f"<alert-{alert_id}.c2@alerts.test>"}
+    assert set(ids) <= {await our_message_id(sessions, alert_id, c) for c in (1, 2)}
 
 
 @pytest.mark.botapi_options(

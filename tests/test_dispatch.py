@@ -21,7 +21,7 @@ from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.messages import MessageBuilder
 from alerts.store.models import Alert, Delivery, DeliveryEvent, Suppression
 from channels.memory import MemoryChannel
-from tests.factories import RENDERER, published_alert
+from tests.factories import RENDERER, our_message_id, published_alert
 
 FAST = DispatcherSettings(
     backoff_base=0.05,
@@ -139,7 +139,7 @@ async def test_unknown_outcome_is_retried_once_after_grace_with_same_message_id(
         ).scalar_one()
     assert rows == {"person0@example.org": "sent", "person1@example.org": "failed"}
     assert unknown_events == 3
-    assert [m.message_id for m in email.sent] == [f"<alert-{alert_id}.c1@alerts.test>"]
+    assert [m.message_id for m in email.sent] == [await our_message_id(sessions, alert_id, 1)]
 
 
 async def test_unexpected_exception_is_recorded_and_retried(
@@ -510,7 +510,8 @@ async def test_every_event_and_the_row_carry_what_happened(
     assert resent.at - deferred.at >= timedelta(seconds=0.2)
     assert sent.payload == {"outcome": "sent", "provider_id": row.provider_id, "retry_after": None}
     assert row.provider_id is not None and row.provider_id.startswith("mem-")
-    assert row.message_id == f"<alert-{alert_id}.c{row.contact_id}@alerts.test>"
+    assert row.contact_id is not None
+    assert row.message_id == await our_message_id(sessions, alert_id, row.contact_id)
     assert (row.state, row.attempts, row.unknown_outcomes) == ("sent", 2, 0)
     assert row.last_error is None and row.lease_until is None and row.claimed_by == d.worker
     assert row.updated_at == sent.at and row.updated_at.tzinfo is not None

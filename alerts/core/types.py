@@ -52,7 +52,7 @@ class RenderedMessage:
     alert_id: int
     content: RenderedContent
     recipient: Recipient
-    message_id: str  # deterministic per (alert, contact): "<alert-12.contact-34@domain>"
+    message_id: str  # deterministic per (alert, contact): "<alert-12.c34.<mac>@domain>"
     thread_ids: tuple[str, ...] = ()  # Message-IDs / provider ids of earlier alerts in the case
     reply_to_provider_id: str | None = None  # Telegram: message id to reply to
     sent_parts: tuple[str, ...] = ()  # Telegram: ids of the parts an earlier attempt sent

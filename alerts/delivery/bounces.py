@@ -59,7 +59,7 @@ class BounceReport:
     action: str  # failed | delayed | delivered | relayed | expanded
     status: str  # "5.1.1"
     diagnostic: str = ""  # "550 5.1.1 <x@y>: User unknown" (may quote the address: DEBUG logs only)
-    original_message_id: str | None = None  # "<alert-12.c34@domain>"
+    original_message_id: str | None = None  # "<alert-12.c34.<mac>@domain>"
 
     @property
     def hard(self) -> bool:

@@ -3,7 +3,8 @@ listener (``alerts.delivery.lmtp``) that ``alerts serve`` runs when ``[bounces] 
 
 A report is applied only to an address this service mailed. The delivery is found by its VERP
 return path (the signed delivery id the relay sent the bounce to, ``[bounces] verp``) or by
-the Message-ID of the returned message, and the report must name that delivery's address
+the Message-ID of the returned message (with its MAC, ``messages.message_id``: the numbers
+alone can be guessed), and the report must name that delivery's address
 (compared case-insensitively; with VERP, a report naming one address only is that delivery's,
 whatever address a forwarder put in it). Anything else — a forged report, a bounce for mail
 someone else sent, a report quoting nothing without VERP — is logged without the address and

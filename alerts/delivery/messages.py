@@ -3,6 +3,8 @@ cached per alert version × audience × channel × language) plus per-recipient 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -80,13 +82,23 @@ def message_domain(from_address: str) -> str:
     return addr.rpartition("@")[2] or "localhost"
 
 
-def message_id(alert_id: int, contact_id: int | None, domain: str) -> str:
-    """Deterministic per (alert, contact): a repeat after a crash collapses in mail clients."""
+def message_id(alert_id: int, contact_id: int | None, domain: str, token: str | None = None) -> str:
+    """Deterministic per (alert, contact): a repeat after a crash collapses in mail clients, and
+    an update's References name the original's. With the contact's ``token`` (a random secret
+    of each contact) it carries a MAC: a bounce report that quotes it (``inbound``) proves it
+    returns our message, where ids and the From domain alone can be guessed by anyone."""
     who = f"c{contact_id}" if contact_id is not None else "hook"
+    if contact_id is not None and token:
+        mac = hmac.new(token.encode("utf-8"), f"alerts.message-id:{alert_id}.{who}".encode(), hashlib.sha256)
+        who = f"{who}.{mac.hexdigest()[:16]}"
     return f"<alert-{alert_id}.{who}@{domain}>"
 
 
-_OUR_MESSAGE_ID = re.compile(r"^<alert-([1-9][0-9]{0,17})\.(?:c([1-9][0-9]{0,17})|hook)@[^<>@\s]+>$")
+# A contact's Message-ID is ours only with its MAC (Message-IDs without one, made before it,
+# are not taken as proof: anyone can write them).
+_OUR_MESSAGE_ID = re.compile(
+    r"^<alert-([1-9][0-9]{0,17})\.(?:c([1-9][0-9]{0,17})\.[0-9a-f]{16}|hook)@[^<>@\s]+>$"
+)
 
 
 def parse_message_id(value: str) -> tuple[int, int | None] | None:
@@ -164,14 +176,16 @@ class MessageBuilder:
             kind=item.audience,
             unsubscribe_url=unsubscribe,
         )
-        threads = tuple(message_id(a, item.contact_id, self.domain) for a in reversed(alert.ancestors))
+        threads = tuple(
+            message_id(a, item.contact_id, self.domain, item.token) for a in reversed(alert.ancestors)
+        )
         tracking = self.tracking if item.channel == "email" else None
         return RenderedMessage(
             delivery_id=item.id,
             alert_id=item.alert_id,
             content=content,
             recipient=recipient,
-            message_id=message_id(item.alert_id, item.contact_id, self.domain),
+            message_id=message_id(item.alert_id, item.contact_id, self.domain, item.token),
             thread_ids=threads,
             reply_to_provider_id=item.reply_to,
             sent_parts=sent_parts(item.provider_id) if item.channel == "telegram" else (),

@@ -182,7 +182,6 @@ async def test_a_send_time_in_the_spring_forward_gap_is_refused_not_moved(
 # -- a forged bounce built from what anyone can guess --------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: Message-IDs are guessable, and one is enough to suppress")
 async def test_a_bounce_forged_from_guessable_message_ids_suppresses_nothing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
