@@ -250,6 +250,7 @@ async def record(
         if o.suppress is not None and item.address:
             suppressions.append(
                 {
+                    "id": item.id,
                     "channel": address_space(item.channel),
                     "address_key": address_key(item.channel, item.address),
                     "reason": str(o.suppress),
@@ -268,13 +269,32 @@ async def record(
         ):
             fallbacks.append(item)
     if suppressions:
+        suppressions = await _not_erased(session, suppressions)
+    if suppressions:
         stmt = dialect_insert(session, Suppression).on_conflict_do_nothing(
             index_elements=["channel", "address_key"]
         )
-        await session.execute(stmt, suppressions)
+        await session.execute(stmt, [{k: v for k, v in row.items() if k != "id"} for row in suppressions])
     for item in fallbacks:
         await _fallback_to_email(session, item, now=now)
     return [(res.item.channel, str(state)) for res, state, _ in decided if res.item.id in owned]
+
+
+async def _not_erased(session: AsyncSession, suppressions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The suppressions whose delivery still has its address: a contact erased while its message
+    was in flight has it hashed in the suppressions already (``contacts.erasure``), and writing
+    the address from the claim's copy would bring it back in clear, for good."""
+    ids = [row["id"] for row in suppressions]
+    kept = set(
+        (
+            await session.execute(
+                select(Delivery.id).where(Delivery.id.in_(ids), Delivery.address.is_not(None))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return [row for row in suppressions if row["id"] in kept]
 
 
 async def _explain_unmoved(session: AsyncSession, ids: list[int], *, worker: str) -> None:

@@ -75,7 +75,6 @@ async def test_a_contact_made_public_after_fan_out_gets_nothing_without_consent(
 # -- a contact erased while its message is in flight ---------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: a bounce recorded after an erasure suppresses in clear")
 async def test_an_erasure_during_a_send_leaves_no_clear_address_behind(
     faces: Faces, contacts: list[int]
 ) -> None:
