@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.accounts.users import check
@@ -241,17 +242,20 @@ async def approve(
 ) -> Approved:
     """Approve languages (default: all) of the current version, as a second person."""
     check(actor, "alert.approve")
-    async with app.sessions.begin() as session:
-        alert = await drafts.get_alert(session, alert_id)
-        remaining = await approval.approve(
-            session,
-            alert,
-            user=actor,
-            languages=languages,
-            require_second_approver=app.settings.workflow.require_second_approver,
-            now=utcnow(),
-        )
-        return Approved(alert_id=alert.id, status=alert.status, remaining=tuple(remaining))
+    try:
+        async with app.sessions.begin() as session:
+            alert = await drafts.get_alert(session, alert_id)
+            remaining = await approval.approve(
+                session,
+                alert,
+                user=actor,
+                languages=languages,
+                require_second_approver=app.settings.workflow.require_second_approver,
+                now=utcnow(),
+            )
+            return Approved(alert_id=alert.id, status=alert.status, remaining=tuple(remaining))
+    except IntegrityError:  # another reviewer approved the same language a moment ago
+        raise drafts.changed_meanwhile(alert_id) from None
 
 
 async def close(app: App, actor: User, alert_id: int) -> Closed:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,11 +28,11 @@ from alerts.contacts import directory, erasure
 from alerts.contacts.batch import ImportReport
 from alerts.contacts.csv_import import DEFAULT_KIND, import_csv
 from alerts.contacts.erasure import ErasureReport
-from alerts.contacts.fields import TEXT_FIELDS
+from alerts.contacts.fields import TEXT_FIELDS, clean_list_name
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict
 from alerts.store import audit
-from alerts.store.models import Contact, User
+from alerts.store.models import Contact, ContactList, User
 
 #: Contact settings besides the text fields.
 SETTINGS = ("status", "channels", "topics")
@@ -122,6 +123,37 @@ async def add(
             )
     except IntegrityError:  # the same email added concurrently since the check
         raise Conflict(_TAKEN, details={"field": "email"}) from None
+    return view
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListView:
+    """A contact list as the faces show it."""
+
+    id: int
+    name: str
+    description: str
+    members: int
+
+
+async def create_list(app: App, actor: User, name: str, *, description: str = "") -> ListView:
+    """A new, empty list; Conflict when the name is taken (also when someone took it a moment
+    ago, between the check and the write)."""
+    check(actor, "contacts.edit")
+    clean = clean_list_name(name)
+    taken = Conflict(f"list {clean!r} already exists", details={"field": "name"})
+    try:
+        async with app.sessions.begin() as session:
+            if await session.scalar(select(ContactList.id).where(ContactList.name == clean)) is not None:
+                raise taken
+            created = await directory.get_or_create_list(session, clean, description)
+            await audit.record(
+                session, user_id=actor.id, action="list.create", object_type="list",
+                object_id=created.id, details={"name": clean}, now=utcnow(),
+            )  # fmt: skip
+            view = ListView(id=created.id, name=created.name, description=created.description, members=0)
+    except IntegrityError:  # the unique name, taken by a concurrent request since the check
+        raise taken from None
     return view
 
 

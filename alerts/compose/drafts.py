@@ -211,12 +211,16 @@ async def move(
     )
     result = cast(CursorResult[Any], await session.execute(stmt))
     if result.rowcount != 1:
-        raise Conflict.said(
-            N_("alert %(alert)s was changed by someone else meanwhile; reload it and try again"),
-            alert=alert.id,
-        )
+        raise changed_meanwhile(alert.id)
     for key, value in changes.items():
         set_committed_value(alert, key, value)
+
+
+def changed_meanwhile(alert_id: int) -> Conflict:
+    """The refusal of a change that lost a race with another person's (reload and try again)."""
+    return Conflict.said(
+        N_("alert %(alert)s was changed by someone else meanwhile; reload it and try again"), alert=alert_id
+    )
 
 
 async def create_alert(

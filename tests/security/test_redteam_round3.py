@@ -117,21 +117,12 @@ async def test_an_erasure_during_a_send_leaves_no_clear_address_behind(
 # -- two people doing the same thing at the same moment (PostgreSQL) -----------------------------
 
 
-def _xfail_on_postgresql(request: pytest.FixtureRequest, db_url: str, reason: str) -> None:
-    """SQLite runs one writer at a time, so the race cannot happen there: xfail on PostgreSQL only."""
-    if db_url.startswith("postgresql"):
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
-
-async def test_two_reviewers_approving_at_once_get_no_server_error(
-    faces: Faces, contacts: list[int], request: pytest.FixtureRequest, db_url: str
-) -> None:
+async def test_two_reviewers_approving_at_once_get_no_server_error(faces: Faces, contacts: list[int]) -> None:
     """Two reviewers press Approve on the same alert at the same moment. On PostgreSQL both
     insert the same (version, language) approval; the loser's flush fails on
-    ``uq_approvals_version_id`` inside ``drafts.move`` and the API answers 500 (the officers'
+    ``uq_approvals_version_id`` inside ``drafts.move`` and the API answered 500 (the officers'
     page the same) instead of the 409 "changed by someone else meanwhile" that every other race
     gets."""
-    _xfail_on_postgresql(request, db_url, "round 3: a lost approval race is a 500 on PostgreSQL")
     for _ in range(5):
         alert_id = await draft(faces)
         await _api(faces, "officer", "POST", f"/alerts/{alert_id}/submit")
@@ -143,12 +134,11 @@ async def test_two_reviewers_approving_at_once_get_no_server_error(
 
 
 async def test_two_admins_adding_the_same_list_at_once_get_no_server_error(
-    faces: Faces, request: pytest.FixtureRequest, db_url: str
+    faces: Faces,
 ) -> None:
     """Two admins add the list ``press`` at the same moment: one gets 201, the other should get
-    the 409 "list 'press' already exists" it gets a second later; on PostgreSQL it is a 500 (the
+    the 409 "list 'press' already exists" it gets a second later; on PostgreSQL it was a 500 (the
     unique index on ``contact_lists.name``, not mapped to a Conflict)."""
-    _xfail_on_postgresql(request, db_url, "round 3: a lost list-name race is a 500 on PostgreSQL")
     for n in range(5):
         answers = await asyncio.gather(
             faces.api("admin", "POST", "/lists", json={"name": f"press-{n}"}),

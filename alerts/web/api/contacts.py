@@ -11,7 +11,7 @@ from alerts.contacts import directory as contacts
 from alerts.contacts.csv_import import EXPORT_COLUMNS
 from alerts.contacts.fields import KINDS, MAX_LENGTHS, STATUSES
 from alerts.core.channels import SUBSCRIBER_CHANNELS
-from alerts.core.errors import Conflict, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from alerts.core.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from alerts.store.models import User
 from alerts.web.api.routes import (
     ID_PATH,
@@ -224,17 +224,10 @@ async def list_lists(ctx: Ctx) -> web.Response:
 
 async def create_list(ctx: Ctx) -> web.Response:
     """A new, empty list; 409 when the name is taken."""
-    from sqlalchemy import select
-
-    from alerts.contacts.fields import clean_list_name
-    from alerts.store.models import ContactList
-
-    name = clean_list_name(ctx.body["name"])
-    async with ctx.app.sessions.begin() as session:
-        if await session.scalar(select(ContactList.id).where(ContactList.name == name)) is not None:
-            raise Conflict(f"list {name!r} already exists", details={"field": "name"})
-        created = await contacts.get_or_create_list(session, name, ctx.body.get("description", ""))
-        doc = {"id": created.id, "name": created.name, "description": created.description, "members": 0}
+    made = await actions.create_list(
+        ctx.app, _actor(ctx), ctx.body["name"], description=ctx.body.get("description", "")
+    )
+    doc = {"id": made.id, "name": made.name, "description": made.description, "members": made.members}
     return json_response(doc, status=201)
 
 
