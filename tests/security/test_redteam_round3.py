@@ -150,7 +150,6 @@ async def test_two_admins_adding_the_same_list_at_once_get_no_server_error(
 # -- a local time that does not exist --------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: a local time in the DST gap is silently moved an hour")
 async def test_a_send_time_in_the_spring_forward_gap_is_refused_not_moved(
     faces: Faces, contacts: list[int]
 ) -> None:

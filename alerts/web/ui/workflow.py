@@ -15,6 +15,7 @@ from aiohttp import web
 
 from alerts.actions import alerts as alert_actions
 from alerts.actions import responses, sending
+from alerts.core.clock import from_local
 from alerts.core.errors import ValidationError
 from alerts.web.ui.alerts import alert_id
 from alerts.web.ui.pages import ID, Ctx, page, redirect
@@ -35,7 +36,7 @@ def parse_local(text: str, c: Ctx, *, field: str) -> datetime:
     except ValueError:
         raise ValidationError(f"{field}: {text!r} is not a date and time", details={"field": field}) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=c.tz)
+        return from_local(value, c.tz, field=field)
     return value.astimezone(UTC)
 
 
