@@ -1,8 +1,8 @@
 """Red-team findings of the third round: attacks on the seams between faces and processes
 (a contact changed or erased while its alert is on its way). Each test fails on the code it was
-written against and states what should hold instead; they are kept as strict xfails (as the
-second round's, ``test_red_team``) so the suite stays green until the fix turns one into a
-failure, and its mark is removed.
+written against and states what should hold instead. They were kept as strict xfails (as the
+second round's, ``test_red_team``) until each fix turned one into a failure; every one is fixed
+now, and they stay as the tests of those fixes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -195,7 +194,6 @@ async def test_a_bounce_forged_from_guessable_message_ids_suppresses_nothing(
 # -- a test message in a language nobody wrote ----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: alert test renders English for any --language")
 async def test_a_test_message_in_a_language_the_alert_cannot_have_is_refused(
     faces: Faces, contacts: list[int]
 ) -> None:
