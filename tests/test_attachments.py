@@ -172,6 +172,17 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     assert refused.value.details == {"file": f"--attach {missing}"}
 
 
+def test_a_directory_is_named_as_not_a_file(tmp_path: Path) -> None:
+    from alerts.cli.textio import read_case_file
+
+    with pytest.raises(ValidationError) as refused:
+        read_attachment(tmp_path)
+    assert str(refused.value) == f"--attach {tmp_path}: a directory, not a file."
+    with pytest.raises(ValidationError) as refused:
+        read_case_file(tmp_path)  # alert create --data: refused the same way (exit 2, not 1)
+    assert str(refused.value) == f"{tmp_path}: a directory, not a file."
+
+
 def test_the_size_limit_is_inclusive(tmp_path: Path) -> None:
     at_limit = write(tmp_path / "big.pdf", PDF)
     with at_limit.open("r+b") as fh:

@@ -168,10 +168,26 @@ async def test_refusals_are_one_line_and_write_nothing(cli: CLI, tmp_path: Path)
         "alert", "create", "--template", "nope", "--data", str(EXAMPLE), "--kind", "authority"
     )
     assert missing.code != 0 and "nope" in missing.err
+    # a file argument that is not a file: refused as bad input (exit 2), saying what it is
+    for path, said in (
+        ("/dev/zero", "not a file"),
+        (str(tmp_path), "not a file"),
+        ("gone.csv", "file not found"),
+    ):
+        run = await cli("contacts", "import", path, "--no-progress")
+        assert (run.code, run.err) == (2, f"alerts: {path}: {said}{_HINT if said == 'not a file' else ''}.\n")
+    run = await cli(
+        "alert", "create", "--template", "urgent-appeal", "--data", str(tmp_path), "--kind", "authority"
+    )
+    assert (run.code, run.err) == (2, f"alerts: {tmp_path}: a directory, not a file.\n")
+
     config = tmp_path / "alerts.toml"
     config.write_text("[email]\npool_size = 'x'\n")
     broken = await cli("--config", str(config), "alert", "status", "1")
     assert broken.err == f"alerts: {config}: [email] pool_size has value 'x'. Not a valid int.\n"
+
+
+_HINT = " (give a CSV file, or - for standard input)"
 
 
 async def test_public_alert_needs_consent_before_sending(cli: CLI, tmp_path: Path) -> None:

@@ -54,7 +54,12 @@ async def init(args: argparse.Namespace, settings: Settings) -> int:
 async def contacts_import(args: argparse.Namespace, settings: Settings) -> int:
     source: BinaryIO | Path = sys.stdin.buffer if args.file == "-" else Path(args.file)
     if isinstance(source, Path) and not source.is_file():
-        raise ValidationError(f"{source}: file not found.")
+        why = (
+            "file not found"
+            if not source.exists()
+            else "not a file (give a CSV file, or - for standard input)"
+        )
+        raise ValidationError(f"{source}: {why}.")
     async with quiet_app(settings) as app:
         report = await contact_actions.import_file(
             app,

@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
     s.add_argument("--smtp-port", type=int, default=8025, help="local capture SMTP port (default 8025)")
     s.add_argument(
-        "--database", default="sqlite+aiosqlite:///alerts-demo.db", help="database URL for the demo"
+        "--database",
+        default="sqlite+aiosqlite:///alerts-demo.db",
+        help="database URL for the demo (default: %(default)s in this folder; never ALERTS_DATABASE_URL, "
+        "so the sample data cannot land in a real service's database)",
     )
     s.set_defaults(handler="demo")
 

@@ -32,6 +32,10 @@ def read_case_file(path: Path) -> dict[str, Any]:
             raw = fh.read(4 * MAX_TOML + 1)  # UTF-8: at most 4 bytes a character
     except FileNotFoundError:
         raise ValidationError(f"{path}: file not found.") from None
+    except IsADirectoryError:
+        raise ValidationError(f"{path}: a directory, not a file.") from None
+    except PermissionError:
+        raise ValidationError(f"{path}: cannot be read (permission denied).") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -88,6 +88,12 @@ def read_attachment(path: Path) -> tuple[str, str, bytes]:
             data = fh.read(MAX_BYTES + 1)  # a file still growing is bounded too
     except FileNotFoundError:
         raise ValidationError(f"{label}: file not found.", details={"file": label}) from None
+    except IsADirectoryError:
+        raise ValidationError(f"{label}: a directory, not a file.", details={"file": label}) from None
+    except PermissionError:
+        raise ValidationError(
+            f"{label}: cannot be read (permission denied).", details={"file": label}
+        ) from None
     if len(data) > MAX_BYTES:
         raise ValidationError(f"{label}: over the {MAX_BYTES:,}-byte limit.", details={"file": label})
     ctype = content_type(data, label)

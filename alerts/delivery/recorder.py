@@ -77,10 +77,11 @@ class Result:
 
 
 def redact(text: str, address: str) -> str:
-    """The text with the recipient's address replaced by ``<recipient>``."""
+    """The text with the recipient's address, bare or in angle brackets, replaced by ``<recipient>``."""
     if not address or not text or address.lower() not in text.lower():
         return text  # the usual case ("250 OK"): no pattern to compile for each recipient
-    return re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
+    found = re.escape(address)
+    return re.sub(f"<{found}>|{found}", "<recipient>", text, flags=re.IGNORECASE)
 
 
 def decide(result: Result, policy: RetryPolicy) -> tuple[DeliveryState, datetime | None, EventType]:
