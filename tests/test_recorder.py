@@ -58,6 +58,7 @@ async def test_a_batch_is_applied_row_by_primary_key_on_sqlite(
 
 def test_redact_removes_the_address_whatever_its_case() -> None:
     assert redact("550 <Jane@Example.org>: unknown", "jane@example.org") == "550 <recipient>: unknown"
+    assert redact("550 user JANE@example.org unknown", "jane@example.org") == "550 user <recipient> unknown"
     assert redact("250 OK", "jane@example.org") == "250 OK"
 
 
