@@ -114,3 +114,26 @@ async def test_the_charts_kept_are_of_the_last_alerts_viewed(
     for alert_id in (first, second, first, third):
         await _chart(sessions, alert_id, charts)
     assert list(charts.kept) == [first, third]
+
+
+async def test_opens_clicks_and_answers_are_not_counted_as_more_sends(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """They keep the delivery's state (``sent``) as their ``to_state``; only the send counts."""
+    alert_id = await published_alert(sessions, 2)
+    await _add(sessions, alert_id, (0, "sent", T0), (1, "failed", T0 + timedelta(minutes=1)))
+    async with sessions.begin() as session:
+        first = await session.scalar(select(func.min(Delivery.id)).where(Delivery.alert_id == alert_id))
+        for kind in ("opened", "clicked", "responded", "unsubscribed"):
+            session.add(
+                DeliveryEvent(
+                    delivery_id=first, alert_id=alert_id, type=kind, at=T0 + timedelta(minutes=2),
+                    from_state="sent", to_state="sent",
+                )
+            )  # fmt: skip
+    chart = await _chart(sessions, alert_id, Charts())
+    assert {state: sum(col) for state, col in chart.channels["email"].items()} == {
+        "sent": 1,
+        "failed": 1,
+        "bounced": 0,
+    }

@@ -147,13 +147,13 @@ async def _since(session: AsyncSession, alert_id: int, after: int) -> Seen:
             select(
                 literal("shown").label("part"),
                 Delivery.channel,
-                DeliveryEvent.to_state,
+                DeliveryEvent.type,  # a send's outcome: opens, clicks or answers later keep its state
                 DeliveryEvent.at,
                 literal(0),
                 literal(0),
             )
             .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
-            .where(mine, DeliveryEvent.id > after, DeliveryEvent.to_state.in_(counted)),
+            .where(mine, DeliveryEvent.id > after, DeliveryEvent.type.in_(counted)),
             select(
                 literal("new"),
                 null(),
