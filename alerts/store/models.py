@@ -303,9 +303,9 @@ class DeliveryEvent(Base):
         Index("ix_delivery_events_alert_type", "alert_id", "type"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    delivery_id: Mapped[int | None] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
-    )
+    # no foreign key (migration 0012: it cost a checked, locked delivery row per event written);
+    # retention deletes a delivery's events with it
+    delivery_id: Mapped[int | None] = mapped_column(BigId, index=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     type: Mapped[str] = mapped_column(String(16))

@@ -162,6 +162,14 @@ async def test_prune_keeps_the_counts_and_touches_nothing_recent(
             assert seen[0] == (0, 1) and seen[-1] == (1, 1)
             assert await _rows(app, old) == (0, 0)
             assert {a: await _rows(app, a) for a in untouched} == untouched
+            async with app.sessions() as session:  # no event points at a delivery that is gone
+                orphans = await session.scalar(
+                    select(func.count())
+                    .select_from(DeliveryEvent)
+                    .outerjoin(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+                    .where(DeliveryEvent.delivery_id.is_not(None), Delivery.id.is_(None))
+                )
+            assert orphans == 0
 
             after = await _views(app, base, token, client, old, capsys)
             assert after == before
