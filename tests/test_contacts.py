@@ -104,39 +104,55 @@ async def test_ambiguous_numeric_reference_is_refused(session: AsyncSession) -> 
 
 
 @pytest.mark.parametrize(
-    ("fields", "message"),
+    ("fields", "message", "details"),
     [
-        ({"email": "a@example.org", "kind": "public"}, "name is required"),
-        ({"name": "A", "kind": "public"}, "an email or a telegram is required"),
+        ({"email": "a@example.org", "kind": "public"}, "name is required", {"field": "name"}),
+        ({"name": "A", "kind": "public"}, "an email or a telegram is required", {"field": "email"}),
+        ({"name": 5, "email": "a@example.org", "kind": "public"}, "name must be text", {"field": "name"}),
         (
             {"name": "A", "email": "a@example.org", "kind": "king"},
             "kind 'king' is not one of authority, media, press, partner, public",
+            {"field": "kind"},
         ),
-        ({"name": "A", "email": "a@example.org", "kind": "public", "phone": "1"}, "unknown field 'phone'"),
+        (
+            {"name": "A", "email": "a@example.org", "kind": "public", "language": "zz"},
+            "language 'zz' is not a two-letter ISO 639-1 code",
+            {"field": "language"},
+        ),
+        (
+            {"name": "A", "email": "a@example.org", "kind": "public", "phone": "1"},
+            "unknown field 'phone'",
+            {"field": "phone"},
+        ),
         (
             {"name": "A", "email": "a@example.org", "kind": "public", "status": "erased"},
             "status 'erased' is not one of active, pending, unsubscribed",
+            {"field": "status"},
         ),
         (
             {"name": "A", "email": "a@example.org", "kind": "public", "channels": ["fax"]},
             "channels: 'fax' is not one of email, telegram",
+            {"field": "channels"},
         ),
         (  # press arrives at the email address: a contact chooses "email" for it
             {"name": "A", "email": "a@example.org", "kind": "media", "channels": ["press"]},
             "channels: 'press' is not one of email, telegram",
+            {"field": "channels"},
         ),
         (
             {"name": "A", "email": "a@example.org", "kind": "public", "lists": ["a;b"]},
             "a list name may not contain ';'",
+            {"field": "lists"},
         ),
     ],
 )
 async def test_create_refusals_write_nothing(
-    session: AsyncSession, fields: dict[str, object], message: str
+    session: AsyncSession, fields: dict[str, object], message: str, details: dict[str, str]
 ) -> None:
+    """The whole refusal, as the API returns it: the message and the details naming the field."""
     with pytest.raises(ValidationError) as caught:
         await create_contact(session, **fields)  # type: ignore[arg-type]
-    assert caught.value.message == message
+    assert (caught.value.message, caught.value.details) == (message, details)
     assert await count(session, Contact) == 0
 
 

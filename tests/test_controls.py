@@ -10,7 +10,7 @@ from alerts.actions import sending
 from alerts.app import open_app
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
-from alerts.core.errors import ValidationError
+from alerts.core.errors import Conflict, ValidationError
 from alerts.core.types import OutcomeKind
 from alerts.delivery import controls
 from alerts.store.models import Alert, AuditEntry, Consent, Delivery, DeliveryEvent
@@ -281,3 +281,25 @@ async def test_the_send_action_adds_the_configured_webhook_to_an_alert_naming_it
             rows = (await session.execute(select(Delivery.channel, Delivery.address))).all()
     assert sent.queued == 3
     assert sorted((c, a) for c, a in rows if c == "webhook") == [("webhook", "https://hooks.example.org/in")]
+
+
+async def test_the_send_action_refuses_an_alert_for_a_channel_this_service_has_not_configured(
+    db_url: str,
+) -> None:
+    settings = Settings().replace("database", url=db_url)  # no Telegram token
+    async with open_app(settings, channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            alert = await approved_alert(
+                session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+            )
+        with pytest.raises(Conflict) as refused:
+            await sending.send(app, officer, alert.id)
+        async with app.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(Delivery)) == 0
+    assert (refused.value.message, refused.value.details) == (
+        f"alert {alert.id}: channel telegram is not configured on this service (see [telegram] in the "
+        "config); remove it from the alert or configure it.",
+        {"alert": alert.id, "channels": ["telegram"]},
+    )

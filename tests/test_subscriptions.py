@@ -25,6 +25,40 @@ def _request(email: str, *, countries: tuple[str, ...] = ()) -> subscriptions.Re
     return subscriptions.check_request(email=email, language="en", countries=countries)
 
 
+def test_a_request_in_an_unknown_language_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        subscriptions.check_request(email="ana@example.org", language="eng")
+    assert (caught.value.message, caught.value.details) == (
+        "language 'eng' is not a two-letter ISO 639-1 code",
+        {"field": "language"},
+    )
+
+
+async def test_a_subscription_to_a_kind_of_alert_that_does_not_exist_is_refused(db_url: str) -> None:
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.contacts.subscribe_limits import Limits
+    from alerts.core.config import Settings
+
+    settings = Settings().replace("database", url=db_url)
+    async with open_app(settings, channels={}) as app:
+        with pytest.raises(ValidationError) as caught:
+            await subscription_actions.subscribe(
+                app,
+                email="ana@example.org",
+                language="en",
+                kinds=["nope"],
+                network="192.0.2.0/24",
+                limits=Limits(),
+            )
+        async with app.sessions() as session:
+            assert list(await session.scalars(select(Contact.email))) == []
+    assert (caught.value.message, caught.value.details) == (
+        "kinds: 'nope' is not a kind of alert",
+        {"field": "kinds"},
+    )
+
+
 async def test_choosing_no_channel_unsubscribes(sessions: async_sessionmaker[AsyncSession]) -> None:
     signer = Signer(Signing(SECRET))
     async with sessions.begin() as session:

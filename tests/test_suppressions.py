@@ -36,16 +36,16 @@ def test_address_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("channel", "address", "message"),
+    ("channel", "address", "message", "details"),
     [
-        ("fax", "123", "channel 'fax' is not one of email, press, telegram, webhook"),
-        ("email", "  ", "address is empty"),
+        ("fax", "123", "channel 'fax' is not one of email, press, telegram, webhook", {"field": "channel"}),
+        ("email", "  ", "address is empty", {"field": "address"}),
     ],
 )
-def test_address_key_refuses(channel: str, address: str, message: str) -> None:
+def test_address_key_refuses(channel: str, address: str, message: str, details: dict[str, str]) -> None:
     with pytest.raises(ValidationError) as caught:
         address_key(channel, address)
-    assert caught.value.message == message
+    assert (caught.value.message, caught.value.details) == (message, details)
 
 
 async def test_suppress_is_idempotent_and_case_insensitive(session: AsyncSession) -> None:
