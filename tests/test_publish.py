@@ -111,3 +111,18 @@ async def test_a_send_followup_whose_audience_left_records_why_and_publishes_not
         deliveries = (await session.execute(select(Delivery.id))).all()
     assert alert is not None and alert.status != "sending" and deliveries == []
     assert result is not None and f"alert {alert_id} has no recipients" in result
+
+
+async def test_a_scheduled_alert_published_when_due_keeps_the_time_it_was_scheduled_for(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id, _ = await _scheduled_to_the_public(sessions, followup=False)
+    async with sessions() as session:
+        scheduled_for = await session.scalar(select(Alert.send_at).where(Alert.id == alert_id))
+    assert scheduled_for is not None
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=utcnow() + 2 * HOUR) == [alert_id]
+    async with sessions() as session:
+        row = (await session.execute(select(Alert.status, Alert.send_at).where(Alert.id == alert_id))).one()
+        deliveries = (await session.execute(select(Delivery.id))).all()
+    assert (row.status, row.send_at, len(deliveries)) == ("sending", scheduled_for, 2)
