@@ -714,3 +714,71 @@ async def test_sending_on_channels_this_service_lacks_is_refused_naming_them(
         "[telegram] in the config); remove them from the alert or configure them."
     )
     assert details == {"alert": two.id, "channels": ["telegram", "webhook"]}
+
+
+async def test_a_press_alert_counts_a_contact_who_chose_email_as_reachable_by_press(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Press arrives at the email address: a contact who chose email is suppressed, not one who
+    chose other channels."""
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        chose_email, chose_telegram = await add_contacts(session, 2, kind="media")
+        await session.execute(update(Contact).where(Contact.id == chose_email).values(channels=["email"]))
+        await session.execute(
+            update(Contact).where(Contact.id == chose_telegram).values(channels=["telegram"])
+        )
+        await suppress(
+            session, channel="email", address="person0@example.org", reason=SuppressionReason.UNSUBSCRIBED
+        )
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("press",))
+        _, details = await _refusal(session, alert)
+    assert details == {
+        "alert": alert.id,
+        "reason": "all_left_out",
+        "matching": 2,
+        "left_out": {"other_channels": 1, "suppressed": 1},
+    }
+
+
+async def test_the_audience_report_names_only_contacts_reachable_nowhere_else_not_configured(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A service without Telegram: a contact with only a Telegram id is not_configured; one
+    whose email is suppressed is suppressed, though it has a Telegram id too."""
+    from sqlalchemy import update
+
+    from alerts.delivery.audience_report import report
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        reached, telegram_only, suppressed = await add_contacts(session, 3, telegram=True)
+        await session.execute(
+            update(Contact).where(Contact.id == telegram_only).values(email=None, email_key=None)
+        )
+        await suppress(
+            session, channel="email", address="person2@example.org", reason=SuppressionReason.UNSUBSCRIBED
+        )
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        got = await report(
+            session,
+            alert,
+            languages=["en"],
+            exclude_kinds=[],
+            available={"email", "press"},
+            webhook_url="",
+            country=None,
+        )
+    assert got.deliveries == 1 and reached
+    assert got.left_out_counts == {"not_configured": 1, "suppressed": 1}
+    assert sorted((c.contact_id, c.reason) for c in got.left_out) == [
+        (telegram_only, "not_configured"),
+        (suppressed, "suppressed"),
+    ]
