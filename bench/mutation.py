@@ -88,6 +88,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("alerts.actions", "alerts.delivery", "alerts.compose", "alerts.contacts")
@@ -204,6 +205,29 @@ def wilson(detected: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def keep_earlier(kept: dict[str, Any], target: Path) -> int:
+    """Put back, into ``kept`` (a module's results about to be saved to ``target``), the earlier
+    result of each mutant that has none now while its function is unchanged: mutmut forgets the
+    results of the mutants it is given before it runs them, so a run stopped part-way (``--again
+    survivors`` on a shared machine) would otherwise lose what the last one measured. Returns
+    how many were put back."""
+    if not target.exists():
+        return 0
+    earlier = json.loads(target.read_text())
+    hashes, old_hashes = kept["hash_by_function_name"], earlier.get("hash_by_function_name", {})
+    codes, durations = kept["exit_code_by_key"], kept["durations_by_key"]
+    back = 0
+    for name, code in earlier.get("exit_code_by_key", {}).items():
+        function = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]  # as hash_by_function_name names it
+        if code is None or codes.get(name, 0) is not None or hashes.get(function) != old_hashes.get(function):
+            continue
+        codes[name] = code
+        if name in earlier.get("durations_by_key", {}):
+            durations[name] = earlier["durations_by_key"][name]
+        back += 1
+    return back
+
+
 def save_state() -> int:
     """Copy each module's results and mutmut's stats from ``mutants/`` into ``STATE``.
 
@@ -220,6 +244,7 @@ def save_state() -> int:
             "durations_by_key": {k: round(v, 2) for k, v in data.get("durations_by_key", {}).items()},
         }
         target = STATE / meta.relative_to(ROOT / "mutants")
+        keep_earlier(kept, target)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(kept, indent=0, sort_keys=True) + "\n")
         saved += 1

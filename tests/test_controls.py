@@ -164,7 +164,7 @@ async def test_the_test_send_action_sends_one_marked_message_and_audits_it(db_ur
     async with open_app(Settings().replace("database", url=db_url), channels={"email": email}) as app:
         async with app.sessions.begin() as session:
             officer, reviewer = await make_users(session)
-            alert = await approved_alert(session, author=officer, reviewer=reviewer, languages=("en", "fr"))
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
             alert_id = alert.id
         # the channel, audience and language left to their defaults: email, authority, en
         done = await sending.test_send(app, officer, alert_id, address=" desk@example.org ")
