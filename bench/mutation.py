@@ -59,6 +59,9 @@ A run without arguments resumes: mutants that already have a result are not run 
 given by name, so for named modules or packages this script names only the mutants without a
 result; ``--again survivors`` adds the survivors (to see a new test kill them), ``--again
 all`` re-runs everything named (needed once after editing a mutated function).
+mutmut maps tests to functions once (its stats) and adds only tests with new names later, so
+a test edited to kill a survivor is never run against it: ``bench/mutation_confirm.py`` runs,
+with mutmut's own trampoline, each test a survivor's reason names and records the kills.
 ``.venv/bin/mutmut browse`` shows the results interactively; ``.venv/bin/mutmut show NAME``
 one mutant's diff.
 
