@@ -38,26 +38,20 @@ def from_local(value: datetime, zone: tzinfo, *, field: str) -> datetime:
     they repeat in autumn): moving it an hour, or picking one, would send at a time nobody chose."""
     naive = value.replace(tzinfo=None)
     first, second = (naive.replace(tzinfo=zone, fold=fold) for fold in (0, 1))
-    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
-        raise ValidationError.said(
+    skipped = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive
+    if skipped or first.utcoffset() != second.utcoffset():
+        said = (
             N_(
                 "%(field)s: %(time)s does not exist in %(zone)s (the clocks skip that hour); "
                 "pick another time"
-            ),
-            details={"field": field},
-            field=field,
-            time=naive.strftime("%Y-%m-%d %H:%M"),
-            zone=str(zone),
-        )
-    if first.utcoffset() != second.utcoffset():
-        raise ValidationError.said(
-            N_(
+            )
+            if skipped
+            else N_(
                 "%(field)s: %(time)s happens twice in %(zone)s (the clocks go back that hour); "
                 "pick another time"
-            ),
-            details={"field": field},
-            field=field,
-            time=naive.strftime("%Y-%m-%d %H:%M"),
-            zone=str(zone),
+            )
+        )
+        raise ValidationError.said(
+            said, details={"field": field}, field=field, time=naive.strftime("%Y-%m-%d %H:%M"), zone=str(zone)
         )
     return first.astimezone(UTC)
