@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +31,7 @@ from alerts.contacts.fields import TEXT_FIELDS, clean_list_name
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict
 from alerts.store import audit
+from alerts.store.db import dialect_insert
 from alerts.store.models import Contact, ContactList, User
 
 #: Contact settings besides the text fields.
@@ -142,18 +142,22 @@ async def create_list(app: App, actor: User, name: str, *, description: str = ""
     check(actor, "contacts.edit")
     clean = clean_list_name(name)
     taken = Conflict(f"list {clean!r} already exists", details={"field": "name"})
-    try:
-        async with app.sessions.begin() as session:
-            if await session.scalar(select(ContactList.id).where(ContactList.name == clean)) is not None:
-                raise taken
-            created = await directory.get_or_create_list(session, clean, description)
-            await audit.record(
-                session, user_id=actor.id, action="list.create", object_type="list",
-                object_id=created.id, details={"name": clean}, now=utcnow(),
-            )  # fmt: skip
-            view = ListView(id=created.id, name=created.name, description=created.description, members=0)
-    except IntegrityError:  # the unique name, taken by a concurrent request since the check
-        raise taken from None
+    async with app.sessions.begin() as session:
+        # one statement decides, whoever else adds the name at the same moment: the loser's
+        # INSERT returns no row (a check before the insert can pass for both)
+        created = await session.scalar(
+            dialect_insert(session, ContactList)
+            .values(name=clean, description=description, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(ContactList.id)
+        )
+        if created is None:
+            raise taken
+        await audit.record(
+            session, user_id=actor.id, action="list.create", object_type="list",
+            object_id=created, details={"name": clean}, now=utcnow(),
+        )  # fmt: skip
+        view = ListView(id=created, name=clean, description=description, members=0)
     return view
 
 
