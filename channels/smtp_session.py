@@ -79,6 +79,10 @@ class _Replies(asyncio.Protocol):
         self.transport = None
         self._fail(SMTPServerDisconnected("Connection lost"))
 
+    def time_out(self) -> None:
+        """The reply awaited (or the next one) did not come in time: reads raise TimeoutError."""
+        self._fail(TimeoutError("Timed out waiting for the server's reply"))
+
     def _fail(self, exc: Exception) -> None:
         if self._error is None:
             self._error = exc
@@ -110,6 +114,7 @@ class SMTPSession:
         transport.set_protocol(self._replies)
         self.pipelining = pipelining  # the server offered PIPELINING in its EHLO reply
         self.replies_read = 0
+        self.deadline: float | None = None  # loop time the awaited replies are due by (the pool's watchdog)
 
     @classmethod
     def take_over(cls, client: aiosmtplib.SMTP) -> SMTPSession:
@@ -144,6 +149,11 @@ class SMTPSession:
         reply = await self._replies.read()
         self.replies_read += 1
         return reply
+
+    def time_out(self) -> None:
+        """Fail the read under way (and every later one) with TimeoutError; the caller drops the session."""
+        self.deadline = None
+        self._replies.time_out()
 
     def close(self) -> None:
         transport = self._replies.transport
