@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from alerts.core.config import EmailSettings
 from alerts.core.types import OutcomeKind
 from channels.email import EmailChannel
 from channels.smtp_pool import DeliveryFailed, Phase, SMTPPool
+from channels.smtp_session import SMTPSession
 from tests.channels.test_email import make_message
 
 
@@ -284,3 +286,26 @@ async def test_a_connection_kept_after_a_refusal_is_not_timed_out_while_idle(
     assert outcome.kind is OutcomeKind.SENT
     assert wire.commands.count(b"EHLO") == 1  # the same session all along
     assert len(wire.delivered) == 1
+
+
+async def test_replies_split_anywhere_and_multi_line_replies_are_read_whole_and_in_order() -> None:
+    wire = b"250 2.1.0 OK\r\n250-first line\r\n250- second \r\n250 last\r\n354 go ahead\r\n550 5.1.1 gone\r\n"
+    loop = asyncio.get_running_loop()
+    for size in (1, 5, 13, len(wire)):
+        ours, theirs = socket.socketpair()
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+        session = SMTPSession(transport, pipelining=True)
+        session.write(b"MAIL FROM:<a@example.org>\r\n", replies=4)
+        theirs.setblocking(False)
+        for at in range(0, len(wire), size):
+            await loop.sock_sendall(theirs, wire[at : at + size])
+            await asyncio.sleep(0.002)  # each piece arrives on its own
+        got = [await session.read() for _ in range(4)]
+        session.close()
+        theirs.close()
+        assert [(r.code, r.message) for r in got] == [
+            (250, "2.1.0 OK"),
+            (250, "first line\nsecond\nlast"),
+            (354, "go ahead"),
+            (550, "5.1.1 gone"),
+        ], size
