@@ -394,3 +394,16 @@ async def test_withdrawing_consent_cancels_pending_deliveries_to_the_public(
             (by_contact[c], "cancelled", None, "cancelled", "consent withdrawn")
             for c in (public[0], public[2], public[3])
         )
+
+
+async def test_the_consent_recorded_latest_counts_even_when_its_row_was_written_first(
+    session: AsyncSession, people: People
+) -> None:
+    # Two officers at once: the one whose clock read later may still insert first.
+    alert = await approved(session, people, Audience(kinds=("public",)))
+    await record_consent(session, alert, user=people.officer, scope="restricted", now=LATER)
+    await record_consent(session, alert, user=people.officer, scope="public", now=NOW)
+    await session.commit()
+    assert await consent_scope(session, alert) == "restricted"
+    with pytest.raises(ConsentRequired):
+        await ready_to_send(session, alert)

@@ -446,3 +446,31 @@ def test_closure_letter_thanks_without_asking_for_a_reply() -> None:
     )  # fmt: skip
     assert "Nous vous remercions de l’attention que vous avez portée à cette affaire." in content.text
     assert "réponse" not in content.text
+
+
+@pytest.mark.parametrize(
+    ("family", "changes", "details"),
+    [
+        ("urgent-appeal", {"audience": "minister"}, {"audience": "minister"}),
+        ("urgent-appeal", {"channel": "sms"}, {"channel": "sms"}),
+        ("urgent-appeal", {"extra": {"embargo": "soon"}}, {"extra": "embargo"}),
+        ("update", {"extra": {}}, {"extra": "original"}),
+        ("update", {"extra": {"original": {"title": "x"}}}, {"extra": "original"}),
+        ("closure", {"extra": {"original": "17"}}, {"extra": "original"}),
+    ],
+    ids=[
+        "audience",
+        "channel",
+        "unknown-extra",
+        "missing-original",
+        "incomplete-original",
+        "original-not-a-table",
+    ],
+)
+def test_render_refusals_name_what_is_wrong_in_details(
+    family: str, changes: dict[str, Any], details: dict[str, Any]
+) -> None:
+    arguments: dict[str, Any] = {"audience": "public", "channel": "email", "language": "en", **changes}
+    with pytest.raises(ValidationError) as info:
+        RENDERER.render(family, case(family), **arguments)
+    assert info.value.details == details  # the API's error body names the field
