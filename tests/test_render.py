@@ -474,3 +474,40 @@ def test_render_refusals_name_what_is_wrong_in_details(
     with pytest.raises(ValidationError) as info:
         RENDERER.render(family, case(family), **arguments)
     assert info.value.details == details  # the API's error body names the field
+
+
+def test_a_family_folder_that_cannot_load_names_the_file_and_the_problem(tmp_path: Any) -> None:
+    root = tmp_path / "templates"
+    (root / "_base" / "messages").mkdir(parents=True)
+    (root / "_base" / "messages" / "en.toml").write_text('a = "A"\n')
+    family = root / "x"
+    (family / "messages").mkdir(parents=True)
+    (family / "family.toml").write_text('requires = ["original", "deadline", "venue"]\n')
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).family("x")
+    assert info.value.message == "x/messages: the English catalogue en.toml is missing"
+    (family / "messages" / "en.toml").write_text("")
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).family("x")
+    assert info.value.message == "x/family.toml: requires unknown extra value(s) deadline, venue"
+    (family / "family.toml").write_text('requires = ["original"\n')
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).family("x")
+    assert info.value.message.startswith("x/family.toml: Unclosed array")  # tomllib's words follow
+    (family / "family.toml").write_text('requires = ["original"]\n')
+    assert Renderer(root).family("x").requires == ("original",)
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).example("x")
+    assert info.value.message == "x/example.toml is missing"
+
+
+def test_fill_names_a_sentence_missing_its_value_and_escapes_values_in_html() -> None:
+    with pytest.raises(TemplateError) as info:
+        RENDERER.render_string("{{ 'Dear {name}, {greeting}'|fill(name='Ana') }}", {})
+    assert info.value.message == "message 'Dear {name}, {greeting}' needs a value for 'greeting'"
+    source = "{{ 'Dear {name}'|fill(name=who) }}"
+    assert RENDERER.render_string(source, {"who": "<b>Ana</b>"}) == "Dear <b>Ana</b>"
+    assert (
+        RENDERER.render_string(source, {"who": "<b>Ana</b>"}, autoescape=True)
+        == "Dear &lt;b&gt;Ana&lt;/b&gt;"
+    )
