@@ -511,3 +511,49 @@ def test_fill_names_a_sentence_missing_its_value_and_escapes_values_in_html() ->
         RENDERER.render_string(source, {"who": "<b>Ana</b>"}, autoescape=True)
         == "Dear &lt;b&gt;Ana&lt;/b&gt;"
     )
+
+
+AUTHORITY = {"name": "Daniel Ostrova", "title": "Minister of Justice", "form_of_address": "Dear Minister"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message", "variable"),
+    [
+        ({"demands": ["d"] * 51}, "case data: 'demands' has 51 entries, at most 50", "demands"),
+        ({"demands": {"en": ["d"] * 51}}, "case data: 'demands.en' has 51 entries, at most 50", "demands.en"),
+        ({"facts": {"en": ["a"], "fr": ["b", " "]}}, "case data: 'facts.fr[1]' must not be empty", "facts.fr[1]"),
+        ({"summary": {"en": "x", "fr": 5}}, "case data: 'summary.fr' must be a string, got int", "summary.fr"),
+        ({"defender": "x" * 2001}, "case data: 'defender' is too long (2001 characters, at most 2000)", "defender"),
+        ({"action_url": "https://e.org/" + "x" * 1987},
+         "case data: 'action_url' is too long (2001 characters, at most 2000)", "action_url"),
+        ({"action_url": "http://[x"}, "case data: 'action_url' must be an http(s) URL, got 'http://[x'", "action_url"),
+        ({"action_url": "https://exa mple.org"},
+         "case data: 'action_url' must be an http(s) URL, got 'https://exa mple.org'", "action_url"),
+        ({"action_url": "http:///path"},
+         "case data: 'action_url' must be an http(s) URL, got 'http:///path'", "action_url"),
+        ({"date": "2025-3-1"}, "case data: 'date' must be a date (YYYY-MM-DD), got '2025-3-1'", "date"),
+        ({"authorities": [AUTHORITY | {"language": "English"}]},
+         "case data: 'authorities[0].language' must be a language code like 'en', got 'English'",
+         "authorities[0].language"),
+        ({"authorities": [AUTHORITY, AUTHORITY | {"title": {}}]},
+         "case data: 'authorities[1].title' must not be empty", "authorities[1].title"),
+    ],
+)  # fmt: skip
+def test_case_data_past_its_limits_is_refused_naming_the_exact_path(
+    changes: dict[str, Any], message: str, variable: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        RENDERER.validate_case("urgent-appeal", case(**changes))
+    assert info.value.message == message
+    assert info.value.details == {"variable": variable}
+
+
+def test_case_data_at_its_limits_is_accepted_and_tidied() -> None:
+    url = "https://e.org/" + "x" * 1986
+    cleaned = RENDERER.validate_case(
+        "urgent-appeal",
+        case(demands=["d"] * 50, defender="  " + "x" * 2000 + " ", action_url=url, date=" 2025-03-01 "),
+    )
+    assert (len(cleaned["demands"]), cleaned["defender"], cleaned["action_url"], cleaned["date"]) == (
+        50, "x" * 2000, url, "2025-03-01",
+    )  # fmt: skip
