@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerts.compose.limits import MAX_OUTPUT, MAX_PRODUCED, MAX_RANGE, MAX_STEPS
+from alerts.compose.limits import MAX_OUTPUT, MAX_POWER_BITS, MAX_PRODUCED, MAX_RANGE, MAX_STEPS
 from alerts.compose.render import Renderer
 from alerts.core.errors import SandboxViolation, TemplateError
 
@@ -205,3 +205,20 @@ def test_a_table_whose_text_passes_the_size_cap_is_refused_before_a_filter_runs(
     assert info.value.message == f"template '<string>' built a value larger than {MAX_OUTPUT} characters"
     small = dict(list(table.items())[:1000])
     assert RENDERER.render_string("{{ table|length }}", {"table": small}) == "1000"
+
+
+def test_powers_are_capped_by_the_bits_they_would_take_and_small_arithmetic_works() -> None:
+    # bit_length(2) × 2048 is MAX_POWER_BITS: the largest power of two allowed
+    assert MAX_POWER_BITS == 2 * 2048
+    assert RENDERER.render_string("{{ 2 ** 2048 }}", {}) == str(2**2048)
+    with pytest.raises(SandboxViolation) as info:
+        RENDERER.render_string("{{ 2 ** 2049 }}", {}, name="note")
+    assert info.value.message.startswith("template 'note' built a value")
+    assert info.value.details == {"template": "note"}
+    with pytest.raises(SandboxViolation) as info:
+        RENDERER.render_string("{{ 10.0 ** 400 }}", {}, name="note")
+    assert info.value.message.startswith("template 'note' built a value too large: ")
+    assert (
+        RENDERER.render_string("{{ 2 ** -1 }} {{ (-3) ** 3 }} {{ n % 3 }} {{ 7 * 6 }}", {"n": 7})
+        == "0.5 -27 1 42"
+    )
