@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from alerts.compose.render import (
 )
 from alerts.core.errors import NotFound, TemplateError, ValidationError
 from alerts.core.states import ContactKind
+from tests.own_family import FAMILY, write_own_family
 
 RENDERER = Renderer()
 FAMILIES = ["closure", "update", "urgent-appeal"]
@@ -557,3 +559,24 @@ def test_case_data_at_its_limits_is_accepted_and_tidied() -> None:
     assert (len(cleaned["demands"]), cleaned["defender"], cleaned["action_url"], cleaned["date"]) == (
         50, "x" * 2000, url, "2025-03-01",
     )  # fmt: skip
+
+
+def test_a_broken_or_missing_family_template_is_named_with_its_line_in_message_and_details(
+    tmp_path: Path,
+) -> None:
+    family = write_own_family(tmp_path)
+    subject = family / "subject.txt.j2"
+    subject.write_text("{{ t.note_subject|fill(defender=case.defender) }}\n\n{% if case.defender %}\n")
+    renderer = Renderer(own_templates=tmp_path)
+    with pytest.raises(TemplateError) as info:
+        renderer.render(FAMILY, renderer.example(FAMILY), audience="public", channel="email", language="en")
+    assert info.value.message.startswith(
+        f"template '{FAMILY}/subject.txt.j2', line 3: Unexpected end of template."
+    )
+    assert info.value.details == {"template": f"{FAMILY}/subject.txt.j2"}
+    subject.unlink()
+    renderer = Renderer(own_templates=tmp_path)
+    with pytest.raises(TemplateError) as info:
+        renderer.render(FAMILY, renderer.example(FAMILY), audience="public", channel="email", language="en")
+    assert info.value.message == f"template '{FAMILY}/subject.txt.j2' is missing"
+    assert info.value.details == {"template": f"{FAMILY}/subject.txt.j2"}
