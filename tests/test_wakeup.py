@@ -184,18 +184,19 @@ async def test_a_lost_listen_connection_is_noticed_at_once_and_listened_on_again
     wakeup = Wakeup(engine)
     heard: list[str] = []
     caplog.set_level("WARNING", logger="alerts.delivery.wakeup")
+    listening_pids = text(
+        "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE :listen"
+    ).bindparams(listen=f"LISTEN %{CHANNEL}%")
+    async with sessions() as session:  # earlier tests' connections may still be closing
+        earlier = set((await session.scalars(listening_pids)).all())
     listener = asyncio.create_task(wakeup.run(heard.append))
     try:
         await asyncio.wait_for(wakeup.listening.wait(), 10)
         async with sessions.begin() as session:
-            ended = await session.scalar(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE pid <> pg_backend_pid() AND query LIKE :listen"
-                ),
-                {"listen": f"LISTEN %{CHANNEL}%"},
-            )
-        assert ended == 1
+            ours = set((await session.scalars(listening_pids)).all()) - earlier
+            assert len(ours) == 1
+            ended = await session.scalar(text("SELECT pg_terminate_backend(:pid)").bindparams(pid=ours.pop()))
+        assert ended is True
         loop = asyncio.get_running_loop()
         lost_at = loop.time()
         while wakeup.listening.is_set():
