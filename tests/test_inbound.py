@@ -247,3 +247,14 @@ async def test_one_report_counts_each_recipient_soft_unmatched_and_bounced(
     assert len(read_bounce(raw).reports) == 3
     assert await apply(sessions, raw) == Applied(bounced=1, soft=1, unmatched=1)
     assert await outcome(sessions) == ONLY_PERSON1
+
+
+def test_the_webhooks_message_id_names_no_contact_and_reads_back_as_ours() -> None:
+    """The webhook's message (no contact) is ``<alert-N.hook@domain>``, sent to the partner in its
+    header and payload; a report quoting it is recognised as the alert's, with no contact."""
+    from alerts.delivery.messages import message_id, parse_message_id
+
+    hook = message_id(12, None, "alerts.test")
+    assert hook == "<alert-12.hook@alerts.test>"
+    assert parse_message_id(hook) == (12, None)
+    assert message_id(12, None, "alerts.test", "a-token") == hook  # a token changes nothing without a contact
