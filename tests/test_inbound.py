@@ -274,3 +274,14 @@ async def test_a_hard_bounce_suppression_keeps_the_status_and_the_relays_diagnos
         "5.1.1 550 5.1.1 <person1@example.org>: Recipient address rejected: User unknown in virtual "
         "mailbox table"
     )
+
+
+def test_the_webhooks_message_id_names_no_contact_and_reads_back_as_ours() -> None:
+    """The webhook's message (no contact) is ``<alert-N.hook@domain>``, sent to the partner in its
+    header and payload; a report quoting it is recognised as the alert's, with no contact."""
+    from alerts.delivery.messages import message_id, parse_message_id
+
+    hook = message_id(12, None, "alerts.test")
+    assert hook == "<alert-12.hook@alerts.test>"
+    assert parse_message_id(hook) == (12, None)
+    assert message_id(12, None, "alerts.test", "a-token") == hook  # a token changes nothing without a contact

@@ -869,3 +869,90 @@ async def test_the_audience_report_of_a_webhook_only_alert_sent_names_its_contac
         )
     assert got.webhook and got.reached == ()
     assert got.left_out_counts == {"no_address": 2}
+
+
+async def test_an_update_reaches_by_telegram_a_contact_who_chose_only_telegram(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The contact's own channel choice narrows an update's channels: one who chose Telegram
+    only still gets the update there, one who chose email only gets it by email only."""
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        by_telegram, by_email = await add_contacts(session, 2, telegram=True)
+        original = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        await session.execute(update(Contact).where(Contact.id == by_telegram).values(channels=["telegram"]))
+        await session.execute(update(Contact).where(Contact.id == by_email).values(channels=["email"]))
+        follow = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            parent_id=original.id,
+            channels=("email", "telegram"),
+        )
+        assert await publish(session, follow, now=utcnow()) == 2
+        got = (
+            await session.execute(
+                select(Delivery.contact_id, Delivery.channel).where(Delivery.alert_id == follow.id)
+            )
+        ).all()
+    assert sorted(got) == sorted([(by_telegram, "telegram"), (by_email, "email")])
+
+
+async def test_the_audience_report_of_an_update_leaves_out_one_the_original_only_delivered_to(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A recipient whose one delivery of the original was confirmed delivered (no longer just
+    sent) and who unsubscribed since is named as left out of the update."""
+    from sqlalchemy import update
+
+    from alerts.delivery.audience_report import report
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        stays, leaves = await add_contacts(session, 2)
+        original = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, original, now=utcnow())
+        await session.execute(
+            update(Delivery).where(Delivery.alert_id == original.id).values(state="delivered")
+        )
+        await session.execute(update(Contact).where(Contact.id == leaves).values(status="unsubscribed"))
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id
+        )
+        got = await report(
+            session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
+        )
+    assert got.left_out_counts == {"inactive": 1}
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [(leaves, "inactive")]
+    assert got.deliveries == 1 and stays
+
+
+async def test_the_webhooks_delivery_is_queued_with_no_attempt_made(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """As every delivery: the deliveries list says 0 attempts until the first send, and the
+    webhook gets as many tries as the others."""
+    from alerts.delivery import tracking
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "webhook")
+        )
+        await publish(session, alert, now=utcnow(), webhook_url="http://partner.test/hook")
+        rows = await tracking.deliveries(session, alert.id)
+    assert sorted((r["channel"], r["state"], r["attempts"]) for r in rows) == [
+        ("email", "queued", 0),
+        ("webhook", "queued", 0),
+    ]
