@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.accounts.users import create_user
 from alerts.compose.approval import (
+    MAX_NOTE,
     approve,
     approved_languages,
     close_alert,
@@ -394,3 +395,36 @@ async def test_withdrawing_consent_cancels_pending_deliveries_to_the_public(
             (by_contact[c], "cancelled", None, "cancelled", "consent withdrawn")
             for c in (public[0], public[2], public[3])
         )
+
+
+async def test_the_consent_recorded_latest_counts_even_when_its_row_was_written_first(
+    session: AsyncSession, people: People
+) -> None:
+    # Two officers at once: the one whose clock read later may still insert first.
+    alert = await approved(session, people, Audience(kinds=("public",)))
+    await record_consent(session, alert, user=people.officer, scope="restricted", now=LATER)
+    await record_consent(session, alert, user=people.officer, scope="public", now=NOW)
+    await session.commit()
+    assert await consent_scope(session, alert) == "restricted"
+    with pytest.raises(ConsentRequired):
+        await ready_to_send(session, alert)
+
+
+async def test_a_consent_note_is_at_most_max_note_characters_of_plain_text(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
+) -> None:
+    alert = await new_alert(session, people.officer)
+    longest = "n" * MAX_NOTE
+    consent = await record_consent(session, alert, user=people.officer, scope="public", note=longest, now=NOW)
+    assert consent.note == longest
+    await session.commit()
+    before = await snapshot(sessions)
+    for note, message in [
+        ("n" * (MAX_NOTE + 1), f"consent note: longer than {MAX_NOTE} characters"),
+        ("by phone\x00", "consent note: control character U+0000 at position 9 is not allowed"),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            await record_consent(session, alert, user=people.officer, scope="public", note=note, now=NOW)
+        assert err.value.message == message
+    await session.rollback()
+    assert await snapshot(sessions) == before

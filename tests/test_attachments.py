@@ -198,3 +198,11 @@ def test_the_size_limit_is_inclusive(tmp_path: Path) -> None:
         f"--attach {over}: {MAX_BYTES + 1:,} bytes is over the {MAX_BYTES:,}-byte limit."
     )
     assert refused.value.details == {"file": f"--attach {over}"}
+
+
+def test_a_refused_content_names_the_file_and_the_type_found_in_details(tmp_path: Path) -> None:
+    for name, data, found in [("statement.pdf", EXE, "application/x-msdownload"), ("page.pdf", HTML, None)]:
+        path = write(tmp_path / name, data)
+        with pytest.raises(ValidationError) as refused:
+            read_attachment(path)
+        assert refused.value.details == {"file": f"--attach {path}", "content_type": found}

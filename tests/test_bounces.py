@@ -285,3 +285,76 @@ def test_an_original_recipient_after_a_complete_block_starts_the_next_one() -> N
             "status": "5.1.2",
         },
     ]
+
+
+def _postfix_with_status(fields: bytes) -> bytes:
+    """The Postfix bounce with its delivery-status part's text replaced by ``fields``."""
+    raw = (DATA / "dsn_postfix.eml").read_bytes()
+    head, sep, rest = raw.partition(b"Content-Type: message/delivery-status\n\n")
+    _status, boundary, tail = rest.partition(b"\n--4F2A81C0123")
+    assert sep and boundary
+    return head + sep + fields + boundary + tail
+
+
+def test_fields_before_the_recipient_in_a_sound_paragraph_are_that_recipients() -> None:
+    """One paragraph per recipient, in any order of fields: the second recipient keeps its own
+    Action, Status and Diagnostic-Code though they come before its Final-Recipient."""
+    raw = _postfix_with_status(
+        b"Reporting-MTA: dns; mail.example.net\n\n"
+        b"Final-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.1.1\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 unknown\n\n"
+        b"Action: delayed\nStatus: 4.4.1\nDiagnostic-Code: smtp; 451 4.4.1 try later\n"
+        b"Final-Recipient: rfc822; b@example.org\n"
+    )
+    assert [(r.recipient, r.action, r.status, r.diagnostic) for r in parse_dsn(raw)] == [
+        ("a@example.org", "failed", "5.1.1", "550 5.1.1 unknown"),
+        ("b@example.org", "delayed", "4.4.1", "451 4.4.1 try later"),
+    ]
+
+
+def test_an_original_recipient_then_other_fields_then_its_final_recipient_are_one_recipient() -> None:
+    """Two recipients in one paragraph (not sound): a recipient's Original-Recipient, Action and
+    Final-Recipient belong together, and the report names the address we sent to."""
+    raw = _postfix_with_status(
+        b"Reporting-MTA: dns; mail.example.net\n\n"
+        b"Original-Recipient: rfc822; Alias@Example.org\nAction: failed\n"
+        b"Final-Recipient: rfc822; box@internal.example.org\nStatus: 5.1.1\n"
+        b"Original-Recipient: rfc822; B@example.org\nFinal-Recipient: rfc822; b@example.org\n"
+        b"Action: failed\nStatus: 5.2.2\n"
+    )
+    dsn = read_dsn(raw)
+    assert [(r.recipient, r.final_recipient, r.status) for r in dsn.reports] == [
+        ("Alias@Example.org", "box@internal.example.org", "5.1.1"),
+        ("B@example.org", "b@example.org", "5.2.2"),
+    ]
+    assert dsn.refused == ()
+
+
+def test_a_lone_recipient_takes_the_status_written_in_a_paragraph_before_it() -> None:
+    raw = _postfix_with_status(
+        b"Reporting-MTA: dns; mail.example.net\n\n"
+        b"Action: failed\nStatus: 5.7.1\nDiagnostic-Code: smtp; refused by policy\n\n"
+        b"Final-Recipient: rfc822; a@example.org\n"
+    )
+    assert [(r.recipient, r.action, r.status, r.diagnostic) for r in parse_dsn(raw)] == [
+        ("a@example.org", "failed", "5.7.1", "refused by policy")
+    ]
+
+
+def test_a_quoted_printable_status_part_with_a_stray_byte_is_decoded() -> None:
+    raw = (DATA / "dsn_postfix.eml").read_bytes()
+    old = b"Content-Type: message/delivery-status\n\n"
+    raw = raw.replace(
+        old, b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: quoted-printable\n\n"
+    )
+    raw = raw.replace(b"User unknown in virtual mailbox table", b"Utilisateur inconnu =E9 dans la=\n table")
+    (report,) = parse_dsn(raw)
+    assert report.status == "5.1.1"
+    assert report.diagnostic.endswith("Utilisateur inconnu \ufffd dans la table")
+
+
+def test_a_bounce_with_crlf_lines_quoting_the_original_as_text_gives_its_message_id() -> None:
+    raw = (DATA / "dsn_postfix.eml").read_bytes()
+    raw = raw.replace(b"Content-Type: message/rfc822", b"Content-Type: text/plain")
+    raw = raw.replace(b"\n", b"\r\n")
+    assert read_dsn(raw).original_message_id == "<alert-12.contact-34@alerts.example.org>"

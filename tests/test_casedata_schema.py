@@ -13,6 +13,7 @@ import pytest
 
 from alerts.compose import casedata
 from alerts.compose.casedata import MAX_STRING, VariableSpec
+from alerts.compose.render import Renderer
 from alerts.core.errors import ValidationError
 
 VARIABLES = {
@@ -42,3 +43,45 @@ def test_the_schema_refuses_what_validate_refuses(change: dict[str, Any]) -> Non
     with pytest.raises(ValidationError):
         casedata.validate(VARIABLES, body)
     assert not jsonschema_rs.Draft202012Validator(casedata.json_schema(VARIABLES)).is_valid(body)
+
+
+OPTIONAL = {
+    "defender": VariableSpec(name="defender", type="string", required=True),
+    "note": VariableSpec(name="note", type="text", required=False),
+}
+
+
+@pytest.mark.parametrize("absent", [None, "  ", [], {}], ids=["null", "blank", "empty-list", "empty-table"])
+def test_the_schema_and_validate_agree_on_an_absent_value(absent: Any) -> None:
+    validator = jsonschema_rs.Draft202012Validator(casedata.json_schema(OPTIONAL))
+    optional_left_out = {"defender": "Ana", "note": absent}
+    assert casedata.validate(OPTIONAL, optional_left_out) == {"defender": "Ana"}
+    assert validator.is_valid(optional_left_out)
+    required_left_out = {"defender": absent, "note": "Seen at the border"}
+    with pytest.raises(ValidationError, match=r"^case data: 'defender' is required$"):
+        casedata.validate(OPTIONAL, required_left_out)
+    assert not validator.is_valid(required_left_out)
+
+
+def test_the_schema_takes_as_many_authorities_as_validate() -> None:
+    variables = {"authorities": VariableSpec(name="authorities", type="authorities", required=True)}
+    validator = jsonschema_rs.Draft202012Validator(casedata.json_schema(variables))
+    one = {"name": "Minister", "title": "Minister of Justice", "form_of_address": "Dear Minister"}
+    fifty = {"authorities": [one] * casedata.MAX_ITEMS}
+    assert len(casedata.validate(variables, fifty)["authorities"]) == 50
+    assert validator.is_valid(fifty)
+    fifty_one = {"authorities": [one] * (casedata.MAX_ITEMS + 1)}
+    with pytest.raises(ValidationError, match=r"^case data: 'authorities' has 51 entries"):
+        casedata.validate(variables, fifty_one)
+    assert not validator.is_valid(fifty_one)
+
+
+def test_the_published_schema_describes_each_variable_in_the_familys_words() -> None:
+    variables = Renderer().family("urgent-appeal").variables
+    properties = casedata.json_schema(variables)["properties"]
+    assert properties["defender"]["description"] == (
+        "The defender's name, exactly as they (or their family) agreed it may be published."
+    )
+    assert properties["defender"]["anyOf"]  # beside the value's own schema
+    plain = casedata.json_schema({"x": VariableSpec(name="x", type="url", required=True)})
+    assert "description" not in plain["properties"]["x"]

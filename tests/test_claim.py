@@ -236,3 +236,29 @@ async def test_release_on_shutdown_requeues_without_spending_an_attempt(
         ).all()
     assert [tuple(r) for r in rows] == [("queued", 0, None, None)] * 2
     assert [tuple(e) for e in events] == [("sending", "queued", "released by w1 on shutdown")] * 2
+
+
+async def test_the_heartbeat_keeps_a_living_workers_rows_and_a_dead_ones_come_back_due_after_its_lease(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two workers hold a row each; only w1 beats. At the very end of w2's lease its row is still
+    w2's; just after, it is queued again, due at once (the API's ``next_attempt_at``); w1's row,
+    extended, stays with w1."""
+    from alerts.core.clock import iso
+    from alerts.delivery import tracking
+
+    alert_id = await published_alert(sessions, 2)
+    now = utcnow()
+    [alive] = await _claim(sessions, worker="w1", limit=1, now=now)
+    [dead] = await _claim(sessions, worker="w2", limit=1, now=now)
+    async with sessions.begin() as session:
+        assert await extend_leases(session, worker="w1", until=now + 2 * LEASE) == 1
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=now + LEASE) == 0  # not yet expired
+    after = now + LEASE + timedelta(seconds=1)
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=after) == 1
+    async with sessions() as session:
+        rows = {r["id"]: r for r in await tracking.deliveries(session, alert_id)}
+    assert (rows[dead]["state"], rows[dead]["next_attempt_at"]) == ("queued", iso(after))
+    assert rows[alive]["state"] == "sending"

@@ -303,3 +303,42 @@ async def test_the_send_action_refuses_an_alert_for_a_channel_this_service_has_n
         "config); remove it from the alert or configure it.",
         {"alert": alert.id, "channels": ["telegram"]},
     )
+
+
+async def test_a_resent_delivery_gets_its_retries_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Failed once its attempts were used up, resent: the deliveries list says 0 attempts, and a
+    transient failure on its next try defers it again instead of failing it at once."""
+    from datetime import timedelta
+
+    from alerts.core.types import Outcome
+    from alerts.delivery import tracking
+    from alerts.delivery.claim import claim_due
+    from alerts.delivery.recorder import Result, record
+    from alerts.delivery.retry import RetryPolicy
+    from tests.factories import published_alert
+
+    alert_id = await published_alert(sessions, 1)
+    policy = RetryPolicy(max_attempts=2)
+    busy = Outcome(kind=OutcomeKind.TRANSIENT, detail="451 4.3.0 try again later")
+
+    async def try_once() -> str:
+        now = utcnow()
+        async with sessions.begin() as session:
+            (item,) = await claim_due(
+                session, channel="email", limit=5, worker="w", lease=timedelta(minutes=1), now=now
+            )
+            result = Result(item=item, outcome=busy, message_id="<m@x>", at=now)
+            await record(session, [result], worker="w", policy=policy, alerts={}, now=now)
+        async with sessions.begin() as session:  # due again at once
+            await session.execute(update(Delivery).values(next_attempt_at=now))
+            return str(await session.scalar(select(Delivery.state)))
+
+    assert [await try_once(), await try_once()] == ["deferred", "failed"]
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        assert await controls.resend_failed(session, alert, user=None, now=utcnow()) == 1
+        assert [r["attempts"] for r in await tracking.deliveries(session, alert_id)] == [0]
+    assert await try_once() == "deferred"

@@ -19,7 +19,7 @@ from alerts.delivery.claim import claim_due
 from alerts.delivery.controls import resend_failed, set_paused
 from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.messages import MessageBuilder
-from alerts.store.models import Alert, Delivery, DeliveryEvent, Suppression
+from alerts.store.models import Alert, AlertVersion, Delivery, DeliveryEvent, Suppression
 from channels.memory import MemoryChannel
 from tests.factories import RENDERER, our_message_id, published_alert
 
@@ -544,3 +544,148 @@ async def test_the_dispatcher_counts_as_alive_while_it_sends_and_its_housekeepin
     finally:
         stop.set()
         await asyncio.wait_for(runner, 15)
+
+
+async def test_a_press_release_carries_its_own_attachments_and_no_other_alerts(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two press alerts, only the first with a file: each release carries exactly its own."""
+    from alerts.delivery.publish import publish
+    from alerts.store.models import AlertAttachment
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1, kind="press")
+        with_file = await approved_alert(session, author=officer, reviewer=reviewer, channels=("press",))
+        without = await approved_alert(session, author=officer, reviewer=reviewer, channels=("press",))
+        session.add(
+            AlertAttachment(
+                alert_id=with_file.id,
+                filename="photo.png",
+                content_type="image/png",
+                data=png,
+                created_at=utcnow(),
+            )
+        )
+        for alert in (with_file, without):
+            await publish(session, alert, now=utcnow())
+        ids = (with_file.id, without.id)
+    press = MemoryChannel()
+    for alert_id in ids:
+        await dispatcher(sessions, {"press": press}).run_until_done(alert_id, timeout=10)
+    got = {
+        int(m.message_id.split(".")[0].removeprefix("<alert-")): [(a.filename, a.data) for a in m.attachments]
+        for m in press.sent
+    }
+    assert got == {ids[0]: [("photo.png", png)], ids[1]: []}
+
+
+async def test_an_alert_is_marked_sent_when_done_with_the_time_and_a_closed_one_stays_closed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.delivery.publish import publish
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alerts = [await approved_alert(session, author=officer, reviewer=reviewer) for _ in range(2)]
+        for alert in alerts:
+            await publish(session, alert, now=utcnow())
+        sent_id, closed_id = (a.id for a in alerts)
+        await session.execute(update(Alert).where(Alert.id == closed_id).values(status="closed"))
+    started = utcnow()
+    for alert_id in (sent_id, closed_id):
+        await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=10)
+    ended = utcnow()
+    async with sessions() as session:
+        sent = await session.get(Alert, sent_id)
+        closed = await session.get(Alert, closed_id)
+    assert sent is not None and closed is not None
+    assert sent.status == "sent"
+    assert sent.completed_at is not None and started <= sent.completed_at <= ended
+    assert (closed.status, closed.completed_at) == ("closed", None)
+
+
+async def test_shutdown_leaves_none_of_the_dispatchers_tasks_running(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Every lane's senders, the claimers and the recorder (mid-wait: a long flush interval) are
+    finished when ``run`` returns."""
+    alert_id = await published_alert(sessions, 2)
+    before = asyncio.all_tasks()
+    stop = asyncio.Event()
+    d = dispatcher(
+        sessions,
+        {"email": MemoryChannel(), "telegram": MemoryChannel()},
+        dataclasses.replace(FAST, flush_interval=1.0),
+    )
+    runner = asyncio.create_task(d.run(stop))
+    while (await states(sessions, alert_id))["sent"] < 2:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(runner, 15)
+    left = [t.get_name() for t in asyncio.all_tasks() - before if not t.done()]
+    assert left == []
+
+
+async def test_shutdown_waits_for_the_message_in_flight(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 1)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": MemoryChannel(delay=0.3)}).run(stop))
+    while (await states(sessions, alert_id))["sending"] < 1:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the sender has it: it is being sent
+    stop.set()
+    await asyncio.wait_for(runner, 15)
+    assert await states(sessions, alert_id) == Counter({"sent": 1})
+
+
+async def test_reclaimed_leases_are_said_as_a_warning_with_their_number(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 3)
+    async with sessions.begin() as session:  # a worker that claimed and then died
+        await claim_due(
+            session, channel="email", limit=3, worker="dead", lease=timedelta(milliseconds=300), now=utcnow()
+        )
+    short_lease = dataclasses.replace(FAST, lease_seconds=2)
+    with caplog.at_level("WARNING", logger="alerts.delivery.dispatch"):
+        await dispatcher(sessions, {"email": MemoryChannel()}, short_lease).run_until_done(
+            alert_id, timeout=10
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["reclaimed 3 deliveries whose lease expired"]
+
+
+async def test_an_adapter_exception_is_logged_by_its_type_without_its_text(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 1)
+    email = MemoryChannel(script={"person0@example.org": [RuntimeError("person0@example.org refused")]})
+    with caplog.at_level("INFO", logger="alerts.delivery.dispatch"):
+        await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
+    async with sessions() as session:
+        delivery_id = (await session.execute(select(Delivery.id))).scalar_one()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"delivery {delivery_id}: email raised RuntimeError"]
+    assert "person0@example.org" not in caplog.text
+
+
+async def test_a_form_that_cannot_render_fails_its_delivery_with_an_error_naming_the_form(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 1)
+    async with sessions.begin() as session:
+        # a version whose case data its template cannot render (written by hand, say)
+        await session.execute(update(AlertVersion).values(case_data={}))
+    with caplog.at_level("ERROR", logger="alerts.delivery.dispatch"):
+        await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=10)
+    assert await states(sessions, alert_id) == Counter({"failed": 1})
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"alert {alert_id}: rendering email/authority/en failed: ")

@@ -12,14 +12,24 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.accounts.users import create_user
-from alerts.compose.approval import approve, approved_languages, ready_to_send, set_status, submit
+from alerts.compose.approval import (
+    approve,
+    approved_languages,
+    close_alert,
+    ready_to_send,
+    set_status,
+    submit,
+)
 from alerts.compose.drafts import (
+    MAX_LIST_NAME,
+    MAX_TITLE,
     Audience,
     create_alert,
     current_version,
     default_title,
     edit_alert,
     get_alert,
+    require_open_case,
 )
 from alerts.core.errors import ApprovalRequired, Conflict, NotFound, PermissionDenied, ValidationError
 from alerts.core.states import AlertStatus
@@ -434,3 +444,80 @@ async def test_the_create_action_refuses_a_channel_with_no_config_in_these_words
             assert (alert.title, alert.is_public, alert.status, created.attachments) == (
                 "Ana Pérez arrested", True, "draft", 0,
             )  # fmt: skip
+
+
+def test_list_names_are_at_most_max_list_name_characters_on_one_line() -> None:
+    longest = "x" * MAX_LIST_NAME
+    assert Audience(lists=(longest,)).lists == (longest,)
+    refusals = {
+        ("x" * (MAX_LIST_NAME + 1),): f"audience: {'x' * (MAX_LIST_NAME + 1)!r} is not a valid list name",
+        ("press\nhn",): "audience: list name: control character U+000A at position 6 is not allowed",
+        ("press", 5): "audience: lists must be a list of names, not 5",
+    }
+    for lists, message in refusals.items():
+        with pytest.raises(ValidationError) as err:
+            Audience(lists=lists)  # type: ignore[arg-type]
+        assert err.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("case_data", "message"),
+    [
+        ({1: "x"}, "case data: top level has a non-text key 1"),
+        ({"defender": {2: "Ana"}}, "case data: defender has a non-text key 2"),
+        ({"events": [{"when": {3: "x"}}]}, "case data: events[0].when has a non-text key 3"),
+        ({"a\x00b": "x"}, "case data: top level key: control character U+0000 at position 2 is not allowed"),
+        ({"defender": {"na\u202eme": "Ana"}},
+         "case data: defender key: control character U+202E at position 3 is not allowed"),
+    ],
+)  # fmt: skip
+async def test_case_data_keys_are_refused_naming_where_they_are(
+    session: AsyncSession, people: People, case_data: dict[Any, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError) as err:
+        await create_alert(session, author=people.officer, family="urgent-appeal", case_data=CASE | case_data,
+                           audience=AUDIENCE, validate_case=validate_case, now=NOW)  # fmt: skip
+    assert err.value.message == message
+
+
+async def test_titles_and_family_names_at_their_length_limits(session: AsyncSession, people: People) -> None:
+    longest = "T" * MAX_TITLE
+    assert (await new_alert(session, people.officer, title=f"  {longest} ")).title == longest
+    named = default_title("urgent-appeal", {"defender": "A" * 400, "country": "Peru"})
+    assert named == "A" * MAX_TITLE  # cut at the limit, never refused
+    family = "a" * 64  # passes the name check, then the validator looks it up
+    with pytest.raises(ValidationError) as err:
+        await create_alert(session, author=people.officer, family=family, case_data=CASE, audience=AUDIENCE,
+                           validate_case=validate_case, now=NOW)  # fmt: skip
+    assert err.value.message == f"template family {family!r} does not exist"
+    for bad in ("a" * 65, "Urgent", "-urgent", "urgent appeal", ""):
+        with pytest.raises(ValidationError) as err:
+            await create_alert(session, author=people.officer, family=bad, case_data=CASE, audience=AUDIENCE,
+                               validate_case=validate_case, now=NOW)  # fmt: skip
+        assert err.value.message == f"template family: {bad!r} is not a valid family name"
+
+
+async def test_an_update_anywhere_down_a_closed_case_is_refused_naming_the_closed_alert(
+    session: AsyncSession, people: People
+) -> None:
+    case = await new_alert(session, people.officer)
+    update = await new_alert(session, people.officer)
+    again = await new_alert(session, people.officer)
+    update.parent_id, again.parent_id = case.id, update.id
+    await session.commit()
+    await require_open_case(session, again.id)  # the case is open: nothing to say
+    await close_alert(session, case, user=people.officer, now=NOW)
+    await session.commit()
+    with pytest.raises(Conflict) as err:
+        await require_open_case(session, again.id)
+    assert err.value.message == f"alert {case.id} is closed: its case gets no more updates."
+    assert err.value.details == {"alert": case.id, "status": "closed"}
+    await require_open_case(session, None)  # a new case has no thread above it
+
+
+async def test_a_thread_that_loops_back_on_itself_ends(session: AsyncSession, people: People) -> None:
+    first = await new_alert(session, people.officer)
+    second = await new_alert(session, people.officer)
+    first.parent_id, second.parent_id = second.id, first.id  # corrupt: each updates the other
+    await session.commit()
+    await require_open_case(session, first.id)  # returns: each alert is read once

@@ -181,3 +181,25 @@ def test_a_contact_without_a_phone_renders_everywhere() -> None:
     for channel in ("email", "press", "webhook"):
         content = renderer.render("urgent-appeal", case, audience="media", channel=channel, language="en")
         assert case["contact"]["email"] in content.text
+
+
+def test_a_case_variable_written_as_a_subscript_is_checked_too(tmp_path: Path) -> None:
+    family = write_own_family(tmp_path)
+    (family / "body.txt.j2").write_text('{{ t.note_lead }}\n\n{{ case["message"] }}\n{{ case["mesage"] }}\n')
+    found = problems(tmp_path)
+    assert "solidarity-note/body.txt.j2:4: case.mesage is not declared in family.toml" in found
+    assert not any("case.message" in problem for problem in found)
+
+
+def test_a_failure_only_with_every_extra_names_its_form_and_counts_the_forms_that_rendered(
+    tmp_path: Path,
+) -> None:
+    family = write_own_family(tmp_path)
+    (family / "body.txt.j2").write_text(
+        "{{ t.note_lead }}\n{% if extra.alert_url %}{{ t.no_such_sentence }}{% endif %}\n{{ case.message }}\n"
+    )
+    [report] = check_folder(tmp_path)
+    assert [str(p) for p in report.problems] == [
+        "solidarity-note/body.txt.j2:2: 'dict object' has no attribute 'no_such_sentence' (authority × email × en)"
+    ]  # no "required extras only": with those the branch is not taken
+    assert report.renders == 80 - 30  # every extra × 5 audiences × email, press, webhook × 2 languages fail

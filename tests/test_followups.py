@@ -628,3 +628,25 @@ async def test_a_response_keeps_who_recorded_it_and_a_blank_summary_is_refused_n
             "Replied",
             officer.id,
         )
+
+
+async def test_scheduling_again_for_the_send_followups_own_time_keeps_it_and_it_publishes(app: App) -> None:
+    monday = T0 + timedelta(days=5)
+    async with app.sessions.begin() as session:
+        officer, reviewer = await people(session)
+        await add_contacts(session, 2)
+        alert_id = (await approved_alert(session, author=officer, reviewer=reviewer)).id
+    fid = await add(app, alert_id, kind="send", due_at=monday)
+    async with app.sessions.begin() as session:  # back to approved behind the follow-up's back
+        await session.execute(
+            update(Alert).where(Alert.id == alert_id).values(status="approved", send_at=None)
+        )
+    async with app.sessions.begin() as session:  # then scheduled again for the same time
+        await schedule(session, await drafts.get_alert(session, alert_id), at=monday, now=T0)
+    f = await row(app, fid)
+    assert (f.cancelled_at, f.result) == (None, None)
+    fired = await fire(app, fid, monday)
+    assert fired is not None, "the kept follow-up fires"
+    async with app.sessions() as session:
+        sent = (await session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id))).all()
+    assert len(sent) == 2

@@ -247,3 +247,41 @@ async def test_one_report_counts_each_recipient_soft_unmatched_and_bounced(
     assert len(read_bounce(raw).reports) == 3
     assert await apply(sessions, raw) == Applied(bounced=1, soft=1, unmatched=1)
     assert await outcome(sessions) == ONLY_PERSON1
+
+
+async def test_a_report_naming_our_address_as_original_recipient_only_is_applied(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Delivered on to another mailbox (an alias): the Final-Recipient is not the address we
+    mailed, the Original-Recipient is."""
+    _, mid = await sent_alert(sessions)
+    raw = bounce_for(mid, "person1@example.org")
+    old = b"Final-Recipient: rfc822; person1@example.org"
+    assert old in raw
+    raw = raw.replace(old, b"Final-Recipient: rfc822; box7@mail.example.org")
+    assert await apply(sessions, raw) == Applied(bounced=1)
+    assert await outcome(sessions) == ONLY_PERSON1
+
+
+async def test_a_hard_bounce_suppression_keeps_the_status_and_the_relays_diagnostic(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    _, mid = await sent_alert(sessions)
+    assert await apply(sessions, bounce_for(mid, "person1@example.org")) == Applied(bounced=1)
+    async with sessions() as session:
+        detail = (await session.execute(select(Suppression.detail))).scalar_one()
+    assert detail == (
+        "5.1.1 550 5.1.1 <person1@example.org>: Recipient address rejected: User unknown in virtual "
+        "mailbox table"
+    )
+
+
+def test_the_webhooks_message_id_names_no_contact_and_reads_back_as_ours() -> None:
+    """The webhook's message (no contact) is ``<alert-N.hook@domain>``, sent to the partner in its
+    header and payload; a report quoting it is recognised as the alert's, with no contact."""
+    from alerts.delivery.messages import message_id, parse_message_id
+
+    hook = message_id(12, None, "alerts.test")
+    assert hook == "<alert-12.hook@alerts.test>"
+    assert parse_message_id(hook) == (12, None)
+    assert message_id(12, None, "alerts.test", "a-token") == hook  # a token changes nothing without a contact

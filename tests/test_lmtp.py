@@ -164,3 +164,23 @@ def test_bounce_counts_add_up_over_reports() -> None:
     for applied in (Applied(early=1, bounced=1), Applied(early=1, soft=2), Applied(unmatched=1)):
         counts.add(applied)
     assert (counts.bounced, counts.soft, counts.unmatched, counts.early) == (1, 2, 1, 2)
+
+
+async def test_a_report_that_cannot_be_recorded_is_logged_as_an_error_saying_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/alerts.db")
+    try:
+        with caplog.at_level("ERROR", logger="alerts.delivery.lmtp"):
+            async with lmtp_session(async_sessionmaker(engine)) as lmtp:
+                assert (await lmtp.command("MAIL FROM:<>")).startswith(b"250")
+                rcpt = f"RCPT TO:<{return_path(SENDER, VERP.tag(1))}>"
+                assert (await lmtp.command(rcpt)).startswith(b"250")
+                (reply,) = await lmtp.data(bounce_for(None, "person1@example.org"), replies=1)
+    finally:
+        await engine.dispose()
+    assert reply.startswith(b"451 ")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == ["could not apply a bounce report"]
+    assert errors[0].exc_info is not None  # with the traceback of what failed
+    assert "person1@example.org" not in caplog.text

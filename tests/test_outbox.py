@@ -826,3 +826,177 @@ async def test_two_sends_of_one_alert_at_once_write_each_delivery_and_the_status
             )
         ).scalars()
         assert [d["to"] for d in changes if d] == ["sending"]
+
+
+async def test_a_press_alert_counts_a_press_contact_without_an_email_address_as_having_none(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1, kind="media", email=False, telegram=True)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("press",))
+        message, details = await _refusal(session, alert)
+    assert details["left_out"] == {"no_address": 1}
+    assert (
+        "1 contact matches its lists (urgent-appeals) and every one is left out: 1 with no address for press."
+        in message
+    )
+
+
+async def test_an_alert_with_a_webhook_names_only_its_contact_channels_when_nobody_is_reachable(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, email=False, telegram=True)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "webhook")
+        )
+        message, details = await _refusal(session, alert, webhook_url="http://partner.test/hook")
+    assert details["left_out"] == {"no_address": 2}
+    assert message.endswith("every one is left out: 2 with no address for email.")
+
+
+async def test_an_update_whose_recipients_are_all_public_after_consent_was_withdrawn_is_refused_saying_so(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from tests.delivery_cases import mark_sent, public_case, public_update, set_consent
+
+    case = await public_case(sessions, authorities=0, public=2)
+    await mark_sent(sessions, case.alert_id)
+    await set_consent(sessions, case.alert_id, "restricted")
+    update_id = await public_update(sessions, case.alert_id, publish_it=False)
+    async with sessions.begin() as session:
+        from alerts.store.models import Alert
+
+        follow = await session.get(Alert, update_id)
+        _message, details = await _refusal(session, follow)
+    assert details["left_out"] == {"no_consent": 2}
+
+
+async def test_the_audience_report_names_a_contact_sharing_a_chat_as_shared_address(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from sqlalchemy import update
+
+    from alerts.delivery.audience_report import report
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        first, second = await add_contacts(session, 2, telegram=True)
+        await session.execute(update(Contact).values(telegram="-100777"))
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        got = await report(
+            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
+        )
+    assert got.deliveries == 1
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [(second, "shared_address")]
+    assert got.left_out_counts == {"shared_address": 1} and first < second
+
+
+async def test_the_audience_report_of_a_webhook_only_alert_sent_names_its_contacts_as_unaddressed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Sent to the partner webhook only: the contacts on its lists have no address on any of
+    its channels (there is none), not a shared address."""
+    from alerts.delivery.audience_report import report
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("webhook",))
+        url = "http://partner.test/hook"
+        assert await publish(session, alert, now=utcnow(), webhook_url=url) == 1
+        got = await report(
+            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url=url, country=None
+        )
+    assert got.webhook and got.reached == ()
+    assert got.left_out_counts == {"no_address": 2}
+
+
+async def test_an_update_reaches_by_telegram_a_contact_who_chose_only_telegram(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The contact's own channel choice narrows an update's channels: one who chose Telegram
+    only still gets the update there, one who chose email only gets it by email only."""
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        by_telegram, by_email = await add_contacts(session, 2, telegram=True)
+        original = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        await session.execute(update(Contact).where(Contact.id == by_telegram).values(channels=["telegram"]))
+        await session.execute(update(Contact).where(Contact.id == by_email).values(channels=["email"]))
+        follow = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            parent_id=original.id,
+            channels=("email", "telegram"),
+        )
+        assert await publish(session, follow, now=utcnow()) == 2
+        got = (
+            await session.execute(
+                select(Delivery.contact_id, Delivery.channel).where(Delivery.alert_id == follow.id)
+            )
+        ).all()
+    assert sorted(got) == sorted([(by_telegram, "telegram"), (by_email, "email")])
+
+
+async def test_the_audience_report_of_an_update_leaves_out_one_the_original_only_delivered_to(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A recipient whose one delivery of the original was confirmed delivered (no longer just
+    sent) and who unsubscribed since is named as left out of the update."""
+    from sqlalchemy import update
+
+    from alerts.delivery.audience_report import report
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        stays, leaves = await add_contacts(session, 2)
+        original = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, original, now=utcnow())
+        await session.execute(
+            update(Delivery).where(Delivery.alert_id == original.id).values(state="delivered")
+        )
+        await session.execute(update(Contact).where(Contact.id == leaves).values(status="unsubscribed"))
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id
+        )
+        got = await report(
+            session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
+        )
+    assert got.left_out_counts == {"inactive": 1}
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [(leaves, "inactive")]
+    assert got.deliveries == 1 and stays
+
+
+async def test_the_webhooks_delivery_is_queued_with_no_attempt_made(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """As every delivery: the deliveries list says 0 attempts until the first send, and the
+    webhook gets as many tries as the others."""
+    from alerts.delivery import tracking
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "webhook")
+        )
+        await publish(session, alert, now=utcnow(), webhook_url="http://partner.test/hook")
+        rows = await tracking.deliveries(session, alert.id)
+    assert sorted((r["channel"], r["state"], r["attempts"]) for r in rows) == [
+        ("email", "queued", 0),
+        ("webhook", "queued", 0),
+    ]

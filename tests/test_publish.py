@@ -126,3 +126,21 @@ async def test_a_scheduled_alert_published_when_due_keeps_the_time_it_was_schedu
         row = (await session.execute(select(Alert.status, Alert.send_at).where(Alert.id == alert_id))).one()
         deliveries = (await session.execute(select(Delivery.id))).all()
     assert (row.status, row.send_at, len(deliveries)) == ("sending", scheduled_for, 2)
+
+
+async def test_a_scheduled_alert_that_could_not_go_says_why_in_the_alerts_history(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The officer's alert page lists the alert's audit history: the failure is there."""
+    from alerts.store import audit
+
+    alert_id, _ = await _scheduled_to_the_public(sessions, followup=False)
+    async with sessions.begin() as session:
+        await session.execute(update(Contact).values(status="unsubscribed"))
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=utcnow() + 2 * HOUR) == []
+    async with sessions() as session:
+        history = await audit.list_entries(session, object_type="alert", object_id=alert_id)
+    failed = [e for e in history if e.action == "alert.schedule_failed"]
+    assert len(failed) == 1
+    assert failed[0].details["reason"].startswith(f"alert {alert_id} has no recipients: ")

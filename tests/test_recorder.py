@@ -297,3 +297,82 @@ async def test_a_migrated_chat_moves_the_contacts_waiting_telegram_deliveries_to
         rows = dict((await session.execute(select(Delivery.alert_id, Delivery.address))).all())
         chat = (await session.execute(select(Contact.telegram))).scalar_one()
     assert rows == {first: "-1009999", second: "-1009999"} and chat == "-1009999"
+
+
+async def test_a_delivery_that_fails_after_its_last_retry_shows_as_failed_on_the_chart(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Retries used up: the delivery fails, and its event says ``failed``, which the alert's
+    chart of deliveries over time counts (a ``deferred`` one it would not)."""
+    from alerts.delivery.over_time import over_time
+
+    results = await _claimed_and_sent(sessions, 1)
+    last_try = RetryPolicy(max_attempts=1)
+    transient = Outcome(kind=OutcomeKind.TRANSIENT, detail="451 4.3.0 try again later")
+    async with sessions.begin() as session:
+        await record(
+            session,
+            [Result(item=r.item, outcome=transient, message_id=r.message_id, at=r.at) for r in results],
+            worker="w1",
+            policy=last_try,
+            alerts={},
+            now=utcnow(),
+        )
+    async with sessions() as session:
+        assert await session.scalar(select(Delivery.state)) == "failed"
+        chart = await over_time(session, results[0].item.alert_id, buckets=1)
+    assert chart.channels == {"email": {"sent": [0], "failed": [1], "bounced": [0]}}
+
+
+async def test_a_bounce_keeps_a_bounded_redacted_detail_on_the_delivery_and_in_the_suppression(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The provider's text, the address taken out: at most 2,000 characters as the delivery's
+    last error (the deliveries list), at most 500 in the suppression (the contact's export)."""
+    from alerts.contacts.erasure import export_contact
+    from alerts.core.states import SuppressionReason
+    from alerts.delivery import tracking
+
+    results = await _claimed_and_sent(sessions, 1)
+    item = results[0].item
+    said = f"550 5.1.1 <{item.address}>: no such user " + "x" * 3000
+    bounced = Outcome(kind=OutcomeKind.PERMANENT, suppress=SuppressionReason.BOUNCED, detail=said)
+    async with sessions.begin() as session:
+        await record(
+            session,
+            [Result(item=item, outcome=bounced, message_id=results[0].message_id, at=results[0].at)],
+            worker="w1",
+            policy=POLICY,
+            alerts={},
+            now=utcnow(),
+        )
+    redacted = redact(said, item.address)
+    assert redacted.startswith("550 5.1.1 <recipient>: no such user x")
+    async with sessions() as session:
+        (row,) = await tracking.deliveries(session, item.alert_id)
+        exported = await export_contact(session, item.contact_id or 0)
+    assert (row["state"], row["last_error"]) == ("suppressed", redacted[:2000])
+    assert [(s["reason"], s["detail"]) for s in exported["suppressions"]] == [("bounced", redacted[:500])]
+
+
+async def test_the_deliveries_list_gives_the_providers_id_and_finds_a_contact_by_organisation(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What the API's deliveries list says of a sent delivery: the provider's id for it (to
+    look it up in the provider's logs); and the search finds a contact by organisation alone."""
+    from alerts.delivery import tracking
+
+    results = await _claimed_and_sent(sessions, 2)
+    post = results[0].item
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Contact).where(Contact.id == post.contact_id).values(organisation="Daily Post")
+        )
+        await record(session, results, worker="w1", policy=POLICY, alerts={}, now=utcnow())
+    async with sessions() as session:
+        found = await tracking.deliveries(session, post.alert_id, search="DAILY post")
+        everyone = await tracking.deliveries(session, post.alert_id)
+    assert [(r["id"], r["organisation"], r["provider_id"]) for r in found] == [
+        (post.id, "Daily Post", f"p{post.id}")
+    ]
+    assert sorted(r["provider_id"] for r in everyone) == sorted(f"p{r.item.id}" for r in results)

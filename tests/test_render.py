@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from alerts.compose.render import (
 )
 from alerts.core.errors import NotFound, TemplateError, ValidationError
 from alerts.core.states import ContactKind
+from tests.own_family import FAMILY, write_own_family
 
 RENDERER = Renderer()
 FAMILIES = ["closure", "update", "urgent-appeal"]
@@ -446,3 +448,135 @@ def test_closure_letter_thanks_without_asking_for_a_reply() -> None:
     )  # fmt: skip
     assert "Nous vous remercions de l’attention que vous avez portée à cette affaire." in content.text
     assert "réponse" not in content.text
+
+
+@pytest.mark.parametrize(
+    ("family", "changes", "details"),
+    [
+        ("urgent-appeal", {"audience": "minister"}, {"audience": "minister"}),
+        ("urgent-appeal", {"channel": "sms"}, {"channel": "sms"}),
+        ("urgent-appeal", {"extra": {"embargo": "soon"}}, {"extra": "embargo"}),
+        ("update", {"extra": {}}, {"extra": "original"}),
+        ("update", {"extra": {"original": {"title": "x"}}}, {"extra": "original"}),
+        ("closure", {"extra": {"original": "17"}}, {"extra": "original"}),
+    ],
+    ids=[
+        "audience",
+        "channel",
+        "unknown-extra",
+        "missing-original",
+        "incomplete-original",
+        "original-not-a-table",
+    ],
+)
+def test_render_refusals_name_what_is_wrong_in_details(
+    family: str, changes: dict[str, Any], details: dict[str, Any]
+) -> None:
+    arguments: dict[str, Any] = {"audience": "public", "channel": "email", "language": "en", **changes}
+    with pytest.raises(ValidationError) as info:
+        RENDERER.render(family, case(family), **arguments)
+    assert info.value.details == details  # the API's error body names the field
+
+
+def test_a_family_folder_that_cannot_load_names_the_file_and_the_problem(tmp_path: Any) -> None:
+    root = tmp_path / "templates"
+    (root / "_base" / "messages").mkdir(parents=True)
+    (root / "_base" / "messages" / "en.toml").write_text('a = "A"\n')
+    family = root / "x"
+    (family / "messages").mkdir(parents=True)
+    (family / "family.toml").write_text('requires = ["original", "deadline", "venue"]\n')
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).family("x")
+    assert info.value.message == "x/messages: the English catalogue en.toml is missing"
+    (family / "messages" / "en.toml").write_text("")
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).family("x")
+    assert info.value.message == "x/family.toml: requires unknown extra value(s) deadline, venue"
+    (family / "family.toml").write_text('requires = ["original"\n')
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).family("x")
+    assert info.value.message.startswith("x/family.toml: Unclosed array")  # tomllib's words follow
+    (family / "family.toml").write_text('requires = ["original"]\n')
+    assert Renderer(root).family("x").requires == ("original",)
+    with pytest.raises(TemplateError) as info:
+        Renderer(root).example("x")
+    assert info.value.message == "x/example.toml is missing"
+
+
+def test_fill_names_a_sentence_missing_its_value_and_escapes_values_in_html() -> None:
+    with pytest.raises(TemplateError) as info:
+        RENDERER.render_string("{{ 'Dear {name}, {greeting}'|fill(name='Ana') }}", {})
+    assert info.value.message == "message 'Dear {name}, {greeting}' needs a value for 'greeting'"
+    source = "{{ 'Dear {name}'|fill(name=who) }}"
+    assert RENDERER.render_string(source, {"who": "<b>Ana</b>"}) == "Dear <b>Ana</b>"
+    assert (
+        RENDERER.render_string(source, {"who": "<b>Ana</b>"}, autoescape=True)
+        == "Dear &lt;b&gt;Ana&lt;/b&gt;"
+    )
+
+
+AUTHORITY = {"name": "Daniel Ostrova", "title": "Minister of Justice", "form_of_address": "Dear Minister"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message", "variable"),
+    [
+        ({"demands": ["d"] * 51}, "case data: 'demands' has 51 entries, at most 50", "demands"),
+        ({"demands": {"en": ["d"] * 51}}, "case data: 'demands.en' has 51 entries, at most 50", "demands.en"),
+        ({"facts": {"en": ["a"], "fr": ["b", " "]}}, "case data: 'facts.fr[1]' must not be empty", "facts.fr[1]"),
+        ({"summary": {"en": "x", "fr": 5}}, "case data: 'summary.fr' must be a string, got int", "summary.fr"),
+        ({"defender": "x" * 2001}, "case data: 'defender' is too long (2001 characters, at most 2000)", "defender"),
+        ({"action_url": "https://e.org/" + "x" * 1987},
+         "case data: 'action_url' is too long (2001 characters, at most 2000)", "action_url"),
+        ({"action_url": "http://[x"}, "case data: 'action_url' must be an http(s) URL, got 'http://[x'", "action_url"),
+        ({"action_url": "https://exa mple.org"},
+         "case data: 'action_url' must be an http(s) URL, got 'https://exa mple.org'", "action_url"),
+        ({"action_url": "http:///path"},
+         "case data: 'action_url' must be an http(s) URL, got 'http:///path'", "action_url"),
+        ({"date": "2025-3-1"}, "case data: 'date' must be a date (YYYY-MM-DD), got '2025-3-1'", "date"),
+        ({"authorities": [AUTHORITY | {"language": "English"}]},
+         "case data: 'authorities[0].language' must be a language code like 'en', got 'English'",
+         "authorities[0].language"),
+        ({"authorities": [AUTHORITY, AUTHORITY | {"title": {}}]},
+         "case data: 'authorities[1].title' must not be empty", "authorities[1].title"),
+    ],
+)  # fmt: skip
+def test_case_data_past_its_limits_is_refused_naming_the_exact_path(
+    changes: dict[str, Any], message: str, variable: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        RENDERER.validate_case("urgent-appeal", case(**changes))
+    assert info.value.message == message
+    assert info.value.details == {"variable": variable}
+
+
+def test_case_data_at_its_limits_is_accepted_and_tidied() -> None:
+    url = "https://e.org/" + "x" * 1986
+    cleaned = RENDERER.validate_case(
+        "urgent-appeal",
+        case(demands=["d"] * 50, defender="  " + "x" * 2000 + " ", action_url=url, date=" 2025-03-01 "),
+    )
+    assert (len(cleaned["demands"]), cleaned["defender"], cleaned["action_url"], cleaned["date"]) == (
+        50, "x" * 2000, url, "2025-03-01",
+    )  # fmt: skip
+
+
+def test_a_broken_or_missing_family_template_is_named_with_its_line_in_message_and_details(
+    tmp_path: Path,
+) -> None:
+    family = write_own_family(tmp_path)
+    subject = family / "subject.txt.j2"
+    subject.write_text("{{ t.note_subject|fill(defender=case.defender) }}\n\n{% if case.defender %}\n")
+    renderer = Renderer(own_templates=tmp_path)
+    with pytest.raises(TemplateError) as info:
+        renderer.render(FAMILY, renderer.example(FAMILY), audience="public", channel="email", language="en")
+    assert info.value.message.startswith(
+        f"template '{FAMILY}/subject.txt.j2', line 3: Unexpected end of template."
+    )
+    assert info.value.details == {"template": f"{FAMILY}/subject.txt.j2"}
+    subject.unlink()
+    renderer = Renderer(own_templates=tmp_path)
+    with pytest.raises(TemplateError) as info:
+        renderer.render(FAMILY, renderer.example(FAMILY), audience="public", channel="email", language="en")
+    assert info.value.message == f"template '{FAMILY}/subject.txt.j2' is missing"
+    assert info.value.details == {"template": f"{FAMILY}/subject.txt.j2"}

@@ -229,3 +229,45 @@ def test_an_old_format_token_is_read_only_in_its_one_canonical_encoding() -> Non
     loose = canonical[:-1] + alphabet[alphabet.index(canonical[-1]) + 1]
     assert base64.urlsafe_b64decode(loose + "==") == pixel
     assert links.read(old(pixel, loose), TrackKind.OPEN) is None
+
+
+async def test_a_press_release_carries_the_alerts_files_and_is_never_tracked(
+    sessions: Any, tmp_path: Any
+) -> None:
+    """Tracking on: the email form gets its pixel and tracked links, the press release (sent by
+    email too, to journalists) gets neither, and only it carries the alert's files."""
+    from alerts.compose.attachments import attach
+    from alerts.delivery.messages import Claimed, MessageBuilder
+    from alerts.delivery.publish import load_alert_info
+    from tests.factories import RENDERER
+
+    pdf = tmp_path / "statement.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await attach(session, alert, [pdf], now=utcnow())
+    async with sessions() as session:
+        info = await load_alert_info(session, alert.id)
+    assert [a.filename for a in info.attachments] == ["statement.pdf"]
+    links = TrackingLinks(Signing(SECRET), public_url=PUBLIC, opens=True, clicks=True)
+    builder = MessageBuilder(RENDERER, public_url=PUBLIC, domain="alerts.test", tracking=links)
+
+    def claimed(channel: str, audience: str) -> Claimed:
+        return Claimed(
+            id=5,
+            alert_id=alert.id,
+            contact_id=3,
+            channel=channel,
+            audience=audience,
+            language="en",
+            address="desk@paper.test",
+            attempts=1,
+            unknown_outcomes=0,
+            from_state="queued",
+        )
+
+    press = builder.build(claimed("press", "press"), info)
+    assert press.attachments == info.attachments and press.extra == {}
+    email = builder.build(claimed("email", "public"), info)
+    assert email.attachments == () and "pixel_url" in email.extra and email.extra["link_urls"]

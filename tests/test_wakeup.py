@@ -167,3 +167,54 @@ async def test_a_database_it_cannot_watch_is_said_once_as_a_warning(
         "to open database file"
     )
     assert message.endswith("); the dispatcher polls until it watches again")
+
+
+async def test_a_lost_listen_connection_is_noticed_at_once_and_listened_on_again(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL: the server ends the LISTEN backend (a restart, a failover, an admin); the
+    dispatcher says so at once (not at its next 5 s check), listens again, and hears NOTIFY."""
+    from sqlalchemy import text
+
+    from alerts.delivery.wakeup import CHANNEL, announce
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY: PostgreSQL only (SQLite is watched through data_version)")
+    sessions = make_sessionmaker(engine)
+    wakeup = Wakeup(engine)
+    heard: list[str] = []
+    caplog.set_level("WARNING", logger="alerts.delivery.wakeup")
+    listening_pids = text(
+        "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE :listen"
+    ).bindparams(listen=f"LISTEN %{CHANNEL}%")
+    async with sessions() as session:  # earlier tests' connections may still be closing
+        earlier = set((await session.scalars(listening_pids)).all())
+    listener = asyncio.create_task(wakeup.run(heard.append))
+    try:
+        await asyncio.wait_for(wakeup.listening.wait(), 10)
+        async with sessions.begin() as session:
+            ours = set((await session.scalars(listening_pids)).all()) - earlier
+            assert len(ours) == 1
+            ended = await session.scalar(text("SELECT pg_terminate_backend(:pid)").bindparams(pid=ours.pop()))
+        assert ended is True
+        loop = asyncio.get_running_loop()
+        lost_at = loop.time()
+        while wakeup.listening.is_set():
+            assert loop.time() - lost_at < 2.0, "the lost connection went unnoticed"
+            await asyncio.sleep(0.02)
+        assert [r.getMessage() for r in caplog.records] == [
+            f"the LISTEN {CHANNEL} connection was closed; listening again"
+        ]
+        await asyncio.wait_for(wakeup.listening.wait(), 10)
+        heard.clear()
+        async with sessions.begin() as session:
+            await announce(session)
+        for _ in range(500):
+            if "notify" in heard:
+                break
+            await asyncio.sleep(0.01)
+        assert "notify" in heard
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener

@@ -181,32 +181,6 @@ async def deliveries(
     ]
 
 
-async def history(session: AsyncSession, delivery_id: int) -> list[dict[str, Any]]:
-    """The append-only event history of one delivery."""
-    rows = (
-        (
-            await session.execute(
-                select(DeliveryEvent)
-                .where(DeliveryEvent.delivery_id == delivery_id)
-                .order_by(DeliveryEvent.id)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    return [
-        {
-            "at": e.at.isoformat(),
-            "type": e.type,
-            "from": e.from_state,
-            "to": e.to_state,
-            "attempt": e.attempt,
-            "detail": e.detail,
-        }
-        for e in rows
-    ]
-
-
 async def record_response(
     session: AsyncSession,
     alert: Alert,

@@ -15,7 +15,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.accounts import users
 from alerts.app import open_app
@@ -229,3 +230,47 @@ async def test_oldest_due_skips_paused_alerts_and_scheduler_lag_only_scheduled_o
     oldest = value(figures, "alerts_queue_oldest_due_seconds")
     assert oldest is not None and 600 <= oldest < 700
     assert value(figures, "alerts_scheduler_lag_seconds") == 0
+
+
+async def test_open_deliveries_are_counted_per_channel_and_state(site: Site) -> None:
+    """Each (channel, state) pair is its own figure: two channels, two states."""
+    async with site.app.sessions.begin() as session:
+        officer = await users.get_user(session, "olga")
+        reviewer = await users.get_user(session, "rafael")
+        await add_contacts(session, 3, telegram=True)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        await publish(session, alert, now=utcnow())
+        deferred = await session.scalar(
+            select(Delivery.id).where(Delivery.alert_id == alert.id, Delivery.channel == "email").limit(1)
+        )
+        await session.execute(update(Delivery).where(Delivery.id == deferred).values(state="deferred"))
+    _, text = await site.call("GET", "/metrics", user="vera")
+    figures = samples(text)
+    assert value(figures, "alerts_deliveries_open", channel="email", state="queued") == 2
+    assert value(figures, "alerts_deliveries_open", channel="email", state="deferred") == 1
+    assert value(figures, "alerts_deliveries_open", channel="telegram", state="queued") == 3
+    assert value(figures, "alerts_queue_depth") == 6
+
+
+async def test_the_oldest_due_delivery_waiting_under_a_second_is_told_to_the_fraction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A queue served in time says so: 0.25 s, not a second it has not waited."""
+    from alerts.core.metrics import Metrics
+    from alerts.delivery.gauges import QueueGauges
+    from tests.factories import published_alert
+
+    alert_id = await published_alert(sessions, 1)
+    now = utcnow()
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.alert_id == alert_id)
+            .values(next_attempt_at=now - timedelta(milliseconds=250))
+        )
+    metrics = Metrics(process=False)
+    await QueueGauges(metrics, sessions, clock=lambda: now).refresh()
+    figures = samples(metrics.render().decode())
+    assert value(figures, "alerts_queue_oldest_due_seconds") == 0.25

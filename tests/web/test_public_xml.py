@@ -238,3 +238,38 @@ def test_a_feed_names_itself_its_page_and_each_languages_page_and_cap_declares_i
         ("fr", "text/html"),
     ]
     assert cap_alert(alert, public_url="https://a.test").startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+
+
+def test_cap_writes_its_namespace_as_the_default_links_each_language_and_says_why_it_cancels() -> None:
+    """As the CAP 1.2 examples do (``<alert xmlns="urn:oasis:…">``, which readers that match
+    element names as text expect); each ``info`` links the page in its own language; a Cancel
+    says in words that the sender withdrew the alert."""
+    from datetime import UTC, datetime
+
+    from alerts.delivery.archive import PublicAlert, PublicText, Withdrawn
+    from alerts.delivery.cap import cap_alert, cap_cancel
+
+    at = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+    alert = PublicAlert(
+        id=7,
+        title="t",
+        family="urgent-appeal",
+        parent_id=None,
+        published_at=at,
+        updated_at=at,
+        closed=False,
+        texts=(
+            PublicText(language="en", subject="s", text="x"),
+            PublicText(language="fr", subject="s", text="x"),
+        ),
+    )
+    body = cap_alert(alert, public_url="https://a.test")
+    assert b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">' in body
+    infos = etree.fromstring(body).findall("cap:info", NS)
+    assert [i.findtext("cap:web", namespaces=NS) for i in infos] == [
+        "https://a.test/alerts/7?lang=en",
+        "https://a.test/alerts/7?lang=fr",
+    ]
+    cancel = cap_cancel(Withdrawn(id=7, published_at=at, withdrawn_at=at), public_url="https://a.test")
+    assert b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">' in cancel
+    assert etree.fromstring(cancel).findtext("cap:note", namespaces=NS) == "Withdrawn by the sender."

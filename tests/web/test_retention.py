@@ -240,3 +240,28 @@ async def test_a_closed_update_waits_for_its_original_case_to_close_and_keeps_ea
         await prune_alert(session, follow)
         kept = await pruned_counts(session, [follow])
     assert sorted(kept) == [(follow, "email", "failed", 1), (follow, "email", "sent", 2)]
+
+
+async def test_a_long_finished_case_is_prunable_while_another_alert_is_still_sending(
+    sessions: Any,
+) -> None:
+    """Only the alert's own open deliveries keep its rows: on a busy service another alert is
+    nearly always sending, and retention must not wait for a quiet moment."""
+    from alerts.delivery.retention import prunable
+    from tests.delivery_cases import mark_sent, staff
+    from tests.factories import published_alert
+
+    old = await published_alert(sessions, 2)
+    await mark_sent(sessions, old)
+    long_ago = utcnow() - 400 * DAY
+    async with sessions.begin() as session:
+        officer, reviewer = await staff(session)
+        sending = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, sending, now=utcnow())  # its deliveries are queued: open
+        await session.execute(
+            update(Alert)
+            .where(Alert.id == old)
+            .values(status="closed", completed_at=long_ago, closed_at=long_ago)
+        )
+    async with sessions() as session:
+        assert await prunable(session, before=utcnow()) == [old]
