@@ -91,6 +91,12 @@ class SMTPPool:
             self._idle.put_nowait(slot)
         self._local_hostname: str | None = None
         self.connections_opened = 0
+        # One watchdog timer for the pool instead of an asyncio.timeout per stage of every
+        # transaction (two timer handles a message): a stage times out between ``timeout``
+        # and ``timeout`` plus a tick after it began.
+        self._tick = min(1.0, max(0.01, options.timeout / 4))
+        self._watch: asyncio.TimerHandle | None = None
+        self._watch_loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
         """Resolve the EHLO name once; connections themselves open lazily."""
@@ -170,12 +176,15 @@ class SMTPPool:
         phase = Phase.BEFORE
         replies_before = session.replies_read
         try:
-            async with asyncio.timeout(self.options.timeout):
+            try:
+                self._stage(session)
                 await self._envelope(session, sender, recipient)
-            session.write(data)
-            phase = Phase.AFTER
-            async with asyncio.timeout(self.options.timeout):
+                session.write(data)
+                phase = Phase.AFTER
+                self._stage(session)
                 reply = await session.read()
+            finally:
+                session.deadline = None  # an idle session is never timed out
             if reply.code != _COMPLETED:
                 raise SMTPDataError(reply.code, reply.message)
             return reply
@@ -197,6 +206,30 @@ class SMTPPool:
         except BaseException:
             self._drop(slot)
             raise
+
+    def _stage(self, session: SMTPSession) -> None:
+        """The replies awaited from now on are due within ``options.timeout`` (the watchdog's)."""
+        loop = asyncio.get_running_loop()
+        session.deadline = loop.time() + self.options.timeout
+        if self._watch is None or self._watch_loop is not loop:
+            self._watch_loop = loop
+            self._watch = loop.call_later(self._tick, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        """Time out the sessions whose replies are overdue; keep watching while some are awaited."""
+        loop = self._watch_loop
+        assert loop is not None
+        now = loop.time()
+        waiting = False
+        for slot in self._slots:
+            session = slot.session
+            if session is None or session.deadline is None:
+                continue
+            if now >= session.deadline:
+                session.time_out()  # its read raises TimeoutError: the transaction drops it
+            else:
+                waiting = True
+        self._watch = loop.call_later(self._tick, self._check_deadlines) if waiting else None
 
     async def _envelope(self, session: SMTPSession, sender: str, recipient: str) -> None:
         """MAIL, RCPT and DATA, up to the server's 354; raises the first refusal.

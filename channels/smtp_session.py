@@ -18,6 +18,7 @@ from aiosmtplib import SMTPResponse, SMTPResponseException, SMTPServerDisconnect
 
 _MAX_LINE = 8192  # RFC 5321 allows 512 per reply line; aiosmtplib's own limit
 _MAX_PENDING = 1 << 20  # bytes of replies not yet read
+_BLANK = b" \t\r\n"
 
 
 class _Replies(asyncio.Protocol):
@@ -52,24 +53,29 @@ class _Replies(asyncio.Protocol):
             self._wake()
 
     def _parse(self) -> None:
-        offset = 0
-        while True:
-            start, lines = offset, []
-            while True:
-                end = self._buffer.find(b"\n", offset)
-                if end == -1:
-                    del self._buffer[:start]  # an incomplete reply waits for more data
-                    return
-                line = bytes(self._buffer[offset : end + 1])
-                offset = end + 1
-                if len(line) > _MAX_LINE or not line[:3].isdigit():
-                    text = line[:200].decode("utf-8", "replace")
-                    raise SMTPResponseException(-1, f"Malformed SMTP response line: {text}")
-                lines.append(line)
-                if line[3:4] != b"-":
-                    break
-            message = b"\n".join(text[4:].strip(b" \t\r\n") for text in lines)
-            self._replies.append(SMTPResponse(int(lines[0][:3]), message.decode("utf-8", "surrogateescape")))
+        buffer = self._buffer
+        complete = buffer.rfind(b"\n") + 1
+        if not complete:
+            return  # an incomplete reply waits for more data
+        group: list[bytes] = []  # the lines of a multi-line reply so far
+        taken = offset = 0
+        for line in bytes(buffer[:complete]).split(b"\n")[:-1]:  # each without its "\n"
+            offset += len(line) + 1
+            if len(line) >= _MAX_LINE or not line[:3].isdigit():
+                text = line[:200].decode("utf-8", "replace")
+                raise SMTPResponseException(-1, f"Malformed SMTP response line: {text}")
+            if line[3:4] == b"-":
+                group.append(line)
+                continue
+            if group:
+                group.append(line)
+                message = b"\n".join(text[4:].strip(_BLANK) for text in group)
+                line, group = group[0], []
+            else:  # one line, as nearly every reply: no list and no join
+                message = line[4:].strip(_BLANK)
+            self._replies.append(SMTPResponse(int(line[:3]), message.decode("utf-8", "surrogateescape")))
+            taken = offset
+        del buffer[:taken]  # the lines of a reply not yet complete stay
 
     def eof_received(self) -> bool:
         self._fail(SMTPServerDisconnected("Unexpected EOF received"))
@@ -78,6 +84,10 @@ class _Replies(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._fail(SMTPServerDisconnected("Connection lost"))
+
+    def time_out(self) -> None:
+        """The reply awaited (or the next one) did not come in time: reads raise TimeoutError."""
+        self._fail(TimeoutError("Timed out waiting for the server's reply"))
 
     def _fail(self, exc: Exception) -> None:
         if self._error is None:
@@ -110,6 +120,7 @@ class SMTPSession:
         transport.set_protocol(self._replies)
         self.pipelining = pipelining  # the server offered PIPELINING in its EHLO reply
         self.replies_read = 0
+        self.deadline: float | None = None  # loop time the awaited replies are due by (the pool's watchdog)
 
     @classmethod
     def take_over(cls, client: aiosmtplib.SMTP) -> SMTPSession:
@@ -144,6 +155,11 @@ class SMTPSession:
         reply = await self._replies.read()
         self.replies_read += 1
         return reply
+
+    def time_out(self) -> None:
+        """Fail the read under way (and every later one) with TimeoutError; the caller drops the session."""
+        self.deadline = None
+        self._replies.time_out()
 
     def close(self) -> None:
         transport = self._replies.transport

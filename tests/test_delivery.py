@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import hashlib
+import hmac
 from collections import Counter
 from email.message import Message
 
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.config import DispatcherSettings, EmailSettings
 from alerts.delivery.dispatch import Dispatcher
-from alerts.delivery.messages import MessageBuilder
+from alerts.delivery.messages import MessageBuilder, message_id, parse_message_id
 from alerts.store.models import Contact, Delivery, DeliveryEvent, Suppression
 from channels.base import Channel
 from channels.email import EmailChannel
@@ -190,3 +192,14 @@ async def test_telegram_error_payloads(
         blocked = (await session.execute(select(Suppression.address_key, Suppression.reason))).all()
     assert migrated == "-1009999"
     assert sorted(blocked) == [("100001", "blocked"), ("100002", "blocked")]
+
+
+def test_message_id_mac_is_the_documented_hmac() -> None:
+    # Message-IDs already in mailboxes (and the bounce reports quoting them) must keep
+    # verifying: the MAC is HMAC-SHA256 under the contact's token, however it is computed
+    token = "Zq3" * 11
+    mac = hmac.new(token.encode(), b"alerts.message-id:41.c7", hashlib.sha256).hexdigest()[:16]
+    assert message_id(41, 7, "alerts.test", token) == f"<alert-41.c7.{mac}@alerts.test>"
+    assert message_id(41, 7, "alerts.test", token) != message_id(41, 7, "alerts.test", token[::-1])
+    assert parse_message_id(message_id(41, 7, "alerts.test", token)) == (41, 7)
+    assert message_id(41, None, "alerts.test", token) == "<alert-41.hook@alerts.test>"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from prometheus_client import Histogram
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -52,6 +53,7 @@ class ChannelLane:
     channel: Channel
     concurrency: int
     capacity: int
+    send_latency: Histogram  # this channel's labelled child, looked up once (not per message)
     queue: asyncio.Queue[Claimed] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set: claim now, not at the poll
@@ -94,7 +96,12 @@ class Dispatcher:
             conc = max(1, (concurrency or {}).get(name, settings.concurrency))
             # enough local work for several claim round trips to overlap with sending
             capacity = min(max(16 * conc, 64), settings.batch_size)
-            self.lanes[name] = ChannelLane(channel=ch, concurrency=conc, capacity=capacity)
+            self.lanes[name] = ChannelLane(
+                channel=ch,
+                concurrency=conc,
+                capacity=capacity,
+                send_latency=self.metrics.send_latency.labels(name),
+            )
         self._results: list[Result] = []
         self._alerts: dict[int, AlertInfo] = {}
         self._touched: set[int] = set()
@@ -255,7 +262,7 @@ class Dispatcher:
             logger.warning("delivery %s: %s raised %s", item.id, item.channel, type(exc).__name__)
             logger.debug("delivery %s: %s", item.id, exc)
             outcome = Outcome(kind=OutcomeKind.TRANSIENT, detail=f"{type(exc).__name__}: {exc}")
-        self.metrics.send_latency.labels(item.channel).observe(time.monotonic() - started)
+        lane.send_latency.observe(time.monotonic() - started)
         # one line per outcome, with the alert and delivery ids (log_context), never the address
         if outcome.kind is OutcomeKind.SENT:
             logger.debug("delivery %s: %s sent", item.id, item.channel)

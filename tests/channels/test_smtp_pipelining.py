@@ -9,6 +9,8 @@ seen against each.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -19,6 +21,7 @@ from alerts.core.config import EmailSettings
 from alerts.core.types import OutcomeKind
 from channels.email import EmailChannel
 from channels.smtp_pool import DeliveryFailed, Phase, SMTPPool
+from channels.smtp_session import SMTPSession
 from tests.channels.test_email import make_message
 
 
@@ -31,6 +34,7 @@ class Wire:
     data_reply: bytes = b"354 go ahead"
     mail_reply: bytes = b"250 2.1.0 OK"
     hang_up_after_mail: bool = False
+    silent: bool = False  # MAIL, RCPT and DATA are read and never answered (a stuck server)
     idle_notice: bytes = b""  # sent unasked after the first message is accepted (a 421 idle timeout)
     packets: list[bytes] = field(default_factory=list)  # what arrived, one entry per read
     delivered: list[bytes] = field(default_factory=list)  # message data ended by "."
@@ -106,6 +110,8 @@ class _Server(asyncio.Protocol):
             self.transport.write(b"502 5.5.2 what\r\n")
 
     def reply(self, text: bytes) -> None:
+        if self.wire.silent:
+            return
         # pipelined: the group's replies leave together, as Postfix sends them
         self.pending.append(text + b"\r\n")
         if not self.wire.pipelining:
@@ -240,3 +246,66 @@ async def test_a_reply_nobody_asked_for_retires_the_session_and_the_next_send_op
     assert outcome.kind is OutcomeKind.SENT  # not the 421 taken for the reply to MAIL
     assert wire.commands.count(b"EHLO") == 2
     assert len(wire.delivered) == 2
+
+
+async def test_a_server_that_never_answers_the_envelope_times_out_before_the_data(
+    raw_server: tuple[Wire, EmailSettings],
+) -> None:
+    wire, settings = raw_server
+    wire.silent = True
+    channel = EmailChannel(dataclasses.replace(settings, timeout=0.3))
+    await channel.open()
+    started = asyncio.get_running_loop().time()
+    outcome = await channel.send(make_message(1))
+    took = asyncio.get_running_loop().time() - started
+    wire.silent = False
+    second = await channel.send(make_message(2))
+    await channel.close()
+    assert 0.3 <= took < 1.5  # the stage's timeout, plus at most a tick of the pool's watchdog
+    assert outcome.kind is OutcomeKind.TRANSIENT  # nothing was delivered: safe to send again
+    assert outcome.detail.startswith("SMTPReadTimeoutError: ")
+    assert outcome.detail.endswith("(before the message data)")
+    assert second.kind is OutcomeKind.SENT
+    assert wire.commands.count(b"EHLO") == 2  # the stuck connection was dropped
+    assert len(wire.delivered) == 1
+
+
+async def test_a_connection_kept_after_a_refusal_is_not_timed_out_while_idle(
+    raw_server: tuple[Wire, EmailSettings],
+) -> None:
+    wire, settings = raw_server
+    wire.rcpt_reply = b"550 5.1.1 User unknown"
+    channel = EmailChannel(dataclasses.replace(settings, timeout=0.2))
+    await channel.open()
+    refused = await channel.send(make_message(1))
+    wire.rcpt_reply = b"250 2.1.5 OK"
+    await asyncio.sleep(0.6)  # idle in the pool for three timeouts: no reply is awaited
+    outcome = await channel.send(make_message(2))
+    await channel.close()
+    assert refused.kind is OutcomeKind.PERMANENT
+    assert outcome.kind is OutcomeKind.SENT
+    assert wire.commands.count(b"EHLO") == 1  # the same session all along
+    assert len(wire.delivered) == 1
+
+
+async def test_replies_split_anywhere_and_multi_line_replies_are_read_whole_and_in_order() -> None:
+    wire = b"250 2.1.0 OK\r\n250-first line\r\n250- second \r\n250 last\r\n354 go ahead\r\n550 5.1.1 gone\r\n"
+    loop = asyncio.get_running_loop()
+    for size in (1, 5, 13, len(wire)):
+        ours, theirs = socket.socketpair()
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+        session = SMTPSession(transport, pipelining=True)
+        session.write(b"MAIL FROM:<a@example.org>\r\n", replies=4)
+        theirs.setblocking(False)
+        for at in range(0, len(wire), size):
+            await loop.sock_sendall(theirs, wire[at : at + size])
+            await asyncio.sleep(0.002)  # each piece arrives on its own
+        got = [await session.read() for _ in range(4)]
+        session.close()
+        theirs.close()
+        assert [(r.code, r.message) for r in got] == [
+            (250, "2.1.0 OK"),
+            (250, "first line\nsecond\nlast"),
+            (354, "go ahead"),
+            (550, "5.1.1 gone"),
+        ], size
