@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -9,7 +11,7 @@ from alerts.contacts.suppressions import suppress
 from alerts.core.clock import utcnow
 from alerts.core.states import SuppressionReason
 from alerts.delivery.publish import publish
-from alerts.store.models import Delivery, DeliveryEvent
+from alerts.store.models import Alert, AuditEntry, Delivery, DeliveryEvent
 from tests.factories import add_contacts, approved_alert, make_users
 
 
@@ -782,6 +784,48 @@ async def test_the_audience_report_names_only_contacts_reachable_nowhere_else_no
         (telegram_only, "not_configured"),
         (suppressed, "suppressed"),
     ]
+
+
+async def test_two_sends_of_one_alert_at_once_write_each_delivery_and_the_status_change_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The second waits for the first's commit (PostgreSQL: the alert's row lock; SQLite: the
+    write lock), then finds everything written: no error, nothing twice, one audit entry."""
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 40, telegram=True)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram")
+        )
+        alert_id = alert.id
+
+    async def send(session: AsyncSession) -> int:
+        found = await session.get(Alert, alert_id)
+        assert found is not None
+        return await publish(session, found, now=utcnow())
+
+    async def second_send() -> int:
+        async with sessions.begin() as session:
+            return await send(session)
+
+    async with sessions() as first, first.begin():
+        assert await send(first) == 80
+        racing = asyncio.create_task(second_send())
+        await asyncio.sleep(0.5)
+        assert not racing.done()  # it waits for this transaction
+    assert await racing == 0
+    async with sessions() as session:
+        assert await _count(session, Delivery.alert_id == alert_id) == 80
+        queued = await session.scalar(select(func.count()).where(DeliveryEvent.alert_id == alert_id))
+        assert queued == 80
+        changes = (
+            await session.execute(
+                select(AuditEntry.details).where(
+                    AuditEntry.action == "alert.status", AuditEntry.object_id == str(alert_id)
+                )
+            )
+        ).scalars()
+        assert [d["to"] for d in changes if d] == ["sending"]
 
 
 async def test_a_press_alert_counts_a_press_contact_without_an_email_address_as_having_none(

@@ -1,9 +1,10 @@
 """fan_out(): one Delivery per (alert, contact, channel), written in ONE transaction.
 
-The rows come from ``audience.audience_select`` through ``INSERT … SELECT … ON CONFLICT DO
-NOTHING``: the database does the expansion, so a 100,000-recipient audience never sits in
-Python memory, and publishing twice creates nothing twice (the unique constraint on
-(alert_id, contact_id, channel) absorbs the repeat). Each new row gets its ``queued`` event
+The rows come from ``audience.audience_select`` through ``INSERT … SELECT``: the database
+does the expansion, so a 100,000-recipient audience never sits in Python memory, and
+publishing twice creates nothing twice (``ON CONFLICT DO NOTHING`` on the unique (alert_id,
+contact_id, channel) absorbs the repeat; the alert's first fan-out, which has nothing to
+absorb, goes without it). Each new row gets its ``queued`` event
 in the same transaction: on PostgreSQL in the same statement, from the INSERT's ``RETURNING``
 (no second pass over a million rows); on SQLite, which has no INSERT in a WITH, by the ids
 past the highest before the fan-out. An alert that would reach nobody is refused (``empty_audience``),
@@ -81,8 +82,23 @@ async def fan_out(
     if postgres:
         # the audience join hashes a million contact ids; 4 MB (the default) spills it to disk
         await session.execute(text(f"SET LOCAL work_mem = '{FAN_OUT_WORK_MEM}'"))
+        # one fan-out of an alert at a time (SQLite's writers are one at a time already): a
+        # second waits here until the first commits, then sees its rows, and ``alert`` is read
+        # again (a second "send now" must not record the status change a second time)
+        await session.execute(
+            select(Alert)
+            .where(Alert.id == alert.id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
     else:
         before = (await session.execute(select(func.coalesce(func.max(Delivery.id), 0)))).scalar_one()
+    # The alert's first fan-out cannot meet a row of its own (PostgreSQL: the lock above; only
+    # fan-out writes deliveries): plain INSERTs, without ON CONFLICT's speculative insertion
+    # (on PostgreSQL a second look into the unique index and a WAL record per row). The unique
+    # constraint still stands: a duplicate would fail the whole transaction, not skip a row.
+    first = not await _has_any_delivery(session, alert.id)
+    names = [*cols, "state", "attempts", "unknown_outcomes", "next_attempt_at", "created_at", "updated_at"]
     reached = created = 0
     for base in selects:
         sel = base.add_columns(
@@ -93,22 +109,9 @@ async def fan_out(
             literal(now, Delivery.created_at.type).label("created_at"),
             literal(now, Delivery.updated_at.type).label("updated_at"),
         )
-        stmt = (
-            dialect_insert(session, Delivery)
-            .from_select(
-                [
-                    *cols,
-                    "state",
-                    "attempts",
-                    "unknown_outcomes",
-                    "next_attempt_at",
-                    "created_at",
-                    "updated_at",
-                ],
-                sel,
-            )
-            .on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
-        )
+        stmt = dialect_insert(session, Delivery).from_select(names, sel)
+        if not first:  # a repeat: the unique constraint absorbs the rows already there
+            stmt = stmt.on_conflict_do_nothing(index_elements=["alert_id", "contact_id", "channel"])
         if postgres:
             # the new rows' events straight from the INSERT's RETURNING: no second pass over
             # the deliveries (one statement; its row count is the new deliveries')

@@ -26,13 +26,13 @@ from sqlalchemy import CursorResult, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from alerts.core.states import AlertStatus, DeliveryState, EventType
+from alerts.core.states import AlertStatus, DeliveryState
 from alerts.store.db import dialect_insert
+from alerts.store.events import is_engagement
 from alerts.store.models import Alert, Delivery, DeliveryEvent, Followup, PrunedCount
 
 OPEN = [str(DeliveryState.QUEUED), str(DeliveryState.SENDING), str(DeliveryState.DEFERRED)]
 FINISHED = [str(AlertStatus.SENT), str(AlertStatus.CLOSED)]
-ENGAGEMENTS = (str(EventType.OPENED), str(EventType.CLICKED))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +95,7 @@ async def prune_alert(session: AsyncSession, alert_id: int) -> Pruned:
         await session.execute(
             select(Delivery.channel, DeliveryEvent.type, func.count(func.distinct(DeliveryEvent.delivery_id)))
             .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
-            .where(DeliveryEvent.alert_id == alert_id, DeliveryEvent.type.in_(ENGAGEMENTS))
+            .where(DeliveryEvent.alert_id == alert_id, is_engagement())
             .group_by(Delivery.channel, DeliveryEvent.type)
         )
     ).all()

@@ -15,10 +15,8 @@ from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
 from alerts.core.text import check_line, check_text
 from alerts.delivery.retention import pruned_counts
+from alerts.store.events import ENGAGEMENTS, is_engagement
 from alerts.store.models import Alert, Contact, Delivery, DeliveryEvent, PrunedCount, Response
-
-#: Engagements counted per channel (opt-in tracking).
-ENGAGEMENTS = (str(EventType.OPENED), str(EventType.CLICKED))
 
 
 async def figures(
@@ -45,7 +43,7 @@ async def figures(
             func.count(func.distinct(DeliveryEvent.delivery_id)),
         )
         .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
-        .where(DeliveryEvent.alert_id == alert_id, DeliveryEvent.type.in_(ENGAGEMENTS))
+        .where(DeliveryEvent.alert_id == alert_id, is_engagement())
         .group_by(Delivery.channel, DeliveryEvent.type),
         select(literal("responses"), literal(""), literal(""), func.count())
         .select_from(Response)

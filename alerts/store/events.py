@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    BindParameter,
     Insert,
     Integer,
     Select,
@@ -27,12 +28,26 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType, can_transition
 from alerts.store.db import rowset_json, rowset_of
 from alerts.store.models import Delivery, DeliveryEvent, UTCDateTime
+
+#: Engagements (opt-in tracking): the events ``ix_delivery_events_alert_type`` holds.
+ENGAGEMENTS = (str(EventType.OPENED), str(EventType.CLICKED))
+
+
+def is_engagement() -> ColumnElement[bool]:
+    """SQL: the event is an open or a click, written as the partial index's condition
+    (``models.ENGAGED_SQL``: constants, in its order; with bound parameters, or the constants
+    in another order, SQLite would not use the index, nor PostgreSQL's generic plans)."""
+    types: BindParameter[list[str]] = bindparam(
+        "engagements", list(ENGAGEMENTS), expanding=True, literal_execute=True, unique=True
+    )
+    return DeliveryEvent.type.in_(types)
 
 
 def event_row(

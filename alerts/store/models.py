@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -292,6 +293,10 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+#: The events ``ix_delivery_events_alert_type`` holds: opens and clicks (``store.events.is_engagement``).
+ENGAGED_SQL = "type IN ('opened', 'clicked')"
+
+
 class DeliveryEvent(Base):
     """Append-only history of a delivery: every state change and engagement."""
 
@@ -299,14 +304,21 @@ class DeliveryEvent(Base):
     __table_args__ = (
         # an alert's events by id: those after the last read (over_time.Charts)
         Index("ix_delivery_events_alert_id", "alert_id", "id"),
-        # an alert's opens and clicks (tracking.figures) without reading all its events
-        Index("ix_delivery_events_alert_type", "alert_id", "type"),
+        # an alert's opens and clicks (tracking.figures) without reading all its events; those
+        # alone (migration 0013): the fan-out's million "queued" events are not written into it
+        Index(
+            "ix_delivery_events_alert_type",
+            "alert_id",
+            "type",
+            postgresql_where=text(ENGAGED_SQL),
+            sqlite_where=text(ENGAGED_SQL),
+        ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # no foreign key (migration 0012: it cost a checked, locked delivery row per event written);
-    # retention deletes a delivery's events with it
+    # no foreign keys (migrations 0012 and 0013: each cost a checked, locked row per event
+    # written); retention deletes a delivery's events with it, by alert id
     delivery_id: Mapped[int | None] = mapped_column(BigId, index=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    alert_id: Mapped[int] = mapped_column(BigId)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     type: Mapped[str] = mapped_column(String(16))
     from_state: Mapped[str | None] = mapped_column(String(16))
