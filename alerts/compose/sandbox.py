@@ -348,7 +348,9 @@ class AlertSandbox(ImmutableSandboxedEnvironment):
         if operator == "%" and isinstance(left, str):
             raise _refused("string formatting with '%' is not allowed; join text with '~'")
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
-            too_big = max(abs(left).bit_length(), 1) * right > MAX_POWER_BITS
+            if max(abs(left).bit_length(), 1) * right > MAX_POWER_BITS:  # an upper bound of its bits
+                raise _violation(f"built a number larger than {MAX_POWER_BITS} bits")
+            too_big = False
         elif operator == "*":
             sequence, times = (left, right) if isinstance(right, int) else (right, left)
             too_big = isinstance(times, int) and approx_size(sequence) * times > MAX_OUTPUT
