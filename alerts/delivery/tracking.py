@@ -15,8 +15,8 @@ from alerts.core.errors import ValidationError
 from alerts.core.states import DeliveryState, EventType
 from alerts.core.text import check_line, check_text
 from alerts.delivery.retention import pruned_counts
-from alerts.store.events import ENGAGEMENTS, is_engagement
-from alerts.store.models import Alert, Contact, Delivery, DeliveryEvent, PrunedCount, Response
+from alerts.store.events import is_engagement
+from alerts.store.models import ENGAGEMENTS, Alert, Contact, Delivery, DeliveryEvent, PrunedCount, Response
 
 
 async def figures(

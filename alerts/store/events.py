@@ -34,10 +34,7 @@ from sqlalchemy.types import TypeEngine
 from alerts.core.errors import Conflict
 from alerts.core.states import DeliveryState, EventType, can_transition
 from alerts.store.db import rowset_json, rowset_of
-from alerts.store.models import Delivery, DeliveryEvent, UTCDateTime
-
-#: Engagements (opt-in tracking): the events ``ix_delivery_events_alert_type`` holds.
-ENGAGEMENTS = (str(EventType.OPENED), str(EventType.CLICKED))
+from alerts.store.models import ENGAGEMENTS, Delivery, DeliveryEvent, UTCDateTime
 
 
 def is_engagement() -> ColumnElement[bool]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from alerts.core.clock import utcnow
+from alerts.core.states import EventType
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -293,8 +294,9 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-#: The events ``ix_delivery_events_alert_type`` holds: opens and clicks (``store.events.is_engagement``).
-ENGAGED_SQL = "type IN ('opened', 'clicked')"
+#: The events ``ix_delivery_events_alert_type`` holds: opens and clicks (``store.events.is_engagement`` writes the condition).
+ENGAGEMENTS = (str(EventType.OPENED), str(EventType.CLICKED))
+ENGAGED_SQL = f"type IN ({', '.join(repr(t) for t in ENGAGEMENTS)})"
 
 
 class DeliveryEvent(Base):

@@ -6,7 +6,7 @@ and ``<script>``, ``]]>`` and ``&`` in every field. The schemas are in tests/dat
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from alerts.compose import approval
 from alerts.core.clock import utcnow
 from alerts.core.states import AlertStatus
+from alerts.delivery.archive import PublicAlert, PublicText
 from alerts.delivery.publish import publish
 from alerts.store.models import Alert, AlertVersion, Delivery, User
 from tests.factories import RENDERER, add_contacts, approved_alert, make_users
@@ -204,14 +205,9 @@ async def test_feeds_are_valid_atom_and_read_right_by_feedparser(
         assert "<script>" in entry.title and VISIBLE.strip() in entry.content[0].value
 
 
-def test_a_feed_names_itself_its_page_and_each_languages_page_and_cap_declares_its_encoding() -> None:
-    from datetime import UTC, datetime
-
-    from alerts.delivery.archive import PublicAlert, PublicText, atom_feed
-    from alerts.delivery.cap import cap_alert
-
-    at = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
-    alert = PublicAlert(
+def two_language_alert(at: datetime) -> PublicAlert:
+    """Alert 7, published at ``at``, with an English and a French text."""
+    return PublicAlert(
         id=7,
         title="t",
         family="urgent-appeal",
@@ -224,6 +220,16 @@ def test_a_feed_names_itself_its_page_and_each_languages_page_and_cap_declares_i
             PublicText(language="fr", subject="s", text="x"),
         ),
     )
+
+
+def test_a_feed_names_itself_its_page_and_each_languages_page_and_cap_declares_its_encoding() -> None:
+    from datetime import datetime
+
+    from alerts.delivery.archive import atom_feed
+    from alerts.delivery.cap import cap_alert
+
+    at = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+    alert = two_language_alert(at)
     body = atom_feed([alert], base_url="https://a.test/", self_path="/alerts/feed.atom", title="T", now=at)
     feed = etree.fromstring(body)
     assert feed.findtext("atom:id", namespaces=NS) == "https://a.test/alerts/feed.atom"
@@ -244,25 +250,13 @@ def test_cap_writes_its_namespace_as_the_default_links_each_language_and_says_wh
     """As the CAP 1.2 examples do (``<alert xmlns="urn:oasis:…">``, which readers that match
     element names as text expect); each ``info`` links the page in its own language; a Cancel
     says in words that the sender withdrew the alert."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
-    from alerts.delivery.archive import PublicAlert, PublicText, Withdrawn
+    from alerts.delivery.archive import Withdrawn
     from alerts.delivery.cap import cap_alert, cap_cancel
 
     at = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
-    alert = PublicAlert(
-        id=7,
-        title="t",
-        family="urgent-appeal",
-        parent_id=None,
-        published_at=at,
-        updated_at=at,
-        closed=False,
-        texts=(
-            PublicText(language="en", subject="s", text="x"),
-            PublicText(language="fr", subject="s", text="x"),
-        ),
-    )
+    alert = two_language_alert(at)
     body = cap_alert(alert, public_url="https://a.test")
     assert b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">' in body
     infos = etree.fromstring(body).findall("cap:info", NS)
