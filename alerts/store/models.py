@@ -294,7 +294,8 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-#: The events ``ix_delivery_events_alert_type`` holds: opens and clicks (``store.events.is_engagement`` writes the condition).
+#: The events ``ix_delivery_events_alert_type`` holds: opens and clicks
+#: (``store.events.is_engagement`` writes the condition).
 ENGAGEMENTS = (str(EventType.OPENED), str(EventType.CLICKED))
 ENGAGED_SQL = f"type IN ({', '.join(repr(t) for t in ENGAGEMENTS)})"
 
