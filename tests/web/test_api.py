@@ -626,3 +626,36 @@ async def test_the_same_email_added_at_once_by_two_people_is_a_409_naming_the_fi
     )
     status, doc = await site.call("GET", "/api/v1/contacts", user="olga")
     assert [c["name"] for c in doc["contacts"]] == ["First"]
+
+
+async def test_two_contacts_added_at_once_to_the_same_new_list_are_both_added(site: Site) -> None:
+    """A list named for the first time is created by whichever insert comes first; the other
+    contact joins it (it was refused as "email is already used" when the list's unique name
+    raised the same error as a taken address)."""
+    from alerts.contacts import directory
+
+    _postgresql_only(site)
+    async with site.app.sessions() as other:
+        async with other.begin():
+            await directory.create_contact(
+                other, name="First", email="first@example.org", kind="authority", lists=["ministries"]
+            )
+            request = asyncio.ensure_future(
+                site.call(
+                    "POST",
+                    "/api/v1/contacts",
+                    user="olga",
+                    json={
+                        "name": "Second",
+                        "email": "second@example.org",
+                        "kind": "authority",
+                        "lists": ["ministries"],
+                    },
+                )
+            )
+            await _blocked_on_a_row_lock(site, request)
+    status, doc = await asyncio.wait_for(request, 10)
+    assert status == 201, doc
+    assert doc["lists"] == ["ministries"]
+    status, doc = await site.call("GET", "/api/v1/lists", user="olga")
+    assert [(lst["name"], lst["members"]) for lst in doc["lists"]] == [("ministries", 2)]
