@@ -376,3 +376,32 @@ async def test_an_address_corrected_to_one_another_alert_reaches_is_sent_there_a
     assert claimed.address == "person5@example.org"
     row = (await _deliveries_by_contact(sessions, alert_id))[contact0]
     assert (row["state"], row["address"]) == ("sending", "person5@example.org")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stale._readdress counts a waiting delivery's fan-out address as taken even when that "
+    "delivery is itself readdressed in the same claim (found while killing mutation survivors)",
+)
+async def test_two_contacts_whose_addresses_were_corrected_in_turn_both_get_the_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """While the alert waits, person1 moves to a new address and an officer gives person0's
+    contact person1's old one. Each mailbox should get one copy: person0's contact at the old
+    person1 address, person1 at the new one. The claim cancels person0's delivery ("corrected
+    address already gets this alert") because person1's waiting delivery still holds that
+    address, then sends person1's to the new address: the old mailbox, now person0's, gets
+    nothing (when person1's row is taken first, both go out)."""
+    alert_id = await published_alert(sessions, 2)
+    (contact0, _), (contact1, _) = sorted((await _deliveries_by_contact(sessions, alert_id)).items())
+    assert contact0 is not None and contact1 is not None
+    await set_email(sessions, contact1, "moved@example.org")
+    await set_email(sessions, contact0, "person1@example.org")
+
+    await _claim(sessions, alert_id=alert_id)
+
+    rows = await _deliveries_by_contact(sessions, alert_id)
+    assert {(rows[c]["state"], rows[c]["address"]) for c in (contact0, contact1)} == {
+        ("sending", "person1@example.org"),
+        ("sending", "moved@example.org"),
+    }
