@@ -376,3 +376,42 @@ async def test_the_deliveries_list_gives_the_providers_id_and_finds_a_contact_by
         (post.id, "Daily Post", f"p{post.id}")
     ]
     assert sorted(r["provider_id"] for r in everyone) == sorted(f"p{r.item.id}" for r in results)
+
+
+async def test_outcomes_recorded_by_statements_built_afresh_show_provider_id_and_error(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What the API's deliveries list says after one batch: the sent row has the provider's id
+    and no error, the deferred one its (redacted) error and no provider id.
+
+    The batch's statements are built once per process (``recorder._writes`` is cached); they
+    are built again here so that this test checks the code that builds them, not a copy made
+    by whichever test ran first (mutmut runs each mutant in a process forked after its stats,
+    with the cache already filled).
+    """
+    from alerts.core.clock import iso
+    from alerts.delivery import recorder, tracking
+
+    recorder._writes.cache_clear()
+    sent, later = await _claimed_and_sent(sessions, 2)
+    now = sent.at
+    deferred = Result(
+        item=later.item,
+        outcome=Outcome(kind=OutcomeKind.TRANSIENT, detail=f"451 <{later.item.address}> try later"),
+        message_id=later.message_id,
+        at=now,
+    )
+    async with sessions.begin() as session:
+        moved = await record(session, [sent, deferred], worker="w1", policy=POLICY, alerts={}, now=now)
+    assert sorted(moved) == [("email", "deferred"), ("email", "sent")]
+    async with sessions() as session:
+        rows = {r["id"]: r for r in await tracking.deliveries(session, sent.item.alert_id)}
+    assert {k: rows[sent.item.id][k] for k in ("state", "provider_id", "last_error", "next_attempt_at")} == {
+        "state": "sent",
+        "provider_id": f"p{sent.item.id}",
+        "last_error": None,
+        "next_attempt_at": None,
+    }
+    assert (rows[later.item.id]["state"], rows[later.item.id]["provider_id"]) == ("deferred", None)
+    assert rows[later.item.id]["last_error"] == "451 <recipient> try later"
+    assert rows[later.item.id]["next_attempt_at"] > iso(now)
