@@ -382,17 +382,12 @@ async def test_outcomes_recorded_by_statements_built_afresh_show_provider_id_and
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """What the API's deliveries list says after one batch: the sent row has the provider's id
-    and no error, the deferred one its (redacted) error and no provider id.
-
-    The batch's statements are built once per process (``recorder._writes`` is cached); they
-    are built again here so that this test checks the code that builds them, not a copy made
-    by whichever test ran first (mutmut runs each mutant in a process forked after its stats,
-    with the cache already filled).
+    and no error, the deferred one its (redacted) error and no provider id (the batch's
+    statements are built afresh for each test: conftest's ``_hot_statements_built_afresh``).
     """
     from alerts.core.clock import iso
-    from alerts.delivery import recorder, tracking
+    from alerts.delivery import tracking
 
-    recorder._writes.cache_clear()
     sent, later = await _claimed_and_sent(sessions, 2)
     now = sent.at
     deferred = Result(
