@@ -49,7 +49,8 @@ a random sample (``--sample``; a tenth took about 25 min of type checking and st
 ~1 mutant/s at nice 19 beside other work, down to ~0.1/s while a CI run took the cores).
 
 ``--sample FRACTION`` draws that fraction of each package's mutants at random (the same ones
-for the same ``--seed`` and code: the draw is over the sorted names), runs only those and
+for the same ``--seed``: the first draw is kept in ``bench/mutation-state/``, and editing a
+function later re-runs its drawn mutants instead of redrawing the package), runs only those and
 reports their figures with the 95% Wilson interval of each ratio. A random sample estimates
 the whole run's ratio without its day of machine time (a tenth, about 1,500 mutants, gives an
 interval of about ±1.5 points at 90%); each survivor of the sample is listed as in a full run.
@@ -77,6 +78,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -181,20 +183,53 @@ def generate(max_children: int) -> None:
         raise SystemExit(f"generating the mutants failed:\n{code.stdout[-2000:]}{code.stderr[-2000:]}")
 
 
+def function_of(name: str) -> str:
+    """The mutated function a mutant belongs to: its name without ``__mutmut_N``."""
+    return name.rpartition("__mutmut_")[0]
+
+
+def drawn(seed: int, name: str, fraction: float) -> bool:
+    """Whether a mutant of a function added after the first draw joins the sample: a hash of the
+    seed and its name, below ``fraction`` (the same answer on every machine)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < fraction * 2**64
+
+
 def sample(mutants: list[Mutant], fraction: float, seed: int) -> list[Mutant]:
     """A random ``fraction`` of each package's mutants (at least one), the same for the same seed.
 
-    Drawn per package from the names in sorted order, so the sample depends only on the seed
-    and on the code: a later session draws the same mutants and resumes them.
+    The first draw of a package takes ``fraction`` of its mutants at random; it is kept in
+    ``STATE`` (the names drawn and the functions the package had), so that a change to one
+    function does not redraw the whole package: a later run takes the same names while they
+    exist (the mutants of an edited function keep their names and are run again, as mutmut
+    runs an edited function again), drops the names that are gone, and draws each mutant of a
+    function added since on its own (``drawn``).
     """
+    kept_path = STATE / f"sample-{fraction:g}-seed{seed}.json"
+    kept: dict[str, dict[str, list[str]]] = json.loads(kept_path.read_text()) if kept_path.exists() else {}
     chosen: list[Mutant] = []
     by_package: dict[str, list[Mutant]] = {}
     for m in mutants:
         by_package.setdefault(".".join(m.path.parts[:2]), []).append(m)
     for package, members in sorted(by_package.items()):
+        if package in kept:
+            names, known = set(kept[package]["names"]), set(kept[package]["functions"])
+            chosen += [
+                m
+                for m in members
+                if m.name in names or (function_of(m.name) not in known and drawn(seed, m.name, fraction))
+            ]
+            continue
         members.sort(key=lambda m: m.name)
         k = max(1, math.ceil(len(members) * fraction))
-        chosen += random.Random(f"{seed}:{package}").sample(members, k)
+        picked = random.Random(f"{seed}:{package}").sample(members, k)
+        kept[package] = {
+            "functions": sorted({function_of(m.name) for m in members}),
+            "names": sorted(m.name for m in picked),
+        }
+        chosen += picked
+    STATE.mkdir(parents=True, exist_ok=True)
+    kept_path.write_text(json.dumps(kept, indent=0, sort_keys=True, ensure_ascii=False) + "\n")
     return chosen
 
 

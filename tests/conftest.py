@@ -47,6 +47,18 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _hot_statements_built_afresh() -> None:
+    """The claim and the recorder build their statements once per process (``functools.cache``).
+    The mutation run (bench/mutation.py) forks a child per mutant from a process whose caches
+    the unmutated code filled, so a mutant in what builds them was never run: each test builds
+    them again (a few milliseconds), and the tests that reach them are the ones mutmut maps."""
+    from alerts.delivery import claim, recorder
+
+    for built in (claim._candidates, claim._take, recorder._writes):
+        built.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def db_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated template database, built once per test run."""

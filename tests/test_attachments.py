@@ -206,3 +206,35 @@ def test_a_refused_content_names_the_file_and_the_type_found_in_details(tmp_path
         with pytest.raises(ValidationError) as refused:
             read_attachment(path)
         assert refused.value.details == {"file": f"--attach {path}", "content_type": found}
+
+
+def test_a_pipe_over_the_limit_is_refused_once_read(tmp_path: Path) -> None:
+    """``--attach <(some command)`` names a pipe: its size is unknown (0) until it is read, so the
+    limit is checked again on what was read, and the refusal names the file as before."""
+    import os
+    import threading
+
+    pipe = tmp_path / "from-a-command.pdf"
+    os.mkfifo(pipe)
+
+    def feed() -> None:
+        data = memoryview(PDF + b"\0" * MAX_BYTES)
+        fd = os.open(pipe, os.O_WRONLY)
+        try:
+            while data:
+                data = data[os.write(fd, data[:65536]) :]
+        except BrokenPipeError:  # the reader stops at MAX_BYTES + 1 and closes its end
+            pass
+        finally:
+            os.close(fd)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(ValidationError) as refused:
+            read_attachment(pipe)
+    finally:
+        writer.join(timeout=10)
+    assert not writer.is_alive()
+    assert str(refused.value) == f"--attach {pipe}: over the {MAX_BYTES:,}-byte limit."
+    assert refused.value.details == {"file": f"--attach {pipe}"}

@@ -15,6 +15,7 @@ from alerts.core.clock import utcnow
 from alerts.core.states import SuppressionReason
 from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
+from alerts.delivery.publish import publish
 from alerts.delivery.recorder import Result, record
 from alerts.delivery.retry import RetryPolicy
 from alerts.store.models import Delivery, DeliveryEvent
@@ -26,7 +27,7 @@ from tests.delivery_cases import (
     set_email,
     states_by_contact,
 )
-from tests.factories import published_alert
+from tests.factories import add_contacts, approved_alert, make_users, published_alert
 
 LEASE = timedelta(seconds=60)
 
@@ -262,3 +263,166 @@ async def test_the_heartbeat_keeps_a_living_workers_rows_and_a_dead_ones_come_ba
         rows = {r["id"]: r for r in await tracking.deliveries(session, alert_id)}
     assert (rows[dead]["state"], rows[dead]["next_attempt_at"]) == ("queued", iso(after))
     assert rows[alive]["state"] == "sending"
+
+
+async def test_a_released_delivery_is_due_from_its_release_as_the_api_shows(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker shutting down five minutes into its lease gives its row back due at that moment:
+    the API's ``next_attempt_at`` is the release, not the time it was first due."""
+    from alerts.core.clock import iso
+    from alerts.delivery import tracking
+
+    alert_id = await published_alert(sessions, 1)
+    now = utcnow()
+    async with sessions.begin() as session:
+        mine = await claim_due(session, channel="email", limit=1, worker="w1", lease=LEASE, now=now)
+    later = now + timedelta(minutes=5)
+    async with sessions.begin() as session:
+        assert await release(session, mine, worker="w1", now=later) == 1
+    async with sessions() as session:
+        [row] = await tracking.deliveries(session, alert_id)
+    assert (row["state"], row["next_attempt_at"]) == ("queued", iso(later))
+
+
+async def test_reclaiming_expired_leases_skips_rows_another_transaction_holds(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """PostgreSQL: the housekeeping that puts dead workers' rows back never waits for a row lock
+    (the recorder may be moving that row out of ``sending`` right now); it takes the others."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite serialises writers with BEGIN IMMEDIATE)")
+    await published_alert(sessions, 3)
+    now = utcnow()
+    mine = await _claim(sessions, worker="dead", limit=3, now=now, lease=timedelta(seconds=1))
+    later = now + timedelta(seconds=30)
+    async with sessions() as recorder, sessions() as housekeeping:
+        async with recorder.begin():
+            await recorder.execute(update(Delivery).where(Delivery.id == mine[0]).values(attempts=1))
+            async with housekeeping.begin():
+                reclaimed = await asyncio.wait_for(reclaim_expired(housekeeping, now=later), timeout=5)
+    assert reclaimed == 2
+    async with sessions() as session:
+        states = dict((await session.execute(select(Delivery.id, Delivery.state))).all())
+    assert states == {mine[0]: "sending", mine[1]: "queued", mine[2]: "queued"}
+
+
+async def _deliveries_by_contact(
+    sessions: async_sessionmaker[AsyncSession], alert_id: int
+) -> dict[int | None, dict[str, object]]:
+    """The API's deliveries list of the alert (with addresses), by contact."""
+    from alerts.delivery import tracking
+
+    async with sessions() as session:
+        rows = await tracking.deliveries(session, alert_id, with_address=True)
+    return {row["contact_id"]: row for row in rows}
+
+
+async def test_an_address_corrected_to_one_that_already_got_the_alert_gets_no_second_copy(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """person1's mailbox got the alert; person1 then moved to a new address, and an officer gave
+    person0's contact the old one while person0's delivery waited. That mailbox must not get the
+    alert twice: the delivery is cancelled, with an event saying why."""
+    alert_id = await published_alert(sessions, 2)
+    first, second = sorted((await _deliveries_by_contact(sessions, alert_id)).items())
+    (contact0, row0), (contact1, row1) = first, second
+    assert contact0 is not None and contact1 is not None
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.id == row1["id"]).values(state="sent"))
+    await set_email(sessions, contact1, "moved@example.org")
+    await set_email(sessions, contact0, "person1@example.org")
+
+    assert await _claim(sessions, alert_id=alert_id) == []
+
+    rows = await _deliveries_by_contact(sessions, alert_id)
+    why = "corrected address already gets this alert"
+    assert (rows[contact0]["state"], rows[contact0]["last_error"]) == ("cancelled", why)
+    async with sessions() as session:
+        events = (
+            await session.execute(
+                select(DeliveryEvent.from_state, DeliveryEvent.to_state, DeliveryEvent.detail).where(
+                    DeliveryEvent.delivery_id == row0["id"], DeliveryEvent.type == "cancelled"
+                )
+            )
+        ).all()
+    assert [tuple(e) for e in events] == [("queued", "cancelled", why)]
+
+
+async def test_a_chat_corrected_to_one_a_waiting_delivery_of_the_alert_holds_gets_no_second_copy(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Contacts may share a Telegram chat: person0's chat is corrected to person1's, whose
+    delivery waits too and who keeps the chat. The chat gets one copy, person1's; person0's is
+    cancelled saying why."""
+    from alerts.store.models import Contact
+
+    alert_id = await published_alert(sessions, 2, channels=["telegram"])
+    (contact0, _), (contact1, _) = sorted((await _deliveries_by_contact(sessions, alert_id)).items())
+    assert contact0 is not None and contact1 is not None
+    async with sessions.begin() as session:
+        await session.execute(update(Contact).where(Contact.id == contact0).values(telegram="100001"))
+        claimed = await claim_due(
+            session, channel="telegram", limit=10, worker="w1", lease=LEASE, now=utcnow(), alert_id=alert_id
+        )
+
+    assert [(c.contact_id, c.address) for c in claimed] == [(contact1, "100001")]
+    rows = await _deliveries_by_contact(sessions, alert_id)
+    assert (rows[contact0]["state"], rows[contact0]["last_error"]) == (
+        "cancelled",
+        "corrected address already gets this alert",
+    )
+
+
+async def test_an_address_corrected_to_one_another_alert_reaches_is_sent_there_and_shown(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """One copy per address is per alert: person0's address is corrected to one that another
+    alert's delivery (of a contact who moved since) still holds. This alert goes to the corrected
+    address, and the API's deliveries list shows that address, not the one copied at fan-out."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        [contact0] = await add_contacts(session, 1, list_name="appeals")
+        [contact5] = await add_contacts(session, 1, list_name="press-list", start=5)
+        ours = await approved_alert(session, author=officer, reviewer=reviewer, lists=("appeals",))
+        other = await approved_alert(session, author=officer, reviewer=reviewer, lists=("press-list",))
+        await publish(session, ours, now=now)
+        await publish(session, other, now=now)
+        alert_id = ours.id
+    await set_email(sessions, contact5, "moved@example.org")
+    await set_email(sessions, contact0, "person5@example.org")
+
+    async with sessions.begin() as session:
+        [claimed] = await claim_due(
+            session, channel="email", limit=10, worker="w1", lease=LEASE, now=utcnow(), alert_id=alert_id
+        )
+
+    assert claimed.address == "person5@example.org"
+    row = (await _deliveries_by_contact(sessions, alert_id))[contact0]
+    assert (row["state"], row["address"]) == ("sending", "person5@example.org")
+
+
+async def test_two_contacts_whose_addresses_were_corrected_in_turn_both_get_the_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """While the alert waits, person1 moves to a new address and an officer gives person0's
+    contact person1's old one. Each mailbox should get one copy: person0's contact at the old
+    person1 address, person1 at the new one. The claim cancels person0's delivery ("corrected
+    address already gets this alert") because person1's waiting delivery still holds that
+    address, then sent person1's to the new address: the old mailbox, now person0's, got
+    nothing (when person1's row was taken first, both went out). A waiting delivery now holds
+    its address only while its contact keeps it."""
+    alert_id = await published_alert(sessions, 2)
+    (contact0, _), (contact1, _) = sorted((await _deliveries_by_contact(sessions, alert_id)).items())
+    assert contact0 is not None and contact1 is not None
+    await set_email(sessions, contact1, "moved@example.org")
+    await set_email(sessions, contact0, "person1@example.org")
+
+    await _claim(sessions, alert_id=alert_id)
+
+    rows = await _deliveries_by_contact(sessions, alert_id)
+    assert {(rows[c]["state"], rows[c]["address"]) for c in (contact0, contact1)} == {
+        ("sending", "person1@example.org"),
+        ("sending", "moved@example.org"),
+    }

@@ -342,3 +342,28 @@ async def test_a_resent_delivery_gets_its_retries_again(
         assert await controls.resend_failed(session, alert, user=None, now=utcnow()) == 1
         assert [r["attempts"] for r in await tracking.deliveries(session, alert_id)] == [0]
     assert await try_once() == "deferred"
+
+
+async def test_a_test_send_in_a_language_the_templates_lack_names_the_field_and_their_languages(
+    db_url: str,
+) -> None:
+    """Else it would render the English and say "sent": the refusal names the ``language``
+    field and the languages the family has, and nothing is sent or audited."""
+    email = MemoryChannel(channel_name="email")
+    async with open_app(Settings().replace("database", url=db_url), channels={"email": email}) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            alert_id = alert.id
+        languages = sorted(app.renderer.family("urgent-appeal").languages)
+        assert "de" not in languages and "en" in languages
+        with pytest.raises(ValidationError) as err:
+            await sending.test_send(app, officer, alert_id, address="desk@example.org", language="de")
+        assert err.value.message == (
+            f"language: the urgent-appeal templates have no 'de'; they are in {', '.join(languages)}."
+        )
+        assert err.value.details == {"field": "language", "languages": languages}
+        assert email.sent == []
+        async with app.sessions() as session:
+            tests = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "alert.test")
+            assert await session.scalar(tests) == 0

@@ -7,6 +7,7 @@ import email
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -413,6 +414,30 @@ async def test_update_followup_publishes_to_the_original_recipients_threaded(
     for m in sent:
         assert header(m, "In-Reply-To") == originals[m.rcpt_tos[0]]
         assert originals[m.rcpt_tos[0]] in (header(m, "References") or "")
+
+
+async def test_followup_add_of_an_update_tells_the_officer_which_draft_to_review(
+    app: App, db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``alerts followup add ALERT --kind update --data FILE`` drafts the update at once and says
+    which alert it is, to submit and approve before it is due (the CLI, in this process)."""
+    from alerts.cli.parser import main
+
+    alert_id, _ = await sent_alert(app, 1)
+    monkeypatch.delenv("ALERTS_CONFIG", raising=False)
+    monkeypatch.setenv("ALERTS_DATABASE_URL", db_url)
+    monkeypatch.chdir(tmp_path)
+    example = Path(__file__).parent.parent / "templates" / "update" / "example.toml"
+    capsys.readouterr()
+    argv = ["followup", "add", str(alert_id), "--kind", "update", "--in", "3d", "--data", str(example)]
+    assert await asyncio.to_thread(main, [*argv, "--as", "olga"]) == 0
+    said = capsys.readouterr()
+    fid = int(said.out.strip())
+    update_id = ((await row(app, fid)).data or {})["update_alert_id"]
+    async with app.sessions() as session:
+        drafted = await drafts.get_alert(session, update_id)
+    assert (drafted.parent_id, drafted.status) == (alert_id, "draft")
+    assert f"update draft: alert {update_id} — submit and approve it before it is due" in said.err
 
 
 async def test_unapproved_update_reminds_officers(app: App, capture: CaptureServer) -> None:

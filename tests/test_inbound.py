@@ -4,6 +4,7 @@ path — and never to an address a report merely names."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
@@ -125,6 +126,33 @@ async def test_bounces_process_reads_the_verp_address_the_bounce_came_to(
     code, out, err = await cli(db_url, raw)
     assert code == 0, err
     assert out.startswith("1 report(s): 1 hard bounce(s) applied")
+    assert await outcome(sessions) == ONLY_PERSON1
+
+
+async def test_bounces_process_finds_the_delivery_by_the_verp_address_in_the_to_header(
+    db_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The ``alerts bounces process`` handler itself, in this process: a qmail bounce quoting
+    nothing of ours, with no Delivered-To or X-Original-To header, only ``To:`` the signed VERP
+    return path; that names the delivery, which bounces (and nothing else)."""
+    from alerts.cli.commands_service import bounces_process
+    from alerts.core.config import Settings
+
+    delivery_id, _ = await sent_alert(sessions)
+    verp = return_path("bounces@alerts.example.org", Verp(SECRET).tag(delivery_id))
+    raw = re.sub(
+        rb"(?im)^To:.*$", f"To: Bounces <{verp}>".encode(), qmail_for("person1@example.org"), count=1
+    )
+    assert not re.search(rb"(?im)^(Delivered-To|X-Original-To):", raw)
+    report = tmp_path / "bounce.eml"
+    report.write_bytes(raw)
+    settings = Settings().replace("database", url=db_url).replace("server", secret_key=SECRET)
+    code = await bounces_process(argparse.Namespace(file=str(report)), settings)
+    assert code == 0
+    assert capsys.readouterr().out.startswith("1 report(s): 1 hard bounce(s) applied, 0 soft, 0 unmatched")
     assert await outcome(sessions) == ONLY_PERSON1
 
 

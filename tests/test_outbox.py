@@ -1000,3 +1000,131 @@ async def test_the_webhooks_delivery_is_queued_with_no_attempt_made(
         ("email", "queued", 0),
         ("webhook", "queued", 0),
     ]
+
+
+async def test_an_alert_on_two_lists_and_two_kinds_that_match_nobody_names_each_of_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1, list_name="press-releases")
+        alert = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            lists=("urgent-appeals", "press-releases"),
+            kinds=("media", "press"),
+        )
+        message, details = await _refusal(session, alert)
+    assert message == (
+        f"alert {alert.id} has no recipients: no contact is on its lists (urgent-appeals, "
+        "press-releases) with its kinds (media, press)."
+    )
+    assert details["reason"] == "no_match"
+
+
+async def test_an_alert_whose_contact_chose_other_topics_is_refused_saying_so(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Not "suppressed": nobody is; the contact subscribed to other topics than the alert's."""
+    from alerts.contacts.subscriptions import clean_topics
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        [other_topic] = await add_contacts(session, 1)
+        await _with_topics(session, {other_topic: clean_topics(["update"], [])})
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        message, details = await _refusal(session, alert)
+    assert details["left_out"] == {"other_topics": 1}
+    assert message.endswith("every one is left out: 1 chose other topics.")
+
+
+async def test_an_update_with_a_webhook_names_only_its_contact_channels_when_its_recipients_lost_their_address(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from sqlalchemy import update
+
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        [no_email] = await add_contacts(session, 1, telegram=True)
+        original = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        await session.execute(
+            update(Contact).where(Contact.id == no_email).values(email=None, email_key=None)
+        )
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id,
+            channels=("email", "webhook"),
+        )  # fmt: skip
+        message, details = await _refusal(session, follow, webhook_url="http://partner.test/hook")
+    assert details["left_out"] == {"no_address": 1}
+    assert message.endswith("every one is left out: 1 with no address for email.")
+
+
+async def test_the_audience_report_names_a_contact_who_blocked_the_bot_as_suppressed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Their chat is suppressed on Telegram (the chat id is the key, not the email address)."""
+    from alerts.delivery.audience_report import report
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        reached, blocked = await add_contacts(session, 2, telegram=True)
+        await suppress(session, channel="telegram", address="100001", reason=SuppressionReason.BLOCKED)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        got = await report(
+            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
+        )
+    assert got.deliveries == 1 and reached
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [(blocked, "suppressed")]
+    assert got.to_json()["left_out"][0]["why"] == "suppressed (unsubscribed, bounced or blocked the bot)"
+
+
+async def test_the_audience_report_of_a_webhook_only_alert_says_its_contacts_have_no_address_for_any_channel(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.delivery.audience_report import report
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("webhook",))
+        url = "http://partner.test/hook"
+        assert await publish(session, alert, now=utcnow(), webhook_url=url) == 1
+        got = await report(
+            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url=url, country=None
+        )
+    assert [(c["reason"], c["why"]) for c in got.to_json()["left_out"]] == [
+        ("no_address", "with no address for any channel")
+    ]
+
+
+async def test_the_audience_report_of_an_update_names_a_recipient_now_sharing_a_chat_as_shared_address(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """No other reason applies: the update reaches the chat once, through the first contact."""
+    from sqlalchemy import update
+
+    from alerts.delivery.audience_report import report
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        first, second = await add_contacts(session, 2, telegram=True)
+        original = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).values(state="sent"))
+        await session.execute(update(Contact).where(Contact.id == second).values(telegram="100000"))
+        follow = await approved_alert(
+            session, author=officer, reviewer=reviewer, family="update", parent_id=original.id,
+            channels=("telegram",),
+        )  # fmt: skip
+        got = await report(
+            session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
+        )
+    assert got.deliveries == 1 and first
+    assert got.left_out_counts == {"shared_address": 1}
+    assert [(c.contact_id, c.reason) for c in got.left_out] == [(second, "shared_address")]

@@ -376,3 +376,37 @@ async def test_the_deliveries_list_gives_the_providers_id_and_finds_a_contact_by
         (post.id, "Daily Post", f"p{post.id}")
     ]
     assert sorted(r["provider_id"] for r in everyone) == sorted(f"p{r.item.id}" for r in results)
+
+
+async def test_outcomes_recorded_by_statements_built_afresh_show_provider_id_and_error(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What the API's deliveries list says after one batch: the sent row has the provider's id
+    and no error, the deferred one its (redacted) error and no provider id (the batch's
+    statements are built afresh for each test: conftest's ``_hot_statements_built_afresh``).
+    """
+    from alerts.core.clock import iso
+    from alerts.delivery import tracking
+
+    sent, later = await _claimed_and_sent(sessions, 2)
+    now = sent.at
+    deferred = Result(
+        item=later.item,
+        outcome=Outcome(kind=OutcomeKind.TRANSIENT, detail=f"451 <{later.item.address}> try later"),
+        message_id=later.message_id,
+        at=now,
+    )
+    async with sessions.begin() as session:
+        moved = await record(session, [sent, deferred], worker="w1", policy=POLICY, alerts={}, now=now)
+    assert sorted(moved) == [("email", "deferred"), ("email", "sent")]
+    async with sessions() as session:
+        rows = {r["id"]: r for r in await tracking.deliveries(session, sent.item.alert_id)}
+    assert {k: rows[sent.item.id][k] for k in ("state", "provider_id", "last_error", "next_attempt_at")} == {
+        "state": "sent",
+        "provider_id": f"p{sent.item.id}",
+        "last_error": None,
+        "next_attempt_at": None,
+    }
+    assert (rows[later.item.id]["state"], rows[later.item.id]["provider_id"]) == ("deferred", None)
+    assert rows[later.item.id]["last_error"] == "451 <recipient> try later"
+    assert rows[later.item.id]["next_attempt_at"] > iso(now)

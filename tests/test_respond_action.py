@@ -75,3 +75,58 @@ async def test_a_bad_sender_or_contact_id_is_refused_naming_the_field_and_nothin
         assert responses.clean_sender("x" * responses.MAX_SENDER) == "x" * responses.MAX_SENDER
         async with app.sessions() as session:
             assert list(await session.scalars(select(Response))) == []
+
+
+async def test_a_summary_with_a_control_character_is_refused_naming_the_summary(db_url: str) -> None:
+    """The page's response form passes the summary as typed: the refusal names the field."""
+    async with open_app(Settings().replace("database", url=db_url)) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 1)
+            alert_id = (await approved_alert(session, author=officer, reviewer=reviewer)).id
+        with pytest.raises(ValidationError) as refused:
+            await responses.respond(app, officer, alert_id, summary="called\x07 back")
+        assert refused.value.message == "summary: control character U+0007 at position 7 is not allowed"
+        assert refused.value.details["field"] == "summary"
+        async with app.sessions() as session:
+            assert list(await session.scalars(select(Response))) == []
+
+
+async def test_a_contacts_response_is_an_event_of_each_of_their_deliveries_and_is_counted(
+    db_url: str,
+) -> None:
+    """Kept in the delivery's history (its state and attempt unchanged), shown in the contact's
+    data export under that delivery, and counted in the alert's status document."""
+    from alerts.contacts.erasure import export_contact
+    from alerts.core.clock import utcnow
+    from alerts.delivery import tracking
+    from alerts.delivery.publish import publish
+    from alerts.store.models import Alert, Delivery, DeliveryEvent
+
+    async with open_app(Settings().replace("database", url=db_url)) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            answers, silent = await add_contacts(session, 2)
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            await publish(session, alert, now=utcnow())
+            await session.execute(update(Delivery).values(state="sent", attempts=2))
+            alert_id = alert.id
+        await responses.respond(app, officer, alert_id, summary="called back", contact_id=answers)
+        async with app.sessions() as session:
+            delivery = (await session.scalars(select(Delivery).where(Delivery.contact_id == answers))).one()
+            events = (
+                await session.execute(
+                    select(
+                        DeliveryEvent.delivery_id,
+                        DeliveryEvent.type,
+                        DeliveryEvent.from_state,
+                        DeliveryEvent.to_state,
+                        DeliveryEvent.attempt,
+                    ).where(DeliveryEvent.type == "responded")
+                )
+            ).all()
+            exported = await export_contact(session, answers)
+            status = await tracking.stats(session, await session.get_one(Alert, alert_id))
+        assert events == [(delivery.id, "responded", "sent", "sent", 2)]
+        assert [e["type"] for e in exported["deliveries"][0]["events"]] == ["queued", "responded"]
+        assert status["responses"] == 1 and silent

@@ -216,3 +216,38 @@ def test_powers_are_capped_by_the_bits_they_would_take_and_small_arithmetic_work
         RENDERER.render_string("{{ 2 ** -1 }} {{ (-3) ** 3 }} {{ n % 3 }} {{ 7 * 6 }}", {"n": 7})
         == "0.5 -27 1 42"
     )
+
+
+def test_a_refusal_found_while_compiling_names_the_template_it_was_given() -> None:
+    """Names written in the source are refused while compiling, before anything runs: the
+    message names the template as the caller called it (an officer's note), and a template
+    compiled with no name at all (jinja's own ``from_string``) as ``<string>``."""
+    from alerts.compose.sandbox import AlertSandbox
+
+    for source, reason in (
+        ("{{ ''.__class__ }}", "access to attribute '__class__' is unsafe"),
+        ("{{ ''.format('x') }}", "calling format() is not allowed; join text with '~'"),
+    ):
+        with pytest.raises(SandboxViolation) as info:
+            RENDERER.render_string(source, {}, name="officer note")
+        assert info.value.message == f"template 'officer note' tried to reach something unsafe: {reason}"
+        assert info.value.details == {"template": "officer note"}
+        with pytest.raises(SandboxViolation) as info:
+            AlertSandbox().from_string(source)
+        assert info.value.message == UNSAFE.format(reason)
+
+
+def test_subscripting_refuses_private_keys_and_formatting_only_on_text() -> None:
+    """``x['_k']`` is refused like ``x._k`` whatever ``x`` is (also a plain dict); ``'format'``
+    is refused only as a method of a string: a case's own key of that name reads normally."""
+    case = {"_secret": "no", "format": "PDF", "links": {"format": "HTML"}}
+    for source in ("{{ case['_secret'] }}", "{% set k = '_' ~ 'secret' %}{{ case[k] }}"):
+        with pytest.raises(SandboxViolation) as info:
+            RENDERER.render_string(source, {"case": case})
+        assert "access to attribute '_secret'" in info.value.message
+    assert RENDERER.render_string("{{ case['format'] }} {{ case.links['format'] }}", {"case": case}) == (
+        "PDF HTML"
+    )
+    with pytest.raises(SandboxViolation) as info:
+        RENDERER.render_string("{% set k = 'for' ~ 'mat' %}{{ ('{0}'[k])('x') }}", {})
+    assert info.value.message == UNSAFE.format("access to attribute 'format' of 'str' object is unsafe")

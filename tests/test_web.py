@@ -124,3 +124,19 @@ async def test_metrics_report_send_latency_and_health_reports_parts(server) -> N
     assert value(figures, "alerts_claim_latency_seconds_count", channel="email")
     assert value(figures, "alerts_queue_depth") == 0
     assert health == {"status": "ok", "checks": {"database": "ok", "dispatcher": "ok", "scheduler": "ok"}}
+
+
+async def test_the_deliveries_api_gives_the_page_its_limit_and_offset_ask_for(server) -> None:  # type: ignore[no-untyped-def]
+    app, srv = server
+    alert_id = await published_alert(app.sessions, 3)
+    async with app.sessions.begin() as session:
+        _, token = await users.create_user(session, name="vera", role="viewer", with_token=True, now=utcnow())
+    url = f"{srv.make_url('')}/api/v1/alerts/{alert_id}/deliveries"
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=auth) as r:
+            every = [d["id"] for d in (await r.json())["deliveries"]]
+        async with http.get(f"{url}?limit=1&offset=1", headers=auth) as r:
+            page = [d["id"] for d in (await r.json())["deliveries"]]
+    assert len(every) == 3 and every == sorted(every)
+    assert page == every[1:2]

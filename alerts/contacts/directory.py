@@ -35,7 +35,7 @@ from alerts.core.channels import SUBSCRIBER_CHANNELS, ChannelName
 from alerts.core.clock import utcnow
 from alerts.core.errors import Conflict, NotFound, ValidationError
 from alerts.core.ids import MAX_ID, parse_id
-from alerts.store.db import lower
+from alerts.store.db import dialect_insert, lower
 from alerts.store.models import Contact, ContactList, ListMember
 
 logger = logging.getLogger(__name__)
@@ -264,14 +264,22 @@ async def get_list(session: AsyncSession, name: str) -> ContactList:
 
 
 async def get_or_create_list(session: AsyncSession, name: str, description: str = "") -> ContactList:
-    """The list with this name, created when missing."""
+    """The list with this name, created when missing (also when another transaction is creating
+    it at the same moment: its INSERT decides, and this one waits for it and joins its list)."""
     clean = clean_list_name(name)
-    found = await session.scalar(select(ContactList).where(ContactList.name == clean))
+    named = select(ContactList).where(ContactList.name == clean)
+    found = await session.scalar(named)
     if found is None:
-        found = ContactList(name=clean, description=description, created_at=utcnow())
-        session.add(found)
-        await session.flush()
-        logger.info("list %r created", clean)
+        created = await session.scalar(
+            dialect_insert(session, ContactList)
+            .values(name=clean, description=description, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(ContactList.id)
+        )
+        if created is not None:
+            logger.info("list %r created", clean)
+        found = await session.scalar(named)
+    assert found is not None  # created here, or committed by the other transaction
     return found
 
 

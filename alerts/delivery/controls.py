@@ -177,13 +177,3 @@ async def test_send(
         message, content=test_content, message_id=message.message_id.replace("<alert-", "<test-alert-")
     )
     return await channel.send(message)
-
-
-async def alert_for_update(session: AsyncSession, alert_id: int) -> Alert:
-    """Load an alert fresh from the database."""
-    alert = (await session.execute(select(Alert).where(Alert.id == alert_id))).scalar_one_or_none()
-    if alert is None:
-        from alerts.core.errors import NotFound
-
-        raise NotFound(f"alert {alert_id} does not exist.")
-    return alert

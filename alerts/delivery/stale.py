@@ -12,14 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ChannelName, address_key, address_space
 from alerts.core.states import DeliveryState, EventType
-from alerts.delivery.audience import PUBLIC, public_withdrawn, suppression_key_sql
+from alerts.delivery.audience import PUBLIC, contact_address_sql, public_withdrawn, suppression_key_sql
 from alerts.store.events import append_events, event_row
-from alerts.store.models import Delivery, Suppression
+from alerts.store.models import Contact, Delivery, Suppression
+
+#: A delivery fan-out wrote or a retry put back, not yet claimed.
+_WAITING = (str(DeliveryState.QUEUED), str(DeliveryState.DEFERRED))
 
 
 def stale_reason(row: Any, withdrawn: set[int]) -> tuple[DeliveryState, str] | None:
@@ -113,14 +116,22 @@ async def _readdress(
     ):
         return (DeliveryState.SUPPRESSED, "corrected address is suppressed"), row
     namespace, delivery_key = suppression_key_sql(Delivery.channel, Delivery.address)
+    _, contact_key = suppression_key_sql(Delivery.channel, contact_address_sql(Delivery.channel))
     shared = await session.scalar(
-        select(Delivery.id).where(
+        select(Delivery.id)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        .where(
             Delivery.alert_id == row.alert_id,
             namespace == address_space(row.channel),
             delivery_key == key,
             Delivery.id != row.id,
             Delivery.state.not_in([str(DeliveryState.CANCELLED), str(DeliveryState.SUPPRESSED)]),
+            # a delivery still waiting holds its fan-out address only while its contact keeps it
+            # (contacts may share a Telegram chat): one whose contact moved away goes to the new
+            # address when it is claimed, and one whose contact was deleted nowhere
+            or_(Delivery.state.not_in(_WAITING), contact_key == key),
         )
+        .limit(1)
     )
     if shared is not None:
         return (DeliveryState.CANCELLED, "corrected address already gets this alert"), row

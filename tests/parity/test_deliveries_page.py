@@ -129,3 +129,18 @@ async def test_a_case_at_a_glance_chart_and_timeline(faces: Faces) -> None:
     assert "Reminder due: call again" in timeline
     assert "response from minister@example.org: We are looking into it." in timeline
     assert "consent restricted, recorded by officer" in timeline and "sent by officer" in timeline
+
+
+async def test_the_deliveries_search_takes_a_percent_sign_in_an_organisation_literally(faces: Faces) -> None:
+    async with faces.app.sessions.begin() as session:
+        fund, club = await add_contacts(session, 2)
+        await session.execute(update(Contact).where(Contact.id == fund).values(organisation="50% Fund"))
+        await session.execute(update(Contact).where(Contact.id == club).values(organisation="500 Club"))
+    alert_id = await approved(faces)
+    status, body = await faces.api("officer", "POST", f"/alerts/{alert_id}/send")
+    assert status == 202, body
+    officer = await faces.page("officer")
+    status, page = await officer.get(f"{P}/alerts/{alert_id}/deliveries?q=50%25")
+    assert status == 200
+    rows = re.findall(r'<tr data-delivery="\d+">(.*?)</tr>', page, re.S)
+    assert len(rows) == 1 and "50% Fund" in rows[0], rows

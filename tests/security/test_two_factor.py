@@ -4,6 +4,7 @@ recovery codes, ``[server] require_2fa``, the admin's reset from the CLI, read-o
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from pathlib import Path
@@ -288,6 +289,47 @@ async def test_require_2fa_sends_reviewers_and_admins_to_enrol_before_anything_e
             await client.get(ENROL)
             r = await client.post(f"{ENROL}/disable", {"proof": at(secret, 1)})
             assert r.status == 409  # required for the role: an admin resets it instead
+            await client.close()
+
+
+async def test_without_require_2fa_a_reviewer_and_an_admin_may_turn_two_factor_off(web) -> None:  # type: ignore[no-untyped-def]
+    """``[server] require_2fa`` off (the default): the roles it would bind are free to enrol and
+    to turn it off again, like anyone else; the page does not say it is required."""
+    app, base = web
+    for name in ("reviewer", "admin"):
+        client = await signed_in(base, name)
+        try:
+            secret, _ = await enrol(client)
+            status, page = await client.get(ENROL)
+            assert status == 200 and 'id="twofa-required"' not in page
+            r = await client.post(f"{ENROL}/disable", {"proof": at(secret, 1)})
+            assert r.status == 303, await r.text()
+            async with app.sessions() as session:
+                assert (await users.get_user(session, name)).totp_secret is None
+            assert [a for a, _ in await _audit(app, name)] == ["user.2fa_enrol", "user.2fa_disable"]
+        finally:
+            await client.close()
+
+
+async def test_with_require_2fa_turning_it_off_is_refused_naming_the_role(db_url: str) -> None:
+    """The 409 says which role binds the user, and that an admin can reset a lost device."""
+    async with running(db_url, require_2fa=True) as (app, base):
+        await make_staff(app)
+        client = Client(base)
+        try:
+            assert (await client.sign_in("reviewer")).status == 303
+            secret, _ = await enrol(client)
+            await client.get(ENROL)
+            r = await client.post(f"{ENROL}/disable", {"proof": at(secret, 1)})
+            page = html.unescape(await r.text())
+            assert r.status == 409
+            assert (
+                "two-factor sign-in is required for the reviewer role ([server] require_2fa); it cannot "
+                "be turned off, an admin can reset it if you lost your device" in page
+            ), page
+            async with app.sessions() as session:
+                assert (await users.get_user(session, "reviewer")).totp_secret == secret
+        finally:
             await client.close()
 
 

@@ -3,6 +3,7 @@ and nothing written when a request is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from typing import Any
@@ -503,3 +504,158 @@ async def test_a_response_naming_an_unknown_contact_is_a_409_naming_the_field(si
     assert doc["error"]["message"] == "contact_id: no contact with id 90761003", doc
     status, doc = await site.call("POST", "/api/v1/alerts/99999/responses", user="olga", json=body)
     assert status == 404 and "99999" in doc["error"]["message"], doc  # no alert: still a 404
+
+
+async def test_the_alert_list_is_newest_first_and_names_the_alert_an_update_follows(site: Site) -> None:
+    """``GET /alerts``: the newest alert first, each with ``parent_id`` (the alert it updates, or
+    null), so a client can thread an update under its case."""
+    first = await _alert(site)
+    second = await _alert(site)
+    update = json.loads(json.dumps(RENDERER.example("update"), default=str))
+    body = {"family": "update", "data": update, "parent_id": first, "lists": ["urgent-appeals"]}
+    status, doc = await site.call("POST", "/api/v1/alerts", user="olga", json=body)
+    assert status == 201, doc
+    follow = int(doc["id"])
+    status, doc = await site.call("GET", "/api/v1/alerts", user="vera")
+    assert status == 200, doc
+    assert [(a["id"], a["family"], a["parent_id"]) for a in doc["alerts"]] == [
+        (follow, "update", first),
+        (second, "urgent-appeal", None),
+        (first, "urgent-appeal", None),
+    ]
+    status, doc = await site.call("GET", "/api/v1/alerts?limit=1&offset=1", user="vera")
+    assert [a["id"] for a in doc["alerts"]] == [second]
+
+
+async def _blocked_on_a_row_lock(site: Site, request: asyncio.Future[tuple[int, Any]]) -> None:
+    """Wait until the request's transaction waits for a row lock another transaction holds."""
+    from sqlalchemy import text
+
+    deadline = asyncio.get_running_loop().time() + 10
+    waiting = 0
+    while not request.done() and asyncio.get_running_loop().time() < deadline:
+        async with site.app.reads() as session:
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            break
+        await asyncio.sleep(0.02)
+    assert waiting == 1, "the request never waited for the other transaction's lock"
+
+
+def _postgresql_only(site: Site) -> None:
+    if site.app.settings.database.url.partition(":")[0].partition("+")[0] != "postgresql":
+        pytest.skip("a race between two transactions: PostgreSQL only (SQLite serialises writers)")
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "answer"),
+    [
+        ("closed", (200, {"status": "closed", "already_closed": True})),
+        ("in_review", (409, {"code": "conflict"})),
+    ],
+    ids=["closed-meanwhile", "submitted-meanwhile"],
+)
+async def test_a_close_that_loses_a_race_says_already_closed_or_refuses(
+    site: Site, meanwhile: str, answer: tuple[int, dict[str, Any]]
+) -> None:
+    """Two people at once: another transaction changes the alert while ``POST /close`` is under
+    way (it holds the alert's row until it commits). Closed by the other person: not an error,
+    the case is closed and the answer says so. Changed otherwise: a 409, reload and try again."""
+    from sqlalchemy import update
+
+    from alerts.core.clock import utcnow
+    from alerts.store.models import Alert
+
+    _postgresql_only(site)
+    alert = await _alert(site)
+    async with site.app.sessions() as other:
+        async with other.begin():
+            await other.execute(
+                update(Alert)
+                .where(Alert.id == alert)
+                .values(status=meanwhile, closed_at=utcnow() if meanwhile == "closed" else None)
+            )
+            request = asyncio.ensure_future(site.call("POST", f"/api/v1/alerts/{alert}/close", user="olga"))
+            await _blocked_on_a_row_lock(site, request)
+    status, doc = await asyncio.wait_for(request, 10)
+    expected_status, expected = answer
+    assert status == expected_status, doc
+    got = doc["error"] if status == 409 else doc
+    assert {k: got[k] for k in expected} == expected, doc
+    if status == 409:
+        assert (
+            got["message"] == f"alert {alert} was changed by someone else meanwhile; reload it and try again"
+        )
+    status, doc = await site.call("GET", f"/api/v1/alerts/{alert}", user="vera")
+    assert doc["status"] == meanwhile
+
+
+async def test_the_same_email_added_at_once_by_two_people_is_a_409_naming_the_field(site: Site) -> None:
+    """The check before the insert cannot see a contact another transaction is adding: the
+    unique index decides, and the loser gets the same answer as a plain duplicate would."""
+    from alerts.contacts import directory
+
+    _postgresql_only(site)
+    async with site.app.sessions() as other:
+        async with other.begin():
+            await directory.create_contact(other, name="First", email="desk@example.org", kind="authority")
+            request = asyncio.ensure_future(
+                site.call(
+                    "POST",
+                    "/api/v1/contacts",
+                    user="olga",
+                    json={"name": "Second", "email": "desk@example.org", "kind": "authority"},
+                )
+            )
+            await _blocked_on_a_row_lock(site, request)
+    status, doc = await asyncio.wait_for(request, 10)
+    assert (status, doc) == (
+        409,
+        {
+            "error": {
+                "code": "conflict",
+                "message": "email is already used by another contact",
+                "details": {"field": "email"},
+            }
+        },
+    )
+    status, doc = await site.call("GET", "/api/v1/contacts", user="olga")
+    assert [c["name"] for c in doc["contacts"]] == ["First"]
+
+
+async def test_two_contacts_added_at_once_to_the_same_new_list_are_both_added(site: Site) -> None:
+    """A list named for the first time is created by whichever insert comes first; the other
+    contact joins it (it was refused as "email is already used" when the list's unique name
+    raised the same error as a taken address)."""
+    from alerts.contacts import directory
+
+    _postgresql_only(site)
+    async with site.app.sessions() as other:
+        async with other.begin():
+            await directory.create_contact(
+                other, name="First", email="first@example.org", kind="authority", lists=["ministries"]
+            )
+            request = asyncio.ensure_future(
+                site.call(
+                    "POST",
+                    "/api/v1/contacts",
+                    user="olga",
+                    json={
+                        "name": "Second",
+                        "email": "second@example.org",
+                        "kind": "authority",
+                        "lists": ["ministries"],
+                    },
+                )
+            )
+            await _blocked_on_a_row_lock(site, request)
+    status, doc = await asyncio.wait_for(request, 10)
+    assert status == 201, doc
+    assert doc["lists"] == ["ministries"]
+    status, doc = await site.call("GET", "/api/v1/lists", user="olga")
+    assert [(lst["name"], lst["members"]) for lst in doc["lists"]] == [("ministries", 2)]

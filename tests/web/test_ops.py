@@ -146,6 +146,25 @@ async def test_scheduler_lag_is_how_late_the_most_overdue_followup_is(site: Site
     assert lag is not None and 600 <= lag < 700
 
 
+async def test_scheduler_lag_leaves_out_followups_already_fired_or_cancelled(site: Site) -> None:
+    """A reminder fired three hours ago and one cancelled two hours ago are done with: the
+    scheduler is only as late as the follow-up still waiting (ten minutes overdue)."""
+    alert_id = await _published(site, 1)
+    now = utcnow()
+    hours = timedelta(hours=1)
+    async with site.app.sessions.begin() as session:
+        session.add(
+            Followup(alert_id=alert_id, kind="reminder", due_at=now - 3 * hours, fired_at=now - 3 * hours)
+        )
+        session.add(
+            Followup(alert_id=alert_id, kind="reminder", due_at=now - 2 * hours, cancelled_at=now - 3 * hours)
+        )
+        session.add(Followup(alert_id=alert_id, kind="reminder", due_at=now - timedelta(minutes=10)))
+    _, text = await site.call("GET", "/metrics", user="vera")
+    lag = value(samples(text), "alerts_scheduler_lag_seconds")
+    assert lag is not None and 600 <= lag < 700, lag
+
+
 async def test_every_response_has_a_request_id_and_a_client_cannot_choose_it(site: Site) -> None:
     seen = set()
     for method, path, headers in (

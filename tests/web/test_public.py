@@ -24,6 +24,7 @@ from alerts.cli.capture import CapturedMessage, CaptureServer, RecordingHandler
 from alerts.compose import approval
 from alerts.contacts.subscriptions import Signer
 from alerts.core.clock import utcnow
+from alerts.core.errors import ValidationError
 from alerts.core.signing import Signing
 from alerts.core.states import AlertStatus
 from alerts.delivery.publish import publish
@@ -292,6 +293,37 @@ async def test_subscribe_refuses_bad_input_and_never_says_whether_an_address_is_
     async with site.app.sessions() as session:
         person = await session.scalar(select(Contact).where(Contact.email_key == "person0@example.org"))
         assert person is not None and (person.kind, person.status) == ("authority", "active")
+
+
+async def test_subscribe_without_an_address_asks_for_one_in_the_visitors_language(site: Site) -> None:
+    """An empty (or blank) address: the form again, 422, saying what is missing in the page's
+    language, and nothing recorded; the refusal names the ``email`` field."""
+    from alerts.actions import subscriptions
+    from alerts.contacts.subscribe_limits import Limits
+    from tests.web.conftest import row_counts
+
+    before = await row_counts(site.app)
+    for address, accept, said in (
+        ("", "en", "Please give an email address."),
+        ("   ", "en", "Please give an email address."),
+        ("", "fr", "Veuillez indiquer une adresse électronique."),
+    ):
+        status, page = await site.call(
+            "POST",
+            "/subscribe",
+            data={"email": address, "language": "en"},
+            headers={"Accept-Language": accept},
+        )
+        assert status == 422 and said in page, (accept, page)
+    assert await row_counts(site.app) == before
+    with pytest.raises(ValidationError) as refused:
+        await subscriptions.subscribe(
+            site.app, email=" ", language="en", network="192.0.2.0/24", limits=Limits()
+        )
+    assert (refused.value.message, refused.value.details) == (
+        "Please give an email address.",
+        {"field": "email"},
+    )
 
 
 async def test_preferences(site: Site) -> None:

@@ -265,3 +265,48 @@ async def test_a_long_finished_case_is_prunable_while_another_alert_is_still_sen
         )
     async with sessions() as session:
         assert await prunable(session, before=utcnow()) == [old]
+
+
+async def test_prune_works_in_batches_each_with_its_own_audit_entry(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One transaction and one audit entry per batch of alerts (``BATCH``, made 1 here so two
+    alerts make two batches): each entry names its own alerts and the ``--older-than`` asked for;
+    the report counts every alert once, in the plural."""
+    from tests.delivery_cases import mark_sent
+
+    monkeypatch.setattr(retention, "BATCH", 1)
+    async with running(db_url) as (app, _base):
+        staff = await make_staff(app)
+        ids = []
+        for new_contacts in (2, 1):  # the second alert reaches one more contact: 2, then 3 deliveries
+            async with app.sessions.begin() as session:
+                await add_contacts(session, new_contacts, start=len(ids) * 10)
+                officer = await session.get(User, staff["officer"])
+                reviewer = await session.get(User, staff["reviewer"])
+                assert officer is not None and reviewer is not None
+                alert = await approved_alert(session, author=officer, reviewer=reviewer)
+                await publish(session, alert, now=utcnow())
+                ids.append(alert.id)
+        first, second = ids
+        for alert_id in (first, second):
+            await mark_sent(app.sessions, alert_id)
+            await _age(app, alert_id, days=200, closed=True)
+        async with app.sessions() as session:
+            admin = await session.get(User, staff["admin"])
+        assert admin is not None
+        seen: list[tuple[int, int]] = []
+        done = await retention.prune(app, admin, older_than="26w", progress=lambda d, t: seen.append((d, t)))
+        assert (done.alerts, done.deliveries) == ([first, second], 2 + 3)
+        assert done.summary().startswith("2 alerts finished before ")
+        assert seen == [(0, 2), (1, 2), (2, 2)]
+        async with app.sessions() as session:
+            entries = (
+                await session.scalars(
+                    select(AuditEntry).where(AuditEntry.action == "deliveries.prune").order_by(AuditEntry.id)
+                )
+            ).all()
+        assert [(e.details["alerts"], e.details["deliveries"], e.details["older_than"]) for e in entries] == [
+            ([first], 2, "26w"),
+            ([second], 3, "26w"),
+        ]
