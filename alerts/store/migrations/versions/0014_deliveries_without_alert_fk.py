@@ -3,7 +3,9 @@
 The fan-out writes one delivery per recipient, a million for a million, and PostgreSQL
 checked each against ``alerts`` by a trigger per row: an SPI query and a FOR KEY SHARE lock on
 the one alert row, a million times over. EXPLAIN ANALYZE of the fan-out at 200,000 recipients
-put that trigger at about a tenth of the PostgreSQL backend's CPU (bench/RESULTS.md, stop 21).
+put that trigger at about a tenth of the PostgreSQL backend's CPU (bench/RESULTS.md, stop 21);
+without it, the backend's CPU for a million-recipient fan-out went from a median of 20.2 s to
+18.1 s (bench/RESULTS.md, migration 0014).
 
 What the key guarded holds without it, as for the events (0012, 0013):
 - a delivery is written only by ``delivery.outbox.fan_out``, for an alert that
