@@ -166,7 +166,7 @@ async def test_processes_starting_at_once_migrate_once(tmp_path: Path) -> None:
         url = pg_url(name)
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-    engines = [create_engine(url) for _ in range(4)]
+    engines = [create_engine(url) for _ in range(6)]
     try:
         await asyncio.gather(*(upgrade(e) for e in engines))
         assert {await current_revision(e) for e in engines} == {head_revision()}
