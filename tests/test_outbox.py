@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from alerts.contacts.suppressions import suppress
 from alerts.core.clock import utcnow
 from alerts.core.states import SuppressionReason
+from alerts.delivery.audience_report import AudienceReport
 from alerts.delivery.publish import publish
 from alerts.store.models import Alert, AuditEntry, Delivery, DeliveryEvent
 from tests.factories import add_contacts, approved_alert, make_users
@@ -397,6 +398,21 @@ async def test_a_country_given_per_language_matches_the_subscribers_english_choi
     assert sorted(reached) == [ids[0], ids[2]]
 
 
+async def _report(session: AsyncSession, alert: Alert, *, webhook_url: str = "") -> AudienceReport:
+    """The audience report the officers' page shows before sending (English, every kind)."""
+    from alerts.delivery.audience_report import report
+
+    return await report(
+        session,
+        alert,
+        languages=["en"],
+        exclude_kinds=[],
+        available=None,
+        webhook_url=webhook_url,
+        country=None,
+    )
+
+
 async def _refusal(session: AsyncSession, alert: object, **kw: object) -> tuple[str, dict[str, object]]:
     import pytest
 
@@ -626,7 +642,6 @@ async def test_the_audience_report_of_an_update_lists_the_originals_recipients_i
     will not reach, with its reason; the one still reachable is counted as reached."""
     from sqlalchemy import update
 
-    from alerts.delivery.audience_report import report
     from alerts.store.models import Contact
 
     async with sessions.begin() as session:
@@ -662,9 +677,7 @@ async def test_the_audience_report_of_an_update_lists_the_originals_recipients_i
             parent_id=original.id,
             channels=("email", "telegram"),
         )
-        got = await report(
-            session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
-        )
+        got = await _report(session, follow)
     assert got.left_out_counts == {"inactive": 2, "suppressed": 1}
     assert [(c.contact_id, c.reason) for c in got.left_out] == [
         (gone, "inactive"),
@@ -678,7 +691,6 @@ async def test_the_audience_report_of_an_alert_leaves_out_other_topics_and_ignor
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     from alerts.contacts.subscriptions import clean_topics
-    from alerts.delivery.audience_report import report
 
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
@@ -686,9 +698,7 @@ async def test_the_audience_report_of_an_alert_leaves_out_other_topics_and_ignor
         await add_contacts(session, 1, list_name="other", start=10)
         await _with_topics(session, {other_topic: clean_topics(["update"], [])})
         alert = await approved_alert(session, author=officer, reviewer=reviewer)
-        got = await report(
-            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
-        )
+        got = await _report(session, alert)
     assert got.deliveries == 1 and wants
     assert got.left_out_counts == {"other_topics": 1}
     assert [(c.contact_id, c.reason) for c in got.left_out] == [(other_topic, "other_topics")]
@@ -879,7 +889,6 @@ async def test_the_audience_report_names_a_contact_sharing_a_chat_as_shared_addr
 ) -> None:
     from sqlalchemy import update
 
-    from alerts.delivery.audience_report import report
     from alerts.store.models import Contact
 
     async with sessions.begin() as session:
@@ -887,9 +896,7 @@ async def test_the_audience_report_names_a_contact_sharing_a_chat_as_shared_addr
         first, second = await add_contacts(session, 2, telegram=True)
         await session.execute(update(Contact).values(telegram="-100777"))
         alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
-        got = await report(
-            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
-        )
+        got = await _report(session, alert)
     assert got.deliveries == 1
     assert [(c.contact_id, c.reason) for c in got.left_out] == [(second, "shared_address")]
     assert got.left_out_counts == {"shared_address": 1} and first < second
@@ -900,17 +907,13 @@ async def test_the_audience_report_of_a_webhook_only_alert_sent_names_its_contac
 ) -> None:
     """Sent to the partner webhook only: the contacts on its lists have no address on any of
     its channels (there is none), not a shared address."""
-    from alerts.delivery.audience_report import report
-
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
         await add_contacts(session, 2)
         alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("webhook",))
         url = "http://partner.test/hook"
         assert await publish(session, alert, now=utcnow(), webhook_url=url) == 1
-        got = await report(
-            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url=url, country=None
-        )
+        got = await _report(session, alert, webhook_url=url)
     assert got.webhook and got.reached == ()
     assert got.left_out_counts == {"no_address": 2}
 
@@ -958,7 +961,6 @@ async def test_the_audience_report_of_an_update_leaves_out_one_the_original_only
     sent) and who unsubscribed since is named as left out of the update."""
     from sqlalchemy import update
 
-    from alerts.delivery.audience_report import report
     from alerts.store.models import Contact
 
     async with sessions.begin() as session:
@@ -973,9 +975,7 @@ async def test_the_audience_report_of_an_update_leaves_out_one_the_original_only
         follow = await approved_alert(
             session, author=officer, reviewer=reviewer, family="update", parent_id=original.id
         )
-        got = await report(
-            session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
-        )
+        got = await _report(session, follow)
     assert got.left_out_counts == {"inactive": 1}
     assert [(c.contact_id, c.reason) for c in got.left_out] == [(leaves, "inactive")]
     assert got.deliveries == 1 and stays
@@ -1068,16 +1068,12 @@ async def test_the_audience_report_names_a_contact_who_blocked_the_bot_as_suppre
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Their chat is suppressed on Telegram (the chat id is the key, not the email address)."""
-    from alerts.delivery.audience_report import report
-
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
         reached, blocked = await add_contacts(session, 2, telegram=True)
         await suppress(session, channel="telegram", address="100001", reason=SuppressionReason.BLOCKED)
         alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
-        got = await report(
-            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
-        )
+        got = await _report(session, alert)
     assert got.deliveries == 1 and reached
     assert [(c.contact_id, c.reason) for c in got.left_out] == [(blocked, "suppressed")]
     assert got.to_json()["left_out"][0]["why"] == "suppressed (unsubscribed, bounced or blocked the bot)"
@@ -1086,17 +1082,13 @@ async def test_the_audience_report_names_a_contact_who_blocked_the_bot_as_suppre
 async def test_the_audience_report_of_a_webhook_only_alert_says_its_contacts_have_no_address_for_any_channel(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    from alerts.delivery.audience_report import report
-
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
         await add_contacts(session, 1)
         alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("webhook",))
         url = "http://partner.test/hook"
         assert await publish(session, alert, now=utcnow(), webhook_url=url) == 1
-        got = await report(
-            session, alert, languages=["en"], exclude_kinds=[], available=None, webhook_url=url, country=None
-        )
+        got = await _report(session, alert, webhook_url=url)
     assert [(c["reason"], c["why"]) for c in got.to_json()["left_out"]] == [
         ("no_address", "with no address for any channel")
     ]
@@ -1108,7 +1100,6 @@ async def test_the_audience_report_of_an_update_names_a_recipient_now_sharing_a_
     """No other reason applies: the update reaches the chat once, through the first contact."""
     from sqlalchemy import update
 
-    from alerts.delivery.audience_report import report
     from alerts.store.models import Contact
 
     async with sessions.begin() as session:
@@ -1122,9 +1113,7 @@ async def test_the_audience_report_of_an_update_names_a_recipient_now_sharing_a_
             session, author=officer, reviewer=reviewer, family="update", parent_id=original.id,
             channels=("telegram",),
         )  # fmt: skip
-        got = await report(
-            session, follow, languages=["en"], exclude_kinds=[], available=None, webhook_url="", country=None
-        )
+        got = await _report(session, follow)
     assert got.deliveries == 1 and first
     assert got.left_out_counts == {"shared_address": 1}
     assert [(c.contact_id, c.reason) for c in got.left_out] == [(second, "shared_address")]

@@ -79,15 +79,20 @@ async def test_the_chart_kept_counts_every_event_added_since(
     assert chart == await _chart(sessions, alert_id, None)  # what a full read gives
 
 
+async def _top_event_id_or_skip(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """The highest event id so far, to write events "committed late" below it (PostgreSQL only)."""
+    async with sessions() as session:
+        if commits_in_id_order(session):
+            pytest.skip("SQLite: one writer at a time takes the next id and commits")
+        return int(await session.scalar(select(func.max(DeliveryEvent.id))) or 0)
+
+
 async def test_an_event_committed_late_with_a_lower_id_is_counted(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """PostgreSQL hands out ids before commit: a transaction may commit after one with higher ids."""
     alert_id = await published_alert(sessions, 3)
-    async with sessions() as session:
-        if commits_in_id_order(session):
-            pytest.skip("SQLite: one writer at a time takes the next id and commits")
-        top = int(await session.scalar(select(func.max(DeliveryEvent.id))) or 0)
+    top = await _top_event_id_or_skip(sessions)
     charts = Charts()
     await _add(sessions, alert_id, (0, "sent", T0), id=top + 100)
     await _add(sessions, alert_id, (1, "sent", T0 + timedelta(seconds=30)), id=top + 101)
@@ -182,10 +187,7 @@ async def test_after_a_late_commit_the_chart_is_read_again_once_then_read_on(
     """PostgreSQL: an event committed late with a lower id makes the next view read the alert's
     events in full (the kept chart missed it); the views after that read on from there again."""
     alert_id = await published_alert(sessions, 3)
-    async with sessions() as session:
-        if commits_in_id_order(session):
-            pytest.skip("SQLite: one writer at a time takes the next id and commits")
-        top = int(await session.scalar(select(func.max(DeliveryEvent.id))) or 0)
+    top = await _top_event_id_or_skip(sessions)
     charts = Charts()
     await _add(sessions, alert_id, (0, "sent", T0), id=top + 100)
     await _chart(sessions, alert_id, charts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +73,23 @@ def check_sqlite_version(found: tuple[int, int, int]) -> None:
         )
 
 
+def _switch_to_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting its turn: on a new database file, processes that
+    start at once (``serve`` and a CLI command, or a test's four engines) each try to switch
+    it, and SQLite answers "database is locked" at once, without its busy timeout, to all but
+    the one that holds the lock (retried for up to 30 s, as long as the busy timeout)."""
+    for attempt in range(300):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, wrapped by the async adapter
+            if "database is locked" not in str(exc) or attempt == 299:
+                raise
+            # blocks this process's loop for 0.1 s a try; only ever while another process
+            # sets up a new database file
+            time.sleep(0.1)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -79,10 +97,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # up front instead of failing on upgrade from a read lock.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         # a fan-out to a million writes hundreds of MB of WAL in one transaction; once
         # checkpointed, give the space back instead of keeping the file at its high-water mark
         cur.execute("PRAGMA journal_size_limit=67108864")

@@ -275,7 +275,11 @@ class Delivery(Base):
         Index("ix_deliveries_alert_state", "alert_id", "channel", "state"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    # no foreign key to alerts (migration 0014: a checked, locked alert row per delivery written;
+    # only the fan-out writes deliveries, holding its alert's row, and no alert is ever deleted)
+    alert_id: Mapped[int] = mapped_column(BigId)
+    # the key to contacts stays: its lock and ON DELETE SET NULL keep an erased contact from
+    # getting a delivery written at the same moment
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     audience: Mapped[str] = mapped_column(String(16))  # contact kind at fan-out

@@ -349,6 +349,35 @@ async def test_not_found_and_path_limits(site: Site) -> None:
     assert status == 404 and doc["error"]["code"] == "not_found"
 
 
+async def test_a_send_of_an_alert_that_does_not_exist_or_is_not_approved_writes_no_delivery(
+    site: Site,
+) -> None:
+    """Deliveries have no key to alerts (migration 0014): what keeps each naming an alert that
+    was approved is the send's refusal, before anything is written, now or scheduled."""
+    async with site.app.sessions.begin() as session:
+        await add_contacts(session, 3)
+    draft = await _alert(site)
+    in_review = await _alert(site)
+    assert (await site.call("POST", f"/api/v1/alerts/{in_review}/submit", user="olga"))[0] == 200
+    missing = in_review + 1000
+    before = await row_counts(site.app)
+    assert before["alerts"] == 2 and before["contacts"] == 3
+    for kw in ({}, {"json": {"at": "2999-01-01T09:00:00+00:00"}}):
+        status, doc = await site.call("POST", f"/api/v1/alerts/{missing}/send", user="olga", **kw)
+        assert (status, doc) == (
+            404,
+            {"error": {"code": "not_found", "message": f"alert {missing} does not exist", "details": {}}},
+        ), kw
+    for alert, state in ((draft, "draft"), (in_review, "in_review")):
+        status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/send", user="olga")
+        assert (status, doc["error"]["message"]) == (
+            409,
+            f"alert {alert} is {state}; only an approved alert can be sent.",
+        )
+    assert await row_counts(site.app) == before
+    assert before["deliveries"] == before["delivery_events"] == 0
+
+
 async def test_contacts_crud_lists_templates_and_import(site: Site) -> None:
     status, doc = await site.call(
         "POST",
