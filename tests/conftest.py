@@ -47,6 +47,18 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _render_time_limit_for_the_mutation_run() -> None:
+    """bench/mutation.py runs the tests through mutmut's trampolines, which call every function
+    of the sandbox through a lookup: a render that takes milliseconds can pass the sandbox's
+    two-second wall-clock limit on a busy machine, and one such failure stops the whole run. The
+    limit is a guard against templates that never end; no test measures it."""
+    if os.environ.get("ALERTS_MUTATION_RUN"):
+        from alerts.compose import sandbox
+
+        sandbox.MAX_SECONDS = 60
+
+
 @pytest.fixture(autouse=True)
 def _hot_statements_built_afresh() -> None:
     """The claim and the recorder build their statements once per process (``functools.cache``).

@@ -99,6 +99,41 @@ async def test_a_delivery_in_flight_at_the_withdrawal_is_not_sent_again(
     assert await _cancel_details(sessions, case.alert_id) == {"consent withdrawn"}
 
 
+async def test_a_delivery_in_flight_when_the_case_closed_is_cancelled_at_its_next_claim_and_shown_so(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Closing withdraws what waits; a delivery whose worker held it then (and died) comes back
+    after its lease, and the claim cancels it: the deliveries list says why, and when (the
+    claim's clock, not the wall clock)."""
+    from alerts.compose.approval import close_alert
+    from alerts.delivery import tracking
+    from alerts.delivery.controls import cancel_pending
+    from alerts.store.models import Alert
+    from tests.delivery_cases import staff
+
+    alert_id = await published_alert(sessions, 1)
+    now = utcnow()
+    assert len(await _claim(sessions, now=now)) == 1
+    async with sessions.begin() as session:
+        officer, _ = await staff(session)
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        assert await cancel_pending(session, alert, now=now) == 0  # nothing waits: it is in flight
+        await close_alert(session, alert, user=officer, now=now)
+    later = now + timedelta(hours=2)  # past its lease: its worker died
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=later) == 1
+
+    claimed_at = later + timedelta(minutes=1)
+    assert await _claim(sessions, now=claimed_at) == []
+
+    async with sessions() as session:
+        (row,) = await tracking.deliveries(session, alert_id)
+    assert (row["state"], row["last_error"]) == ("cancelled", "alert closed")
+    assert row["updated_at"] == claimed_at.isoformat()
+    assert await _cancel_details(sessions, alert_id) == {"alert closed"}
+
+
 async def test_consent_is_checked_once_per_batch_not_per_delivery(
     sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> None:

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.app import App, open_app
 from alerts.compose import approval
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
+from alerts.core.errors import Conflict
 from alerts.delivery.publish import publish_due, schedule
 from alerts.followups.add import add_followup
 from alerts.followups.fire import fire
@@ -144,3 +145,49 @@ async def test_a_scheduled_alert_that_could_not_go_says_why_in_the_alerts_histor
     failed = [e for e in history if e.action == "alert.schedule_failed"]
     assert len(failed) == 1
     assert failed[0].details["reason"].startswith(f"alert {alert_id} has no recipients: ")
+
+
+async def test_publishing_what_is_due_publishes_each_due_alert_and_leaves_later_ones_scheduled(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two alerts due and one scheduled for later: the dispatcher's pass publishes both due ones
+    and leaves the later one scheduled for its own time."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        ids = []
+        for at in (now + HOUR, now + HOUR, now + 3 * HOUR):
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            await schedule(session, alert, at=at, now=now, user=officer)
+            ids.append(alert.id)
+    first, second, later = ids
+    async with sessions.begin() as session:
+        assert sorted(await publish_due(session, now=now + 2 * HOUR)) == [first, second]
+    async with sessions() as session:
+        rows = (await session.execute(select(Alert.id, Alert.status, Alert.send_at).order_by(Alert.id))).all()
+        queued = (
+            await session.execute(select(Delivery.alert_id, func.count()).group_by(Delivery.alert_id))
+        ).all()
+    assert [(r.id, r.status) for r in rows] == [(first, "sending"), (second, "sending"), (later, "scheduled")]
+    assert rows[2].send_at == now + 3 * HOUR
+    assert sorted(queued) == [(first, 2), (second, 2)]
+
+
+async def test_a_send_time_of_this_very_moment_is_refused_as_in_the_past(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """An embargo time must be after now: at now itself the alert is not scheduled (it would
+    only wait for the dispatcher's next pass); it stays approved, with no send time."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        alert_id = alert.id
+        with pytest.raises(Conflict) as info:
+            await schedule(session, alert, at=now, now=now, user=officer)
+    assert info.value.message == f"alert {alert_id}: the send time {now.isoformat()} is in the past."
+    async with sessions() as session:
+        row = (await session.execute(select(Alert.status, Alert.send_at).where(Alert.id == alert_id))).one()
+    assert (row.status, row.send_at) == ("approved", None)

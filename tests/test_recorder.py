@@ -299,6 +299,23 @@ async def test_a_migrated_chat_moves_the_contacts_waiting_telegram_deliveries_to
     assert rows == {first: "-1009999", second: "-1009999"} and chat == "-1009999"
 
 
+async def test_a_migrated_chat_dates_the_contacts_change_at_the_recorders_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The contact's export says when its Telegram chat changed: the recorder's clock (the
+    time it was told, as every other row of the batch), not the database driver's wall clock."""
+    from alerts.contacts.erasure import export_contact
+
+    alert_id = await published_alert(sessions, 1, channels=("telegram",))
+    recorded_at = utcnow() + timedelta(hours=3)
+    moved = Outcome(kind=OutcomeKind.TRANSIENT, detail="migrated", new_address="-1009999")
+    await _record_telegram(sessions, alert_id, moved, now=recorded_at)
+    async with sessions() as session:
+        contact_id = (await session.execute(select(Contact.id))).scalar_one()
+        contact = (await export_contact(session, contact_id))["contact"]
+    assert (contact["telegram"], contact["updated_at"]) == ("-1009999", recorded_at.isoformat())
+
+
 async def test_a_delivery_that_fails_after_its_last_retry_shows_as_failed_on_the_chart(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -251,3 +251,20 @@ def test_subscripting_refuses_private_keys_and_formatting_only_on_text() -> None
     with pytest.raises(SandboxViolation) as info:
         RENDERER.render_string("{% set k = 'for' ~ 'mat' %}{{ ('{0}'[k])('x') }}", {})
     assert info.value.message == UNSAFE.format("access to attribute 'format' of 'str' object is unsafe")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% if 1000000 * 'x' %}built{% endif %}",
+        "{{ 1000000 * 'x' == '' }}",
+        "{% if 1000000 * ['x'] %}built{% endif %}",
+    ],
+)
+def test_a_number_times_text_is_refused_before_it_is_built_even_if_never_written(source: str) -> None:
+    """``n * 'x'`` is ``'x' * n``: refused by its size before Python builds it, also when the
+    template only tests it and writes nothing (no output or filter check would see it)."""
+    with pytest.raises(SandboxViolation) as info:
+        RENDERER.render_string(source, {})
+    assert info.value.message == f"template '<string>' built a value larger than {MAX_OUTPUT} characters"
+    assert RENDERER.render_string("{% if 3 * 'x' %}{{ 3 * 'ab' }}{% endif %}", {}) == "ababab"

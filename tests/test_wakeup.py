@@ -218,3 +218,33 @@ async def test_a_lost_listen_connection_is_noticed_at_once_and_listened_on_again
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def test_a_postgresql_server_it_cannot_reach_is_said_as_a_warning_with_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL: the listener cannot connect (nothing listens on the port); the dispatcher
+    polls, and the operator reads why. Needs no server, so it runs on either test database."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from alerts.delivery.wakeup import CHANNEL
+
+    engine = create_async_engine("postgresql+asyncpg://alerts@127.0.0.1:1/alerts")
+    caplog.set_level("WARNING", logger="alerts")
+    listener = asyncio.create_task(Wakeup(engine).run(lambda _source: None))
+    try:
+        for _ in range(250):
+            if caplog.records:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await engine.dispose()
+    [record] = [r for r in caplog.records if r.name == "alerts.delivery.wakeup"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"LISTEN {CHANNEL} failed (ConnectionRefusedError: [Errno 111] Connect call failed "
+        "('127.0.0.1', 1)); the dispatcher polls until it listens again"
+    )

@@ -310,3 +310,26 @@ async def test_prune_works_in_batches_each_with_its_own_audit_entry(
             ([first], 2, "26w"),
             ([second], 3, "26w"),
         ]
+
+
+async def test_a_dry_run_with_nothing_old_enough_would_delete_nothing(db_url: str) -> None:
+    """Only a recent alert: the operator's dry run names no alert and counts no rows at all."""
+    async with running(db_url) as (app, _base):
+        staff = await make_staff(app)
+        async with app.sessions.begin() as session:
+            await add_contacts(session, 2)
+            officer = await session.get(User, staff["officer"])
+            reviewer = await session.get(User, staff["reviewer"])
+            admin = await session.get(User, staff["admin"])
+        assert officer is not None and reviewer is not None and admin is not None
+        recent = await _sent_alert(app, officer, reviewer)
+        await _age(app, recent, days=10, closed=True)
+
+        dry = await retention.prune(app, admin, older_than="180d", dry_run=True)
+
+        assert (dry.alerts, dry.deliveries, dry.events) == ([], 0, 0)
+        assert dry.summary() == (
+            f"0 alerts finished before {dry.before.isoformat(timespec='seconds')}: "
+            "would delete 0 deliveries and 0 delivery events; their counts are kept"
+        )
+        assert await _rows(app, recent) == (2, 6)
