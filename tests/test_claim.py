@@ -510,3 +510,26 @@ async def test_an_address_corrected_to_one_another_alert_already_reached_still_g
     assert [c.address for c in claimed] == ["person5@example.org"]
     row = (await _deliveries_by_contact(sessions, alert_id))[contact0]
     assert (row["state"], row["address"], row["last_error"]) == ("sending", "person5@example.org", None)
+
+
+async def test_a_worker_that_beat_and_then_died_has_its_rows_queued_again_after_the_extension(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """w1 extends its lease once, then dies: its row stays w1's until the extended lease ends,
+    and just after that it is queued again (the API shows it due at that moment)."""
+    from alerts.core.clock import iso
+    from alerts.delivery import tracking
+
+    alert_id = await published_alert(sessions, 1)
+    now = utcnow()
+    [held] = await _claim(sessions, worker="w1", limit=1, now=now)
+    async with sessions.begin() as session:
+        assert await extend_leases(session, worker="w1", until=now + 2 * LEASE) == 1
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=now + LEASE + timedelta(seconds=1)) == 0
+    after = now + 2 * LEASE + timedelta(seconds=1)
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=after) == 1
+    async with sessions() as session:
+        [row] = await tracking.deliveries(session, alert_id)
+    assert (row["id"], row["state"], row["next_attempt_at"]) == (held, "queued", iso(after))
