@@ -729,3 +729,27 @@ async def test_a_telegram_update_replies_to_the_chats_own_telegram_message_not_t
     telegram = MemoryChannel()
     await dispatcher(sessions, {"telegram": telegram}).run_until_done(update_id, timeout=10)
     assert {m.recipient.contact_id: m.reply_to_provider_id for m in telegram.sent} == chat_message
+
+
+async def test_a_dispatcher_for_one_alert_sends_none_of_another_alerts_deliveries(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``send --wait`` sends its own alert from the CLI process: another alert published at the
+    same time is left queued for the workers, its recipients get nothing from this process."""
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
+    from tests.factories import approved_alert
+
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        other = await approved_alert(
+            session,
+            author=await users.get_user(session, "olga"),
+            reviewer=await users.get_user(session, "rafael"),
+        )
+        assert await publish(session, other, now=utcnow()) == 2
+        other_id = other.id
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}, alert_id=alert_id).run_until_done(alert_id, timeout=10)
+    assert {m.alert_id for m in email.sent} == {alert_id} and len(email.sent) == 2
+    assert await states(sessions, other_id) == Counter({"queued": 2})
