@@ -753,3 +753,17 @@ async def test_a_dispatcher_for_one_alert_sends_none_of_another_alerts_deliverie
     await dispatcher(sessions, {"email": email}, alert_id=alert_id).run_until_done(alert_id, timeout=10)
     assert {m.alert_id for m in email.sent} == {alert_id} and len(email.sent) == 2
     assert await states(sessions, other_id) == Counter({"queued": 2})
+
+
+async def test_each_message_is_addressed_to_its_contacts_name(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The channel gets the contact's name with each message (the email's To display name, the
+    greeting), read when the delivery is claimed."""
+    alert_id = await published_alert(sessions, 2)
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
+    assert sorted((m.recipient.address, m.recipient.name) for m in email.sent) == [
+        ("person0@example.org", "Person 0"),
+        ("person1@example.org", "Person 1"),
+    ]
