@@ -85,3 +85,36 @@ def test_the_published_schema_describes_each_variable_in_the_familys_words() -> 
     assert properties["defender"]["anyOf"]  # beside the value's own schema
     plain = casedata.json_schema({"x": VariableSpec(name="x", type="url", required=True)})
     assert "description" not in plain["properties"]["x"]
+
+
+NESTED = {
+    "defender": VariableSpec(name="defender", type="string", required=True),
+    "background": VariableSpec(name="background", type="text", required=True),
+    "authorities": VariableSpec(name="authorities", type="authorities", required=True),
+}
+NESTED_GOOD: dict[str, Any] = {
+    "defender": {"en": "Ana", "es": "Ana"},
+    "background": "Arrested on 3 May.",
+    "authorities": [{"name": "Minister", "title": "Minister of Justice", "form_of_address": "Dear Minister"}],
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"defender": {"en": "Ana", "es": 5}},  # a translation that is not text
+        {"background": 5},  # a text variable that is not text
+        {"authorities": [{"name": "Minister", "rank": "first"}]},  # an authority with an unknown field
+    ],
+    ids=["table-of-numbers", "text-not-a-string", "authority-unknown-field"],
+)
+def test_the_schema_refuses_a_bad_translation_text_or_authority_as_validate_does(
+    change: dict[str, Any],
+) -> None:
+    validator = jsonschema_rs.Draft202012Validator(casedata.json_schema(NESTED))
+    assert casedata.validate(NESTED, NESTED_GOOD)
+    assert validator.is_valid(NESTED_GOOD)
+    body = NESTED_GOOD | change
+    with pytest.raises(ValidationError):
+        casedata.validate(NESTED, body)
+    assert not validator.is_valid(body)

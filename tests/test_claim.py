@@ -461,3 +461,75 @@ async def test_two_contacts_whose_addresses_were_corrected_in_turn_both_get_the_
         ("sending", "person1@example.org"),
         ("sending", "moved@example.org"),
     }
+
+
+async def test_an_address_corrected_to_a_suppressed_one_is_suppressed_saying_why(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """An officer corrects person0's address, while the alert waits, to one that bounced
+    before: the delivery is not sent there, and the API's deliveries list says why."""
+    alert_id = await published_alert(sessions, 1)
+    [(contact0, _)] = (await _deliveries_by_contact(sessions, alert_id)).items()
+    assert contact0 is not None
+    async with sessions.begin() as session:
+        await suppress(session, channel="email", address="dead@example.org", reason=SuppressionReason.BOUNCED)
+    await set_email(sessions, contact0, "dead@example.org")
+
+    assert await _claim(sessions, alert_id=alert_id) == []
+
+    row = (await _deliveries_by_contact(sessions, alert_id))[contact0]
+    assert (row["state"], row["last_error"]) == ("suppressed", "corrected address is suppressed")
+
+
+async def test_an_address_corrected_to_one_another_alert_already_reached_still_gets_this_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """One copy per address is per alert: another alert was sent to person5, who then moved,
+    and person0's address is corrected to person5's old one. This alert is a different message:
+    it goes to that address, it is not cancelled as a second copy."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        [contact0] = await add_contacts(session, 1, list_name="appeals")
+        [contact5] = await add_contacts(session, 1, list_name="press-list", start=5)
+        ours = await approved_alert(session, author=officer, reviewer=reviewer, lists=("appeals",))
+        other = await approved_alert(session, author=officer, reviewer=reviewer, lists=("press-list",))
+        await publish(session, ours, now=now)
+        await publish(session, other, now=now)
+        alert_id, other_id = ours.id, other.id
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.alert_id == other_id).values(state="sent"))
+    await set_email(sessions, contact5, "moved@example.org")
+    await set_email(sessions, contact0, "person5@example.org")
+
+    async with sessions.begin() as session:
+        claimed = await claim_due(
+            session, channel="email", limit=10, worker="w1", lease=LEASE, now=utcnow(), alert_id=alert_id
+        )
+
+    assert [c.address for c in claimed] == ["person5@example.org"]
+    row = (await _deliveries_by_contact(sessions, alert_id))[contact0]
+    assert (row["state"], row["address"], row["last_error"]) == ("sending", "person5@example.org", None)
+
+
+async def test_a_worker_that_beat_and_then_died_has_its_rows_queued_again_after_the_extension(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """w1 extends its lease once, then dies: its row stays w1's until the extended lease ends,
+    and just after that it is queued again (the API shows it due at that moment)."""
+    from alerts.core.clock import iso
+    from alerts.delivery import tracking
+
+    alert_id = await published_alert(sessions, 1)
+    now = utcnow()
+    [held] = await _claim(sessions, worker="w1", limit=1, now=now)
+    async with sessions.begin() as session:
+        assert await extend_leases(session, worker="w1", until=now + 2 * LEASE) == 1
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=now + LEASE + timedelta(seconds=1)) == 0
+    after = now + 2 * LEASE + timedelta(seconds=1)
+    async with sessions.begin() as session:
+        assert await reclaim_expired(session, now=after) == 1
+    async with sessions() as session:
+        [row] = await tracking.deliveries(session, alert_id)
+    assert (row["id"], row["state"], row["next_attempt_at"]) == (held, "queued", iso(after))

@@ -689,3 +689,81 @@ async def test_a_form_that_cannot_render_fails_its_delivery_with_an_error_naming
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1
     assert errors[0].startswith(f"alert {alert_id}: rendering email/authority/en failed: ")
+
+
+async def test_a_telegram_update_replies_to_the_chats_own_telegram_message_not_the_email(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Each recipient got the original by email and by Telegram (one channel object numbers
+    both, so their provider ids differ): the update in a chat replies to the message that chat
+    got, never to the id of the email the same contact got."""
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
+    from tests.factories import approved_alert
+
+    alert_id = await published_alert(sessions, 3, channels=("email", "telegram"))
+    both = MemoryChannel()
+    await dispatcher(sessions, {"email": both, "telegram": both}).run_until_done(alert_id, timeout=10)
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(Delivery.channel, Delivery.contact_id, Delivery.provider_id).where(
+                    Delivery.alert_id == alert_id
+                )
+            )
+        ).all()
+    chat_message = {contact: pid for channel, contact, pid in rows if channel == "telegram"}
+    email_message = {contact: pid for channel, contact, pid in rows if channel == "email"}
+    assert len(chat_message) == 3 and set(chat_message.values()).isdisjoint(email_message.values())
+    async with sessions.begin() as session:
+        update_alert = await approved_alert(
+            session,
+            author=await users.get_user(session, "olga"),
+            reviewer=await users.get_user(session, "rafael"),
+            family="update",
+            channels=("telegram",),
+            parent_id=alert_id,
+        )
+        assert await publish(session, update_alert, now=utcnow()) == 3
+        update_id = update_alert.id
+    telegram = MemoryChannel()
+    await dispatcher(sessions, {"telegram": telegram}).run_until_done(update_id, timeout=10)
+    assert {m.recipient.contact_id: m.reply_to_provider_id for m in telegram.sent} == chat_message
+
+
+async def test_a_dispatcher_for_one_alert_sends_none_of_another_alerts_deliveries(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``send --wait`` sends its own alert from the CLI process: another alert published at the
+    same time is left queued for the workers, its recipients get nothing from this process."""
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
+    from tests.factories import approved_alert
+
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        other = await approved_alert(
+            session,
+            author=await users.get_user(session, "olga"),
+            reviewer=await users.get_user(session, "rafael"),
+        )
+        assert await publish(session, other, now=utcnow()) == 2
+        other_id = other.id
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}, alert_id=alert_id).run_until_done(alert_id, timeout=10)
+    assert {m.alert_id for m in email.sent} == {alert_id} and len(email.sent) == 2
+    assert await states(sessions, other_id) == Counter({"queued": 2})
+
+
+async def test_each_message_is_addressed_to_its_contacts_name(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The channel gets the contact's name with each message (the email's To display name, the
+    greeting), read when the delivery is claimed."""
+    alert_id = await published_alert(sessions, 2)
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=10)
+    assert sorted((m.recipient.address, m.recipient.name) for m in email.sent) == [
+        ("person0@example.org", "Person 0"),
+        ("person1@example.org", "Person 1"),
+    ]

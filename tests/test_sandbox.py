@@ -7,6 +7,8 @@ in bench/, and tests/security/test_templates_and_headers.py keeps a 5 s guard ag
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from alerts.compose.limits import MAX_OUTPUT, MAX_POWER_BITS, MAX_PRODUCED, MAX_RANGE, MAX_STEPS
@@ -268,3 +270,27 @@ def test_a_number_times_text_is_refused_before_it_is_built_even_if_never_written
         RENDERER.render_string(source, {})
     assert info.value.message == f"template '<string>' built a value larger than {MAX_OUTPUT} characters"
     assert RENDERER.render_string("{% if 3 * 'x' %}{{ 3 * 'ab' }}{% endif %}", {}) == "ababab"
+
+
+class _SlowToWrite:
+    """A value that takes wall-clock time, not CPU, to write (as a busy machine makes any)."""
+
+    def __str__(self) -> str:
+        time.sleep(0.3)
+        return "slow"
+
+
+def test_the_time_limit_counts_the_renders_cpu_not_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded machine an ordinary render could take seconds of wall-clock time and was
+    refused (a public alert page answered 422 during a busy CI run): the limit is on the CPU
+    time the render itself uses."""
+    from alerts.compose import sandbox
+
+    monkeypatch.setattr(sandbox, "MAX_SECONDS", 0.2)
+    source = "{{ slow }}{% for i in range(3) %}{{ i + 1 }}{% endfor %}"
+    assert RENDERER.render_string(source, {"slow": _SlowToWrite()}) == "slow123"
+
+    monkeypatch.setattr(sandbox, "MAX_SECONDS", 0.001)
+    with pytest.raises(SandboxViolation) as info:
+        RENDERER.render_string("{% for i in range(10000) %}{{ (i * 7) % 3 }}{% endfor %}" * 10, {})
+    assert info.value.message == "template '<string>' used more than 0.001 seconds of CPU"

@@ -11,7 +11,7 @@ from __future__ import annotations
 MAX_OUTPUT = 256 * 1024  # characters in one rendered text, or in any one value built
 MAX_PRODUCED = 4 * MAX_OUTPUT  # characters written during one render, hidden buffers included
 MAX_STEPS = 200_000  # loop iterations, calls, lookups, operators and filtered items per render
-MAX_SECONDS = 2.0  # wall-clock time for one render
+MAX_SECONDS = 2.0  # CPU time of one render (its thread's; not the wall clock)
 MAX_POWER_BITS = 4096  # largest integer ``**`` may build
 MAX_RANGE = 10_000  # items in one ``range()`` (jinja's own limit is 100,000)
 
