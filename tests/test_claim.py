@@ -409,12 +409,9 @@ async def test_a_chat_corrected_to_one_a_waiting_delivery_of_the_alert_holds_get
     )
 
 
-async def test_an_address_corrected_to_one_another_alert_reaches_is_sent_there_and_shown(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """One copy per address is per alert: person0's address is corrected to one that another
-    alert's delivery (of a contact who moved since) still holds. This alert goes to the corrected
-    address, and the API's deliveries list shows that address, not the one copied at fan-out."""
+async def _two_alerts_on_two_lists(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int, int, int]:
+    """person0 on "appeals" and person5 on "press-list", an alert to each list published:
+    (contact0, contact5, the appeals alert, the press alert)."""
     now = utcnow()
     async with sessions.begin() as session:
         officer, reviewer = await make_users(session)
@@ -424,7 +421,16 @@ async def test_an_address_corrected_to_one_another_alert_reaches_is_sent_there_a
         other = await approved_alert(session, author=officer, reviewer=reviewer, lists=("press-list",))
         await publish(session, ours, now=now)
         await publish(session, other, now=now)
-        alert_id = ours.id
+        return contact0, contact5, ours.id, other.id
+
+
+async def test_an_address_corrected_to_one_another_alert_reaches_is_sent_there_and_shown(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """One copy per address is per alert: person0's address is corrected to one that another
+    alert's delivery (of a contact who moved since) still holds. This alert goes to the corrected
+    address, and the API's deliveries list shows that address, not the one copied at fan-out."""
+    contact0, contact5, alert_id, _ = await _two_alerts_on_two_lists(sessions)
     await set_email(sessions, contact5, "moved@example.org")
     await set_email(sessions, contact0, "person5@example.org")
 
@@ -487,16 +493,7 @@ async def test_an_address_corrected_to_one_another_alert_already_reached_still_g
     """One copy per address is per alert: another alert was sent to person5, who then moved,
     and person0's address is corrected to person5's old one. This alert is a different message:
     it goes to that address, it is not cancelled as a second copy."""
-    now = utcnow()
-    async with sessions.begin() as session:
-        officer, reviewer = await make_users(session)
-        [contact0] = await add_contacts(session, 1, list_name="appeals")
-        [contact5] = await add_contacts(session, 1, list_name="press-list", start=5)
-        ours = await approved_alert(session, author=officer, reviewer=reviewer, lists=("appeals",))
-        other = await approved_alert(session, author=officer, reviewer=reviewer, lists=("press-list",))
-        await publish(session, ours, now=now)
-        await publish(session, other, now=now)
-        alert_id, other_id = ours.id, other.id
+    contact0, contact5, alert_id, other_id = await _two_alerts_on_two_lists(sessions)
     async with sessions.begin() as session:
         await session.execute(update(Delivery).where(Delivery.alert_id == other_id).values(state="sent"))
     await set_email(sessions, contact5, "moved@example.org")

@@ -75,7 +75,7 @@ def check_sqlite_version(found: tuple[int, int, int]) -> None:
 
 def _switch_to_wal(cur: Any) -> None:
     """``PRAGMA journal_mode=WAL``, waiting its turn: on a new database file, processes that
-    start at once (``serve`` and a CLI command, or a test's four engines) each try to switch
+    start at once (``serve`` and a CLI command, or several workers) each try to switch
     it, and SQLite answers "database is locked" at once, without its busy timeout, to all but
     the one that holds the lock (retried for up to 30 s, as long as the busy timeout)."""
     for attempt in range(300):
