@@ -8,6 +8,7 @@
     .venv/bin/python bench/mutation.py alerts.contacts --again survivors   # after adding tests
     .venv/bin/python bench/mutation.py --report --markdown bench/mutation-results.md
     .venv/bin/python bench/mutation.py --sample 0.1 --seed 1  # a random tenth of each package
+    .venv/bin/python bench/mutation.py --sample 0.04 --seed 2 --unseen --again survivors  # untuned
 
 On a machine shared with other work, run it as ``nice -n 19 ... --max-children 2``.
 
@@ -54,6 +55,11 @@ function later re-runs its drawn mutants instead of redrawing the package), runs
 reports their figures with the 95% Wilson interval of each ratio. A random sample estimates
 the whole run's ratio without its day of machine time (a tenth, about 1,500 mutants, gives an
 interval of about ±1.5 points at 90%); each survivor of the sample is listed as in a full run.
+
+A sample whose survivors were studied and given tests overstates the suite: ``--unseen`` leaves
+out of a new draw (another ``--seed``) every mutant that another kept sample drew or that
+the reasons file names, so its figure is that of mutants nobody has tuned the tests against
+(with ``--again survivors``, survivors of older runs are run again against today's tests).
 
 A run without arguments resumes: mutants that already have a result are not run again
 (mutmut re-runs the functions whose source changed). mutmut itself re-runs every mutant it is
@@ -232,6 +238,17 @@ def sample(mutants: list[Mutant], fraction: float, seed: int) -> list[Mutant]:
     STATE.mkdir(parents=True, exist_ok=True)
     kept_path.write_text(json.dumps(kept, indent=0, sort_keys=True, ensure_ascii=False) + "\n")
     return chosen
+
+
+def seen(fraction: float, seed: int) -> set[str]:
+    """The mutants someone has looked at: drawn by a kept sample other than this one, or named
+    in the reasons file (every survivor of an earlier run that was studied has an entry)."""
+    this = STATE / f"sample-{fraction:g}-seed{seed}.json"
+    names = set(reasons())
+    for kept in STATE.glob("sample-*.json"):
+        if kept != this:
+            names.update(n for package in json.loads(kept.read_text()).values() for n in package["names"])
+    return names
 
 
 def wilson(detected: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -592,6 +609,12 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=1, help="which sample: the same seed draws the same mutants"
     )
+    parser.add_argument(
+        "--unseen",
+        action="store_true",
+        help="with --sample: leave out the mutants anyone has seen (drawn by another sample, or "
+        "given a reason), so that tests written against them do not flatter the figure",
+    )
     args = parser.parse_args()
     if args.sample is not None and not 0 < args.sample <= 1:
         parser.error(f"--sample: {args.sample} is not a fraction in (0, 1]")
@@ -612,6 +635,9 @@ def main() -> None:
             generate(args.max_children)
         chosen = {m.name for m in sample(collect(tuple(targets) or PACKAGES), args.sample, args.seed)}
         print(f"a sample of {len(chosen)} mutants ({args.sample:.0%} of each package, seed {args.seed})")
+        if args.unseen:
+            chosen -= seen(args.sample, args.seed)
+            print(f"{len(chosen)} of them never seen (drawn by no other sample, given no reason)")
     if not args.report and (ROOT / "mutants").exists() and (refreshed := refresh_data_files()):
         print(f"refreshed {refreshed} files that are not Python in mutants/")
     names = None if args.report else to_run(targets, again=args.again, chosen=chosen)

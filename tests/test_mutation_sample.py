@@ -57,3 +57,19 @@ def test_editing_or_adding_a_function_keeps_the_rest_of_the_draw(state: Path) ->
     assert not {n for n in second if ".m1." in n}
     added = {n for n in second if "x_new" in n}
     assert 20 <= len(added) <= 60  # about a tenth of 400, drawn on their own
+
+
+def test_the_unseen_are_those_no_other_sample_drew_and_no_reason_names(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = _mutants({f"m{k}.x_f{k}": 30 for k in range(10)})
+    first = {m.name for m in mutation.sample(code, 0.1, seed=1)}
+    second = {m.name for m in mutation.sample(code, 0.1, seed=2)}
+    studied = "alerts.delivery.m3.x_f3__mutmut_7"
+    monkeypatch.setattr(mutation, "reasons", lambda: {studied: "equivalent: …"})
+
+    unseen = second - mutation.seen(0.1, seed=2)
+
+    assert unseen == second - first - {studied}
+    assert first & second  # the two draws overlap, and what the first drew is left out
+    assert mutation.seen(0.1, seed=1) >= second | {studied}  # and the other way round
