@@ -420,3 +420,27 @@ def test_flufl_bounce_logs_nothing_while_it_reads_and_logs_again_after(
     assert [r for r in caplog.records if r.name.startswith("flufl")] == []
     logging.getLogger("flufl.bounce").warning("a later message")
     assert [r.getMessage() for r in caplog.records if r.name.startswith("flufl")] == ["a later message"]
+
+
+def test_a_detector_tripping_on_a_message_makes_it_unrecognised_logged_at_debug_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """flufl.bounce's Yale detector fails on a message without a From header: the message is
+    refused like one it does not recognise, and only our DEBUG line says why."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    raw = b"Subject: failure notice\nContent-Type: text/plain; charset=unknown-8bit\n\nhello \xe9\n"
+    with pytest.raises(ValidationError) as caught:
+        read_bounce(raw)
+    assert caught.value.message == (
+        NOT_DSN + "content type is text/plain, expected multipart/report; "
+        "flufl.bounce finds no failed address in it either"
+    )
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "alerts.delivery.bounce_scan",
+            "DEBUG",
+            "flufl.bounce could not read a message: IndexError('list index out of range')",
+        )
+    ]

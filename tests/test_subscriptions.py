@@ -570,3 +570,28 @@ async def test_a_subscribe_request_over_the_limit_records_nothing_and_says_when_
     assert first.to_confirm is not None
     assert (refused.refusal, refused.to_confirm) == (Refusal.TOO_MANY, None)
     assert 0 < refused.retry_after <= 601  # the window, rounded up
+
+
+async def test_a_confirmation_for_a_stored_address_goes_to_it_as_stored(db_url: str) -> None:
+    """An address stopped earlier and asked for again in other letters: the mail goes to the
+    address the service holds."""
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.contacts.subscribe_limits import Limits
+    from alerts.core.config import Settings
+
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            ana = await create_contact(
+                session, name="Ana", email="Ana.Ruiz@example.org", kind="public", language="es"
+            )
+            await optout.unsubscribe(session, ana, now=utcnow(), channels=("email",))
+        asked = await subscription_actions.subscribe(
+            app, email="ANA.RUIZ@EXAMPLE.ORG", language="en", network="192.0.2.0/24", limits=Limits()
+        )
+    assert asked.to_confirm is not None
+    assert (asked.to_confirm.contact_id, asked.to_confirm.address, asked.to_confirm.language) == (
+        ana.id,
+        "Ana.Ruiz@example.org",
+        "en",  # the language of the new request
+    )
