@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from alerts.core.clock import utcnow
 from alerts.core.config import DispatcherSettings
 from alerts.core.states import SuppressionReason
-from alerts.core.types import Outcome, OutcomeKind
+from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from alerts.delivery.claim import claim_due
 from alerts.delivery.controls import resend_failed, set_paused
 from alerts.delivery.dispatch import Dispatcher
@@ -767,3 +768,202 @@ async def test_each_message_is_addressed_to_its_contacts_name(
         ("person0@example.org", "Person 0"),
         ("person1@example.org", "Person 1"),
     ]
+
+
+@dataclasses.dataclass
+class GatedChannel(MemoryChannel):
+    """A provider that answers only once ``gate`` is open, and counts the sends it holds at once."""
+
+    gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    holding: int = 0
+    most: int = 0
+
+    async def send(self, message: RenderedMessage) -> Outcome:
+        self.holding += 1
+        self.most = max(self.most, self.holding)
+        try:
+            await self.gate.wait()
+            return await super().send(message)
+        finally:
+            self.holding -= 1
+
+
+async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Wait for ``condition`` (generously: the machine may be loaded); fail if it never holds."""
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_each_channel_sends_at_most_its_concurrency_at_once_and_uses_all_of_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``[email] concurrency`` (clamped to at least one) and, for a channel without its own,
+    ``[dispatcher] concurrency`` bound how many messages a channel is given at once."""
+    alert_id = await published_alert(sessions, 6, channels=("email", "telegram"))
+    email, telegram = GatedChannel(), GatedChannel()
+    d = dispatcher(
+        sessions,
+        {"email": email, "telegram": telegram},
+        dataclasses.replace(FAST, concurrency=3),
+        concurrency={"email": 0},
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(d.run(stop))
+
+    async def all_held() -> bool:
+        return (email.holding, telegram.holding) == (1, 3)
+
+    try:
+        await until(all_held)
+        await asyncio.sleep(0.3)  # more senders, had there been any, would have taken one by now
+        email.gate.set()
+        telegram.gate.set()
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert (email.most, telegram.most) == (1, 3)
+    assert len(email.sent) == len(telegram.sent) == 6
+
+
+async def has_no_open(sessions: async_sessionmaker[AsyncSession], alert_id: int) -> bool:
+    counts = await states(sessions, alert_id)
+    return not (counts["queued"] or counts["sending"] or counts["deferred"])
+
+
+async def test_a_slow_channel_holds_only_a_bounded_window_and_shutdown_gives_the_rest_back(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker claims 16 per sender (at least 64, at most ``batch_size``) and no more while its
+    channel is stuck, so other workers can take the rest; on stop, the messages being sent are
+    finished and recorded, and every claimed row not yet handed to the channel is queued again."""
+    from alerts.delivery.publish import publish
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 100, telegram=True)
+        await add_contacts(session, 100, kind="press", start=200)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram", "press")
+        )
+        await publish(session, alert, now=utcnow())
+        alert_id = alert.id
+    lanes = {"email": GatedChannel(), "telegram": GatedChannel(), "press": GatedChannel()}
+    conc = {"email": 5, "telegram": 1, "press": 6}
+    d = dispatcher(sessions, lanes, dataclasses.replace(FAST, batch_size=90), concurrency=conc)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    runner = asyncio.create_task(d.run(stop))
+
+    async def claimed() -> Counter[str]:
+        async with sessions() as session:
+            rows = await session.execute(
+                select(Delivery.channel, func.count())
+                .where(Delivery.alert_id == alert_id, Delivery.state == "sending")
+                .group_by(Delivery.channel)
+            )
+            return Counter({channel: n for channel, n in rows.all()})
+
+    async def senders_busy() -> bool:
+        return {name: ch.holding for name, ch in lanes.items()} == conc
+
+    try:
+        await until(senders_busy)
+        await asyncio.sleep(0.5)  # a claimer that took more would have done so by now
+        # email: 16 × 5; telegram: at least 64; press: 16 × 6 but at most batch_size
+        assert await claimed() == Counter({"email": 80, "telegram": 64, "press": 90})
+    finally:
+        stop.set()
+
+        async def given_back() -> bool:
+            return d._stopping and all(lane.queue.empty() for lane in d.lanes.values())
+
+        await until(given_back)
+        for ch in lanes.values():
+            ch.gate.set()
+        await asyncio.wait_for(runner, 30)
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Delivery.channel, Delivery.state, func.count())
+            .where(Delivery.alert_id == alert_id)
+            .group_by(Delivery.channel, Delivery.state)
+        )
+        left = sorted((c, s, n) for c, s, n in rows.all())
+        released = (
+            await session.execute(select(func.count()).where(DeliveryEvent.type == "released"))
+        ).scalar_one()
+    assert left == [
+        ("email", "queued", 95),
+        ("email", "sent", 5),
+        ("press", "queued", 94),
+        ("press", "sent", 6),
+        ("telegram", "queued", 99),
+        ("telegram", "sent", 1),
+    ]
+    assert released == (80 - 5) + (64 - 1) + (90 - 6)
+    assert {name: len(ch.sent) for name, ch in lanes.items()} == conc
+
+
+async def test_a_worker_keeps_its_own_claims_however_long_they_wait_behind_a_slow_channel(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Rows waiting in the local queue longer than the lease are not taken back (and sent twice)."""
+    alert_id = await published_alert(sessions, 8)
+    email = MemoryChannel(delay=0.5)  # the last waits about 4 s: twice the lease
+    d = dispatcher(
+        sessions, {"email": email}, dataclasses.replace(FAST, lease_seconds=2), concurrency={"email": 1}
+    )
+    await d.run_until_done(alert_id, timeout=60)
+    async with sessions() as session:
+        types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
+    assert types == Counter({"queued": 8, "sending": 8, "sent": 8})
+    assert sorted(m.recipient.address for m in email.sent) == [f"person{i}@example.org" for i in range(8)]
+
+
+async def test_a_running_dispatcher_marks_a_finished_alert_sent_and_leaves_one_awaiting_a_retry_sending(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``alerts serve``: no ``send --wait`` to finish the alert; the dispatcher's own rounds do."""
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
+    from tests.factories import approved_alert
+
+    waiting_id = await published_alert(sessions, 2)
+    email = MemoryChannel(
+        script={"person0@example.org": [Outcome(kind=OutcomeKind.TRANSIENT, retry_after=timedelta(hours=1))]}
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def one_deferred() -> bool:
+        return await states(sessions, waiting_id) == Counter({"deferred": 1, "sent": 1})
+
+    async def status(alert_id: int) -> tuple[str, object]:
+        async with sessions() as session:
+            row = (
+                await session.execute(select(Alert.status, Alert.completed_at).where(Alert.id == alert_id))
+            ).one()
+            return row.status, row.completed_at
+
+    try:
+        await until(one_deferred)
+        async with sessions.begin() as session:  # published after the other's outcomes were recorded
+            done = await approved_alert(
+                session,
+                author=await users.get_user(session, "olga"),
+                reviewer=await users.get_user(session, "rafael"),
+            )
+            await publish(session, done, now=utcnow())
+            done_id = done.id
+
+        async def done_sent() -> bool:
+            return (await status(done_id))[0] == "sent"
+
+        await until(done_sent)
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    done_status, completed_at = await status(done_id)
+    assert completed_at is not None
+    assert await status(waiting_id) == ("sending", None)
