@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
@@ -967,3 +967,181 @@ async def test_a_running_dispatcher_marks_a_finished_alert_sent_and_leaves_one_a
     done_status, completed_at = await status(done_id)
     assert completed_at is not None
     assert await status(waiting_id) == ("sending", None)
+
+
+async def _refuse_sent_events(sessions: async_sessionmaker[AsyncSession], refuse: bool) -> None:
+    """The database refuses (or accepts again) every write that records a message as sent."""
+    async with sessions.begin() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if not refuse:
+            await session.execute(
+                text(
+                    "DROP TRIGGER refuse_sent ON delivery_events" if postgres else "DROP TRIGGER refuse_sent"
+                )
+            )
+        elif postgres:
+            await session.execute(
+                text(
+                    "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_sent BEFORE INSERT ON delivery_events FOR EACH ROW "
+                    "WHEN (NEW.type = 'sent') EXECUTE FUNCTION refuse_sent()"
+                )
+            )
+        else:
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_sent BEFORE INSERT ON delivery_events WHEN NEW.type = 'sent' "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            )
+
+
+async def test_outcomes_the_database_refused_are_recorded_once_it_accepts_them_and_not_sent_again(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    await _refuse_sent_events(sessions, True)
+    email = MemoryChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def refused() -> bool:
+        return any(r.getMessage() == "recording outcomes failed; will retry" for r in caplog.records)
+
+    try:
+        with caplog.at_level("ERROR", logger="alerts.delivery.dispatch"):
+            await until(refused)
+        assert len(email.sent) == 2
+        assert await states(sessions, alert_id) == Counter({"sending": 2})
+        await _refuse_sent_events(sessions, False)
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    async with sessions() as session:
+        types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
+    assert await states(sessions, alert_id) == Counter({"sent": 2})
+    assert types == Counter({"queued": 2, "sending": 2, "sent": 2})
+    assert len(email.sent) == 2
+
+
+async def test_the_outcomes_are_counted_for_metrics_and_only_those_not_sent_wake_the_claimers(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """/metrics: what was claimed, sent, deferred, failed, per channel; a delivery that was not
+    sent (a retry, a fallback to come) wakes the claimers at once rather than at their poll."""
+    alert_id = await published_alert(sessions, 4)
+    email = MemoryChannel(
+        script={
+            "person0@example.org": [Outcome(kind=OutcomeKind.TRANSIENT, detail="451")],
+            "person1@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554")],
+        }
+    )
+    d = dispatcher(sessions, {"email": email})
+    await d.run_until_done(alert_id, timeout=30)
+    figures = d.metrics.registry
+
+    def value(name: str, **labels: str) -> float | None:
+        return figures.get_sample_value(name, {"channel": "email", **labels})
+
+    assert value("alerts_claimed_total") == 5
+    assert value("alerts_send_latency_seconds_count") == 5
+    assert value("alerts_claim_latency_seconds_count")
+    assert [value("alerts_deliveries_total", state=s) for s in ("sent", "deferred", "failed")] == [3, 1, 1]
+    assert d.wakeups["recorded"] >= 1
+
+
+async def test_a_run_where_every_message_went_needs_no_extra_wake_up(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    calm = dispatcher(sessions, {"email": MemoryChannel()})
+    await calm.run_until_done(alert_id, timeout=30)
+    assert calm.wakeups["recorded"] == 0
+    assert (
+        calm.metrics.registry.get_sample_value(
+            "alerts_deliveries_total", {"channel": "email", "state": "sent"}
+        )
+        == 2
+    )
+
+
+async def test_a_form_that_cannot_render_is_recorded_as_a_render_failure_without_a_message_id(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 1)
+    async with sessions.begin() as session:
+        await session.execute(update(AlertVersion).values(case_data={}))
+    await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        row = (await session.execute(select(Delivery))).scalar_one()
+        failed = (
+            await session.execute(select(DeliveryEvent).where(DeliveryEvent.type == "failed"))
+        ).scalar_one()
+    assert row.last_error is not None and row.last_error.startswith("render failed: ")
+    assert failed.detail == row.last_error and failed.payload is not None
+    assert failed.payload["outcome"] == "permanent"
+    assert row.message_id in (None, "")
+
+
+async def test_only_a_dispatcher_of_every_alert_publishes_the_scheduled_ones_with_its_channels_and_webhook(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``send --wait`` (a dispatcher for one alert) leaves due scheduled alerts to the workers;
+    a worker publishes them, on the channels it has (one asking for another is left approved),
+    with the partners' webhook it was given, and sends them."""
+    from alerts.delivery.publish import publish, schedule
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, telegram=True)  # the one asking for Telegram could reach them
+        own = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, own, now=now)
+        due = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email", "webhook"))
+        elsewhere = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        for alert in (due, elsewhere):
+            await schedule(session, alert, at=now + timedelta(hours=1), now=now, user=officer)
+        ids = own.id, due.id, elsewhere.id
+        await session.execute(update(Alert).where(Alert.id.in_(ids[1:])).values(send_at=now))
+    own_id, due_id, elsewhere_id = ids
+
+    async def status() -> dict[int, str]:
+        async with sessions() as session:
+            return {i: s for i, s in (await session.execute(select(Alert.id, Alert.status))).all()}
+
+    # its own alert takes a while: the housekeeping rounds meanwhile publish nothing
+    one = dispatcher(
+        sessions, {"email": MemoryChannel(delay=0.4), "webhook": MemoryChannel()}, alert_id=own_id
+    )
+    await one.run_until_done(own_id, timeout=30)
+    assert await status() == {own_id: "sent", due_id: "scheduled", elsewhere_id: "scheduled"}
+    assert await states(sessions, due_id) == Counter()
+
+    email, webhook = MemoryChannel(), MemoryChannel()
+    worker = dispatcher(
+        sessions, {"email": email, "webhook": webhook}, webhook_url="https://partner.test/hook"
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+
+    async def due_sent() -> bool:
+        return (await status())[due_id] == "sent"
+
+    try:
+        await until(due_sent)
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert (await status())[elsewhere_id] == "approved"
+    assert await states(sessions, elsewhere_id) == Counter()
+    assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
+    assert [m.recipient.address for m in webhook.sent] == ["https://partner.test/hook"]
+    assert {m.alert_id for m in email.sent + webhook.sent} == {due_id}
+    assert worker.wakeups["scheduled"] >= 1
