@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -969,33 +970,37 @@ async def test_a_running_dispatcher_marks_a_finished_alert_sent_and_leaves_one_a
     assert await status(waiting_id) == ("sending", None)
 
 
-async def _refuse_sent_events(sessions: async_sessionmaker[AsyncSession], refuse: bool) -> None:
-    """The database refuses (or accepts again) every write that records a message as sent."""
+async def _refuse_sent_events(
+    sessions: async_sessionmaker[AsyncSession], refuse: bool, event: str = "sent"
+) -> None:
+    """The database refuses (or accepts again) every write of an ``event`` (a disk full, say)."""
     async with sessions.begin() as session:
         postgres = session.get_bind().dialect.name == "postgresql"
         if not refuse:
             await session.execute(
                 text(
-                    "DROP TRIGGER refuse_sent ON delivery_events" if postgres else "DROP TRIGGER refuse_sent"
+                    "DROP TRIGGER refuse_event ON delivery_events"
+                    if postgres
+                    else "DROP TRIGGER refuse_event"
                 )
             )
         elif postgres:
             await session.execute(
                 text(
-                    "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS "
+                    "CREATE OR REPLACE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS "
                     "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
                 )
             )
             await session.execute(
                 text(
-                    "CREATE TRIGGER refuse_sent BEFORE INSERT ON delivery_events FOR EACH ROW "
-                    "WHEN (NEW.type = 'sent') EXECUTE FUNCTION refuse_sent()"
+                    "CREATE TRIGGER refuse_event BEFORE INSERT ON delivery_events FOR EACH ROW "
+                    f"WHEN (NEW.type = '{event}') EXECUTE FUNCTION refuse_event()"
                 )
             )
         else:
             await session.execute(
                 text(
-                    "CREATE TRIGGER refuse_sent BEFORE INSERT ON delivery_events WHEN NEW.type = 'sent' "
+                    f"CREATE TRIGGER refuse_event BEFORE INSERT ON delivery_events WHEN NEW.type = '{event}' "
                     "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
                 )
             )
@@ -1145,3 +1150,50 @@ async def test_only_a_dispatcher_of_every_alert_publishes_the_scheduled_ones_wit
     assert [m.recipient.address for m in webhook.sent] == ["https://partner.test/hook"]
     assert {m.alert_id for m in email.sent + webhook.sent} == {due_id}
     assert worker.wakeups["scheduled"] >= 1
+
+
+async def test_a_claim_the_database_refused_is_tried_again_and_sends_once_it_accepts(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    await _refuse_sent_events(sessions, True, event="sending")
+    email = MemoryChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def refused() -> bool:
+        return any(r.getMessage() == "claiming email deliveries failed; retrying" for r in caplog.records)
+
+    try:
+        with caplog.at_level("ERROR", logger="alerts.delivery.dispatch"):
+            await until(refused)
+        assert email.sent == []
+        assert await states(sessions, alert_id) == Counter({"queued": 2})
+        await _refuse_sent_events(sessions, False)
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
+
+
+async def test_waiting_for_a_paused_alert_gives_up_after_its_timeout_saying_which_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``send --wait --timeout`` on a paused alert: nothing is sent, the wait ends (not before
+    the timeout) with an error naming the alert, and the deliveries stay queued for the resume."""
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        await set_paused(session, alert, True, user=None, now=utcnow())
+    email = MemoryChannel()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"^alert {alert_id}: deliveries still open after 1.5 s$"):
+        await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=1.5)
+    assert time.monotonic() - started >= 1.5
+    assert email.sent == []
+    assert await states(sessions, alert_id) == Counter({"queued": 2})
+    async with sessions() as session:
+        types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
+    assert types == Counter({"queued": 2})
