@@ -248,3 +248,41 @@ async def test_a_postgresql_server_it_cannot_reach_is_said_as_a_warning_with_the
         f"LISTEN {CHANNEL} failed (ConnectionRefusedError: [Errno 111] Connect call failed "
         "('127.0.0.1', 1)); the dispatcher polls until it listens again"
     )
+
+
+async def test_a_stopped_dispatcher_is_rung_no_more_and_the_other_still_is(engine: AsyncEngine) -> None:
+    """Two dispatchers of one process share its doorbell: each rings both, and once one stops
+    (it no longer listens nor claims), a ring wakes only the other. Each, when it starts
+    listening, claims once for whatever was queued while nobody listened."""
+    from alerts.delivery.wakeup import Doorbell
+
+    doorbell = Doorbell()
+    sessions = make_sessionmaker(engine)
+    builder = MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test")
+    pair = [
+        Dispatcher(
+            sessions=sessions,
+            channels={"email": MemoryChannel(channel_name="email")},
+            builder=builder,
+            settings=SLOW_POLL,
+            wakeup=Wakeup(engine, doorbell),
+        )
+        for _ in range(2)
+    ]
+    stops = [asyncio.Event(), asyncio.Event()]
+    runs = [asyncio.create_task(d.run(stop)) for d, stop in zip(pair, stops, strict=True)]
+    try:
+        for d in pair:
+            assert d.wakeup is not None
+            await asyncio.wait_for(d.wakeup.listening.wait(), 10)
+        doorbell.ring()
+        stops[0].set()
+        await runs[0]
+        assert pair[0].wakeup is not None and not pair[0].wakeup.listening.is_set()
+        doorbell.ring()
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*runs)
+    first = "listen" if engine.dialect.name == "postgresql" else "watch"
+    assert [(d.wakeups["bell"], d.wakeups[first]) for d in pair] == [(1, 1), (2, 1)]
