@@ -1197,3 +1197,46 @@ async def test_waiting_for_a_paused_alert_gives_up_after_its_timeout_saying_whic
     async with sessions() as session:
         types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
     assert types == Counter({"queued": 2})
+
+
+async def test_an_update_of_an_update_replies_in_each_chat_to_the_original_alerts_message(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A thread in Telegram hangs off the original alert's message in that chat, not off the
+    previous update's; an update by email carries no Telegram reply."""
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
+    from tests.factories import approved_alert
+
+    original_id = await published_alert(sessions, 2, channels=("email", "telegram"))
+    first = MemoryChannel()
+    await dispatcher(sessions, {"email": first, "telegram": first}).run_until_done(original_id, timeout=30)
+    parent_id = original_id
+    for _ in range(2):
+        async with sessions.begin() as session:
+            update_alert = await approved_alert(
+                session,
+                author=await users.get_user(session, "olga"),
+                reviewer=await users.get_user(session, "rafael"),
+                family="update",
+                channels=("email", "telegram"),
+                parent_id=parent_id,
+            )
+            assert await publish(session, update_alert, now=utcnow()) == 4
+            parent_id = update_alert.id
+        # one channel object for all: every message, of every round, has a provider id of its own
+        await dispatcher(sessions, {"email": first, "telegram": first}).run_until_done(parent_id, timeout=30)
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Delivery.contact_id, Delivery.provider_id).where(
+                Delivery.alert_id == original_id, Delivery.channel == "telegram"
+            )
+        )
+        original_chat_message = {contact: pid for contact, pid in rows.all()}
+    assert len(original_chat_message) == 2 and None not in original_chat_message.values()
+    last = [m for m in first.sent if m.alert_id == parent_id]
+    telegram = [m for m in last if "@" not in m.recipient.address]
+    email = [m for m in last if "@" in m.recipient.address]
+    assert len(telegram) == len(email) == 2
+    assert {m.recipient.contact_id: m.reply_to_provider_id for m in telegram} == original_chat_message
+    assert [m.reply_to_provider_id for m in email] == [None, None]
