@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -909,17 +910,38 @@ async def test_a_slow_channel_holds_only_a_bounded_window_and_shutdown_gives_the
 async def test_a_worker_keeps_its_own_claims_however_long_they_wait_behind_a_slow_channel(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Rows waiting in the local queue longer than the lease are not taken back (and sent twice)."""
-    alert_id = await published_alert(sessions, 8)
-    email = MemoryChannel(delay=0.5)  # the last waits about 4 s: twice the lease
+    """Rows waiting in the local queue longer than the lease are not taken back (and sent twice),
+    neither by this worker's housekeeping nor by another worker's, which reclaims all the while."""
+    from alerts.delivery.claim import reclaim_expired
+
+    alert_id = await published_alert(sessions, 12)
+    email = MemoryChannel(delay=0.5)  # the last waits about 6 s: half as long again as the lease
     d = dispatcher(
-        sessions, {"email": email}, dataclasses.replace(FAST, lease_seconds=2), concurrency={"email": 1}
+        sessions, {"email": email}, dataclasses.replace(FAST, lease_seconds=4), concurrency={"email": 1}
     )
-    await d.run_until_done(alert_id, timeout=60)
+    taken_by_the_other = 0
+
+    async def another_worker() -> None:
+        nonlocal taken_by_the_other
+        while True:
+            async with sessions.begin() as session:
+                taken_by_the_other += await reclaim_expired(session, now=utcnow())
+            await asyncio.sleep(0.1)
+
+    other = asyncio.create_task(another_worker())
+    try:
+        await d.run_until_done(alert_id, timeout=60)
+    finally:
+        other.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await other
+    assert taken_by_the_other == 0
     async with sessions() as session:
         types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
-    assert types == Counter({"queued": 8, "sending": 8, "sent": 8})
-    assert sorted(m.recipient.address for m in email.sent) == [f"person{i}@example.org" for i in range(8)]
+    assert types == Counter({"queued": 12, "sending": 12, "sent": 12})
+    assert sorted(m.recipient.address for m in email.sent) == sorted(
+        f"person{i}@example.org" for i in range(12)
+    )
 
 
 async def test_a_running_dispatcher_marks_a_finished_alert_sent_and_leaves_one_awaiting_a_retry_sending(
@@ -1240,3 +1262,44 @@ async def test_an_update_of_an_update_replies_in_each_chat_to_the_original_alert
     assert len(telegram) == len(email) == 2
     assert {m.recipient.contact_id: m.reply_to_provider_id for m in telegram} == original_chat_message
     assert [m.reply_to_provider_id for m in email] == [None, None]
+
+
+async def test_a_dead_workers_delivery_on_its_last_attempt_is_failed_by_the_reclaim_not_sent_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``[dispatcher] max_attempts`` bounds the attempts a crashed worker used up too: a message
+    that may have gone out that often is not sent once more."""
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Delivery).where(Delivery.address == "person0@example.org").values(attempts=2)
+        )
+        await claim_due(
+            session, channel="email", limit=2, worker="dead", lease=timedelta(milliseconds=300), now=utcnow()
+        )
+    email = MemoryChannel()
+    short_lease = dataclasses.replace(FAST, lease_seconds=2, max_attempts=3)
+    await dispatcher(sessions, {"email": email}, short_lease).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        rows = {a: s for a, s in (await session.execute(select(Delivery.address, Delivery.state))).all()}
+    assert rows == {"person0@example.org": "failed", "person1@example.org": "sent"}
+    assert [m.recipient.address for m in email.sent] == ["person1@example.org"]
+
+
+async def test_an_outcome_other_than_sent_is_said_at_info_with_its_delivery_and_a_sent_one_is_not(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    email = MemoryChannel(script={"person0@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554")]})
+    with caplog.at_level("INFO", logger="alerts.delivery.dispatch"):
+        await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        failed_id = (
+            await session.execute(select(Delivery.id).where(Delivery.address == "person0@example.org"))
+        ).scalar_one()
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "INFO" and r.name == "alerts.delivery.dispatch"
+    ]
+    assert said == [f"delivery {failed_id}: email permanent"]
