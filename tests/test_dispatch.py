@@ -835,7 +835,7 @@ async def has_no_open(sessions: async_sessionmaker[AsyncSession], alert_id: int)
 
 
 async def test_a_slow_channel_holds_only_a_bounded_window_and_shutdown_gives_the_rest_back(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A worker claims 16 per sender (at least 64, at most ``batch_size``) and no more while its
     channel is stuck, so other workers can take the rest; on stop, the messages being sent are
@@ -856,6 +856,7 @@ async def test_a_slow_channel_holds_only_a_bounded_window_and_shutdown_gives_the
     conc = {"email": 5, "telegram": 1, "press": 6}
     d = dispatcher(sessions, lanes, dataclasses.replace(FAST, batch_size=90), concurrency=conc)  # type: ignore[arg-type]
     stop = asyncio.Event()
+    caplog.set_level("INFO", logger="alerts.delivery.dispatch")
     runner = asyncio.create_task(d.run(stop))
 
     async def claimed() -> Counter[str]:
@@ -904,6 +905,7 @@ async def test_a_slow_channel_holds_only_a_bounded_window_and_shutdown_gives_the
         ("telegram", "sent", 1),
     ]
     assert released == (80 - 5) + (64 - 1) + (90 - 6)
+    assert f"released {released} claimed deliveries on shutdown" in caplog.messages
     assert {name: len(ch.sent) for name, ch in lanes.items()} == conc
 
 
@@ -1303,3 +1305,21 @@ async def test_an_outcome_other_than_sent_is_said_at_info_with_its_delivery_and_
         if r.levelname == "INFO" and r.name == "alerts.delivery.dispatch"
     ]
     assert said == [f"delivery {failed_id}: email permanent"]
+
+
+async def test_waiting_for_an_alert_whose_deliveries_are_all_final_already_marks_it_sent(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker sent everything and stopped before marking the alert sent: ``send --wait`` then
+    finds nothing to send and marks it sent itself, sending nothing again."""
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.alert_id == alert_id).values(state="sent"))
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        row = (
+            await session.execute(select(Alert.status, Alert.completed_at).where(Alert.id == alert_id))
+        ).one()
+    assert row.status == "sent" and row.completed_at is not None
+    assert email.sent == []
