@@ -1323,3 +1323,47 @@ async def test_waiting_for_an_alert_whose_deliveries_are_all_final_already_marks
         ).one()
     assert row.status == "sent" and row.completed_at is not None
     assert email.sent == []
+
+
+async def test_a_scheduled_alert_the_database_refused_to_publish_is_published_at_a_later_round(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed housekeeping round (the database refused the fan-out) changes nothing and stops
+    nothing: the alert stays scheduled, and the next rounds publish and send it."""
+    from alerts.delivery.publish import schedule
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await schedule(session, alert, at=now + timedelta(hours=1), now=now, user=officer)
+        alert_id = alert.id
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(send_at=now))
+    await _refuse_sent_events(sessions, True, event="queued")
+    email = MemoryChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def refused() -> bool:
+        return "dispatcher housekeeping failed; continuing" in caplog.messages
+
+    async def status() -> str:
+        async with sessions() as session:
+            return (await session.execute(select(Alert.status).where(Alert.id == alert_id))).scalar_one()
+
+    async def sent() -> bool:
+        return await status() == "sent"
+
+    try:
+        with caplog.at_level("ERROR", logger="alerts.delivery.dispatch"):
+            await until(refused)
+        assert await status() == "scheduled"
+        assert await states(sessions, alert_id) == Counter()
+        await _refuse_sent_events(sessions, False)
+        await until(sent)
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
