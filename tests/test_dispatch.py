@@ -1367,3 +1367,43 @@ async def test_a_scheduled_alert_the_database_refused_to_publish_is_published_at
         stop.set()
         await asyncio.wait_for(runner, 30)
     assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
+
+
+async def test_pausing_a_running_alert_stops_its_claims_and_resuming_sends_the_rest_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A pause stops the claiming (what a worker already holds still goes: "dispatchers stop
+    claiming its deliveries"); the rest waits queued until the resume, then each goes once."""
+    alert_id = await published_alert(sessions, 100)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
+
+    async def pause(paused: bool) -> None:
+        async with sessions.begin() as session:
+            alert = await session.get(Alert, alert_id)
+            assert alert is not None
+            await set_paused(session, alert, paused, user=None, now=utcnow())
+
+    async def claimed_all_sent() -> bool:
+        return (await states(sessions, alert_id))["sent"] == 64
+
+    try:
+        await until(held)
+        await pause(True)
+        email.gate.set()
+        await until(claimed_all_sent)
+        await asyncio.sleep(0.5)  # a claim of the paused alert's rows would have happened by now
+        assert await states(sessions, alert_id) == Counter({"sent": 64, "queued": 36})
+        await pause(False)
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert await states(sessions, alert_id) == Counter({"sent": 100})
+    assert sorted(m.recipient.address for m in email.sent) == sorted(
+        f"person{i}@example.org" for i in range(100)
+    )
