@@ -19,7 +19,7 @@ from alerts.core.config import DispatcherSettings
 from alerts.core.states import SuppressionReason
 from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from alerts.delivery.claim import claim_due
-from alerts.delivery.controls import resend_failed, set_paused
+from alerts.delivery.controls import cancel_pending, resend_failed, set_paused
 from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.messages import MessageBuilder
 from alerts.store.models import Alert, AlertVersion, Delivery, DeliveryEvent, Suppression
@@ -1369,11 +1369,12 @@ async def test_a_scheduled_alert_the_database_refused_to_publish_is_published_at
     assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
 
 
-async def test_pausing_a_running_alert_stops_its_claims_and_resuming_sends_the_rest_once(
+async def test_pausing_a_running_alert_gives_back_what_a_worker_holds_and_resuming_sends_the_rest_once(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """A pause stops the claiming (what a worker already holds still goes: "dispatchers stop
-    claiming its deliveries"); the rest waits queued until the resume, then each goes once."""
+    """A pause stops the claiming, and what a worker already holds of the alert goes back to the
+    outbox: only the message being sent at the pause still goes (a slow channel would otherwise
+    send a whole claim window after the officer pressed pause); after the resume each goes once."""
     alert_id = await published_alert(sessions, 100)
     email = GatedChannel()
     stop = asyncio.Event()
@@ -1388,16 +1389,23 @@ async def test_pausing_a_running_alert_stops_its_claims_and_resuming_sends_the_r
             assert alert is not None
             await set_paused(session, alert, paused, user=None, now=utcnow())
 
-    async def claimed_all_sent() -> bool:
-        return (await states(sessions, alert_id))["sent"] == 64
+    async def given_back() -> bool:
+        return await states(sessions, alert_id) == Counter({"sending": 1, "queued": 99})
+
+    async def one_sent() -> bool:
+        return (await states(sessions, alert_id))["sent"] == 1
 
     try:
         await until(held)
         await pause(True)
+        await until(given_back)
         email.gate.set()
-        await until(claimed_all_sent)
-        await asyncio.sleep(0.5)  # a claim of the paused alert's rows would have happened by now
-        assert await states(sessions, alert_id) == Counter({"sent": 64, "queued": 36})
+        await until(one_sent)
+        await asyncio.sleep(0.5)  # a send or a claim of the paused alert's rows would have happened by now
+        assert await states(sessions, alert_id) == Counter({"sent": 1, "queued": 99})
+        released = await event_details(sessions, alert_id, "released")
+        assert len(released) == 63
+        assert all(d.endswith("as its alert was paused or closed") for d in released)
         await pause(False)
         await until(lambda: has_no_open(sessions, alert_id))
     finally:
@@ -1407,3 +1415,49 @@ async def test_pausing_a_running_alert_stops_its_claims_and_resuming_sends_the_r
     assert sorted(m.recipient.address for m in email.sent) == sorted(
         f"person{i}@example.org" for i in range(100)
     )
+
+
+async def test_closing_a_case_while_a_worker_holds_its_deliveries_sends_none_of_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What a worker holds of an alert closed since the claim goes back and is cancelled
+    ("alert closed"), never sent; only the message being sent at the close still goes."""
+    alert_id = await published_alert(sessions, 100)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
+
+    async def only_the_one_in_hand_open() -> bool:
+        counts = await states(sessions, alert_id)
+        return counts["sending"] == 1 and not (counts["queued"] or counts["deferred"])
+
+    try:
+        await until(held)
+        async with sessions.begin() as session:  # what closing the case does to the outbox
+            alert = await session.get(Alert, alert_id)
+            assert alert is not None
+            withdrawn = await cancel_pending(session, alert, now=utcnow())
+            alert.status = "closed"
+        assert withdrawn == 36
+        await until(only_the_one_in_hand_open)
+        email.gate.set()
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert await states(sessions, alert_id) == Counter({"sent": 1, "cancelled": 99})
+    assert len(email.sent) == 1
+    assert Counter(await event_details(sessions, alert_id, "cancelled"))["alert closed"] == 99
+
+
+async def event_details(sessions: async_sessionmaker[AsyncSession], alert_id: int, type_: str) -> list[str]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(DeliveryEvent.detail).where(
+                DeliveryEvent.alert_id == alert_id, DeliveryEvent.type == type_
+            )
+        )
+        return [d or "" for d in rows.all()]
