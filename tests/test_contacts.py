@@ -91,6 +91,18 @@ async def test_get_contact_not_found(session: AsyncSession, ref: int | str, mess
     assert caught.value.details == {"contact": str(ref)}
 
 
+async def test_an_id_past_any_integer_column_names_no_contact(session: AsyncSession) -> None:
+    """An id no column can hold is not looked up (the database would overflow): NotFound, not a 500."""
+    await create_contact(session, name="Ana", email="ana@example.org", kind="media")
+    for ref in (2**63, 10**20):
+        with pytest.raises(NotFound) as caught:
+            await get_contact(session, ref)
+        assert (caught.value.message, caught.value.details) == (
+            f"no contact with id {ref}",
+            {"contact": str(ref)},
+        )
+
+
 async def test_ambiguous_numeric_reference_is_refused(session: AsyncSession) -> None:
     first = await create_contact(session, name="A", email="a@example.org", kind="public")
     other = await create_contact(session, name="B", telegram=str(first.id), kind="public")
@@ -154,6 +166,32 @@ async def test_create_refusals_write_nothing(
         await create_contact(session, **fields)  # type: ignore[arg-type]
     assert (caught.value.message, caught.value.details) == (message, details)
     assert await count(session, Contact) == 0
+
+
+async def test_clearing_a_contacts_language_gives_it_the_default_language(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as s, s.begin():
+        ana = await create_contact(s, name="Ana", email="ana@example.org", kind="media", language="es")
+        assert (await update_contact(s, ana.id, language="  ")).language == "en"
+    async with sessions() as s:
+        stored = await s.get(Contact, ana.id)
+        assert stored is not None and stored.language == "en"
+
+
+async def test_a_contact_and_a_new_list_are_logged_by_id_and_list_name_never_by_address(
+    session: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="alerts")
+    ana = await create_contact(session, name="Ana", email="ana@example.org", kind="media", lists=["press"])
+    await update_contact(session, ana.id, name="Ana Ruiz")
+    await get_or_create_list(session, "press")  # there already: not created again
+    assert [r.getMessage() for r in caplog.records if r.name == "alerts.contacts.directory"] == [
+        "list 'press' created",
+        f"contact {ana.id} created",
+        f"contact {ana.id} updated",
+    ]
+    assert "ana" not in caplog.text.lower()
 
 
 async def test_duplicate_email_is_a_conflict(session: AsyncSession) -> None:

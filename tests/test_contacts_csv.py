@@ -507,6 +507,15 @@ async def test_fixture_file_with_mixed_rows(sessions: async_sessionmaker[AsyncSe
     assert (report.created, report.merged_in_file) == (3, 1)
 
 
+async def test_a_file_without_a_lists_column_puts_no_contact_on_a_list(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    report = await import_csv(sessions, csv_bytes("Ana,ana@example.org,media", header="name,email,kind"))
+    assert (report.created, report.refused) == (1, [])
+    assert await lists_of(sessions, "ana@example.org") == []
+    assert (await count(sessions, ContactList), await count(sessions, ListMember)) == (0, 0)
+
+
 async def test_an_overlong_line_refuses_the_file_before_parsing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -34,6 +34,14 @@ def test_a_request_in_an_unknown_language_is_refused_naming_the_field() -> None:
     )
 
 
+def test_a_request_for_more_topics_than_the_limit_is_refused_naming_topics() -> None:
+    countries = tuple(f"Country{n}" for n in range(subscriptions.MAX_TOPICS + 1))
+    assert len(_request("ana@example.org", countries=countries[:-1]).topics or ()) == subscriptions.MAX_TOPICS
+    with pytest.raises(ValidationError) as caught:
+        _request("ana@example.org", countries=countries)
+    assert (caught.value.message, caught.value.details) == ("topics: at most 50", {"field": "topics"})
+
+
 async def test_a_subscription_to_a_kind_of_alert_that_does_not_exist_is_refused(db_url: str) -> None:
     from alerts.actions import subscriptions as subscription_actions
     from alerts.app import open_app
@@ -140,6 +148,29 @@ async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_ne
         result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
         assert result is Confirmation.INVALID
         assert [s.channel for s in (await session.scalars(select(Suppression))).all()] == ["email"]
+
+
+async def test_subscribing_again_after_unsubscribing_in_one_transaction_mails_a_link_that_confirms(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The contact is already loaded in the session (confirmed, then unsubscribed there): the one
+    # subscribe returns must be the contact as the upsert wrote it, pending with its new token.
+    signer = Signer(Signing(SECRET))
+    async with sessions.begin() as session:
+        first = await subscriptions.subscribe(session, _request("reader@example.org"), now=utcnow())
+        contact = first.contact
+        result, _ = await subscriptions.confirm(session, signer, signer.confirm_token(contact), now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        assert await optout.unsubscribe(session, contact, now=utcnow())
+        old_token = contact.token
+        again = await subscriptions.subscribe(session, _request("reader@example.org"), now=utcnow())
+        assert again.confirm and again.contact.id == contact.id
+        assert (again.contact.status, again.contact.token != old_token) == ("pending", True)
+        link = signer.confirm_token(again.contact)
+    async with sessions.begin() as session:
+        result, confirmed = await subscriptions.confirm(session, signer, link, now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        assert confirmed is not None and confirmed.status == "active"
 
 
 async def test_a_subscribe_request_changes_nothing_of_a_contact_that_still_receives(
