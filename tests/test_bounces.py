@@ -117,6 +117,20 @@ def test_malformed_dsn(old: bytes, new: bytes, message: str) -> None:
     assert caught.value.message == message
 
 
+def test_a_missing_or_unreadable_status_is_taken_from_the_diagnostic_code() -> None:
+    """Its enhanced code (5.1.1), else the class of its reply code (a bare 552: 5.0.0)."""
+    raw = (DATA / "dsn_postfix.eml").read_bytes()
+    for status in (b"", b"Status: bad\n"):
+        for diagnostic, expected in ((b"smtp; 550 5.1.1", "5.1.1"), (b"smtp; 552 Mailbox full", "5.0.0")):
+            changed = raw.replace(b"Status: 5.1.1\n", status)
+            changed = changed.replace(b"Diagnostic-Code: smtp; 550 5.1.1", b"Diagnostic-Code: " + diagnostic)
+            (report,) = parse_dsn(changed)
+            assert (report.status, report.action, report.hard) == (expected, "failed", True), (
+                status,
+                diagnostic,
+            )
+
+
 CORPUS = DATA / "bounces"
 
 

@@ -3,6 +3,7 @@ an alert that can no longer reach anyone is not left ``sending`` with nothing to
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -191,6 +192,41 @@ async def test_a_send_time_of_this_very_moment_is_refused_as_in_the_past(
     async with sessions() as session:
         row = (await session.execute(select(Alert.status, Alert.send_at).where(Alert.id == alert_id))).one()
     assert (row.status, row.send_at) == ("approved", None)
+
+
+async def test_a_due_alert_another_process_takes_first_does_not_keep_the_next_one_waiting(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two alerts due; while the pass runs, another process (an officer's "send now" elsewhere)
+    holds the first and takes it out of the schedule: the pass loses that one and still publishes
+    the second. (PostgreSQL: the pass reads both as due and waits on the first row; SQLite: the
+    pass waits to begin, then finds the second only.)"""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        ids = []
+        for _ in range(2):
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            await schedule(session, alert, at=now + HOUR, now=now, user=officer)
+            ids.append(alert.id)
+    taken, second = ids
+
+    async def due_pass() -> list[int]:
+        async with sessions.begin() as session:
+            return await publish_due(session, now=now + 2 * HOUR)
+
+    async with sessions.begin() as other:
+        await other.execute(update(Alert).where(Alert.id == taken).values(status="approved", send_at=None))
+        running = asyncio.create_task(due_pass())
+        await asyncio.sleep(1.0)  # the pass reads the schedule and waits for the row (or the lock)
+        assert not running.done()
+    assert await asyncio.wait_for(running, 30) == [second]
+    async with sessions() as session:
+        rows = (await session.execute(select(Alert.id, Alert.status).order_by(Alert.id))).all()
+        queued = (await session.execute(select(Delivery.alert_id).distinct())).scalars().all()
+    assert [tuple(r) for r in rows] == [(taken, "approved"), (second, "sending")]
+    assert queued == [second]
 
 
 async def test_only_an_approved_alert_is_published_and_publishing_again_keeps_its_first_time(
