@@ -4,6 +4,7 @@ an alert that can no longer reach anyone is not left ``sending`` with nothing to
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -173,6 +174,25 @@ async def test_publishing_what_is_due_publishes_each_due_alert_and_leaves_later_
     assert [(r.id, r.status) for r in rows] == [(first, "sending"), (second, "sending"), (later, "scheduled")]
     assert rows[2].send_at == now + 3 * HOUR
     assert sorted(queued) == [(first, 2), (second, 2)]
+
+
+async def test_publishing_a_due_alert_logs_how_late_it_went_and_how_many_deliveries_it_made(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's record of an embargo kept: one INFO line per alert, with its lateness."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await schedule(session, alert, at=now + HOUR, now=now, user=officer)
+        alert_id = alert.id
+    caplog.set_level(logging.INFO, logger="alerts.delivery.publish")
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=now + HOUR + timedelta(seconds=90)) == [alert_id]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "alerts.delivery.publish"] == [
+        ("INFO", f"alert {alert_id} published at its scheduled time (90.0 s late): 2 deliveries")
+    ]
 
 
 async def test_a_send_time_of_this_very_moment_is_refused_as_in_the_past(
