@@ -191,3 +191,57 @@ async def test_a_send_time_of_this_very_moment_is_refused_as_in_the_past(
     async with sessions() as session:
         row = (await session.execute(select(Alert.status, Alert.send_at).where(Alert.id == alert_id))).one()
     assert (row.status, row.send_at) == ("approved", None)
+
+
+async def test_only_an_approved_alert_is_published_and_publishing_again_keeps_its_first_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A draft is refused with nothing queued; a sending alert published again (a list grew)
+    queues the newcomers only and keeps the time it was first published."""
+    from alerts.delivery.publish import publish
+
+    first = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        alert_id = alert.id
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(status="draft"))
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        with pytest.raises(Conflict, match=f"^alert {alert_id} is draft; only an approved alert can be sent"):
+            await publish(session, alert, now=first)
+        assert (await session.execute(select(func.count()).select_from(Delivery))).scalar_one() == 0
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(status="approved"))
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id, populate_existing=True)
+        assert alert is not None
+        assert await publish(session, alert, now=first) == 2
+    async with sessions.begin() as session:
+        await add_contacts(session, 1, start=10)
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        assert await publish(session, alert, now=first + HOUR) == 1
+    async with sessions() as session:
+        row = (
+            await session.execute(select(Alert.status, Alert.published_at).where(Alert.id == alert_id))
+        ).one()
+        count = (await session.execute(select(func.count()).select_from(Delivery))).scalar_one()
+    assert (row.status, row.published_at, count) == ("sending", first, 3)
+
+
+async def test_a_scheduled_alert_is_due_at_its_very_send_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await schedule(session, alert, at=now + HOUR, now=now, user=officer)
+        alert_id = alert.id
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=now + HOUR - timedelta(microseconds=1)) == []
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=now + HOUR) == [alert_id]
