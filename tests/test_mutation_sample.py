@@ -79,7 +79,9 @@ def test_the_summary_counts_survivors_by_reason_and_scores_without_the_equivalen
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code = _mutants({"m0.x_f0": 20})
-    for m, status in zip(code, ["killed"] * 14 + ["caught by type check"] * 2 + ["survived"] * 4, strict=True):
+    for m, status in zip(
+        code, ["killed"] * 14 + ["caught by type check"] * 2 + ["survived"] * 4, strict=True
+    ):
         object.__setattr__(m, "status", status)
     monkeypatch.setattr(
         mutation,
