@@ -587,3 +587,24 @@ async def test_a_responder_named_by_id_email_or_a_name_only_one_contact_has_is_m
     assert await match(session, "ana ruiz") is ana
     assert await match(session, "lu") is None and twins[0].name == "Lu"  # two contacts have it
     assert await match(session, "Ministry of Justice, by phone") is None
+
+
+async def test_the_import_action_shows_its_progress_bar_on_stderr_when_asked(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``alerts contacts import`` at a terminal asks for the bar; the report is the same without it."""
+    header = "name,email,telegram,kind,language,organisation,country,lists\n"
+    rows = "Ana Ruiz,ana@example.org,,media,en,,,\nBea Sol,bea@example.org,,media,en,,,\n"
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await create_user(session, name="olga", role="officer", now=NOW)
+        capsys.readouterr()
+        shown = await contact_actions.import_file(
+            app, officer, io.BytesIO((header + rows).encode()), progress=True, now=NOW
+        )
+        bar = capsys.readouterr()
+        quiet = await contact_actions.import_file(app, officer, io.BytesIO((header + rows).encode()), now=NOW)
+        silent = capsys.readouterr()
+    assert (shown.created, quiet.unchanged) == (2, 2)
+    assert bar.out == "" and "import" in bar.err and "2/2" in bar.err
+    assert silent == ("", "")

@@ -419,3 +419,24 @@ async def test_a_resume_committed_by_another_process_wakes_the_dispatcher(engine
         stop.set()
         await running
         await other.dispose()
+
+
+async def test_the_unschedule_action_is_audited_as_the_officer_who_did_it(db_url: str) -> None:
+    from datetime import timedelta
+
+    async with open_app(
+        Settings().replace("database", url=db_url), channels={"email": MemoryChannel(channel_name="email")}
+    ) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 1)
+            alert_id = (await approved_alert(session, author=officer, reviewer=reviewer)).id
+        await sending.send(app, officer, alert_id, at=utcnow() + timedelta(days=1))
+        done = await sending.unschedule(app, officer, alert_id)
+        assert (done.alert_id, done.status) == (alert_id, "approved")
+        async with app.sessions() as session:
+            moved = select(AuditEntry).where(
+                AuditEntry.action == "alert.status", AuditEntry.object_id == str(alert_id)
+            )
+            went = [(e.user_id, e.details) for e in await session.scalars(moved.order_by(AuditEntry.id))]
+    assert went[-1] == (officer.id, {"from": "scheduled", "to": "approved"})  # not the service itself

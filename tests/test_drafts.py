@@ -560,3 +560,22 @@ async def test_a_thread_that_loops_back_on_itself_ends(session: AsyncSession, pe
     first.parent_id, second.parent_id = second.id, first.id  # corrupt: each updates the other
     await session.commit()
     await require_open_case(session, first.id)  # returns: each alert is read once
+
+
+async def test_an_edits_version_is_dated_when_the_edit_was_made(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
+) -> None:
+    """The version history shows each version's date: the time of the edit that made it."""
+    alert = await new_alert(session, people.officer)
+    later = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
+    await edit_alert(
+        session, alert, user=people.officer, title="Ana Pérez", validate_case=validate_case, now=later
+    )
+    await session.commit()
+    async with sessions() as s:
+        rows = await s.execute(
+            select(AlertVersion.number, AlertVersion.created_at)
+            .where(AlertVersion.alert_id == alert.id)
+            .order_by(AlertVersion.number)
+        )
+    assert [tuple(r) for r in rows] == [(1, NOW), (2, later)]

@@ -324,3 +324,30 @@ async def test_an_idle_dispatcher_backs_off_to_its_safety_poll_and_claims_once_p
     finally:
         stop.set()
         await running
+
+
+async def test_resuming_an_alert_rings_the_doorbell_and_pausing_it_does_not(app: App) -> None:
+    """A resume hands the paused deliveries back to the claimers: it wakes this process's
+    dispatcher like a send does; a pause gives them nothing to claim, so it rings nothing."""
+    officer_id, alert_id = await _approved(app.engine)
+    dispatcher = make_dispatcher(app)
+    assert dispatcher.wakeup is not None
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await asyncio.wait_for(dispatcher.wakeup.listening.wait(), 10)
+        async with app.sessions() as session:
+            officer = await session.get(User, officer_id)
+        assert officer is not None
+        paused = await sending.set_paused(app, officer, alert_id, paused=True)
+        assert paused.paused and dispatcher.wakeups["bell"] == 0
+        assert (await sending.send(app, officer, alert_id)).queued == 2
+        assert dispatcher.wakeups["bell"] == 1  # the send's ring; its deliveries wait, paused
+        resumed = await sending.set_paused(app, officer, alert_id, paused=False)
+        assert not resumed.paused and dispatcher.wakeups["bell"] == 2
+        email = app.channels["email"]
+        assert isinstance(email, MemoryChannel)
+        await _until_sent(email, 2)
+    finally:
+        stop.set()
+        await running

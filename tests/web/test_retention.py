@@ -469,3 +469,48 @@ async def test_a_second_prune_of_an_alert_adds_to_the_counts_kept(sessions: Any)
         ]
         assert await pruned_counts(session, []) == []
         assert await rows_of(session, [alert_id]) == (0, 0)
+
+
+async def test_an_age_under_a_day_is_refused_naming_the_older_than_field(db_url: str) -> None:
+    async with running(db_url) as (app, _base):
+        staff = await make_staff(app)
+        async with app.sessions() as session:
+            admin = await session.get(User, staff["admin"])
+        assert admin is not None
+        with pytest.raises(ValidationError) as refused:
+            await retention.prune(app, admin, older_than="23h")
+    assert (refused.value.message, refused.value.details) == (
+        "--older-than: '23h' is less than a day; retention keeps a day of delivery records at least.",
+        {"field": "older_than"},
+    )
+
+
+async def test_a_prune_is_audited_as_done_to_alerts_by_the_admin(db_url: str) -> None:
+    """The audit page filtered to alerts (/office/audit?type=alert) lists the entry."""
+    from tests.delivery_cases import mark_sent
+
+    async with running(db_url) as (app, _base):
+        staff = await make_staff(app)
+        async with app.sessions.begin() as session:
+            await add_contacts(session, 1)
+            officer = await session.get(User, staff["officer"])
+            reviewer = await session.get(User, staff["reviewer"])
+            assert officer is not None and reviewer is not None
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            await publish(session, alert, now=utcnow())
+            alert_id = alert.id
+        await mark_sent(app.sessions, alert_id)
+        await _age(app, alert_id, days=200, closed=True)
+        async with app.sessions() as session:
+            admin = await session.get(User, staff["admin"])
+        assert admin is not None
+        assert (await retention.prune(app, admin, older_than="26w")).alerts == [alert_id]
+        async with app.sessions() as session:
+            entries = (
+                await session.execute(
+                    select(AuditEntry.user_id, AuditEntry.object_type, AuditEntry.object_id).where(
+                        AuditEntry.action == "deliveries.prune"
+                    )
+                )
+            ).all()
+    assert [tuple(e) for e in entries] == [(staff["admin"], "alert", None)]
