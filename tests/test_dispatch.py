@@ -20,7 +20,7 @@ from alerts.core.states import SuppressionReason
 from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from alerts.delivery.claim import claim_due
 from alerts.delivery.controls import cancel_pending, resend_failed, set_paused
-from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.dispatch import HELD_BACK, Dispatcher
 from alerts.delivery.messages import MessageBuilder
 from alerts.store.models import Alert, AlertVersion, Delivery, DeliveryEvent, Suppression
 from channels.memory import MemoryChannel
@@ -1405,7 +1405,7 @@ async def test_pausing_a_running_alert_gives_back_what_a_worker_holds_and_resumi
         assert await states(sessions, alert_id) == Counter({"sent": 1, "queued": 99})
         released = await event_details(sessions, alert_id, "released")
         assert len(released) == 63
-        assert all(d.endswith("as its alert was paused or closed") for d in released)
+        assert all(d.endswith(HELD_BACK) for d in released)
         await pause(False)
         await until(lambda: has_no_open(sessions, alert_id))
     finally:
@@ -1461,3 +1461,48 @@ async def event_details(sessions: async_sessionmaker[AsyncSession], alert_id: in
             )
         )
         return [d or "" for d in rows.all()]
+
+
+async def test_withdrawing_consent_while_a_worker_holds_public_deliveries_sends_them_to_no_one_public(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What a worker holds for the public of an alert whose consent was withdrawn since the
+    claim goes back and is cancelled ("consent withdrawn"); the authorities' copies still go.
+    At most the one message in the channel's hands at the withdrawal reaches the public."""
+    from tests.delivery_cases import public_case, set_consent
+
+    case = await public_case(sessions, authorities=40, public=40)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def public_states() -> Counter[str]:
+        async with sessions() as session:
+            rows = await session.scalars(
+                select(Delivery.state).where(
+                    Delivery.alert_id == case.alert_id, Delivery.audience == "public"
+                )
+            )
+            return Counter(rows.all())
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, case.alert_id))["sending"] == 64
+
+    async def none_public_held_but_the_one_in_hand() -> bool:
+        return (await public_states())["sending"] <= 1  # the rest back in the outbox, or cancelled
+
+    try:
+        await until(held)
+        await set_consent(sessions, case.alert_id, "restricted")
+        await until(none_public_held_but_the_one_in_hand)
+        email.gate.set()
+        await until(lambda: has_no_open(sessions, case.alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    public_addresses = {f"person{i}@example.org" for i in range(100, 140)}
+    sent = [m.recipient.address for m in email.sent]
+    assert len([a for a in sent if a not in public_addresses]) == 40  # every authority
+    assert len([a for a in sent if a in public_addresses]) <= 1
+    assert (await public_states())["cancelled"] >= 39
+    assert set(await event_details(sessions, case.alert_id, "cancelled")) == {"consent withdrawn"}

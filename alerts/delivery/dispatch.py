@@ -3,11 +3,11 @@
 Per channel: one claimer keeps a small local queue filled (claims are sized to what the
 channel can send well within the lease), ``concurrency`` senders drain it, and one recorder
 for all channels writes outcomes in batches every ``flush_interval``. Expired leases are
-reclaimed; due scheduled alerts are published; what a worker holds of an alert paused or
-closed since its claim goes back to the outbox (``holdback``). An idle claimer waits for a wake-up (a send
-in this process, NOTIFY on PostgreSQL, SQLite's data_version: ``wakeup``) or its safety poll
-(``poll_seconds``). On stop, sends in flight finish, what is still queued locally is
-released, and the last batch is flushed.
+reclaimed; due scheduled alerts are published; what a worker holds of an alert paused, closed
+or without consent since its claim goes back to the outbox (``holdback``). An idle claimer
+waits for a wake-up (a send in this process, NOTIFY on PostgreSQL, SQLite's data_version:
+``wakeup``) or its safety poll (``poll_seconds``). On stop, sends in flight finish, what is
+still queued locally is released, and the last batch is flushed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from alerts.core.metrics import Metrics
 from alerts.core.states import AlertStatus
 from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
-from alerts.delivery.holdback import Held, halted, take
+from alerts.delivery.holdback import Held, stopped, take
 from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.delivery.publish import load_alert_info, publish_due
 from alerts.delivery.recorder import Result, record
@@ -46,6 +46,7 @@ from alerts.store.models import Alert, Delivery
 from channels.base import Channel
 
 logger = logging.getLogger(__name__)
+HELD_BACK = "as its alert was paused, closed or lost consent since the claim"
 
 
 @dataclass
@@ -344,19 +345,18 @@ class Dispatcher:
             await asyncio.sleep(0.5)
 
     async def _hold_back(self, now: datetime) -> None:
-        """Give back what this worker holds of alerts paused or closed since the claim."""
-        held = self._held.alerts()
-        if not held:
-            return
+        """Give back what this worker holds of alerts paused, closed or without consent since."""
         async with self.reads() as session:
-            stopped = await halted(session, held)
-        back = take((lane.queue for lane in self.lanes.values()), stopped, self._held) if stopped else []
+            which = await stopped(session, self._held)
+        back = take((lane.queue for lane in self.lanes.values()), which, self._held) if which else []
         if back:
             async with self.sessions.begin() as session:
-                n = await release(
-                    session, back, worker=self.worker, now=now, why="as its alert was paused or closed"
-                )
-            logger.info("released %d claimed deliveries of paused or closed alerts %s", n, sorted(stopped))
+                n = await release(session, back, worker=self.worker, now=now, why=HELD_BACK)
+            logger.info(
+                "released %d claimed deliveries of alerts %s, stopped since",
+                n,
+                sorted({i.alert_id for i in back}),
+            )
 
     async def _complete_alerts(self, now: datetime) -> None:
         """Alerts whose deliveries are all final become ``sent``."""
