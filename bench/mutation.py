@@ -475,6 +475,45 @@ def reasons() -> dict[str, str]:
     return {str(k): str(v) for k, v in tomllib.loads(REASONS.read_text())["reasons"].items()}
 
 
+#: How a reason begins, for the survivors' summary (first match wins).
+REASON_KINDS = (
+    ("equivalent on SQLite (PostgreSQL kills it)", "equivalent on sqlite"),
+    ("equivalent", "equivalent"),
+    ("killed by a test written since", "killed by"),
+    ("log wording only", "log wording"),
+)
+
+
+def reason_kinds(found: list[Mutant], why: dict[str, str]) -> Counter[str]:
+    """The survivors counted by the kind of their reason (``no reason yet``, ``other``)."""
+    kinds: Counter[str] = Counter()
+    for m in found:
+        text = why.get(m.name, "").lower()
+        kind = next(
+            (k for k, start in REASON_KINDS if text.startswith(start)), "other" if text else "no reason yet"
+        )
+        kinds[kind] += 1
+    return kinds
+
+
+def summary(mutants: list[Mutant]) -> list[str]:
+    """The survivors by kind of reason, and the mutation score without the equivalent mutants
+    (detected / (run - equivalent): no test can kill a mutant that behaves as the original)."""
+    found = [m for m in mutants if m.status not in DETECTED | {"not checked", "skipped"}]
+    kinds = reason_kinds(found, reasons())
+    total = figures(mutants)["total"]
+    equivalent = kinds["equivalent"]
+    lines = ["survivors by reason: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common())]
+    if total.checked > equivalent:
+        score = total.detected / (total.checked - equivalent)
+        low, high = wilson(total.detected, total.checked - equivalent)
+        lines.append(
+            f"without the {equivalent} equivalent mutants: {total.detected} of {total.checked - equivalent} "
+            f"detected, {score:.1%} ({low:.1%}–{high:.1%})"
+        )
+    return lines
+
+
 def report(mutants: list[Mutant], *, elapsed: float | None, sampled: bool = False) -> float:
     """Print the figures and the survivors; the detected ratio of all."""
     by_package = figures(mutants)
@@ -490,6 +529,7 @@ def report(mutants: list[Mutant], *, elapsed: float | None, sampled: bool = Fals
         print(f"{package:<18}{cells}{f.ratio:>10.1%}" + (f"{f.interval:>16}" if sampled else ""))
     if elapsed is not None:
         print(f"time               {elapsed / 60:.1f} min")
+    print("\n".join(summary(mutants)))
     found = survivors(mutants)
     if found:
         print(f"\n== survivors ({len(found)})")
@@ -530,6 +570,7 @@ def markdown(mutants: list[Mutant], *, children: int, note: str = "", sampled: b
             + f" | {f.ratio:.1%} |"
             + (f" {f.interval} |" if sampled else "")
         )
+    out += ["", *(f"- {line}" for line in summary(mutants))]
     pending = {p: f for p, f in by_package.items() if p != "total" and f.counts["not checked"]}
     if pending:
         out += [

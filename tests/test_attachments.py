@@ -238,3 +238,13 @@ def test_a_pipe_over_the_limit_is_refused_once_read(tmp_path: Path) -> None:
     assert not writer.is_alive()
     assert str(refused.value) == f"--attach {pipe}: over the {MAX_BYTES:,}-byte limit."
     assert refused.value.details == {"file": f"--attach {pipe}"}
+
+
+def test_a_name_claiming_another_type_is_refused_with_the_whole_advice(tmp_path: Path) -> None:
+    path = write(tmp_path / "photo.png", PDF)
+    with pytest.raises(ValidationError) as refused:
+        read_attachment(path)
+    assert str(refused.value) == (
+        f"--attach {path}: the name says image/png but the content is application/pdf; "
+        "rename the file or attach the right one."
+    )

@@ -117,6 +117,20 @@ def test_malformed_dsn(old: bytes, new: bytes, message: str) -> None:
     assert caught.value.message == message
 
 
+def test_a_missing_or_unreadable_status_is_taken_from_the_diagnostic_code() -> None:
+    """Its enhanced code (5.1.1), else the class of its reply code (a bare 552: 5.0.0)."""
+    raw = (DATA / "dsn_postfix.eml").read_bytes()
+    for status in (b"", b"Status: bad\n"):
+        for diagnostic, expected in ((b"smtp; 550 5.1.1", "5.1.1"), (b"smtp; 552 Mailbox full", "5.0.0")):
+            changed = raw.replace(b"Status: 5.1.1\n", status)
+            changed = changed.replace(b"Diagnostic-Code: smtp; 550 5.1.1", b"Diagnostic-Code: " + diagnostic)
+            (report,) = parse_dsn(changed)
+            assert (report.status, report.action, report.hard) == (expected, "failed", True), (
+                status,
+                diagnostic,
+            )
+
+
 CORPUS = DATA / "bounces"
 
 
@@ -358,3 +372,89 @@ def test_a_bounce_with_crlf_lines_quoting_the_original_as_text_gives_its_message
     raw = raw.replace(b"Content-Type: message/rfc822", b"Content-Type: text/plain")
     raw = raw.replace(b"\n", b"\r\n")
     assert read_dsn(raw).original_message_id == "<alert-12.contact-34@alerts.example.org>"
+
+
+def test_a_heuristic_bounce_reports_permanent_failures_as_5_0_0_and_temporary_ones_as_4_0_0() -> None:
+    hard = read_bounce((CORPUS / "flufl.bounce" / "qmail_01.txt").read_bytes())
+    soft = read_bounce((CORPUS / "flufl.bounce" / "simple_03.txt").read_bytes())
+    assert hard.reports == (
+        BounceReport(
+            recipient="userx@example.de",
+            final_recipient="userx@example.de",
+            action="failed",
+            status="5.0.0",
+            diagnostic="recognised by flufl.bounce",
+            original_message_id=None,
+        ),
+    )
+    assert [(r.recipient, r.final_recipient, r.action, r.status) for r in soft.reports] == [
+        ("userx@example.za", "userx@example.za", "delayed", "4.0.0")
+    ]
+    assert hard.reports[0].hard and not soft.reports[0].hard
+    assert soft.kind == "heuristic"
+
+
+def test_a_heuristic_bounce_names_every_address_in_order() -> None:
+    found = read_bounce((CORPUS / "flufl.bounce" / "yahoo_06.txt").read_bytes())
+    assert [r.recipient for r in found.reports] == [
+        "usera@example.com",
+        "userx@example.com",
+        "usery@example.com",
+        "userz@example.com",
+    ]
+
+
+def test_a_heuristic_address_loses_the_spaces_around_it_and_an_empty_one_is_no_address() -> None:
+    spaced = read_bounce(_qmail(b"  userx@example.de ", b"x\n"))
+    assert [r.recipient for r in spaced.reports] == ["userx@example.de"]
+    for empty in (b"", b" "):
+        with pytest.raises(ValidationError) as caught:
+            read_bounce(_qmail(empty, b"x\n"))
+        assert caught.value.message.endswith("; flufl.bounce finds no failed address in it either")
+        assert caught.value.details == {"reason": "content type is text/plain, expected multipart/report"}
+
+
+def test_an_empty_message_is_refused_without_a_second_reader() -> None:
+    for raw in (b"", b"\r\n"):
+        with pytest.raises(ValidationError) as caught:
+            read_bounce(raw)
+        assert caught.value.message == NOT_DSN + "the message is empty"
+        assert caught.value.details == {"reason": "the message is empty"}
+
+
+def test_flufl_bounce_logs_nothing_while_it_reads_and_logs_again_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    read_bounce((CORPUS / "flufl.bounce" / "qmail_01.txt").read_bytes())
+    with pytest.raises(ValidationError):
+        read_bounce(b"From: a@example.org\r\nSubject: hello\r\n\r\nJust a letter.\r\n")
+    assert [r for r in caplog.records if r.name.startswith("flufl")] == []
+    logging.getLogger("flufl.bounce").warning("a later message")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("flufl")] == ["a later message"]
+
+
+def test_a_detector_tripping_on_a_message_makes_it_unrecognised_logged_at_debug_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """flufl.bounce's Yale detector fails on a message without a From header: the message is
+    refused like one it does not recognise, and only our DEBUG line says why."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    raw = b"Subject: failure notice\nContent-Type: text/plain; charset=unknown-8bit\n\nhello \xe9\n"
+    with pytest.raises(ValidationError) as caught:
+        read_bounce(raw)
+    assert caught.value.message == (
+        NOT_DSN + "content type is text/plain, expected multipart/report; "
+        "flufl.bounce finds no failed address in it either"
+    )
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "alerts.delivery.bounce_scan",
+            "DEBUG",
+            "flufl.bounce could not read a message: IndexError('list index out of range')",
+        )
+    ]

@@ -118,3 +118,56 @@ def test_the_schema_refuses_a_bad_translation_text_or_authority_as_validate_does
     with pytest.raises(ValidationError):
         casedata.validate(NESTED, body)
     assert not validator.is_valid(body)
+
+
+CONTACT = {"contact": VariableSpec(name="contact", type="contact", required=True)}
+AUTHORITY = {"name": "Minister", "title": "Minister of Justice", "form_of_address": "Dear Minister"}
+
+
+@pytest.mark.parametrize(
+    ("variables", "good", "bad"),
+    [
+        (VARIABLES, GOOD, GOOD | {"link": 5}),
+        (VARIABLES, GOOD, GOOD | {"link": ["https://example.org/case"]}),
+        (NESTED, NESTED_GOOD, NESTED_GOOD | {"authorities": [AUTHORITY | {"rank": "first"}]}),
+        (
+            CONTACT,
+            {"contact": {"name": "Lena", "email": "lena@example.org"}},
+            {"contact": {"name": "Lena", "email": "lena@example.org", "fax": "+1 555 0100"}},
+        ),
+        (OPTIONAL, {"defender": "Ana"}, {"defender": "Ana", "note": 5}),
+        (OPTIONAL, {"defender": "Ana"}, {"defender": "Ana", "note": {"fr": "Vue à la frontière"}}),
+    ],
+    ids=[
+        "url-a-number",
+        "url-a-list",
+        "authority-with-every-field-and-one-more",
+        "contact-with-one-field-more",
+        "optional-text-a-number",
+        "optional-text-without-english",
+    ],
+)
+def test_the_schema_refuses_a_url_that_is_no_string_a_field_more_or_a_bad_optional_value_as_validate_does(
+    variables: dict[str, VariableSpec], good: dict[str, Any], bad: dict[str, Any]
+) -> None:
+    """Each value is otherwise complete, so only the one keyword can refuse it: the url's
+    ``type`` (``maxLength`` and ``pattern`` say nothing of a number), a table's
+    ``additionalProperties`` (its required fields are all there), an optional variable's
+    ``anyOf`` (the value is present, so only its own schema can refuse it)."""
+    validator = jsonschema_rs.Draft202012Validator(casedata.json_schema(variables))
+    casedata.validate(variables, good)
+    assert validator.is_valid(good)
+    with pytest.raises(ValidationError):
+        casedata.validate(variables, bad)
+    assert not validator.is_valid(bad)
+
+
+@pytest.mark.parametrize(
+    "body", [[], ["Ana"], "Ana", 5, None], ids=["empty-list", "list", "text", "number", "null"]
+)
+def test_the_schema_refuses_case_data_that_is_not_a_table_as_validate_does(body: Any) -> None:
+    """``required`` and ``additionalProperties`` say nothing of a list or a text: only the
+    top level's ``type: object`` refuses them, as ``validate`` does."""
+    with pytest.raises(ValidationError, match=r"^case data: must be a table of variables, got "):
+        casedata.validate(OPTIONAL, body)
+    assert not jsonschema_rs.Draft202012Validator(casedata.json_schema(OPTIONAL)).is_valid(body)

@@ -91,6 +91,18 @@ async def test_get_contact_not_found(session: AsyncSession, ref: int | str, mess
     assert caught.value.details == {"contact": str(ref)}
 
 
+async def test_an_id_past_any_integer_column_names_no_contact(session: AsyncSession) -> None:
+    """An id no column can hold is not looked up (the database would overflow): NotFound, not a 500."""
+    await create_contact(session, name="Ana", email="ana@example.org", kind="media")
+    for ref in (2**63, 10**20):
+        with pytest.raises(NotFound) as caught:
+            await get_contact(session, ref)
+        assert (caught.value.message, caught.value.details) == (
+            f"no contact with id {ref}",
+            {"contact": str(ref)},
+        )
+
+
 async def test_ambiguous_numeric_reference_is_refused(session: AsyncSession) -> None:
     first = await create_contact(session, name="A", email="a@example.org", kind="public")
     other = await create_contact(session, name="B", telegram=str(first.id), kind="public")
@@ -154,6 +166,32 @@ async def test_create_refusals_write_nothing(
         await create_contact(session, **fields)  # type: ignore[arg-type]
     assert (caught.value.message, caught.value.details) == (message, details)
     assert await count(session, Contact) == 0
+
+
+async def test_clearing_a_contacts_language_gives_it_the_default_language(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as s, s.begin():
+        ana = await create_contact(s, name="Ana", email="ana@example.org", kind="media", language="es")
+        assert (await update_contact(s, ana.id, language="  ")).language == "en"
+    async with sessions() as s:
+        stored = await s.get(Contact, ana.id)
+        assert stored is not None and stored.language == "en"
+
+
+async def test_a_contact_and_a_new_list_are_logged_by_id_and_list_name_never_by_address(
+    session: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="alerts")
+    ana = await create_contact(session, name="Ana", email="ana@example.org", kind="media", lists=["press"])
+    await update_contact(session, ana.id, name="Ana Ruiz")
+    await get_or_create_list(session, "press")  # there already: not created again
+    assert [r.getMessage() for r in caplog.records if r.name == "alerts.contacts.directory"] == [
+        "list 'press' created",
+        f"contact {ana.id} created",
+        f"contact {ana.id} updated",
+    ]
+    assert "ana" not in caplog.text.lower()
 
 
 async def test_duplicate_email_is_a_conflict(session: AsyncSession) -> None:
@@ -549,3 +587,24 @@ async def test_a_responder_named_by_id_email_or_a_name_only_one_contact_has_is_m
     assert await match(session, "ana ruiz") is ana
     assert await match(session, "lu") is None and twins[0].name == "Lu"  # two contacts have it
     assert await match(session, "Ministry of Justice, by phone") is None
+
+
+async def test_the_import_action_shows_its_progress_bar_on_stderr_when_asked(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``alerts contacts import`` at a terminal asks for the bar; the report is the same without it."""
+    header = "name,email,telegram,kind,language,organisation,country,lists\n"
+    rows = "Ana Ruiz,ana@example.org,,media,en,,,\nBea Sol,bea@example.org,,media,en,,,\n"
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await create_user(session, name="olga", role="officer", now=NOW)
+        capsys.readouterr()
+        shown = await contact_actions.import_file(
+            app, officer, io.BytesIO((header + rows).encode()), progress=True, now=NOW
+        )
+        bar = capsys.readouterr()
+        quiet = await contact_actions.import_file(app, officer, io.BytesIO((header + rows).encode()), now=NOW)
+        silent = capsys.readouterr()
+    assert (shown.created, quiet.unchanged) == (2, 2)
+    assert bar.out == "" and "import" in bar.err and "2/2" in bar.err
+    assert silent == ("", "")

@@ -507,6 +507,15 @@ async def test_fixture_file_with_mixed_rows(sessions: async_sessionmaker[AsyncSe
     assert (report.created, report.merged_in_file) == (3, 1)
 
 
+async def test_a_file_without_a_lists_column_puts_no_contact_on_a_list(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    report = await import_csv(sessions, csv_bytes("Ana,ana@example.org,media", header="name,email,kind"))
+    assert (report.created, report.refused) == (1, [])
+    assert await lists_of(sessions, "ana@example.org") == []
+    assert (await count(sessions, ContactList), await count(sessions, ListMember)) == (0, 0)
+
+
 async def test_an_overlong_line_refuses_the_file_before_parsing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -534,3 +543,95 @@ async def test_export_names_each_contacts_own_lists_in_name_order(
     async with sessions() as s:
         assert await export_contacts_csv(s, paged, page_size=1) == 2
     assert paged.getvalue() == out.getvalue()
+
+
+async def test_an_import_reads_every_stored_contact_past_one_lookups_500(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """More contacts in one batch than one ``IN (...)`` lookup holds (500), by email, by Telegram
+    id, and by the id of a contact met in an earlier batch: each is found, none duplicated."""
+    lines = [f"P{i},p{i}@example.org,,public,,,," for i in range(601)]
+    lines += [f"G{i},,-100{i},partner,,,," for i in range(601)]
+    first = await import_csv(sessions, csv_bytes(*lines, *lines), batch_size=len(lines))
+    assert (first.created, first.merged_in_file, first.unchanged, first.updated) == (1202, 1202, 0, 0)
+    again = await import_csv(sessions, csv_bytes(*lines), batch_size=len(lines))
+    assert (again.created, again.unchanged, again.updated) == (0, 1202, 0)
+    assert await count(sessions, Contact) == 1202
+
+
+async def test_an_unchanged_contact_keeps_its_time_of_change(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    before = datetime(2024, 1, 1, tzinfo=UTC)
+    await import_csv(
+        sessions, csv_bytes("Ana,ana@example.org,,media,,,,", "Bob,bob@example.org,,public,,,,"), now=before
+    )
+    report = await import_csv(
+        sessions,
+        csv_bytes("Ana,ana@example.org,,media,,Diario,,", "Bob,bob@example.org,,public,,,,"),
+        now=NOW,
+    )
+    assert (report.updated, report.unchanged) == (1, 1)
+    by_email = await contacts_by_email(sessions)
+    assert [
+        (c.created_at, c.updated_at) for c in (by_email["ana@example.org"], by_email["bob@example.org"])
+    ] == [
+        (before, NOW),
+        (before, before),
+    ]
+
+
+async def test_a_telegram_only_row_is_not_a_contact_that_has_an_email(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Identity is the email, else the Telegram id among contacts without one."""
+    async with sessions() as s, s.begin():
+        await create_contact(s, name="Ana", email="ana@example.org", telegram="@ana_ruiz", kind="media")
+    report = await import_csv(sessions, csv_bytes("Ana's channel,,@ana_ruiz,partner,,,,"))
+    assert (report.created, report.updated, report.unchanged) == (1, 0, 0)
+    async with sessions() as s:
+        rows = await s.execute(select(Contact.email_key, Contact.telegram, Contact.kind).order_by(Contact.id))
+        assert [tuple(r) for r in rows] == [
+            ("ana@example.org", "@ana_ruiz", "media"),
+            (None, "@ana_ruiz", "partner"),
+        ]
+
+
+async def test_a_list_named_in_every_batch_is_made_once_and_an_existing_one_is_joined(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as s, s.begin():
+        await create_contact(s, name="Old", email="old@example.org", kind="public", lists=["press"])
+    lines = [f"P{i},p{i}@example.org,,public,,,,press;new-list" for i in range(3)]
+    report = await import_csv(sessions, csv_bytes(*lines), batch_size=1, now=NOW)
+    assert report.created == 3
+    async with sessions() as s:
+        lists = [
+            tuple(r)
+            for r in await s.execute(
+                select(ContactList.name, ContactList.description).order_by(ContactList.name)
+            )
+        ]
+        assert lists == [("new-list", ""), ("press", "")]
+    assert await count(sessions, ListMember) == 7
+    assert await lists_of(sessions, "p2@example.org") == ["new-list", "press"]
+
+
+async def test_an_erased_address_added_to_a_stored_contact_stays_suppressed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from alerts.contacts.erasure import erase_contact
+    from alerts.contacts.suppressions import is_suppressed
+
+    async with sessions() as s, s.begin():
+        gone = await create_contact(s, name="Gone", telegram="@gone_chat", kind="partner")
+        await erase_contact(s, gone.id, now=NOW)
+        await create_contact(s, name="Ana", email="ana@example.org", kind="media")
+    report = await import_csv(
+        sessions, csv_bytes("Ana,ana@example.org,@gone_chat,media,,,,", "Bob,bob@example.org,,public,,,,")
+    )
+    assert (report.updated, report.created, report.previously_erased) == (1, 1, 1)
+    assert report.summary().endswith("; 1 previously erased (kept suppressed)")
+    async with sessions() as s:
+        assert await is_suppressed(s, "telegram", "@gone_chat")
+        assert not await is_suppressed(s, "email", "bob@example.org")

@@ -1,22 +1,30 @@
-"""Officers' controls on a running alert, where the defender's consent is concerned."""
+"""Officers' controls on a running alert, where the defender's consent is concerned; a resume from another
+process reaching the dispatcher."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts.actions import sending
 from alerts.app import open_app
 from alerts.core.clock import utcnow
-from alerts.core.config import Settings
+from alerts.core.config import DispatcherSettings, Settings
 from alerts.core.errors import Conflict, ValidationError
 from alerts.core.types import OutcomeKind
 from alerts.delivery import controls
+from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.messages import MessageBuilder
+from alerts.delivery.publish import publish
+from alerts.delivery.wakeup import Wakeup
+from alerts.store.db import create_engine, make_sessionmaker
 from alerts.store.models import Alert, AuditEntry, Consent, Delivery, DeliveryEvent
 from channels.memory import MemoryChannel
 from tests.delivery_cases import mark_sent, public_case, public_update, set_consent, staff, states_by_contact
-from tests.factories import add_contacts, approved_alert, make_users
+from tests.factories import RENDERER, add_contacts, approved_alert, make_users
 
 
 @pytest.mark.parametrize("kinds", [(), ("authority", "public")], ids=["list-only", "addressed-to-public"])
@@ -367,3 +375,68 @@ async def test_a_test_send_in_a_language_the_templates_lack_names_the_field_and_
         async with app.sessions() as session:
             tests = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "alert.test")
             assert await session.scalar(tests) == 0
+
+
+async def test_a_resume_committed_by_another_process_wakes_the_dispatcher(engine: AsyncEngine) -> None:
+    """The CLI's ``alerts resume`` (another engine, no doorbell here) wakes it (NOTIFY on
+    PostgreSQL, data_version on SQLite): the paused alert's deliveries go without waiting for
+    the dispatcher's safety poll (a minute here)."""
+    email = MemoryChannel(channel_name="email")
+    dispatcher = Dispatcher(
+        sessions=make_sessionmaker(engine),
+        channels={"email": email},
+        builder=MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test"),
+        settings=DispatcherSettings(flush_interval=0.01, poll_seconds=60.0),
+        wakeup=Wakeup(engine),
+    )
+    assert dispatcher.wakeup is not None
+    other = create_engine(engine.url.render_as_string(hide_password=False))
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        async with make_sessionmaker(other).begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            assert await publish(session, alert, now=utcnow()) == 2
+            await controls.set_paused(session, alert, True, user=None, now=utcnow())
+            alert_id = alert.id
+        await asyncio.wait_for(dispatcher.wakeup.listening.wait(), 10)
+        await asyncio.sleep(0.5)  # woken by the listening, it finds the alert paused
+        assert email.sent == []
+        before = dict(dispatcher.wakeups)
+        async with make_sessionmaker(other).begin() as session:
+            paused = await session.get(Alert, alert_id)
+            assert paused is not None
+            await controls.set_paused(session, paused, False, user=None, now=utcnow())
+        # its claimers back off while idle, and may find the rows first: what woke them counts
+        source = "notify" if engine.dialect.name == "postgresql" else "data_version"
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(email.sent) < 2 or dispatcher.wakeups[source] <= before.get(source, 0):
+            assert asyncio.get_running_loop().time() < deadline, (len(email.sent), dict(dispatcher.wakeups))
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await running
+        await other.dispose()
+
+
+async def test_the_unschedule_action_is_audited_as_the_officer_who_did_it(db_url: str) -> None:
+    from datetime import timedelta
+
+    async with open_app(
+        Settings().replace("database", url=db_url), channels={"email": MemoryChannel(channel_name="email")}
+    ) as app:
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 1)
+            alert_id = (await approved_alert(session, author=officer, reviewer=reviewer)).id
+        await sending.send(app, officer, alert_id, at=utcnow() + timedelta(days=1))
+        done = await sending.unschedule(app, officer, alert_id)
+        assert (done.alert_id, done.status) == (alert_id, "approved")
+        async with app.sessions() as session:
+            moved = select(AuditEntry).where(
+                AuditEntry.action == "alert.status", AuditEntry.object_id == str(alert_id)
+            )
+            went = [(e.user_id, e.details) for e in await session.scalars(moved.order_by(AuditEntry.id))]
+    assert went[-1] == (officer.id, {"from": "scheduled", "to": "approved"})  # not the service itself

@@ -126,6 +126,29 @@ async def test_5xx_for_some_recipients(
     check_privacy(smtpd_server)
 
 
+@pytest.mark.smtpd_options(
+    reject={
+        "person3@example.org": "550 5.1.1 User unknown",
+        "person4@example.org": "554 5.7.1 Relay access denied",
+        "person5@example.org": "554 5.7.1 Relay access denied",
+    }
+)
+async def test_the_status_of_an_alert_counts_each_state_of_a_channel_apart(
+    sessions: async_sessionmaker[AsyncSession], smtpd_server: SMTPTestServer, smtpd_settings: EmailSettings
+) -> None:
+    """Ten emails of which one bounced and two were refused: ``alert status`` and the stats API
+    say 7 sent, 2 failed, 1 suppressed on the email channel, not one figure for the channel."""
+    from alerts.delivery import tracking
+    from alerts.store.models import Alert
+
+    alert_id = await published_alert(sessions, 10)
+    await run(sessions, alert_id, {"email": EmailChannel(smtpd_settings)})
+    async with sessions() as session:
+        doc = await tracking.stats(session, await session.get_one(Alert, alert_id))
+    email_states = {state: n for state, n in doc["channels"]["email"].items() if n}
+    assert (doc["total"], doc["open"], email_states) == (10, 0, {"sent": 7, "failed": 2, "suppressed": 1})
+
+
 @pytest.mark.smtpd_options(drop_after=3)
 async def test_connection_dropped_mid_session(
     sessions: async_sessionmaker[AsyncSession], smtpd_server: SMTPTestServer, smtpd_settings: EmailSettings

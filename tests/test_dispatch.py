@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
 from alerts.core.config import DispatcherSettings
 from alerts.core.states import SuppressionReason
-from alerts.core.types import Outcome, OutcomeKind
+from alerts.core.types import Outcome, OutcomeKind, RenderedMessage
 from alerts.delivery.claim import claim_due
-from alerts.delivery.controls import resend_failed, set_paused
-from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.controls import cancel_pending, resend_failed, set_paused
+from alerts.delivery.dispatch import HELD_BACK, Dispatcher
 from alerts.delivery.messages import MessageBuilder
 from alerts.store.models import Alert, AlertVersion, Delivery, DeliveryEvent, Suppression
 from channels.memory import MemoryChannel
@@ -767,3 +770,739 @@ async def test_each_message_is_addressed_to_its_contacts_name(
         ("person0@example.org", "Person 0"),
         ("person1@example.org", "Person 1"),
     ]
+
+
+@dataclasses.dataclass
+class GatedChannel(MemoryChannel):
+    """A provider that answers only once ``gate`` is open, and counts the sends it holds at once."""
+
+    gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    holding: int = 0
+    most: int = 0
+
+    async def send(self, message: RenderedMessage) -> Outcome:
+        self.holding += 1
+        self.most = max(self.most, self.holding)
+        try:
+            await self.gate.wait()
+            return await super().send(message)
+        finally:
+            self.holding -= 1
+
+
+async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Wait for ``condition`` (generously: the machine may be loaded); fail if it never holds."""
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_each_channel_sends_at_most_its_concurrency_at_once_and_uses_all_of_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``[email] concurrency`` (clamped to at least one) and, for a channel without its own,
+    ``[dispatcher] concurrency`` bound how many messages a channel is given at once."""
+    alert_id = await published_alert(sessions, 6, channels=("email", "telegram"))
+    email, telegram = GatedChannel(), GatedChannel()
+    d = dispatcher(
+        sessions,
+        {"email": email, "telegram": telegram},
+        dataclasses.replace(FAST, concurrency=3),
+        concurrency={"email": 0},
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(d.run(stop))
+
+    async def all_held() -> bool:
+        return (email.holding, telegram.holding) == (1, 3)
+
+    try:
+        await until(all_held)
+        await asyncio.sleep(0.3)  # more senders, had there been any, would have taken one by now
+        email.gate.set()
+        telegram.gate.set()
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert (email.most, telegram.most) == (1, 3)
+    assert len(email.sent) == len(telegram.sent) == 6
+
+
+async def has_no_open(sessions: async_sessionmaker[AsyncSession], alert_id: int) -> bool:
+    counts = await states(sessions, alert_id)
+    return not (counts["queued"] or counts["sending"] or counts["deferred"])
+
+
+async def test_a_slow_channel_holds_only_a_bounded_window_and_shutdown_gives_the_rest_back(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker claims 16 per sender (at least 64, at most ``batch_size``) and no more while its
+    channel is stuck, so other workers can take the rest; on stop, the messages being sent are
+    finished and recorded, and every claimed row not yet handed to the channel is queued again."""
+    from alerts.delivery.publish import publish
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 100, telegram=True)
+        await add_contacts(session, 100, kind="press", start=200)
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, channels=("email", "telegram", "press")
+        )
+        await publish(session, alert, now=utcnow())
+        alert_id = alert.id
+    lanes = {"email": GatedChannel(), "telegram": GatedChannel(), "press": GatedChannel()}
+    conc = {"email": 5, "telegram": 1, "press": 6}
+    d = dispatcher(sessions, lanes, dataclasses.replace(FAST, batch_size=90), concurrency=conc)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    caplog.set_level("INFO", logger="alerts.delivery.dispatch")
+    runner = asyncio.create_task(d.run(stop))
+
+    async def claimed() -> Counter[str]:
+        async with sessions() as session:
+            rows = await session.execute(
+                select(Delivery.channel, func.count())
+                .where(Delivery.alert_id == alert_id, Delivery.state == "sending")
+                .group_by(Delivery.channel)
+            )
+            return Counter({channel: n for channel, n in rows.all()})
+
+    async def senders_busy() -> bool:
+        return {name: ch.holding for name, ch in lanes.items()} == conc
+
+    try:
+        await until(senders_busy)
+        await asyncio.sleep(0.5)  # a claimer that took more would have done so by now
+        # email: 16 × 5; telegram: at least 64; press: 16 × 6 but at most batch_size
+        assert await claimed() == Counter({"email": 80, "telegram": 64, "press": 90})
+    finally:
+        stop.set()
+
+        async def given_back() -> bool:
+            return d._stopping and all(lane.queue.empty() for lane in d.lanes.values())
+
+        await until(given_back)
+        for ch in lanes.values():
+            ch.gate.set()
+        await asyncio.wait_for(runner, 30)
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Delivery.channel, Delivery.state, func.count())
+            .where(Delivery.alert_id == alert_id)
+            .group_by(Delivery.channel, Delivery.state)
+        )
+        left = sorted((c, s, n) for c, s, n in rows.all())
+        released = (
+            await session.execute(select(func.count()).where(DeliveryEvent.type == "released"))
+        ).scalar_one()
+    assert left == [
+        ("email", "queued", 95),
+        ("email", "sent", 5),
+        ("press", "queued", 94),
+        ("press", "sent", 6),
+        ("telegram", "queued", 99),
+        ("telegram", "sent", 1),
+    ]
+    assert released == (80 - 5) + (64 - 1) + (90 - 6)
+    assert f"released {released} claimed deliveries on shutdown" in caplog.messages
+    assert {name: len(ch.sent) for name, ch in lanes.items()} == conc
+
+
+async def test_a_worker_keeps_its_own_claims_however_long_they_wait_behind_a_slow_channel(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Rows waiting in the local queue longer than the lease are not taken back (and sent twice),
+    neither by this worker's housekeeping nor by another worker's, which reclaims all the while."""
+    from alerts.delivery.claim import reclaim_expired
+
+    alert_id = await published_alert(sessions, 12)
+    email = MemoryChannel(delay=0.5)  # the last waits about 6 s: half as long again as the lease
+    d = dispatcher(
+        sessions, {"email": email}, dataclasses.replace(FAST, lease_seconds=4), concurrency={"email": 1}
+    )
+    taken_by_the_other = 0
+
+    async def another_worker() -> None:
+        nonlocal taken_by_the_other
+        while True:
+            async with sessions.begin() as session:
+                taken_by_the_other += await reclaim_expired(session, now=utcnow())
+            await asyncio.sleep(0.1)
+
+    other = asyncio.create_task(another_worker())
+    try:
+        await d.run_until_done(alert_id, timeout=60)
+    finally:
+        other.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await other
+    assert taken_by_the_other == 0
+    async with sessions() as session:
+        types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
+    assert types == Counter({"queued": 12, "sending": 12, "sent": 12})
+    assert sorted(m.recipient.address for m in email.sent) == sorted(
+        f"person{i}@example.org" for i in range(12)
+    )
+
+
+async def test_a_running_dispatcher_marks_a_finished_alert_sent_and_leaves_one_awaiting_a_retry_sending(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``alerts serve``: no ``send --wait`` to finish the alert; the dispatcher's own rounds do."""
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
+    from tests.factories import approved_alert
+
+    waiting_id = await published_alert(sessions, 2)
+    email = MemoryChannel(
+        script={"person0@example.org": [Outcome(kind=OutcomeKind.TRANSIENT, retry_after=timedelta(hours=1))]}
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def one_deferred() -> bool:
+        return await states(sessions, waiting_id) == Counter({"deferred": 1, "sent": 1})
+
+    async def status(alert_id: int) -> tuple[str, object]:
+        async with sessions() as session:
+            row = (
+                await session.execute(select(Alert.status, Alert.completed_at).where(Alert.id == alert_id))
+            ).one()
+            return row.status, row.completed_at
+
+    try:
+        await until(one_deferred)
+        async with sessions.begin() as session:  # published after the other's outcomes were recorded
+            done = await approved_alert(
+                session,
+                author=await users.get_user(session, "olga"),
+                reviewer=await users.get_user(session, "rafael"),
+            )
+            await publish(session, done, now=utcnow())
+            done_id = done.id
+
+        async def done_sent() -> bool:
+            return (await status(done_id))[0] == "sent"
+
+        await until(done_sent)
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    done_status, completed_at = await status(done_id)
+    assert completed_at is not None
+    assert await status(waiting_id) == ("sending", None)
+
+
+async def _refuse_sent_events(
+    sessions: async_sessionmaker[AsyncSession], refuse: bool, event: str = "sent"
+) -> None:
+    """The database refuses (or accepts again) every write of an ``event`` (a disk full, say)."""
+    async with sessions.begin() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if not refuse:
+            await session.execute(
+                text(
+                    "DROP TRIGGER refuse_event ON delivery_events"
+                    if postgres
+                    else "DROP TRIGGER refuse_event"
+                )
+            )
+        elif postgres:
+            await session.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_event BEFORE INSERT ON delivery_events FOR EACH ROW "
+                    f"WHEN (NEW.type = '{event}') EXECUTE FUNCTION refuse_event()"
+                )
+            )
+        else:
+            await session.execute(
+                text(
+                    f"CREATE TRIGGER refuse_event BEFORE INSERT ON delivery_events WHEN NEW.type = '{event}' "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            )
+
+
+async def test_outcomes_the_database_refused_are_recorded_once_it_accepts_them_and_not_sent_again(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    await _refuse_sent_events(sessions, True)
+    email = MemoryChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def refused() -> bool:
+        return any(r.getMessage() == "recording outcomes failed; will retry" for r in caplog.records)
+
+    try:
+        with caplog.at_level("ERROR", logger="alerts.delivery.dispatch"):
+            await until(refused)
+        assert len(email.sent) == 2
+        assert await states(sessions, alert_id) == Counter({"sending": 2})
+        await _refuse_sent_events(sessions, False)
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    async with sessions() as session:
+        types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
+    assert await states(sessions, alert_id) == Counter({"sent": 2})
+    assert types == Counter({"queued": 2, "sending": 2, "sent": 2})
+    assert len(email.sent) == 2
+
+
+async def test_the_outcomes_are_counted_for_metrics_and_only_those_not_sent_wake_the_claimers(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """/metrics: what was claimed, sent, deferred, failed, per channel; a delivery that was not
+    sent (a retry, a fallback to come) wakes the claimers at once rather than at their poll."""
+    alert_id = await published_alert(sessions, 4)
+    email = MemoryChannel(
+        script={
+            "person0@example.org": [Outcome(kind=OutcomeKind.TRANSIENT, detail="451")],
+            "person1@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554")],
+        }
+    )
+    d = dispatcher(sessions, {"email": email})
+    await d.run_until_done(alert_id, timeout=30)
+    figures = d.metrics.registry
+
+    def value(name: str, **labels: str) -> float | None:
+        return figures.get_sample_value(name, {"channel": "email", **labels})
+
+    assert value("alerts_claimed_total") == 5
+    assert value("alerts_send_latency_seconds_count") == 5
+    assert value("alerts_claim_latency_seconds_count")
+    assert [value("alerts_deliveries_total", state=s) for s in ("sent", "deferred", "failed")] == [3, 1, 1]
+    assert d.wakeups["recorded"] >= 1
+
+
+async def test_a_run_where_every_message_went_needs_no_extra_wake_up(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    calm = dispatcher(sessions, {"email": MemoryChannel()})
+    await calm.run_until_done(alert_id, timeout=30)
+    assert calm.wakeups["recorded"] == 0
+    assert (
+        calm.metrics.registry.get_sample_value(
+            "alerts_deliveries_total", {"channel": "email", "state": "sent"}
+        )
+        == 2
+    )
+
+
+async def test_a_form_that_cannot_render_is_recorded_as_a_render_failure_without_a_message_id(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 1)
+    async with sessions.begin() as session:
+        await session.execute(update(AlertVersion).values(case_data={}))
+    await dispatcher(sessions, {"email": MemoryChannel()}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        row = (await session.execute(select(Delivery))).scalar_one()
+        failed = (
+            await session.execute(select(DeliveryEvent).where(DeliveryEvent.type == "failed"))
+        ).scalar_one()
+    assert row.last_error is not None and row.last_error.startswith("render failed: ")
+    assert failed.detail == row.last_error and failed.payload is not None
+    assert failed.payload["outcome"] == "permanent"
+    assert row.message_id in (None, "")
+
+
+async def test_only_a_dispatcher_of_every_alert_publishes_the_scheduled_ones_with_its_channels_and_webhook(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``send --wait`` (a dispatcher for one alert) leaves due scheduled alerts to the workers;
+    a worker publishes them, on the channels it has (one asking for another is left approved),
+    with the partners' webhook it was given, and sends them."""
+    from alerts.delivery.publish import publish, schedule
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, telegram=True)  # the one asking for Telegram could reach them
+        own = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, own, now=now)
+        due = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email", "webhook"))
+        elsewhere = await approved_alert(session, author=officer, reviewer=reviewer, channels=("telegram",))
+        for alert in (due, elsewhere):
+            await schedule(session, alert, at=now + timedelta(hours=1), now=now, user=officer)
+        ids = own.id, due.id, elsewhere.id
+        await session.execute(update(Alert).where(Alert.id.in_(ids[1:])).values(send_at=now))
+    own_id, due_id, elsewhere_id = ids
+
+    async def status() -> dict[int, str]:
+        async with sessions() as session:
+            return {i: s for i, s in (await session.execute(select(Alert.id, Alert.status))).all()}
+
+    # its own alert takes a while: the housekeeping rounds meanwhile publish nothing
+    one = dispatcher(
+        sessions, {"email": MemoryChannel(delay=0.4), "webhook": MemoryChannel()}, alert_id=own_id
+    )
+    await one.run_until_done(own_id, timeout=30)
+    assert await status() == {own_id: "sent", due_id: "scheduled", elsewhere_id: "scheduled"}
+    assert await states(sessions, due_id) == Counter()
+
+    email, webhook = MemoryChannel(), MemoryChannel()
+    worker = dispatcher(
+        sessions, {"email": email, "webhook": webhook}, webhook_url="https://partner.test/hook"
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+
+    async def due_sent() -> bool:
+        return (await status())[due_id] == "sent"
+
+    try:
+        await until(due_sent)
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert (await status())[elsewhere_id] == "approved"
+    assert await states(sessions, elsewhere_id) == Counter()
+    assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
+    assert [m.recipient.address for m in webhook.sent] == ["https://partner.test/hook"]
+    assert {m.alert_id for m in email.sent + webhook.sent} == {due_id}
+    assert worker.wakeups["scheduled"] >= 1
+
+
+async def test_a_claim_the_database_refused_is_tried_again_and_sends_once_it_accepts(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    await _refuse_sent_events(sessions, True, event="sending")
+    email = MemoryChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def refused() -> bool:
+        return any(r.getMessage() == "claiming email deliveries failed; retrying" for r in caplog.records)
+
+    try:
+        with caplog.at_level("ERROR", logger="alerts.delivery.dispatch"):
+            await until(refused)
+        assert email.sent == []
+        assert await states(sessions, alert_id) == Counter({"queued": 2})
+        await _refuse_sent_events(sessions, False)
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
+
+
+async def test_waiting_for_a_paused_alert_gives_up_after_its_timeout_saying_which_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``send --wait --timeout`` on a paused alert: nothing is sent, the wait ends (not before
+    the timeout) with an error naming the alert, and the deliveries stay queued for the resume."""
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        await set_paused(session, alert, True, user=None, now=utcnow())
+    email = MemoryChannel()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"^alert {alert_id}: deliveries still open after 1.5 s$"):
+        await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=1.5)
+    assert time.monotonic() - started >= 1.5
+    assert email.sent == []
+    assert await states(sessions, alert_id) == Counter({"queued": 2})
+    async with sessions() as session:
+        types = Counter((await session.execute(select(DeliveryEvent.type))).scalars().all())
+    assert types == Counter({"queued": 2})
+
+
+async def test_an_update_of_an_update_replies_in_each_chat_to_the_original_alerts_message(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A thread in Telegram hangs off the original alert's message in that chat, not off the
+    previous update's; an update by email carries no Telegram reply."""
+    from alerts.accounts import users
+    from alerts.delivery.publish import publish
+    from tests.factories import approved_alert
+
+    original_id = await published_alert(sessions, 2, channels=("email", "telegram"))
+    first = MemoryChannel()
+    await dispatcher(sessions, {"email": first, "telegram": first}).run_until_done(original_id, timeout=30)
+    parent_id = original_id
+    for _ in range(2):
+        async with sessions.begin() as session:
+            update_alert = await approved_alert(
+                session,
+                author=await users.get_user(session, "olga"),
+                reviewer=await users.get_user(session, "rafael"),
+                family="update",
+                channels=("email", "telegram"),
+                parent_id=parent_id,
+            )
+            assert await publish(session, update_alert, now=utcnow()) == 4
+            parent_id = update_alert.id
+        # one channel object for all: every message, of every round, has a provider id of its own
+        await dispatcher(sessions, {"email": first, "telegram": first}).run_until_done(parent_id, timeout=30)
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Delivery.contact_id, Delivery.provider_id).where(
+                Delivery.alert_id == original_id, Delivery.channel == "telegram"
+            )
+        )
+        original_chat_message = {contact: pid for contact, pid in rows.all()}
+    assert len(original_chat_message) == 2 and None not in original_chat_message.values()
+    last = [m for m in first.sent if m.alert_id == parent_id]
+    telegram = [m for m in last if "@" not in m.recipient.address]
+    email = [m for m in last if "@" in m.recipient.address]
+    assert len(telegram) == len(email) == 2
+    assert {m.recipient.contact_id: m.reply_to_provider_id for m in telegram} == original_chat_message
+    assert [m.reply_to_provider_id for m in email] == [None, None]
+
+
+async def test_a_dead_workers_delivery_on_its_last_attempt_is_failed_by_the_reclaim_not_sent_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``[dispatcher] max_attempts`` bounds the attempts a crashed worker used up too: a message
+    that may have gone out that often is not sent once more."""
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Delivery).where(Delivery.address == "person0@example.org").values(attempts=2)
+        )
+        await claim_due(
+            session, channel="email", limit=2, worker="dead", lease=timedelta(milliseconds=300), now=utcnow()
+        )
+    email = MemoryChannel()
+    short_lease = dataclasses.replace(FAST, lease_seconds=2, max_attempts=3)
+    await dispatcher(sessions, {"email": email}, short_lease).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        rows = {a: s for a, s in (await session.execute(select(Delivery.address, Delivery.state))).all()}
+    assert rows == {"person0@example.org": "failed", "person1@example.org": "sent"}
+    assert [m.recipient.address for m in email.sent] == ["person1@example.org"]
+
+
+async def test_an_outcome_other_than_sent_is_said_at_info_with_its_delivery_and_a_sent_one_is_not(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 2)
+    email = MemoryChannel(script={"person0@example.org": [Outcome(kind=OutcomeKind.PERMANENT, detail="554")]})
+    with caplog.at_level("INFO", logger="alerts.delivery.dispatch"):
+        await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        failed_id = (
+            await session.execute(select(Delivery.id).where(Delivery.address == "person0@example.org"))
+        ).scalar_one()
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "INFO" and r.name == "alerts.delivery.dispatch"
+    ]
+    assert said == [f"delivery {failed_id}: email permanent"]
+
+
+async def test_waiting_for_an_alert_whose_deliveries_are_all_final_already_marks_it_sent(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker sent everything and stopped before marking the alert sent: ``send --wait`` then
+    finds nothing to send and marks it sent itself, sending nothing again."""
+    alert_id = await published_alert(sessions, 2)
+    async with sessions.begin() as session:
+        await session.execute(update(Delivery).where(Delivery.alert_id == alert_id).values(state="sent"))
+    email = MemoryChannel()
+    await dispatcher(sessions, {"email": email}).run_until_done(alert_id, timeout=30)
+    async with sessions() as session:
+        row = (
+            await session.execute(select(Alert.status, Alert.completed_at).where(Alert.id == alert_id))
+        ).one()
+    assert row.status == "sent" and row.completed_at is not None
+    assert email.sent == []
+
+
+async def test_a_scheduled_alert_the_database_refused_to_publish_is_published_at_a_later_round(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed housekeeping round (the database refused the fan-out) changes nothing and stops
+    nothing: the alert stays scheduled, and the next rounds publish and send it."""
+    from alerts.delivery.publish import schedule
+    from tests.factories import add_contacts, approved_alert, make_users
+
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await schedule(session, alert, at=now + timedelta(hours=1), now=now, user=officer)
+        alert_id = alert.id
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(send_at=now))
+    await _refuse_sent_events(sessions, True, event="queued")
+    email = MemoryChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}).run(stop))
+
+    async def refused() -> bool:
+        return "dispatcher housekeeping failed; continuing" in caplog.messages
+
+    async def status() -> str:
+        async with sessions() as session:
+            return (await session.execute(select(Alert.status).where(Alert.id == alert_id))).scalar_one()
+
+    async def sent() -> bool:
+        return await status() == "sent"
+
+    try:
+        with caplog.at_level("ERROR", logger="alerts.delivery.dispatch"):
+            await until(refused)
+        assert await status() == "scheduled"
+        assert await states(sessions, alert_id) == Counter()
+        await _refuse_sent_events(sessions, False)
+        await until(sent)
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert sorted(m.recipient.address for m in email.sent) == ["person0@example.org", "person1@example.org"]
+
+
+async def test_pausing_a_running_alert_gives_back_what_a_worker_holds_and_resuming_sends_the_rest_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A pause stops the claiming, and what a worker already holds of the alert goes back to the
+    outbox: only the message being sent at the pause still goes (a slow channel would otherwise
+    send a whole claim window after the officer pressed pause); after the resume each goes once."""
+    alert_id = await published_alert(sessions, 100)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
+
+    async def pause(paused: bool) -> None:
+        async with sessions.begin() as session:
+            alert = await session.get(Alert, alert_id)
+            assert alert is not None
+            await set_paused(session, alert, paused, user=None, now=utcnow())
+
+    async def given_back() -> bool:
+        return await states(sessions, alert_id) == Counter({"sending": 1, "queued": 99})
+
+    async def one_sent() -> bool:
+        return (await states(sessions, alert_id))["sent"] == 1
+
+    try:
+        await until(held)
+        await pause(True)
+        await until(given_back)
+        email.gate.set()
+        await until(one_sent)
+        await asyncio.sleep(0.5)  # a send or a claim of the paused alert's rows would have happened by now
+        assert await states(sessions, alert_id) == Counter({"sent": 1, "queued": 99})
+        released = await event_details(sessions, alert_id, "released")
+        assert len(released) == 63
+        assert all(d.endswith(HELD_BACK) for d in released)
+        await pause(False)
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert await states(sessions, alert_id) == Counter({"sent": 100})
+    assert sorted(m.recipient.address for m in email.sent) == sorted(
+        f"person{i}@example.org" for i in range(100)
+    )
+
+
+async def test_closing_a_case_while_a_worker_holds_its_deliveries_sends_none_of_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What a worker holds of an alert closed since the claim goes back and is cancelled
+    ("alert closed"), never sent; only the message being sent at the close still goes."""
+    alert_id = await published_alert(sessions, 100)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
+
+    async def only_the_one_in_hand_open() -> bool:
+        counts = await states(sessions, alert_id)
+        return counts["sending"] == 1 and not (counts["queued"] or counts["deferred"])
+
+    try:
+        await until(held)
+        async with sessions.begin() as session:  # what closing the case does to the outbox
+            alert = await session.get(Alert, alert_id)
+            assert alert is not None
+            withdrawn = await cancel_pending(session, alert, now=utcnow())
+            alert.status = "closed"
+        assert withdrawn == 36
+        await until(only_the_one_in_hand_open)
+        email.gate.set()
+        await until(lambda: has_no_open(sessions, alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert await states(sessions, alert_id) == Counter({"sent": 1, "cancelled": 99})
+    assert len(email.sent) == 1
+    assert Counter(await event_details(sessions, alert_id, "cancelled"))["alert closed"] == 99
+
+
+async def event_details(sessions: async_sessionmaker[AsyncSession], alert_id: int, type_: str) -> list[str]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(DeliveryEvent.detail).where(
+                DeliveryEvent.alert_id == alert_id, DeliveryEvent.type == type_
+            )
+        )
+        return [d or "" for d in rows.all()]
+
+
+async def test_withdrawing_consent_while_a_worker_holds_public_deliveries_sends_them_to_no_one_public(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What a worker holds for the public of an alert whose consent was withdrawn since the
+    claim goes back and is cancelled ("consent withdrawn"); the authorities' copies still go.
+    At most the one message in the channel's hands at the withdrawal reaches the public."""
+    from tests.delivery_cases import public_case, set_consent
+
+    case = await public_case(sessions, authorities=40, public=40)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def public_states() -> Counter[str]:
+        async with sessions() as session:
+            rows = await session.scalars(
+                select(Delivery.state).where(
+                    Delivery.alert_id == case.alert_id, Delivery.audience == "public"
+                )
+            )
+            return Counter(rows.all())
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, case.alert_id))["sending"] == 64
+
+    async def none_public_held_but_the_one_in_hand() -> bool:
+        return (await public_states())["sending"] <= 1  # the rest back in the outbox, or cancelled
+
+    try:
+        await until(held)
+        await set_consent(sessions, case.alert_id, "restricted")
+        await until(none_public_held_but_the_one_in_hand)
+        email.gate.set()
+        await until(lambda: has_no_open(sessions, case.alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    public_addresses = {f"person{i}@example.org" for i in range(100, 140)}
+    sent = [m.recipient.address for m in email.sent]
+    assert len([a for a in sent if a not in public_addresses]) == 40  # every authority
+    assert len([a for a in sent if a in public_addresses]) <= 1
+    assert (await public_states())["cancelled"] >= 39
+    assert set(await event_details(sessions, case.alert_id, "cancelled")) == {"consent withdrawn"}

@@ -446,6 +446,45 @@ async def test_the_create_action_refuses_a_channel_with_no_config_in_these_words
             )  # fmt: skip
 
 
+async def test_the_submit_action_refuses_a_draft_whose_channel_was_unconfigured_since_it_was_written(
+    db_url: str,
+) -> None:
+    """Written while the service had a webhook, submitted after it was taken out of the config:
+    the refusal names the channel in the create action's words, and the draft stays a draft."""
+    from alerts.actions import alerts as alert_actions
+    from alerts.app import open_app
+    from alerts.core.config import Settings
+    from tests.factories import RENDERER
+
+    settings = Settings().replace("database", url=db_url)
+    with_webhook = settings.replace("webhook", url="https://hooks.example.org/in")
+    async with open_app(with_webhook, channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await create_user(session, name="olga", role="officer", now=NOW)
+            await create_user(session, name="rita", role="reviewer", now=NOW)
+        created = await alert_actions.create(
+            app,
+            officer,
+            family="urgent-appeal",
+            case_data=RENDERER.example("urgent-appeal"),
+            audience=Audience(lists=("urgent-appeals",), channels=("email", "webhook")),
+        )
+    async with open_app(settings, channels={}) as app:
+        with pytest.raises(ValidationError) as err:
+            await alert_actions.submit(app, officer, created.alert_id)
+        async with app.sessions() as session:
+            alert = await session.get(Alert, created.alert_id)
+            submits = await session.scalar(
+                select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "alert.submit")
+            )
+    assert err.value.message == (
+        "channels: webhook is not configured on this service (see [webhook] in the config); "
+        "remove it from the alert or configure it."
+    )
+    assert err.value.details == {"field": "channels", "channels": ["webhook"]}
+    assert alert is not None and (alert.status, submits) == ("draft", 0)
+
+
 def test_list_names_are_at_most_max_list_name_characters_on_one_line() -> None:
     longest = "x" * MAX_LIST_NAME
     assert Audience(lists=(longest,)).lists == (longest,)
@@ -521,3 +560,22 @@ async def test_a_thread_that_loops_back_on_itself_ends(session: AsyncSession, pe
     first.parent_id, second.parent_id = second.id, first.id  # corrupt: each updates the other
     await session.commit()
     await require_open_case(session, first.id)  # returns: each alert is read once
+
+
+async def test_an_edits_version_is_dated_when_the_edit_was_made(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
+) -> None:
+    """The version history shows each version's date: the time of the edit that made it."""
+    alert = await new_alert(session, people.officer)
+    later = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
+    await edit_alert(
+        session, alert, user=people.officer, title="Ana Pérez", validate_case=validate_case, now=later
+    )
+    await session.commit()
+    async with sessions() as s:
+        rows = await s.execute(
+            select(AlertVersion.number, AlertVersion.created_at)
+            .where(AlertVersion.alert_id == alert.id)
+            .order_by(AlertVersion.number)
+        )
+    assert [tuple(r) for r in rows] == [(1, NOW), (2, later)]

@@ -104,6 +104,20 @@ async def test_a_letter_is_accepted_and_ignored_for_each_recipient(
     assert await outcome(sessions) == NOTHING
 
 
+async def test_each_recipients_report_is_logged_once_naming_the_kind_of_bounce_and_its_outcome(
+    lmtp: Session, sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="alerts")
+    delivery_id, _ = await sent_alert(sessions)
+    assert (await lmtp.command("MAIL FROM:<>")).startswith(b"250")
+    assert (await lmtp.command(f"RCPT TO:<{return_path(SENDER, VERP.tag(delivery_id))}>")).startswith(b"250")
+    (reply,) = await lmtp.data(bounce_for(None, "person1@example.org"), replies=1)
+    outcome_ = "1 hard bounce(s) applied, 0 soft, 0 unmatched (not ours: nothing suppressed)"
+    assert reply == f"250 2.0.0 {outcome_}".encode()
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "alerts.delivery.lmtp"]
+    assert logged == [("INFO", f"inbound rfc3464 bounce report: {outcome_}")]
+
+
 async def test_database_failure_asks_the_relay_to_retry(tmp_path: Path) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/alerts.db")
     try:

@@ -73,3 +73,30 @@ def test_the_unseen_are_those_no_other_sample_drew_and_no_reason_names(
     assert unseen == second - first - {studied}
     assert first & second  # the two draws overlap, and what the first drew is left out
     assert mutation.seen(0.1, seed=1) >= second | {studied}  # and the other way round
+
+
+def test_the_summary_counts_survivors_by_reason_and_scores_without_the_equivalent_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code = _mutants({"m0.x_f0": 20})
+    for m, status in zip(
+        code, ["killed"] * 14 + ["caught by type check"] * 2 + ["survived"] * 4, strict=True
+    ):
+        object.__setattr__(m, "status", status)
+    monkeypatch.setattr(
+        mutation,
+        "reasons",
+        lambda: {
+            code[16].name: "equivalent: `x or []` vs `x or None`",
+            code[17].name: "equivalent on SQLite: …; killed on PostgreSQL by tests/…",
+            code[18].name: "log wording only: the INFO line's text",
+        },
+    )
+
+    lines = mutation.summary(code)
+
+    assert lines[0] == (
+        "survivors by reason: equivalent 1, equivalent on SQLite (PostgreSQL kills it) 1, "
+        "log wording only 1, no reason yet 1"
+    )
+    assert lines[1].startswith("without the 1 equivalent mutants: 16 of 19 detected, 84.2% (")

@@ -687,6 +687,35 @@ async def test_the_audience_report_of_an_update_lists_the_originals_recipients_i
     assert got.deliveries == 2 and reached  # its email (delivered) and its telegram (sent)
 
 
+async def test_the_audience_report_of_an_update_for_some_kinds_leaves_out_the_others_as_other_kinds(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The original reached an authority and a journalist; the update goes to authorities only."""
+    from sqlalchemy import update
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        (authority,) = await add_contacts(session, 1)
+        (journalist,) = await add_contacts(session, 1, kind="media", start=1)
+        original = await approved_alert(
+            session, author=officer, reviewer=reviewer, kinds=("authority", "media")
+        )
+        await publish(session, original, now=utcnow())
+        await session.execute(update(Delivery).where(Delivery.alert_id == original.id).values(state="sent"))
+        follow = await approved_alert(
+            session,
+            author=officer,
+            reviewer=reviewer,
+            family="update",
+            parent_id=original.id,
+            kinds=("authority",),
+        )
+        got = await _report(session, follow)
+    assert got.deliveries == 1 and authority
+    assert got.left_out_counts == {"other_kinds": 1}
+    assert [(c.contact_id, c.kind, c.reason) for c in got.left_out] == [(journalist, "media", "other_kinds")]
+
+
 async def test_the_audience_report_of_an_alert_leaves_out_other_topics_and_ignores_other_lists(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
 from alerts.delivery.over_time import Charts, OverTime, over_time
+from alerts.delivery.publish import publish
 from alerts.store.db import commits_in_id_order
-from alerts.store.models import Delivery, DeliveryEvent
-from tests.factories import published_alert
+from alerts.store.models import Delivery, DeliveryEvent, User
+from tests.factories import approved_alert, published_alert
 
 T0 = utcnow().replace(microsecond=0) - timedelta(hours=1)
 
@@ -199,3 +200,144 @@ async def test_after_a_late_commit_the_chart_is_read_again_once_then_read_on(
     with _statements(engine) as statements:
         assert await _chart(sessions, alert_id, charts) == chart
     assert len(statements) == 1, statements
+
+
+async def _add_by_channel(
+    sessions: async_sessionmaker[AsyncSession], alert_id: int, *events: tuple[str, int, str, datetime]
+) -> None:
+    """Events (channel, index among its deliveries, state reached, when)."""
+    async with sessions.begin() as session:
+        rows = (
+            await session.execute(
+                select(Delivery.channel, Delivery.id)
+                .where(Delivery.alert_id == alert_id)
+                .order_by(Delivery.id)
+            )
+        ).all()
+        for channel, k, state, at in events:
+            delivery_id = [i for c, i in rows if c == channel][k]
+            session.add(
+                DeliveryEvent(
+                    delivery_id=delivery_id, alert_id=alert_id, type=state, at=at,
+                    from_state="sending", to_state=state,
+                )
+            )  # fmt: skip
+
+
+async def test_the_chart_has_24_slices_per_channel_and_its_peak_is_one_channels_busiest_slice(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 3, channels=("email", "telegram"))
+    async with sessions() as session:
+        empty = await over_time(session, alert_id)
+    assert (empty.channels, empty.peak, empty.start, empty.step) == ({}, 0, None, timedelta(0))
+    await _add_by_channel(
+        sessions,
+        alert_id,
+        ("telegram", 0, "sent", T0),
+        ("telegram", 1, "sent", T0 + timedelta(seconds=1)),
+        ("email", 0, "sent", T0 + timedelta(seconds=2)),
+        ("email", 1, "failed", T0 + timedelta(seconds=3)),
+        ("email", 2, "bounced", T0 + timedelta(seconds=4)),
+        ("telegram", 2, "failed", T0 + timedelta(seconds=240)),
+    )
+    async with sessions() as session:
+        chart = await over_time(session, alert_id)
+    assert list(chart.channels) == ["email", "telegram"]
+    assert chart.start == T0 and chart.step == timedelta(seconds=10)
+    first_slice = [0] * 23
+    assert chart.channels["email"] == {
+        "sent": [1, *first_slice],
+        "failed": [1, *first_slice],
+        "bounced": [1, *first_slice],
+    }
+    assert chart.channels["telegram"] == {
+        "sent": [2, *first_slice],
+        "failed": [*first_slice, 1],
+        "bounced": [0] * 24,
+    }
+    assert chart.peak == 3  # the email column at T0: the channels' slices are not added up
+
+
+async def test_events_at_one_instant_fill_the_first_of_slices_one_second_long(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 3)
+    await _add(sessions, alert_id, (0, "sent", T0), (1, "sent", T0), (2, "bounced", T0))
+    chart = await _chart(sessions, alert_id, Charts())
+    assert chart.start == T0 and chart.step == timedelta(seconds=1)
+    assert chart.channels == {"email": {"sent": [2, 0, 0], "failed": [0, 0, 0], "bounced": [1, 0, 0]}}
+    assert chart.peak == 3
+
+
+async def _second_alert(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Another alert, to the contacts ``published_alert`` added."""
+    async with sessions.begin() as session:
+        officer = await session.scalar(select(User).where(User.name == "olga"))
+        reviewer = await session.scalar(select(User).where(User.name == "rafael"))
+        assert officer is not None and reviewer is not None
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await publish(session, alert, now=utcnow())
+        return alert.id
+
+
+async def test_another_alerts_events_never_reach_the_chart(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    mine = await published_alert(sessions, 2)
+    other = await _second_alert(sessions)
+    charts = Charts()
+    await _add(sessions, mine, (0, "sent", T0))
+    await _add(sessions, other, (0, "failed", T0 + timedelta(seconds=30)))
+    chart = await _chart(sessions, mine, charts)
+    assert chart.channels == {"email": {"sent": [1, 0, 0], "failed": [0, 0, 0], "bounced": [0, 0, 0]}}
+    await _add(sessions, other, (1, "bounced", T0 - timedelta(seconds=30)))
+    with _statements(engine) as statements:  # read on: nothing new of this alert, nothing read again
+        assert await _chart(sessions, mine, charts) == chart
+    assert len(statements) == 1, statements
+    await _add(sessions, mine, (1, "sent", T0 + timedelta(seconds=3)))
+    assert (await _chart(sessions, mine, charts)).channels["email"]["sent"] == [1, 0, 1]
+    full = Charts()
+    await _chart(sessions, mine, full)
+    assert charts.kept[mine] == full.kept[mine]  # what was kept: this alert's events only
+
+
+def test_the_charts_of_the_last_16_alerts_viewed_are_kept() -> None:
+    charts = Charts()
+    for alert_id in range(1, 18):
+        charts.put(alert_id, charts.get(alert_id))
+    assert list(charts.kept) == list(range(2, 18))
+    charts.get(2)  # viewed again: the most recent
+    charts.put(18, charts.get(18))
+    assert list(charts.kept) == [*range(4, 18), 2, 18]
+
+
+async def test_a_pruned_alerts_chart_goes_while_another_alert_sends_on(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Its events deleted, the chart kept is dropped even though newer events of other alerts
+    remain (the highest id that tells a prune is this alert's)."""
+    mine = await published_alert(sessions, 2)
+    other = await _second_alert(sessions)
+    charts = Charts()
+    await _add(sessions, mine, (0, "sent", T0), (1, "sent", T0 + timedelta(seconds=5)))
+    assert (await _chart(sessions, mine, charts)).channels["email"]["sent"] == [1, 0, 1]
+    await _add(sessions, other, (0, "sent", T0))
+    async with sessions.begin() as session:
+        await session.execute(delete(DeliveryEvent).where(DeliveryEvent.alert_id == mine))
+    assert (await _chart(sessions, mine, charts)).channels == {}
+
+
+async def test_events_read_on_that_happened_before_those_kept_fall_in_their_own_slices(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    alert_id = await published_alert(sessions, 4)
+    charts = Charts()
+    await _add(
+        sessions, alert_id, (0, "sent", T0 + timedelta(seconds=50)), (1, "sent", T0 + timedelta(seconds=59))
+    )
+    await _chart(sessions, alert_id, charts)
+    await _add(sessions, alert_id, (2, "sent", T0), (3, "sent", T0 + timedelta(seconds=1)))  # recorded late
+    chart = await _chart(sessions, alert_id, charts)
+    assert chart.channels["email"]["sent"] == [2, 0, 2]
+    assert chart == await _chart(sessions, alert_id, None)

@@ -3,6 +3,8 @@ an alert that can no longer reach anyone is not left ``sending`` with nothing to
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -174,6 +176,25 @@ async def test_publishing_what_is_due_publishes_each_due_alert_and_leaves_later_
     assert sorted(queued) == [(first, 2), (second, 2)]
 
 
+async def test_publishing_a_due_alert_logs_how_late_it_went_and_how_many_deliveries_it_made(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's record of an embargo kept: one INFO line per alert, with its lateness."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await schedule(session, alert, at=now + HOUR, now=now, user=officer)
+        alert_id = alert.id
+    caplog.set_level(logging.INFO, logger="alerts.delivery.publish")
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=now + HOUR + timedelta(seconds=90)) == [alert_id]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "alerts.delivery.publish"] == [
+        ("INFO", f"alert {alert_id} published at its scheduled time (90.0 s late): 2 deliveries")
+    ]
+
+
 async def test_a_send_time_of_this_very_moment_is_refused_as_in_the_past(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -191,3 +212,92 @@ async def test_a_send_time_of_this_very_moment_is_refused_as_in_the_past(
     async with sessions() as session:
         row = (await session.execute(select(Alert.status, Alert.send_at).where(Alert.id == alert_id))).one()
     assert (row.status, row.send_at) == ("approved", None)
+
+
+async def test_a_due_alert_another_process_takes_first_does_not_keep_the_next_one_waiting(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two alerts due; while the pass runs, another process (an officer's "send now" elsewhere)
+    holds the first and takes it out of the schedule: the pass loses that one and still publishes
+    the second. (PostgreSQL: the pass reads both as due and waits on the first row; SQLite: the
+    pass waits to begin, then finds the second only.)"""
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        ids = []
+        for _ in range(2):
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            await schedule(session, alert, at=now + HOUR, now=now, user=officer)
+            ids.append(alert.id)
+    taken, second = ids
+
+    async def due_pass() -> list[int]:
+        async with sessions.begin() as session:
+            return await publish_due(session, now=now + 2 * HOUR)
+
+    async with sessions.begin() as other:
+        await other.execute(update(Alert).where(Alert.id == taken).values(status="approved", send_at=None))
+        running = asyncio.create_task(due_pass())
+        await asyncio.sleep(1.0)  # the pass reads the schedule and waits for the row (or the lock)
+        assert not running.done()
+    assert await asyncio.wait_for(running, 30) == [second]
+    async with sessions() as session:
+        rows = (await session.execute(select(Alert.id, Alert.status).order_by(Alert.id))).all()
+        queued = (await session.execute(select(Delivery.alert_id).distinct())).scalars().all()
+    assert [tuple(r) for r in rows] == [(taken, "approved"), (second, "sending")]
+    assert queued == [second]
+
+
+async def test_only_an_approved_alert_is_published_and_publishing_again_keeps_its_first_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A draft is refused with nothing queued; a sending alert published again (a list grew)
+    queues the newcomers only and keeps the time it was first published."""
+    from alerts.delivery.publish import publish
+
+    first = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        alert_id = alert.id
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(status="draft"))
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        with pytest.raises(Conflict, match=f"^alert {alert_id} is draft; only an approved alert can be sent"):
+            await publish(session, alert, now=first)
+        assert (await session.execute(select(func.count()).select_from(Delivery))).scalar_one() == 0
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(status="approved"))
+    async with sessions.begin() as session:
+        alert = await session.get(Alert, alert_id, populate_existing=True)
+        assert alert is not None
+        assert await publish(session, alert, now=first) == 2
+    async with sessions.begin() as session:
+        await add_contacts(session, 1, start=10)
+        alert = await session.get(Alert, alert_id)
+        assert alert is not None
+        assert await publish(session, alert, now=first + HOUR) == 1
+    async with sessions() as session:
+        row = (
+            await session.execute(select(Alert.status, Alert.published_at).where(Alert.id == alert_id))
+        ).one()
+        count = (await session.execute(select(func.count()).select_from(Delivery))).scalar_one()
+    assert (row.status, row.published_at, count) == ("sending", first, 3)
+
+
+async def test_a_scheduled_alert_is_due_at_its_very_send_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = utcnow()
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 1)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        await schedule(session, alert, at=now + HOUR, now=now, user=officer)
+        alert_id = alert.id
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=now + HOUR - timedelta(microseconds=1)) == []
+    async with sessions.begin() as session:
+        assert await publish_due(session, now=now + HOUR) == [alert_id]

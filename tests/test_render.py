@@ -580,3 +580,23 @@ def test_a_broken_or_missing_family_template_is_named_with_its_line_in_message_a
         renderer.render(FAMILY, renderer.example(FAMILY), audience="public", channel="email", language="en")
     assert info.value.message == f"template '{FAMILY}/subject.txt.j2' is missing"
     assert info.value.details == {"template": f"{FAMILY}/subject.txt.j2"}
+
+
+def test_fit_telegram_drops_a_paragraph_it_cannot_cut_and_never_ends_in_half_an_entity() -> None:
+    # after less than half the room, a huge paragraph without a space to cut at goes whole
+    assert fit_telegram("x" * 180 + "\n" + "y" * 600, more="m", limit=500) == "x" * 180 + "\n…\nm"
+    # an indented link of escaped query parameters: cut at an entity, never inside one (Telegram
+    # refuses a message with a bare "&")
+    link = " https://example.org/?" + "&amp;".join(f"k{i}=v{i}" for i in range(200))
+    fitted = fit_telegram(link, more="m", limit=500)
+    assert fitted.startswith("https://example.org/?k0=v0&amp;k1=v1&amp;")
+    assert fitted.endswith("&amp;k35=v35\n…\nm"), fitted[-40:]
+
+
+def test_the_words_of_a_language_a_family_lacks_are_its_english_ones() -> None:
+    """The public feed names the event (``cap_event``) in each language's words."""
+    assert "de" not in RENDERER.family("urgent-appeal").languages
+    german = RENDERER.words("urgent-appeal", "de")
+    assert german == RENDERER.words("urgent-appeal", "en")
+    assert german["cap_event"] == "Human rights defender at risk"
+    assert RENDERER.words("urgent-appeal", "fr")["cap_event"] == "Défenseur·e des droits humains en danger"

@@ -34,6 +34,14 @@ def test_a_request_in_an_unknown_language_is_refused_naming_the_field() -> None:
     )
 
 
+def test_a_request_for_more_topics_than_the_limit_is_refused_naming_topics() -> None:
+    countries = tuple(f"Country{n}" for n in range(subscriptions.MAX_TOPICS + 1))
+    assert len(_request("ana@example.org", countries=countries[:-1]).topics or ()) == subscriptions.MAX_TOPICS
+    with pytest.raises(ValidationError) as caught:
+        _request("ana@example.org", countries=countries)
+    assert (caught.value.message, caught.value.details) == ("topics: at most 50", {"field": "topics"})
+
+
 async def test_a_subscription_to_a_kind_of_alert_that_does_not_exist_is_refused(db_url: str) -> None:
     from alerts.actions import subscriptions as subscription_actions
     from alerts.app import open_app
@@ -140,6 +148,29 @@ async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_ne
         result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
         assert result is Confirmation.INVALID
         assert [s.channel for s in (await session.scalars(select(Suppression))).all()] == ["email"]
+
+
+async def test_subscribing_again_after_unsubscribing_in_one_transaction_mails_a_link_that_confirms(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The contact is already loaded in the session (confirmed, then unsubscribed there): the one
+    # subscribe returns must be the contact as the upsert wrote it, pending with its new token.
+    signer = Signer(Signing(SECRET))
+    async with sessions.begin() as session:
+        first = await subscriptions.subscribe(session, _request("reader@example.org"), now=utcnow())
+        contact = first.contact
+        result, _ = await subscriptions.confirm(session, signer, signer.confirm_token(contact), now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        assert await optout.unsubscribe(session, contact, now=utcnow())
+        old_token = contact.token
+        again = await subscriptions.subscribe(session, _request("reader@example.org"), now=utcnow())
+        assert again.confirm and again.contact.id == contact.id
+        assert (again.contact.status, again.contact.token != old_token) == ("pending", True)
+        link = signer.confirm_token(again.contact)
+    async with sessions.begin() as session:
+        result, confirmed = await subscriptions.confirm(session, signer, link, now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        assert confirmed is not None and confirmed.status == "active"
 
 
 async def test_a_subscribe_request_changes_nothing_of_a_contact_that_still_receives(
@@ -376,3 +407,222 @@ async def test_sending_a_confirmation_says_whether_it_went_and_logs_a_failure_wi
         assert await subscription_actions.send_confirmation(app, mail) is True
     [sent] = email.sent
     assert sent.recipient.address == "reader@example.org" and "reader@" not in caplog.text
+
+
+async def test_the_confirmation_mail_says_what_to_do_in_the_subscribers_language_english_for_another(
+    db_url: str,
+) -> None:
+    """What the subscriber finds in the inbox of a real SMTP server: the subject and text of
+    their language (English for one without a translation), the link, the service's sender,
+    and no List-Unsubscribe (nothing is subscribed yet)."""
+    import email as email_lib
+    import email.policy
+
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.cli.capture import CaptureServer
+    from alerts.core.config import Settings
+
+    url = "http://alerts.test/subscribe/confirm/abc"
+    async with CaptureServer() as capture:
+        settings = (
+            Settings()
+            .replace("database", url=db_url)
+            .replace(
+                "email", host="127.0.0.1", port=capture.port, pool_size=1, from_="Desk <desk@alerts.test>"
+            )
+        )
+        async with open_app(settings) as app:
+            for n, language in enumerate(("es", "de", "fr"), start=1):
+                mail = subscription_actions.ConfirmationMail(
+                    contact_id=n, address=f"reader{n}@example.org", language=language, url=url
+                )
+                assert await subscription_actions.send_confirmation(app, mail) is True
+    received = capture.messages()
+    assert [(m.rcpt_tos, m.mail_from) for m in received] == [
+        (("reader1@example.org",), "desk@alerts.test"),
+        (("reader2@example.org",), "desk@alerts.test"),
+        (("reader3@example.org",), "desk@alerts.test"),
+    ]
+    parsed = [email_lib.message_from_bytes(m.raw, policy=email.policy.default) for m in received]
+    assert [str(p["Subject"]) for p in parsed] == [
+        "Confirme su suscripción a las alertas urgentes",
+        "Confirm your subscription to urgent alerts",
+        "Confirmez votre abonnement aux alertes urgentes",
+    ]
+    texts = []
+    for p in parsed:
+        assert p["From"] == "Desk <desk@alerts.test>" and p["List-Unsubscribe"] is None
+        body = p.get_body(("plain",))
+        assert body is not None
+        texts.append(str(body.get_content()).replace("\r\n", "\n"))
+    assert "Para confirmar, abra este enlace y pulse el botón:\n" + url + "\n" in texts[0]
+    assert "To confirm, open this link and press the button:\n" + url + "\n" in texts[1]
+    assert "The link expires in 7 days." in texts[1]
+    assert "Pour confirmer, ouvrez ce lien et appuyez sur le bouton :\n" + url + "\n" in texts[2]
+
+
+async def test_a_confirmation_that_fails_to_go_is_logged_by_contact_and_cause(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.core.config import Settings
+    from alerts.core.types import Outcome, OutcomeKind
+    from channels.memory import MemoryChannel
+
+    mail = subscription_actions.ConfirmationMail(
+        contact_id=9,
+        address="reader@example.org",
+        language="en",
+        url="http://alerts.test/subscribe/confirm/x",
+    )
+    email = MemoryChannel(channel_name="email")
+    email.script["reader@example.org"] = [
+        ConnectionResetError("peer reset"),
+        Outcome(kind=OutcomeKind.TRANSIENT, detail="451 try later"),
+        Outcome(kind=OutcomeKind.UNKNOWN),
+    ]
+    async with open_app(Settings().replace("database", url=db_url), channels={"email": email}) as app:
+        with caplog.at_level("WARNING", logger="alerts"):
+            for _ in range(3):
+                assert await subscription_actions.send_confirmation(app, mail) is False
+            assert await subscription_actions.send_confirmation(app, mail) is True
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "confirmation for contact 9 not sent: ConnectionResetError"),
+        ("WARNING", "confirmation for contact 9 not sent: transient"),
+        ("WARNING", "confirmation for contact 9 not sent: unknown"),
+    ]
+    assert "reader@" not in caplog.text
+
+
+async def test_a_subscriber_confirms_by_the_link_mailed_once_and_then_owns_their_preferences(
+    db_url: str,
+) -> None:
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.contacts.subscribe_limits import Limits
+    from alerts.core.config import Settings
+    from alerts.core.errors import NotFound
+
+    settings = (
+        Settings()
+        .replace("database", url=db_url)
+        .replace("server", secret_key=SECRET, public_url="http://alerts.test/")
+    )
+    async with open_app(settings, channels={}) as app:
+        with pytest.raises(ValidationError) as caught:
+            await subscription_actions.subscribe(
+                app, email="  ", language="en", network="192.0.2.0/24", limits=Limits()
+            )
+        assert (caught.value.message, caught.value.details) == (
+            "Please give an email address.",
+            {"field": "email"},
+        )
+        asked = await subscription_actions.subscribe(
+            app, email="Reader@Example.ORG", language="fr", countries=["Calvera"], network="192.0.2.0/24",
+            limits=Limits(),
+        )  # fmt: skip
+        mail = asked.to_confirm
+        assert mail is not None and (asked.refusal, asked.retry_after) == (None, 0)
+        assert (mail.address, mail.language) == ("Reader@example.org", "fr")
+        assert mail.url.startswith("http://alerts.test/subscribe/confirm/")
+        token = mail.url.removeprefix("http://alerts.test/subscribe/confirm/")
+        assert subscription_actions.confirmation_valid(app, token)
+        assert not subscription_actions.confirmation_valid(app, token[:-2])
+        with pytest.raises(NotFound) as invalid:
+            await subscription_actions.confirm(app, token[:-2])
+        assert invalid.value.message == "this link is not valid or has expired"
+        first = await subscription_actions.confirm(app, token)
+        again = await subscription_actions.confirm(app, token)
+        assert (first.already, again.already) == (False, True)
+        async with app.sessions() as session:
+            contact = await session.scalar(select(Contact).where(Contact.email_key == "reader@example.org"))
+            assert contact is not None and (contact.id, contact.status) == (mail.contact_id, "active")
+        shown = await subscription_actions.preferences(app, first.link_token)
+        assert shown == subscription_actions.Preferences(
+            contact_id=mail.contact_id,
+            unsubscribed=False,
+            choices=("email", "telegram"),
+            channels=("email",),
+            language="fr",
+            kinds=(),
+            countries=("Calvera",),
+        )
+        async with app.sessions.begin() as session:  # entered by an officer: no choice made yet
+            desk = await create_contact(session, name="Desk", email="desk@partner.org", kind="partner")
+            desk_token = subscription_actions.signer(app).link_token(desk.token)
+        assert (await subscription_actions.preferences(app, desk_token)).channels == ("email", "telegram")
+        # asking again while subscribed: nothing to confirm, nothing changed
+        again_asked = await subscription_actions.subscribe(
+            app, email="reader@example.org", language="en", network="192.0.2.0/24", limits=Limits()
+        )
+        assert again_asked == subscription_actions.Subscribed()
+        stopped = await subscription_actions.unsubscribe(app, first.link_token)
+        assert (stopped.contact_id, stopped.already, stopped.status) == (
+            mail.contact_id,
+            False,
+            "unsubscribed",
+        )
+        stopped_again = await subscription_actions.unsubscribe(app, first.link_token)
+        assert (stopped_again.already, stopped_again.status) == (True, "unsubscribed")
+        assert (await subscription_actions.preferences(app, first.link_token)).unsubscribed
+        with pytest.raises(Conflict) as conflict:
+            await subscription_actions.change_preferences(
+                app, first.link_token, channels=["email"], language="en"
+            )
+        assert conflict.value.message == "you are unsubscribed: subscribe again to choose what you receive"
+        for forged in (first.link_token[:-2], "nope"):
+            with pytest.raises(NotFound):
+                await subscription_actions.preferences(app, forged)
+            with pytest.raises(NotFound):
+                await subscription_actions.unsubscribe(app, forged)
+            with pytest.raises(NotFound):
+                await subscription_actions.change_preferences(app, forged, channels=["email"], language="en")
+
+
+async def test_a_subscribe_request_over_the_limit_records_nothing_and_says_when_to_retry(db_url: str) -> None:
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.contacts.subscribe_limits import Limits, Refusal
+    from alerts.core.config import Settings
+
+    limits = Limits(requests=1, request_window=600)
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        now = utcnow()
+        first = await subscription_actions.subscribe(
+            app, email="a@example.org", language="en", network="192.0.2.0/24", limits=limits, now=now
+        )
+        refused = await subscription_actions.subscribe(
+            app, email="b@example.org", language="en", network="192.0.2.0/24", limits=limits, now=now
+        )
+        async with app.sessions() as session:
+            assert list(await session.scalars(select(Contact.email))) == ["a@example.org"]
+    assert first.to_confirm is not None
+    assert (refused.refusal, refused.to_confirm) == (Refusal.TOO_MANY, None)
+    assert 0 < refused.retry_after <= 601  # the window, rounded up
+
+
+async def test_a_confirmation_for_a_stored_address_goes_to_it_as_stored(db_url: str) -> None:
+    """An address stopped earlier and asked for again in other letters: the mail goes to the
+    address the service holds."""
+    from alerts.actions import subscriptions as subscription_actions
+    from alerts.app import open_app
+    from alerts.contacts.subscribe_limits import Limits
+    from alerts.core.config import Settings
+
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            ana = await create_contact(
+                session, name="Ana", email="Ana.Ruiz@example.org", kind="public", language="es"
+            )
+            await optout.unsubscribe(session, ana, now=utcnow(), channels=("email",))
+        asked = await subscription_actions.subscribe(
+            app, email="ANA.RUIZ@EXAMPLE.ORG", language="en", network="192.0.2.0/24", limits=Limits()
+        )
+    assert asked.to_confirm is not None
+    assert (asked.to_confirm.contact_id, asked.to_confirm.address, asked.to_confirm.language) == (
+        ana.id,
+        "Ana.Ruiz@example.org",
+        "en",  # the language of the new request
+    )

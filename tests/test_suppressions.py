@@ -127,3 +127,85 @@ async def test_press_shares_the_email_address_space(session: AsyncSession) -> No
     assert sorted(await session.scalars(suppressed_keys("press"))) == ["ana@example.org"]
     assert await unsuppress(session, channel="press", address="ana@example.org")
     assert not await is_suppressed(session, "email", "ana@example.org")
+
+
+async def test_a_suppression_keeps_when_it_began_and_takes_the_latest_reason(session: AsyncSession) -> None:
+    later = datetime(2025, 4, 1, tzinfo=UTC)
+    await suppress(
+        session, channel="email", address="ana@example.org", reason=SuppressionReason.BOUNCED, now=NOW
+    )
+    await suppress(
+        session, channel="email", address="ana@example.org", reason=SuppressionReason.UNSUBSCRIBED, now=later
+    )
+    await suppress(
+        session, channel="telegram", address="@ana_chan", reason=SuppressionReason.BLOCKED, now=later
+    )
+    await session.commit()
+    rows = await session.execute(
+        select(Suppression.channel, Suppression.reason, Suppression.detail, Suppression.created_at).order_by(
+            Suppression.channel
+        )
+    )
+    assert [tuple(r) for r in rows] == [
+        ("email", "unsubscribed", "", NOW),
+        ("telegram", "blocked", "", later),
+    ]
+
+
+async def test_suppressions_are_logged_by_channel_and_reason_never_by_address(
+    session: AsyncSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="alerts")
+    await suppress(session, channel="press", address="ana@example.org", reason=SuppressionReason.BOUNCED)
+    assert await unsuppress(session, channel="email", address="ana@example.org")
+    assert not await unsuppress(session, channel="email", address="ana@example.org")
+    await hash_for_erasure(session, [("email", "bob@example.org"), ("telegram", "@bob_chan")], now=NOW)
+    await restore_erased(session, [("email", "bob@example.org"), ("telegram", "@bob_chan")], now=NOW)
+    await restore_erased(session, [("email", "cy@example.org")], now=NOW)
+    assert [r.getMessage() for r in caplog.records if r.name == "alerts.contacts.suppressions"] == [
+        "suppressed an address on press (bounced)",
+        "suppression lifted on email",
+        "2 erased addresses came back; kept suppressed",
+    ]
+    assert "ana" not in caplog.text and "bob" not in caplog.text
+
+
+async def test_an_erased_address_that_comes_back_is_suppressed_plainly_as_previously_erased(
+    session: AsyncSession,
+) -> None:
+    later = datetime(2025, 4, 1, tzinfo=UTC)
+    await hash_for_erasure(session, [("press", "Ana@example.org"), ("telegram", "dee@example.org")], now=NOW)
+    found = await restore_erased(
+        session, [("press", "ANA@example.org"), ("email", "dee@example.org"), ("telegram", "@x")], now=later
+    )
+    # the Telegram erasure of the same text is no erasure of the email address
+    assert found == {("press", "ANA@example.org")}
+    rows = await session.execute(
+        select(
+            Suppression.channel,
+            Suppression.address_key,
+            Suppression.reason,
+            Suppression.detail,
+            Suppression.created_at,
+        ).where(Suppression.address_key.not_like("sha256:%"))
+    )
+    assert [tuple(r) for r in rows] == [("email", "ana@example.org", "erased", "previously erased", later)]
+    assert await restore_erased(session, [], now=later) == set()
+
+
+async def test_erased_addresses_past_the_first_500_hashes_come_back_suppressed(session: AsyncSession) -> None:
+    addresses = [("email", f"p{i}@example.org") for i in range(1200)]
+    by_hash = sorted(addresses, key=lambda pair: hashed_key(*pair))
+    erased = [by_hash[i] for i in (0, 499, 500, 999, 1000, 1199)]  # each end of each lookup
+    await hash_for_erasure(session, erased, now=NOW)
+    assert await restore_erased(session, addresses, now=NOW) == set(erased)
+    assert set(await session.scalars(suppressed_keys("email"))) >= {address for _, address in erased}
+
+
+async def test_only_an_erasure_counts_as_an_erased_address_on_record(session: AsyncSession) -> None:
+    from alerts.contacts.suppressions import any_erased
+
+    await suppress(session, channel="email", address="sha256@example.org", reason=SuppressionReason.BOUNCED)
+    assert not await any_erased(session)
+    await hash_for_erasure(session, [("telegram", "@gone")], now=NOW)
+    assert await any_erased(session)

@@ -8,7 +8,9 @@ import base64
 import email
 import email.policy
 import json
+import random
 import re
+import string
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
@@ -24,9 +26,9 @@ from alerts.compose import approval, drafts
 from alerts.core.clock import utcnow
 from alerts.core.config import Settings
 from alerts.core.hrefs import is_trackable
-from alerts.core.signing import Signing
+from alerts.core.signing import TRACK, Signing
 from alerts.delivery import tracking
-from alerts.delivery.links import TrackingLinks, TrackKind
+from alerts.delivery.links import Tracked, TrackingLinks, TrackKind
 from alerts.delivery.publish import publish
 from alerts.service import make_dispatcher
 from alerts.store.models import Delivery, DeliveryEvent
@@ -271,3 +273,126 @@ async def test_a_press_release_carries_the_alerts_files_and_is_never_tracked(
     assert press.attachments == info.attachments and press.extra == {}
     email = builder.build(claimed("email", "public"), info)
     assert email.attachments == () and "pixel_url" in email.extra and email.extra["link_urls"]
+
+
+def test_a_click_token_is_only_made_for_an_http_link() -> None:
+    links = TrackingLinks(Signing(SECRET), public_url=PUBLIC)
+    for url in ("", "mailto:a@example.org", "javascript:alert(1)"):
+        try:
+            links.token(TrackKind.CLICK, 1, url)
+        except ValueError as refused:
+            assert str(refused) == "a tracked link needs an http(s) URL"
+        else:
+            raise AssertionError(f"a click token for {url!r}")
+    assert links.read(links.token(TrackKind.OPEN, 1), TrackKind.OPEN) == Tracked(
+        kind=TrackKind.OPEN, delivery_id=1
+    )
+
+
+def test_a_signed_token_names_one_delivery_of_its_kind_or_nothing() -> None:
+    """What a token may name, signed with our own key: only [kind, id, url] of its kind, an id
+    from 1 to 10**18 - 1 that is a number (not a flag or text), a URL that is text (an http(s)
+    one for a click)."""
+    links = TrackingLinks(Signing(SECRET), public_url=PUBLIC)
+    signed = Signing(SECRET).serializer(TRACK).dumps
+    read = [
+        (["o", 1, ""], TrackKind.OPEN, Tracked(kind=TrackKind.OPEN, delivery_id=1)),
+        (["o", 10**18 - 1, ""], TrackKind.OPEN, Tracked(kind=TrackKind.OPEN, delivery_id=10**18 - 1)),
+        (["c", 5, ACTION_URL], TrackKind.CLICK, Tracked(kind=TrackKind.CLICK, delivery_id=5, url=ACTION_URL)),
+    ]
+    for value, kind, expected in read:
+        assert links.read(signed(value), kind) == expected, value
+    refused: list[tuple[object, TrackKind]] = [
+        (["o", 0, ""], TrackKind.OPEN),
+        (["o", -3, ""], TrackKind.OPEN),
+        (["o", 10**18, ""], TrackKind.OPEN),
+        (["o", True, ""], TrackKind.OPEN),
+        (["o", "7", ""], TrackKind.OPEN),
+        (["o", 7.0, ""], TrackKind.OPEN),
+        (["o", 7, None], TrackKind.OPEN),
+        (["o", 7], TrackKind.OPEN),
+        (["o", 7, "", ""], TrackKind.OPEN),
+        ({"o": 7}, TrackKind.OPEN),
+        ("o:7:", TrackKind.OPEN),
+        (["c", 7, ACTION_URL], TrackKind.OPEN),
+        (["o", 7, ""], TrackKind.CLICK),
+        (["c", 7, "javascript:alert(1)"], TrackKind.CLICK),
+        (["c", 7, ""], TrackKind.CLICK),
+    ]
+    for value, kind in refused:
+        assert links.read(signed(value), kind) is None, value
+
+
+def test_a_token_longer_than_8192_characters_is_refused_unread() -> None:
+    links = TrackingLinks(Signing(SECRET), public_url=PUBLIC)
+    signed = Signing(SECRET).serializer(TRACK).dumps
+    rng = random.Random(8192)  # letters and digits zlib cannot shrink much: the length grows by one or two
+    filler = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(9000))
+    by_length = {len(signed(["o", 3, filler[:n]])): filler[:n] for n in range(7950, 8200)}
+    longest = by_length[8192]
+    assert links.read(signed(["o", 3, longest]), TrackKind.OPEN) == Tracked(
+        kind=TrackKind.OPEN, delivery_id=3, url=longest
+    )
+    assert links.read(signed(["o", 3, by_length[8193]]), TrackKind.OPEN) is None
+
+
+def test_an_old_format_token_names_a_delivery_number_of_at_most_18_digits() -> None:
+    signing = Signing("a-new-secret-0123456789", old_keys=[SECRET])  # signed under a key since rotated
+    links = TrackingLinks(signing, public_url=PUBLIC)
+
+    def old(payload: bytes, mac: str | None = None) -> str:
+        encoded = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+        return f"{encoded}.{mac or signing.legacy_macs(b'alerts.track:', payload)[0]}"
+
+    assert links.read(old(b"o:7:"), TrackKind.OPEN) == Tracked(kind=TrackKind.OPEN, delivery_id=7)
+    assert links.read(old(b"o:999999999999999999:"), TrackKind.OPEN) == Tracked(
+        kind=TrackKind.OPEN, delivery_id=10**18 - 1
+    )
+    for payload in (b"o:0999999999999999999:", b"o:0:", b"o::", b"o:-7:", b"o:7x:", b"o"):
+        assert links.read(old(payload), TrackKind.OPEN) is None, payload
+    assert links.read("A." + "A" * 43, TrackKind.OPEN) is None  # one base64 character: no bytes at all
+    unsigned = base64.urlsafe_b64encode(b"o:7:").rstrip(b"=").decode()
+    for token in (
+        unsigned,
+        unsigned + ".",
+        old(b"o:7:", "A" * 43),
+        old(b"o:7:") + "=",
+        old(b"o:8:", None)[:-1] + ".",
+    ):
+        assert links.read(token, TrackKind.OPEN) is None, token
+
+
+def test_a_deliverys_pixel_and_links_are_tracked_only_as_switched_on() -> None:
+    html = (
+        f'<p><a href="{ACTION_URL}">act</a> <a href="https://example.org/b?x=1&amp;y=2">b</a>'
+        f' <a href="{ACTION_URL}">again</a> <a href="mailto:a@example.org">write</a></p>'
+        + "".join(f'<a href="https://example.org/{n}">{n}</a>' for n in (5, 3, 4, 1, 2))
+    )
+    signing = Signing(SECRET)
+    assert TrackingLinks(signing, public_url=PUBLIC + "/", opens=True, clicks=True).extra(9, None) == {}
+    assert TrackingLinks(signing, public_url=PUBLIC).extra(9, html) == {}
+    reader = TrackingLinks(signing, public_url=PUBLIC)
+    opens = TrackingLinks(signing, public_url=PUBLIC + "/", opens=True).extra(9, html)
+    assert list(opens) == ["pixel_url"]
+    pixel = str(opens["pixel_url"])
+    assert pixel.startswith(PUBLIC + "/t/o/") and pixel.endswith(".gif")
+    assert reader.read(pixel.removeprefix(PUBLIC + "/t/o/").removesuffix(".gif"), TrackKind.OPEN) == Tracked(
+        kind=TrackKind.OPEN, delivery_id=9
+    )
+    clicks = TrackingLinks(signing, public_url=PUBLIC + "/", clicks=True).extra(9, html)
+    assert list(clicks) == ["link_urls"]
+    tracked = clicks["link_urls"]
+    assert isinstance(tracked, dict)
+    assert list(tracked) == [  # in order, each once
+        ACTION_URL,
+        *(f"https://example.org/{n}" for n in (1, 2, 3, 4, 5)),
+        "https://example.org/b?x=1&y=2",
+    ]
+    for url, click in tracked.items():
+        assert click.startswith(PUBLIC + "/t/c/")
+        assert reader.read(click.removeprefix(PUBLIC + "/t/c/"), TrackKind.CLICK) == Tracked(
+            kind=TrackKind.CLICK, delivery_id=9, url=url
+        )
+    assert TrackingLinks(signing, public_url=PUBLIC, clicks=True).extra(9, "<p>no link</p>") == {}
+    both = TrackingLinks(signing, public_url=PUBLIC, opens=True, clicks=True).extra(9, html)
+    assert sorted(both) == ["link_urls", "pixel_url"]

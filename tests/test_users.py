@@ -396,3 +396,24 @@ async def test_unlock_and_signing_out_everywhere_say_what_changed_and_audit_who_
         (root.id, "user.unlock", str(olga.id)),
         (olga.id, "user.sign_out_everywhere", str(olga.id)),
     ]
+
+
+async def test_a_language_or_activity_change_names_its_field_and_a_repeated_one_none(app: App) -> None:
+    staff = await _staff(app)
+    root = staff["root"]
+    assert [
+        (done.changed, done.fields, done.account.language, done.account.active)
+        for done in [
+            await accounts.set_language(app, root, "olga", "fr"),
+            await accounts.set_language(app, root, "olga", "fr"),  # already: nothing written
+            await accounts.disable(app, root, "olga"),
+            await accounts.disable(app, root, "olga"),
+            await accounts.enable(app, root, "olga"),
+        ]
+    ] == [
+        (True, ("language",), "fr", True),
+        (False, (), "fr", True),
+        (True, ("active",), "fr", False),
+        (False, (), "fr", False),
+        (True, ("active",), "fr", True),
+    ]

@@ -248,3 +248,106 @@ async def test_a_postgresql_server_it_cannot_reach_is_said_as_a_warning_with_the
         f"LISTEN {CHANNEL} failed (ConnectionRefusedError: [Errno 111] Connect call failed "
         "('127.0.0.1', 1)); the dispatcher polls until it listens again"
     )
+
+
+async def test_a_stopped_dispatcher_is_rung_no_more_and_the_other_still_is(engine: AsyncEngine) -> None:
+    """Two dispatchers of one process share its doorbell: each rings both, and once one stops
+    (it no longer listens nor claims), a ring wakes only the other. Each, when it starts
+    listening, claims once for whatever was queued while nobody listened."""
+    from alerts.delivery.wakeup import Doorbell
+
+    doorbell = Doorbell()
+    sessions = make_sessionmaker(engine)
+    builder = MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test")
+    pair = [
+        Dispatcher(
+            sessions=sessions,
+            channels={"email": MemoryChannel(channel_name="email")},
+            builder=builder,
+            settings=SLOW_POLL,
+            wakeup=Wakeup(engine, doorbell),
+        )
+        for _ in range(2)
+    ]
+    stops = [asyncio.Event(), asyncio.Event()]
+    runs = [asyncio.create_task(d.run(stop)) for d, stop in zip(pair, stops, strict=True)]
+    try:
+        for d in pair:
+            assert d.wakeup is not None
+            await asyncio.wait_for(d.wakeup.listening.wait(), 10)
+        doorbell.ring()
+        stops[0].set()
+        await runs[0]
+        assert pair[0].wakeup is not None and not pair[0].wakeup.listening.is_set()
+        doorbell.ring()
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*runs)
+    first = "listen" if engine.dialect.name == "postgresql" else "watch"
+    assert [(d.wakeups["bell"], d.wakeups[first]) for d in pair] == [(1, 1), (2, 1)]
+
+
+async def test_an_idle_dispatcher_backs_off_to_its_safety_poll_and_claims_once_per_wake_up(
+    engine: AsyncEngine,
+) -> None:
+    """With nothing to send, the claimers do not query the database continuously: their waits
+    grow towards ``poll_seconds``, and a wake-up costs one claim, not a claim loop. (Counted,
+    not timed: a slower machine only claims less.)"""
+    dispatcher = Dispatcher(
+        sessions=make_sessionmaker(engine),
+        channels={"email": MemoryChannel(channel_name="email")},
+        builder=MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test"),
+        settings=SLOW_POLL,
+    )
+
+    def claims() -> float:
+        return (
+            dispatcher.metrics.registry.get_sample_value(
+                "alerts_claim_latency_seconds_count", {"channel": "email"}
+            )
+            or 0.0
+        )
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        # waits of 0.02, 0.04, … 1.28 s (2.54 s in all), then 2.56 s: at most one claim a second from here
+        await asyncio.sleep(4.0)
+        before = claims()
+        assert before >= 1
+        await asyncio.sleep(1.0)
+        assert claims() - before <= 1
+        dispatcher.wake("bell")
+        await asyncio.sleep(1.0)
+        assert claims() - before <= 3
+    finally:
+        stop.set()
+        await running
+
+
+async def test_resuming_an_alert_rings_the_doorbell_and_pausing_it_does_not(app: App) -> None:
+    """A resume hands the paused deliveries back to the claimers: it wakes this process's
+    dispatcher like a send does; a pause gives them nothing to claim, so it rings nothing."""
+    officer_id, alert_id = await _approved(app.engine)
+    dispatcher = make_dispatcher(app)
+    assert dispatcher.wakeup is not None
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await asyncio.wait_for(dispatcher.wakeup.listening.wait(), 10)
+        async with app.sessions() as session:
+            officer = await session.get(User, officer_id)
+        assert officer is not None
+        paused = await sending.set_paused(app, officer, alert_id, paused=True)
+        assert paused.paused and dispatcher.wakeups["bell"] == 0
+        assert (await sending.send(app, officer, alert_id)).queued == 2
+        assert dispatcher.wakeups["bell"] == 1  # the send's ring; its deliveries wait, paused
+        resumed = await sending.set_paused(app, officer, alert_id, paused=False)
+        assert not resumed.paused and dispatcher.wakeups["bell"] == 2
+        email = app.channels["email"]
+        assert isinstance(email, MemoryChannel)
+        await _until_sent(email, 2)
+    finally:
+        stop.set()
+        await running

@@ -47,6 +47,12 @@ PRESS_KINDS = ("press", "media")
 PUBLIC = ContactKind.PUBLIC.value
 
 
+def needs_consent(audience: str, channel: str) -> bool:
+    """Whether a delivery goes to the public (the defender's consent governs it): a public
+    contact's, on any channel but the webhook (which carries only what was published)."""
+    return audience == PUBLIC and channel != ChannelName.WEBHOOK
+
+
 async def public_withdrawn(session: AsyncSession, alert_ids: Collection[int]) -> set[int]:
     """The alerts among ``alert_ids`` whose public contacts must get nothing (more).
 

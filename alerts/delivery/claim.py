@@ -194,8 +194,10 @@ async def claim_due(
     ]
 
 
-async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: str, now: datetime) -> int:
-    """Give claimed-but-unsent deliveries back to the queue (graceful shutdown)."""
+async def release(
+    session: AsyncSession, items: Sequence[Claimed], *, worker: str, now: datetime, why: str = "on shutdown"
+) -> int:
+    """Give claimed-but-unsent deliveries back to the queue (on shutdown, or ``why``)."""
     if not items:
         return 0
     ids = [i.id for i in items]
@@ -223,7 +225,7 @@ async def release(session: AsyncSession, items: Sequence[Claimed], *, worker: st
         from_state=DeliveryState.SENDING,
         to_state=DeliveryState.QUEUED,
         at=now,
-        detail=f"released by {worker} on shutdown",
+        detail=f"released by {worker} {why}",
     )
     return len(rows)
 

@@ -3,10 +3,11 @@
 Per channel: one claimer keeps a small local queue filled (claims are sized to what the
 channel can send well within the lease), ``concurrency`` senders drain it, and one recorder
 for all channels writes outcomes in batches every ``flush_interval``. Expired leases are
-reclaimed; due scheduled alerts are published. An idle claimer waits for a wake-up (a send
-in this process, NOTIFY on PostgreSQL, SQLite's data_version: ``wakeup``) or its safety poll
-(``poll_seconds``). On stop, sends in flight finish, what is still queued locally is
-released, and the last batch is flushed.
+reclaimed; due scheduled alerts are published; what a worker holds of an alert paused, closed
+or without consent since its claim goes back to the outbox (``holdback``). An idle claimer
+waits for a wake-up (a send in this process, NOTIFY on PostgreSQL, SQLite's data_version:
+``wakeup``) or its safety poll (``poll_seconds``). On stop, sends in flight finish, what is
+still queued locally is released, and the last batch is flushed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from alerts.core.metrics import Metrics
 from alerts.core.states import AlertStatus
 from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
+from alerts.delivery.holdback import Held, stopped, take
 from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.delivery.publish import load_alert_info, publish_due
 from alerts.delivery.recorder import Result, record
@@ -44,6 +46,7 @@ from alerts.store.models import Alert, Delivery
 from channels.base import Channel
 
 logger = logging.getLogger(__name__)
+HELD_BACK = "as its alert was paused, closed or lost consent since the claim"
 
 
 @dataclass
@@ -105,6 +108,7 @@ class Dispatcher:
         self._results: list[Result] = []
         self._alerts: dict[int, AlertInfo] = {}
         self._touched: set[int] = set()
+        self._held = Held()  # what waits in the lanes' queues, per alert
         self.wakeup = wakeup  # None: the claimers only poll
         self.wakeups: Counter[str] = Counter()  # what woke the claimers: bell, notify, data_version…
         self._stopping = False
@@ -209,6 +213,7 @@ class Dispatcher:
             self.metrics.claimed.labels(name).inc(len(items))
             for item in items:
                 lane.queue.put_nowait(item)
+                self._held.put(item)
             if items:
                 idle = 0.02
             else:
@@ -219,6 +224,7 @@ class Dispatcher:
     async def _sender(self, lane: ChannelLane) -> None:
         while True:
             item = await lane.queue.get()
+            self._held.took(item)
             lane.in_flight += 1
             try:
                 await self._send_one(lane, item)
@@ -325,6 +331,7 @@ class Dispatcher:
                     if n:
                         logger.warning("reclaimed %d deliveries whose lease expired", n)
                         self.wake("reclaimed")
+                await self._hold_back(now)
                 if self.publish_scheduled and self.alert_id is None:
                     async with self.sessions.begin() as session:
                         published = await publish_due(
@@ -336,6 +343,20 @@ class Dispatcher:
             except Exception:
                 logger.exception("dispatcher housekeeping failed; continuing")
             await asyncio.sleep(0.5)
+
+    async def _hold_back(self, now: datetime) -> None:
+        """Give back what this worker holds of alerts paused, closed or without consent since."""
+        async with self.reads() as session:
+            which = await stopped(session, self._held)
+        back = take((lane.queue for lane in self.lanes.values()), which, self._held) if which else []
+        if back:
+            async with self.sessions.begin() as session:
+                n = await release(session, back, worker=self.worker, now=now, why=HELD_BACK)
+            logger.info(
+                "released %d claimed deliveries of alerts %s, stopped since",
+                n,
+                sorted({i.alert_id for i in back}),
+            )
 
     async def _complete_alerts(self, now: datetime) -> None:
         """Alerts whose deliveries are all final become ``sent``."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ChannelName, address_key, address_space
 from alerts.core.states import DeliveryState, EventType
-from alerts.delivery.audience import PUBLIC, contact_address_sql, public_withdrawn, suppression_key_sql
+from alerts.delivery.audience import contact_address_sql, needs_consent, public_withdrawn, suppression_key_sql
 from alerts.store.events import append_events, event_row
 from alerts.store.models import Contact, Delivery, Suppression
 
@@ -40,7 +40,7 @@ def stale_reason(row: Any, withdrawn: set[int]) -> tuple[DeliveryState, str] | N
         return DeliveryState.CANCELLED, "alert closed"
     if row.channel == ChannelName.WEBHOOK:
         return None
-    if row.audience == PUBLIC and row.alert_id in withdrawn:
+    if needs_consent(row.audience, row.channel) and row.alert_id in withdrawn:
         return DeliveryState.CANCELLED, "consent withdrawn"
     if row.contact_id is None or not row.address:
         return DeliveryState.CANCELLED, "contact deleted or erased"
@@ -63,7 +63,7 @@ async def withdraw_stale(session: AsyncSession, picked: Sequence[Any], *, now: d
     Consent is looked up once for the whole batch, and only when it holds public deliveries;
     the rows to settle are moved with one UPDATE per (state, reason).
     """
-    public = {row.alert_id for row in picked if row.audience == PUBLIC and row.channel != "webhook"}
+    public = {row.alert_id for row in picked if needs_consent(row.audience, row.channel)}
     withdrawn = await public_withdrawn(session, public) if public else set()
     keep: list[Any] = []
     events: list[dict[str, Any]] = []

@@ -246,6 +246,42 @@ def test_a_feed_names_itself_its_page_and_each_languages_page_and_cap_declares_i
     assert cap_alert(alert, public_url="https://a.test").startswith(b"<?xml version='1.0' encoding='utf-8'?>")
 
 
+def test_a_feed_in_a_language_shows_each_entry_in_it_marked_as_such_and_names_its_author() -> None:
+    """``?lang=fr``: the French subject and text, ``xml:lang="fr"``; a language the alert lacks, or
+    none, shows the English; the feed's author is the service."""
+    from alerts.delivery.archive import atom_feed
+
+    at = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+    alert = PublicAlert(
+        id=7,
+        title="t",
+        family="urgent-appeal",
+        parent_id=None,
+        published_at=at,
+        updated_at=at,
+        closed=False,
+        texts=(
+            PublicText(language="fr", subject="Sujet", text="En français"),
+            PublicText(language="en", subject="Subject", text="In English"),
+        ),
+    )
+    shown = {}
+    for language in ("fr", "de", None):
+        body = atom_feed(
+            [alert], base_url="https://a.test/", self_path="/feed.atom", title="T", now=at, language=language
+        )
+        feed = etree.fromstring(body)
+        assert feed.findtext("atom:author/atom:name", namespaces=NS) == "Urgent Alerts"
+        (content,) = feed.findall("atom:entry/atom:content", NS)
+        title = feed.findtext("atom:entry/atom:title", namespaces=NS)
+        shown[language] = (title, content.text, content.get("{http://www.w3.org/XML/1998/namespace}lang"))
+    assert shown == {
+        "fr": ("Sujet", "En français", "fr"),
+        "de": ("Subject", "In English", "en"),
+        None: ("Subject", "In English", "en"),
+    }
+
+
 def test_cap_writes_its_namespace_as_the_default_links_each_language_and_says_why_it_cancels() -> None:
     """As the CAP 1.2 examples do (``<alert xmlns="urn:oasis:…">``, which readers that match
     element names as text expect); each ``info`` links the page in its own language; a Cancel

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from alerts.accounts.users import new_token
 from alerts.actions import retention
@@ -333,3 +333,184 @@ async def test_a_dry_run_with_nothing_old_enough_would_delete_nothing(db_url: st
             "would delete 0 deliveries and 0 delivery events; their counts are kept"
         )
         assert await _rows(app, recent) == (2, 6)
+
+
+async def test_which_long_finished_alerts_may_go(sessions: Any) -> None:
+    """Finished (``sent`` or ``closed``) strictly before the cut-off, by ``completed_at`` else
+    ``closed_at``; no delivery queued, sending or deferred; no follow-up still due (one fired or
+    cancelled is done); rows to delete; an update more than one level below its case is kept."""
+    from alerts.delivery.retention import prunable
+    from tests.delivery_cases import mark_sent, staff
+    from tests.factories import published_alert
+
+    before = utcnow().replace(microsecond=0) - 100 * DAY
+    long_ago = before - DAY
+    first = await published_alert(sessions, 2)
+
+    async def alert(
+        status: str,
+        completed: Any,
+        closed: Any,
+        *,
+        parent_id: int | None = None,
+        family: str = "urgent-appeal",
+    ) -> int:
+        async with sessions.begin() as session:
+            officer, reviewer = await staff(session)
+            made = await approved_alert(
+                session, author=officer, reviewer=reviewer, parent_id=parent_id, family=family
+            )
+            await publish(session, made, now=utcnow())
+            alert_id = made.id
+        await mark_sent(sessions, alert_id)
+        async with sessions.begin() as session:
+            await session.execute(
+                update(Alert)
+                .where(Alert.id == alert_id)
+                .values(status=status, completed_at=completed, closed_at=closed)
+            )
+        return alert_id
+
+    await mark_sent(sessions, first)
+    child = await alert("sent", long_ago, None, parent_id=first, family="update")
+    grandchild = await alert("sent", long_ago, None, parent_id=child, family="update")
+    unsent_update = await alert("approved", long_ago, long_ago, parent_id=first, family="update")
+    async with sessions.begin() as session:  # the case closes with its updates
+        await session.execute(
+            update(Alert)
+            .where(Alert.id.in_([first, child, grandchild]))
+            .values(status="closed", completed_at=long_ago, closed_at=long_ago)
+        )
+    closed_unfinished = await alert("closed", None, long_ago)  # closed without completing: its closing counts
+    completed_after = await alert("closed", before + timedelta(seconds=1), long_ago)
+    at_the_cut = await alert("closed", before, before)
+    still_sending = await alert("sending", long_ago, long_ago)
+    open_rows = {
+        state: await alert("closed", long_ago, long_ago) for state in ("queued", "sending", "deferred")
+    }
+    fired = await alert("closed", long_ago, long_ago)
+    cancelled = await alert("closed", long_ago, long_ago)
+    due = await alert("closed", long_ago, long_ago)
+    emptied = await alert("closed", long_ago, long_ago)
+    async with sessions.begin() as session:
+        for state, alert_id in open_rows.items():
+            one = await session.scalar(select(Delivery.id).where(Delivery.alert_id == alert_id).limit(1))
+            await session.execute(update(Delivery).where(Delivery.id == one).values(state=state))
+        for alert_id, fired_at, cancelled_at in (
+            (fired, long_ago, None),
+            (cancelled, None, long_ago),
+            (due, None, None),
+        ):
+            session.add(
+                Followup(
+                    alert_id=alert_id, kind="reminder", due_at=long_ago, note="", fired_at=fired_at,
+                    cancelled_at=cancelled_at,
+                )
+            )  # fmt: skip
+        await session.execute(delete(DeliveryEvent).where(DeliveryEvent.alert_id == emptied))
+        await session.execute(delete(Delivery).where(Delivery.alert_id == emptied))
+    async with sessions() as session:
+        assert await prunable(session, before=before) == sorted(
+            [first, closed_unfinished, fired, cancelled, child]
+        )
+        assert await prunable(session, before=before, among=[cancelled, due, child]) == [child, cancelled]
+        assert await prunable(session, before=before, among=[]) == []
+        kept = [completed_after, at_the_cut, still_sending, *open_rows.values(), due, emptied, grandchild]
+        kept.append(unsent_update)
+        assert await prunable(session, before=before, among=kept) == []
+
+
+async def test_a_second_prune_of_an_alert_adds_to_the_counts_kept(sessions: Any) -> None:
+    """Counts per channel and state, and each engagement counted once per delivery; pruning
+    rows that came after adds them up."""
+    from alerts.delivery.retention import prune_alert, pruned_counts, rows_of
+    from tests.delivery_cases import mark_sent
+    from tests.factories import published_alert
+
+    alert_id = await published_alert(sessions, 3)
+    await mark_sent(sessions, alert_id)
+    async with sessions.begin() as session:
+        ids = list(
+            await session.scalars(
+                select(Delivery.id).where(Delivery.alert_id == alert_id).order_by(Delivery.id)
+            )
+        )
+        for delivery_id, kind in (
+            (ids[0], EventType.CLICKED),
+            (ids[0], EventType.CLICKED),
+            (ids[1], EventType.CLICKED),
+        ):
+            session.add(
+                DeliveryEvent(delivery_id=delivery_id, alert_id=alert_id, type=str(kind), at=utcnow())
+            )
+        assert await rows_of(session, [alert_id]) == (3, 6)
+        assert await rows_of(session, []) == (0, 0)
+        pruned = await prune_alert(session, alert_id)
+        assert (pruned.alert_id, pruned.deliveries, pruned.events) == (alert_id, 3, 6)
+    async with sessions.begin() as session:  # a delivery recorded after the first prune
+        later = Delivery(
+            alert_id=alert_id,
+            channel="email",
+            audience="authority",
+            language="en",
+            state="sent",
+            address="x@example.org",
+        )
+        session.add(later)
+        await session.flush()
+        session.add(
+            DeliveryEvent(delivery_id=later.id, alert_id=alert_id, type=str(EventType.CLICKED), at=utcnow())
+        )
+    async with sessions.begin() as session:
+        await prune_alert(session, alert_id)
+        assert sorted(await pruned_counts(session, [alert_id])) == [
+            (alert_id, "email", "clicked", 3),
+            (alert_id, "email", "sent", 4),
+        ]
+        assert await pruned_counts(session, []) == []
+        assert await rows_of(session, [alert_id]) == (0, 0)
+
+
+async def test_an_age_under_a_day_is_refused_naming_the_older_than_field(db_url: str) -> None:
+    async with running(db_url) as (app, _base):
+        staff = await make_staff(app)
+        async with app.sessions() as session:
+            admin = await session.get(User, staff["admin"])
+        assert admin is not None
+        with pytest.raises(ValidationError) as refused:
+            await retention.prune(app, admin, older_than="23h")
+    assert (refused.value.message, refused.value.details) == (
+        "--older-than: '23h' is less than a day; retention keeps a day of delivery records at least.",
+        {"field": "older_than"},
+    )
+
+
+async def test_a_prune_is_audited_as_done_to_alerts_by_the_admin(db_url: str) -> None:
+    """The audit page filtered to alerts (/office/audit?type=alert) lists the entry."""
+    from tests.delivery_cases import mark_sent
+
+    async with running(db_url) as (app, _base):
+        staff = await make_staff(app)
+        async with app.sessions.begin() as session:
+            await add_contacts(session, 1)
+            officer = await session.get(User, staff["officer"])
+            reviewer = await session.get(User, staff["reviewer"])
+            assert officer is not None and reviewer is not None
+            alert = await approved_alert(session, author=officer, reviewer=reviewer)
+            await publish(session, alert, now=utcnow())
+            alert_id = alert.id
+        await mark_sent(app.sessions, alert_id)
+        await _age(app, alert_id, days=200, closed=True)
+        async with app.sessions() as session:
+            admin = await session.get(User, staff["admin"])
+        assert admin is not None
+        assert (await retention.prune(app, admin, older_than="26w")).alerts == [alert_id]
+        async with app.sessions() as session:
+            entries = (
+                await session.execute(
+                    select(AuditEntry.user_id, AuditEntry.object_type, AuditEntry.object_id).where(
+                        AuditEntry.action == "deliveries.prune"
+                    )
+                )
+            ).all()
+    assert [tuple(e) for e in entries] == [(staff["admin"], "alert", None)]

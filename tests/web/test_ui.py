@@ -99,6 +99,26 @@ async def test_every_page_for_every_role(web) -> None:  # type: ignore[no-untype
     assert status == 404 and "the mailbox exists only in `alerts demo`" in text(page)
 
 
+async def test_the_preview_of_an_alert_that_does_not_exist_is_a_404_naming_it(web) -> None:  # type: ignore[no-untyped-def]
+    """The live preview reads the JSON refusal: it names the alert, in its message and its details."""
+    _app, _base, clients, _ids, _ = web
+    alert_id = await create(clients["officer"])
+    missing = alert_id + 1000
+    status, body = await clients["viewer"].get(
+        f"{P}/alerts/{missing}/preview?audience=authority&channel=email&language=en", html=False
+    )
+    assert (status, json.loads(body)) == (
+        404,
+        {
+            "error": {
+                "code": "not_found",
+                "message": f"alert {missing} does not exist",
+                "details": {"alert": missing},
+            }
+        },
+    )
+
+
 async def test_refused_actions_name_the_reason_and_write_nothing(web) -> None:  # type: ignore[no-untyped-def]
     app, _base, clients, _ids, _ = web
     alert_id = await create(clients["officer"])
