@@ -255,7 +255,7 @@ def unseen(chosen: set[str], fraction: float, seed: int) -> set[str]:
     """The mutants of ``chosen`` nobody had seen when this draw was first run: kept in
     ``STATE`` then, as the reasons written for its survivors since would otherwise make them
     "seen" and drop them from their own figure."""
-    kept_path = STATE / f"sample-{fraction:g}-seed{seed}-unseen.json"
+    kept_path = STATE / f"unseen-{fraction:g}-seed{seed}.json"
     if kept_path.exists():
         return chosen & set(json.loads(kept_path.read_text()))
     names = chosen - seen(fraction, seed)

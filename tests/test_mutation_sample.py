@@ -113,4 +113,5 @@ def test_the_unseen_of_a_draw_stay_its_own_after_their_survivors_get_reasons(
     monkeypatch.setattr(mutation, "reasons", lambda: {survivor: "equivalent: …"})
 
     assert mutation.unseen(second, 0.1, seed=2) == first_run  # the reason written since changes nothing
-    assert (state / "sample-0.1-seed2-unseen.json").exists()
+    assert (state / "unseen-0.1-seed2.json").exists()
+    assert mutation.seen(0.1, seed=3) >= second  # and it is no draw of its own
