@@ -251,6 +251,19 @@ def seen(fraction: float, seed: int) -> set[str]:
     return names
 
 
+def unseen(chosen: set[str], fraction: float, seed: int) -> set[str]:
+    """The mutants of ``chosen`` nobody had seen when this draw was first run: kept in
+    ``STATE`` then, as the reasons written for its survivors since would otherwise make them
+    "seen" and drop them from their own figure."""
+    kept_path = STATE / f"sample-{fraction:g}-seed{seed}-unseen.json"
+    if kept_path.exists():
+        return chosen & set(json.loads(kept_path.read_text()))
+    names = chosen - seen(fraction, seed)
+    STATE.mkdir(parents=True, exist_ok=True)
+    kept_path.write_text(json.dumps(sorted(names), indent=0, ensure_ascii=False) + "\n")
+    return names
+
+
 def wilson(detected: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The 95% Wilson score interval of a ratio measured on a random sample of ``n``."""
     if n == 0:
@@ -477,10 +490,10 @@ def reasons() -> dict[str, str]:
 
 #: How a reason begins, for the survivors' summary (first match wins).
 REASON_KINDS = (
-    ("equivalent on SQLite (PostgreSQL kills it)", "equivalent on sqlite"),
-    ("equivalent", "equivalent"),
-    ("killed by a test written since", "killed by"),
-    ("log wording only", "log wording"),
+    ("equivalent on SQLite (PostgreSQL kills it)", ("equivalent on sqlite", "postgresql-only")),
+    ("equivalent", ("equivalent",)),
+    ("killed by a test written since", ("killed by",)),
+    ("log wording only", ("log wording",)),
 )
 
 
@@ -677,7 +690,7 @@ def main() -> None:
         chosen = {m.name for m in sample(collect(tuple(targets) or PACKAGES), args.sample, args.seed)}
         print(f"a sample of {len(chosen)} mutants ({args.sample:.0%} of each package, seed {args.seed})")
         if args.unseen:
-            chosen -= seen(args.sample, args.seed)
+            chosen = unseen(chosen, args.sample, args.seed)
             print(f"{len(chosen)} of them never seen (drawn by no other sample, given no reason)")
     if not args.report and (ROOT / "mutants").exists() and (refreshed := refresh_data_files()):
         print(f"refreshed {refreshed} files that are not Python in mutants/")

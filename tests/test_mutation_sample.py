@@ -100,3 +100,17 @@ def test_the_summary_counts_survivors_by_reason_and_scores_without_the_equivalen
         "log wording only 1, no reason yet 1"
     )
     assert lines[1].startswith("without the 1 equivalent mutants: 16 of 19 detected, 84.2% (")
+
+
+def test_the_unseen_of_a_draw_stay_its_own_after_their_survivors_get_reasons(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = _mutants({f"m{k}.x_f{k}": 30 for k in range(10)})
+    second = {m.name for m in mutation.sample(code, 0.1, seed=2)}
+    monkeypatch.setattr(mutation, "reasons", dict)
+    first_run = mutation.unseen(second, 0.1, seed=2)
+    survivor = sorted(first_run)[0]
+    monkeypatch.setattr(mutation, "reasons", lambda: {survivor: "equivalent: …"})
+
+    assert mutation.unseen(second, 0.1, seed=2) == first_run  # the reason written since changes nothing
+    assert (state / "sample-0.1-seed2-unseen.json").exists()
