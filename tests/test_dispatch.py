@@ -1508,6 +1508,38 @@ async def test_withdrawing_consent_while_a_worker_holds_public_deliveries_sends_
     assert set(await event_details(sessions, case.alert_id, "cancelled")) == {"consent withdrawn"}
 
 
+async def test_withdrawing_consent_after_a_sender_took_one_of_two_public_deliveries_cancels_the_other(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker holds two public deliveries and its one sender is sending the first when consent
+    is withdrawn: the second, still in the queue, goes back and is cancelled, never sent."""
+    from tests.delivery_cases import public_case, set_consent
+
+    case = await public_case(sessions, authorities=0, public=2)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, case.alert_id))["sending"] == 2
+
+    async def only_the_one_in_hand_open() -> bool:
+        return await states_are(sessions, case.alert_id, sending=1, cancelled=1)
+
+    try:
+        await until(held)
+        await set_consent(sessions, case.alert_id, "restricted")
+        await until(only_the_one_in_hand_open)
+        email.gate.set()
+        await until(lambda: has_no_open(sessions, case.alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert await states(sessions, case.alert_id) == Counter({"sent": 1, "cancelled": 1})
+    assert len(email.sent) == 1
+    assert await event_details(sessions, case.alert_id, "cancelled") == ["consent withdrawn"]
+
+
 async def test_a_give_back_the_database_refused_is_tried_again_not_left_in_sending(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
