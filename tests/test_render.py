@@ -274,6 +274,14 @@ def test_case_data_must_be_a_table() -> None:
         RENDERER.validate_case("urgent-appeal", [])  # type: ignore[arg-type]
 
 
+def test_case_data_that_is_not_a_table_is_refused_naming_no_variable() -> None:
+    """The API's error details of case data always hold ``variable``: here none, the whole is wrong."""
+    with pytest.raises(ValidationError) as info:
+        RENDERER.validate_case("urgent-appeal", "defender = 'x'")  # type: ignore[arg-type]
+    assert info.value.message == "case data: must be a table of variables, got str"
+    assert info.value.to_dict()["error"]["details"] == {"variable": None}
+
+
 def test_validate_case_returns_json_ready_data() -> None:
     cleaned = RENDERER.validate_case("urgent-appeal", case(defender="  Lucía Marenco "))
     assert cleaned["defender"] == "Lucía Marenco"
