@@ -652,3 +652,28 @@ async def test_a_confirmation_for_a_stored_address_goes_to_it_as_stored(db_url: 
         "Ana.Ruiz@example.org",
         "en",  # the language of the new request
     )
+
+
+async def test_the_unsubscribe_link_marks_the_latest_press_delivery_to_the_address(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The link stops the email address, which press shares: a journalist who last got a press
+    release and unsubscribes has that delivery marked ``unsubscribed``."""
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        desk = await create_contact(
+            session, name="Desk", email="desk@paper.org", kind="media", lists=["press"]
+        )
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, lists=("press",), channels=("press",)
+        )
+        assert await publish(session, alert, now=utcnow()) == 1
+        assert await optout.unsubscribe(session, desk, now=utcnow(), channels=("email",))
+        desk_id, alert_id = desk.id, alert.id
+    async with sessions() as session:
+        events = await session.execute(
+            select(Delivery.channel, DeliveryEvent.alert_id, DeliveryEvent.detail)
+            .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+            .where(DeliveryEvent.type == "unsubscribed", Delivery.contact_id == desk_id)
+        )
+        assert [tuple(e) for e in events] == [("press", alert_id, "unsubscribed via link")]
