@@ -248,3 +248,60 @@ def test_a_name_claiming_another_type_is_refused_with_the_whole_advice(tmp_path:
         f"--attach {path}: the name says image/png but the content is application/pdf; "
         "rename the file or attach the right one."
     )
+
+
+def test_a_long_name_cut_at_a_space_or_a_dot_does_not_end_its_stem_in_one(tmp_path: Path) -> None:
+    """Cut to ``MAX_NAME`` characters, a stem that now ends in a space or a dot loses it: no
+    "report .pdf" or "report..pdf" (Windows drops a trailing dot or space, and mangles the name)."""
+    keep = MAX_NAME - len(".pdf") - 1
+    for cut_at in (" ", "."):
+        folder = tmp_path / ("space" if cut_at == " " else "dot")
+        folder.mkdir()
+        name, _, _ = read_attachment(write(folder / ("a" * keep + cut_at + "b" * 10 + ".pdf")))
+        assert name == "a" * keep + ".pdf", cut_at
+
+
+def test_a_file_that_cannot_be_read_is_named_in_the_message_and_details(tmp_path: Path) -> None:
+    """Permission denied (read by a user other than the file's owner): the refusal names the file
+    in its text and in its details, like every other refusal. Root reads anything, so as root the
+    file is read by a child process that became ``nobody``."""
+    import json
+    import os
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="alerts-attach-"))
+    try:
+        folder.chmod(0o755)  # tmp_path's parents are private to the user running the tests
+        path = write(folder / "locked.pdf")
+        path.chmod(0o000)
+        label = f"--attach {path}"
+        if os.geteuid() != 0:
+            with pytest.raises(ValidationError) as refused:
+                read_attachment(path)
+            said = (str(refused.value), refused.value.details)
+        else:
+            read_end, write_end = os.pipe()
+            child = os.fork()
+            if child == 0:  # pragma: no cover - the child reports through the pipe
+                result: object = "read"
+                try:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    read_attachment(path)
+                except ValidationError as exc:
+                    result = [str(exc), exc.details]
+                except BaseException as exc:  # whatever it was, the parent reports it
+                    result = repr(exc)
+                os.write(write_end, json.dumps(result).encode())
+                os._exit(0)
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as fh:
+                reported = json.loads(fh.read())
+            os.waitpid(child, 0)
+            assert isinstance(reported, list), reported
+            said = (reported[0], reported[1])
+        assert said == (f"{label}: cannot be read (permission denied).", {"file": label})
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)

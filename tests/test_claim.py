@@ -487,6 +487,24 @@ async def test_an_address_corrected_to_a_suppressed_one_is_suppressed_saying_why
     assert (row["state"], row["last_error"]) == ("suppressed", "corrected address is suppressed")
 
 
+async def test_an_address_corrected_to_one_not_suppressed_is_sent_while_other_addresses_are(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Another address bounced before; person0's is corrected, while the alert waits, to a new
+    one that never did: the delivery goes to the new address, it is not suppressed."""
+    alert_id = await published_alert(sessions, 1)
+    [(contact0, _)] = (await _deliveries_by_contact(sessions, alert_id)).items()
+    assert contact0 is not None
+    async with sessions.begin() as session:
+        await suppress(session, channel="email", address="dead@example.org", reason=SuppressionReason.BOUNCED)
+    await set_email(sessions, contact0, "new@example.org")
+
+    assert len(await _claim(sessions, alert_id=alert_id)) == 1
+
+    row = (await _deliveries_by_contact(sessions, alert_id))[contact0]
+    assert (row["state"], row["address"], row["last_error"]) == ("sending", "new@example.org", None)
+
+
 async def test_an_address_corrected_to_one_another_alert_already_reached_still_gets_this_alert(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

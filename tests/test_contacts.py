@@ -608,3 +608,25 @@ async def test_the_import_action_shows_its_progress_bar_on_stderr_when_asked(
     assert (shown.created, quiet.unchanged) == (2, 2)
     assert bar.out == "" and "import" in bar.err and "2/2" in bar.err
     assert silent == ("", "")
+
+
+async def test_a_contact_updated_at_a_given_time_shows_that_time_as_its_last_change(db_url: str) -> None:
+    later = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        async with app.sessions.begin() as session:
+            officer, _ = await create_user(session, name="olga", role="officer", now=NOW)
+            ana = await create_contact(session, name="Ana", email="ana@example.org", kind="media", now=NOW)
+        view = await contact_actions.update(app, officer, ana.id, changes={"organisation": "Wire"}, now=later)
+        assert view.to_json()["updated_at"] == later.isoformat()
+        async with app.sessions() as session:
+            assert (
+                await contact_actions.view_of(session, await get_contact(session, ana.id))
+            ).updated_at == later
+
+
+async def test_an_ambiguous_reference_is_named_in_the_error_details(session: AsyncSession) -> None:
+    first = await create_contact(session, name="A", email="a@example.org", kind="public")
+    await create_contact(session, name="B", telegram=str(first.id), kind="public")
+    with pytest.raises(Conflict) as caught:
+        await get_contact(session, str(first.id))
+    assert caught.value.details == {"contact": str(first.id)}

@@ -635,3 +635,13 @@ async def test_an_erased_address_added_to_a_stored_contact_stays_suppressed(
     async with sessions() as s:
         assert await is_suppressed(s, "telegram", "@gone_chat")
         assert not await is_suppressed(s, "email", "bob@example.org")
+
+
+async def test_a_cell_holding_a_lone_apostrophe_is_imported_as_written(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Only an apostrophe before a formula character is the export's protection; one alone is data."""
+    report = await import_csv(sessions, csv_bytes("Ana Ruiz,ana@example.org,,media,en,',',"), now=NOW)
+    assert (report.created, report.refused) == (1, [])
+    ana = (await contacts_by_email(sessions))["ana@example.org"]
+    assert (ana.organisation, ana.country) == ("'", "'")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from alerts.actions import sending
 from alerts.app import open_app
 from alerts.core.clock import utcnow
-from alerts.core.config import DispatcherSettings, Settings
+from alerts.core.config import DispatcherSettings, EmailSettings, Settings
 from alerts.core.errors import Conflict, ValidationError
 from alerts.core.types import OutcomeKind
 from alerts.delivery import controls
@@ -25,6 +25,7 @@ from alerts.store.models import Alert, AuditEntry, Consent, Delivery, DeliveryEv
 from channels.memory import MemoryChannel
 from tests.delivery_cases import mark_sent, public_case, public_update, set_consent, staff, states_by_contact
 from tests.factories import RENDERER, add_contacts, approved_alert, make_users
+from tests.smtpd import SMTPTestServer
 
 
 @pytest.mark.parametrize("kinds", [(), ("authority", "public")], ids=["list-only", "addressed-to-public"])
@@ -163,6 +164,41 @@ async def test_a_test_send_goes_to_one_address_marked_as_a_test_in_the_chosen_fo
     assert real.content.text != builder.build(replace(item, audience="authority"), info).content.text
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Delivery)) == rows
+
+
+async def test_a_test_send_is_addressed_to_the_bare_address_at_the_smtp_server(
+    sessions: async_sessionmaker[AsyncSession], smtpd_server: SMTPTestServer, smtpd_settings: EmailSettings
+) -> None:
+    """The officer's test message names no recipient: its To: header is the address given, with
+    no display name (it belongs to no contact)."""
+    import email as email_pkg
+
+    from alerts.delivery.publish import load_alert_info
+    from channels.email import EmailChannel
+    from tests.factories import published_alert
+
+    alert_id = await published_alert(sessions, 1)
+    async with sessions() as session:
+        info = await load_alert_info(session, alert_id)
+    builder = MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test")
+    channel = EmailChannel(smtpd_settings)
+    try:
+        outcome = await controls.test_send(
+            channel,
+            builder,
+            info,
+            address="officer@example.org",
+            audience="authority",
+            language="en",
+            channel_name="email",
+        )
+    finally:
+        await channel.close()
+    assert outcome.kind == "sent"
+    [received] = smtpd_server.messages()
+    parsed = email_pkg.message_from_bytes(received.raw)
+    assert (received.rcpt_tos, parsed["To"]) == (("officer@example.org",), "officer@example.org")
+    assert received.subject.startswith("[TEST] ")
 
 
 async def test_the_test_send_action_sends_one_marked_message_and_audits_it(db_url: str) -> None:

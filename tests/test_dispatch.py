@@ -1506,3 +1506,77 @@ async def test_withdrawing_consent_while_a_worker_holds_public_deliveries_sends_
     assert len([a for a in sent if a in public_addresses]) <= 1
     assert (await public_states())["cancelled"] >= 39
     assert set(await event_details(sessions, case.alert_id, "cancelled")) == {"consent withdrawn"}
+
+
+async def test_withdrawing_consent_after_a_sender_took_one_of_two_public_deliveries_cancels_the_other(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker holds two public deliveries and its one sender is sending the first when consent
+    is withdrawn: the second, still in the queue, goes back and is cancelled, never sent."""
+    from tests.delivery_cases import public_case, set_consent
+
+    case = await public_case(sessions, authorities=0, public=2)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, case.alert_id))["sending"] == 2
+
+    async def only_the_one_in_hand_open() -> bool:
+        return await states_are(sessions, case.alert_id, sending=1, cancelled=1)
+
+    try:
+        await until(held)
+        await set_consent(sessions, case.alert_id, "restricted")
+        await until(only_the_one_in_hand_open)
+        email.gate.set()
+        await until(lambda: has_no_open(sessions, case.alert_id))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert await states(sessions, case.alert_id) == Counter({"sent": 1, "cancelled": 1})
+    assert len(email.sent) == 1
+    assert await event_details(sessions, case.alert_id, "cancelled") == ["consent withdrawn"]
+
+
+async def test_a_give_back_the_database_refused_is_tried_again_not_left_in_sending(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deliveries taken out of the local queue at a pause stay this worker's to release until
+    the database takes them (its leases on them are extended while it lives)."""
+    alert_id = await published_alert(sessions, 100)
+    email = GatedChannel()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
+
+    async def held() -> bool:
+        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
+
+    async def refused_once() -> bool:
+        return "dispatcher housekeeping failed" in caplog.text
+
+    async def given_back() -> bool:
+        return await states(sessions, alert_id) == Counter({"sending": 1, "queued": 99})
+
+    try:
+        await until(held)
+        await _refuse_sent_events(sessions, True, event="released")
+        async with sessions.begin() as session:
+            alert = await session.get(Alert, alert_id)
+            assert alert is not None
+            await set_paused(session, alert, True, user=None, now=utcnow())
+        await until(refused_once)
+        assert (await states(sessions, alert_id))["sending"] == 64
+        await _refuse_sent_events(sessions, False)
+        await until(given_back)
+        email.gate.set()
+        await until(lambda: states_are(sessions, alert_id, sent=1, queued=99))
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 30)
+    assert len(await event_details(sessions, alert_id, "released")) == 63
+
+
+async def states_are(sessions: async_sessionmaker[AsyncSession], alert_id: int, **counts: int) -> bool:
+    return await states(sessions, alert_id) == Counter(counts)

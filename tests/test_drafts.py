@@ -579,3 +579,34 @@ async def test_an_edits_version_is_dated_when_the_edit_was_made(
             .order_by(AlertVersion.number)
         )
     assert [tuple(r) for r in rows] == [(1, NOW), (2, later)]
+
+
+async def test_case_data_keeps_its_numbers_yes_no_answers_and_empty_values(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
+) -> None:
+    """Case data is JSON: a number, a true/false and a null are stored as they were given."""
+    data = CASE | {
+        "age": 34,
+        "sentence_years": 2.5,
+        "in_custody": True,
+        "lawyer": None,
+        "hearings": [1, False],
+    }
+    alert = await create_alert(
+        session, author=people.officer, family="urgent-appeal", case_data=data, audience=AUDIENCE,
+        validate_case=validate_case, now=NOW,
+    )  # fmt: skip
+    await session.commit()
+    async with sessions() as s:
+        stored = await s.scalar(select(AlertVersion.case_data).where(AlertVersion.alert_id == alert.id))
+    assert stored == data
+
+
+async def test_a_new_alert_was_last_changed_when_it_was_created(
+    session: AsyncSession, sessions: async_sessionmaker[AsyncSession], people: People
+) -> None:
+    """The dashboard's "last changed" of a new draft is the time it was created (the clock given)."""
+    alert = await new_alert(session, people.officer)
+    async with sessions() as s:
+        row = (await s.execute(select(Alert.created_at, Alert.updated_at).where(Alert.id == alert.id))).one()
+    assert tuple(row) == (NOW, NOW)

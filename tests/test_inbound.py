@@ -313,3 +313,24 @@ def test_the_webhooks_message_id_names_no_contact_and_reads_back_as_ours() -> No
     assert hook == "<alert-12.hook@alerts.test>"
     assert parse_message_id(hook) == (12, None)
     assert message_id(12, None, "alerts.test", "a-token") == hook  # a token changes nothing without a contact
+
+
+async def test_a_bounce_suppression_is_dated_when_the_bounce_was_processed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The suppression list shows when an address bounced: the time the report was processed
+    (the same the delivery's "bounced" event carries), not whenever the row was written."""
+    from datetime import UTC, datetime
+
+    _, mid = await sent_alert(sessions)
+    processed = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
+    async with sessions.begin() as session:
+        applied = await apply_bounce(
+            session, read_bounce(bounce_for(mid, "person1@example.org")), now=processed
+        )
+    assert applied == Applied(bounced=1)
+    async with sessions() as session:
+        dated = (await session.execute(select(Suppression.address_key, Suppression.created_at))).one()
+        event_at = await session.scalar(select(DeliveryEvent.at).where(DeliveryEvent.type == "bounced"))
+    assert tuple(dated) == ("person1@example.org", processed)
+    assert event_at == processed

@@ -111,6 +111,22 @@ async def test_language_falls_back_to_english_when_not_approved(
         assert langs == ["en", "en"]
 
 
+async def test_an_alert_without_english_goes_in_its_first_language_to_contacts_of_another(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Approved in French and Spanish only: a German reader gets French, the first approved."""
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        await add_contacts(session, 2, language="de")
+        await add_contacts(session, 1, language="es", start=2)
+        alert = await approved_alert(session, author=officer, reviewer=reviewer, languages=("fr", "es"))
+        await publish(session, alert, now=utcnow())
+        langs = (
+            (await session.execute(select(Delivery.language).order_by(Delivery.contact_id))).scalars().all()
+        )
+        assert langs == ["fr", "fr", "es"]
+
+
 async def test_a_shared_chat_gets_one_copy_even_when_its_first_contact_is_out_of_the_audience(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

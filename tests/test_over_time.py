@@ -114,6 +114,22 @@ async def test_events_deleted_leave_no_chart_behind(sessions: async_sessionmaker
     assert (await _chart(sessions, alert_id, charts)).channels == {}
 
 
+async def test_the_chart_of_an_alert_whose_one_event_has_the_first_id_goes_when_it_is_pruned(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The first event a database holds has id 1: once pruned, the alert has no events (its
+    highest id counts as 0, below the 1 kept), and the chart kept goes with it."""
+    alert_id = await published_alert(sessions, 1)
+    async with sessions.begin() as session:
+        await session.execute(delete(DeliveryEvent))
+    await _add(sessions, alert_id, (0, "sent", T0), id=1)
+    charts = Charts()
+    assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
+    async with sessions.begin() as session:
+        await session.execute(delete(DeliveryEvent).where(DeliveryEvent.alert_id == alert_id))
+    assert (await _chart(sessions, alert_id, charts)).channels == {}
+
+
 async def test_the_charts_kept_are_of_the_last_alerts_viewed(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -4,6 +4,7 @@ validation with exact messages, escaping of case data, the Telegram length cap."
 from __future__ import annotations
 
 import copy
+import os
 import re
 import time
 from pathlib import Path
@@ -271,6 +272,14 @@ def test_bad_case_data_is_refused_naming_the_variable(
 def test_case_data_must_be_a_table() -> None:
     with pytest.raises(ValidationError, match=r"^case data: must be a table of variables, got list$"):
         RENDERER.validate_case("urgent-appeal", [])  # type: ignore[arg-type]
+
+
+def test_case_data_that_is_not_a_table_is_refused_naming_no_variable() -> None:
+    """The API's error details of case data always hold ``variable``: here none, the whole is wrong."""
+    with pytest.raises(ValidationError) as info:
+        RENDERER.validate_case("urgent-appeal", "defender = 'x'")  # type: ignore[arg-type]
+    assert info.value.message == "case data: must be a table of variables, got str"
+    assert info.value.to_dict()["error"]["details"] == {"variable": None}
 
 
 def test_validate_case_returns_json_ready_data() -> None:
@@ -600,3 +609,37 @@ def test_the_words_of_a_language_a_family_lacks_are_its_english_ones() -> None:
     assert german == RENDERER.words("urgent-appeal", "en")
     assert german["cap_event"] == "Human rights defender at risk"
     assert RENDERER.words("urgent-appeal", "fr")["cap_event"] == "Défenseur·e des droits humains en danger"
+
+
+def test_an_own_familys_body_ending_in_a_line_of_text_keeps_its_blank_line_before_the_closing(
+    tmp_path: Path,
+) -> None:
+    """The solidarity note's body.txt.j2 ends with ``{{ case.message }}`` and a newline: that
+    newline is the body's, so the layout's blank line before the closing still shows."""
+    write_own_family(tmp_path)
+    renderer = Renderer(own_templates=tmp_path)
+    content = renderer.render(
+        FAMILY, renderer.example(FAMILY), audience="authority", channel="email", language="en"
+    )
+    closing = renderer.words(FAMILY, "en")["closing_appeal"]
+    assert f"A note of solidarity:\n\nWe stand with Rosa.\n\n{closing}\n\nYours sincerely,\n" in content.text
+
+
+def test_a_family_template_edited_on_disk_while_running_is_read_again_only_by_a_new_renderer(
+    tmp_path: Path,
+) -> None:
+    """Templates are read once, like the family's words and variables: an edit on disk takes
+    effect at the next start (a new Renderer), never half-way through a running service."""
+    family = write_own_family(tmp_path)
+    renderer = Renderer(own_templates=tmp_path)
+
+    def text(r: Renderer) -> str:
+        return r.render(FAMILY, r.example(FAMILY), audience="authority", channel="email", language="en").text
+
+    before = text(renderer)
+    body = family / "body.txt.j2"
+    body.write_text("{{ t.note_lead }} (edited)\n\n{{ case.message }}\n", encoding="utf-8")
+    later = time.time() + 60
+    os.utime(body, (later, later))  # a newer file, whatever the file system's clock resolution
+    assert text(renderer) == before
+    assert "A note of solidarity: (edited)\n" in text(Renderer(own_templates=tmp_path))

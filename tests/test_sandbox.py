@@ -294,3 +294,33 @@ def test_the_time_limit_counts_the_renders_cpu_not_the_wall_clock(monkeypatch: p
     with pytest.raises(SandboxViolation) as info:
         RENDERER.render_string("{% for i in range(10000) %}{{ (i * 7) % 3 }}{% endfor %}" * 10, {})
     assert info.value.message == "template '<string>' used more than 0.001 seconds of CPU"
+
+
+def test_a_number_filtered_costs_one_step_like_a_short_string() -> None:
+    # as in the exact-budget test above: 190,022 steps before the loop, then two a turn (the
+    # turn and a filter on a number), so 4,989 turns end on MAX_STEPS and one more is refused
+    def source(turns: int) -> str:
+        bulk = "{{ r|length }}" * 19
+        return (
+            f"{{% set r = range(10000) %}}{bulk}{{% for j in range({turns}) %}}{{{{ n|abs }}}}{{% endfor %}}"
+        )
+
+    assert RENDERER.render_string(source(4989), {"n": -7}) == "10000" * 19 + "7" * 4989
+    with pytest.raises(SandboxViolation) as info:
+        RENDERER.render_string(source(4990), {"n": -7})
+    assert info.value.message == f"template '<string>' ran more than {MAX_STEPS} steps"
+
+
+@pytest.mark.parametrize(("flt", "small_result"), [("max", "k2"), ("first", "k1"), ("sort|length", "2")])
+def test_a_table_past_the_size_cap_is_refused_before_a_filter_given_the_environment_runs(
+    flt: str, small_result: str
+) -> None:
+    """Filters jinja hands its environment first (max, first, sort) meter the value
+    filtered, not the environment: an oversized table is refused, a small one is not."""
+    table = {f"k{i:05}": f"v{i:05}" for i in range(20_000)}
+    assert len(str(table)) > MAX_OUTPUT
+    with pytest.raises(SandboxViolation) as info:
+        RENDERER.render_string(f"{{{{ table|{flt} }}}}", {"table": table})
+    assert info.value.message == f"template '<string>' built a value larger than {MAX_OUTPUT} characters"
+    small = {"k1": "v1", "k2": "v2"}
+    assert RENDERER.render_string(f"{{{{ table|{flt} }}}}", {"table": small}) == small_result

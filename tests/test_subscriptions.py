@@ -150,6 +150,32 @@ async def test_a_stopped_email_of_a_contact_still_on_telegram_comes_back_by_a_ne
         assert [s.channel for s in (await session.scalars(select(Suppression))).all()] == ["email"]
 
 
+async def test_a_confirmed_subscriber_clicking_the_link_again_is_told_so_after_another_address_stopped(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Someone else unsubscribing after this link was mailed says nothing about this address: the
+    subscriber who clicks their confirmation link a second time is told it is already confirmed,
+    not that the link is no longer valid."""
+    from datetime import timedelta
+
+    signer = Signer(Signing(SECRET))
+    async with sessions.begin() as session:
+        reader = (
+            await subscriptions.subscribe(session, _request("reader@example.org"), now=utcnow())
+        ).contact
+        token = signer.confirm_token(reader)
+        result, _ = await subscriptions.confirm(session, signer, token, now=utcnow())
+        assert result is Confirmation.CONFIRMED
+        other = await create_contact(
+            session, name="Other", email="other@example.org", kind="partner", now=utcnow()
+        )
+        assert await optout.unsubscribe(session, other, now=utcnow() + timedelta(seconds=2))
+    async with sessions.begin() as session:
+        result, again = await subscriptions.confirm(session, signer, token, now=utcnow())
+    assert result is Confirmation.ALREADY
+    assert again is not None and again.id == reader.id
+
+
 async def test_subscribing_again_after_unsubscribing_in_one_transaction_mails_a_link_that_confirms(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -626,3 +652,28 @@ async def test_a_confirmation_for_a_stored_address_goes_to_it_as_stored(db_url: 
         "Ana.Ruiz@example.org",
         "en",  # the language of the new request
     )
+
+
+async def test_the_unsubscribe_link_marks_the_latest_press_delivery_to_the_address(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The link stops the email address, which press shares: a journalist who last got a press
+    release and unsubscribes has that delivery marked ``unsubscribed``."""
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        desk = await create_contact(
+            session, name="Desk", email="desk@paper.org", kind="media", lists=["press"]
+        )
+        alert = await approved_alert(
+            session, author=officer, reviewer=reviewer, lists=("press",), channels=("press",)
+        )
+        assert await publish(session, alert, now=utcnow()) == 1
+        assert await optout.unsubscribe(session, desk, now=utcnow(), channels=("email",))
+        desk_id, alert_id = desk.id, alert.id
+    async with sessions() as session:
+        events = await session.execute(
+            select(Delivery.channel, DeliveryEvent.alert_id, DeliveryEvent.detail)
+            .join(Delivery, Delivery.id == DeliveryEvent.delivery_id)
+            .where(DeliveryEvent.type == "unsubscribed", Delivery.contact_id == desk_id)
+        )
+        assert [tuple(e) for e in events] == [("press", alert_id, "unsubscribed via link")]

@@ -417,3 +417,11 @@ async def test_a_language_or_activity_change_names_its_field_and_a_repeated_one_
         (False, (), "fr", False),
         (True, ("active",), "fr", True),
     ]
+
+
+async def test_adding_an_account_with_a_telegram_handle_keeps_it(app: App) -> None:
+    root = (await _staff(app))["root"]
+    added = await accounts.add(app, root, name="vera", role="viewer", telegram="@vera_hrd")
+    assert added.account.telegram == "@vera_hrd"
+    listed = {a.name: a.telegram for a in await accounts.list_accounts(app, root)}
+    assert listed["vera"] == "@vera_hrd"

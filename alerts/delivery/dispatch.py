@@ -109,6 +109,7 @@ class Dispatcher:
         self._alerts: dict[int, AlertInfo] = {}
         self._touched: set[int] = set()
         self._held = Held()  # what waits in the lanes' queues, per alert
+        self._giving_back: list[Claimed] = []  # taken out of them, to be released (holdback)
         self.wakeup = wakeup  # None: the claimers only poll
         self.wakeups: Counter[str] = Counter()  # what woke the claimers: bell, notify, data_version…
         self._stopping = False
@@ -136,7 +137,7 @@ class Dispatcher:
             for t in [*tasks, housekeeping]:
                 t.cancel()
             await asyncio.gather(*tasks, housekeeping, return_exceptions=True)
-            leftovers: list[Claimed] = []
+            leftovers, self._giving_back = self._giving_back, []
             for lane in self.lanes.values():
                 while not lane.queue.empty():
                     leftovers.append(lane.queue.get_nowait())
@@ -348,15 +349,16 @@ class Dispatcher:
         """Give back what this worker holds of alerts paused, closed or without consent since."""
         async with self.reads() as session:
             which = await stopped(session, self._held)
-        back = take((lane.queue for lane in self.lanes.values()), which, self._held) if which else []
-        if back:
-            async with self.sessions.begin() as session:
-                n = await release(session, back, worker=self.worker, now=now, why=HELD_BACK)
-            logger.info(
-                "released %d claimed deliveries of alerts %s, stopped since",
-                n,
-                sorted({i.alert_id for i in back}),
-            )
+        if which:
+            self._giving_back += take((lane.queue for lane in self.lanes.values()), which, self._held)
+        if not self._giving_back:
+            return
+        # kept until released: our leases on them are extended while we live, so a failed
+        # release must be tried again (and at shutdown), or they would wait in "sending" forever
+        async with self.sessions.begin() as session:
+            n = await release(session, self._giving_back, worker=self.worker, now=now, why=HELD_BACK)
+        alerts, self._giving_back = sorted({i.alert_id for i in self._giving_back}), []
+        logger.info("released %d claimed deliveries of alerts %s, stopped since", n, alerts)
 
     async def _complete_alerts(self, now: datetime) -> None:
         """Alerts whose deliveries are all final become ``sent``."""

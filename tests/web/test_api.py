@@ -688,3 +688,41 @@ async def test_two_contacts_added_at_once_to_the_same_new_list_are_both_added(si
     assert doc["lists"] == ["ministries"]
     status, doc = await site.call("GET", "/api/v1/lists", user="olga")
     assert [(lst["name"], lst["members"]) for lst in doc["lists"]] == [("ministries", 2)]
+
+
+async def test_sending_an_alert_in_review_is_refused_with_its_id_and_status_in_the_details(
+    site: Site,
+) -> None:
+    """A client reads why a send was refused from the details, not by parsing the message."""
+    async with site.app.sessions.begin() as session:
+        await add_contacts(session, 1)
+    alert = await _alert(site)
+    assert (await site.call("POST", f"/api/v1/alerts/{alert}/submit", user="olga"))[0] == 200
+    status, doc = await site.call("POST", f"/api/v1/alerts/{alert}/send", user="olga")
+    assert (status, doc["error"]["code"], doc["error"]["details"]) == (
+        409,
+        "conflict",
+        {"alert": alert, "status": "in_review"},
+    ), doc
+
+
+async def test_the_alert_list_gives_each_alert_its_title_and_when_it_was_created(site: Site) -> None:
+    """``GET /alerts``: every field a client reads, with the title and creation time the alert has."""
+    from alerts.core.clock import iso
+    from alerts.store.models import Alert
+
+    alert = await _alert(site)
+    async with site.app.sessions() as session:
+        row = await session.get(Alert, alert)
+        assert row is not None
+        title, created_at = row.title, row.created_at
+    status, doc = await site.call("GET", "/api/v1/alerts", user="vera")
+    assert status == 200, doc
+    assert doc["alerts"] == [
+        {
+            "id": alert, "title": title, "family": "urgent-appeal", "status": "draft", "languages": ["en"],
+            "is_public": False, "parent_id": None, "paused": False, "created_at": iso(created_at),
+            "published_at": None,
+        }
+    ]  # fmt: skip
+    assert title and created_at is not None

@@ -626,3 +626,31 @@ async def test_the_archive_pages_by_publication_time_and_lists_withdrawals_lates
     await set_consent(sessions, first, "restricted", now=now + timedelta(minutes=2))
     async with sessions() as session:
         assert [w.id for w in await archive.withdrawn_alerts(session)] == [first, later_id]
+
+
+async def test_the_archive_shows_at_most_a_page_of_the_newest_public_alerts(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``limit`` bounds what a page (and the feeds) show: the newest alerts, the older left out."""
+    from datetime import timedelta
+
+    from sqlalchemy import update as set_rows
+
+    from alerts.delivery import archive
+    from alerts.delivery.messages import MessageBuilder
+    from tests.delivery_cases import mark_sent, public_case, public_update
+    from tests.factories import RENDERER
+
+    now = utcnow()
+    older = (await public_case(sessions)).alert_id
+    await mark_sent(sessions, older)
+    newer = await public_update(sessions, older)
+    await mark_sent(sessions, newer)
+    async with sessions.begin() as session:
+        await session.execute(
+            set_rows(Alert).where(Alert.id == older).values(published_at=now - timedelta(hours=1))
+        )
+        await session.execute(set_rows(Alert).where(Alert.id == newer).values(published_at=now))
+        builder = MessageBuilder(RENDERER, public_url="http://alerts.test", domain="alerts.test")
+        assert [a.id for a in await archive.public_alerts(session, builder)] == [newer, older]
+        assert [a.id for a in await archive.public_alerts(session, builder, limit=1)] == [newer]

@@ -303,3 +303,24 @@ def test_cap_writes_its_namespace_as_the_default_links_each_language_and_says_wh
     cancel = cap_cancel(Withdrawn(id=7, published_at=at, withdrawn_at=at), public_url="https://a.test")
     assert b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">' in cancel
     assert etree.fromstring(cancel).findtext("cap:note", namespaces=NS) == "Withdrawn by the sender."
+
+
+def test_the_cap_index_says_in_words_that_a_withdrawn_alert_was_withdrawn_and_nothing_of_it() -> None:
+    """A Cancel's entry in the CAP index: titled "Withdrawn", its content one sentence naming
+    the sender as who withdrew it; none of the alert's text."""
+    from alerts.delivery.archive import Withdrawn, atom_feed
+
+    at = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+    body = atom_feed(
+        [],
+        base_url="https://a.test/",
+        self_path="/alerts/cap.atom",
+        title="T",
+        now=at,
+        cancelled=[Withdrawn(id=7, published_at=at, withdrawn_at=at)],
+    )
+    (entry,) = etree.fromstring(body).findall("atom:entry", NS)
+    assert entry.findtext("atom:title", namespaces=NS) == "Withdrawn"
+    content = entry.find("atom:content", NS)
+    assert content is not None
+    assert (content.get("type"), content.text) == ("text", "This alert was withdrawn by its sender.")
