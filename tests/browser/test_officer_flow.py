@@ -7,6 +7,7 @@ Screenshots of the main pages go to tests/artifacts/ (git-ignored)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -35,7 +36,8 @@ PASSWORD = "correct horse battery"
 CONTACTS = 25
 
 try:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import Dialog, async_playwright, expect
+    from playwright.async_api import Error as PlaywrightError
 except ImportError:  # pragma: no cover - CI installs it
     async_playwright = None  # type: ignore[assignment]
 
@@ -162,7 +164,7 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
 
     # the officer sends and watches the live counts reach the end
     await page.goto(alert_url)
-    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    page.once("dialog", _accept)
     await page.get_by_role("button", name="Send now").click()
     await expect(page.locator("#live[data-done]")).to_be_attached(timeout=30_000)
     await expect(page.locator('[data-cell="email:sent"]')).to_have_text(str(CONTACTS))
@@ -191,3 +193,11 @@ async def run_flow(browser, base: str, capture: CaptureServer) -> None:  # type:
     await expect(page.get_by_role("heading", name="Mailbox of the local capture server")).to_be_visible()
     await officer_ctx.close()
     assert errors == []
+
+
+async def _accept(dialog: Dialog) -> None:
+    """Say yes to the page's confirmation. Once, in a CI run at load 6, the accept reached
+    Chromium after the dialog had gone ("No dialog is showing") and the error surfaced in the
+    next assertion; whether the send went is what the lines after the click check."""
+    with contextlib.suppress(PlaywrightError):
+        await dialog.accept()
