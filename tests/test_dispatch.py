@@ -1380,9 +1380,6 @@ async def test_pausing_a_running_alert_gives_back_what_a_worker_holds_and_resumi
     stop = asyncio.Event()
     runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
 
-    async def held() -> bool:
-        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
-
     async def pause(paused: bool) -> None:
         async with sessions.begin() as session:
             alert = await session.get(Alert, alert_id)
@@ -1396,7 +1393,7 @@ async def test_pausing_a_running_alert_gives_back_what_a_worker_holds_and_resumi
         return (await states(sessions, alert_id))["sent"] == 1
 
     try:
-        await until(held)
+        await until(lambda: holds(sessions, email, alert_id, 64))
         await pause(True)
         await until(given_back)
         email.gate.set()
@@ -1427,15 +1424,12 @@ async def test_closing_a_case_while_a_worker_holds_its_deliveries_sends_none_of_
     stop = asyncio.Event()
     runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
 
-    async def held() -> bool:
-        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
-
     async def only_the_one_in_hand_open() -> bool:
         counts = await states(sessions, alert_id)
         return counts["sending"] == 1 and not (counts["queued"] or counts["deferred"])
 
     try:
-        await until(held)
+        await until(lambda: holds(sessions, email, alert_id, 64))
         async with sessions.begin() as session:  # what closing the case does to the outbox
             alert = await session.get(Alert, alert_id)
             assert alert is not None
@@ -1485,14 +1479,11 @@ async def test_withdrawing_consent_while_a_worker_holds_public_deliveries_sends_
             )
             return Counter(rows.all())
 
-    async def held() -> bool:
-        return email.holding == 1 and (await states(sessions, case.alert_id))["sending"] == 64
-
     async def none_public_held_but_the_one_in_hand() -> bool:
         return (await public_states())["sending"] <= 1  # the rest back in the outbox, or cancelled
 
     try:
-        await until(held)
+        await until(lambda: holds(sessions, email, case.alert_id, 64))
         await set_consent(sessions, case.alert_id, "restricted")
         await until(none_public_held_but_the_one_in_hand)
         email.gate.set()
@@ -1520,14 +1511,11 @@ async def test_withdrawing_consent_after_a_sender_took_one_of_two_public_deliver
     stop = asyncio.Event()
     runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
 
-    async def held() -> bool:
-        return email.holding == 1 and (await states(sessions, case.alert_id))["sending"] == 2
-
     async def only_the_one_in_hand_open() -> bool:
         return await states_are(sessions, case.alert_id, sending=1, cancelled=1)
 
     try:
-        await until(held)
+        await until(lambda: holds(sessions, email, case.alert_id, 2))
         await set_consent(sessions, case.alert_id, "restricted")
         await until(only_the_one_in_hand_open)
         email.gate.set()
@@ -1550,9 +1538,6 @@ async def test_a_give_back_the_database_refused_is_tried_again_not_left_in_sendi
     stop = asyncio.Event()
     runner = asyncio.create_task(dispatcher(sessions, {"email": email}, concurrency={"email": 1}).run(stop))
 
-    async def held() -> bool:
-        return email.holding == 1 and (await states(sessions, alert_id))["sending"] == 64
-
     async def refused_once() -> bool:
         return "dispatcher housekeeping failed" in caplog.text
 
@@ -1560,7 +1545,7 @@ async def test_a_give_back_the_database_refused_is_tried_again_not_left_in_sendi
         return await states(sessions, alert_id) == Counter({"sending": 1, "queued": 99})
 
     try:
-        await until(held)
+        await until(lambda: holds(sessions, email, alert_id, 64))
         await _refuse_sent_events(sessions, True, event="released")
         async with sessions.begin() as session:
             alert = await session.get(Alert, alert_id)
@@ -1580,3 +1565,10 @@ async def test_a_give_back_the_database_refused_is_tried_again_not_left_in_sendi
 
 async def states_are(sessions: async_sessionmaker[AsyncSession], alert_id: int, **counts: int) -> bool:
     return await states(sessions, alert_id) == Counter(counts)
+
+
+async def holds(
+    sessions: async_sessionmaker[AsyncSession], email: GatedChannel, alert_id: int, n: int
+) -> bool:
+    """One message in the channel's hands and ``n`` of the alert's deliveries claimed."""
+    return email.holding == 1 and (await states(sessions, alert_id))["sending"] == n
