@@ -12,6 +12,7 @@ from aiohttp import web
 
 from alerts.app import App, open_app
 from alerts.core.config import Settings, listen_address, require_secret
+from alerts.core.loop import loop_name
 from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.wakeup import Wakeup
 from alerts.followups.scheduler import start_scheduler
@@ -144,7 +145,7 @@ async def run_service(
             bot_task = asyncio.create_task(run_bot(app, stop), name="telegram-bot")
         if ready is not None:
             ready.set()
-        logger.info("dispatcher %s running", dispatcher.worker)
+        logger.info("dispatcher %s running on %s's event loop", dispatcher.worker, loop_name())
         try:
             await stop.wait()
         finally:

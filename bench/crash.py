@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench
 from alerts.cli.capture import CaptureServer
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
@@ -111,4 +112,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    bench.run(main())

@@ -40,6 +40,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench
 from alerts.app import channel_concurrency
 from alerts.compose.render import Renderer
 from alerts.core.clock import utcnow
@@ -413,4 +414,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    asyncio.run(main())
+    bench.run(main())

@@ -14,7 +14,6 @@ writes, the index maintenance or the checks. Keep NAME between runs to skip the 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import bench
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
 from alerts.store.db import create_engine, make_sessionmaker
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--work-mem", default="64MB")
     parser.add_argument("--set", action="append", help="another SET LOCAL for the EXPLAIN, e.g. 'x = y'")
     parser.add_argument("--drop", action="store_true")
-    asyncio.run(run(parser.parse_args()))
+    bench.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ peaks is what the extra 900,000 recipients cost in memory.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import bench
 from alerts.app import channel_concurrency
 from alerts.compose.render import Renderer
 from alerts.core.clock import utcnow
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="a fresh database on this PostgreSQL server")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--fanout-only", action="store_true", help="stop after the fan-out")
-    asyncio.run(run(parser.parse_args()))
+    bench.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, update
 
+import bench
 from alerts.app import channel_concurrency
 from alerts.compose.render import Renderer
 from alerts.core.clock import utcnow
@@ -142,7 +143,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--postgres", metavar="URL", help="a fresh database on this PostgreSQL server")
-    asyncio.run(run(parser.parse_args()))
+    bench.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg
 from sqlalchemy import func, select
 
+import bench
 from alerts.core.clock import utcnow
 from alerts.delivery.publish import publish
 from alerts.store.db import create_engine, make_sessionmaker
@@ -158,4 +159,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    bench.run(main())

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import signal
 from dataclasses import dataclass
+from typing import cast
 
 _TERMINATOR = b"\r\n.\r\n"
 _REPLIES = {
@@ -46,8 +47,8 @@ class SinkProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's is not a subclass of asyncio.Transport, only alike)
+        self.transport = transport = cast(asyncio.Transport, transport)
         self.stats.connections += 1
         transport.write(b"220 sink ESMTP\r\n")
 

@@ -12,7 +12,6 @@ part of ``bench/fanout.py``'s figure that the database path costs, without SMTP'
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import bench
 from alerts.core.clock import utcnow
 from alerts.core.config import DispatcherSettings
 from alerts.core.types import Outcome
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--record-batch", type=int, default=100)
-    asyncio.run(run(parser.parse_args()))
+    bench.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,18 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """The tests run on the event loop the service runs on (alerts/core/loop.py): uvloop, or
+    asyncio's own with ``ALERTS_SERVER_EVENT_LOOP=asyncio``, which the services the tests start
+    read as their ``[server] event_loop`` too."""
+    from alerts.core.loop import loop_factory
+
+    name = os.environ.get("ALERTS_SERVER_EVENT_LOOP", "uvloop")
+    if name not in ("uvloop", "asyncio"):
+        raise pytest.UsageError(f"ALERTS_SERVER_EVENT_LOOP={name!r}: must be uvloop or asyncio")
+    return {name: loop_factory(name)}  # type: ignore[arg-type]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _render_time_limit_for_the_mutation_run() -> None:
     """bench/mutation.py runs the tests through mutmut's trampolines, which call every function

@@ -150,12 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(shtab.complete(parser, shell=args.shell))
         return 0
-    import asyncio
     import logging
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from alerts.core import logs
+    from alerts.core import logs, loop
     from alerts.core.config import load_settings
     from alerts.core.errors import AlertsError
 
@@ -166,10 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "doctor":  # a bad config is one of its findings, not a refusal
-            return asyncio.run(operate.doctor(args))
+            return loop.run(operate.doctor(args))
         settings = load_settings(args.config)
         logs.configure(level=level, format=settings.logging.format, secrets=logs.secrets_of(settings))
-        return asyncio.run(find_handler(args.handler)(args, settings))
+        return loop.run(find_handler(args.handler)(args, settings), settings.server.event_loop)
     except AlertsError as exc:
         print(f"alerts: {exc.message}", file=sys.stderr)
         return 2  # refused (DESIGN: exit codes): bad input, not found, conflict, not allowed

@@ -42,6 +42,8 @@ class ServerSettings:
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     # reviewers and admins (who approve or administer) must enrol a second factor (TOTP)
     require_2fa: bool = False
+    # the process's event loop (alerts/core/loop.py): uvloop, or asyncio's own
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

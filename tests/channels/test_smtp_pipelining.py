@@ -13,6 +13,7 @@ import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 from aiosmtplib import SMTPResponseException
@@ -49,8 +50,8 @@ class _Server(asyncio.Protocol):
         self.pending: list[bytes] = []  # replies held until the group's last command
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's is not a subclass of asyncio.Transport, only alike)
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.write(b"220 raw.test ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:

@@ -9,6 +9,7 @@ blocking call in the dispatcher, a long transaction holding the database) fails 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 
@@ -92,6 +93,8 @@ async def test_healthz_and_stats_answer_during_fan_out(services: Services, db: D
             async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats", headers=headers) as resp:
                 doc = await resp.json()
         assert await serve.stop() == 0
+    loop = os.environ.get("ALERTS_SERVER_EVENT_LOOP", "uvloop")
+    assert f"running on {loop}'s event loop" in serve.output()  # what ships: uvloop by default
     h, s = _summary(health), _summary(stats)
     print(f"\n{n:,} recipients sent by `alerts serve` in {elapsed:.1f} s ({n / elapsed:,.0f}/s)")
     print(
