@@ -18,6 +18,7 @@ from alerts.core.signing import Signing
 from alerts.core.verp import Verp
 from alerts.delivery.gauges import QueueGauges
 from alerts.delivery.links import TrackingLinks
+from alerts.delivery.live_counts import LiveCounts
 from alerts.delivery.messages import MessageBuilder, message_domain
 from alerts.delivery.over_time import Charts
 from alerts.delivery.wakeup import Doorbell
@@ -43,9 +44,11 @@ class App:
     doorbell: Doorbell = field(default_factory=Doorbell)  # rung after a commit that queued sends
     gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
     charts: Charts = field(default_factory=Charts)  # alerts' events over time, read as they come
+    counts: LiveCounts = field(init=False)  # large sends' counts, shared by every reader
 
     def __post_init__(self) -> None:
         self.gauges = QueueGauges(self.metrics, self.reads)
+        self.counts = LiveCounts(self.reads)
 
     def channel_concurrency(self) -> dict[str, int]:
         """Senders per channel (see ``channel_concurrency``)."""
@@ -106,7 +109,7 @@ async def open_app(
             for ch in chans.values():
                 await ch.open()
                 opened.append(ch)
-            yield App(
+            app = App(
                 settings=settings,
                 engine=engine,
                 sessions=make_sessionmaker(engine),
@@ -116,6 +119,10 @@ async def open_app(
                 builder=builder,
                 signing=signing,
             )
+            try:
+                yield app
+            finally:
+                await app.counts.close()  # before the engine its counts read from
         finally:
             for ch in reversed(opened):
                 await ch.close()

@@ -281,7 +281,7 @@ async def alert_stats(ctx: Ctx) -> web.Response:
     """Counts by channel and state."""
     async with ctx.app.reads() as session:
         alert = await drafts.get_alert(session, ctx.id)
-        return json_response(await tracking.stats(session, alert))
+        return json_response(await tracking.stats(session, alert, count=ctx.app.counts.figures))
 
 
 async def alert_deliveries(ctx: Ctx) -> web.Response:

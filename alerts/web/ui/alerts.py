@@ -127,7 +127,7 @@ async def alert_page(c: Ctx) -> web.Response:
                 )
             ).all()
         )
-        stats = await tracking.stats(session, alert)
+        stats = await tracking.stats(session, alert, count=c.app.counts.figures)
         every_followup = await followups.list_followups(session, alert_id=aid, include_done=True)
         follow = [followups.to_json(f, c.tz) for f in every_followup]
         history = await audit.list_entries(session, object_type="alert", object_id=aid, limit=200)

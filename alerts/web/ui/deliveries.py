@@ -71,7 +71,7 @@ async def deliveries(c: Ctx) -> web.Response:
             limit=PAGE_SIZE + 1,
             offset=(number - 1) * PAGE_SIZE,
         )
-        stats = await tracking.stats(session, alert)
+        stats = await tracking.stats(session, alert, count=c.app.counts.figures)
     return c.render(
         "deliveries.html",
         alert=alert,

@@ -63,7 +63,7 @@ async def live(c: Ctx) -> web.StreamResponse:
                 break
             async with c.app.reads() as session:
                 alert = await drafts.get_alert(session, aid)
-                doc = await tracking.stats(session, alert)
+                doc = await tracking.stats(session, alert, count=c.app.counts.figures)
             data = json.dumps(doc, sort_keys=True)
             if data != last:
                 await response.write(f"event: counts\ndata: {data}\n\n".encode())
