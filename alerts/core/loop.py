@@ -1,8 +1,8 @@
 """The event loop every command runs on: uvloop where it is installed, else asyncio's own.
 
 uvloop (libuv, in C) runs the same coroutines with less work per callback, socket write and
-timer. On PostgreSQL (asyncpg is written for it) a send costs about a fifth less CPU a message
-on it than on asyncio's loop, 9 of 11 interleaved pairs; on SQLite the difference is within
+timer. On PostgreSQL (asyncpg is written for it) a send costs about a sixth less CPU a message
+on it than on asyncio's loop (9 of 11 interleaved pairs); on SQLite the difference is within
 the noise (bench/RESULTS.md). ``[server] event_loop = "asyncio"`` chooses the standard
 loop, e.g. to rule the loop out when chasing a bug; where uvloop cannot be installed (Windows,
 PyPy) the standard loop runs and says so once.
