@@ -66,6 +66,9 @@ def test_status_loads_the_database_but_no_channel_or_web_library(tmp_path: Path,
     assert not {m for m in modules if m.startswith(("alerts.web", "alerts.bot", "alerts.cli.commands"))} - {
         "alerts.cli.commands_read"
     }
+    # nor the App (renderer, channels, message builder) nor the actions layer: the database only
+    assert not loaded & {"jinja2", "dkim"}, sorted(loaded & {"jinja2", "dkim"})
+    assert not {m for m in modules if m.startswith(("alerts.app", "alerts.actions", "alerts.compose.render"))}
 
 
 @pytest.mark.parametrize("handler", ["alert_status", "alert_send", "users_add", "serve", "doctor"])

@@ -1,5 +1,9 @@
 """The CLI's read commands: ``alert list``, ``alert audience``, ``alert preview`` and
 ``alert status``. Each prints lines for people, or with ``--json`` one JSON document for scripts.
+
+``alert status`` is what a person runs again and again during a send: it imports only the
+database layer (this module is the first ``find_handler`` reads), and the other commands
+import the actions layer and the App when they run.
 """
 
 from __future__ import annotations
@@ -7,18 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from alerts.actions import overview
-from alerts.cli.acting import actor, quiet_app
 from alerts.cli.textio import print_json
 from alerts.compose import drafts
 from alerts.core.config import Settings
 from alerts.delivery import tracking
-from alerts.delivery.audience_report import LIST_LIMIT, AudienceReport
-from alerts.delivery.publish import load_alert_info
+
+if TYPE_CHECKING:
+    from alerts.delivery.audience_report import AudienceReport
 
 
 async def alert_list(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.actions import overview
+    from alerts.cli.acting import actor, quiet_app
+
     async with quiet_app(settings) as app:
         listed = await overview.list_alerts(
             app, await actor(app, args.as_user), status=args.state, limit=args.limit, offset=0
@@ -39,6 +46,9 @@ async def alert_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_audience(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.actions import overview
+    from alerts.cli.acting import actor, quiet_app
+
     async with quiet_app(settings) as app:
         report = await overview.audience(app, await actor(app, args.as_user), args.id)
     if args.json:
@@ -50,6 +60,8 @@ async def alert_audience(args: argparse.Namespace, settings: Settings) -> int:
 
 def audience_lines(report: AudienceReport) -> list[str]:
     """The audience report as an officer reads it in a terminal."""
+    from alerts.delivery.audience_report import LIST_LIMIT
+
     on, languages = ", ".join(report.channels) or "no channel", ", ".join(report.languages)
     lines = [f"alert {report.alert_id}: {report.deliveries} deliveries on {on} in {languages}"]
     for g in report.reached:
@@ -73,6 +85,9 @@ def audience_lines(report: AudienceReport) -> list[str]:
 
 
 async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.cli.acting import quiet_app
+    from alerts.delivery.publish import load_alert_info
+
     async with quiet_app(settings) as app, app.reads() as session:
         info = await load_alert_info(session, args.id)
         content = app.builder.content(
@@ -103,9 +118,15 @@ async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
-    async with quiet_app(settings) as app, app.reads() as session:
-        alert = await drafts.get_alert(session, args.id)
-        doc = await tracking.stats(session, alert)
+    from alerts.store.db import create_engine, make_read_sessionmaker
+
+    engine = create_engine(settings.database.url)  # the database only: no App, renderer or channels
+    try:
+        async with make_read_sessionmaker(engine)() as session:
+            alert = await drafts.get_alert(session, args.id)
+            doc = await tracking.stats(session, alert)
+    finally:
+        await engine.dispose()
     if args.json:
         print(json.dumps({"id": doc["id"], "state": doc["state"], "channels": doc["channels"]}))
         return 0
