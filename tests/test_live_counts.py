@@ -11,13 +11,14 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts.accounts import users
 from alerts.core.clock import utcnow
 from alerts.core.states import DeliveryState
 from alerts.delivery import tracking
 from alerts.delivery.live_counts import LiveCounts
+from alerts.store.db import make_read_sessionmaker
 from alerts.store.models import Alert, Delivery
 from tests.factories import published_alert
 from tests.web import P, make_staff, running, signed_in
@@ -114,6 +115,60 @@ async def test_a_large_send_is_counted_once_per_interval_and_never_while_a_reade
     assert counts.counted == 3 and not counts._tasks
 
 
+class Held:
+    """A reader's session whose query runs at once and whose answer waits for ``gate``."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session, self.gate, self.reached = session, asyncio.Event(), asyncio.Event()
+
+    async def execute(self, *args: object, **kw: object) -> object:
+        result = await self.session.execute(*args, **kw)  # type: ignore[call-overload]
+        self.reached.set()
+        await self.gate.wait()
+        return result
+
+
+async def test_a_count_that_ends_after_a_later_one_is_not_kept_so_counts_never_go_back(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    alert_id = await published_alert(sessions, N)
+    clock = Clock()
+    counts = LiveCounts(sessions, large=N, fresh=1.0, stale=10.0, clock=clock)
+    async with make_read_sessionmaker(engine)() as slow_session:  # holds no write lock
+        held = Held(slow_session)
+        slow = asyncio.create_task(counts.figures(held, alert_id))  # type: ignore[arg-type]
+        await held.reached.wait()  # it counted 0 sent, and waits
+        await send(sessions, alert_id, 2)
+        clock.now += 0.5
+        assert await sent(counts, sessions, alert_id) == 2  # a later count, kept
+        held.gate.set()
+        assert (await slow)[0]["email"]["sent"] == 0  # its reader gets what it counted…
+    assert await sent(counts, sessions, alert_id) == 2  # …but the later count stays kept
+
+
+async def test_an_officers_action_makes_the_next_read_count(db_url: str) -> None:
+    """Closing a large alert mid-send (through the API) cancels its queued deliveries: the next
+    GET …/stats shows them cancelled, not the figures kept from before the close."""
+    async with running(db_url) as (app, base):
+        alert_id = await published_alert(app.sessions, N)
+        async with app.sessions.begin() as session:
+            _, token = await users.create_user(
+                session, name="o", role="officer", with_token=True, now=utcnow()
+            )
+        app.counts = LiveCounts(app.reads, large=N, fresh=60, stale=120)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats", headers=headers) as resp:
+                assert (await resp.json())["open"] == N  # kept: large, all open
+            async with http.post(f"{base}/api/v1/alerts/{alert_id}/close", headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+            async with http.get(f"{base}/api/v1/alerts/{alert_id}/stats", headers=headers) as resp:
+                doc = await resp.json()
+        assert doc["state"] == "closed" and doc["open"] == 0
+        assert doc["channels"]["email"]["cancelled"] == N
+        assert app.counts.counted == 2
+
+
 async def test_once_nothing_is_open_every_read_counts_again(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -205,7 +260,8 @@ async def test_the_stats_api_and_the_officers_pages_share_one_count_of_a_large_s
                     return int(doc["channels"]["email"]["sent"])
 
                 for done, page in enumerate((f"{P}/alerts/{alert_id}", f"{P}/alerts/{alert_id}/deliveries")):
-                    app.counts = LiveCounts(app.reads, large=N)  # this alert is "large" (default 10,000)
+                    # this alert is "large" (default 10,000); no background count within the test, however slow
+                    app.counts = LiveCounts(app.reads, large=N, fresh=60, stale=120)
                     status, _ = await browser.get(page)
                     assert status == 200
                     await send(app.sessions, alert_id, 1)

@@ -211,9 +211,11 @@ async def record_consent(
         alert = await drafts.get_alert(session, alert_id)
         consent = await approval.record_consent(session, alert, user=actor, scope=scope, note=note, now=now)
         withdrawn = await controls.withdraw_public(session, alert, now=now)
-        return ConsentRecorded(
-            alert_id=alert.id, scope=consent.scope, recorded_at=consent.recorded_at, withdrawn=withdrawn
-        )
+    if withdrawn:
+        app.counts.forget()  # after the commit: the next read shows them cancelled
+    return ConsentRecorded(
+        alert_id=alert.id, scope=consent.scope, recorded_at=consent.recorded_at, withdrawn=withdrawn
+    )
 
 
 async def submit(app: App, actor: User, alert_id: int) -> Submitted:
@@ -294,14 +296,15 @@ async def close(app: App, actor: User, alert_id: int) -> Closed:
                     "updates": [u.id for u in updates],
                 },
             )
-            return Closed(
-                alert_id=alert.id,
-                status=alert.status,
-                already_closed=False,
-                withdrawn=withdrawn,
-                followups=tuple(followups),
-                updates=tuple(u.id for u in updates),
-            )
+        app.counts.forget()  # after the commit: the next read shows its deliveries cancelled
+        return Closed(
+            alert_id=alert.id,
+            status=alert.status,
+            already_closed=False,
+            withdrawn=withdrawn,
+            followups=tuple(followups),
+            updates=tuple(u.id for u in updates),
+        )
     except Conflict:
         async with app.reads() as session:
             alert = await drafts.get_alert(session, alert_id)

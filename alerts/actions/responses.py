@@ -85,14 +85,15 @@ async def respond(
             details={"response": response.id, "contact": response.contact_id},
             now=now,
         )
-        return Responded(
-            response_id=response.id,
-            alert_id=alert.id,
-            contact_id=response.contact_id,
-            sender=response.sender,
-            summary=response.summary,
-            responded_at=response.responded_at,
-        )
+    app.counts.forget()  # after the commit: the next read counts the answer
+    return Responded(
+        response_id=response.id,
+        alert_id=alert.id,
+        contact_id=response.contact_id,
+        sender=response.sender,
+        summary=response.summary,
+        responded_at=response.responded_at,
+    )
 
 
 def clean_sender(sender: str | None) -> str | None:

@@ -176,5 +176,6 @@ async def resend_failed(app: App, actor: User, alert_id: int) -> Resent:
         alert = await drafts.get_alert(session, alert_id)
         requeued = await controls.resend_failed(session, alert, user=actor, now=utcnow())
     if requeued:
+        app.counts.forget()  # the next read shows them queued, not failed
         app.doorbell.ring()
     return Resent(alert_id=alert.id, status=alert.status, requeued=requeued)

@@ -120,7 +120,7 @@ async def alert_preview(args: argparse.Namespace, settings: Settings) -> int:
 async def alert_status(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.store.db import create_engine, make_read_sessionmaker
 
-    engine = create_engine(settings.database.url)  # the database only: no App, renderer or channels
+    engine = create_engine(settings.database.url, echo=settings.database.echo)  # no App: the database only
     try:
         async with make_read_sessionmaker(engine)() as session:
             alert = await drafts.get_alert(session, args.id)

@@ -40,5 +40,5 @@ def run(main: Coroutine[Any, Any, T], name: LoopName = "uvloop") -> T:
 
 
 def loop_name() -> str:
-    """The running loop's kind, as the startup log and ``alerts doctor`` name it."""
+    """The running loop's kind, as ``serve`` and ``worker`` name it in their start line."""
     return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"

@@ -12,13 +12,17 @@ queued, sending or deferred) and that has at least ``large`` deliveries:
 - younger than ``fresh`` seconds: every reader gets them as they are;
 - older, up to ``stale`` seconds: the reader still gets them at once, and one count starts in
   the background (never two for one alert), so a reader never waits for a count of a large
-  alert once its send is under way;
+  alert once its send is under way and someone watches it;
 - older than ``stale``, or never counted: the reader counts, as before.
 
 Everything else is counted on every read, exactly: a small alert (cheap), or one with nothing
 open (its counts now move only with bounces, responses and resends, which a reader expects to
-see at once). So a large send's counts lag by at most about ``fresh`` plus one count; the
-alert's state and pause flag are never kept (``tracking.stats`` reads them from the alert).
+see at once). So a large send's counts lag the dispatcher by at most ``stale`` seconds, and by
+about ``fresh`` plus one count while it is watched. A person's action that moves deliveries
+(close, resend, a consent withdrawn, a response) calls ``forget`` after its commit, so the
+next read in this process counts; one taken in another process (the CLI beside ``serve``) is
+seen within ``stale``. A count never replaces one that started later, so counts never go
+back. The alert's state and pause flag are never kept (``tracking.stats`` reads them).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 LARGE = 10_000  # deliveries: below this a count costs a few ms and is always made
 FRESH = 1.0  # seconds
-STALE = 10.0  # seconds
+STALE = 3.0  # seconds
 KEPT = 64  # alerts at most (the least recently read go first)
 
 
@@ -67,6 +71,7 @@ class LiveCounts:
         self._kept: OrderedDict[int, _Kept] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.counted = 0  # counts made, by readers and in the background (tests check the sharing)
+        self._generation = 0  # forget() calls: a count started before one is not kept
 
     async def figures(self, session: AsyncSession, alert_id: int) -> Figures:
         """The alert's figures: kept ones while they may be, else counted in ``session``."""
@@ -82,9 +87,18 @@ class LiveCounts:
             return kept.figures
         return await self._count(session, alert_id, now)
 
+    def forget(self) -> None:
+        """A person changed deliveries (after the commit): every next read counts."""
+        self._kept.clear()
+        self._generation += 1
+
     async def _count(self, session: AsyncSession, alert_id: int, started: float) -> Figures:
+        generation = self._generation
         figures = await tracking.figures(session, alert_id)
         self.counted += 1
+        newer = self._kept.get(alert_id)
+        if generation != self._generation or (newer is not None and newer.at > started):
+            return figures  # forgotten meanwhile, or a later count is kept: do not go back
         by_channel = figures[0]
         total = sum(n for states in by_channel.values() for n in states.values())
         if total >= self.large and tracking.open_count(by_channel):
