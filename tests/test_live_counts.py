@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts.accounts import users
 from alerts.core.clock import utcnow
-from alerts.core.states import DeliveryState
+from alerts.core.states import AlertStatus, DeliveryState
 from alerts.delivery import tracking
 from alerts.delivery.live_counts import LiveCounts
 from alerts.store.db import make_read_sessionmaker
@@ -54,7 +54,7 @@ async def send(sessions: async_sessionmaker[AsyncSession], alert_id: int, n: int
 
 async def sent(counts: LiveCounts, sessions: async_sessionmaker[AsyncSession], alert_id: int) -> int:
     async with sessions() as session:
-        by_channel, _, _ = await counts.figures(session, alert_id)
+        by_channel, _, _ = await counts.figures(session, await session.get_one(Alert, alert_id))
     return by_channel["email"]["sent"]
 
 
@@ -136,7 +136,8 @@ async def test_a_count_that_ends_after_a_later_one_is_not_kept_so_counts_never_g
     counts = LiveCounts(sessions, large=N, fresh=1.0, stale=10.0, clock=clock)
     async with make_read_sessionmaker(engine)() as slow_session:  # holds no write lock
         held = Held(slow_session)
-        slow = asyncio.create_task(counts.figures(held, alert_id))  # type: ignore[arg-type]
+        alert = await slow_session.get_one(Alert, alert_id)
+        slow = asyncio.create_task(counts.figures(held, alert))  # type: ignore[arg-type]
         await held.reached.wait()  # it counted 0 sent, and waits
         await send(sessions, alert_id, 2)
         clock.now += 0.5
@@ -167,6 +168,24 @@ async def test_an_officers_action_makes_the_next_read_count(db_url: str) -> None
         assert doc["state"] == "closed" and doc["open"] == 0
         assert doc["channels"]["email"]["cancelled"] == N
         assert app.counts.counted == 2
+
+
+@pytest.mark.parametrize("change", ["sent", "paused"])
+async def test_an_alert_no_longer_sending_is_counted_exactly(
+    sessions: async_sessionmaker[AsyncSession], change: str
+) -> None:
+    """The moment the alert reads ``sent`` (or is paused), its counts are the database's: a
+    reader polling for the end of a send sees the final figures with the final state."""
+    alert_id = await published_alert(sessions, N)
+    counts = LiveCounts(sessions, large=N, fresh=60, stale=120, clock=Clock())
+    assert await sent(counts, sessions, alert_id) == 0  # kept
+    await send(sessions, alert_id, 2)
+    assert await sent(counts, sessions, alert_id) == 0  # still kept: sending
+    async with sessions.begin() as session:
+        values = {"status": AlertStatus.SENT} if change == "sent" else {"paused": True}
+        await session.execute(update(Alert).where(Alert.id == alert_id).values(**values))
+    assert await sent(counts, sessions, alert_id) == 2
+    assert counts.counted == 2
 
 
 async def test_once_nothing_is_open_every_read_counts_again(

@@ -6,8 +6,9 @@ The stats API, the alert and deliveries pages and each officer's live stream
 running and 70–200 ms during the send, and each reader counted the same rows again, in the
 process that is sending them.
 
-``LiveCounts`` keeps the last figures of an alert whose send is running (some delivery still
-queued, sending or deferred) and that has at least ``large`` deliveries:
+``LiveCounts`` keeps the last figures of an alert whose send is running (the alert is
+``sending`` and not paused, and some delivery is still queued, sending or deferred) and that
+has at least ``large`` deliveries:
 
 - younger than ``fresh`` seconds: every reader gets them as they are;
 - older, up to ``stale`` seconds: the reader still gets them at once, and one count starts in
@@ -15,14 +16,16 @@ queued, sending or deferred) and that has at least ``large`` deliveries:
   alert once its send is under way and someone watches it;
 - older than ``stale``, or never counted: the reader counts, as before.
 
-Everything else is counted on every read, exactly: a small alert (cheap), or one with nothing
-open (its counts now move only with bounces, responses and resends, which a reader expects to
-see at once). So a large send's counts lag the dispatcher by at most ``stale`` seconds, and by
-about ``fresh`` plus one count while it is watched. A person's action that moves deliveries
-(close, resend, a consent withdrawn, a response) calls ``forget`` after its commit, so the
-next read in this process counts; one taken in another process (the CLI beside ``serve``) is
-seen within ``stale``. A count never replaces one that started later, so counts never go
-back. The alert's state and pause flag are never kept (``tracking.stats`` reads them).
+Everything else is counted on every read, exactly: a small alert (cheap), a paused one, or
+one that is sent or closed, or has nothing open (its counts now move only with bounces,
+responses and resends, which a reader expects to see at once; the moment the alert reads
+``sent`` its counts are the final ones). So a large send's counts lag the dispatcher by at
+most ``stale`` seconds, and by about ``fresh`` plus one count while it is watched. A
+person's action that moves deliveries (close, resend, a consent withdrawn, a response) calls
+``forget`` after its commit, so the next read in this process counts; one taken in another
+process (the CLI beside ``serve``) is seen within ``stale``. A count never replaces one that
+started later, so counts never go back. The alert's state and pause flag are never kept
+(``tracking.stats`` reads them).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.core.states import AlertStatus
 from alerts.delivery import tracking
 from alerts.delivery.tracking import Figures
+from alerts.store.models import Alert
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +78,13 @@ class LiveCounts:
         self.counted = 0  # counts made, by readers and in the background (tests check the sharing)
         self._generation = 0  # forget() calls: a count started before one is not kept
 
-    async def figures(self, session: AsyncSession, alert_id: int) -> Figures:
+    async def figures(self, session: AsyncSession, alert: Alert) -> Figures:
         """The alert's figures: kept ones while they may be, else counted in ``session``."""
+        alert_id = alert.id
+        if alert.status != AlertStatus.SENDING or alert.paused:
+            self._kept.pop(alert_id, None)
+            self.counted += 1
+            return await tracking.figures(session, alert_id)
         now = self._clock()
         kept = self._kept.get(alert_id)
         if kept is not None and now - kept.at < self.stale:
