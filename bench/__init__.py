@@ -14,8 +14,10 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     so a bench measures what runs in production, and the yardsticks beside it on the same loop."""
     from alerts.core import loop
 
-    name = os.environ.get("ALERTS_SERVER_EVENT_LOOP", "uvloop")
-    if name not in ("uvloop", "asyncio"):
-        raise SystemExit(f"ALERTS_SERVER_EVENT_LOOP={name!r}: must be uvloop or asyncio")
+    try:
+        name = loop.chosen(os.environ)
+    except ValueError as exc:
+        main.close()  # never started
+        raise SystemExit(str(exc)) from None
     print(f"event loop: {name}", flush=True)
-    return loop.run(main, name)  # type: ignore[arg-type]
+    return loop.run(main, name)

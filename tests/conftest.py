@@ -51,12 +51,13 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     """The tests run on the event loop the service runs on (alerts/core/loop.py): uvloop, or
     asyncio's own with ``ALERTS_SERVER_EVENT_LOOP=asyncio``, which the services the tests start
     read as their ``[server] event_loop`` too."""
-    from alerts.core.loop import loop_factory
+    from alerts.core.loop import chosen, loop_factory
 
-    name = os.environ.get("ALERTS_SERVER_EVENT_LOOP", "uvloop")
-    if name not in ("uvloop", "asyncio"):
-        raise pytest.UsageError(f"ALERTS_SERVER_EVENT_LOOP={name!r}: must be uvloop or asyncio")
-    return {name: loop_factory(name)}  # type: ignore[arg-type]
+    try:
+        name = chosen(os.environ)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return {name: loop_factory(name)}
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Literal, TypeVar, cast
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LoopName = Literal["uvloop", "asyncio"]
+
+
+def chosen(environ: Mapping[str, str]) -> LoopName:
+    """``ALERTS_SERVER_EVENT_LOOP`` (default uvloop), for what runs before any settings are
+    read: the test runner and the benches; ValueError naming the variable if it is neither."""
+    name = environ.get("ALERTS_SERVER_EVENT_LOOP", "uvloop")
+    if name not in ("uvloop", "asyncio"):
+        raise ValueError(f"ALERTS_SERVER_EVENT_LOOP={name!r}: must be uvloop or asyncio")
+    return cast(LoopName, name)
 
 
 def loop_factory(name: LoopName) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -110,8 +110,7 @@ class LiveCounts:
         if generation != self._generation or (newer is not None and newer.at > started):
             return figures  # forgotten meanwhile, or a later count is kept: do not go back
         by_channel = figures[0]
-        total = sum(n for states in by_channel.values() for n in states.values())
-        if total >= self.large and tracking.open_count(by_channel):
+        if tracking.total_count(by_channel) >= self.large and tracking.open_count(by_channel):
             self._kept[alert_id] = _Kept(figures, started)
             self._kept.move_to_end(alert_id)
             while len(self._kept) > KEPT:

@@ -103,6 +103,11 @@ async def has_open(session: AsyncSession, alert_id: int, *, channels: Iterable[s
     return found.first() is not None
 
 
+def total_count(by_channel: dict[str, dict[str, int]]) -> int:
+    """Every delivery in ``figures``' counts by channel."""
+    return sum(n for states in by_channel.values() for n in states.values())
+
+
 def open_count(by_channel: dict[str, dict[str, int]]) -> int:
     """Deliveries still queued, sending or deferred, in ``figures``' counts by channel."""
     return sum(states.get(s, 0) for states in by_channel.values() for s in OPEN_STATES)
@@ -122,7 +127,7 @@ async def stats(
     """The ``alert status --json`` / ``GET alerts/{id}/stats`` document; ``count``: where the
     figures come from (the web's ``App.counts.figures`` shares large sends' counts)."""
     by_channel, engagement, responses = await count(session, alert)
-    total = sum(n for states in by_channel.values() for n in states.values())
+    total = total_count(by_channel)
     open_ = open_count(by_channel)
     return {
         "id": alert.id,
