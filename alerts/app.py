@@ -17,6 +17,7 @@ from alerts.core.metrics import Metrics
 from alerts.core.signing import Signing
 from alerts.core.verp import Verp
 from alerts.delivery.gauges import QueueGauges
+from alerts.delivery.give_way import GiveWay
 from alerts.delivery.links import TrackingLinks
 from alerts.delivery.live_counts import LiveCounts
 from alerts.delivery.messages import MessageBuilder, message_domain
@@ -45,6 +46,7 @@ class App:
     gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
     charts: Charts = field(default_factory=Charts)  # alerts' events over time, read as they come
     counts: LiveCounts = field(init=False)  # large sends' counts, shared by every reader
+    give_way: GiveWay = field(default_factory=GiveWay)  # the web's requests before the senders
 
     def __post_init__(self) -> None:
         self.gauges = QueueGauges(self.metrics, self.reads)

@@ -38,8 +38,9 @@ def deployment_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
-def make_dispatcher(app: App) -> Dispatcher:
-    """The dispatcher for this process, from the app's settings."""
+def make_dispatcher(app: App, *, web_first: bool = False) -> Dispatcher:
+    """The dispatcher for this process, from the app's settings; ``web_first``: its senders
+    give way to the web's requests (``alerts serve``)."""
     return Dispatcher(
         sessions=app.sessions,
         reads=app.reads,
@@ -50,6 +51,7 @@ def make_dispatcher(app: App) -> Dispatcher:
         webhook_url=app.settings.webhook.url,
         metrics=app.metrics,
         wakeup=Wakeup(app.engine, app.doorbell),
+        give_way=app.give_way if web_first else None,
     )
 
 
@@ -106,7 +108,7 @@ async def run_service(
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     async with open_app(settings, migrate=True) as app:
-        dispatcher = make_dispatcher(app)
+        dispatcher = make_dispatcher(app, web_first=web_ui)
         app.extras["dispatcher"] = dispatcher
         app.extras.update(extras or {})
         runner: web.AppRunner | None = None

@@ -6,8 +6,9 @@ for all channels writes outcomes in batches every ``flush_interval``. Expired le
 reclaimed; due scheduled alerts are published; what a worker holds of an alert paused, closed
 or without consent since its claim goes back to the outbox (``holdback``). An idle claimer
 waits for a wake-up (a send in this process, NOTIFY on PostgreSQL, SQLite's data_version:
-``wakeup``) or its safety poll (``poll_seconds``). On stop, sends in flight finish, what is
-still queued locally is released, and the last batch is flushed.
+``wakeup``) or its safety poll (``poll_seconds``). In ``alerts serve`` the senders start no new
+message while the web answers a request, for a moment at most (``give_way``). On stop, sends
+in flight finish, what is still queued locally is released, and the last batch is flushed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from alerts.core.metrics import Metrics
 from alerts.core.states import AlertStatus
 from alerts.core.types import Outcome, OutcomeKind
 from alerts.delivery.claim import claim_due, extend_leases, reclaim_expired, release
+from alerts.delivery.give_way import GiveWay
 from alerts.delivery.holdback import Held, stopped, take
 from alerts.delivery.messages import AlertInfo, Claimed, MessageBuilder
 from alerts.delivery.publish import load_alert_info, publish_due
@@ -80,6 +82,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         wakeup: Wakeup | None = None,
+        give_way: GiveWay | None = None,
     ) -> None:
         self.sessions = sessions
         self.reads = reads or sessions  # the completion polls only read
@@ -111,6 +114,7 @@ class Dispatcher:
         self._held = Held()  # what waits in the lanes' queues, per alert
         self._giving_back: list[Claimed] = []  # taken out of them, to be released (holdback)
         self.wakeup = wakeup  # None: the claimers only poll
+        self.give_way = give_way  # None: no web in this process to give way to
         self.wakeups: Counter[str] = Counter()  # what woke the claimers: bell, notify, data_version…
         self._stopping = False
         self.alive_at = time.monotonic()
@@ -224,6 +228,8 @@ class Dispatcher:
 
     async def _sender(self, lane: ChannelLane) -> None:
         while True:
+            if self.give_way is not None and not self.give_way.open:
+                await self.give_way.wait()  # a request is being answered: it goes first
             item = await lane.queue.get()
             self._held.took(item)
             lane.in_flight += 1
