@@ -46,11 +46,12 @@ class App:
     gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
     charts: Charts = field(default_factory=Charts)  # alerts' events over time, read as they come
     counts: LiveCounts = field(init=False)  # large sends' counts, shared by every reader
-    give_way: GiveWay = field(default_factory=GiveWay)  # the web's requests before the senders
+    give_way: GiveWay = field(init=False)  # officers' reads before the senders (``alerts serve``)
 
     def __post_init__(self) -> None:
         self.gauges = QueueGauges(self.metrics, self.reads)
         self.counts = LiveCounts(self.reads)
+        self.give_way = GiveWay(held=self.metrics.senders_held)
 
     def channel_concurrency(self) -> dict[str, int]:
         """Senders per channel (see ``channel_concurrency``)."""

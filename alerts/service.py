@@ -40,7 +40,7 @@ def deployment_warnings(settings: Settings) -> list[str]:
 
 def make_dispatcher(app: App, *, web_first: bool = False) -> Dispatcher:
     """The dispatcher for this process, from the app's settings; ``web_first``: its senders
-    give way to the web's requests (``alerts serve``)."""
+    give way to the officers' reads of the web (``alerts serve``)."""
     return Dispatcher(
         sessions=app.sessions,
         reads=app.reads,

@@ -1,6 +1,6 @@
 """Latency under load: the API and the officers' pages while `alerts serve` sends a large alert.
 
-    python bench/latency.py [--n 100000] [--postgres URL]
+    python bench/latency.py [--n 100000] [--postgres URL] [--flood N]
 
 Starts `alerts serve` (web and dispatcher in one process, as deployed) on a fresh database
 with N contacts, the low-CPU SMTP sink (bench/smtp_sink.py) as its relay, then sends the
@@ -8,7 +8,9 @@ alert with `alerts alert send` and, until every delivery is final, polls back to
 GET /healthz, GET /api/v1/alerts/{id}/stats (a bearer token) and the officers' page of the
 alert, /office/alerts/{id} (signed in): for ``--idle`` seconds before the send and after it
 (what the reads cost with no send running), and during it. Prints n, p50, p95 and max of
-each (goal: p95 < 50 ms during the send).
+each (goal: p95 < 50 ms during the send). ``--flood N`` adds N clients that ask for /healthz
+with no pause during the send: the senders give way to every request
+(alerts/delivery/give_way.py), and the send rate printed shows what a flood leaves of it.
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ from tests.web import PASSWORD, Client
 
 
 async def poll(
-    fetch: aiohttp.ClientSession | Client, url: str, headers: dict[str, str], stop: asyncio.Event
+    fetch: aiohttp.ClientSession | Client,
+    url: str,
+    headers: dict[str, str],
+    stop: asyncio.Event,
+    pause: float = 0.02,
 ) -> list[float]:
-    """Latencies (s) of GET ``url`` back to back (20 ms apart) until ``stop``; non-200 raises."""
+    """Latencies (s) of GET ``url`` back to back (``pause`` apart) until ``stop``; non-200 raises."""
     samples: list[float] = []
     while not stop.is_set():
         started = time.perf_counter()
@@ -49,7 +55,7 @@ async def poll(
         samples.append(time.perf_counter() - started)
         if status != 200:
             raise SystemExit(f"GET {url} answered {status} during the send: {body[:300]}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(pause)
     return samples
 
 
@@ -107,6 +113,10 @@ async def run(args: argparse.Namespace) -> None:
             before = await for_a_while()
             stop = asyncio.Event()
             pollers = [asyncio.create_task(poll(f, u, h, stop)) for f, u, h in targets]
+            flood = [
+                asyncio.create_task(poll(http, f"{base}/healthz", {}, stop, pause=0))
+                for _ in range(args.flood)
+            ]
             started = time.perf_counter()
             code, out = await services.run("alert", "send", str(alert_id), "--as", "olga", name="send")
             if code != 0:
@@ -118,6 +128,7 @@ async def run(args: argparse.Namespace) -> None:
             elapsed = time.perf_counter() - started
             stop.set()
             during = await asyncio.gather(*pollers)
+            flooded = sum(len(samples) for samples in await asyncio.gather(*flood))
             after = await for_a_while()
         await browser.close()
         await serve.stop()
@@ -125,6 +136,7 @@ async def run(args: argparse.Namespace) -> None:
         print(
             f"{args.n:,} recipients on {where}, sent by `alerts serve` in {elapsed:.0f} s "
             f"({args.n / elapsed:,.0f}/s)"
+            + (f", flooded by {args.flood} clients: {flooded / elapsed:,.0f} requests/s" * bool(args.flood))
         )
         names = ("GET /healthz", "GET /api/v1/alerts/{id}/stats", "GET /office/alerts/{id} (signed in)")
         for title, phase in (
@@ -149,6 +161,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--postgres", metavar="URL", help="a fresh database on this PostgreSQL server")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of polls before and after the send")
+    parser.add_argument(
+        "--flood",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N more clients asking GET /healthz back to back, without a pause, during the send "
+        "(the senders give way to every request: what is left of the send rate)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -1,29 +1,35 @@
-"""The web's requests go first (alerts/delivery/give_way.py, alerts/web/first.py): while a
-request is answered, ``alerts serve``'s senders start no new message, for ``hold`` seconds at
-most; a request that never ends still lets every sender start one message per hold.
+"""Officers' reads go first (alerts/delivery/give_way.py, alerts/web/first.py): while one is
+answered, ``alerts serve``'s senders start no new message, for ``hold`` seconds at most; when
+a hold runs out with reads still in flight, each waiting sender starts one message and the way
+closes again.
 
 The dispatcher sends to a recording SMTP server through the real email channel; the web's
-side is a real app on loopback. No test is timed: a request held in flight is held by the
-test (an upload it has not finished), and the hold that must not run out is set far longer
-than the test waits.
+side is the real app on loopback. The holds are set far longer than any test waits, and run
+out only when a test says so, so that no figure depends on the machine's speed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from alerts.app import App, open_app
 from alerts.core.config import EmailSettings, Settings
+from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.give_way import GiveWay
 from alerts.service import make_dispatcher
+from alerts.web import make_web_app
 from channels.email import EmailChannel
 from tests.factories import published_alert
 from tests.smtpd import SMTPTestServer
-from tests.web import make_staff, running, signed_in
+from tests.web import make_staff, signed_in
+
+NEVER = 3600.0  # a hold that does not run out within a test
 
 
 @pytest.fixture
@@ -31,140 +37,156 @@ async def app(db_url: str, smtpd_settings: EmailSettings) -> AsyncIterator[App]:
     # the pool of the channel given, so that the dispatcher runs two senders per connection
     settings = Settings().replace("database", url=db_url).replace("email", pool_size=smtpd_settings.pool_size)
     async with open_app(settings, channels={"email": EmailChannel(smtpd_settings)}) as opened:
+        opened.give_way = GiveWay(NEVER, held=opened.metrics.senders_held)
         yield opened
 
 
-async def _until(what: str, done: object, *, within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not done():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, f"not {what} within {within} s"
-        await asyncio.sleep(0.01)
+async def _until(what: str, done: Callable[[], bool], *, within: float = 30.0) -> None:
+    async with asyncio.timeout(within):
+        while not done():
+            await asyncio.sleep(0.01)
 
 
-async def test_a_request_in_flight_holds_the_senders_and_its_answer_lets_them_go(
+def _held(app: App, ended: str) -> float:
+    value = app.metrics.registry.get_sample_value("alerts_senders_held_total", {"ended": ended})
+    return value or 0.0
+
+
+async def _claimed(dispatcher: Dispatcher, n: int) -> None:
+    """The claimer does not give way: the deliveries are claimed and wait in the lane."""
+    await _until("claimed", lambda: dispatcher.lanes["email"].queue.qsize() == n)
+    await asyncio.sleep(0.2)  # what a sender would have started by now reaches the server
+
+
+async def test_a_read_in_flight_holds_the_senders_and_its_answer_lets_them_go(
     app: App, smtpd_server: SMTPTestServer
 ) -> None:
     await published_alert(app.sessions, 40)
-    app.give_way = GiveWay(hold=60.0)  # never runs out in this test
     dispatcher = make_dispatcher(app, web_first=True)
-    app.give_way.enter()  # a request comes in
+    app.give_way.enter()  # an officer's read comes in
     stop = asyncio.Event()
-    running_ = asyncio.create_task(dispatcher.run(stop))
+    running = asyncio.create_task(dispatcher.run(stop))
     try:
-        # the claimer works on: the deliveries are claimed and wait in the lane
-        await _until("claimed", lambda: dispatcher.lanes["email"].queue.qsize() == 40)
-        await asyncio.sleep(0.2)
-        assert smtpd_server.messages() == []  # but no sender started a message
-        assert not app.give_way.open
+        await _claimed(dispatcher, 40)
+        assert smtpd_server.messages() == []  # no sender started a message
         app.give_way.leave()  # answered
         assert app.give_way.open
         await _until("all sent", lambda: len(smtpd_server.messages()) == 40)
     finally:
         stop.set()
-        await running_
-    assert (app.give_way.holds, app.give_way.full_holds) == (1, 0)
+        await running
+    assert (_held(app, "answered"), _held(app, "limit")) == (1, 0)
 
 
-async def test_a_request_that_never_ends_lets_each_sender_start_one_message_per_hold(
+async def test_a_hold_that_runs_out_lets_each_waiting_sender_start_one_message(
     app: App, smtpd_server: SMTPTestServer
 ) -> None:
-    n = 64
-    await published_alert(app.sessions, n)
-    app.give_way = GiveWay(hold=0.2)
+    await published_alert(app.sessions, 64)
     dispatcher = make_dispatcher(app, web_first=True)
     senders = dispatcher.lanes["email"].concurrency
-    app.give_way.enter()  # and never leaves
+    assert senders == 8  # two per pooled connection
+    app.give_way.enter()  # and never leaves: one read after another
     stop = asyncio.Event()
-    running_ = asyncio.create_task(dispatcher.run(stop))
+    running = asyncio.create_task(dispatcher.run(stop))
     try:
-        await _until("all sent", lambda: len(smtpd_server.messages()) == n)
+        await _claimed(dispatcher, 64)
+        for turn in (1, 2, 3):
+            app.give_way._held_long_enough()  # the hold runs out
+            await _until(f"turn {turn}", lambda t=turn: len(smtpd_server.messages()) == t * senders)
+            await asyncio.sleep(0.2)
+            # one message each, then the way closed again behind them
+            assert len(smtpd_server.messages()) == turn * senders
+            assert not app.give_way.open
+        app.give_way.leave()
+        await _until("all sent", lambda: len(smtpd_server.messages()) == 64)
     finally:
         stop.set()
-        await running_
-    # every message was started in the moment after a hold ran out, one per waiting sender (two,
-    # for a sender whose previous answer came in that very moment); ignoring the way, the
-    # senders would have sent them all within a few holds
-    assert app.give_way.full_holds >= n / (2 * senders), (app.give_way.full_holds, senders)
-    assert not app.give_way.open  # and the way closed again after each of those moments
-    app.give_way.leave()
-    assert app.give_way.open
+        await running
+    assert (_held(app, "limit"), _held(app, "answered")) == (3, 1)
 
 
 async def test_a_worker_gives_no_way(app: App, smtpd_server: SMTPTestServer) -> None:
-    """``alerts worker`` has no web: its senders never wait, whatever the counter says."""
+    """``alerts worker`` has no web: its senders never wait, whatever the count says."""
     await published_alert(app.sessions, 10)
-    app.give_way = GiveWay(hold=60.0)
     app.give_way.enter()
     dispatcher = make_dispatcher(app)
     assert dispatcher.give_way is None
     stop = asyncio.Event()
-    running_ = asyncio.create_task(dispatcher.run(stop))
+    running = asyncio.create_task(dispatcher.run(stop))
     try:
         await _until("all sent", lambda: len(smtpd_server.messages()) == 10)
     finally:
         stop.set()
-        await running_
+        await running
 
 
-async def test_the_web_counts_a_request_until_it_is_answered(db_url: str) -> None:
-    """An upload still coming in holds the senders; its answer, an error or a stream's first
-    bytes let them go."""
-    async with running(db_url) as (app, base):
-        app.give_way = GiveWay(hold=60.0)
-        await make_staff(app)
-        more = asyncio.Event()
+async def test_the_web_counts_an_officers_read_until_it_is_answered(db_url: str) -> None:
+    """GET and HEAD under /office and /api hold the senders until answered (or failed, or the
+    client gone); a form, a public page, a probe or a stream once started does not."""
+    settings = Settings().replace("database", url=db_url).replace("server", secret_key="k" * 32)
+    async with open_app(settings, channels={}) as app:
+        app.give_way = GiveWay(NEVER, held=app.metrics.senders_held)
+        way = app.give_way
+        arrived, answer = asyncio.Event(), asyncio.Event()
 
-        async def slow_body() -> AsyncIterator[bytes]:
-            yield b"name=officer&"
-            await more.wait()
-            yield b"password=wrong"
+        async def slow(_request: web.Request) -> web.Response:
+            """A page that takes as long as the test says (the app's real middlewares around it)."""
+            arrived.set()
+            await answer.wait()
+            return web.Response(text="done")
 
-        async with aiohttp.ClientSession() as http:
-            upload = asyncio.create_task(
-                http.post(
-                    f"{base}/login",
-                    data=slow_body(),
-                    headers={"Content-Type": "application/x-www-form-urlencoded"},
-                    allow_redirects=False,
-                )
-            )
-            await _until("the request in", lambda: app.give_way.requests == 1)
-            assert not app.give_way.open
-            more.set()
-            response = await upload
-            response.release()
-            assert (app.give_way.requests, app.give_way.open) == (0, True)
-            # an error answer (404 from the router) and a refused one (no session) leave too
-            async with http.get(f"{base}/no/such/page") as r:
-                assert r.status == 404
-            async with http.get(f"{base}/office/alerts/1/live", allow_redirects=False) as r:
-                assert r.status in (302, 303, 401)
-            assert (app.give_way.requests, app.give_way.open) == (0, True)
-        assert app.give_way.holds == 3
+        webapp = make_web_app(app)
+        for path in ("/office/slow", "/api/v1/slow", "/slow"):
+            webapp.router.add_route("*", path, slow)
+        server = TestServer(webapp)
+        await server.start_server()
+        base = str(server.make_url("")).rstrip("/")
 
-        # a client that goes away mid-upload: its request is cancelled, and leaves
-        more.clear()
-        gone = aiohttp.ClientSession()
-        upload = asyncio.create_task(
-            gone.post(
-                f"{base}/login",
-                data=slow_body(),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            )
-        )
-        await _until("the request in", lambda: app.give_way.requests == 1)
-        upload.cancel()
-        await gone.close()
-        await _until("the request gone", lambda: app.give_way.requests == 0)
-        assert app.give_way.open
+        async def while_in_flight(method: str, path: str) -> tuple[int, bool]:
+            """(reads counted, way open) while ``method path`` is being answered."""
+            arrived.clear()
+            answer.clear()
+            async with aiohttp.ClientSession() as http:
+                call = asyncio.create_task(http.request(method, base + path))
+                await asyncio.wait_for(arrived.wait(), 30)
+                seen = (way.requests, way.open)
+                answer.set()
+                (await call).release()
+            assert (way.requests, way.open) == (0, True)
+            return seen
 
-        # the live counts stream: held until its headers are sent, not while it runs
-        alert_id = await published_alert(app.sessions, 2)
-        officer = await signed_in(base, "officer")
         try:
-            async with officer.http.get(f"{base}/office/alerts/{alert_id}/live") as stream:
-                assert stream.headers["Content-Type"].startswith("text/event-stream")
-                assert (await stream.content.readline()).startswith(b"retry:")
-                assert (app.give_way.requests, app.give_way.open) == (0, True)
+            assert await while_in_flight("GET", "/office/slow") == (1, False)
+            assert await while_in_flight("HEAD", "/api/v1/slow") == (1, False)
+            assert await while_in_flight("POST", "/office/slow") == (0, True)  # a form, an upload
+            assert await while_in_flight("GET", "/slow") == (0, True)  # a public page
+            assert _held(app, "answered") == 2
+
+            # an error answer leaves; so does a read whose client went away
+            async with aiohttp.ClientSession() as http, http.get(f"{base}/office/no/such") as r:
+                assert r.status == 404
+            arrived.clear()
+            answer.clear()
+            gone = aiohttp.ClientSession()
+            call = asyncio.create_task(gone.get(f"{base}/office/slow"))
+            await asyncio.wait_for(arrived.wait(), 30)
+            assert way.requests == 1
+            call.cancel()
+            await gone.close()
+            answer.set()
+            await _until("gone", lambda: way.requests == 0)
+            assert way.open and _held(app, "answered") == 4
+
+            # the live counts: held until the stream's headers are sent, not while it runs
+            await make_staff(app)
+            alert_id = await published_alert(app.sessions, 2)
+            officer = await signed_in(base, "officer")
+            try:
+                async with officer.http.get(f"{base}/office/alerts/{alert_id}/live") as stream:
+                    assert stream.headers["Content-Type"].startswith("text/event-stream")
+                    assert (await stream.content.readline()).startswith(b"retry:")
+                    assert (way.requests, way.open) == (0, True)
+            finally:
+                await officer.close()
         finally:
-            await officer.close()
+            await server.close()

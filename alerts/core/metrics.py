@@ -18,6 +18,9 @@ Metric names, all prefixed ``alerts_``:
 - ``deliveries_open{channel,state}``, ``queue_depth``: deliveries not yet final (database).
 - ``queue_oldest_due_seconds``: how long the oldest due, unclaimed delivery has waited.
 - ``scheduler_lag_seconds``: how late the most overdue follow-up or scheduled alert is.
+- ``senders_held_total{ended}``: times ``alerts serve``'s senders gave way to an officer's or
+  the API's read (``alerts.delivery.give_way``): ended ``answered`` (the reads were answered)
+  or ``limit`` (the hold ran out with reads still in flight: a steady stream of them).
 - ``process_*``, ``python_*``: the process (CPU, memory, open files, GC).
 """
 
@@ -93,6 +96,13 @@ class Metrics:
         self.scheduler_lag = Gauge(
             "alerts_scheduler_lag_seconds",
             "How late the most overdue follow-up or scheduled alert is (0: none overdue).",
+            registry=r,
+        )
+
+        self.senders_held = Counter(
+            "alerts_senders_held",
+            "Times the senders gave way to the web's reads, by how the hold ended (answered, limit).",
+            ["ended"],
             registry=r,
         )
 

@@ -6,8 +6,8 @@ for all channels writes outcomes in batches every ``flush_interval``. Expired le
 reclaimed; due scheduled alerts are published; what a worker holds of an alert paused, closed
 or without consent since its claim goes back to the outbox (``holdback``). An idle claimer
 waits for a wake-up (a send in this process, NOTIFY on PostgreSQL, SQLite's data_version:
-``wakeup``) or its safety poll (``poll_seconds``). In ``alerts serve`` the senders start no new
-message while the web answers a request, for a moment at most (``give_way``). On stop, sends
+``wakeup``) or its safety poll (``poll_seconds``). In ``alerts serve`` the senders take no new
+message while the web answers an officer's read, for a moment at most (``give_way``). On stop, sends
 in flight finish, what is still queued locally is released, and the last batch is flushed.
 """
 
@@ -228,8 +228,8 @@ class Dispatcher:
 
     async def _sender(self, lane: ChannelLane) -> None:
         while True:
-            if self.give_way is not None and not self.give_way.open:
-                await self.give_way.wait()  # a request is being answered: it goes first
+            if self.give_way is not None and not self.give_way.open:  # (no coroutine when open)
+                await self.give_way.wait()  # an officer's read is being answered: it goes first
             item = await lane.queue.get()
             self._held.took(item)
             lane.in_flight += 1

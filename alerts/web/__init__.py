@@ -4,7 +4,7 @@ the JSON API (``api``), the officers' pages (``ui``) and the public pages (``pub
 Holds: ``base`` (the App key, the JSON error format), ``auth`` (sessions, CSRF, sign-in limits),
 ``clients`` (the client's address behind trusted proxies), ``bodies`` (size-limited request
 bodies), ``request_ids`` (X-Request-Id and the log context), ``first`` (the dispatcher's senders
-give way while a request is answered), ``ops`` (probes, metrics) and the
+give way while an officer's read is answered), ``ops`` (probes, metrics) and the
 three faces, each with a ``table`` that registers its routes. May import ``actions`` and
 everything below it; the faces do not import one another (import-linter's ``web-faces`` contract).
 """
@@ -36,7 +36,7 @@ def make_web_app(app: App) -> web.Application:
     quiet_malformed_requests()
     webapp.on_response_prepare.append(security_headers)
     request_ids.setup(webapp)
-    first.setup(webapp)  # outermost: the senders give way for the whole request
+    first.setup(webapp)  # outermost: the senders give way for the whole read
     ops.setup(webapp)
     api.setup(webapp)
     ui.setup(webapp)

@@ -1,29 +1,43 @@
-"""Requests first: the web tells the dispatcher's senders to give way while it answers one
-(``alerts.delivery.give_way``, where the bounds are).
+"""Officers' reads first: the dispatcher's senders give way while the web answers a GET or
+HEAD under ``/office`` or ``/api`` (``alerts.delivery.give_way``, where the bounds are).
 
-A request counts from the moment it reaches the app until its response is prepared: the
-headers of a plain response, or the start of a stream (the live counts, a CSV export), which
-then goes on without holding the senders.
+A read counts from the moment it reaches the app until its handler returns (or fails, or the
+client goes away) or, for a stream (the live counts, a CSV export), until its headers are
+sent: the stream then goes on without holding the senders. Nothing else counts: a form or an
+upload (a client could send its body as slowly as it likes), the public pages, the probes and
+/metrics, the static files.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from alerts.core.urls import OFFICE
+from alerts.delivery.give_way import GiveWay
 from alerts.web.base import APP, Handler
 
-_IN = web.RequestKey("ua_giving_way", bool)
+_HOLDING = web.RequestKey("ua_holding", GiveWay)  # the way this request closed, until it leaves
+READS = frozenset({"GET", "HEAD"})
+FIRST = (OFFICE + "/", "/api/")
+
+
+def goes_first(request: web.Request) -> bool:
+    """Whether the senders give way to this request."""
+    return request.method in READS and request.path.startswith(FIRST)
 
 
 @web.middleware
-async def requests_first(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Hold the senders while this request is answered."""
-    request.app[APP].give_way.enter()
-    request[_IN] = True
+async def reads_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Hold the senders while this read is answered."""
+    if not goes_first(request):
+        return await handler(request)
+    way = request.app[APP].give_way
+    way.enter()
+    request[_HOLDING] = way
     try:
         return await handler(request)
     finally:
-        _leave(request)  # an error, a cancelled request: the prepare below never came
+        _leave(request)  # an error or a client gone; a stream has left at its prepare
 
 
 async def _on_prepare(request: web.Request, _response: web.StreamResponse) -> None:
@@ -31,11 +45,11 @@ async def _on_prepare(request: web.Request, _response: web.StreamResponse) -> No
 
 
 def _leave(request: web.Request) -> None:
-    if request.pop(_IN, False):
-        request.app[APP].give_way.leave()
+    if (way := request.pop(_HOLDING, None)) is not None:
+        way.leave()
 
 
 def setup(webapp: web.Application) -> None:
-    """Count every request of ``webapp`` (call after the other middlewares: it goes outermost)."""
-    webapp.middlewares.insert(0, requests_first)
+    """Count the reads of ``webapp`` (call after the other middlewares: it goes outermost)."""
+    webapp.middlewares.insert(0, reads_first)
     webapp.on_response_prepare.append(_on_prepare)
