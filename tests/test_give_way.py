@@ -30,6 +30,7 @@ from tests.smtpd import SMTPTestServer
 from tests.web import make_staff, signed_in
 
 NEVER = 3600.0  # a hold that does not run out within a test
+TOKEN = {"Authorization": "Bearer some-token"}
 
 
 @pytest.fixture
@@ -121,8 +122,9 @@ async def test_a_worker_gives_no_way(app: App, smtpd_server: SMTPTestServer) -> 
 
 
 async def test_the_web_counts_an_officers_read_until_it_is_answered(db_url: str) -> None:
-    """GET and HEAD under /office and /api hold the senders until answered (or failed, or the
-    client gone); a form, a public page, a probe or a stream once started does not."""
+    """GET and HEAD under /office and /api with credentials hold the senders until answered (or
+    failed, or the client gone); a form, a public page, a read with no credentials, or a
+    stream once started does not."""
     settings = Settings().replace("database", url=db_url).replace("server", secret_key="k" * 32)
     async with open_app(settings, channels={}) as app:
         app.give_way = GiveWay(NEVER, held=app.metrics.senders_held)
@@ -142,11 +144,12 @@ async def test_the_web_counts_an_officers_read_until_it_is_answered(db_url: str)
         await server.start_server()
         base = str(server.make_url("")).rstrip("/")
 
-        async def while_in_flight(method: str, path: str) -> tuple[int, bool]:
-            """(reads counted, way open) while ``method path`` is being answered."""
+        async def while_in_flight(method: str, path: str, *, anonymous: bool = False) -> tuple[int, bool]:
+            """(reads counted, way open) while ``method path`` is being answered (with a token
+            that the test route does not check, or with no credentials)."""
             arrived.clear()
             answer.clear()
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(headers={} if anonymous else TOKEN) as http:
                 call = asyncio.create_task(http.request(method, base + path))
                 await asyncio.wait_for(arrived.wait(), 30)
                 seen = (way.requests, way.open)
@@ -160,14 +163,15 @@ async def test_the_web_counts_an_officers_read_until_it_is_answered(db_url: str)
             assert await while_in_flight("HEAD", "/api/v1/slow") == (1, False)
             assert await while_in_flight("POST", "/office/slow") == (0, True)  # a form, an upload
             assert await while_in_flight("GET", "/slow") == (0, True)  # a public page
+            assert await while_in_flight("GET", "/office/slow", anonymous=True) == (0, True)
             assert _held(app, "answered") == 2
 
             # an error answer leaves; so does a read whose client went away
-            async with aiohttp.ClientSession() as http, http.get(f"{base}/office/no/such") as r:
+            async with aiohttp.ClientSession(headers=TOKEN) as http, http.get(f"{base}/office/no/such") as r:
                 assert r.status == 404
             arrived.clear()
             answer.clear()
-            gone = aiohttp.ClientSession()
+            gone = aiohttp.ClientSession(headers=TOKEN)
             call = asyncio.create_task(gone.get(f"{base}/office/slow"))
             await asyncio.wait_for(arrived.wait(), 30)
             assert way.requests == 1
