@@ -1,11 +1,11 @@
 """Officers' reads go first (alerts/delivery/give_way.py, alerts/web/first.py): while one is
 answered, ``alerts serve``'s senders start no new message, for ``hold`` seconds at most; when
-a hold runs out with reads still in flight, each waiting sender starts one message and the way
-closes again.
+a hold runs out with reads still in flight, the senders go on for ``turn`` seconds, whatever
+reads come, and then wait again.
 
 The dispatcher sends to a recording SMTP server through the real email channel; the web's
-side is the real app on loopback. The holds are set far longer than any test waits, and run
-out only when a test says so, so that no figure depends on the machine's speed.
+side is the real app on loopback. The holds and turns are set far longer than any test waits,
+and end only when a test says so, so that no figure depends on the machine's speed.
 """
 
 from __future__ import annotations
@@ -79,31 +79,42 @@ async def test_a_read_in_flight_holds_the_senders_and_its_answer_lets_them_go(
     assert (_held(app, "answered"), _held(app, "limit")) == (1, 0)
 
 
-async def test_a_hold_that_runs_out_lets_each_waiting_sender_start_one_message(
+async def test_a_hold_that_runs_out_gives_the_senders_their_turn_whatever_comes(
     app: App, smtpd_server: SMTPTestServer
 ) -> None:
-    await published_alert(app.sessions, 64)
+    n = 300
+    await published_alert(app.sessions, n)
+    app.give_way = GiveWay(NEVER, turn=NEVER, held=app.metrics.senders_held)
     dispatcher = make_dispatcher(app, web_first=True)
     senders = dispatcher.lanes["email"].concurrency
-    assert senders == 8  # two per pooled connection
-    app.give_way.enter()  # and never leaves: one read after another
+    app.give_way.enter()  # one read after another from now on
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run(stop))
+
+    def sent() -> int:
+        return len(smtpd_server.messages())
+
     try:
-        await _claimed(dispatcher, 64)
-        for turn in (1, 2, 3):
-            app.give_way._held_long_enough()  # the hold runs out
-            await _until(f"turn {turn}", lambda t=turn: len(smtpd_server.messages()) == t * senders)
-            await asyncio.sleep(0.2)
-            # one message each, then the way closed again behind them
-            assert len(smtpd_server.messages()) == turn * senders
-            assert not app.give_way.open
+        await _until("claimed", lambda: dispatcher.lanes["email"].queue.qsize() > 0)
+        await asyncio.sleep(0.2)
+        assert sent() == 0
+        app.give_way._held_long_enough()  # the hold runs out: the senders' turn
+        app.give_way.enter()  # a read that comes during the turn does not end it
+        assert app.give_way.open
+        await _until("the senders going on", lambda: sent() >= 3 * senders)  # not one message each
+        app.give_way._turn_over()  # the turn is over, reads are still in flight: closed again
+        assert not app.give_way.open
+        await asyncio.sleep(0.3)  # the messages started before it reach the server
+        settled = sent()
+        await asyncio.sleep(0.3)
+        assert sent() == settled < n  # and no sender started another
         app.give_way.leave()
-        await _until("all sent", lambda: len(smtpd_server.messages()) == 64)
+        app.give_way.leave()
+        await _until("all sent", lambda: sent() == n)
     finally:
         stop.set()
         await running
-    assert (_held(app, "limit"), _held(app, "answered")) == (3, 1)
+    assert (_held(app, "limit"), _held(app, "answered")) == (1, 1)
 
 
 async def test_a_worker_gives_no_way(app: App, smtpd_server: SMTPTestServer) -> None:

@@ -8,16 +8,16 @@ trip: a page makes dozens) waited behind a whole turn of the dispatcher's ready 
 Now, while such a read is in flight, a sender finishes the message it holds (its answer is
 read, its outcome recorded) but starts no new one, so each turn of the loop is short and the
 read runs at nearly its own speed. What counts as a read is the web's to say
-(``alerts.web.first``): GET and HEAD under ``/office`` and ``/api``, until their headers go
-out, so neither an upload nor a stream nor the public pages hold the senders.
+(``alerts.web.first``): GET and HEAD under ``/office`` and ``/api`` that carry credentials,
+until their headers go out, so neither an upload, a stream, the public pages nor anyone
+without credentials holds the senders.
 
-One bound keeps the sending going whatever the web does: the way is closed for at most
-``HOLD`` seconds at a time. When reads are still in flight then (a page that takes that long,
-or one read after another), every waiting sender starts one message and the way closes again.
-A sender still busy with its previous message at that moment waits for the next one, so as long
-as the relay answers within a hold, each sender starts a message at least every two holds: with
-the default 16 SMTP connections (32 senders), at least 320 messages a second however many reads
-come (``senders_held_total{ended="limit"}`` on /metrics counts the holds that ran out).
+Two bounds keep the sending going whatever the web does. The way is closed for at most
+``HOLD`` (50 ms) at a time; when a hold runs out with reads still in flight (a page that takes
+that long, or one read after another), the senders go on for at least ``TURN`` (25 ms) before
+the way can close again. However many reads come, the senders have a third of the time at
+least, and they finish what they started in the rest. ``senders_held_total{ended="limit"}`` on
+/metrics counts the holds that ran out.
 
 Sparse reads (officers opening pages, a client polling stats) cost a send only the moments
 they are answered; ``bench/latency.py`` prints the send rate beside the latencies, and with
@@ -33,19 +33,22 @@ from prometheus_client import Counter
 
 logger = logging.getLogger(__name__)
 
-#: The longest the senders wait for the web's reads at a time.
+#: The longest the senders wait for the web's reads at a time,
 HOLD = 0.05
+#: and how long they then go on before they wait again.
+TURN = 0.025
 
 
 class GiveWay:
     """The reads in flight, and the way the senders wait on (see the module docstring)."""
 
-    def __init__(self, hold: float = HOLD, *, held: Counter | None = None) -> None:
+    def __init__(self, hold: float = HOLD, *, turn: float = TURN, held: Counter | None = None) -> None:
         self.hold = hold
+        self.turn = turn
         self.requests = 0  # reads between ``enter`` and ``leave``
         self._way = asyncio.Event()  # set: senders go
         self._way.set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the hold's end, or the turn's
         self._held = held  # Metrics.senders_held, counted by how each hold ended
 
     @property
@@ -56,7 +59,7 @@ class GiveWay:
     def enter(self) -> None:
         """A read has come in (call ``leave`` once when it is answered)."""
         self.requests += 1
-        if self._way.is_set():
+        if self._way.is_set() and self._timer is None:  # not while the senders have their turn
             self._close()
 
     def leave(self) -> None:
@@ -78,13 +81,13 @@ class GiveWay:
         self._timer = asyncio.get_running_loop().call_later(self.hold, self._held_long_enough)
 
     def _held_long_enough(self) -> None:
-        self._timer = None
         self._ended("limit")
-        self._way.set()  # every waiting sender is woken now and starts one message,
-        asyncio.get_running_loop().call_soon(self._close_if_busy)  # even if it closes again
+        self._way.set()
+        self._timer = asyncio.get_running_loop().call_later(self.turn, self._turn_over)
 
-    def _close_if_busy(self) -> None:
-        if self.requests and self._way.is_set():
+    def _turn_over(self) -> None:
+        self._timer = None
+        if self.requests:
             self._close()
 
     def _open(self) -> None:
