@@ -51,7 +51,7 @@ class App:
     def __post_init__(self) -> None:
         self.gauges = QueueGauges(self.metrics, self.reads)
         self.counts = LiveCounts(self.reads)
-        self.give_way = GiveWay(held=self.metrics.senders_held)
+        self.give_way = GiveWay(holds=self.metrics.senders_held)
 
     def channel_concurrency(self) -> dict[str, int]:
         """Senders per channel (see ``channel_concurrency``)."""

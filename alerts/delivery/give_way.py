@@ -13,11 +13,12 @@ until their headers go out, so neither an upload, a stream, the public pages nor
 without credentials holds the senders.
 
 Two bounds keep the sending going whatever the web does. The way is closed for at most
-``HOLD`` (50 ms) at a time; when a hold runs out with reads still in flight (a page that takes
-that long, or one read after another), the senders go on for at least ``TURN`` (25 ms) before
-the way can close again. However many reads come, the senders have a third of the time at
-least, and they finish what they started in the rest. ``senders_held_total{ended="limit"}`` on
-/metrics counts the holds that ran out.
+``HOLD`` (50 ms) at a time, and after every hold the senders have a turn before it can close
+again: ``TURN`` (25 ms) after a hold that ran out with reads still in flight (a page that takes
+that long, or one read after another), half the hold after one that ended because the reads
+were answered. However the reads come (many at once, or one client reading back to back), the
+senders have a third of the time at least, and finish what they started in the rest.
+``senders_held_total`` on /metrics counts the holds by how they ended.
 
 Sparse reads (officers opening pages, a client polling stats) cost a send only the moments
 they are answered; ``bench/latency.py`` prints the send rate beside the latencies, and with
@@ -28,28 +29,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from prometheus_client import Counter
 
 logger = logging.getLogger(__name__)
 
-#: The longest the senders wait for the web's reads at a time,
+#: The longest the senders wait for the web's reads at a time (seconds).
 HOLD = 0.05
-#: and how long they then go on before they wait again.
+#: The senders' turn after a hold that ran out: they go on this long before they wait again.
 TURN = 0.025
+
+Schedule = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
 
 
 class GiveWay:
     """The reads in flight, and the way the senders wait on (see the module docstring)."""
 
-    def __init__(self, hold: float = HOLD, *, turn: float = TURN, held: Counter | None = None) -> None:
+    def __init__(
+        self,
+        hold: float = HOLD,
+        *,
+        turn: float = TURN,
+        holds: Counter | None = None,
+        call_later: Schedule | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.hold = hold
         self.turn = turn
         self.requests = 0  # reads between ``enter`` and ``leave``
         self._way = asyncio.Event()  # set: senders go
         self._way.set()
-        self._timer: asyncio.TimerHandle | None = None  # the hold's end, or the turn's
-        self._held = held  # Metrics.senders_held, counted by how each hold ended
+        self._timer: asyncio.TimerHandle | None = None  # the hold's end, or the senders' turn's
+        self._closed_at = 0.0
+        self._holds = holds  # Metrics.senders_held, counted by how each hold ended
+        self._call_later = call_later  # the running loop's call_later unless given
+        self._clock = clock
 
     @property
     def open(self) -> bool:
@@ -70,7 +86,9 @@ class GiveWay:
             self.requests = 0
         if self.requests == 0 and not self._way.is_set():
             self._ended("answered")
-            self._open()
+            if self._timer is not None:  # the hold's end, not needed now
+                self._timer.cancel()
+            self._turn_for((self._clock() - self._closed_at) / 2)
 
     async def wait(self) -> None:
         """Wait until the way is open (at once when it is)."""
@@ -78,24 +96,27 @@ class GiveWay:
 
     def _close(self) -> None:
         self._way.clear()
-        self._timer = asyncio.get_running_loop().call_later(self.hold, self._held_long_enough)
+        self._closed_at = self._clock()
+        self._timer = self._schedule(self.hold, self._held_long_enough)
 
     def _held_long_enough(self) -> None:
         self._ended("limit")
+        self._turn_for(self.turn)
+
+    def _turn_for(self, seconds: float) -> None:
+        """Open the way; the next read cannot close it for ``seconds``."""
         self._way.set()
-        self._timer = asyncio.get_running_loop().call_later(self.turn, self._turn_over)
+        self._timer = self._schedule(seconds, self._turn_over)
 
     def _turn_over(self) -> None:
         self._timer = None
         if self.requests:
             self._close()
 
-    def _open(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._way.set()
+    def _schedule(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        return call_later(delay, callback)
 
     def _ended(self, how: str) -> None:
-        if self._held is not None:
-            self._held.labels(how).inc()
+        if self._holds is not None:
+            self._holds.labels(how).inc()
