@@ -7,7 +7,8 @@ reclaimed; due scheduled alerts are published; what a worker holds of an alert p
 or without consent since its claim goes back to the outbox (``holdback``). An idle claimer
 waits for a wake-up (a send in this process, NOTIFY on PostgreSQL, SQLite's data_version:
 ``wakeup``) or its safety poll (``poll_seconds``). In ``alerts serve`` the senders take no new
-message while the web answers an officer's read, for a moment at most (``give_way``). On stop, sends
+message while the web answers an officer's read, for a moment at most (``give_way``; a sender
+already waiting for work when the way closes takes the next that comes). On stop, sends
 in flight finish, what is still queued locally is released, and the last batch is flushed.
 """
 
