@@ -3,11 +3,12 @@ HEAD under ``/office`` or ``/api`` from someone who says who they are: a session
 ``Authorization`` header (``alerts.delivery.give_way``, where the bounds are).
 
 A read counts from the moment it reaches the app until its handler returns or fails (a client
-that goes away does not end it: aiohttp lets the handler finish) or, for a stream (the live counts, a CSV export), until its headers are
-sent: the stream then goes on without holding the senders. Nothing else counts: a form or an
-upload (a client could send its body as slowly as it likes), the public pages, the probes and
-/metrics, the static files, and any request with no credentials at all: anyone on the
-internet can send those, and they must not slow an alert down. (A false cookie or token holds
+that goes away does not end it: aiohttp lets the handler finish) or, for a stream (the live
+counts, a CSV export), until its headers are sent: the stream then goes on without holding
+the senders. Nothing else counts: a form or an upload (a client could send its body as slowly
+as it likes), the public pages, the probes and /metrics, the static files, and any request
+with no credentials at all: anyone on the internet can send those, and they must not slow an
+alert down. (A false cookie or token holds
 the senders only until the handler's first step refuses it.)
 """
 
