@@ -1,14 +1,12 @@
 """The dispatcher: claim due deliveries under a lease → channel.send → record the outcome.
 
-Per channel: one claimer keeps a small local queue filled (claims are sized to what the
-channel can send well within the lease), ``concurrency`` senders drain it, and one recorder
-for all channels writes outcomes in batches every ``flush_interval``. Expired leases are
-reclaimed; due scheduled alerts are published; what a worker holds of an alert paused, closed
-or without consent since its claim goes back to the outbox (``holdback``). An idle claimer
-waits for a wake-up (a send in this process, NOTIFY on PostgreSQL, SQLite's data_version:
-``wakeup``) or its safety poll (``poll_seconds``). In ``alerts serve`` the senders take no new
-message while the web answers an officer's read, for a moment at most (``give_way``; a sender
-already waiting for work when the way closes takes the next that comes). On stop, sends
+Per channel: one claimer keeps a small local queue filled (claims are sized to what the channel can
+send well within the lease), ``concurrency`` senders drain it, and one recorder for all channels
+writes outcomes in batches every ``flush_interval``. Expired leases are reclaimed; due scheduled
+alerts are published; what a worker holds of an alert paused, closed or without consent since its
+claim goes back to the outbox (``holdback``). An idle claimer waits for a wake-up (a send in this
+process, NOTIFY on PostgreSQL, SQLite's data_version: ``wakeup``) or its safety poll
+(``poll_seconds``). In ``serve``, senders give way to officers' reads (``give_way``). On stop, sends
 in flight finish, what is still queued locally is released, and the last batch is flushed.
 """
 
@@ -103,12 +101,8 @@ class Dispatcher:
             conc = max(1, (concurrency or {}).get(name, settings.concurrency))
             # enough local work for several claim round trips to overlap with sending
             capacity = min(max(16 * conc, 64), settings.batch_size)
-            self.lanes[name] = ChannelLane(
-                channel=ch,
-                concurrency=conc,
-                capacity=capacity,
-                send_latency=self.metrics.send_latency.labels(name),
-            )
+            latency = self.metrics.send_latency.labels(name)
+            self.lanes[name] = ChannelLane(ch, concurrency=conc, capacity=capacity, send_latency=latency)
         self._results: list[Result] = []
         self._alerts: dict[int, AlertInfo] = {}
         self._touched: set[int] = set()
@@ -229,8 +223,8 @@ class Dispatcher:
 
     async def _sender(self, lane: ChannelLane) -> None:
         while True:
-            if self.give_way is not None and not self.give_way.open:  # (no coroutine when open)
-                await self.give_way.wait()  # an officer's read is being answered: it goes first
+            if self.give_way is not None and not self.give_way.open:  # an officer's read goes first
+                await self.give_way.wait()  # (a sender already waiting below takes the next item)
             item = await lane.queue.get()
             self._held.took(item)
             lane.in_flight += 1
