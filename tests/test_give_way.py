@@ -26,6 +26,7 @@ from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.give_way import HOLD, TURN, GiveWay
 from alerts.service import make_dispatcher
 from alerts.web import make_web_app
+from alerts.web.auth import SESSION_COOKIE
 from channels.email import EmailChannel
 from tests.factories import published_alert
 from tests.smtpd import SMTPTestServer
@@ -286,7 +287,7 @@ async def test_the_web_counts_an_officers_read_until_it_is_answered(db_url: str)
             assert await while_in_flight("POST", "/office/slow") == (0, True)  # a form, an upload
             assert await while_in_flight("GET", "/slow") == (0, True)  # a public page
             assert await while_in_flight("GET", "/office/slow", headers={}) == (0, True)  # anyone
-            cookie = {"Cookie": "ua_session=anything"}  # checked by the handler, not here
+            cookie = {"Cookie": f"{SESSION_COOKIE}=anything"}  # checked by the handler, not here
             assert await while_in_flight("GET", "/office/slow", headers=cookie) == (1, False)
             assert _holds(app.metrics, "answered") == 3
 

@@ -8,8 +8,8 @@ counts, a CSV export), until its headers are sent: the stream then goes on witho
 the senders. Nothing else counts: a form or an upload (a client could send its body as slowly
 as it likes), the public pages, the probes and /metrics, the static files, and any request
 with no credentials at all: anyone on the internet can send those, and they must not slow an
-alert down. (A false cookie or token holds
-the senders only until the handler's first step refuses it.)
+alert down. (A false cookie or token holds the senders only until the handler's first step
+refuses it.)
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ async def reads_first(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     finally:
-        _leave(request)  # an error or a client gone; a stream has left at its prepare
+        _leave(request)  # the handler's end or error; a stream has left at its prepare
 
 
 async def _on_prepare(request: web.Request, _response: web.StreamResponse) -> None:
