@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from multidict import MultiDictProxy
-from sqlalchemy import delete
+from sqlalchemy import delete, exists, select
 
 from alerts.accounts import signin_limits, two_factor, users
 from alerts.core.clock import utcnow
@@ -185,10 +185,9 @@ async def _verify(request: web.Request) -> tuple[User, Session] | None:
     parsed = parse(state, raw) if raw else None
     if parsed is not None:
         session, fingerprint = parsed
-        async with request.app[APP].reads() as db:
-            user = await db.get(User, session.user_id)
-            if await db.get(RevokedSession, session.nonce) is not None:
-                user = None
+        revoked = exists().where(RevokedSession.nonce == session.nonce)
+        async with request.app[APP].reads() as db:  # one round trip: it starts every page and call
+            user = await db.scalar(select(User).where(User.id == session.user_id, ~revoked))
         if user is not None and user.active and state.users.verify_signature(user_value(user), fingerprint):
             found = (user, session)
     return found

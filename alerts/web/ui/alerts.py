@@ -17,7 +17,7 @@ from alerts.delivery.over_time import over_time
 from alerts.delivery.publish import load_alert_info
 from alerts.followups import manage as followups
 from alerts.store import audit
-from alerts.store.models import Alert, AlertVersion, Approval, Consent, Response, User
+from alerts.store.models import Alert, Approval, Consent, Response, User
 from alerts.web.i18n import N_
 from alerts.web.ui.pages import ID, Ctx, page, path_id
 from alerts.web.ui.pages import PREFIX as P
@@ -90,17 +90,8 @@ async def alert_page(c: Ctx) -> web.Response:
     aid = alert_id(c)
     async with c.app.reads() as session:
         alert = await drafts.get_alert(session, aid)
-        versions = list(
-            (
-                await session.scalars(
-                    select(AlertVersion)
-                    .where(AlertVersion.alert_id == aid)
-                    .order_by(AlertVersion.number.desc())
-                )
-            ).all()
-        )
-        # the current one among them, as drafts.current_version reads it (one round-trip less:
-        # during a send each waits behind the dispatcher's work)
+        # newest first; loaded with the alert (``Alert.versions`` is eager), so no query of its own
+        versions = sorted(alert.versions, key=lambda v: v.number, reverse=True)
         version = next((v for v in versions if v.number == alert.current_version), None)
         if version is None:
             version = await drafts.current_version(session, alert)  # NotFound, as it says

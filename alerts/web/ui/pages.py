@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 PAGES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 PAGES = jinja2.Environment(
+    auto_reload=False,  # the pages ship with the package: no stat of each template per render
     loader=jinja2.FileSystemLoader(PAGES_DIR),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
