@@ -732,6 +732,30 @@ async def test_the_audience_report_of_an_update_for_some_kinds_leaves_out_the_ot
     assert [(c.contact_id, c.kind, c.reason) for c in got.left_out] == [(journalist, "media", "other_kinds")]
 
 
+async def test_the_audience_report_lists_the_first_left_out_and_counts_every_reason_past_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """More left out than the report lists: the first LIST_LIMIT by id, and the counts of every
+    reason, including one whose contacts all come after the listed ones."""
+    from sqlalchemy import update
+
+    from alerts.delivery.audience_report import LIST_LIMIT
+    from alerts.store.models import Contact
+
+    async with sessions.begin() as session:
+        officer, reviewer = await make_users(session)
+        (reached,) = await add_contacts(session, 1)
+        no_address = await add_contacts(session, LIST_LIMIT + 5, email=False, start=1)
+        inactive = await add_contacts(session, 3, start=LIST_LIMIT + 6)
+        await session.execute(update(Contact).where(Contact.id.in_(inactive)).values(status="unsubscribed"))
+        alert = await approved_alert(session, author=officer, reviewer=reviewer)
+        got = await _report(session, alert)
+    assert got.deliveries == 1 and reached
+    assert got.left_out_counts == {"inactive": 3, "no_address": LIST_LIMIT + 5}
+    assert [c.contact_id for c in got.left_out] == no_address[:LIST_LIMIT]
+    assert {c.reason for c in got.left_out} == {"no_address"}
+
+
 async def test_the_audience_report_of_an_alert_leaves_out_other_topics_and_ignores_other_lists(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -44,12 +44,18 @@ async def wait_with_progress(app: App, alert_id: int, *, poll: float = 0.25) -> 
     )
     try:
         while True:
+            finished = runner.done()  # before the read: the last figures are those after the end
             async with app.reads() as session:
-                doc = await tracking.stats(session, await drafts.get_alert(session, alert_id))
+                alert = await drafts.get_alert(session, alert_id)
+                # while it sends, a large alert's counts are shared a moment (live_counts), not
+                # made afresh every poll; the last read counts every delivery
+                doc = await tracking.stats(
+                    session, alert, count=tracking.alert_figures if finished else app.counts.figures
+                )
             bar.n = doc["total"] - doc["open"]
             bar.set_postfix_str(_summary(doc["channels"]), refresh=False)
             bar.refresh()
-            if runner.done():
+            if finished:
                 break
             stuck = _why_stuck(doc, app.channels.keys())
             if stuck:

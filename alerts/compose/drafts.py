@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.accounts.users import check
@@ -272,7 +273,8 @@ async def create_alert(
 
 async def get_alert(session: AsyncSession, alert_id: int) -> Alert:
     """The alert with this id, freshly read; NotFound otherwise."""
-    alert = await session.get(Alert, alert_id, populate_existing=True)
+    # its versions in the same round trip (a selectin load would be a second one)
+    alert = await session.get(Alert, alert_id, populate_existing=True, options=[joinedload(Alert.versions)])
     if alert is None:
         raise NotFound.said(N_("alert %(alert)s does not exist"), alert=alert_id)
     return alert

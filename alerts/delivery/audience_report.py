@@ -25,7 +25,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Select, func, select, union
+from sqlalchemy import Select, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
@@ -170,23 +170,7 @@ async def report(
         left_out_rows = _original_left_out(
             alert, selects, contact_channels, unconfigured, exclude=exclude_kinds, topics=topics
         )
-    counts: dict[str, int] = {}
-    listed: tuple[LeftOut, ...] = ()
-    if left_out_rows is not None:
-        rows = left_out_rows.subquery()
-        counted = await session.execute(select(rows.c.reason, func.count()).group_by(rows.c.reason))
-        counts = {reason: int(n) for reason, n in counted.all()}
-        page = await session.execute(select(rows).order_by(rows.c.contact_id).limit(LIST_LIMIT))
-        listed = tuple(
-            LeftOut(
-                contact_id=r.contact_id,
-                name=r.name,
-                organisation=r.organisation,
-                kind=r.kind,
-                reason=r.reason,
-            )
-            for r in page.all()
-        )
+    counts, listed = await _left_out(session, left_out_rows) if left_out_rows is not None else ({}, ())
     return AudienceReport(
         alert_id=alert.id,
         languages=tuple(languages),
@@ -220,6 +204,43 @@ async def _reached(
         tuple(Group(kind=k, channel=c, language=lang, count=n) for (k, c, lang), n in sorted(groups.items())),
         tuple(Fallback(wanted=w, shown=s, count=n) for (w, s), n in sorted(fallbacks.items())),
     )
+
+
+async def _left_out(session: AsyncSession, rows: Select[Any]) -> tuple[dict[str, int], tuple[LeftOut, ...]]:
+    """The left-out contacts counted by reason, and the first ``LIST_LIMIT`` by id, in one pass.
+
+    Finding them means running the audience's selects again (``NOT IN`` their union): on a large
+    network that is most of the report's cost, so it is done once, not once for the counts and
+    once for the list. Window functions count every reason and number the rows; the rows kept
+    are the listed ones and the first of each reason, which carries that reason's count.
+    """
+    left = rows.subquery()
+    numbered = select(
+        left,
+        func.count().over(partition_by=left.c.reason).label("in_reason"),
+        func.row_number().over(order_by=left.c.contact_id).label("place"),
+        func.row_number().over(partition_by=left.c.reason, order_by=left.c.contact_id).label("nth"),
+    ).subquery()
+    kept = await session.execute(
+        select(numbered)
+        .where(or_(numbered.c.place <= LIST_LIMIT, numbered.c.nth == 1))
+        .order_by(numbered.c.contact_id)
+    )
+    counts: dict[str, int] = {}
+    listed: list[LeftOut] = []
+    for r in kept.all():
+        counts[r.reason] = int(r.in_reason)
+        if r.place <= LIST_LIMIT:
+            listed.append(
+                LeftOut(
+                    contact_id=r.contact_id,
+                    name=r.name,
+                    organisation=r.organisation,
+                    kind=r.kind,
+                    reason=r.reason,
+                )
+            )
+    return counts, tuple(listed)
 
 
 def _written(alert: Alert) -> Select[Any]:

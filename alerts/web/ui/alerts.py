@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.orm import raiseload
 
 from alerts.actions import overview
 from alerts.compose import approval, drafts
@@ -122,8 +123,15 @@ async def alert_page(c: Ctx) -> web.Response:
         every_followup = await followups.list_followups(session, alert_id=aid, include_done=True)
         follow = [followups.to_json(f, c.tz) for f in every_followup]
         history = await audit.list_entries(session, object_type="alert", object_id=aid, limit=200)
-        updates = list(
-            (await session.scalars(select(Alert).where(Alert.parent_id == aid).order_by(Alert.id))).all()
+        updates = list(  # their versions are not shown: not loaded (raiseload: a read would say so)
+            (
+                await session.scalars(
+                    select(Alert)
+                    .where(Alert.parent_id == aid)
+                    .order_by(Alert.id)
+                    .options(raiseload(Alert.versions))
+                )
+            ).all()
         )
         chart = await over_time(session, aid, charts=c.app.charts)
         names = await _names(
