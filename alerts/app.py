@@ -44,13 +44,14 @@ class App:
     extras: dict[str, Any] = field(default_factory=dict)  # dispatcher, scheduler, capture…
     doorbell: Doorbell = field(default_factory=Doorbell)  # rung after a commit that queued sends
     gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
-    charts: Charts = field(default_factory=Charts)  # alerts' events over time, read as they come
+    charts: Charts = field(init=False)  # alerts' events over time, read as they come
     counts: LiveCounts = field(init=False)  # large sends' counts, shared by every reader
     give_way: GiveWay = field(init=False)  # officers' reads before the senders (``alerts serve``)
 
     def __post_init__(self) -> None:
         self.gauges = QueueGauges(self.metrics, self.reads)
         self.counts = LiveCounts(self.reads)
+        self.charts = Charts(reads=self.reads)
         self.give_way = GiveWay(holds=self.metrics.senders_held)
 
     def channel_concurrency(self) -> dict[str, int]:
@@ -125,7 +126,8 @@ async def open_app(
             try:
                 yield app
             finally:
-                await app.counts.close()  # before the engine its counts read from
+                await app.counts.close()  # before the engine their counts and charts read from
+                await app.charts.close()
         finally:
             for ch in reversed(opened):
                 await ch.close()

@@ -3,16 +3,18 @@ after every change the chart is the one the database's events give, never what w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alerts.core.clock import utcnow
-from alerts.delivery.over_time import Charts, OverTime, over_time
+from alerts.delivery.over_time import Charts, OverTime, Read, over_time
 from alerts.delivery.publish import publish
 from alerts.store.db import commits_in_id_order
 from alerts.store.models import Delivery, DeliveryEvent, User
@@ -315,7 +317,7 @@ async def test_another_alerts_events_never_reach_the_chart(
     assert (await _chart(sessions, mine, charts)).channels["email"]["sent"] == [1, 0, 1]
     full = Charts()
     await _chart(sessions, mine, full)
-    assert charts.kept[mine][0] == full.kept[mine][0]  # what was kept: this alert's events only
+    assert charts.kept[mine].read == full.kept[mine].read  # what was kept: this alert's events only
 
 
 def test_the_charts_of_the_last_16_alerts_viewed_are_kept() -> None:
@@ -378,3 +380,61 @@ async def test_a_large_alerts_chart_read_less_than_fresh_ago_is_drawn_from_what_
     await _chart(sessions, alert_id, small)
     await _add(sessions, alert_id, (2, "failed", T0 + timedelta(seconds=15)))
     assert (await _chart(sessions, alert_id, small)).channels["email"]["failed"] == [0, 1, 0]
+
+
+async def test_a_large_alerts_chart_up_to_stale_is_shown_at_once_and_read_again_in_the_background(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """With the app's read sessions, a view between ``fresh`` and ``stale`` seconds after the
+    last read gets that read at once, and one read of what came since starts in the
+    background (one, however many views come meanwhile); past ``stale`` the view reads."""
+    alert_id = await published_alert(sessions, 4)
+    now = [100.0]
+    charts = Charts(reads=sessions, large=4, fresh=1.0, stale=3.0, clock=lambda: now[0])
+    try:
+        await _add(sessions, alert_id, (0, "sent", T0))
+        assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
+        await _add(sessions, alert_id, (1, "sent", T0 + timedelta(seconds=30)))
+        now[0] += 1.5
+        for _ in range(3):  # at once, as read 1.5 s ago; one read in the background for all three
+            assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
+        assert len(charts._tasks) == 1 and charts.kept[alert_id].refreshing
+        await asyncio.gather(*charts._tasks)
+        assert charts.kept[alert_id].at == now[0] and not charts.kept[alert_id].refreshing
+        assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 1]
+        await _add(sessions, alert_id, (2, "failed", T0 + timedelta(seconds=15)))
+        now[0] += 3.0  # past stale: this view reads for itself
+        assert (await _chart(sessions, alert_id, charts)).channels["email"]["failed"] == [0, 1, 0]
+        assert not charts._tasks
+    finally:
+        await charts.close()
+
+
+async def test_a_background_read_that_fails_is_logged_and_the_next_view_reads(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    alert_id = await published_alert(sessions, 4)
+    now = [100.0]
+
+    def broken() -> AsyncSession:
+        raise RuntimeError("the database is gone")
+
+    charts = Charts(reads=cast(Any, broken), large=4, fresh=1.0, stale=3.0, clock=lambda: now[0])
+    await _chart(sessions, alert_id, charts)
+    await _add(sessions, alert_id, (0, "sent", T0))
+    now[0] += 1.5
+    assert (await _chart(sessions, alert_id, charts)).channels == {}  # as kept; the read fails
+    await asyncio.gather(*charts._tasks)
+    assert alert_id not in charts.kept
+    assert f"reading alert {alert_id}'s events in the background failed" in caplog.text
+    assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
+
+
+def test_a_read_never_replaces_one_that_started_later() -> None:
+    """Two reads of one alert (a view's and a background one) may end in either order: the
+    chart keeps the later start, so it never goes back."""
+    charts = Charts(clock=lambda: 0.0)
+    later, earlier = Read(events=2, last_id=20), Read(events=1, last_id=10)
+    charts.put(1, later, at=5.0)
+    charts.put(1, earlier, at=4.0)
+    assert charts.get(1) == later

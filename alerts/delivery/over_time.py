@@ -16,6 +16,8 @@ the start.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from array import array
 from bisect import bisect_left
@@ -26,11 +28,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, literal, null, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.states import DeliveryState
 from alerts.store.db import commits_in_id_order
 from alerts.store.models import Delivery, DeliveryEvent
+
+logger = logging.getLogger(__name__)
 
 BUCKETS = 24
 #: What the chart shows, and the states that count as each (a delivery confirmed is one sent).
@@ -101,41 +105,99 @@ class Read:
         return OverTime(start=first, step=step, channels=channels)
 
 
+@dataclass(slots=True)
+class _Kept:
+    read: Read
+    at: float  # clock() when the read started
+    refreshing: bool = False
+
+
 class Charts:
     """What ``over_time`` read of the last few alerts viewed (one per database: the ``App``'s).
 
-    An alert with ``large`` events or more, read less than ``fresh`` seconds ago, is charted
-    from what was read, without asking the database: during a large send, every officer's view
-    would otherwise read the thousands of events written since the last one.
+    An alert with ``large`` events or more is charted from what was read, without asking the
+    database, while that read is younger than ``fresh`` seconds: during a large send every
+    officer's view would otherwise read the thousands of events written since the last one.
+    With ``reads`` (the App's read sessions), a read up to ``stale`` seconds old is still
+    shown at once, and one read of what came since starts in the background (never two for
+    one alert): a view during a large send never waits for the events, whose reading took
+    35–80 ms on PostgreSQL at 100,000 recipients (it counts all of the alert's events). A
+    read never replaces one that started later, so the chart never goes back.
     """
 
     def __init__(
         self,
         size: int = 16,
         *,
+        reads: async_sessionmaker[AsyncSession] | None = None,
         large: int = 10_000,
         fresh: float = 1.0,
+        stale: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.size, self.large, self.fresh, self.clock = size, large, fresh, clock
-        self.kept: OrderedDict[int, tuple[Read, float]] = OrderedDict()
+        self.size, self.large, self.fresh, self.stale, self.clock = size, large, fresh, stale, clock
+        self.kept: OrderedDict[int, _Kept] = OrderedDict()
+        self._reads = reads
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def get(self, alert_id: int) -> Read:
-        read, _ = self.kept.get(alert_id, (Read(), 0.0))
-        if alert_id in self.kept:
-            self.kept.move_to_end(alert_id)
-        return read
-
-    def recent(self, alert_id: int) -> Read | None:
-        """The kept read of a large alert if younger than ``fresh``, else None."""
-        read, at = self.kept.get(alert_id, (Read(), 0.0))
-        return read if read.events >= self.large and self.clock() - at < self.fresh else None
+        kept = self.kept.get(alert_id)
+        if kept is None:
+            return Read()
+        self.kept.move_to_end(alert_id)
+        return kept.read
 
     def put(self, alert_id: int, read: Read, at: float | None = None) -> None:
-        self.kept[alert_id] = (read, self.clock() if at is None else at)
+        """Keep ``read`` (started at ``at``), unless one that started later is kept."""
+        at = self.clock() if at is None else at
+        kept = self.kept.get(alert_id)
+        if kept is not None and kept.at > at:
+            return
+        self.kept[alert_id] = _Kept(read, at)
         self.kept.move_to_end(alert_id)
         while len(self.kept) > self.size:
             self.kept.popitem(last=False)
+
+    async def read(self, session: AsyncSession, alert_id: int) -> Read:
+        """The alert's events as kept, or read from ``session`` when they may not be."""
+        kept = self.kept.get(alert_id)
+        now = self.clock()
+        if kept is not None and kept.read.events >= self.large:
+            age = now - kept.at
+            if age < self.fresh:
+                self.kept.move_to_end(alert_id)
+                return kept.read
+            if self._reads is not None and age < self.stale:
+                self.kept.move_to_end(alert_id)
+                if not kept.refreshing:
+                    kept.refreshing = True
+                    task = asyncio.create_task(self._refresh(alert_id, kept), name=f"chart-{alert_id}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                return kept.read
+        return await self._update(session, alert_id, now)
+
+    async def _update(self, session: AsyncSession, alert_id: int, started: float) -> Read:
+        read = await read_events(session, alert_id, self.get(alert_id))
+        self.put(alert_id, read, started)
+        return read
+
+    async def _refresh(self, alert_id: int, kept: _Kept) -> None:
+        assert self._reads is not None
+        try:
+            async with self._reads() as session:
+                await self._update(session, alert_id, self.clock())
+        except Exception:  # the next view reads for itself
+            logger.warning("reading alert %s's events in the background failed", alert_id, exc_info=True)
+            self.kept.pop(alert_id, None)
+        finally:
+            kept.refreshing = False
+
+    async def close(self) -> None:
+        """Stop the background reads (the app is closing)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @dataclass(slots=True)
@@ -208,16 +270,18 @@ async def over_time(
 ) -> OverTime:
     """Sent, failed and bounced per channel in each slice of the alert's sending time, from
     what ``charts`` kept of the alert (read in full without it)."""
-    recent = charts.recent(alert_id) if charts is not None else None
-    if recent is not None:
-        return recent.chart(buckets)
-    started = charts.clock() if charts is not None else 0.0
-    kept = charts.get(alert_id) if charts is not None else Read()
+    read = (
+        await charts.read(session, alert_id) if charts is not None else await read_events(session, alert_id)
+    )
+    return read.chart(buckets)
+
+
+async def read_events(session: AsyncSession, alert_id: int, kept: Read | None = None) -> Read:
+    """``kept`` and the alert's events since it; all of them again if ``kept`` is not what the
+    database holds plus what came since (a prune), or is not given."""
+    kept = kept or Read()
     seen = await _since(session, alert_id, kept.last_id)
-    if not seen.follows(kept):  # not what the database holds: read it all again
+    if not seen.follows(kept):
         kept = Read()
         seen = await _since(session, alert_id, 0)
-    read = kept.plus(seen.new, seen.last_id, seen.shown)
-    if charts is not None:
-        charts.put(alert_id, read, started)
-    return read.chart(buckets)
+    return kept.plus(seen.new, seen.last_id, seen.shown)
