@@ -12,7 +12,7 @@ from aiohttp import web
 
 from alerts.app import App, open_app
 from alerts.core.config import Settings, listen_address, require_secret
-from alerts.core.loop import loop_name
+from alerts.core.loop import loop_name, start_up_frozen
 from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.wakeup import Wakeup
 from alerts.followups.scheduler import start_scheduler
@@ -149,7 +149,8 @@ async def run_service(
             ready.set()
         logger.info("dispatcher %s running on %s's event loop", dispatcher.worker, loop_name())
         try:
-            await stop.wait()
+            with start_up_frozen():
+                await stop.wait()
         finally:
             logger.info("shutting down")
             if bot_task is not None:

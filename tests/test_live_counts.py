@@ -60,7 +60,7 @@ async def sent(counts: LiveCounts, sessions: async_sessionmaker[AsyncSession], a
 
 async def settle(counts: LiveCounts) -> None:
     """Wait for the background counts started so far."""
-    await asyncio.gather(*counts._tasks)
+    await counts.background.wait()
 
 
 async def test_a_small_alert_is_counted_on_every_read(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -103,7 +103,7 @@ async def test_a_large_send_is_counted_once_per_interval_and_never_while_a_reade
     clock.now += 1.5  # older than fresh: given at once, and one count starts in the background
     readers = [await sent(counts, sessions, alert_id) for _ in range(5)]
     assert readers == [0] * 5
-    assert len(counts._tasks) == 1  # five readers, one count
+    assert len(counts.background) == 1  # five readers, one count
     background.gate.set()
     await settle(counts)
     assert counts.counted == 2 and background.opened == 1
@@ -112,7 +112,7 @@ async def test_a_large_send_is_counted_once_per_interval_and_never_while_a_reade
     await send(sessions, alert_id, 1)
     clock.now += 11  # older than stale: this reader counts for itself
     assert await sent(counts, sessions, alert_id) == 3
-    assert counts.counted == 3 and not counts._tasks
+    assert counts.counted == 3 and not counts.background
 
 
 class Held:
@@ -250,9 +250,9 @@ async def test_closing_stops_a_background_count(sessions: async_sessionmaker[Asy
     await sent(counts, sessions, alert_id)
     clock.now += 1.5
     await sent(counts, sessions, alert_id)
-    (task,) = counts._tasks
+    (task,) = counts.background
     await counts.close()
-    assert task.cancelled() and not counts._tasks
+    assert task.cancelled() and not counts.background
 
 
 async def test_the_stats_api_and_the_officers_pages_share_one_count_of_a_large_send(db_url: str) -> None:

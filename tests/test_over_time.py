@@ -3,7 +3,6 @@ after every change the chart is the one the database's events give, never what w
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -398,14 +397,14 @@ async def test_a_large_alerts_chart_up_to_stale_is_shown_at_once_and_read_again_
         now[0] += 1.5
         for _ in range(3):  # at once, as read 1.5 s ago; one read in the background for all three
             assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
-        assert len(charts._tasks) == 1 and charts.kept[alert_id].refreshing
-        await asyncio.gather(*charts._tasks)
+        assert len(charts.background) == 1 and charts.kept[alert_id].refreshing
+        await charts.background.wait()
         assert charts.kept[alert_id].at == now[0] and not charts.kept[alert_id].refreshing
         assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 1]
         await _add(sessions, alert_id, (2, "failed", T0 + timedelta(seconds=15)))
         now[0] += 3.0  # past stale: this view reads for itself
         assert (await _chart(sessions, alert_id, charts)).channels["email"]["failed"] == [0, 1, 0]
-        assert not charts._tasks
+        assert not charts.background
     finally:
         await charts.close()
 
@@ -424,7 +423,7 @@ async def test_a_background_read_that_fails_is_logged_and_the_next_view_reads(
     await _add(sessions, alert_id, (0, "sent", T0))
     now[0] += 1.5
     assert (await _chart(sessions, alert_id, charts)).channels == {}  # as kept; the read fails
-    await asyncio.gather(*charts._tasks)
+    await charts.background.wait()
     assert alert_id not in charts.kept
     assert f"reading alert {alert_id}'s events in the background failed" in caplog.text
     assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]

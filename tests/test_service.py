@@ -4,6 +4,7 @@ DKIM off), logged by every real start and left out of ``alerts demo``."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
@@ -48,3 +49,19 @@ async def test_start_up_logs_the_warnings_unless_told_not_to(
     ]
     assert logged == (deployment_warnings(settings) if warn else [])
     assert len(deployment_warnings(settings)) == 2
+
+
+async def test_while_it_runs_what_start_up_allocated_is_out_of_the_collectors_full_passes(
+    db_url: str,
+) -> None:
+    """A full pass of the cyclic collector walked start-up's ~100,000 objects and stopped the
+    loop for 60–73 ms every few seconds of a large send; they are frozen while the service
+    runs and given back to the collector when it stops."""
+    assert gc.get_freeze_count() == 0
+    stop, ready = asyncio.Event(), asyncio.Event()
+    service = asyncio.create_task(run_service(_settings(db_url), web_ui=False, stop=stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    frozen = gc.get_freeze_count()
+    stop.set()
+    await asyncio.wait_for(service, 30)
+    assert frozen > 10_000 and gc.get_freeze_count() == 0

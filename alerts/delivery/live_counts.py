@@ -30,7 +30,6 @@ started later, so counts never go back. The alert's state and pause flag are nev
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.core.background import Background
 from alerts.core.states import AlertStatus
 from alerts.delivery import tracking
 from alerts.delivery.tracking import Figures
@@ -74,7 +74,7 @@ class LiveCounts:
         self._reads = reads
         self.large, self.fresh, self.stale, self._clock = large, fresh, stale, clock
         self._kept: OrderedDict[int, _Kept] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.background = Background()  # the refreshes running
         self.counted = 0  # counts made, by readers and in the background (tests check the sharing)
         self._generation = 0  # forget() calls: a count started before one is not kept
 
@@ -91,9 +91,7 @@ class LiveCounts:
             self._kept.move_to_end(alert_id)
             if now - kept.at >= self.fresh and not kept.refreshing:
                 kept.refreshing = True
-                task = asyncio.create_task(self._refresh(alert_id), name=f"live-counts-{alert_id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self.background.start(self._refresh(alert_id), name=f"live-counts-{alert_id}")
             return kept.figures
         return await self._count(session, alert_id, now)
 
@@ -129,6 +127,4 @@ class LiveCounts:
 
     async def close(self) -> None:
         """Stop the background counts (the app is closing)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.close()

@@ -16,7 +16,6 @@ the start.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from array import array
@@ -30,6 +29,7 @@ from typing import Any
 from sqlalchemy import func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alerts.core.background import Background
 from alerts.core.states import DeliveryState
 from alerts.store.db import commits_in_id_order
 from alerts.store.models import Delivery, DeliveryEvent
@@ -138,7 +138,7 @@ class Charts:
         self.size, self.large, self.fresh, self.stale, self.clock = size, large, fresh, stale, clock
         self.kept: OrderedDict[int, _Kept] = OrderedDict()
         self._reads = reads
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.background = Background()  # the refreshes running
 
     def get(self, alert_id: int) -> Read:
         kept = self.kept.get(alert_id)
@@ -171,9 +171,7 @@ class Charts:
                 self.kept.move_to_end(alert_id)
                 if not kept.refreshing:
                     kept.refreshing = True
-                    task = asyncio.create_task(self._refresh(alert_id, kept), name=f"chart-{alert_id}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self.background.start(self._refresh(alert_id, kept), name=f"chart-{alert_id}")
                 return kept.read
         return await self._update(session, alert_id, now)
 
@@ -195,9 +193,7 @@ class Charts:
 
     async def close(self) -> None:
         """Stop the background reads (the app is closing)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.close()
 
 
 @dataclass(slots=True)
