@@ -145,11 +145,11 @@ async def run_service(
             from alerts.bot import run_bot
 
             bot_task = asyncio.create_task(run_bot(app, stop), name="telegram-bot")
-        if ready is not None:
-            ready.set()
-        logger.info("dispatcher %s running on %s's event loop", dispatcher.worker, loop_name())
         try:
             with start_up_frozen():
+                if ready is not None:
+                    ready.set()
+                logger.info("dispatcher %s running on %s's event loop", dispatcher.worker, loop_name())
                 await stop.wait()
         finally:
             logger.info("shutting down")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -59,3 +60,14 @@ def test_the_cli_runs_its_command_on_the_configured_loop(
         monkeypatch.setenv("ALERTS_SERVER_EVENT_LOOP", configured)
         assert parser.main(["alert", "list"]) == 0
     assert seen == ["asyncio", "uvloop"]
+
+
+def test_what_is_frozen_stays_frozen_until_the_last_service_in_the_process_stops() -> None:
+    """Two services in one process (tests, a demo beside another): the first to stop leaves
+    the other's start-up frozen."""
+    assert gc.get_freeze_count() == 0
+    with loop.start_up_frozen():
+        with loop.start_up_frozen():
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

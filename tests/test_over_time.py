@@ -50,10 +50,10 @@ async def _add(
 
 
 async def _chart(
-    sessions: async_sessionmaker[AsyncSession], alert_id: int, charts: Charts | None
+    sessions: async_sessionmaker[AsyncSession], alert_id: int, charts: Charts | None, *, sending: bool = False
 ) -> OverTime:
     async with sessions() as session:
-        return await over_time(session, alert_id, buckets=3, charts=charts)
+        return await over_time(session, alert_id, buckets=3, charts=charts, sending=sending)
 
 
 async def test_the_chart_kept_counts_every_event_added_since(
@@ -316,7 +316,7 @@ async def test_another_alerts_events_never_reach_the_chart(
     assert (await _chart(sessions, mine, charts)).channels["email"]["sent"] == [1, 0, 1]
     full = Charts()
     await _chart(sessions, mine, full)
-    assert charts.kept[mine].read == full.kept[mine].read  # what was kept: this alert's events only
+    assert charts.kept[mine][0] == full.kept[mine][0]  # what was kept: this alert's events only
 
 
 def test_the_charts_of_the_last_16_alerts_viewed_are_kept() -> None:
@@ -381,35 +381,42 @@ async def test_a_large_alerts_chart_read_less_than_fresh_ago_is_drawn_from_what_
     assert (await _chart(sessions, alert_id, small)).channels["email"]["failed"] == [0, 1, 0]
 
 
-async def test_a_large_alerts_chart_up_to_stale_is_shown_at_once_and_read_again_in_the_background(
+async def test_a_sending_alerts_chart_up_to_stale_is_shown_at_once_and_read_again_in_the_background(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """With the app's read sessions, a view between ``fresh`` and ``stale`` seconds after the
-    last read gets that read at once, and one read of what came since starts in the
-    background (one, however many views come meanwhile); past ``stale`` the view reads."""
+    """With the app's read sessions, a view of a large alert that is sending, between
+    ``fresh`` and ``stale`` seconds after the last read, gets that read at once, and one read
+    of what came since starts in the background (one, however many views come meanwhile);
+    past ``stale``, or once the alert no longer sends, the view reads."""
     alert_id = await published_alert(sessions, 4)
     now = [100.0]
     charts = Charts(reads=sessions, large=4, fresh=1.0, stale=3.0, clock=lambda: now[0])
+
+    async def sent(*, sending: bool = True) -> list[int]:
+        return (await _chart(sessions, alert_id, charts, sending=sending)).channels["email"]["sent"]
+
     try:
         await _add(sessions, alert_id, (0, "sent", T0))
-        assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
+        assert await sent() == [1, 0, 0]
         await _add(sessions, alert_id, (1, "sent", T0 + timedelta(seconds=30)))
         now[0] += 1.5
         for _ in range(3):  # at once, as read 1.5 s ago; one read in the background for all three
-            assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
-        assert len(charts.background) == 1 and charts.kept[alert_id].refreshing
+            assert await sent() == [1, 0, 0]
+        assert len(charts.background) == 1 and charts.refreshing == {alert_id}
         await charts.background.wait()
-        assert charts.kept[alert_id].at == now[0] and not charts.kept[alert_id].refreshing
-        assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 1]
-        await _add(sessions, alert_id, (2, "failed", T0 + timedelta(seconds=15)))
+        assert charts.kept[alert_id][1] == now[0] and not charts.refreshing
+        assert await sent() == [1, 0, 1]
+        await _add(sessions, alert_id, (2, "sent", T0 + timedelta(seconds=15)))
         now[0] += 3.0  # past stale: this view reads for itself
-        assert (await _chart(sessions, alert_id, charts)).channels["email"]["failed"] == [0, 1, 0]
-        assert not charts.background
+        assert await sent() == [1, 1, 1] and not charts.background
+        await _add(sessions, alert_id, (3, "sent", T0 + timedelta(seconds=16)))
+        now[0] += 1.5  # no longer sending (sent, paused, closed): past fresh, the view reads
+        assert await sent(sending=False) == [1, 2, 1] and not charts.background
     finally:
         await charts.close()
 
 
-async def test_a_background_read_that_fails_is_logged_and_the_next_view_reads(
+async def test_a_background_read_that_fails_is_logged_and_a_view_past_stale_reads(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
     alert_id = await published_alert(sessions, 4)
@@ -419,14 +426,16 @@ async def test_a_background_read_that_fails_is_logged_and_the_next_view_reads(
         raise RuntimeError("the database is gone")
 
     charts = Charts(reads=cast(Any, broken), large=4, fresh=1.0, stale=3.0, clock=lambda: now[0])
-    await _chart(sessions, alert_id, charts)
+    await _chart(sessions, alert_id, charts, sending=True)
     await _add(sessions, alert_id, (0, "sent", T0))
     now[0] += 1.5
-    assert (await _chart(sessions, alert_id, charts)).channels == {}  # as kept; the read fails
+    assert (await _chart(sessions, alert_id, charts, sending=True)).channels == {}  # as kept
     await charts.background.wait()
-    assert alert_id not in charts.kept
     assert f"reading alert {alert_id}'s events in the background failed" in caplog.text
-    assert (await _chart(sessions, alert_id, charts)).channels["email"]["sent"] == [1, 0, 0]
+    assert not charts.refreshing and charts.kept[alert_id][1] == 100.0  # what was kept stays
+    now[0] += 2.0
+    chart = await _chart(sessions, alert_id, charts, sending=True)
+    assert chart.channels["email"]["sent"] == [1, 0, 0]
 
 
 def test_a_read_never_replaces_one_that_started_later() -> None:

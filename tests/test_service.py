@@ -60,8 +60,10 @@ async def test_while_it_runs_what_start_up_allocated_is_out_of_the_collectors_fu
     assert gc.get_freeze_count() == 0
     stop, ready = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(run_service(_settings(db_url), web_ui=False, stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 30)
-    frozen = gc.get_freeze_count()
-    stop.set()
-    await asyncio.wait_for(service, 30)
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        frozen = gc.get_freeze_count()
+    finally:
+        stop.set()
+        await asyncio.wait_for(service, 30)
     assert frozen > 10_000 and gc.get_freeze_count() == 0

@@ -62,12 +62,25 @@ def start_up_frozen() -> Iterator[None]:
 
     Those passes walk every tracked object. During a 100,000 send one came every ~5 s and
     stopped the loop for 60–73 ms (pages, API calls and sends alike); with start-up's ~100,000
-    objects frozen they take 4–9 ms (bench/RESULTS.md). Frozen objects are never collected,
-    which costs nothing for what lives as long as the process; they are given back to the
-    collector when the service stops (a test process runs it many times).
+    objects frozen they take 4–9 ms (bench/RESULTS.md). Start-up's garbage is collected first;
+    what is frozen is never collected, which costs nothing for what lives as long as the
+    process. It goes back to the collector when the last service running in the process stops
+    (a test process runs many). Where the interpreter has no ``gc.freeze`` (PyPy), nothing is
+    frozen.
     """
-    gc.freeze()
+    global _frozen
+    freezes = hasattr(gc, "freeze")
+    if freezes:
+        gc.collect()
+        gc.freeze()
+        _frozen += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        if freezes:
+            _frozen -= 1
+            if not _frozen:
+                gc.unfreeze()
+
+
+_frozen = 0  # services running in this process inside start_up_frozen

@@ -25,7 +25,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Select, func, or_, select, union
+from sqlalchemy import Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
@@ -207,39 +207,25 @@ async def _reached(
 
 
 async def _left_out(session: AsyncSession, rows: Select[Any]) -> tuple[dict[str, int], tuple[LeftOut, ...]]:
-    """The left-out contacts counted by reason, and the first ``LIST_LIMIT`` by id, in one pass.
+    """The left-out contacts counted by reason, and the first ``LIST_LIMIT`` of them by id.
 
-    Finding them means running the audience's selects again (``NOT IN`` their union): on a large
-    network that is most of the report's cost, so it is done once, not once for the counts and
-    once for the list. Window functions count every reason and number the rows; the rows kept
-    are the listed ones and the first of each reason, which carries that reason's count.
+    Finding them means running the audience's selects again (``NOT IN`` their union), a scan
+    of the network: the list's query is made only when the counts found someone. (One query
+    with window functions for both cost 2.7 times as much when most of the network was left
+    out: it sorts them all, where the list's ``LIMIT`` stops at the first 500.)
     """
     left = rows.subquery()
-    numbered = select(
-        left,
-        func.count().over(partition_by=left.c.reason).label("in_reason"),
-        func.row_number().over(order_by=left.c.contact_id).label("place"),
-        func.row_number().over(partition_by=left.c.reason, order_by=left.c.contact_id).label("nth"),
-    ).subquery()
-    kept = await session.execute(
-        select(numbered)
-        .where(or_(numbered.c.place <= LIST_LIMIT, numbered.c.nth == 1))
-        .order_by(numbered.c.contact_id)
-    )
-    counts: dict[str, int] = {}
-    listed: list[LeftOut] = []
-    for r in kept.all():
-        counts[r.reason] = int(r.in_reason)
-        if r.place <= LIST_LIMIT:
-            listed.append(
-                LeftOut(
-                    contact_id=r.contact_id,
-                    name=r.name,
-                    organisation=r.organisation,
-                    kind=r.kind,
-                    reason=r.reason,
-                )
-            )
+    counted = await session.execute(select(left.c.reason, func.count()).group_by(left.c.reason))
+    counts = {reason: int(n) for reason, n in counted.all()}
+    if not counts:
+        return counts, ()
+    page = await session.execute(select(left).order_by(left.c.contact_id).limit(LIST_LIMIT))
+    listed = [
+        LeftOut(
+            contact_id=r.contact_id, name=r.name, organisation=r.organisation, kind=r.kind, reason=r.reason
+        )
+        for r in page.all()
+    ]
     return counts, tuple(listed)
 
 

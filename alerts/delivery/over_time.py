@@ -105,24 +105,19 @@ class Read:
         return OverTime(start=first, step=step, channels=channels)
 
 
-@dataclass(slots=True)
-class _Kept:
-    read: Read
-    at: float  # clock() when the read started
-    refreshing: bool = False
-
-
 class Charts:
     """What ``over_time`` read of the last few alerts viewed (one per database: the ``App``'s).
 
     An alert with ``large`` events or more is charted from what was read, without asking the
     database, while that read is younger than ``fresh`` seconds: during a large send every
     officer's view would otherwise read the thousands of events written since the last one.
-    With ``reads`` (the App's read sessions), a read up to ``stale`` seconds old is still
-    shown at once, and one read of what came since starts in the background (never two for
-    one alert): a view during a large send never waits for the events, whose reading took
-    35–80 ms on PostgreSQL at 100,000 recipients (it counts all of the alert's events). A
-    read never replaces one that started later, so the chart never goes back.
+    With ``reads`` (the App's read sessions), while the alert sends, a read up to ``stale``
+    seconds old is still shown at once, and one read of what came since starts in the
+    background (never two for one alert): a view during a large send never waits for the
+    events, whose reading took 35–80 ms on PostgreSQL at 100,000 recipients (it counts all of
+    the alert's events). Once it no longer sends (sent, paused, closed), a view reads what is
+    more than ``fresh`` old itself, as the counts beside the chart are exact then. A read never
+    replaces one that started later, so the chart never goes back.
     """
 
     def __init__(
@@ -136,43 +131,42 @@ class Charts:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.size, self.large, self.fresh, self.stale, self.clock = size, large, fresh, stale, clock
-        self.kept: OrderedDict[int, _Kept] = OrderedDict()
+        self.kept: OrderedDict[int, tuple[Read, float]] = OrderedDict()  # the read, when it started
+        self.refreshing: set[int] = set()  # alerts read again in the background now
+        self.background = Background()
         self._reads = reads
-        self.background = Background()  # the refreshes running
 
     def get(self, alert_id: int) -> Read:
-        kept = self.kept.get(alert_id)
-        if kept is None:
-            return Read()
-        self.kept.move_to_end(alert_id)
-        return kept.read
+        """What was read of the alert (nothing yet: an empty read)."""
+        read, _ = self.kept.get(alert_id, (Read(), 0.0))
+        if alert_id in self.kept:
+            self.kept.move_to_end(alert_id)
+        return read
 
     def put(self, alert_id: int, read: Read, at: float | None = None) -> None:
         """Keep ``read`` (started at ``at``), unless one that started later is kept."""
         at = self.clock() if at is None else at
-        kept = self.kept.get(alert_id)
-        if kept is not None and kept.at > at:
+        if alert_id in self.kept and self.kept[alert_id][1] > at:
             return
-        self.kept[alert_id] = _Kept(read, at)
+        self.kept[alert_id] = (read, at)
         self.kept.move_to_end(alert_id)
         while len(self.kept) > self.size:
             self.kept.popitem(last=False)
 
-    async def read(self, session: AsyncSession, alert_id: int) -> Read:
-        """The alert's events as kept, or read from ``session`` when they may not be."""
-        kept = self.kept.get(alert_id)
+    async def read(self, session: AsyncSession, alert_id: int, *, sending: bool = False) -> Read:
+        """The alert's events as kept, or read from ``session`` when they may not be;
+        ``sending``: the alert is sending (not paused), so a read up to ``stale`` may be shown."""
         now = self.clock()
-        if kept is not None and kept.read.events >= self.large:
-            age = now - kept.at
-            if age < self.fresh:
+        if alert_id in self.kept:
+            read, at = self.kept[alert_id]
+            age = now - at
+            shown = age < self.fresh or (sending and self._reads is not None and age < self.stale)
+            if read.events >= self.large and shown:
                 self.kept.move_to_end(alert_id)
-                return kept.read
-            if self._reads is not None and age < self.stale:
-                self.kept.move_to_end(alert_id)
-                if not kept.refreshing:
-                    kept.refreshing = True
-                    self.background.start(self._refresh(alert_id, kept), name=f"chart-{alert_id}")
-                return kept.read
+                if age >= self.fresh and alert_id not in self.refreshing:
+                    self.refreshing.add(alert_id)
+                    self.background.start(self._refresh(alert_id), name=f"chart-{alert_id}")
+                return read
         return await self._update(session, alert_id, now)
 
     async def _update(self, session: AsyncSession, alert_id: int, started: float) -> Read:
@@ -180,16 +174,15 @@ class Charts:
         self.put(alert_id, read, started)
         return read
 
-    async def _refresh(self, alert_id: int, kept: _Kept) -> None:
+    async def _refresh(self, alert_id: int) -> None:
         assert self._reads is not None
         try:
             async with self._reads() as session:
                 await self._update(session, alert_id, self.clock())
-        except Exception:  # the next view reads for itself
+        except Exception:  # what was kept stays: once older than stale, a view reads for itself
             logger.warning("reading alert %s's events in the background failed", alert_id, exc_info=True)
-            self.kept.pop(alert_id, None)
         finally:
-            kept.refreshing = False
+            self.refreshing.discard(alert_id)
 
     async def close(self) -> None:
         """Stop the background reads (the app is closing)."""
@@ -262,13 +255,19 @@ async def _since(session: AsyncSession, alert_id: int, after: int) -> Seen:
 
 
 async def over_time(
-    session: AsyncSession, alert_id: int, *, buckets: int = BUCKETS, charts: Charts | None = None
+    session: AsyncSession,
+    alert_id: int,
+    *,
+    buckets: int = BUCKETS,
+    charts: Charts | None = None,
+    sending: bool = False,
 ) -> OverTime:
     """Sent, failed and bounced per channel in each slice of the alert's sending time, from
-    what ``charts`` kept of the alert (read in full without it)."""
-    read = (
-        await charts.read(session, alert_id) if charts is not None else await read_events(session, alert_id)
-    )
+    what ``charts`` kept of the alert (read in full without it); ``sending``: see ``Charts``."""
+    if charts is not None:
+        read = await charts.read(session, alert_id, sending=sending)
+    else:
+        read = await read_events(session, alert_id)
     return read.chart(buckets)
 
 

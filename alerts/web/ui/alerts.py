@@ -133,7 +133,8 @@ async def alert_page(c: Ctx) -> web.Response:
                 )
             ).all()
         )
-        chart = await over_time(session, aid, charts=c.app.charts)
+        sending = alert.status == AlertStatus.SENDING and not alert.paused
+        chart = await over_time(session, aid, charts=c.app.charts, sending=sending)
         names = await _names(
             session,
             {alert.author_id}
