@@ -16,15 +16,18 @@ class Background:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run ``work`` as a task named ``name``, held until it ends."""
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
     def __iter__(self) -> Iterator[asyncio.Task[None]]:
+        """The tasks running now."""
         return iter(list(self._tasks))
 
     def __len__(self) -> int:
+        """How many are running now."""
         return len(self._tasks)
 
     async def wait(self) -> None:
