@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerts.core.background import Background
-from alerts.core.states import AlertStatus
 from alerts.delivery import tracking
 from alerts.delivery.tracking import Figures
 from alerts.store.models import Alert
@@ -81,7 +80,7 @@ class LiveCounts:
     async def figures(self, session: AsyncSession, alert: Alert) -> Figures:
         """The alert's figures: kept ones while they may be, else counted in ``session``."""
         alert_id = alert.id
-        if alert.status != AlertStatus.SENDING or alert.paused:
+        if not alert.sending_now:
             self._kept.pop(alert_id, None)
             self.counted += 1
             return await tracking.figures(session, alert_id)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from alerts.core.clock import utcnow
-from alerts.core.states import EventType
+from alerts.core.states import AlertStatus, EventType
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -212,6 +212,11 @@ class Alert(Base):
     versions: Mapped[list[AlertVersion]] = relationship(
         back_populates="alert", order_by="AlertVersion.number", lazy="selectin"
     )
+
+    @property
+    def sending_now(self) -> bool:
+        """Sending and not paused: its deliveries are being claimed and sent."""
+        return self.status == AlertStatus.SENDING and not self.paused
 
 
 class AlertVersion(Base):

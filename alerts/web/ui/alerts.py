@@ -133,8 +133,7 @@ async def alert_page(c: Ctx) -> web.Response:
                 )
             ).all()
         )
-        sending = alert.status == AlertStatus.SENDING and not alert.paused
-        chart = await over_time(session, aid, charts=c.app.charts, sending=sending)
+        chart = await over_time(session, aid, charts=c.app.charts, sending=alert.sending_now)
         names = await _names(
             session,
             {alert.author_id}
