@@ -16,6 +16,7 @@ from alerts.core.config import Settings
 from alerts.core.metrics import Metrics
 from alerts.core.signing import Signing
 from alerts.core.verp import Verp
+from alerts.delivery.audience_reports import AudienceReports
 from alerts.delivery.gauges import QueueGauges
 from alerts.delivery.give_way import GiveWay
 from alerts.delivery.links import TrackingLinks
@@ -46,12 +47,14 @@ class App:
     gauges: QueueGauges = field(init=False)  # the database's figures, cached for a few seconds
     charts: Charts = field(init=False)  # alerts' events over time, read as they come
     counts: LiveCounts = field(init=False)  # large sends' counts, shared by every reader
+    reports: AudienceReports = field(init=False)  # who an alert would reach, shared by who asks
     give_way: GiveWay = field(init=False)  # officers' reads before the senders (``alerts serve``)
 
     def __post_init__(self) -> None:
         self.gauges = QueueGauges(self.metrics, self.reads)
         self.counts = LiveCounts(self.reads)
         self.charts = Charts(reads=self.reads)
+        self.reports = AudienceReports()
         self.give_way = GiveWay(holds=self.metrics.senders_held)
 
     def channel_concurrency(self) -> dict[str, int]:
@@ -128,6 +131,7 @@ async def open_app(
             finally:
                 await app.counts.close()  # before the engine their counts and charts read from
                 await app.charts.close()
+                await app.reports.close()
         finally:
             for ch in reversed(opened):
                 await ch.close()

@@ -16,6 +16,15 @@ what a send would write, counted in the database:
 
 Once the alert has gone out, ``reached`` counts the deliveries written instead, and
 ``left_out`` those matching contacts who have none.
+
+Who is left out: the matching that the reached do not hold. On PostgreSQL that is an
+anti-join (``LEFT JOIN … WHERE reached IS NULL``), never ``NOT IN (reached)``: PostgreSQL hashes
+a ``NOT IN`` subquery only while it fits in ``work_mem`` (4 MB by default, about 100,000
+contacts) and past that reads it again for every contact; at a million contacts the report
+ran for over 15 minutes on three cores. The anti-join is hashed at any size (given
+statistics, as every plan). SQLite is the other way round: it indexes a ``NOT IN`` subquery
+once, but scanned the reached of an update again for each of its original's recipients when
+they were joined. The same rows either way: a contact id is never NULL.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Select, func, select, union
+from sqlalchemy import Select, Subquery, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.core.channels import ALL, CONTACT_ADDRESSED, ChannelName
@@ -143,7 +152,7 @@ async def report(
     explicit = list(audience.get("channels") or ())
     not_configured = tuple(c for c in explicit if available is not None and c not in available)
     requested = explicit or [c.value for c in ALL]
-    channels = [c for c in requested if available is None or c in available]
+    channels = sending_channels(alert, available)
     contact_channels = [c for c in channels if c in CONTACT_ADDRESSED]
     unconfigured = [c for c in requested if c not in channels and c in CONTACT_ADDRESSED]
     languages = list(languages) or ["en"]
@@ -160,15 +169,22 @@ async def report(
             topics=topics,
         )
     reached, fallbacks = await _reached(session, selects)
+    dialect = session.get_bind().dialect.name
     if not selects:
         left_out_rows: Select[Any] | None = None
     elif alert.parent_id is not None:
         left_out_rows = _update_left_out(
-            alert, selects, channels=channels, kinds=kinds, exclude=exclude_kinds
+            alert, selects, channels=channels, kinds=kinds, exclude=exclude_kinds, dialect=dialect
         )
     else:
         left_out_rows = _original_left_out(
-            alert, selects, contact_channels, unconfigured, exclude=exclude_kinds, topics=topics
+            alert,
+            selects,
+            contact_channels,
+            unconfigured,
+            exclude=exclude_kinds,
+            topics=topics,
+            dialect=dialect,
         )
     counts, listed = await _left_out(session, left_out_rows) if left_out_rows is not None else ({}, ())
     return AudienceReport(
@@ -182,6 +198,13 @@ async def report(
         not_configured=not_configured,
         webhook=ChannelName.WEBHOOK in channels and bool(webhook_url) and alert.parent_id is None,
     )
+
+
+def sending_channels(alert: Alert, available: Collection[str] | None) -> list[str]:
+    """The channels the alert goes out on here: those it asks for (every one, if it names
+    none) that this service can send on (``available``; None: every one)."""
+    requested = list((alert.audience or {}).get("channels") or ()) or [c.value for c in ALL]
+    return [c for c in requested if available is None or c in available]
 
 
 async def _reached(
@@ -242,6 +265,15 @@ def _written(alert: Alert) -> Select[Any]:
     return cast(Select[Any], written)
 
 
+def _not_reached(query: Select[Any], contact_id: Any, reached: Subquery, dialect: str) -> Select[Any]:
+    """``query`` without its rows whose ``contact_id`` the ``reached`` hold (module docstring)."""
+    if dialect == "postgresql":  # an anti-join
+        return query.outerjoin(reached, reached.c.contact_id == contact_id).where(
+            reached.c.contact_id.is_(None)
+        )
+    return query.where(contact_id.not_in(select(reached.c.contact_id)))
+
+
 def _columns(reason: Any) -> list[Any]:
     return [
         Contact.id.label("contact_id"),
@@ -260,6 +292,7 @@ def _original_left_out(
     *,
     exclude: Sequence[str],
     topics: Any,
+    dialect: str,
 ) -> Select[Any]:
     """Contacts matching the lists and kinds whom none of the channel selects reaches."""
     audience = alert.audience or {}
@@ -271,10 +304,10 @@ def _original_left_out(
         unconfigured=unconfigured,
         otherwise="shared_address",
     )
-    return select(*_columns(reason)).where(
-        *matching_contacts(audience.get("lists") or (), audience.get("kinds") or ()),
-        Contact.id.not_in(select(reached.c.contact_id)),
+    matching = select(*_columns(reason)).where(
+        *matching_contacts(audience.get("lists") or (), audience.get("kinds") or ())
     )
+    return _not_reached(matching, Contact.id, reached, dialect)
 
 
 def _update_left_out(
@@ -284,22 +317,20 @@ def _update_left_out(
     channels: Sequence[str],
     kinds: Sequence[str],
     exclude: Sequence[str],
+    dialect: str,
 ) -> Select[Any]:
     """Recipients of the original whom the update does not reach (one row per contact)."""
     (base,) = selects
     reached = base.with_only_columns(base.selected_columns.contact_id).subquery()
     reason = update_reason(channels, kinds=kinds, exclude_kinds=exclude, otherwise="shared_address")
     first = func.min(Delivery.id)
+    received = select(first.label("delivery_id")).where(
+        Delivery.alert_id == alert.parent_id,
+        Delivery.state.in_(["sent", "delivered"]),
+        Delivery.contact_id.is_not(None),
+    )
     per_contact = (
-        select(first.label("delivery_id"))
-        .where(
-            Delivery.alert_id == alert.parent_id,
-            Delivery.state.in_(["sent", "delivered"]),
-            Delivery.contact_id.is_not(None),
-            Delivery.contact_id.not_in(select(reached.c.contact_id)),
-        )
-        .group_by(Delivery.contact_id)
-        .subquery()
+        _not_reached(received, Delivery.contact_id, reached, dialect).group_by(Delivery.contact_id).subquery()
     )
     return (
         select(*_columns(reason))

@@ -353,6 +353,7 @@ SCRIPT_TEXTS = {
     "preview_failed": N_("preview failed"),
     "network_error": N_("preview failed: network error"),
     "no_subject": N_("(none)"),
+    "count_failed": N_("Counting failed: open the count to try again."),
 }
 
 

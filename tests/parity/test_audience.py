@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from alerts.service import make_dispatcher
@@ -112,6 +113,9 @@ async def test_every_face_says_who_will_receive_it_and_the_send_reaches_exactly_
     status, html = await page.get(f"{P}/alerts/{alert_id}")
     assert status == 200
     assert on_page(html) == expected
+    status, html = await page.get(f"{P}/alerts/{alert_id}/audience")  # the count's own page
+    assert status == 200
+    assert on_page(html) == expected
 
     # the send writes what the report said, and that is what reaches the SMTP server
     for user, path in (("officer", "submit"), ("reviewer", "approve"), ("officer", "send")):
@@ -124,6 +128,30 @@ async def test_every_face_says_who_will_receive_it_and_the_send_reaches_exactly_
     )
     status, after = await faces.api("viewer", "GET", f"/alerts/{alert_id}/audience")
     assert summary(after) == expected  # once sent, it counts what was written: the same
+
+
+async def test_a_page_that_came_before_the_count_points_to_it_and_it_says_the_same(
+    faces: Faces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large network's count takes seconds: the alert's page shows without it and points to
+    the count's own page (the page's script fills it in), which takes up the same count."""
+    from alerts.web.ui import alerts as pages
+
+    await directory(faces)
+    alert_id = await draft(faces)
+    monkeypatch.setattr(pages, "REACH_WAIT", 0)  # every count takes longer than the page waits
+    page = await faces.page("viewer")
+    status, html = await page.get(f"{P}/alerts/{alert_id}")
+    assert status == 200
+    assert "data-reach" not in html
+    assert f'data-audience="{P}/alerts/{alert_id}/audience"' in html
+    assert f'href="{P}/alerts/{alert_id}/audience"' in html  # for a reader without the script
+    status, html = await page.get(f"{P}/alerts/{alert_id}/audience")
+    assert status == 200
+    assert on_page(html)["deliveries"] == 4
+    assert faces.app.reports.started == 1  # the count the page started, not another
+    status, doc = await faces.api("viewer", "GET", f"/alerts/{alert_id}/audience")
+    assert summary(doc) == on_page(html)
 
 
 async def test_a_channel_not_configured_is_refused_when_written_not_when_sent(faces: Faces) -> None:

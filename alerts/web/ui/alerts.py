@@ -14,6 +14,7 @@ from alerts.core.channels import ALL
 from alerts.core.errors import ValidationError
 from alerts.core.states import AlertStatus, ContactKind
 from alerts.delivery import tracking
+from alerts.delivery.audience_report import sending_channels
 from alerts.delivery.over_time import over_time
 from alerts.delivery.publish import load_alert_info
 from alerts.followups import manage as followups
@@ -24,8 +25,12 @@ from alerts.web.ui.pages import ID, Ctx, page, path_id
 from alerts.web.ui.pages import PREFIX as P
 from alerts.web.ui.review import review
 from alerts.web.ui.timeline import timeline
+from channels import configured_channels
 
 KINDS = [k.value for k in ContactKind]
+#: Seconds the alert's page waits for who it will reach; longer (a large network), it shows
+#: without it and the page's script fills it in (``audience_page``).
+REACH_WAIT = 0.3
 CHANNELS = [c.value for c in ALL]
 FINAL = (AlertStatus.SENT.value, AlertStatus.CLOSED.value)
 NOTICES = {
@@ -146,18 +151,21 @@ async def alert_page(c: Ctx) -> web.Response:
         consent = consents[0].scope if consents else None  # the latest: approval.consent_scope
     # who it will reach, on the screens where someone decides to submit, approve or send
     before_send = alert.status in (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED)
-    reach = await overview.audience(c.app, c.user, aid) if before_send else None
+    # at a million contacts it takes seconds: the page then shows without it and asks for it
+    reach = await overview.audience_within(c.app, c.user, aid, within=REACH_WAIT) if before_send else None
     rev = None
-    if alert.status == AlertStatus.IN_REVIEW and reach is not None:
-        kinds = (alert.audience or {}).get("kinds") or sorted({g.kind for g in reach.reached})
+    if alert.status == AlertStatus.IN_REVIEW:
+        # the kinds of reader to preview: the alert's, else those it reaches (every kind, while
+        # that is still being counted)
+        reached = sorted({g.kind for g in reach.reached}) if reach is not None else list(KINDS)
         async with c.app.reads() as session:
             rev = await review(
                 session,
                 c.app.builder,
                 alert,
                 await load_alert_info(session, aid),
-                channels=reach.channels,
-                audiences=kinds,
+                channels=sending_channels(alert, configured_channels(c.app.settings)),
+                audiences=(alert.audience or {}).get("kinds") or reached,
                 audience=c.request.query.get("audience"),
             )
     events = timeline(
@@ -191,13 +199,26 @@ async def alert_page(c: Ctx) -> web.Response:
         final=alert.status in FINAL,
         count=c.request.query.get("n", ""),
         reach=reach,
+        counting=before_send and reach is None,
         rev=rev,
         events=events,
         chart=chart,
     )
 
 
+@page("view")
+async def audience_page(c: Ctx) -> web.Response:
+    """GET /alerts/{id}/audience: who the alert will reach (the alert's page fills it in from
+    here when it came before the count)."""
+    aid = alert_id(c)
+    report = await overview.audience(c.app, c.user, aid)
+    async with c.app.reads() as session:
+        alert = await drafts.get_alert(session, aid)
+    return c.render("audience.html", alert=alert, reach=report)
+
+
 def setup(webapp: web.Application) -> None:
     """Add the alert pages."""
     webapp.router.add_get("/", dashboard)
     webapp.router.add_get(f"{P}/alerts/{ID}", alert_page)
+    webapp.router.add_get(f"{P}/alerts/{ID}/audience", audience_page)

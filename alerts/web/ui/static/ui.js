@@ -131,6 +131,26 @@
     refresh();
   }
 
+  // who the alert will reach, when the page came before the count (a large network): filled
+  // in from the count's own page, whose link stays for a reader without this script
+  var counting = document.querySelector("[data-audience]");
+  if (counting) {
+    fetch(counting.getAttribute("data-audience"), { headers: { "Accept": "text/html" } })
+      .then(function (r) {
+        if (!r.ok) { throw new Error(r.status); }
+        return r.text();
+      })
+      .then(function (html) {
+        var found = new DOMParser().parseFromString(html, "text/html").getElementById("audience");
+        if (!found) { throw new Error("no count in the page"); }
+        counting.replaceWith(document.importNode(found, true));
+      })
+      .catch(function () {
+        counting.removeAttribute("aria-busy");
+        counting.querySelector("[data-counting]").firstChild.textContent = t("count_failed", {}) + " ";
+      });
+  }
+
   var live = document.querySelector("[data-live]");
   if (live && window.EventSource) {
     var states = ["queued", "sending", "sent", "delivered", "deferred", "failed", "bounced", "suppressed", "cancelled"];
