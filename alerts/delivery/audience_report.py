@@ -232,7 +232,7 @@ async def _reached(
 async def _left_out(session: AsyncSession, rows: Select[Any]) -> tuple[dict[str, int], tuple[LeftOut, ...]]:
     """The left-out contacts counted by reason, and the first ``LIST_LIMIT`` of them by id.
 
-    Finding them means running the audience's selects again (``NOT IN`` their union), a scan
+    Finding them means running the audience's selects again (all but their union), a scan
     of the network: the list's query is made only when the counts found someone. (One query
     with window functions for both cost 2.7 times as much when most of the network was left
     out: it sorts them all, where the list's ``LIMIT`` stops at the first 500.)
