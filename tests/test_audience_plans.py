@@ -31,7 +31,9 @@ from tests.factories import add_contacts, approved_alert, make_users
 from tests.test_claim_plans import captured, plan
 
 CONTACTS = 10_000  # the reached ids take more than work_mem's 64 kB
-NOT_IN = re.compile(r"NOT \((hashed )?SubPlan")  # PostgreSQL
+NOT_IN = re.compile(
+    r"NOT \(.*SubPlan"
+)  # PostgreSQL (15: "NOT (hashed SubPlan 1)"; 17: "NOT (ANY (… SubPlan")
 SCANNED_PER_ROW = re.compile(r"^SCAN \S+ LEFT-JOIN", re.MULTILINE)  # SQLite
 
 
@@ -81,5 +83,5 @@ async def test_who_is_left_out_is_an_anti_join_not_a_subquery_per_contact(
             f"{statement}\n-- plan --\n{shown}"
         )
     # the left-out of the alert and of its update, counted and listed: one pass each
-    found = "Anti Join" if postgres else "LIST SUBQUERY"
-    assert sum(found in shown for shown in plans) >= 4, plans
+    once = re.compile(r"(Hash|Merge) Anti Join" if postgres else "LIST SUBQUERY")  # not a nested loop
+    assert sum(bool(once.search(shown)) for shown in plans) >= 4, plans

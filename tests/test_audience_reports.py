@@ -9,13 +9,14 @@ import asyncio
 
 import pytest
 
+from alerts.actions import alerts as alert_actions
 from alerts.actions import overview
 from alerts.app import open_app
+from alerts.compose import drafts
+from alerts.core.clock import utcnow
 from alerts.core.config import Settings
 from alerts.delivery.audience_report import AudienceReport
 from alerts.delivery.audience_reports import AudienceReports
-from alerts.compose import drafts
-from alerts.core.clock import utcnow
 from tests.factories import RENDERER, add_contacts, approved_alert, make_users
 from tests.test_live_counts import Clock
 
@@ -63,19 +64,55 @@ async def test_a_report_waited_for_to_the_end_is_not_kept() -> None:
     assert (first.alert_id, again.alert_id) == (1, 2)  # counted afresh: contacts may have changed
 
 
-async def test_a_report_left_by_a_caller_goes_on_and_answers_the_next_call_for_keep_seconds() -> None:
+async def test_a_report_left_by_a_caller_goes_on_and_answers_the_pages_for_keep_seconds() -> None:
     clock = Clock()
     reports, work = AudienceReports(keep=10.0, clock=clock), Work()
-    assert await reports.get("q", work, within=0.01) is None  # the page shows without it
+    assert await reports.get("q", work, within=0.01, kept=True) is None  # the page shows without it
     assert len(reports.background) == 1  # still being worked out
     work.go.set()
-    later = await reports.get("q", work)  # the page's request for it
+    later = await reports.get("q", work, kept=True)  # the page's request for it
     assert later is not None and later.alert_id == 1 and work.runs == 1
     clock.now += 9.0
-    assert await reports.get("q", work, within=0.01) is later  # kept: within keep of its end
+    assert await reports.get("q", work, within=0.01, kept=True) is later  # kept: within keep of its end
     clock.now += 2.0
-    fresh = await reports.get("q", work)
+    fresh = await reports.get("q", work, kept=True)
     assert fresh is not None and fresh.alert_id == 2  # older than keep: counted again
+
+
+async def test_a_caller_that_does_not_take_kept_reports_counts_afresh_unless_a_count_runs() -> None:
+    reports, work = AudienceReports(), Work()
+    assert await reports.get("q", work, within=0.01, kept=True) is None
+    running = await reports.get("q", work, within=0.01)  # the API: the count running will do
+    assert running is None and work.runs == 1
+    work.go.set()
+    kept = await reports.get("q", work, kept=True)
+    fresh = await reports.get("q", work)  # the API, after it ended: counted again
+    assert kept is not None and fresh is not None
+    assert (kept.alert_id, fresh.alert_id, work.runs) == (1, 2, 2)
+
+
+async def test_at_most_limit_pieces_of_work_run_at_once_the_others_wait_their_turn() -> None:
+    reports, works = AudienceReports(limit=2), [Work() for _ in range(3)]
+    calls = [asyncio.create_task(reports.get(i, work)) for i, work in enumerate(works)]
+    await asyncio.sleep(0.01)
+    assert [w.runs for w in works] == [1, 1, 0]  # the third waits for a turn
+    works[0].go.set()
+    await calls[0]
+    works[2].go.set()
+    await asyncio.sleep(0.01)
+    assert works[2].runs == 1 and calls[2].done()
+    works[1].go.set()
+    await asyncio.gather(*calls)
+
+
+async def test_work_that_takes_too_long_is_stopped_and_not_kept(caplog: pytest.LogCaptureFixture) -> None:
+    reports, work = AudienceReports(timeout=0.05), Work()
+    assert await reports.get("q", work, within=0.01, kept=True) is None
+    with pytest.raises(TimeoutError):
+        await reports.get("q", work, kept=True)
+    work.go.set()
+    assert await reports.get("q", work, kept=True) is not None and work.runs == 2
+    assert "an audience report failed" in caplog.text  # nobody may have been waiting: logged
 
 
 async def test_a_failed_report_reaches_every_waiting_caller_and_is_not_kept() -> None:
@@ -120,13 +157,14 @@ async def test_the_page_can_leave_a_report_and_the_next_call_takes_it_up_on_a_re
             officer, reviewer = await make_users(session)
             await add_contacts(session, 3)
             alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email",))
-        assert await overview.audience_within(app, officer, alert.id, within=0) is None
-        report = await overview.audience(app, officer, alert.id)
+        app.reports.keep = 3600.0  # however slow the machine
+        assert await overview.audience_within(app, officer, alert.id, within=0, kept=True) is None
+        report = await overview.audience(app, officer, alert.id, kept=True)
         assert report.deliveries == 3 and app.reports.started == 1  # the work the page left
         async with app.sessions.begin() as session:
             await add_contacts(session, 2, start=10, kind="media")
-        # kept for the page's own request (and anyone else's for KEEP seconds)…
-        assert (await overview.audience(app, officer, alert.id)).deliveries == 3
+        # kept for the page's own request (and the pages' for KEEP seconds)…
+        assert (await overview.audience(app, officer, alert.id, kept=True)).deliveries == 3
         # …but the alert's own changes are another question: counted at once
         async with app.sessions.begin() as session:
             edited = await drafts.get_alert(session, alert.id)
@@ -138,5 +176,24 @@ async def test_the_page_can_leave_a_report_and_the_next_call_takes_it_up_on_a_re
                 validate_case=RENDERER.validate_case,
                 now=utcnow(),
             )
-        assert (await overview.audience(app, officer, alert.id)).deliveries == 2
+        assert (await overview.audience(app, officer, alert.id, kept=True)).deliveries == 2
+        assert app.reports.started == 2
+
+
+async def test_a_consent_recorded_is_counted_afresh_on_the_page(db_url: str) -> None:
+    """What the report depends on besides the contacts is in its question: a page never shows a
+    count kept from before the defender's consent was recorded."""
+    async with open_app(Settings().replace("database", url=db_url), channels={}) as app:
+        app.reports.keep = 3600.0
+        async with app.sessions.begin() as session:
+            officer, reviewer = await make_users(session)
+            await add_contacts(session, 2)
+            await add_contacts(session, 1, kind="public", start=10)
+            alert = await approved_alert(session, author=officer, reviewer=reviewer, channels=("email",))
+        assert await overview.audience_within(app, officer, alert.id, within=0, kept=True) is None
+        first = await overview.audience(app, officer, alert.id, kept=True)
+        assert first.deliveries == 2 and first.left_out_counts == {"no_consent": 1}
+        await alert_actions.record_consent(app, officer, alert.id, scope="public")
+        after = await overview.audience(app, officer, alert.id, kept=True)
+        assert after.deliveries == 3 and not after.left_out_counts
         assert app.reports.started == 2

@@ -114,7 +114,7 @@ async def board(app: App, actor: User, *, status: str | None = None, limit: int 
     return Board(alerts=alerts, totals=totals, by_status=by_status, authors=authors)
 
 
-async def audience(app: App, actor: User, alert_id: int) -> AudienceReport:
+async def audience(app: App, actor: User, alert_id: int, *, kept: bool = False) -> AudienceReport:
     """The alert's audience as a send would write it now (as written, once it went out).
 
     Counted with the languages approved so far, or, before any approval, every language the
@@ -122,17 +122,18 @@ async def audience(app: App, actor: User, alert_id: int) -> AudienceReport:
     within seconds about the alert as it stands, the same report answers
     (``delivery.audience_reports``: at a million contacts it takes seconds).
     """
-    found = await audience_within(app, actor, alert_id, within=None)
+    found = await audience_within(app, actor, alert_id, within=None, kept=kept)
     assert found is not None  # with no time limit there is always a report
     return found
 
 
 async def audience_within(
-    app: App, actor: User, alert_id: int, *, within: float | None
+    app: App, actor: User, alert_id: int, *, within: float | None, kept: bool = False
 ) -> AudienceReport | None:
     """``audience``, or None if it is not ready within ``within`` seconds: the work goes on,
     and the next call about the alert as it stands gets its report (the alert's page shows
-    without it, then asks for it)."""
+    without it, then asks for it). ``kept``: a report counted up to ``KEEP`` seconds ago
+    for a page that stopped waiting will do (the officers' pages)."""
     check(actor, "view")
     async with app.reads() as session:
         alert = await drafts.get_alert(session, alert_id)
@@ -155,10 +156,9 @@ async def audience_within(
 
     async def work() -> AudienceReport:
         async with app.reads() as session:
-            again = await drafts.get_alert(session, alert_id)
             return await report(
                 session,
-                again,
+                alert,  # as the question read it (its columns stay loaded: reads do not expire)
                 languages=languages,
                 exclude_kinds=exclude,
                 available=configured_channels(app.settings),
@@ -166,4 +166,4 @@ async def audience_within(
                 country=country,
             )
 
-    return await app.reports.get(question, work, within=within)
+    return await app.reports.get(question, work, within=within, kept=kept)

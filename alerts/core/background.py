@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 
 class Background:
-    """The tasks one owner (``LiveCounts``, ``Charts``, ``Reports``) started and that are still running."""
+    """The tasks one owner (``LiveCounts``, ``Charts``, ``AudienceReports``) started, still running."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -149,9 +149,10 @@ async def report(
 ) -> AudienceReport:
     """Count what fan-out would write for ``alert`` now, and who it would leave out."""
     audience = alert.audience or {}
-    explicit = list(audience.get("channels") or ())
-    not_configured = tuple(c for c in explicit if available is not None and c not in available)
-    requested = explicit or [c.value for c in ALL]
+    requested = requested_channels(alert)
+    not_configured = tuple(
+        c for c in audience.get("channels") or () if available is not None and c not in available
+    )
     channels = sending_channels(alert, available)
     contact_channels = [c for c in channels if c in CONTACT_ADDRESSED]
     unconfigured = [c for c in requested if c not in channels and c in CONTACT_ADDRESSED]
@@ -200,11 +201,15 @@ async def report(
     )
 
 
+def requested_channels(alert: Alert) -> list[str]:
+    """The channels the alert asks for: those it names, or every one if it names none."""
+    return list((alert.audience or {}).get("channels") or ()) or [c.value for c in ALL]
+
+
 def sending_channels(alert: Alert, available: Collection[str] | None) -> list[str]:
-    """The channels the alert goes out on here: those it asks for (every one, if it names
-    none) that this service can send on (``available``; None: every one)."""
-    requested = list((alert.audience or {}).get("channels") or ()) or [c.value for c in ALL]
-    return [c for c in requested if available is None or c in available]
+    """The channels the alert goes out on here: those it asks for that this service can send
+    on (``available``; None: every one)."""
+    return [c for c in requested_channels(alert) if available is None or c in available]
 
 
 async def _reached(
@@ -232,7 +237,7 @@ async def _reached(
 async def _left_out(session: AsyncSession, rows: Select[Any]) -> tuple[dict[str, int], tuple[LeftOut, ...]]:
     """The left-out contacts counted by reason, and the first ``LIST_LIMIT`` of them by id.
 
-    Finding them means running the audience's selects again (all but their union), a scan
+    Finding them means running the audience's selects again (the matching minus their union), a scan
     of the network: the list's query is made only when the counts found someone. (One query
     with window functions for both cost 2.7 times as much when most of the network was left
     out: it sorts them all, where the list's ``LIMIT`` stops at the first 500.)

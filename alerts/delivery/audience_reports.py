@@ -8,17 +8,21 @@ a moment only (``within``); past that it shows without it and asks for it again 
 audience, languages, consent, status…) and the work that answers it. Calls with the same
 question share one piece of work while it runs. A caller that stopped waiting (``within``)
 gets None, the work goes on, and its report is kept ``keep`` seconds after it ends for the
-next call with the same question: only a report slow enough to be left is ever kept, so on a
-network counted within the wait every call counts afresh, and a large network's report is at
-most ``keep`` seconds older than its work's end (contacts added, unsubscribed or suppressed
-since then show after that). A failed piece of work is not kept (every caller that waited on
-it gets the error; the next call tries again), and a caller that goes away (a closed
-connection) does not cancel work others may be waiting on.
+next call with the same question that takes a kept report (``kept``: the officers' pages; the
+API and the CLI count afresh unless a count is running). Only a report slow enough to be left
+is ever kept, so on a network counted within the wait every call counts afresh.
+
+At most ``limit`` pieces of work run at once (the others wait their turn: an officer going
+through many approved alerts of a large network must not start a scan for each at once), and
+one that takes longer than ``timeout`` seconds is stopped. A failed piece of work is logged
+and not kept (every caller that waited on it gets the error; the next call tries again), and
+a caller that goes away (a closed connection) does not cancel work others may be waiting on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -26,7 +30,11 @@ from dataclasses import dataclass
 from alerts.core.background import Background
 from alerts.delivery.audience_report import AudienceReport
 
+logger = logging.getLogger(__name__)
+
 KEEP = 10.0  # seconds a report someone stopped waiting for answers the same question
+LIMIT = 2  # pieces of work running at once
+TIMEOUT = 300.0  # seconds a piece of work may take
 
 
 @dataclass(slots=True)
@@ -39,9 +47,18 @@ class _Work:
 class AudienceReports:
     """Audience reports shared by the calls that ask the same question (module docstring)."""
 
-    def __init__(self, *, keep: float = KEEP, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        keep: float = KEEP,
+        limit: int = LIMIT,
+        timeout: float = TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.keep = keep
+        self.timeout = timeout
         self.clock = clock
+        self._turns = asyncio.Semaphore(limit)
         self.background = Background()  # the pieces of work running
         self._works: dict[Hashable, _Work] = {}
         self.started = 0  # pieces of work started (tests, metrics)
@@ -52,12 +69,14 @@ class AudienceReports:
         work: Callable[[], Awaitable[AudienceReport]],
         *,
         within: float | None = None,
+        kept: bool = False,
     ) -> AudienceReport | None:
         """The report for ``question``, shared or worked out by ``work``; None if it takes
-        longer than ``within`` seconds (None: as long as it takes)."""
+        longer than ``within`` seconds (None: as long as it takes). ``kept``: a report kept
+        after its work ended will do."""
         self._forget_old()
         shared = self._works.get(question)
-        if shared is None:
+        if shared is None or (shared.ended is not None and not kept):
             shared = self._start(question, work)
         waiting = asyncio.shield(shared.task)  # a caller that goes away leaves it to the others
         if within is None:
@@ -72,7 +91,8 @@ class AudienceReports:
 
     def _start(self, question: Hashable, work: Callable[[], Awaitable[AudienceReport]]) -> _Work:
         async def run() -> AudienceReport:
-            return await work()
+            async with self._turns, asyncio.timeout(self.timeout):
+                return await work()
 
         started = _Work(self.background.start(run(), name=f"audience-report-{self.started}"))
         self.started += 1
@@ -80,6 +100,8 @@ class AudienceReports:
 
         def ended(task: asyncio.Task[AudienceReport]) -> None:
             failed = task.cancelled() or task.exception() is not None
+            if failed and not task.cancelled():
+                logger.warning("an audience report failed", exc_info=task.exception())
             if started.left and not failed:
                 started.ended = self.clock()
             elif self._works.get(question) is started:

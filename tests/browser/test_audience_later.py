@@ -58,6 +58,7 @@ async def test_the_page_comes_before_the_count_and_the_count_fills_it_in_on_a_ph
         assert olga is not None and rafael is not None
         alert = await approved_alert(session, author=olga, reviewer=rafael, channels=("email",))
         other = await approved_alert(session, author=olga, reviewer=rafael, channels=("email",))
+        third = await approved_alert(session, author=olga, reviewer=rafael, channels=("email",))
     monkeypatch.setattr(pages, "REACH_WAIT", 0)  # every count takes longer than the page waits
     stop, ready = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(run_service(settings, ready=ready, stop=stop))
@@ -94,6 +95,14 @@ async def test_the_page_comes_before_the_count_and_the_count_fills_it_in_on_a_ph
                 await page.get_by_role("link", name="Open the count").click()
                 await expect(page.locator("[data-reach=deliveries]")).to_have_text(str(CONTACTS))
                 await page.screenshot(path=ARTIFACTS / "alert-count-page-phone.png", full_page=True)
+                # the count's page failing (a restart, say): the page says so and keeps the link
+                page = await context.new_page()
+                await page.route("**/audience", lambda route: route.fulfill(status=500, body="oops"))
+                await page.goto(f"{base}/office/alerts/{third.id}")
+                counting = page.locator("[data-audience]")
+                await expect(counting.locator("[data-counting]")).to_contain_text("Counting failed")
+                await expect(counting).not_to_have_attribute("aria-busy", "true")
+                await expect(counting.get_by_role("link", name="Open the count")).to_be_visible()
             finally:
                 await browser.close()
     finally:

@@ -152,7 +152,11 @@ async def alert_page(c: Ctx) -> web.Response:
     # who it will reach, on the screens where someone decides to submit, approve or send
     before_send = alert.status in (AlertStatus.DRAFT, AlertStatus.IN_REVIEW, AlertStatus.APPROVED)
     # at a million contacts it takes seconds: the page then shows without it and asks for it
-    reach = await overview.audience_within(c.app, c.user, aid, within=REACH_WAIT) if before_send else None
+    reach = (
+        await overview.audience_within(c.app, c.user, aid, within=REACH_WAIT, kept=True)
+        if before_send
+        else None
+    )
     rev = None
     if alert.status == AlertStatus.IN_REVIEW:
         # the kinds of reader to preview: the alert's, else those it reaches (every kind, while
@@ -211,7 +215,7 @@ async def audience_page(c: Ctx) -> web.Response:
     """GET /alerts/{id}/audience: who the alert will reach (the alert's page fills it in from
     here when it came before the count)."""
     aid = alert_id(c)
-    report = await overview.audience(c.app, c.user, aid)
+    report = await overview.audience(c.app, c.user, aid, kept=True)
     async with c.app.reads() as session:
         alert = await drafts.get_alert(session, aid)
     return c.render("audience.html", alert=alert, reach=report)

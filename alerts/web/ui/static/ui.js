@@ -135,6 +135,7 @@
   // in from the count's own page, whose link stays for a reader without this script
   var counting = document.querySelector("[data-audience]");
   if (counting) {
+    counting.setAttribute("aria-busy", "true");
     fetch(counting.getAttribute("data-audience"), { headers: { "Accept": "text/html" } })
       .then(function (r) {
         if (!r.ok) { throw new Error(r.status); }
