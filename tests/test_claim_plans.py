@@ -1,4 +1,5 @@
-"""The hot path's statements stay index-driven as the outbox grows (EXPLAIN, both databases).
+"""The hot path's statements stay index-driven as the outbox grows (EXPLAIN, both databases),
+and so does the contacts list as the network grows.
 
 A claim, a batch of outcomes and the completion probe are run for real on an outbox of
 20,000 deliveries of which 19,500 were already sent (a table after many sends); every
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import event, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from alerts.contacts.directory import search_contacts
 from alerts.core.clock import utcnow
 from alerts.core.config import DispatcherSettings
 from alerts.core.types import Outcome
@@ -27,7 +29,7 @@ from alerts.delivery.recorder import Result, record
 from alerts.delivery.retry import RetryPolicy
 from alerts.delivery.tracking import has_open
 from alerts.store.models import Delivery
-from tests.factories import published_alert
+from tests.factories import add_contacts, published_alert
 
 ROWS, LEFT = 20_000, 500
 # a plan line that reads a whole table growing with the audience (SQLite: "SCAN deliveries"; PostgreSQL:
@@ -107,3 +109,24 @@ async def test_claims_outcomes_and_the_completion_probe_use_indexes_on_a_large_o
         for statement, parameters in statements:
             shown = await plan(session, statement, parameters)
             assert not FULL_SCAN.search(shown), f"{statement}\n-- plan --\n{shown}"
+
+
+async def test_the_contacts_first_page_is_read_from_the_name_index_not_sorted(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The contacts list (officers' page and API) orders by name then id, 50 at a time: read
+    from ``ix_contacts_name_id`` (migration 0015), not the whole network sorted for each page."""
+    async with sessions.begin() as session:
+        await add_contacts(session, ROWS)
+    async with engine.connect() as conn:
+        await conn.execute(text("ANALYZE"))
+        await conn.commit()
+    with captured(engine) as statements:
+        async with sessions() as session:
+            found = await search_contacts(session, limit=51)
+    assert len(found) == 51
+    ((statement, parameters),) = [s for s in statements if "FROM contacts" in s[0]]
+    async with sessions() as session:
+        shown = await plan(session, statement, parameters)
+    assert "ix_contacts_name_id" in shown, shown
+    assert not re.search(r"TEMP B-TREE FOR ORDER BY|Sort\b", shown), shown
