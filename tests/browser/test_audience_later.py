@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from alerts.app import open_app
-from alerts.core.config import Settings
 from alerts.service import run_service
 from alerts.store.models import User
 from alerts.web.ui import alerts as pages
@@ -24,6 +23,7 @@ from tests.browser.test_officer_flow import (
     free_port,
     pytestmark,
     seed,
+    served,
     sign_in,
 )
 from tests.factories import approved_alert
@@ -41,16 +41,7 @@ async def test_the_page_comes_before_the_count_and_the_count_fills_it_in_on_a_ph
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
-    settings = (
-        Settings()
-        .replace("database", url=db_url)
-        .replace(
-            "server",
-            port=port,
-            public_url=f"http://127.0.0.1:{port}",
-            secret_key="browser-test-secret-0123456789",
-        )
-    )
+    settings = served(db_url, port)
     await seed(settings)
     async with open_app(settings, channels={}) as app, app.sessions.begin() as session:
         olga = await session.scalar(select(User).where(User.name == "olga"))

@@ -20,7 +20,15 @@ from alerts.cli.demo import LOGINS, seed
 from alerts.compose import drafts
 from alerts.core.config import Settings
 from alerts.service import make_dispatcher, run_service
-from tests.browser.test_officer_flow import ARGS, ARTIFACTS, CHROMIUM, async_playwright, free_port, pytestmark
+from tests.browser.test_officer_flow import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    async_playwright,
+    free_port,
+    pytestmark,
+    served,
+)
 
 try:
     from axe_playwright_python.async_playwright import Axe
@@ -90,17 +98,7 @@ async def test_no_serious_accessibility_violation_on_any_page_at_either_size(db_
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     async with CaptureServer() as capture:
-        settings = (
-            Settings()
-            .replace("database", url=db_url)
-            .replace(
-                "server",
-                port=port,
-                public_url=f"http://127.0.0.1:{port}",
-                secret_key="browser-test-secret-0123456789",
-            )
-            .replace("email", host="127.0.0.1", port=capture.port, security="none")
-        )
+        settings = served(db_url, port).replace("email", host="127.0.0.1", port=capture.port, security="none")
         sent = await seed(settings)
         assert sent is not None
         ids = await alerts_in_each_state(settings, sent)

@@ -11,10 +11,18 @@ import asyncio
 from sqlalchemy import select
 
 from alerts.app import open_app
-from alerts.core.config import Settings
 from alerts.service import run_service
 from alerts.store.models import AlertVersion
-from tests.browser.test_officer_flow import ARGS, ARTIFACTS, CHROMIUM, free_port, pytestmark, seed, sign_in
+from tests.browser.test_officer_flow import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    free_port,
+    pytestmark,
+    seed,
+    served,
+    sign_in,
+)
 
 try:
     from playwright.async_api import async_playwright, expect
@@ -27,16 +35,7 @@ __all__ = ["pytestmark"]
 async def test_an_officer_writes_french_in_its_tab_with_the_english_beside_on_a_phone(db_url: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
-    settings = (
-        Settings()
-        .replace("database", url=db_url)
-        .replace(
-            "server",
-            port=port,
-            public_url=f"http://127.0.0.1:{port}",
-            secret_key="browser-test-secret-0123456789",
-        )
-    )
+    settings = served(db_url, port)
     await seed(settings)
     stop, ready = asyncio.Event(), asyncio.Event()
     service = asyncio.create_task(run_service(settings, ready=ready, stop=stop))

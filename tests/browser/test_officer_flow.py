@@ -53,6 +53,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def served(db_url: str, port: int) -> Settings:
+    """The service's settings for a browser test: this database, the web on ``port``."""
+    return (
+        Settings()
+        .replace("database", url=db_url)
+        .replace(
+            "server",
+            port=port,
+            public_url=f"http://127.0.0.1:{port}",
+            secret_key="browser-test-secret-0123456789",
+        )
+    )
+
+
 async def seed(settings: Settings) -> None:
     async with open_app(settings, channels={}) as app, app.sessions.begin() as session:
         for name, role in (("olga", "officer"), ("rafael", "reviewer")):
@@ -67,17 +81,7 @@ async def test_officer_flow(db_url: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     async with CaptureServer() as capture:
-        settings = (
-            Settings()
-            .replace("database", url=db_url)
-            .replace(
-                "server",
-                port=port,
-                public_url=f"http://127.0.0.1:{port}",
-                secret_key="browser-test-secret-0123456789",
-            )
-            .replace("email", host="127.0.0.1", port=capture.port, pool_size=2)
-        )
+        settings = served(db_url, port).replace("email", host="127.0.0.1", port=capture.port, pool_size=2)
         await seed(settings)
         stop, ready = asyncio.Event(), asyncio.Event()
         service = asyncio.create_task(
