@@ -178,6 +178,18 @@ async def test_the_page_can_leave_a_report_and_the_next_call_takes_it_up_on_a_re
             )
         assert (await overview.audience(app, officer, alert.id, kept=True)).deliveries == 2
         assert app.reports.started == 2
+        # a draft edited again stays a draft in the same languages: its audience is the question
+        assert await overview.audience_within(app, officer, alert.id, within=0, kept=True) is None
+        async with app.sessions.begin() as session:
+            await drafts.edit_alert(
+                session,
+                await drafts.get_alert(session, alert.id),
+                user=officer,
+                audience=drafts.Audience(lists=("urgent-appeals",), channels=("email",)),
+                validate_case=RENDERER.validate_case,
+                now=utcnow(),
+            )
+        assert (await overview.audience(app, officer, alert.id, kept=True)).deliveries == 5
 
 
 async def test_a_consent_recorded_is_counted_afresh_on_the_page(db_url: str) -> None:
