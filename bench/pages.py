@@ -8,8 +8,9 @@ one approved alert waiting to be sent, then times each page and API read ``--run
 after one warm-up: the dashboard, the contacts list (first page, a page deep in it, a search),
 a contact, the sent alert's page, its deliveries (first page, a page deep in it, a search),
 the waiting alert's page, the follow-ups and audit pages, and the API's contacts, alerts,
-deliveries, stats and lists; the public archive and feed. Prints the median and the slowest
-of each, slowest first: what an officer waits for as the network grows.
+deliveries (by offset and past an id), stats and lists; the public archive and feed. Prints
+the median and the slowest of each, slowest first: what an officer waits for as the network
+grows; then the time to export every delivery as CSV.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -80,6 +81,8 @@ async def main() -> None:
         base = f"http://127.0.0.1:{services.http_port}"
         browser = Client(base)
         await browser.sign_in("officer2")
+        async with db.sessions() as session:
+            last = await session.scalar(select(func.max(Delivery.id)).where(Delivery.alert_id == sent)) or 0
         deep = max(1, args.n // 50 - 1)  # the contacts' and deliveries' pages hold 50
         middle = args.n // 2
         pages = [
@@ -102,6 +105,7 @@ async def main() -> None:
             "/api/v1/alerts",
             f"/api/v1/alerts/{sent}/deliveries",
             f"/api/v1/alerts/{sent}/deliveries?offset={args.n - 50}",
+            f"/api/v1/alerts/{sent}/deliveries?after={last - 50}",
             f"/api/v1/alerts/{sent}/stats",
             "/api/v1/lists",
             "/alerts",
@@ -127,6 +131,14 @@ async def main() -> None:
                 times = times[1:]  # the first warms up
                 results.append((statistics.median(times), max(times), path))
                 print(f"  {path}: {statistics.median(times) * 1000:,.0f} ms", flush=True)
+            # every delivery as CSV, streamed in batches (once: it is long)
+            t0 = time.perf_counter()
+            status, body = await browser.get(f"/office/alerts/{sent}/deliveries.csv", html=False)
+            took = time.perf_counter() - t0
+            if status != 200:
+                raise SystemExit(f"deliveries.csv: {status} {body[:300]}")
+            rows = body.count("\n") - 1
+            print(f"  deliveries.csv: {rows:,} rows in {took:.1f} s ({rows / took:,.0f} rows/s)", flush=True)
         await browser.close()
         print(f"\nslowest first, {args.runs} runs each (median, max):")
         for median, worst, path in sorted(results, reverse=True):

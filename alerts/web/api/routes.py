@@ -275,6 +275,12 @@ OFFSET = Param(
     schema={"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
     description="rows to skip",
 )
+AFTER = Param(
+    name="after",
+    schema={"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
+    description="start past this id (the last one read): every page costs the same, where an "
+    "offset reads each skipped row first",
+)
 
 
 async def alert_stats(ctx: Ctx) -> web.Response:
@@ -295,5 +301,6 @@ async def alert_deliveries(ctx: Ctx) -> web.Response:
             channel=ctx.query.get("channel"),
             limit=ctx.query["limit"],
             offset=ctx.query["offset"],
+            after=ctx.query["after"],
         )
     return json_response({"deliveries": rows})

@@ -17,6 +17,7 @@ from alerts.core.states import DeliveryState
 from alerts.web.api.alert_schema import LANGUAGE, state_of
 from alerts.web.api.alerts import ONE
 from alerts.web.api.routes import (
+    AFTER,
     LIMIT,
     OFFSET,
     Ctx,
@@ -278,6 +279,7 @@ ROUTES: list[Route] = [
             Param(name="channel", schema={"type": "string", "enum": [c.value for c in ALL]}),
             LIMIT,
             OFFSET,
+            AFTER,
         ),
         response={"type": "object", "properties": {"deliveries": {"type": "array", "items": _obj}}},
     ),

@@ -103,7 +103,7 @@ async def deliveries_csv(c: Ctx) -> web.StreamResponse:
     )
     await response.prepare(c.request)
     columns = (*CSV_COLUMNS, "address") if show_address else CSV_COLUMNS
-    offset = 0
+    after = 0  # each batch starts past the last id written: the same cost at the millionth row
     while True:
         async with c.app.reads() as session:
             rows = await tracking.deliveries(
@@ -114,18 +114,18 @@ async def deliveries_csv(c: Ctx) -> web.StreamResponse:
                 search=filters["q"] or None,
                 with_address=show_address,
                 limit=CSV_BATCH,
-                offset=offset,
+                after=after,
             )
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        if offset == 0:
+        if after == 0:
             writer.writerow(columns)
         for row in rows:
             writer.writerow([spreadsheet_safe(row.get(col)) for col in columns])
         await response.write(out.getvalue().encode())
         if len(rows) < CSV_BATCH:
             break
-        offset += CSV_BATCH
+        after = rows[-1]["id"]
     await response.write_eof()
     return response
 
