@@ -203,7 +203,7 @@ async def alert_page(c: Ctx) -> web.Response:
         final=alert.status in FINAL,
         count=c.request.query.get("n", ""),
         reach=reach,
-        counting=before_send and reach is None,
+        before_send=before_send,
         rev=rev,
         events=events,
         chart=chart,
